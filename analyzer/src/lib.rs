@@ -1,0 +1,1 @@
+//! podtrace-analyzer (being built).

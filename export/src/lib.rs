@@ -1,0 +1,1 @@
+//! podtrace-export (being built).

@@ -1,0 +1,1 @@
+//! podtrace-import (being built).

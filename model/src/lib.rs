@@ -1,0 +1,386 @@
+//! # podtrace-model — spans as the analyzer produces them
+//!
+//! The analyzer turns captures into [`Span`]s; every exporter (OTLP, Jaeger, Splunk HEC,
+//! local files) encodes the same [`Span`]s for its wire format. This crate is only the data
+//! model: no parsing, no I/O. Field meanings follow the OpenTelemetry trace data model, so
+//! an OTLP encoder is a direct mapping.
+//!
+//! ```
+//! use podtrace_model::{Span, SpanKind, TraceId, SpanId, Resource, Status};
+//! let span = Span {
+//!     trace_id: TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+//!     span_id: SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+//!     parent_span_id: None,
+//!     trace_state: String::new(),
+//!     flags: 1,
+//!     name: "GET /".into(),
+//!     kind: SpanKind::Server,
+//!     start_time_unix_nano: 1,
+//!     end_time_unix_nano: 2,
+//!     attributes: vec![],
+//!     status: Status::unset(),
+//!     resource: Resource::new("frontend"),
+//! };
+//! assert_eq!(span.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+//! ```
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Error for ids that are not lowercase hex of the right length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdParseError;
+
+impl fmt::Display for IdParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("not a hex id of the expected length")
+    }
+}
+
+impl std::error::Error for IdParseError {}
+
+fn parse_hex<const N: usize>(s: &str) -> Result<[u8; N], IdParseError> {
+    let b = s.as_bytes();
+    if b.len() != 2 * N {
+        return Err(IdParseError);
+    }
+    let mut out = [0u8; N];
+    for (i, pair) in b.chunks_exact(2).enumerate() {
+        let hi = (pair[0] as char).to_digit(16).ok_or(IdParseError)?;
+        let lo = (pair[1] as char).to_digit(16).ok_or(IdParseError)?;
+        out[i] = (hi * 16 + lo) as u8;
+    }
+    Ok(out)
+}
+
+fn write_hex(bytes: &[u8], f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    for b in bytes {
+        write!(f, "{b:02x}")?;
+    }
+    Ok(())
+}
+
+macro_rules! id_type {
+    ($name:ident, $n:expr, $doc:expr) => {
+        #[doc = $doc]
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+        pub struct $name(pub [u8; $n]);
+
+        impl $name {
+            /// Parses lowercase or uppercase hex of exactly the id's length.
+            pub fn from_hex(s: &str) -> Result<Self, IdParseError> {
+                parse_hex::<$n>(s).map($name)
+            }
+            /// True when every byte is zero (an invalid id in W3C and OTLP).
+            pub fn is_zero(&self) -> bool {
+                self.0.iter().all(|b| *b == 0)
+            }
+            /// The id's bytes, big-endian as on the wire.
+            pub fn as_bytes(&self) -> &[u8; $n] {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write_hex(&self.0, f)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}(", stringify!($name))?;
+                write_hex(&self.0, f)?;
+                f.write_str(")")
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                $name::from_hex(&s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+id_type!(TraceId, 16, "A 128-bit trace id (hex: 32 lowercase digits).");
+id_type!(SpanId, 8, "A 64-bit span id (hex: 16 lowercase digits).");
+
+impl TraceId {
+    /// The low 56 bits as an integer, as OpenTelemetry's consistent probability sampling
+    /// reads them.
+    pub fn low56(&self) -> u64 {
+        let mut v = [0u8; 8];
+        v[1..].copy_from_slice(&self.0[9..16]);
+        u64::from_be_bytes(v)
+    }
+    /// High and low 64-bit halves (high = first 8 bytes), as Jaeger Thrift splits them.
+    pub fn halves(&self) -> (u64, u64) {
+        let hi = u64::from_be_bytes(self.0[..8].try_into().expect("8 bytes"));
+        let lo = u64::from_be_bytes(self.0[8..].try_into().expect("8 bytes"));
+        (hi, lo)
+    }
+}
+
+impl SpanId {
+    /// The id as a big-endian integer (Jaeger Thrift's i64 bit pattern).
+    pub fn as_u64(&self) -> u64 {
+        u64::from_be_bytes(self.0)
+    }
+}
+
+/// Which side of an exchange the span describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpanKind {
+    /// The recorded process accepted the connection and answered the request.
+    Server,
+    /// The recorded process connected and sent the request.
+    Client,
+}
+
+/// Span status code, as in OpenTelemetry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StatusCode {
+    /// No error was observed.
+    Unset,
+    /// Explicitly OK (not set by podtrace today).
+    Ok,
+    /// The exchange failed (5xx on servers, 4xx/5xx on clients, gRPC status ≠ 0, reset).
+    Error,
+}
+
+/// Span status: code plus a human-readable message for errors.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Status {
+    /// The code.
+    pub code: StatusCode,
+    /// Why it is an error (empty otherwise).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+impl Status {
+    /// No status set.
+    pub fn unset() -> Self {
+        Status {
+            code: StatusCode::Unset,
+            message: String::new(),
+        }
+    }
+    /// An error with a message.
+    pub fn error(message: impl Into<String>) -> Self {
+        Status {
+            code: StatusCode::Error,
+            message: message.into(),
+        }
+    }
+    /// True for [`StatusCode::Error`].
+    pub fn is_error(&self) -> bool {
+        self.code == StatusCode::Error
+    }
+}
+
+/// A typed attribute value (the OTLP `AnyValue` subset podtrace emits).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AttrValue {
+    /// A string.
+    Str(String),
+    /// A boolean.
+    Bool(bool),
+    /// A 64-bit integer.
+    Int(i64),
+    /// A float.
+    Double(f64),
+}
+
+impl fmt::Display for AttrValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AttrValue::Str(s) => f.write_str(s),
+            AttrValue::Bool(b) => write!(f, "{b}"),
+            AttrValue::Int(i) => write!(f, "{i}"),
+            AttrValue::Double(d) => write!(f, "{d}"),
+        }
+    }
+}
+
+impl From<&str> for AttrValue {
+    fn from(v: &str) -> Self {
+        AttrValue::Str(v.to_string())
+    }
+}
+impl From<String> for AttrValue {
+    fn from(v: String) -> Self {
+        AttrValue::Str(v)
+    }
+}
+impl From<i64> for AttrValue {
+    fn from(v: i64) -> Self {
+        AttrValue::Int(v)
+    }
+}
+impl From<bool> for AttrValue {
+    fn from(v: bool) -> Self {
+        AttrValue::Bool(v)
+    }
+}
+impl From<f64> for AttrValue {
+    fn from(v: f64) -> Self {
+        AttrValue::Double(v)
+    }
+}
+
+/// A span attribute: key (OpenTelemetry semantic convention name) and value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyValue {
+    /// e.g. `http.request.method`
+    pub key: String,
+    /// The value.
+    pub value: AttrValue,
+}
+
+impl KeyValue {
+    /// Builds an attribute.
+    pub fn new(key: impl Into<String>, value: impl Into<AttrValue>) -> Self {
+        KeyValue {
+            key: key.into(),
+            value: value.into(),
+        }
+    }
+}
+
+/// The workload a span belongs to (OTLP resource / Jaeger process). String attributes
+/// only, kept sorted by key so equal workloads compare equal and group together.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Resource {
+    /// `service.name`
+    pub service_name: String,
+    /// Other resource attributes (`k8s.namespace.name`, `k8s.pod.name`, `k8s.node.name`,
+    /// `k8s.pod.label.<k>`, ...), sorted by key.
+    pub attributes: Vec<(String, String)>,
+}
+
+impl Resource {
+    /// A resource with only a service name.
+    pub fn new(service_name: impl Into<String>) -> Self {
+        Resource {
+            service_name: service_name.into(),
+            attributes: Vec::new(),
+        }
+    }
+    /// Adds an attribute, keeping the list sorted by key (a repeated key replaces).
+    pub fn with(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.set(key, value);
+        self
+    }
+    /// Sets an attribute, keeping the list sorted by key (a repeated key replaces).
+    pub fn set(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        let key = key.into();
+        let value = value.into();
+        match self.attributes.binary_search_by(|(k, _)| k.as_str().cmp(&key)) {
+            Ok(i) => self.attributes[i].1 = value,
+            Err(i) => self.attributes.insert(i, (key, value)),
+        }
+    }
+    /// Looks an attribute up.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.attributes
+            .binary_search_by(|(k, _)| k.as_str().cmp(key))
+            .ok()
+            .map(|i| self.attributes[i].1.as_str())
+    }
+}
+
+/// One observed HTTP/gRPC exchange, from one side (the OpenTelemetry span model).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Span {
+    /// Trace id: from the request's propagation headers, else derived deterministically.
+    pub trace_id: TraceId,
+    /// Span id: from the wire where present, else derived deterministically.
+    pub span_id: SpanId,
+    /// Parent span id, `None` for a root span.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_span_id: Option<SpanId>,
+    /// W3C tracestate (empty when none).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub trace_state: String,
+    /// W3C trace flags (bit 0 = sampled).
+    pub flags: u32,
+    /// `GET /path` style name (`{method} {route}`), or `pkg.Service/Method` for gRPC.
+    pub name: String,
+    /// Server or client side.
+    pub kind: SpanKind,
+    /// First request byte, ns since the Unix epoch.
+    pub start_time_unix_nano: u64,
+    /// Last response byte, ns since the Unix epoch.
+    pub end_time_unix_nano: u64,
+    /// Semantic-convention attributes (`http.request.method`, `url.path`, ...).
+    pub attributes: Vec<KeyValue>,
+    /// Error or not.
+    pub status: Status,
+    /// The workload (service, pod, namespace, node).
+    pub resource: Resource,
+}
+
+impl Span {
+    /// Duration in ns (0 if the clock went backwards).
+    pub fn duration_ns(&self) -> u64 {
+        self.end_time_unix_nano
+            .saturating_sub(self.start_time_unix_nano)
+    }
+    /// Looks a span attribute up.
+    pub fn attribute(&self, key: &str) -> Option<&AttrValue> {
+        self.attributes
+            .iter()
+            .find(|kv| kv.key == key)
+            .map(|kv| &kv.value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_roundtrip_hex_and_serde() {
+        let t = TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap();
+        assert_eq!(t.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        let j = serde_json::to_string(&t).unwrap();
+        assert_eq!(j, "\"4bf92f3577b34da6a3ce929d0e0e4736\"");
+        assert_eq!(serde_json::from_str::<TraceId>(&j).unwrap(), t);
+        assert!(TraceId::from_hex("4bf9").is_err());
+        assert!(SpanId::from_hex("zz f067aa0ba902b7").is_err());
+        let (hi, lo) = t.halves();
+        assert_eq!(hi, 0x4bf92f3577b34da6);
+        assert_eq!(lo, 0xa3ce929d0e0e4736);
+        assert_eq!(t.low56(), 0xce929d0e0e4736);
+    }
+
+    #[test]
+    fn resource_attributes_stay_sorted() {
+        let r = Resource::new("svc")
+            .with("k8s.pod.name", "p")
+            .with("k8s.namespace.name", "ns")
+            .with("k8s.pod.name", "q");
+        assert_eq!(
+            r.attributes,
+            vec![
+                ("k8s.namespace.name".to_string(), "ns".to_string()),
+                ("k8s.pod.name".to_string(), "q".to_string())
+            ]
+        );
+        assert_eq!(r.get("k8s.pod.name"), Some("q"));
+        assert_eq!(r.get("nope"), None);
+    }
+}

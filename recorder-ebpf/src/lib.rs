@@ -1,0 +1,1 @@
+//! podtrace-recorder-ebpf (being built).

@@ -1,0 +1,1 @@
+//! Kubernetes: pod resolution, metadata snapshots (list + watch) as `k8s_object` rows.
