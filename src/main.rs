@@ -1,4 +1,52 @@
-fn main() {
-    eprintln!("podtrace: not built yet");
-    std::process::exit(2);
+//! `podtrace` — the command-line front of the podtrace libraries.
+//!
+//! This binary only parses flags ([`cli`]), resolves them into the libraries' configurations
+//! and dispatches to one command module under [`cmd`]; the work lives in the crates
+//! `podtrace-format`, `-recorder`, `-import`, `-analyzer` and `-export`.
+
+mod cli;
+mod cmd;
+mod error;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::error::CliError;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Some(Command::Record(args)) => cmd::record::run(args),
+        Some(Command::Analyze(args)) => cmd::analyze::run(args),
+        Some(Command::Inspect(args)) => cmd::inspect::run(args),
+        Some(Command::Import(args)) => cmd::import::run(args),
+        None => cmd::live::run(cli.live),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("podtrace: error: {err:#}");
+            err.exit_code()
+        }
+    }
+}
+
+/// Logs go to stderr; `-v` raises the level, `RUST_LOG` overrides it entirely.
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
 }

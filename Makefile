@@ -1,0 +1,52 @@
+# podtrace — every set-up step a fresh Debian 12 machine with Rust needs is in here.
+#   make demo   records real loopback traffic, analyzes it, writes traces + graph locally
+#   make test   unit, golden, end-to-end tests (root for the eBPF ones)
+SHELL := /bin/bash
+CARGO ?= cargo
+export PODTRACE_VENV := $(CURDIR)/.venv
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+
+.PHONY: all deps build release test lint fmt demo fixtures bench bench-recorder bench-export bench-data clean
+
+all: build
+
+deps:
+	@tools/install-deps.sh
+
+build: deps
+	$(CARGO) build --workspace --all-targets
+
+release: deps
+	$(CARGO) build --release -p podtrace
+
+test: deps
+	$(CARGO) test --workspace --no-fail-fast
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+demo: deps release
+	@tools/demo.sh
+
+fixtures: deps
+	@tools/fixtures/record.sh
+
+bench-data: deps release
+	@tools/bench/gen-data.sh
+
+bench: deps release
+	@tools/bench/run.sh
+
+bench-recorder: deps
+	$(CARGO) run --release -p podtrace-recorder --example bench_recorder
+
+bench-export: deps
+	$(CARGO) run --release -p podtrace-export --example bench_export
+
+clean:
+	$(CARGO) clean
+	rm -rf podtrace-out

@@ -1,0 +1,386 @@
+//! Command-line definitions: every flag of podtrace in one place (clap derive).
+//!
+//! Each tracing flag has an environment variable of the same name (`--tracing-otlp-endpoint`
+//! ↔ `PODTRACE_TRACING_OTLP_ENDPOINT`); a flag given on the command line beats its variable.
+//! Raw flags are turned into the libraries' configurations by [`crate::config`] before any work
+//! starts, so validation errors come out before probes load or files are read.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const AFTER_HELP: &str = "\
+Examples:
+  podtrace record -n shop frontend-7d9c -o cap.parquet      record a pod's socket traffic
+  podtrace analyze cap.parquet --out out/                   spans, traces and graph, locally
+  podtrace analyze cap.parquet --tracing-otlp-endpoint http://otel-collector:4318
+  podtrace -n shop frontend-7d9c --tracing                  live: record + analyze + export
+  podtrace inspect cap.parquet                              what a capture holds
+  podtrace import traffic.pcap -o cap.parquet               a tcpdump/Wireshark capture as input
+
+Every --tracing-* flag also reads the environment variable of the same name
+(PODTRACE_TRACING_OTLP_ENDPOINT, ...). Exit codes: 0 success, 1 export or runtime failure,
+2 bad usage, bad input file or missing privileges.";
+
+/// Distributed traces for Kubernetes pods without touching their code.
+#[derive(Debug, Parser)]
+#[command(
+    name = "podtrace",
+    version,
+    about,
+    after_help = AFTER_HELP,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    /// More logging (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Live mode (no subcommand): record the pod and analyze as traffic flows.
+    #[command(flatten)]
+    pub live: LiveArgs,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Record a pod's socket traffic and Kubernetes metadata into a capture file (root).
+    #[command(after_help = "Examples:
+  podtrace record -n shop frontend-7d9c -o cap.parquet --duration 60s
+  podtrace record --cgroup /sys/fs/cgroup/system.slice/nginx.service -o cap.parquet
+  podtrace record --pid 4242 --k8s-objects objects.json -o cap.parquet")]
+    Record(RecordArgs),
+    /// Replay captures into spans, traces and a request-flow graph; export them.
+    #[command(after_help = "Examples:
+  podtrace analyze cap.parquet                                  writes ./podtrace-out/
+  podtrace analyze node-a.parquet node-b.parquet --graph-svg flow.svg
+  podtrace analyze 'captures/*.parquet' --tracing-jaeger-endpoint http://jaeger:14268
+  PODTRACE_TRACING_SAMPLE_RATE=0.1 podtrace analyze cap.parquet --tracing-otlp-endpoint http://otel:4318")]
+    Analyze(AnalyzeArgs),
+    /// Summarise captures: time range, rows per type, connections, pods, drops.
+    #[command(after_help = "Examples:
+  podtrace inspect cap.parquet
+  podtrace inspect --json captures/")]
+    Inspect(InspectArgs),
+    /// Turn a pcap/pcapng packet capture into a podtrace capture.
+    #[command(after_help = "Examples:
+  tcpdump -i lo -w traffic.pcap port 8080 && podtrace import traffic.pcap -o cap.parquet
+  podtrace import traffic.pcapng -o cap.parquet --view server --k8s-objects objects.json")]
+    Import(ImportArgs),
+}
+
+/// What to record: a pod (Kubernetes), cgroups or processes.
+#[derive(Debug, Clone, Args, Default)]
+pub struct TargetArgs {
+    /// Namespace of the pod to record.
+    #[arg(short = 'n', long = "namespace", value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Label selector: record every matching pod of the namespace on this node.
+    #[arg(short = 'l', long = "selector", value_name = "KEY=VALUE")]
+    pub selector: Option<String>,
+    /// Record the cgroup of this process (repeatable).
+    #[arg(long = "pid", value_name = "PID")]
+    pub pids: Vec<u32>,
+    /// Record processes in this cgroup v2 directory and every cgroup below it (repeatable).
+    #[arg(long = "cgroup", value_name = "PATH")]
+    pub cgroups: Vec<PathBuf>,
+    /// Describe pods from this file (`kubectl get pods,services,endpointslices -A -o json`)
+    /// instead of asking an API server.
+    #[arg(long = "k8s-objects", value_name = "FILE")]
+    pub k8s_objects: Option<PathBuf>,
+    /// kubeconfig to use (default: KUBECONFIG, ~/.kube/config, or in-cluster).
+    #[arg(long, value_name = "FILE", env = "KUBECONFIG", hide_env = true)]
+    pub kubeconfig: Option<PathBuf>,
+    /// This node's name as Kubernetes knows it (default: the host name).
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+    /// Snapshot only the target namespace's objects (default: the whole cluster).
+    #[arg(long)]
+    pub k8s_namespace_only: bool,
+    /// Bytes of payload kept per syscall.
+    #[arg(long, default_value_t = 16384, value_name = "BYTES")]
+    pub snaplen: u32,
+    /// Redact this header's value too (Authorization, Proxy-Authorization, Cookie and
+    /// Set-Cookie always are). Repeatable.
+    #[arg(long = "redact-header", value_name = "NAME")]
+    pub redact_headers: Vec<String>,
+    /// Stop after this long (e.g. 30s, 5m, 1h).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<std::time::Duration>,
+    /// Stop after this many events.
+    #[arg(long, value_name = "N")]
+    pub max_events: Option<u64>,
+}
+
+/// `podtrace record`.
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// Pod name (with -n).
+    #[arg(value_name = "POD")]
+    pub pod: Option<String>,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Capture file to write.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Stop when the capture reaches this size (e.g. 500M, 2G).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_size: Option<u64>,
+}
+
+/// Exporter and sampling flags (shared by `analyze` and live mode).
+#[derive(Debug, Clone, Args, Default)]
+pub struct TracingArgs {
+    /// Send spans to this OTLP/HTTP endpoint (base URL, e.g. http://otel-collector:4318).
+    #[arg(long, env = "PODTRACE_TRACING_OTLP_ENDPOINT", value_name = "URL", value_parser = parse_url)]
+    pub tracing_otlp_endpoint: Option<String>,
+    /// Send spans to this Jaeger collector (e.g. http://jaeger:14268/api/traces).
+    #[arg(long, env = "PODTRACE_TRACING_JAEGER_ENDPOINT", value_name = "URL", value_parser = parse_url)]
+    pub tracing_jaeger_endpoint: Option<String>,
+    /// Send spans to this Splunk HTTP Event Collector (e.g. https://splunk:8088).
+    #[arg(long, env = "PODTRACE_TRACING_SPLUNK_ENDPOINT", value_name = "URL", value_parser = parse_url)]
+    pub tracing_splunk_endpoint: Option<String>,
+    /// HEC token for --tracing-splunk-endpoint (never logged).
+    #[arg(long, env = "PODTRACE_TRACING_SPLUNK_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub tracing_splunk_token: Option<String>,
+    /// Do not verify the Splunk endpoint's TLS certificate.
+    #[arg(long)]
+    pub tracing_splunk_insecure: bool,
+    /// Trust this CA (PEM) for the Splunk endpoint.
+    #[arg(long, value_name = "FILE")]
+    pub tracing_splunk_ca: Option<PathBuf>,
+    /// Fraction of traces to keep, 0.0–1.0 (consistent per trace id across nodes and runs).
+    #[arg(long, env = "PODTRACE_TRACING_SAMPLE_RATE", default_value_t = 1.0, value_name = "R",
+          value_parser = parse_rate)]
+    pub tracing_sample_rate: f64,
+    /// `ratio`: trace-id ratio only; `parent`: also drop traces an upstream marked unsampled.
+    #[arg(long, value_enum, default_value_t = SamplerArg::Ratio)]
+    pub tracing_sampler: SamplerArg,
+    /// Exit 0 even when an exporter failed (the summary still reports it).
+    #[arg(long)]
+    pub allow_export_failures: bool,
+}
+
+/// Sampler choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum SamplerArg {
+    /// Trace-id ratio.
+    #[default]
+    Ratio,
+    /// Parent-based, then trace-id ratio.
+    Parent,
+}
+
+/// Local output flags (shared by `analyze` and live mode).
+#[derive(Debug, Clone, Args)]
+pub struct OutputArgs {
+    /// Directory for local outputs (traces.otlp.json, spans.json, graph.dot).
+    #[arg(long = "out", value_name = "DIR", default_value = "podtrace-out")]
+    pub out: PathBuf,
+    /// Also write the request-flow graph as DOT here.
+    #[arg(long, value_name = "FILE")]
+    pub graph_dot: Option<PathBuf>,
+    /// Render the request-flow graph as SVG here (needs Graphviz `dot`).
+    #[arg(long, value_name = "FILE")]
+    pub graph_svg: Option<PathBuf>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `podtrace analyze`.
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// Capture files, directories or globs (several nodes' captures merge into whole traces).
+    #[arg(value_name = "CAPTURE", required = true)]
+    pub inputs: Vec<String>,
+    #[command(flatten)]
+    pub tracing: TracingArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// Skip capture files that cannot be read (they are reported) instead of failing.
+    #[arg(long)]
+    pub skip_bad_files: bool,
+}
+
+/// `podtrace inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Capture files, directories or globs.
+    #[arg(value_name = "CAPTURE", required = true)]
+    pub inputs: Vec<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Which sockets an imported flow is written as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ViewArg {
+    /// The connecting side only.
+    Client,
+    /// The accepting side only.
+    Server,
+    /// Both sides, as if every process had been recorded.
+    Both,
+}
+
+/// `podtrace import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// pcap or pcapng file.
+    #[arg(value_name = "PCAP")]
+    pub input: PathBuf,
+    /// Capture file to write.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Which side's sockets to write.
+    #[arg(long, value_enum, default_value_t = ViewArg::Both)]
+    pub view: ViewArg,
+    /// Add k8s_object rows from `kubectl get pods,services,endpointslices -A -o json` output.
+    #[arg(long = "k8s-objects", value_name = "FILE")]
+    pub k8s_objects: Option<PathBuf>,
+    /// Node name written into the capture's metadata.
+    #[arg(long, value_name = "NAME", default_value = "pcap")]
+    pub node: String,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Live mode: `podtrace -n NS POD --tracing [...]`.
+#[derive(Debug, Args)]
+pub struct LiveArgs {
+    /// Pod name (with -n).
+    #[arg(value_name = "POD")]
+    pub pod: Option<String>,
+    /// Build spans and export them (without it, live mode prints exchanges as they happen).
+    #[arg(long, env = "PODTRACE_TRACING_ENABLED", value_name = "BOOL", num_args = 0..=1,
+          default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub tracing: bool,
+    /// Also write the capture here (re-analyze later with other settings).
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<PathBuf>,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub tracing_args: TracingArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let r: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number (expected 0.0 to 1.0)"))?;
+    if !(0.0..=1.0).contains(&r) || r.is_nan() {
+        return Err(format!("{s} is outside 0.0 to 1.0"));
+    }
+    Ok(r)
+}
+
+fn parse_url(s: &str) -> Result<String, String> {
+    let u = url::Url::parse(s).map_err(|e| format!("`{s}` is not a valid URL: {e}"))?;
+    match u.scheme() {
+        "http" | "https" => {}
+        other => return Err(format!("`{s}`: scheme {other} is not http or https")),
+    }
+    if u.host_str().is_none_or(str::is_empty) {
+        return Err(format!("`{s}` has no host"));
+    }
+    Ok(s.to_string())
+}
+
+/// Parses `90`, `90s`, `5m`, `2h`, `500ms`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (e.g. 30s, 5m, 1h)"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("`{s}`: unknown unit `{unit}` (ms, s, m, h)")),
+    };
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(format!("`{s}` must be positive"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+/// Parses `1000`, `10K`, `500M`, `2G` (binary multiples).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (e.g. 500M, 2G)"))?;
+    let mult: u64 = match unit.to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        _ => return Err(format!("`{s}`: unknown unit `{unit}` (K, M, G)")),
+    };
+    n.checked_mul(mult)
+        .filter(|v| *v > 0)
+        .ok_or_else(|| format!("`{s}` is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("0.5"), Ok(0.5));
+        assert_eq!(parse_rate("0"), Ok(0.0));
+        assert_eq!(parse_rate("1.0"), Ok(1.0));
+        assert!(parse_rate("1.5").is_err());
+        assert!(parse_rate("-0.1").is_err());
+        assert!(parse_rate("NaN").is_err());
+        assert!(parse_rate("half").is_err());
+    }
+
+    #[test]
+    fn urls() {
+        assert!(parse_url("http://otel:4318").is_ok());
+        assert!(parse_url("https://splunk:8088/services/collector").is_ok());
+        assert!(parse_url("otel:4318").is_err());
+        assert!(parse_url("ftp://x").is_err());
+        assert!(parse_url("not a url").is_err());
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("30s"), Ok(std::time::Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(std::time::Duration::from_secs(300)));
+        assert_eq!(
+            parse_duration("250ms"),
+            Ok(std::time::Duration::from_millis(250))
+        );
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("0").is_err());
+        assert_eq!(parse_size("500M"), Ok(500 << 20));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("12Q").is_err());
+    }
+}
