@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: (Apache-2.0 OR GPL-2.0) */
+/*
+ * podtrace: the event layout shared between the eBPF programs (podtrace.bpf.c) and user
+ * space (recorder-ebpf/src/event.rs mirrors it with #[repr(C)]; a test checks that size
+ * and every field offset are identical).
+ *
+ * Every ring-buffer record is one `struct pt_event` header, followed by `cap_len` payload
+ * bytes for PT_KIND_DATA events. The header is padded to a multiple of 8 bytes.
+ * Only fixed-width types are used so that the host compiler and clang -target bpf agree.
+ */
+#ifndef PODTRACE_EVENT_H
+#define PODTRACE_EVENT_H
+
+/* Largest payload the programs copy per event (the snaplen can be set lower at load). */
+#define PT_MAX_SNAPLEN 16384
+
+/* pt_event.kind */
+#define PT_KIND_DATA 1
+#define PT_KIND_OPEN 2
+#define PT_KIND_CLOSE 3
+
+/* pt_event.direction */
+#define PT_DIR_EGRESS 0
+#define PT_DIR_INGRESS 1
+
+/* pt_event.role */
+#define PT_ROLE_UNKNOWN 0
+#define PT_ROLE_CLIENT 1
+#define PT_ROLE_SERVER 2
+
+/* pt_event.flags */
+#define PT_FLAG_TRUNCATED 1  /* cap_len < ret */
+#define PT_FLAG_READ_ERROR 2 /* copying the user buffer failed: payload incomplete */
+
+/* pt_event.syscall: the x86_64 syscall number of the traced call. */
+
+/* Indexes of the per-CPU counter array `pt_counters`. */
+#define PT_CTR_EVENTS 0          /* records written to the ring buffer */
+#define PT_CTR_RINGBUF_FULL 1    /* records lost because the ring buffer was full */
+#define PT_CTR_TRUNCATED 2       /* data events whose payload was cut at the snaplen */
+#define PT_CTR_READ_ERRORS 3     /* failed copies of user memory */
+#define PT_CTR_BYTES_CAPTURED 4  /* payload bytes written to the ring buffer */
+#define PT_CTR_BYTES_DROPPED 5   /* syscall bytes (ret) of data events lost to a full ring */
+#define PT_CTR_ARGS_FULL 6       /* syscalls missed because the in-flight table was full */
+#define PT_CTR_SYSCALLS 7        /* targeted socket-candidate syscalls seen at entry */
+#define PT_CTR_MAX 8
+
+struct pt_event {
+	__u64 ts_ns;     /* bpf_ktime_get_boot_ns() at syscall exit (CLOCK_BOOTTIME) */
+	__u64 cgroup_id; /* bpf_get_current_cgroup_id() */
+	__u64 sock;      /* kernel `struct sock *` value: the connection key */
+	__u32 pid;       /* tgid */
+	__u32 tid;
+	__u32 kind;      /* PT_KIND_* */
+	__u32 syscall;   /* x86_64 syscall number */
+	__s64 ret;       /* syscall return value (bytes moved for data events) */
+	__u32 cap_len;   /* payload bytes following this header */
+	__u32 flags;     /* PT_FLAG_* */
+	__u32 fd;
+	__u16 family;    /* AF_INET / AF_INET6 */
+	__u16 lport;     /* host byte order */
+	__u16 rport;     /* host byte order */
+	__u8 role;       /* PT_ROLE_* */
+	__u8 direction;  /* PT_DIR_* */
+	__u32 cpu;
+	__u8 laddr[16];  /* IPv4 in the first 4 bytes, network order */
+	__u8 raddr[16];
+	char comm[16];
+};
+
+#endif

@@ -1,0 +1,420 @@
+// SPDX-License-Identifier: (Apache-2.0 OR GPL-2.0)
+/*
+ * podtrace socket capture: tp_btf programs on sys_enter/sys_exit.
+ *
+ * sys_enter: for the socket syscalls podtrace follows, check the cgroup filter map first
+ * (untargeted processes leave right there), then remember the arguments per thread
+ * (`pt_args`). close() is handled at entry, while the fd still names the socket.
+ * sys_exit: take the saved arguments, resolve fd -> file -> socket -> sock with CO-RE
+ * reads (only AF_INET/AF_INET6 stream sockets pass), and emit one event: the header of
+ * event.h plus up to `snaplen` payload bytes copied from the user buffer or from every
+ * iovec, through a per-CPU scratch, with variable-size bpf_ringbuf_output().
+ * Counters (events, ring full, truncation, copy errors) live in a per-CPU array.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
+#include "event.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define AF_INET 2
+#define AF_INET6 10
+#define SOCK_STREAM 1
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+#define EINPROGRESS 115
+
+/* x86_64 syscall numbers */
+#define NR_read 0
+#define NR_write 1
+#define NR_close 3
+#define NR_readv 19
+#define NR_writev 20
+#define NR_sendfile 40
+#define NR_connect 42
+#define NR_accept 43
+#define NR_sendto 44
+#define NR_recvfrom 45
+#define NR_sendmsg 46
+#define NR_recvmsg 47
+#define NR_accept4 288
+#define NR_recvmmsg 299
+#define NR_sendmmsg 307
+
+#define MAX_IOV 16
+#define MAX_MMSG 8
+/* Wake the consumer only when this much data is pending (it also polls every ~10 ms). */
+#define WAKEUP_BYTES (256 * 1024)
+
+/* Set by the loader before loading (aya: EbpfLoader::set_global). */
+const volatile __u32 pt_snaplen = PT_MAX_SNAPLEN;
+
+/* cgroup v2 ids of the targeted cgroups (value unused). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u8);
+} pt_cgroups SEC(".maps");
+
+/* Arguments of an in-flight targeted syscall, per thread. */
+struct pt_args_t {
+	__u64 id;
+	__u64 fd;
+	__u64 buf;  /* buffer, iovec array, msghdr or mmsghdr array */
+	__u64 len;  /* count, iovcnt or vlen */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct pt_args_t);
+} pt_args SEC(".maps");
+
+/* Header + payload scratch, one slot per CPU. Twice the snaplen so the verifier can prove
+ * `offset + length` stays inside for every iovec copy. */
+struct pt_scratch_t {
+	struct pt_event ev;
+	__u8 data[2 * PT_MAX_SNAPLEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 512); /* resized to the number of possible CPUs by the loader */
+	__type(key, __u32);
+	__type(value, struct pt_scratch_t);
+} pt_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PT_CTR_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} pt_counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16 * 1024 * 1024); /* resized by the loader */
+} pt_events SEC(".maps");
+
+static __always_inline void count(__u32 idx, __u64 n)
+{
+	__u64 *v = bpf_map_lookup_elem(&pt_counters, &idx);
+	if (v)
+		*v += n;
+}
+
+static __always_inline int followed(__u64 id)
+{
+	switch (id) {
+	case NR_read: case NR_write: case NR_close: case NR_readv: case NR_writev:
+	case NR_sendfile: case NR_connect: case NR_accept: case NR_sendto:
+	case NR_recvfrom: case NR_sendmsg: case NR_recvmsg: case NR_accept4:
+	case NR_recvmmsg: case NR_sendmmsg:
+		return 1;
+	}
+	return 0;
+}
+
+static __always_inline int targeted(void)
+{
+	__u64 cg = bpf_get_current_cgroup_id();
+	return bpf_map_lookup_elem(&pt_cgroups, &cg) != 0;
+}
+
+/* fd -> struct sock * of an AF_INET/AF_INET6 stream socket, else NULL. Fills the
+ * address part of the event. */
+static __always_inline struct sock *fd_sock(__u64 fd, struct pt_event *ev)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (!fdt)
+		return 0;
+	unsigned int max = BPF_CORE_READ(fdt, max_fds);
+	if (fd >= max)
+		return 0;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *file = 0;
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+		return 0;
+	umode_t mode = BPF_CORE_READ(file, f_inode, i_mode);
+	if ((mode & S_IFMT) != S_IFSOCK)
+		return 0;
+	struct socket *sock = BPF_CORE_READ(file, private_data);
+	if (!sock || BPF_CORE_READ(sock, type) != SOCK_STREAM)
+		return 0;
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	if (!sk)
+		return 0;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != AF_INET && family != AF_INET6)
+		return 0;
+	ev->family = family;
+	ev->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	ev->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (family == AF_INET) {
+		__builtin_memset(ev->laddr, 0, 16);
+		__builtin_memset(ev->raddr, 0, 16);
+		__u32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__u32 r = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__builtin_memcpy(ev->laddr, &l, 4);
+		__builtin_memcpy(ev->raddr, &r, 4);
+	} else {
+		BPF_CORE_READ_INTO(&ev->laddr, sk, __sk_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO(&ev->raddr, sk, __sk_common.skc_v6_daddr);
+	}
+	ev->fd = fd;
+	ev->sock = (__u64)sk;
+	return sk;
+}
+
+static __always_inline struct pt_scratch_t *scratch(void)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+	return bpf_map_lookup_elem(&pt_scratch, &cpu);
+}
+
+static __always_inline void fill_common(struct pt_event *ev, __u64 id, __u32 kind)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	ev->ts_ns = bpf_ktime_get_boot_ns();
+	ev->cgroup_id = bpf_get_current_cgroup_id();
+	ev->pid = pid_tgid >> 32;
+	ev->tid = (__u32)pid_tgid;
+	ev->kind = kind;
+	ev->syscall = id;
+	ev->cap_len = 0;
+	ev->flags = 0;
+	ev->role = PT_ROLE_UNKNOWN;
+	ev->direction = PT_DIR_EGRESS;
+	ev->cpu = bpf_get_smp_processor_id();
+	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+}
+
+static __always_inline __u64 wakeup_flag(void)
+{
+	return bpf_ringbuf_query(&pt_events, BPF_RB_AVAIL_DATA) > WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP
+									       : BPF_RB_NO_WAKEUP;
+}
+
+/* Writes header + cap_len payload bytes of the scratch to the ring buffer. */
+static __always_inline void submit(struct pt_scratch_t *s)
+{
+	__u32 cap = s->ev.cap_len;
+	if (cap > PT_MAX_SNAPLEN)
+		cap = PT_MAX_SNAPLEN;
+	__u64 size = sizeof(struct pt_event) + cap;
+	if (bpf_ringbuf_output(&pt_events, s, size, wakeup_flag())) {
+		count(PT_CTR_RINGBUF_FULL, 1);
+		if (s->ev.kind == PT_KIND_DATA && s->ev.ret > 0)
+			count(PT_CTR_BYTES_DROPPED, s->ev.ret);
+		return;
+	}
+	count(PT_CTR_EVENTS, 1);
+	count(PT_CTR_BYTES_CAPTURED, cap);
+	if (s->ev.flags & PT_FLAG_TRUNCATED)
+		count(PT_CTR_TRUNCATED, 1);
+}
+
+/* Appends up to `want` bytes from user address `src` at the current cap_len. */
+static __always_inline void copy_user(struct pt_scratch_t *s, __u64 src, __u64 want)
+{
+	__u32 off = s->ev.cap_len;
+	__u32 limit = pt_snaplen;
+	if (limit > PT_MAX_SNAPLEN)
+		limit = PT_MAX_SNAPLEN;
+	if (off >= limit || want == 0)
+		return;
+	__u64 n = want;
+	if (n > limit - off)
+		n = limit - off;
+	if (n > PT_MAX_SNAPLEN)
+		n = PT_MAX_SNAPLEN;
+	off &= (PT_MAX_SNAPLEN - 1);
+	if (bpf_probe_read_user(&s->data[off], n, (const void *)src)) {
+		s->ev.flags |= PT_FLAG_READ_ERROR;
+		count(PT_CTR_READ_ERRORS, 1);
+		return;
+	}
+	s->ev.cap_len = off + n;
+}
+
+/* Copies `total` bytes spread over an iovec array (at most MAX_IOV entries). */
+static __always_inline void copy_iov(struct pt_scratch_t *s, __u64 iov_addr, __u64 iovcnt,
+				     __u64 total)
+{
+	struct iovec *iov = (struct iovec *)iov_addr;
+#pragma unroll
+	for (int i = 0; i < MAX_IOV; i++) {
+		if (i >= iovcnt || total == 0 || s->ev.cap_len >= pt_snaplen)
+			break;
+		struct iovec v = {};
+		if (bpf_probe_read_user(&v, sizeof(v), &iov[i])) {
+			s->ev.flags |= PT_FLAG_READ_ERROR;
+			count(PT_CTR_READ_ERRORS, 1);
+			break;
+		}
+		__u64 n = v.iov_len < total ? v.iov_len : total;
+		copy_user(s, (__u64)v.iov_base, n);
+		total -= n;
+	}
+}
+
+static __always_inline void finish_data(struct pt_scratch_t *s)
+{
+	if (s->ev.ret > 0 && (__u64)s->ev.cap_len < (__u64)s->ev.ret)
+		s->ev.flags |= PT_FLAG_TRUNCATED;
+	submit(s);
+}
+
+static __always_inline void on_mmsg(struct pt_scratch_t *s, struct pt_args_t *a, long ret,
+				    __u8 dir)
+{
+	struct mmsghdr *msgs = (struct mmsghdr *)a->buf;
+	for (int m = 0; m < MAX_MMSG; m++) {
+		if (m >= ret)
+			break;
+		struct mmsghdr h = {};
+		if (bpf_probe_read_user(&h, sizeof(h), &msgs[m])) {
+			count(PT_CTR_READ_ERRORS, 1);
+			break;
+		}
+		s->ev.direction = dir;
+		s->ev.ret = h.msg_len;
+		s->ev.cap_len = 0;
+		s->ev.flags = 0;
+		copy_iov(s, (__u64)h.msg_hdr.msg_iov, h.msg_hdr.msg_iovlen, h.msg_len);
+		finish_data(s);
+	}
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(pt_sys_enter, struct pt_regs *regs, long id)
+{
+	if (!followed(id) || !targeted())
+		return 0;
+	count(PT_CTR_SYSCALLS, 1);
+	__u64 fd = regs->di;
+	if (id == NR_close) {
+		struct pt_scratch_t *s = scratch();
+		if (!s)
+			return 0;
+		if (!fd_sock(fd, &s->ev))
+			return 0;
+		fill_common(&s->ev, id, PT_KIND_CLOSE);
+		s->ev.ret = 0;
+		submit(s);
+		return 0;
+	}
+	struct pt_args_t a = {};
+	a.id = id;
+	a.fd = fd;
+	a.buf = regs->si;
+	a.len = regs->dx;
+	if (id == NR_sendfile) {
+		a.len = regs->r10;
+	}
+	__u64 key = bpf_get_current_pid_tgid();
+	if (bpf_map_update_elem(&pt_args, &key, &a, BPF_ANY))
+		count(PT_CTR_ARGS_FULL, 1);
+	return 0;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(pt_sys_exit, struct pt_regs *regs, long ret)
+{
+	__u64 id = regs->orig_ax;
+	if (!followed(id) || id == NR_close)
+		return 0;
+	__u64 key = bpf_get_current_pid_tgid();
+	struct pt_args_t *ap = bpf_map_lookup_elem(&pt_args, &key);
+	if (!ap)
+		return 0;
+	struct pt_args_t a = *ap;
+	bpf_map_delete_elem(&pt_args, &key);
+	if (a.id != id)
+		return 0;
+
+	__u64 fd = a.fd;
+	if (id == NR_accept || id == NR_accept4) {
+		if (ret < 0)
+			return 0;
+		fd = ret;
+	} else if (id == NR_connect) {
+		if (ret != 0 && ret != -EINPROGRESS)
+			return 0;
+	} else if (ret <= 0) {
+		return 0;
+	}
+
+	struct pt_scratch_t *s = scratch();
+	if (!s)
+		return 0;
+	if (!fd_sock(fd, &s->ev))
+		return 0;
+
+	switch (id) {
+	case NR_connect:
+		fill_common(&s->ev, id, PT_KIND_OPEN);
+		s->ev.role = PT_ROLE_CLIENT;
+		s->ev.ret = ret;
+		submit(s);
+		return 0;
+	case NR_accept:
+	case NR_accept4:
+		fill_common(&s->ev, id, PT_KIND_OPEN);
+		s->ev.role = PT_ROLE_SERVER;
+		s->ev.ret = ret;
+		submit(s);
+		return 0;
+	}
+
+	fill_common(&s->ev, id, PT_KIND_DATA);
+	s->ev.ret = ret;
+	switch (id) {
+	case NR_write:
+	case NR_sendto:
+		copy_user(s, a.buf, ret);
+		break;
+	case NR_read:
+	case NR_recvfrom:
+		s->ev.direction = PT_DIR_INGRESS;
+		copy_user(s, a.buf, ret);
+		break;
+	case NR_writev:
+		copy_iov(s, a.buf, a.len, ret);
+		break;
+	case NR_readv:
+		s->ev.direction = PT_DIR_INGRESS;
+		copy_iov(s, a.buf, a.len, ret);
+		break;
+	case NR_sendmsg:
+	case NR_recvmsg: {
+		struct user_msghdr h = {};
+		if (id == NR_recvmsg)
+			s->ev.direction = PT_DIR_INGRESS;
+		if (bpf_probe_read_user(&h, sizeof(h), (void *)a.buf)) {
+			s->ev.flags |= PT_FLAG_READ_ERROR;
+			count(PT_CTR_READ_ERRORS, 1);
+		} else {
+			copy_iov(s, (__u64)h.msg_iov, h.msg_iovlen, ret);
+		}
+		break;
+	}
+	case NR_sendmmsg:
+		on_mmsg(s, &a, ret, PT_DIR_EGRESS);
+		return 0;
+	case NR_recvmmsg:
+		on_mmsg(s, &a, ret, PT_DIR_INGRESS);
+		return 0;
+	case NR_sendfile:
+		/* the bytes come from another file: no user buffer to copy */
+		break;
+	}
+	finish_data(s);
+	return 0;
+}

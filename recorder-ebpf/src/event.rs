@@ -1,0 +1,233 @@
+//! Rust mirror of `bpf/event.h`: the header of every ring-buffer record.
+//!
+//! A record is one [`PtEvent`] followed by `cap_len` payload bytes (data events only).
+//! [`PtEvent::parse`] splits a record safely (no pointer casts on untrusted lengths).
+
+/// Largest payload copied per event (`PT_MAX_SNAPLEN`).
+pub const MAX_SNAPLEN: u32 = 16384;
+
+/// `kind`: bytes moved by a read/write-family syscall.
+pub const KIND_DATA: u32 = 1;
+/// `kind`: connect() (client) or accept() (server) returned a socket.
+pub const KIND_OPEN: u32 = 2;
+/// `kind`: close() of a socket fd.
+pub const KIND_CLOSE: u32 = 3;
+
+/// `direction`: sent by the process.
+pub const DIR_EGRESS: u8 = 0;
+/// `direction`: received by the process.
+pub const DIR_INGRESS: u8 = 1;
+
+/// `role`: not known.
+pub const ROLE_UNKNOWN: u8 = 0;
+/// `role`: connect().
+pub const ROLE_CLIENT: u8 = 1;
+/// `role`: accept().
+pub const ROLE_SERVER: u8 = 2;
+
+/// `flags`: the payload was cut at the snaplen.
+pub const FLAG_TRUNCATED: u32 = 1;
+/// `flags`: copying the user buffer failed; the payload is incomplete.
+pub const FLAG_READ_ERROR: u32 = 2;
+
+/// Counter index: records written to the ring buffer.
+pub const CTR_EVENTS: u32 = 0;
+/// Counter index: records lost because the ring buffer was full.
+pub const CTR_RINGBUF_FULL: u32 = 1;
+/// Counter index: data events truncated at the snaplen.
+pub const CTR_TRUNCATED: u32 = 2;
+/// Counter index: failed copies of user memory.
+pub const CTR_READ_ERRORS: u32 = 3;
+/// Counter index: payload bytes written to the ring buffer.
+pub const CTR_BYTES_CAPTURED: u32 = 4;
+/// Counter index: syscall bytes of data events lost to a full ring buffer.
+pub const CTR_BYTES_DROPPED: u32 = 5;
+/// Counter index: syscalls missed because the in-flight argument table was full.
+pub const CTR_ARGS_FULL: u32 = 6;
+/// Counter index: targeted socket-candidate syscalls seen at entry.
+pub const CTR_SYSCALLS: u32 = 7;
+/// Number of counters.
+pub const CTR_MAX: u32 = 8;
+
+/// Name of each counter as written in `stats` rows, by index.
+pub const COUNTER_NAMES: [&str; CTR_MAX as usize] = [
+    "events_seen",
+    "events_dropped_ringbuf_full",
+    "payload_truncated",
+    "read_errors",
+    "bytes_captured",
+    "bytes_dropped",
+    "syscalls_missed_args_full",
+    "syscalls_targeted",
+];
+
+/// `struct pt_event` of `bpf/event.h`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PtEvent {
+    /// `bpf_ktime_get_boot_ns()` at the syscall's exit (CLOCK_BOOTTIME).
+    pub ts_ns: u64,
+    /// cgroup v2 id of the process.
+    pub cgroup_id: u64,
+    /// Kernel `struct sock *` value: the connection key.
+    pub sock: u64,
+    /// Process id (tgid).
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// `KIND_*`.
+    pub kind: u32,
+    /// x86_64 syscall number.
+    pub syscall: u32,
+    /// Syscall return value.
+    pub ret: i64,
+    /// Payload bytes after the header.
+    pub cap_len: u32,
+    /// `FLAG_*`.
+    pub flags: u32,
+    /// File descriptor.
+    pub fd: u32,
+    /// `AF_INET` (2) or `AF_INET6` (10).
+    pub family: u16,
+    /// Local port, host order.
+    pub lport: u16,
+    /// Remote port, host order.
+    pub rport: u16,
+    /// `ROLE_*`.
+    pub role: u8,
+    /// `DIR_*`.
+    pub direction: u8,
+    /// CPU the event was produced on.
+    pub cpu: u32,
+    /// Local address (IPv4: first 4 bytes), network order.
+    pub laddr: [u8; 16],
+    /// Remote address, network order.
+    pub raddr: [u8; 16],
+    /// Process name, NUL padded.
+    pub comm: [u8; 16],
+}
+
+/// Size of the header in bytes.
+pub const EVENT_SIZE: usize = std::mem::size_of::<PtEvent>();
+
+/// Why a ring-buffer record could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseError {
+    /// The record is shorter than the header.
+    Short(usize),
+    /// `cap_len` claims more payload than the record holds.
+    BadCapLen {
+        /// `cap_len` in the header.
+        cap_len: u32,
+        /// Bytes available after the header.
+        available: usize,
+    },
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParseError::Short(n) => write!(
+                f,
+                "event record of {n} bytes is shorter than the {EVENT_SIZE}-byte header"
+            ),
+            ParseError::BadCapLen { cap_len, available } => {
+                write!(
+                    f,
+                    "event cap_len {cap_len} exceeds the {available} payload bytes present"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+impl PtEvent {
+    /// Splits a ring-buffer record into its header and payload.
+    pub fn parse(record: &[u8]) -> Result<(PtEvent, &[u8]), ParseError> {
+        if record.len() < EVENT_SIZE {
+            return Err(ParseError::Short(record.len()));
+        }
+        // SAFETY: the length is checked above, `PtEvent` is plain old data (every bit
+        // pattern is valid) and `read_unaligned` has no alignment requirement.
+        let ev = unsafe { std::ptr::read_unaligned(record.as_ptr().cast::<PtEvent>()) };
+        let rest = &record[EVENT_SIZE..];
+        let cap = ev.cap_len as usize;
+        if cap > rest.len() {
+            return Err(ParseError::BadCapLen {
+                cap_len: ev.cap_len,
+                available: rest.len(),
+            });
+        }
+        Ok((ev, &rest[..cap]))
+    }
+
+    /// The process name up to its first NUL, lossily decoded.
+    pub fn comm_str(&self) -> String {
+        let end = self
+            .comm
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(self.comm.len());
+        String::from_utf8_lossy(&self.comm[..end]).into_owned()
+    }
+}
+
+/// Name of an x86_64 syscall number podtrace follows (`"?"` for others).
+pub fn syscall_name(nr: u32) -> &'static str {
+    match nr {
+        0 => "read",
+        1 => "write",
+        3 => "close",
+        19 => "readv",
+        20 => "writev",
+        40 => "sendfile",
+        42 => "connect",
+        43 => "accept",
+        44 => "sendto",
+        45 => "recvfrom",
+        46 => "sendmsg",
+        47 => "recvmsg",
+        288 => "accept4",
+        299 => "recvmmsg",
+        307 => "sendmmsg",
+        _ => "?",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_rejects_short_and_overlong() {
+        assert_eq!(PtEvent::parse(&[0u8; 10]), Err(ParseError::Short(10)));
+        let mut rec = vec![0u8; EVENT_SIZE + 3];
+        let ev = PtEvent {
+            cap_len: 4,
+            ..Default::default()
+        };
+        // SAFETY: writing a POD struct's bytes into a buffer of at least its size.
+        unsafe { std::ptr::write_unaligned(rec.as_mut_ptr().cast::<PtEvent>(), ev) };
+        assert!(matches!(
+            PtEvent::parse(&rec),
+            Err(ParseError::BadCapLen {
+                cap_len: 4,
+                available: 3
+            })
+        ));
+        rec.push(b'x');
+        rec[EVENT_SIZE..].copy_from_slice(b"abcd");
+        let (h, p) = PtEvent::parse(&rec).expect("valid record");
+        assert_eq!(h.cap_len, 4);
+        assert_eq!(p, b"abcd");
+    }
+
+    #[test]
+    fn comm_stops_at_nul() {
+        let mut ev = PtEvent::default();
+        ev.comm[..4].copy_from_slice(b"curl");
+        assert_eq!(ev.comm_str(), "curl");
+    }
+}

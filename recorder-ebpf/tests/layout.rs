@@ -1,0 +1,117 @@
+//! The Rust mirror `PtEvent` must have the size and field offsets the C compiler gives
+//! `struct pt_event` in `bpf/event.h`: compile a tiny C program with the host compiler
+//! that prints them, and compare.
+
+use podtrace_recorder_ebpf::event::PtEvent;
+use std::mem::{offset_of, size_of};
+use std::process::Command;
+
+const FIELDS: &[&str] = &[
+    "ts_ns",
+    "cgroup_id",
+    "sock",
+    "pid",
+    "tid",
+    "kind",
+    "syscall",
+    "ret",
+    "cap_len",
+    "flags",
+    "fd",
+    "family",
+    "lport",
+    "rport",
+    "role",
+    "direction",
+    "cpu",
+    "laddr",
+    "raddr",
+    "comm",
+];
+
+fn rust_offsets() -> Vec<usize> {
+    vec![
+        offset_of!(PtEvent, ts_ns),
+        offset_of!(PtEvent, cgroup_id),
+        offset_of!(PtEvent, sock),
+        offset_of!(PtEvent, pid),
+        offset_of!(PtEvent, tid),
+        offset_of!(PtEvent, kind),
+        offset_of!(PtEvent, syscall),
+        offset_of!(PtEvent, ret),
+        offset_of!(PtEvent, cap_len),
+        offset_of!(PtEvent, flags),
+        offset_of!(PtEvent, fd),
+        offset_of!(PtEvent, family),
+        offset_of!(PtEvent, lport),
+        offset_of!(PtEvent, rport),
+        offset_of!(PtEvent, role),
+        offset_of!(PtEvent, direction),
+        offset_of!(PtEvent, cpu),
+        offset_of!(PtEvent, laddr),
+        offset_of!(PtEvent, raddr),
+        offset_of!(PtEvent, comm),
+    ]
+}
+
+#[test]
+fn rust_mirror_matches_c_header() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("offsets.c");
+    let bin = dir.path().join("offsets");
+    let mut c = String::from(
+        "#include <stdio.h>\n#include <stddef.h>\n#include <linux/types.h>\n#include \"event.h\"\nint main(void) {\n  printf(\"size %zu\\n\", sizeof(struct pt_event));\n",
+    );
+    for f in FIELDS {
+        c.push_str(&format!(
+            "  printf(\"{f} %zu\\n\", offsetof(struct pt_event, {f}));\n"
+        ));
+    }
+    c.push_str("  printf(\"snaplen %d\\n\", PT_MAX_SNAPLEN);\n  return 0;\n}\n");
+    std::fs::write(&src, c).expect("write offsets.c");
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let status = match Command::new(&cc)
+        .arg("-I")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/bpf"))
+        .arg(&src)
+        .arg("-o")
+        .arg(&bin)
+        .status()
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("SKIPPED: no host C compiler `{cc}` ({e}); cannot check the event layout");
+            return;
+        }
+    };
+    assert!(status.success(), "compiling the offsets program failed");
+    let out = Command::new(&bin).output().expect("run offsets program");
+    let text = String::from_utf8(out.stdout).expect("utf8");
+    let values: Vec<(String, usize)> = text
+        .lines()
+        .map(|l| {
+            let (k, v) = l.split_once(' ').expect("key value");
+            (k.to_string(), v.parse().expect("number"))
+        })
+        .collect();
+    assert_eq!(values[0], ("size".to_string(), size_of::<PtEvent>()));
+    assert_eq!(
+        size_of::<PtEvent>() % 8,
+        0,
+        "header must be padded to 8 bytes"
+    );
+    for ((name, c_off), (field, rust_off)) in values[1..=FIELDS.len()]
+        .iter()
+        .zip(FIELDS.iter().zip(rust_offsets()))
+    {
+        assert_eq!(name, field);
+        assert_eq!(*c_off, rust_off, "offset of {field}");
+    }
+    assert_eq!(
+        values[FIELDS.len() + 1],
+        (
+            "snaplen".to_string(),
+            podtrace_recorder_ebpf::event::MAX_SNAPLEN as usize
+        )
+    );
+}
