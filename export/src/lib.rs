@@ -1,1 +1,260 @@
-//! podtrace-export (being built).
+//! # podtrace-export — spans out: OTLP, Jaeger, Splunk HEC and local files
+//!
+//! The analyzer's [`podtrace_model::Span`]s leave podtrace here. Three thin encoders turn
+//! spans into request bodies ([`otlp`]: OTLP/HTTP protobuf, [`jaeger`]: Thrift-binary
+//! `jaeger.Batch` for the collector's `/api/traces`, [`splunk`]: HEC JSON events); all three
+//! go through ONE shared HTTP layer ([`delivery`]: batching, timeouts, bounded retries with
+//! backoff + jitter honouring `Retry-After`, gzip, TLS settings, accounting, secret-safe
+//! messages). [`file`] writes the OTLP/JSON request to a local file.
+//!
+//! Not here: deciding which spans to export (sampling is the analyzer's), printing or exit
+//! codes (the CLI's).
+//!
+//! ```no_run
+//! # async fn demo(spans: Vec<podtrace_model::Span>) -> Result<(), podtrace_export::ExportError> {
+//! use podtrace_export::{build_exporters, export_all, ExportConfig, Url};
+//! let config = ExportConfig {
+//!     otlp: Some(Url::parse("http://otel-collector:4318").unwrap()),
+//!     ..ExportConfig::default()
+//! };
+//! let exporters = build_exporters(&config)?;
+//! for report in export_all(&exporters, &spans).await {
+//!     println!("{report}");
+//! }
+//! # Ok(()) }
+//! ```
+
+pub mod delivery;
+pub mod endpoint;
+mod error;
+pub mod file;
+pub mod jaeger;
+pub mod otlp;
+mod report;
+mod secret;
+pub mod splunk;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use podtrace_model::Span;
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+
+pub use delivery::{Accounting, DeliveryConfig, HttpDelivery, HttpExporter, TlsConfig};
+pub use error::ExportError;
+pub use file::{write_otlp_json, DEFAULT_OTLP_JSON_FILE};
+pub use report::ExporterReport;
+pub use reqwest::Url;
+pub use secret::Secret;
+pub use splunk::SplunkConfig;
+
+/// A boxed, sendable future (what [`Exporter`] methods return, so exporters can be
+/// `Box<dyn Exporter>`).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A destination for spans. Exporters are reusable: live mode calls [`Exporter::export`]
+/// again and again with small batches.
+pub trait Exporter: Send + Sync {
+    /// Short name (`otlp`, `jaeger`, `splunk`).
+    fn name(&self) -> &str;
+    /// Where the spans go, redacted for display.
+    fn endpoint(&self) -> String;
+    /// Sends `spans` (in batches); returns the first error. What was sent, retried and
+    /// dropped is in [`Exporter::accounting`].
+    fn export<'a>(&'a self, spans: &'a [Span]) -> BoxFuture<'a, Result<(), ExportError>>;
+    /// Sends anything still buffered.
+    fn flush(&self) -> BoxFuture<'_, Result<(), ExportError>>;
+    /// Cumulative counters since the exporter was built.
+    fn accounting(&self) -> Accounting;
+}
+
+/// Everything the exporters need to know.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportConfig {
+    /// OTLP/HTTP endpoint (base URL or full `/v1/traces` URL).
+    pub otlp: Option<Url>,
+    /// Jaeger collector endpoint (base URL or full path).
+    pub jaeger: Option<Url>,
+    /// Splunk HEC settings (its own TLS switches and token).
+    pub splunk: Option<SplunkConfig>,
+    /// Spans per request.
+    pub batch_size: usize,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Retries after the first attempt, for retryable failures.
+    pub max_retries: u32,
+    /// gzip request bodies.
+    pub gzip: bool,
+    /// TLS settings for https OTLP and Jaeger endpoints.
+    pub tls: TlsConfig,
+    /// Backoff before the first retry (doubles per retry, jittered).
+    pub initial_backoff: Duration,
+    /// Cap of the computed backoff.
+    pub max_backoff: Duration,
+}
+
+impl Default for ExportConfig {
+    fn default() -> Self {
+        let d = DeliveryConfig::default();
+        ExportConfig {
+            otlp: None,
+            jaeger: None,
+            splunk: None,
+            batch_size: d.batch_size,
+            timeout: d.timeout,
+            max_retries: d.max_retries,
+            gzip: d.gzip,
+            tls: d.tls,
+            initial_backoff: d.initial_backoff,
+            max_backoff: d.max_backoff,
+        }
+    }
+}
+
+impl ExportConfig {
+    /// True when at least one network exporter is configured.
+    pub fn has_endpoints(&self) -> bool {
+        self.otlp.is_some() || self.jaeger.is_some() || self.splunk.is_some()
+    }
+
+    /// The delivery settings for the OTLP and Jaeger exporters.
+    pub fn delivery(&self) -> DeliveryConfig {
+        DeliveryConfig {
+            batch_size: self.batch_size,
+            timeout: self.timeout,
+            max_retries: self.max_retries,
+            initial_backoff: self.initial_backoff,
+            max_backoff: self.max_backoff,
+            gzip: self.gzip,
+            tls: self.tls.clone(),
+            ..DeliveryConfig::default()
+        }
+    }
+}
+
+/// The OTLP/HTTP exporter for `endpoint`.
+pub fn otlp_exporter(
+    endpoint: &Url,
+    delivery: &DeliveryConfig,
+) -> Result<HttpExporter<otlp::OtlpEncoder>, ExportError> {
+    let url = endpoint::otlp_traces_url(endpoint)?;
+    let encoder = otlp::OtlpEncoder;
+    let http = HttpDelivery::new(
+        url,
+        delivery::Encoder::content_type(&encoder),
+        HeaderMap::new(),
+        delivery,
+    )?;
+    Ok(HttpExporter::new("otlp", encoder, http))
+}
+
+/// The Jaeger collector exporter for `endpoint`.
+pub fn jaeger_exporter(
+    endpoint: &Url,
+    delivery: &DeliveryConfig,
+) -> Result<HttpExporter<jaeger::JaegerEncoder>, ExportError> {
+    let url = endpoint::jaeger_url(endpoint)?;
+    let encoder = jaeger::JaegerEncoder;
+    let http = HttpDelivery::new(
+        url,
+        delivery::Encoder::content_type(&encoder),
+        HeaderMap::new(),
+        delivery,
+    )?;
+    Ok(HttpExporter::new("jaeger", encoder, http))
+}
+
+/// The Splunk HEC exporter. `delivery.tls` is replaced by the Splunk config's own switches.
+pub fn splunk_exporter(
+    config: &SplunkConfig,
+    delivery: &DeliveryConfig,
+) -> Result<HttpExporter<splunk::SplunkEncoder>, ExportError> {
+    let url = endpoint::splunk_url(&config.url)?;
+    let mut auth =
+        HeaderValue::from_str(&format!("Splunk {}", config.token.expose())).map_err(|_| {
+            ExportError::Config(
+                "the Splunk token holds characters not allowed in an HTTP header".into(),
+            )
+        })?;
+    auth.set_sensitive(true);
+    let mut headers = HeaderMap::new();
+    headers.insert(AUTHORIZATION, auth);
+    let delivery = DeliveryConfig {
+        tls: TlsConfig {
+            insecure: config.insecure,
+            ca_file: config.ca_file.clone(),
+        },
+        ..delivery.clone()
+    };
+    let encoder = splunk::SplunkEncoder::new(config);
+    let http = HttpDelivery::new(
+        url,
+        delivery::Encoder::content_type(&encoder),
+        headers,
+        &delivery,
+    )?;
+    Ok(HttpExporter::new("splunk", encoder, http))
+}
+
+/// Every exporter `config` asks for, in the order OTLP, Jaeger, Splunk.
+pub fn build_exporters(config: &ExportConfig) -> Result<Vec<Box<dyn Exporter>>, ExportError> {
+    let delivery = config.delivery();
+    let mut out: Vec<Box<dyn Exporter>> = Vec::new();
+    if let Some(url) = &config.otlp {
+        out.push(Box::new(otlp_exporter(url, &delivery)?));
+    }
+    if let Some(url) = &config.jaeger {
+        out.push(Box::new(jaeger_exporter(url, &delivery)?));
+    }
+    if let Some(splunk) = &config.splunk {
+        out.push(Box::new(splunk_exporter(splunk, &delivery)?));
+    }
+    Ok(out)
+}
+
+/// Exports `spans` to every exporter concurrently and reports on each. One exporter failing
+/// or hanging (up to its timeout and retries) neither fails nor delays the work of the
+/// others; the call returns when all are done. Reports are in `exporters` order.
+pub async fn export_all(exporters: &[Box<dyn Exporter>], spans: &[Span]) -> Vec<ExporterReport> {
+    let runs = exporters.iter().map(|exporter| async move {
+        let before = exporter.accounting();
+        let started = Instant::now();
+        let mut result = exporter.export(spans).await;
+        if result.is_ok() {
+            result = exporter.flush().await;
+        }
+        ExporterReport::new(
+            exporter.as_ref(),
+            spans.len(),
+            exporter.accounting().since(&before),
+            started.elapsed(),
+            result.err(),
+        )
+    });
+    join_all(runs.collect()).await
+}
+
+/// Polls all futures on the current task until every one is done; outputs in input order.
+async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *output = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}

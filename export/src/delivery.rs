@@ -1,0 +1,663 @@
+//! The one HTTP delivery layer every exporter uses.
+//!
+//! Exporters are thin [`Encoder`]s (spans → request bodies + a verdict on the receiver's
+//! answer); everything about getting bytes to a receiver lives here, once:
+//!
+//! - **batching**: [`HttpExporter::export`] cuts the spans into batches of
+//!   [`DeliveryConfig::batch_size`] and sends one or more requests per batch;
+//! - **timeouts**: per request ([`DeliveryConfig::timeout`]); a timed-out request is not
+//!   retried (the receiver may have taken it, a retry could duplicate spans);
+//! - **retries**: bounded ([`DeliveryConfig::max_retries`]), exponential backoff with jitter,
+//!   on what the encoder's [`Encoder::judge`] calls retryable (429, 502, 503, 504, HEC code 9)
+//!   and on connection errors, honouring `Retry-After` (seconds) when the receiver sends it;
+//! - **gzip** request bodies (`Content-Encoding: gzip`) when asked;
+//! - **TLS**: certificate verification on by default, an extra CA file, an explicit insecure
+//!   switch;
+//! - **accounting** per exporter ([`Accounting`]): spans sent, requests, retried requests,
+//!   failed requests, dropped spans;
+//! - **secrets**: headers such as `Authorization` are marked sensitive and the endpoint is
+//!   shown redacted ([`crate::endpoint::redact`]) in every log line and error.
+//!
+//! Not here: what the bodies contain (see `otlp`, `jaeger`, `splunk`).
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use podtrace_model::Span;
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::{StatusCode, Url};
+use serde::Serialize;
+
+use crate::endpoint::redact;
+use crate::{BoxFuture, ExportError, Exporter};
+
+/// TLS settings for https endpoints.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// Accept any certificate (no verification). Off by default; only for tests and
+    /// self-signed receivers you trust by other means.
+    pub insecure: bool,
+    /// A PEM file with extra CA certificates to trust (added to the system roots).
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Settings of the shared delivery layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryConfig {
+    /// Spans per batch (each batch becomes one request, or one per workload for Jaeger).
+    pub batch_size: usize,
+    /// Per-request timeout (connect + send + answer).
+    pub timeout: Duration,
+    /// Retries after the first attempt for retryable failures (0 = no retry).
+    pub max_retries: u32,
+    /// Backoff before the first retry; doubles each retry, with jitter.
+    pub initial_backoff: Duration,
+    /// Upper bound of the computed backoff.
+    pub max_backoff: Duration,
+    /// Upper bound applied to a receiver's `Retry-After`.
+    pub max_retry_after: Duration,
+    /// Compress request bodies with gzip.
+    pub gzip: bool,
+    /// TLS verification settings.
+    pub tls: TlsConfig,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            batch_size: 512,
+            timeout: Duration::from_secs(10),
+            max_retries: 3,
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(5),
+            max_retry_after: Duration::from_secs(30),
+            gzip: false,
+            tls: TlsConfig::default(),
+        }
+    }
+}
+
+/// One request body and the number of spans it carries.
+#[derive(Debug, Clone)]
+pub struct Payload {
+    /// Uncompressed body.
+    pub body: Vec<u8>,
+    /// Spans inside (for accounting).
+    pub spans: usize,
+}
+
+/// What the receiver's answer means, decided by the encoder that knows the protocol.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Taken. `rejected_spans` is what the receiver said it dropped (OTLP partial success).
+    Accepted {
+        /// Spans the receiver reported as rejected.
+        rejected_spans: u64,
+    },
+    /// A transient failure worth retrying (the text says why).
+    Retry(String),
+    /// A permanent failure.
+    Fail(ExportError),
+}
+
+/// A wire format: spans → request bodies, and the meaning of the receiver's answers.
+pub trait Encoder: Send + Sync {
+    /// The `Content-Type` of the bodies.
+    fn content_type(&self) -> &'static str;
+    /// Encodes one batch into one or more request bodies.
+    fn encode(&self, spans: &[Span]) -> Result<Vec<Payload>, ExportError>;
+    /// Judges an answer. The default follows the common HTTP rules: 2xx accepted; 429, 502,
+    /// 503, 504 retried; 401/403 credential problems; anything else rejected.
+    fn judge(&self, endpoint: &str, status: StatusCode, body: &[u8]) -> Verdict {
+        default_judge(endpoint, status, body)
+    }
+}
+
+/// The common HTTP verdict (see [`Encoder::judge`]).
+pub fn default_judge(endpoint: &str, status: StatusCode, body: &[u8]) -> Verdict {
+    if status.is_success() {
+        return Verdict::Accepted { rejected_spans: 0 };
+    }
+    if is_retryable_status(status) {
+        return Verdict::Retry(format!("HTTP {status}"));
+    }
+    let message = body_snippet(body);
+    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        return Verdict::Fail(ExportError::Auth {
+            endpoint: endpoint.to_string(),
+            status: status.as_u16(),
+            message,
+        });
+    }
+    Verdict::Fail(ExportError::Rejected {
+        endpoint: endpoint.to_string(),
+        status: status.as_u16(),
+        message,
+    })
+}
+
+/// 429, 502, 503 and 504: the statuses every exporter retries.
+pub fn is_retryable_status(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 429 | 502 | 503 | 504)
+}
+
+/// A short printable excerpt of a response body for error messages.
+pub fn body_snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let clean: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect();
+    let clean = clean.trim();
+    if clean.is_empty() {
+        "(empty body)".to_string()
+    } else {
+        clean.to_string()
+    }
+}
+
+/// Counters of one exporter (cumulative over its life; [`crate::ExporterReport`] shows the
+/// difference over one `export` call).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Accounting {
+    /// Spans the receiver accepted.
+    pub spans_sent: u64,
+    /// HTTP requests made (first attempts and retries).
+    pub requests: u64,
+    /// Requests that were re-sent after a retryable failure.
+    pub retried_requests: u64,
+    /// Requests that failed for good (after retries, or not retryable).
+    pub failed_requests: u64,
+    /// Spans that did not reach the receiver (failed requests, batches skipped after the
+    /// endpoint went down, spans the receiver reported as rejected).
+    pub dropped_spans: u64,
+}
+
+impl Accounting {
+    /// `self - earlier`, field by field (saturating).
+    pub fn since(&self, earlier: &Accounting) -> Accounting {
+        Accounting {
+            spans_sent: self.spans_sent.saturating_sub(earlier.spans_sent),
+            requests: self.requests.saturating_sub(earlier.requests),
+            retried_requests: self
+                .retried_requests
+                .saturating_sub(earlier.retried_requests),
+            failed_requests: self.failed_requests.saturating_sub(earlier.failed_requests),
+            dropped_spans: self.dropped_spans.saturating_sub(earlier.dropped_spans),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    spans_sent: AtomicU64,
+    requests: AtomicU64,
+    retried_requests: AtomicU64,
+    failed_requests: AtomicU64,
+    dropped_spans: AtomicU64,
+}
+
+impl Counters {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+    fn snapshot(&self) -> Accounting {
+        Accounting {
+            spans_sent: self.spans_sent.load(Ordering::Relaxed),
+            requests: self.requests.load(Ordering::Relaxed),
+            retried_requests: self.retried_requests.load(Ordering::Relaxed),
+            failed_requests: self.failed_requests.load(Ordering::Relaxed),
+            dropped_spans: self.dropped_spans.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// An HTTP client bound to one endpoint, with retries and accounting.
+#[derive(Debug)]
+pub struct HttpDelivery {
+    client: reqwest::Client,
+    url: Url,
+    shown: String,
+    headers: HeaderMap,
+    config: DeliveryConfig,
+    counters: Counters,
+}
+
+impl HttpDelivery {
+    /// Builds the client. `headers` are sent with every request; mark credentials with
+    /// `HeaderValue::set_sensitive(true)`.
+    pub fn new(
+        url: Url,
+        content_type: &'static str,
+        mut headers: HeaderMap,
+        config: &DeliveryConfig,
+    ) -> Result<Self, ExportError> {
+        if config.batch_size == 0 {
+            return Err(ExportError::Config("batch size must be at least 1".into()));
+        }
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        if config.gzip {
+            headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+        let client = build_client(&config.tls, config.timeout)?;
+        Ok(HttpDelivery {
+            client,
+            shown: redact(&url),
+            url,
+            headers,
+            config: config.clone(),
+            counters: Counters::default(),
+        })
+    }
+
+    /// The endpoint as shown in messages (redacted).
+    pub fn endpoint(&self) -> &str {
+        &self.shown
+    }
+
+    /// The delivery settings.
+    pub fn config(&self) -> &DeliveryConfig {
+        &self.config
+    }
+
+    /// Cumulative counters.
+    pub fn accounting(&self) -> Accounting {
+        self.counters.snapshot()
+    }
+
+    /// Counts spans that were never sent (batches skipped, bodies that failed to encode).
+    pub fn count_dropped(&self, spans: usize) {
+        Counters::add(&self.counters.dropped_spans, spans as u64);
+    }
+
+    /// Sends one payload, retrying as the encoder's verdict and the config allow.
+    pub async fn deliver(
+        &self,
+        payload: Payload,
+        encoder: &dyn Encoder,
+    ) -> Result<(), ExportError> {
+        let spans = payload.spans as u64;
+        let body = if self.config.gzip {
+            gzip(&payload.body).map_err(|e| ExportError::Encode(format!("gzip: {e}")))?
+        } else {
+            payload.body
+        };
+        let body = bytes_of(body);
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            Counters::add(&self.counters.requests, 1);
+            let started = Instant::now();
+            let sent = self
+                .client
+                .post(self.url.clone())
+                .headers(self.headers.clone())
+                .body(body.clone())
+                .send()
+                .await;
+            let (retry_reason, retry_after, connect_failure) = match sent {
+                Ok(response) => {
+                    let status = response.status();
+                    let retry_after = parse_retry_after(response.headers());
+                    let answer = match response.bytes().await {
+                        Ok(b) => b,
+                        Err(e) => {
+                            return Err(self.fail(spans, self.transport_error(e, attempt)));
+                        }
+                    };
+                    match encoder.judge(&self.shown, status, &answer) {
+                        Verdict::Accepted { rejected_spans } => {
+                            let rejected = rejected_spans.min(spans);
+                            Counters::add(&self.counters.spans_sent, spans - rejected);
+                            Counters::add(&self.counters.dropped_spans, rejected);
+                            tracing::debug!(
+                                endpoint = %self.shown,
+                                spans,
+                                rejected,
+                                elapsed_ms = started.elapsed().as_millis() as u64,
+                                "batch delivered"
+                            );
+                            return Ok(());
+                        }
+                        Verdict::Fail(err) => return Err(self.fail(spans, err)),
+                        Verdict::Retry(reason) => (reason, retry_after, false),
+                    }
+                }
+                Err(e) if e.is_connect() || is_reset(&e) => (error_chain(&e), None, e.is_connect()),
+                Err(e) => return Err(self.fail(spans, self.transport_error(e, attempt))),
+            };
+            if attempt > self.config.max_retries {
+                let err = if connect_failure {
+                    ExportError::Connect {
+                        endpoint: self.shown.clone(),
+                        attempts: attempt,
+                        detail: retry_reason,
+                    }
+                } else {
+                    ExportError::RetriesExhausted {
+                        endpoint: self.shown.clone(),
+                        attempts: attempt,
+                        last: retry_reason,
+                    }
+                };
+                return Err(self.fail(spans, err));
+            }
+            let wait = match retry_after {
+                Some(after) => after.min(self.config.max_retry_after),
+                None => backoff(&self.config, attempt),
+            };
+            tracing::warn!(
+                endpoint = %self.shown,
+                attempt,
+                reason = %retry_reason,
+                wait_ms = wait.as_millis() as u64,
+                "retrying export request"
+            );
+            Counters::add(&self.counters.retried_requests, 1);
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    fn fail(&self, spans: u64, err: ExportError) -> ExportError {
+        Counters::add(&self.counters.failed_requests, 1);
+        Counters::add(&self.counters.dropped_spans, spans);
+        tracing::warn!(endpoint = %self.shown, spans, error = %err, "export request failed");
+        err
+    }
+
+    fn transport_error(&self, e: reqwest::Error, attempt: u32) -> ExportError {
+        if e.is_timeout() {
+            ExportError::Timeout {
+                endpoint: self.shown.clone(),
+                timeout: self.config.timeout,
+            }
+        } else if e.is_connect() {
+            ExportError::Connect {
+                endpoint: self.shown.clone(),
+                attempts: attempt,
+                detail: error_chain(&e),
+            }
+        } else {
+            ExportError::Http {
+                endpoint: self.shown.clone(),
+                detail: error_chain(&e),
+            }
+        }
+    }
+}
+
+fn bytes_of(body: Vec<u8>) -> bytes::Bytes {
+    bytes::Bytes::from(body)
+}
+
+fn build_client(tls: &TlsConfig, timeout: Duration) -> Result<reqwest::Client, ExportError> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .user_agent(concat!("podtrace/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = &tls.ca_file {
+        let pem = std::fs::read(path).map_err(|e| {
+            ExportError::Config(format!("cannot read CA file {}: {e}", path.display()))
+        })?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            ExportError::Config(format!(
+                "CA file {} holds no usable PEM certificate: {}",
+                path.display(),
+                error_chain(&e)
+            ))
+        })?;
+        if certs.is_empty() {
+            return Err(ExportError::Config(format!(
+                "CA file {} holds no certificate",
+                path.display()
+            )));
+        }
+        builder = builder.tls_certs_merge(certs);
+    }
+    if tls.insecure {
+        builder = builder.danger_accept_invalid_certs(true);
+    }
+    builder
+        .build()
+        .map_err(|e| ExportError::Config(format!("HTTP client: {}", error_chain(&e))))
+}
+
+/// A reqwest error and its causes, without the URL (which could carry user info).
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut out = String::new();
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    let first = if e.is_connect() {
+        "connection failed"
+    } else if e.is_timeout() {
+        "timed out"
+    } else if e.is_request() {
+        "request failed"
+    } else if e.is_body() || e.is_decode() {
+        "bad response body"
+    } else {
+        "HTTP client error"
+    };
+    out.push_str(first);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+fn is_reset(e: &reqwest::Error) -> bool {
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+            ) {
+                return true;
+            }
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// `Retry-After` in seconds (HTTP dates are ignored: the computed backoff applies).
+fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    value.parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// Exponential backoff with jitter: `initial × 2^(attempt-1)`, capped, then a random
+/// point in its upper half (so concurrent exporters do not retry in lockstep).
+pub fn backoff(config: &DeliveryConfig, attempt: u32) -> Duration {
+    let exp = attempt.saturating_sub(1).min(20);
+    let base = config
+        .initial_backoff
+        .saturating_mul(1u32 << exp)
+        .min(config.max_backoff);
+    let half = base / 2;
+    let nanos = half.as_nanos() as u64;
+    let jitter = if nanos == 0 { 0 } else { random_u64() % nanos };
+    half + Duration::from_nanos(jitter)
+}
+
+fn random_u64() -> u64 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish()
+}
+
+fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4 + 64),
+        flate2::Compression::fast(),
+    );
+    enc.write_all(body)?;
+    enc.finish()
+}
+
+/// An exporter made of an [`Encoder`] and the shared [`HttpDelivery`].
+#[derive(Debug)]
+pub struct HttpExporter<E> {
+    name: &'static str,
+    encoder: E,
+    delivery: HttpDelivery,
+}
+
+impl<E: Encoder> HttpExporter<E> {
+    /// Puts an encoder in front of a delivery.
+    pub fn new(name: &'static str, encoder: E, delivery: HttpDelivery) -> Self {
+        HttpExporter {
+            name,
+            encoder,
+            delivery,
+        }
+    }
+
+    /// The encoder.
+    pub fn encoder(&self) -> &E {
+        &self.encoder
+    }
+
+    /// Sends `spans` in batches. A batch the receiver rejects is counted and the next one is
+    /// tried; when the endpoint itself is down (refused, timeout, bad token, retries
+    /// exhausted) the remaining batches are dropped at once. Returns the first error.
+    pub async fn send(&self, spans: &[Span]) -> Result<(), ExportError> {
+        let mut first_error: Option<ExportError> = None;
+        let batch_size = self.delivery.config.batch_size.max(1);
+        let mut remaining = spans.len();
+        for batch in spans.chunks(batch_size) {
+            remaining -= batch.len();
+            let payloads = match self.encoder.encode(batch) {
+                Ok(p) => p,
+                Err(e) => {
+                    self.delivery.count_dropped(batch.len());
+                    first_error.get_or_insert(e);
+                    continue;
+                }
+            };
+            let mut payloads = payloads.into_iter();
+            while let Some(payload) = payloads.next() {
+                if let Err(e) = self.delivery.deliver(payload, &self.encoder).await {
+                    if e.is_endpoint_down() {
+                        let skipped: usize = payloads.map(|p| p.spans).sum::<usize>() + remaining;
+                        self.delivery.count_dropped(skipped);
+                        return Err(first_error.unwrap_or(e));
+                    }
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<E: Encoder> Exporter for HttpExporter<E> {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn endpoint(&self) -> String {
+        self.delivery.endpoint().to_string()
+    }
+
+    fn export<'a>(&'a self, spans: &'a [Span]) -> BoxFuture<'a, Result<(), ExportError>> {
+        Box::pin(self.send(spans))
+    }
+
+    fn flush(&self) -> BoxFuture<'_, Result<(), ExportError>> {
+        // Every export call sends all its spans before it returns: nothing is buffered.
+        Box::pin(async { Ok(()) })
+    }
+
+    fn accounting(&self) -> Accounting {
+        self.delivery.accounting()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_caps_and_jitters() {
+        let cfg = DeliveryConfig {
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(1000),
+            ..DeliveryConfig::default()
+        };
+        for _ in 0..50 {
+            let b1 = backoff(&cfg, 1);
+            assert!(b1 >= Duration::from_millis(50) && b1 <= Duration::from_millis(100));
+            let b3 = backoff(&cfg, 3);
+            assert!(b3 >= Duration::from_millis(200) && b3 <= Duration::from_millis(400));
+            let b10 = backoff(&cfg, 10);
+            assert!(b10 >= Duration::from_millis(500) && b10 <= Duration::from_millis(1000));
+        }
+        let distinct: std::collections::HashSet<_> = (0..20).map(|_| backoff(&cfg, 4)).collect();
+        assert!(distinct.len() > 1, "no jitter");
+    }
+
+    #[test]
+    fn retry_after_seconds_are_read() {
+        let mut h = HeaderMap::new();
+        assert_eq!(parse_retry_after(&h), None);
+        h.insert(RETRY_AFTER, HeaderValue::from_static(" 3 "));
+        assert_eq!(parse_retry_after(&h), Some(Duration::from_secs(3)));
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(parse_retry_after(&h), None);
+    }
+
+    #[test]
+    fn default_verdicts() {
+        let v = |s: u16| default_judge("e", StatusCode::from_u16(s).unwrap(), b"nope");
+        assert!(matches!(v(200), Verdict::Accepted { .. }));
+        assert!(matches!(v(202), Verdict::Accepted { .. }));
+        for s in [429, 502, 503, 504] {
+            assert!(matches!(v(s), Verdict::Retry(_)), "{s}");
+        }
+        assert!(matches!(v(401), Verdict::Fail(ExportError::Auth { .. })));
+        assert!(matches!(v(403), Verdict::Fail(ExportError::Auth { .. })));
+        assert!(matches!(
+            v(400),
+            Verdict::Fail(ExportError::Rejected { .. })
+        ));
+        assert!(matches!(
+            v(500),
+            Verdict::Fail(ExportError::Rejected { .. })
+        ));
+    }
+
+    #[test]
+    fn gzip_roundtrips() {
+        use std::io::Read;
+        let z = gzip(b"hello hello hello").unwrap();
+        let mut out = String::new();
+        flate2::read::GzDecoder::new(&z[..])
+            .read_to_string(&mut out)
+            .unwrap();
+        assert_eq!(out, "hello hello hello");
+    }
+}

@@ -1,0 +1,96 @@
+//! Local outputs: the OTLP/JSON request written to a file.
+//!
+//! `podtrace analyze` writes [`DEFAULT_OTLP_JSON_FILE`] when no endpoint is configured; any
+//! OTLP/JSON reader (the collector's `otlpjsonfile` receiver, `otel-cli`, a test) can load
+//! it. The file is written to a temporary sibling and renamed into place, so a reader never
+//! sees half a file.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use podtrace_model::Span;
+
+use crate::{otlp, ExportError};
+
+/// The analyzer's default output name.
+pub const DEFAULT_OTLP_JSON_FILE: &str = "traces.otlp.json";
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
+    move |source| ExportError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes the OTLP/JSON `ExportTraceServiceRequest` of `spans` to `path` (one line).
+pub fn write_otlp_json(path: impl AsRef<Path>, spans: &[Span]) -> Result<(), ExportError> {
+    let path = path.as_ref();
+    let json = otlp::to_json(&otlp::encode(spans));
+    let tmp = temp_sibling(path);
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(json.as_bytes())?;
+        f.write_all(b"\n")?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io_error(path)(e)
+    })
+}
+
+/// Reads a file written by [`write_otlp_json`].
+pub fn read_otlp_json(
+    path: impl AsRef<Path>,
+) -> Result<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest, ExportError>
+{
+    let path = path.as_ref();
+    let text = std::fs::read_to_string(path).map_err(io_error(path))?;
+    otlp::from_json(&text)
+}
+
+fn temp_sibling(path: &Path) -> PathBuf {
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| DEFAULT_OTLP_JSON_FILE.into());
+    name.push(format!(".tmp-{}", std::process::id()));
+    path.with_file_name(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use podtrace_model::{Resource, SpanId, SpanKind, Status, TraceId};
+
+    #[test]
+    fn writes_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DEFAULT_OTLP_JSON_FILE);
+        let span = Span {
+            trace_id: TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+            span_id: SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+            parent_span_id: None,
+            trace_state: String::new(),
+            flags: 1,
+            name: "GET /".into(),
+            kind: SpanKind::Server,
+            start_time_unix_nano: 1,
+            end_time_unix_nano: 2,
+            attributes: vec![],
+            status: Status::unset(),
+            resource: Resource::new("web"),
+        };
+        write_otlp_json(&path, std::slice::from_ref(&span)).unwrap();
+        let back = read_otlp_json(&path).unwrap();
+        assert_eq!(back, otlp::encode(&[span]));
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp left"
+        );
+        let err = write_otlp_json(dir.path().join("missing/x.json"), &[]).unwrap_err();
+        assert!(err.to_string().contains("missing/x.json"), "{err}");
+    }
+}
