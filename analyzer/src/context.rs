@@ -1,0 +1,588 @@
+//! Trace context extraction from request headers (W3C, B3, Splunk).
+//!
+//! Implements the rules of `CONTRACTS.md`: families are tried in precedence order
+//! W3C `traceparent`/`tracestate`, then B3 (single `b3` header, then multi `X-B3-*`), then
+//! Splunk (`X-Request-ID` + `X-Span-ID`). The first valid family wins; an invalid header of a
+//! higher family does not hide a valid lower one, and every rejected header is reported as
+//! `(family, reason)` so the analyzer can count why a context was ignored. Header names are
+//! matched case-insensitively (HTTP/1). Pure functions, no state.
+
+use std::fmt;
+
+use podtrace_model::{SpanId, TraceId};
+use serde::Serialize;
+
+/// A propagation header family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// W3C Trace Context (`traceparent`, `tracestate`).
+    W3c,
+    /// Zipkin B3, single (`b3`) or multi (`X-B3-*`) header.
+    B3,
+    /// Splunk style (`X-Request-ID`, `X-Span-ID`).
+    Splunk,
+}
+
+impl Family {
+    /// The family's name as used in attributes, stats and the vectors file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::W3c => "w3c",
+            Family::B3 => "b3",
+            Family::Splunk => "splunk",
+        }
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a propagation header was ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum IgnoreReason {
+    /// Malformed value (wrong length, bad hex, all-zero id, forbidden version, ...).
+    Invalid,
+    /// A B3 header that carries only a sampling decision, no ids (`b3: 0`).
+    NoIds,
+    /// The header appeared more than once with different values.
+    Duplicate,
+    /// `tracestate` was malformed; the `traceparent` itself was kept.
+    InvalidTracestate,
+}
+
+impl IgnoreReason {
+    /// Short kebab-case name (as in the vectors file).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IgnoreReason::Invalid => "invalid",
+            IgnoreReason::NoIds => "no-ids",
+            IgnoreReason::Duplicate => "duplicate",
+            IgnoreReason::InvalidTracestate => "invalid-tracestate",
+        }
+    }
+}
+
+impl fmt::Display for IgnoreReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A valid trace context found on a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceContext {
+    /// Which family it came from.
+    pub family: Family,
+    /// The trace id.
+    pub trace_id: TraceId,
+    /// The span id of the caller (the span that sent the request), when the header has one.
+    pub parent_id: Option<SpanId>,
+    /// The sampling decision, when the header states one.
+    pub sampled: Option<bool>,
+    /// W3C `tracestate` (empty when absent or not W3C).
+    pub trace_state: String,
+}
+
+/// Result of [`extract`]: the winning context (if any) plus every header ignored on the way.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extraction {
+    /// The context that won, `None` when no family produced a valid one.
+    pub context: Option<TraceContext>,
+    /// Headers that were present but ignored, in evaluation order.
+    pub ignored: Vec<(Family, IgnoreReason)>,
+}
+
+/// Extracts the trace context from request headers `(name, value)` as seen on the wire.
+pub fn extract<'a, I>(headers: I) -> Extraction
+where
+    I: IntoIterator<Item = (&'a str, &'a str)>,
+{
+    let headers: Vec<(&str, &str)> = headers.into_iter().collect();
+    let mut out = Extraction::default();
+    let families: [fn(&Lookup<'_>, &mut Vec<(Family, IgnoreReason)>) -> Option<TraceContext>; 3] =
+        [w3c, b3, splunk];
+    let lookup = Lookup(&headers);
+    for family in families {
+        if let Some(ctx) = family(&lookup, &mut out.ignored) {
+            out.context = Some(ctx);
+            break;
+        }
+    }
+    out
+}
+
+/// Case-insensitive header lookup over the request's header list.
+struct Lookup<'h>(&'h [(&'h str, &'h str)]);
+
+impl Lookup<'_> {
+    /// All values of a header, trimmed of optional whitespace.
+    fn all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim_matches([' ', '\t']))
+            .collect()
+    }
+    /// The single value of a header: `Ok(None)` when absent, `Err` when repeated with
+    /// different values.
+    fn one(&self, name: &str) -> Result<Option<&str>, IgnoreReason> {
+        let all = self.all(name);
+        match all.as_slice() {
+            [] => Ok(None),
+            [first, rest @ ..] if rest.iter().all(|v| v == first) => Ok(Some(first)),
+            _ => Err(IgnoreReason::Duplicate),
+        }
+    }
+}
+
+fn is_lower_hex(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Parses `len` lowercase hex digits into a non-zero trace id (16-digit ids left-padded).
+fn trace_id_lower(s: &str) -> Option<TraceId> {
+    if !is_lower_hex(s) {
+        return None;
+    }
+    let id = match s.len() {
+        32 => TraceId::from_hex(s).ok()?,
+        16 => TraceId::from_hex(&format!("{:0>32}", s)).ok()?,
+        _ => return None,
+    };
+    (!id.is_zero()).then_some(id)
+}
+
+fn span_id_lower(s: &str) -> Option<SpanId> {
+    if s.len() != 16 || !is_lower_hex(s) {
+        return None;
+    }
+    let id = SpanId::from_hex(s).ok()?;
+    (!id.is_zero()).then_some(id)
+}
+
+fn w3c(h: &Lookup<'_>, ignored: &mut Vec<(Family, IgnoreReason)>) -> Option<TraceContext> {
+    let value = match h.one("traceparent") {
+        Ok(Some(v)) => v,
+        Ok(None) => return None,
+        Err(reason) => {
+            ignored.push((Family::W3c, reason));
+            return None;
+        }
+    };
+    let Some((trace_id, parent_id, flags)) = parse_traceparent(value) else {
+        ignored.push((Family::W3c, IgnoreReason::Invalid));
+        return None;
+    };
+    let trace_state = match h.all("tracestate").as_slice() {
+        [] => String::new(),
+        values => {
+            // Several tracestate headers are one list, joined with commas (RFC 9110 §5.3).
+            let joined = values.join(",");
+            if valid_tracestate(&joined) {
+                joined
+            } else {
+                ignored.push((Family::W3c, IgnoreReason::InvalidTracestate));
+                String::new()
+            }
+        }
+    };
+    Some(TraceContext {
+        family: Family::W3c,
+        trace_id,
+        parent_id: Some(parent_id),
+        sampled: Some(flags & 1 == 1),
+        trace_state,
+    })
+}
+
+/// Parses a `traceparent` value: `(trace id, parent id, flags)`.
+fn parse_traceparent(v: &str) -> Option<(TraceId, SpanId, u8)> {
+    if v.len() < 55 || !v.is_ascii() {
+        return None;
+    }
+    let version = &v[0..2];
+    if !is_lower_hex(version) || version == "ff" {
+        return None;
+    }
+    if version == "00" && v.len() != 55 {
+        return None;
+    }
+    if v.len() > 55 && v.as_bytes()[55] != b'-' {
+        return None;
+    }
+    let b = v.as_bytes();
+    if b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
+        return None;
+    }
+    let (trace, parent, flags) = (&v[3..35], &v[36..52], &v[53..55]);
+    if !is_lower_hex(trace) || !is_lower_hex(parent) || !is_lower_hex(flags) {
+        return None;
+    }
+    let trace_id = TraceId::from_hex(trace).ok()?;
+    let parent_id = SpanId::from_hex(parent).ok()?;
+    if trace_id.is_zero() || parent_id.is_zero() {
+        return None;
+    }
+    let flags = u8::from_str_radix(flags, 16).ok()?;
+    Some((trace_id, parent_id, flags))
+}
+
+/// W3C tracestate: at most 32 comma-separated `key=value` members (empty members allowed).
+fn valid_tracestate(v: &str) -> bool {
+    let members: Vec<&str> = v
+        .split(',')
+        .map(|m| m.trim_matches([' ', '\t']))
+        .filter(|m| !m.is_empty())
+        .collect();
+    if members.len() > 32 {
+        return false;
+    }
+    members.iter().all(|m| {
+        let Some((key, value)) = m.split_once('=') else {
+            return false;
+        };
+        let key_ok = !key.is_empty()
+            && key.len() <= 256
+            && key.bytes().all(|c| {
+                c.is_ascii_lowercase()
+                    || c.is_ascii_digit()
+                    || matches!(c, b'_' | b'-' | b'*' | b'/' | b'@')
+            });
+        let value_ok = !value.is_empty()
+            && value.len() <= 256
+            && value
+                .bytes()
+                .all(|c| (0x20..=0x7e).contains(&c) && c != b',' && c != b'=');
+        key_ok && value_ok
+    })
+}
+
+fn b3(h: &Lookup<'_>, ignored: &mut Vec<(Family, IgnoreReason)>) -> Option<TraceContext> {
+    match h.one("b3") {
+        Ok(Some(v)) => match parse_b3_single(v) {
+            Ok(ctx) => return Some(ctx),
+            Err(reason) => ignored.push((Family::B3, reason)),
+        },
+        Ok(None) => {}
+        Err(reason) => ignored.push((Family::B3, reason)),
+    }
+    match b3_multi(h) {
+        Ok(ctx) => ctx,
+        Err(reason) => {
+            ignored.push((Family::B3, reason));
+            None
+        }
+    }
+}
+
+fn parse_b3_sampled(s: &str) -> Option<bool> {
+    match s {
+        "1" | "true" | "d" => Some(true),
+        "0" | "false" => Some(false),
+        _ => None,
+    }
+}
+
+/// `b3: {traceid}-{spanid}[-{sampling}[-{parentspanid}]]` or a bare sampling state.
+fn parse_b3_single(v: &str) -> Result<TraceContext, IgnoreReason> {
+    let parts: Vec<&str> = v.split('-').collect();
+    if parts.len() == 1 {
+        return if parse_b3_sampled(parts[0]).is_some() {
+            Err(IgnoreReason::NoIds)
+        } else {
+            Err(IgnoreReason::Invalid)
+        };
+    }
+    if parts.len() > 4 {
+        return Err(IgnoreReason::Invalid);
+    }
+    let trace_id = trace_id_lower(parts[0]).ok_or(IgnoreReason::Invalid)?;
+    let span_id = span_id_lower(parts[1]).ok_or(IgnoreReason::Invalid)?;
+    let sampled = match parts.get(2) {
+        Some(s) => Some(parse_b3_sampled(s).ok_or(IgnoreReason::Invalid)?),
+        None => None,
+    };
+    if let Some(p) = parts.get(3) {
+        span_id_lower(p).ok_or(IgnoreReason::Invalid)?;
+    }
+    Ok(TraceContext {
+        family: Family::B3,
+        trace_id,
+        parent_id: Some(span_id),
+        sampled,
+        trace_state: String::new(),
+    })
+}
+
+/// `X-B3-TraceId`, `X-B3-SpanId`, optional `X-B3-ParentSpanId`, `X-B3-Sampled`, `X-B3-Flags`.
+fn b3_multi(h: &Lookup<'_>) -> Result<Option<TraceContext>, IgnoreReason> {
+    let trace = h.one("x-b3-traceid")?;
+    let span = h.one("x-b3-spanid")?;
+    let sampled = h.one("x-b3-sampled")?;
+    let flags = h.one("x-b3-flags")?;
+    let parent = h.one("x-b3-parentspanid")?;
+    let (trace, span) = match (trace, span) {
+        (None, None) => {
+            return if sampled.is_some() || flags.is_some() || parent.is_some() {
+                Err(IgnoreReason::NoIds)
+            } else {
+                Ok(None)
+            };
+        }
+        (Some(t), Some(s)) => (t, s),
+        _ => return Err(IgnoreReason::Invalid),
+    };
+    let trace_id = trace_id_lower(trace).ok_or(IgnoreReason::Invalid)?;
+    let span_id = span_id_lower(span).ok_or(IgnoreReason::Invalid)?;
+    if let Some(p) = parent {
+        span_id_lower(p).ok_or(IgnoreReason::Invalid)?;
+    }
+    let mut sampled = match sampled {
+        Some(s) => Some(parse_b3_sampled(s).ok_or(IgnoreReason::Invalid)?),
+        None => None,
+    };
+    if flags == Some("1") {
+        sampled = Some(true);
+    }
+    Ok(Some(TraceContext {
+        family: Family::B3,
+        trace_id,
+        parent_id: Some(span_id),
+        sampled,
+        trace_state: String::new(),
+    }))
+}
+
+fn splunk(h: &Lookup<'_>, ignored: &mut Vec<(Family, IgnoreReason)>) -> Option<TraceContext> {
+    let request_id = match h.one("x-request-id") {
+        Ok(Some(v)) => v,
+        Ok(None) => return None,
+        Err(reason) => {
+            ignored.push((Family::Splunk, reason));
+            return None;
+        }
+    };
+    let digits: String = request_id
+        .chars()
+        .filter(|c| *c != '-')
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let Some(trace_id) = trace_id_lower(&digits) else {
+        ignored.push((Family::Splunk, IgnoreReason::Invalid));
+        return None;
+    };
+    let parent_id = match h.one("x-span-id") {
+        Ok(Some(v)) => match span_id_lower(&v.to_ascii_lowercase()) {
+            Some(id) => Some(id),
+            None => {
+                ignored.push((Family::Splunk, IgnoreReason::Invalid));
+                return None;
+            }
+        },
+        Ok(None) => None,
+        Err(reason) => {
+            ignored.push((Family::Splunk, reason));
+            return None;
+        }
+    };
+    Some(TraceContext {
+        family: Family::Splunk,
+        trace_id,
+        parent_id,
+        sampled: None,
+        trace_state: String::new(),
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    fn ex(h: &[(&str, &str)]) -> Extraction {
+        extract(h.iter().copied())
+    }
+
+    fn family_from(s: &str) -> Family {
+        match s {
+            "w3c" => Family::W3c,
+            "b3" => Family::B3,
+            "splunk" => Family::Splunk,
+            other => panic!("unknown family {other}"),
+        }
+    }
+
+    /// Loads the shared vectors file, or the copy checked into `tests/data` in a clean clone.
+    pub(crate) fn vectors() -> serde_json::Value {
+        let shared = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/vectors/trace_context.json"
+        );
+        let copy = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/trace_context.json");
+        let text = std::fs::read_to_string(shared)
+            .or_else(|_| std::fs::read_to_string(copy))
+            .expect("trace_context.json (shared or tests/data copy)");
+        serde_json::from_str(&text).expect("vectors are JSON")
+    }
+
+    #[test]
+    fn every_vector_case() {
+        let v = vectors();
+        let cases = v["cases"].as_array().expect("cases");
+        assert!(cases.len() >= 20);
+        for case in cases {
+            let name = case["name"].as_str().expect("name");
+            let headers: Vec<(String, String)> = case["headers"]
+                .as_array()
+                .expect("headers")
+                .iter()
+                .map(|p| {
+                    (
+                        p[0].as_str().expect("h").to_string(),
+                        p[1].as_str().expect("v").to_string(),
+                    )
+                })
+                .collect();
+            let got = extract(headers.iter().map(|(a, b)| (a.as_str(), b.as_str())));
+            let expect = &case["expect"];
+            match expect["family"].as_str() {
+                None => assert!(got.context.is_none(), "{name}: {got:?}"),
+                Some(fam) => {
+                    let ctx = got
+                        .context
+                        .as_ref()
+                        .unwrap_or_else(|| panic!("{name}: none"));
+                    assert_eq!(ctx.family, family_from(fam), "{name}");
+                    assert_eq!(
+                        ctx.trace_id.to_string(),
+                        expect["trace_id"].as_str().expect("trace_id"),
+                        "{name}"
+                    );
+                    assert_eq!(
+                        ctx.parent_id.map(|p| p.to_string()).as_deref(),
+                        expect["parent_id"].as_str(),
+                        "{name}"
+                    );
+                    assert_eq!(ctx.sampled, expect["sampled"].as_bool(), "{name}");
+                    assert_eq!(
+                        ctx.trace_state,
+                        expect["tracestate"].as_str().unwrap_or(""),
+                        "{name}"
+                    );
+                }
+            }
+            let want_ignored: Vec<(Family, String)> = expect["ignored"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|p| {
+                            (
+                                family_from(p[0].as_str().expect("f")),
+                                p[1].as_str().expect("r").to_string(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let got_ignored: Vec<(Family, String)> = got
+                .ignored
+                .iter()
+                .map(|(f, r)| (*f, r.as_str().to_string()))
+                .collect();
+            assert_eq!(got_ignored, want_ignored, "{name}");
+        }
+    }
+
+    #[test]
+    fn invalid_b3_does_not_hide_splunk() {
+        let got = ex(&[
+            ("b3", "not-valid"),
+            ("X-Request-ID", "4bf92f35-77b3-4da6-a3ce-929d0e0e4736"),
+        ]);
+        let ctx = got.context.expect("splunk");
+        assert_eq!(ctx.family, Family::Splunk);
+        assert_eq!(ctx.parent_id, None);
+        assert_eq!(got.ignored, vec![(Family::B3, IgnoreReason::Invalid)]);
+    }
+
+    #[test]
+    fn duplicate_traceparent_is_ignored() {
+        let got = ex(&[
+            (
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
+            (
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00",
+            ),
+        ]);
+        assert!(got.context.is_none());
+        assert_eq!(got.ignored, vec![(Family::W3c, IgnoreReason::Duplicate)]);
+    }
+
+    #[test]
+    fn bad_tracestate_keeps_traceparent() {
+        let got = ex(&[
+            (
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
+            ("tracestate", "no equals sign"),
+        ]);
+        let ctx = got.context.expect("w3c");
+        assert_eq!(ctx.trace_state, "");
+        assert_eq!(
+            got.ignored,
+            vec![(Family::W3c, IgnoreReason::InvalidTracestate)]
+        );
+        let many: Vec<String> = (0..33).map(|i| format!("k{i}=v")).collect();
+        let many = many.join(",");
+        let got = ex(&[
+            (
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
+            ("tracestate", &many),
+        ]);
+        assert_eq!(got.context.expect("w3c").trace_state, "");
+    }
+
+    #[test]
+    fn b3_single_deny_and_bad_ids() {
+        assert_eq!(
+            ex(&[("b3", "d")]).ignored,
+            vec![(Family::B3, IgnoreReason::NoIds)]
+        );
+        assert_eq!(
+            ex(&[("b3", "80f198ee56343ba864fe8b2a57d3eff7-XYZ")]).ignored,
+            vec![(Family::B3, IgnoreReason::Invalid)]
+        );
+        let got = ex(&[("b3", "64fe8b2a57d3eff7-e457b5a2e4d86bd1-d")]);
+        let ctx = got.context.expect("b3");
+        assert_eq!(ctx.trace_id.to_string(), "000000000000000064fe8b2a57d3eff7");
+        assert_eq!(ctx.sampled, Some(true));
+    }
+
+    #[test]
+    fn b3_multi_missing_span_id_is_invalid() {
+        let got = ex(&[("X-B3-TraceId", "80f198ee56343ba864fe8b2a57d3eff7")]);
+        assert!(got.context.is_none());
+        assert_eq!(got.ignored, vec![(Family::B3, IgnoreReason::Invalid)]);
+        let got = ex(&[("X-B3-Sampled", "0")]);
+        assert_eq!(got.ignored, vec![(Family::B3, IgnoreReason::NoIds)]);
+    }
+
+    #[test]
+    fn traceparent_whitespace_is_trimmed() {
+        let got = ex(&[(
+            "traceparent",
+            " 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 ",
+        )]);
+        assert_eq!(got.context.expect("w3c").family, Family::W3c);
+    }
+}

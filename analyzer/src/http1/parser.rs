@@ -1,0 +1,715 @@
+//! The incremental HTTP/1 message parser of one stream direction.
+
+use std::collections::VecDeque;
+
+use super::{Head, Kind, Limits, Message};
+use crate::reassemble::Segment;
+
+/// What the response parser must know about the request a response answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RequestHint {
+    /// The request was HEAD: the response has no body whatever its headers say.
+    pub head: bool,
+    /// The request was CONNECT: a 2xx response turns the connection into a tunnel.
+    pub connect: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailer,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Body {
+    Length(u64),
+    Chunked(Chunk),
+    UntilClose,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Head,
+    Body(Body),
+    /// Looking for the next message start; `allow_at_start` accepts one at buffer offset 0.
+    Resync {
+        allow_at_start: bool,
+    },
+    /// No more parsing on this stream (upgrade, tunnel, or given up).
+    Stopped,
+}
+
+/// Longest chunk-size or trailer line accepted.
+const MAX_LINE: usize = 8 * 1024;
+/// Request methods recognised when resynchronising a request stream.
+const METHODS: [&[u8]; 9] = [
+    b"GET ",
+    b"POST ",
+    b"PUT ",
+    b"DELETE ",
+    b"HEAD ",
+    b"OPTIONS ",
+    b"PATCH ",
+    b"CONNECT ",
+    b"TRACE ",
+];
+
+/// Incremental parser of one stream direction. Feed [`Segment`]s in order; take finished
+/// [`Message`]s and error reasons out.
+#[derive(Debug)]
+pub struct MessageParser {
+    kind: Kind,
+    limits: Limits,
+    buf: Vec<u8>,
+    /// Absolute stream offset of `buf[0]`.
+    base: u64,
+    /// (absolute offset where a segment starts, its time), ascending.
+    marks: VecDeque<(u64, u64)>,
+    state: State,
+    current: Option<Message>,
+    out: Vec<Message>,
+    errors: Vec<&'static str>,
+    parsed_any: bool,
+    garbage: u64,
+    hints: VecDeque<RequestHint>,
+    trailer_bytes: usize,
+    last_ts: u64,
+    /// Stop parsing once the current body ends (the request asked for an upgrade/tunnel).
+    stop_after_body: bool,
+}
+
+impl MessageParser {
+    /// A parser for a stream of `kind` messages.
+    pub fn new(kind: Kind, limits: Limits) -> Self {
+        MessageParser {
+            kind,
+            limits,
+            buf: Vec::new(),
+            base: 0,
+            marks: VecDeque::new(),
+            state: State::Head,
+            current: None,
+            out: Vec::new(),
+            errors: Vec::new(),
+            parsed_any: false,
+            garbage: 0,
+            hints: VecDeque::new(),
+            trailer_bytes: 0,
+            last_ts: 0,
+            stop_after_body: false,
+        }
+    }
+
+    /// Tells a response parser about the next request on the connection (FIFO).
+    pub fn push_hint(&mut self, hint: RequestHint) {
+        self.hints.push_back(hint);
+    }
+
+    /// True once the stream stopped being parsed (upgrade, tunnel, gave up).
+    pub fn is_stopped(&self) -> bool {
+        self.state == State::Stopped
+    }
+
+    /// Finished messages since the last call.
+    pub fn take_messages(&mut self) -> Vec<Message> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Error reasons counted since the last call.
+    pub fn take_errors(&mut self) -> Vec<&'static str> {
+        std::mem::take(&mut self.errors)
+    }
+
+    /// Feeds the next segment of the stream.
+    pub fn feed(&mut self, seg: &Segment) {
+        self.last_ts = self.last_ts.max(seg.ts_ns());
+        match seg {
+            Segment::Data { ts_ns, bytes } => {
+                if self.state == State::Stopped || bytes.is_empty() {
+                    return;
+                }
+                let end = self.base + self.buf.len() as u64;
+                if self.marks.back().map(|m| m.1) != Some(*ts_ns) {
+                    self.marks.push_back((end, *ts_ns));
+                }
+                self.buf.extend_from_slice(bytes);
+                self.run();
+            }
+            Segment::Missing { ts_ns, len } => self.missing(*ts_ns, *len),
+            Segment::Gap { ts_ns } => self.gap(*ts_ns),
+        }
+    }
+
+    /// The stream ended (connection closed, or the analysis is finishing): a
+    /// close-delimited body completes; anything else half-done is counted.
+    pub fn finish(&mut self) {
+        match self.state {
+            State::Body(Body::UntilClose) => self.complete(),
+            State::Body(_) => {
+                self.errors.push("incomplete_message");
+                if let Some(m) = self.current.as_mut() {
+                    m.truncated = true;
+                }
+                self.complete();
+            }
+            State::Head if !self.buf.is_empty() => self.errors.push("incomplete_head"),
+            _ => {}
+        }
+        self.buf.clear();
+        self.state = State::Stopped;
+    }
+
+    fn ts_at(&self, abs: u64) -> u64 {
+        let i = self.marks.partition_point(|(off, _)| *off <= abs);
+        if i == 0 {
+            self.marks.front().map(|m| m.1).unwrap_or(self.last_ts)
+        } else {
+            self.marks[i - 1].1
+        }
+    }
+
+    /// Drops `n` bytes from the front of the buffer; returns the time of the last one.
+    fn consume(&mut self, n: usize) -> u64 {
+        debug_assert!(n > 0 && n <= self.buf.len());
+        let last = self.ts_at(self.base + n as u64 - 1);
+        self.buf.drain(..n);
+        self.base += n as u64;
+        while self.marks.len() > 1 && self.marks[1].0 <= self.base {
+            self.marks.pop_front();
+        }
+        last
+    }
+
+    fn discard_all(&mut self) {
+        if !self.buf.is_empty() {
+            let n = self.buf.len();
+            self.consume(n);
+        }
+    }
+
+    fn resync(&mut self, allow_at_start: bool) {
+        self.current = None;
+        self.state = State::Resync { allow_at_start };
+    }
+
+    fn error_resync(&mut self, reason: &'static str) {
+        self.errors.push(reason);
+        if !self.buf.is_empty() {
+            self.garbage += 1;
+            self.consume(1);
+        }
+        self.resync(false);
+    }
+
+    fn run(&mut self) {
+        loop {
+            let progressed = match self.state {
+                State::Head => self.step_head(),
+                State::Body(body) => self.step_body(body),
+                State::Resync { allow_at_start } => self.step_resync(allow_at_start),
+                State::Stopped => {
+                    self.discard_all();
+                    false
+                }
+            };
+            if !progressed {
+                break;
+            }
+        }
+    }
+
+    fn step_resync(&mut self, allow_at_start: bool) -> bool {
+        if let Some(p) = self.find_start(allow_at_start) {
+            if p > 0 {
+                self.garbage += p as u64;
+                self.consume(p);
+                self.errors.push("skipped_garbage");
+            }
+            self.garbage = 0;
+            self.state = State::Head;
+            return true;
+        }
+        // Keep a tail that may be the beginning of a start line split across segments.
+        let keep = 16.min(self.buf.len());
+        let drop = self.buf.len() - keep;
+        if drop > 0 {
+            self.garbage += drop as u64;
+            self.consume(drop);
+            self.state = State::Resync {
+                allow_at_start: false,
+            };
+        }
+        let budget = if self.parsed_any {
+            self.limits.max_garbage_bytes
+        } else {
+            self.limits.max_garbage_bytes.min(64 * 1024)
+        };
+        if self.garbage > budget {
+            self.errors.push(if self.parsed_any {
+                "gave_up"
+            } else {
+                "not_http"
+            });
+            self.state = State::Stopped;
+            self.discard_all();
+        }
+        false
+    }
+
+    fn looks_like_start(&self, at: &[u8]) -> bool {
+        match self.kind {
+            Kind::Request => METHODS.iter().any(|m| at.starts_with(m)),
+            Kind::Response => at.starts_with(b"HTTP/1."),
+        }
+    }
+
+    fn find_start(&self, allow_at_start: bool) -> Option<usize> {
+        if allow_at_start && self.looks_like_start(&self.buf) {
+            return Some(0);
+        }
+        (1..self.buf.len())
+            .find(|&i| self.buf[i - 1] == b'\n' && self.looks_like_start(&self.buf[i..]))
+    }
+
+    fn step_head(&mut self) -> bool {
+        // Stray CRLFs between messages are allowed (RFC 9112 §2.2).
+        let skip = self
+            .buf
+            .iter()
+            .take_while(|b| **b == b'\r' || **b == b'\n')
+            .count();
+        if skip > 0 {
+            self.consume(skip);
+        }
+        if self.buf.is_empty() {
+            return false;
+        }
+        let mut headers = vec![httparse::EMPTY_HEADER; self.limits.max_headers];
+        let parsed = match self.kind {
+            Kind::Request => {
+                let mut req = httparse::Request::new(&mut headers);
+                match req.parse(&self.buf) {
+                    Ok(httparse::Status::Complete(n)) => Ok(Some((
+                        n,
+                        Head::Request {
+                            method: req.method.unwrap_or_default().to_string(),
+                            target: req.path.unwrap_or_default().to_string(),
+                            version: req.version.unwrap_or(1),
+                        },
+                        collect_headers(req.headers),
+                    ))),
+                    Ok(httparse::Status::Partial) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            }
+            Kind::Response => {
+                let mut resp = httparse::Response::new(&mut headers);
+                match resp.parse(&self.buf) {
+                    Ok(httparse::Status::Complete(n)) => Ok(Some((
+                        n,
+                        Head::Response {
+                            status: resp.code.unwrap_or(0),
+                            reason: resp.reason.unwrap_or_default().to_string(),
+                            version: resp.version.unwrap_or(1),
+                        },
+                        collect_headers(resp.headers),
+                    ))),
+                    Ok(httparse::Status::Partial) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        match parsed {
+            Ok(Some((n, head, headers))) => {
+                let start_ts = self.ts_at(self.base);
+                let end_ts = self.consume(n);
+                self.parsed_any = true;
+                self.current = Some(Message {
+                    head,
+                    headers,
+                    body_size: 0,
+                    start_ts,
+                    end_ts,
+                    truncated: false,
+                });
+                self.after_head();
+                true
+            }
+            Ok(None) => {
+                if self.buf.len() > self.limits.max_head_bytes {
+                    self.error_resync("head_too_large");
+                    return true;
+                }
+                false
+            }
+            Err(e) => {
+                self.error_resync(match e {
+                    httparse::Error::TooManyHeaders => "too_many_headers",
+                    httparse::Error::HeaderName => "invalid_header_name",
+                    httparse::Error::HeaderValue => "invalid_header_value",
+                    httparse::Error::NewLine => "invalid_newline",
+                    httparse::Error::Status => "invalid_status",
+                    httparse::Error::Token => "invalid_token",
+                    httparse::Error::Version => "invalid_version",
+                });
+                true
+            }
+        }
+    }
+
+    /// Decides how the body of the message whose head was just parsed is framed.
+    fn after_head(&mut self) {
+        let Some(msg) = self.current.as_ref() else {
+            return;
+        };
+        let chunked = msg.header("transfer-encoding").map(|v| {
+            v.rsplit(',')
+                .next()
+                .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"))
+        });
+        let length = content_length(msg);
+        match msg.head.clone() {
+            Head::Response { status, .. } => {
+                if (100..200).contains(&status) && status != 101 {
+                    // 100 Continue, 103 Early Hints...: not the final response.
+                    self.current = None;
+                    self.state = State::Head;
+                    return;
+                }
+                let hint = self.hints.pop_front().unwrap_or_default();
+                if status == 101 || (hint.connect && (200..300).contains(&status)) {
+                    self.complete();
+                    self.state = State::Stopped;
+                    self.discard_all();
+                    return;
+                }
+                if hint.head || status == 204 || status == 304 {
+                    self.complete();
+                    return;
+                }
+                match (chunked, length) {
+                    (Some(true), _) => self.state = State::Body(Body::Chunked(Chunk::Size)),
+                    (Some(false), _) => self.state = State::Body(Body::UntilClose),
+                    (None, Ok(Some(n))) => self.start_length(n),
+                    (None, Ok(None)) => self.state = State::Body(Body::UntilClose),
+                    (None, Err(())) => {
+                        self.complete_truncated();
+                        self.error_resync("bad_content_length");
+                    }
+                }
+            }
+            Head::Request { method, .. } => {
+                let tunnel = method.eq_ignore_ascii_case("CONNECT")
+                    || msg.header("upgrade").is_some_and(|u| {
+                        !u.trim().is_empty()
+                            && msg.header("connection").is_some_and(|c| {
+                                c.split(',')
+                                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+                            })
+                    });
+                match (chunked, length) {
+                    (Some(true), _) => self.state = State::Body(Body::Chunked(Chunk::Size)),
+                    (Some(false), _) => {
+                        self.complete_truncated();
+                        self.error_resync("bad_transfer_encoding");
+                        return;
+                    }
+                    (None, Ok(Some(n))) => self.start_length(n),
+                    (None, Ok(None)) => self.complete(),
+                    (None, Err(())) => {
+                        self.complete_truncated();
+                        self.error_resync("bad_content_length");
+                        return;
+                    }
+                }
+                if tunnel {
+                    // After an upgrade or CONNECT request, the bytes that follow its body
+                    // belong to another protocol.
+                    if self.state == State::Head {
+                        self.state = State::Stopped;
+                        self.discard_all();
+                    } else {
+                        self.stop_after_body = true;
+                    }
+                }
+            }
+        }
+    }
+
+    fn start_length(&mut self, n: u64) {
+        if n == 0 {
+            self.complete();
+        } else {
+            self.state = State::Body(Body::Length(n));
+        }
+    }
+
+    fn complete_truncated(&mut self) {
+        if let Some(m) = self.current.as_mut() {
+            m.truncated = true;
+        }
+        self.complete();
+    }
+
+    /// The current message is done: hand it out and look for the next head.
+    fn complete(&mut self) {
+        if let Some(m) = self.current.take() {
+            self.out.push(m);
+        }
+        self.trailer_bytes = 0;
+        if self.stop_after_body {
+            self.state = State::Stopped;
+            self.discard_all();
+        } else {
+            self.state = State::Head;
+        }
+    }
+
+    fn add_body(&mut self, n: u64, end_ts: u64) {
+        if let Some(m) = self.current.as_mut() {
+            m.body_size += n;
+            m.end_ts = m.end_ts.max(end_ts);
+        }
+    }
+
+    fn step_body(&mut self, body: Body) -> bool {
+        match body {
+            Body::Length(rem) => {
+                if self.buf.is_empty() {
+                    return false;
+                }
+                let take = rem.min(self.buf.len() as u64);
+                let ts = self.consume(take as usize);
+                self.add_body(take, ts);
+                if rem == take {
+                    self.complete();
+                } else {
+                    self.state = State::Body(Body::Length(rem - take));
+                }
+                true
+            }
+            Body::UntilClose => {
+                if self.buf.is_empty() {
+                    return false;
+                }
+                let n = self.buf.len();
+                let ts = self.consume(n);
+                self.add_body(n as u64, ts);
+                false
+            }
+            Body::Chunked(chunk) => self.step_chunk(chunk),
+        }
+    }
+
+    fn find_line(&self) -> Option<usize> {
+        self.buf.windows(2).position(|w| w == b"\r\n")
+    }
+
+    fn step_chunk(&mut self, chunk: Chunk) -> bool {
+        match chunk {
+            Chunk::Size => {
+                let Some(eol) = self.find_line() else {
+                    if self.buf.len() > MAX_LINE {
+                        self.complete_truncated();
+                        self.error_resync("bad_chunk");
+                        return true;
+                    }
+                    return false;
+                };
+                let line = String::from_utf8_lossy(&self.buf[..eol]);
+                let size = line.split(';').next().unwrap_or("").trim();
+                let Ok(size) = u64::from_str_radix(size, 16) else {
+                    self.complete_truncated();
+                    self.error_resync("bad_chunk");
+                    return true;
+                };
+                let ts = self.consume(eol + 2);
+                self.add_body(0, ts);
+                self.state = State::Body(Body::Chunked(if size == 0 {
+                    Chunk::Trailer
+                } else {
+                    Chunk::Data(size)
+                }));
+                true
+            }
+            Chunk::Data(rem) => {
+                if self.buf.is_empty() {
+                    return false;
+                }
+                let take = rem.min(self.buf.len() as u64);
+                let ts = self.consume(take as usize);
+                self.add_body(take, ts);
+                self.state = State::Body(Body::Chunked(if rem == take {
+                    Chunk::DataEnd
+                } else {
+                    Chunk::Data(rem - take)
+                }));
+                true
+            }
+            Chunk::DataEnd => {
+                if self.buf.len() < 2 {
+                    return false;
+                }
+                if &self.buf[..2] != b"\r\n" {
+                    self.complete_truncated();
+                    self.error_resync("bad_chunk");
+                    return true;
+                }
+                let ts = self.consume(2);
+                self.add_body(0, ts);
+                self.state = State::Body(Body::Chunked(Chunk::Size));
+                true
+            }
+            Chunk::Trailer => {
+                let Some(eol) = self.find_line() else {
+                    if self.buf.len() > MAX_LINE {
+                        self.complete_truncated();
+                        self.error_resync("bad_chunk");
+                        return true;
+                    }
+                    return false;
+                };
+                let ts = self.consume(eol + 2);
+                self.add_body(0, ts);
+                if eol == 0 {
+                    self.complete();
+                } else {
+                    self.trailer_bytes += eol + 2;
+                    if self.trailer_bytes > self.limits.max_head_bytes {
+                        self.complete_truncated();
+                        self.error_resync("head_too_large");
+                    }
+                }
+                true
+            }
+        }
+    }
+
+    /// `len` bytes at `ts` were not captured.
+    fn missing(&mut self, ts: u64, len: u64) {
+        if self.state == State::Stopped {
+            return;
+        }
+        let (rem, next) = match self.state {
+            State::Body(Body::Length(rem)) if self.buf.is_empty() => (rem, None),
+            State::Body(Body::Chunked(Chunk::Data(rem))) if self.buf.is_empty() => {
+                (rem, Some(Chunk::DataEnd))
+            }
+            State::Body(Body::UntilClose) => {
+                if let Some(m) = self.current.as_mut() {
+                    m.truncated = true;
+                }
+                self.add_body(len, ts);
+                return;
+            }
+            State::Head if self.buf.is_empty() => {
+                // A whole message start was cut off: find the next one.
+                self.errors.push("truncated_head");
+                self.resync(true);
+                return;
+            }
+            State::Resync { .. } => {
+                self.discard_all();
+                self.resync(true);
+                return;
+            }
+            _ => {
+                self.errors.push("truncated_head");
+                if matches!(self.state, State::Body(_)) {
+                    self.complete_truncated();
+                }
+                self.discard_all();
+                self.resync(true);
+                return;
+            }
+        };
+        if let Some(m) = self.current.as_mut() {
+            m.truncated = true;
+        }
+        let take = rem.min(len);
+        self.add_body(take, ts);
+        if take < rem {
+            self.state = State::Body(match next {
+                None => Body::Length(rem - take),
+                Some(_) => Body::Chunked(Chunk::Data(rem - take)),
+            });
+            return;
+        }
+        match next {
+            None => self.complete(),
+            Some(c) => self.state = State::Body(Body::Chunked(c)),
+        }
+        if len > take {
+            // Bytes past the body were cut too: the next message start is lost.
+            self.errors.push("truncated_head");
+            if matches!(self.state, State::Body(_)) {
+                self.complete_truncated();
+            }
+            self.resync(true);
+        }
+    }
+
+    /// An unknown number of bytes is missing here.
+    fn gap(&mut self, _ts: u64) {
+        match self.state {
+            State::Stopped => {}
+            State::Head if self.buf.is_empty() => self.resync(true),
+            State::Body(Body::UntilClose) => {
+                if let Some(m) = self.current.as_mut() {
+                    m.truncated = true;
+                }
+            }
+            State::Resync { .. } => {
+                self.discard_all();
+                self.resync(true);
+            }
+            State::Head => {
+                self.errors.push("gap");
+                self.discard_all();
+                self.resync(true);
+            }
+            State::Body(_) => {
+                self.errors.push("gap");
+                self.complete_truncated();
+                self.discard_all();
+                self.resync(true);
+            }
+        }
+    }
+}
+
+fn collect_headers(h: &[httparse::Header<'_>]) -> Vec<(String, String)> {
+    h.iter()
+        .map(|h| {
+            (
+                h.name.to_string(),
+                String::from_utf8_lossy(h.value).trim().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// `Ok(None)` without Content-Length; `Err` when it is not one non-negative number
+/// (repeated equal values are accepted, RFC 9110 §8.6).
+fn content_length(m: &Message) -> Result<Option<u64>, ()> {
+    let mut found: Option<u64> = None;
+    for (name, value) in &m.headers {
+        if !name.eq_ignore_ascii_case("content-length") {
+            continue;
+        }
+        for part in value.split(',') {
+            let part = part.trim();
+            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(());
+            }
+            let n: u64 = part.parse().map_err(|_| ())?;
+            match found {
+                Some(prev) if prev != n => return Err(()),
+                _ => found = Some(n),
+            }
+        }
+    }
+    Ok(found)
+}

@@ -1,0 +1,362 @@
+//! Reassembly: `socket_data` rows → per-connection, per-direction ordered byte streams.
+//!
+//! Rows are grouped by [`ConnKey`] (the capture's connection id plus the socket's
+//! addresses) and direction, ordered by timestamp then input order, and turned into
+//! [`Segment`]s: captured bytes with the time of the syscall that moved them, the length of
+//! bytes the snaplen cut off ([`Segment::Missing`], so parsers can skip them by declared
+//! lengths), and markers for bytes lost before a row ([`Segment::Gap`]). The connection's
+//! role comes from `socket_open` rows when present; otherwise it stays
+//! [`Role::Unknown`] and the HTTP stage infers it. The reassembler is incremental: rows are
+//! pushed in batches and [`Reassembler::take_ready`] hands out only the new segments.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+
+use podtrace_format::{flags, Direction, Role, SocketData, SocketEvent, SocketMeta};
+
+/// Identity of one recorded socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnKey {
+    /// The capture's connection id (socket cookie, or the importer's flow id).
+    pub conn_id: u64,
+    /// Local address of the socket.
+    pub local: Option<SocketAddr>,
+    /// Remote address of the socket.
+    pub remote: Option<SocketAddr>,
+}
+
+impl ConnKey {
+    /// The key of a socket row.
+    pub fn of(meta: &SocketMeta) -> Self {
+        ConnKey {
+            conn_id: meta.conn_id,
+            local: meta.local,
+            remote: meta.remote,
+        }
+    }
+}
+
+/// Who owns a connection: the process and its socket addresses (from the first row seen).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// The connection's key.
+    pub key: ConnKey,
+    /// Process id.
+    pub pid: u32,
+    /// Process name.
+    pub comm: String,
+    /// cgroup v2 id of the process.
+    pub cgroup_id: u64,
+    /// Client, server, or not known from `socket_open`.
+    pub role: Role,
+}
+
+/// A piece of one direction's byte stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    /// Captured bytes moved by one syscall at `ts_ns`.
+    Data {
+        /// Syscall time.
+        ts_ns: u64,
+        /// The bytes.
+        bytes: Vec<u8>,
+    },
+    /// `len` bytes were transferred at `ts_ns` but not captured (snaplen truncation).
+    Missing {
+        /// Syscall time.
+        ts_ns: u64,
+        /// How many bytes are missing.
+        len: u64,
+    },
+    /// An unknown number of bytes is missing before the next segment (lost events).
+    Gap {
+        /// Time of the row after the gap.
+        ts_ns: u64,
+    },
+}
+
+impl Segment {
+    /// The segment's time.
+    pub fn ts_ns(&self) -> u64 {
+        match self {
+            Segment::Data { ts_ns, .. }
+            | Segment::Missing { ts_ns, .. }
+            | Segment::Gap { ts_ns } => *ts_ns,
+        }
+    }
+}
+
+/// The segments one row contributes, in order: gap marker, captured bytes, missing tail.
+pub fn segments_of(row: &SocketData) -> Vec<Segment> {
+    let ts_ns = row.meta.ts_ns;
+    let mut out = Vec::with_capacity(2);
+    if row.flags & flags::GAP_BEFORE != 0 {
+        out.push(Segment::Gap { ts_ns });
+    }
+    if row.ret <= 0 {
+        return out;
+    }
+    let ret = row.ret as u64;
+    let captured = (row.payload.len() as u64).min(ret);
+    if captured > 0 {
+        out.push(Segment::Data {
+            ts_ns,
+            bytes: row.payload[..captured as usize].to_vec(),
+        });
+    }
+    if ret > captured {
+        out.push(Segment::Missing {
+            ts_ns,
+            len: ret - captured,
+        });
+    }
+    out
+}
+
+/// New stream pieces of one connection since the last [`Reassembler::take_ready`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionDelta {
+    /// Who owns the connection.
+    pub info: ConnInfo,
+    /// New bytes the process sent, in order.
+    pub egress: Vec<Segment>,
+    /// New bytes the process received, in order.
+    pub ingress: Vec<Segment>,
+    /// The connection was closed (`socket_close`): no more data will come.
+    pub closed: bool,
+    /// Time of the newest row of the connection.
+    pub last_ts: u64,
+}
+
+#[derive(Debug)]
+struct Pending {
+    info: ConnInfo,
+    /// (ts, input sequence, segment)
+    egress: Vec<(u64, u64, Segment)>,
+    ingress: Vec<(u64, u64, Segment)>,
+    closed: bool,
+    last_ts: u64,
+    dirty: bool,
+}
+
+/// Incremental reassembler over socket rows.
+#[derive(Debug, Default)]
+pub struct Reassembler {
+    pending: BTreeMap<ConnKey, Pending>,
+    roles: HashMap<ConnKey, Role>,
+    seq: u64,
+}
+
+impl Reassembler {
+    /// An empty reassembler.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn entry(&mut self, meta: &SocketMeta) -> &mut Pending {
+        let key = ConnKey::of(meta);
+        let role = self.roles.get(&key).copied().unwrap_or(Role::Unknown);
+        self.pending.entry(key).or_insert_with(|| Pending {
+            info: ConnInfo {
+                key,
+                pid: meta.pid,
+                comm: meta.comm.clone(),
+                cgroup_id: meta.cgroup_id,
+                role,
+            },
+            egress: Vec::new(),
+            ingress: Vec::new(),
+            closed: false,
+            last_ts: meta.ts_ns,
+            dirty: false,
+        })
+    }
+
+    /// A `socket_open` row: records the connection's role.
+    pub fn push_open(&mut self, ev: &SocketEvent) {
+        let key = ConnKey::of(&ev.meta);
+        if ev.role != Role::Unknown {
+            self.roles.insert(key, ev.role);
+            if let Some(p) = self.pending.get_mut(&key) {
+                p.info.role = ev.role;
+                p.dirty = true;
+            }
+        }
+    }
+
+    /// A `socket_close` row: the connection's streams end.
+    pub fn push_close(&mut self, ev: &SocketEvent) {
+        let p = self.entry(&ev.meta);
+        p.closed = true;
+        p.dirty = true;
+        p.last_ts = p.last_ts.max(ev.meta.ts_ns);
+        if ev.role != Role::Unknown && p.info.role == Role::Unknown {
+            p.info.role = ev.role;
+        }
+        let key = ConnKey::of(&ev.meta);
+        self.roles.remove(&key);
+    }
+
+    /// A `socket_data` row.
+    pub fn push_data(&mut self, row: &SocketData) {
+        let seq = self.seq;
+        self.seq += 1;
+        let segs = segments_of(row);
+        let p = self.entry(&row.meta);
+        p.last_ts = p.last_ts.max(row.meta.ts_ns);
+        p.dirty = true;
+        let dir = match row.direction {
+            Direction::Egress => &mut p.egress,
+            Direction::Ingress => &mut p.ingress,
+        };
+        dir.extend(segs.into_iter().map(|s| (row.meta.ts_ns, seq, s)));
+    }
+
+    /// Hands out what is new for every connection that changed, ordered by key, with the
+    /// segments of each direction sorted by (time, input order). Closed connections are
+    /// forgotten after this.
+    pub fn take_ready(&mut self) -> Vec<ConnectionDelta> {
+        let mut out = Vec::new();
+        let mut done = Vec::new();
+        for (key, p) in self.pending.iter_mut() {
+            if !p.dirty {
+                continue;
+            }
+            p.dirty = false;
+            let mut egress = std::mem::take(&mut p.egress);
+            let mut ingress = std::mem::take(&mut p.ingress);
+            egress.sort_by_key(|(ts, seq, _)| (*ts, *seq));
+            ingress.sort_by_key(|(ts, seq, _)| (*ts, *seq));
+            out.push(ConnectionDelta {
+                info: p.info.clone(),
+                egress: egress.into_iter().map(|(_, _, s)| s).collect(),
+                ingress: ingress.into_iter().map(|(_, _, s)| s).collect(),
+                closed: p.closed,
+                last_ts: p.last_ts,
+            });
+            if p.closed {
+                done.push(*key);
+            }
+        }
+        for key in done {
+            self.pending.remove(&key);
+        }
+        out
+    }
+
+    /// Forgets connections whose newest row is older than `before_ts` (idle ones), returning
+    /// their keys so later stages can drop their state too.
+    pub fn evict_idle(&mut self, before_ts: u64) -> Vec<ConnKey> {
+        let idle: Vec<ConnKey> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.last_ts < before_ts && !p.dirty)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in &idle {
+            self.pending.remove(k);
+            self.roles.remove(k);
+        }
+        idle
+    }
+
+    /// Number of connections currently tracked.
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// True when no connection is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    pub(crate) fn meta(conn_id: u64, ts_ns: u64) -> SocketMeta {
+        SocketMeta {
+            ts_ns,
+            cpu: 0,
+            pid: 7,
+            tid: 7,
+            comm: "svc".into(),
+            cgroup_id: 1,
+            conn_id,
+            local: Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 1, 1)), 80)),
+            remote: Some(SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)),
+                5000,
+            )),
+        }
+    }
+
+    fn row(conn_id: u64, ts: u64, dir: Direction, bytes: &[u8], ret: i64, fl: u32) -> SocketData {
+        SocketData {
+            meta: meta(conn_id, ts),
+            direction: dir,
+            syscall: "read".into(),
+            ret,
+            payload: bytes.to_vec(),
+            flags: fl,
+        }
+    }
+
+    #[test]
+    fn truncation_and_gap_become_segments() {
+        let r = row(
+            1,
+            5,
+            Direction::Ingress,
+            b"abc",
+            10,
+            flags::TRUNCATED | flags::GAP_BEFORE,
+        );
+        assert_eq!(
+            segments_of(&r),
+            vec![
+                Segment::Gap { ts_ns: 5 },
+                Segment::Data {
+                    ts_ns: 5,
+                    bytes: b"abc".to_vec()
+                },
+                Segment::Missing { ts_ns: 5, len: 7 },
+            ]
+        );
+        assert!(segments_of(&row(1, 5, Direction::Ingress, b"", -11, 0)).is_empty());
+    }
+
+    #[test]
+    fn orders_by_time_then_input_and_keeps_role() {
+        let mut r = Reassembler::new();
+        r.push_open(&SocketEvent {
+            meta: meta(1, 0),
+            role: Role::Server,
+            syscall: "accept4".into(),
+        });
+        r.push_data(&row(1, 20, Direction::Ingress, b"b", 1, 0));
+        r.push_data(&row(1, 10, Direction::Ingress, b"a", 1, 0));
+        r.push_data(&row(1, 20, Direction::Ingress, b"c", 1, 0));
+        r.push_data(&row(1, 30, Direction::Egress, b"x", 1, 0));
+        let ready = r.take_ready();
+        assert_eq!(ready.len(), 1);
+        let d = &ready[0];
+        assert_eq!(d.info.role, Role::Server);
+        let bytes: Vec<u8> = d
+            .ingress
+            .iter()
+            .flat_map(|s| match s {
+                Segment::Data { bytes, .. } => bytes.clone(),
+                _ => vec![],
+            })
+            .collect();
+        assert_eq!(bytes, b"abc");
+        assert_eq!(d.egress.len(), 1);
+        assert_eq!(d.last_ts, 30);
+        assert!(r.take_ready().is_empty());
+        assert_eq!(r.evict_idle(31), vec![ConnKey::of(&meta(1, 0))]);
+        assert!(r.is_empty());
+    }
+}
