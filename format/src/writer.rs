@@ -1,0 +1,830 @@
+//! Streaming capture writer: rows in, zstd Parquet row groups out, crash-safe.
+//!
+//! Rows are buffered in Arrow builders and written as one Parquet row group when the buffer
+//! holds [`WriterOptions::row_group_rows`] rows or [`WriterOptions::row_group_bytes`] payload
+//! bytes, when its oldest row is older than [`WriterOptions::flush_interval`] (checked on each
+//! write and by [`CaptureWriter::tick`]), or when the caller asks ([`CaptureWriter::flush`]).
+//!
+//! # Crash safety
+//! A Parquet footer is written only when a file is closed, so a writer killed with SIGKILL
+//! would leave a file no reader can open. After every row group the writer therefore also
+//! writes the footer the file *would* have if it were closed now to a sidecar,
+//! `<file>.footer` (for `cap.parquet`: `cap.parquet.footer`), atomically (written to
+//! `<file>.footer.tmp`, then renamed). The row group's bytes reach the file (the kernel's
+//! page cache) before the sidecar is renamed, so the sidecar never names bytes the file does
+//! not have. [`crate::CaptureReader`] uses the sidecar for a file without a trailing `PAR1`
+//! and reads every row group flushed so far. [`CaptureWriter::finish`] writes the real footer
+//! and then removes the sidecar. With [`WriterOptions::sync`] the file and the sidecar are
+//! also `fsync`ed at each flush, which extends the guarantee from a killed process to a
+//! crashed machine.
+//!
+//! [`CaptureWriter::flushed_rows`] is the number of rows that a reader is guaranteed to get
+//! back even if the process dies right now.
+//!
+//! # Segments
+//! With [`WriterOptions::rotate_bytes`] or [`WriterOptions::rotate_duration`] the capture is
+//! split into numbered segments: `cap.parquet` becomes `cap.0000.parquet`,
+//! `cap.0001.parquet`, ... (see [`segment_path`]). Each segment is a complete capture with
+//! the same file metadata; rotation happens after a row group is flushed, so no row group
+//! spans two segments. A reader given the directory or a glob reads them as one capture.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::builder::{
+    BinaryBuilder, Int64Builder, StringBuilder, StringDictionaryBuilder, UInt16Builder,
+    UInt32Builder, UInt64Builder, UInt8Builder,
+};
+use arrow_array::types::Int32Type;
+use arrow_array::{ArrayRef, RecordBatch, UInt64Array};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::metadata::{
+    FileMetaData, KeyValue, ParquetMetaData, ParquetMetaDataWriter, RowGroupMetaData,
+};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+
+use crate::error::{FormatError, Result};
+use crate::model::{FileMeta, Record, RecordType, SocketMeta};
+use crate::schema::{self, col, meta_key};
+
+/// How the writer cuts row groups and segments. `WriterOptions::default()` is what the
+/// recorder uses; each field has a chainable setter of the same name.
+///
+/// ```
+/// use std::time::Duration;
+/// use podtrace_format::WriterOptions;
+/// let opts = WriterOptions::default()
+///     .row_group_rows(10_000)
+///     .flush_interval(Some(Duration::from_millis(500)))
+///     .rotate_bytes(Some(256 << 20));
+/// assert_eq!(opts.zstd_level, 3);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriterOptions {
+    /// Flush a row group when this many rows are buffered (default 65536).
+    pub row_group_rows: usize,
+    /// Flush a row group when the buffered payload (+ k8s JSON) bytes reach this (default 64 MiB).
+    pub row_group_bytes: usize,
+    /// Flush when the oldest buffered row is older than this (default 1 s; `None`: never).
+    pub flush_interval: Option<Duration>,
+    /// zstd level (default 3; 1 is fastest, up to 22).
+    pub zstd_level: i32,
+    /// Start a new segment once the current one has this many bytes (default: never).
+    pub rotate_bytes: Option<u64>,
+    /// Start a new segment once the current one is this old (default: never).
+    pub rotate_duration: Option<Duration>,
+    /// `fsync` the file and the sidecar at each flush (default false: SIGKILL-safe, not
+    /// power-loss-safe).
+    pub sync: bool,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            row_group_rows: 65_536,
+            row_group_bytes: 64 << 20,
+            flush_interval: Some(Duration::from_secs(1)),
+            zstd_level: 3,
+            rotate_bytes: None,
+            rotate_duration: None,
+            sync: false,
+        }
+    }
+}
+
+impl WriterOptions {
+    /// Sets [`Self::row_group_rows`] (at least 1).
+    pub fn row_group_rows(mut self, rows: usize) -> Self {
+        self.row_group_rows = rows.max(1);
+        self
+    }
+    /// Sets [`Self::row_group_bytes`].
+    pub fn row_group_bytes(mut self, bytes: usize) -> Self {
+        self.row_group_bytes = bytes.max(1);
+        self
+    }
+    /// Sets [`Self::flush_interval`].
+    pub fn flush_interval(mut self, interval: Option<Duration>) -> Self {
+        self.flush_interval = interval;
+        self
+    }
+    /// Sets [`Self::zstd_level`].
+    pub fn zstd_level(mut self, level: i32) -> Self {
+        self.zstd_level = level;
+        self
+    }
+    /// Sets [`Self::rotate_bytes`].
+    pub fn rotate_bytes(mut self, bytes: Option<u64>) -> Self {
+        self.rotate_bytes = bytes;
+        self
+    }
+    /// Sets [`Self::rotate_duration`].
+    pub fn rotate_duration(mut self, duration: Option<Duration>) -> Self {
+        self.rotate_duration = duration;
+        self
+    }
+    /// Sets [`Self::sync`].
+    pub fn sync(mut self, sync: bool) -> Self {
+        self.sync = sync;
+        self
+    }
+    fn rotates(&self) -> bool {
+        self.rotate_bytes.is_some() || self.rotate_duration.is_some()
+    }
+}
+
+/// What a finished writer wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteSummary {
+    /// Rows written.
+    pub rows: u64,
+    /// Rows per record type (types without rows are absent).
+    pub rows_by_type: BTreeMap<RecordType, u64>,
+    /// Bytes of all files.
+    pub bytes: u64,
+    /// Row groups in all files.
+    pub row_groups: usize,
+    /// The files written, in order (one unless rotating).
+    pub files: Vec<PathBuf>,
+}
+
+impl WriteSummary {
+    /// Rows of one record type.
+    pub fn rows_of(&self, t: RecordType) -> u64 {
+        self.rows_by_type.get(&t).copied().unwrap_or(0)
+    }
+}
+
+/// The sidecar footer of a capture file being written: `<file>.footer`.
+pub fn sidecar_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_os_string();
+    s.push(".footer");
+    PathBuf::from(s)
+}
+
+/// The path of segment `n` of a rotating capture named `base`:
+/// `cap.parquet` → `cap.0003.parquet`; a name without `.parquet` gets it appended
+/// (`cap` → `cap.0003.parquet`).
+pub fn segment_path(base: &Path, n: u32) -> PathBuf {
+    let name = base
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = name.strip_suffix(".parquet").unwrap_or(&name);
+    base.with_file_name(format!("{stem}.{n:04}.parquet"))
+}
+
+/// Streaming writer of a capture (one file, or numbered segments when rotating).
+///
+/// ```
+/// use podtrace_format::*;
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("cap.parquet");
+/// let mut w = CaptureWriter::create(&path, FileMeta::default(), WriterOptions::default()).unwrap();
+/// w.write(&Record::Stats(Stat { ts_ns: 1, cpu: None, name: "events_seen".into(), value: 7 })).unwrap();
+/// let summary = w.finish().unwrap();
+/// assert_eq!(summary.rows, 1);
+/// let reader = CaptureReader::open(&[&path]).unwrap();
+/// let rows: Vec<Record> = reader.records(&ReadOptions::default()).collect::<Result<_, _>>().unwrap();
+/// assert_eq!(rows.len(), 1);
+/// ```
+pub struct CaptureWriter {
+    base: PathBuf,
+    opts: WriterOptions,
+    props: WriterProperties,
+    /// Key-value metadata of every segment (podtrace keys + `ARROW:schema`).
+    base_kv: Vec<KeyValue>,
+    buf: Columns,
+    /// When the oldest buffered row was buffered.
+    oldest: Option<Instant>,
+    segment: Option<Segment>,
+    next_segment: u32,
+    flushed_rows: u64,
+    summary: WriteSummary,
+    closed: bool,
+}
+
+/// One open file.
+struct Segment {
+    path: PathBuf,
+    sidecar: PathBuf,
+    writer: ArrowWriter<File>,
+    opened: Instant,
+    rows: u64,
+    min_ts: u64,
+    max_ts: u64,
+}
+
+impl CaptureWriter {
+    /// Creates the capture file (mode 0600; with rotation, its first segment) and writes
+    /// `meta` into every file it produces.
+    pub fn create(
+        path: impl AsRef<Path>,
+        meta: FileMeta,
+        opts: WriterOptions,
+    ) -> Result<CaptureWriter> {
+        let base = path.as_ref().to_path_buf();
+        let zstd = ZstdLevel::try_new(opts.zstd_level).map_err(|e| FormatError::Write {
+            path: base.clone(),
+            source: e,
+        })?;
+        let kv: Vec<KeyValue> = schema::file_meta_to_kv(&meta)
+            .into_iter()
+            .map(|(k, v)| KeyValue::new(k, v))
+            .collect();
+        let mut props = writer_properties(zstd, kv);
+        parquet::arrow::add_encoded_arrow_schema_to_metadata(&schema::schema(), &mut props);
+        let base_kv = props.key_value_metadata().cloned().unwrap_or_default();
+        let mut w = CaptureWriter {
+            base,
+            opts,
+            props,
+            base_kv,
+            buf: Columns::new(),
+            oldest: None,
+            segment: None,
+            next_segment: 0,
+            flushed_rows: 0,
+            summary: WriteSummary::default(),
+            closed: false,
+        };
+        w.open_segment()?;
+        Ok(w)
+    }
+
+    /// Buffers one row; flushes a row group if a limit is reached.
+    pub fn write(&mut self, record: &Record) -> Result<()> {
+        self.buffer(record);
+        self.after_write()
+    }
+
+    /// Buffers many rows; flushes row groups as limits are reached.
+    pub fn write_all(&mut self, records: &[Record]) -> Result<()> {
+        for r in records {
+            self.buffer(r);
+            if self.buf.rows >= self.opts.row_group_rows
+                || self.buf.payload_bytes >= self.opts.row_group_bytes
+            {
+                self.flush()?;
+            }
+        }
+        self.after_write()
+    }
+
+    /// Writes the buffered rows as a row group now (no-op when nothing is buffered). When it
+    /// returns, those rows are readable even if the process is killed.
+    pub fn flush(&mut self) -> Result<()> {
+        if self.buf.rows == 0 {
+            return Ok(());
+        }
+        if self.segment.is_none() {
+            self.open_segment()?;
+        }
+        let Some(seg) = self.segment.as_mut() else {
+            return Ok(()); // unreachable: opened above
+        };
+        let werr = |e| FormatError::Write {
+            path: seg.path.clone(),
+            source: e,
+        };
+        let batch = self.buf.finish().map_err(|e| werr(e.into()))?;
+        self.oldest = None;
+        let n = batch.num_rows() as u64;
+        let (min_ts, max_ts) = ts_range(&batch);
+        seg.writer.write(&batch).map_err(werr)?;
+        seg.writer.flush().map_err(werr)?;
+        seg.writer
+            .sync()
+            .map_err(|e| FormatError::io(&seg.path, e))?;
+        if self.opts.sync {
+            seg.writer
+                .inner()
+                .sync_data()
+                .map_err(|e| FormatError::io(&seg.path, e))?;
+        }
+        seg.rows += n;
+        seg.min_ts = seg.min_ts.min(min_ts);
+        seg.max_ts = seg.max_ts.max(max_ts);
+        write_sidecar(seg, &self.base_kv, self.opts.sync)?;
+        self.flushed_rows += n;
+        self.maybe_rotate()
+    }
+
+    /// Flushes if the oldest buffered row is older than the flush interval, and rotates if
+    /// the segment is older than the rotation duration. Call it from a timer so that a quiet
+    /// recording still reaches the disk.
+    pub fn tick(&mut self) -> Result<()> {
+        if self.interval_due() {
+            self.flush()?;
+        }
+        self.maybe_rotate()
+    }
+
+    /// Rows that are on disk and readable even if the process is killed now.
+    pub fn flushed_rows(&self) -> u64 {
+        self.flushed_rows
+    }
+
+    /// Rows buffered, not yet flushed.
+    pub fn buffered_rows(&self) -> usize {
+        self.buf.rows
+    }
+
+    /// The file currently written to (the base path, or the current segment).
+    pub fn current_path(&self) -> PathBuf {
+        match &self.segment {
+            Some(s) => s.path.clone(),
+            None => self.path_of(self.next_segment),
+        }
+    }
+
+    /// Flushes, writes the footer(s), removes the sidecar and reports what was written.
+    pub fn finish(mut self) -> Result<WriteSummary> {
+        self.close()
+    }
+
+    fn close(&mut self) -> Result<WriteSummary> {
+        self.closed = true;
+        self.flush()?;
+        self.close_segment()?;
+        Ok(self.summary.clone())
+    }
+
+    fn buffer(&mut self, record: &Record) {
+        if self.buf.rows == 0 {
+            self.oldest = Some(Instant::now());
+        }
+        self.buf.push(record);
+        self.summary.rows += 1;
+        *self
+            .summary
+            .rows_by_type
+            .entry(record.record_type())
+            .or_default() += 1;
+    }
+
+    fn after_write(&mut self) -> Result<()> {
+        if self.buf.rows >= self.opts.row_group_rows
+            || self.buf.payload_bytes >= self.opts.row_group_bytes
+            || self.interval_due()
+        {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn interval_due(&self) -> bool {
+        match (self.oldest, self.opts.flush_interval) {
+            (Some(t), Some(iv)) => self.buf.rows > 0 && t.elapsed() >= iv,
+            _ => false,
+        }
+    }
+
+    fn maybe_rotate(&mut self) -> Result<()> {
+        let Some(seg) = &self.segment else {
+            return Ok(());
+        };
+        if seg.rows == 0 {
+            return Ok(());
+        }
+        let by_bytes = self
+            .opts
+            .rotate_bytes
+            .is_some_and(|b| seg.writer.bytes_written() as u64 >= b);
+        let by_time = self
+            .opts
+            .rotate_duration
+            .is_some_and(|d| seg.opened.elapsed() >= d);
+        if by_bytes || by_time {
+            self.close_segment()?;
+        }
+        Ok(())
+    }
+
+    fn path_of(&self, n: u32) -> PathBuf {
+        if self.opts.rotates() {
+            segment_path(&self.base, n)
+        } else {
+            self.base.clone()
+        }
+    }
+
+    fn open_segment(&mut self) -> Result<()> {
+        let path = self.path_of(self.next_segment);
+        self.next_segment += 1;
+        let sidecar = sidecar_path(&path);
+        match std::fs::remove_file(&sidecar) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(FormatError::io(&sidecar, e)),
+        }
+        let file = create_private(&path)?;
+        let writer = ArrowWriter::try_new(file, schema::schema(), Some(self.props.clone()))
+            .map_err(|e| FormatError::Write {
+                path: path.clone(),
+                source: e,
+            })?;
+        self.summary.files.push(path.clone());
+        self.segment = Some(Segment {
+            path,
+            sidecar,
+            writer,
+            opened: Instant::now(),
+            rows: 0,
+            min_ts: u64::MAX,
+            max_ts: 0,
+        });
+        Ok(())
+    }
+
+    fn close_segment(&mut self) -> Result<()> {
+        let Some(mut seg) = self.segment.take() else {
+            return Ok(());
+        };
+        if seg.rows > 0 {
+            for (k, v) in [
+                (meta_key::START_NS, seg.min_ts),
+                (meta_key::END_NS, seg.max_ts),
+            ] {
+                seg.writer
+                    .append_key_value_metadata(KeyValue::new(k.to_string(), v.to_string()));
+            }
+        }
+        let meta = seg.writer.finish().map_err(|e| FormatError::Write {
+            path: seg.path.clone(),
+            source: e,
+        })?;
+        let bytes = seg.writer.bytes_written() as u64;
+        if self.opts.sync {
+            seg.writer
+                .inner()
+                .sync_all()
+                .map_err(|e| FormatError::io(&seg.path, e))?;
+        }
+        match std::fs::remove_file(&seg.sidecar) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(FormatError::io(&seg.sidecar, e)),
+        }
+        self.summary.bytes += bytes;
+        self.summary.row_groups += meta.num_row_groups();
+        Ok(())
+    }
+}
+
+impl Drop for CaptureWriter {
+    /// A writer dropped without [`CaptureWriter::finish`] (an error path) still closes its
+    /// file properly, best effort.
+    fn drop(&mut self) {
+        if !self.closed {
+            if let Err(e) = self.close() {
+                tracing::warn!("closing capture {} on drop: {e}", self.base.display());
+            }
+        }
+    }
+}
+
+/// Parquet properties of every capture file.
+fn writer_properties(zstd: ZstdLevel, kv: Vec<KeyValue>) -> WriterProperties {
+    let path = |c: &str| ColumnPath::from(c);
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(zstd))
+        .set_created_by(format!("podtrace-format {}", env!("CARGO_PKG_VERSION")))
+        .set_key_value_metadata(Some(kv))
+        // Row groups are cut by the CaptureWriter (one per flush), never by parquet.
+        .set_max_row_group_row_count(None)
+        .set_max_row_group_bytes(None)
+        .set_dictionary_enabled(true)
+        .set_column_dictionary_enabled(path(col::TS_NS), false)
+        .set_column_encoding(path(col::TS_NS), Encoding::DELTA_BINARY_PACKED)
+        .set_column_dictionary_enabled(path(col::PAYLOAD), false)
+        .set_column_statistics_enabled(path(col::PAYLOAD), EnabledStatistics::None)
+        .set_column_dictionary_enabled(path(col::K8S_JSON), false)
+        .set_column_statistics_enabled(path(col::K8S_JSON), EnabledStatistics::None)
+        .build()
+}
+
+/// Creates (or truncates) `path` with mode 0600.
+fn create_private(path: &Path) -> Result<File> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| FormatError::io(path, e))?;
+    // `mode` applies only to new files; an existing file keeps its bits otherwise.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| FormatError::io(path, e))?;
+    Ok(file)
+}
+
+/// Writes the footer the segment would have if closed now to its sidecar, atomically.
+fn write_sidecar(seg: &Segment, base_kv: &[KeyValue], sync: bool) -> Result<()> {
+    let row_groups: Vec<RowGroupMetaData> = seg.writer.flushed_row_groups().to_vec();
+    let Some(first) = row_groups.first() else {
+        return Ok(());
+    };
+    let num_rows = row_groups.iter().map(|rg| rg.num_rows()).sum();
+    let mut kv = base_kv.to_vec();
+    kv.push(KeyValue::new(
+        meta_key::START_NS.to_string(),
+        seg.min_ts.to_string(),
+    ));
+    kv.push(KeyValue::new(
+        meta_key::END_NS.to_string(),
+        seg.max_ts.to_string(),
+    ));
+    let file_meta = FileMetaData::new(
+        1,
+        num_rows,
+        Some(format!("podtrace-format {}", env!("CARGO_PKG_VERSION"))),
+        Some(kv),
+        first.schema_descr_ptr(),
+        None,
+    );
+    let meta = ParquetMetaData::new(file_meta, row_groups);
+    let mut bytes = Vec::new();
+    ParquetMetaDataWriter::new(&mut bytes, &meta)
+        .with_preserve_page_index_locations(false)
+        .finish()
+        .map_err(|e| FormatError::Write {
+            path: seg.sidecar.clone(),
+            source: e,
+        })?;
+    let mut tmp = seg.sidecar.as_os_str().to_os_string();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut f = create_private(&tmp)?;
+    f.write_all(&bytes).map_err(|e| FormatError::io(&tmp, e))?;
+    if sync {
+        f.sync_data().map_err(|e| FormatError::io(&tmp, e))?;
+    }
+    drop(f);
+    std::fs::rename(&tmp, &seg.sidecar).map_err(|e| FormatError::io(&seg.sidecar, e))?;
+    if sync {
+        if let Some(dir) = seg.sidecar.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| FormatError::io(dir, e))?;
+        }
+    }
+    Ok(())
+}
+
+fn ts_range(batch: &RecordBatch) -> (u64, u64) {
+    match batch
+        .column(schema::idx::TS_NS)
+        .as_any()
+        .downcast_ref::<UInt64Array>()
+    {
+        Some(ts) => (
+            arrow::compute::min(ts).unwrap_or(u64::MAX),
+            arrow::compute::max(ts).unwrap_or(0),
+        ),
+        None => (u64::MAX, 0),
+    }
+}
+
+type DictBuilder = StringDictionaryBuilder<Int32Type>;
+
+/// Column builders of the buffered rows, in schema order.
+struct Columns {
+    rows: usize,
+    payload_bytes: usize,
+    scratch: String,
+    record_type: DictBuilder,
+    ts_ns: Vec<u64>,
+    cpu: UInt32Builder,
+    pid: UInt32Builder,
+    tid: UInt32Builder,
+    comm: DictBuilder,
+    cgroup_id: UInt64Builder,
+    conn_id: UInt64Builder,
+    family: UInt8Builder,
+    local_addr: DictBuilder,
+    local_port: UInt16Builder,
+    remote_addr: DictBuilder,
+    remote_port: UInt16Builder,
+    direction: DictBuilder,
+    role: DictBuilder,
+    syscall: DictBuilder,
+    ret: Int64Builder,
+    cap_len: UInt32Builder,
+    payload: BinaryBuilder,
+    flags: UInt32Builder,
+    k8s_kind: DictBuilder,
+    k8s_uid: StringBuilder,
+    k8s_namespace: DictBuilder,
+    k8s_name: StringBuilder,
+    k8s_event: DictBuilder,
+    k8s_json: StringBuilder,
+    stat_name: DictBuilder,
+    stat_value: UInt64Builder,
+}
+
+impl Columns {
+    fn new() -> Self {
+        Columns {
+            rows: 0,
+            payload_bytes: 0,
+            scratch: String::with_capacity(64),
+            record_type: DictBuilder::new(),
+            ts_ns: Vec::new(),
+            cpu: UInt32Builder::new(),
+            pid: UInt32Builder::new(),
+            tid: UInt32Builder::new(),
+            comm: DictBuilder::new(),
+            cgroup_id: UInt64Builder::new(),
+            conn_id: UInt64Builder::new(),
+            family: UInt8Builder::new(),
+            local_addr: DictBuilder::new(),
+            local_port: UInt16Builder::new(),
+            remote_addr: DictBuilder::new(),
+            remote_port: UInt16Builder::new(),
+            direction: DictBuilder::new(),
+            role: DictBuilder::new(),
+            syscall: DictBuilder::new(),
+            ret: Int64Builder::new(),
+            cap_len: UInt32Builder::new(),
+            payload: BinaryBuilder::new(),
+            flags: UInt32Builder::new(),
+            k8s_kind: DictBuilder::new(),
+            k8s_uid: StringBuilder::new(),
+            k8s_namespace: DictBuilder::new(),
+            k8s_name: StringBuilder::new(),
+            k8s_event: DictBuilder::new(),
+            k8s_json: StringBuilder::new(),
+            stat_name: DictBuilder::new(),
+            stat_value: UInt64Builder::new(),
+        }
+    }
+
+    fn push(&mut self, r: &Record) {
+        self.rows += 1;
+        self.record_type.append_value(r.record_type().as_str());
+        self.ts_ns.push(r.ts_ns());
+        match r {
+            Record::SocketData(d) => {
+                self.socket_meta(&d.meta);
+                self.direction.append_value(d.direction.as_str());
+                self.role.append_null();
+                self.syscall.append_value(&d.syscall);
+                self.ret.append_value(d.ret);
+                self.cap_len.append_value(d.payload.len() as u32);
+                self.payload.append_value(&d.payload);
+                self.payload_bytes += d.payload.len();
+                self.flags.append_value(d.flags);
+                self.no_k8s();
+                self.no_stat();
+            }
+            Record::SocketOpen(e) | Record::SocketClose(e) => {
+                self.socket_meta(&e.meta);
+                self.direction.append_null();
+                self.role.append_value(e.role.as_str());
+                self.syscall.append_value(&e.syscall);
+                self.no_data();
+                self.no_k8s();
+                self.no_stat();
+            }
+            Record::K8sObject(k) => {
+                self.cpu.append_null();
+                self.no_socket();
+                self.no_data();
+                self.k8s_kind.append_value(&k.kind);
+                self.k8s_uid.append_value(&k.uid);
+                self.k8s_namespace.append_value(&k.namespace);
+                self.k8s_name.append_value(&k.name);
+                self.k8s_event.append_value(k.event.as_str());
+                self.k8s_json.append_value(&k.json);
+                self.payload_bytes += k.json.len();
+                self.no_stat();
+            }
+            Record::Stats(s) => {
+                self.cpu.append_option(s.cpu);
+                self.no_socket();
+                self.no_data();
+                self.no_k8s();
+                self.stat_name.append_value(&s.name);
+                self.stat_value.append_value(s.value);
+            }
+        }
+    }
+
+    /// cpu .. syscall-less socket columns of a socket row (direction/role/syscall apart).
+    fn socket_meta(&mut self, m: &SocketMeta) {
+        self.cpu.append_value(m.cpu);
+        self.pid.append_value(m.pid);
+        self.tid.append_value(m.tid);
+        self.comm.append_value(&m.comm);
+        self.cgroup_id.append_value(m.cgroup_id);
+        self.conn_id.append_value(m.conn_id);
+        let family = m
+            .local
+            .or(m.remote)
+            .map(|a| if a.is_ipv4() { 2 } else { 10 });
+        self.family.append_option(family);
+        for (addr, addr_col, port_col) in [
+            (m.local, &mut self.local_addr, &mut self.local_port),
+            (m.remote, &mut self.remote_addr, &mut self.remote_port),
+        ] {
+            match addr {
+                Some(a) => {
+                    self.scratch.clear();
+                    let _ = write!(self.scratch, "{}", a.ip());
+                    addr_col.append_value(&self.scratch);
+                    port_col.append_value(a.port());
+                }
+                None => {
+                    addr_col.append_null();
+                    port_col.append_null();
+                }
+            }
+        }
+    }
+
+    /// Nulls for pid .. syscall (cpu is set by the caller).
+    fn no_socket(&mut self) {
+        self.pid.append_null();
+        self.tid.append_null();
+        self.comm.append_null();
+        self.cgroup_id.append_null();
+        self.conn_id.append_null();
+        self.family.append_null();
+        self.local_addr.append_null();
+        self.local_port.append_null();
+        self.remote_addr.append_null();
+        self.remote_port.append_null();
+        self.direction.append_null();
+        self.role.append_null();
+        self.syscall.append_null();
+    }
+
+    /// Nulls for ret, cap_len, payload, flags.
+    fn no_data(&mut self) {
+        self.ret.append_null();
+        self.cap_len.append_null();
+        self.payload.append_null();
+        self.flags.append_null();
+    }
+
+    fn no_k8s(&mut self) {
+        self.k8s_kind.append_null();
+        self.k8s_uid.append_null();
+        self.k8s_namespace.append_null();
+        self.k8s_name.append_null();
+        self.k8s_event.append_null();
+        self.k8s_json.append_null();
+    }
+
+    fn no_stat(&mut self) {
+        self.stat_name.append_null();
+        self.stat_value.append_null();
+    }
+
+    /// Takes the buffered rows as a batch of schema v1 and empties the builders.
+    fn finish(&mut self) -> Result<RecordBatch, arrow_schema::ArrowError> {
+        let ts = std::mem::take(&mut self.ts_ns);
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.record_type.finish()),
+            Arc::new(UInt64Array::from(ts)),
+            Arc::new(self.cpu.finish()),
+            Arc::new(self.pid.finish()),
+            Arc::new(self.tid.finish()),
+            Arc::new(self.comm.finish()),
+            Arc::new(self.cgroup_id.finish()),
+            Arc::new(self.conn_id.finish()),
+            Arc::new(self.family.finish()),
+            Arc::new(self.local_addr.finish()),
+            Arc::new(self.local_port.finish()),
+            Arc::new(self.remote_addr.finish()),
+            Arc::new(self.remote_port.finish()),
+            Arc::new(self.direction.finish()),
+            Arc::new(self.role.finish()),
+            Arc::new(self.syscall.finish()),
+            Arc::new(self.ret.finish()),
+            Arc::new(self.cap_len.finish()),
+            Arc::new(self.payload.finish()),
+            Arc::new(self.flags.finish()),
+            Arc::new(self.k8s_kind.finish()),
+            Arc::new(self.k8s_uid.finish()),
+            Arc::new(self.k8s_namespace.finish()),
+            Arc::new(self.k8s_name.finish()),
+            Arc::new(self.k8s_event.finish()),
+            Arc::new(self.k8s_json.finish()),
+            Arc::new(self.stat_name.finish()),
+            Arc::new(self.stat_value.finish()),
+        ];
+        self.rows = 0;
+        self.payload_bytes = 0;
+        RecordBatch::try_new(schema::schema(), columns)
+    }
+}
