@@ -1,1 +1,0 @@
-//! Kubernetes: pod resolution, metadata snapshots (list + watch) as `k8s_object` rows.
