@@ -553,14 +553,35 @@ class Handler(BaseHTTPRequestHandler):
         self.send_json(err.code, err.status())
 
     def read_body(self):
-        n = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(n) if n else b""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            raw = self.read_chunked()
+        else:
+            n = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(n) if n else b""
         if not raw:
             return None
         try:
             return json.loads(raw)
         except json.JSONDecodeError as e:
             raise ApiError(400, "BadRequest", f"invalid JSON body: {e}")
+
+    def read_chunked(self) -> bytes:
+        """Reads a `Transfer-Encoding: chunked` request body (kubectl --raw sends those)."""
+        out = b""
+        while True:
+            line = self.rfile.readline(1024)
+            try:
+                size = int(line.split(b";")[0].strip() or b"0", 16)
+            except ValueError:
+                raise ApiError(400, "BadRequest", "bad chunked encoding")
+            if size == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return out
+            if len(out) + size > 64 << 20:
+                raise ApiError(413, "RequestEntityTooLarge", "request body too large")
+            out += self.rfile.read(size)
+            self.rfile.readline(16)  # CRLF after the chunk
 
     def authorized(self) -> bool:
         auth = self.headers.get("Authorization", "")
