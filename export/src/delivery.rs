@@ -328,6 +328,13 @@ impl HttpDelivery {
                         Verdict::Retry(reason) => (reason, retry_after, false),
                     }
                 }
+                Err(e) if is_tls(&e) => {
+                    let err = ExportError::Tls {
+                        endpoint: self.shown.clone(),
+                        detail: error_chain(&e),
+                    };
+                    return Err(self.fail(spans, err));
+                }
                 Err(e) if e.is_connect() || is_reset(&e) => (error_chain(&e), None, e.is_connect()),
                 Err(e) => return Err(self.fail(spans, self.transport_error(e, attempt))),
             };
@@ -452,6 +459,16 @@ fn error_chain(e: &reqwest::Error) -> String {
         source = s.source();
     }
     out
+}
+
+/// A certificate or handshake failure (rustls reports them inside the connect error).
+fn is_tls(e: &reqwest::Error) -> bool {
+    let chain = error_chain(e).to_ascii_lowercase();
+    e.is_connect()
+        && (chain.contains("certificate")
+            || chain.contains("handshake")
+            || chain.contains("tls")
+            || chain.contains("unknownissuer"))
 }
 
 fn is_reset(e: &reqwest::Error) -> bool {

@@ -26,6 +26,14 @@ pub enum ExportError {
         /// The underlying cause.
         detail: String,
     },
+    /// The TLS handshake failed (certificate not trusted, wrong host name...). Not retried.
+    #[error("TLS with {endpoint} failed: {detail} (trust its CA with a CA file, or turn verification off explicitly)")]
+    Tls {
+        /// Redacted endpoint.
+        endpoint: String,
+        /// The underlying cause.
+        detail: String,
+    },
     /// The receiver did not answer in time (not retried: it may have received the data).
     #[error("{endpoint} did not answer within {timeout:?}")]
     Timeout {
@@ -89,6 +97,7 @@ impl ExportError {
         matches!(
             self,
             ExportError::Connect { .. }
+                | ExportError::Tls { .. }
                 | ExportError::Timeout { .. }
                 | ExportError::Auth { .. }
                 | ExportError::RetriesExhausted { .. }

@@ -309,3 +309,117 @@ pub fn by_id(records: &[Value]) -> std::collections::BTreeMap<String, Value> {
 pub fn key(span: &Span) -> String {
     format!("{}/{}", span.trace_id, span.span_id)
 }
+
+/// Test PKI made with `openssl`: a CA and a server leaf for 127.0.0.1 (`CA:FALSE`, SAN IP).
+pub struct TestPki {
+    /// The CA certificate (PEM).
+    pub ca: PathBuf,
+    /// The server certificate (PEM).
+    pub cert: PathBuf,
+    /// The server key (PEM).
+    pub key: PathBuf,
+}
+
+/// Creates a [`TestPki`] in `dir`, or `None` (with a loud message) without `openssl`.
+pub fn make_pki(dir: &Path) -> Option<TestPki> {
+    let run = |args: &[&str]| -> bool {
+        Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    let ext = dir.join("leaf.ext");
+    std::fs::write(
+        &ext,
+        "basicConstraints=critical,CA:FALSE\nsubjectAltName=IP:127.0.0.1\n\
+         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .ok()?;
+    let ok = run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=podtrace test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]) && run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "leaf.key",
+        "-out",
+        "leaf.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]) && run(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "leaf.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "leaf.ext",
+    ]);
+    if !ok {
+        eprintln!("SKIPPING: openssl could not make a test CA");
+        return None;
+    }
+    Some(TestPki {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("leaf.pem"),
+        key: dir.join("leaf.key"),
+    })
+}
+
+/// `node` plus the official `splunk-logging` client in `tools/receivers/node_modules`
+/// (installed with `npm ci` when missing), or `None` with a loud message.
+pub fn splunk_logging_client() -> Option<PathBuf> {
+    let dir = workspace().join("tools/receivers");
+    let module = dir.join("node_modules/splunk-logging");
+    if !module.exists() {
+        let installed = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !installed {
+            eprintln!(
+                "SKIPPING: cannot install splunk-logging with npm in {}",
+                dir.display()
+            );
+            return None;
+        }
+    }
+    Some(dir.join("splunk_logging_send.js"))
+}
