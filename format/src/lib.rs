@@ -30,12 +30,15 @@
 //! The full column reference is `docs/capture-format.md`.
 
 pub mod error;
+pub mod inspect;
+pub mod k8s;
 pub mod model;
 pub mod reader;
 pub mod schema;
 pub mod writer;
 
 pub use error::{FormatError, Result};
+pub use inspect::{inspect, InspectFile, InspectSummary};
 pub use model::*;
 pub use reader::{
     batch_to_records, read_schema, Batches, CaptureFile, CaptureReader, ReadOptions, Records,

@@ -178,6 +178,26 @@ impl CaptureReader {
         &self.files
     }
 
+    /// The files in `range` as a capture of their own (nothing is reopened).
+    pub fn subset(&self, range: std::ops::Range<usize>) -> CaptureReader {
+        CaptureReader {
+            files: Arc::new(self.files[range].to_vec()),
+        }
+    }
+
+    /// How many row groups a read with `opts` decodes (the others are skipped by their
+    /// statistics).
+    pub fn row_groups_to_read(&self, opts: &ReadOptions) -> usize {
+        self.files
+            .iter()
+            .map(|f| {
+                (0..f.row_groups)
+                    .filter(|&rg| row_group_may_match(f, rg, opts))
+                    .count()
+            })
+            .sum()
+    }
+
     /// Rows in all files (before any filter).
     pub fn num_rows(&self) -> u64 {
         self.files.iter().map(|f| f.rows).sum()
