@@ -1,0 +1,389 @@
+//! The running recorder: probes + ring-buffer consumer + batches on a channel.
+//!
+//! [`Recorder::start`] loads and attaches the programs, fills the cgroup filter and spawns
+//! one tokio task that
+//! - drains the ring buffer when its fd becomes readable (tokio `AsyncFd`) and on a short
+//!   timer (the programs mostly skip wakeups to save CPU),
+//! - converts events into rows ([`crate::convert`]), including redaction,
+//! - adds `stats` rows (kernel counters per CPU and totals) every `stats_interval`,
+//! - rescans `--cgroup` directories for new descendants every `rescan_interval`,
+//! - sends `Vec<Record>` batches on a bounded channel. When the consumer of that channel
+//!   is slow the ring buffer fills and the kernel counts drops: nothing is lost silently.
+//!
+//! Live mode and file recording ([`crate::file::record_to_file`]) share it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use aya::maps::{MapData, PerCpuArray, RingBuf};
+use podtrace_format::model::{Record, Stat};
+use podtrace_recorder_ebpf::event::{self as ev, COUNTER_NAMES};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::clock::{boot_time_offset_ns, wall_now_ns};
+use crate::config::RecordConfig;
+use crate::convert::Converter;
+use crate::error::{RecorderError, Result};
+use crate::probes::{read_counters, Probes};
+use crate::redact::Redactor;
+use crate::targets::{Filter, Targets};
+
+/// Counters of a recording: kernel side (summed over CPUs) and user side.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecorderStats {
+    /// Events written to the ring buffer by the kernel.
+    pub events_seen: u64,
+    /// Events lost because the ring buffer was full.
+    pub dropped_ringbuf_full: u64,
+    /// Data events cut at the snaplen.
+    pub payload_truncated: u64,
+    /// Failed copies of user memory.
+    pub read_errors: u64,
+    /// Payload bytes put in the ring buffer.
+    pub bytes_captured: u64,
+    /// Syscall bytes of data events lost to a full ring buffer.
+    pub bytes_dropped: u64,
+    /// Syscalls missed because the in-flight table was full.
+    pub args_full: u64,
+    /// Targeted socket-candidate syscalls seen.
+    pub syscalls_targeted: u64,
+    /// Ring-buffer drops per CPU.
+    pub dropped_per_cpu: Vec<u64>,
+    /// Events decoded by user space.
+    pub events_decoded: u64,
+    /// Events user space could not decode.
+    pub events_malformed: u64,
+    /// Data rows with redacted headers.
+    pub payloads_redacted: u64,
+    /// Rows sent on the channel (stats rows included).
+    pub records_sent: u64,
+}
+
+impl RecorderStats {
+    /// Every event lost for any reason (ring full + missed syscalls + malformed).
+    pub fn total_dropped(&self) -> u64 {
+        self.dropped_ringbuf_full + self.args_full + self.events_malformed
+    }
+}
+
+#[derive(Debug, Default)]
+struct UserCounters {
+    decoded: AtomicU64,
+    malformed: AtomicU64,
+    redacted: AtomicU64,
+    sent: AtomicU64,
+}
+
+struct Shared {
+    filter: Mutex<Filter>,
+    counters: Mutex<PerCpuArray<MapData, u64>>,
+    user: UserCounters,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding these locks leaves plain data behind: keep going.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    fn stats(&self) -> Result<RecorderStats> {
+        let (t, per_cpu) = read_counters(&lock(&self.counters))?;
+        let at = |i: u32| t.get(i as usize).copied().unwrap_or(0);
+        Ok(RecorderStats {
+            events_seen: at(ev::CTR_EVENTS),
+            dropped_ringbuf_full: at(ev::CTR_RINGBUF_FULL),
+            payload_truncated: at(ev::CTR_TRUNCATED),
+            read_errors: at(ev::CTR_READ_ERRORS),
+            bytes_captured: at(ev::CTR_BYTES_CAPTURED),
+            bytes_dropped: at(ev::CTR_BYTES_DROPPED),
+            args_full: at(ev::CTR_ARGS_FULL),
+            syscalls_targeted: at(ev::CTR_SYSCALLS),
+            dropped_per_cpu: per_cpu
+                .get(ev::CTR_RINGBUF_FULL as usize)
+                .cloned()
+                .unwrap_or_default(),
+            events_decoded: self.user.decoded.load(Ordering::Relaxed),
+            events_malformed: self.user.malformed.load(Ordering::Relaxed),
+            payloads_redacted: self.user.redacted.load(Ordering::Relaxed),
+            records_sent: self.user.sent.load(Ordering::Relaxed),
+        })
+    }
+
+    /// `stats` rows: every kernel counter per CPU and in total, plus user-side counters.
+    fn stat_rows(&self, out: &mut Vec<Record>) -> Result<()> {
+        let ts_ns = wall_now_ns();
+        let (totals, per_cpu) = read_counters(&lock(&self.counters))?;
+        for (i, name) in COUNTER_NAMES.iter().enumerate() {
+            for (cpu, v) in per_cpu.get(i).into_iter().flatten().enumerate() {
+                out.push(Record::Stats(Stat {
+                    ts_ns,
+                    cpu: Some(cpu as u32),
+                    name: name.to_string(),
+                    value: *v,
+                }));
+            }
+            out.push(Record::Stats(Stat {
+                ts_ns,
+                cpu: None,
+                name: name.to_string(),
+                value: totals.get(i).copied().unwrap_or(0),
+            }));
+        }
+        for (name, c) in [
+            ("events_decoded", &self.user.decoded),
+            ("events_malformed", &self.user.malformed),
+            ("payloads_redacted", &self.user.redacted),
+        ] {
+            out.push(Record::Stats(Stat {
+                ts_ns,
+                cpu: None,
+                name: name.to_string(),
+                value: c.load(Ordering::Relaxed),
+            }));
+        }
+        Ok(())
+    }
+}
+
+/// Entry point: see the module documentation.
+pub struct Recorder;
+
+/// Controls a running recorder.
+pub struct RecorderHandle {
+    shared: Arc<Shared>,
+    stop_tx: watch::Sender<bool>,
+    task: Option<JoinHandle<Result<()>>>,
+    offset_ns: i64,
+}
+
+impl Recorder {
+    /// Loads, attaches, fills the filter and starts consuming; returns the handle and the
+    /// receiving end of the batch channel. Must be called inside a tokio runtime.
+    ///
+    /// The channel closes after [`RecorderHandle::stop`] (or on a fatal error, which
+    /// `stop` then returns). Dropping the receiver stops the recorder too.
+    pub fn start(cfg: RecordConfig) -> Result<(RecorderHandle, mpsc::Receiver<Vec<Record>>)> {
+        cfg.validate()?;
+        let rt = tokio::runtime::Handle::try_current()
+            .map_err(|e| RecorderError::Runtime(e.to_string()))?;
+        let targets = Targets::resolve(&cfg)?;
+        let Probes {
+            ebpf,
+            cgroups,
+            counters,
+            ring,
+        } = Probes::load(cfg.snaplen, cfg.ring_bytes)?;
+        let mut filter = Filter::new(cgroups, targets);
+        filter.rescan()?;
+        let shared = Arc::new(Shared {
+            filter: Mutex::new(filter),
+            counters: Mutex::new(counters),
+            user: UserCounters::default(),
+        });
+        let ring = {
+            let _guard = rt.enter();
+            // SAFETY: the ring buffer's map fd is owned by `ring`, which the AsyncFd owns
+            // for its whole lifetime; `as_raw_fd` always returns that same fd.
+            unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+                .map_err(|e| RecorderError::Runtime(e.to_string()))?
+        };
+        let offset_ns = boot_time_offset_ns();
+        let redactor = (!cfg.no_redact).then(|| Redactor::new(&cfg.redact_headers));
+        let conv = Converter::new(offset_ns, redactor);
+        let (tx, rx) = mpsc::channel(cfg.channel_batches);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let consumer = Consumer {
+            cfg,
+            shared: shared.clone(),
+            conv,
+            tx,
+            ring,
+            batch: Vec::new(),
+        };
+        let task = rt.spawn(consumer.run(ebpf, stop_rx));
+        Ok((
+            RecorderHandle {
+                shared,
+                stop_tx,
+                task: Some(task),
+                offset_ns,
+            },
+            rx,
+        ))
+    }
+}
+
+impl RecorderHandle {
+    /// Adds a cgroup id to the filter (e.g. a new container of the targeted pod).
+    pub fn add_cgroup(&self, id: u64) -> Result<()> {
+        lock(&self.shared.filter).add(id)
+    }
+
+    /// Removes a cgroup id from the filter.
+    pub fn remove_cgroup(&self, id: u64) {
+        lock(&self.shared.filter).remove(id)
+    }
+
+    /// The cgroup ids being recorded.
+    pub fn cgroups(&self) -> Vec<u64> {
+        lock(&self.shared.filter).ids().into_iter().collect()
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> Result<RecorderStats> {
+        self.shared.stats()
+    }
+
+    /// CLOCK_REALTIME − CLOCK_BOOTTIME used to timestamp rows.
+    pub fn boot_time_offset_ns(&self) -> i64 {
+        self.offset_ns
+    }
+
+    /// Whether the consumer task has ended (stop, error, or receiver dropped).
+    pub fn is_finished(&self) -> bool {
+        self.task.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Detaches the probes, drains what is left, sends the final batch (with final stats),
+    /// closes the channel and returns the final counters. The receiver must keep being
+    /// read until it closes, or this waits for channel space.
+    pub async fn stop(mut self) -> Result<RecorderStats> {
+        let _ = self.stop_tx.send(true);
+        if let Some(task) = self.task.take() {
+            match task.await {
+                Ok(r) => r?,
+                Err(e) => return Err(RecorderError::Runtime(format!("recorder task: {e}"))),
+            }
+        }
+        self.shared.stats()
+    }
+}
+
+impl Drop for RecorderHandle {
+    fn drop(&mut self) {
+        let _ = self.stop_tx.send(true);
+    }
+}
+
+struct Consumer {
+    cfg: RecordConfig,
+    shared: Arc<Shared>,
+    conv: Converter,
+    tx: mpsc::Sender<Vec<Record>>,
+    ring: AsyncFd<RingBuf<MapData>>,
+    batch: Vec<Record>,
+}
+
+/// Moves up to `max` rows' worth of events from the ring into `out`; true if `max` was hit.
+fn drain_some(
+    rb: &mut RingBuf<MapData>,
+    conv: &mut Converter,
+    out: &mut Vec<Record>,
+    max: usize,
+) -> bool {
+    while out.len() < max {
+        match rb.next() {
+            Some(item) => conv.convert(&item, out),
+            None => return false,
+        }
+    }
+    true
+}
+
+impl Consumer {
+    fn publish_counters(&self) {
+        let c = self.conv.counters;
+        let u = &self.shared.user;
+        u.decoded.store(c.decoded, Ordering::Relaxed);
+        u.malformed.store(c.malformed, Ordering::Relaxed);
+        u.redacted.store(c.redacted, Ordering::Relaxed);
+    }
+
+    /// Sends the current batch; false when the receiver is gone.
+    async fn flush(&mut self) -> bool {
+        if self.batch.is_empty() {
+            return true;
+        }
+        self.publish_counters();
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(256));
+        let n = batch.len() as u64;
+        if self.tx.send(batch).await.is_err() {
+            return false;
+        }
+        self.shared.user.sent.fetch_add(n, Ordering::Relaxed);
+        true
+    }
+
+    /// Drains the ring completely (sending full batches on the way); false when the
+    /// receiver is gone.
+    async fn drain_all(&mut self) -> bool {
+        loop {
+            let max = self.cfg.batch_records;
+            let full = drain_some(self.ring.get_mut(), &mut self.conv, &mut self.batch, max);
+            if !full {
+                return true;
+            }
+            if !self.flush().await {
+                return false;
+            }
+        }
+    }
+
+    async fn run(mut self, ebpf: aya::Ebpf, mut stop_rx: watch::Receiver<bool>) -> Result<()> {
+        let mut drain = tokio::time::interval(self.cfg.drain_interval);
+        let mut stats = tokio::time::interval(self.cfg.stats_interval);
+        let mut rescan = tokio::time::interval(self.cfg.rescan_interval);
+        for t in [&mut drain, &mut stats, &mut rescan] {
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        }
+        let mut result = Ok(());
+        loop {
+            let alive = tokio::select! {
+                _ = stop_rx.changed() => break,
+                ready = self.ring.readable_mut() => match ready {
+                    Ok(mut guard) => {
+                        guard.clear_ready();
+                        drop(guard);
+                        self.drain_all().await
+                    }
+                    Err(e) => {
+                        result = Err(RecorderError::Io { what: "ring buffer poll".into(), source: e });
+                        break;
+                    }
+                },
+                _ = drain.tick() => self.drain_all().await,
+                _ = stats.tick() => {
+                    if let Err(e) = self.shared.stat_rows(&mut self.batch) {
+                        result = Err(e);
+                        break;
+                    }
+                    true
+                }
+                _ = rescan.tick() => {
+                    if let Err(e) = lock(&self.shared.filter).rescan() {
+                        tracing::warn!("cgroup rescan failed: {e}");
+                    }
+                    true
+                }
+            };
+            if !alive || !self.flush().await {
+                // The receiver is gone: nobody wants more rows.
+                drop(ebpf);
+                self.publish_counters();
+                return Ok(());
+            }
+        }
+        // Detach first, so that everything the programs produced is in the ring, then drain.
+        drop(ebpf);
+        if self.drain_all().await {
+            if let Err(e) = self.shared.stat_rows(&mut self.batch) {
+                tracing::warn!("final stats: {e}");
+            }
+            self.flush().await;
+        }
+        self.publish_counters();
+        result
+    }
+}

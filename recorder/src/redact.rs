@@ -1,0 +1,323 @@
+//! Record-time redaction of secrets in HTTP/1 headers.
+//!
+//! Values of `Authorization`, `Proxy-Authorization`, `Cookie`, `Set-Cookie` and any
+//! configured header are overwritten in place with `*` (same length, so byte counts and
+//! offsets stay true) before a payload leaves the recorder; the row gets the REDACTED flag.
+//!
+//! The redactor is a small streaming HTTP/1 header tokenizer kept per connection and
+//! direction, so a header whose name or value is split across two (or more) syscalls is
+//! still found: the tail of the previous payload's unfinished line is remembered.
+//! Message bodies are skipped using `Content-Length`; a payload that starts with a request
+//! or status line always restarts header parsing.
+//!
+//! Limits (documented, by design):
+//! - Only what was captured can be redacted; bytes beyond the snaplen are not stored anyway.
+//!   After a truncated payload or a dropped event the tokenizer resynchronises at the next
+//!   payload that starts a message, so a header straddling such a gap may be missed.
+//! - Chunked bodies are not decoded: the tokenizer waits for the next payload that starts
+//!   with a request/status line.
+//! - HTTP/2 (HPACK) and TLS payloads are not redacted (HPACK literals are usually Huffman
+//!   coded, TLS is ciphertext).
+
+use std::collections::HashMap;
+
+/// Headers redacted by default (lowercase).
+pub const DEFAULT_HEADERS: [&str; 4] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+];
+
+/// Longest line prefix remembered across payloads (header names and Content-Length).
+const MAX_LINE: usize = 256;
+
+const STARTS: [&[u8]; 10] = [
+    b"GET ",
+    b"POST ",
+    b"PUT ",
+    b"DELETE ",
+    b"HEAD ",
+    b"OPTIONS ",
+    b"PATCH ",
+    b"CONNECT ",
+    b"TRACE ",
+    b"HTTP/1.",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// At a message boundary: the next bytes decide.
+    Start,
+    /// Inside a header block.
+    Headers,
+    /// Inside a body of known remaining length.
+    Body(u64),
+    /// Not HTTP/1 (or chunked body): ignore until the next payload.
+    Opaque,
+}
+
+#[derive(Debug, Clone)]
+struct Stream {
+    mode: Mode,
+    line: Vec<u8>,
+    colon_seen: bool,
+    redacting: bool,
+    value_started: bool,
+    content_length: Option<u64>,
+    chunked: bool,
+}
+
+impl Stream {
+    fn new() -> Self {
+        Stream {
+            mode: Mode::Start,
+            line: Vec::new(),
+            colon_seen: false,
+            redacting: false,
+            value_started: false,
+            content_length: None,
+            chunked: false,
+        }
+    }
+
+    fn start_message(&mut self) {
+        self.mode = Mode::Headers;
+        self.line.clear();
+        self.colon_seen = false;
+        self.redacting = false;
+        self.value_started = false;
+        self.content_length = None;
+        self.chunked = false;
+    }
+}
+
+/// Whether `buf` starts (or could start, if cut short) an HTTP/1 request or status line.
+fn looks_like_start(buf: &[u8]) -> bool {
+    STARTS.iter().any(|s| {
+        let n = s.len().min(buf.len());
+        n > 0 && buf[..n] == s[..n]
+    })
+}
+
+/// Streaming redactor for many connections; key = (connection id, direction index).
+#[derive(Debug, Clone)]
+pub struct Redactor {
+    names: Vec<Vec<u8>>,
+    streams: HashMap<(u64, u8), Stream>,
+}
+
+impl Redactor {
+    /// A redactor for the default headers plus `extra` (case-insensitive names).
+    pub fn new<S: AsRef<str>>(extra: &[S]) -> Self {
+        let mut names: Vec<Vec<u8>> = DEFAULT_HEADERS
+            .iter()
+            .map(|s| s.as_bytes().to_vec())
+            .collect();
+        for e in extra {
+            let n = e.as_ref().trim().to_ascii_lowercase().into_bytes();
+            if !n.is_empty() && !names.contains(&n) {
+                names.push(n);
+            }
+        }
+        Redactor {
+            names,
+            streams: HashMap::new(),
+        }
+    }
+
+    /// Redacts `payload` (bytes of one syscall on stream `(conn, dir)`) in place; returns
+    /// whether any byte was overwritten. `complete` is false when the payload was cut
+    /// (truncated or partly unreadable): the stream then resynchronises.
+    pub fn redact(&mut self, conn: u64, dir: u8, payload: &mut [u8], complete: bool) -> bool {
+        let names = &self.names;
+        let st = self.streams.entry((conn, dir)).or_insert_with(Stream::new);
+        let mut changed = false;
+        if looks_like_start(payload) && !matches!(st.mode, Mode::Headers) {
+            st.start_message();
+        }
+        let mut i = 0;
+        while i < payload.len() {
+            match st.mode {
+                Mode::Start => {
+                    if looks_like_start(&payload[i..]) {
+                        st.start_message();
+                    } else {
+                        st.mode = Mode::Opaque;
+                    }
+                }
+                Mode::Opaque => break,
+                Mode::Body(left) => {
+                    let n = left.min((payload.len() - i) as u64);
+                    i += n as usize;
+                    st.mode = if left == n {
+                        Mode::Start
+                    } else {
+                        Mode::Body(left - n)
+                    };
+                }
+                Mode::Headers => {
+                    let b = payload[i];
+                    if st.redacting && b != b'\r' && b != b'\n' {
+                        if st.value_started || (b != b' ' && b != b'\t') {
+                            st.value_started = true;
+                            payload[i] = b'*';
+                            changed = true;
+                        }
+                        i += 1;
+                        continue;
+                    }
+                    if b == b'\n' {
+                        end_of_line(st);
+                    } else if b != b'\r' {
+                        if st.line.len() < MAX_LINE {
+                            st.line.push(b);
+                        }
+                        if b == b':' && !st.colon_seen {
+                            st.colon_seen = true;
+                            let name = &st.line[..st.line.len() - 1];
+                            let name = trim(name);
+                            if names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+                                st.redacting = true;
+                                st.value_started = false;
+                            }
+                        }
+                    }
+                    i += 1;
+                }
+            }
+        }
+        if st.mode == Mode::Opaque || !complete {
+            let keep_body = matches!(st.mode, Mode::Body(_)) && complete;
+            if !keep_body {
+                *st = Stream::new();
+            }
+        }
+        changed
+    }
+
+    /// Forgets a connection's state (on close).
+    pub fn forget(&mut self, conn: u64) {
+        self.streams.retain(|(c, _), _| *c != conn);
+    }
+}
+
+fn trim(s: &[u8]) -> &[u8] {
+    let start = s
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(s.len());
+    let end = s
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
+    &s[start..end.max(start)]
+}
+
+fn end_of_line(st: &mut Stream) {
+    let line = std::mem::take(&mut st.line);
+    if line.is_empty() {
+        st.mode = if st.chunked {
+            Mode::Opaque
+        } else {
+            match st.content_length {
+                Some(n) if n > 0 => Mode::Body(n),
+                _ => Mode::Start,
+            }
+        };
+    } else if let Some(colon) = line.iter().position(|&b| b == b':') {
+        let name = trim(&line[..colon]);
+        let value = trim(&line[colon + 1..]);
+        if name.eq_ignore_ascii_case(b"content-length") {
+            st.content_length = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding")
+            && value
+                .to_ascii_lowercase()
+                .windows(7)
+                .any(|w| w == b"chunked")
+        {
+            st.chunked = true;
+        }
+    }
+    st.line = line;
+    st.line.clear();
+    st.colon_seen = false;
+    st.redacting = false;
+    st.value_started = false;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(r: &mut Redactor, parts: &[&str]) -> (String, bool) {
+        let mut out = String::new();
+        let mut any = false;
+        for p in parts {
+            let mut b = p.as_bytes().to_vec();
+            any |= r.redact(1, 0, &mut b, true);
+            out.push_str(&String::from_utf8(b).expect("utf8"));
+        }
+        (out, any)
+    }
+
+    #[test]
+    fn redacts_default_and_custom_headers_same_length() {
+        let mut r = Redactor::new(&["X-Api-Key"]);
+        let req = "GET / HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer s3cr3t\r\nx-api-key: k1\r\nCookie: a=b\r\n\r\n";
+        let (out, any) = run(&mut r, &[req]);
+        assert!(any);
+        assert_eq!(out.len(), req.len());
+        assert!(out.contains(&format!("Authorization: {}\r\n", "*".repeat(13))), "{out}");
+        assert!(out.contains("x-api-key: **\r\n"));
+        assert!(out.contains("Cookie: ***\r\n"));
+        assert!(out.contains("Host: a\r\n"));
+    }
+
+    #[test]
+    fn header_split_across_syscalls() {
+        let mut r = Redactor::new::<&str>(&[]);
+        let (out, any) = run(
+            &mut r,
+            &[
+                "GET / HTTP/1.1\r\nAutho",
+                "rization: Basic ab",
+                "cd\r\nHost: x\r\n\r\n",
+            ],
+        );
+        assert!(any);
+        assert!(out.contains(&format!("Authorization: {}\r\nHost: x", "*".repeat(10))), "{out}");
+    }
+
+    #[test]
+    fn body_is_not_touched_and_next_message_is() {
+        let mut r = Redactor::new::<&str>(&[]);
+        let body = "Cookie: not-a-header";
+        let msg = format!(
+            "POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}GET / HTTP/1.1\r\nCookie: yes\r\n\r\n",
+            body.len()
+        );
+        let (out, _) = run(&mut r, &[&msg]);
+        assert!(out.contains(body));
+        assert!(out.ends_with("Cookie: ***\r\n\r\n"), "{out}");
+    }
+
+    #[test]
+    fn non_http_is_left_alone() {
+        let mut r = Redactor::new::<&str>(&[]);
+        let (out, any) = run(&mut r, &["\x00\x01Authorization: x\r\n"]);
+        assert!(!any);
+        assert_eq!(out, "\x00\x01Authorization: x\r\n");
+    }
+
+    #[test]
+    fn response_set_cookie() {
+        let mut r = Redactor::new::<&str>(&[]);
+        let (out, any) = run(
+            &mut r,
+            &["HTTP/1.1 200 OK\r\nSet-Cookie: id=1\r\nContent-Length: 0\r\n\r\n"],
+        );
+        assert!(any);
+        assert!(out.contains("Set-Cookie: ****\r\n"));
+    }
+}

@@ -1,0 +1,144 @@
+//! The cgroup filter: which cgroup ids the kernel side records.
+//!
+//! [`Filter`] owns the `pt_cgroups` map. Targets come from three places:
+//! - fixed ids (`RecordConfig::cgroup_ids`) and the cgroups of `--pid` processes;
+//! - `--cgroup PATH` roots, each covering every cgroup below it: [`Filter::rescan`] walks
+//!   them (the recorder calls it periodically) and adds new descendants, removing ids of
+//!   directories that disappeared (a cgroup inode number can be reused later);
+//! - ids added at run time through the recorder handle (e.g. new containers of a pod).
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use aya::maps::{HashMap as BpfHashMap, MapData};
+use podtrace_recorder_ebpf::names;
+
+use crate::cgroups::{cgroup_id, descendants, Cgroup2};
+use crate::config::RecordConfig;
+use crate::error::{RecorderError, Result};
+use crate::probes::chain;
+
+/// Resolved targets: fixed ids and directory roots.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Targets {
+    /// Ids recorded for the whole recording.
+    pub fixed: BTreeSet<u64>,
+    /// Directories recorded with all their descendants.
+    pub roots: Vec<PathBuf>,
+}
+
+impl Targets {
+    /// Resolves a configuration's targets (cgroup v2 mount, pid cgroups, path checks).
+    pub fn resolve(cfg: &RecordConfig) -> Result<Targets> {
+        let mut t = Targets {
+            fixed: cfg.cgroup_ids.iter().copied().collect(),
+            roots: Vec::new(),
+        };
+        if cfg.pids.is_empty() && cfg.cgroup_paths.is_empty() {
+            return Ok(t);
+        }
+        let cg = Cgroup2::detect()?;
+        for pid in &cfg.pids {
+            let dir = cg.cgroup_of_pid(*pid)?;
+            t.fixed.insert(cgroup_id(&dir)?);
+        }
+        for p in &cfg.cgroup_paths {
+            let canon = std::fs::canonicalize(p).map_err(|e| RecorderError::Io {
+                what: format!("cgroup path {}", p.display()),
+                source: e,
+            })?;
+            let mount = std::fs::canonicalize(&cg.mount).unwrap_or_else(|_| cg.mount.clone());
+            if !canon.starts_with(&mount) || !canon.join("cgroup.procs").exists() {
+                return Err(RecorderError::NotACgroup {
+                    path: p.clone(),
+                    mount: cg.mount.clone(),
+                });
+            }
+            t.roots.push(canon);
+        }
+        Ok(t)
+    }
+
+    /// Every id the targets cover right now.
+    pub fn current_ids(&self) -> BTreeSet<u64> {
+        let mut ids = self.fixed.clone();
+        for root in &self.roots {
+            if let Ok(id) = cgroup_id(root) {
+                ids.insert(id);
+            }
+            if let Ok(subs) = descendants(root) {
+                ids.extend(subs.iter().filter_map(|d| cgroup_id(d).ok()));
+            }
+        }
+        ids
+    }
+}
+
+/// The kernel filter map plus the bookkeeping of where each id came from.
+pub struct Filter {
+    map: BpfHashMap<MapData, u64, u8>,
+    targets: Targets,
+    scanned: BTreeSet<u64>,
+    manual: BTreeSet<u64>,
+}
+
+impl Filter {
+    /// Wraps the map; call [`Filter::rescan`] to fill it.
+    pub fn new(map: BpfHashMap<MapData, u64, u8>, targets: Targets) -> Self {
+        Filter {
+            map,
+            targets,
+            scanned: BTreeSet::new(),
+            manual: BTreeSet::new(),
+        }
+    }
+
+    fn put(&mut self, id: u64) -> Result<()> {
+        self.map.insert(id, 1u8, 0).map_err(|e| RecorderError::Map {
+            map: names::MAP_CGROUPS,
+            detail: chain(&e),
+        })
+    }
+
+    fn del(&mut self, id: u64) {
+        // Removing an absent key is not an error worth reporting.
+        let _ = self.map.remove(&id);
+    }
+
+    /// Brings the map in line with the targets; returns (added, removed) counts.
+    pub fn rescan(&mut self) -> Result<(usize, usize)> {
+        let now = self.targets.current_ids();
+        let added: Vec<u64> = now.difference(&self.scanned).copied().collect();
+        let removed: Vec<u64> = self.scanned.difference(&now).copied().collect();
+        for id in &added {
+            self.put(*id)?;
+        }
+        for id in &removed {
+            if !self.manual.contains(id) {
+                self.del(*id);
+            }
+        }
+        self.scanned = now;
+        Ok((added.len(), removed.len()))
+    }
+
+    /// Adds an id for the rest of the recording.
+    pub fn add(&mut self, id: u64) -> Result<()> {
+        self.put(id)?;
+        self.manual.insert(id);
+        Ok(())
+    }
+
+    /// Removes an id added with [`Filter::add`] (or a fixed/scanned one, until the next
+    /// rescan brings scanned ones back).
+    pub fn remove(&mut self, id: u64) {
+        self.manual.remove(&id);
+        self.targets.fixed.remove(&id);
+        self.del(id);
+    }
+
+    /// Ids currently in the map.
+    pub fn ids(&self) -> BTreeSet<u64> {
+        self.scanned.union(&self.manual).copied().collect()
+    }
+}

@@ -1,0 +1,327 @@
+//! Shared helpers of the `ebpf_*` integration tests (included with `#[path]`): root check,
+//! a throw-away cgroup v2 directory, processes started inside it, a Python peer script,
+//! and grouping of captured rows per connection. Also built as its own (empty) test.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use podtrace_format::model::{Direction, Record, SocketData};
+use podtrace_recorder::cgroups::Cgroup2;
+
+/// eBPF tests run one at a time (they share the CPU budget and the kernel).
+pub static SERIAL: Mutex<()> = Mutex::new(());
+
+/// True when running as root; otherwise prints a loud skip message.
+pub fn root_or_skip(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("\n*** SKIPPED {test}: needs root (CAP_BPF + CAP_PERFMON) to load eBPF ***\n");
+        return false;
+    }
+    true
+}
+
+/// True when `tool` runs; otherwise prints a loud skip message.
+pub fn tool_or_skip(tool: &str, test: &str) -> bool {
+    let ok = Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !ok {
+        eprintln!("\n*** SKIPPED {test}: `{tool}` not found ***\n");
+    }
+    ok
+}
+
+/// A cgroup v2 directory removed (with its processes killed) on drop.
+pub struct TestCgroup {
+    pub path: PathBuf,
+    children: Vec<Child>,
+}
+
+impl TestCgroup {
+    pub fn new(name: &str) -> TestCgroup {
+        let cg = Cgroup2::detect().expect("cgroup v2 mount");
+        let path = cg
+            .mount
+            .join(format!("podtrace-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir(&path);
+        std::fs::create_dir(&path).expect("create test cgroup");
+        TestCgroup {
+            path,
+            children: Vec::new(),
+        }
+    }
+
+    /// Starts `argv` inside this cgroup (the shell moves itself in, then execs).
+    pub fn spawn(&mut self, argv: &[&str]) -> u32 {
+        let child = self.command(argv).spawn().expect("spawn in cgroup");
+        let pid = child.id();
+        self.children.push(child);
+        pid
+    }
+
+    /// A command that runs `argv` inside this cgroup.
+    pub fn command(&self, argv: &[&str]) -> Command {
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg(format!(
+                "echo $$ > '{}/cgroup.procs' && exec \"$@\"",
+                self.path.display()
+            ))
+            .arg("sh")
+            .args(argv)
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs `argv` in the cgroup to completion (bounded) and returns stdout.
+    pub fn run(&self, argv: &[&str], timeout: Duration) -> Vec<u8> {
+        run_bounded(self.command(argv), timeout)
+    }
+}
+
+/// Runs a command with a timeout; panics on failure or timeout.
+pub fn run_bounded(mut cmd: Command, timeout: Duration) -> Vec<u8> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut out = Vec::new();
+            let mut err = String::new();
+            if let Some(mut o) = child.stdout.take() {
+                o.read_to_end(&mut out).expect("stdout");
+            }
+            if let Some(mut e) = child.stderr.take() {
+                e.read_to_string(&mut err).expect("stderr");
+            }
+            assert!(status.success(), "{cmd:?} failed: {status}: {err}");
+            return out;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} timed out");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // Kill anything else left inside, then remove the directory.
+        if let Ok(procs) = std::fs::read_to_string(self.path.join("cgroup.procs")) {
+            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                // SAFETY: sending a signal has no memory-safety preconditions.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        for _ in 0..100 {
+            if std::fs::remove_dir(&self.path).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// Waits until something listens on 127.0.0.1:port.
+pub fn wait_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The Python peer: an HTTP/1.1 server (keep-alive) and raw clients using several
+/// socket syscalls. Written to `dir` and returned.
+pub fn peer_script(dir: &Path) -> PathBuf {
+    let p = dir.join("peer.py");
+    std::fs::write(&p, PEER_PY).expect("write peer.py");
+    p
+}
+
+const PEER_PY: &str = r#"
+import http.server, os, socket, socketserver, sys, hashlib
+
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a): pass
+    def do_GET(self):
+        body = ("hello " + self.path + "\n").encode() * 3
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Set-Cookie", "session=SERVERSECRET42")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", "0"))
+        left, h = n, hashlib.sha256()
+        while left:
+            chunk = self.rfile.read(min(left, 65536))
+            if not chunk: break
+            h.update(chunk); left -= len(chunk)
+        body = ("got %d %s\n" % (n, h.hexdigest())).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+def serve(port):
+    S(("127.0.0.1", port), H).serve_forever()
+
+def recv_all(s):
+    out = b""
+    while True:
+        d = s.recv(65536)
+        if not d: return out
+        out += d
+
+def variants(port, outdir):
+    """One connection per syscall family; records what was sent and received."""
+    sent, got = {}, {}
+    # sendto/recvfrom (socket.send / recv)
+    s = socket.create_connection(("127.0.0.1", port))
+    req = b"GET /send HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    s.sendall(req); sent["send"] = req; got["send"] = recv_all(s); s.close()
+    # sendmsg with several buffers / recvmsg
+    s = socket.create_connection(("127.0.0.1", port))
+    parts = [b"GET /sendmsg HTTP/1.1\r\n", b"Host: x\r\n", b"X-Part: three\r\n", b"Connection: close\r\n\r\n"]
+    s.sendmsg(parts); sent["sendmsg"] = b"".join(parts)
+    buf = b""
+    while True:
+        d, _, _, _ = s.recvmsg(65536)
+        if not d: break
+        buf += d
+    got["sendmsg"] = buf; s.close()
+    # writev / readv on the raw fd
+    s = socket.create_connection(("127.0.0.1", port))
+    parts = [b"GET /writev HTTP/1.1\r\n", b"Host: x\r\n", b"Connection: close\r\n\r\n"]
+    os.writev(s.fileno(), parts); sent["writev"] = b"".join(parts)
+    buf = b""
+    while True:
+        a, b = bytearray(7), bytearray(100000)
+        n = os.readv(s.fileno(), [a, b])
+        if n == 0: break
+        buf += (bytes(a) + bytes(b))[:n]
+    got["writev"] = buf; s.close()
+    # write / read on the raw fd
+    s = socket.create_connection(("127.0.0.1", port))
+    req = b"GET /write HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    os.write(s.fileno(), req); sent["write"] = req
+    buf = b""
+    while True:
+        d = os.read(s.fileno(), 65536)
+        if not d: break
+        buf += d
+    got["write"] = buf; s.close()
+    # sendfile: headers with send, body from a file with sendfile
+    body = os.urandom(3000)
+    fpath = os.path.join(outdir, "sendfile.bin")
+    with open(fpath, "wb") as f: f.write(body)
+    s = socket.create_connection(("127.0.0.1", port))
+    head = b"POST /sendfile HTTP/1.1\r\nHost: x\r\nContent-Length: 3000\r\nConnection: close\r\n\r\n"
+    s.sendall(head)
+    with open(fpath, "rb") as f:
+        n = os.sendfile(s.fileno(), f.fileno(), 0, 3000)
+        assert n == 3000, n
+    sent["sendfile"] = head + body; got["sendfile"] = recv_all(s); s.close()
+    for k in sent:
+        with open(os.path.join(outdir, k + ".sent"), "wb") as f: f.write(sent[k])
+        with open(os.path.join(outdir, k + ".got"), "wb") as f: f.write(got[k])
+
+def keepalive(port, n):
+    s = socket.create_connection(("127.0.0.1", port))
+    for i in range(n):
+        s.sendall(b"GET /ka%d HTTP/1.1\r\nHost: x\r\n\r\n" % i)
+        buf = b""
+        while b"\r\n\r\n" not in buf: buf += s.recv(65536)
+        head, rest = buf.split(b"\r\n\r\n", 1)
+        cl = int([l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0].split(b":")[1])
+        while len(rest) < cl: rest += s.recv(65536)
+    s.close()
+
+def blast(port, n, size):
+    """Stress: n writes of `size` bytes on one connection to a sink server."""
+    s = socket.create_connection(("127.0.0.1", port))
+    msg = b"x" * size
+    total = 0
+    for _ in range(n):
+        s.sendall(msg); total += size
+    s.shutdown(socket.SHUT_WR)
+    recv_all(s)
+    s.close()
+    print(total)
+
+def sink(port):
+    l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    l.bind(("127.0.0.1", port)); l.listen(16)
+    while True:
+        c, _ = l.accept()
+        while c.recv(1 << 20): pass
+        c.close()
+
+if __name__ == "__main__":
+    cmd = sys.argv[1]
+    if cmd == "serve": serve(int(sys.argv[2]))
+    elif cmd == "variants": variants(int(sys.argv[2]), sys.argv[3])
+    elif cmd == "keepalive": keepalive(int(sys.argv[2]), int(sys.argv[3]))
+    elif cmd == "blast": blast(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+    elif cmd == "sink": sink(int(sys.argv[2]))
+"#;
+
+/// Socket data rows grouped per (conn_id, direction), in capture order.
+pub fn streams(rows: &[Record]) -> BTreeMap<(u64, Direction), Vec<&SocketData>> {
+    let mut m: BTreeMap<(u64, Direction), Vec<&SocketData>> = BTreeMap::new();
+    for r in rows {
+        if let Record::SocketData(d) = r {
+            m.entry((d.meta.conn_id, d.direction)).or_default().push(d);
+        }
+    }
+    m
+}
+
+/// Concatenated payload of rows.
+pub fn concat(rows: &[&SocketData]) -> Vec<u8> {
+    rows.iter()
+        .flat_map(|d| d.payload.iter().copied())
+        .collect()
+}
+
+/// Whether `needle` occurs in `hay`.
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn util_builds() {
+    assert!(contains(b"abcdef", b"cde"));
+}
