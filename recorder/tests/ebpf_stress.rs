@@ -1,0 +1,111 @@
+//! Stress: a client in the targeted cgroup blasts small writes while the consumer of the
+//! batch channel is deliberately slow and the ring buffer small, so the kernel may have
+//! to drop events. Whatever was dropped must show up in the counters (and `stats` rows)
+//! such that captured bytes + dropped bytes = bytes sent, exactly. Needs root.
+
+#[path = "ebpf_util.rs"]
+mod util;
+
+use std::time::Duration;
+
+use podtrace_format::model::{Direction, Record};
+use podtrace_recorder::{RecordConfig, Recorder};
+use util::*;
+
+#[test]
+fn drops_are_accounted_exactly() {
+    let name = "drops_are_accounted_exactly";
+    if !root_or_skip(name) || !tool_or_skip("python3", name) {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let peer = peer_script(dir.path());
+    let peer = peer.to_str().expect("utf8 path");
+    let port = free_port();
+    // The sink runs outside the cgroup: only the client's sends are recorded.
+    let mut sink = std::process::Command::new("python3")
+        .args([peer, "sink", &port.to_string()])
+        .spawn()
+        .expect("sink");
+    wait_listening(port);
+    let cg = TestCgroup::new("stress");
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
+    let (total_sent, rows, stats) = rt.block_on(async {
+        let cfg = RecordConfig {
+            cgroup_paths: vec![cg.path.clone()],
+            ring_bytes: 64 * 1024,
+            batch_records: 256,
+            channel_batches: 1,
+            stats_interval: Duration::from_millis(100),
+            ..Default::default()
+        };
+        let (handle, mut rx) = Recorder::start(cfg).expect("start recorder");
+        let collector = tokio::spawn(async move {
+            let mut all = Vec::new();
+            while let Some(b) = rx.recv().await {
+                all.extend(b);
+                // a slow consumer: backpressure reaches the ring buffer
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            all
+        });
+        let cmd = cg.command(&["python3", peer, "blast", &port.to_string(), "100000", "64"]);
+        let out = tokio::task::spawn_blocking(move || run_bounded(cmd, Duration::from_secs(60)))
+            .await
+            .expect("blast");
+        let total: i64 = String::from_utf8_lossy(&out)
+            .trim()
+            .parse()
+            .expect("total printed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let stats = handle.stop().await.expect("stop");
+        (total, collector.await.expect("collector"), stats)
+    });
+    let _ = sink.kill();
+    let _ = sink.wait();
+
+    let captured: i64 = streams(&rows)
+        .iter()
+        .filter(|((_, d), s)| {
+            *d == Direction::Egress && s[0].meta.remote.is_some_and(|r| r.port() == port)
+        })
+        .flat_map(|(_, s)| s.iter().map(|d| d.ret))
+        .sum();
+    eprintln!(
+        "stress: sent {total_sent} B, captured {captured} B, dropped {} B in {} events (per CPU {:?})",
+        stats.bytes_dropped, stats.dropped_ringbuf_full, stats.dropped_per_cpu
+    );
+    assert_eq!(total_sent, 100_000 * 64);
+    assert_eq!(
+        captured + stats.bytes_dropped as i64,
+        total_sent,
+        "sent = captured + dropped"
+    );
+    assert_eq!(stats.args_full, 0);
+    assert_eq!(stats.events_malformed, 0);
+    assert_eq!(
+        stats.dropped_per_cpu.iter().sum::<u64>(),
+        stats.dropped_ringbuf_full
+    );
+    // the final stats rows carry the same totals
+    let last = |n: &str| {
+        rows.iter()
+            .rev()
+            .find_map(|r| match r {
+                Record::Stats(s) if s.name == n && s.cpu.is_none() => Some(s.value),
+                _ => None,
+            })
+            .expect("stats row")
+    };
+    assert_eq!(
+        last("events_dropped_ringbuf_full"),
+        stats.dropped_ringbuf_full
+    );
+    assert_eq!(last("bytes_dropped"), stats.bytes_dropped);
+}
