@@ -103,8 +103,7 @@ where
 {
     let headers: Vec<(&str, &str)> = headers.into_iter().collect();
     let mut out = Extraction::default();
-    let families: [fn(&Lookup<'_>, &mut Vec<(Family, IgnoreReason)>) -> Option<TraceContext>; 3] =
-        [w3c, b3, splunk];
+    let families: [FamilyParser; 3] = [w3c, b3, splunk];
     let lookup = Lookup(&headers);
     for family in families {
         if let Some(ctx) = family(&lookup, &mut out.ignored) {
@@ -114,6 +113,9 @@ where
     }
     out
 }
+
+/// One family's extractor: the context, or `None` after noting why its headers were ignored.
+type FamilyParser = fn(&Lookup<'_>, &mut Vec<(Family, IgnoreReason)>) -> Option<TraceContext>;
 
 /// Case-insensitive header lookup over the request's header list.
 struct Lookup<'h>(&'h [(&'h str, &'h str)]);

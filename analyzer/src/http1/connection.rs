@@ -184,9 +184,7 @@ fn infer_role(egress: &[Segment], ingress: &[Segment]) -> Option<Role> {
     let i = first_bytes(ingress);
     if looks_like_request(&e) {
         Some(Role::Client)
-    } else if looks_like_request(&i) {
-        Some(Role::Server)
-    } else if e.starts_with(b"HTTP/1.") {
+    } else if looks_like_request(&i) || e.starts_with(b"HTTP/1.") {
         Some(Role::Server)
     } else if i.starts_with(b"HTTP/1.") {
         Some(Role::Client)

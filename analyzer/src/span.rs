@@ -1,0 +1,695 @@
+//! Spans: one per exchange per observed side, linked into traces.
+//!
+//! Each [`Exchange`] becomes a SERVER span (accepted socket) or a CLIENT span (connected
+//! socket). Identity rules, applied in request-start order:
+//! - The request's trace context (see [`crate::context`]) gives the trace id. Its span id
+//!   is the *caller's* span: the CLIENT span that sent the request takes it as its own id,
+//!   the SERVER span that received it takes it as parent and gets a derived id.
+//! - When both sides of one exchange were recorded (same 4-tuple reversed, overlapping
+//!   times), the SERVER span without context joins its CLIENT span's trace as its child.
+//! - A CLIENT span sent while a SERVER span of the same process was in flight is that
+//!   server span's child (and, without context of its own, joins its trace): this links
+//!   hops of services that do not propagate headers.
+//! - Otherwise a new trace starts. Ids podtrace invents are hashes of stable inputs
+//!   (connection, request position and time, side), never random; no two spans share
+//!   (trace id, span id) — a clash gets a re-derived id and is counted.
+//!
+//! The [`Linker`] keeps exchanges of a bounded time window; [`Linker::link`] identifies
+//! exchanges older than a cutoff and emits the finished ones, [`Linker::evict`] forgets
+//! old ones (counting requests that never got an answer).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use podtrace_model::{KeyValue, Resource, Span, SpanId, SpanKind, Status, TraceId};
+
+use crate::context::{extract, Family, IgnoreReason, TraceContext};
+use crate::exchange::{Exchange, ExchangeEvent, ExchangeId};
+use crate::reassemble::{ConnInfo, ConnKey};
+
+/// A span plus what enrichment and the graph need to know about where it was observed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObservedSpan {
+    /// The span (resource still the process default until enrichment).
+    pub span: Span,
+    /// The socket's process and addresses.
+    pub conn: Arc<ConnInfo>,
+    /// For SERVER spans: the CLIENT side of the same exchange was recorded too (so the
+    /// caller → callee edge is already known from that client span).
+    pub caller_recorded: bool,
+}
+
+/// Counters of the linking stage.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    /// Exchanges seen (requests).
+    pub exchanges: u64,
+    /// Propagation headers ignored, by (family, reason).
+    pub ignored_headers: BTreeMap<(Family, IgnoreReason), u64>,
+    /// Spans whose parent id is not a span of their trace.
+    pub orphans: u64,
+    /// Span ids re-derived because (trace id, span id) was taken.
+    pub duplicate_ids: u64,
+    /// Requests whose connection closed (or analysis ended) without a response.
+    pub unmatched_requests: u64,
+    /// Responses with no request waiting.
+    pub unmatched_responses: u64,
+    /// Outstanding requests dropped because they outlived the time window.
+    pub evicted_requests: u64,
+}
+
+/// Which process observed a socket: pid (+ cgroup) when recorded, else the local IP
+/// (imported captures have no pids; each workload has its own address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ProcessKey {
+    /// A recorded process.
+    Pid {
+        /// Process id.
+        pid: u32,
+        /// cgroup id.
+        cgroup_id: u64,
+    },
+    /// An imported socket: its local IP.
+    Addr(IpAddr),
+    /// Nothing known: the connection only.
+    Conn(ConnKey),
+}
+
+impl ProcessKey {
+    /// The process key of a connection.
+    pub fn of(conn: &ConnInfo) -> Self {
+        if conn.pid != 0 {
+            ProcessKey::Pid {
+                pid: conn.pid,
+                cgroup_id: conn.cgroup_id,
+            }
+        } else if let Some(local) = conn.key.local {
+            ProcessKey::Addr(local.ip())
+        } else {
+            ProcessKey::Conn(conn.key)
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Identity {
+    trace_id: TraceId,
+    span_id: SpanId,
+    parent: Option<SpanId>,
+    flags: u32,
+    trace_state: String,
+    family: Option<Family>,
+    caller_recorded: bool,
+}
+
+#[derive(Debug)]
+struct Slot {
+    ex: Exchange,
+    identity: Option<Identity>,
+    in_progress: bool,
+    emitted: bool,
+    unanswered: bool,
+}
+
+/// Sort key: request start, CLIENT before SERVER (the sender's side first), identity.
+type OrderKey = (u64, u8, ExchangeId);
+
+fn order_key(ex: &Exchange) -> OrderKey {
+    let side = match ex.side {
+        SpanKind::Client => 0,
+        SpanKind::Server => 1,
+    };
+    (ex.start_ts(), side, ex.id)
+}
+
+/// The linking stage: exchanges in, identified spans out.
+#[derive(Debug, Default)]
+pub struct Linker {
+    slots: HashMap<ExchangeId, Slot>,
+    unidentified: BTreeSet<OrderKey>,
+    awaiting_emit: BTreeSet<OrderKey>,
+    servers_by_proc: HashMap<ProcessKey, BTreeSet<(u64, ExchangeId)>>,
+    clients_by_addr: HashMap<(SocketAddr, SocketAddr), BTreeSet<(u64, ExchangeId)>>,
+    claimed_clients: HashSet<ExchangeId>,
+    ids: HashMap<(TraceId, SpanId), ExchangeId>,
+    stats: LinkStats,
+}
+
+impl Linker {
+    /// An empty linker.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &LinkStats {
+        &self.stats
+    }
+
+    /// Exchanges currently held (bounded by the time window).
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// True when nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Takes one event of the exchange stage.
+    pub fn on_event(&mut self, ev: ExchangeEvent) {
+        match ev {
+            ExchangeEvent::Request(ex) => {
+                self.stats.exchanges += 1;
+                let key = order_key(&ex);
+                let id = ex.id;
+                match ex.side {
+                    SpanKind::Server => {
+                        self.servers_by_proc
+                            .entry(ProcessKey::of(&ex.conn))
+                            .or_default()
+                            .insert((ex.start_ts(), id));
+                    }
+                    SpanKind::Client => {
+                        if let (Some(l), Some(r)) = (ex.conn.key.local, ex.conn.key.remote) {
+                            self.clients_by_addr
+                                .entry((l, r))
+                                .or_default()
+                                .insert((ex.start_ts(), id));
+                        }
+                    }
+                }
+                self.unidentified.insert(key);
+                self.slots.insert(
+                    id,
+                    Slot {
+                        ex,
+                        identity: None,
+                        in_progress: false,
+                        emitted: false,
+                        unanswered: false,
+                    },
+                );
+            }
+            ExchangeEvent::Response { id, response } => {
+                if let Some(slot) = self.slots.get_mut(&id) {
+                    slot.ex.response = Some(response);
+                }
+            }
+            ExchangeEvent::Unanswered(id) => {
+                if let Some(slot) = self.slots.get_mut(&id) {
+                    if !slot.unanswered && slot.ex.response.is_none() {
+                        slot.unanswered = true;
+                        self.stats.unmatched_requests += 1;
+                        let key = order_key(&slot.ex);
+                        self.awaiting_emit.remove(&key);
+                    }
+                }
+            }
+            ExchangeEvent::UnmatchedResponse(_) => self.stats.unmatched_responses += 1,
+        }
+    }
+
+    /// Identifies every exchange whose request started before `cutoff` (in start order)
+    /// and returns the spans of identified exchanges that have their response.
+    pub fn link(&mut self, cutoff: u64) -> Vec<ObservedSpan> {
+        let ready: Vec<OrderKey> = self
+            .unidentified
+            .range(..(cutoff, 0, min_id()))
+            .copied()
+            .collect();
+        for key in ready {
+            self.identify(key.2);
+        }
+        let mut out = Vec::new();
+        let emit: Vec<OrderKey> = self
+            .awaiting_emit
+            .iter()
+            .filter(|k| {
+                self.slots
+                    .get(&k.2)
+                    .is_some_and(|s| s.ex.response.is_some())
+            })
+            .copied()
+            .collect();
+        for key in emit {
+            self.awaiting_emit.remove(&key);
+            let Some(slot) = self.slots.get_mut(&key.2) else {
+                continue;
+            };
+            let Some(identity) = slot.identity.clone() else {
+                continue;
+            };
+            slot.emitted = true;
+            let span = build_span(&slot.ex, &identity);
+            let conn = slot.ex.conn.clone();
+            if let Some(parent) = identity.parent {
+                if !self.ids.contains_key(&(identity.trace_id, parent)) {
+                    self.stats.orphans += 1;
+                }
+            }
+            out.push(ObservedSpan {
+                span,
+                conn,
+                caller_recorded: identity.caller_recorded,
+            });
+        }
+        out
+    }
+
+    /// Forgets exchanges that ended before `before`: emitted ones silently, outstanding
+    /// ones counted as evicted (unanswered ones were already counted).
+    pub fn evict(&mut self, before: u64) {
+        let old: Vec<ExchangeId> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.identity.is_some() && s.ex.end_ts() < before)
+            .filter(|(_, s)| s.emitted || s.unanswered || s.ex.start_ts() < before)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in old {
+            let Some(slot) = self.slots.remove(&id) else {
+                continue;
+            };
+            if !slot.emitted && !slot.unanswered {
+                self.stats.evicted_requests += 1;
+            }
+            let key = order_key(&slot.ex);
+            self.awaiting_emit.remove(&key);
+            self.unidentified.remove(&key);
+            self.claimed_clients.remove(&id);
+            match slot.ex.side {
+                SpanKind::Server => {
+                    let pk = ProcessKey::of(&slot.ex.conn);
+                    if let Some(set) = self.servers_by_proc.get_mut(&pk) {
+                        set.remove(&(slot.ex.start_ts(), id));
+                        if set.is_empty() {
+                            self.servers_by_proc.remove(&pk);
+                        }
+                    }
+                }
+                SpanKind::Client => {
+                    if let (Some(l), Some(r)) = (slot.ex.conn.key.local, slot.ex.conn.key.remote) {
+                        if let Some(set) = self.clients_by_addr.get_mut(&(l, r)) {
+                            set.remove(&(slot.ex.start_ts(), id));
+                            if set.is_empty() {
+                                self.clients_by_addr.remove(&(l, r));
+                            }
+                        }
+                    }
+                }
+            }
+            if let Some(idn) = slot.identity {
+                if self.ids.get(&(idn.trace_id, idn.span_id)) == Some(&id) {
+                    self.ids.remove(&(idn.trace_id, idn.span_id));
+                }
+            }
+        }
+    }
+
+    /// Identifies one exchange (and, first, the exchanges its identity depends on).
+    fn identify(&mut self, id: ExchangeId) -> Option<Identity> {
+        let slot = self.slots.get_mut(&id)?;
+        if let Some(i) = &slot.identity {
+            return Some(i.clone());
+        }
+        if slot.in_progress {
+            return None;
+        }
+        slot.in_progress = true;
+        let ex = slot.ex.clone();
+        let extraction = extract(
+            ex.request
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str())),
+        );
+        for ig in &extraction.ignored {
+            *self.stats.ignored_headers.entry(*ig).or_default() += 1;
+        }
+        let ctx = extraction.context;
+        let mut identity = match ex.side {
+            SpanKind::Client => {
+                let parent = self
+                    .in_flight_server(&ex)
+                    .and_then(|sid| self.identify(sid));
+                client_identity(&ex, ctx, parent)
+            }
+            SpanKind::Server => {
+                let caller = self.matching_client(&ex);
+                if let Some(cid) = caller {
+                    self.claimed_clients.insert(cid);
+                }
+                let caller_identity = caller.and_then(|cid| self.identify(cid));
+                server_identity(&ex, ctx, caller_identity)
+            }
+        };
+        let mut salt = 0u64;
+        while self
+            .ids
+            .get(&(identity.trace_id, identity.span_id))
+            .is_some_and(|other| *other != id)
+        {
+            salt += 1;
+            self.stats.duplicate_ids += 1;
+            identity.span_id = derive_span_id(&identity.trace_id, &ex, salt);
+        }
+        self.ids.insert((identity.trace_id, identity.span_id), id);
+        let key = order_key(&ex);
+        self.unidentified.remove(&key);
+        if let Some(slot) = self.slots.get_mut(&id) {
+            slot.in_progress = false;
+            slot.identity = Some(identity.clone());
+            if !slot.unanswered {
+                self.awaiting_emit.insert(key);
+            }
+        }
+        Some(identity)
+    }
+
+    /// The innermost SERVER exchange of the same process in flight when `client` was sent.
+    fn in_flight_server(&self, client: &Exchange) -> Option<ExchangeId> {
+        let set = self.servers_by_proc.get(&ProcessKey::of(&client.conn))?;
+        let start = client.start_ts();
+        set.range(..=(start, max_id()))
+            .rev()
+            .map(|(_, id)| *id)
+            .filter(|id| *id != client.id)
+            .find(|id| {
+                self.slots.get(id).is_some_and(|s| {
+                    !s.in_progress
+                        && match &s.ex.response {
+                            Some(r) => r.end_ts >= start,
+                            None => !s.unanswered || s.ex.request.end_ts >= start,
+                        }
+                })
+            })
+    }
+
+    /// The CLIENT exchange recorded on the other end of `server`'s connection whose time
+    /// overlaps it (closest request start wins), not already claimed by another server.
+    fn matching_client(&self, server: &Exchange) -> Option<ExchangeId> {
+        let (local, remote) = (server.conn.key.local?, server.conn.key.remote?);
+        let set = self.clients_by_addr.get(&(remote, local))?;
+        let (s_start, s_end) = (server.start_ts(), open_end(server));
+        set.iter()
+            .filter(|(_, id)| !self.claimed_clients.contains(id))
+            .filter_map(|(_, id)| self.slots.get(id).map(|s| (id, s)))
+            .filter(|(_, s)| !s.in_progress)
+            .filter(|(_, s)| s.ex.start_ts() <= s_end && s_start <= open_end(&s.ex))
+            .min_by_key(|(id, s)| (s.ex.start_ts().abs_diff(s_start), **id))
+            .map(|(id, _)| *id)
+    }
+}
+
+fn open_end(ex: &Exchange) -> u64 {
+    match &ex.response {
+        Some(r) => r.end_ts,
+        None => u64::MAX,
+    }
+}
+
+fn min_id() -> ExchangeId {
+    ExchangeId {
+        conn: ConnKey {
+            conn_id: 0,
+            local: None,
+            remote: None,
+        },
+        seq: 0,
+    }
+}
+
+fn max_id() -> ExchangeId {
+    use std::net::{Ipv6Addr, SocketAddrV6};
+    let max = SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::from(u128::MAX), u16::MAX, 0, 0));
+    ExchangeId {
+        conn: ConnKey {
+            conn_id: u64::MAX,
+            local: Some(max),
+            remote: Some(max),
+        },
+        seq: u64::MAX,
+    }
+}
+
+fn flags_of(ctx: Option<&TraceContext>, inherited: Option<u32>) -> u32 {
+    match ctx.and_then(|c| c.sampled) {
+        Some(true) => 1,
+        Some(false) => 0,
+        None => inherited.unwrap_or(1),
+    }
+}
+
+fn client_identity(ex: &Exchange, ctx: Option<TraceContext>, parent: Option<Identity>) -> Identity {
+    match ctx {
+        Some(ctx) => {
+            let same_trace = parent.as_ref().filter(|p| p.trace_id == ctx.trace_id);
+            // A header forwarded unchanged from the incoming request names the caller's
+            // span, not one this process created: derive an id instead.
+            let passed_through = same_trace.is_some_and(|p| p.parent == ctx.parent_id);
+            Identity {
+                trace_id: ctx.trace_id,
+                span_id: match ctx.parent_id {
+                    Some(id) if !passed_through => id,
+                    _ => derive_span_id(&ctx.trace_id, ex, 0),
+                },
+                parent: same_trace.map(|p| p.span_id),
+                flags: flags_of(Some(&ctx), same_trace.map(|p| p.flags)),
+                trace_state: ctx.trace_state.clone(),
+                family: Some(ctx.family),
+                caller_recorded: false,
+            }
+        }
+        None => match parent {
+            Some(p) => Identity {
+                trace_id: p.trace_id,
+                span_id: derive_span_id(&p.trace_id, ex, 0),
+                parent: Some(p.span_id),
+                flags: p.flags,
+                trace_state: p.trace_state,
+                family: None,
+                caller_recorded: false,
+            },
+            None => root_identity(ex),
+        },
+    }
+}
+
+fn server_identity(ex: &Exchange, ctx: Option<TraceContext>, caller: Option<Identity>) -> Identity {
+    let caller_recorded = caller.is_some();
+    match ctx {
+        Some(ctx) => {
+            let caller_same = caller.as_ref().filter(|c| c.trace_id == ctx.trace_id);
+            Identity {
+                trace_id: ctx.trace_id,
+                span_id: derive_span_id(&ctx.trace_id, ex, 0),
+                parent: ctx.parent_id.or(caller_same.map(|c| c.span_id)),
+                flags: flags_of(Some(&ctx), caller_same.map(|c| c.flags)),
+                trace_state: ctx.trace_state.clone(),
+                family: Some(ctx.family),
+                caller_recorded,
+            }
+        }
+        None => match caller {
+            Some(c) => Identity {
+                trace_id: c.trace_id,
+                span_id: derive_span_id(&c.trace_id, ex, 0),
+                parent: Some(c.span_id),
+                flags: c.flags,
+                trace_state: c.trace_state,
+                family: None,
+                caller_recorded,
+            },
+            None => root_identity(ex),
+        },
+    }
+}
+
+fn root_identity(ex: &Exchange) -> Identity {
+    let trace_id = derive_trace_id(ex);
+    Identity {
+        trace_id,
+        span_id: derive_span_id(&trace_id, ex, 0),
+        parent: None,
+        flags: 1,
+        trace_state: String::new(),
+        family: None,
+        caller_recorded: false,
+    }
+}
+
+/// FNV-1a over length-prefixed parts, finished with the splitmix64 mixer.
+fn stable_hash(seed: u64, parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    for part in parts {
+        for b in (part.len() as u64).to_le_bytes().iter().chain(part.iter()) {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+/// Stable inputs identifying an exchange observation.
+fn exchange_parts(ex: &Exchange) -> [Vec<u8>; 5] {
+    let addr = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+    [
+        ex.id.conn.conn_id.to_le_bytes().to_vec(),
+        format!("{}>{}", addr(ex.id.conn.local), addr(ex.id.conn.remote)).into_bytes(),
+        ex.id.seq.to_le_bytes().to_vec(),
+        ex.start_ts().to_le_bytes().to_vec(),
+        match ex.side {
+            SpanKind::Server => b"server".to_vec(),
+            SpanKind::Client => b"client".to_vec(),
+        },
+    ]
+}
+
+/// A trace id derived from the exchange (for requests without context).
+pub fn derive_trace_id(ex: &Exchange) -> TraceId {
+    let parts = exchange_parts(ex);
+    let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&stable_hash(1, &refs).to_be_bytes());
+    b[8..].copy_from_slice(&stable_hash(2, &refs).to_be_bytes());
+    if b == [0; 16] {
+        b[15] = 1;
+    }
+    TraceId(b)
+}
+
+/// A span id derived from the trace id, the exchange and a salt (re-derivation on clash).
+pub fn derive_span_id(trace_id: &TraceId, ex: &Exchange, salt: u64) -> SpanId {
+    let parts = exchange_parts(ex);
+    let mut refs: Vec<&[u8]> = vec![trace_id.as_bytes()];
+    refs.extend(parts.iter().map(|p| p.as_slice()));
+    let salt_bytes = salt.to_le_bytes();
+    refs.push(&salt_bytes);
+    let v = stable_hash(3, &refs);
+    SpanId(if v == 0 { 1 } else { v }.to_be_bytes())
+}
+
+/// Splits a Host header into host and port.
+fn split_host(host: &str) -> (String, Option<u16>) {
+    if let Some(rest) = host.strip_prefix('[') {
+        if let Some((h, tail)) = rest.split_once(']') {
+            return (
+                h.to_string(),
+                tail.strip_prefix(':').and_then(|p| p.parse().ok()),
+            );
+        }
+    }
+    match host.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => (h.to_string(), p.parse().ok()),
+        _ => (host.to_string(), None),
+    }
+}
+
+/// The service name of a process before Kubernetes enrichment: its comm, else its address.
+pub fn default_service_name(conn: &ConnInfo) -> String {
+    if !conn.comm.is_empty() {
+        conn.comm.clone()
+    } else if let Some(local) = conn.key.local {
+        local.ip().to_string()
+    } else {
+        "unknown".to_string()
+    }
+}
+
+fn build_span(ex: &Exchange, idn: &Identity) -> Span {
+    let req = &ex.request;
+    let resp = ex.response.as_ref();
+    let local = ex.conn.key.local;
+    let remote = ex.conn.key.remote;
+    let (server_sock, client_sock) = match ex.side {
+        SpanKind::Server => (local, remote),
+        SpanKind::Client => (remote, local),
+    };
+    let mut attrs = vec![KeyValue::new("http.request.method", req.method.as_str())];
+    attrs.push(KeyValue::new("url.path", req.path.as_str()));
+    if let Some(q) = &req.query {
+        attrs.push(KeyValue::new("url.query", q.as_str()));
+    }
+    if let Some(r) = resp {
+        attrs.push(KeyValue::new(
+            "http.response.status_code",
+            i64::from(r.status),
+        ));
+    }
+    let (host, host_port) = match req.header("host") {
+        Some(h) if !h.is_empty() => {
+            let (h, p) = split_host(h);
+            (Some(h), p)
+        }
+        _ => (None, None),
+    };
+    let server_address = host.or_else(|| server_sock.map(|s| s.ip().to_string()));
+    if let Some(a) = server_address {
+        attrs.push(KeyValue::new("server.address", a));
+    }
+    let server_port = host_port.or(server_sock.map(|s| s.port()));
+    if let Some(p) = server_port {
+        attrs.push(KeyValue::new("server.port", i64::from(p)));
+    }
+    if let Some(c) = client_sock {
+        attrs.push(KeyValue::new("client.address", c.ip().to_string()));
+    }
+    if let Some(r) = remote {
+        attrs.push(KeyValue::new("network.peer.address", r.ip().to_string()));
+        attrs.push(KeyValue::new("network.peer.port", i64::from(r.port())));
+    }
+    attrs.push(KeyValue::new(
+        "network.protocol.version",
+        format!("1.{}", req.version),
+    ));
+    if let Some(ua) = req.header("user-agent") {
+        attrs.push(KeyValue::new("user_agent.original", ua));
+    }
+    attrs.push(KeyValue::new(
+        "http.request.body.size",
+        req.body_size as i64,
+    ));
+    if let Some(r) = resp {
+        attrs.push(KeyValue::new("http.response.body.size", r.body_size as i64));
+    }
+    attrs.push(KeyValue::new(
+        "podtrace.context.family",
+        idn.family.map(|f| f.as_str()).unwrap_or("none"),
+    ));
+    let status = match resp.map(|r| r.status) {
+        Some(s) if s >= 500 => Status::error(format!("HTTP {s}")),
+        Some(s) if s >= 400 && ex.side == SpanKind::Client => Status::error(format!("HTTP {s}")),
+        _ => Status::unset(),
+    };
+    let name = if req.path.is_empty() {
+        req.method.clone()
+    } else {
+        format!("{} {}", req.method, req.path)
+    };
+    Span {
+        trace_id: idn.trace_id,
+        span_id: idn.span_id,
+        parent_span_id: idn.parent,
+        trace_state: idn.trace_state.clone(),
+        flags: idn.flags,
+        name,
+        kind: ex.side,
+        start_time_unix_nano: req.start_ts,
+        end_time_unix_nano: resp
+            .map(|r| r.end_ts)
+            .unwrap_or(req.end_ts)
+            .max(req.start_ts),
+        attributes: attrs,
+        status,
+        resource: Resource::new(default_service_name(&ex.conn)),
+    }
+}
+
+#[cfg(test)]
+mod tests;

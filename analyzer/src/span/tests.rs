@@ -1,0 +1,301 @@
+//! Linking tests: context rules, both sides of an exchange, the same-process rule.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use podtrace_format::Role;
+use podtrace_model::{AttrValue, SpanKind, StatusCode};
+
+use super::*;
+use crate::exchange::{Request, Response};
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("addr")
+}
+
+fn conn(id: u64, pid: u32, comm: &str, local: &str, remote: &str, role: Role) -> Arc<ConnInfo> {
+    Arc::new(ConnInfo {
+        key: ConnKey {
+            conn_id: id,
+            local: Some(addr(local)),
+            remote: Some(addr(remote)),
+        },
+        pid,
+        comm: comm.into(),
+        cgroup_id: 0,
+        role,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn exchange(
+    c: &Arc<ConnInfo>,
+    seq: u64,
+    target: &str,
+    headers: &[(&str, &str)],
+    start: u64,
+    end: u64,
+    status: u16,
+) -> (ExchangeEvent, ExchangeEvent) {
+    let (path, query) = crate::exchange::split_target(target);
+    let id = ExchangeId { conn: c.key, seq };
+    let ex = Exchange {
+        id,
+        conn: c.clone(),
+        side: if c.role == Role::Server {
+            SpanKind::Server
+        } else {
+            SpanKind::Client
+        },
+        request: Request {
+            method: "GET".into(),
+            target: target.into(),
+            path,
+            query,
+            version: 1,
+            headers: headers
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+            body_size: 0,
+            start_ts: start,
+            end_ts: start,
+            truncated: false,
+        },
+        response: None,
+    };
+    (
+        ExchangeEvent::Request(ex),
+        ExchangeEvent::Response {
+            id,
+            response: Response {
+                status,
+                version: 1,
+                body_size: 2,
+                start_ts: end,
+                end_ts: end,
+                truncated: false,
+            },
+        },
+    )
+}
+
+fn run(events: Vec<(ExchangeEvent, ExchangeEvent)>) -> (Vec<ObservedSpan>, LinkStats) {
+    let mut l = Linker::new();
+    for (req, resp) in events {
+        l.on_event(req);
+        l.on_event(resp);
+    }
+    let spans = l.link(u64::MAX);
+    (spans, l.stats().clone())
+}
+
+fn by_name<'a>(spans: &'a [ObservedSpan], kind: SpanKind, svc: &str) -> &'a Span {
+    &spans
+        .iter()
+        .find(|s| s.span.kind == kind && s.span.resource.service_name == svc)
+        .unwrap_or_else(|| panic!("{kind:?} span of {svc}"))
+        .span
+}
+
+const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+#[test]
+fn w3c_client_takes_header_id_server_takes_it_as_parent() {
+    let c = conn(
+        1,
+        10,
+        "front",
+        "127.0.1.1:40000",
+        "127.0.1.2:8080",
+        Role::Client,
+    );
+    let s = conn(
+        2,
+        20,
+        "back",
+        "127.0.1.2:8080",
+        "127.0.1.1:40000",
+        Role::Server,
+    );
+    let (spans, stats) = run(vec![
+        exchange(&c, 0, "/x?y=1", &[("traceparent", TP)], 100, 200, 200),
+        exchange(&s, 0, "/x?y=1", &[("traceparent", TP)], 110, 190, 200),
+    ]);
+    let client = by_name(&spans, SpanKind::Client, "front");
+    let server = by_name(&spans, SpanKind::Server, "back");
+    assert_eq!(
+        client.trace_id.to_string(),
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+    assert_eq!(client.span_id.to_string(), "00f067aa0ba902b7");
+    assert_eq!(client.parent_span_id, None);
+    assert_eq!(server.trace_id, client.trace_id);
+    assert_eq!(server.parent_span_id, Some(client.span_id));
+    assert_ne!(server.span_id, client.span_id);
+    assert_eq!(server.name, "GET /x");
+    assert_eq!(
+        server.attribute("url.query"),
+        Some(&AttrValue::Str("y=1".into()))
+    );
+    assert_eq!(
+        server.attribute("podtrace.context.family"),
+        Some(&AttrValue::Str("w3c".into()))
+    );
+    assert_eq!(stats.orphans, 0);
+    assert!(spans
+        .iter()
+        .find(|s| s.span.kind == SpanKind::Server)
+        .is_some_and(|s| s.caller_recorded));
+}
+
+#[test]
+fn no_context_chain_links_by_process_and_by_4_tuple() {
+    // curl → frontend (server), frontend → backend (client), backend (server).
+    let s1 = conn(
+        1,
+        10,
+        "front",
+        "127.0.1.1:80",
+        "127.0.0.1:5000",
+        Role::Server,
+    );
+    let c1 = conn(
+        2,
+        10,
+        "front",
+        "127.0.1.1:40000",
+        "127.0.1.2:8080",
+        Role::Client,
+    );
+    let s2 = conn(
+        3,
+        20,
+        "back",
+        "127.0.1.2:8080",
+        "127.0.1.1:40000",
+        Role::Server,
+    );
+    let (spans, stats) = run(vec![
+        exchange(&s1, 0, "/", &[], 100, 500, 200),
+        exchange(&c1, 0, "/b", &[], 200, 400, 503),
+        exchange(&s2, 0, "/b", &[], 200, 400, 503),
+    ]);
+    let root = by_name(&spans, SpanKind::Server, "front");
+    let client = by_name(&spans, SpanKind::Client, "front");
+    let back = by_name(&spans, SpanKind::Server, "back");
+    assert_eq!(root.parent_span_id, None);
+    assert_eq!(client.trace_id, root.trace_id);
+    assert_eq!(client.parent_span_id, Some(root.span_id));
+    assert_eq!(back.trace_id, root.trace_id);
+    assert_eq!(back.parent_span_id, Some(client.span_id));
+    assert_eq!(client.status.code, StatusCode::Error);
+    assert_eq!(back.status.code, StatusCode::Error);
+    assert_eq!(root.status.code, StatusCode::Unset);
+    assert_eq!(stats.orphans, 0);
+    // Determinism: same input, same ids.
+    let (again, _) = run(vec![
+        exchange(&s1, 0, "/", &[], 100, 500, 200),
+        exchange(&c1, 0, "/b", &[], 200, 400, 503),
+        exchange(&s2, 0, "/b", &[], 200, 400, 503),
+    ]);
+    assert_eq!(
+        spans.iter().map(|s| s.span.clone()).collect::<Vec<_>>(),
+        again.iter().map(|s| s.span.clone()).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn client_error_threshold_is_400_server_500() {
+    let c = conn(1, 10, "a", "127.0.0.1:4000", "127.0.0.2:80", Role::Client);
+    let s = conn(2, 20, "b", "127.0.0.3:80", "127.0.0.4:4000", Role::Server);
+    let (spans, _) = run(vec![
+        exchange(&c, 0, "/", &[], 1, 2, 404),
+        exchange(&s, 0, "/", &[], 1, 2, 404),
+    ]);
+    assert!(by_name(&spans, SpanKind::Client, "a").status.is_error());
+    assert!(!by_name(&spans, SpanKind::Server, "b").status.is_error());
+}
+
+#[test]
+fn passed_through_header_does_not_duplicate_ids_and_orphans_are_counted() {
+    // A backend receives a context whose caller was not recorded (orphan), and forwards
+    // the very same header (so its client span would reuse the caller's id).
+    let s = conn(1, 10, "mid", "127.0.1.2:80", "10.0.0.9:5000", Role::Server);
+    let c = conn(
+        2,
+        10,
+        "mid",
+        "127.0.1.2:41000",
+        "127.0.1.3:80",
+        Role::Client,
+    );
+    let c2 = conn(
+        3,
+        10,
+        "mid",
+        "127.0.1.2:41001",
+        "127.0.1.3:80",
+        Role::Client,
+    );
+    let (spans, stats) = run(vec![
+        exchange(&s, 0, "/", &[("traceparent", TP)], 100, 900, 200),
+        exchange(&c, 0, "/c", &[("traceparent", TP)], 200, 300, 200),
+        exchange(&c2, 0, "/c", &[("traceparent", TP)], 400, 500, 200),
+    ]);
+    let mut ids: Vec<(TraceId, SpanId)> = spans
+        .iter()
+        .map(|s| (s.span.trace_id, s.span.span_id))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 3);
+    assert_eq!(
+        stats.orphans, 1,
+        "the server's caller 00f067aa0ba902b7 was not recorded"
+    );
+    let server = by_name(&spans, SpanKind::Server, "mid");
+    for c in spans.iter().filter(|s| s.span.kind == SpanKind::Client) {
+        assert_eq!(c.span.parent_span_id, Some(server.span_id));
+        assert_ne!(Some(c.span.span_id), server.parent_span_id);
+    }
+}
+
+#[test]
+fn ignored_headers_are_counted_and_unanswered_requests_too() {
+    let s = conn(1, 10, "svc", "127.0.1.2:80", "10.0.0.9:5000", Role::Server);
+    let mut l = Linker::new();
+    let (req, _) = exchange(&s, 0, "/", &[("X-Request-ID", "free text")], 1, 2, 200);
+    l.on_event(req);
+    l.on_event(ExchangeEvent::Unanswered(ExchangeId {
+        conn: s.key,
+        seq: 0,
+    }));
+    assert!(l.link(u64::MAX).is_empty());
+    assert_eq!(l.stats().unmatched_requests, 1);
+    assert_eq!(
+        l.stats()
+            .ignored_headers
+            .get(&(Family::Splunk, IgnoreReason::Invalid)),
+        Some(&1)
+    );
+    l.evict(u64::MAX);
+    assert!(l.is_empty());
+}
+
+#[test]
+fn window_cutoff_delays_identification() {
+    let s = conn(1, 10, "svc", "127.0.1.2:80", "10.0.0.9:5000", Role::Server);
+    let mut l = Linker::new();
+    let (req, resp) = exchange(&s, 0, "/", &[], 1000, 2000, 200);
+    l.on_event(req);
+    l.on_event(resp);
+    assert!(l.link(1000).is_empty(), "start is not before the cutoff");
+    assert_eq!(l.link(1001).len(), 1);
+    assert!(l.link(u64::MAX).is_empty(), "emitted once");
+    l.evict(1500);
+    assert_eq!(l.len(), 1, "still within the window");
+    l.evict(2001);
+    assert!(l.is_empty());
+    assert_eq!(l.stats().evicted_requests, 0);
+}
