@@ -25,12 +25,13 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
 /// Writes the OTLP/JSON `ExportTraceServiceRequest` of `spans` to `path` (one line).
 pub fn write_otlp_json(path: impl AsRef<Path>, spans: &[Span]) -> Result<(), ExportError> {
     let path = path.as_ref();
-    let json = otlp::to_json(&otlp::encode(spans));
+    let request = otlp::encode(spans);
     let tmp = temp_sibling(path);
     let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(json.as_bytes())?;
+        let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
+        serde_json::to_writer(&mut f, &request)?;
         f.write_all(b"\n")?;
+        let f = f.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     };
