@@ -308,8 +308,26 @@ class Store:
             meta["resourceVersion"] = str(self.rv)
             self.objects[key] = new
             self.events.append(Event(self.rv, "MODIFIED" if old else "ADDED", res, old, new))
+            if res.namespaced:
+                self.ensure_namespace(key[1])
             self.lock.notify_all()
             return copy.deepcopy(new)
+
+    def ensure_namespace(self, ns: str):
+        """Namespaced objects imply their Namespace (kubectl checks it on NotFound)."""
+        res = BY_KIND[("v1", "Namespace")]
+        with self.lock:
+            if (res, "", ns) in self.objects:
+                return
+            self.rv += 1
+            obj = {"apiVersion": "v1", "kind": "Namespace",
+                   "metadata": {"name": ns, "uid": str(uuid.uuid4()), "creationTimestamp": now_rfc3339(),
+                                "resourceVersion": str(self.rv),
+                                "labels": {"kubernetes.io/metadata.name": ns}},
+                   "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}
+            self.objects[(res, "", ns)] = obj
+            self.events.append(Event(self.rv, "ADDED", res, None, obj))
+            self.lock.notify_all()
 
     def delete(self, res: Resource, ns: str, name: str) -> dict:
         with self.lock:
@@ -969,6 +987,8 @@ def main(argv=None) -> int:
     token = args.token or secrets.token_hex(16)
 
     store = Store()
+    for ns in ("default", "kube-system"):
+        store.ensure_namespace(ns)
     if args.state:
         load_state(store, args.state)
     server = Server(("127.0.0.1", args.port), ctx, store, token, args.verbose, args.bookmark_interval)

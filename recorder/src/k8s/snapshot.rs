@@ -16,7 +16,6 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
 use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
 use futures::stream::{self, BoxStream, StreamExt};
@@ -353,7 +352,7 @@ impl Snapshotter {
         let mut states: Vec<KindState> = kinds.iter().map(|_| KindState::default()).collect();
         let mut stats = SnapshotStats::default();
         let mut merged = stream::select_all(streams);
-        let mut shutdown: Pin<Box<dyn Future<Output = ()> + '_>> = Box::pin(shutdown);
+        tokio::pin!(shutdown);
         let mut retry = tokio::time::interval(Duration::from_millis(200));
         retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let max_batch = config.max_batch.max(1);
