@@ -1,0 +1,412 @@
+//! Reassembly on synthetic captures built packet by packet (etherparse builder, pcap-file
+//! writer): retransmits, out-of-order delivery, a lost segment, RST, a connection seen
+//! without its handshake, IPv6, pcapng. Each test asserts the exact byte streams, flags and
+//! connection boundaries every socket got.
+
+mod common;
+
+use common::*;
+use podtrace_format::{flags, Direction, Record, Role};
+use podtrace_import::{import, ImportOptions, ImportSummary, View};
+
+const REQUEST: &[u8] = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+
+fn run(conv: &Conv, view: View) -> (ImportSummary, Vec<Record>) {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("in.pcap");
+    write_pcap(&pcap, &conv.frames);
+    let out = dir.path().join("cap.parquet");
+    let opts = ImportOptions {
+        view,
+        ..ImportOptions::default()
+    };
+    let summary = import(&pcap, &out, &opts).expect("import");
+    let (meta, rows) = read_capture(&out);
+    assert_eq!(meta.target, "pcap in.pcap");
+    assert_eq!(meta.node, "pcap");
+    assert_eq!(meta.recorder_version, env!("CARGO_PKG_VERSION"));
+    assert_sorted(&rows);
+    assert_eq!(summary.rows_written, rows.len() as u64);
+    (summary, rows)
+}
+
+fn every_data_flag(rows: &[Record]) -> Vec<u32> {
+    rows.iter()
+        .filter_map(|r| match r {
+            Record::SocketData(d) => Some(d.flags),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn clean_exchange_both_views() {
+    let mut c = Conv::new("10.0.0.1:40000", "10.0.0.2:8080", 100, 9000);
+    c.handshake();
+    c.send(true, REQUEST);
+    c.ack(false);
+    c.send(false, RESPONSE);
+    c.ack(true);
+    c.close();
+    let (summary, rows) = run(&c, View::Both);
+    assert_eq!(
+        (
+            summary.flows,
+            summary.flows_closed,
+            summary.flows_mid_stream
+        ),
+        (1, 1, 0)
+    );
+    assert_eq!(summary.client_to_server.bytes, REQUEST.len() as u64);
+    assert_eq!(summary.server_to_client.bytes, RESPONSE.len() as u64);
+    assert_eq!(
+        (summary.retransmits, summary.out_of_order, summary.gaps),
+        (0, 0, 0)
+    );
+    let socks = sockets(&rows);
+    assert_eq!(socks.len(), 2);
+    let client = socket_of(&socks, Role::Client, c.client);
+    let server = socket_of(&socks, Role::Server, c.server);
+    assert_eq!(client.remote, Some(c.server));
+    assert_eq!(server.remote, Some(c.client));
+    assert_eq!(client.egress, REQUEST);
+    assert_eq!(client.ingress, RESPONSE);
+    assert_eq!(server.ingress, REQUEST);
+    assert_eq!(server.egress, RESPONSE);
+    for s in [client, server] {
+        assert_eq!((s.opens, s.closes), (1, 1));
+        assert!(s
+            .events
+            .iter()
+            .all(|e| e.syscall == "pcap" && e.meta.comm == "pcap"));
+        assert!(s
+            .events
+            .iter()
+            .all(|e| e.meta.pid == 0 && e.meta.cgroup_id == 0));
+        for d in &s.data_rows {
+            assert_eq!(d.syscall, "pcap");
+            assert_eq!(d.ret, d.payload.len() as i64);
+        }
+    }
+    assert!(every_data_flag(&rows).iter().all(|f| *f == flags::IMPORTED));
+    // The request row carries the request packet's time (4th frame).
+    let first_data = client.data_rows.first().unwrap();
+    assert_eq!(first_data.meta.ts_ns, c.frames[3].0);
+    assert_eq!(first_data.direction, Direction::Egress);
+    // Open first, close last, on both sockets.
+    assert!(matches!(rows.first(), Some(Record::SocketOpen(_))));
+    assert!(matches!(rows.last(), Some(Record::SocketClose(_))));
+
+    let (_, client_rows) = run(&c, View::Client);
+    let only = sockets(&client_rows);
+    assert_eq!(only.len(), 1);
+    let s = socket_of(&only, Role::Client, c.client);
+    assert_eq!(
+        (s.egress.as_slice(), s.ingress.as_slice()),
+        (REQUEST, RESPONSE)
+    );
+    assert_eq!(s.role, Some(Role::Client));
+    let (_, server_rows) = run(&c, View::Server);
+    let only = sockets(&server_rows);
+    assert_eq!(only.len(), 1);
+    let s = socket_of(&only, Role::Server, c.server);
+    assert_eq!(
+        (s.egress.as_slice(), s.ingress.as_slice()),
+        (RESPONSE, REQUEST)
+    );
+    // Same connection, same ids in every view.
+    let both_ids: Vec<u64> = socks.keys().copied().collect();
+    assert!(sockets(&client_rows).keys().all(|k| both_ids.contains(k)));
+    assert!(sockets(&server_rows).keys().all(|k| both_ids.contains(k)));
+}
+
+#[test]
+fn retransmitted_segment_is_dropped() {
+    let mut c = Conv::new("10.0.0.1:40001", "10.0.0.2:8080", 5, 77);
+    c.handshake();
+    let part1 = c.segment(true, &REQUEST[..10]);
+    c.push(part1.clone());
+    c.send(true, &REQUEST[10..]);
+    c.push(part1); // retransmit of an old segment
+    c.ack(false);
+    c.send(false, RESPONSE);
+    c.send(false, b""); // empty segment (pure ACK duplicate)
+    c.close();
+    let (summary, rows) = run(&c, View::Both);
+    assert_eq!(summary.retransmits, 1);
+    assert_eq!(summary.client_to_server.retransmits, 1);
+    let socks = sockets(&rows);
+    assert_eq!(socket_of(&socks, Role::Client, c.client).egress, REQUEST);
+    assert_eq!(socket_of(&socks, Role::Server, c.server).ingress, REQUEST);
+    assert_eq!(socket_of(&socks, Role::Server, c.server).egress, RESPONSE);
+    assert!(every_data_flag(&rows).iter().all(|f| *f == flags::IMPORTED));
+}
+
+#[test]
+fn overlapping_retransmit_keeps_only_new_bytes() {
+    let mut c = Conv::new("10.0.0.1:40002", "10.0.0.2:8080", 1, 1);
+    c.handshake();
+    let start = c.cseq;
+    c.send(true, &REQUEST[..10]);
+    // A resegmented retransmit covering old bytes 5..10 and new bytes 10..20.
+    let frame = tcp_frame(
+        c.client,
+        c.server,
+        start + 5,
+        Flags {
+            ack: Some(c.sseq),
+            ..Flags::default()
+        },
+        &REQUEST[5..20],
+    );
+    c.push(frame);
+    c.cseq = start + 20;
+    c.send(true, &REQUEST[20..]);
+    c.close();
+    let (summary, rows) = run(&c, View::Client);
+    assert_eq!(summary.retransmits, 1);
+    let socks = sockets(&rows);
+    assert_eq!(socket_of(&socks, Role::Client, c.client).egress, REQUEST);
+}
+
+#[test]
+fn out_of_order_segments_are_delivered_in_order() {
+    let mut c = Conv::new("10.0.0.1:40003", "10.0.0.2:8080", 1000, 2000);
+    c.handshake();
+    let a = c.segment(true, &REQUEST[..8]);
+    let b = c.segment(true, &REQUEST[8..16]);
+    let d = c.segment(true, &REQUEST[16..]);
+    c.push(b);
+    c.push(d);
+    c.push(a);
+    let filled_at = c.ts;
+    c.ack(false);
+    c.send(false, RESPONSE);
+    c.close();
+    let (summary, rows) = run(&c, View::Server);
+    assert_eq!(summary.out_of_order, 2);
+    assert_eq!((summary.gaps, summary.retransmits), (0, 0));
+    let socks = sockets(&rows);
+    let server = socket_of(&socks, Role::Server, c.server);
+    assert_eq!(server.ingress, REQUEST);
+    // Readable at once when the hole filled: one row at the filling packet's time.
+    let ingress: Vec<_> = server
+        .data_rows
+        .iter()
+        .filter(|d| d.direction == Direction::Ingress)
+        .collect();
+    assert_eq!(ingress.len(), 1);
+    assert_eq!(ingress[0].meta.ts_ns, filled_at);
+    assert!(every_data_flag(&rows).iter().all(|f| *f == flags::IMPORTED));
+}
+
+#[test]
+fn lost_segment_is_a_flagged_gap() {
+    let mut c = Conv::new("10.0.0.1:40004", "10.0.0.2:8080", 1, 1);
+    c.handshake();
+    c.send(true, b"first-");
+    let _lost = c.segment(true, b"LOST-");
+    c.send(true, b"third");
+    c.ack(false); // the server acknowledges all of it: the capture missed a segment
+    c.send(false, RESPONSE);
+    c.close();
+    let (summary, rows) = run(&c, View::Both);
+    assert_eq!(summary.gaps, 1);
+    assert_eq!(summary.client_to_server.gap_bytes, 5);
+    let socks = sockets(&rows);
+    for (s, dir) in [
+        (socket_of(&socks, Role::Client, c.client), Direction::Egress),
+        (
+            socket_of(&socks, Role::Server, c.server),
+            Direction::Ingress,
+        ),
+    ] {
+        let rows: Vec<_> = s.data_rows.iter().filter(|d| d.direction == dir).collect();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].payload, b"first-");
+        assert_eq!(rows[0].flags, flags::IMPORTED);
+        assert_eq!(rows[1].payload, b"third");
+        assert_eq!(rows[1].flags, flags::IMPORTED | flags::GAP_BEFORE);
+    }
+    assert_eq!(socket_of(&socks, Role::Client, c.client).ingress, RESPONSE);
+}
+
+#[test]
+fn lost_segment_before_fin_without_ack_is_flagged_at_the_end() {
+    let mut c = Conv::new("10.0.0.1:40005", "10.0.0.2:8080", 1, 1);
+    c.handshake();
+    c.send(true, b"aaaa");
+    let _lost = c.segment(true, b"bbbb");
+    c.send(true, b"cccc");
+    c.fin(true);
+    let (summary, rows) = run(&c, View::Client);
+    assert_eq!(summary.gaps, 1);
+    let socks = sockets(&rows);
+    let client = socket_of(&socks, Role::Client, c.client);
+    assert_eq!(client.egress, b"aaaacccc");
+    assert_eq!(
+        client.data_rows[1].flags,
+        flags::IMPORTED | flags::GAP_BEFORE
+    );
+    // Only one FIN: the connection is still open at the end of the capture.
+    assert_eq!(client.closes, 0);
+}
+
+#[test]
+fn rst_closes_both_sockets() {
+    let mut c = Conv::new("10.0.0.1:40006", "10.0.0.2:8080", 1, 1);
+    c.handshake();
+    c.send(true, REQUEST);
+    c.send(false, &RESPONSE[..10]);
+    c.rst(false);
+    let rst_ts = c.ts;
+    c.ack(true); // after the reset: ignored
+    let (summary, rows) = run(&c, View::Both);
+    assert_eq!((summary.flows_reset, summary.flows_closed), (1, 0));
+    assert_eq!(summary.ignored_packets, 1);
+    let socks = sockets(&rows);
+    let client = socket_of(&socks, Role::Client, c.client);
+    let server = socket_of(&socks, Role::Server, c.server);
+    assert_eq!(client.ingress, &RESPONSE[..10]);
+    for s in [client, server] {
+        assert_eq!((s.opens, s.closes), (1, 1));
+        let close = s.events.iter().find(|e| e.meta.ts_ns == rst_ts);
+        assert!(close.is_some(), "close at the RST's time");
+    }
+}
+
+#[test]
+fn flow_without_syn_starts_at_first_data_with_port_roles() {
+    let mut c = Conv::new("10.0.0.1:45678", "10.0.0.2:8080", 500_000, 7_000_000);
+    c.handshake();
+    c.send(true, b"old request that happened before the capture");
+    c.send(false, b"old response");
+    let skip = c.frames.len();
+    // The capture starts here, with the server's side first.
+    c.send(false, b"tail of a response|");
+    c.send(true, REQUEST);
+    c.send(false, RESPONSE);
+    c.close();
+    let mut cut = Conv::new("10.0.0.1:45678", "10.0.0.2:8080", 0, 0);
+    cut.frames = c.frames[skip..].to_vec();
+    let (summary, rows) = run(&cut, View::Both);
+    assert_eq!(
+        (
+            summary.flows,
+            summary.flows_mid_stream,
+            summary.flows_closed
+        ),
+        (1, 1, 1)
+    );
+    let socks = sockets(&rows);
+    let client = socket_of(&socks, Role::Client, c.client);
+    let server = socket_of(&socks, Role::Server, c.server);
+    assert_eq!(client.egress, REQUEST);
+    let mut expected = b"tail of a response|".to_vec();
+    expected.extend_from_slice(RESPONSE);
+    assert_eq!(client.ingress, expected);
+    assert_eq!(server.egress, expected);
+    assert_eq!(summary.gaps, 0);
+    // Well-known port: the server even if it spoke first.
+    let mut web = Conv::new("10.0.0.1:1500", "10.0.0.2:443", 1, 1);
+    web.send(false, b"x");
+    web.send(true, b"y");
+    let (_, rows) = run(&web, View::Both);
+    let socks = sockets(&rows);
+    assert_eq!(socket_of(&socks, Role::Server, web.server).egress, b"x");
+}
+
+#[test]
+fn ipv6_connection() {
+    let mut c = Conv::new("[fd00::1]:40007", "[fd00::2]:8080", 10, 20);
+    c.handshake();
+    c.send(true, REQUEST);
+    c.send(false, RESPONSE);
+    c.close();
+    let (summary, rows) = run(&c, View::Both);
+    assert_eq!((summary.flows, summary.flows_closed), (1, 1));
+    let socks = sockets(&rows);
+    let client = socket_of(&socks, Role::Client, c.client);
+    assert_eq!(client.remote, Some(c.server));
+    assert_eq!(client.egress, REQUEST);
+    assert_eq!(client.ingress, RESPONSE);
+    assert_eq!(socket_of(&socks, Role::Server, c.server).ingress, REQUEST);
+}
+
+#[test]
+fn sequence_numbers_wrap_around() {
+    let mut c = Conv::new(
+        "10.0.0.1:40008",
+        "10.0.0.2:8080",
+        u32::MAX - 10,
+        u32::MAX - 3,
+    );
+    c.handshake();
+    c.send(true, REQUEST);
+    c.send(false, RESPONSE);
+    c.close();
+    let (summary, rows) = run(&c, View::Both);
+    assert_eq!(
+        (summary.gaps, summary.retransmits, summary.flows_closed),
+        (0, 0, 1)
+    );
+    let socks = sockets(&rows);
+    assert_eq!(socket_of(&socks, Role::Client, c.client).egress, REQUEST);
+    assert_eq!(socket_of(&socks, Role::Client, c.client).ingress, RESPONSE);
+}
+
+#[test]
+fn large_payload_is_split_at_16_kib() {
+    let body: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+    let mut c = Conv::new("10.0.0.1:40009", "10.0.0.2:8080", 1, 1);
+    c.handshake();
+    c.send(true, &body);
+    c.close();
+    let (_, rows) = run(&c, View::Client);
+    let socks = sockets(&rows);
+    let client = socket_of(&socks, Role::Client, c.client);
+    assert_eq!(client.egress, body);
+    let sizes: Vec<usize> = client.data_rows.iter().map(|d| d.payload.len()).collect();
+    assert_eq!(sizes, vec![16384, 16384, 40_000 - 32768]);
+}
+
+#[test]
+fn port_reuse_starts_a_new_connection() {
+    let mut c = Conv::new("10.0.0.1:40010", "10.0.0.2:8080", 1, 1);
+    c.handshake();
+    c.send(true, b"one");
+    c.close();
+    c.ack(false); // trailing packet of the closed connection: ignored
+    c.cseq = 50_000;
+    c.sseq = 90_000;
+    c.handshake();
+    c.send(true, b"two");
+    c.close();
+    let (summary, rows) = run(&c, View::Client);
+    assert_eq!((summary.flows, summary.flows_closed), (2, 2));
+    let socks = sockets(&rows);
+    let egress: Vec<&[u8]> = socks.values().map(|s| s.egress.as_slice()).collect();
+    assert_eq!(socks.len(), 2);
+    assert!(egress.contains(&b"one".as_slice()) && egress.contains(&b"two".as_slice()));
+}
+
+#[test]
+fn pcapng_input_gives_the_same_rows() {
+    let mut c = Conv::new("10.0.0.1:40011", "10.0.0.2:8080", 1, 1);
+    c.handshake();
+    c.send(true, REQUEST);
+    c.send(false, RESPONSE);
+    c.close();
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("a.pcap");
+    let pcapng = dir.path().join("a.pcapng");
+    write_pcap(&pcap, &c.frames);
+    write_pcapng(&pcapng, &c.frames);
+    let (o1, o2) = (dir.path().join("1.parquet"), dir.path().join("2.parquet"));
+    let s1 = import(&pcap, &o1, &ImportOptions::default()).unwrap();
+    let s2 = import(&pcapng, &o2, &ImportOptions::default()).unwrap();
+    assert_eq!(s1, s2);
+    assert_eq!(read_capture(&o1).1, read_capture(&o2).1);
+    assert_eq!(s1.first_ts_ns, Some(c.frames[0].0));
+}
