@@ -149,12 +149,18 @@ pub fn otlp_exporter(
     Ok(HttpExporter::new("otlp", encoder, http))
 }
 
-/// The Jaeger collector exporter for `endpoint`.
+/// The Jaeger collector exporter for `endpoint` (bodies are never gzipped).
 pub fn jaeger_exporter(
     endpoint: &Url,
     delivery: &DeliveryConfig,
 ) -> Result<HttpExporter<jaeger::JaegerEncoder>, ExportError> {
     let url = endpoint::jaeger_url(endpoint)?;
+    // The collector's /api/traces handler reads the body as is (no Content-Encoding
+    // support), so Jaeger bodies are never gzipped, whatever the shared setting says.
+    let delivery = &DeliveryConfig {
+        gzip: false,
+        ..delivery.clone()
+    };
     let encoder = jaeger::JaegerEncoder;
     let http = HttpDelivery::new(
         url,

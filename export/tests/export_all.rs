@@ -25,6 +25,7 @@ async fn every_receiver_gets_the_same_spans() {
         otlp: Some(otlp.url("http")),
         jaeger: Some(jaeger.url("http")),
         splunk: Some(SplunkConfig::new(hec.url("http"), "tok")),
+        gzip: true,
         ..test_config()
     };
     let exporters = build_exporters(&config).unwrap();
@@ -59,6 +60,12 @@ async fn every_receiver_gets_the_same_spans() {
         assert_eq!(got.len(), 257, "{name}: each span once");
         assert_eq!(ids(got), want, "{name}");
     }
+
+    // gzip where the receiver supports it; never to the Jaeger collector.
+    assert!(otlp.request_encodings().iter().all(|e| e == "gzip"));
+    assert!(hec.request_encodings().iter().all(|e| e == "gzip"));
+    assert!(jaeger.request_encodings().iter().all(|e| e.is_empty()));
+    assert!(!jaeger.request_encodings().is_empty());
 
     // The exporters are reusable: a second small batch goes through again.
     let reports = export_all(&exporters, &spans[..5]).await;

@@ -90,7 +90,14 @@ class Handler(BaseHTTPRequestHandler):
         args = self.state.args
         n = self.state.next_post()
         self.request_no = n
-        self.state.record({"_request": n, "path": self.path, "bytes": len(body or b"")})
+        self.state.record(
+            {
+                "_request": n,
+                "path": self.path,
+                "bytes": len(body or b""),
+                "content_encoding": self.headers.get("Content-Encoding", ""),
+            }
+        )
         if args.hang:
             time.sleep(3600)
             return True

@@ -179,6 +179,20 @@ impl Receiver {
             .count()
     }
 
+    /// The `Content-Encoding` of each POST it got.
+    pub fn request_encodings(&self) -> Vec<String> {
+        self.lines()
+            .iter()
+            .filter(|v| v.get("_request").is_some())
+            .map(|v| {
+                v["content_encoding"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    }
+
     /// Waits until at least `n` records arrived; returns them.
     pub fn wait_records(&self, n: usize, timeout: Duration) -> Vec<Value> {
         wait_until(timeout, || self.records().len() >= n);
