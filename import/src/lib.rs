@@ -87,7 +87,7 @@ pub fn import(
 ) -> Result<ImportSummary, ImportError> {
     // Bad inputs fail before the output is created.
     source::sniff(input)?;
-    let k8s_json = match &opts.k8s_objects {
+    let k8s_objects = match &opts.k8s_objects {
         Some(path) => Some(k8s::read(path)?),
         None => None,
     };
@@ -98,7 +98,7 @@ pub fn import(
         tracker: FlowTracker::new(opts.max_out_of_order_bytes),
         out: OrderedWriter::new(writer),
         summary: ImportSummary::default(),
-        k8s_json,
+        k8s_objects,
         events: Vec::new(),
         rows: Vec::new(),
     };
@@ -140,8 +140,8 @@ struct Run<'o> {
     tracker: FlowTracker,
     out: OrderedWriter,
     summary: ImportSummary,
-    /// The `--k8s-objects` document, until the first packet gives its timestamp.
-    k8s_json: Option<(PathBuf, String)>,
+    /// The `--k8s-objects` objects, until the first packet gives their timestamp.
+    k8s_objects: Option<Vec<podtrace_format::K8sObject>>,
     events: Vec<FlowEvent>,
     rows: Vec<podtrace_format::Record>,
 }
@@ -159,9 +159,7 @@ impl Run<'_> {
         })?;
         self.tracker.finish(&mut self.events);
         self.flush_events();
-        if self.k8s_json.is_some() {
-            self.k8s_rows(self.summary.first_ts_ns.unwrap_or(0))?;
-        }
+        self.k8s_rows(self.summary.first_ts_ns.unwrap_or(0));
         Ok(())
     }
 
@@ -170,9 +168,7 @@ impl Run<'_> {
         s.packets += 1;
         s.first_ts_ns.get_or_insert(frame.ts_ns);
         s.last_ts_ns = Some(s.last_ts_ns.unwrap_or(0).max(frame.ts_ns));
-        if self.k8s_json.is_some() {
-            self.k8s_rows(frame.ts_ns)?;
-        }
+        self.k8s_rows(frame.ts_ns);
         match decode::decode(frame.linktype, frame.data, frame.orig_len) {
             Decoded::Tcp(seg) => {
                 self.summary.tcp_packets += 1;
@@ -186,14 +182,15 @@ impl Run<'_> {
         self.out.advance(frame.ts_ns)
     }
 
-    fn k8s_rows(&mut self, ts_ns: u64) -> Result<(), ImportError> {
-        if let Some((path, json)) = self.k8s_json.take() {
-            for obj in k8s::objects(&path, &json, ts_ns)? {
+    /// Queues the `--k8s-objects` rows (once), stamped `ts_ns`.
+    fn k8s_rows(&mut self, ts_ns: u64) {
+        if let Some(mut objects) = self.k8s_objects.take() {
+            k8s::stamp(&mut objects, ts_ns);
+            for obj in objects {
                 self.out.push(podtrace_format::Record::K8sObject(obj));
                 self.summary.k8s_objects += 1;
             }
         }
-        Ok(())
     }
 
     fn flush_events(&mut self) {
