@@ -1,0 +1,459 @@
+//! Kubernetes enrichment: which workload a span belongs to, and which one it talked to.
+//!
+//! Built from the capture's `k8s_object` rows (Pod, Service, EndpointSlice). Lookups are
+//! by time: the latest version of an object at or before the span's start (the earliest
+//! one when the span predates every version); deleted pods still resolve, so captures can
+//! be analysed after the cluster moved on. The local socket's IP finds the pod
+//! (`status.podIP`/`podIPs`, which works for imported captures too), whose service name is
+//! the Service selecting it, else its owning workload, else its `app` label, else its name.
+//! The peer IP resolves to a pod, a Service ClusterIP or an EndpointSlice endpoint address;
+//! external peers keep their address. Processes outside any pod are named by `comm`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use podtrace_format::{K8sEvent, K8sObject};
+use podtrace_model::{KeyValue, Resource};
+use serde_json::Value;
+
+use crate::span::{default_service_name, ObservedSpan};
+
+/// A pod version, reduced to what enrichment uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodInfo {
+    /// metadata.uid
+    pub uid: String,
+    /// metadata.namespace
+    pub namespace: String,
+    /// metadata.name
+    pub name: String,
+    /// spec.nodeName
+    pub node: String,
+    /// metadata.labels
+    pub labels: BTreeMap<String, String>,
+    /// Name of the owning workload (Deployment from a ReplicaSet, StatefulSet, ...).
+    pub owner: Option<String>,
+    /// status.podIP and status.podIPs.
+    pub ips: Vec<IpAddr>,
+}
+
+/// A Service version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceInfo {
+    /// metadata.namespace
+    pub namespace: String,
+    /// metadata.name
+    pub name: String,
+    /// spec.selector (empty: selects nothing).
+    pub selector: BTreeMap<String, String>,
+    /// spec.clusterIP / clusterIPs.
+    pub cluster_ips: Vec<IpAddr>,
+}
+
+/// What an address resolved to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// Service name (or workload name for pods no Service selects).
+    pub service: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Pod name, when the address is a pod's.
+    pub pod: Option<String>,
+}
+
+/// Versions of one thing over time, ascending by time (input order for equal times).
+type Versions<T> = Vec<(u64, T)>;
+
+fn at<T>(versions: &Versions<T>, ts: u64) -> Option<&T> {
+    let i = versions.partition_point(|(t, _)| *t <= ts);
+    if i == 0 {
+        versions.first().map(|(_, v)| v)
+    } else {
+        Some(&versions[i - 1].1)
+    }
+}
+
+fn insert<T>(versions: &mut Versions<T>, ts: u64, v: T) {
+    let i = versions.partition_point(|(t, _)| *t <= ts);
+    versions.insert(i, (ts, v));
+}
+
+/// Kubernetes objects over time, indexed for span enrichment.
+#[derive(Debug, Default)]
+pub struct Enricher {
+    pods: HashMap<String, Versions<Arc<PodInfo>>>,
+    pod_by_ip: HashMap<IpAddr, Versions<String>>,
+    services: BTreeMap<(String, String), Versions<Arc<ServiceInfo>>>,
+    service_by_ip: HashMap<IpAddr, Versions<(String, String)>>,
+    endpoint_by_ip: HashMap<IpAddr, Versions<(String, String)>>,
+    objects: u64,
+    bad_objects: u64,
+}
+
+fn str_at<'a>(v: &'a Value, path: &[&str]) -> &'a str {
+    let mut cur = v;
+    for p in path {
+        cur = &cur[*p];
+    }
+    cur.as_str().unwrap_or("")
+}
+
+fn string_map(v: &Value) -> BTreeMap<String, String> {
+    v.as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn ips(values: impl IntoIterator<Item = Option<String>>) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = values
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn parse_pod(obj: &K8sObject, v: &Value) -> PodInfo {
+    let labels = string_map(&v["metadata"]["labels"]);
+    let owner = v["metadata"]["ownerReferences"]
+        .as_array()
+        .and_then(|refs| {
+            refs.iter()
+                .find(|r| r["controller"].as_bool() == Some(true))
+                .or(refs.first())
+        })
+        .and_then(|r| {
+            let name = r["name"].as_str()?;
+            match (r["kind"].as_str(), labels.get("pod-template-hash")) {
+                (Some("ReplicaSet"), Some(hash)) => Some(
+                    name.strip_suffix(&format!("-{hash}"))
+                        .unwrap_or(name)
+                        .to_string(),
+                ),
+                _ => Some(name.to_string()),
+            }
+        });
+    let mut addrs = vec![v["status"]["podIP"].as_str().map(str::to_string)];
+    if let Some(list) = v["status"]["podIPs"].as_array() {
+        addrs.extend(list.iter().map(|p| p["ip"].as_str().map(str::to_string)));
+    }
+    PodInfo {
+        uid: if obj.uid.is_empty() {
+            str_at(v, &["metadata", "uid"]).to_string()
+        } else {
+            obj.uid.clone()
+        },
+        namespace: obj.namespace.clone(),
+        name: obj.name.clone(),
+        node: str_at(v, &["spec", "nodeName"]).to_string(),
+        labels,
+        owner,
+        ips: ips(addrs),
+    }
+}
+
+fn parse_service(obj: &K8sObject, v: &Value) -> ServiceInfo {
+    let mut addrs = vec![v["spec"]["clusterIP"].as_str().map(str::to_string)];
+    if let Some(list) = v["spec"]["clusterIPs"].as_array() {
+        addrs.extend(list.iter().map(|p| p.as_str().map(str::to_string)));
+    }
+    ServiceInfo {
+        namespace: obj.namespace.clone(),
+        name: obj.name.clone(),
+        selector: string_map(&v["spec"]["selector"]),
+        cluster_ips: ips(addrs),
+    }
+}
+
+impl Enricher {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `(objects indexed, objects whose JSON could not be read)`.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.objects, self.bad_objects)
+    }
+
+    /// Indexes one `k8s_object` row. Unknown kinds are ignored; unreadable JSON is counted.
+    pub fn add(&mut self, obj: &K8sObject) {
+        let Ok(v) = serde_json::from_str::<Value>(&obj.json) else {
+            self.bad_objects += 1;
+            return;
+        };
+        self.objects += 1;
+        let ts = obj.ts_ns;
+        match obj.kind.as_str() {
+            "Pod" => {
+                let pod = parse_pod(obj, &v);
+                for ip in &pod.ips {
+                    let list = self.pod_by_ip.entry(*ip).or_default();
+                    if list.last().map(|(_, u)| u) != Some(&pod.uid) {
+                        insert(list, ts, pod.uid.clone());
+                    }
+                }
+                let uid = pod.uid.clone();
+                insert(self.pods.entry(uid).or_default(), ts, Arc::new(pod));
+            }
+            "Service" => {
+                let svc = parse_service(obj, &v);
+                let key = (svc.namespace.clone(), svc.name.clone());
+                if obj.event != K8sEvent::Deleted {
+                    for ip in &svc.cluster_ips {
+                        insert(self.service_by_ip.entry(*ip).or_default(), ts, key.clone());
+                    }
+                }
+                insert(self.services.entry(key).or_default(), ts, Arc::new(svc));
+            }
+            "EndpointSlice" => {
+                let service = v["metadata"]["labels"]["kubernetes.io/service-name"]
+                    .as_str()
+                    .unwrap_or("");
+                if service.is_empty() || obj.event == K8sEvent::Deleted {
+                    return;
+                }
+                let key = (obj.namespace.clone(), service.to_string());
+                for ep in v["endpoints"].as_array().into_iter().flatten() {
+                    for a in ep["addresses"].as_array().into_iter().flatten() {
+                        if let Some(ip) = a.as_str().and_then(|s| s.parse::<IpAddr>().ok()) {
+                            insert(self.endpoint_by_ip.entry(ip).or_default(), ts, key.clone());
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The pod that had `ip` at `ts`.
+    pub fn pod_at(&self, ip: IpAddr, ts: u64) -> Option<Arc<PodInfo>> {
+        let uid = at(self.pod_by_ip.get(&ip)?, ts)?;
+        at(self.pods.get(uid)?, ts).cloned()
+    }
+
+    /// The service name of a pod: the (alphabetically first) Service of its namespace whose
+    /// selector matches its labels, else its workload, else its `app` label, else its name.
+    pub fn service_of(&self, pod: &PodInfo, ts: u64) -> String {
+        let selected = self
+            .services
+            .range((pod.namespace.clone(), String::new())..)
+            .take_while(|((ns, _), _)| *ns == pod.namespace)
+            .filter_map(|(_, versions)| at(versions, ts))
+            .find(|svc| {
+                !svc.selector.is_empty()
+                    && svc
+                        .selector
+                        .iter()
+                        .all(|(k, v)| pod.labels.get(k) == Some(v))
+            });
+        if let Some(svc) = selected {
+            return svc.name.clone();
+        }
+        pod.owner
+            .clone()
+            .or_else(|| pod.labels.get("app.kubernetes.io/name").cloned())
+            .or_else(|| pod.labels.get("app").cloned())
+            .unwrap_or_else(|| pod.name.clone())
+    }
+
+    /// The resource of a pod at `ts`.
+    pub fn pod_resource(&self, pod: &PodInfo, ts: u64) -> Resource {
+        let mut r = Resource::new(self.service_of(pod, ts))
+            .with("k8s.namespace.name", pod.namespace.as_str())
+            .with("k8s.pod.name", pod.name.as_str());
+        if !pod.uid.is_empty() {
+            r.set("k8s.pod.uid", pod.uid.as_str());
+        }
+        if !pod.node.is_empty() {
+            r.set("k8s.node.name", pod.node.as_str());
+        }
+        for (k, v) in &pod.labels {
+            r.set(format!("k8s.pod.label.{k}"), v.as_str());
+        }
+        r
+    }
+
+    /// What a peer address was at `ts`: a pod, a Service ClusterIP, or an endpoint.
+    pub fn peer_at(&self, ip: IpAddr, ts: u64) -> Option<PeerInfo> {
+        if let Some(pod) = self.pod_at(ip, ts) {
+            return Some(PeerInfo {
+                service: self.service_of(&pod, ts),
+                namespace: pod.namespace.clone(),
+                pod: Some(pod.name.clone()),
+            });
+        }
+        let (ns, name) = self
+            .service_by_ip
+            .get(&ip)
+            .and_then(|v| at(v, ts))
+            .or_else(|| self.endpoint_by_ip.get(&ip).and_then(|v| at(v, ts)))?;
+        Some(PeerInfo {
+            service: name.clone(),
+            namespace: ns.clone(),
+            pod: None,
+        })
+    }
+
+    /// Sets the span's resource (its workload) and peer attributes (`peer.service`,
+    /// `podtrace.peer.pod`, `podtrace.peer.namespace`).
+    pub fn enrich(&self, s: &mut ObservedSpan) {
+        let ts = s.span.start_time_unix_nano;
+        s.span.resource = match s.conn.key.local.and_then(|l| self.pod_at(l.ip(), ts)) {
+            Some(pod) => self.pod_resource(&pod, ts),
+            None => Resource::new(default_service_name(&s.conn)),
+        };
+        if let Some(peer) = s.conn.key.remote.and_then(|r| self.peer_at(r.ip(), ts)) {
+            s.span
+                .attributes
+                .push(KeyValue::new("peer.service", peer.service));
+            if let Some(pod) = peer.pod {
+                s.span
+                    .attributes
+                    .push(KeyValue::new("podtrace.peer.pod", pod));
+            }
+            s.span
+                .attributes
+                .push(KeyValue::new("podtrace.peer.namespace", peer.namespace));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(ts: u64, kind: &str, ns: &str, name: &str, event: K8sEvent, json: Value) -> K8sObject {
+        K8sObject {
+            ts_ns: ts,
+            kind: kind.into(),
+            uid: json["metadata"]["uid"].as_str().unwrap_or("").into(),
+            namespace: ns.into(),
+            name: name.into(),
+            event,
+            json: json.to_string(),
+        }
+    }
+
+    fn pod(uid: &str, name: &str, ip: &str, labels: Value, owner: Option<(&str, &str)>) -> Value {
+        let mut v = serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "shop", "uid": uid, "labels": labels},
+            "spec": {"nodeName": "node-1"},
+            "status": {"podIP": ip, "podIPs": [{"ip": ip}]}
+        });
+        if let Some((kind, oname)) = owner {
+            v["metadata"]["ownerReferences"] =
+                serde_json::json!([{"kind": kind, "name": oname, "controller": true}]);
+        }
+        v
+    }
+
+    #[test]
+    fn service_selector_owner_and_label_fallbacks() {
+        let mut e = Enricher::new();
+        e.add(&obj(
+            1,
+            "Pod",
+            "shop",
+            "front-7d9f-abc",
+            K8sEvent::Snapshot,
+            pod(
+                "u1",
+                "front-7d9f-abc",
+                "10.0.0.1",
+                serde_json::json!({"app": "front", "pod-template-hash": "7d9f"}),
+                Some(("ReplicaSet", "front-7d9f")),
+            ),
+        ));
+        let p = e.pod_at("10.0.0.1".parse().expect("ip"), 5).expect("pod");
+        assert_eq!(
+            e.service_of(&p, 5),
+            "front",
+            "owner deployment from replicaset"
+        );
+        e.add(&obj(
+            2,
+            "Service",
+            "shop",
+            "frontend",
+            K8sEvent::Snapshot,
+            serde_json::json!({"metadata": {"name": "frontend"},
+                "spec": {"selector": {"app": "front"}, "clusterIP": "10.96.0.10"}}),
+        ));
+        assert_eq!(e.service_of(&p, 5), "frontend");
+        let r = e.pod_resource(&p, 5);
+        assert_eq!(r.get("k8s.pod.name"), Some("front-7d9f-abc"));
+        assert_eq!(r.get("k8s.node.name"), Some("node-1"));
+        assert_eq!(r.get("k8s.pod.uid"), Some("u1"));
+        assert_eq!(r.get("k8s.pod.label.app"), Some("front"));
+        let peer = e
+            .peer_at("10.96.0.10".parse().expect("ip"), 5)
+            .expect("svc");
+        assert_eq!((peer.service.as_str(), peer.pod), ("frontend", None));
+    }
+
+    #[test]
+    fn versions_by_time_and_deleted_pods_resolve() {
+        let mut e = Enricher::new();
+        let ip = "10.0.0.7";
+        e.add(&obj(
+            10,
+            "Pod",
+            "shop",
+            "old",
+            K8sEvent::Added,
+            pod("u-old", "old", ip, serde_json::json!({"app": "old"}), None),
+        ));
+        e.add(&obj(
+            20,
+            "Pod",
+            "shop",
+            "old",
+            K8sEvent::Deleted,
+            pod("u-old", "old", ip, serde_json::json!({"app": "old"}), None),
+        ));
+        e.add(&obj(
+            30,
+            "Pod",
+            "shop",
+            "new",
+            K8sEvent::Added,
+            pod("u-new", "new", ip, serde_json::json!({"app": "new"}), None),
+        ));
+        let at = |ts| {
+            e.pod_at(ip.parse().expect("ip"), ts)
+                .expect("pod")
+                .name
+                .clone()
+        };
+        assert_eq!(at(5), "old", "before any version: earliest");
+        assert_eq!(at(25), "old", "deleted still resolves");
+        assert_eq!(at(35), "new");
+        e.add(&obj(
+            1,
+            "EndpointSlice",
+            "shop",
+            "api-x",
+            K8sEvent::Snapshot,
+            serde_json::json!({"metadata": {"labels": {"kubernetes.io/service-name": "api"}},
+                "endpoints": [{"addresses": ["10.0.0.99"]}]}),
+        ));
+        let peer = e
+            .peer_at("10.0.0.99".parse().expect("ip"), 2)
+            .expect("endpoint");
+        assert_eq!(peer.service, "api");
+        e.add(&K8sObject {
+            json: "{not json".into(),
+            ..obj(1, "Pod", "a", "b", K8sEvent::Added, Value::Null)
+        });
+        assert_eq!(e.counts().1, 1);
+    }
+}

@@ -1,0 +1,374 @@
+//! The request-flow graph: who calls whom, how often, how fast, how often it fails.
+//!
+//! Nodes are services (or pods, or external addresses) with the requests they received
+//! and how many failed; edges are caller → callee with request count, error count and
+//! latency (average, p50, p99, nearest-rank). Edges come from CLIENT spans (caller = the
+//! span's service, callee = `peer.service` or the peer address) and from SERVER spans whose
+//! client side was not recorded (caller = the peer's service or address). An error is an
+//! HTTP status ≥ 500. [`Graph::to_dot`] writes a Graphviz `digraph` with quoted, escaped
+//! names.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::EdgeRef;
+use podtrace_model::{AttrValue, SpanKind};
+use serde::Serialize;
+
+use crate::span::ObservedSpan;
+
+/// A node: one service, pod or external address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Node {
+    /// Display name.
+    pub name: String,
+    /// Requests it received (sum of incoming edges).
+    pub requests: u64,
+    /// Of which failed (HTTP ≥ 500).
+    pub errors: u64,
+}
+
+/// An edge: caller → callee.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Edge {
+    /// Requests.
+    pub count: u64,
+    /// Failed requests (HTTP ≥ 500).
+    pub errors: u64,
+    /// Mean latency, ns.
+    pub avg_ns: u64,
+    /// Median latency, ns.
+    pub p50_ns: u64,
+    /// 99th percentile latency, ns.
+    pub p99_ns: u64,
+}
+
+/// The finished graph (nodes and edges in name order, so output is deterministic).
+#[derive(Debug, Clone, Default)]
+pub struct Graph {
+    /// The petgraph graph.
+    pub graph: DiGraph<Node, Edge>,
+}
+
+/// Accumulates spans into a [`Graph`].
+#[derive(Debug, Default, Clone)]
+pub struct GraphBuilder {
+    nodes: BTreeMap<String, (u64, u64)>,
+    edges: BTreeMap<(String, String), (u64, u64, Vec<u64>)>,
+}
+
+fn attr_str<'a>(s: &'a ObservedSpan, key: &str) -> Option<&'a str> {
+    match s.span.attribute(key) {
+        Some(AttrValue::Str(v)) => Some(v.as_str()),
+        _ => None,
+    }
+}
+
+fn attr_int(s: &ObservedSpan, key: &str) -> Option<i64> {
+    match s.span.attribute(key) {
+        Some(AttrValue::Int(v)) => Some(*v),
+        _ => None,
+    }
+}
+
+impl GraphBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds one span's edge (if it contributes one).
+    pub fn add(&mut self, s: &ObservedSpan) {
+        let own = s.span.resource.service_name.clone();
+        let peer_ip = attr_str(s, "network.peer.address");
+        let peer = attr_str(s, "peer.service").map(str::to_string);
+        let (caller, callee) = match s.span.kind {
+            SpanKind::Client => {
+                let callee = peer.or_else(|| {
+                    peer_ip.map(|ip| match attr_int(s, "network.peer.port") {
+                        Some(port) if ip.contains(':') => format!("[{ip}]:{port}"),
+                        Some(port) => format!("{ip}:{port}"),
+                        None => ip.to_string(),
+                    })
+                });
+                (own, callee.unwrap_or_else(|| "unknown".into()))
+            }
+            SpanKind::Server => {
+                if s.caller_recorded {
+                    return;
+                }
+                let caller = peer.or_else(|| peer_ip.map(str::to_string));
+                (caller.unwrap_or_else(|| "unknown".into()), own)
+            }
+        };
+        let error = attr_int(s, "http.response.status_code").is_some_and(|c| c >= 500);
+        self.nodes.entry(caller.clone()).or_default();
+        let n = self.nodes.entry(callee.clone()).or_default();
+        n.0 += 1;
+        n.1 += u64::from(error);
+        let e = self.edges.entry((caller, callee)).or_default();
+        e.0 += 1;
+        e.1 += u64::from(error);
+        e.2.push(s.span.duration_ns());
+    }
+
+    /// The graph of everything added so far.
+    pub fn build(&self) -> Graph {
+        let mut graph = DiGraph::new();
+        let mut index: BTreeMap<&str, NodeIndex> = BTreeMap::new();
+        for (name, (requests, errors)) in &self.nodes {
+            let i = graph.add_node(Node {
+                name: name.clone(),
+                requests: *requests,
+                errors: *errors,
+            });
+            index.insert(name.as_str(), i);
+        }
+        for ((from, to), (count, errors, lat)) in &self.edges {
+            let (Some(a), Some(b)) = (index.get(from.as_str()), index.get(to.as_str())) else {
+                continue;
+            };
+            let mut sorted = lat.clone();
+            sorted.sort_unstable();
+            let rank = |q: f64| -> u64 {
+                if sorted.is_empty() {
+                    return 0;
+                }
+                let k = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+                sorted[k - 1]
+            };
+            let sum: u128 = sorted.iter().map(|v| u128::from(*v)).sum();
+            let avg = if sorted.is_empty() {
+                0
+            } else {
+                (sum / sorted.len() as u128) as u64
+            };
+            graph.add_edge(
+                *a,
+                *b,
+                Edge {
+                    count: *count,
+                    errors: *errors,
+                    avg_ns: avg,
+                    p50_ns: rank(0.5),
+                    p99_ns: rank(0.99),
+                },
+            );
+        }
+        Graph { graph }
+    }
+}
+
+/// Escapes a string for a double-quoted DOT id or label.
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => {}
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Formats nanoseconds for a label.
+fn duration(ns: u64) -> String {
+    if ns >= 1_000_000_000 {
+        format!("{:.2}s", ns as f64 / 1e9)
+    } else if ns >= 1_000_000 {
+        format!("{:.2}ms", ns as f64 / 1e6)
+    } else {
+        format!("{:.0}µs", ns as f64 / 1e3)
+    }
+}
+
+impl Graph {
+    /// Nodes in name order.
+    pub fn nodes(&self) -> impl Iterator<Item = &Node> {
+        self.graph.node_weights()
+    }
+
+    /// Edges as (caller, callee, stats), in (caller, callee) order.
+    pub fn edges(&self) -> impl Iterator<Item = (&str, &str, &Edge)> {
+        self.graph.edge_references().map(|e| {
+            (
+                self.graph[e.source()].name.as_str(),
+                self.graph[e.target()].name.as_str(),
+                e.weight(),
+            )
+        })
+    }
+
+    /// The graph in Graphviz DOT.
+    pub fn to_dot(&self) -> String {
+        let mut out = String::from(
+            "digraph podtrace {\n  rankdir=LR;\n  node [shape=box, style=rounded, fontname=\"Helvetica\"];\n  edge [fontname=\"Helvetica\", fontsize=10];\n",
+        );
+        for n in self.nodes() {
+            let label = format!("{}\n{} req, {} err", n.name, n.requests, n.errors);
+            let color = if n.errors > 0 { ", color=red" } else { "" };
+            let _ = writeln!(
+                out,
+                "  \"{}\" [label=\"{}\"{}];",
+                escape(&n.name),
+                escape(&label),
+                color
+            );
+        }
+        for (from, to, e) in self.edges() {
+            let label = format!(
+                "{} req, avg {}, p99 {}, {} err",
+                e.count,
+                duration(e.avg_ns),
+                duration(e.p99_ns),
+                e.errors
+            );
+            let color = if e.errors > 0 { ", color=red" } else { "" };
+            let _ = writeln!(
+                out,
+                "  \"{}\" -> \"{}\" [label=\"{}\"{}];",
+                escape(from),
+                escape(to),
+                escape(&label),
+                color
+            );
+        }
+        out.push_str("}\n");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reassemble::{ConnInfo, ConnKey};
+    use podtrace_format::Role;
+    use podtrace_model::{KeyValue, Resource, Span, SpanId, Status, TraceId};
+    use std::sync::Arc;
+
+    fn span(
+        kind: SpanKind,
+        svc: &str,
+        peer: &str,
+        status: i64,
+        dur: u64,
+        caller_recorded: bool,
+    ) -> ObservedSpan {
+        ObservedSpan {
+            span: Span {
+                trace_id: TraceId([1; 16]),
+                span_id: SpanId([1; 8]),
+                parent_span_id: None,
+                trace_state: String::new(),
+                flags: 1,
+                name: "GET /".into(),
+                kind,
+                start_time_unix_nano: 1000,
+                end_time_unix_nano: 1000 + dur,
+                attributes: vec![
+                    KeyValue::new("http.response.status_code", status),
+                    KeyValue::new("network.peer.address", "10.1.2.3"),
+                    KeyValue::new("network.peer.port", 8080i64),
+                    KeyValue::new("peer.service", peer),
+                ],
+                status: Status::unset(),
+                resource: Resource::new(svc),
+            },
+            conn: Arc::new(ConnInfo {
+                key: ConnKey {
+                    conn_id: 1,
+                    local: None,
+                    remote: None,
+                },
+                pid: 1,
+                comm: "x".into(),
+                cgroup_id: 0,
+                role: Role::Client,
+            }),
+            caller_recorded,
+        }
+    }
+
+    #[test]
+    fn counts_latencies_and_server_dedup() {
+        let mut b = GraphBuilder::new();
+        for (i, status) in [200, 200, 500, 200].iter().enumerate() {
+            b.add(&span(
+                SpanKind::Client,
+                "front",
+                "back",
+                *status,
+                (i as u64 + 1) * 1_000_000,
+                false,
+            ));
+        }
+        // The server side of the same calls: already counted from the client side.
+        b.add(&span(SpanKind::Server, "back", "front", 200, 5, true));
+        // A call from an unrecorded client.
+        b.add(&span(SpanKind::Server, "back", "lb", 200, 5, false));
+        let g = b.build();
+        let edges: Vec<_> = g
+            .edges()
+            .map(|(a, b, e)| (a.to_string(), b.to_string(), e.clone()))
+            .collect();
+        assert_eq!(edges.len(), 2);
+        let (_, _, fb) = edges
+            .iter()
+            .find(|(a, _, _)| a == "front")
+            .expect("front edge");
+        assert_eq!((fb.count, fb.errors), (4, 1));
+        assert_eq!(fb.avg_ns, 2_500_000);
+        assert_eq!(fb.p50_ns, 2_000_000);
+        assert_eq!(fb.p99_ns, 4_000_000);
+        let back = g.nodes().find(|n| n.name == "back").expect("back");
+        assert_eq!((back.requests, back.errors), (5, 1));
+    }
+
+    #[test]
+    fn dot_renders_without_warnings() {
+        let mut b = GraphBuilder::new();
+        b.add(&span(
+            SpanKind::Client,
+            "we\"ird\\name\nx",
+            "ünïcode svc",
+            200,
+            10,
+            false,
+        ));
+        b.add(&span(SpanKind::Client, "a -> b", "c;d{}", 503, 10, false));
+        let dot = b.build().to_dot();
+        assert!(dot.starts_with("digraph podtrace {"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("g.dot");
+        std::fs::write(&path, &dot).expect("write");
+        let out = match std::process::Command::new("dot")
+            .arg("-Tsvg")
+            .arg(&path)
+            .output()
+        {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("SKIPPING dot render check: graphviz `dot` not runnable: {e}");
+                return;
+            }
+        };
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "dot warnings: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let svg = String::from_utf8_lossy(&out.stdout);
+        assert!(svg.contains("ünïcode svc"));
+        assert!(svg.contains("we&quot;ird\\name"), "{svg}");
+    }
+}
