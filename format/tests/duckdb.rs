@@ -112,3 +112,50 @@ print(json.dumps({"counts": counts, "reqs": reqs, "first": [first[0], first[1]],
     assert_eq!(v["version"], "1");
     assert_eq!(v["node"], "node-a");
 }
+
+#[test]
+fn recovered_file_plus_sidecar_is_plain_parquet_for_duckdb() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("killed.parquet");
+    let mut w = CaptureWriter::create(&path, file_meta(), WriterOptions::default()).unwrap();
+    for i in 0..5_000 {
+        w.write(&record(i)).unwrap();
+        if i % 1_500 == 0 {
+            w.flush().unwrap();
+        }
+    }
+    let flushed = w.flushed_rows();
+    assert!(flushed > 0 && flushed < 5_000);
+    std::mem::forget(w); // as if killed: no footer, the sidecar stays
+
+    // As docs/capture-format.md says: file bytes followed by the sidecar footer.
+    let mut joined = std::fs::read(&path).unwrap();
+    joined.extend(std::fs::read(sidecar_path(&path)).unwrap());
+    let recovered = dir.path().join("recovered.parquet");
+    std::fs::write(&recovered, joined).unwrap();
+
+    let out = Command::new(&py)
+        .args([
+            "-c",
+            "import duckdb, sys; print(duckdb.sql(f\"select count(*), max(ts_ns) from '{sys.argv[1]}'\").fetchall()[0])",
+        ])
+        .arg(&recovered)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let want = format!("({flushed}, {})", record(flushed - 1).ts_ns());
+    assert_eq!(text.trim(), want);
+
+    // podtrace's reader gets the same rows from the file + sidecar and from the joined file.
+    for p in [&path, &recovered] {
+        let r = CaptureReader::open(&[p]).unwrap();
+        assert_eq!(r.files()[0].recovered, p == &path);
+        assert_rows(r.records(&ReadOptions::default()), flushed);
+    }
+}

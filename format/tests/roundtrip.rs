@@ -103,3 +103,72 @@ fn flush_interval_cuts_row_groups_by_time() {
         3,
     );
 }
+
+#[test]
+fn same_columns_from_another_writer_are_read() {
+    use std::sync::Arc;
+
+    use arrow_array::RecordBatch;
+    use arrow_schema::{DataType, Field, Schema};
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::metadata::KeyValue;
+    use parquet::file::properties::WriterProperties;
+
+    // Write a capture, read it as batches, and rewrite it the way another tool might:
+    // dictionaries as plain strings, columns in another order, an extra column, no
+    // Arrow schema in the footer.
+    let dir = tempfile::tempdir().unwrap();
+    let ours = dir.path().join("ours.parquet");
+    let n = 5_000;
+    write_capture(&ours, n, WriterOptions::default());
+    let batches: Vec<RecordBatch> = CaptureReader::open(&[&ours])
+        .unwrap()
+        .batches(&ReadOptions::default())
+        .map(|b| b.unwrap())
+        .collect();
+
+    let mut fields: Vec<Field> = Vec::new();
+    for f in schema().fields().iter().rev() {
+        let t = match f.data_type() {
+            DataType::Dictionary(_, v) => v.as_ref().clone(),
+            t => t.clone(),
+        };
+        fields.push(Field::new(f.name(), t, true));
+    }
+    fields.push(Field::new("note", DataType::Utf8, true));
+    let theirs_schema = Arc::new(Schema::new(fields));
+    let theirs = dir.path().join("theirs.parquet");
+    let props = WriterProperties::builder()
+        .set_key_value_metadata(Some(vec![KeyValue::new(
+            "podtrace.schema_version".to_string(),
+            "1".to_string(),
+        )]))
+        .build();
+    let opts = parquet::arrow::arrow_writer::ArrowWriterOptions::new()
+        .with_properties(props)
+        .with_skip_arrow_metadata(true);
+    let mut w = ArrowWriter::try_new_with_options(
+        std::fs::File::create(&theirs).unwrap(),
+        theirs_schema.clone(),
+        opts,
+    )
+    .unwrap();
+    for b in &batches {
+        let mut cols = Vec::new();
+        for f in theirs_schema.fields() {
+            match b.column_by_name(f.name()) {
+                Some(c) => cols.push(arrow::compute::cast(c, f.data_type()).unwrap()),
+                None => cols.push(arrow_array::new_null_array(&DataType::Utf8, b.num_rows())),
+            }
+        }
+        w.write(&RecordBatch::try_new(theirs_schema.clone(), cols).unwrap())
+            .unwrap();
+    }
+    w.close().unwrap();
+
+    let r = CaptureReader::open(&[&theirs]).unwrap();
+    for b in r.batches(&ReadOptions::default()) {
+        assert_eq!(b.unwrap().schema(), schema());
+    }
+    assert_rows(r.records(&ReadOptions::default()), n);
+}
