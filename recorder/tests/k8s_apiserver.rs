@@ -468,3 +468,91 @@ async fn snapshotter_namespace_only() {
             .collect::<Vec<_>>()
     );
 }
+
+/// A lost watch connection plus etcd compaction: kube-runtime gets 410 Gone, re-lists, and
+/// the snapshotter reports exactly what changed while it was blind.
+#[tokio::test]
+async fn snapshotter_relists_after_compaction_and_reports_the_differences() {
+    if !tools_present() {
+        return;
+    }
+    let api = ApiServer::start(&demo_state());
+    let Some(c) = cluster(&api, "node-a").await else {
+        return;
+    };
+    let (rec_tx, mut rec_rx) = mpsc::channel(64);
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let cfg = SnapshotConfig {
+        namespace: Some("demo".into()),
+        ..SnapshotConfig::default()
+    };
+    let task = tokio::spawn(
+        Snapshotter::new(c.client().clone(), cfg).run(rec_tx, async {
+            let _ = stop_rx.await;
+        }),
+    );
+    let mut rows = Vec::new();
+    rows_until(&mut rec_rx, &mut rows, "the initial snapshot", |r| {
+        r.iter().filter(|k| k.event == K8sEvent::Snapshot).count() == 5
+    })
+    .await;
+
+    // blind period: watches dropped and refused, changes happen, history is compacted
+    api.control("/_control/watches", &serde_json::json!({"paused": true}));
+    api.put(&pod(
+        "demo/web-2",
+        "6fa459ea-ee8a-3ca4-894e-db77e160355e",
+        "node-b",
+        "Running",
+        "127.0.1.16",
+        &[C_NEW],
+        serde_json::json!({"app": "web"}),
+    ));
+    api.put(&pod(
+        "demo/while-blind",
+        "7a7a7a7a-0000-0000-0000-000000000009",
+        "node-a",
+        "Running",
+        "",
+        &[],
+        serde_json::json!({}),
+    ));
+    api.delete("Pod", "demo", "starting");
+    api.control("/_control/compact", &serde_json::json!({}));
+    api.control("/_control/watches", &serde_json::json!({"paused": false}));
+
+    let before = rows.len();
+    rows_until(&mut rec_rx, &mut rows, "the re-list differences", |r| {
+        has(r, "Pod", "web-2", K8sEvent::Modified)
+            && has(r, "Pod", "while-blind", K8sEvent::Added)
+            && has(r, "Pod", "starting", K8sEvent::Deleted)
+    })
+    .await;
+    // unchanged objects are not repeated
+    let after: Vec<_> = rows[before..]
+        .iter()
+        .map(|k| (k.kind.as_str(), k.name.as_str(), k.event))
+        .collect();
+    assert!(
+        !after
+            .iter()
+            .any(|(_, n, _)| *n == "web-1" || *n == "web" || *n == "web-abc12"),
+        "{after:?}"
+    );
+    let blind = rows
+        .iter()
+        .find(|k| k.name == "web-2" && k.event == K8sEvent::Modified)
+        .expect("row");
+    assert!(blind.json.contains("127.0.1.16"), "{}", blind.json);
+
+    let _ = stop_tx.send(());
+    let stats = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("stops")
+        .expect("joins")
+        .expect("ok");
+    assert!(
+        stats.watch_errors >= 1,
+        "the refused watches were counted: {stats:?}"
+    );
+}

@@ -23,6 +23,10 @@ Served (JSON only; protobuf is never offered, clients fall back to JSON):
       DELETE /_control/objects   body: an object (apiVersion, kind, metadata.namespace/name)
                                  or query ?apiVersion=v1&kind=Pod&namespace=N&name=X
       GET    /_control/objects   every stored object as a v1 List
+      POST   /_control/watches   body {"paused": true|false}: true ends every open watch and
+                                 refuses new ones (503) until false — a lost connection
+      POST   /_control/compact   forgets the event history (etcd compaction): watches from an
+                                 older resourceVersion then get 410 Gone and must re-list
 
 Start-up: creates a CA and a leaf certificate (CA:FALSE, SAN IP:127.0.0.1, DNS:localhost)
 with the `openssl` CLI in --dir, binds 127.0.0.1:--port (0 = any free port), writes
@@ -262,7 +266,9 @@ class Store:
         self.rv = 100
         self.objects: dict[tuple[Resource, str, str], dict] = {}
         self.events: list[Event] = []
-        self.closed = False
+        self.compacted_rv = 0  # watches from an older resourceVersion get 410 Gone
+        self.watch_epoch = 0  # bumped to end every open watch
+        self.watches_paused = False  # new watches get 503 while set
 
     def resource_of(self, obj: dict) -> Resource:
         key = (obj.get("apiVersion", ""), obj.get("kind", ""))
@@ -367,7 +373,25 @@ class Store:
     def first_rv(self) -> int:
         """The oldest resourceVersion a watch may start from."""
         with self.lock:
-            return self.events[0].rv - 1 if self.events else self.rv
+            first = self.events[0].rv - 1 if self.events else self.rv
+            return max(first, self.compacted_rv)
+
+    def compact(self) -> int:
+        """Forgets the event history up to now, as etcd compaction does."""
+        with self.lock:
+            self.compacted_rv = self.rv
+            self.events = []
+            self.watch_epoch += 1  # open watches hold positions in the old history: end them
+            self.lock.notify_all()
+            return self.rv
+
+    def set_watches_paused(self, paused: bool):
+        """Ends every open watch; while paused, new watch requests are refused (503)."""
+        with self.lock:
+            self.watches_paused = paused
+            if paused:
+                self.watch_epoch += 1
+            self.lock.notify_all()
 
 
 # --------------------------------------------------------------------------------------
@@ -615,6 +639,13 @@ class Handler(BaseHTTPRequestHandler):
             path = url.path.rstrip("/") or "/"
             if path == "/_control/objects":
                 return self.control(method, q)
+            if path == "/_control/compact" and method == "POST":
+                self.read_body()
+                return self.send_json(200, {"compactedResourceVersion": str(self.store.compact())})
+            if path == "/_control/watches" and method == "POST":
+                body = self.read_body() or {}
+                self.store.set_watches_paused(bool(body.get("paused")))
+                return self.send_json(200, {"paused": self.store.watches_paused})
             if method != "GET":
                 raise ApiError(405, "MethodNotAllowed", f"the server does not allow this method on the requested resource")
             return self.get(path, q)
@@ -787,14 +818,19 @@ class Handler(BaseHTTPRequestHandler):
         store = self.store
 
         # Where to start: events after rv_param, or the current state as ADDED events.
+        expired = None
         with store.lock:
+            if store.watches_paused:
+                raise ApiError(503, "ServiceUnavailable", "watches are paused (test control API)")
+            epoch = store.watch_epoch
             if rv_param not in ("", "0") and not initial:
                 try:
                     start_rv = int(rv_param)
                 except ValueError:
                     raise ApiError(400, "BadRequest", f"invalid resourceVersion {rv_param!r}")
                 if start_rv < store.first_rv():
-                    raise ApiError(410, "Expired", f"too old resource version: {start_rv} ({store.first_rv()})")
+                    # like kube-apiserver: 200, then one ERROR event carrying a 410 Status
+                    expired = ApiError(410, "Expired", f"too old resource version: {start_rv} ({store.first_rv()})")
                 cursor = next((i for i, e in enumerate(store.events) if e.rv > start_rv), len(store.events))
                 initial_objs = []
             else:
@@ -827,6 +863,12 @@ class Handler(BaseHTTPRequestHandler):
             emit("BOOKMARK", {"kind": res.kind, "apiVersion": res.api_version, "metadata": meta})
 
         try:
+            if expired is not None:
+                self.write_chunk(json.dumps({"type": "ERROR", "object": expired.status()}).encode() + b"\n")
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
+                self.close_connection = True
+                return
             for o in initial_objs:
                 emit("ADDED", o)
             if initial and bookmarks:
@@ -834,13 +876,16 @@ class Handler(BaseHTTPRequestHandler):
             last_bookmark = time.monotonic()
             while not self.server.stopping.is_set():
                 with store.lock:
-                    while cursor >= len(store.events) and not self.server.stopping.is_set():
+                    while (cursor >= len(store.events) and not self.server.stopping.is_set()
+                           and store.watch_epoch == epoch):
                         left = deadline - time.monotonic()
                         if left <= 0:
                             break
                         store.lock.wait(min(left, 1.0))
                         if bookmarks and time.monotonic() - last_bookmark >= self.server.bookmark_interval:
                             break
+                    if store.watch_epoch != epoch:
+                        break  # connection dropped by the control API
                     pending = store.events[cursor:]
                     cursor = len(store.events)
                     rv_now = store.rv

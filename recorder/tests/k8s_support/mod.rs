@@ -165,6 +165,7 @@ impl ApiServer {
             .arg("--state")
             .arg(&state_file)
             .args(["--bookmark-interval", "1"])
+            .args(std::env::var_os("PODTRACE_TEST_APISERVER_VERBOSE").map(|_| "--verbose"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
@@ -214,6 +215,17 @@ impl ApiServer {
             f.to_str().expect("utf8"),
         ]);
         assert!(r.ok, "put failed: {} {}", r.stdout, r.stderr);
+    }
+
+    /// POSTs `body` to a control API path (`/_control/watches`, `/_control/compact`).
+    pub fn control(&self, path: &str, body: &serde_json::Value) {
+        let f = self
+            .dir
+            .path()
+            .join(format!("control-{}.json", std::process::id()));
+        std::fs::write(&f, body.to_string()).expect("write body");
+        let r = self.kubectl(&["create", "--raw", path, "-f", f.to_str().expect("utf8")]);
+        assert!(r.ok, "{path} failed: {} {}", r.stdout, r.stderr);
     }
 
     /// Deletes an object through the control API.
