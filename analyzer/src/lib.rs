@@ -1,9 +1,156 @@
-//! podtrace-analyzer (being built).
+//! # podtrace-analyzer — captures to spans, traces and a request-flow graph
+//!
+//! Pure functions over capture records ([`podtrace_format::Record`]): no network, no
+//! terminal, no kernel access. The stages follow the data:
+//!
+//! [`reassemble`] (per-connection byte streams) → [`http1`] (messages) → [`exchange`]
+//! (request ↔ response) → [`context`] (W3C / B3 / Splunk headers) → [`span`] (spans and
+//! parent links) → [`enrich`] (Kubernetes workloads) → [`sample`] (trace-id ratio) →
+//! [`graph`] (who calls whom). [`Pipeline`] runs them incrementally over record batches
+//! (live mode); [`analyze`] runs them over whole captures. Exporters live in
+//! `podtrace-export`; this crate does not send anything.
+//!
+//! The same input and options always give the same output: ids podtrace invents are hashes
+//! of stable inputs, and spans come out in a fixed order.
+//!
+//! ```
+//! use podtrace_analyzer::{analyze, AnalyzeOptions};
+//! let analysis = analyze(std::iter::empty(), &AnalyzeOptions::default()).unwrap();
+//! assert!(analysis.spans.is_empty());
+//! assert!(analysis.graph.to_dot().starts_with("digraph"));
+//! ```
+
 pub mod context;
 pub mod enrich;
 pub mod exchange;
 pub mod graph;
 pub mod http1;
+pub mod pipeline;
 pub mod reassemble;
 pub mod sample;
 pub mod span;
+pub mod stats;
+
+use podtrace_format::Record;
+use podtrace_model::Span;
+
+pub use graph::Graph;
+pub use pipeline::Pipeline;
+pub use sample::SamplerMode;
+pub use stats::AnalysisStats;
+
+/// Errors of the analyzer (bad options; bad input data is counted, not an error).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The sample rate is outside 0.0–1.0.
+    #[error(transparent)]
+    SampleRate(#[from] sample::InvalidRate),
+    /// The time window must be positive.
+    #[error("the analysis time window must be greater than zero")]
+    Window,
+    /// Span serialisation failed.
+    #[error("serialising spans: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Options of an analysis.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnalyzeOptions {
+    /// Fraction of traces kept, 0.0–1.0 (trace-id ratio).
+    pub sample_rate: f64,
+    /// Whether a propagated "not sampled" decision also drops spans.
+    pub sampler_mode: SamplerMode,
+    /// State older than this (relative to the newest record) is linked, emitted and then
+    /// evicted; it bounds memory. Exchanges longer than this, or inputs out of time order
+    /// by more than this, lose links (counted as evictions / late records).
+    pub window_ns: u64,
+    /// HTTP/1 parser bounds.
+    pub limits: http1::Limits,
+}
+
+impl Default for AnalyzeOptions {
+    fn default() -> Self {
+        AnalyzeOptions {
+            sample_rate: 1.0,
+            sampler_mode: SamplerMode::TraceIdRatio,
+            window_ns: 120 * 1_000_000_000,
+            limits: http1::Limits::default(),
+        }
+    }
+}
+
+/// Everything an analysis produced.
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    /// The sampled spans, in a deterministic order (start time, trace id, span id).
+    pub spans: Vec<Span>,
+    /// The request-flow graph (of all spans, before sampling).
+    pub graph: Graph,
+    /// The summary.
+    pub stats: AnalysisStats,
+}
+
+/// Records pushed to the pipeline at once by [`analyze`].
+const BATCH: usize = 8192;
+
+/// Analyses records (from any number of captures; for traces that span captures, feed
+/// them merged by time, e.g. with [`merge_by_time`]).
+pub fn analyze(records: impl Iterator<Item = Record>, opts: &AnalyzeOptions) -> Result<Analysis> {
+    let mut pipeline = Pipeline::new(opts)?;
+    let mut spans = Vec::new();
+    let mut batch = Vec::with_capacity(BATCH);
+    for r in records {
+        batch.push(r);
+        if batch.len() == BATCH {
+            pipeline.push(&batch);
+            batch.clear();
+            spans.extend(pipeline.drain_completed());
+        }
+    }
+    pipeline.push(&batch);
+    let mut analysis = pipeline.finish();
+    spans.append(&mut analysis.spans);
+    pipeline::sort_spans(&mut spans);
+    analysis.spans = spans;
+    Ok(analysis)
+}
+
+/// Merges per-capture record iterators (each in time order) into one in time order;
+/// ties keep the input order of the iterators.
+pub fn merge_by_time<I>(inputs: Vec<I>) -> impl Iterator<Item = Record>
+where
+    I: Iterator<Item = Record>,
+{
+    let mut iters: Vec<std::iter::Peekable<I>> = inputs.into_iter().map(|i| i.peekable()).collect();
+    std::iter::from_fn(move || {
+        let mut best: Option<(u64, usize)> = None;
+        for (i, it) in iters.iter_mut().enumerate() {
+            if let Some(r) = it.peek() {
+                let ts = r.ts_ns();
+                if best.is_none_or(|(b, _)| ts < b) {
+                    best = Some((ts, i));
+                }
+            }
+        }
+        best.and_then(|(_, i)| iters[i].next())
+    })
+}
+
+/// Spans as pretty JSON for golden files: grouped by trace (trace id, start, span id).
+pub fn spans_to_json(spans: &[Span]) -> Result<String> {
+    let mut sorted: Vec<&Span> = spans.iter().collect();
+    sorted.sort_by(|a, b| {
+        (a.trace_id, a.start_time_unix_nano, a.kind, a.span_id).cmp(&(
+            b.trace_id,
+            b.start_time_unix_nano,
+            b.kind,
+            b.span_id,
+        ))
+    });
+    let mut s = serde_json::to_string_pretty(&sorted)?;
+    s.push('\n');
+    Ok(s)
+}

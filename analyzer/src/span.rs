@@ -369,22 +369,50 @@ impl Linker {
     }
 
     /// The innermost SERVER exchange of the same process in flight when `client` was sent.
+    /// A server exchange is in flight from when its process could start on it (its request
+    /// arrived and, on a pipelined connection, the previous response was sent) until its
+    /// last response byte.
     fn in_flight_server(&self, client: &Exchange) -> Option<ExchangeId> {
         let set = self.servers_by_proc.get(&ProcessKey::of(&client.conn))?;
         let start = client.start_ts();
         set.range(..=(start, max_id()))
-            .rev()
             .map(|(_, id)| *id)
             .filter(|id| *id != client.id)
-            .find(|id| {
-                self.slots.get(id).is_some_and(|s| {
-                    !s.in_progress
-                        && match &s.ex.response {
-                            Some(r) => r.end_ts >= start,
-                            None => !s.unanswered || s.ex.request.end_ts >= start,
-                        }
-                })
+            .filter_map(|id| {
+                let s = self.slots.get(&id)?;
+                if s.in_progress {
+                    return None;
+                }
+                let alive = match &s.ex.response {
+                    Some(r) => r.end_ts >= start,
+                    None => !s.unanswered,
+                };
+                let begin = self.processing_start(&s.ex)?;
+                (alive && begin <= start).then_some((begin, id))
             })
+            .max()
+            .map(|(_, id)| id)
+    }
+
+    /// When the server could start working on `ex`: its request start, or the end of the
+    /// previous response on the same connection if later; `None` while that previous
+    /// response is still outstanding (a pipelined request waiting its turn).
+    fn processing_start(&self, ex: &Exchange) -> Option<u64> {
+        if ex.id.seq == 0 {
+            return Some(ex.start_ts());
+        }
+        let prev = ExchangeId {
+            conn: ex.id.conn,
+            seq: ex.id.seq - 1,
+        };
+        match self.slots.get(&prev) {
+            None => Some(ex.start_ts()),
+            Some(p) => match &p.ex.response {
+                Some(r) => Some(ex.start_ts().max(r.end_ts)),
+                None if p.unanswered => Some(ex.start_ts()),
+                None => None,
+            },
+        }
     }
 
     /// The CLIENT exchange recorded on the other end of `server`'s connection whose time
@@ -591,8 +619,15 @@ fn split_host(host: &str) -> (String, Option<u16>) {
     }
 }
 
-/// The service name of a process before Kubernetes enrichment: its comm, else its address.
+/// The service name of a process before Kubernetes enrichment: its comm, else (and for
+/// imported sockets, which have no process) its local IP.
 pub fn default_service_name(conn: &ConnInfo) -> String {
+    if conn.pid == 0 {
+        // Imported captures have no process: the workload is its address.
+        if let Some(local) = conn.key.local {
+            return local.ip().to_string();
+        }
+    }
     if !conn.comm.is_empty() {
         conn.comm.clone()
     } else if let Some(local) = conn.key.local {

@@ -1,0 +1,274 @@
+//! The incremental pipeline: record batches in, finished spans out.
+//!
+//! [`Pipeline`] runs every stage in order — reassemble → HTTP/1 → exchanges → spans →
+//! enrichment → sampling → graph — over batches of records, keeping only a bounded time
+//! window of state: an exchange is linked once the newest record seen (the watermark) is a
+//! window past its start, its span is handed out once linked and answered, and state older
+//! than a further window is evicted (counted). Live mode feeds recorder batches to
+//! [`Pipeline::push`] and exports what [`Pipeline::drain_completed`] returns;
+//! [`crate::analyze`] does the same over whole captures.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use podtrace_format::{Record, Role};
+use podtrace_model::{Span, TraceId};
+use rayon::prelude::*;
+
+use crate::enrich::Enricher;
+use crate::exchange::Pairing;
+use crate::graph::GraphBuilder;
+use crate::http1::{ConnectionParser, Parsed};
+use crate::reassemble::{ConnInfo, ConnKey, ConnectionDelta, Reassembler};
+use crate::sample::Sampler;
+use crate::span::Linker;
+use crate::stats::AnalysisStats;
+use crate::{Analysis, AnalyzeOptions, Error};
+
+/// Parsing state of one live connection.
+#[derive(Debug)]
+struct ConnState {
+    info: Arc<ConnInfo>,
+    parser: ConnectionParser,
+    pairing: Pairing,
+    last_ts: u64,
+}
+
+/// The analyzer as a streaming pipeline (see the module doc).
+#[derive(Debug)]
+pub struct Pipeline {
+    opts: AnalyzeOptions,
+    sampler: Sampler,
+    reassembler: Reassembler,
+    conns: HashMap<ConnKey, ConnState>,
+    linker: Linker,
+    enricher: Enricher,
+    graph: GraphBuilder,
+    traces: HashSet<TraceId>,
+    stats: AnalysisStats,
+    watermark: u64,
+}
+
+impl Pipeline {
+    /// A pipeline with validated options.
+    pub fn new(opts: &AnalyzeOptions) -> Result<Self, Error> {
+        if opts.window_ns == 0 {
+            return Err(Error::Window);
+        }
+        Ok(Pipeline {
+            opts: opts.clone(),
+            sampler: Sampler::new(opts.sample_rate, opts.sampler_mode)?,
+            reassembler: Reassembler::new(),
+            conns: HashMap::new(),
+            linker: Linker::new(),
+            enricher: Enricher::new(),
+            graph: GraphBuilder::new(),
+            traces: HashSet::new(),
+            stats: AnalysisStats::default(),
+            watermark: 0,
+        })
+    }
+
+    /// The newest socket-row time seen.
+    pub fn watermark(&self) -> u64 {
+        self.watermark
+    }
+
+    /// Takes a batch of records (any mix of types, any captures).
+    pub fn push(&mut self, records: &[Record]) {
+        let cutoff = self.cutoff();
+        for r in records {
+            self.stats.records += 1;
+            match r {
+                Record::SocketData(d) => {
+                    self.note_time(d.meta.ts_ns, cutoff);
+                    self.reassembler.push_data(d);
+                }
+                Record::SocketOpen(e) => {
+                    self.note_time(e.meta.ts_ns, cutoff);
+                    self.reassembler.push_open(e);
+                }
+                Record::SocketClose(e) => {
+                    self.note_time(e.meta.ts_ns, cutoff);
+                    self.reassembler.push_close(e);
+                }
+                Record::K8sObject(o) => self.enricher.add(o),
+                Record::Stats(s) => {
+                    if s.cpu.is_none() && s.name.contains("dropped") {
+                        let v = self.stats.recorder_drops.entry(s.name.clone()).or_default();
+                        *v = (*v).max(s.value);
+                    }
+                }
+            }
+        }
+        let ready = self.reassembler.take_ready();
+        self.process(ready);
+    }
+
+    fn note_time(&mut self, ts: u64, cutoff: u64) {
+        if ts < cutoff {
+            self.stats.late_records += 1;
+        }
+        self.watermark = self.watermark.max(ts);
+    }
+
+    fn cutoff(&self) -> u64 {
+        self.watermark.saturating_sub(self.opts.window_ns)
+    }
+
+    /// Parses the new stream pieces (connections in parallel), pairs and links.
+    fn process(&mut self, deltas: Vec<ConnectionDelta>) {
+        if deltas.is_empty() {
+            return;
+        }
+        let mut work: Vec<(ConnState, ConnectionDelta)> = deltas
+            .into_iter()
+            .map(|d| {
+                let state = self.conns.remove(&d.info.key).unwrap_or_else(|| {
+                    self.stats.connections += 1;
+                    ConnState {
+                        info: Arc::new(d.info.clone()),
+                        parser: ConnectionParser::new(d.info.role, self.opts.limits),
+                        pairing: Pairing::new(),
+                        last_ts: d.last_ts,
+                    }
+                });
+                (state, d)
+            })
+            .collect();
+        let parsed: Vec<Parsed> = work
+            .par_iter_mut()
+            .map(|(state, d)| {
+                if d.info.role != Role::Unknown {
+                    state.parser.set_role(d.info.role);
+                }
+                state.last_ts = state.last_ts.max(d.last_ts);
+                state.parser.feed(&d.egress, &d.ingress, d.closed)
+            })
+            .collect();
+        for ((mut state, d), parsed) in work.into_iter().zip(parsed) {
+            self.absorb(&mut state, parsed, d.closed);
+            if !d.closed {
+                self.conns.insert(d.info.key, state);
+            }
+        }
+    }
+
+    fn absorb(&mut self, state: &mut ConnState, parsed: Parsed, closed: bool) {
+        for e in &parsed.errors {
+            *self.stats.parse_errors.entry((*e).to_string()).or_default() += 1;
+        }
+        if parsed.role.is_some() && !state.info.role_known() {
+            let mut info = (*state.info).clone();
+            info.role = parsed.role.unwrap_or(Role::Unknown);
+            state.info = Arc::new(info);
+        }
+        for ev in state.pairing.pair(&state.info, parsed, closed) {
+            self.linker.on_event(ev);
+        }
+    }
+
+    /// Spans finished more than a window ago (sampled), and eviction of older state.
+    pub fn drain_completed(&mut self) -> Vec<Span> {
+        let cutoff = self.cutoff();
+        let out = self.emit(cutoff);
+        let old = cutoff.saturating_sub(self.opts.window_ns);
+        if old > 0 {
+            self.evict(old);
+        }
+        out
+    }
+
+    fn evict(&mut self, before: u64) {
+        let idle: Vec<ConnKey> = self
+            .conns
+            .iter()
+            .filter(|(_, s)| s.last_ts < before)
+            .map(|(k, _)| *k)
+            .collect();
+        let mut idle_sorted = idle;
+        idle_sorted.sort();
+        for key in idle_sorted {
+            if let Some(mut state) = self.conns.remove(&key) {
+                self.stats.evictions.connections += 1;
+                let parsed = state.parser.finish();
+                self.absorb(&mut state, parsed, true);
+            }
+        }
+        self.reassembler.evict_idle(before);
+        self.linker.evict(before);
+    }
+
+    fn emit(&mut self, cutoff: u64) -> Vec<Span> {
+        let mut out = Vec::new();
+        for mut s in self.linker.link(cutoff) {
+            self.enricher.enrich(&mut s);
+            self.graph.add(&s);
+            self.traces.insert(s.span.trace_id);
+            self.stats.spans += 1;
+            if self.sampler.keeps(&s.span) {
+                out.push(s.span);
+            } else {
+                self.stats.sampled_out += 1;
+            }
+        }
+        out
+    }
+
+    /// Ends the analysis: closes every stream, links and emits everything left, and returns
+    /// the spans not drained before (sampled, sorted), the graph and the stats.
+    pub fn finish(mut self) -> Analysis {
+        let remaining = self.reassembler.take_ready();
+        self.process(remaining);
+        let mut keys: Vec<ConnKey> = self.conns.keys().copied().collect();
+        keys.sort();
+        for key in keys {
+            if let Some(mut state) = self.conns.remove(&key) {
+                let parsed = state.parser.finish();
+                self.absorb(&mut state, parsed, true);
+            }
+        }
+        let mut spans = self.emit(u64::MAX);
+        self.linker.evict(u64::MAX);
+        sort_spans(&mut spans);
+        let link = self.linker.stats().clone();
+        let mut stats = self.stats;
+        stats.exchanges = link.exchanges;
+        stats.traces = self.traces.len() as u64;
+        stats.orphans = link.orphans;
+        stats.duplicate_span_ids = link.duplicate_ids;
+        stats.unmatched_requests = link.unmatched_requests;
+        stats.unmatched_responses = link.unmatched_responses;
+        stats.evictions.requests = link.evicted_requests;
+        stats.ignored_headers = link
+            .ignored_headers
+            .iter()
+            .map(|((f, r), n)| (format!("{f}/{r}"), *n))
+            .collect::<BTreeMap<_, _>>();
+        let (objects, bad) = self.enricher.counts();
+        stats.k8s_objects = objects;
+        stats.bad_k8s_objects = bad;
+        Analysis {
+            spans,
+            graph: self.graph.build(),
+            stats,
+        }
+    }
+}
+
+impl ConnInfo {
+    fn role_known(&self) -> bool {
+        self.role != Role::Unknown
+    }
+}
+
+/// The deterministic span order: start time, then trace id, then span id.
+pub fn sort_spans(spans: &mut [Span]) {
+    spans.sort_by(|a, b| {
+        (a.start_time_unix_nano, a.trace_id, a.span_id).cmp(&(
+            b.start_time_unix_nano,
+            b.trace_id,
+            b.span_id,
+        ))
+    });
+}
