@@ -556,3 +556,84 @@ async fn snapshotter_relists_after_compaction_and_reports_the_differences() {
         "the refused watches were counted: {stats:?}"
     );
 }
+
+/// A list larger than kube-runtime's page (500) arrives complete through `continue` tokens.
+#[tokio::test]
+async fn snapshot_of_a_large_namespace_pages_through_continue_tokens() {
+    if !tools_present() {
+        return;
+    }
+    const N: usize = 1800;
+    let mut items: Vec<serde_json::Value> = (0..N)
+        .map(|i| {
+            pod(
+                &format!("big/p-{i:05}"),
+                &format!("00000000-0000-0000-0000-{i:012}"),
+                "node-a",
+                "Running",
+                "",
+                &[],
+                serde_json::json!({"i": i.to_string()}),
+            )
+        })
+        .collect();
+    items.extend(
+        demo_state()["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .cloned(),
+    );
+    let api =
+        ApiServer::start(&serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}));
+    let Some(c) = cluster(&api, "node-a").await else {
+        return;
+    };
+    let (rec_tx, mut rec_rx) = mpsc::channel(64);
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let cfg = SnapshotConfig {
+        namespace: Some("big".into()),
+        services: false,
+        endpoint_slices: false,
+        max_batch: 400,
+        ..SnapshotConfig::default()
+    };
+    let started = std::time::Instant::now();
+    let task = tokio::spawn(
+        Snapshotter::new(c.client().clone(), cfg).run(rec_tx, async {
+            let _ = stop_rx.await;
+        }),
+    );
+    let mut batches = 0usize;
+    let mut rows = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while rows.len() < N {
+        match tokio::time::timeout_at(deadline, rec_rx.recv()).await {
+            Ok(Some(b)) => {
+                assert!(b.len() <= 400, "batches are bounded: {}", b.len());
+                batches += 1;
+                rows.extend(b);
+            }
+            other => panic!("snapshot incomplete after {} rows: {other:?}", rows.len()),
+        }
+    }
+    let took = started.elapsed();
+    eprintln!("snapshot of {N} pods: {took:?} in {batches} batches");
+    let names: BTreeSet<String> = rows
+        .iter()
+        .filter_map(|r| match r {
+            Record::K8sObject(k) if k.event == K8sEvent::Snapshot && k.namespace == "big" => {
+                Some(k.name.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(names.len(), N, "every pod exactly once");
+    assert!(batches >= N / 400, "{batches}");
+    let _ = stop_tx.send(());
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("stops")
+        .expect("joins")
+        .expect("ok");
+}

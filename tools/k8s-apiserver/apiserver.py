@@ -58,6 +58,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -771,26 +772,36 @@ class Handler(BaseHTTPRequestHandler):
         return pred
 
     def list(self, res: Resource, ns: str | None, q: dict):
-        pred = self.matcher(q, None)
-        rv, items = self.store.snapshot(res, ns)
-        items = [o for o in items if pred(o)]
+        """A list, paged with limit/continue over one consistent snapshot (as etcd serves it)."""
+        limit = int(first(q, "limit", "0") or 0)
         start = 0
         cont_in = first(q, "continue")
         if cont_in:
             try:
-                rv_s, off_s = base64.urlsafe_b64decode(cont_in.encode()).decode().split(":")
-                rv_c, start = int(rv_s), int(off_s)
+                rv_s, off_s, snap_id = base64.urlsafe_b64decode(cont_in.encode()).decode().split(":")
+                rv, start = int(rv_s), int(off_s)
             except (ValueError, UnicodeDecodeError):
                 raise ApiError(400, "BadRequest", "invalid continue token")
-            if rv_c != rv:
+            with self.server.paged_lock:
+                items = self.server.paged.get(snap_id)
+            if items is None or rv < self.store.compacted_rv:
                 raise ApiError(410, "Expired", "The provided continue parameter is too old to display a "
                                "consistent list result. You can start a new list without the continue parameter.")
-        limit = int(first(q, "limit", "0") or 0)
+        else:
+            pred = self.matcher(q, None)
+            rv, items = self.store.snapshot(res, ns)
+            items = [o for o in items if pred(o)]
+            snap_id = secrets.token_hex(8)
         cont_out = None
         page = items[start:]
         if limit > 0 and len(page) > limit:
             page = page[:limit]
-            cont_out = base64.urlsafe_b64encode(f"{rv}:{start + limit}".encode()).decode()
+            cont_out = base64.urlsafe_b64encode(f"{rv}:{start + limit}:{snap_id}".encode()).decode()
+            with self.server.paged_lock:
+                self.server.paged[snap_id] = items
+                self.server.paged.move_to_end(snap_id)
+                while len(self.server.paged) > 32:
+                    self.server.paged.popitem(last=False)
         if wants_table(self.headers.get("Accept", "")):
             return self.send_json(200, to_table(page, res.kind, str(rv), first(q, "includeObject", "Metadata"),
                                                 cont_out))
@@ -930,6 +941,8 @@ class Server(ThreadingHTTPServer):
         self.ctx, self.store, self.token, self.verbose = ctx, store, token, verbose
         self.bookmark_interval = bookmark_interval
         self.stopping = threading.Event()
+        self.paged: OrderedDict[str, list[dict]] = OrderedDict()  # list snapshots behind continue tokens
+        self.paged_lock = threading.Lock()
         super().__init__(addr, Handler)
 
     def finish_request(self, request, client_address):

@@ -44,7 +44,7 @@ use kube::{Client, Config};
 use crate::cgroups::{bare_container_id, Cgroup2, CgroupError};
 
 pub use snapshot::{SnapshotConfig, SnapshotStats, Snapshotter};
-pub use targets::{TargetSpec, TargetUpdate};
+pub use targets::{PodSelector, TargetSpec, TargetTracker, TargetUpdate};
 
 /// Errors of Kubernetes targeting and snapshots.
 #[derive(Debug, thiserror::Error)]
@@ -216,8 +216,15 @@ pub fn pod_container_ids(pod: &Pod) -> Vec<String> {
     out
 }
 
-/// This node's name as the kubelet registers it by default: the hostname, lowercased.
+/// This node's name: `$NODE_NAME` when set (the usual downward-API variable of a
+/// DaemonSet), else the hostname lowercased, which is what the kubelet registers by default.
 pub fn this_node_name() -> Result<String, K8sError> {
+    if let Some(n) = std::env::var("NODE_NAME")
+        .ok()
+        .filter(|n| !n.trim().is_empty())
+    {
+        return Ok(n.trim().to_string());
+    }
     let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").map_err(K8sError::Hostname)?;
     Ok(raw.trim().to_ascii_lowercase())
 }
@@ -353,6 +360,15 @@ impl Cluster {
         Ok(targets)
     }
 
+    /// Resolves a [`TargetSpec`]: one pod by name ([`Self::resolve_pod`]) or every pod
+    /// matching a selector ([`Self::resolve_selector`]).
+    pub async fn resolve(&self, spec: &TargetSpec) -> Result<Vec<PodTarget>, K8sError> {
+        match &spec.pods {
+            targets::PodSelector::Name(n) => Ok(vec![self.resolve_pod(&spec.namespace, n).await?]),
+            targets::PodSelector::Labels(l) => self.resolve_selector(&spec.namespace, l).await,
+        }
+    }
+
     fn check_recordable(&self, pod: &Pod) -> Result<PodTarget, K8sError> {
         let target = PodTarget::from_pod(pod)?;
         let phase = pod
@@ -459,6 +475,8 @@ mod tests {
     fn node_name_is_lowercase_hostname() {
         let n = this_node_name().expect("hostname");
         assert!(!n.is_empty());
-        assert_eq!(n, n.to_ascii_lowercase());
+        if std::env::var_os("NODE_NAME").is_none() {
+            assert_eq!(n, n.to_ascii_lowercase());
+        }
     }
 }
