@@ -115,6 +115,27 @@ fn kubectl_lists_and_watches_the_test_api_server() {
         r.stdout
     );
 
+    // discovery: aggregated (what kubectl asks for) and the legacy documents
+    let r = api.kubectl(&["api-resources"]);
+    assert!(r.ok, "kubectl api-resources: {}", r.stderr);
+    for (res, gv, kind) in [
+        ("pods", "v1", "Pod"),
+        ("services", "v1", "Service"),
+        ("endpointslices", "discovery.k8s.io/v1", "EndpointSlice"),
+    ] {
+        assert!(
+            r.stdout
+                .lines()
+                .any(|l| l.starts_with(res) && l.contains(gv) && l.contains(kind)),
+            "{res} in {}",
+            r.stdout
+        );
+    }
+    let r = api.kubectl(&["get", "--raw", "/apis/discovery.k8s.io/v1"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("APIResourceList json");
+    assert_eq!(v["kind"], "APIResourceList");
+    assert_eq!(v["resources"][0]["name"], "endpointslices");
+
     let r = api.kubectl(&["get", "pod", "nope", "-n", "demo"]);
     assert!(
         !r.ok && r.stderr.contains("NotFound") && r.stderr.contains("\"nope\" not found"),

@@ -8,8 +8,8 @@ never runs anything, and only accepts writes through a small control API.
 
 Served (JSON only; protobuf is never offered, clients fall back to JSON):
   GET /version, /api, /api/v1, /apis, /apis/discovery.k8s.io, /apis/discovery.k8s.io/v1
-      (legacy discovery; a client asking for aggregated discovery gets the legacy
-      `application/json` documents, which client-go and kubectl accept as the fallback)
+      (aggregated discovery `apidiscovery.k8s.io/v2` (or v2beta1) on /api and /apis when the
+      Accept header asks for it, as kubectl >= 1.26 does; the legacy documents otherwise)
   GET list / get / watch of every served resource, cluster-wide and per namespace:
       labelSelector (=, ==, !=, in, notin, exists, !exists), fieldSelector
       (metadata.name, metadata.namespace, spec.nodeName, status.phase; =, ==, !=),
@@ -552,6 +552,47 @@ def to_table(objs: list[dict], kind: str, rv: str, include: str, cont: str | Non
 # --------------------------------------------------------------------------------------
 
 
+def aggregated_discovery_version(accept: str) -> str | None:
+    """The aggregated discovery version the client accepts (v2 preferred), if any."""
+    offered = []
+    for part in (accept or "").split(","):
+        params = dict(p.strip().split("=", 1) for p in part.split(";")[1:] if "=" in p)
+        if params.get("g") == "apidiscovery.k8s.io" and params.get("as") == "APIGroupDiscoveryList":
+            offered.append(params.get("v"))
+    for v in ("v2", "v2beta1"):
+        if v in offered:
+            return v
+    return None
+
+
+def aggregated_discovery(legacy: bool, version: str) -> dict:
+    """`/api` or `/apis` as an APIGroupDiscoveryList (what kubectl >= 1.26 asks for first)."""
+    groups = [""] if legacy else list(GROUPS)
+    items = []
+    for g in groups:
+        versions = []
+        for v in (["v1"] if legacy else GROUPS[g]):
+            resources = []
+            for r in RESOURCES:
+                if r.group != g or r.version != v:
+                    continue
+                doc = {"resource": r.plural, "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
+                       "scope": "Namespaced" if r.namespaced else "Cluster", "singularResource": r.singular,
+                       "verbs": ["get", "list", "watch"]}
+                if r.short_names:
+                    doc["shortNames"] = list(r.short_names)
+                if r.categories:
+                    doc["categories"] = list(r.categories)
+                resources.append(doc)
+            versions.append({"version": v, "resources": resources, "freshness": "Current"})
+        meta = {"creationTimestamp": None}
+        if g:
+            meta["name"] = g
+        items.append({"metadata": meta, "versions": versions})
+    return {"kind": "APIGroupDiscoveryList", "apiVersion": f"apidiscovery.k8s.io/{version}", "metadata": {},
+            "items": items}
+
+
 PUBLIC_PATHS = {"/version", "/healthz", "/readyz", "/livez"}
 
 
@@ -706,6 +747,11 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(body)
             return
+        if path in ("/api", "/apis"):
+            aggregated = aggregated_discovery_version(self.headers.get("Accept", ""))
+            if aggregated:
+                return self.send_json(200, aggregated_discovery(path == "/api", aggregated),
+                                      f"application/json;g=apidiscovery.k8s.io;v={aggregated};as=APIGroupDiscoveryList")
         if path == "/api":
             return self.send_json(200, {
                 "kind": "APIVersions", "versions": ["v1"],
