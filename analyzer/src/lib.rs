@@ -142,11 +142,13 @@ where
 /// Spans as pretty JSON for golden files: grouped by trace (trace id, start, span id).
 pub fn spans_to_json(spans: &[Span]) -> Result<String> {
     let mut sorted: Vec<&Span> = spans.iter().collect();
+    // At equal times the CLIENT span (the sender) comes before the SERVER span.
+    let side = |s: &Span| u8::from(s.kind == podtrace_model::SpanKind::Server);
     sorted.sort_by(|a, b| {
-        (a.trace_id, a.start_time_unix_nano, a.kind, a.span_id).cmp(&(
+        (a.trace_id, a.start_time_unix_nano, side(a), a.span_id).cmp(&(
             b.trace_id,
             b.start_time_unix_nano,
-            b.kind,
+            side(b),
             b.span_id,
         ))
     });

@@ -304,9 +304,30 @@ fn window_cutoff_delays_identification() {
 fn pipelined_server_requests_own_the_calls_made_in_their_turn() {
     // Two pipelined requests arrive in one packet; the process answers the first, then
     // works on the second. Each outgoing call belongs to the request being worked on.
-    let s = conn(1, 10, "front", "127.0.1.1:80", "127.0.0.1:5000", Role::Server);
-    let c1 = conn(2, 10, "front", "127.0.1.1:40000", "127.0.1.2:80", Role::Client);
-    let c2 = conn(3, 10, "front", "127.0.1.1:40001", "127.0.1.2:80", Role::Client);
+    let s = conn(
+        1,
+        10,
+        "front",
+        "127.0.1.1:80",
+        "127.0.0.1:5000",
+        Role::Server,
+    );
+    let c1 = conn(
+        2,
+        10,
+        "front",
+        "127.0.1.1:40000",
+        "127.0.1.2:80",
+        Role::Client,
+    );
+    let c2 = conn(
+        3,
+        10,
+        "front",
+        "127.0.1.1:40001",
+        "127.0.1.2:80",
+        Role::Client,
+    );
     let (spans, _) = run(vec![
         exchange(&s, 0, "/one", &[], 100, 300, 200),
         exchange(&s, 1, "/two", &[], 100, 600, 200),
@@ -320,7 +341,13 @@ fn pipelined_server_requests_own_the_calls_made_in_their_turn() {
             .unwrap_or_else(|| panic!("{name}"))
             .span
     };
-    assert_eq!(find("GET /for-one").parent_span_id, Some(find("GET /one").span_id));
-    assert_eq!(find("GET /for-two").parent_span_id, Some(find("GET /two").span_id));
+    assert_eq!(
+        find("GET /for-one").parent_span_id,
+        Some(find("GET /one").span_id)
+    );
+    assert_eq!(
+        find("GET /for-two").parent_span_id,
+        Some(find("GET /two").span_id)
+    );
     assert_ne!(find("GET /one").trace_id, find("GET /two").trace_id);
 }
