@@ -391,6 +391,19 @@ pub struct Followed {
     /// Bytes sent by node 0 / node 1.
     pub from0: Vec<u8>,
     pub from1: Vec<u8>,
+    /// Holes tshark marked ("[N bytes missing in capture file]") in each direction.
+    pub missing0: Vec<u64>,
+    pub missing1: Vec<u64>,
+}
+
+/// tshark's marker for a hole, written into the followed data: returns N.
+fn missing_marker(bytes: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let text = text.trim_end_matches('\0');
+    let n = text
+        .strip_prefix('[')?
+        .strip_suffix(" bytes missing in capture file]")?;
+    n.parse().ok()
 }
 
 /// Runs `tshark -r PCAP -q -z follow,tcp,raw,N` for every TCP stream of the file.
@@ -445,11 +458,15 @@ pub fn tshark_follow(pcap: &Path, stream: u32) -> Followed {
         if !in_body || line.trim().is_empty() {
             continue;
         }
-        let (target, hex) = match line.strip_prefix('\t') {
-            Some(h) => (&mut f.from1, h),
-            None => (&mut f.from0, line),
+        let (target, missing, hex) = match line.strip_prefix('\t') {
+            Some(h) => (&mut f.from1, &mut f.missing1, h),
+            None => (&mut f.from0, &mut f.missing0, line),
         };
-        target.extend(hex_decode(hex.trim()));
+        let bytes = hex_decode(hex.trim());
+        match missing_marker(&bytes) {
+            Some(n) => missing.push(n),
+            None => target.extend(bytes),
+        }
     }
     f
 }
@@ -458,4 +475,43 @@ fn hex_decode(s: &str) -> Vec<u8> {
     (0..s.len() / 2)
         .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex from tshark"))
         .collect()
+}
+
+/// The socket whose role is `role`, local address `local` and peer `remote`.
+pub fn socket_between(
+    socks: &BTreeMap<u64, Socket>,
+    role: Role,
+    local: SocketAddr,
+    remote: SocketAddr,
+) -> &Socket {
+    socks
+        .values()
+        .find(|s| s.role == Some(role) && s.local == Some(local) && s.remote == Some(remote))
+        .unwrap_or_else(|| panic!("no {role:?} socket {local} -> {remote}: {socks:#?}"))
+}
+
+/// Segments tshark says the capture missed (`tcp.analysis.lost_segment`).
+pub fn tshark_lost_segments(pcap: &Path) -> usize {
+    tshark_count(pcap, "tcp.analysis.lost_segment")
+}
+
+/// Packets acknowledging data the capture does not have (`tcp.analysis.ack_lost_segment`).
+pub fn tshark_acked_unseen(pcap: &Path) -> usize {
+    tshark_count(pcap, "tcp.analysis.ack_lost_segment")
+}
+
+/// Packets matching a display filter.
+pub fn tshark_count(pcap: &Path, filter: &str) -> usize {
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(pcap)
+        .args(["-Y", filter, "-T", "fields", "-e", "frame.number"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .expect("run tshark");
+    assert!(out.status.success(), "tshark failed");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count()
 }
