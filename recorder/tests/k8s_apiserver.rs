@@ -658,3 +658,117 @@ async fn snapshot_of_a_large_namespace_pages_through_continue_tokens() {
         .expect("joins")
         .expect("ok");
 }
+
+/// With a label selector, pods that appear later on this node are followed too.
+#[tokio::test]
+async fn selector_targets_pick_up_new_pods_on_this_node() {
+    if !tools_present() {
+        return;
+    }
+    let api = ApiServer::start(&demo_state());
+    let Some(c) = cluster(&api, "node-a").await else {
+        return;
+    };
+    let cg_root = tempfile::tempdir().expect("tempdir");
+    let pod_dir = |uid: &str| {
+        cg_root.path().join(format!(
+            "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice",
+            uid.replace('-', "_")
+        ))
+    };
+    let web1_c = pod_dir(WEB1_UID).join(format!("cri-containerd-{C_A}.scope"));
+    std::fs::create_dir_all(&web1_c).expect("mkdir");
+    let web3_uid = "3b3b3b3b-0000-0000-0000-000000000003";
+    let web3_c = pod_dir(web3_uid).join(format!("cri-containerd-{C_NEW}.scope"));
+    std::fs::create_dir_all(&web3_c).expect("mkdir");
+
+    let (rec_tx, mut rec_rx) = mpsc::channel(64);
+    let (tgt_tx, mut tgt_rx) = mpsc::channel(64);
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let mut tracker = TargetTracker::new(c.node(), Cgroup2::at(cg_root.path()));
+    // what the recorder resolved at start is not announced again
+    let initial = c
+        .resolve(&TargetSpec::selector("demo", "app=web"))
+        .await
+        .expect("resolve");
+    assert_eq!(initial.len(), 1);
+    tracker.mark_known(
+        initial[0]
+            .cgroup_dirs(&Cgroup2::at(cg_root.path()))
+            .expect("dirs"),
+    );
+    let snap = Snapshotter::new(
+        c.client().clone(),
+        SnapshotConfig {
+            namespace: Some("demo".into()),
+            ..Default::default()
+        },
+    )
+    .follow_targets(TargetSpec::selector("demo", "app=web"), tracker, tgt_tx);
+    let task = tokio::spawn(snap.run(rec_tx, async {
+        let _ = stop_rx.await;
+    }));
+    let mut rows = Vec::new();
+    rows_until(&mut rec_rx, &mut rows, "snapshot", |r| {
+        has(r, "Pod", "web-1", K8sEvent::Snapshot)
+    })
+    .await;
+
+    // not matching, or on another node: ignored; matching on this node: followed
+    api.put(&pod(
+        "demo/other-app",
+        "3b3b3b3b-0000-0000-0000-000000000004",
+        "node-a",
+        "Running",
+        "",
+        &[C_A],
+        serde_json::json!({"app": "api"}),
+    ));
+    api.put(&pod(
+        "demo/web-far",
+        "3b3b3b3b-0000-0000-0000-000000000005",
+        "node-b",
+        "Running",
+        "",
+        &[C_A],
+        serde_json::json!({"app": "web"}),
+    ));
+    api.put(&pod(
+        "demo/web-3",
+        web3_uid,
+        "node-a",
+        "Running",
+        "127.0.1.13",
+        &[C_NEW],
+        serde_json::json!({"app": "web"}),
+    ));
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        match tokio::time::timeout(Duration::from_secs(20), tgt_rx.recv()).await {
+            Ok(Some(u)) => got.push(u),
+            other => panic!("expected web-3's cgroups, got {other:?} after {got:?}"),
+        }
+    }
+    assert_eq!(
+        got,
+        vec![
+            TargetUpdate::Add(pod_dir(web3_uid)),
+            TargetUpdate::Add(web3_c)
+        ]
+    );
+    api.delete("Pod", "demo", "web-3");
+    let gone = tokio::time::timeout(Duration::from_secs(20), tgt_rx.recv())
+        .await
+        .expect("in time");
+    assert!(
+        matches!(gone, Some(TargetUpdate::PodGone { ref pod, ref uid }) if pod == "demo/web-3" && uid == web3_uid),
+        "{gone:?}"
+    );
+    let _ = stop_tx.send(());
+    let stats = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("stops")
+        .expect("joins")
+        .expect("ok");
+    assert_eq!(stats.target_updates, 3);
+}
