@@ -1,0 +1,211 @@
+//! `make bench-recorder`: what the recorder costs, measured against the same workload
+//! without podtrace in the same run (needs root).
+//!
+//! 1. Untargeted syscalls: `write(2)` of 1 byte to /dev/null from a process outside the
+//!    recorded cgroup (the programs run, see `write`, look up the cgroup and leave), and a
+//!    syscall podtrace does not follow (`getppid`): ns added per syscall.
+//! 2. Captured events: a worker process in a recorded cgroup writes 64 B / 4 KiB messages
+//!    to a loopback TCP sink outside the cgroup: ns added per captured event, and the
+//!    events/s reached with and without podtrace, with drops (0 expected; any drop is
+//!    printed, never hidden).
+//!
+//! Usage: `bench_recorder [--quick]` (the worker mode `--worker PORT N SIZE` is internal).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use podtrace_format::model::Record;
+use podtrace_recorder::cgroups::Cgroup2;
+use podtrace_recorder::{RecordConfig, Recorder, RecorderStats};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--worker") {
+        worker(&args[2..]);
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("bench_recorder needs root (CAP_BPF + CAP_PERFMON): skipped");
+        std::process::exit(2);
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let cg = BenchCgroup::new();
+    let scale = if quick { 1 } else { 4 };
+
+    println!("# podtrace recorder benchmark (ratios matter; 2-core shared machine)");
+    // --- 1. untargeted syscalls
+    let n = 500_000 * scale;
+    let base_w = time_devnull_writes(n);
+    let base_g = time_getppid(n);
+    let (with_w, with_g) = rt.block_on(async {
+        // Record the (empty) bench cgroup: this process is outside it.
+        let (h, rx) = start(&cg, &rt);
+        let w = time_devnull_writes(n);
+        let g = time_getppid(n);
+        let _ = stop(h, rx).await;
+        (w, g)
+    });
+    println!("untargeted write(2):   {:7.1} ns -> {:7.1} ns  (+{:6.1} ns/syscall, x{:.2})", base_w, with_w, with_w - base_w, with_w / base_w);
+    println!("unfollowed getppid(2): {:7.1} ns -> {:7.1} ns  (+{:6.1} ns/syscall, x{:.2})", base_g, with_g, with_g - base_g, with_g / base_g);
+
+    // --- 2. captured events
+    for (size, count) in [(64usize, 200_000 * scale), (4096, 50_000 * scale)] {
+        let base = run_worker(&cg, count, size);
+        let (with, stats, rows) = rt.block_on(async {
+            let (h, rx) = start(&cg, &rt);
+            let counter = tokio::spawn(count_rows(rx));
+            let t = tokio::task::spawn_blocking({
+                let cg = cg.path.clone();
+                move || run_worker_in(&cg, count, size)
+            })
+            .await
+            .expect("worker");
+            let stats = h.stop().await.expect("stop");
+            let rows = counter.await.expect("counter");
+            (t, stats, rows)
+        });
+        let ns_base = base.as_nanos() as f64 / count as f64;
+        let ns_with = with.as_nanos() as f64 / count as f64;
+        println!(
+            "captured {size:>4} B write: {ns_base:7.1} ns -> {ns_with:7.1} ns  (+{:6.1} ns/event, x{:.2}); \
+             {:.0} -> {:.0} events/s; captured rows {rows}, dropped {} events ({} B)",
+            ns_with - ns_base,
+            ns_with / ns_base,
+            1e9 / ns_base,
+            1e9 / ns_with,
+            stats.dropped_ringbuf_full,
+            stats.bytes_dropped
+        );
+    }
+}
+
+fn start(
+    cg: &BenchCgroup,
+    rt: &tokio::runtime::Runtime,
+) -> (podtrace_recorder::RecorderHandle, tokio::sync::mpsc::Receiver<Vec<Record>>) {
+    let _g = rt.enter();
+    let cfg = RecordConfig { cgroup_paths: vec![cg.path.clone()], ..Default::default() };
+    match Recorder::start(cfg) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("cannot start the recorder: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn stop(
+    h: podtrace_recorder::RecorderHandle,
+    rx: tokio::sync::mpsc::Receiver<Vec<Record>>,
+) -> RecorderStats {
+    let counter = tokio::spawn(count_rows(rx));
+    let s = h.stop().await.expect("stop");
+    let _ = counter.await;
+    s
+}
+
+async fn count_rows(mut rx: tokio::sync::mpsc::Receiver<Vec<Record>>) -> u64 {
+    let mut n = 0;
+    while let Some(b) = rx.recv().await {
+        n += b.iter().filter(|r| matches!(r, Record::SocketData(_))).count() as u64;
+    }
+    n
+}
+
+/// ns per 1-byte write to /dev/null.
+fn time_devnull_writes(n: usize) -> f64 {
+    let mut f = std::fs::OpenOptions::new().write(true).open("/dev/null").expect("/dev/null");
+    let t = Instant::now();
+    for _ in 0..n {
+        let _ = f.write(b"x");
+    }
+    t.elapsed().as_nanos() as f64 / n as f64
+}
+
+/// ns per getppid().
+fn time_getppid(n: usize) -> f64 {
+    let t = Instant::now();
+    for _ in 0..n {
+        // SAFETY: getppid has no preconditions; the syscall is the point.
+        unsafe { libc::syscall(libc::SYS_getppid) };
+    }
+    t.elapsed().as_nanos() as f64 / n as f64
+}
+
+struct BenchCgroup {
+    path: PathBuf,
+}
+
+impl BenchCgroup {
+    fn new() -> Self {
+        let cg = Cgroup2::detect().expect("cgroup v2 mount");
+        let path = cg.mount.join(format!("podtrace-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&path).expect("create bench cgroup");
+        BenchCgroup { path }
+    }
+}
+
+impl Drop for BenchCgroup {
+    fn drop(&mut self) {
+        for _ in 0..100 {
+            if std::fs::remove_dir(&self.path).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// The worker's time for `count` writes of `size` bytes (run in the bench cgroup, which
+/// is recorded only when a recorder is running).
+fn run_worker(cg: &BenchCgroup, count: usize, size: usize) -> Duration {
+    run_worker_in(&cg.path, count, size)
+}
+
+fn run_worker_in(cg: &std::path::Path, count: usize, size: usize) -> Duration {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind sink");
+    let port = listener.local_addr().expect("addr").port();
+    let sink = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        let mut buf = vec![0u8; 1 << 20];
+        while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+    });
+    let exe = std::env::current_exe().expect("current exe");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("echo $$ > '{}/cgroup.procs' && exec \"$@\"", cg.display()))
+        .arg("sh")
+        .arg(exe)
+        .args(["--worker", &port.to_string(), &count.to_string(), &size.to_string()])
+        .stdout(Stdio::piped())
+        .output()
+        .expect("worker");
+    let _ = sink.join();
+    let ns: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().expect("worker output");
+    Duration::from_nanos(ns)
+}
+
+/// Worker mode: connect, write `count` messages of `size` bytes, print elapsed ns.
+fn worker(args: &[String]) {
+    let port: u16 = args[0].parse().expect("port");
+    let count: usize = args[1].parse().expect("count");
+    let size: usize = args[2].parse().expect("size");
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let msg = vec![b'x'; size];
+    let t = Instant::now();
+    for _ in 0..count {
+        s.write_all(&msg).expect("write");
+    }
+    let ns = t.elapsed().as_nanos();
+    drop(s);
+    println!("{ns}");
+}
