@@ -128,6 +128,8 @@ async fn systemd_layout_pod_resolves_through_the_api_to_its_cgroups() {
             "web=sleep 60",
             "--container",
             "side=sleep 60",
+            "--expose",
+            "web:80:8080:10.96.0.10",
         ],
     );
     let uid = pod.str("uid");
@@ -172,6 +174,22 @@ async fn systemd_layout_pod_resolves_through_the_api_to_its_cgroups() {
         Err(e) => panic!("connect: {e}"),
     }
 
+    // fakenode published the pod's Service and EndpointSlice
+    let r = api.kubectl(&["get", "svc,endpointslices", "-n", "demo"]);
+    assert!(r.ok, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("service/web")
+            && r.stdout.contains("10.96.0.10")
+            && r.stdout.contains("80/TCP"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("127.0.1.9") && r.stdout.contains("8080"),
+        "{}",
+        r.stdout
+    );
+
     // the cgroup view
     let dirs = cg
         .pod_cgroups(&uid, &[format!("containerd://{web_id}")])
@@ -202,6 +220,13 @@ async fn systemd_layout_pod_resolves_through_the_api_to_its_cgroups() {
         pod_dir.display()
     );
     assert!(!is_alive(web_pid), "container process {web_pid} stopped");
+    let r = api.kubectl(&["get", "svc,endpointslices,pods", "-n", "demo"]);
+    assert!(
+        r.ok && !r.stdout.contains("web"),
+        "cleaned up: {} {}",
+        r.stdout,
+        r.stderr
+    );
     if let Ok(c) = Cluster::from_kubeconfig(&api.kubeconfig, None).await {
         let e = c.resolve_pod("demo", "web").await.expect_err("deleted");
         assert!(matches!(e, K8sError::PodNotFound { .. }), "{e}");

@@ -28,9 +28,11 @@ Module API (from test scripts):
         pod = node.start_pod("demo", "web", [Container("web", ["python3", "-m", "http.server"])],
                              labels={"app": "web"}, ip="127.0.1.5")
         pod.uid, pod.container_ids, pod.cgroup_dirs, pod.pids, pod.object
+        node.expose("web", [pod], port=80, target_port=8080, cluster_ip="10.96.0.10")
 CLI:
     fakenode.py --kubeconfig K pod -n demo --name web -l app=web --ip 127.0.1.5 -- CMD ARGS...
     fakenode.py pod ... --container 'sidecar=sleep 1000' --container 'web=python3 -m http.server'
+    fakenode.py pod ... --expose web:80:8080:10.96.0.10    (+ a Service and its EndpointSlice)
   prints one JSON line describing the pod once it runs, then waits until SIGINT/SIGTERM or
   until every container process exited. `--no-api` skips the API server.
 
@@ -222,6 +224,7 @@ class FakeNode:
         self.cgroup_root = cgroup_root or cgroup2_mount()
         self.api = ApiClient(kubeconfig) if kubeconfig else None
         self.pods: list[Pod] = []
+        self.published: list[dict] = []  # Services / EndpointSlices to delete on close()
         self._lock = threading.Lock()
 
     def __enter__(self):
@@ -317,6 +320,47 @@ class FakeNode:
             },
         }
 
+    # ---- services -----------------------------------------------------------------------
+    def expose(self, name: str, pods: list[Pod], port: int, target_port: int | None = None,
+               cluster_ip: str | None = None, protocol: str = "TCP") -> tuple[dict, dict]:
+        """Publishes a Service selecting `pods` and the EndpointSlice an endpoint controller
+        would write for it (ready endpoints at the pods' IPs). Removed again by close()."""
+        if not pods:
+            raise ValueError("expose needs at least one pod")
+        ns = pods[0].namespace
+        if any(p.namespace != ns for p in pods):
+            raise ValueError("a Service's pods share its namespace")
+        target_port = target_port or port
+        selector = dict(pods[0].labels)
+        svc = {
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": ns, "uid": str(uuid.uuid4()), "labels": {"app": name}},
+            "spec": {"type": "ClusterIP", "clusterIP": cluster_ip or "None", "clusterIPs": [cluster_ip or "None"],
+                     "selector": selector,
+                     "ports": [{"name": "main", "port": port, "targetPort": target_port, "protocol": protocol}]},
+            "status": {"loadBalancer": {}},
+        }
+        eps = {
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": f"{name}-{secrets.token_hex(3)}", "namespace": ns, "uid": str(uuid.uuid4()),
+                         "labels": {"kubernetes.io/service-name": name,
+                                    "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"},
+                         "ownerReferences": [{"apiVersion": "v1", "kind": "Service", "name": name,
+                                              "uid": svc["metadata"]["uid"], "controller": True,
+                                              "blockOwnerDeletion": True}]},
+            "addressType": "IPv4",
+            "ports": [{"name": "main", "port": target_port, "protocol": protocol}],
+            "endpoints": [{"addresses": [p.ip], "conditions": {"ready": True, "serving": True, "terminating": False},
+                           "nodeName": self.node_name,
+                           "targetRef": {"kind": "Pod", "namespace": p.namespace, "name": p.name, "uid": p.uid}}
+                          for p in pods],
+        }
+        if self.api:
+            svc, eps = self.api.put(svc), self.api.put(eps)
+        with self._lock:
+            self.published.extend([eps, svc])
+        return svc, eps
+
     # ---- stop -------------------------------------------------------------------------
     def stop_pod(self, pod: Pod, timeout: float = 5.0):
         """Kills the pod's processes, deletes it from the API server, removes its cgroups."""
@@ -329,6 +373,13 @@ class FakeNode:
         """Stops every pod this node started."""
         with self._lock:
             pods, self.pods = self.pods, []
+            published, self.published = self.published, []
+        for obj in published:
+            if self.api:
+                try:
+                    self.api.delete(obj)
+                except (RuntimeError, OSError) as e:
+                    print(f"fakenode: deleting {obj['kind']} {obj['metadata']['name']}: {e}", file=sys.stderr)
         for pod in reversed(pods):
             self._teardown(pod, delete_from_api=True)
 
@@ -445,6 +496,8 @@ def main(argv=None) -> int:
     p.add_argument("--qos", choices=QOS_CLASSES, default="besteffort")
     p.add_argument("--owner", help="Kind/name of a controller owner, e.g. ReplicaSet/web-5d9c")
     p.add_argument("--container", action="append", default=[], help="'name=command line' (repeatable)")
+    p.add_argument("--expose", metavar="SVC:PORT[:TARGETPORT[:CLUSTERIP]]",
+                   help="also publish a Service and its EndpointSlice for this pod")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- command of a container named after the pod")
     args = ap.parse_args(argv)
 
@@ -473,6 +526,12 @@ def main(argv=None) -> int:
     with node:
         pod = node.start_pod(args.namespace, args.name, containers, _parse_kv(args.label, "label"), args.ip,
                              args.uid, args.qos, owner)
+        if args.expose:
+            parts = args.expose.split(":")
+            if len(parts) < 2 or not parts[1].isdigit() or (len(parts) > 2 and not parts[2].isdigit()):
+                ap.error(f"bad --expose {args.expose!r} (want SVC:PORT[:TARGETPORT[:CLUSTERIP]])")
+            node.expose(parts[0], [pod], int(parts[1]), int(parts[2]) if len(parts) > 2 else None,
+                        parts[3] if len(parts) > 3 else None)
         print(json.dumps({"namespace": pod.namespace, "name": pod.name, "uid": pod.uid, "ip": pod.ip,
                           "node": node.node_name, "pod_dir": pod.pod_dir, "container_ids": pod.container_ids,
                           "cgroup_dirs": pod.cgroup_dirs, "pids": pod.pids}), flush=True)
