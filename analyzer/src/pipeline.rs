@@ -60,7 +60,7 @@ impl Pipeline {
             sampler: Sampler::new(opts.sample_rate, opts.sampler_mode)?,
             reassembler: Reassembler::new(),
             conns: HashMap::new(),
-            linker: Linker::new(),
+            linker: Linker::with_window(opts.window_ns),
             enricher: Enricher::new(),
             graph: GraphBuilder::new(),
             traces: HashSet::new(),

@@ -112,6 +112,10 @@ struct Slot {
     unanswered: bool,
 }
 
+/// How long a pipelined request may wait behind earlier ones and still be found as the
+/// in-flight server request of a later outgoing call.
+const PIPELINE_WAIT_NS: u64 = 1_000_000_000;
+
 /// Sort key: request start, CLIENT before SERVER (the sender's side first), identity.
 type OrderKey = (u64, u8, ExchangeId);
 
@@ -134,12 +138,32 @@ pub struct Linker {
     claimed_clients: HashSet<ExchangeId>,
     ids: HashMap<(TraceId, SpanId), ExchangeId>,
     stats: LinkStats,
+    /// Longest time between related requests considered when searching parents and
+    /// callers (the pipeline's window; 0 = unbounded).
+    window_ns: u64,
 }
 
 impl Linker {
-    /// An empty linker.
+    /// An empty linker with no bound on the search for parents and callers.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty linker that searches parents and callers within `window_ns` before a
+    /// request (the pipeline's time window: older state is evicted anyway).
+    pub fn with_window(window_ns: u64) -> Self {
+        Linker {
+            window_ns,
+            ..Self::default()
+        }
+    }
+
+    fn earliest(&self, ts: u64) -> u64 {
+        if self.window_ns == 0 {
+            0
+        } else {
+            ts.saturating_sub(self.window_ns)
+        }
     }
 
     /// Counters so far.
@@ -375,23 +399,37 @@ impl Linker {
     fn in_flight_server(&self, client: &Exchange) -> Option<ExchangeId> {
         let set = self.servers_by_proc.get(&ProcessKey::of(&client.conn))?;
         let start = client.start_ts();
-        set.range(..=(start, max_id()))
-            .map(|(_, id)| *id)
-            .filter(|id| *id != client.id)
-            .filter_map(|id| {
-                let s = self.slots.get(&id)?;
-                if s.in_progress {
-                    return None;
-                }
-                let alive = match &s.ex.response {
-                    Some(r) => r.end_ts >= start,
-                    None => !s.unanswered,
-                };
-                let begin = self.processing_start(&s.ex)?;
-                (alive && begin <= start).then_some((begin, id))
-            })
-            .max()
-            .map(|(_, id)| id)
+        let mut best: Option<(u64, ExchangeId)> = None;
+        for (s_start, id) in set
+            .range((self.earliest(start), min_id())..=(start, max_id()))
+            .rev()
+        {
+            // Requests that arrived before the best one's processing start can only beat
+            // it when they waited behind a pipelined request: look a little further back.
+            if best.is_some_and(|(b, _)| s_start.saturating_add(PIPELINE_WAIT_NS) < b) {
+                break;
+            }
+            if *id == client.id {
+                continue;
+            }
+            let Some(s) = self.slots.get(id) else {
+                continue;
+            };
+            if s.in_progress {
+                continue;
+            }
+            let alive = match &s.ex.response {
+                Some(r) => r.end_ts >= start,
+                None => !s.unanswered,
+            };
+            let Some(begin) = self.processing_start(&s.ex) else {
+                continue;
+            };
+            if alive && begin <= start && best.is_none_or(|b| (begin, *id) > b) {
+                best = Some((begin, *id));
+            }
+        }
+        best.map(|(_, id)| id)
     }
 
     /// When the server could start working on `ex`: its request start, or the end of the
@@ -421,11 +459,11 @@ impl Linker {
         let (local, remote) = (server.conn.key.local?, server.conn.key.remote?);
         let set = self.clients_by_addr.get(&(remote, local))?;
         let (s_start, s_end) = (server.start_ts(), open_end(server));
-        set.iter()
+        set.range((self.earliest(s_start), min_id())..=(s_end, max_id()))
             .filter(|(_, id)| !self.claimed_clients.contains(id))
             .filter_map(|(_, id)| self.slots.get(id).map(|s| (id, s)))
             .filter(|(_, s)| !s.in_progress)
-            .filter(|(_, s)| s.ex.start_ts() <= s_end && s_start <= open_end(&s.ex))
+            .filter(|(_, s)| s_start <= open_end(&s.ex))
             .min_by_key(|(id, s)| (s.ex.start_ts().abs_diff(s_start), **id))
             .map(|(id, _)| *id)
     }
