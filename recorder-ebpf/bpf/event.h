@@ -31,6 +31,7 @@
 /* pt_event.flags */
 #define PT_FLAG_TRUNCATED 1  /* cap_len < ret */
 #define PT_FLAG_READ_ERROR 2 /* copying the user buffer failed: payload incomplete */
+#define PT_FLAG_GAP 4        /* an earlier event of this socket+direction was dropped */
 
 /* pt_event.syscall: the x86_64 syscall number of the traced call. */
 

@@ -96,6 +96,22 @@ struct {
 	__type(value, __u64);
 } pt_counters SEC(".maps");
 
+/* (sock | direction) of streams that lost a data event; the next one is flagged GAP.
+ * `pt_gap_any[0]` becomes 1 on the first loss so that, until then, nothing is looked up. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u8);
+} pt_gaps SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} pt_gap_any SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 16 * 1024 * 1024); /* resized by the loader */
@@ -208,10 +224,25 @@ static __always_inline void submit(struct pt_scratch_t *s)
 	if (cap > PT_MAX_SNAPLEN)
 		cap = PT_MAX_SNAPLEN;
 	__u64 size = sizeof(struct pt_event) + cap;
+	__u64 gap_key = s->ev.sock | s->ev.direction;
+	__u32 zero = 0;
+	__u64 *any = bpf_map_lookup_elem(&pt_gap_any, &zero);
+	if (s->ev.kind == PT_KIND_DATA && any && *any) {
+		if (bpf_map_lookup_elem(&pt_gaps, &gap_key)) {
+			s->ev.flags |= PT_FLAG_GAP;
+			bpf_map_delete_elem(&pt_gaps, &gap_key);
+		}
+	}
 	if (bpf_ringbuf_output(&pt_events, s, size, wakeup_flag())) {
 		count(PT_CTR_RINGBUF_FULL, 1);
-		if (s->ev.kind == PT_KIND_DATA && s->ev.ret > 0)
-			count(PT_CTR_BYTES_DROPPED, s->ev.ret);
+		if (s->ev.kind == PT_KIND_DATA) {
+			__u8 one = 1;
+			if (s->ev.ret > 0)
+				count(PT_CTR_BYTES_DROPPED, s->ev.ret);
+			bpf_map_update_elem(&pt_gaps, &gap_key, &one, BPF_ANY);
+			if (any)
+				*any = 1;
+		}
 		return;
 	}
 	count(PT_CTR_EVENTS, 1);

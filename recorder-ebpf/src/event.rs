@@ -29,6 +29,8 @@ pub const ROLE_SERVER: u8 = 2;
 pub const FLAG_TRUNCATED: u32 = 1;
 /// `flags`: copying the user buffer failed; the payload is incomplete.
 pub const FLAG_READ_ERROR: u32 = 2;
+/// `flags`: an earlier data event of this socket and direction was dropped.
+pub const FLAG_GAP: u32 = 4;
 
 /// Counter index: records written to the ring buffer.
 pub const CTR_EVENTS: u32 = 0;

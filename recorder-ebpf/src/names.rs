@@ -20,3 +20,5 @@ pub const MAP_SCRATCH: &str = "pt_scratch";
 pub const MAP_ARGS: &str = "pt_args";
 /// `const volatile u32` global: payload bytes copied per event (≤ `event::MAX_SNAPLEN`).
 pub const GLOBAL_SNAPLEN: &str = "pt_snaplen";
+/// LRU hash of (sock | direction) keys of streams that lost a data event.
+pub const MAP_GAPS: &str = "pt_gaps";

@@ -125,7 +125,13 @@ impl Converter {
                 if e.flags & ev::FLAG_TRUNCATED != 0 || (data.len() as i64) < e.ret {
                     fl |= flags::TRUNCATED;
                 }
+                if e.flags & ev::FLAG_GAP != 0 {
+                    fl |= flags::GAP_BEFORE;
+                }
                 if let Some(r) = self.redactor.as_mut() {
+                    if e.flags & ev::FLAG_GAP != 0 {
+                        r.reset(conn_id, e.direction);
+                    }
                     let complete =
                         (data.len() as i64) >= e.ret && e.flags & ev::FLAG_READ_ERROR == 0;
                     if r.redact(conn_id, e.direction, &mut data, complete) {

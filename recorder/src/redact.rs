@@ -196,6 +196,11 @@ impl Redactor {
         changed
     }
 
+    /// Forgets one stream's state (bytes before the next payload are missing).
+    pub fn reset(&mut self, conn: u64, dir: u8) {
+        self.streams.remove(&(conn, dir));
+    }
+
     /// Forgets a connection's state (on close).
     pub fn forget(&mut self, conn: u64) {
         self.streams.retain(|(c, _), _| *c != conn);
@@ -268,7 +273,10 @@ mod tests {
         let (out, any) = run(&mut r, &[req]);
         assert!(any);
         assert_eq!(out.len(), req.len());
-        assert!(out.contains(&format!("Authorization: {}\r\n", "*".repeat(13))), "{out}");
+        assert!(
+            out.contains(&format!("Authorization: {}\r\n", "*".repeat(13))),
+            "{out}"
+        );
         assert!(out.contains("x-api-key: **\r\n"));
         assert!(out.contains("Cookie: ***\r\n"));
         assert!(out.contains("Host: a\r\n"));
@@ -286,7 +294,10 @@ mod tests {
             ],
         );
         assert!(any);
-        assert!(out.contains(&format!("Authorization: {}\r\nHost: x", "*".repeat(10))), "{out}");
+        assert!(
+            out.contains(&format!("Authorization: {}\r\nHost: x", "*".repeat(10))),
+            "{out}"
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ mod util;
 
 use std::time::Duration;
 
-use podtrace_format::model::{Direction, Record};
+use podtrace_format::model::{flags, Direction, Record};
 use podtrace_recorder::{RecordConfig, Recorder};
 use util::*;
 
@@ -93,6 +93,14 @@ fn drops_are_accounted_exactly() {
         stats.dropped_per_cpu.iter().sum::<u64>(),
         stats.dropped_ringbuf_full
     );
+    // every stream that lost data says so on its next captured row
+    if stats.dropped_ringbuf_full > 0 {
+        let gaps = rows
+            .iter()
+            .filter(|r| matches!(r, Record::SocketData(d) if d.flags & flags::GAP_BEFORE != 0))
+            .count();
+        assert!(gaps > 0, "drops happened but no row is flagged GAP_BEFORE");
+    }
     // the final stats rows carry the same totals
     let last = |n: &str| {
         rows.iter()
