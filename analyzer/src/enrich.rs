@@ -7,14 +7,16 @@
 //! (`status.podIP`/`podIPs`, which works for imported captures too), whose service name is
 //! the Service selecting it, else its owning workload, else its `app` label, else its name.
 //! The peer IP resolves to a pod, a Service ClusterIP or an EndpointSlice endpoint address;
-//! external peers keep their address. Processes outside any pod are named by `comm`.
+//! Without Kubernetes metadata, a peer that is a recorded server socket is named after
+//! that process; external peers keep their address. Processes outside any pod are named
+//! by `comm`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use podtrace_format::{K8sEvent, K8sObject};
-use podtrace_model::{KeyValue, Resource};
+use podtrace_model::{KeyValue, Resource, SpanKind};
 use serde_json::Value;
 
 use crate::span::{default_service_name, ObservedSpan};
@@ -89,6 +91,8 @@ pub struct Enricher {
     endpoint_by_ip: HashMap<IpAddr, Versions<(String, String)>>,
     objects: u64,
     bad_objects: u64,
+    /// Server sockets' local addresses seen in the captures → the recorded process's name.
+    listeners: HashMap<SocketAddr, String>,
 }
 
 fn str_at<'a>(v: &'a Value, path: &[&str]) -> &'a str {
@@ -233,6 +237,12 @@ impl Enricher {
         }
     }
 
+    /// Notes a recorded server socket: a peer connecting to `addr` talks to `name` (used
+    /// when Kubernetes metadata does not name the peer).
+    pub fn note_listener(&mut self, addr: SocketAddr, name: String) {
+        self.listeners.entry(addr).or_insert(name);
+    }
+
     /// The pod that had `ip` at `ts`.
     pub fn pod_at(&self, ip: IpAddr, ts: u64) -> Option<Arc<PodInfo>> {
         let uid = at(self.pod_by_ip.get(&ip)?, ts)?;
@@ -310,7 +320,16 @@ impl Enricher {
             Some(pod) => self.pod_resource(&pod, ts),
             None => Resource::new(default_service_name(&s.conn)),
         };
-        if let Some(peer) = s.conn.key.remote.and_then(|r| self.peer_at(r.ip(), ts)) {
+        let remote = s.conn.key.remote;
+        let peer = remote.and_then(|r| self.peer_at(r.ip(), ts));
+        if peer.is_none() && s.span.kind == SpanKind::Client {
+            if let Some(name) = remote.and_then(|r| self.listeners.get(&r)) {
+                s.span
+                    .attributes
+                    .push(KeyValue::new("peer.service", name.as_str()));
+            }
+        }
+        if let Some(peer) = peer {
             s.span
                 .attributes
                 .push(KeyValue::new("peer.service", peer.service));

@@ -21,7 +21,7 @@ use crate::graph::GraphBuilder;
 use crate::http1::{ConnectionParser, Parsed};
 use crate::reassemble::{ConnInfo, ConnKey, ConnectionDelta, Reassembler};
 use crate::sample::Sampler;
-use crate::span::Linker;
+use crate::span::{default_service_name, Linker};
 use crate::stats::AnalysisStats;
 use crate::{Analysis, AnalyzeOptions, Error};
 
@@ -162,6 +162,12 @@ impl Pipeline {
             let mut info = (*state.info).clone();
             info.role = parsed.role.unwrap_or(Role::Unknown);
             state.info = Arc::new(info);
+        }
+        if !parsed.requests.is_empty() && parsed.role == Some(Role::Server) {
+            if let Some(local) = state.info.key.local {
+                self.enricher
+                    .note_listener(local, default_service_name(&state.info));
+            }
         }
         for ev in state.pairing.pair(&state.info, parsed, closed) {
             self.linker.on_event(ev);
