@@ -5,7 +5,7 @@
 //! `jaeger.Batch` for the collector's `/api/traces`, [`splunk`]: HEC JSON events); all three
 //! go through ONE shared HTTP layer ([`delivery`]: batching, timeouts, bounded retries with
 //! backoff + jitter honouring `Retry-After`, gzip, TLS settings, accounting, secret-safe
-//! messages). [`file`] writes the OTLP/JSON request to a local file.
+//! messages). [`file`](mod@file) writes the OTLP/JSON request to a local file.
 //!
 //! Not here: deciding which spans to export (sampling is the analyzer's), printing or exit
 //! codes (the CLI's).

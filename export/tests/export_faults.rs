@@ -94,7 +94,7 @@ async fn a_hanging_receiver_times_out_while_the_others_complete() {
         otlp: Some(otlp.url("http")),
         jaeger: Some(jaeger.url("http")),
         splunk: Some(SplunkConfig::new(hec.url("http"), "tok")),
-        timeout: Duration::from_millis(1500),
+        timeout: Duration::from_secs(3),
         ..test_config()
     };
     let exporters = build_exporters(&config).unwrap();
@@ -106,13 +106,14 @@ async fn a_hanging_receiver_times_out_while_the_others_complete() {
     assert!(o.is_ok(), "{o}");
     assert!(s.is_ok(), "{s}");
     let err = j.error.as_deref().unwrap_or_default();
-    assert!(err.contains("did not answer within 1.5s"), "{j}");
+    assert!(err.contains("did not answer within 3s"), "{j}");
     assert_eq!(j.accounting.spans_sent, 0);
     assert_eq!(j.accounting.dropped_spans, 200, "{j}");
     assert_eq!(j.accounting.retried_requests, 0, "a timeout is not retried");
     // The others were not held up by the hanging one.
-    assert!(o.elapsed_ms < 1000 && s.elapsed_ms < 1000, "{o} / {s}");
-    assert!(total < Duration::from_secs(4), "{total:?}");
+    assert!(o.elapsed_ms < 2000 && s.elapsed_ms < 2000, "{o} / {s}");
+    assert!(j.elapsed_ms >= 3000, "{j}");
+    assert!(total < Duration::from_secs(6), "{total:?}");
     assert_eq!(otlp.wait_records(200, Duration::from_secs(5)).len(), 200);
     assert_eq!(hec.wait_records(200, Duration::from_secs(5)).len(), 200);
 }
