@@ -133,7 +133,7 @@ fn snaplen_truncated_bodies_keep_the_stream_in_sync() {
     first.extend(std::iter::repeat_n(b'x', 16384 - head_len));
     let records = vec![
         s.recv(
-            1 * MS,
+            MS,
             b"GET /big HTTP/1.1\r\nHost: files\r\n\r\nGET /small HTTP/1.1\r\nHost: files\r\n\r\n",
         ),
         // Two 20000-byte writes, each captured up to the 16 KiB snaplen.
@@ -172,7 +172,7 @@ fn snaplen_truncated_bodies_keep_the_stream_in_sync() {
 fn parent_based_sampling_honours_unsampled_context() {
     let s = Sock::new(9, 400, "svc", "10.0.0.6:80", "10.0.0.9:52000");
     let records = vec![
-        s.recv(1 * MS, b"GET /a HTTP/1.1\r\ntraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00\r\n\r\n"),
+        s.recv(MS, b"GET /a HTTP/1.1\r\ntraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00\r\n\r\n"),
         s.send(2 * MS, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
         s.recv(3 * MS, b"GET /b HTTP/1.1\r\nX-B3-TraceId: 80f198ee56343ba864fe8b2a57d3eff7\r\nX-B3-SpanId: e457b5a2e4d86bd1\r\nX-B3-Sampled: 1\r\ntraceparent: 00-BAD\r\n\r\n"),
         s.send(4 * MS, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
