@@ -9,7 +9,8 @@
 //!   retried (the receiver may have taken it, a retry could duplicate spans);
 //! - **retries**: bounded ([`DeliveryConfig::max_retries`]), exponential backoff with jitter,
 //!   on what the encoder's [`Encoder::judge`] calls retryable (429, 502, 503, 504, HEC code 9)
-//!   and on connection errors, honouring `Retry-After` (seconds) when the receiver sends it;
+//!   and on connection errors, honouring `Retry-After` (seconds or HTTP date) when the
+//!   receiver sends it;
 //! - **gzip** request bodies (`Content-Encoding: gzip`) when asked;
 //! - **TLS**: certificate verification on by default, an extra CA file, an explicit insecure
 //!   switch;
@@ -489,10 +490,53 @@ fn is_reset(e: &reqwest::Error) -> bool {
     false
 }
 
-/// `Retry-After` in seconds (HTTP dates are ignored: the computed backoff applies).
+/// `Retry-After` as a wait: delay-seconds, or an IMF-fixdate HTTP date
+/// (`Sun, 06 Nov 1994 08:49:37 GMT`) measured from now (a date in the past = no wait).
 fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    value.parse::<u64>().ok().map(Duration::from_secs)
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = parse_http_date(value)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
+    Some(Duration::from_secs(at.saturating_sub(now)))
+}
+
+/// Seconds since the epoch of an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
+fn parse_http_date(value: &str) -> Option<u64> {
+    let (_weekday, rest) = value.split_once(", ")?;
+    let parts: Vec<&str> = rest.split(' ').collect();
+    let [day, month, year, time, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = MONTHS.iter().position(|m| m == month)? as i64 + 1;
+    let day: i64 = day.parse().ok()?;
+    let year: i64 = year.parse().ok()?;
+    let hms: Vec<i64> = time
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    let [h, m, sec] = hms.as_slice() else {
+        return None;
+    };
+    if !(1..=31).contains(&day) || *h > 23 || *m > 59 || *sec > 60 {
+        return None;
+    }
+    // Howard Hinnant's days_from_civil.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + h * 3_600 + m * 60 + sec).ok()
 }
 
 /// Exponential backoff with jitter: `initial × 2^(attempt-1)`, capped, then a random
@@ -644,7 +688,36 @@ mod tests {
             RETRY_AFTER,
             HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
         );
-        assert_eq!(parse_retry_after(&h), None);
+        assert_eq!(parse_retry_after(&h), Some(Duration::ZERO), "past date");
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        assert_eq!(
+            parse_http_date("Thu, 29 Feb 2024 00:00:00 GMT"),
+            Some(1_709_164_800)
+        );
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 PST"), None);
+        assert_eq!(parse_http_date("soon"), None);
+        let later = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 100;
+        let text = crate::splunk::rfc3339_nanos(later * 1_000_000_000);
+        // Build the IMF-fixdate of `later` from its RFC 3339 form.
+        let (date, time) = text.split_once('T').unwrap();
+        let d: Vec<&str> = date.split('-').collect();
+        let month = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ][d[1].parse::<usize>().unwrap() - 1];
+        let imf = format!("Mon, {} {month} {} {} GMT", d[2], d[0], &time[..8]);
+        h.insert(RETRY_AFTER, HeaderValue::from_str(&imf).unwrap());
+        let wait = parse_retry_after(&h).unwrap();
+        assert!(
+            wait > Duration::from_secs(95) && wait <= Duration::from_secs(100),
+            "{wait:?}"
+        );
     }
 
     #[test]
