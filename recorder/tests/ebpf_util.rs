@@ -61,6 +61,21 @@ impl TestCgroup {
         }
     }
 
+    /// A sub-cgroup of this one (drop it before its parent).
+    pub fn child(&self, name: &str) -> TestCgroup {
+        let path = self.path.join(name);
+        std::fs::create_dir(&path).expect("create child cgroup");
+        TestCgroup {
+            path,
+            children: Vec::new(),
+        }
+    }
+
+    /// The cgroup id (inode) of this directory.
+    pub fn id(&self) -> u64 {
+        podtrace_recorder::cgroups::cgroup_id(&self.path).expect("cgroup id")
+    }
+
     /// Starts `argv` inside this cgroup (the shell moves itself in, then execs).
     pub fn spawn(&mut self, argv: &[&str]) -> u32 {
         let child = self.command(argv).spawn().expect("spawn in cgroup");

@@ -1,0 +1,251 @@
+//! Targeting: `--pid`, cgroups created below a `--cgroup` root after the recording began
+//! (periodic rescan), cgroup ids added and removed at run time through the handle, and
+//! the errors for bad targets. Recording needs root (skips otherwise).
+
+#[path = "ebpf_util.rs"]
+mod util;
+
+use std::time::Duration;
+
+use podtrace_format::model::Record;
+use podtrace_recorder::{RecordConfig, Recorder, RecorderError};
+use util::*;
+
+const T: Duration = Duration::from_secs(30);
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt")
+}
+
+fn comms(rows: &[Record]) -> Vec<(String, u32)> {
+    rows.iter()
+        .filter_map(|r| match r {
+            Record::SocketData(d) => Some((d.meta.comm.clone(), d.meta.pid)),
+            Record::SocketOpen(e) | Record::SocketClose(e) => {
+                Some((e.meta.comm.clone(), e.meta.pid))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Records with `cfg` while `work` runs (blocking), returns every row.
+fn record_while(
+    rt: &tokio::runtime::Runtime,
+    cfg: RecordConfig,
+    work: impl FnOnce(&podtrace_recorder::RecorderHandle) + Send + 'static,
+) -> Vec<Record> {
+    rt.block_on(async {
+        let (handle, mut rx) = Recorder::start(cfg).expect("start recorder");
+        let collector = tokio::spawn(async move {
+            let mut all = Vec::new();
+            while let Some(b) = rx.recv().await {
+                all.extend(b);
+            }
+            all
+        });
+        let handle = tokio::task::spawn_blocking(move || {
+            work(&handle);
+            handle
+        })
+        .await
+        .expect("work");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        handle.stop().await.expect("stop");
+        collector.await.expect("collector")
+    })
+}
+
+#[test]
+fn pid_target_records_only_that_processs_cgroup() {
+    let name = "pid_target_records_only_that_processs_cgroup";
+    if !root_or_skip(name) || !tool_or_skip("python3", name) || !tool_or_skip("curl", name) {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let peer = peer_script(dir.path());
+    let port = free_port();
+    let mut cg = TestCgroup::new("pid");
+    let server = cg.spawn(&[
+        "python3",
+        peer.to_str().expect("p"),
+        "serve",
+        &port.to_string(),
+    ]);
+    wait_listening(port);
+    let cfg = RecordConfig {
+        pids: vec![server],
+        ..Default::default()
+    };
+    let rows = record_while(&rt(), cfg, move |_| {
+        run_bounded(
+            {
+                let mut c = std::process::Command::new("curl");
+                c.args([
+                    "-sS",
+                    "-o",
+                    "/dev/null",
+                    &format!("http://127.0.0.1:{port}/by-pid"),
+                ]);
+                c
+            },
+            T,
+        );
+    });
+    let seen = comms(&rows);
+    assert!(
+        seen.iter()
+            .any(|(c, p)| c.starts_with("python") && *p == server),
+        "server rows"
+    );
+    assert!(
+        seen.iter().all(|(c, _)| c != "curl"),
+        "curl runs outside the server's cgroup"
+    );
+    assert!(streams(&rows)
+        .values()
+        .any(|s| contains(&concat(s), b"GET /by-pid ")));
+}
+
+#[test]
+fn new_child_cgroups_and_runtime_ids_are_picked_up() {
+    let name = "new_child_cgroups_and_runtime_ids_are_picked_up";
+    if !root_or_skip(name) || !tool_or_skip("python3", name) || !tool_or_skip("curl", name) {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let peer = peer_script(dir.path());
+    let port = free_port();
+    // The server runs outside every recorded cgroup: only clients are seen.
+    let mut server = std::process::Command::new("python3")
+        .args([peer.to_str().expect("p"), "serve", &port.to_string()])
+        .spawn()
+        .expect("server");
+    wait_listening(port);
+    let root = TestCgroup::new("tree");
+    let other = TestCgroup::new("other");
+    let other_path = other.path.clone();
+    let other_id = other.id();
+    let root_path = root.path.clone();
+    let cfg = RecordConfig {
+        cgroup_paths: vec![root.path.clone()],
+        rescan_interval: Duration::from_millis(50),
+        ..Default::default()
+    };
+    let url = format!("http://127.0.0.1:{port}");
+    let rows = record_while(&rt(), cfg, move |h| {
+        // a cgroup created after the start, below the root
+        let child = root_path.join("late-child");
+        std::fs::create_dir(&child).expect("mkdir child");
+        let child_id = podtrace_recorder::cgroups::cgroup_id(&child).expect("id");
+        let t0 = std::time::Instant::now();
+        while !h.cgroups().contains(&child_id) {
+            assert!(t0.elapsed() < T, "child cgroup not picked up");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let in_cg = |path: &std::path::Path, what: &str| {
+            let mut c = std::process::Command::new("sh");
+            c.arg("-c").arg(format!(
+                "echo $$ > '{}/cgroup.procs' && exec curl -sS -o /dev/null {url}/{what}",
+                path.display()
+            ));
+            run_bounded(c, T);
+        };
+        in_cg(&child, "late-child");
+        // a cgroup outside the root: absent until added, absent again once removed
+        in_cg(&other_path, "before-add");
+        h.add_cgroup(other_id).expect("add");
+        in_cg(&other_path, "added");
+        h.remove_cgroup(other_id);
+        in_cg(&other_path, "after-remove");
+        let _ = std::fs::remove_dir(&child);
+    });
+    let _ = server.kill();
+    let _ = server.wait();
+    let out: Vec<Vec<u8>> = streams(&rows).values().map(|s| concat(s)).collect();
+    let seen = |p: &str| {
+        out.iter()
+            .any(|s| contains(s, format!("GET /{p} ").as_bytes()))
+    };
+    assert!(seen("late-child"), "request from the late child cgroup");
+    assert!(seen("added"), "request from the added cgroup");
+    assert!(!seen("before-add"));
+    assert!(!seen("after-remove"));
+}
+
+#[test]
+fn bad_targets_are_clear_errors() {
+    // no root needed: targets are resolved before anything is loaded
+    let rt = rt();
+    let _g = rt.enter();
+    match Recorder::start(RecordConfig::default()) {
+        Err(RecorderError::NoTarget) => {}
+        other => panic!("expected NoTarget, got {:?}", other.err()),
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = RecordConfig {
+        cgroup_paths: vec![dir.path().to_path_buf()],
+        ..Default::default()
+    };
+    match Recorder::start(cfg) {
+        Err(e @ RecorderError::NotACgroup { .. }) => {
+            assert!(e.to_string().contains("not a cgroup v2 directory"), "{e}")
+        }
+        Err(RecorderError::Cgroup(e)) => eprintln!("no cgroup v2 here: {e}"),
+        other => panic!("expected NotACgroup, got {:?}", other.err()),
+    }
+    let cfg = RecordConfig {
+        pids: vec![u32::MAX - 1],
+        ..Default::default()
+    };
+    assert!(matches!(
+        Recorder::start(cfg),
+        Err(RecorderError::Cgroup(_))
+    ));
+}
+
+/// Run by [`missing_privileges_name_the_capabilities`] as an unprivileged user.
+#[test]
+#[ignore = "helper: run as an unprivileged child by missing_privileges_name_the_capabilities"]
+fn privileges_child() {
+    let rt = rt();
+    let _g = rt.enter();
+    let cfg = RecordConfig {
+        cgroup_ids: vec![1],
+        ..Default::default()
+    };
+    match Recorder::start(cfg) {
+        Err(e @ RecorderError::Privileges { .. }) => println!("PRIVILEGE-ERROR: {e}"),
+        other => panic!("expected a privileges error, got {:?}", other.err()),
+    }
+}
+
+#[test]
+fn missing_privileges_name_the_capabilities() {
+    let name = "missing_privileges_name_the_capabilities";
+    if !root_or_skip(name) || !tool_or_skip("setpriv", name) {
+        return;
+    }
+    let exe = std::env::current_exe().expect("test binary");
+    let mut c = std::process::Command::new("setpriv");
+    c.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+    ])
+    .arg(exe)
+    .args(["--exact", "privileges_child", "--ignored", "--nocapture"]);
+    let out = String::from_utf8(run_bounded(c, T)).expect("utf8");
+    assert!(out.contains("PRIVILEGE-ERROR"), "{out}");
+    assert!(
+        out.contains("CAP_BPF") && out.contains("CAP_PERFMON"),
+        "{out}"
+    );
+}
