@@ -4,13 +4,18 @@
 //! OTLP/JSON reader (the collector's `otlpjsonfile` receiver, `otel-cli`, a test) can load
 //! it. The file is written to a temporary sibling and renamed into place, so a reader never
 //! sees half a file.
+//!
+//! For live mode, [`OtlpJsonLinesExporter`] is an [`Exporter`] that appends one request per
+//! `export` call as a JSON line (the layout of the OpenTelemetry Collector's file exporter).
 
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use podtrace_model::Span;
 
-use crate::{otlp, ExportError};
+use crate::{otlp, Accounting, BoxFuture, ExportError, Exporter};
 
 /// The analyzer's default output name.
 pub const DEFAULT_OTLP_JSON_FILE: &str = "traces.otlp.json";
@@ -49,6 +54,96 @@ pub fn read_otlp_json(
     let path = path.as_ref();
     let text = std::fs::read_to_string(path).map_err(io_error(path))?;
     otlp::from_json(&text)
+}
+
+/// Appends each exported batch as one OTLP/JSON `ExportTraceServiceRequest` line.
+///
+/// Writes are synchronous (local file, small batches); `flush` syncs the file to disk.
+#[derive(Debug)]
+pub struct OtlpJsonLinesExporter {
+    path: PathBuf,
+    shown: String,
+    state: Mutex<LinesState>,
+}
+
+#[derive(Debug)]
+struct LinesState {
+    file: File,
+    accounting: Accounting,
+}
+
+impl OtlpJsonLinesExporter {
+    /// Opens (creates or appends to) `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, ExportError> {
+        let path = path.as_ref().to_path_buf();
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_error(&path))?;
+        Ok(OtlpJsonLinesExporter {
+            shown: format!("file://{}", path.display()),
+            path,
+            state: Mutex::new(LinesState {
+                file,
+                accounting: Accounting::default(),
+            }),
+        })
+    }
+
+    fn append(&self, spans: &[Span]) -> Result<(), ExportError> {
+        if spans.is_empty() {
+            return Ok(());
+        }
+        let mut line = otlp::to_json(&otlp::encode(spans));
+        line.push('\n');
+        let mut state = self
+            .state
+            .lock()
+            .map_err(|_| ExportError::Encode("file exporter lock poisoned".into()))?;
+        state.accounting.requests += 1;
+        match state.file.write_all(line.as_bytes()) {
+            Ok(()) => {
+                state.accounting.spans_sent += spans.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                state.accounting.failed_requests += 1;
+                state.accounting.dropped_spans += spans.len() as u64;
+                Err(io_error(&self.path)(e))
+            }
+        }
+    }
+
+    fn sync(&self) -> Result<(), ExportError> {
+        let state = self
+            .state
+            .lock()
+            .map_err(|_| ExportError::Encode("file exporter lock poisoned".into()))?;
+        state.file.sync_data().map_err(io_error(&self.path))
+    }
+}
+
+impl Exporter for OtlpJsonLinesExporter {
+    fn name(&self) -> &str {
+        "file"
+    }
+
+    fn endpoint(&self) -> String {
+        self.shown.clone()
+    }
+
+    fn export<'a>(&'a self, spans: &'a [Span]) -> BoxFuture<'a, Result<(), ExportError>> {
+        Box::pin(async move { self.append(spans) })
+    }
+
+    fn flush(&self) -> BoxFuture<'_, Result<(), ExportError>> {
+        Box::pin(async move { self.sync() })
+    }
+
+    fn accounting(&self) -> Accounting {
+        self.state.lock().map(|s| s.accounting).unwrap_or_default()
+    }
 }
 
 fn temp_sibling(path: &Path) -> PathBuf {
@@ -93,5 +188,44 @@ mod tests {
         );
         let err = write_otlp_json(dir.path().join("missing/x.json"), &[]).unwrap_err();
         assert!(err.to_string().contains("missing/x.json"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn json_lines_exporter_appends_one_request_per_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("live.otlp.jsonl");
+        let span = |id: &str| Span {
+            trace_id: TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+            span_id: SpanId::from_hex(id).unwrap(),
+            parent_span_id: None,
+            trace_state: String::new(),
+            flags: 1,
+            name: "GET /".into(),
+            kind: SpanKind::Server,
+            start_time_unix_nano: 1,
+            end_time_unix_nano: 2,
+            attributes: vec![],
+            status: Status::unset(),
+            resource: Resource::new("web"),
+        };
+        let batches = [
+            vec![span("00f067aa0ba902b7")],
+            vec![span("00f067aa0ba902b8"), span("00f067aa0ba902b9")],
+        ];
+        let exporter = OtlpJsonLinesExporter::open(&path).unwrap();
+        for b in &batches {
+            exporter.export(b).await.unwrap();
+        }
+        exporter.export(&[]).await.unwrap();
+        exporter.flush().await.unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<_> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        for (line, batch) in lines.iter().zip(&batches) {
+            assert_eq!(otlp::from_json(line).unwrap(), otlp::encode(batch));
+        }
+        let acc = exporter.accounting();
+        assert_eq!((acc.spans_sent, acc.requests), (3, 2));
+        assert_eq!(exporter.name(), "file");
     }
 }

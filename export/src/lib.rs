@@ -43,7 +43,7 @@ use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 
 pub use delivery::{Accounting, DeliveryConfig, HttpDelivery, HttpExporter, TlsConfig};
 pub use error::ExportError;
-pub use file::{write_otlp_json, DEFAULT_OTLP_JSON_FILE};
+pub use file::{write_otlp_json, OtlpJsonLinesExporter, DEFAULT_OTLP_JSON_FILE};
 pub use report::ExporterReport;
 pub use reqwest::Url;
 pub use secret::Secret;
