@@ -340,8 +340,13 @@ pub fn bare_container_id(id: &str) -> Result<&str, CgroupError> {
 }
 
 /// Parses mountinfo text: the cgroup2 mount, or the list of cgroup v1 mount points.
+///
+/// With several cgroup2 mounts (a container that sees its own cgroup namespace at
+/// `/sys/fs/cgroup` plus the host's tree bind-mounted elsewhere), the first one showing the
+/// whole hierarchy (root `/`) wins, else the first one.
 pub fn parse_mountinfo(text: &str) -> Result<Cgroup2, Vec<String>> {
     let mut v1 = Vec::new();
+    let mut v2 = Vec::new();
     for line in text.lines() {
         let fields: Vec<&str> = line.split(' ').collect();
         let Some(sep) = fields.iter().position(|f| *f == "-") else {
@@ -351,17 +356,18 @@ pub fn parse_mountinfo(text: &str) -> Result<Cgroup2, Vec<String>> {
             continue;
         }
         match fields.get(sep + 1) {
-            Some(&"cgroup2") => {
-                return Ok(Cgroup2 {
-                    mount: PathBuf::from(unescape_mountinfo(fields[4])),
-                    root: unescape_mountinfo(fields[3]),
-                })
-            }
+            Some(&"cgroup2") => v2.push(Cgroup2 {
+                mount: PathBuf::from(unescape_mountinfo(fields[4])),
+                root: unescape_mountinfo(fields[3]),
+            }),
             Some(&"cgroup") => v1.push(unescape_mountinfo(fields[4])),
             _ => {}
         }
     }
-    Err(v1)
+    match v2.iter().position(|m| m.root == "/") {
+        Some(i) => Ok(v2.swap_remove(i)),
+        None => v2.into_iter().next().ok_or(v1),
+    }
 }
 
 /// mountinfo escapes space, tab, newline and backslash as `\ooo` (octal).
@@ -498,6 +504,24 @@ mod tests {
             err.contains("/sys/fs/cgroup/cpu, /sys/fs/cgroup/systemd"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn mountinfo_prefers_the_whole_hierarchy() {
+        let text = "\
+50 40 0:30 /kubepods.slice/x.scope /sys/fs/cgroup ro - cgroup2 cgroup rw
+51 40 0:30 / /host/sys/fs/cgroup rw - cgroup2 cgroup rw
+";
+        let cg = parse_mountinfo(text).expect("cgroup2 mount");
+        assert_eq!(
+            cg,
+            Cgroup2 {
+                mount: "/host/sys/fs/cgroup".into(),
+                root: "/".into()
+            }
+        );
+        let only_ns = parse_mountinfo(text.lines().next().expect("line")).expect("cgroup2 mount");
+        assert_eq!(only_ns.root, "/kubepods.slice/x.scope");
     }
 
     #[test]

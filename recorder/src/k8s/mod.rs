@@ -20,13 +20,38 @@
 //! ([`Cluster::from_kubeconfig`]). This module never prints: it returns errors and logs
 //! through `tracing`.
 //!
+//! How `podtrace record -n NS POD` wires it (the recorder owns the eBPF filter map):
+//!
 //! ```no_run
-//! # async fn demo() -> Result<(), podtrace_recorder::k8s::K8sError> {
-//! use podtrace_recorder::{cgroups::Cgroup2, k8s::Cluster};
-//! let cluster = Cluster::connect(None).await?; // this node = hostname
-//! let pod = cluster.resolve_pod("demo", "frontend-5d9c").await?;
-//! let dirs = pod.cgroup_dirs(&Cgroup2::detect()?)?;
-//! # let _ = dirs; Ok(()) }
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use podtrace_recorder::cgroups::{cgroup_id, Cgroup2};
+//! use podtrace_recorder::k8s::{Cluster, SnapshotConfig, Snapshotter, TargetSpec, TargetTracker, TargetUpdate};
+//! use tokio::sync::mpsc;
+//!
+//! let cluster = Cluster::connect(None).await?; // --node overrides; default $NODE_NAME or hostname
+//! let spec = TargetSpec::pod("demo", "frontend-5d9c"); // or TargetSpec::selector("demo", "app=web")
+//! let cgroup = Cgroup2::detect()?;
+//! let mut dirs = Vec::new();
+//! for pod in cluster.resolve(&spec).await? {
+//!     dirs.extend(pod.cgroup_dirs(&cgroup)?); // clear errors: not found / not Running / other node
+//! }
+//! for d in &dirs {
+//!     let _id: u64 = cgroup_id(d)?; // → insert into the eBPF cgroup filter map
+//! }
+//! let mut tracker = TargetTracker::new(cluster.node(), cgroup);
+//! tracker.mark_known(dirs);
+//! let (rows_tx, mut rows_rx) = mpsc::channel(64); // Vec<Record> batches of k8s_object rows
+//! let (targets_tx, mut targets_rx) = mpsc::channel(64);
+//! let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+//! let snap = Snapshotter::new(cluster.client().clone(), SnapshotConfig::default())
+//!     .follow_targets(spec, tracker, targets_tx);
+//! let task = tokio::spawn(snap.run(rows_tx, async { let _ = stop_rx.await; }));
+//! // recorder loop: rows_rx.recv() → capture writer; targets_rx.recv() →
+//! //   TargetUpdate::Add(dir) → cgroup_id(&dir) into the filter map
+//! # let _ = (&mut rows_rx, &mut targets_rx);
+//! let _ = stop_tx.send(()); // on SIGINT/SIGTERM/--duration
+//! let stats = task.await??; // SnapshotStats: rows per event type, watch errors, target updates
+//! # let _ = stats; Ok(()) }
 //! ```
 
 pub mod snapshot;
