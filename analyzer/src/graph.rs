@@ -2,7 +2,8 @@
 //!
 //! Nodes are services (or pods, or external addresses) with the requests they received
 //! and how many failed; edges are caller → callee with request count, error count and
-//! latency (average, p50, p99, nearest-rank). Edges come from CLIENT spans (caller = the
+//! latency (exact average; p50 and p99 nearest-rank over a log-linear [`Histogram`], within
+//! 1/64 relative error, so memory does not grow with traffic). Edges come from CLIENT spans (caller = the
 //! span's service, callee = `peer.service` or the peer address) and from SERVER spans whose
 //! client side was not recorded (caller = the peer's service or address). An error is an
 //! HTTP status ≥ 500. [`Graph::to_dot`] writes a Graphviz `digraph` with quoted, escaped
@@ -51,11 +52,77 @@ pub struct Graph {
     pub graph: DiGraph<Node, Edge>,
 }
 
+/// A latency histogram with log-linear buckets (7 significant bits: values below 128 ns
+/// exact, above within 1/64 relative error), so an edge's memory does not grow with its
+/// request count. Quantiles are nearest-rank over the buckets (bucket midpoints).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Histogram {
+    buckets: BTreeMap<u32, u64>,
+    count: u64,
+    sum: u128,
+}
+
+impl Histogram {
+    fn key(v: u64) -> u32 {
+        if v < 128 {
+            return v as u32;
+        }
+        let shift = 63 - v.leading_zeros() - 6;
+        (shift << 7) | ((v >> shift) as u32 & 127)
+    }
+
+    fn value(key: u32) -> u64 {
+        let (shift, m) = (key >> 7, u64::from(key & 127));
+        if shift == 0 {
+            m
+        } else {
+            (m << shift) + (1u64 << (shift - 1))
+        }
+    }
+
+    /// Records one value.
+    pub fn add(&mut self, v: u64) {
+        *self.buckets.entry(Self::key(v)).or_default() += 1;
+        self.count += 1;
+        self.sum += u128::from(v);
+    }
+
+    /// Number of values.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Exact mean (0 when empty).
+    pub fn mean(&self) -> u64 {
+        if self.count == 0 {
+            0
+        } else {
+            (self.sum / u128::from(self.count)) as u64
+        }
+    }
+
+    /// Nearest-rank quantile `q` in 0..=1 (0 when empty).
+    pub fn quantile(&self, q: f64) -> u64 {
+        if self.count == 0 {
+            return 0;
+        }
+        let rank = ((q * self.count as f64).ceil() as u64).clamp(1, self.count);
+        let mut seen = 0;
+        for (k, n) in &self.buckets {
+            seen += n;
+            if seen >= rank {
+                return Self::value(*k);
+            }
+        }
+        0
+    }
+}
+
 /// Accumulates spans into a [`Graph`].
 #[derive(Debug, Default, Clone)]
 pub struct GraphBuilder {
     nodes: BTreeMap<String, (u64, u64)>,
-    edges: BTreeMap<(String, String), (u64, u64, Vec<u64>)>,
+    edges: BTreeMap<(String, String), (u64, u64, Histogram)>,
 }
 
 fn attr_str<'a>(s: &'a ObservedSpan, key: &str) -> Option<&'a str> {
@@ -110,7 +177,7 @@ impl GraphBuilder {
         let e = self.edges.entry((caller, callee)).or_default();
         e.0 += 1;
         e.1 += u64::from(error);
-        e.2.push(s.span.duration_ns());
+        e.2.add(s.span.duration_ns());
     }
 
     /// The graph of everything added so far.
@@ -129,30 +196,15 @@ impl GraphBuilder {
             let (Some(a), Some(b)) = (index.get(from.as_str()), index.get(to.as_str())) else {
                 continue;
             };
-            let mut sorted = lat.clone();
-            sorted.sort_unstable();
-            let rank = |q: f64| -> u64 {
-                if sorted.is_empty() {
-                    return 0;
-                }
-                let k = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-                sorted[k - 1]
-            };
-            let sum: u128 = sorted.iter().map(|v| u128::from(*v)).sum();
-            let avg = if sorted.is_empty() {
-                0
-            } else {
-                (sum / sorted.len() as u128) as u64
-            };
             graph.add_edge(
                 *a,
                 *b,
                 Edge {
                     count: *count,
                     errors: *errors,
-                    avg_ns: avg,
-                    p50_ns: rank(0.5),
-                    p99_ns: rank(0.99),
+                    avg_ns: lat.mean(),
+                    p50_ns: lat.quantile(0.5),
+                    p99_ns: lat.quantile(0.99),
                 },
             );
         }
@@ -323,10 +375,32 @@ mod tests {
             .expect("front edge");
         assert_eq!((fb.count, fb.errors), (4, 1));
         assert_eq!(fb.avg_ns, 2_500_000);
-        assert_eq!(fb.p50_ns, 2_000_000);
-        assert_eq!(fb.p99_ns, 4_000_000);
+        let close = |got: u64, want: u64| got.abs_diff(want) <= want / 64;
+        assert!(close(fb.p50_ns, 2_000_000), "{}", fb.p50_ns);
+        assert!(close(fb.p99_ns, 4_000_000), "{}", fb.p99_ns);
         let back = g.nodes().find(|n| n.name == "back").expect("back");
         assert_eq!((back.requests, back.errors), (5, 1));
+    }
+
+    #[test]
+    fn histogram_quantiles_within_bucket_error() {
+        let mut h = Histogram::default();
+        for v in 1..=10_000u64 {
+            h.add(v * 1000);
+        }
+        for (q, want) in [(0.5, 5_000_000u64), (0.99, 9_900_000), (1.0, 10_000_000)] {
+            let got = h.quantile(q);
+            assert!(got.abs_diff(want) <= want / 64, "q{q}: {got} vs {want}");
+        }
+        assert_eq!(h.mean(), 5_000_500);
+        let mut small = Histogram::default();
+        small.add(7);
+        assert_eq!(small.quantile(0.5), 7, "small values are exact");
+        for v in [0u64, 1, 127, 128, 129, 1 << 20, u64::MAX] {
+            let k = Histogram::key(v);
+            let back = Histogram::value(k);
+            assert!(back.abs_diff(v) <= v / 64 + 1, "{v} -> {back}");
+        }
     }
 
     #[test]
