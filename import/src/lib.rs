@@ -58,7 +58,8 @@ pub struct ImportOptions {
     pub k8s_objects: Option<PathBuf>,
     /// Node name written into the capture's metadata.
     pub node: String,
-    /// Options of the capture writer.
+    /// Options of the capture writer. The default is the recorder's, without the
+    /// time-based flush (an import is not live: row groups are cut by rows and bytes).
     pub writer: WriterOptions,
     /// Bound of buffered out-of-order bytes per connection direction; past it the hole
     /// before the buffered data is declared lost.
@@ -71,7 +72,7 @@ impl Default for ImportOptions {
             view: View::Both,
             k8s_objects: None,
             node: "pcap".to_string(),
-            writer: WriterOptions::default(),
+            writer: WriterOptions::default().flush_interval(None),
             max_out_of_order_bytes: DEFAULT_MAX_OUT_OF_ORDER_BYTES,
         }
     }

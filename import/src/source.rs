@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use pcap_file::pcap::PcapReader;
 use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
 use pcap_file::pcapng::{Block, PcapNgReader};
-use pcap_file::{DataLink, PcapError};
+use pcap_file::{DataLink, PcapError, TsResolution};
 
 use crate::error::ImportError;
 
@@ -124,15 +124,24 @@ where
     F: FnMut(Frame<'_>) -> Result<(), ImportError>,
 {
     let mut reader = PcapReader::new(reader).map_err(|e| pcap_error(path, 0, e))?;
-    let linktype = reader.header().datalink;
+    let header = reader.header();
+    let frac_ns: u64 = match header.ts_resolution {
+        TsResolution::MicroSecond => 1_000,
+        TsResolution::NanoSecond => 1,
+    };
     let mut packets = 0u64;
-    while let Some(packet) = reader.next_packet() {
+    // Raw records: pcap-file's checked packets reject `orig_len > snaplen`, which is what
+    // every packet cut by tcpdump's `-s` looks like.
+    while let Some(packet) = reader.next_raw_packet() {
         let packet = packet.map_err(|e| pcap_error(path, packets, e))?;
+        let ts_ns = u64::from(packet.ts_sec)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(packet.ts_frac).saturating_mul(frac_ns));
         on_frame(Frame {
-            ts_ns: duration_ns(packet.timestamp),
-            linktype,
+            ts_ns,
+            linktype: header.datalink,
             data: &packet.data,
-            orig_len: packet.orig_len,
+            orig_len: packet.orig_len.max(packet.incl_len),
         })?;
         packets += 1;
     }
@@ -249,10 +258,6 @@ where
         }
     }
     Ok(packets)
-}
-
-fn duration_ns(d: std::time::Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

@@ -410,3 +410,45 @@ fn pcapng_input_gives_the_same_rows() {
     assert_eq!(read_capture(&o1).1, read_capture(&o2).1);
     assert_eq!(s1.first_ts_ns, Some(c.frames[0].0));
 }
+
+#[test]
+fn packet_cut_by_the_snaplen_becomes_a_gap() {
+    use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+    let mut c = Conv::new("10.0.0.1:40012", "10.0.0.2:8080", 1, 1);
+    c.handshake();
+    c.send(true, b"head-");
+    c.send(true, &[b'x'; 1000]); // captured with a 200-byte snaplen below
+    c.send(true, b"-tail");
+    c.ack(false);
+    c.close();
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("snap.pcap");
+    let header = PcapHeader {
+        snaplen: 200,
+        ts_resolution: pcap_file::TsResolution::NanoSecond,
+        ..PcapHeader::default()
+    };
+    let mut w = PcapWriter::with_header(std::fs::File::create(&pcap).unwrap(), header).unwrap();
+    for (ts, data) in &c.frames {
+        let cap = data.len().min(200);
+        let ts = std::time::Duration::from_nanos(*ts);
+        w.write_packet(&PcapPacket::new(ts, data.len() as u32, &data[..cap]))
+            .unwrap();
+    }
+    drop(w);
+    let out = dir.path().join("cap.parquet");
+    let summary = import(&pcap, &out, &ImportOptions::default()).unwrap();
+    assert_eq!(summary.truncated_packets, 1);
+    assert_eq!(
+        (summary.gaps, summary.client_to_server.gap_bytes),
+        (1, 1000)
+    );
+    let (_, rows) = read_capture(&out);
+    let socks = sockets(&rows);
+    let client = socket_of(&socks, Role::Client, c.client);
+    assert_eq!(client.egress, b"head--tail");
+    assert_eq!(
+        client.data_rows[1].flags,
+        flags::IMPORTED | flags::GAP_BEFORE
+    );
+}
