@@ -284,7 +284,10 @@ impl HttpDelivery {
     ) -> Result<(), ExportError> {
         let spans = payload.spans as u64;
         let body = if self.config.gzip {
-            gzip(&payload.body).map_err(|e| ExportError::Encode(format!("gzip: {e}")))?
+            gzip(&payload.body).map_err(|e| {
+                self.count_dropped(payload.spans);
+                ExportError::Encode(format!("gzip: {e}"))
+            })?
         } else {
             payload.body
         };

@@ -79,6 +79,31 @@ fn default_path(base: &Url, path: &str) -> Result<Url, ExportError> {
     }
 }
 
+/// Parses an endpoint as a user writes it: a full URL, or `host:port` (then
+/// `default_scheme` is used, e.g. `http` for OTLP/Jaeger, `https` for Splunk HEC).
+///
+/// ```
+/// # use podtrace_export::endpoint::parse_endpoint;
+/// assert_eq!(parse_endpoint("otel:4318", "http").unwrap().as_str(), "http://otel:4318/");
+/// assert_eq!(parse_endpoint(" https://splunk:8088 ", "http").unwrap().as_str(), "https://splunk:8088/");
+/// assert!(parse_endpoint("ftp://x", "http").is_err());
+/// assert!(parse_endpoint("", "http").is_err());
+/// ```
+pub fn parse_endpoint(value: &str, default_scheme: &str) -> Result<Url, ExportError> {
+    let value = value.trim();
+    let text = if value.contains("://") {
+        value.to_string()
+    } else {
+        format!("{default_scheme}://{value}")
+    };
+    let url = Url::parse(&text).map_err(|e| {
+        // The value may hold credentials: show only what the URL parser says.
+        ExportError::Config(format!("endpoint is not a valid URL: {e}"))
+    })?;
+    check_http(&url)?;
+    Ok(url)
+}
+
 /// `scheme://host[:port]/path` without user info, query or fragment.
 ///
 /// ```

@@ -118,6 +118,52 @@ impl ExportConfig {
         self.otlp.is_some() || self.jaeger.is_some() || self.splunk.is_some()
     }
 
+    /// Settings from endpoint strings as users give them (`host:port` or URLs; OTLP and
+    /// Jaeger default to `http`, Splunk HEC to `https`), the rest at defaults. A Splunk
+    /// endpoint needs a non-empty token.
+    ///
+    /// ```
+    /// use podtrace_export::{ExportConfig, Secret};
+    /// let c = ExportConfig::from_endpoints(Some("otel:4318"), None, None, None).unwrap();
+    /// assert_eq!(c.otlp.unwrap().as_str(), "http://otel:4318/");
+    /// assert!(ExportConfig::from_endpoints(None, None, Some("splunk:8088"), None).is_err());
+    /// let c = ExportConfig::from_endpoints(None, None, Some("splunk:8088"), Some(Secret::new("t"))).unwrap();
+    /// assert_eq!(c.splunk.unwrap().url.as_str(), "https://splunk:8088/");
+    /// ```
+    pub fn from_endpoints(
+        otlp: Option<&str>,
+        jaeger: Option<&str>,
+        splunk: Option<&str>,
+        splunk_token: Option<Secret>,
+    ) -> Result<Self, ExportError> {
+        let parse = |v: Option<&str>, scheme: &str, what: &str| {
+            v.map(|v| {
+                endpoint::parse_endpoint(v, scheme).map_err(|e| match e {
+                    ExportError::Config(m) => ExportError::Config(format!("{what}: {m}")),
+                    other => other,
+                })
+            })
+            .transpose()
+        };
+        let splunk = match parse(splunk, "https", "Splunk HEC endpoint")? {
+            None => None,
+            Some(url) => match splunk_token.filter(|t| !t.is_empty()) {
+                Some(token) => Some(SplunkConfig::new(url, token)),
+                None => {
+                    return Err(ExportError::Config(
+                        "a Splunk HEC endpoint needs a token".into(),
+                    ))
+                }
+            },
+        };
+        Ok(ExportConfig {
+            otlp: parse(otlp, "http", "OTLP endpoint")?,
+            jaeger: parse(jaeger, "http", "Jaeger endpoint")?,
+            splunk,
+            ..ExportConfig::default()
+        })
+    }
+
     /// The delivery settings for the OTLP and Jaeger exporters.
     pub fn delivery(&self) -> DeliveryConfig {
         DeliveryConfig {
