@@ -302,7 +302,10 @@ impl Cluster {
                     .downcast_ref::<&str>()
                     .map(|s| s.to_string())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "panic".into());
+                    .unwrap_or_else(|| "panic".into())
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ");
                 return Err(K8sError::Client(format!(
                     "TLS setup failed ({msg}); build kube with a rustls crypto provider feature (aws-lc-rs or ring)"
                 )));
