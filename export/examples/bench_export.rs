@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release -p podtrace-export --example bench_export -- \
-//!     [--spans 100000,1000000] [--batch 1000] [--gzip]
+//!     [--spans 100000,1000000] [--batch 1000] [--concurrency 2] [--gzip]
 //! ```
 //! Needs the venv with rotel (`PODTRACE_VENV`, default `<workspace>/.venv`). Spans are
 //! generated (about 900 bytes of OTLP each: 8 attributes, 3 workloads); for more than
@@ -108,6 +108,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .transpose()?
         .unwrap_or(1000);
     let gzip = std::env::args().any(|a| a == "--gzip");
+    let concurrency: usize = arg("--concurrency")
+        .map(|c| c.parse())
+        .transpose()?
+        .unwrap_or(2);
     let rotel = rotel_binary().ok_or("rotel-agent not found in the venv (set PODTRACE_VENV)")?;
     let (http, grpc) = (free_port(), free_port());
     let _rotel = Killed(
@@ -134,6 +138,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let delivery = DeliveryConfig {
         batch_size: batch,
         gzip,
+        concurrency,
         ..DeliveryConfig::default()
     };
     let exporter = otlp_exporter(&Url::parse(&format!("http://127.0.0.1:{http}"))?, &delivery)?;

@@ -3,8 +3,9 @@
 //! Exporters are thin [`Encoder`]s (spans → request bodies + a verdict on the receiver's
 //! answer); everything about getting bytes to a receiver lives here, once:
 //!
-//! - **batching**: [`HttpExporter::export`] cuts the spans into batches of
-//!   [`DeliveryConfig::batch_size`] and sends one or more requests per batch;
+//! - **batching**: [`HttpExporter::send`] cuts the spans into batches of
+//!   [`DeliveryConfig::batch_size`] and sends one or more requests per batch, up to
+//!   [`DeliveryConfig::concurrency`] at a time;
 //! - **timeouts**: per request ([`DeliveryConfig::timeout`]); a timed-out request is not
 //!   retried (the receiver may have taken it, a retry could duplicate spans);
 //! - **retries**: bounded ([`DeliveryConfig::max_retries`]), exponential backoff with jitter,
@@ -61,6 +62,8 @@ pub struct DeliveryConfig {
     pub max_backoff: Duration,
     /// Upper bound applied to a receiver's `Retry-After`.
     pub max_retry_after: Duration,
+    /// Requests in flight at once per exporter (1 = one batch after the other).
+    pub concurrency: usize,
     /// Compress request bodies with gzip.
     pub gzip: bool,
     /// TLS verification settings.
@@ -76,6 +79,7 @@ impl Default for DeliveryConfig {
             initial_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(5),
             max_retry_after: Duration::from_secs(30),
+            concurrency: 2,
             gzip: false,
             tls: TlsConfig::default(),
         }
@@ -599,33 +603,55 @@ impl<E: Encoder> HttpExporter<E> {
         &self.encoder
     }
 
-    /// Sends `spans` in batches. A batch the receiver rejects is counted and the next one is
-    /// tried; when the endpoint itself is down (refused, timeout, bad token, retries
-    /// exhausted) the remaining batches are dropped at once. Returns the first error.
+    /// Sends `spans` in batches, up to [`DeliveryConfig::concurrency`] requests at a time.
+    /// A batch the receiver rejects is counted and the next one is tried; when the endpoint
+    /// itself is down (refused, timeout, TLS, bad token, retries exhausted) the remaining
+    /// batches are counted as dropped at once and that error is returned; otherwise the
+    /// first error is.
     pub async fn send(&self, spans: &[Span]) -> Result<(), ExportError> {
-        let mut first_error: Option<ExportError> = None;
         let batch_size = self.delivery.config.batch_size.max(1);
-        let mut remaining = spans.len();
-        for batch in spans.chunks(batch_size) {
-            remaining -= batch.len();
-            let payloads = match self.encoder.encode(batch) {
-                Ok(p) => p,
-                Err(e) => {
-                    self.delivery.count_dropped(batch.len());
-                    first_error.get_or_insert(e);
-                    continue;
-                }
-            };
-            let mut payloads = payloads.into_iter();
-            while let Some(payload) = payloads.next() {
-                if let Err(e) = self.delivery.deliver(payload, &self.encoder).await {
-                    if e.is_endpoint_down() {
-                        let skipped: usize = payloads.map(|p| p.spans).sum::<usize>() + remaining;
-                        self.delivery.count_dropped(skipped);
-                        return Err(first_error.unwrap_or(e));
+        let concurrency = self.delivery.config.concurrency.max(1);
+        let mut first_error: Option<ExportError> = None;
+        let mut batches = spans.chunks(batch_size);
+        let mut pending: Vec<Payload> = Vec::new();
+        // Spans neither handed to `deliver` nor already counted as dropped.
+        let mut unsent = spans.len();
+        loop {
+            while pending.len() < concurrency {
+                let Some(batch) = batches.next() else { break };
+                match self.encoder.encode(batch) {
+                    Ok(payloads) => pending.extend(payloads),
+                    Err(e) => {
+                        self.delivery.count_dropped(batch.len());
+                        unsent -= batch.len();
+                        first_error.get_or_insert(e);
                     }
-                    first_error.get_or_insert(e);
                 }
+            }
+            if pending.is_empty() {
+                break;
+            }
+            let window: Vec<Payload> = pending.drain(..pending.len().min(concurrency)).collect();
+            unsent -= window.iter().map(|p| p.spans).sum::<usize>();
+            let sends = window
+                .into_iter()
+                .map(|p| self.delivery.deliver(p, &self.encoder))
+                .collect();
+            let mut down: Option<ExportError> = None;
+            for result in crate::join_all(sends).await {
+                match result {
+                    Err(e) if e.is_endpoint_down() => {
+                        down.get_or_insert(e);
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                    Ok(()) => {}
+                }
+            }
+            if let Some(e) = down {
+                self.delivery.count_dropped(unsent);
+                return Err(e);
             }
         }
         match first_error {

@@ -84,6 +84,8 @@ pub struct ExportConfig {
     pub timeout: Duration,
     /// Retries after the first attempt, for retryable failures.
     pub max_retries: u32,
+    /// Requests in flight at once per exporter.
+    pub concurrency: usize,
     /// gzip request bodies.
     pub gzip: bool,
     /// TLS settings for https OTLP and Jaeger endpoints.
@@ -104,6 +106,7 @@ impl Default for ExportConfig {
             batch_size: d.batch_size,
             timeout: d.timeout,
             max_retries: d.max_retries,
+            concurrency: d.concurrency,
             gzip: d.gzip,
             tls: d.tls,
             initial_backoff: d.initial_backoff,
@@ -172,6 +175,7 @@ impl ExportConfig {
             max_retries: self.max_retries,
             initial_backoff: self.initial_backoff,
             max_backoff: self.max_backoff,
+            concurrency: self.concurrency,
             gzip: self.gzip,
             tls: self.tls.clone(),
             ..DeliveryConfig::default()
@@ -288,7 +292,7 @@ pub async fn export_all(exporters: &[Box<dyn Exporter>], spans: &[Span]) -> Vec<
 }
 
 /// Polls all futures on the current task until every one is done; outputs in input order.
-async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+pub(crate) async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
     let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
     let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
     std::future::poll_fn(|cx| {

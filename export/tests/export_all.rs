@@ -74,3 +74,48 @@ async fn every_receiver_gets_the_same_spans() {
         .all(|r| r.is_ok() && r.accounting.spans_sent == 5));
     assert_eq!(exporters[0].accounting().spans_sent, 262, "cumulative");
 }
+
+#[tokio::test]
+async fn concurrent_requests_deliver_every_span_once() {
+    let Some(venv) = venv() else { return };
+    let otlp = Receiver::start(&venv, "otlp_sink.py", &[]);
+    let jaeger = Receiver::start(&venv, "jaeger_collector.py", &[]);
+    let hec = Receiver::start(&venv, "hec.py", &["--token", "tok", "--busy", "3"]);
+    let spans = sample_spans(301);
+    let config = podtrace_export::ExportConfig {
+        otlp: Some(otlp.url("http")),
+        jaeger: Some(jaeger.url("http")),
+        splunk: Some(SplunkConfig::new(hec.url("http"), "tok")),
+        batch_size: 7,
+        concurrency: 4,
+        ..test_config()
+    };
+    let exporters = build_exporters(&config).unwrap();
+    let reports = export_all(&exporters, &spans).await;
+    for r in &reports {
+        assert!(r.is_ok(), "{r}");
+        assert_eq!(r.accounting.spans_sent, 301, "{r}");
+    }
+    assert_eq!(
+        reports[0].accounting.requests, 43,
+        "301 spans / 7 per batch"
+    );
+    assert_eq!(
+        reports[2].accounting.retried_requests, 3,
+        "HEC busy three times"
+    );
+    let want: BTreeSet<String> = spans.iter().map(key).collect();
+    let hec_events: Vec<Value> = hec
+        .wait_records(301, Duration::from_secs(5))
+        .into_iter()
+        .map(|e| e["event"].clone())
+        .collect();
+    for got in [
+        otlp.wait_records(301, Duration::from_secs(5)),
+        jaeger.wait_records(301, Duration::from_secs(5)),
+        hec_events,
+    ] {
+        assert_eq!(got.len(), 301, "each span once");
+        assert_eq!(ids(&got), want);
+    }
+}

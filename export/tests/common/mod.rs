@@ -282,10 +282,12 @@ pub fn sample_spans(n: usize) -> Vec<Span> {
         .collect()
 }
 
-/// Exporter settings tuned for tests: small batches, short timeouts, fast backoff.
+/// Exporter settings tuned for tests: small batches, one request at a time (exact request
+/// counts), short timeouts, fast backoff.
 pub fn test_config() -> ExportConfig {
     ExportConfig {
         batch_size: 50,
+        concurrency: 1,
         timeout: Duration::from_secs(5),
         max_retries: 3,
         initial_backoff: Duration::from_millis(50),
