@@ -1,13 +1,17 @@
 //! Imports a pcap/pcapng file and prints the summary and one line per row: a quick look
 //! at what `podtrace import` makes of a capture, without the CLI.
 //!
-//! `cargo run -p podtrace-import --example import_pcap -- IN.pcap OUT.parquet [client|server|both]`
+//! `cargo run -p podtrace-import --example import_pcap -- IN.pcap OUT.parquet [client|server|both] [--rows]`
+//!
+//! Without `--rows` only the summary is printed.
 
 use podtrace_format::{CaptureReader, ReadOptions, Record};
 use podtrace_import::{import, ImportOptions, View};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().collect();
+    let mut args: Vec<String> = std::env::args().collect();
+    let print_rows = args.iter().any(|a| a == "--rows");
+    args.retain(|a| a != "--rows");
     if args.len() < 3 {
         return Err("usage: import_pcap IN.pcap OUT.parquet [client|server|both]".into());
     }
@@ -21,6 +25,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let summary = import(args[1].as_ref(), args[2].as_ref(), &opts)?;
     println!("{summary}");
+    if !print_rows {
+        return Ok(());
+    }
     let reader = CaptureReader::open(&[&args[2]])?;
     for r in reader.records(&ReadOptions::default()) {
         match r? {

@@ -225,6 +225,13 @@ impl Run<'_> {
         let (written, late) = self.out.finish()?;
         self.summary.rows_written = written;
         self.summary.late_rows = late;
+        tracing::debug!(
+            packets = self.summary.packets,
+            flows = self.summary.flows,
+            gaps = self.summary.gaps,
+            rows = written,
+            "pcap import finished"
+        );
         Ok(self.summary)
     }
 }

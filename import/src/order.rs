@@ -14,7 +14,7 @@ use podtrace_format::{CaptureWriter, Record};
 use crate::error::ImportError;
 
 /// How long (capture time) rows are held back for reordering.
-pub const REORDER_WINDOW_NS: u64 = 2_000_000_000;
+pub const REORDER_WINDOW_NS: u64 = 250_000_000;
 
 struct Entry {
     ts_ns: u64,

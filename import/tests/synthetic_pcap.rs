@@ -452,3 +452,41 @@ fn packet_cut_by_the_snaplen_becomes_a_gap() {
         flags::IMPORTED | flags::GAP_BEFORE
     );
 }
+
+#[test]
+fn empty_capture_gives_an_empty_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("empty.pcap");
+    write_pcap(&pcap, &[]);
+    let out = dir.path().join("cap.parquet");
+    let summary = import(&pcap, &out, &ImportOptions::default()).unwrap();
+    assert_eq!(
+        (summary.packets, summary.flows, summary.rows_written),
+        (0, 0, 0)
+    );
+    assert_eq!(summary.first_ts_ns, None);
+    assert!(read_capture(&out).1.is_empty());
+}
+
+#[test]
+fn non_tcp_packets_are_counted_and_skipped() {
+    use etherparse::PacketBuilder;
+    let mut c = Conv::new("10.0.0.1:40013", "10.0.0.2:8080", 1, 1);
+    let mut udp = Vec::new();
+    PacketBuilder::ethernet2([1; 6], [2; 6])
+        .ipv4([10, 0, 0, 1], [10, 0, 0, 3], 64)
+        .udp(5353, 53)
+        .write(&mut udp, b"dns?")
+        .unwrap();
+    c.push(udp);
+    c.handshake();
+    c.send(true, b"ping");
+    c.close();
+    let (summary, rows) = run(&c, View::Client);
+    assert_eq!(
+        (summary.packets, summary.other_packets, summary.tcp_packets),
+        (8, 1, 7)
+    );
+    let socks = sockets(&rows);
+    assert_eq!(socket_of(&socks, Role::Client, c.client).egress, b"ping");
+}
