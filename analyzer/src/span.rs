@@ -138,6 +138,9 @@ pub struct Linker {
     claimed_clients: HashSet<ExchangeId>,
     ids: HashMap<(TraceId, SpanId), ExchangeId>,
     stats: LinkStats,
+    /// Request start of the exchange being identified in order: server exchanges that
+    /// ended before it can no longer be in flight for anything identified later.
+    horizon: u64,
     /// Longest time between related requests considered when searching parents and
     /// callers (the pipeline's window; 0 = unbounded).
     window_ns: u64,
@@ -244,6 +247,7 @@ impl Linker {
             .copied()
             .collect();
         for key in ready {
+            self.horizon = key.0;
             self.identify(key.2);
         }
         let mut out = Vec::new();
@@ -363,7 +367,7 @@ impl Linker {
             SpanKind::Server => {
                 let caller = self.matching_client(&ex);
                 if let Some(cid) = caller {
-                    self.claimed_clients.insert(cid);
+                    self.claim_client(cid);
                 }
                 let caller_identity = caller.and_then(|cid| self.identify(cid));
                 server_identity(&ex, ctx, caller_identity)
@@ -396,10 +400,12 @@ impl Linker {
     /// A server exchange is in flight from when its process could start on it (its request
     /// arrived and, on a pipelined connection, the previous response was sent) until its
     /// last response byte.
-    fn in_flight_server(&self, client: &Exchange) -> Option<ExchangeId> {
-        let set = self.servers_by_proc.get(&ProcessKey::of(&client.conn))?;
+    fn in_flight_server(&mut self, client: &Exchange) -> Option<ExchangeId> {
+        let pk = ProcessKey::of(&client.conn);
+        let set = self.servers_by_proc.get(&pk)?;
         let start = client.start_ts();
         let mut best: Option<(u64, ExchangeId)> = None;
+        let mut dead = Vec::new();
         for (s_start, id) in set
             .range((self.earliest(start), min_id())..=(start, max_id()))
             .rev()
@@ -413,12 +419,18 @@ impl Linker {
                 continue;
             }
             let Some(s) = self.slots.get(id) else {
+                dead.push((*s_start, *id));
                 continue;
             };
             if s.in_progress {
                 continue;
             }
             let alive = match &s.ex.response {
+                Some(r) if r.end_ts < self.horizon => {
+                    // Over before anything still to be identified started.
+                    dead.push((*s_start, *id));
+                    false
+                }
                 Some(r) => r.end_ts >= start,
                 None => !s.unanswered,
             };
@@ -429,7 +441,28 @@ impl Linker {
                 best = Some((begin, *id));
             }
         }
+        if let Some(set) = self.servers_by_proc.get_mut(&pk) {
+            for d in dead {
+                set.remove(&d);
+            }
+        }
         best.map(|(_, id)| id)
+    }
+
+    /// Takes a client exchange out of the caller search: its server side was found.
+    fn claim_client(&mut self, id: ExchangeId) {
+        self.claimed_clients.insert(id);
+        let Some(slot) = self.slots.get(&id) else {
+            return;
+        };
+        if let (Some(l), Some(r)) = (slot.ex.conn.key.local, slot.ex.conn.key.remote) {
+            if let Some(set) = self.clients_by_addr.get_mut(&(l, r)) {
+                set.remove(&(slot.ex.start_ts(), id));
+                if set.is_empty() {
+                    self.clients_by_addr.remove(&(l, r));
+                }
+            }
+        }
     }
 
     /// When the server could start working on `ex`: its request start, or the end of the
@@ -551,7 +584,9 @@ fn server_identity(ex: &Exchange, ctx: Option<TraceContext>, caller: Option<Iden
             Identity {
                 trace_id: ctx.trace_id,
                 span_id: derive_span_id(&ctx.trace_id, ex, 0),
-                parent: ctx.parent_id.or(caller_same.map(|c| c.span_id)),
+                // The recorded caller is the parent; its id differs from the header's
+                // only when it forwarded an incoming header unchanged.
+                parent: caller_same.map(|c| c.span_id).or(ctx.parent_id),
                 flags: flags_of(Some(&ctx), caller_same.map(|c| c.flags)),
                 trace_state: ctx.trace_state.clone(),
                 family: Some(ctx.family),

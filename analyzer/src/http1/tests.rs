@@ -329,3 +329,77 @@ fn bad_content_length_is_counted() {
     assert_eq!(msgs.len(), 1);
     assert!(msgs[0].truncated);
 }
+
+/// xorshift64*: a tiny deterministic generator for the robustness test.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[test]
+fn arbitrary_segments_never_panic() {
+    let pieces: [&[u8]; 12] = [
+        b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"POST /p HTTP/1.1\r\nContent-Length: 10\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"5\r\nhello\r\n0\r\n\r\n",
+        b"HTTP/1.1 100 Continue\r\n\r\n",
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n",
+        b"HEAD / HTTP/1.1\r\n\r\n",
+        b"\r\n",
+        b"\x00\xff\xfe garbage \x80",
+        b"Content-Length: 99999999999999999999999\r\n",
+        b"ffffffffffffffffff\r\n",
+    ];
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for round in 0..3000u64 {
+        let role = match round % 3 {
+            0 => Role::Client,
+            1 => Role::Server,
+            _ => Role::Unknown,
+        };
+        let mut c = ConnectionParser::new(role, Limits::default());
+        for step in 0..rng.below(20) {
+            let mut segs = [Vec::new(), Vec::new()];
+            for _ in 0..rng.below(4) {
+                let dir = rng.below(2) as usize;
+                let seg = match rng.below(10) {
+                    0 => Segment::Missing {
+                        ts_ns: step,
+                        len: rng.below(100_000),
+                    },
+                    1 => Segment::Gap { ts_ns: step },
+                    _ => {
+                        let p = pieces[rng.below(pieces.len() as u64) as usize];
+                        let cut = rng.below(p.len() as u64 + 1) as usize;
+                        let (a, b) = p.split_at(cut);
+                        Segment::Data {
+                            ts_ns: step,
+                            bytes: if rng.below(2) == 0 {
+                                a.to_vec()
+                            } else {
+                                b.to_vec()
+                            },
+                        }
+                    }
+                };
+                segs[dir].push(seg);
+            }
+            let p = c.feed(&segs[0], &segs[1], false);
+            for m in p.requests.iter().chain(&p.responses) {
+                assert!(m.start_ts <= m.end_ts);
+            }
+        }
+        c.finish();
+    }
+}

@@ -351,3 +351,46 @@ fn pipelined_server_requests_own_the_calls_made_in_their_turn() {
     );
     assert_ne!(find("GET /one").trace_id, find("GET /two").trace_id);
 }
+
+#[test]
+fn forwarded_header_keeps_the_recorded_caller_as_parent() {
+    // front receives a W3C context and forwards it unchanged to back; both recorded.
+    let s = conn(
+        1,
+        10,
+        "front",
+        "127.0.1.1:80",
+        "10.0.0.9:5000",
+        Role::Server,
+    );
+    let c = conn(
+        2,
+        10,
+        "front",
+        "127.0.1.1:41000",
+        "127.0.1.2:80",
+        Role::Client,
+    );
+    let b = conn(
+        3,
+        20,
+        "back",
+        "127.0.1.2:80",
+        "127.0.1.1:41000",
+        Role::Server,
+    );
+    let (spans, stats) = run(vec![
+        exchange(&s, 0, "/", &[("traceparent", TP)], 100, 900, 200),
+        exchange(&c, 0, "/b", &[("traceparent", TP)], 200, 300, 200),
+        exchange(&b, 0, "/b", &[("traceparent", TP)], 200, 300, 200),
+    ]);
+    let front = by_name(&spans, SpanKind::Server, "front");
+    let call = by_name(&spans, SpanKind::Client, "front");
+    let back = by_name(&spans, SpanKind::Server, "back");
+    assert_eq!(call.parent_span_id, Some(front.span_id));
+    assert_eq!(back.parent_span_id, Some(call.span_id));
+    assert_eq!(
+        stats.orphans, 1,
+        "only front's caller (not recorded) is missing"
+    );
+}
