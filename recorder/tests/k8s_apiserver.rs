@@ -441,6 +441,7 @@ async fn snapshotter_namespace_only() {
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let cfg = SnapshotConfig {
         namespace: Some("other".into()),
+        nodes: true,
         ..SnapshotConfig::default()
     };
     let task = tokio::spawn(
@@ -449,8 +450,8 @@ async fn snapshotter_namespace_only() {
         }),
     );
     let mut rows = Vec::new();
-    rows_until(&mut rec_rx, &mut rows, "db-1", |r| {
-        has(r, "Pod", "db-1", K8sEvent::Snapshot)
+    rows_until(&mut rec_rx, &mut rows, "db-1 and node-b", |r| {
+        has(r, "Pod", "db-1", K8sEvent::Snapshot) && has(r, "Node", "node-b", K8sEvent::Snapshot)
     })
     .await;
     api.put(&pod(
@@ -482,7 +483,8 @@ async fn snapshotter_namespace_only() {
         .expect("joins")
         .expect("ok");
     assert!(
-        rows.iter().all(|k| k.namespace == "other"),
+        rows.iter()
+            .all(|k| k.namespace == "other" || k.kind == "Node"),
         "{:?}",
         rows.iter()
             .map(|k| (&k.namespace, &k.name))

@@ -19,7 +19,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures::stream::{self, BoxStream, StreamExt};
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::WatchStreamExt;
@@ -43,6 +43,8 @@ pub struct SnapshotConfig {
     pub services: bool,
     /// Record EndpointSlices (discovery.k8s.io/v1).
     pub endpoint_slices: bool,
+    /// Record Nodes (cluster-scoped: needs cluster-wide list/watch rights; off by default).
+    pub nodes: bool,
     /// Most rows per batch sent on the channel while listing.
     pub max_batch: usize,
 }
@@ -54,6 +56,7 @@ impl Default for SnapshotConfig {
             pods: true,
             services: true,
             endpoint_slices: true,
+            nodes: false,
             max_batch: 1000,
         }
     }
@@ -333,6 +336,10 @@ impl Snapshotter {
         if config.endpoint_slices {
             streams.push(meta_stream::<EndpointSlice>(api(&client, ns), kinds.len()));
             kinds.push("EndpointSlice");
+        }
+        if config.nodes {
+            streams.push(meta_stream::<Node>(Api::all(client.clone()), kinds.len()));
+            kinds.push("Node");
         }
         if let Some(f) = &follow {
             let pods: Api<Pod> = Api::namespaced(client.clone(), &f.spec.namespace);

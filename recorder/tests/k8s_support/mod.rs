@@ -289,6 +289,10 @@ pub fn demo_state() -> serde_json::Value {
         pod(
     "other/db-1", "9d4a1c2b-aaaa-bbbb-cccc-ddddeeeeffff", "node-b", "Running", "127.0.1.7",
             &["cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"], serde_json::json!({"app": "db"})),
+        {"apiVersion": "v1", "kind": "Node",
+         "metadata": {"name": "node-b", "uid": "0de00000-0000-0000-0000-00000000000b", "labels": {"kubernetes.io/hostname": "node-b"}},
+         "status": {"addresses": [{"type": "InternalIP", "address": "127.0.2.2"}],
+                    "conditions": [{"type": "Ready", "status": "True"}]}},
         {"apiVersion": "v1", "kind": "Service",
          "metadata": {"name": "web", "namespace": "demo", "uid": "5e1f0000-0000-0000-0000-000000000001"},
          "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.10", "selector": {"app": "web"},
