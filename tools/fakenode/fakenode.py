@@ -42,6 +42,7 @@ Needs root (cgroup writes). Python 3.11 standard library only.
 from __future__ import annotations
 
 import argparse
+import atexit
 import base64
 import datetime as dt
 import errno
@@ -226,6 +227,7 @@ class FakeNode:
         self.pods: list[Pod] = []
         self.published: list[dict] = []  # Services / EndpointSlices to delete on close()
         self._lock = threading.Lock()
+        atexit.register(self.close)  # a test script that forgets close() still cleans up
 
     def __enter__(self):
         return self
