@@ -197,13 +197,21 @@ impl KindState {
                 out = std::mem::take(&mut self.buffer);
             }
             Event::Apply(obj) => {
-                let e = if self.known.contains_key(&obj.key()) {
-                    K8sEvent::Modified
-                } else {
-                    K8sEvent::Added
+                let e = match self.known.get(&obj.key()) {
+                    None => Some(K8sEvent::Added),
+                    // a re-delivered event (same version) is not a change
+                    Some(old)
+                        if old.resource_version == obj.resource_version
+                            && !obj.resource_version.is_empty() =>
+                    {
+                        None
+                    }
+                    Some(_) => Some(K8sEvent::Modified),
                 };
-                count(stats, e);
-                out.push(obj.row(kind, e));
+                if let Some(e) = e {
+                    count(stats, e);
+                    out.push(obj.row(kind, e));
+                }
                 self.known.insert(obj.key(), obj);
             }
             Event::Delete(obj) => {
@@ -493,6 +501,11 @@ mod tests {
         assert_eq!(events(&rows), vec![("c".into(), K8sEvent::Added)]);
         let rows = s.on_event("Pod", Event::Apply(obj("a", "4")), &mut st);
         assert_eq!(events(&rows), vec![("a".into(), K8sEvent::Modified)]);
+        assert!(
+            s.on_event("Pod", Event::Apply(obj("a", "4")), &mut st)
+                .is_empty(),
+            "same version again"
+        );
         let rows = s.on_event("Pod", Event::Delete(obj("b", "5")), &mut st);
         assert_eq!(events(&rows), vec![("b".into(), K8sEvent::Deleted)]);
         assert_eq!(
