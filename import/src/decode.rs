@@ -2,9 +2,12 @@
 //!
 //! Supported link types: Ethernet (`DLT_EN10MB`, what `tcpdump -i lo` writes), Linux cooked
 //! capture v1 and v2 (`-i any`), raw IP (`DLT_RAW`, `LINKTYPE_IPV4/IPV6`) and BSD loopback
-//! (`DLT_NULL`/`DLT_LOOP`). etherparse has no SLL2 decoder: the SLL2 header is a fixed 20
-//! bytes whose first two carry the EtherType, so the frame is handed to etherparse from the
-//! EtherType on. VLAN tags, IPv6 extension headers and IPv4 options are etherparse's job.
+//! (`DLT_NULL`/`DLT_LOOP`). The Linux cooked headers are fixed-size (SLL 16 bytes with the
+//! EtherType at offset 14, SLL2 20 bytes with it at offset 0): etherparse has no SLL2
+//! decoder, and its SLL decoder rejects the hardware types of loopback and tunnel devices
+//! (`ARPHRD_LOOPBACK`, `ARPHRD_NONE`), which is what `tcpdump -i any -y LINUX_SLL` writes for
+//! `lo`. So the frame is handed to etherparse from the EtherType on. VLAN tags, IPv6
+//! extension headers and IPv4 options are etherparse's job.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -60,7 +63,9 @@ pub fn supported(linktype: DataLink) -> bool {
     )
 }
 
-/// Length of the Linux cooked capture v2 header.
+/// Length of the Linux cooked capture (v1) header; the EtherType is its last two bytes.
+const SLL_HEADER_LEN: usize = 16;
+/// Length of the Linux cooked capture v2 header; the EtherType is its first two bytes.
 const SLL2_HEADER_LEN: usize = 20;
 /// Length of the BSD loopback header (the address family as a 32-bit word).
 const NULL_HEADER_LEN: usize = 4;
@@ -70,7 +75,13 @@ const NULL_HEADER_LEN: usize = 4;
 pub fn decode(linktype: DataLink, data: &[u8], orig_len: u32) -> Decoded<'_> {
     let sliced = match linktype {
         DataLink::ETHERNET => SlicedPacket::from_ethernet(data),
-        DataLink::LINUX_SLL => SlicedPacket::from_linux_sll(data),
+        DataLink::LINUX_SLL => match data.get(..SLL_HEADER_LEN) {
+            Some(header) => {
+                let ether_type = u16::from_be_bytes([header[14], header[15]]);
+                SlicedPacket::from_ether_type(EtherType(ether_type), &data[SLL_HEADER_LEN..])
+            }
+            None => return cut_or_malformed(data, orig_len),
+        },
         DataLink::LINUX_SLL2 => match data.get(..SLL2_HEADER_LEN) {
             Some(header) => {
                 let ether_type = u16::from_be_bytes([header[0], header[1]]);
@@ -165,6 +176,20 @@ mod tests {
             panic!("not decoded as TCP");
         };
         assert_eq!(seg.payload, b"abc");
+    }
+
+    #[test]
+    fn sll_frame_of_a_loopback_device() {
+        let eth = tcp_v4(b"lo!");
+        // Packet type 0 (host), ARPHRD_LOOPBACK (772), address length 6, address, IPv4.
+        let mut frame = vec![0, 0, 0x03, 0x04, 0, 6];
+        frame.extend_from_slice(&[0; 8]);
+        frame.extend_from_slice(&[0x08, 0x00]);
+        frame.extend_from_slice(&eth[14..]);
+        let Decoded::Tcp(seg) = decode(DataLink::LINUX_SLL, &frame, frame.len() as u32) else {
+            panic!("not decoded as TCP");
+        };
+        assert_eq!(seg.payload, b"lo!");
     }
 
     #[test]

@@ -87,7 +87,7 @@ struct Session {
 
 /// Starts the server and tcpdump on `iface`, runs curl (one keep-alive connection with
 /// four requests, one more connection), stops tcpdump.
-fn record(dir: &Path, iface: &str) -> Session {
+fn record(dir: &Path, iface: &str, linktype: Option<&str>) -> Session {
     let mut server = Command::new("python3");
     server
         .arg("-u")
@@ -108,6 +108,9 @@ fn record(dir: &Path, iface: &str) -> Session {
 
     let pcap = dir.join(format!("{iface}.pcap"));
     let mut dump = Command::new("tcpdump");
+    if let Some(l) = linktype {
+        dump.args(["-y", l]);
+    }
     dump.args([
         "-i",
         iface,
@@ -358,7 +361,7 @@ fn curl_to_python_on_lo_matches_tshark() {
         return;
     }
     let dir = test_dir();
-    let session = record(dir.path(), "lo");
+    let session = record(dir.path(), "lo", None);
     check(&session);
 }
 
@@ -369,7 +372,7 @@ fn linux_cooked_capture_on_any_matches_tshark() {
         return;
     }
     let dir = test_dir();
-    let session = record(dir.path(), "any");
+    let session = record(dir.path(), "any", None);
     let linktype = Command::new("tshark")
         .arg("-r")
         .arg(&session.pcap)
@@ -379,8 +382,37 @@ fn linux_cooked_capture_on_any_matches_tshark() {
         .expect("tshark");
     let protocols = String::from_utf8_lossy(&linktype.stdout);
     assert!(
-        protocols.starts_with("sll"),
+        protocols.starts_with("sll:"),
         "expected a Linux cooked capture, got {protocols}"
     );
+    check(&session);
+}
+
+#[test]
+fn linux_cooked_v1_capture_matches_tshark() {
+    if let Some(why) = missing_tools() {
+        eprintln!("SKIPPED linux_cooked_v1_capture_matches_tshark: {why}");
+        return;
+    }
+    let dir = test_dir();
+    let session = record(dir.path(), "any", Some("LINUX_SLL"));
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(&session.pcap)
+        .args([
+            "-c",
+            "1",
+            "-T",
+            "fields",
+            "-e",
+            "sll.hatype",
+            "-e",
+            "sll.ltype",
+        ])
+        .stderr(Stdio::null())
+        .output()
+        .expect("tshark");
+    let fields = String::from_utf8_lossy(&out.stdout);
+    assert!(!fields.trim().is_empty(), "not a Linux cooked v1 capture");
     check(&session);
 }

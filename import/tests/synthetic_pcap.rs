@@ -490,3 +490,56 @@ fn non_tcp_packets_are_counted_and_skipped() {
     let socks = sockets(&rows);
     assert_eq!(socket_of(&socks, Role::Client, c.client).egress, b"ping");
 }
+
+#[test]
+fn syn_ack_without_syn_still_names_the_client() {
+    // Client port 9000 < server port 40000: only the SYN-ACK can tell who the server is.
+    let mut c = Conv::new("10.0.0.1:9000", "10.0.0.2:40000", 1, 1);
+    c.handshake();
+    c.send(true, REQUEST);
+    c.send(false, RESPONSE);
+    c.close();
+    let mut cut = Conv::new("10.0.0.1:9000", "10.0.0.2:40000", 0, 0);
+    cut.frames = c.frames[1..].to_vec();
+    let (summary, rows) = run(&cut, View::Both);
+    assert_eq!(
+        (summary.flows, summary.flows_mid_stream, summary.gaps),
+        (1, 0, 0)
+    );
+    let socks = sockets(&rows);
+    assert_eq!(socket_of(&socks, Role::Client, c.client).egress, REQUEST);
+    assert_eq!(socket_of(&socks, Role::Server, c.server).egress, RESPONSE);
+}
+
+#[test]
+fn unsorted_capture_is_written_sorted_and_deterministic() {
+    let mut a = Conv::new("10.0.0.1:40014", "10.0.0.2:8080", 1, 1);
+    a.handshake();
+    a.send(true, REQUEST);
+    a.send(false, RESPONSE);
+    a.close();
+    let mut b = Conv::new("10.0.0.5:40015", "10.0.0.2:8080", 1, 1);
+    b.ts += STEP_NS / 2;
+    b.handshake();
+    b.send(true, b"other request");
+    b.close();
+    // Interleave the two connections with slightly unsorted timestamps, as a merge of two
+    // captures of different clocks would.
+    let mut frames: Vec<(u64, Vec<u8>)> = a.frames.iter().chain(b.frames.iter()).cloned().collect();
+    frames.sort_by_key(|(ts, _)| *ts);
+    frames.swap(3, 4);
+    frames.swap(8, 9);
+    let mut merged = Conv::new("10.0.0.1:1", "10.0.0.2:2", 0, 0);
+    merged.frames = frames;
+    let (s1, r1) = run(&merged, View::Both);
+    let (s2, r2) = run(&merged, View::Both);
+    assert_eq!(s1, s2);
+    assert_eq!(r1, r2);
+    assert_eq!((s1.flows, s1.flows_closed, s1.late_rows), (2, 2, 0));
+    let socks = sockets(&r1);
+    assert_eq!(socket_of(&socks, Role::Client, a.client).egress, REQUEST);
+    assert_eq!(
+        socket_of(&socks, Role::Client, b.client).egress,
+        b"other request"
+    );
+}
