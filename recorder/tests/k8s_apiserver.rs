@@ -774,3 +774,31 @@ async fn selector_targets_pick_up_new_pods_on_this_node() {
         .expect("ok");
     assert_eq!(stats.target_updates, 3);
 }
+
+/// The CLI's default path: `KUBECONFIG` (as kubectl uses it) and `NODE_NAME`.
+#[tokio::test]
+async fn connect_infers_kubeconfig_and_node_from_the_environment() {
+    if !tools_present() {
+        return;
+    }
+    let api = ApiServer::start(&demo_state());
+    // only this test in this binary reads these variables
+    std::env::set_var("KUBECONFIG", &api.kubeconfig);
+    std::env::set_var("NODE_NAME", "node-b");
+    let connected = Cluster::connect(None).await;
+    std::env::remove_var("NODE_NAME");
+    let c = match connected {
+        Ok(c) => c,
+        Err(K8sError::Client(msg)) => {
+            eprintln!("!!! SKIPPING: {msg} !!!");
+            return;
+        }
+        Err(e) => panic!("connect: {e}"),
+    };
+    assert_eq!(c.node(), "node-b");
+    let t = c
+        .resolve_pod("other", "db-1")
+        .await
+        .expect("db-1 runs on node-b");
+    assert_eq!(t.ip, Some("127.0.1.7".parse().expect("ip")));
+}
