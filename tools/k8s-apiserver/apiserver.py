@@ -1039,6 +1039,8 @@ def make_certs(d: str) -> tuple[str, str, str]:
                 "authorityKeyIdentifier=keyid\n")
     run_openssl("x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key, "-CAcreateserial",
                 "-out", crt, "-days", "30", "-extfile", ext)
+    for private in (ca_key, key):
+        os.chmod(private, 0o600)
     return ca_crt, crt, key
 
 
