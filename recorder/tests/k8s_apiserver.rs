@@ -802,3 +802,52 @@ async fn connect_infers_kubeconfig_and_node_from_the_environment() {
         .expect("db-1 runs on node-b");
     assert_eq!(t.ip, Some("127.0.1.7".parse().expect("ip")));
 }
+
+/// What the snapshotter emits is what a capture stores: rows survive the writer and reader.
+#[tokio::test]
+async fn snapshot_rows_round_trip_through_a_capture_file() {
+    if !tools_present() {
+        return;
+    }
+    let api = ApiServer::start(&demo_state());
+    let Some(c) = cluster(&api, "node-a").await else {
+        return;
+    };
+    let (rec_tx, mut rec_rx) = mpsc::channel(64);
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(
+        Snapshotter::new(c.client().clone(), SnapshotConfig::default()).run(rec_tx, async {
+            let _ = stop_rx.await;
+        }),
+    );
+    let mut rows = Vec::new();
+    rows_until(&mut rec_rx, &mut rows, "snapshot", |r| r.len() >= 6).await;
+    let _ = stop_tx.send(());
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("stops")
+        .expect("joins")
+        .expect("ok");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("k8s.parquet");
+    let records: Vec<Record> = rows.iter().cloned().map(Record::K8sObject).collect();
+    let meta = podtrace_format::FileMeta {
+        node: "node-a".into(),
+        ..Default::default()
+    };
+    let mut w = podtrace_format::CaptureWriter::create(
+        &path,
+        meta,
+        podtrace_format::WriterOptions::default(),
+    )
+    .expect("writer");
+    w.write_all(&records).expect("write");
+    w.finish().expect("finish");
+    let back: Vec<Record> = podtrace_format::CaptureReader::open(&[&path])
+        .expect("open")
+        .records(&podtrace_format::ReadOptions::default())
+        .collect::<Result<_, _>>()
+        .expect("read");
+    assert_eq!(back, records);
+}
