@@ -2,7 +2,11 @@
 //! tcpdump, imported, and checked byte for byte against tshark's "Follow TCP stream" for
 //! every connection and every view — and against what curl sent and received.
 //!
-//! Needs root, tcpdump, tshark, editcap, curl and python3; skips loudly without them.
+//! Captures: tcpdump on `lo` (Ethernet), on `any` (Linux cooked v2, and v1 with `-y`), and
+//! Wireshark's dumpcap (pcapng, nanosecond timestamps).
+//!
+//! Needs root, tcpdump, dumpcap, tshark, editcap, curl and python3; skips loudly without
+//! them.
 
 mod common;
 
@@ -34,7 +38,7 @@ fn missing_tools() -> Option<String> {
     if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
         return Some("not root (tcpdump needs it)".into());
     }
-    for tool in ["tcpdump", "tshark", "editcap", "curl", "python3"] {
+    for tool in ["tcpdump", "dumpcap", "tshark", "editcap", "curl", "python3"] {
         if !have(tool) {
             return Some(format!("{tool} is not installed"));
         }
@@ -87,7 +91,19 @@ struct Session {
 
 /// Starts the server and tcpdump on `iface`, runs curl (one keep-alive connection with
 /// four requests, one more connection), stops tcpdump.
-fn record(dir: &Path, iface: &str, linktype: Option<&str>) -> Session {
+/// What records the traffic.
+#[derive(Debug, Clone, Copy)]
+enum Capturer {
+    /// tcpdump (pcap) on an interface, optionally with a link type (`-y`).
+    Tcpdump {
+        iface: &'static str,
+        linktype: Option<&'static str>,
+    },
+    /// Wireshark's dumpcap on `lo` (pcapng, nanosecond timestamps).
+    Dumpcap,
+}
+
+fn record(dir: &Path, capturer: Capturer) -> Session {
     let mut server = Command::new("python3");
     server
         .arg("-u")
@@ -106,29 +122,33 @@ fn record(dir: &Path, iface: &str, linktype: Option<&str>) -> Session {
         .parse()
         .expect("port");
 
-    let pcap = dir.join(format!("{iface}.pcap"));
-    let mut dump = Command::new("tcpdump");
-    if let Some(l) = linktype {
-        dump.args(["-y", l]);
-    }
-    dump.args([
-        "-i",
-        iface,
-        "--immediate-mode",
-        "-U",
-        "-Z",
-        "root",
-        "-s",
-        "0",
-        "-w",
-    ])
-    .arg(&pcap)
-    .arg(format!("tcp port {port}"))
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
-    let mut dump = Proc(dump.spawn().expect("start tcpdump"));
-    let stderr = dump.0.stderr.take().expect("tcpdump stderr");
-    wait_for_line(stderr, "listening on", Duration::from_secs(10)).expect("tcpdump");
+    let (pcap, mut dump, ready) = match capturer {
+        Capturer::Tcpdump { iface, linktype } => {
+            let pcap = dir.join(format!("{iface}-{}.pcap", linktype.unwrap_or("default")));
+            let mut dump = Command::new("tcpdump");
+            if let Some(l) = linktype {
+                dump.args(["-y", l]);
+            }
+            // --immediate-mode: without it, packets still in the kernel ring at SIGINT are
+            // lost; -B: a 32 MiB ring, the POST arrives in 64 KB loopback segments.
+            dump.args(["-i", iface, "--immediate-mode", "-B", "32768", "-U"])
+                .args(["-Z", "root", "-s", "0", "-w"])
+                .arg(&pcap)
+                .arg(format!("tcp port {port}"));
+            (pcap, dump, "listening on")
+        }
+        Capturer::Dumpcap => {
+            let pcap = dir.join("dumpcap.pcapng");
+            let mut dump = Command::new("dumpcap");
+            dump.args(["-i", "lo", "-f", &format!("tcp port {port}"), "-w"])
+                .arg(&pcap);
+            (pcap, dump, "Capturing on")
+        }
+    };
+    dump.stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut dump = Proc(dump.spawn().expect("start the capture"));
+    let stderr = dump.0.stderr.take().expect("capture stderr");
+    wait_for_line(stderr, ready, Duration::from_secs(10)).expect("capture ready");
 
     let post_body: Vec<u8> = (0..POST_BYTES as u64)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
@@ -136,7 +156,7 @@ fn record(dir: &Path, iface: &str, linktype: Option<&str>) -> Session {
     let body_file = dir.join("body.bin");
     std::fs::write(&body_file, &post_body).unwrap();
     let base = format!("http://127.0.0.1:{port}");
-    let out = |name: &str| dir.join(format!("{iface}-{name}.out"));
+    let out = |name: &str| dir.join(format!("{name}.out"));
     let status = Command::new("curl")
         .args(["-sS", "--http1.1", "--max-time", "20"])
         .arg("-o")
@@ -209,6 +229,22 @@ fn test_dir() -> tempfile::TempDir {
     dir
 }
 
+/// `frame.time_epoch` of the first packet (decimal seconds, up to 9 digits) in ns.
+fn tshark_first_packet_ns(pcap: &Path) -> u64 {
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(pcap)
+        .args(["-c", "1", "-T", "fields", "-e", "frame.time_epoch"])
+        .stderr(Stdio::null())
+        .output()
+        .expect("tshark");
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let (secs, frac) = text.split_once('.').unwrap_or((&text, "0"));
+    let frac = format!("{frac:0<9}");
+    secs.parse::<u64>().expect("seconds") * 1_000_000_000
+        + frac[..9].parse::<u64>().expect("fraction")
+}
+
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
 }
@@ -246,8 +282,14 @@ fn check(session: &Session) {
             session.pcap.display()
         );
     }
+    let first_ns = tshark_first_packet_ns(&session.pcap);
     for view in [View::Both, View::Client, View::Server] {
         let (summary, rows) = import_view(&session.pcap, view);
+        assert_eq!(
+            summary.first_ts_ns,
+            Some(first_ns),
+            "first packet time as tshark reads it"
+        );
         assert_eq!(summary.flows, 2, "{summary}");
         if lossy {
             assert!(summary.gaps as usize >= tshark_holes.max(1), "{summary}");
@@ -338,20 +380,26 @@ fn check(session: &Session) {
     );
     assert!(reply.contains("\"x-test-id\": \"42\""), "{reply}");
 
-    // The same packets as pcapng (editcap keeps microsecond if_tsresol) give the same rows.
-    let pcapng = session.pcap.with_extension("pcapng");
+    // The same packets in the other file format (editcap: pcap → pcapng keeps microsecond
+    // if_tsresol; pcapng → nanosecond pcap) give the same rows.
+    let is_pcapng = session.pcap.extension().is_some_and(|e| e == "pcapng");
+    let (format, other) = if is_pcapng {
+        ("nsecpcap", session.pcap.with_extension("converted.pcap"))
+    } else {
+        ("pcapng", session.pcap.with_extension("converted.pcapng"))
+    };
     let st = Command::new("editcap")
-        .args(["-F", "pcapng"])
+        .args(["-F", format])
         .arg(&session.pcap)
-        .arg(&pcapng)
+        .arg(&other)
         .stderr(Stdio::null())
         .status()
         .expect("run editcap");
     assert!(st.success());
     let (s1, r1) = import_view(&session.pcap, View::Both);
-    let (s2, r2) = import_view(&pcapng, View::Both);
+    let (s2, r2) = import_view(&other, View::Both);
     assert_eq!(s1, s2);
-    assert!(r1 == r2, "pcapng rows differ from pcap rows");
+    assert!(r1 == r2, "rows differ between pcap and pcapng");
 }
 
 #[test]
@@ -361,7 +409,13 @@ fn curl_to_python_on_lo_matches_tshark() {
         return;
     }
     let dir = test_dir();
-    let session = record(dir.path(), "lo", None);
+    let session = record(
+        dir.path(),
+        Capturer::Tcpdump {
+            iface: "lo",
+            linktype: None,
+        },
+    );
     check(&session);
 }
 
@@ -372,7 +426,13 @@ fn linux_cooked_capture_on_any_matches_tshark() {
         return;
     }
     let dir = test_dir();
-    let session = record(dir.path(), "any", None);
+    let session = record(
+        dir.path(),
+        Capturer::Tcpdump {
+            iface: "any",
+            linktype: None,
+        },
+    );
     let linktype = Command::new("tshark")
         .arg("-r")
         .arg(&session.pcap)
@@ -395,7 +455,13 @@ fn linux_cooked_v1_capture_matches_tshark() {
         return;
     }
     let dir = test_dir();
-    let session = record(dir.path(), "any", Some("LINUX_SLL"));
+    let session = record(
+        dir.path(),
+        Capturer::Tcpdump {
+            iface: "any",
+            linktype: Some("LINUX_SLL"),
+        },
+    );
     let out = Command::new("tshark")
         .arg("-r")
         .arg(&session.pcap)
@@ -414,5 +480,16 @@ fn linux_cooked_v1_capture_matches_tshark() {
         .expect("tshark");
     let fields = String::from_utf8_lossy(&out.stdout);
     assert!(!fields.trim().is_empty(), "not a Linux cooked v1 capture");
+    check(&session);
+}
+
+#[test]
+fn dumpcap_pcapng_matches_tshark() {
+    if let Some(why) = missing_tools() {
+        eprintln!("SKIPPED dumpcap_pcapng_matches_tshark: {why}");
+        return;
+    }
+    let dir = test_dir();
+    let session = record(dir.path(), Capturer::Dumpcap);
     check(&session);
 }
