@@ -131,6 +131,8 @@ fn order_key(ex: &Exchange) -> OrderKey {
 #[derive(Debug, Default)]
 pub struct Linker {
     slots: HashMap<ExchangeId, Slot>,
+    /// Every held exchange by request start (eviction scans only old ones).
+    by_start: BTreeSet<(u64, ExchangeId)>,
     unidentified: BTreeSet<OrderKey>,
     awaiting_emit: BTreeSet<OrderKey>,
     servers_by_proc: HashMap<ProcessKey, BTreeSet<(u64, ExchangeId)>>,
@@ -208,6 +210,7 @@ impl Linker {
                     }
                 }
                 self.unidentified.insert(key);
+                self.by_start.insert((key.0, id));
                 self.slots.insert(
                     id,
                     Slot {
@@ -289,14 +292,18 @@ impl Linker {
     /// Forgets exchanges that ended before `before`: emitted ones silently, outstanding
     /// ones counted as evicted (unanswered ones were already counted).
     pub fn evict(&mut self, before: u64) {
-        let old: Vec<ExchangeId> = self
-            .slots
-            .iter()
-            .filter(|(_, s)| s.identity.is_some() && s.ex.end_ts() < before)
-            .filter(|(_, s)| s.emitted || s.unanswered || s.ex.start_ts() < before)
-            .map(|(id, _)| *id)
+        let old: Vec<(u64, ExchangeId)> = self
+            .by_start
+            .range(..(before, min_id()))
+            .filter(|(_, id)| {
+                self.slots
+                    .get(id)
+                    .is_none_or(|s| s.identity.is_some() && s.ex.end_ts() < before)
+            })
+            .copied()
             .collect();
-        for id in old {
+        for (start, id) in old {
+            self.by_start.remove(&(start, id));
             let Some(slot) = self.slots.remove(&id) else {
                 continue;
             };
