@@ -23,7 +23,7 @@ use crate::reassemble::{ConnInfo, ConnKey, ConnectionDelta, Reassembler};
 use crate::sample::Sampler;
 use crate::span::{default_service_name, Linker};
 use crate::stats::AnalysisStats;
-use crate::{Analysis, AnalyzeOptions, Error};
+use crate::{Analysis, AnalyzeOptions, Error, Graph};
 
 /// Parsing state of one live connection.
 #[derive(Debug)]
@@ -221,6 +221,33 @@ impl Pipeline {
         out
     }
 
+    /// The summary so far (live mode can print it while running).
+    pub fn stats(&self) -> AnalysisStats {
+        let link = self.linker.stats();
+        let mut stats = self.stats.clone();
+        stats.exchanges = link.exchanges;
+        stats.traces = self.traces.len() as u64;
+        stats.orphans = link.orphans;
+        stats.duplicate_span_ids = link.duplicate_ids;
+        stats.unmatched_requests = link.unmatched_requests;
+        stats.unmatched_responses = link.unmatched_responses;
+        stats.evictions.requests = link.evicted_requests;
+        stats.ignored_headers = link
+            .ignored_headers
+            .iter()
+            .map(|((f, r), n)| (format!("{f}/{r}"), *n))
+            .collect::<BTreeMap<_, _>>();
+        let (objects, bad) = self.enricher.counts();
+        stats.k8s_objects = objects;
+        stats.bad_k8s_objects = bad;
+        stats
+    }
+
+    /// The request-flow graph of the spans emitted so far.
+    pub fn graph(&self) -> Graph {
+        self.graph.build()
+    }
+
     /// Ends the analysis: closes every stream, links and emits everything left, and returns
     /// the spans not drained before (sampled, sorted), the graph and the stats.
     pub fn finish(mut self) -> Analysis {
@@ -237,23 +264,7 @@ impl Pipeline {
         let mut spans = self.emit(u64::MAX);
         self.linker.evict(u64::MAX);
         sort_spans(&mut spans);
-        let link = self.linker.stats().clone();
-        let mut stats = self.stats;
-        stats.exchanges = link.exchanges;
-        stats.traces = self.traces.len() as u64;
-        stats.orphans = link.orphans;
-        stats.duplicate_span_ids = link.duplicate_ids;
-        stats.unmatched_requests = link.unmatched_requests;
-        stats.unmatched_responses = link.unmatched_responses;
-        stats.evictions.requests = link.evicted_requests;
-        stats.ignored_headers = link
-            .ignored_headers
-            .iter()
-            .map(|((f, r), n)| (format!("{f}/{r}"), *n))
-            .collect::<BTreeMap<_, _>>();
-        let (objects, bad) = self.enricher.counts();
-        stats.k8s_objects = objects;
-        stats.bad_k8s_objects = bad;
+        let stats = self.stats();
         Analysis {
             spans,
             graph: self.graph.build(),
