@@ -851,3 +851,72 @@ async fn snapshot_rows_round_trip_through_a_capture_file() {
         .expect("read");
     assert_eq!(back, records);
 }
+
+/// Namespace-scoped credentials (an RBAC Role): kubectl and kube-rs see kube-apiserver's
+/// 403, and the snapshotter records the target namespace instead of nothing.
+#[tokio::test]
+async fn namespace_scoped_credentials_narrow_the_snapshot() {
+    if !tools_present() {
+        return;
+    }
+    let api = ApiServer::start_with(&demo_state(), &["--allowed-namespaces", "demo"]);
+    let r = api.kubectl(&["get", "pods", "-A"]);
+    assert!(
+        !r.ok && r.stderr.contains("Forbidden") && r.stderr.contains("at the cluster scope"),
+        "{}",
+        r.stderr
+    );
+    let r = api.kubectl(&["get", "pods", "-n", "demo"]);
+    assert!(
+        r.ok && r.stdout.contains("web-1"),
+        "{} {}",
+        r.stdout,
+        r.stderr
+    );
+
+    let Some(c) = cluster(&api, "node-a").await else {
+        return;
+    };
+    assert_eq!(
+        c.resolve_pod("demo", "web-1").await.expect("allowed").uid,
+        WEB1_UID
+    );
+    let e = c.resolve_pod("other", "db-1").await.expect_err("forbidden");
+    assert!(
+        e.to_string().contains("forbidden") && e.to_string().contains("get pod other/db-1"),
+        "{e}"
+    );
+
+    let (rec_tx, mut rec_rx) = mpsc::channel(64);
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let cfg = SnapshotConfig {
+        fallback_namespace: Some("demo".into()),
+        nodes: true,
+        ..SnapshotConfig::default()
+    };
+    let task = tokio::spawn(
+        Snapshotter::new(c.client().clone(), cfg).run(rec_tx, async {
+            let _ = stop_rx.await;
+        }),
+    );
+    let mut rows = Vec::new();
+    rows_until(&mut rec_rx, &mut rows, "the demo namespace", |r| {
+        has(r, "Pod", "web-1", K8sEvent::Snapshot)
+            && has(r, "Service", "web", K8sEvent::Snapshot)
+            && has(r, "EndpointSlice", "web-abc12", K8sEvent::Snapshot)
+    })
+    .await;
+    let _ = stop_tx.send(());
+    let stats = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("stops")
+        .expect("joins")
+        .expect("ok");
+    assert!(rows.iter().all(|k| k.namespace == "demo"), "{rows:?}");
+    assert_eq!(
+        stats.narrowed_kinds,
+        vec!["Pod", "Service", "EndpointSlice"]
+    );
+    assert_eq!(stats.skipped_kinds, vec!["Node"]);
+    assert_eq!(stats.watch_errors, 0, "{stats:?}");
+}

@@ -36,7 +36,10 @@ bearer token, then prints one JSON line on stdout:
    "token": "..."}
 Stops on SIGINT/SIGTERM.
 
-Usage: apiserver.py --dir DIR [--state objects.json] [--port 0] [--token T]
+With --allowed-namespaces a,b the token acts like a namespace-scoped Role: cluster-wide and
+other-namespace reads are 403 Forbidden with kube-apiserver's RBAC message.
+
+Usage: apiserver.py --dir DIR [--state objects.json] [--port 0] [--token T] [--allowed-namespaces a,b]
 Python 3.11 standard library only (+ the openssl command for the certificates).
 """
 
@@ -593,6 +596,8 @@ def aggregated_discovery(legacy: bool, version: str) -> dict:
             "items": items}
 
 
+USER = "system:serviceaccount:podtrace:podtrace"  # who the token authenticates as (in 403 messages)
+
 PUBLIC_PATHS = {"/version", "/healthz", "/readyz", "/livez"}
 
 
@@ -790,7 +795,9 @@ class Handler(BaseHTTPRequestHandler):
         name = rest[1] if len(rest) == 2 else None
         if name is not None and res.namespaced and ns is None:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
-        if watch_path or truthy(first(q, "watch")):
+        watching = watch_path or truthy(first(q, "watch"))
+        self.authorize("watch" if watching else "get" if name is not None else "list", res, ns)
+        if watching:
             return self.watch(res, ns, name, q)
         if name is not None:
             obj = self.store.get(res, ns or "", name)
@@ -799,6 +806,18 @@ class Handler(BaseHTTPRequestHandler):
                                                     first(q, "includeObject", "Metadata"), None))
             return self.send_json(200, obj)
         return self.list(res, ns, q)
+
+    def authorize(self, verb: str, res: Resource, ns: str | None):
+        """RBAC as a namespace-scoped Role would grant it (--allowed-namespaces); 403 like kube-apiserver."""
+        allowed = self.server.allowed_namespaces
+        if allowed is None:
+            return
+        if res.namespaced and ns is not None and ns in allowed:
+            return
+        where = f'in the namespace "{ns}"' if ns is not None else "at the cluster scope"
+        raise ApiError(403, "Forbidden",
+                       f'{res.plural} is forbidden: User "{USER}" cannot {verb} resource "{res.plural}" '
+                       f'in API group "{res.group}" {where}', {"kind": res.plural, "group": res.group})
 
     def group_doc(self, group: str) -> dict:
         versions = [{"groupVersion": f"{group}/{v}", "version": v} for v in GROUPS[group]]
@@ -983,8 +1002,10 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, addr, ctx: ssl.SSLContext, store: Store, token: str, verbose: bool, bookmark_interval: float):
+    def __init__(self, addr, ctx: ssl.SSLContext, store: Store, token: str, verbose: bool, bookmark_interval: float,
+                 allowed_namespaces: set[str] | None = None):
         self.ctx, self.store, self.token, self.verbose = ctx, store, token, verbose
+        self.allowed_namespaces = allowed_namespaces
         self.bookmark_interval = bookmark_interval
         self.stopping = threading.Event()
         self.paged: OrderedDict[str, list[dict]] = OrderedDict()  # list snapshots behind continue tokens
@@ -1083,6 +1104,8 @@ def main(argv=None) -> int:
     ap.add_argument("--namespace", default="default", help="the kubeconfig context's namespace")
     ap.add_argument("--bookmark-interval", type=float, default=5.0, help="seconds between idle BOOKMARKs")
     ap.add_argument("--verbose", action="store_true", help="log requests on stderr")
+    ap.add_argument("--allowed-namespaces", help="comma list: the token may only read namespaced resources in "
+                    "these namespaces (RBAC Role), everything else is 403 Forbidden")
     args = ap.parse_args(argv)
 
     os.makedirs(args.dir, exist_ok=True)
@@ -1097,7 +1120,8 @@ def main(argv=None) -> int:
         store.ensure_namespace(ns)
     if args.state:
         load_state(store, args.state)
-    server = Server(("127.0.0.1", args.port), ctx, store, token, args.verbose, args.bookmark_interval)
+    allowed = {n.strip() for n in args.allowed_namespaces.split(",") if n.strip()} if args.allowed_namespaces else None
+    server = Server(("127.0.0.1", args.port), ctx, store, token, args.verbose, args.bookmark_interval, allowed)
     port = server.server_address[1]
     url = f"https://127.0.0.1:{port}"
     kubeconfig = write_kubeconfig(args.dir, url, ca_crt, token, args.namespace)

@@ -45,6 +45,9 @@ pub struct SnapshotConfig {
     pub endpoint_slices: bool,
     /// Record Nodes (cluster-scoped: needs cluster-wide list/watch rights; off by default).
     pub nodes: bool,
+    /// With `namespace: None`: a kind the credentials may not list cluster-wide (RBAC 403)
+    /// is recorded in this namespace only (typically the target's), instead of not at all.
+    pub fallback_namespace: Option<String>,
     /// Most rows per batch sent on the channel while listing.
     pub max_batch: usize,
 }
@@ -57,6 +60,7 @@ impl Default for SnapshotConfig {
             services: true,
             endpoint_slices: true,
             nodes: false,
+            fallback_namespace: None,
             max_batch: 1000,
         }
     }
@@ -77,6 +81,10 @@ pub struct SnapshotStats {
     pub watch_errors: u64,
     /// Target updates sent.
     pub target_updates: u64,
+    /// Kinds recorded only in [`SnapshotConfig::fallback_namespace`] (cluster-wide was forbidden).
+    pub narrowed_kinds: Vec<String>,
+    /// Kinds not recorded at all (cluster-scoped and forbidden).
+    pub skipped_kinds: Vec<String>,
 }
 
 /// An object reduced to what a row needs.
@@ -332,22 +340,33 @@ impl Snapshotter {
         } = self;
         let mut kinds: Vec<&'static str> = Vec::new();
         let mut streams: Vec<BoxStream<'static, Item>> = Vec::new();
-        let ns = config.namespace.as_deref();
+        let mut stats = SnapshotStats::default();
         if config.pods {
-            streams.push(meta_stream::<Pod>(api(&client, ns), kinds.len()));
+            let api = scoped_api::<Pod>(&client, &config, &mut stats).await;
+            streams.push(meta_stream(api, kinds.len()));
             kinds.push("Pod");
         }
         if config.services {
-            streams.push(meta_stream::<Service>(api(&client, ns), kinds.len()));
+            let api = scoped_api::<Service>(&client, &config, &mut stats).await;
+            streams.push(meta_stream(api, kinds.len()));
             kinds.push("Service");
         }
         if config.endpoint_slices {
-            streams.push(meta_stream::<EndpointSlice>(api(&client, ns), kinds.len()));
+            let api = scoped_api::<EndpointSlice>(&client, &config, &mut stats).await;
+            streams.push(meta_stream(api, kinds.len()));
             kinds.push("EndpointSlice");
         }
         if config.nodes {
-            streams.push(meta_stream::<Node>(Api::all(client.clone()), kinds.len()));
-            kinds.push("Node");
+            let api: Api<Node> = Api::all(client.clone());
+            if forbidden(&api).await {
+                tracing::warn!(
+                    "listing Nodes is forbidden for these credentials; not recording them"
+                );
+                stats.skipped_kinds.push("Node".into());
+            } else {
+                streams.push(meta_stream(api, kinds.len()));
+                kinds.push("Node");
+            }
         }
         if let Some(f) = &follow {
             let pods: Api<Pod> = Api::namespaced(client.clone(), &f.spec.namespace);
@@ -365,7 +384,6 @@ impl Snapshotter {
             );
         }
         let mut states: Vec<KindState> = kinds.iter().map(|_| KindState::default()).collect();
-        let mut stats = SnapshotStats::default();
         let mut merged = stream::select_all(streams);
         tokio::pin!(shutdown);
         let mut retry = tokio::time::interval(Duration::from_millis(200));
@@ -445,14 +463,46 @@ async fn send_updates(f: &mut Follow, ups: Vec<TargetUpdate>, stats: &mut Snapsh
     true
 }
 
-fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
+/// The API of a namespaced kind in the configured scope, narrowed to the fallback namespace
+/// when a cluster-wide list is forbidden.
+async fn scoped_api<K>(
+    client: &Client,
+    config: &SnapshotConfig,
+    stats: &mut SnapshotStats,
+) -> Api<K>
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug,
 {
-    match ns {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
+    match (&config.namespace, &config.fallback_namespace) {
+        (Some(ns), _) => Api::namespaced(client.clone(), ns),
+        (None, Some(fallback)) => {
+            let all: Api<K> = Api::all(client.clone());
+            if forbidden(&all).await {
+                let kind = K::kind(&()).to_string();
+                tracing::warn!(kind, namespace = %fallback, "cluster-wide list forbidden; recording this namespace only");
+                stats.narrowed_kinds.push(kind);
+                Api::namespaced(client.clone(), fallback)
+            } else {
+                all
+            }
+        }
+        (None, None) => Api::all(client.clone()),
     }
+}
+
+/// Whether listing through `api` is refused with 403 (RBAC). Other failures are left to the
+/// watcher, which retries them.
+async fn forbidden<K>(api: &Api<K>) -> bool
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    matches!(
+        api.list_metadata(&kube::api::ListParams::default().limit(1)).await,
+        Err(kube::Error::Api(status)) if status.code == 403
+    )
 }
 
 #[cfg(test)]

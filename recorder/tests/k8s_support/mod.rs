@@ -155,6 +155,11 @@ pub struct ApiServer {
 impl ApiServer {
     /// Starts tools/k8s-apiserver with `state` (a v1 List) and waits for its ready line.
     pub fn start(state: &serde_json::Value) -> ApiServer {
+        Self::start_with(state, &[])
+    }
+
+    /// Same, with extra server arguments (e.g. `--allowed-namespaces demo`).
+    pub fn start_with(state: &serde_json::Value, extra: &[&str]) -> ApiServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let state_file = dir.path().join("state.json");
         std::fs::write(&state_file, state.to_string()).expect("write state");
@@ -165,6 +170,7 @@ impl ApiServer {
             .arg("--state")
             .arg(&state_file)
             .args(["--bookmark-interval", "1"])
+            .args(extra)
             .args(std::env::var_os("PODTRACE_TEST_APISERVER_VERBOSE").map(|_| "--verbose"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
