@@ -14,7 +14,7 @@
 //! **Boundaries.** Each direction is reassembled by a [`StreamReassembler`]. When both
 //! directions have reached their FIN, both sockets close (at the time of the second FIN, so
 //! that no socket receives data after its close). An RST delivers what is buffered
-//! (declaring holes lost) and closes both sockets. A SYN with a new ISN on a known
+//! (declaring holes lost) and closes both sockets. A bare SYN that does not repeat a known
 //! connection is port reuse: the old connection closes and a new one starts. Packets of a
 //! closed connection (the last ACK, retransmitted FINs) are ignored. At the end of the
 //! capture, buffered data is delivered; connections without both FINs stay open.
@@ -200,9 +200,9 @@ impl FlowTracker {
         let idx = match self.by_endpoints.get(&key).copied() {
             Some(i) if !self.states[i].closed => {
                 let st = &self.states[i];
+                // A bare SYN is a new connection unless it repeats this one's SYN.
                 let reused = opening_syn
-                    && st.client == seg.src
-                    && st.c2s.origin() != Some(seg.seq.wrapping_add(1));
+                    && (st.client != seg.src || st.c2s.origin() != Some(seg.seq.wrapping_add(1)));
                 if reused {
                     self.close(i, ts_ns, out);
                     self.open(key, ts_ns, seg, out)

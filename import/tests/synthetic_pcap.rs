@@ -543,3 +543,28 @@ fn unsorted_capture_is_written_sorted_and_deterministic() {
         b"other request"
     );
 }
+
+#[test]
+fn syn_after_a_mid_stream_guess_starts_a_new_connection_with_real_roles() {
+    // Seen mid-stream, 7000 ↔ 9000 are guessed with the lower port as the server...
+    let mut old = Conv::new("10.0.0.1:9000", "10.0.0.2:7000", 1, 1);
+    old.send(true, b"old");
+    // ...then 7000 connects to 9000: the SYN names the real client.
+    let mut new = Conv::new("10.0.0.2:7000", "10.0.0.1:9000", 500, 900);
+    new.ts = old.ts;
+    new.handshake();
+    new.send(true, b"new");
+    new.close();
+    let mut all = Conv::new("10.0.0.1:1", "10.0.0.2:2", 0, 0);
+    all.frames = old
+        .frames
+        .iter()
+        .chain(new.frames.iter())
+        .cloned()
+        .collect();
+    let (summary, rows) = run(&all, View::Client);
+    assert_eq!((summary.flows, summary.flows_mid_stream), (2, 1));
+    let socks = sockets(&rows);
+    assert_eq!(socket_of(&socks, Role::Client, new.client).egress, b"new");
+    assert_eq!(socket_of(&socks, Role::Client, old.client).egress, b"old");
+}
