@@ -920,3 +920,56 @@ async fn namespace_scoped_credentials_narrow_the_snapshot() {
     assert_eq!(stats.skipped_kinds, vec!["Node"]);
     assert_eq!(stats.watch_errors, 0, "{stats:?}");
 }
+
+/// Streaming lists (watch with sendInitialEvents, ended by the initial-events-end bookmark).
+#[tokio::test]
+async fn snapshotter_with_streaming_lists() {
+    if !tools_present() {
+        return;
+    }
+    let api = ApiServer::start(&demo_state());
+    let Some(c) = cluster(&api, "node-a").await else {
+        return;
+    };
+    let (rec_tx, mut rec_rx) = mpsc::channel(64);
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let cfg = SnapshotConfig {
+        namespace: Some("demo".into()),
+        streaming_lists: true,
+        ..SnapshotConfig::default()
+    };
+    let task = tokio::spawn(
+        Snapshotter::new(c.client().clone(), cfg).run(rec_tx, async {
+            let _ = stop_rx.await;
+        }),
+    );
+    let mut rows = Vec::new();
+    rows_until(&mut rec_rx, &mut rows, "the streamed snapshot", |r| {
+        r.iter().filter(|k| k.event == K8sEvent::Snapshot).count() == 5
+    })
+    .await;
+    api.put(&pod(
+        "demo/streamed",
+        "7a7a7a7a-0000-0000-0000-00000000000a",
+        "node-a",
+        "Running",
+        "",
+        &[],
+        serde_json::json!({}),
+    ));
+    rows_until(&mut rec_rx, &mut rows, "streamed added", |r| {
+        has(r, "Pod", "streamed", K8sEvent::Added)
+    })
+    .await;
+    let _ = stop_tx.send(());
+    let stats = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("stops")
+        .expect("joins")
+        .expect("ok");
+    assert_eq!(
+        (stats.snapshot, stats.added, stats.watch_errors),
+        (5, 1, 0),
+        "{stats:?}"
+    );
+}
