@@ -429,7 +429,12 @@ impl Linker {
                 dead.push((*s_start, *id));
                 continue;
             };
-            if s.in_progress {
+            // The server side of the client's own connection (both ends share an address
+            // in imported captures) is its callee, never its parent.
+            if s.in_progress
+                || (s.ex.conn.key.local == client.conn.key.remote
+                    && s.ex.conn.key.remote == client.conn.key.local)
+            {
                 continue;
             }
             let alive = match &s.ex.response {
