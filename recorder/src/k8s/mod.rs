@@ -43,8 +43,9 @@
 //! let (rows_tx, mut rows_rx) = mpsc::channel(64); // Vec<Record> batches of k8s_object rows
 //! let (targets_tx, mut targets_rx) = mpsc::channel(64);
 //! let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-//! let snap = Snapshotter::new(cluster.client().clone(), SnapshotConfig::default())
-//!     .follow_targets(spec, tracker, targets_tx);
+//! // whole cluster, or only the target's namespace where RBAC forbids cluster-wide reads
+//! let config = SnapshotConfig { fallback_namespace: Some(spec.namespace.clone()), ..Default::default() };
+//! let snap = Snapshotter::new(cluster.client().clone(), config).follow_targets(spec, tracker, targets_tx);
 //! let task = tokio::spawn(snap.run(rows_tx, async { let _ = stop_rx.await; }));
 //! // recorder loop: rows_rx.recv() → capture writer; targets_rx.recv() →
 //! //   TargetUpdate::Add(dir) → cgroup_id(&dir) into the filter map
