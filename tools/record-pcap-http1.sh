@@ -29,7 +29,7 @@ for _ in $(seq 100); do grep -q "listening on" "$work/server.out" 2>/dev/null &&
 port="$(sed -n 's/.*127.0.0.1:\([0-9]*\).*/\1/p' "$work/server.out")"
 [ -n "$port" ] || { echo "server did not start" >&2; exit 1; }
 
-tcpdump -i lo --immediate-mode -U -Z root -s 0 -w "$work/x.pcap" "tcp port $port" 2>"$work/tcpdump.err" &
+tcpdump -i lo --immediate-mode -U -B 65536 -Z root -s 0 -w "$work/x.pcap" "tcp port $port" 2>"$work/tcpdump.err" &
 dump_pid=$!
 for _ in $(seq 100); do grep -q "listening on" "$work/tcpdump.err" 2>/dev/null && break; sleep 0.05; done
 grep -q "listening on" "$work/tcpdump.err" || { cat "$work/tcpdump.err" >&2; exit 1; }
@@ -45,6 +45,11 @@ curl -sS --http1.1 --max-time 10 -o /dev/null \
 curl -sS --http1.1 --max-time 10 -o /dev/null "$base/size/2000"
 sleep 0.3
 kill -INT "$dump_pid"; wait "$dump_pid" || true; dump_pid=""
+if grep -Eq "^[1-9][0-9]* packets dropped by kernel" "$work/tcpdump.err"; then
+  cat "$work/tcpdump.err" >&2
+  echo "tcpdump dropped packets: the sample would have holes; try again" >&2
+  exit 1
+fi
 mkdir -p "$(dirname "$out")"
 cp "$work/x.pcap" "$out"
 echo "wrote $out ($(stat -c %s "$out") bytes)"
