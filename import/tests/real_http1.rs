@@ -104,11 +104,17 @@ enum Capturer {
 }
 
 fn record(dir: &Path, capturer: Capturer) -> Session {
+    record_on(dir, capturer, "127.0.0.1")
+}
+
+/// [`record`] with the server listening on `host` (an IPv4 or IPv6 loopback address).
+fn record_on(dir: &Path, capturer: Capturer, host: &str) -> Session {
     let mut server = Command::new("python3");
     server
         .arg("-u")
         .arg(server_script())
         .arg("0")
+        .arg(host)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     let mut server = Proc(server.spawn().expect("start server"));
@@ -155,10 +161,14 @@ fn record(dir: &Path, capturer: Capturer) -> Session {
         .collect();
     let body_file = dir.join("body.bin");
     std::fs::write(&body_file, &post_body).unwrap();
-    let base = format!("http://127.0.0.1:{port}");
+    let base = if host.contains(':') {
+        format!("http://[{host}]:{port}")
+    } else {
+        format!("http://{host}:{port}")
+    };
     let out = |name: &str| dir.join(format!("{name}.out"));
     let status = Command::new("curl")
-        .args(["-sS", "--http1.1", "--max-time", "20"])
+        .args(["-sS", "-g", "--http1.1", "--max-time", "20"])
         .arg("-o")
         .arg(out("hello"))
         .args([
@@ -191,7 +201,7 @@ fn record(dir: &Path, capturer: Capturer) -> Session {
         .expect("run curl");
     assert!(status.success(), "curl failed");
     let status = Command::new("curl")
-        .args(["-sS", "--http1.1", "--max-time", "20", "-o"])
+        .args(["-sS", "-g", "--http1.1", "--max-time", "20", "-o"])
         .arg(out("small"))
         .arg(format!("{base}/size/5000"))
         .status()
@@ -491,5 +501,28 @@ fn dumpcap_pcapng_matches_tshark() {
     }
     let dir = test_dir();
     let session = record(dir.path(), Capturer::Dumpcap);
+    check(&session);
+}
+
+#[test]
+fn ipv6_loopback_matches_tshark() {
+    if let Some(why) = missing_tools() {
+        eprintln!("SKIPPED ipv6_loopback_matches_tshark: {why}");
+        return;
+    }
+    let v6_ok = std::net::TcpListener::bind("[::1]:0").is_ok();
+    if !v6_ok {
+        eprintln!("SKIPPED ipv6_loopback_matches_tshark: no IPv6 on lo");
+        return;
+    }
+    let dir = test_dir();
+    let session = record_on(
+        dir.path(),
+        Capturer::Tcpdump {
+            iface: "lo",
+            linktype: None,
+        },
+        "::1",
+    );
     check(&session);
 }

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """HTTP/1.1 keep-alive test server for podtrace's pcap import tests and fixtures.
 
-Usage: http1_server.py [PORT]   (default 0: any free port on 127.0.0.1)
+Usage: http1_server.py [PORT [HOST]]   (default: port 0 = any free port, host 127.0.0.1;
+HOST may be an IPv6 address such as ::1)
 
-Prints "listening on 127.0.0.1:<port>" on stdout once it accepts connections, then serves
+Prints "listening on <host>:<port>" on stdout once it accepts connections, then serves
 until SIGTERM/SIGINT:
   GET  /size/<n>   -> 200, <n> bytes of a repeating "0123456789abcdef" pattern
   GET  /status/<c> -> status <c>, short text body
@@ -15,6 +16,7 @@ Nagle is disabled (otherwise delayed ACKs stall keep-alive by 40 ms).
 import hashlib
 import json
 import signal
+import socket
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -60,12 +62,18 @@ class Handler(BaseHTTPRequestHandler):
         self._send(200, json.dumps(reply, sort_keys=True).encode(), "application/json")
 
 
+class Server6(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
 def main():
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    host = sys.argv[2] if len(sys.argv) > 2 else "127.0.0.1"
+    cls = Server6 if ":" in host else ThreadingHTTPServer
+    server = cls((host, port), Handler)
     server.daemon_threads = True
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    print("listening on 127.0.0.1:%d" % server.server_address[1], flush=True)
+    print("listening on %s:%d" % (host, server.server_address[1]), flush=True)
     try:
         server.serve_forever()
     except (KeyboardInterrupt, SystemExit):
