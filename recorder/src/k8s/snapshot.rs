@@ -333,6 +333,9 @@ impl Snapshotter {
     }
 
     /// Runs until `shutdown` completes or `records` is closed; returns what was produced.
+    ///
+    /// Watch failures never end the run: they are counted in [`SnapshotStats::watch_errors`],
+    /// logged, and retried with backoff.
     pub async fn run(
         self,
         records: mpsc::Sender<Vec<Record>>,
@@ -503,15 +506,20 @@ where
     }
 }
 
+/// How long the RBAC probe of a kind may take (an unreachable server is left to the watcher).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Whether listing through `api` is refused with 403 (RBAC). Other failures are left to the
 /// watcher, which retries them.
 async fn forbidden<K>(api: &Api<K>) -> bool
 where
     K: Resource + Clone + DeserializeOwned + Debug,
 {
+    let params = kube::api::ListParams::default().limit(1);
+    let probe = api.list_metadata(&params);
     matches!(
-        api.list_metadata(&kube::api::ListParams::default().limit(1)).await,
-        Err(kube::Error::Api(status)) if status.code == 403
+        tokio::time::timeout(PROBE_TIMEOUT, probe).await,
+        Ok(Err(kube::Error::Api(status))) if status.code == 403
     )
 }
 
