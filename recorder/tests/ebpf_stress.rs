@@ -24,10 +24,9 @@ fn drops_are_accounted_exactly() {
     let peer = peer.to_str().expect("utf8 path");
     let port = free_port();
     // The sink runs outside the cgroup: only the client's sends are recorded.
-    let mut sink = std::process::Command::new("python3")
-        .args([peer, "sink", &port.to_string()])
-        .spawn()
-        .expect("sink");
+    let mut sink_cmd = std::process::Command::new("python3");
+    sink_cmd.args([peer, "sink", &port.to_string()]);
+    let sink = KillOnDrop::spawn(sink_cmd);
     wait_listening(port);
     let cg = TestCgroup::new("stress");
 
@@ -67,8 +66,7 @@ fn drops_are_accounted_exactly() {
         let stats = handle.stop().await.expect("stop");
         (total, collector.await.expect("collector"), stats)
     });
-    let _ = sink.kill();
-    let _ = sink.wait();
+    drop(sink);
 
     let captured: i64 = streams(&rows)
         .iter()

@@ -123,10 +123,9 @@ fn new_child_cgroups_and_runtime_ids_are_picked_up() {
     let peer = peer_script(dir.path());
     let port = free_port();
     // The server runs outside every recorded cgroup: only clients are seen.
-    let mut server = std::process::Command::new("python3")
-        .args([peer.to_str().expect("p"), "serve", &port.to_string()])
-        .spawn()
-        .expect("server");
+    let mut server_cmd = std::process::Command::new("python3");
+    server_cmd.args([peer.to_str().expect("p"), "serve", &port.to_string()]);
+    let server = KillOnDrop::spawn(server_cmd);
     wait_listening(port);
     let root = TestCgroup::new("tree");
     let other = TestCgroup::new("other");
@@ -166,8 +165,7 @@ fn new_child_cgroups_and_runtime_ids_are_picked_up() {
         in_cg(&other_path, "after-remove");
         let _ = std::fs::remove_dir(&child);
     });
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     let out: Vec<Vec<u8>> = streams(&rows).values().map(|s| concat(s)).collect();
     let seen = |p: &str| {
         out.iter()

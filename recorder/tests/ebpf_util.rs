@@ -156,6 +156,23 @@ impl Drop for TestCgroup {
     }
 }
 
+/// A process killed (and reaped) on drop, so that a failing test leaves nothing behind.
+pub struct KillOnDrop(pub Child);
+
+impl KillOnDrop {
+    /// Starts `cmd` (outside any test cgroup).
+    pub fn spawn(mut cmd: Command) -> KillOnDrop {
+        KillOnDrop(cmd.stdout(Stdio::null()).spawn().expect("spawn"))
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A free loopback port.
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

@@ -1,0 +1,153 @@
+//! `record_to_file` limits: `--duration`, `--max-events`, `--max-size` end the recording
+//! with a finished, readable capture and the right stop reason. Needs root.
+
+#[path = "ebpf_util.rs"]
+mod util;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use podtrace_format::model::Record;
+use podtrace_format::{CaptureReader, ReadOptions, WriterOptions};
+use podtrace_recorder::{record_to_file, Limits, RecordConfig, StopReason};
+use util::*;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt")
+}
+
+fn read_all(path: &std::path::Path) -> Vec<Record> {
+    let reader = CaptureReader::open(&[path]).expect("open capture");
+    reader
+        .records(&ReadOptions::default())
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+#[test]
+fn duration_limit_finishes_the_file() {
+    let name = "duration_limit_finishes_the_file";
+    if !root_or_skip(name) {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let cg = TestCgroup::new("duration");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("d.parquet");
+    let cfg = RecordConfig {
+        cgroup_paths: vec![cg.path.clone()],
+        limits: Limits {
+            duration: Some(Duration::from_millis(400)),
+            ..Default::default()
+        },
+        stats_interval: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let t0 = Instant::now();
+    let summary = rt()
+        .block_on(record_to_file(
+            cfg,
+            &out,
+            WriterOptions::default(),
+            None,
+            std::future::pending(),
+            |_| {},
+        ))
+        .expect("record");
+    assert_eq!(summary.reason, StopReason::Duration);
+    assert!(t0.elapsed() < Duration::from_secs(20));
+    let rows = read_all(&out);
+    assert!(
+        rows.iter().any(|r| matches!(r, Record::Stats(_))),
+        "stats rows written"
+    );
+    assert_eq!(summary.write.rows, rows.len() as u64);
+}
+
+#[test]
+fn max_events_and_max_size_stop_the_recording() {
+    let name = "max_events_and_max_size_stop_the_recording";
+    if !root_or_skip(name) || !tool_or_skip("python3", name) {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let peer = peer_script(dir.path());
+    let peer = peer.to_str().expect("p").to_string();
+    let port = free_port();
+    let mut sink_cmd = std::process::Command::new("python3");
+    sink_cmd.args([&peer, "sink", &port.to_string()]);
+    let _sink = KillOnDrop::spawn(sink_cmd);
+    wait_listening(port);
+    let cg = TestCgroup::new("limits");
+    let rt = rt();
+    for (limits, reason) in [
+        (
+            Limits {
+                max_events: Some(50),
+                ..Default::default()
+            },
+            StopReason::MaxEvents,
+        ),
+        (
+            Limits {
+                max_size: Some(64 * 1024),
+                ..Default::default()
+            },
+            StopReason::MaxSize,
+        ),
+    ] {
+        let out = dir.path().join(format!("{reason:?}.parquet"));
+        let out2 = out.clone();
+        let cfg = RecordConfig {
+            cgroup_paths: vec![cg.path.clone()],
+            limits,
+            ..Default::default()
+        };
+        let opts = WriterOptions::default().flush_interval(Some(Duration::from_millis(100)));
+        let started = Arc::new(AtomicBool::new(false));
+        let s2 = started.clone();
+        let task = rt.spawn(async move {
+            record_to_file(cfg, &out2, opts, None, std::future::pending(), move |_| {
+                s2.store(true, Ordering::SeqCst)
+            })
+            .await
+        });
+        let t0 = Instant::now();
+        while !started.load(Ordering::SeqCst) {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "recorder did not start"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // traffic until the recording stops by itself (bounded)
+        while !task.is_finished() {
+            assert!(t0.elapsed() < Duration::from_secs(60), "limit not reached");
+            let mut c = std::process::Command::new("sh");
+            c.arg("-c").arg(format!(
+                "echo $$ > '{}/cgroup.procs' && exec python3 {peer} blast {port} 2000 4096",
+                cg.path.display()
+            ));
+            run_bounded(c, Duration::from_secs(60));
+        }
+        let summary = rt.block_on(task).expect("join").expect("record");
+        assert_eq!(summary.reason, reason);
+        let rows = read_all(&out);
+        let socket_rows = rows
+            .iter()
+            .filter(|r| !matches!(r, Record::Stats(_) | Record::K8sObject(_)))
+            .count() as u64;
+        assert_eq!(socket_rows, summary.socket_events);
+        if reason == StopReason::MaxEvents {
+            assert!(summary.socket_events >= 50);
+        } else {
+            assert!(summary.write.bytes >= 64 * 1024);
+        }
+    }
+}
