@@ -258,14 +258,15 @@ async fn resolve_pod_and_selector_with_kube_rs() {
     );
 }
 
-/// Collects k8s_object rows from the channel until `pred` holds for the rows so far.
+/// Collects k8s_object rows from the channel until `pred` holds for the rows so far (at most
+/// 60 s: a re-list waits for kube-runtime's backoff, which grows on a loaded machine).
 async fn rows_until(
     rx: &mut mpsc::Receiver<Vec<Record>>,
     all: &mut Vec<K8sObject>,
     what: &str,
     pred: impl Fn(&[K8sObject]) -> bool,
 ) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while !pred(all) {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
             Ok(Some(batch)) => all.extend(batch.into_iter().filter_map(|r| match r {
