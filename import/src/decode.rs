@@ -179,6 +179,26 @@ mod tests {
     }
 
     #[test]
+    fn vlan_tagged_ipv6() {
+        let vlan = etherparse::VlanId::try_new(42).expect("valid VLAN id");
+        let builder = PacketBuilder::ethernet2([1; 6], [2; 6])
+            .single_vlan(vlan)
+            .ipv6([0xfd; 16], [0xfe; 16], 64)
+            .tcp(1234, 443, 5, 1000)
+            .syn();
+        let mut frame = Vec::new();
+        builder
+            .write(&mut frame, b"")
+            .expect("writing to a Vec cannot fail");
+        let Decoded::Tcp(seg) = decode(DataLink::ETHERNET, &frame, frame.len() as u32) else {
+            panic!("not decoded as TCP");
+        };
+        assert!(seg.syn && seg.ack.is_none());
+        assert_eq!(seg.dst.port(), 443);
+        assert!(seg.src.is_ipv6());
+    }
+
+    #[test]
     fn sll_frame_of_a_loopback_device() {
         let eth = tcp_v4(b"lo!");
         // Packet type 0 (host), ARPHRD_LOOPBACK (772), address length 6, address, IPv4.
