@@ -324,13 +324,17 @@ fn python_syscall_variants_every_byte() {
         tokio::task::spawn_blocking(move || run_bounded(cmd, T))
             .await
             .expect("variants");
+        let cmd = cg.command(&["python3", peer, "mmsg", &port.to_string(), &outdir]);
+        tokio::task::spawn_blocking(move || run_bounded(cmd, T))
+            .await
+            .expect("mmsg");
         tokio::time::sleep(Duration::from_millis(50)).await;
         let stats = handle.stop().await.expect("stop");
         assert_eq!(stats.dropped_ringbuf_full, 0);
         collector.await.expect("collector")
     });
     let streams = streams(&rows);
-    for k in ["send", "sendmsg", "writev", "write", "sendfile"] {
+    for k in ["send", "sendmsg", "writev", "write", "sendfile", "mmsg"] {
         let sent = std::fs::read(dir.path().join(format!("{k}.sent"))).expect("sent");
         let got = std::fs::read(dir.path().join(format!("{k}.got"))).expect("got");
         // the server's Set-Cookie value is redacted at record time
@@ -369,6 +373,7 @@ fn python_syscall_variants_every_byte() {
             "sendmsg" => "sendmsg",
             "writev" => "writev",
             "write" => "write",
+            "mmsg" => "sendmmsg",
             _ => "sendfile",
         };
         assert!(
@@ -380,6 +385,7 @@ fn python_syscall_variants_every_byte() {
             "sendmsg" => "recvmsg",
             "writev" => "readv",
             "write" => "read",
+            "mmsg" => "recvmmsg",
             _ => "recvfrom",
         };
         assert!(

@@ -290,6 +290,48 @@ def variants(port, outdir):
         with open(os.path.join(outdir, k + ".sent"), "wb") as f: f.write(sent[k])
         with open(os.path.join(outdir, k + ".got"), "wb") as f: f.write(got[k])
 
+def mmsg(port, outdir):
+    """sendmmsg (3 messages, several iovecs) and recvmmsg through libc (ctypes)."""
+    import ctypes, ctypes.util
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    class iovec(ctypes.Structure):
+        _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+    class msghdr(ctypes.Structure):
+        _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32),
+                    ("iov", ctypes.POINTER(iovec)), ("iovlen", ctypes.c_size_t),
+                    ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t),
+                    ("flags", ctypes.c_int)]
+    class mmsghdr(ctypes.Structure):
+        _fields_ = [("hdr", msghdr), ("len", ctypes.c_uint)]
+    s = socket.create_connection(("127.0.0.1", port))
+    parts = [[b"GET /mmsg HTTP/1.1\r\n", b"Host: x\r\n"], [b"X-M: 1\r\n"],
+             [b"Connection: close\r\n", b"\r\n"]]
+    keep, msgs = [], (mmsghdr * 3)()
+    for i, p in enumerate(parts):
+        iovs = (iovec * len(p))()
+        for j, b in enumerate(p):
+            buf = ctypes.create_string_buffer(b, len(b)); keep.append(buf)
+            iovs[j].base = ctypes.cast(buf, ctypes.c_void_p); iovs[j].len = len(b)
+        keep.append(iovs)
+        msgs[i].hdr.iov = iovs; msgs[i].hdr.iovlen = len(p)
+    n = libc.sendmmsg(s.fileno(), msgs, 3, 0)
+    assert n == 3, (n, ctypes.get_errno())
+    got = b""
+    while True:
+        rbufs = [ctypes.create_string_buffer(64) for _ in range(2)]
+        riovs, rmsgs = (iovec * 2)(), (mmsghdr * 2)()
+        for i in range(2):
+            riovs[i].base = ctypes.cast(rbufs[i], ctypes.c_void_p); riovs[i].len = 64
+            rmsgs[i].hdr.iov = ctypes.pointer(riovs[i]); rmsgs[i].hdr.iovlen = 1
+        n = libc.recvmmsg(s.fileno(), rmsgs, 2, 0x10000, None)  # MSG_WAITFORONE
+        if n <= 0: break
+        chunk = b"".join(rbufs[i].raw[:rmsgs[i].len] for i in range(n))
+        if not chunk: break
+        got += chunk
+    s.close()
+    with open(os.path.join(outdir, "mmsg.sent"), "wb") as f: f.write(b"".join(b"".join(p) for p in parts))
+    with open(os.path.join(outdir, "mmsg.got"), "wb") as f: f.write(got)
+
 def keepalive(port, n):
     s = socket.create_connection(("127.0.0.1", port))
     for i in range(n):
@@ -325,6 +367,7 @@ if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "serve": serve(int(sys.argv[2]))
     elif cmd == "variants": variants(int(sys.argv[2]), sys.argv[3])
+    elif cmd == "mmsg": mmsg(int(sys.argv[2]), sys.argv[3])
     elif cmd == "keepalive": keepalive(int(sys.argv[2]), int(sys.argv[3]))
     elif cmd == "blast": blast(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
     elif cmd == "sink": sink(int(sys.argv[2]))
