@@ -68,8 +68,10 @@ struct pt_args_t {
 	__u64 len;  /* count, iovcnt or vlen */
 };
 
+/* A plain (preallocated) hash: cheaper than LRU; every entry is removed at sys_exit, which
+ * runs for every syscall that entered (also when the thread is killed meanwhile). */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u64);
 	__type(value, struct pt_args_t);
@@ -170,13 +172,16 @@ static __always_inline struct sock *fd_sock(__u64 fd, struct pt_event *ev)
 	if (family != AF_INET && family != AF_INET6)
 		return 0;
 	ev->family = family;
-	ev->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	ev->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	/* one read each for the port pair and the IPv4 address pair */
+	__portpair ports = BPF_CORE_READ(sk, __sk_common.skc_portpair);
+	ev->rport = bpf_ntohs((__u16)ports);      /* skc_dport: low half, network order */
+	ev->lport = (__u16)(ports >> 16);          /* skc_num: high half, host order */
 	if (family == AF_INET) {
 		__builtin_memset(ev->laddr, 0, 16);
 		__builtin_memset(ev->raddr, 0, 16);
-		__u32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-		__u32 r = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__addrpair addrs = BPF_CORE_READ(sk, __sk_common.skc_addrpair);
+		__u32 r = (__u32)addrs;         /* skc_daddr */
+		__u32 l = (__u32)(addrs >> 32); /* skc_rcv_saddr */
 		__builtin_memcpy(ev->laddr, &l, 4);
 		__builtin_memcpy(ev->raddr, &r, 4);
 	} else {
