@@ -64,6 +64,9 @@ pub struct ImportOptions {
     /// Bound of buffered out-of-order bytes per connection direction; past it the hole
     /// before the buffered data is declared lost.
     pub max_out_of_order_bytes: usize,
+    /// Import a file that ends inside a packet (the capturing tool was killed) up to the
+    /// cut instead of failing with [`ImportError::Truncated`]; the summary says so.
+    pub allow_truncated: bool,
 }
 
 impl Default for ImportOptions {
@@ -74,6 +77,7 @@ impl Default for ImportOptions {
             node: "pcap".to_string(),
             writer: WriterOptions::default().flush_interval(None),
             max_out_of_order_bytes: DEFAULT_MAX_OUT_OF_ORDER_BYTES,
+            allow_truncated: false,
         }
     }
 }
@@ -149,7 +153,7 @@ struct Run<'o> {
 
 impl Run<'_> {
     fn all(&mut self, input: &Path) -> Result<(), ImportError> {
-        source::for_each_frame(input, |frame| {
+        let read = source::for_each_frame(input, |frame| {
             if !decode::supported(frame.linktype) {
                 return Err(ImportError::UnsupportedLinkType {
                     path: input.to_path_buf(),
@@ -157,7 +161,14 @@ impl Run<'_> {
                 });
             }
             self.frame(frame)
-        })?;
+        });
+        match read {
+            Ok(_) => {}
+            Err(ImportError::Truncated { .. }) if self.opts.allow_truncated => {
+                self.summary.input_truncated = true;
+            }
+            Err(e) => return Err(e),
+        }
         self.tracker.finish(&mut self.events);
         self.flush_events();
         self.k8s_rows(self.summary.first_ts_ns.unwrap_or(0));

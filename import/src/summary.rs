@@ -9,6 +9,9 @@ use crate::reassembly::StreamStats;
 pub struct ImportSummary {
     /// Frames read from the file.
     pub packets: u64,
+    /// The file ended inside a packet and was imported up to the cut
+    /// ([`crate::ImportOptions::allow_truncated`]).
+    pub input_truncated: bool,
     /// Of which TCP segments.
     pub tcp_packets: u64,
     /// Of which something else (ARP, UDP, ICMP, IP fragments): skipped.
@@ -66,6 +69,9 @@ impl fmt::Display for ImportSummary {
             self.malformed_packets,
             self.ignored_packets
         )?;
+        if self.input_truncated {
+            writeln!(f, "input          truncated: imported up to the cut")?;
+        }
         writeln!(
             f,
             "connections    {} ({} closed, {} reset, {} seen mid-stream)",

@@ -60,12 +60,30 @@ fn truncated_pcap_and_pcapng() {
         std::fs::write(&input, &bytes[..bytes.len() - 3500]).unwrap();
         let out = dir.path().join("cap.parquet");
         let err = import(&input, &out, &ImportOptions::default()).unwrap_err();
-        match &err {
-            ImportError::Truncated { packets, .. } => assert!(*packets >= 3, "{err}"),
+        let complete = match &err {
+            ImportError::Truncated { packets, .. } => *packets,
             other => panic!("{name}: expected Truncated, got {other:?}"),
-        }
+        };
+        assert_eq!(complete, 3, "{err}");
         assert!(err.to_string().contains(name), "{err}");
         assert!(!out.exists(), "partial output removed");
+        // Asked to, the importer keeps what comes before the cut.
+        let opts = ImportOptions {
+            allow_truncated: true,
+            ..ImportOptions::default()
+        };
+        let summary = import(&input, &out, &opts).expect("import up to the cut");
+        assert!(summary.input_truncated);
+        assert!(summary.to_string().contains("truncated"));
+        assert_eq!((summary.packets, summary.flows), (complete, 1));
+        let (_, rows) = read_capture(&out);
+        // The handshake made it, the data packet was cut: two open sockets, no data.
+        let socks = sockets(&rows);
+        assert_eq!(socks.len(), 2);
+        assert!(socks
+            .values()
+            .all(|s| s.opens == 1 && s.data_rows.is_empty()));
+        std::fs::remove_file(&out).unwrap();
         // Only the global header.
         std::fs::write(&input, &bytes[..10]).unwrap();
         let err = import(&input, &out, &ImportOptions::default()).unwrap_err();
