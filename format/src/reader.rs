@@ -662,16 +662,38 @@ fn stats_bytes(rg: &RowGroupMetaData, leaf: usize) -> Option<(&[u8], &[u8])> {
 }
 
 /// Reads one row group: projected, cast to schema v1 if needed, filtered.
+///
+/// Columns that the row group's statistics show to be entirely null (the `k8s_*` columns of
+/// a row group of socket rows, ...) are not decoded but made as null arrays: cheaper, and
+/// the parquet reader is slow on all-null dictionary columns.
 fn decode_row_group(f: &CaptureFile, rg: usize, opts: &ReadOptions) -> Result<Vec<RecordBatch>> {
     let file = File::open(&f.path).map_err(|e| FormatError::io(&f.path, e))?;
     let target = read_schema(opts.payload);
     let arrow_schema = f.arrow.schema();
-    let roots: Vec<usize> = target
-        .fields()
-        .iter()
-        .filter_map(|t| arrow_schema.index_of(t.name()).ok())
-        .collect();
-    let mask = ProjectionMask::roots(f.arrow.parquet_schema(), roots);
+    let descr = f.arrow.parquet_schema();
+    let rg_meta = f.arrow.metadata().row_group(rg);
+    let rows = rg_meta.num_rows().max(0) as u64;
+    let all_null = |root: usize| {
+        let mut leaves = (0..descr.num_columns()).filter(|&l| descr.get_column_root_idx(l) == root);
+        match (leaves.next(), leaves.next()) {
+            (Some(leaf), None) => rg_meta
+                .column(leaf)
+                .statistics()
+                .and_then(|s| s.null_count_opt())
+                .is_some_and(|nulls| rows > 0 && nulls == rows),
+            _ => false,
+        }
+    };
+    let mut roots = Vec::with_capacity(target.fields().len());
+    let mut null_columns = Vec::new();
+    for field in target.fields() {
+        match arrow_schema.index_of(field.name()) {
+            Ok(root) if all_null(root) => null_columns.push(field.name().as_str()),
+            Ok(root) => roots.push(root),
+            Err(_) => {}
+        }
+    }
+    let mask = ProjectionMask::roots(descr, roots);
     let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, f.arrow.clone())
         .with_row_groups(vec![rg])
         .with_projection(mask)
@@ -679,10 +701,11 @@ fn decode_row_group(f: &CaptureFile, rg: usize, opts: &ReadOptions) -> Result<Ve
         .build()
         .map_err(|e| FormatError::corrupt(&f.path, format!("row group {rg}: {e}")))?;
     let mut out = Vec::new();
+    let exact = !f.needs_cast && null_columns.is_empty();
     for batch in reader {
         let batch =
             batch.map_err(|e| FormatError::corrupt(&f.path, format!("row group {rg}: {e}")))?;
-        let batch = conform(&f.path, batch, &target, f.needs_cast)?;
+        let batch = conform(&f.path, batch, &target, exact, &null_columns)?;
         let batch = filter_rows(batch, opts)
             .map_err(|e| FormatError::corrupt(&f.path, format!("row group {rg}: {e}")))?;
         if batch.num_rows() > 0 {
@@ -692,14 +715,33 @@ fn decode_row_group(f: &CaptureFile, rg: usize, opts: &ReadOptions) -> Result<Ve
     Ok(out)
 }
 
-/// Gives `batch` exactly the `target` schema (column order and types).
-fn conform(path: &Path, batch: RecordBatch, target: &SchemaRef, cast: bool) -> Result<RecordBatch> {
-    let columns: Vec<ArrayRef> = if cast {
+/// Gives `batch` exactly the `target` schema (column order and types): when the batch is
+/// not already `exact`, looks columns up by name, casts them, and makes `nulls` columns.
+fn conform(
+    path: &Path,
+    batch: RecordBatch,
+    target: &SchemaRef,
+    exact: bool,
+    nulls: &[&str],
+) -> Result<RecordBatch> {
+    let columns: Vec<ArrayRef> = if exact {
+        batch.columns().to_vec()
+    } else {
         let mut cols = Vec::with_capacity(target.fields().len());
         for field in target.fields() {
-            let c = batch.column_by_name(field.name()).ok_or_else(|| {
-                FormatError::corrupt(path, format!("column {} not decoded", field.name()))
-            })?;
+            let Some(c) = batch.column_by_name(field.name()) else {
+                if nulls.contains(&field.name().as_str()) {
+                    cols.push(arrow_array::new_null_array(
+                        field.data_type(),
+                        batch.num_rows(),
+                    ));
+                    continue;
+                }
+                return Err(FormatError::corrupt(
+                    path,
+                    format!("column {} not decoded", field.name()),
+                ));
+            };
             let c = if c.data_type() == field.data_type() {
                 c.clone()
             } else {
@@ -713,8 +755,6 @@ fn conform(path: &Path, batch: RecordBatch, target: &SchemaRef, cast: bool) -> R
             cols.push(c);
         }
         cols
-    } else {
-        batch.columns().to_vec()
     };
     RecordBatch::try_new(target.clone(), columns)
         .map_err(|e| FormatError::corrupt(path, format!("decoded batch: {e}")))

@@ -30,7 +30,7 @@ fn crash_child() {
         let batch: Vec<Record> = (i..i + n).map(record).collect();
         w.write_all(&batch).unwrap();
         i += n;
-        if mix(i) % 7 == 0 {
+        if mix(i).is_multiple_of(7) {
             w.flush().unwrap();
         }
         if w.flushed_rows() != last {

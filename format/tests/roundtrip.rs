@@ -172,3 +172,33 @@ fn same_columns_from_another_writer_are_read() {
     }
     assert_rows(r.records(&ReadOptions::default()), n);
 }
+
+#[test]
+fn reading_inside_a_rayon_pool_does_not_starve_it() {
+    use rayon::prelude::*;
+    let dir = tempfile::tempdir().unwrap();
+    let paths: Vec<_> = (0..4)
+        .map(|k| {
+            let p = dir.path().join(format!("c{k}.parquet"));
+            write_capture(&p, 20_000, WriterOptions::default().row_group_rows(1_000));
+            p
+        })
+        .collect();
+    // One-thread pool: a reader that waited for tasks queued behind itself would hang.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let counts: Vec<usize> = pool.install(|| {
+        paths
+            .par_iter()
+            .map(|p| {
+                let r = CaptureReader::open(&[p]).unwrap();
+                r.records(&ReadOptions::default())
+                    .map(|x| x.unwrap())
+                    .count()
+            })
+            .collect()
+    });
+    assert_eq!(counts, vec![20_000; 4]);
+}

@@ -17,7 +17,7 @@ pub fn mix(mut x: u64) -> u64 {
 const BASE_TS: u64 = 1_790_000_000_000_000_000;
 
 fn addr(r: u64, v6: bool) -> Option<SocketAddr> {
-    if r % 17 == 0 {
+    if r.is_multiple_of(17) {
         return None;
     }
     let port = (r >> 8) as u16;
@@ -36,7 +36,7 @@ fn addr(r: u64, v6: bool) -> Option<SocketAddr> {
 }
 
 fn meta(i: u64, r: u64) -> SocketMeta {
-    let v6 = r % 5 == 0;
+    let v6 = r.is_multiple_of(5);
     SocketMeta {
         ts_ns: BASE_TS + i * 1_000,
         cpu: (r % 4) as u32,
@@ -61,7 +61,7 @@ fn payload(i: u64, r: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(len);
     let mut x = r;
     while out.len() < len {
-        if x % 3 == 0 {
+        if x.is_multiple_of(3) {
             out.extend_from_slice(text.as_bytes());
         } else {
             out.extend_from_slice(&x.to_le_bytes());
@@ -126,7 +126,7 @@ pub fn record(i: u64) -> Record {
         }
         _ => Record::Stats(Stat {
             ts_ns: BASE_TS + i * 1_000,
-            cpu: if r % 3 == 0 {
+            cpu: if r.is_multiple_of(3) {
                 None
             } else {
                 Some((r >> 4) as u32 % 4)
