@@ -155,6 +155,11 @@ fn record_on(dir: &Path, capturer: Capturer, host: &str) -> Session {
     let mut dump = Proc(dump.spawn().expect("start the capture"));
     let stderr = dump.0.stderr.take().expect("capture stderr");
     wait_for_line(stderr, ready, Duration::from_secs(10)).expect("capture ready");
+    if matches!(capturer, Capturer::Dumpcap) {
+        // dumpcap prints "Capturing on" before its capture is live (seen missing the first
+        // connection): give it the second TEST-PEERS.md recommends.
+        std::thread::sleep(Duration::from_secs(1));
+    }
 
     let post_body: Vec<u8> = (0..POST_BYTES as u64)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
