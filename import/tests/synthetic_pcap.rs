@@ -568,3 +568,37 @@ fn syn_after_a_mid_stream_guess_starts_a_new_connection_with_real_roles() {
     assert_eq!(socket_of(&socks, Role::Client, new.client).egress, b"new");
     assert_eq!(socket_of(&socks, Role::Client, old.client).egress, b"old");
 }
+
+#[test]
+fn half_close_keeps_sockets_open_until_both_fins() {
+    let mut c = Conv::new("10.0.0.1:40016", "10.0.0.2:8080", 1, 1);
+    c.handshake();
+    c.send(true, REQUEST);
+    c.send(false, RESPONSE);
+    c.fin(false); // the server closes first (HTTP/1.0 style)...
+    c.send(true, b"late"); // ...and still receives what the client sends
+    c.fin(true);
+    let last_fin = c.ts;
+    c.ack(false);
+    let (summary, rows) = run(&c, View::Both);
+    assert_eq!(summary.flows_closed, 1);
+    let socks = sockets(&rows);
+    let server = socket_of(&socks, Role::Server, c.server);
+    let mut expected = REQUEST.to_vec();
+    expected.extend_from_slice(b"late");
+    assert_eq!(server.ingress, expected);
+    for s in socks.values() {
+        let close = s.events.iter().find(|e| e.meta.ts_ns == last_fin);
+        assert!(close.is_some() && s.closes == 1, "closed at the second FIN");
+        let last_data = s.data_rows.last().unwrap().meta.ts_ns;
+        assert!(last_data <= last_fin);
+    }
+    // No row of a socket comes after its close.
+    let close_pos = rows
+        .iter()
+        .position(|r| matches!(r, Record::SocketClose(_)))
+        .unwrap();
+    assert!(rows[close_pos..]
+        .iter()
+        .all(|r| matches!(r, Record::SocketClose(_))));
+}
