@@ -1,0 +1,1 @@
+//! podtrace-report (being built).
