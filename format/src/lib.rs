@@ -7,7 +7,8 @@
 //!
 //! - [`schema`]: the Arrow schema v1, column names ([`col`]), metadata keys ([`meta_key`]).
 //! - [`writer`]: [`CaptureWriter`], row groups by rows / bytes / time, rotation, and a
-//!   sidecar footer so that a SIGKILLed writer leaves a readable file.
+//!   sidecar footer log ([`sidecar`]) so that a SIGKILLed writer leaves a readable file
+//!   ([`repair`] makes it a complete Parquet file).
 //! - [`reader`]: [`CaptureReader`] over files, directories and globs, row groups decoded in
 //!   parallel, payload projection and record-type / time filters.
 //! - [`inspect`]: the summary `podtrace inspect` prints.
@@ -35,6 +36,7 @@ pub mod k8s;
 pub mod model;
 pub mod reader;
 pub mod schema;
+pub mod sidecar;
 pub mod writer;
 
 pub use error::{FormatError, Result};
@@ -44,7 +46,8 @@ pub use reader::{
     batch_to_records, read_schema, Batches, CaptureFile, CaptureReader, ReadOptions, Records,
 };
 pub use schema::{col, meta_key, schema};
-pub use writer::{segment_path, sidecar_path, CaptureWriter, WriteSummary, WriterOptions};
+pub use sidecar::{repair, sidecar_path, Repaired};
+pub use writer::{segment_path, CaptureWriter, WriteSummary, WriterOptions};
 
 /// The schema version this crate writes and reads (`podtrace.schema_version`).
 pub const SCHEMA_VERSION: u32 = 1;

@@ -13,7 +13,6 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::fs::File;
-use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::FileExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -29,14 +28,12 @@ use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
 };
 use parquet::arrow::ProjectionMask;
-use parquet::file::metadata::{
-    FileMetaData, ParquetMetaData, ParquetMetaDataReader, RowGroupMetaData,
-};
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader, RowGroupMetaData};
 
 use crate::error::{panic_message, FormatError, Result};
 use crate::model::*;
 use crate::schema::{self, col, meta_key};
-use crate::writer::sidecar_path;
+use crate::sidecar;
 
 /// Rows per decoded batch.
 const BATCH_ROWS: usize = 8192;
@@ -427,7 +424,7 @@ fn open_file(path: &Path) -> Result<CaptureFile> {
             .map_err(|e| FormatError::corrupt(path, format!("footer: {e}")))?;
         (meta, false)
     } else {
-        (recover(path, len)?, true)
+        (sidecar::recover(path, len)?, true)
     };
     check_row_groups(path, &metadata, len)?;
 
@@ -515,70 +512,10 @@ fn read_at_most(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usi
     Ok(n)
 }
 
-/// Footer of a file without one, from its sidecar; keeps the row groups the file holds.
-fn recover(path: &Path, len: u64) -> Result<ParquetMetaData> {
-    let sidecar = sidecar_path(path);
-    let mut bytes = Vec::new();
-    match File::open(&sidecar) {
-        Ok(mut f) => f
-            .read_to_end(&mut bytes)
-            .map_err(|e| FormatError::io(&sidecar, e))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(FormatError::Truncated {
-                path: path.to_path_buf(),
-                reason: format!("{len} bytes, no trailing PAR1"),
-            })
-        }
-        Err(e) => return Err(FormatError::io(&sidecar, e)),
-    };
-    let bad = |reason: String| FormatError::corrupt(&sidecar, reason);
-    let n = bytes.len();
-    if n < 8 || &bytes[n - 4..] != MAGIC {
-        return Err(bad("sidecar footer has no PAR1 magic".to_string()));
-    }
-    let meta_len =
-        u32::from_le_bytes([bytes[n - 8], bytes[n - 7], bytes[n - 6], bytes[n - 5]]) as usize;
-    if meta_len + 8 > n {
-        return Err(bad(format!("sidecar footer length {meta_len} exceeds it")));
-    }
-    let meta = ParquetMetaDataReader::decode_metadata(&bytes[n - 8 - meta_len..n - 8])
-        .map_err(|e| bad(format!("sidecar footer: {e}")))?;
-    // Keep the row groups whose bytes are all in the file (the sidecar is written after the
-    // row group's bytes, so normally all of them).
-    let kept: Vec<RowGroupMetaData> = meta
-        .row_groups()
-        .iter()
-        .take_while(|rg| row_group_end(rg) <= len)
-        .cloned()
-        .collect();
-    let fm = meta.file_metadata();
-    let num_rows = kept.iter().map(|rg| rg.num_rows()).sum();
-    let file_meta = FileMetaData::new(
-        fm.version(),
-        num_rows,
-        fm.created_by().map(str::to_string),
-        fm.key_value_metadata().cloned(),
-        fm.schema_descr_ptr(),
-        fm.column_orders().cloned(),
-    );
-    Ok(ParquetMetaData::new(file_meta, kept))
-}
-
-fn row_group_end(rg: &RowGroupMetaData) -> u64 {
-    rg.columns()
-        .iter()
-        .map(|c| {
-            let (start, len) = c.byte_range();
-            start.saturating_add(len)
-        })
-        .max()
-        .unwrap_or(0)
-}
-
 /// Every column chunk must lie inside the file, before reading anything.
 fn check_row_groups(path: &Path, meta: &ParquetMetaData, len: u64) -> Result<()> {
     for (i, rg) in meta.row_groups().iter().enumerate() {
-        if row_group_end(rg) > len || rg.num_rows() < 0 {
+        if sidecar::row_group_end(rg) > len || rg.num_rows() < 0 {
             return Err(FormatError::corrupt(
                 path,
                 format!("row group {i} lies outside the file"),

@@ -8,15 +8,15 @@
 //! # Crash safety
 //! A Parquet footer is written only when a file is closed, so a writer killed with SIGKILL
 //! would leave a file no reader can open. After every row group the writer therefore also
-//! writes the footer the file *would* have if it were closed now to a sidecar,
-//! `<file>.footer` (for `cap.parquet`: `cap.parquet.footer`), atomically (written to
-//! `<file>.footer.tmp`, then renamed). The row group's bytes reach the file (the kernel's
-//! page cache) before the sidecar is renamed, so the sidecar never names bytes the file does
-//! not have. [`crate::CaptureReader`] uses the sidecar for a file without a trailing `PAR1`
-//! and reads every row group flushed so far. [`CaptureWriter::finish`] writes the real footer
-//! and then removes the sidecar. With [`WriterOptions::sync`] the file and the sidecar are
-//! also `fsync`ed at each flush, which extends the guarantee from a killed process to a
-//! crashed machine.
+//! appends that row group's footer to a sidecar log, `<file>.footer` (for `cap.parquet`:
+//! `cap.parquet.footer`; format in [`crate::sidecar`]). The row group's bytes reach the file
+//! (the kernel's page cache) before its entry reaches the sidecar, so the sidecar never
+//! names bytes the file does not have. [`crate::CaptureReader`] uses the sidecar for a file
+//! without a trailing `PAR1` and reads every row group flushed so far;
+//! [`crate::sidecar::repair`] turns such a file into a complete Parquet file.
+//! [`CaptureWriter::finish`] writes the real footer and then removes the sidecar. With
+//! [`WriterOptions::sync`] the file and the sidecar are also `fsync`ed at each flush, which
+//! extends the guarantee from a killed process to a crashed machine.
 //!
 //! [`CaptureWriter::flushed_rows`] is the number of rows that a reader is guaranteed to get
 //! back even if the process dies right now.
@@ -31,7 +31,6 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
-use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -45,15 +44,14 @@ use arrow_array::types::Int32Type;
 use arrow_array::{ArrayRef, RecordBatch, UInt64Array};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
-use parquet::file::metadata::{
-    FileMetaData, KeyValue, ParquetMetaData, ParquetMetaDataWriter, RowGroupMetaData,
-};
+use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use crate::error::{FormatError, Result};
 use crate::model::{FileMeta, Record, RecordType, SocketMeta};
 use crate::schema::{self, col, meta_key};
+use crate::sidecar::SidecarWriter;
 
 /// How the writer cuts row groups and segments. `WriterOptions::default()` is what the
 /// recorder uses; each field has a chainable setter of the same name.
@@ -163,13 +161,6 @@ impl WriteSummary {
     }
 }
 
-/// The sidecar footer of a capture file being written: `<file>.footer`.
-pub fn sidecar_path(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_os_string();
-    s.push(".footer");
-    PathBuf::from(s)
-}
-
 /// The path of segment `n` of a rotating capture named `base`:
 /// `cap.parquet` → `cap.0003.parquet`; a name without `.parquet` gets it appended
 /// (`cap` → `cap.0003.parquet`).
@@ -215,7 +206,7 @@ pub struct CaptureWriter {
 /// One open file.
 struct Segment {
     path: PathBuf,
-    sidecar: PathBuf,
+    sidecar: SidecarWriter,
     writer: ArrowWriter<File>,
     opened: Instant,
     rows: u64,
@@ -313,7 +304,11 @@ impl CaptureWriter {
         seg.rows += n;
         seg.min_ts = seg.min_ts.min(min_ts);
         seg.max_ts = seg.max_ts.max(max_ts);
-        write_sidecar(seg, &self.base_kv, self.opts.sync)?;
+        seg.sidecar.append(
+            seg.writer.flushed_row_groups(),
+            &self.base_kv,
+            (seg.min_ts, seg.max_ts),
+        )?;
         self.flushed_rows += n;
         self.maybe_rotate()
     }
@@ -420,12 +415,7 @@ impl CaptureWriter {
     fn open_segment(&mut self) -> Result<()> {
         let path = self.path_of(self.next_segment);
         self.next_segment += 1;
-        let sidecar = sidecar_path(&path);
-        match std::fs::remove_file(&sidecar) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(FormatError::io(&sidecar, e)),
-        }
+        let sidecar = SidecarWriter::new(&path, self.opts.sync)?;
         let file = create_private(&path)?;
         let writer = ArrowWriter::try_new(file, schema::schema(), Some(self.props.clone()))
             .map_err(|e| FormatError::Write {
@@ -469,11 +459,7 @@ impl CaptureWriter {
                 .sync_all()
                 .map_err(|e| FormatError::io(&seg.path, e))?;
         }
-        match std::fs::remove_file(&seg.sidecar) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(FormatError::io(&seg.sidecar, e)),
-        }
+        seg.sidecar.remove()?;
         self.summary.bytes += bytes;
         self.summary.row_groups += meta.num_row_groups();
         Ok(())
@@ -525,59 +511,6 @@ fn create_private(path: &Path) -> Result<File> {
     file.set_permissions(std::fs::Permissions::from_mode(0o600))
         .map_err(|e| FormatError::io(path, e))?;
     Ok(file)
-}
-
-/// Writes the footer the segment would have if closed now to its sidecar, atomically.
-fn write_sidecar(seg: &Segment, base_kv: &[KeyValue], sync: bool) -> Result<()> {
-    let row_groups: Vec<RowGroupMetaData> = seg.writer.flushed_row_groups().to_vec();
-    let Some(first) = row_groups.first() else {
-        return Ok(());
-    };
-    let num_rows = row_groups.iter().map(|rg| rg.num_rows()).sum();
-    let mut kv = base_kv.to_vec();
-    kv.push(KeyValue::new(
-        meta_key::START_NS.to_string(),
-        seg.min_ts.to_string(),
-    ));
-    kv.push(KeyValue::new(
-        meta_key::END_NS.to_string(),
-        seg.max_ts.to_string(),
-    ));
-    let file_meta = FileMetaData::new(
-        1,
-        num_rows,
-        Some(format!("podtrace-format {}", env!("CARGO_PKG_VERSION"))),
-        Some(kv),
-        first.schema_descr_ptr(),
-        None,
-    );
-    let meta = ParquetMetaData::new(file_meta, row_groups);
-    let mut bytes = Vec::new();
-    ParquetMetaDataWriter::new(&mut bytes, &meta)
-        .with_preserve_page_index_locations(false)
-        .finish()
-        .map_err(|e| FormatError::Write {
-            path: seg.sidecar.clone(),
-            source: e,
-        })?;
-    let mut tmp = seg.sidecar.as_os_str().to_os_string();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut f = create_private(&tmp)?;
-    f.write_all(&bytes).map_err(|e| FormatError::io(&tmp, e))?;
-    if sync {
-        f.sync_data().map_err(|e| FormatError::io(&tmp, e))?;
-    }
-    drop(f);
-    std::fs::rename(&tmp, &seg.sidecar).map_err(|e| FormatError::io(&seg.sidecar, e))?;
-    if sync {
-        if let Some(dir) = seg.sidecar.parent().filter(|d| !d.as_os_str().is_empty()) {
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| FormatError::io(dir, e))?;
-        }
-    }
-    Ok(())
 }
 
 fn ts_range(batch: &RecordBatch) -> (u64, u64) {

@@ -106,3 +106,85 @@ fn killed_file_without_sidecar_is_truncated_error() {
         other => panic!("expected Truncated, got {other:?}"),
     }
 }
+
+#[test]
+fn writer_killed_mid_sidecar_append_keeps_earlier_row_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cap.parquet");
+    let mut w = CaptureWriter::create(&path, file_meta(), WriterOptions::default()).unwrap();
+    for i in 0..300u64 {
+        w.write(&record(i)).unwrap();
+        if i % 100 == 99 {
+            w.flush().unwrap();
+        }
+    }
+    std::mem::forget(w); // killed: no footer
+    let sidecar = sidecar_path(&path);
+    let full = std::fs::read(&sidecar).unwrap();
+
+    // Cut the last entry at several points, or damage a byte of it: the first two row
+    // groups remain readable.
+    for cut in [1usize, 7, 12, 40, 500] {
+        std::fs::write(&sidecar, &full[..full.len() - cut]).unwrap();
+        let r = CaptureReader::open(&[&path]).unwrap();
+        assert_eq!(r.files()[0].rows, 200, "cut {cut}");
+        assert_rows(r.records(&ReadOptions::default()), 200);
+    }
+    let mut damaged = full.clone();
+    let n = damaged.len();
+    damaged[n - 30] ^= 0xff;
+    std::fs::write(&sidecar, &damaged).unwrap();
+    assert_eq!(CaptureReader::open(&[&path]).unwrap().num_rows(), 200);
+
+    // The whole log: all three.
+    std::fs::write(&sidecar, &full).unwrap();
+    let r = CaptureReader::open(&[&path]).unwrap();
+    assert_eq!(r.files()[0].end_ns, Some(record(299).ts_ns()));
+    assert_rows(r.records(&ReadOptions::default()), 300);
+}
+
+#[test]
+fn sidecar_grows_by_one_small_entry_per_row_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cap.parquet");
+    let mut w = CaptureWriter::create(&path, file_meta(), WriterOptions::default()).unwrap();
+    let mut sizes = Vec::new();
+    for i in 0..400u64 {
+        w.write(&record(i)).unwrap();
+        w.flush().unwrap(); // a quiet recording: one row per 1 s flush
+        sizes.push(std::fs::metadata(sidecar_path(&path)).unwrap().len());
+    }
+    let growth: Vec<u64> = sizes.windows(2).map(|s| s[1] - s[0]).collect();
+    let (first, last) = (growth[0], *growth.last().unwrap());
+    assert!(last < 2 * first, "entry size grows: {first} then {last}"); // a whole footer would be ~400x
+    assert!(last < 8_192, "entry of {last} bytes");
+    drop(w);
+    assert!(!sidecar_path(&path).exists());
+    assert_rows(
+        CaptureReader::open(&[&path])
+            .unwrap()
+            .records(&ReadOptions::default()),
+        400,
+    );
+}
+
+#[test]
+fn repair_of_a_killed_capture() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("killed.parquet");
+    let claimed = kill_after(&path, 7);
+    let before = CaptureReader::open(&[&path]).unwrap().num_rows();
+    assert!(before >= claimed);
+    let repaired = repair(&path).unwrap().expect("needed repair");
+    assert_eq!(repaired.rows, before);
+    assert!(!sidecar_path(&path).exists());
+    let r = CaptureReader::open(&[&path]).unwrap();
+    assert!(!r.files()[0].recovered);
+    assert_eq!(r.files()[0].meta, file_meta());
+    assert_rows(r.records(&ReadOptions::default()), before);
+    // Without its sidecar, a file that was never repaired has nothing to repair from.
+    let other = dir.path().join("other.parquet");
+    kill_after(&other, 2);
+    std::fs::remove_file(sidecar_path(&other)).unwrap();
+    assert!(matches!(repair(&other), Err(FormatError::Truncated { .. })));
+}

@@ -114,7 +114,7 @@ print(json.dumps({"counts": counts, "reqs": reqs, "first": [first[0], first[1]],
 }
 
 #[test]
-fn recovered_file_plus_sidecar_is_plain_parquet_for_duckdb() {
+fn repaired_capture_is_plain_parquet_for_duckdb() {
     let Some(py) = python() else { return };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("killed.parquet");
@@ -129,11 +129,15 @@ fn recovered_file_plus_sidecar_is_plain_parquet_for_duckdb() {
     assert!(flushed > 0 && flushed < 5_000);
     std::mem::forget(w); // as if killed: no footer, the sidecar stays
 
-    // As docs/capture-format.md says: file bytes followed by the sidecar footer.
-    let mut joined = std::fs::read(&path).unwrap();
-    joined.extend(std::fs::read(sidecar_path(&path)).unwrap());
-    let recovered = dir.path().join("recovered.parquet");
-    std::fs::write(&recovered, joined).unwrap();
+    // What podtrace's reader recovers through the sidecar...
+    let r = CaptureReader::open(&[&path]).unwrap();
+    assert!(r.files()[0].recovered);
+    assert_rows(r.records(&ReadOptions::default()), flushed);
+    // ...`repair` makes a plain Parquet file of, in place.
+    let repaired = repair(&path).unwrap().expect("repaired");
+    assert_eq!(repaired.rows, flushed);
+    assert!(!sidecar_path(&path).exists());
+    let recovered = path.clone();
 
     let out = Command::new(&py)
         .args([
@@ -152,10 +156,9 @@ fn recovered_file_plus_sidecar_is_plain_parquet_for_duckdb() {
     let want = format!("({flushed}, {})", record(flushed - 1).ts_ns());
     assert_eq!(text.trim(), want);
 
-    // podtrace's reader gets the same rows from the file + sidecar and from the joined file.
-    for p in [&path, &recovered] {
-        let r = CaptureReader::open(&[p]).unwrap();
-        assert_eq!(r.files()[0].recovered, p == &path);
-        assert_rows(r.records(&ReadOptions::default()), flushed);
-    }
+    let r = CaptureReader::open(&[&path]).unwrap();
+    assert!(!r.files()[0].recovered);
+    assert_eq!(r.files()[0].meta, file_meta());
+    assert_rows(r.records(&ReadOptions::default()), flushed);
+    assert_eq!(repair(&path).unwrap(), None, "nothing left to repair");
 }
