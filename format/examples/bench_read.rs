@@ -21,7 +21,7 @@ fn main() {
     let server: SocketAddr = "10.0.0.2:8080".parse().unwrap();
     let row = |i: u64, k: u64| {
         let conn = i % 64;
-        let (local, remote, comm) = if k % 2 == 0 {
+        let (local, remote, comm) = if k.is_multiple_of(2) {
             (client, server, "frontend")
         } else {
             (server, client, "backend")

@@ -261,9 +261,7 @@ impl CaptureWriter {
     pub fn write_all(&mut self, records: &[Record]) -> Result<()> {
         for r in records {
             self.buffer(r);
-            if self.buf.rows >= self.opts.row_group_rows
-                || self.buf.payload_bytes >= self.opts.row_group_bytes
-            {
+            if self.limit_reached() {
                 self.flush()?;
             }
         }
@@ -367,13 +365,15 @@ impl CaptureWriter {
     }
 
     fn after_write(&mut self) -> Result<()> {
-        if self.buf.rows >= self.opts.row_group_rows
-            || self.buf.payload_bytes >= self.opts.row_group_bytes
-            || self.interval_due()
-        {
+        if self.limit_reached() || self.interval_due() {
             self.flush()?;
         }
         Ok(())
+    }
+
+    fn limit_reached(&self) -> bool {
+        self.buf.rows >= self.opts.row_group_rows
+            || self.buf.payload_bytes >= self.opts.row_group_bytes
     }
 
     fn interval_due(&self) -> bool {
