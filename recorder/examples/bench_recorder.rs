@@ -54,16 +54,29 @@ fn main() {
         let _ = stop(h, rx).await;
         (w, g)
     });
-    println!("untargeted write(2):   {:7.1} ns -> {:7.1} ns  (+{:6.1} ns/syscall, x{:.2})", base_w, with_w, with_w - base_w, with_w / base_w);
-    println!("unfollowed getppid(2): {:7.1} ns -> {:7.1} ns  (+{:6.1} ns/syscall, x{:.2})", base_g, with_g, with_g - base_g, with_g / base_g);
+    println!(
+        "untargeted write(2):   {:7.1} ns -> {:7.1} ns  (+{:6.1} ns/syscall, x{:.2})",
+        base_w,
+        with_w,
+        with_w - base_w,
+        with_w / base_w
+    );
+    println!(
+        "unfollowed getppid(2): {:7.1} ns -> {:7.1} ns  (+{:6.1} ns/syscall, x{:.2})",
+        base_g,
+        with_g,
+        with_g - base_g,
+        with_g / base_g
+    );
 
     // --- 2. captured events
     for (size, count) in [(64usize, 200_000 * scale), (4096, 50_000 * scale)] {
-        let base = run_worker(&cg, count, size);
-        let (with, stats, rows) = rt.block_on(async {
+        let (base, _) = run_worker(&cg, count, size);
+        let (with, stats, rows, consumer_cpu) = rt.block_on(async {
             let (h, rx) = start(&cg, &rt);
+            let cpu0 = self_cpu_ns(); // after loading: the verifier's time is not the consumer's
             let counter = tokio::spawn(count_rows(rx));
-            let t = tokio::task::spawn_blocking({
+            let (t, sink_cpu) = tokio::task::spawn_blocking({
                 let cg = cg.path.clone();
                 move || run_worker_in(&cg, count, size)
             })
@@ -71,13 +84,20 @@ fn main() {
             .expect("worker");
             let stats = h.stop().await.expect("stop");
             let rows = counter.await.expect("counter");
-            (t, stats, rows)
+            (
+                t,
+                stats,
+                rows,
+                (self_cpu_ns() - cpu0).saturating_sub(sink_cpu),
+            )
         });
+        // CPU of this process minus the sink thread = the consumer (ring buffer → rows).
+        let consumer_ns = consumer_cpu as f64 / count as f64;
         let ns_base = base.as_nanos() as f64 / count as f64;
         let ns_with = with.as_nanos() as f64 / count as f64;
         println!(
             "captured {size:>4} B write: {ns_base:7.1} ns -> {ns_with:7.1} ns  (+{:6.1} ns/event, x{:.2}); \
-             {:.0} -> {:.0} events/s; captured rows {rows}, dropped {} events ({} B)",
+             {:.0} -> {:.0} events/s; consumer CPU {consumer_ns:.0} ns/event; captured rows {rows}, dropped {} events ({} B)",
             ns_with - ns_base,
             ns_with / ns_base,
             1e9 / ns_base,
@@ -91,9 +111,15 @@ fn main() {
 fn start(
     cg: &BenchCgroup,
     rt: &tokio::runtime::Runtime,
-) -> (podtrace_recorder::RecorderHandle, tokio::sync::mpsc::Receiver<Vec<Record>>) {
+) -> (
+    podtrace_recorder::RecorderHandle,
+    tokio::sync::mpsc::Receiver<Vec<Record>>,
+) {
     let _g = rt.enter();
-    let cfg = RecordConfig { cgroup_paths: vec![cg.path.clone()], ..Default::default() };
+    let cfg = RecordConfig {
+        cgroup_paths: vec![cg.path.clone()],
+        ..Default::default()
+    };
     match Recorder::start(cfg) {
         Ok(x) => x,
         Err(e) => {
@@ -116,14 +142,38 @@ async fn stop(
 async fn count_rows(mut rx: tokio::sync::mpsc::Receiver<Vec<Record>>) -> u64 {
     let mut n = 0;
     while let Some(b) = rx.recv().await {
-        n += b.iter().filter(|r| matches!(r, Record::SocketData(_))).count() as u64;
+        n += b
+            .iter()
+            .filter(|r| matches!(r, Record::SocketData(_)))
+            .count() as u64;
     }
     n
 }
 
+/// CPU time (user + system) of this process so far, ns.
+fn self_cpu_ns() -> u64 {
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid, writable rusage.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1000;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// CPU time of the calling thread, ns.
+fn thread_cpu_ns() -> u64 {
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid, writable rusage.
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1000;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
 /// ns per 1-byte write to /dev/null.
 fn time_devnull_writes(n: usize) -> f64 {
-    let mut f = std::fs::OpenOptions::new().write(true).open("/dev/null").expect("/dev/null");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .expect("/dev/null");
     let t = Instant::now();
     for _ in 0..n {
         let _ = f.write(b"x");
@@ -148,7 +198,9 @@ struct BenchCgroup {
 impl BenchCgroup {
     fn new() -> Self {
         let cg = Cgroup2::detect().expect("cgroup v2 mount");
-        let path = cg.mount.join(format!("podtrace-bench-{}", std::process::id()));
+        let path = cg
+            .mount
+            .join(format!("podtrace-bench-{}", std::process::id()));
         std::fs::create_dir_all(&path).expect("create bench cgroup");
         BenchCgroup { path }
     }
@@ -167,31 +219,43 @@ impl Drop for BenchCgroup {
 
 /// The worker's time for `count` writes of `size` bytes (run in the bench cgroup, which
 /// is recorded only when a recorder is running).
-fn run_worker(cg: &BenchCgroup, count: usize, size: usize) -> Duration {
+fn run_worker(cg: &BenchCgroup, count: usize, size: usize) -> (Duration, u64) {
     run_worker_in(&cg.path, count, size)
 }
 
-fn run_worker_in(cg: &std::path::Path, count: usize, size: usize) -> Duration {
+fn run_worker_in(cg: &std::path::Path, count: usize, size: usize) -> (Duration, u64) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind sink");
     let port = listener.local_addr().expect("addr").port();
     let sink = std::thread::spawn(move || {
         let (mut s, _) = listener.accept().expect("accept");
         let mut buf = vec![0u8; 1 << 20];
         while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+        thread_cpu_ns()
     });
     let exe = std::env::current_exe().expect("current exe");
     let out = Command::new("sh")
         .arg("-c")
-        .arg(format!("echo $$ > '{}/cgroup.procs' && exec \"$@\"", cg.display()))
+        .arg(format!(
+            "echo $$ > '{}/cgroup.procs' && exec \"$@\"",
+            cg.display()
+        ))
         .arg("sh")
         .arg(exe)
-        .args(["--worker", &port.to_string(), &count.to_string(), &size.to_string()])
+        .args([
+            "--worker",
+            &port.to_string(),
+            &count.to_string(),
+            &size.to_string(),
+        ])
         .stdout(Stdio::piped())
         .output()
         .expect("worker");
-    let _ = sink.join();
-    let ns: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().expect("worker output");
-    Duration::from_nanos(ns)
+    let sink_cpu = sink.join().expect("sink");
+    let ns: u64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("worker output");
+    (Duration::from_nanos(ns), sink_cpu)
 }
 
 /// Worker mode: connect, write `count` messages of `size` bytes, print elapsed ns.
