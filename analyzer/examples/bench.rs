@@ -2,7 +2,8 @@
 //! syscall): `C` frontend connections × `N` keep-alive requests each, every request making
 //! one downstream call recorded on both sides, W3C context on half of them.
 //!
-//! `cargo run --release -p podtrace-analyzer --example bench -- [C] [N]` (default 200 500)
+//! `cargo run --release -p podtrace-analyzer --example bench -- [C] [N]` (default 200 500);
+//! `BENCH_WINDOW_MS` sets the analysis time window (default: the library's).
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -136,7 +137,14 @@ fn main() {
         })
         .sum();
     let start = Instant::now();
-    let a = analyze(records.into_iter(), &AnalyzeOptions::default()).expect("analyze");
+    let mut opts = AnalyzeOptions::default();
+    if let Some(ms) = std::env::var("BENCH_WINDOW_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        opts.window_ns = ms * 1_000_000;
+    }
+    let a = analyze(records.into_iter(), &opts).expect("analyze");
     let secs = start.elapsed().as_secs_f64();
     println!(
         "{n} records ({:.1} MB payload), {} spans, {} traces in {secs:.2}s: {:.0} records/s, {:.0} spans/s, {:.1} MB/s",

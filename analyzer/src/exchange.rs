@@ -108,6 +108,10 @@ pub struct Exchange {
     pub request: Request,
     /// The response, `None` while outstanding.
     pub response: Option<Response>,
+    /// Position among the connection's requests that started at the same time (pipelined
+    /// requests in one segment): with the connection and start time, a stable identity
+    /// that does not depend on how much of the connection's history is still held.
+    pub ordinal: u32,
 }
 
 impl Exchange {
@@ -147,6 +151,8 @@ pub enum ExchangeEvent {
 pub struct Pairing {
     next_seq: u64,
     waiting: VecDeque<u64>,
+    last_start: Option<u64>,
+    same_start: u32,
 }
 
 impl Pairing {
@@ -178,6 +184,12 @@ impl Pairing {
             self.next_seq += 1;
             self.waiting.push_back(seq);
             if let Some(request) = to_request(m) {
+                if self.last_start == Some(request.start_ts) {
+                    self.same_start += 1;
+                } else {
+                    self.last_start = Some(request.start_ts);
+                    self.same_start = 0;
+                }
                 out.push(ExchangeEvent::Request(Exchange {
                     id: ExchangeId {
                         conn: conn.key,
@@ -187,6 +199,7 @@ impl Pairing {
                     side,
                     request,
                     response: None,
+                    ordinal: self.same_start,
                 }));
             }
         }

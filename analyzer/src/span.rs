@@ -649,13 +649,14 @@ fn stable_hash(seed: u64, parts: &[&[u8]]) -> u64 {
     h ^ (h >> 31)
 }
 
-/// Stable inputs identifying an exchange observation.
+/// Stable inputs identifying an exchange observation: the connection, the request's
+/// start time and its position among requests that started then, and the side.
 fn exchange_parts(ex: &Exchange) -> [Vec<u8>; 5] {
     let addr = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
     [
         ex.id.conn.conn_id.to_le_bytes().to_vec(),
         format!("{}>{}", addr(ex.id.conn.local), addr(ex.id.conn.remote)).into_bytes(),
-        ex.id.seq.to_le_bytes().to_vec(),
+        ex.ordinal.to_le_bytes().to_vec(),
         ex.start_ts().to_le_bytes().to_vec(),
         match ex.side {
             SpanKind::Server => b"server".to_vec(),

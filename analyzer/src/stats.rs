@@ -21,7 +21,8 @@ pub struct AnalysisStats {
     pub records: u64,
     /// Socket rows older than the time window when they arrived (input not in time order).
     pub late_records: u64,
-    /// Connections with socket data.
+    /// Connections with socket data (a keep-alive connection idle for longer than the time
+    /// window, evicted and then used again, counts again).
     pub connections: u64,
     /// Requests parsed.
     pub exchanges: u64,

@@ -229,6 +229,39 @@ fn chain_analysis_is_deterministic_and_batching_independent() {
 }
 
 #[test]
+fn chain_with_a_short_window_streams_and_evicts_with_the_same_result() {
+    // The driver's requests are ~50 ms apart: a 20 ms window links, emits and evicts
+    // state between them, record by record, and must give the same spans.
+    let records = chain_records();
+    let all = analyze(records.clone().into_iter(), &AnalyzeOptions::default()).expect("analyze");
+    let opts = AnalyzeOptions {
+        window_ns: 20_000_000,
+        ..AnalyzeOptions::default()
+    };
+    let mut p = Pipeline::new(&opts).expect("pipeline");
+    let mut spans = Vec::new();
+    let mut drained_early = 0;
+    for r in records {
+        p.push(std::slice::from_ref(&r));
+        let d = p.drain_completed();
+        drained_early += d.len();
+        spans.extend(d);
+    }
+    let rest = p.finish();
+    spans.extend(rest.spans);
+    assert!(
+        drained_early > 40,
+        "spans streamed out before the end: {drained_early}"
+    );
+    assert!(rest.stats.evictions.connections > 0, "{}", rest.stats);
+    assert_eq!(rest.stats.evictions.requests, 0);
+    assert_eq!(
+        spans_to_json(&all.spans).expect("json"),
+        spans_to_json(&spans).expect("json")
+    );
+}
+
+#[test]
 fn chain_sampling_keeps_whole_traces() {
     let records = chain_records();
     let opts = AnalyzeOptions {

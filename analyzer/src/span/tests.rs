@@ -63,6 +63,7 @@ fn exchange(
             truncated: false,
         },
         response: None,
+        ordinal: seq as u32,
     };
     (
         ExchangeEvent::Request(ex),
