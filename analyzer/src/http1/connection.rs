@@ -188,7 +188,36 @@ fn infer_role(egress: &[Segment], ingress: &[Segment]) -> Option<Role> {
         Some(Role::Server)
     } else if i.starts_with(b"HTTP/1.") {
         Some(Role::Client)
+    } else if has_request_line(egress) {
+        // The recording started mid-message: a complete request line further on.
+        Some(Role::Client)
+    } else if has_request_line(ingress) {
+        Some(Role::Server)
     } else {
         None
     }
+}
+
+/// True when the captured bytes hold a complete request line at the start of a line
+/// (`METHOD target HTTP/1.x` followed by CRLF) after the first line break.
+fn has_request_line(segs: &[Segment]) -> bool {
+    let mut data = Vec::new();
+    for s in segs {
+        if let Segment::Data { bytes, .. } = s {
+            data.extend_from_slice(bytes);
+        }
+    }
+    data.split(|b| *b == b'\n').skip(1).any(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let mut parts = line.split(|b| *b == b' ');
+        let (Some(method), Some(target), Some(version), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return false;
+        };
+        !method.is_empty()
+            && method.iter().all(|c| c.is_ascii_uppercase())
+            && !target.is_empty()
+            && (version == b"HTTP/1.1" || version == b"HTTP/1.0")
+    })
 }

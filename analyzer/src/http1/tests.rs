@@ -403,3 +403,26 @@ fn arbitrary_segments_never_panic() {
         c.finish();
     }
 }
+
+#[test]
+fn role_is_inferred_when_recording_starts_mid_message() {
+    // The first captured bytes are the tail of a request body, then a whole request.
+    let mut c = ConnectionParser::new(Role::Unknown, Limits::default());
+    let p = c.feed(
+        &[data(
+            1,
+            b"tail of a body\r\nGET /next HTTP/1.1\r\nHost: h\r\n\r\n",
+        )],
+        &[],
+        false,
+    );
+    assert_eq!(p.role, Some(Role::Client));
+    assert_eq!(p.requests.len(), 1);
+    assert_eq!(target(&p.requests[0]), "/next");
+    let p = c.feed(
+        &[],
+        &[data(2, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")],
+        false,
+    );
+    assert_eq!(p.responses.len(), 1);
+}
