@@ -3,10 +3,13 @@
 //! [`Converter`] decodes ring-buffer records ([`PtEvent`] + payload) into
 //! [`podtrace_format::Record`]s: boot-time → wall clock, addresses, syscall names, and a
 //! connection id. The kernel identifies a connection by its `struct sock *`, which the
-//! kernel reuses after a socket is freed; the converter therefore keeps a generation per
-//! socket pointer, bumped after each close and when a new connect/accept shows a pointer
-//! already seen, and mixes it into `conn_id` — a reused socket gets a new connection id.
-//! The role learnt at open is reported again on the close row. Payloads are redacted here.
+//! kernel reuses after a socket is freed; the converter therefore gives every connection
+//! it sees a sequence number from one counter (at its open, or at its first row when it
+//! was already open), forgets it at close, and starts a new one when a connect/accept
+//! shows a pointer still known (the close was not seen, e.g. the process exited). The
+//! `conn_id` mixes pointer and sequence number, so a reused socket gets a new id, and the
+//! state kept is bounded by the connections open at a time. The role learnt at open is
+//! reported again on the close row. Payloads are redacted here.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -20,11 +23,10 @@ use crate::redact::Redactor;
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
 
-/// Per socket pointer: current generation and what is known about it.
-#[derive(Debug, Clone, Copy, Default)]
+/// A live connection: its sequence number and role.
+#[derive(Debug, Clone, Copy)]
 struct SockState {
-    generation: u64,
-    seen: bool,
+    seq: u64,
     role: Option<Role>,
 }
 
@@ -44,6 +46,7 @@ pub struct ConvertCounters {
 pub struct Converter {
     offset_ns: i64,
     socks: HashMap<u64, SockState>,
+    next_seq: u64,
     redactor: Option<Redactor>,
     /// Conversion counters.
     pub counters: ConvertCounters,
@@ -78,6 +81,7 @@ impl Converter {
         Converter {
             offset_ns,
             socks: HashMap::new(),
+            next_seq: 1,
             redactor,
             counters: ConvertCounters::default(),
         }
@@ -94,13 +98,17 @@ impl Converter {
             }
         };
         self.counters.decoded += 1;
-        let state = self.socks.entry(e.sock).or_default();
-        if e.kind == ev::KIND_OPEN && state.seen {
-            state.generation += 1;
-            state.role = None;
+        if e.kind == ev::KIND_OPEN {
+            // a pointer still known at a new open was reused without a close seen
+            self.socks.remove(&e.sock);
         }
-        state.seen = true;
-        let conn_id = mix(e.sock ^ state.generation.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let next_seq = &mut self.next_seq;
+        let state = *self.socks.entry(e.sock).or_insert_with(|| {
+            let seq = *next_seq;
+            *next_seq += 1;
+            SockState { seq, role: None }
+        });
+        let conn_id = mix(e.sock ^ state.seq.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let meta = SocketMeta {
             ts_ns: to_wall(e.ts_ns, self.offset_ns),
             cpu: e.cpu,
@@ -154,7 +162,9 @@ impl Converter {
                     ev::ROLE_SERVER => Role::Server,
                     _ => Role::Unknown,
                 };
-                state.role = Some(role);
+                if let Some(st) = self.socks.get_mut(&e.sock) {
+                    st.role = Some(role);
+                }
                 out.push(Record::SocketOpen(SocketEvent {
                     meta,
                     role,
@@ -163,9 +173,7 @@ impl Converter {
             }
             ev::KIND_CLOSE => {
                 let role = state.role.unwrap_or(Role::Unknown);
-                state.generation += 1;
-                state.seen = false;
-                state.role = None;
+                self.socks.remove(&e.sock);
                 if let Some(r) = self.redactor.as_mut() {
                     r.forget(conn_id);
                 }

@@ -142,3 +142,29 @@ impl Filter {
         self.scanned.union(&self.manual).copied().collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn current_ids_cover_roots_descendants_and_fixed_ids() {
+        // any directory tree has the same shape as a cgroup tree for this purpose
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = dir.path().join("a");
+        let b = a.join("b");
+        std::fs::create_dir_all(&b).expect("mkdir");
+        let t = Targets {
+            fixed: [7u64].into_iter().collect(),
+            roots: vec![dir.path().to_path_buf()],
+        };
+        let ids = t.current_ids();
+        for p in [dir.path(), &a, &b] {
+            assert!(ids.contains(&cgroup_id(p).expect("id")), "{}", p.display());
+        }
+        assert!(ids.contains(&7));
+        assert_eq!(ids.len(), 4);
+        std::fs::remove_dir(&b).expect("rmdir");
+        assert_eq!(t.current_ids().len(), 3);
+    }
+}
