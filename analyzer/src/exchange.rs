@@ -66,6 +66,8 @@ pub struct Request {
     pub end_ts: u64,
     /// Bytes of the request were not captured.
     pub truncated: bool,
+    /// HTTP/2 stream facts (`None` for HTTP/1).
+    pub h2: Option<crate::http2::H2Request>,
 }
 
 impl Request {
@@ -93,6 +95,8 @@ pub struct Response {
     pub end_ts: u64,
     /// Bytes of the response were not captured.
     pub truncated: bool,
+    /// HTTP/2 stream facts: gRPC status, reset (`None` for HTTP/1).
+    pub h2: Option<crate::http2::H2Response>,
 }
 
 /// One request and (once seen) its response, observed on one socket.
@@ -279,6 +283,7 @@ fn to_request(m: Message) -> Option<Request> {
         start_ts: m.start_ts,
         end_ts: m.end_ts,
         truncated: m.truncated,
+        h2: None,
     })
 }
 
@@ -296,6 +301,7 @@ fn to_response(m: Message) -> Option<Response> {
         start_ts: m.start_ts,
         end_ts: m.end_ts,
         truncated: m.truncated,
+        h2: None,
     })
 }
 

@@ -118,9 +118,20 @@ impl Histogram {
     }
 }
 
+/// What a graph node stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum GraphNodes {
+    /// One node per service (`service.name`, `peer.service`), else per address.
+    #[default]
+    Services,
+    /// One node per pod (`k8s.pod.name`, `podtrace.peer.pod`), else per service/address.
+    Pods,
+}
+
 /// Accumulates spans into a [`Graph`].
 #[derive(Debug, Default, Clone)]
 pub struct GraphBuilder {
+    by: GraphNodes,
     nodes: BTreeMap<String, (u64, u64)>,
     edges: BTreeMap<(String, String), (u64, u64, Histogram)>,
 }
@@ -140,16 +151,38 @@ fn attr_int(s: &ObservedSpan, key: &str) -> Option<i64> {
 }
 
 impl GraphBuilder {
-    /// An empty builder.
+    /// An empty builder with one node per service.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// An empty builder with nodes of the given kind.
+    pub fn by(by: GraphNodes) -> Self {
+        GraphBuilder {
+            by,
+            ..Self::default()
+        }
+    }
+
     /// Adds one span's edge (if it contributes one).
     pub fn add(&mut self, s: &ObservedSpan) {
-        let own = s.span.resource.service_name.clone();
+        let (own, peer) = match self.by {
+            GraphNodes::Services => (
+                s.span.resource.service_name.clone(),
+                attr_str(s, "peer.service").map(str::to_string),
+            ),
+            GraphNodes::Pods => (
+                s.span
+                    .resource
+                    .get("k8s.pod.name")
+                    .unwrap_or(&s.span.resource.service_name)
+                    .to_string(),
+                attr_str(s, "podtrace.peer.pod")
+                    .or_else(|| attr_str(s, "peer.service"))
+                    .map(str::to_string),
+            ),
+        };
         let peer_ip = attr_str(s, "network.peer.address");
-        let peer = attr_str(s, "peer.service").map(str::to_string);
         let (caller, callee) = match s.span.kind {
             SpanKind::Client => {
                 let callee = peer.or_else(|| {
@@ -401,6 +434,23 @@ mod tests {
             let back = Histogram::value(k);
             assert!(back.abs_diff(v) <= v / 64 + 1, "{v} -> {back}");
         }
+    }
+
+    #[test]
+    fn pod_nodes() {
+        let mut s = span(SpanKind::Client, "front", "back", 200, 10, false);
+        s.span.resource.set("k8s.pod.name", "front-1");
+        s.span
+            .attributes
+            .push(KeyValue::new("podtrace.peer.pod", "back-7"));
+        let mut b = GraphBuilder::by(GraphNodes::Pods);
+        b.add(&s);
+        let g = b.build();
+        let e: Vec<_> = g
+            .edges()
+            .map(|(a, b, _)| (a.to_string(), b.to_string()))
+            .collect();
+        assert_eq!(e, vec![("front-1".to_string(), "back-7".to_string())]);
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub mod enrich;
 pub mod exchange;
 pub mod graph;
 pub mod http1;
+pub mod http2;
 pub mod pipeline;
 pub mod reassemble;
 pub mod sample;
@@ -34,7 +35,7 @@ pub mod stats;
 use podtrace_format::Record;
 use podtrace_model::Span;
 
-pub use graph::Graph;
+pub use graph::{Graph, GraphNodes};
 pub use pipeline::Pipeline;
 pub use sample::SamplerMode;
 pub use stats::AnalysisStats;
@@ -69,6 +70,8 @@ pub struct AnalyzeOptions {
     pub window_ns: u64,
     /// HTTP/1 parser bounds.
     pub limits: http1::Limits,
+    /// Graph nodes: services (default) or pods.
+    pub graph_nodes: GraphNodes,
 }
 
 impl Default for AnalyzeOptions {
@@ -78,6 +81,7 @@ impl Default for AnalyzeOptions {
             sampler_mode: SamplerMode::TraceIdRatio,
             window_ns: 120 * 1_000_000_000,
             limits: http1::Limits::default(),
+            graph_nodes: GraphNodes::Services,
         }
     }
 }
@@ -155,4 +159,14 @@ pub fn spans_to_json(spans: &[Span]) -> Result<String> {
     let mut s = serde_json::to_string_pretty(&sorted)?;
     s.push('\n');
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pipeline_can_move_to_another_thread() {
+        fn send<T: Send>() {}
+        send::<super::Pipeline>();
+        send::<super::Analysis>();
+    }
 }

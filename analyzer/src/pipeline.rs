@@ -62,7 +62,7 @@ impl Pipeline {
             conns: HashMap::new(),
             linker: Linker::with_window(opts.window_ns),
             enricher: Enricher::new(),
-            graph: GraphBuilder::new(),
+            graph: GraphBuilder::by(opts.graph_nodes),
             traces: HashSet::new(),
             stats: AnalysisStats::default(),
             watermark: 0,

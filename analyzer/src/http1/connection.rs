@@ -19,6 +19,8 @@ pub struct Parsed {
     pub responses: Vec<Message>,
     /// Error reasons counted in this call.
     pub errors: Vec<&'static str>,
+    /// HTTP/2 stream events (HTTP/2 connections only; see [`crate::http2`]).
+    pub h2: Vec<crate::http2::StreamEvent>,
 }
 
 /// Parser state of one connection (both directions).

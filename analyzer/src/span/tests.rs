@@ -61,6 +61,7 @@ fn exchange(
             start_ts: start,
             end_ts: start,
             truncated: false,
+            h2: None,
         },
         response: None,
         ordinal: seq as u32,
@@ -76,6 +77,7 @@ fn exchange(
                 start_ts: end,
                 end_ts: end,
                 truncated: false,
+                h2: None,
             },
         },
     )

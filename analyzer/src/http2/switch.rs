@@ -1,0 +1,172 @@
+//! Protocol detection per connection: HTTP/2 (preface or plausible frames) or HTTP/1.
+
+use podtrace_format::Role;
+
+use super::frame::{frames_match, preface_match};
+use super::{H2Connection, Limits};
+use crate::http1::{self, ConnectionParser, Parsed};
+use crate::reassemble::Segment;
+
+/// Bytes buffered per direction while the protocol is undecided (a first frame may be
+/// long); past it the connection goes to the HTTP/1 parser.
+const MAX_UNDECIDED: usize = 32 * 1024;
+
+#[derive(Debug)]
+enum Mode {
+    Undecided {
+        egress: Vec<Segment>,
+        ingress: Vec<Segment>,
+    },
+    Http1,
+    Http2(Box<H2Connection>),
+}
+
+/// A connection's parser: HTTP/1 or HTTP/2, decided from its first bytes (see the module
+/// doc of [`crate::http2`]). Same interface as [`ConnectionParser`].
+#[derive(Debug)]
+pub struct ProtocolParser {
+    http1: ConnectionParser,
+    mode: Mode,
+    role: Role,
+    limits: Limits,
+}
+
+/// What the first bytes of one direction say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Empty,
+    Wait,
+    Preface,
+    Frames,
+    Other,
+}
+
+fn verdict(segs: &[Segment], closed: bool) -> Verdict {
+    let mut b = Vec::new();
+    for s in segs {
+        match s {
+            Segment::Data { bytes, .. } => {
+                b.extend_from_slice(&bytes[..bytes.len().min(MAX_UNDECIDED - b.len())]);
+                if b.len() >= MAX_UNDECIDED {
+                    break;
+                }
+            }
+            _ if b.is_empty() => continue,
+            _ => break,
+        }
+    }
+    if b.is_empty() {
+        return Verdict::Empty;
+    }
+    let v = match preface_match(&b) {
+        Some(true) => return Verdict::Preface,
+        None => Verdict::Wait,
+        Some(false) => match frames_match(&b) {
+            Some(true) => Verdict::Frames,
+            Some(false) => Verdict::Other,
+            None => Verdict::Wait,
+        },
+    };
+    if v == Verdict::Wait && (closed || b.len() >= MAX_UNDECIDED) {
+        Verdict::Other
+    } else {
+        v
+    }
+}
+
+impl ProtocolParser {
+    /// A parser for a connection whose socket role is `role` (`Unknown` → inferred).
+    pub fn new(role: Role, limits: http1::Limits) -> Self {
+        Self::with_limits(role, limits, Limits::default())
+    }
+
+    /// A parser with explicit HTTP/2 bounds.
+    pub fn with_limits(role: Role, limits: http1::Limits, h2: Limits) -> Self {
+        ProtocolParser {
+            http1: ConnectionParser::new(role, limits),
+            mode: Mode::Undecided {
+                egress: Vec::new(),
+                ingress: Vec::new(),
+            },
+            role,
+            limits: h2,
+        }
+    }
+
+    /// Whether the connection was recognised as HTTP/2.
+    pub fn is_http2(&self) -> bool {
+        matches!(self.mode, Mode::Http2(_))
+    }
+
+    /// Learns the role later (a `socket_open` row that arrived after data).
+    pub fn set_role(&mut self, role: Role) {
+        if self.role == Role::Unknown {
+            self.role = role;
+        }
+        self.http1.set_role(role);
+        if let Mode::Http2(c) = &mut self.mode {
+            c.set_role(role);
+        }
+    }
+
+    /// Feeds new segments of both directions; `closed` ends both streams.
+    pub fn feed(&mut self, egress: &[Segment], ingress: &[Segment], closed: bool) -> Parsed {
+        match &mut self.mode {
+            Mode::Http1 => self.http1.feed(egress, ingress, closed),
+            Mode::Http2(c) => h2_parsed(c, egress, ingress, closed),
+            Mode::Undecided {
+                egress: be,
+                ingress: bi,
+            } => {
+                be.extend_from_slice(egress);
+                bi.extend_from_slice(ingress);
+                let ve = verdict(be, closed);
+                let vi = verdict(bi, closed);
+                let preface = match (ve, vi) {
+                    (Verdict::Preface, _) => Some(Some(true)),
+                    (_, Verdict::Preface) => Some(Some(false)),
+                    (Verdict::Other, _) | (_, Verdict::Other) => None,
+                    (Verdict::Frames, Verdict::Frames | Verdict::Empty)
+                    | (Verdict::Empty, Verdict::Frames) => Some(None),
+                    (Verdict::Frames, Verdict::Wait) | (Verdict::Wait, Verdict::Frames)
+                        if closed =>
+                    {
+                        Some(None)
+                    }
+                    _ if closed => None,
+                    _ => return Parsed::default(),
+                };
+                let e = std::mem::take(be);
+                let i = std::mem::take(bi);
+                match preface {
+                    Some(preface_egress) => {
+                        let mut c =
+                            Box::new(H2Connection::new(self.role, preface_egress, self.limits));
+                        let out = h2_parsed(&mut c, &e, &i, closed);
+                        self.mode = Mode::Http2(c);
+                        out
+                    }
+                    None => {
+                        self.mode = Mode::Http1;
+                        self.http1.feed(&e, &i, closed)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends both streams (end of the analysis).
+    pub fn finish(&mut self) -> Parsed {
+        self.feed(&[], &[], true)
+    }
+}
+
+fn h2_parsed(c: &mut H2Connection, egress: &[Segment], ingress: &[Segment], closed: bool) -> Parsed {
+    let (h2, errors) = c.feed(egress, ingress, closed);
+    Parsed {
+        role: (c.role() != Role::Unknown).then_some(c.role()),
+        errors,
+        h2,
+        ..Parsed::default()
+    }
+}
