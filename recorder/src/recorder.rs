@@ -221,6 +221,12 @@ impl RecorderHandle {
         lock(&self.shared.filter).add(id)
     }
 
+    /// Adds a cgroup directory and everything below it (rescanned periodically), e.g. the
+    /// directory of a new container (`k8s::targets::TargetUpdate::Add`).
+    pub fn add_cgroup_path(&self, dir: &std::path::Path) -> Result<usize> {
+        lock(&self.shared.filter).add_root(dir)
+    }
+
     /// Removes a cgroup id from the filter.
     pub fn remove_cgroup(&self, id: u64) {
         lock(&self.shared.filter).remove(id)

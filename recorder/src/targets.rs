@@ -80,6 +80,7 @@ pub struct Filter {
     targets: Targets,
     scanned: BTreeSet<u64>,
     manual: BTreeSet<u64>,
+    excluded: BTreeSet<u64>,
 }
 
 impl Filter {
@@ -90,6 +91,7 @@ impl Filter {
             targets,
             scanned: BTreeSet::new(),
             manual: BTreeSet::new(),
+            excluded: BTreeSet::new(),
         }
     }
 
@@ -107,7 +109,8 @@ impl Filter {
 
     /// Brings the map in line with the targets; returns (added, removed) counts.
     pub fn rescan(&mut self) -> Result<(usize, usize)> {
-        let now = self.targets.current_ids();
+        let mut now = self.targets.current_ids();
+        now.retain(|id| !self.excluded.contains(id));
         let added: Vec<u64> = now.difference(&self.scanned).copied().collect();
         let removed: Vec<u64> = self.scanned.difference(&now).copied().collect();
         for id in &added {
@@ -122,18 +125,43 @@ impl Filter {
         Ok((added.len(), removed.len()))
     }
 
+    /// Adds a cgroup directory (and every cgroup below it, now and on later rescans),
+    /// e.g. a new container of a targeted pod; returns how many ids were added now.
+    pub fn add_root(&mut self, dir: &std::path::Path) -> Result<usize> {
+        let canon = std::fs::canonicalize(dir).map_err(|e| RecorderError::Io {
+            what: format!("cgroup path {}", dir.display()),
+            source: e,
+        })?;
+        if !canon.join("cgroup.procs").exists() {
+            let mount = Cgroup2::detect().map(|c| c.mount).unwrap_or_default();
+            return Err(RecorderError::NotACgroup {
+                path: dir.to_path_buf(),
+                mount,
+            });
+        }
+        if let Ok(id) = cgroup_id(&canon) {
+            self.excluded.remove(&id);
+        }
+        if !self.targets.roots.contains(&canon) {
+            self.targets.roots.push(canon);
+        }
+        Ok(self.rescan()?.0)
+    }
+
     /// Adds an id for the rest of the recording.
     pub fn add(&mut self, id: u64) -> Result<()> {
+        self.excluded.remove(&id);
         self.put(id)?;
         self.manual.insert(id);
         Ok(())
     }
 
-    /// Removes an id added with [`Filter::add`] (or a fixed/scanned one, until the next
-    /// rescan brings scanned ones back).
+    /// Removes an id, whatever added it, for the rest of the recording (rescans do not
+    /// bring it back; [`Filter::add`] does).
     pub fn remove(&mut self, id: u64) {
         self.manual.remove(&id);
-        self.targets.fixed.remove(&id);
+        self.scanned.remove(&id);
+        self.excluded.insert(id);
         self.del(id);
     }
 

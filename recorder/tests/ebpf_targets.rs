@@ -138,6 +138,7 @@ fn new_child_cgroups_and_runtime_ids_are_picked_up() {
         ..Default::default()
     };
     let url = format!("http://127.0.0.1:{port}");
+    let dir_outside = tempfile::tempdir().expect("tempdir");
     let rows = record_while(&rt(), cfg, move |h| {
         // a cgroup created after the start, below the root
         let child = root_path.join("late-child");
@@ -157,6 +158,12 @@ fn new_child_cgroups_and_runtime_ids_are_picked_up() {
             run_bounded(c, T);
         };
         in_cg(&child, "late-child");
+        // a directory added at run time as a new root (what pod following does)
+        h.add_cgroup_path(&other_path).expect("add path");
+        in_cg(&other_path, "added-path");
+        h.remove_cgroup(other_id);
+        h.add_cgroup_path(dir_outside.path())
+            .expect_err("not a cgroup");
         // a cgroup outside the root: absent until added, absent again once removed
         in_cg(&other_path, "before-add");
         h.add_cgroup(other_id).expect("add");
@@ -173,6 +180,7 @@ fn new_child_cgroups_and_runtime_ids_are_picked_up() {
     };
     assert!(seen("late-child"), "request from the late child cgroup");
     assert!(seen("added"), "request from the added cgroup");
+    assert!(seen("added-path"), "request from the cgroup added by path");
     assert!(!seen("before-add"));
     assert!(!seen("after-remove"));
 }
