@@ -394,3 +394,64 @@ fn python_syscall_variants_every_byte() {
         );
     }
 }
+
+#[test]
+fn secret_split_across_syscalls_is_redacted() {
+    let name = "secret_split_across_syscalls_is_redacted";
+    if !root_or_skip(name) || !tool_or_skip("python3", name) {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let peer = peer_script(dir.path());
+    let peer = peer.to_str().expect("utf8 path");
+    let port = free_port();
+    let mut cg = TestCgroup::new("split");
+    cg.spawn(&["python3", peer, "serve", &port.to_string()]);
+    wait_listening(port);
+    let rt = rt();
+    let rows = rt.block_on(async {
+        let cfg = RecordConfig {
+            cgroup_paths: vec![cg.path.clone()],
+            ..Default::default()
+        };
+        let (handle, mut rx) = Recorder::start(cfg).expect("start recorder");
+        let collector = tokio::spawn(async move {
+            let mut all = Vec::new();
+            while let Some(b) = rx.recv().await {
+                all.extend(b);
+            }
+            all
+        });
+        let outdir = dir.path().to_str().expect("p").to_string();
+        let cmd = cg.command(&["python3", peer, "split", &port.to_string(), &outdir]);
+        tokio::task::spawn_blocking(move || run_bounded(cmd, T))
+            .await
+            .expect("split");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        handle.stop().await.expect("stop");
+        collector.await.expect("collector")
+    });
+    let sent = std::fs::read(dir.path().join("split.sent")).expect("sent");
+    let streams = streams(&rows);
+    let ((_, _), out) = streams
+        .iter()
+        .find(|((_, d), s)| {
+            *d == Direction::Egress
+                && s[0].meta.remote.is_some_and(|r| r.port() == port)
+                && contains(&s[0].payload, b"GET /split ")
+        })
+        .expect("client stream");
+    assert_eq!(out.len(), 3, "one row per send()");
+    let expected = String::from_utf8(sent).expect("utf8").replace(
+        "Bearer SPLITSECRET-9",
+        &"*".repeat("Bearer SPLITSECRET-9".len()),
+    );
+    assert_eq!(String::from_utf8(concat(out)).expect("utf8"), expected);
+    assert!(out[1].flags & flags::REDACTED != 0 && out[2].flags & flags::REDACTED != 0);
+    for r in &rows {
+        if let Record::SocketData(d) = r {
+            assert!(!contains(&d.payload, b"SPLIT") && !contains(&d.payload, b"SECRET-9"));
+        }
+    }
+}

@@ -332,6 +332,17 @@ def mmsg(port, outdir):
     with open(os.path.join(outdir, "mmsg.sent"), "wb") as f: f.write(b"".join(b"".join(p) for p in parts))
     with open(os.path.join(outdir, "mmsg.got"), "wb") as f: f.write(got)
 
+def split_secret(port, outdir):
+    """Authorization header split across three send() calls (name, value middle)."""
+    s = socket.create_connection(("127.0.0.1", port))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    parts = [b"GET /split HTTP/1.1\r\nHost: x\r\nAutho", b"rization: Bearer SPLIT", b"SECRET-9\r\nConnection: close\r\n\r\n"]
+    for p in parts:
+        s.sendall(p)
+    got = recv_all(s); s.close()
+    with open(os.path.join(outdir, "split.sent"), "wb") as f: f.write(b"".join(parts))
+    with open(os.path.join(outdir, "split.got"), "wb") as f: f.write(got)
+
 def keepalive(port, n):
     s = socket.create_connection(("127.0.0.1", port))
     for i in range(n):
@@ -367,6 +378,7 @@ if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "serve": serve(int(sys.argv[2]))
     elif cmd == "variants": variants(int(sys.argv[2]), sys.argv[3])
+    elif cmd == "split": split_secret(int(sys.argv[2]), sys.argv[3])
     elif cmd == "mmsg": mmsg(int(sys.argv[2]), sys.argv[3])
     elif cmd == "keepalive": keepalive(int(sys.argv[2]), int(sys.argv[3]))
     elif cmd == "blast": blast(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
