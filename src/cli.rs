@@ -145,7 +145,12 @@ pub struct TracingArgs {
     #[arg(long, env = "PODTRACE_TRACING_SPLUNK_ENDPOINT", value_name = "URL", value_parser = parse_url)]
     pub tracing_splunk_endpoint: Option<String>,
     /// HEC token for --tracing-splunk-endpoint (never logged).
-    #[arg(long, env = "PODTRACE_TRACING_SPLUNK_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "PODTRACE_TRACING_SPLUNK_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
     pub tracing_splunk_token: Option<String>,
     /// Do not verify the Splunk endpoint's TLS certificate.
     #[arg(long)]
@@ -155,7 +160,7 @@ pub struct TracingArgs {
     pub tracing_splunk_ca: Option<PathBuf>,
     /// Fraction of traces to keep, 0.0–1.0 (consistent per trace id across nodes and runs).
     #[arg(long, env = "PODTRACE_TRACING_SAMPLE_RATE", default_value_t = 1.0, value_name = "R",
-          value_parser = parse_rate)]
+          value_parser = parse_rate, allow_hyphen_values = true)]
     pub tracing_sample_rate: f64,
     /// `ratio`: trace-id ratio only; `parent`: also drop traces an upstream marked unsampled.
     #[arg(long, value_enum, default_value_t = SamplerArg::Ratio)]
@@ -300,7 +305,9 @@ fn parse_url(s: &str) -> Result<String, String> {
 /// Parses `90`, `90s`, `5m`, `2h`, `500ms`.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: f64 = num
         .parse()
@@ -326,7 +333,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let n: u64 = num
         .parse()
         .map_err(|_| format!("`{s}` is not a size (e.g. 500M, 2G)"))?;
-    let mult: u64 = match unit.to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
+    let mult: u64 = match unit
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
         "" => 1,
         "K" => 1 << 10,
         "M" => 1 << 20,
@@ -370,8 +381,14 @@ mod tests {
 
     #[test]
     fn durations_and_sizes() {
-        assert_eq!(parse_duration("30s"), Ok(std::time::Duration::from_secs(30)));
-        assert_eq!(parse_duration("5m"), Ok(std::time::Duration::from_secs(300)));
+        assert_eq!(
+            parse_duration("30s"),
+            Ok(std::time::Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_duration("5m"),
+            Ok(std::time::Duration::from_secs(300))
+        );
         assert_eq!(
             parse_duration("250ms"),
             Ok(std::time::Duration::from_millis(250))

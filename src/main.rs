@@ -13,7 +13,6 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
-use crate::error::CliError;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

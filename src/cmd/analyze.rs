@@ -1,8 +1,130 @@
-//! `podtrace analyze`.
+//! `podtrace analyze`: captures → spans, traces, graph → local files and exporters.
 
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use podtrace_analyzer::{analyze, merge_by_time, Analysis, AnalyzeOptions};
+use podtrace_format::{CaptureReader, FormatError, ReadOptions, Record};
+
+use crate::cli::AnalyzeArgs;
+use crate::cmd::output::{self, Outputs};
+use crate::cmd::tracing_config;
 use crate::error::{CliError, CmdResult};
 
 /// Runs the command.
-pub fn run(_args: crate::cli::AnalyzeArgs) -> CmdResult {
-    Err(CliError::Usage("`analyze` is not built yet in this version of podtrace".into()))
+pub fn run(args: AnalyzeArgs) -> CmdResult {
+    // Every flag is checked before any file is read.
+    let export = tracing_config::export_config(&args.tracing)?;
+    let opts = tracing_config::analyze_options(&args.tracing)?;
+    let (reader, skipped) = open_inputs(&args.inputs, args.skip_bad_files)?;
+    for (path, err) in &skipped {
+        eprintln!("podtrace: skipped {}: {err}", path.display());
+    }
+
+    let analysis = run_analysis(&reader, &opts)?;
+    let outputs = Outputs::new(&args.output);
+    let written = outputs.write_local(&analysis)?;
+    let reports = output::export(&export, &analysis.spans)?;
+    output::print_summary(&args.output, &analysis, &written, &reports, &skipped)?;
+    Ok(output::exit_code(
+        &reports,
+        args.tracing.allow_export_failures,
+    ))
+}
+
+/// Opens the inputs; with `skip_bad`, files that cannot be read are left out and returned.
+fn open_inputs(
+    inputs: &[String],
+    skip_bad: bool,
+) -> Result<(CaptureReader, Vec<(PathBuf, FormatError)>), CliError> {
+    match CaptureReader::open(inputs) {
+        Ok(r) => Ok((r, Vec::new())),
+        Err(e) if !skip_bad => Err(CliError::Input(e.into())),
+        Err(_) => {
+            let mut good = Vec::new();
+            let mut bad = Vec::new();
+            for path in expand_inputs(inputs).map_err(CliError::Input)? {
+                match CaptureReader::open(&[&path]) {
+                    Ok(_) => good.push(path),
+                    Err(e) => bad.push((path, e)),
+                }
+            }
+            if good.is_empty() {
+                return Err(CliError::Input(anyhow::anyhow!(
+                    "no readable capture among the inputs ({} bad file(s))",
+                    bad.len()
+                )));
+            }
+            let reader = CaptureReader::open(&good).map_err(|e| CliError::Input(e.into()))?;
+            Ok((reader, bad))
+        }
+    }
+}
+
+/// The files behind inputs given as files, directories (their `*.parquet`) or globs.
+fn expand_inputs(inputs: &[String]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for input in inputs {
+        let p = Path::new(input);
+        if p.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("reading directory {input}"))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.extension().is_some_and(|x| x == "parquet"))
+                .collect();
+            files.sort();
+            out.extend(files);
+        } else if p.exists() {
+            out.push(p.to_path_buf());
+        } else {
+            let mut files: Vec<PathBuf> = glob::glob(input)
+                .with_context(|| format!("bad glob {input}"))?
+                .filter_map(Result::ok)
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                anyhow::bail!("{input}: no such file");
+            }
+            out.extend(files);
+        }
+    }
+    Ok(out)
+}
+
+/// Reads every file (merged by time, so traces that cross nodes' captures join up) and runs
+/// the analyzer. A read error stops the analysis and is reported with its file.
+fn run_analysis(reader: &CaptureReader, opts: &AnalyzeOptions) -> Result<Analysis, CliError> {
+    let first_error: RefCell<Option<FormatError>> = RefCell::new(None);
+    let progress = output::progress(reader.num_rows());
+    let per_file: Vec<_> = (0..reader.files().len())
+        .map(|i| {
+            let first_error = &first_error;
+            let progress = &progress;
+            reader
+                .subset(i..i + 1)
+                .records(&ReadOptions::default())
+                .map_while(move |r| match r {
+                    Ok(rec) => {
+                        progress.inc(1);
+                        Some(rec)
+                    }
+                    Err(e) => {
+                        first_error.borrow_mut().get_or_insert(e);
+                        None
+                    }
+                })
+        })
+        .collect();
+    let records: Box<dyn Iterator<Item = Record>> = if per_file.len() == 1 {
+        Box::new(per_file.into_iter().flatten())
+    } else {
+        Box::new(merge_by_time(per_file))
+    };
+    let analysis = analyze(records, opts).map_err(|e| CliError::Usage(e.to_string()))?;
+    progress.finish_and_clear();
+    if let Some(e) = first_error.into_inner() {
+        return Err(CliError::Input(e.into()));
+    }
+    Ok(analysis)
 }

@@ -1,0 +1,169 @@
+//! What `analyze` (and live mode at its end) leaves behind: local files, exporter runs, the
+//! summary on stdout, and the exit code.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use podtrace_analyzer::{spans_to_json, Analysis};
+use podtrace_export::{build_exporters, export_all, write_otlp_json, ExportConfig, ExporterReport};
+use podtrace_model::Span;
+
+use crate::cli::OutputArgs;
+use crate::error::CliError;
+
+/// Local output settings.
+pub struct Outputs<'a> {
+    args: &'a OutputArgs,
+}
+
+impl<'a> Outputs<'a> {
+    /// Outputs as the flags ask.
+    pub fn new(args: &'a OutputArgs) -> Self {
+        Outputs { args }
+    }
+
+    /// Writes `traces.otlp.json`, `spans.json`, `graph.dot`, `summary.json` (and `graph.svg`
+    /// when Graphviz is installed) into the output directory, plus `--graph-dot` /
+    /// `--graph-svg`. Returns the files written.
+    pub fn write_local(&self, analysis: &Analysis) -> Result<Vec<PathBuf>, CliError> {
+        let dir = &self.args.out;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating output directory {}", dir.display()))
+            .map_err(CliError::Runtime)?;
+        let mut written = Vec::new();
+        let otlp = dir.join("traces.otlp.json");
+        write_otlp_json(&otlp, &analysis.spans)
+            .with_context(|| format!("writing {}", otlp.display()))
+            .map_err(CliError::Runtime)?;
+        written.push(otlp);
+        let spans = spans_to_json(&analysis.spans).map_err(|e| CliError::Runtime(e.into()))?;
+        written.push(write(dir.join("spans.json"), spans.as_bytes())?);
+        let dot = analysis.graph.to_dot();
+        written.push(write(dir.join("graph.dot"), dot.as_bytes())?);
+        let stats = serde_json::to_string_pretty(&analysis.stats)
+            .map_err(|e| CliError::Runtime(e.into()))?;
+        written.push(write(dir.join("summary.json"), stats.as_bytes())?);
+        if let Some(path) = &self.args.graph_dot {
+            written.push(write(path.clone(), dot.as_bytes())?);
+        }
+        match render_svg(&dot) {
+            Ok(svg) => {
+                written.push(write(dir.join("graph.svg"), svg.as_bytes())?);
+                if let Some(path) = &self.args.graph_svg {
+                    written.push(write(path.clone(), svg.as_bytes())?);
+                }
+            }
+            Err(e) if self.args.graph_svg.is_some() => return Err(CliError::Environment(e)),
+            Err(e) => tracing::info!("no graph.svg: {e:#}"),
+        }
+        Ok(written)
+    }
+}
+
+fn write(path: PathBuf, bytes: &[u8]) -> Result<PathBuf, CliError> {
+    std::fs::write(&path, bytes)
+        .with_context(|| format!("writing {}", path.display()))
+        .map_err(CliError::Runtime)?;
+    Ok(path)
+}
+
+/// Renders DOT to SVG with Graphviz `dot`.
+pub fn render_svg(dot: &str) -> anyhow::Result<String> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("dot")
+        .arg("-Tsvg")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context(
+            "Graphviz `dot` is not installed (apt-get install graphviz) — cannot render SVG",
+        )?;
+    let mut stdin = child.stdin.take().context("dot stdin")?;
+    let input = dot.to_owned();
+    let feeder = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let out = child.wait_with_output().context("running dot")?;
+    feeder
+        .join()
+        .map_err(|_| anyhow::anyhow!("dot input thread panicked"))?
+        .context("writing to dot")?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "dot -Tsvg failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    String::from_utf8(out.stdout).context("dot wrote non-UTF-8 SVG")
+}
+
+/// Sends `spans` to every configured exporter concurrently (none configured: no reports).
+pub fn export(config: &ExportConfig, spans: &[Span]) -> Result<Vec<ExporterReport>, CliError> {
+    if !config.has_endpoints() {
+        return Ok(Vec::new());
+    }
+    let exporters = build_exporters(config).map_err(|e| CliError::Usage(e.to_string()))?;
+    let runtime = super::runtime()?;
+    Ok(runtime.block_on(export_all(&exporters, spans)))
+}
+
+/// Prints the analysis summary (text, or JSON with `--json`) to stdout.
+pub fn print_summary(
+    args: &OutputArgs,
+    analysis: &Analysis,
+    written: &[PathBuf],
+    reports: &[ExporterReport],
+    skipped: &[(PathBuf, podtrace_format::FormatError)],
+) -> Result<(), CliError> {
+    if args.json {
+        let json = serde_json::json!({
+            "stats": analysis.stats,
+            "spans_exported": analysis.spans.len(),
+            "outputs": written,
+            "exporters": reports,
+            "skipped_files": skipped.iter().map(|(p, e)| serde_json::json!({
+                "file": p, "error": e.to_string()
+            })).collect::<Vec<_>>(),
+        });
+        let text = serde_json::to_string_pretty(&json).map_err(|e| CliError::Runtime(e.into()))?;
+        println!("{text}");
+        return Ok(());
+    }
+    print!("{}", analysis.stats);
+    println!("spans kept after sampling: {}", analysis.spans.len());
+    for (path, err) in skipped {
+        println!("skipped: {} ({err})", path.display());
+    }
+    println!("outputs:");
+    for path in written {
+        println!("  {}", display(path));
+    }
+    for report in reports {
+        println!("export: {report}");
+    }
+    Ok(())
+}
+
+fn display(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// 0 when every exporter succeeded (or failures are allowed), else 1.
+pub fn exit_code(reports: &[ExporterReport], allow_failures: bool) -> ExitCode {
+    if allow_failures || reports.iter().all(ExporterReport::is_ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// A progress bar over `total` records on stderr; invisible when stderr is not a terminal.
+pub fn progress(total: u64) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} analyzing {pos}/{len} records ({per_sec}) {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}

@@ -1,0 +1,53 @@
+//! Resolves the `--tracing-*` flags (shared by `analyze` and live mode) into the analyzer's
+//! and the exporters' configurations, checking what clap cannot check alone.
+
+use podtrace_analyzer::{AnalyzeOptions, SamplerMode};
+use podtrace_export::{ExportConfig, Secret};
+
+use crate::cli::{SamplerArg, TracingArgs};
+use crate::error::CliError;
+
+/// The exporters' configuration; errors are usage errors (exit 2).
+pub fn export_config(t: &TracingArgs) -> Result<ExportConfig, CliError> {
+    let token = t
+        .tracing_splunk_token
+        .as_deref()
+        .filter(|tok| !tok.trim().is_empty());
+    if t.tracing_splunk_endpoint.is_some() && token.is_none() {
+        return Err(CliError::Usage(
+            "--tracing-splunk-endpoint needs --tracing-splunk-token (or PODTRACE_TRACING_SPLUNK_TOKEN)"
+                .into(),
+        ));
+    }
+    if t.tracing_splunk_endpoint.is_none()
+        && (t.tracing_splunk_insecure || t.tracing_splunk_ca.is_some())
+    {
+        return Err(CliError::Usage(
+            "--tracing-splunk-insecure / --tracing-splunk-ca need --tracing-splunk-endpoint".into(),
+        ));
+    }
+    let mut config = ExportConfig::from_endpoints(
+        t.tracing_otlp_endpoint.as_deref(),
+        t.tracing_jaeger_endpoint.as_deref(),
+        t.tracing_splunk_endpoint.as_deref(),
+        token.map(Secret::new),
+    )
+    .map_err(|e| CliError::Usage(e.to_string()))?;
+    if let Some(splunk) = config.splunk.as_mut() {
+        splunk.insecure = t.tracing_splunk_insecure;
+        splunk.ca_file = t.tracing_splunk_ca.clone();
+    }
+    Ok(config)
+}
+
+/// The analyzer's options (sampling).
+pub fn analyze_options(t: &TracingArgs) -> Result<AnalyzeOptions, CliError> {
+    Ok(AnalyzeOptions {
+        sample_rate: t.tracing_sample_rate,
+        sampler_mode: match t.tracing_sampler {
+            SamplerArg::Ratio => SamplerMode::TraceIdRatio,
+            SamplerArg::Parent => SamplerMode::ParentBased,
+        },
+        ..AnalyzeOptions::default()
+    })
+}
