@@ -142,6 +142,8 @@ pub fn to_exchange_events(
                 side,
                 request,
                 response: None,
+                // The stream id is a stable identity within the connection.
+                ordinal: s,
             }),
             StreamEvent::Response(s, response) => ExchangeEvent::Response {
                 id: id(s),
