@@ -67,7 +67,7 @@ pub struct Request {
     /// Bytes of the request were not captured.
     pub truncated: bool,
     /// HTTP/2 stream facts (`None` for HTTP/1).
-    pub h2: Option<crate::http2::H2Request>,
+    pub h2: Option<Box<crate::http2::H2Request>>,
 }
 
 impl Request {

@@ -18,7 +18,8 @@ use rayon::prelude::*;
 use crate::enrich::Enricher;
 use crate::exchange::Pairing;
 use crate::graph::GraphBuilder;
-use crate::http1::{ConnectionParser, Parsed};
+use crate::http1::Parsed;
+use crate::http2::ProtocolParser;
 use crate::reassemble::{ConnInfo, ConnKey, ConnectionDelta, Reassembler};
 use crate::sample::Sampler;
 use crate::span::{default_service_name, Linker};
@@ -29,7 +30,7 @@ use crate::{Analysis, AnalyzeOptions, Error, Graph};
 #[derive(Debug)]
 struct ConnState {
     info: Arc<ConnInfo>,
-    parser: ConnectionParser,
+    parser: ProtocolParser,
     pairing: Pairing,
     last_ts: u64,
 }
@@ -128,7 +129,7 @@ impl Pipeline {
                     self.stats.connections += 1;
                     ConnState {
                         info: Arc::new(d.info.clone()),
-                        parser: ConnectionParser::new(d.info.role, self.opts.limits),
+                        parser: ProtocolParser::new(d.info.role, self.opts.limits),
                         pairing: Pairing::new(),
                         last_ts: d.last_ts,
                     }
@@ -154,7 +155,7 @@ impl Pipeline {
         }
     }
 
-    fn absorb(&mut self, state: &mut ConnState, parsed: Parsed, closed: bool) {
+    fn absorb(&mut self, state: &mut ConnState, mut parsed: Parsed, closed: bool) {
         for e in &parsed.errors {
             *self.stats.parse_errors.entry((*e).to_string()).or_default() += 1;
         }
@@ -163,13 +164,22 @@ impl Pipeline {
             info.role = parsed.role.unwrap_or(Role::Unknown);
             state.info = Arc::new(info);
         }
-        if !parsed.requests.is_empty() && parsed.role == Some(Role::Server) {
+        let h2 = std::mem::take(&mut parsed.h2);
+        let has_requests = !parsed.requests.is_empty()
+            || h2
+                .iter()
+                .any(|e| matches!(e, crate::http2::StreamEvent::Request(..)));
+        if has_requests && parsed.role == Some(Role::Server) {
             if let Some(local) = state.info.key.local {
                 self.enricher
                     .note_listener(local, default_service_name(&state.info));
             }
         }
+        let role = parsed.role.unwrap_or(state.info.role);
         for ev in state.pairing.pair(&state.info, parsed, closed) {
+            self.linker.on_event(ev);
+        }
+        for ev in crate::http2::to_exchange_events(&state.info, role, h2) {
             self.linker.on_event(ev);
         }
     }

@@ -737,7 +737,7 @@ fn build_span(ex: &Exchange, idn: &Identity) -> Span {
     if let Some(q) = &req.query {
         attrs.push(KeyValue::new("url.query", q.as_str()));
     }
-    if let Some(r) = resp {
+    if let Some(r) = resp.filter(|r| r.status != 0) {
         attrs.push(KeyValue::new(
             "http.response.status_code",
             i64::from(r.status),
@@ -765,10 +765,25 @@ fn build_span(ex: &Exchange, idn: &Identity) -> Span {
         attrs.push(KeyValue::new("network.peer.address", r.ip().to_string()));
         attrs.push(KeyValue::new("network.peer.port", i64::from(r.port())));
     }
-    attrs.push(KeyValue::new(
-        "network.protocol.version",
-        format!("1.{}", req.version),
-    ));
+    if req.h2.is_some() {
+        attrs.push(KeyValue::new("network.protocol.name", "http"));
+        attrs.push(KeyValue::new("network.protocol.version", "2"));
+    } else {
+        attrs.push(KeyValue::new(
+            "network.protocol.version",
+            format!("1.{}", req.version),
+        ));
+    }
+    let grpc = req.h2.as_ref().and_then(|h| h.grpc.as_ref());
+    let h2_resp = resp.and_then(|r| r.h2.as_ref());
+    if let Some(g) = grpc {
+        attrs.push(KeyValue::new("rpc.system", "grpc"));
+        attrs.push(KeyValue::new("rpc.service", g.service.as_str()));
+        attrs.push(KeyValue::new("rpc.method", g.method.as_str()));
+        if let Some(code) = h2_resp.and_then(|r| r.grpc_status) {
+            attrs.push(KeyValue::new("rpc.grpc.status_code", code));
+        }
+    }
     if let Some(ua) = req.header("user-agent") {
         attrs.push(KeyValue::new("user_agent.original", ua));
     }
@@ -783,12 +798,27 @@ fn build_span(ex: &Exchange, idn: &Identity) -> Span {
         "podtrace.context.family",
         idn.family.map(|f| f.as_str()).unwrap_or("none"),
     ));
+    let grpc_code = h2_resp
+        .and_then(|r| r.grpc_status)
+        .filter(|_| grpc.is_some());
+    let reset = h2_resp.and_then(|r| r.reset);
     let status = match resp.map(|r| r.status) {
+        _ if grpc_code.is_some_and(|c| c != 0) => {
+            let msg = h2_resp
+                .and_then(|r| r.grpc_message.as_deref())
+                .unwrap_or("");
+            Status::error(format!("gRPC {}: {msg}", grpc_code.unwrap_or(0)))
+        }
+        _ if reset.is_some_and(|c| c != 0) => {
+            Status::error(format!("HTTP/2 stream reset ({})", reset.unwrap_or(0)))
+        }
         Some(s) if s >= 500 => Status::error(format!("HTTP {s}")),
         Some(s) if s >= 400 && ex.side == SpanKind::Client => Status::error(format!("HTTP {s}")),
         _ => Status::unset(),
     };
-    let name = if req.path.is_empty() {
+    let name = if let Some(g) = grpc {
+        format!("{}/{}", g.service, g.method)
+    } else if req.path.is_empty() {
         req.method.clone()
     } else {
         format!("{} {}", req.method, req.path)

@@ -510,9 +510,7 @@ impl H2Connection {
                 if s.req_fields.is_none() {
                     s.req_start = Some(block.start_ts);
                     s.req_fields = Some(keep(decoded.fields, |n| {
-                        n.starts_with(':')
-                            || n == "content-type"
-                            || KEPT_HEADERS.contains(&n)
+                        n.starts_with(':') || n == "content-type" || KEPT_HEADERS.contains(&n)
                     }));
                 }
                 s.req_end = s.req_end.max(end_ts);
@@ -576,7 +574,8 @@ impl H2Connection {
                 if s.partial {
                     self.errors.push("h2_partial_headers");
                 }
-                self.events.push(StreamEvent::Request(id, to_request(id, s)));
+                self.events
+                    .push(StreamEvent::Request(id, to_request(id, s)));
             }
             if !s.announced {
                 if ended || closed {
@@ -641,11 +640,11 @@ fn to_request(id: u32, s: &Stream) -> Request {
         start_ts: start,
         end_ts: s.req_end.max(start),
         truncated: s.partial,
-        h2: Some(H2Request {
+        h2: Some(Box::new(H2Request {
             stream_id: id,
             grpc,
             partial_headers: s.partial,
-        }),
+        })),
     }
 }
 

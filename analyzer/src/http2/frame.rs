@@ -89,7 +89,7 @@ impl FrameHeader {
             kind::DATA | kind::HEADERS | kind::CONTINUATION | kind::PUSH_PROMISE => !on_conn,
             kind::PRIORITY => !on_conn && self.len == 5,
             kind::RST_STREAM => !on_conn && self.len == 4,
-            kind::SETTINGS => on_conn && self.len % 6 == 0,
+            kind::SETTINGS => on_conn && self.len.is_multiple_of(6),
             kind::PING => on_conn && self.len == 8,
             kind::GOAWAY => on_conn && self.len >= 8,
             kind::WINDOW_UPDATE => self.len == 4,

@@ -86,6 +86,9 @@ impl Block {
     }
 }
 
+/// A decoded (name, value); `None` parts refer to entries this decoder never saw.
+type Pair = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// A dynamic-table entry; `None` parts were not seen (late join).
 #[derive(Debug, Clone)]
 struct Entry {
@@ -185,13 +188,12 @@ impl Decoder {
     }
 
     /// Decodes one field representation; `Ok(None)` for a table size update.
-    #[allow(clippy::type_complexity)]
     fn field(
         &mut self,
         b: &[u8],
         pos: &mut usize,
         first: bool,
-    ) -> Result<Option<(Option<Vec<u8>>, Option<Vec<u8>>)>, HpackError> {
+    ) -> Result<Option<Pair>, HpackError> {
         let c = b[*pos];
         if c & 0x80 != 0 {
             // Indexed field.
@@ -213,7 +215,11 @@ impl Decoder {
             self.set_max(size);
             return Ok(None);
         }
-        let (prefix, indexing) = if c & 0xc0 == 0x40 { (6, true) } else { (4, false) };
+        let (prefix, indexing) = if c & 0xc0 == 0x40 {
+            (6, true)
+        } else {
+            (4, false)
+        };
         let idx = integer(b, pos, prefix)?;
         let name = if idx == 0 {
             Some(self.string(b, pos)?)
@@ -227,7 +233,7 @@ impl Decoder {
         Ok(Some((name, Some(value))))
     }
 
-    fn lookup(&self, idx: u64) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>), HpackError> {
+    fn lookup(&self, idx: u64) -> Result<Pair, HpackError> {
         let idx = idx as usize;
         if idx == 0 {
             return Err(HpackError::InvalidIndex);

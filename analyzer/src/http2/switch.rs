@@ -161,7 +161,12 @@ impl ProtocolParser {
     }
 }
 
-fn h2_parsed(c: &mut H2Connection, egress: &[Segment], ingress: &[Segment], closed: bool) -> Parsed {
+fn h2_parsed(
+    c: &mut H2Connection,
+    egress: &[Segment],
+    ingress: &[Segment],
+    closed: bool,
+) -> Parsed {
     let (h2, errors) = c.feed(egress, ingress, closed);
     Parsed {
         role: (c.role() != Role::Unknown).then_some(c.role()),
