@@ -7,7 +7,7 @@
 //! span's service, callee = `peer.service` or the peer address) and from SERVER spans whose
 //! client side was not recorded (caller = the peer's service or address). An error is an
 //! HTTP status ≥ 500. [`Graph::to_dot`] writes a Graphviz `digraph` with quoted, escaped
-//! names.
+//! names. A gRPC call with a `grpc-status` other than 0 is an error too.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -202,7 +202,8 @@ impl GraphBuilder {
                 (caller.unwrap_or_else(|| "unknown".into()), own)
             }
         };
-        let error = attr_int(s, "http.response.status_code").is_some_and(|c| c >= 500);
+        let error = attr_int(s, "http.response.status_code").is_some_and(|c| c >= 500)
+            || attr_int(s, "rpc.grpc.status_code").is_some_and(|c| c != 0);
         self.nodes.entry(caller.clone()).or_default();
         let n = self.nodes.entry(callee.clone()).or_default();
         n.0 += 1;
