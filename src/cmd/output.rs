@@ -28,10 +28,7 @@ impl<'a> Outputs<'a> {
     /// when Graphviz is installed) into the output directory, plus `--graph-dot` /
     /// `--graph-svg`. Returns the files written.
     pub fn write_local(&self, analysis: &Analysis) -> Result<Vec<PathBuf>, CliError> {
-        let dir = &self.args.out;
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("creating output directory {}", dir.display()))
-            .map_err(CliError::Runtime)?;
+        let dir = self.create_dir()?;
         let mut written = Vec::new();
         let otlp = dir.join("traces.otlp.json");
         write_otlp_json(&otlp, &analysis.spans)
@@ -40,6 +37,23 @@ impl<'a> Outputs<'a> {
         written.push(otlp);
         let spans = spans_to_json(&analysis.spans).map_err(|e| CliError::Runtime(e.into()))?;
         written.push(write(dir.join("spans.json"), spans.as_bytes())?);
+        written.extend(self.write_graph_and_summary(analysis)?);
+        Ok(written)
+    }
+
+    fn create_dir(&self) -> Result<&Path, CliError> {
+        let dir = &self.args.out;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating output directory {}", dir.display()))
+            .map_err(CliError::Runtime)?;
+        Ok(dir)
+    }
+
+    /// Writes `graph.dot`, `summary.json`, `graph.svg` (with Graphviz) and the `--graph-*`
+    /// files: what live mode leaves at its end (its spans went out as they completed).
+    pub fn write_graph_and_summary(&self, analysis: &Analysis) -> Result<Vec<PathBuf>, CliError> {
+        let dir = self.create_dir()?;
+        let mut written = Vec::new();
         let dot = analysis.graph.to_dot();
         written.push(write(dir.join("graph.dot"), dot.as_bytes())?);
         let stats = serde_json::to_string_pretty(&analysis.stats)
