@@ -1,0 +1,106 @@
+//! Assembles the single HTML file: inline CSS, the graph as an `<img>` data URI, static
+//! tables, the trace data as inert JSON, and the inline script.
+//!
+//! Safety model: (1) every string from traffic is escaped where it is placed (see
+//! [`crate::escape`]); (2) the graph SVG — Graphviz's or ours — is shown through an
+//! `<img>`, where SVG cannot run scripts or load anything; (3) a Content-Security-Policy
+//! allows no network access at all and only the one script whose SHA-256 it names, so even
+//! a markup injection that slipped past (1) could not run code or fetch anything.
+
+use sha2::{Digest, Sha256};
+
+use crate::escape::{base64, html, json_in_script};
+
+/// The page's stylesheet.
+const CSS: &str = include_str!("assets/report.css");
+/// The page's script.
+const JS: &str = include_str!("assets/report.js");
+
+/// The parts of the page, already rendered.
+pub struct Parts<'a> {
+    /// Page title (unescaped).
+    pub title: &'a str,
+    /// The graph SVG document (unescaped; shown as an image).
+    pub graph_svg: &'a str,
+    /// Who drew the graph, for the caption.
+    pub graph_by_graphviz: bool,
+    /// Services table HTML (escaped).
+    pub services: &'a str,
+    /// Edges table HTML (escaped).
+    pub edges: &'a str,
+    /// Summary table HTML (escaped).
+    pub summary: &'a str,
+    /// Trace data JSON (raw serde_json output).
+    pub data_json: &'a str,
+    /// Header counts: traces, spans, services.
+    pub counts: (usize, usize, usize),
+}
+
+/// The Content-Security-Policy of the page.
+pub fn content_security_policy() -> String {
+    let hash = base64(&Sha256::digest(JS.as_bytes()));
+    format!(
+        "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'sha256-{hash}'; \
+         base-uri 'none'; form-action 'none'"
+    )
+}
+
+/// Renders the page.
+pub fn render(p: &Parts<'_>) -> String {
+    let title = html(p.title);
+    let graph_uri = format!(
+        "data:image/svg+xml;base64,{}",
+        base64(p.graph_svg.as_bytes())
+    );
+    let caption = if p.graph_by_graphviz {
+        "Laid out by Graphviz. Edges: requests, latency, errors (HTTP ≥ 500) over all spans before sampling."
+    } else {
+        "Drawn by podtrace (install Graphviz for a better layout). Edges: requests, p99 latency, errors (HTTP ≥ 500) over all spans before sampling."
+    };
+    let (traces, spans, services) = p.counts;
+    let mut out = String::with_capacity(p.data_json.len() + graph_uri.len() + 64 * 1024);
+    out.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
+    // The policy is our own constant text (no `"`, `<` or `&`): placed as is.
+    out.push_str(&format!(
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"{}\">\n",
+        content_security_policy()
+    ));
+    out.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
+    out.push_str(&format!(
+        "<title>{title}</title>\n<style>\n{CSS}</style>\n</head>\n<body>\n"
+    ));
+    out.push_str(&format!(
+        "<header><h1>{title}</h1><span class=\"counts\" id=\"counts\">{traces} traces · {spans} spans · {services} services</span>\
+         <nav><a href=\"#graph\">Graph</a><a href=\"#services\">Services</a><a href=\"#traces\">Traces</a><a href=\"#summary\">Capture summary</a></nav></header>\n<main>\n"
+    ));
+    out.push_str(&format!(
+        "<section id=\"graph\"><h2>Request flow</h2><div class=\"graph\"><img id=\"graph-img\" alt=\"request-flow graph\" src=\"{graph_uri}\"></div>\
+         <p class=\"note\">{caption}</p></section>\n"
+    ));
+    out.push_str(&format!(
+        "<section id=\"services\"><h2>Services</h2>{}\n<p class=\"note\">Requests and errors: all spans before sampling. p50/p99: SERVER spans in this report.</p>\
+         <h3>Calls (caller → callee)</h3>{}</section>\n",
+        p.services, p.edges
+    ));
+    out.push_str(
+        "<section id=\"traces\"><h2>Traces</h2><div class=\"controls\">\
+         <input type=\"search\" id=\"trace-filter\" placeholder=\"filter: trace id, service, span name\" aria-label=\"filter traces\">\
+         <label>sort <select id=\"trace-sort\"><option value=\"errors\">errors, then slowest</option><option value=\"duration\">slowest</option>\
+         <option value=\"start\">start time</option><option value=\"spans\">most spans</option></select></label>\
+         <label><input type=\"checkbox\" id=\"errors-only\"> errors only</label>\
+         <span class=\"pager\"><button id=\"pager-prev\" type=\"button\">◀</button><span id=\"pager-label\"></span><button id=\"pager-next\" type=\"button\">▶</button></span></div>\
+         <table class=\"grid\" id=\"trace-list\"><thead><tr><th>start (UTC)</th><th>root span</th><th>duration</th><th>spans</th><th>services</th><th>errors</th><th>trace id</th></tr></thead><tbody></tbody></table>\
+         <div class=\"waterfall\" id=\"waterfall\"></div>\
+         <noscript><p>The trace list and waterfalls need JavaScript.</p></noscript></section>\n",
+    );
+    out.push_str(&format!(
+        "<section id=\"summary\"><h2>Capture summary</h2>{}</section>\n</main>\n",
+        p.summary
+    ));
+    out.push_str("<script type=\"application/json\" id=\"report-data\">");
+    out.push_str(&json_in_script(p.data_json));
+    out.push_str("</script>\n<script>");
+    out.push_str(JS);
+    out.push_str("</script>\n</body>\n</html>\n");
+    out
+}

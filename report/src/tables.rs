@@ -1,0 +1,214 @@
+//! The services and edges tables (static HTML, every cell escaped).
+//!
+//! Edge rows come straight from the analyzer's graph (counts of all spans, before
+//! sampling; p50/p99 from its latency histogram). Service rows join the graph's nodes
+//! (requests received, errors) with latencies of the service's SERVER spans in the report
+//! (exact nearest-rank percentiles of the sampled spans).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use podtrace_model::{Span, SpanKind};
+
+use crate::escape::html;
+use crate::units::duration;
+
+/// A service row of the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceRow {
+    /// Service (node) name.
+    pub name: String,
+    /// Requests received (graph).
+    pub requests: u64,
+    /// Failed requests received (graph, HTTP ≥ 500).
+    pub errors: u64,
+    /// SERVER spans of the service in the report.
+    pub server_spans: u64,
+    /// CLIENT spans of the service in the report.
+    pub client_spans: u64,
+    /// Median duration of its SERVER spans, ns (when it has any).
+    pub p50_ns: Option<u64>,
+    /// 99th percentile duration of its SERVER spans, ns (when it has any).
+    pub p99_ns: Option<u64>,
+}
+
+/// An edge row of the report (caller → callee).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeRow {
+    /// Calling service.
+    pub from: String,
+    /// Called service.
+    pub to: String,
+    /// Requests.
+    pub count: u64,
+    /// Failed requests (HTTP ≥ 500).
+    pub errors: u64,
+    /// Mean latency, ns.
+    pub avg_ns: u64,
+    /// Median latency, ns.
+    pub p50_ns: u64,
+    /// 99th percentile latency, ns.
+    pub p99_ns: u64,
+}
+
+/// Nearest-rank quantile of sorted values.
+fn quantile(sorted: &[u64], q: f64) -> Option<u64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Some(sorted[rank - 1])
+}
+
+/// Service rows: every graph node, plus services that only appear in spans.
+pub fn service_rows(nodes: &[(String, u64, u64)], spans: &[Span]) -> Vec<ServiceRow> {
+    #[derive(Default)]
+    struct Acc {
+        requests: u64,
+        errors: u64,
+        server: Vec<u64>,
+        client: u64,
+    }
+    let mut acc: BTreeMap<&str, Acc> = BTreeMap::new();
+    for (name, requests, errors) in nodes {
+        let a = acc.entry(name).or_default();
+        a.requests = *requests;
+        a.errors = *errors;
+    }
+    for s in spans {
+        let a = acc.entry(&s.resource.service_name).or_default();
+        match s.kind {
+            SpanKind::Server => a.server.push(s.duration_ns()),
+            SpanKind::Client => a.client += 1,
+        }
+    }
+    acc.into_iter()
+        .map(|(name, mut a)| {
+            a.server.sort_unstable();
+            ServiceRow {
+                name: name.to_string(),
+                requests: a.requests,
+                errors: a.errors,
+                server_spans: a.server.len() as u64,
+                client_spans: a.client,
+                p50_ns: quantile(&a.server, 0.5),
+                p99_ns: quantile(&a.server, 0.99),
+            }
+        })
+        .collect()
+}
+
+fn opt_duration(v: Option<u64>) -> String {
+    v.map(duration).unwrap_or_else(|| "–".into())
+}
+
+/// The services table.
+pub fn services_html(rows: &[ServiceRow]) -> String {
+    let mut out = String::from(
+        "<table class=\"grid\" id=\"services\"><thead><tr><th>service</th><th>requests in</th>\
+         <th>errors</th><th>server spans</th><th>client spans</th><th>p50</th><th>p99</th>\
+         </tr></thead><tbody>\n",
+    );
+    for r in rows {
+        let cls = if r.errors > 0 { " class=\"bad\"" } else { "" };
+        let _ = writeln!(
+            out,
+            "<tr{cls}><td class=\"svc\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            html(&r.name),
+            r.requests,
+            r.errors,
+            r.server_spans,
+            r.client_spans,
+            opt_duration(r.p50_ns),
+            opt_duration(r.p99_ns)
+        );
+    }
+    if rows.is_empty() {
+        out.push_str("<tr><td colspan=\"7\">no services</td></tr>\n");
+    }
+    out.push_str("</tbody></table>");
+    out
+}
+
+/// The edges table.
+pub fn edges_html(rows: &[EdgeRow]) -> String {
+    let mut out = String::from(
+        "<table class=\"grid\" id=\"edges\"><thead><tr><th>caller</th><th></th><th>callee</th>\
+         <th>requests</th><th>errors</th><th>avg</th><th>p50</th><th>p99</th></tr></thead><tbody>\n",
+    );
+    for r in rows {
+        let cls = if r.errors > 0 { " class=\"bad\"" } else { "" };
+        let _ = writeln!(
+            out,
+            "<tr{cls}><td class=\"svc\">{}</td><td>→</td><td class=\"svc\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            html(&r.from),
+            html(&r.to),
+            r.count,
+            r.errors,
+            duration(r.avg_ns),
+            duration(r.p50_ns),
+            duration(r.p99_ns)
+        );
+    }
+    if rows.is_empty() {
+        out.push_str("<tr><td colspan=\"8\">no edges</td></tr>\n");
+    }
+    out.push_str("</tbody></table>");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use podtrace_model::{Resource, SpanId, Status, TraceId};
+
+    fn span(svc: &str, kind: SpanKind, dur: u64) -> Span {
+        Span {
+            trace_id: TraceId([1; 16]),
+            span_id: SpanId([1; 8]),
+            parent_span_id: None,
+            trace_state: String::new(),
+            flags: 1,
+            name: "x".into(),
+            kind,
+            start_time_unix_nano: 0,
+            end_time_unix_nano: dur,
+            attributes: vec![],
+            status: Status::unset(),
+            resource: Resource::new(svc),
+        }
+    }
+
+    #[test]
+    fn services_join_graph_and_span_latencies() {
+        let mut spans: Vec<Span> = (1..=100)
+            .map(|i| span("b", SpanKind::Server, i * 1000))
+            .collect();
+        spans.push(span("a", SpanKind::Client, 5));
+        let rows = service_rows(&[("b".into(), 120, 3), ("lb".into(), 0, 0)], &spans);
+        let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "lb"]);
+        assert_eq!((rows[0].client_spans, rows[0].p50_ns), (1, None));
+        let b = &rows[1];
+        assert_eq!((b.requests, b.errors, b.server_spans), (120, 3, 100));
+        assert_eq!((b.p50_ns, b.p99_ns), (Some(50_000), Some(99_000)));
+        let table = services_html(&rows);
+        assert!(table.contains("<td>50µs</td><td>99µs</td>"), "{table}");
+        assert!(table.contains("<tr class=\"bad\"><td class=\"svc\">b</td>"));
+    }
+
+    #[test]
+    fn edge_names_are_escaped() {
+        let t = edges_html(&[EdgeRow {
+            from: "<b>x</b>".into(),
+            to: "\"y\"".into(),
+            count: 1,
+            errors: 0,
+            avg_ns: 1,
+            p50_ns: 1,
+            p99_ns: 1,
+        }]);
+        assert!(t.contains("&lt;b&gt;x&lt;/b&gt;") && t.contains("&quot;y&quot;"));
+        assert!(!t.contains("<b>"));
+    }
+}
