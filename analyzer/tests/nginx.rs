@@ -1,0 +1,81 @@
+//! A real, uninstrumented reverse proxy: curl → nginx → Python backend
+//! (fixtures/nginx/nginx.pcap, recorded by tools/fixtures/record_nginx.sh). nginx forwards
+//! the client's trace headers unchanged, so its outgoing request names the client's span:
+//! the analyzer must still give every hop its own span, in one trace per curl request.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use podtrace_analyzer::{analyze, AnalyzeOptions};
+use podtrace_format::{CaptureReader, ReadOptions};
+use podtrace_import::{import, ImportOptions};
+use podtrace_model::{Span, SpanKind};
+
+fn spans() -> podtrace_analyzer::Analysis {
+    let pcap = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/nginx/nginx.pcap");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cap = tmp.path().join("nginx.parquet");
+    import(&pcap, &cap, &ImportOptions::default()).expect("import");
+    let records = CaptureReader::open(&[&cap])
+        .expect("open")
+        .records(&ReadOptions::default())
+        .collect::<Result<Vec<_>, _>>()
+        .expect("read");
+    analyze(records.into_iter(), &AnalyzeOptions::default()).expect("analyze")
+}
+
+#[test]
+fn proxy_hops_form_one_trace_per_client_request() {
+    let a = spans();
+    assert_eq!(a.stats.orphans, 0, "{}", a.stats);
+    assert_eq!(a.stats.traces, 5, "{}", a.stats);
+    assert_eq!(a.spans.len(), 20, "{}", a.stats);
+    assert!(a.stats.parse_errors.is_empty(), "{}", a.stats);
+    let mut traces: BTreeMap<_, Vec<&Span>> = BTreeMap::new();
+    for s in &a.spans {
+        traces.entry(s.trace_id).or_default().push(s);
+    }
+    for spans in traces.values() {
+        let by = |kind: SpanKind, svc: &str| {
+            *spans
+                .iter()
+                .find(|s| s.kind == kind && s.resource.service_name == svc)
+                .unwrap_or_else(|| panic!("{kind:?} {svc} in {spans:#?}"))
+        };
+        let curl = by(SpanKind::Client, "127.0.0.1");
+        let proxy_in = by(SpanKind::Server, "127.0.2.1");
+        let proxy_out = by(SpanKind::Client, "127.0.2.1");
+        let backend = by(SpanKind::Server, "127.0.2.2");
+        assert_eq!(curl.parent_span_id, None);
+        assert_eq!(proxy_in.parent_span_id, Some(curl.span_id));
+        assert_eq!(proxy_out.parent_span_id, Some(proxy_in.span_id));
+        assert_eq!(backend.parent_span_id, Some(proxy_out.span_id));
+        assert_eq!(proxy_in.name, backend.name, "nginx proxies the same path");
+        let failed = curl.name == "GET /fail";
+        for s in spans {
+            assert_eq!(s.status.is_error(), failed, "{} {:?}", s.name, s.kind);
+        }
+    }
+    let w3c = a
+        .spans
+        .iter()
+        .find(|s| {
+            s.kind == SpanKind::Client
+                && s.name == "GET /items/3"
+                && s.resource.service_name == "127.0.0.1"
+        })
+        .expect("curl /items/3");
+    assert_eq!(w3c.trace_id.to_string(), "0af7651916cd43dd8448eb211c80319c");
+    assert_eq!(w3c.span_id.to_string(), "b7ad6b7169203331");
+    let b3 = a
+        .spans
+        .iter()
+        .find(|s| s.name == "GET /items/0")
+        .expect("/items/0");
+    assert_eq!(b3.trace_id.to_string(), "80f198ee56343ba864fe8b2a57d3eff7");
+    let dot = a.graph.to_dot();
+    assert!(
+        dot.contains("\"127.0.2.1\" -> \"127.0.2.2\" [label=\"5 req"),
+        "{dot}"
+    );
+}
