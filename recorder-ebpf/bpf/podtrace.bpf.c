@@ -148,14 +148,17 @@ static __always_inline int targeted(void)
  * address part of the event. */
 static __always_inline struct sock *fd_sock(__u64 fd, struct pt_event *ev)
 {
+	/* Direct (BTF-typed) loads from the trusted current task: no helper calls. */
 	struct task_struct *task = bpf_get_current_task_btf();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct files_struct *files = task->files;
+	if (!files)
+		return 0;
+	struct fdtable *fdt = files->fdt;
 	if (!fdt)
 		return 0;
-	unsigned int max = BPF_CORE_READ(fdt, max_fds);
-	if (fd >= max)
+	if (fd >= fdt->max_fds)
 		return 0;
-	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file **fds = fdt->fd;
 	struct file *file = 0;
 	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
 		return 0;
