@@ -111,7 +111,11 @@ macro_rules! id_type {
     };
 }
 
-id_type!(TraceId, 16, "A 128-bit trace id (hex: 32 lowercase digits).");
+id_type!(
+    TraceId,
+    16,
+    "A 128-bit trace id (hex: 32 lowercase digits)."
+);
 id_type!(SpanId, 8, "A 64-bit span id (hex: 16 lowercase digits).");
 
 impl TraceId {
@@ -288,7 +292,10 @@ impl Resource {
     pub fn set(&mut self, key: impl Into<String>, value: impl Into<String>) {
         let key = key.into();
         let value = value.into();
-        match self.attributes.binary_search_by(|(k, _)| k.as_str().cmp(&key)) {
+        match self
+            .attributes
+            .binary_search_by(|(k, _)| k.as_str().cmp(&key))
+        {
             Ok(i) => self.attributes[i].1 = value,
             Err(i) => self.attributes.insert(i, (key, value)),
         }
