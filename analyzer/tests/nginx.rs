@@ -2,6 +2,7 @@
 //! (fixtures/nginx/nginx.pcap, recorded by tools/fixtures/record_nginx.sh). nginx forwards
 //! the client's trace headers unchanged, so its outgoing request names the client's span:
 //! the analyzer must still give every hop its own span, in one trace per curl request.
+//! The last request is a POST sent with `Expect: 100-continue`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -9,7 +10,7 @@ use std::path::Path;
 use podtrace_analyzer::{analyze, AnalyzeOptions};
 use podtrace_format::{CaptureReader, ReadOptions};
 use podtrace_import::{import, ImportOptions};
-use podtrace_model::{Span, SpanKind};
+use podtrace_model::{AttrValue, Span, SpanKind};
 
 fn spans() -> podtrace_analyzer::Analysis {
     let pcap = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/nginx/nginx.pcap");
@@ -28,8 +29,8 @@ fn spans() -> podtrace_analyzer::Analysis {
 fn proxy_hops_form_one_trace_per_client_request() {
     let a = spans();
     assert_eq!(a.stats.orphans, 0, "{}", a.stats);
-    assert_eq!(a.stats.traces, 5, "{}", a.stats);
-    assert_eq!(a.spans.len(), 20, "{}", a.stats);
+    assert_eq!(a.stats.traces, 6, "{}", a.stats);
+    assert_eq!(a.spans.len(), 24, "{}", a.stats);
     assert!(a.stats.parse_errors.is_empty(), "{}", a.stats);
     let mut traces: BTreeMap<_, Vec<&Span>> = BTreeMap::new();
     for s in &a.spans {
@@ -73,9 +74,26 @@ fn proxy_hops_form_one_trace_per_client_request() {
         .find(|s| s.name == "GET /items/0")
         .expect("/items/0");
     assert_eq!(b3.trace_id.to_string(), "80f198ee56343ba864fe8b2a57d3eff7");
+    // curl sent `Expect: 100-continue`: nginx's interim 100 is skipped, the body counted.
+    let upload: Vec<&Span> = a
+        .spans
+        .iter()
+        .filter(|s| s.name == "POST /upload")
+        .collect();
+    assert_eq!(upload.len(), 4);
+    for s in &upload {
+        assert_eq!(
+            s.attribute("http.request.body.size"),
+            Some(&AttrValue::Int(3000))
+        );
+        assert_eq!(
+            s.attribute("http.response.status_code"),
+            Some(&AttrValue::Int(201))
+        );
+    }
     let dot = a.graph.to_dot();
     assert!(
-        dot.contains("\"127.0.2.1\" -> \"127.0.2.2\" [label=\"5 req"),
+        dot.contains("\"127.0.2.1\" -> \"127.0.2.2\" [label=\"6 req"),
         "{dot}"
     );
 }
