@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use podtrace_analyzer::{analyze, AnalyzeOptions};
-use podtrace_format::{CaptureReader, ReadOptions};
+use podtrace_analyzer::{analyze, spans_to_json, AnalyzeOptions};
+use podtrace_format::{flags, CaptureReader, ReadOptions, Record};
 use podtrace_import::{import, ImportOptions};
 use podtrace_model::{AttrValue, Span, SpanKind};
 
@@ -95,5 +95,40 @@ fn proxy_hops_form_one_trace_per_client_request() {
     assert!(
         dot.contains("\"127.0.2.1\" -> \"127.0.2.2\" [label=\"6 req"),
         "{dot}"
+    );
+}
+
+#[test]
+fn snaplen_truncation_keeps_every_exchange() {
+    // The same traffic as if recorded with a 512-byte snaplen: rows keep their first 512
+    // bytes, `ret` keeps the real size. Bodies are skipped by their declared lengths, so
+    // the spans are the same.
+    let full = spans();
+    let pcap = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/nginx/nginx.pcap");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cap = tmp.path().join("nginx.parquet");
+    import(&pcap, &cap, &ImportOptions::default()).expect("import");
+    let mut truncated_rows = 0;
+    let records: Vec<_> = CaptureReader::open(&[&cap])
+        .expect("open")
+        .records(&ReadOptions::default())
+        .map(|r| {
+            let mut r = r.expect("record");
+            if let Record::SocketData(d) = &mut r {
+                if d.payload.len() > 512 {
+                    d.payload.truncate(512);
+                    d.flags |= flags::TRUNCATED;
+                    truncated_rows += 1;
+                }
+            }
+            r
+        })
+        .collect();
+    assert!(truncated_rows >= 8, "{truncated_rows}");
+    let cut = analyze(records.into_iter(), &AnalyzeOptions::default()).expect("analyze");
+    assert!(cut.stats.parse_errors.is_empty(), "{}", cut.stats);
+    assert_eq!(
+        spans_to_json(&full.spans).expect("json"),
+        spans_to_json(&cut.spans).expect("json")
     );
 }
