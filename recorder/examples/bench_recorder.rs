@@ -106,6 +106,41 @@ fn main() {
             stats.bytes_dropped
         );
     }
+
+    // --- 3. peak rate: two writers at once (64 B), the events/s the recorder sustains
+    let count = 200_000 * scale;
+    let two = move |cg: PathBuf| {
+        let a = std::thread::spawn({
+            let cg = cg.clone();
+            move || run_worker_in(&cg, count, 64)
+        });
+        let b = std::thread::spawn(move || run_worker_in(&cg, count, 64));
+        let (ta, _) = a.join().expect("writer a");
+        let (tb, _) = b.join().expect("writer b");
+        ta.max(tb)
+    };
+    let base = two(cg.path.clone());
+    let (with, stats) = rt.block_on(async {
+        let (h, rx) = start(&cg, &rt);
+        let counter = tokio::spawn(count_rows(rx));
+        let t = tokio::task::spawn_blocking({
+            let cg = cg.path.clone();
+            move || two(cg)
+        })
+        .await
+        .expect("writers");
+        let stats = h.stop().await.expect("stop");
+        let _ = counter.await;
+        (t, stats)
+    });
+    let rate = |d: Duration| 2.0 * count as f64 / d.as_secs_f64();
+    println!(
+        "two 64 B writers: {:.0} -> {:.0} events/s (x{:.2}); dropped {} events",
+        rate(base),
+        rate(with),
+        rate(base) / rate(with),
+        stats.dropped_ringbuf_full
+    );
 }
 
 fn start(
