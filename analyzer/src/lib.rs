@@ -123,23 +123,31 @@ pub fn analyze(records: impl Iterator<Item = Record>, opts: &AnalyzeOptions) -> 
 }
 
 /// Merges per-capture record iterators (each in time order) into one in time order;
-/// ties keep the input order of the iterators.
+/// ties keep the input order of the iterators. O(log k) per record for k inputs.
 pub fn merge_by_time<I>(inputs: Vec<I>) -> impl Iterator<Item = Record>
 where
     I: Iterator<Item = Record>,
 {
-    let mut iters: Vec<std::iter::Peekable<I>> = inputs.into_iter().map(|i| i.peekable()).collect();
-    std::iter::from_fn(move || {
-        let mut best: Option<(u64, usize)> = None;
-        for (i, it) in iters.iter_mut().enumerate() {
-            if let Some(r) = it.peek() {
-                let ts = r.ts_ns();
-                if best.is_none_or(|(b, _)| ts < b) {
-                    best = Some((ts, i));
-                }
-            }
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let mut iters = inputs;
+    let mut heads: Vec<Option<Record>> = Vec::with_capacity(iters.len());
+    let mut heap = BinaryHeap::new();
+    for (i, it) in iters.iter_mut().enumerate() {
+        let head = it.next();
+        if let Some(r) = &head {
+            heap.push(Reverse((r.ts_ns(), i)));
         }
-        best.and_then(|(_, i)| iters[i].next())
+        heads.push(head);
+    }
+    std::iter::from_fn(move || {
+        let Reverse((_, i)) = heap.pop()?;
+        let out = heads[i].take();
+        if let Some(next) = iters[i].next() {
+            heap.push(Reverse((next.ts_ns(), i)));
+            heads[i] = Some(next);
+        }
+        out
     })
 }
 
@@ -163,6 +171,31 @@ pub fn spans_to_json(spans: &[Span]) -> Result<String> {
 
 #[cfg(test)]
 mod tests {
+    use podtrace_format::{Record, Stat};
+
+    #[test]
+    fn merge_by_time_orders_across_inputs_and_keeps_ties_stable() {
+        let stat = |ts: u64, name: &str| {
+            Record::Stats(Stat {
+                ts_ns: ts,
+                cpu: None,
+                name: name.into(),
+                value: 0,
+            })
+        };
+        let a = vec![stat(1, "a1"), stat(5, "a5"), stat(5, "a5b"), stat(9, "a9")];
+        let b = vec![stat(2, "b2"), stat(5, "b5"), stat(6, "b6")];
+        let c: Vec<Record> = vec![];
+        let merged: Vec<String> =
+            super::merge_by_time(vec![a.into_iter(), b.into_iter(), c.into_iter()])
+                .map(|r| match r {
+                    Record::Stats(s) => s.name,
+                    _ => String::new(),
+                })
+                .collect();
+        assert_eq!(merged, ["a1", "b2", "a5", "a5b", "b5", "b6", "a9"]);
+    }
+
     #[test]
     fn pipeline_can_move_to_another_thread() {
         fn send<T: Send>() {}
