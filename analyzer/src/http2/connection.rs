@@ -117,6 +117,8 @@ const KEPT_RESPONSE: [&str; 3] = ["grpc-status", "grpc-message", "content-type"]
 pub struct H2Connection {
     limits: Limits,
     role: Role,
+    /// The role is known from the preface or from decoded headers (not only the socket).
+    role_certain: bool,
     egress: Dir,
     ingress: Dir,
     streams: BTreeMap<u32, Stream>,
@@ -132,16 +134,18 @@ impl H2Connection {
         let mut c = H2Connection {
             limits,
             role: Role::Unknown,
+            role_certain: synced,
             egress: Dir::new(preface_egress == Some(true), synced),
             ingress: Dir::new(preface_egress == Some(false), synced),
             streams: BTreeMap::new(),
             errors: Vec::new(),
             events: Vec::new(),
         };
-        match (role, preface_egress) {
-            (Role::Unknown, Some(true)) => c.set_role(Role::Client),
-            (Role::Unknown, Some(false)) => c.set_role(Role::Server),
-            (r, _) => c.set_role(r),
+        // The preface sender is the client, whatever the socket said.
+        match preface_egress {
+            Some(true) => c.set_role(Role::Client),
+            Some(false) => c.set_role(Role::Server),
+            None => c.set_role(role),
         }
         c
     }
@@ -485,12 +489,19 @@ impl H2Connection {
             self.errors.push("h2_unattributed_headers");
             return;
         };
-        if self.role == Role::Unknown && (is_request ^ is_response) {
+        if is_request ^ is_response {
             let role = match (carries, egress) {
                 (Carries::Requests, true) | (Carries::Responses, false) => Role::Client,
                 _ => Role::Server,
             };
+            if self.role != role && self.role != Role::Unknown && !self.role_certain {
+                // The socket role was a guess (e.g. an import that missed the SYN): the
+                // side sending `:method` is the client.
+                self.errors.push("h2_role_corrected");
+                self.role = Role::Unknown;
+            }
             self.set_role(role);
+            self.role_certain = true;
         }
         let partial = decoded.unknown > 0 || decoded.error.is_some() || decoded.dropped > 0;
         let new_stream = !self.streams.contains_key(&block.stream);
