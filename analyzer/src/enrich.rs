@@ -198,7 +198,9 @@ impl Enricher {
         match obj.kind.as_str() {
             "Pod" => {
                 let pod = parse_pod(obj, &v);
-                for ip in &pod.ips {
+                // hostNetwork pods share the node's IP: the address cannot name them.
+                let host_network = v["spec"]["hostNetwork"].as_bool() == Some(true);
+                for ip in pod.ips.iter().filter(|_| !host_network) {
                     let list = self.pod_by_ip.entry(*ip).or_default();
                     if list.last().map(|(_, u)| u) != Some(&pod.uid) {
                         insert(list, ts, pod.uid.clone());
@@ -473,6 +475,17 @@ mod tests {
             json: "{not json".into(),
             ..obj(1, "Pod", "a", "b", K8sEvent::Added, Value::Null)
         });
+        let mut host = pod("u-h", "agent", "192.168.1.5", serde_json::json!({}), None);
+        host["spec"]["hostNetwork"] = serde_json::json!(true);
+        e.add(&obj(
+            1,
+            "Pod",
+            "kube-system",
+            "agent",
+            K8sEvent::Snapshot,
+            host,
+        ));
+        assert!(e.pod_at("192.168.1.5".parse().expect("ip"), 2).is_none());
         assert_eq!(e.counts().1, 1);
     }
 }
