@@ -9,7 +9,7 @@ way a service with propagation libraries would (same trace id, a new span id per
   server:  demo_app.py --listen 127.0.1.10:8080 --name frontend
            [--upstream [STYLE=]URL ...] [--error-rate 0.05] [--log FILE]
   load:    demo_app.py --load http://127.0.1.10:8080/ --rps 5 [--source 127.0.1.12] [--count N]
-           [--log FILE]
+           [--log FILE] [--wait-for FILE]
 
 STYLE of an upstream is how context is sent to it: `w3c` (default: `traceparent`),
 `b3multi` (`X-B3-TraceId`, `X-B3-SpanId`, `X-B3-Sampled`), `b3` (single `b3: trace-span-1`)
@@ -187,11 +187,13 @@ def serve(listen: str, name: str, upstreams: list[Upstream], error_rate: float, 
     server.serve_forever(poll_interval=0.2)
 
 
-def load(url: str, rps: float, count: int, source: str | None, log: JsonLog):
+def load(url: str, rps: float, count: int, source: str | None, log: JsonLog, wait_for: str | None = None):
     target = Upstream(url, source)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    while wait_for and not os.path.exists(wait_for) and not stop.wait(0.02):
+        pass
     sent = 0
     interval = 1.0 / rps if rps > 0 else 0.0
     while not stop.is_set() and (count <= 0 or sent < count):
@@ -221,6 +223,7 @@ def main(argv=None) -> int:
     ap.add_argument("--count", type=int, default=0, help="stop after N requests (0 = until signalled)")
     ap.add_argument("--source", default=os.environ.get("POD_IP"), help="source address for outgoing connections")
     ap.add_argument("--log", help="append one JSON line per request to this file")
+    ap.add_argument("--wait-for", help="load mode: send nothing until this file exists")
     args = ap.parse_args(argv)
     if bool(args.listen) == bool(args.load):
         ap.error("give exactly one of --listen or --load")
@@ -229,7 +232,7 @@ def main(argv=None) -> int:
         ups = [Upstream.parse(u, args.source) for u in args.upstream]
         serve(args.listen, args.name, ups, args.error_rate, log)
     else:
-        load(args.load, args.rps, args.count, args.source, log)
+        load(args.load, args.rps, args.count, args.source, log, args.wait_for)
     return 0
 
 

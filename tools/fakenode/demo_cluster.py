@@ -19,10 +19,11 @@ their pods by `app=<name>` and have EndpointSlices. backend answers HTTP 500 to 
 request (deterministic 5 %), which frontend turns into 502. Apps: tools/fakenode/demo_app.py.
 
   sudo python3 tools/fakenode/demo_cluster.py --dir /tmp/podtrace-demo [--rps 5] [--net 127.0.1]
-      [--load-log FILE] [--spec spec.json]
+      [--load-log FILE] [--load-wait FILE] [--spec spec.json]
 
 prints one JSON line {"kubeconfig": ..., "node": ..., "selector": ..., "pods": {name: {uid, ip, pids,
 cgroup_dirs}}} once everything runs, then waits for SIGINT/SIGTERM and tears everything down.
+`--load-wait FILE` holds the load generator back until FILE exists (start recording first).
 `--load-log FILE` makes the load generator log every request it made (trace id, span id,
 times, status) as JSON lines. A --spec file has the shape of `default_spec()` (`{tools}` in
 argv is replaced by this tools/ directory, `{python}` by the running interpreter, `{dir}` by --dir).
@@ -50,7 +51,7 @@ SELECTOR = f"{PART_OF}=podtrace-demo"
 
 
 def default_spec(rps: float, net: str = "127.0.1", cluster_net: str = "10.96.0", load_log: str | None = None,
-                 error_rate: float = 0.05) -> dict:
+                 error_rate: float = 0.05, load_wait: str | None = None) -> dict:
     """The demo topology on pod IPs `net`.10-14 (see the module doc)."""
     app = ["{python}", "{tools}/fakenode/demo_app.py"]
 
@@ -66,6 +67,8 @@ def default_spec(rps: float, net: str = "127.0.1", cluster_net: str = "10.96.0",
     load = app + ["--load", f"http://{net}.10:8080/", "--rps", str(rps)]
     if load_log:
         load += ["--log", load_log]
+    if load_wait:
+        load += ["--wait-for", load_wait]
     return {
         "namespace": "demo",
         "selector": SELECTOR,
@@ -103,6 +106,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rps", type=float, default=5.0, help="load generator requests per second (default spec)")
     ap.add_argument("--net", default="127.0.1", help="first three octets of the pod IPs (default spec)")
     ap.add_argument("--load-log", help="the load generator logs every request here (default spec)")
+    ap.add_argument("--load-wait", metavar="FILE", help="the load generator starts once FILE exists (default spec)")
     ap.add_argument("--error-rate", type=float, default=0.05, help="backend's fraction of HTTP 500 (default spec)")
     ap.add_argument("--driver", choices=["systemd", "cgroupfs"], default="systemd")
     ap.add_argument("--node-name", help="spec.nodeName of the pods (default: hostname)")
@@ -112,7 +116,7 @@ def main(argv=None) -> int:
             spec = json.load(fh)
     else:
         spec = default_spec(args.rps, args.net, load_log=args.load_log and os.path.abspath(args.load_log),
-                            error_rate=args.error_rate)
+                            error_rate=args.error_rate, load_wait=args.load_wait and os.path.abspath(args.load_wait))
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
