@@ -44,7 +44,8 @@
 #define PT_CTR_BYTES_DROPPED 5   /* syscall bytes (ret) of data events lost to a full ring */
 #define PT_CTR_ARGS_FULL 6       /* syscalls missed because the in-flight table was full */
 #define PT_CTR_SYSCALLS 7        /* targeted socket-candidate syscalls seen at entry */
-#define PT_CTR_MAX 8
+#define PT_CTR_SCRATCH_BUSY 8    /* events lost: the CPU's scratch slot was in use (preemption) */
+#define PT_CTR_MAX 9
 
 struct pt_event {
 	__u64 ts_ns;     /* bpf_ktime_get_boot_ns() at syscall exit (CLOCK_BOOTTIME) */

@@ -82,6 +82,10 @@ struct {
 struct pt_scratch_t {
 	struct pt_event ev;
 	__u8 data[2 * PT_MAX_SNAPLEN];
+	/* Set while a program uses the slot. Programs run with migration disabled but can be
+	 * preempted (PREEMPT kernels); a program of another task on the same CPU then finds
+	 * the slot busy and drops its event (counted) instead of corrupting this one. */
+	__u32 busy;
 };
 
 struct {
@@ -196,10 +200,23 @@ static __always_inline struct sock *fd_sock(__u64 fd, struct pt_event *ev)
 	return sk;
 }
 
-static __always_inline struct pt_scratch_t *scratch(void)
+static __always_inline struct pt_scratch_t *scratch_get(void)
 {
 	__u32 cpu = bpf_get_smp_processor_id();
-	return bpf_map_lookup_elem(&pt_scratch, &cpu);
+	struct pt_scratch_t *s = bpf_map_lookup_elem(&pt_scratch, &cpu);
+	if (!s)
+		return 0;
+	if (s->busy) {
+		count(PT_CTR_SCRATCH_BUSY, 1);
+		return 0;
+	}
+	s->busy = 1;
+	return s;
+}
+
+static __always_inline void scratch_put(struct pt_scratch_t *s)
+{
+	s->busy = 0;
 }
 
 static __always_inline void fill_common(struct pt_event *ev, __u64 id, __u32 kind)
@@ -331,6 +348,98 @@ static __always_inline void on_mmsg(struct pt_scratch_t *s, struct pt_args_t *a,
 	}
 }
 
+/* Accounts for the event of a finished syscall that could not get a scratch slot: its
+ * bytes count as dropped and its stream gets the GAP flag, as for a full ring buffer. */
+static __always_inline void lost_exit(__u64 id, long ret, __u64 fd)
+{
+	if (id == NR_connect || id == NR_accept || id == NR_accept4)
+		return;
+	struct pt_event tmp = {};
+	if (!fd_sock(fd, &tmp))
+		return;
+	if (id != NR_sendmmsg && id != NR_recvmmsg) /* their ret is a message count */
+		count(PT_CTR_BYTES_DROPPED, ret);
+	__u8 dir = (id == NR_read || id == NR_readv || id == NR_recvfrom || id == NR_recvmsg ||
+		    id == NR_recvmmsg) ? PT_DIR_INGRESS : PT_DIR_EGRESS;
+	__u64 gap_key = tmp.sock | dir;
+	__u8 one = 1;
+	__u32 zero = 0;
+	bpf_map_update_elem(&pt_gaps, &gap_key, &one, BPF_ANY);
+	__u64 *any = bpf_map_lookup_elem(&pt_gap_any, &zero);
+	if (any)
+		*any = 1;
+}
+
+/* Emits the event of a finished syscall (scratch slot held by the caller). */
+static __always_inline void emit_exit(struct pt_scratch_t *s, __u64 id, long ret, __u64 fd,
+				      struct pt_args_t *ap)
+{
+	struct pt_args_t a = *ap;
+	if (!fd_sock(fd, &s->ev))
+		return;
+
+	switch (id) {
+	case NR_connect:
+		fill_common(&s->ev, id, PT_KIND_OPEN);
+		s->ev.role = PT_ROLE_CLIENT;
+		s->ev.ret = ret;
+		submit(s);
+		return;
+	case NR_accept:
+	case NR_accept4:
+		fill_common(&s->ev, id, PT_KIND_OPEN);
+		s->ev.role = PT_ROLE_SERVER;
+		s->ev.ret = ret;
+		submit(s);
+		return;
+	}
+
+	fill_common(&s->ev, id, PT_KIND_DATA);
+	s->ev.ret = ret;
+	switch (id) {
+	case NR_write:
+	case NR_sendto:
+		copy_user(s, a.buf, ret);
+		break;
+	case NR_read:
+	case NR_recvfrom:
+		s->ev.direction = PT_DIR_INGRESS;
+		copy_user(s, a.buf, ret);
+		break;
+	case NR_writev:
+		copy_iov(s, a.buf, a.len, ret);
+		break;
+	case NR_readv:
+		s->ev.direction = PT_DIR_INGRESS;
+		copy_iov(s, a.buf, a.len, ret);
+		break;
+	case NR_sendmsg:
+	case NR_recvmsg: {
+		struct user_msghdr h = {};
+		if (id == NR_recvmsg)
+			s->ev.direction = PT_DIR_INGRESS;
+		if (bpf_probe_read_user(&h, sizeof(h), (void *)a.buf)) {
+			s->ev.flags |= PT_FLAG_READ_ERROR;
+			count(PT_CTR_READ_ERRORS, 1);
+		} else {
+			copy_iov(s, (__u64)h.msg_iov, h.msg_iovlen, ret);
+		}
+		break;
+	}
+	case NR_sendmmsg:
+		on_mmsg(s, &a, ret, PT_DIR_EGRESS);
+		return;
+	case NR_recvmmsg:
+		on_mmsg(s, &a, ret, PT_DIR_INGRESS);
+		return;
+	case NR_sendfile:
+		/* the bytes come from another file: no user buffer to copy */
+		break;
+	}
+	finish_data(s);
+	return;
+}
+
 SEC("tp_btf/sys_enter")
 int BPF_PROG(pt_sys_enter, struct pt_regs *regs, long id)
 {
@@ -339,14 +448,15 @@ int BPF_PROG(pt_sys_enter, struct pt_regs *regs, long id)
 	count(PT_CTR_SYSCALLS, 1);
 	__u64 fd = regs->di;
 	if (id == NR_close) {
-		struct pt_scratch_t *s = scratch();
+		struct pt_scratch_t *s = scratch_get();
 		if (!s)
 			return 0;
-		if (!fd_sock(fd, &s->ev))
-			return 0;
-		fill_common(&s->ev, id, PT_KIND_CLOSE);
-		s->ev.ret = 0;
-		submit(s);
+		if (fd_sock(fd, &s->ev)) {
+			fill_common(&s->ev, id, PT_KIND_CLOSE);
+			s->ev.ret = 0;
+			submit(s);
+		}
+		scratch_put(s);
 		return 0;
 	}
 	struct pt_args_t a = {};
@@ -390,70 +500,12 @@ int BPF_PROG(pt_sys_exit, struct pt_regs *regs, long ret)
 		return 0;
 	}
 
-	struct pt_scratch_t *s = scratch();
-	if (!s)
-		return 0;
-	if (!fd_sock(fd, &s->ev))
-		return 0;
-
-	switch (id) {
-	case NR_connect:
-		fill_common(&s->ev, id, PT_KIND_OPEN);
-		s->ev.role = PT_ROLE_CLIENT;
-		s->ev.ret = ret;
-		submit(s);
-		return 0;
-	case NR_accept:
-	case NR_accept4:
-		fill_common(&s->ev, id, PT_KIND_OPEN);
-		s->ev.role = PT_ROLE_SERVER;
-		s->ev.ret = ret;
-		submit(s);
+	struct pt_scratch_t *s = scratch_get();
+	if (!s) {
+		lost_exit(id, ret, fd);
 		return 0;
 	}
-
-	fill_common(&s->ev, id, PT_KIND_DATA);
-	s->ev.ret = ret;
-	switch (id) {
-	case NR_write:
-	case NR_sendto:
-		copy_user(s, a.buf, ret);
-		break;
-	case NR_read:
-	case NR_recvfrom:
-		s->ev.direction = PT_DIR_INGRESS;
-		copy_user(s, a.buf, ret);
-		break;
-	case NR_writev:
-		copy_iov(s, a.buf, a.len, ret);
-		break;
-	case NR_readv:
-		s->ev.direction = PT_DIR_INGRESS;
-		copy_iov(s, a.buf, a.len, ret);
-		break;
-	case NR_sendmsg:
-	case NR_recvmsg: {
-		struct user_msghdr h = {};
-		if (id == NR_recvmsg)
-			s->ev.direction = PT_DIR_INGRESS;
-		if (bpf_probe_read_user(&h, sizeof(h), (void *)a.buf)) {
-			s->ev.flags |= PT_FLAG_READ_ERROR;
-			count(PT_CTR_READ_ERRORS, 1);
-		} else {
-			copy_iov(s, (__u64)h.msg_iov, h.msg_iovlen, ret);
-		}
-		break;
-	}
-	case NR_sendmmsg:
-		on_mmsg(s, &a, ret, PT_DIR_EGRESS);
-		return 0;
-	case NR_recvmmsg:
-		on_mmsg(s, &a, ret, PT_DIR_INGRESS);
-		return 0;
-	case NR_sendfile:
-		/* the bytes come from another file: no user buffer to copy */
-		break;
-	}
-	finish_data(s);
+	emit_exit(s, id, ret, fd, &a);
+	scratch_put(s);
 	return 0;
 }

@@ -48,8 +48,10 @@ pub const CTR_BYTES_DROPPED: u32 = 5;
 pub const CTR_ARGS_FULL: u32 = 6;
 /// Counter index: targeted socket-candidate syscalls seen at entry.
 pub const CTR_SYSCALLS: u32 = 7;
+/// Counter index: events lost because the CPU's scratch slot was in use (preemption).
+pub const CTR_SCRATCH_BUSY: u32 = 8;
 /// Number of counters.
-pub const CTR_MAX: u32 = 8;
+pub const CTR_MAX: u32 = 9;
 
 /// Name of each counter as written in `stats` rows, by index.
 pub const COUNTER_NAMES: [&str; CTR_MAX as usize] = [
@@ -61,6 +63,7 @@ pub const COUNTER_NAMES: [&str; CTR_MAX as usize] = [
     "bytes_dropped",
     "syscalls_missed_args_full",
     "syscalls_targeted",
+    "events_dropped_scratch_busy",
 ];
 
 /// `struct pt_event` of `bpf/event.h`.

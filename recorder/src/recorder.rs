@@ -49,6 +49,8 @@ pub struct RecorderStats {
     pub args_full: u64,
     /// Targeted socket-candidate syscalls seen.
     pub syscalls_targeted: u64,
+    /// Events lost because the CPU's scratch slot was busy (program preempted).
+    pub dropped_scratch_busy: u64,
     /// Ring-buffer drops per CPU.
     pub dropped_per_cpu: Vec<u64>,
     /// Events decoded by user space.
@@ -62,9 +64,12 @@ pub struct RecorderStats {
 }
 
 impl RecorderStats {
-    /// Every event lost for any reason (ring full + missed syscalls + malformed).
+    /// Every event lost for any reason (ring full, scratch busy, missed syscalls, malformed).
     pub fn total_dropped(&self) -> u64 {
-        self.dropped_ringbuf_full + self.args_full + self.events_malformed
+        self.dropped_ringbuf_full
+            + self.dropped_scratch_busy
+            + self.args_full
+            + self.events_malformed
     }
 }
 
@@ -100,6 +105,7 @@ impl Shared {
             bytes_dropped: at(ev::CTR_BYTES_DROPPED),
             args_full: at(ev::CTR_ARGS_FULL),
             syscalls_targeted: at(ev::CTR_SYSCALLS),
+            dropped_scratch_busy: at(ev::CTR_SCRATCH_BUSY),
             dropped_per_cpu: per_cpu
                 .get(ev::CTR_RINGBUF_FULL as usize)
                 .cloned()
