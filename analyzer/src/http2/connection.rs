@@ -124,6 +124,21 @@ pub struct H2Connection {
     streams: BTreeMap<u32, Stream>,
     errors: Vec<&'static str>,
     events: Vec<StreamEvent>,
+    /// Decoded HEADERS blocks, when recording them ([`H2Connection::record_blocks`]).
+    blocks: Option<Vec<HeaderBlock>>,
+}
+
+/// One decoded HEADERS (+ CONTINUATION) block, for inspection and cross-checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderBlock {
+    /// Sent by this socket (egress) or received (ingress).
+    pub egress: bool,
+    /// The stream id.
+    pub stream: u32,
+    /// Every decoded field in order (not only the kept ones).
+    pub fields: Vec<(String, String)>,
+    /// Fields that referred to dynamic-table entries never seen.
+    pub unknown: usize,
 }
 
 impl H2Connection {
@@ -140,6 +155,7 @@ impl H2Connection {
             streams: BTreeMap::new(),
             errors: Vec::new(),
             events: Vec::new(),
+            blocks: None,
         };
         // The preface sender is the client, whatever the socket said.
         match preface_egress {
@@ -167,6 +183,17 @@ impl H2Connection {
         };
         self.egress.carries = Some(e);
         self.ingress.carries = Some(i);
+    }
+
+    /// Starts (or stops) keeping every decoded HEADERS block (memory grows with the
+    /// traffic: for tests and inspection only).
+    pub fn record_blocks(&mut self, on: bool) {
+        self.blocks = on.then(Vec::new);
+    }
+
+    /// The HEADERS blocks decoded since the last call (when recording).
+    pub fn take_blocks(&mut self) -> Vec<HeaderBlock> {
+        self.blocks.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// Streams currently tracked.
@@ -476,6 +503,14 @@ impl H2Connection {
         }
         if block.push {
             return;
+        }
+        if let Some(log) = &mut self.blocks {
+            log.push(HeaderBlock {
+                egress,
+                stream: block.stream,
+                fields: decoded.fields.clone(),
+                unknown: decoded.unknown,
+            });
         }
         let has = |n: &str| decoded.fields.iter().any(|(k, _)| k == n);
         let is_request = has(":method") || has(":path");

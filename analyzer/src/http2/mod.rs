@@ -29,7 +29,7 @@ use podtrace_model::SpanKind;
 use crate::exchange::{Exchange, ExchangeEvent, ExchangeId, Request, Response};
 use crate::reassemble::ConnInfo;
 
-pub use connection::H2Connection;
+pub use connection::{H2Connection, HeaderBlock};
 pub use switch::ProtocolParser;
 
 /// Bounds of one HTTP/2 connection's state.
