@@ -68,6 +68,10 @@ pub struct AnalyzeOptions {
     /// evicted; it bounds memory. Exchanges longer than this, or inputs out of time order
     /// by more than this, lose links (counted as evictions / late records).
     pub window_ns: u64,
+    /// An exchange is linked, and its span handed out, once the newest record is this far
+    /// past its request start: room for clock skew and reordering between the sockets of
+    /// one exchange (capped at `window_ns`). Live mode sees spans this long after they end.
+    pub link_delay_ns: u64,
     /// HTTP/1 parser bounds.
     pub limits: http1::Limits,
     /// Graph nodes: services (default) or pods.
@@ -80,6 +84,7 @@ impl Default for AnalyzeOptions {
             sample_rate: 1.0,
             sampler_mode: SamplerMode::TraceIdRatio,
             window_ns: 120 * 1_000_000_000,
+            link_delay_ns: 2 * 1_000_000_000,
             limits: http1::Limits::default(),
             graph_nodes: GraphNodes::Services,
         }

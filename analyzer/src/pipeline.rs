@@ -2,9 +2,9 @@
 //!
 //! [`Pipeline`] runs every stage in order — reassemble → HTTP/1 → exchanges → spans →
 //! enrichment → sampling → graph — over batches of records, keeping only a bounded time
-//! window of state: an exchange is linked once the newest record seen (the watermark) is a
-//! window past its start, its span is handed out once linked and answered, and state older
-//! than a further window is evicted (counted). Live mode feeds recorder batches to
+//! window of state: an exchange is linked once the newest record seen (the watermark) is
+//! the link delay past its start, its span is handed out once linked and answered, and
+//! state a window older than that is evicted (counted). Live mode feeds recorder batches to
 //! [`Pipeline::push`] and exports what [`Pipeline::drain_completed`] returns;
 //! [`crate::analyze`] does the same over whole captures.
 
@@ -113,8 +113,10 @@ impl Pipeline {
         self.watermark = self.watermark.max(ts);
     }
 
+    /// Exchanges that started before this are linked and emitted.
     fn cutoff(&self) -> u64 {
-        self.watermark.saturating_sub(self.opts.window_ns)
+        let delay = self.opts.link_delay_ns.min(self.opts.window_ns);
+        self.watermark.saturating_sub(delay)
     }
 
     /// Parses the new stream pieces (connections in parallel), pairs and links.
@@ -184,7 +186,8 @@ impl Pipeline {
         }
     }
 
-    /// Spans finished more than a window ago (sampled), and eviction of older state.
+    /// Spans of exchanges that started more than the link delay ago and have their
+    /// response (sampled), and eviction of state a window older than that.
     pub fn drain_completed(&mut self) -> Vec<Span> {
         let cutoff = self.cutoff();
         let out = self.emit(cutoff);

@@ -290,3 +290,26 @@ fn traces_are_grouped_across_captures() {
         spans_to_json(&sequential.spans).expect("json")
     );
 }
+
+#[test]
+fn spans_stream_out_after_the_link_delay_not_the_window() {
+    // Live mode: with the default 120 s window, a span comes out once the newest record is
+    // the link delay (2 s) past its start.
+    let s = Sock::new(11, 700, "svc", "10.0.0.3:80", "10.0.0.9:54000");
+    let other = Sock::new(12, 701, "other", "10.0.0.4:80", "10.0.0.9:54001");
+    let mut p = Pipeline::new(&AnalyzeOptions::default()).expect("pipeline");
+    p.push(&[
+        s.recv(1_000 * MS, b"GET /live HTTP/1.1\r\n\r\n"),
+        s.send(1_010 * MS, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+    ]);
+    assert!(p.drain_completed().is_empty());
+    p.push(&[other.recv(2_500 * MS, b"GET /x HTTP/1.1\r\n\r\n")]);
+    assert!(
+        p.drain_completed().is_empty(),
+        "1.5 s later: still within the link delay"
+    );
+    p.push(&[other.recv(3_100 * MS, b"GET /y HTTP/1.1\r\n\r\n")]);
+    let out = p.drain_completed();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].name, "GET /live");
+}
