@@ -305,6 +305,13 @@ fn python_syscall_variants_every_byte() {
     cg.spawn(&["python3", peer, "serve", &port.to_string()]);
     wait_listening(port);
 
+    let wall = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_nanos() as u64
+    };
+    let t_start = wall();
     let rt = rt();
     let rows = rt.block_on(async {
         let cfg = RecordConfig {
@@ -333,6 +340,15 @@ fn python_syscall_variants_every_byte() {
         assert_eq!(stats.dropped_ringbuf_full, 0);
         collector.await.expect("collector")
     });
+    let t_end = wall();
+    // boot-time stamps converted to wall clock land inside the recording window
+    for r in &rows {
+        let ts = r.ts_ns();
+        assert!(
+            ts >= t_start && ts <= t_end,
+            "row time {ts} outside [{t_start}, {t_end}]"
+        );
+    }
     let streams = streams(&rows);
     for k in ["send", "sendmsg", "writev", "write", "sendfile", "mmsg"] {
         let sent = std::fs::read(dir.path().join(format!("{k}.sent"))).expect("sent");
