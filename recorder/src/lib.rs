@@ -8,7 +8,7 @@
 //!
 //! Modules, in data-flow order: [`config`] (what to record) → [`targets`] (cgroup filter)
 //! → [`probes`] (load/attach) → [`recorder`] (ring buffer consumer) → [`convert`] (event →
-//! row, with [`redact`]) → [`file`] (capture writer, limits, progress). [`cgroups`] and
+//! row, with [`redact`]) → [`file`](mod@file) (capture writer, limits, progress). [`cgroups`] and
 //! [`k8s`] resolve targets and Kubernetes metadata.
 //!
 //! ```no_run
