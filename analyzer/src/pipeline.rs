@@ -8,7 +8,7 @@
 //! [`Pipeline::push`] and exports what [`Pipeline::drain_completed`] returns;
 //! [`crate::analyze`] does the same over whole captures.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use podtrace_format::{Record, Role};
@@ -45,7 +45,9 @@ pub struct Pipeline {
     linker: Linker,
     enricher: Enricher,
     graph: GraphBuilder,
-    traces: HashSet<TraceId>,
+    /// Trace ids seen within the window (→ newest span end), for the trace count.
+    traces: HashMap<TraceId, u64>,
+    trace_count: u64,
     stats: AnalysisStats,
     watermark: u64,
 }
@@ -64,7 +66,8 @@ impl Pipeline {
             linker: Linker::with_window(opts.window_ns),
             enricher: Enricher::new(),
             graph: GraphBuilder::by(opts.graph_nodes),
-            traces: HashSet::new(),
+            traces: HashMap::new(),
+            trace_count: 0,
             stats: AnalysisStats::default(),
             watermark: 0,
         })
@@ -216,6 +219,7 @@ impl Pipeline {
         }
         self.reassembler.evict_idle(before);
         self.linker.evict(before);
+        self.traces.retain(|_, end| *end >= before);
     }
 
     fn emit(&mut self, cutoff: u64) -> Vec<Span> {
@@ -223,7 +227,17 @@ impl Pipeline {
         for mut s in self.linker.link(cutoff) {
             self.enricher.enrich(&mut s);
             self.graph.add(&s);
-            self.traces.insert(s.span.trace_id);
+            let end = s.span.end_time_unix_nano;
+            match self.traces.entry(s.span.trace_id) {
+                std::collections::hash_map::Entry::Occupied(mut e) => {
+                    let seen = e.get_mut();
+                    *seen = (*seen).max(end);
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(end);
+                    self.trace_count += 1;
+                }
+            }
             self.stats.spans += 1;
             if self.sampler.keeps(&s.span) {
                 out.push(s.span);
@@ -239,7 +253,7 @@ impl Pipeline {
         let link = self.linker.stats();
         let mut stats = self.stats.clone();
         stats.exchanges = link.exchanges;
-        stats.traces = self.traces.len() as u64;
+        stats.traces = self.trace_count;
         stats.orphans = link.orphans;
         stats.duplicate_span_ids = link.duplicate_ids;
         stats.unmatched_requests = link.unmatched_requests;

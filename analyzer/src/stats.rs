@@ -26,7 +26,8 @@ pub struct AnalysisStats {
     pub connections: u64,
     /// Requests parsed.
     pub exchanges: u64,
-    /// Distinct trace ids among all spans (before sampling).
+    /// Distinct trace ids among all spans (before sampling); a trace whose spans are more
+    /// than the time window apart counts again.
     pub traces: u64,
     /// Spans produced (before sampling).
     pub spans: u64,
