@@ -46,6 +46,27 @@ const WARN_KEYS: &[(&str, &str)] = &[
     ("sampled_out", "spans dropped by sampling (not an error)"),
 ];
 
+/// Display order of the analyzer's counters (any others follow, by name).
+const ORDER: &[&str] = &[
+    "records",
+    "connections",
+    "exchanges",
+    "traces",
+    "spans",
+    "sampled_out",
+    "orphans",
+    "ignored_headers",
+    "recorder_drops",
+    "parse_errors",
+    "unmatched_requests",
+    "unmatched_responses",
+    "evictions",
+    "late_records",
+    "duplicate_span_ids",
+    "k8s_objects",
+    "bad_k8s_objects",
+];
+
 fn is_nonzero(v: &Value) -> bool {
     match v {
         Value::Null => false,
@@ -102,7 +123,14 @@ pub fn summary_html(spans: &[Span], stats: &Value) -> String {
     );
     match stats {
         Value::Object(o) => {
-            for (k, v) in o {
+            let mut entries: Vec<(&String, &Value)> = o.iter().collect();
+            entries.sort_by_key(|(k, _)| {
+                (
+                    ORDER.iter().position(|o| o == k).unwrap_or(ORDER.len()),
+                    k.as_str(),
+                )
+            });
+            for (k, v) in entries {
                 let note = WARN_KEYS.iter().find(|(w, _)| w == k).map(|(_, n)| *n);
                 let warn = note.is_some() && k != "sampled_out" && is_nonzero(v);
                 let cls = if warn { " class=\"warn\"" } else { "" };
@@ -157,5 +185,8 @@ mod tests {
         assert!(h.contains("<tr data-key=\"recorder_drops\"><th>recorder drops</th><td>none</td>"));
         assert!(h.contains("new counter from the future</th><td>7</td>"));
         assert!(h.contains("no spans"));
+        let pos = |k: &str| h.find(&format!("data-key=\"{k}\"")).expect(k);
+        assert!(pos("records") < pos("orphans") && pos("orphans") < pos("ignored_headers"));
+        assert!(pos("recorder_drops") < pos("new_counter_from_the_future"));
     }
 }

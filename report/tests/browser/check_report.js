@@ -5,7 +5,7 @@
 // (optionally) what a filter for an untrusted string shows. Structure, not pixels.
 //
 // usage: node check_report.js <chromium> <config.json>
-// config: {"pages": [{"path": "/abs/report.html", "screenshot": "/abs/out.png" | null,
+// config: {"pages": [{"path": "/abs/report.html", "screenshot": "/abs/out.png" | null, "height": 1500,
 //                     "probe": "text to filter for" | null}], "timeout_ms": 60000}
 "use strict";
 const { spawn } = require("child_process");
@@ -145,7 +145,7 @@ async function checkPage(page) {
   await send("Runtime.enable", {}, sessionId);
   await send("Log.enable", {}, sessionId);
   await send("Emulation.setDeviceMetricsOverride",
-    { width: 1400, height: 1500, deviceScaleFactor: 1, mobile: false }, sessionId);
+    { width: 1400, height: page.height || 1500, deviceScaleFactor: 1, mobile: false }, sessionId);
   const t0 = Date.now();
   await send("Page.navigate", { url: "file://" + page.path }, sessionId);
   const ready = await waitFor(sessionId, `document.readyState === "complete" && document.body && document.body.dataset.ready === "1"`,
