@@ -109,6 +109,13 @@ impl Pipeline {
         self.process(ready);
     }
 
+    /// Moves the watermark to `ts_ns` (wall clock) when no newer record has moved it: live
+    /// mode calls it with "now" so the last exchanges of an idle period are emitted without
+    /// waiting for more traffic.
+    pub fn advance_to(&mut self, ts_ns: u64) {
+        self.watermark = self.watermark.max(ts_ns);
+    }
+
     fn note_time(&mut self, ts: u64, cutoff: u64) {
         if ts < cutoff {
             self.stats.late_records += 1;

@@ -23,8 +23,12 @@ use crate::cmd::target::{self, recorder_error, shutdown_signal};
 use crate::cmd::tracing_config;
 use crate::error::{CliError, CmdResult};
 
-/// How long a finished exchange waits for late links before it is emitted in live mode.
-const LIVE_WINDOW: Duration = Duration::from_secs(1);
+/// How long after its request started an exchange waits for the other side's records (and
+/// late links) before its span is emitted in live mode.
+const LIVE_LINK_DELAY: Duration = Duration::from_secs(1);
+/// Records can reach the pipeline this long after they happened (ring buffer drain and
+/// batching); the wall-clock watermark stays this far behind "now".
+const LIVE_LAG: Duration = Duration::from_millis(250);
 /// How often completed spans are drained and exported.
 const FLUSH_EVERY: Duration = Duration::from_millis(500);
 
@@ -32,7 +36,7 @@ const FLUSH_EVERY: Duration = Duration::from_millis(500);
 pub fn run(args: LiveArgs) -> CmdResult {
     let export = tracing_config::export_config(&args.tracing_args)?;
     let mut opts = tracing_config::analyze_options(&args.tracing_args)?;
-    opts.window_ns = LIVE_WINDOW.as_nanos() as u64;
+    opts.link_delay_ns = LIVE_LINK_DELAY.as_nanos() as u64;
     if !args.tracing && export.has_endpoints() {
         return Err(CliError::Usage(
             "exporter endpoints are given but tracing is off: add --tracing (or PODTRACE_TRACING_ENABLED=true)"
@@ -101,6 +105,7 @@ pub fn run(args: LiveArgs) -> CmdResult {
                     if let Some(w) = save.as_mut() {
                         w.tick().map_err(|e| CliError::Runtime(e.into()))?;
                     }
+                    pipeline.advance_to(now_ns().saturating_sub(LIVE_LAG.as_nanos() as u64));
                     let spans = pipeline.drain_completed();
                     emitted += spans.len() as u64;
                     deliver(args.tracing, &exporters, &spans).await;
@@ -158,6 +163,13 @@ pub fn run(args: LiveArgs) -> CmdResult {
             Ok(ExitCode::from(1))
         }
     })
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 /// Feeds a batch to the analyzer and, with `--save`, to the capture file.
