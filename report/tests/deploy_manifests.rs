@@ -10,6 +10,9 @@
 //! runs a small discovery endpoint of its own on 127.0.0.1 (legacy discovery documents for
 //! core/v1, apps/v1 and rbac.authorization.k8s.io/v1). Without an OpenAPI document kubectl
 //! cannot validate schemas (`--validate=false`); the typed round trip below does that instead.
+//!
+//! No Docker daemon is assumed: the Dockerfile is checked for what must stay in sync with
+//! the workspace (every member copied, the eBPF toolchain, two stages, the captures dir).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -326,5 +329,58 @@ fn kubectl_accepts_the_manifests_and_they_are_valid_objects() {
         {
             assert!(data.contains_key(&key), "ConfigMap has no key {key}");
         }
+    }
+}
+
+/// The quoted strings of the root manifest's `members = [...]` line.
+fn workspace_members(root_manifest: &str) -> Vec<String> {
+    let line = root_manifest
+        .lines()
+        .find(|l| l.trim_start().starts_with("members"))
+        .expect("members line in Cargo.toml");
+    line.split('"')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn dockerfile_builds_every_workspace_member_in_two_stages() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).expect("Cargo.toml");
+    let docker = std::fs::read_to_string(root.join("deploy/Dockerfile")).expect("Dockerfile");
+    let members = workspace_members(&manifest);
+    assert!(members.len() >= 5, "{members:?}");
+    // cargo needs every member's manifest (and the root package's src/) in the context.
+    for dir in members.iter().map(String::as_str).chain(["src"]) {
+        assert!(
+            docker
+                .lines()
+                .any(|l| l.trim() == format!("COPY {dir} {dir}")),
+            "deploy/Dockerfile does not copy workspace member {dir}"
+        );
+    }
+    let stages: Vec<&str> = docker.lines().filter(|l| l.starts_with("FROM ")).collect();
+    assert_eq!(stages.len(), 2, "{stages:?}");
+    assert!(stages[0].contains(" AS builder") && stages[1].contains("debian:bookworm-slim"));
+    for tool in ["clang", "bpftool", "libbpf-dev"] {
+        assert!(docker.contains(tool), "builder lacks {tool}");
+    }
+    assert!(docker.contains("COPY --from=builder /usr/local/bin/podtrace"));
+    assert!(docker.contains("--locked --bin podtrace"));
+    // The image's working directory is where the DaemonSet mounts the captures.
+    let ds = std::fs::read_to_string(root.join("deploy/30-daemonset.yaml")).expect("daemonset");
+    assert!(
+        docker.contains("WORKDIR /var/lib/podtrace") && ds.contains("mountPath: /var/lib/podtrace")
+    );
+    // The build context filter keeps the target dir and venv out.
+    let ignore =
+        std::fs::read_to_string(root.join("deploy/Dockerfile.dockerignore")).expect("dockerignore");
+    for entry in ["target", ".venv", ".git"] {
+        assert!(
+            ignore.lines().any(|l| l.trim() == entry),
+            "{entry} not ignored"
+        );
     }
 }
