@@ -33,7 +33,8 @@
 #define PT_FLAG_READ_ERROR 2 /* copying the user buffer failed: payload incomplete */
 #define PT_FLAG_GAP 4        /* an earlier event of this socket+direction was dropped */
 
-/* pt_event.syscall: the x86_64 syscall number of the traced call. */
+/* pt_event.syscall: the x86_64 syscall number of the traced call, or 1000..1004 for the
+ * kprobe set (tcp_sendmsg, tcp_recvmsg, tcp_connect, inet_csk_accept, tcp_close). */
 
 /* Indexes of the per-CPU counter array `pt_counters`. */
 #define PT_CTR_EVENTS 0          /* records written to the ring buffer */

@@ -148,6 +148,33 @@ static __always_inline int targeted(void)
 	return bpf_map_lookup_elem(&pt_cgroups, &cg) != 0;
 }
 
+/* Family, ports and addresses of an AF_INET/AF_INET6 sock into the event; 0 for others. */
+static __always_inline int sk_fill(struct sock *sk, struct pt_event *ev)
+{
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != AF_INET && family != AF_INET6)
+		return 0;
+	ev->family = family;
+	/* one read each for the port pair and the IPv4 address pair */
+	__portpair ports = BPF_CORE_READ(sk, __sk_common.skc_portpair);
+	ev->rport = bpf_ntohs((__u16)ports);      /* skc_dport: low half, network order */
+	ev->lport = (__u16)(ports >> 16);          /* skc_num: high half, host order */
+	if (family == AF_INET) {
+		__builtin_memset(ev->laddr, 0, 16);
+		__builtin_memset(ev->raddr, 0, 16);
+		__addrpair addrs = BPF_CORE_READ(sk, __sk_common.skc_addrpair);
+		__u32 r = (__u32)addrs;         /* skc_daddr */
+		__u32 l = (__u32)(addrs >> 32); /* skc_rcv_saddr */
+		__builtin_memcpy(ev->laddr, &l, 4);
+		__builtin_memcpy(ev->raddr, &r, 4);
+	} else {
+		BPF_CORE_READ_INTO(&ev->laddr, sk, __sk_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO(&ev->raddr, sk, __sk_common.skc_v6_daddr);
+	}
+	ev->sock = (__u64)sk;
+	return 1;
+}
+
 /* fd -> struct sock * of an AF_INET/AF_INET6 stream socket, else NULL. Fills the
  * address part of the event. */
 static __always_inline struct sock *fd_sock(__u64 fd, struct pt_event *ev)
@@ -175,28 +202,9 @@ static __always_inline struct sock *fd_sock(__u64 fd, struct pt_event *ev)
 	struct sock *sk = BPF_CORE_READ(sock, sk);
 	if (!sk)
 		return 0;
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	if (family != AF_INET && family != AF_INET6)
+	if (!sk_fill(sk, ev))
 		return 0;
-	ev->family = family;
-	/* one read each for the port pair and the IPv4 address pair */
-	__portpair ports = BPF_CORE_READ(sk, __sk_common.skc_portpair);
-	ev->rport = bpf_ntohs((__u16)ports);      /* skc_dport: low half, network order */
-	ev->lport = (__u16)(ports >> 16);          /* skc_num: high half, host order */
-	if (family == AF_INET) {
-		__builtin_memset(ev->laddr, 0, 16);
-		__builtin_memset(ev->raddr, 0, 16);
-		__addrpair addrs = BPF_CORE_READ(sk, __sk_common.skc_addrpair);
-		__u32 r = (__u32)addrs;         /* skc_daddr */
-		__u32 l = (__u32)(addrs >> 32); /* skc_rcv_saddr */
-		__builtin_memcpy(ev->laddr, &l, 4);
-		__builtin_memcpy(ev->raddr, &r, 4);
-	} else {
-		BPF_CORE_READ_INTO(&ev->laddr, sk, __sk_common.skc_v6_rcv_saddr);
-		BPF_CORE_READ_INTO(&ev->raddr, sk, __sk_common.skc_v6_daddr);
-	}
 	ev->fd = fd;
-	ev->sock = (__u64)sk;
 	return sk;
 }
 
@@ -507,5 +515,146 @@ int BPF_PROG(pt_sys_exit, struct pt_regs *regs, long ret)
 	}
 	emit_exit(s, id, ret, fd, &a);
 	scratch_put(s);
+	return 0;
+}
+
+/*
+ * Alternative probe set (`--probes kprobe`) for kernels with kprobes: data from
+ * tcp_sendmsg/tcp_recvmsg (the user buffers of the msghdr's iov_iter), connections from
+ * tcp_connect (client), inet_csk_accept (server) and tcp_close. Loaded instead of the
+ * tp_btf programs; same maps, same event layout (fd is 0: not known on this path).
+ */
+#define KP_sendmsg 1000
+#define KP_recvmsg 1001
+#define KP_connect 1002
+#define KP_accept 1003
+#define KP_close 1004
+
+struct pt_kargs_t {
+	__u64 sk;
+	__u64 iter_type;
+	__u64 base;
+	__u64 nr_segs;
+	__u64 offset;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct pt_kargs_t);
+} pt_kargs SEC(".maps");
+
+static __always_inline void kp_save(struct sock *sk, struct msghdr *msg)
+{
+	if (!targeted())
+		return;
+	struct pt_kargs_t a = {};
+	a.sk = (__u64)sk;
+	a.iter_type = BPF_CORE_READ(msg, msg_iter.iter_type);
+	a.offset = BPF_CORE_READ(msg, msg_iter.iov_offset);
+	if (a.iter_type == ITER_UBUF) {
+		a.base = (__u64)BPF_CORE_READ(msg, msg_iter.ubuf);
+	} else if (a.iter_type == ITER_IOVEC) {
+		a.base = (__u64)BPF_CORE_READ(msg, msg_iter.__iov);
+		a.nr_segs = BPF_CORE_READ(msg, msg_iter.nr_segs);
+	} else {
+		return; /* kernel memory (kvec, bvec: sendfile/splice): not copied */
+	}
+	__u64 key = bpf_get_current_pid_tgid();
+	if (bpf_map_update_elem(&pt_kargs, &key, &a, BPF_ANY))
+		count(PT_CTR_ARGS_FULL, 1);
+}
+
+static __always_inline void kp_data(long ret, __u32 nr, __u8 dir)
+{
+	__u64 key = bpf_get_current_pid_tgid();
+	struct pt_kargs_t *ap = bpf_map_lookup_elem(&pt_kargs, &key);
+	if (!ap)
+		return;
+	struct pt_kargs_t a = *ap;
+	bpf_map_delete_elem(&pt_kargs, &key);
+	if (ret <= 0)
+		return;
+	struct pt_scratch_t *s = scratch_get();
+	if (!s)
+		return;
+	if (sk_fill((struct sock *)a.sk, &s->ev)) {
+		fill_common(&s->ev, nr, PT_KIND_DATA);
+		s->ev.fd = 0;
+		s->ev.ret = ret;
+		s->ev.direction = dir;
+		if (a.iter_type == ITER_UBUF)
+			copy_user(s, a.base + a.offset, ret);
+		else
+			copy_iov(s, a.base, a.nr_segs, ret);
+		finish_data(s);
+	}
+	scratch_put(s);
+}
+
+static __always_inline void kp_sock(struct sock *sk, __u32 nr, __u32 kind, __u8 role)
+{
+	if (!sk || !targeted())
+		return;
+	struct pt_scratch_t *s = scratch_get();
+	if (!s)
+		return;
+	if (sk_fill(sk, &s->ev)) {
+		fill_common(&s->ev, nr, kind);
+		s->ev.fd = 0;
+		s->ev.ret = 0;
+		s->ev.role = role;
+		submit(s);
+	}
+	scratch_put(s);
+}
+
+SEC("kprobe/tcp_sendmsg")
+int BPF_KPROBE(pt_kp_sendmsg, struct sock *sk, struct msghdr *msg)
+{
+	kp_save(sk, msg);
+	return 0;
+}
+
+SEC("kretprobe/tcp_sendmsg")
+int BPF_KRETPROBE(pt_krp_sendmsg, long ret)
+{
+	kp_data(ret, KP_sendmsg, PT_DIR_EGRESS);
+	return 0;
+}
+
+SEC("kprobe/tcp_recvmsg")
+int BPF_KPROBE(pt_kp_recvmsg, struct sock *sk, struct msghdr *msg)
+{
+	kp_save(sk, msg);
+	return 0;
+}
+
+SEC("kretprobe/tcp_recvmsg")
+int BPF_KRETPROBE(pt_krp_recvmsg, long ret)
+{
+	kp_data(ret, KP_recvmsg, PT_DIR_INGRESS);
+	return 0;
+}
+
+SEC("kprobe/tcp_connect")
+int BPF_KPROBE(pt_kp_connect, struct sock *sk)
+{
+	kp_sock(sk, KP_connect, PT_KIND_OPEN, PT_ROLE_CLIENT);
+	return 0;
+}
+
+SEC("kretprobe/inet_csk_accept")
+int BPF_KRETPROBE(pt_krp_accept, struct sock *sk)
+{
+	kp_sock(sk, KP_accept, PT_KIND_OPEN, PT_ROLE_SERVER);
+	return 0;
+}
+
+SEC("kprobe/tcp_close")
+int BPF_KPROBE(pt_kp_close, struct sock *sk)
+{
+	kp_sock(sk, KP_close, PT_KIND_CLOSE, PT_ROLE_UNKNOWN);
 	return 0;
 }

@@ -179,7 +179,18 @@ impl PtEvent {
     }
 }
 
-/// Name of an x86_64 syscall number podtrace follows (`"?"` for others).
+/// `syscall` of events from the kprobe set: `tcp_sendmsg`.
+pub const KP_SENDMSG: u32 = 1000;
+/// `syscall` of events from the kprobe set: `tcp_recvmsg`.
+pub const KP_RECVMSG: u32 = 1001;
+/// `syscall` of events from the kprobe set: `tcp_connect`.
+pub const KP_CONNECT: u32 = 1002;
+/// `syscall` of events from the kprobe set: `inet_csk_accept`.
+pub const KP_ACCEPT: u32 = 1003;
+/// `syscall` of events from the kprobe set: `tcp_close`.
+pub const KP_CLOSE: u32 = 1004;
+
+/// Name of an x86_64 syscall number podtrace follows (or of a kprobe set function) (`"?"` for others).
 pub fn syscall_name(nr: u32) -> &'static str {
     match nr {
         0 => "read",
@@ -197,6 +208,11 @@ pub fn syscall_name(nr: u32) -> &'static str {
         288 => "accept4",
         299 => "recvmmsg",
         307 => "sendmmsg",
+        KP_SENDMSG => "tcp_sendmsg",
+        KP_RECVMSG => "tcp_recvmsg",
+        KP_CONNECT => "tcp_connect",
+        KP_ACCEPT => "inet_csk_accept",
+        KP_CLOSE => "tcp_close",
         _ => "?",
     }
 }

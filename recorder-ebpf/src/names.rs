@@ -22,3 +22,13 @@ pub const MAP_ARGS: &str = "pt_args";
 pub const GLOBAL_SNAPLEN: &str = "pt_snaplen";
 /// LRU hash of (sock | direction) keys of streams that lost a data event.
 pub const MAP_GAPS: &str = "pt_gaps";
+/// `--probes kprobe` set: (program name, kernel function, is a return probe).
+pub const KPROBES: [(&str, &str, bool); 7] = [
+    ("pt_kp_sendmsg", "tcp_sendmsg", false),
+    ("pt_krp_sendmsg", "tcp_sendmsg", true),
+    ("pt_kp_recvmsg", "tcp_recvmsg", false),
+    ("pt_krp_recvmsg", "tcp_recvmsg", true),
+    ("pt_kp_connect", "tcp_connect", false),
+    ("pt_krp_accept", "inet_csk_accept", true),
+    ("pt_kp_close", "tcp_close", false),
+];

@@ -14,6 +14,17 @@ pub struct Limits {
     pub max_events: Option<u64>,
 }
 
+/// Which kernel hooks capture the traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProbeSet {
+    /// `tp_btf/sys_enter` + `sys_exit` on the socket syscalls (default; needs BTF only).
+    #[default]
+    Syscalls,
+    /// Kprobes on `tcp_sendmsg`/`tcp_recvmsg`/`tcp_connect`/`inet_csk_accept`/`tcp_close`
+    /// (needs `CONFIG_KPROBES`; sees TCP only, also bytes moved by kernel-internal callers).
+    Kprobe,
+}
+
 /// Configuration of a recording.
 ///
 /// ```
@@ -40,6 +51,8 @@ pub struct RecordConfig {
     pub no_redact: bool,
     /// Limits.
     pub limits: Limits,
+    /// Probe set.
+    pub probes: ProbeSet,
     /// Ring buffer size in bytes (power of two, default 16 MiB).
     pub ring_bytes: u32,
     /// Records per batch sent to the channel (at most).
@@ -66,6 +79,7 @@ impl Default for RecordConfig {
             redact_headers: Vec::new(),
             no_redact: false,
             limits: Limits::default(),
+            probes: ProbeSet::Syscalls,
             ring_bytes: 16 << 20,
             batch_records: 4096,
             channel_batches: 64,

@@ -85,7 +85,14 @@ pub fn file_meta(cfg: &RecordConfig, offset_ns: i64) -> FileMeta {
         boot_time_offset_ns: offset_ns,
         extra: vec![
             ("snaplen".into(), cfg.snaplen.to_string()),
-            ("probes".into(), "tp_btf/sys_enter+sys_exit".into()),
+            (
+                "probes".into(),
+                match cfg.probes {
+                    crate::config::ProbeSet::Syscalls => "tp_btf/sys_enter+sys_exit",
+                    crate::config::ProbeSet::Kprobe => "kprobe/tcp_sendmsg+tcp_recvmsg",
+                }
+                .into(),
+            ),
             ("redacted_headers".into(), redacted_list(cfg)),
         ],
     }

@@ -36,7 +36,7 @@ pub mod recorder;
 pub mod redact;
 pub mod targets;
 
-pub use config::{Limits, RecordConfig};
+pub use config::{Limits, ProbeSet, RecordConfig};
 pub use error::{RecorderError, Result};
 pub use file::{record_to_file, Progress, RecordSummary, StopReason};
 pub use recorder::{Recorder, RecorderHandle, RecorderStats};

@@ -2,13 +2,16 @@
 //!
 //! [`Probes::load`] checks privileges and BTF first (so the error says what is missing),
 //! sizes the maps (ring buffer, one scratch slot per possible CPU), sets the snaplen,
-//! loads both `tp_btf` programs and attaches them. Dropping [`Probes`] detaches them.
+//! loads both `tp_btf` programs and attaches them (or, with [`ProbeSet::Kprobe`], the
+//! kprobe set, refused with a message naming CONFIG_KPROBES on kernels without kprobes).
+//! Dropping [`Probes`] detaches them.
 
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
-use aya::programs::BtfTracePoint;
+use aya::programs::{BtfTracePoint, KProbe};
 use aya::{Btf, Ebpf, EbpfLoader};
 use podtrace_recorder_ebpf::{names, PODTRACE_BPF_OBJECT};
 
+use crate::config::ProbeSet;
 use crate::error::{RecorderError, Result};
 
 const CAP_SYS_ADMIN: u32 = 21;
@@ -70,8 +73,8 @@ fn is_eperm(e: &dyn std::error::Error) -> bool {
 }
 
 impl Probes {
-    /// Loads and attaches the syscall programs.
-    pub fn load(snaplen: u32, ring_bytes: u32) -> Result<Probes> {
+    /// Loads and attaches the programs of a probe set.
+    pub fn load(snaplen: u32, ring_bytes: u32, set: ProbeSet) -> Result<Probes> {
         check_privileges()?;
         let btf = Btf::from_sys_fs().map_err(|e| RecorderError::MissingBtf(chain(&e)))?;
         let ncpu = aya::util::nr_cpus().map_err(|(what, e)| RecorderError::Io {
@@ -85,37 +88,10 @@ impl Probes {
             .map_max_entries(names::MAP_EVENTS, ring_bytes)
             .map_max_entries(names::MAP_SCRATCH, ncpu)
             .load(PODTRACE_BPF_OBJECT)
-            .map_err(|e| {
-                if is_eperm(&e) {
-                    RecorderError::Privileges {
-                        detail: format!(" ({})", chain(&e)),
-                    }
-                } else {
-                    RecorderError::Load(chain(&e))
-                }
-            })?;
-        for (prog, tp) in [
-            (names::PROG_SYS_ENTER, names::TP_SYS_ENTER),
-            (names::PROG_SYS_EXIT, names::TP_SYS_EXIT),
-        ] {
-            let p: &mut BtfTracePoint = ebpf
-                .program_mut(prog)
-                .ok_or_else(|| RecorderError::Load(format!("program {prog} missing")))?
-                .try_into()
-                .map_err(|e: aya::programs::ProgramError| RecorderError::Load(chain(&e)))?;
-            p.load(tp, &btf).map_err(|e| {
-                if is_eperm(&e) {
-                    RecorderError::Privileges {
-                        detail: format!(" ({})", chain(&e)),
-                    }
-                } else {
-                    RecorderError::Load(format!("{prog}: {}", chain(&e)))
-                }
-            })?;
-            p.attach().map_err(|e| RecorderError::Attach {
-                program: prog,
-                detail: chain(&e),
-            })?;
+            .map_err(|e| load_error(&e, String::new()))?;
+        match set {
+            ProbeSet::Syscalls => attach_syscalls(&mut ebpf, &btf)?,
+            ProbeSet::Kprobe => attach_kprobes(&mut ebpf)?,
         }
         let cgroups = take_map(&mut ebpf, names::MAP_CGROUPS, BpfHashMap::try_from)?;
         let counters = take_map(&mut ebpf, names::MAP_COUNTERS, PerCpuArray::try_from)?;
@@ -127,6 +103,75 @@ impl Probes {
             ring,
         })
     }
+}
+
+/// A load failure: EPERM means missing privileges, anything else is a load error.
+fn load_error(e: &dyn std::error::Error, prefix: String) -> RecorderError {
+    if is_eperm(e) {
+        RecorderError::Privileges {
+            detail: format!(" ({})", chain(e)),
+        }
+    } else {
+        RecorderError::Load(format!("{prefix}{}", chain(e)))
+    }
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, prog: &str) -> Result<&'a mut T>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(prog)
+        .ok_or_else(|| RecorderError::Load(format!("program {prog} missing")))?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| RecorderError::Load(chain(&e)))
+}
+
+fn attach_syscalls(ebpf: &mut Ebpf, btf: &Btf) -> Result<()> {
+    for (prog, tp) in [
+        (names::PROG_SYS_ENTER, names::TP_SYS_ENTER),
+        (names::PROG_SYS_EXIT, names::TP_SYS_EXIT),
+    ] {
+        let p: &mut BtfTracePoint = program(ebpf, prog)?;
+        p.load(tp, btf)
+            .map_err(|e| load_error(&e, format!("{prog}: ")))?;
+        p.attach().map_err(|e| RecorderError::Attach {
+            program: prog,
+            detail: chain(&e),
+        })?;
+    }
+    Ok(())
+}
+
+/// Whether this kernel can attach kprobes: a `kprobe` perf PMU or tracefs `kprobe_events`.
+pub fn kprobes_available() -> bool {
+    [
+        "/sys/bus/event_source/devices/kprobe",
+        "/sys/kernel/tracing/kprobe_events",
+        "/sys/kernel/debug/tracing/kprobe_events",
+    ]
+    .iter()
+    .any(|p| std::path::Path::new(p).exists())
+}
+
+const NO_KPROBES: &str = "the kprobe probe set needs a kernel built with CONFIG_KPROBES=y \
+     (and CONFIG_KPROBE_EVENTS=y); this kernel has no kprobe support: record with the \
+     default syscall probes (tp_btf) instead";
+
+fn attach_kprobes(ebpf: &mut Ebpf) -> Result<()> {
+    if !kprobes_available() {
+        return Err(RecorderError::Unsupported(NO_KPROBES.into()));
+    }
+    for (prog, func, _is_return) in names::KPROBES {
+        let p: &mut KProbe = program(ebpf, prog)?;
+        p.load().map_err(|e| load_error(&e, format!("{prog}: ")))?;
+        p.attach(func, 0).map_err(|e| {
+            RecorderError::Unsupported(format!(
+                "attaching {prog} to {func}: {}; {NO_KPROBES}",
+                chain(&e)
+            ))
+        })?;
+    }
+    Ok(())
 }
 
 fn take_map<T>(

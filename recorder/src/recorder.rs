@@ -180,7 +180,7 @@ impl Recorder {
             cgroups,
             counters,
             ring,
-        } = Probes::load(cfg.snaplen, cfg.ring_bytes)?;
+        } = Probes::load(cfg.snaplen, cfg.ring_bytes, cfg.probes)?;
         let mut filter = Filter::new(cgroups, targets);
         filter.rescan()?;
         let shared = Arc::new(Shared {

@@ -255,3 +255,37 @@ fn missing_privileges_name_the_capabilities() {
         "{out}"
     );
 }
+
+#[test]
+fn kprobe_set_needs_config_kprobes() {
+    let name = "kprobe_set_needs_config_kprobes";
+    if !root_or_skip(name) {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let cg = TestCgroup::new("kprobe");
+    let rt = rt();
+    let _g = rt.enter();
+    let cfg = RecordConfig {
+        cgroup_paths: vec![cg.path.clone()],
+        probes: podtrace_recorder::ProbeSet::Kprobe,
+        ..Default::default()
+    };
+    let res = Recorder::start(cfg);
+    if podtrace_recorder::probes::kprobes_available() {
+        // a kernel with kprobes: the alternative set must load and attach
+        let (handle, _rx) = res.expect("kprobe set on a kernel with kprobes");
+        rt.block_on(handle.stop()).expect("stop");
+        eprintln!("{name}: this kernel has kprobes; the kprobe set attached");
+        return;
+    }
+    match res {
+        Err(e @ RecorderError::Unsupported(_)) => {
+            assert!(e.to_string().contains("CONFIG_KPROBES"), "{e}");
+        }
+        other => panic!(
+            "expected an error naming CONFIG_KPROBES, got {:?}",
+            other.err()
+        ),
+    }
+}
