@@ -4,7 +4,8 @@
 //!   NOT_FOUND error (trailers-only response);
 //! - `fixtures/grpc-demo/grpc-late.pcap`: the same capture cut after the first three RPCs
 //!   (the dynamic HPACK tables were filled before the cut: a late join);
-//! - `fixtures/h2-curl/h2c.pcap`: curl `--http2-prior-knowledge` against hypercorn (h2c).
+//! - `fixtures/h2-curl/h2c.pcap`: curl `--http2-prior-knowledge` and `--http2` (h2c
+//!   upgrade) against hypercorn.
 //!
 //! Each pcap is imported with podtrace-import (both sockets of every connection) plus its
 //! Kubernetes objects, analysed, and compared with the checked-in spans.json / graph.dot
@@ -272,6 +273,8 @@ fn h2c_curl_matches_golden_and_has_http2_spans() {
         ("e1000000000000000000000000000001", "/one", 200, false),
         ("e2000000000000000000000000000002", "/b3", 200, false),
         ("e3000000000000000000000000000003", "/error", 500, true),
+        // `curl --http2`: HTTP/1.1 request with `Upgrade: h2c`, 101, answer on stream 1.
+        ("e4000000000000000000000000000004", "/upgrade", 200, false),
     ];
     assert_eq!(pairs.len(), expect.len());
     for (t, path, code, err) in expect {

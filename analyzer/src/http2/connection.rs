@@ -41,7 +41,14 @@ enum ReadState {
     },
     /// Out of step: waiting for a segment that starts with plausible frames.
     Lost,
+    /// h2c upgrade: reading the HTTP/1 request (`request`) or `101` response head.
+    Http1Head { buf: Vec<u8>, request: bool },
+    /// h2c upgrade: skipping the upgrade request's body, then the preface.
+    SkipBody { remaining: usize },
 }
+
+/// Largest HTTP/1 head accepted before an h2c upgrade.
+const MAX_UPGRADE_HEAD: usize = 64 * 1024;
 
 /// A header block being assembled from HEADERS + CONTINUATION.
 #[derive(Debug)]
@@ -185,6 +192,23 @@ impl H2Connection {
         self.ingress.carries = Some(i);
     }
 
+    /// A connection that starts with an HTTP/1 request carrying `Upgrade: h2c` (sent by
+    /// the egress side when `client_egress`): the request is stream 1, the `101`
+    /// response is followed by HTTP/2 frames, the client's by the preface.
+    pub fn new_upgrade(role: Role, client_egress: bool, limits: Limits) -> Self {
+        let mut c = Self::new(role, Some(client_egress), limits);
+        for (dir, request) in [
+            (&mut c.egress, client_egress),
+            (&mut c.ingress, !client_egress),
+        ] {
+            dir.state = ReadState::Http1Head {
+                buf: Vec::new(),
+                request,
+            };
+        }
+        c
+    }
+
     /// Starts (or stops) keeping every decoded HEADERS block (memory grows with the
     /// traffic: for tests and inspection only).
     pub fn record_blocks(&mut self, on: bool) {
@@ -301,6 +325,37 @@ impl H2Connection {
             let mut done: Option<Frame> = None;
             match &mut d.state {
                 ReadState::Lost => return,
+                ReadState::Http1Head { buf, request } => {
+                    if buf.is_empty() {
+                        d.frame_start_ts = ts;
+                    }
+                    let request = *request;
+                    let mut head = std::mem::take(buf);
+                    head.extend_from_slice(b);
+                    let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        if head.len() > MAX_UPGRADE_HEAD {
+                            self.lose(egress, "h2c_upgrade_head_too_large");
+                        } else if let ReadState::Http1Head { buf, .. } = &mut self.dir(egress).state
+                        {
+                            *buf = head;
+                        }
+                        return;
+                    };
+                    let rest = head.split_off(end + 4);
+                    self.upgrade_head(egress, request, &head, ts);
+                    if !rest.is_empty() {
+                        self.data(egress, ts, &rest);
+                    }
+                    return;
+                }
+                ReadState::SkipBody { remaining } => {
+                    let n = (*remaining).min(b.len());
+                    *remaining -= n;
+                    b = &b[n..];
+                    if *remaining == 0 {
+                        d.state = ReadState::Preface { have: 0 };
+                    }
+                }
                 ReadState::Preface { have } => {
                     let n = (PREFACE.len() - *have).min(b.len());
                     if b[..n] != PREFACE[*have..*have + n] {
@@ -390,6 +445,61 @@ impl H2Connection {
             }
             if let Some(f) = done {
                 self.frame(egress, f);
+            }
+        }
+    }
+
+    /// An h2c upgrade's HTTP/1 head: the request becomes stream 1; a `101` response hands
+    /// the server side over to frames.
+    fn upgrade_head(&mut self, egress: bool, request: bool, head: &[u8], ts: u64) {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        if request {
+            let mut req = httparse::Request::new(&mut headers);
+            if !matches!(req.parse(head), Ok(httparse::Status::Complete(_))) {
+                self.lose(egress, "h2c_bad_upgrade_request");
+                return;
+            }
+            let mut fields = vec![
+                (
+                    ":method".to_string(),
+                    req.method.unwrap_or("GET").to_string(),
+                ),
+                (":path".to_string(), req.path.unwrap_or("/").to_string()),
+            ];
+            let mut body = 0usize;
+            for h in req.headers.iter() {
+                let name = h.name.to_ascii_lowercase();
+                let value = String::from_utf8_lossy(h.value).into_owned();
+                if name == "host" {
+                    fields.push((":authority".to_string(), value));
+                } else if name == "content-length" {
+                    body = value.trim().parse().unwrap_or(0);
+                } else if KEPT_HEADERS.contains(&name.as_str()) || name == "content-type" {
+                    fields.push((name, value));
+                }
+            }
+            let start = self.dir(egress).frame_start_ts;
+            let s = self.streams.entry(1).or_default();
+            s.req_fields = Some(fields);
+            s.req_start = Some(start);
+            s.req_end = ts;
+            s.req_body = body as u64;
+            s.req_ended = true;
+            self.dir(egress).state = if body > 0 {
+                ReadState::SkipBody { remaining: body }
+            } else {
+                ReadState::Preface { have: 0 }
+            };
+        } else {
+            let mut resp = httparse::Response::new(&mut headers);
+            match resp.parse(head) {
+                Ok(httparse::Status::Complete(_)) if resp.code == Some(101) => {
+                    self.dir(egress).state = ReadState::Header {
+                        buf: [0; HEADER_LEN],
+                        have: 0,
+                    };
+                }
+                _ => self.lose(egress, "h2c_upgrade_declined"),
             }
         }
     }

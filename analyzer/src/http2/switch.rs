@@ -38,6 +38,8 @@ enum Verdict {
     Wait,
     Preface,
     Frames,
+    /// An HTTP/1 request head with `Upgrade: h2c`.
+    Upgrade,
     Other,
 }
 
@@ -58,10 +60,11 @@ fn verdict(segs: &[Segment], closed: bool) -> Verdict {
     if b.is_empty() {
         return Verdict::Empty;
     }
-    let v = match preface_match(&b) {
-        Some(true) => return Verdict::Preface,
-        None => Verdict::Wait,
-        Some(false) => match frames_match(&b) {
+    let v = match (upgrade_verdict(&b), preface_match(&b)) {
+        (Some(v), _) => v,
+        (None, Some(true)) => return Verdict::Preface,
+        (None, None) => Verdict::Wait,
+        (None, Some(false)) => match frames_match(&b) {
             Some(true) => Verdict::Frames,
             Some(false) => Verdict::Other,
             None => Verdict::Wait,
@@ -72,6 +75,30 @@ fn verdict(segs: &[Segment], closed: bool) -> Verdict {
     } else {
         v
     }
+}
+
+/// `Upgrade` for a complete HTTP/1 request head asking for h2c, `Wait` while a request
+/// head is incomplete, `None` for anything else.
+fn upgrade_verdict(b: &[u8]) -> Option<Verdict> {
+    let sp = b.iter().position(|c| *c == b' ')?;
+    if sp == 0 || sp > 16 || !b[..sp].iter().all(|c| c.is_ascii_uppercase()) {
+        return None;
+    }
+    let Some(end) = b.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Some(Verdict::Wait);
+    };
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    if !matches!(req.parse(&b[..end + 4]), Ok(httparse::Status::Complete(_))) {
+        return None;
+    }
+    let h2c = req.headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("upgrade")
+            && String::from_utf8_lossy(h.value)
+                .split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("h2c"))
+    });
+    h2c.then_some(Verdict::Upgrade)
 }
 
 impl ProtocolParser {
@@ -122,6 +149,23 @@ impl ProtocolParser {
                 bi.extend_from_slice(ingress);
                 let ve = verdict(be, closed);
                 let vi = verdict(bi, closed);
+                let upgrade = match (ve, vi) {
+                    (Verdict::Upgrade, _) => Some(true),
+                    (_, Verdict::Upgrade) => Some(false),
+                    _ => None,
+                };
+                if let Some(client_egress) = upgrade {
+                    let e = std::mem::take(be);
+                    let i = std::mem::take(bi);
+                    let mut c = Box::new(H2Connection::new_upgrade(
+                        self.role,
+                        client_egress,
+                        self.limits,
+                    ));
+                    let out = h2_parsed(&mut c, &e, &i, closed);
+                    self.mode = Mode::Http2(c);
+                    return out;
+                }
                 let preface = match (ve, vi) {
                     (Verdict::Preface, _) => Some(Some(true)),
                     (_, Verdict::Preface) => Some(Some(false)),
