@@ -183,7 +183,7 @@ pub enum SamplerArg {
 /// Local output flags (shared by `analyze` and live mode).
 #[derive(Debug, Clone, Args)]
 pub struct OutputArgs {
-    /// Directory for local outputs (traces.otlp.json, spans.json, graph.dot).
+    /// Directory for local outputs (traces.otlp.json, spans.json, graph.dot, report.html).
     #[arg(long = "out", value_name = "DIR", default_value = "podtrace-out")]
     pub out: PathBuf,
     /// Also write the request-flow graph as DOT here.
@@ -192,6 +192,9 @@ pub struct OutputArgs {
     /// Render the request-flow graph as SVG here (needs Graphviz `dot`).
     #[arg(long, value_name = "FILE")]
     pub graph_svg: Option<PathBuf>,
+    /// Also write the HTML report here (it is always written to the output directory).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,

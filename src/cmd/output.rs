@@ -37,7 +37,16 @@ impl<'a> Outputs<'a> {
         written.push(otlp);
         let spans = spans_to_json(&analysis.spans).map_err(|e| CliError::Runtime(e.into()))?;
         written.push(write(dir.join("spans.json"), spans.as_bytes())?);
-        written.extend(self.write_graph_and_summary(analysis)?);
+        let (files, svg) = self.graph_and_summary(analysis)?;
+        written.extend(files);
+        let title = format!("podtrace — {} traces", analysis.stats.traces);
+        let html = podtrace_report::render_html(&podtrace_report::ReportInput::from_analysis(
+            &title, analysis, svg,
+        ));
+        written.push(write(dir.join("report.html"), html.as_bytes())?);
+        if let Some(path) = &self.args.report {
+            written.push(write(path.clone(), html.as_bytes())?);
+        }
         Ok(written)
     }
 
@@ -52,6 +61,14 @@ impl<'a> Outputs<'a> {
     /// Writes `graph.dot`, `summary.json`, `graph.svg` (with Graphviz) and the `--graph-*`
     /// files: what live mode leaves at its end (its spans went out as they completed).
     pub fn write_graph_and_summary(&self, analysis: &Analysis) -> Result<Vec<PathBuf>, CliError> {
+        Ok(self.graph_and_summary(analysis)?.0)
+    }
+
+    /// [`Self::write_graph_and_summary`], also returning the SVG when Graphviz made one.
+    fn graph_and_summary(
+        &self,
+        analysis: &Analysis,
+    ) -> Result<(Vec<PathBuf>, Option<String>), CliError> {
         let dir = self.create_dir()?;
         let mut written = Vec::new();
         let dot = analysis.graph.to_dot();
@@ -62,17 +79,21 @@ impl<'a> Outputs<'a> {
         if let Some(path) = &self.args.graph_dot {
             written.push(write(path.clone(), dot.as_bytes())?);
         }
-        match render_svg(&dot) {
+        let svg = match render_svg(&dot) {
             Ok(svg) => {
                 written.push(write(dir.join("graph.svg"), svg.as_bytes())?);
                 if let Some(path) = &self.args.graph_svg {
                     written.push(write(path.clone(), svg.as_bytes())?);
                 }
+                Some(svg)
             }
             Err(e) if self.args.graph_svg.is_some() => return Err(CliError::Environment(e)),
-            Err(e) => tracing::info!("no graph.svg: {e:#}"),
-        }
-        Ok(written)
+            Err(e) => {
+                tracing::info!("no graph.svg: {e:#}");
+                None
+            }
+        };
+        Ok((written, svg))
     }
 }
 
