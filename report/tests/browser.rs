@@ -16,6 +16,9 @@ use serde_json::Value;
 
 use common::{chain_analysis, synthetic_spans, with_evil_span, EVIL};
 
+/// A synthetic trace far from the first page (trace 12 345, see `synthetic_spans`).
+const LINKED: &str = "00003039000000000000000000000001";
+
 fn which(name: &str) -> Option<PathBuf> {
     let paths = std::env::var_os("PATH")?;
     std::env::split_paths(&paths)
@@ -138,7 +141,7 @@ fn reports_load_cleanly_in_chromium() {
     let result = check(serde_json::json!([
         { "path": graphviz, "screenshot": screenshot, "probe": null },
         { "path": builtin, "screenshot": null, "probe": EVIL },
-        { "path": many, "screenshot": null, "probe": "GET /db/3" },
+        { "path": many, "screenshot": null, "probe": "GET /db/3", "hash": format!("#trace={LINKED}") },
     ]));
     let pages = result["pages"].as_array().expect("pages");
     for p in pages {

@@ -181,11 +181,29 @@
     }
   }
 
-  function select(t) {
+  function select(t, fromLink) {
     state.selected = t;
+    if (t && fromLink) {
+      var i = state.list.indexOf(t);
+      if (i >= 0) state.page = Math.floor(i / PAGE);
+    }
     renderList();
     renderWaterfall(t);
+    // A shareable link to this trace: report.html#trace=<id>.
+    if (t && !fromLink && window.history && history.replaceState) {
+      try { history.replaceState(null, "", "#trace=" + t.id); } catch (e) { /* some file:// setups */ }
+    }
   }
+  function linked() {
+    var m = /^#trace=([0-9a-f]{32})$/.exec(location.hash);
+    if (!m) return null;
+    for (var i = 0; i < DATA.traces.length; i++) if (DATA.traces[i].id === m[1]) return DATA.traces[i];
+    return null;
+  }
+  window.addEventListener("hashchange", function () {
+    var t = linked();
+    if (t) { select(t, true); $("traces").scrollIntoView(); }
+  });
 
   var timer = null;
   $("trace-filter").addEventListener("input", function (e) {
@@ -198,6 +216,9 @@
   $("pager-next").addEventListener("click", function () { state.page++; renderList(); });
 
   recompute();
-  select(state.list.length ? state.list[0] : null);
+  var first = linked();
+  if (first) select(first, true);
+  else if (state.list.length) { state.selected = state.list[0]; renderList(); renderWaterfall(state.list[0]); }
+  else select(null);
   document.body.dataset.ready = "1";
 })();

@@ -6,7 +6,8 @@
 //
 // usage: node check_report.js <chromium> <config.json>
 // config: {"pages": [{"path": "/abs/report.html", "screenshot": "/abs/out.png" | null, "height": 1500,
-//                     "probe": "text to filter for" | null}], "timeout_ms": 60000}
+//                     "probe": "text to filter for" | null, "hash": "#trace=<id>" | null}],
+//          "timeout_ms": 60000}
 "use strict";
 const { spawn } = require("child_process");
 const fs = require("fs");
@@ -99,6 +100,9 @@ const INSPECT = `(() => {
     edges_rows: document.querySelectorAll("#edges tbody tr").length,
     summary_rows: document.querySelectorAll("#summary-table tr").length,
     scripts: document.scripts.length,
+    selected_trace: (document.querySelector("#trace-list tr.selected") || { dataset: {} }).dataset.traceId || null,
+    waterfall_trace: (document.querySelector("#waterfall .wf-head code") || {}).textContent || null,
+    location_hash: location.hash,
     injected_elements: document.querySelectorAll("main script, main img:not(#graph-img), main iframe").length,
   };
 })()`;
@@ -118,7 +122,8 @@ async function probe(session, text) {
              span_name_text: hit ? hit.querySelector(".wf-name").textContent : null,
              detail_open: !!(detail && detail.classList.contains("wf-detail")),
              detail_text: detail ? detail.textContent.slice(0, 2000) : null,
-             injected_elements: document.querySelectorAll("main script, main img:not(#graph-img), main iframe").length };
+             injected_elements: document.querySelectorAll("main script, main img:not(#graph-img), main iframe").length,
+             location_hash: location.hash };
   })()`);
 }
 
@@ -147,7 +152,7 @@ async function checkPage(page) {
   await send("Emulation.setDeviceMetricsOverride",
     { width: 1400, height: page.height || 1500, deviceScaleFactor: 1, mobile: false }, sessionId);
   const t0 = Date.now();
-  await send("Page.navigate", { url: "file://" + page.path }, sessionId);
+  await send("Page.navigate", { url: "file://" + page.path + (page.hash || "") }, sessionId);
   const ready = await waitFor(sessionId, `document.readyState === "complete" && document.body && document.body.dataset.ready === "1"`,
     config.timeout_ms ? config.timeout_ms / 2 : 30000);
   const ready_ms = Date.now() - t0;
