@@ -64,6 +64,11 @@ struct Stream {
     colon_seen: bool,
     redacting: bool,
     value_started: bool,
+    /// Bytes of the current line other than CR/LF (redacted ones included).
+    line_bytes: usize,
+    /// The previous header line was redacted: a folded continuation (obs-fold, a line
+    /// starting with SP/HT) is redacted too.
+    prev_redacted: bool,
     content_length: Option<u64>,
     chunked: bool,
 }
@@ -76,6 +81,8 @@ impl Stream {
             colon_seen: false,
             redacting: false,
             value_started: false,
+            line_bytes: 0,
+            prev_redacted: false,
             content_length: None,
             chunked: false,
         }
@@ -87,6 +94,8 @@ impl Stream {
         self.colon_seen = false;
         self.redacting = false;
         self.value_started = false;
+        self.line_bytes = 0;
+        self.prev_redacted = false;
         self.content_length = None;
         self.chunked = false;
     }
@@ -158,6 +167,14 @@ impl Redactor {
                 }
                 Mode::Headers => {
                     let b = payload[i];
+                    if b != b'\r' && b != b'\n' {
+                        if st.line_bytes == 0 && st.prev_redacted && (b == b' ' || b == b'\t') {
+                            // obs-fold: continuation of the redacted value
+                            st.redacting = true;
+                            st.value_started = false;
+                        }
+                        st.line_bytes += 1;
+                    }
                     if st.redacting && b != b'\r' && b != b'\n' {
                         if st.value_started || (b != b' ' && b != b'\t') {
                             st.value_started = true;
@@ -221,7 +238,10 @@ fn trim(s: &[u8]) -> &[u8] {
 
 fn end_of_line(st: &mut Stream) {
     let line = std::mem::take(&mut st.line);
-    if line.is_empty() {
+    let blank = st.line_bytes == 0;
+    st.prev_redacted = st.redacting;
+    st.line_bytes = 0;
+    if blank {
         st.mode = if st.chunked {
             Mode::Opaque
         } else {
@@ -311,6 +331,20 @@ mod tests {
         let (out, _) = run(&mut r, &[&msg]);
         assert!(out.contains(body));
         assert!(out.ends_with("Cookie: ***\r\n\r\n"), "{out}");
+    }
+
+    #[test]
+    fn folded_value_is_redacted_and_does_not_end_the_headers() {
+        let mut r = Redactor::new::<&str>(&[]);
+        let (out, any) = run(
+            &mut r,
+            &["GET / HTTP/1.1\r\nCookie: a=1;\r\n b=2\r\nHost: h\r\n\r\n"],
+        );
+        assert!(any);
+        assert!(out.contains("Cookie: ****\r\n ***\r\nHost: h\r\n"), "{out}");
+        // still inside the header block after the folded line: the next message is parsed
+        let (out, _) = run(&mut r, &["GET / HTTP/1.1\r\nCookie: z\r\n\r\n"]);
+        assert!(out.contains("Cookie: *\r\n"));
     }
 
     #[test]
