@@ -71,6 +71,15 @@ pub enum Command {
   tcpdump -i lo -w traffic.pcap port 8080 && podtrace import traffic.pcap -o cap.parquet
   podtrace import traffic.pcapng -o cap.parquet --view server --k8s-objects objects.json")]
     Import(ImportArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = "Examples:
+  podtrace completions bash > /etc/bash_completion.d/podtrace
+  podtrace completions zsh > \"${fpath[1]}/_podtrace\"")]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// What to record: a pod (Kubernetes), cgroups or processes.

@@ -15,6 +15,7 @@ use clap::Parser;
 use crate::cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    restore_sigpipe();
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {
@@ -22,6 +23,14 @@ fn main() -> ExitCode {
         Some(Command::Analyze(args)) => cmd::analyze::run(args),
         Some(Command::Inspect(args)) => cmd::inspect::run(args),
         Some(Command::Import(args)) => cmd::import::run(args),
+        Some(Command::Completions { shell }) => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "podtrace", &mut script);
+            // A closed pipe (`| head`) is not an error worth a message.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+            Ok(ExitCode::SUCCESS)
+        }
         None => cmd::live::run(cli.live),
     };
     match result {
@@ -30,6 +39,16 @@ fn main() -> ExitCode {
             eprintln!("podtrace: error: {err:#}");
             err.exit_code()
         }
+    }
+}
+
+/// Output piped into `head` ends the process quietly, like other Unix tools, instead of a
+/// "failed printing to stdout" panic (Rust ignores SIGPIPE by default).
+fn restore_sigpipe() {
+    // SAFETY: setting a signal's disposition to the default at start-up, before any thread
+    // exists, has no memory-safety preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -141,3 +141,19 @@ fn tracing_enabled_env_is_boolish() {
     let o = podtrace(&[], &[("PODTRACE_TRACING_ENABLED", "maybe")]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
+
+#[test]
+fn bash_completions_name_the_subcommands_and_flags() {
+    let o = podtrace(&["completions", "bash"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let script = String::from_utf8_lossy(&o.stdout);
+    for word in [
+        "record",
+        "analyze",
+        "inspect",
+        "import",
+        "--tracing-otlp-endpoint",
+    ] {
+        assert!(script.contains(word), "completion script lacks {word}");
+    }
+}

@@ -286,3 +286,58 @@ fn record_pods_then_analyze_gives_linked_traces_named_by_k8s() {
     }
     cluster.stop();
 }
+
+/// Recording a pod whose keep-alive connections are already busy (the usual case in a real
+/// cluster): the first row of a connection can be the tail of a response. Known analyzer bug
+/// (Nov 2026): on the server side that leading response is paired with the next request, so
+/// every later server span gets the previous response — end = start, the previous status, and
+/// calls made while it ran no longer become its children. Run with `-- --ignored`.
+#[test]
+#[ignore = "analyzer: server spans of connections recorded mid-response are paired with the previous response"]
+fn recording_busy_connections_pairs_each_request_with_its_own_response() {
+    let Some(_venv) = prerequisites(false) else {
+        return;
+    };
+    let cluster = DemoCluster::start("127.0.9", 25.0);
+    cluster.go(); // traffic first, recording second
+    std::thread::sleep(Duration::from_secs(1));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let front = dir.path().join("frontend.parquet");
+    let (mut rec, _err) = record(&cluster, "frontend-0", &front, 4);
+    let status = rec
+        .wait_timeout(Duration::from_secs(40))
+        .expect("record ended");
+    assert!(status.success(), "record failed: {status}");
+    let out = dir.path().join("out");
+    let o = run(
+        podtrace().arg("analyze").arg(&front).arg("--out").arg(&out),
+        Duration::from_secs(60),
+    );
+    assert!(o.status.success(), "analyze failed");
+    let spans = read_spans(&out);
+    let status: HashMap<String, Option<i64>> = cluster
+        .load_log()
+        .iter()
+        .map(|r| (str_of(&r["trace_id"]), r["status"].as_i64()))
+        .collect();
+    let servers: Vec<&SpanRow> = spans.iter().filter(|s| s.kind == "server").collect();
+    assert!(servers.len() >= 40, "{} server spans", servers.len());
+    for s in servers {
+        let (start, end) = (&s.raw["start_time_unix_nano"], &s.raw["end_time_unix_nano"]);
+        assert!(
+            end.as_u64() > start.as_u64(),
+            "server span {} {} has no duration",
+            s.trace_id,
+            s.name
+        );
+        if let Some(want) = status.get(&s.trace_id) {
+            assert_eq!(
+                s.attr("http.response.status_code").and_then(|v| v.as_i64()),
+                *want,
+                "trace {}: frontend's server span has another request's status",
+                s.trace_id
+            );
+        }
+    }
+    cluster.stop();
+}
