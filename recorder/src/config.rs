@@ -53,7 +53,8 @@ pub struct RecordConfig {
     pub limits: Limits,
     /// Probe set.
     pub probes: ProbeSet,
-    /// Ring buffer size in bytes (power of two, default 16 MiB).
+    /// Ring buffer size in bytes (power of two, default 32 MiB: ~8000 4 KiB events, ~100 ms
+    /// of a busy pod, to ride out consumer stalls on loaded nodes).
     pub ring_bytes: u32,
     /// Records per batch sent to the channel (at most).
     pub batch_records: usize,
@@ -80,7 +81,7 @@ impl Default for RecordConfig {
             no_redact: false,
             limits: Limits::default(),
             probes: ProbeSet::Syscalls,
-            ring_bytes: 16 << 20,
+            ring_bytes: 32 << 20,
             batch_records: 4096,
             channel_batches: 64,
             rescan_interval: Duration::from_millis(250),
