@@ -573,9 +573,17 @@ impl H2Connection {
                     self.errors.push("h2_goaway_error");
                 }
             }
-            // SETTINGS (the header table size only bounds what the peer's encoder may
-            // announce with a size update, which the decoder follows), PING, PRIORITY,
-            // WINDOW_UPDATE and unknown types carry nothing a span needs.
+            kind::SETTINGS if hdr.flags & flag::ACK == 0 => {
+                // SETTINGS_HEADER_TABLE_SIZE bounds the table the *other* direction's
+                // encoder may use (the decoder follows its size updates).
+                for (id, v) in frame::settings(&f.payload) {
+                    if id == frame::SETTINGS_HEADER_TABLE_SIZE {
+                        self.dir(!egress).decoder.set_allowed(v as usize);
+                    }
+                }
+            }
+            // PING, PRIORITY, WINDOW_UPDATE, SETTINGS ACKs and unknown types carry nothing
+            // a span needs.
             _ => {}
         }
     }
@@ -610,6 +618,9 @@ impl H2Connection {
         }
         if decoded.dropped > 0 {
             self.errors.push("h2_header_list_too_large");
+        }
+        if decoded.above_setting {
+            self.errors.push("h2_table_size_above_setting");
         }
         if block.push {
             return;

@@ -74,6 +74,9 @@ pub struct Block {
     pub dropped: usize,
     /// Decoding stopped at this error (fields before it are in `fields`).
     pub error: Option<HpackError>,
+    /// A table size update exceeded the peer's SETTINGS_HEADER_TABLE_SIZE (accepted up
+    /// to [`MAX_TABLE_SIZE`]: a passive observer may have missed a SETTINGS frame).
+    pub above_setting: bool,
 }
 
 impl Block {
@@ -102,6 +105,8 @@ pub struct Decoder {
     table: VecDeque<Entry>,
     size: usize,
     max_size: usize,
+    /// The largest size the receiving peer allows (its SETTINGS_HEADER_TABLE_SIZE).
+    allowed: usize,
     /// False when entries may be missing (late join, lost bytes, an earlier error).
     synced: bool,
     huffman: HuffmanDecoder,
@@ -125,6 +130,7 @@ impl Decoder {
             table: VecDeque::new(),
             size: 0,
             max_size: DEFAULT_TABLE_SIZE,
+            allowed: DEFAULT_TABLE_SIZE,
             synced,
             huffman: HuffmanDecoder::new(),
         }
@@ -138,6 +144,13 @@ impl Decoder {
     /// Marks the table as possibly incomplete (bytes of this direction were lost).
     pub fn desync(&mut self) {
         self.synced = false;
+    }
+
+    /// The receiving peer announced SETTINGS_HEADER_TABLE_SIZE = `size`: the largest
+    /// table this encoder may switch to (a larger one is flagged in [`Block`]). Sizes
+    /// seen are kept as a maximum (the setting applies once acknowledged).
+    pub fn set_allowed(&mut self, size: usize) {
+        self.allowed = self.allowed.max(size);
     }
 
     /// Entries currently in the dynamic table.
@@ -159,7 +172,9 @@ impl Decoder {
         let mut first = true;
         while pos < block.len() {
             match self.field(block, &mut pos, first) {
-                Ok(None) => {}
+                Ok(None) => {
+                    out.above_setting |= self.max_size > self.allowed;
+                }
                 Ok(Some((name, value))) => {
                     let (Some(n), Some(v)) = (name, value) else {
                         out.unknown += 1;

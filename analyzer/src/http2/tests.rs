@@ -442,3 +442,58 @@ fn detection_preface_frames_or_http1() {
     assert!(!p.is_http2());
     assert_eq!(out.requests.len(), 1);
 }
+
+#[test]
+fn table_size_updates_are_checked_against_settings() {
+    // The server (ingress) allows 8192: the client's encoder may grow its table to it.
+    let mut e = fluke_hpack::Encoder::new();
+    let mut req = vec![0x3f, 0xe1, 0x3f]; // size update 8192
+    req.extend(enc(&[(":method", "GET"), (":path", "/a")], &mut e));
+    let mut egress = PREFACE.to_vec();
+    egress.extend(frame(
+        kind::HEADERS,
+        flag::END_HEADERS | flag::END_STREAM,
+        1,
+        &req,
+    ));
+    let mut big = vec![0x3f, 0xe1, 0x7f]; // size update 16384: above the setting
+    big.extend(enc(&[(":method", "GET"), (":path", "/b")], &mut e));
+    egress.extend(frame(
+        kind::HEADERS,
+        flag::END_HEADERS | flag::END_STREAM,
+        3,
+        &big,
+    ));
+    let settings = frame(kind::SETTINGS, 0, 0, &[0, 1, 0, 0, 0x20, 0]);
+    let mut c = H2Connection::new(Role::Client, Some(true), Limits::default());
+    // The server's SETTINGS arrive first (feed order = time order across calls).
+    let _ = c.feed(&[], &[data(1, settings)], false);
+    let (ev, errors) = c.feed(&[data(2, egress)], &[], false);
+    assert_eq!(errors, vec!["h2_table_size_above_setting"]);
+    assert_eq!(
+        ev.iter()
+            .filter(|e| matches!(e, StreamEvent::Request(..)))
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn declined_h2c_upgrade_is_counted() {
+    let mut p = ProtocolParser::new(Role::Client, crate::http1::Limits::default());
+    let req = b"GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n";
+    let first = p.feed(&[data(1, req.to_vec())], &[], false);
+    assert!(p.is_http2());
+    assert!(first.errors.is_empty());
+    // The upgrade request is stream 1, announced once its head is complete.
+    assert!(
+        matches!(first.h2.as_slice(), [StreamEvent::Request(1, r)] if r.path == "/"),
+        "{:?}",
+        first.h2
+    );
+    let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+    let out = p.feed(&[], &[data(2, resp.to_vec())], true);
+    assert_eq!(out.errors, vec!["h2c_upgrade_declined"]);
+    // Its answer was HTTP/1: the stream stays unanswered.
+    assert_eq!(out.h2, vec![StreamEvent::Unanswered(1)]);
+}
