@@ -110,6 +110,10 @@ pub struct TargetArgs {
     /// Snapshot only the target namespace's objects (default: the whole cluster).
     #[arg(long)]
     pub k8s_namespace_only: bool,
+    /// Kernel hooks: `syscalls` (tp_btf sys_enter/sys_exit, needs BTF only) or `kprobe`
+    /// (tcp_sendmsg/tcp_recvmsg..., needs CONFIG_KPROBES).
+    #[arg(long, value_enum, default_value_t = ProbesArg::Syscalls)]
+    pub probes: ProbesArg,
     /// Bytes of payload kept per syscall.
     #[arg(long, default_value_t = 16384, value_name = "BYTES")]
     pub snaplen: u32,
@@ -123,6 +127,16 @@ pub struct TargetArgs {
     /// Stop after this many events.
     #[arg(long, value_name = "N")]
     pub max_events: Option<u64>,
+}
+
+/// Probe set choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum ProbesArg {
+    /// Syscall tracepoints (tp_btf).
+    #[default]
+    Syscalls,
+    /// Kprobes on the TCP functions.
+    Kprobe,
 }
 
 /// `podtrace record`.

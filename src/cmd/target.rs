@@ -13,10 +13,10 @@ use anyhow::Context;
 use podtrace_format::{K8sObject, Record};
 use podtrace_recorder::cgroups::Cgroup2;
 use podtrace_recorder::k8s::{Cluster, PodSelector, SnapshotConfig, Snapshotter, TargetSpec};
-use podtrace_recorder::{Limits, RecordConfig, RecorderError};
+use podtrace_recorder::{Limits, ProbeSet, RecordConfig, RecorderError};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::cli::TargetArgs;
+use crate::cli::{ProbesArg, TargetArgs};
 use crate::error::CliError;
 
 /// A resolved target: what to record and where its Kubernetes rows come from.
@@ -54,6 +54,10 @@ pub async fn resolve(pod: Option<&str>, t: &TargetArgs) -> Result<Target, CliErr
         cgroup_paths: t.cgroups.clone(),
         pids: t.pids.clone(),
         snaplen: t.snaplen,
+        probes: match t.probes {
+            ProbesArg::Syscalls => ProbeSet::Syscalls,
+            ProbesArg::Kprobe => ProbeSet::Kprobe,
+        },
         redact_headers: t.redact_headers.clone(),
         limits: Limits {
             duration: t.duration,
