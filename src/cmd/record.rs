@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use podtrace_format::WriterOptions;
-use podtrace_recorder::{record_to_file, Progress};
+use podtrace_recorder::{record_to_file, Progress, RecorderError};
 
 use crate::cli::RecordArgs;
 use crate::cmd::target::{self, recorder_error, shutdown_signal};
@@ -19,6 +19,7 @@ pub fn run(args: RecordArgs) -> CmdResult {
         let mut target = target::resolve(args.pod.as_deref(), &args.target).await?;
         let mut config = target.config.clone();
         config.limits.max_size = args.max_size;
+        let existed = args.output.exists();
         let bar = spinner();
         eprintln!(
             "podtrace: recording {} into {} (Ctrl-C to stop)",
@@ -40,7 +41,17 @@ pub fn run(args: RecordArgs) -> CmdResult {
         .await;
         bar.finish_and_clear();
         target.stop().await;
-        let summary = result.map_err(recorder_error)?;
+        let summary = match result {
+            Ok(summary) => summary,
+            Err(e) => {
+                if !existed && failed_at_start(&e) {
+                    // Nothing was recorded: leave no empty capture behind.
+                    let _ = std::fs::remove_file(&args.output);
+                    let _ = std::fs::remove_file(podtrace_format::sidecar_path(&args.output));
+                }
+                return Err(recorder_error(e));
+            }
+        };
         println!(
             "recorded {} socket events and {} metadata rows in {:.1} s ({:?}); {} rows in {} file(s); dropped {} events",
             summary.socket_events,
@@ -56,6 +67,22 @@ pub fn run(args: RecordArgs) -> CmdResult {
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Errors that stop a recording before its probes run (nothing can have been captured).
+fn failed_at_start(e: &RecorderError) -> bool {
+    matches!(
+        e,
+        RecorderError::Privileges { .. }
+            | RecorderError::MissingBtf(_)
+            | RecorderError::Cgroup(_)
+            | RecorderError::NotACgroup { .. }
+            | RecorderError::NoTarget
+            | RecorderError::Config(_)
+            | RecorderError::Load(_)
+            | RecorderError::Attach { .. }
+            | RecorderError::Unsupported(_)
+    )
 }
 
 fn progress_line(p: &Progress) -> String {
