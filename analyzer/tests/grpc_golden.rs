@@ -297,3 +297,23 @@ fn h2c_curl_matches_golden_and_has_http2_spans() {
         Some("x=1")
     );
 }
+
+#[test]
+fn grpc_streaming_pipeline_gives_the_same_spans() {
+    // One record per push: frames and header blocks cross feed calls.
+    let recs = records("grpc-demo", "grpc.pcap");
+    let whole = analyze(recs.clone().into_iter(), &AnalyzeOptions::default()).expect("analyze");
+    let mut p = podtrace_analyzer::Pipeline::new(&AnalyzeOptions::default()).expect("pipeline");
+    let mut spans = Vec::new();
+    for r in recs {
+        p.push(std::slice::from_ref(&r));
+        spans.extend(p.drain_completed());
+    }
+    let mut rest = p.finish();
+    spans.append(&mut rest.spans);
+    assert_eq!(
+        spans_to_json(&spans).expect("json"),
+        spans_to_json(&whole.spans).expect("json")
+    );
+    assert_eq!(rest.stats.parse_errors, whole.stats.parse_errors);
+}

@@ -205,6 +205,7 @@ fn late_join_decodes_at_least_what_tshark_decodes() {
     let theirs = tshark_blocks(&path, 50051);
     let mut contexts = 0;
     let mut partial = 0;
+    let mut partial_streams = std::collections::BTreeSet::new();
     for (k, t) in &theirs {
         let o = ours
             .get(k)
@@ -222,8 +223,14 @@ fn late_join_decodes_at_least_what_tshark_decodes() {
             }
             assert!(ob.unknown <= tb.unknown, "{k:?}: {ob:?} vs {tb:?}");
             partial += usize::from(ob.unknown > 0);
+            if ob.unknown > 0 {
+                partial_streams.insert(k.2);
+            }
         }
     }
+    // Every RPC after the cut referred to entries added before it (`:path`, ...): the
+    // 8 streams are the ones the pipeline counts as `h2_partial_headers` per socket.
+    assert_eq!(partial_streams.len(), 8, "{partial_streams:?}");
     // 8 RPCs after the cut, each with one trace context header (B3 multi: three).
     assert_eq!(contexts, 7 + 3, "trace context fields tshark recovered");
     assert!(partial > 0, "the cut should leave unknown indexed fields");

@@ -738,9 +738,6 @@ impl H2Connection {
             let ready = s.req_ended || s.resp_start.is_some() || ended || closed;
             if !s.announced && s.req_fields.is_some() && ready {
                 s.announced = true;
-                if s.partial {
-                    self.errors.push("h2_partial_headers");
-                }
                 self.events
                     .push(StreamEvent::Request(id, to_request(id, s)));
             }
@@ -761,7 +758,10 @@ impl H2Connection {
             }
         }
         for id in finished {
-            self.streams.remove(&id);
+            // Streams whose request or response headers were only partly decodable.
+            if self.streams.remove(&id).is_some_and(|s| s.partial) {
+                self.errors.push("h2_partial_headers");
+            }
         }
     }
 }
