@@ -63,6 +63,8 @@ fn recorded_capture_reaches_rotel_with_ids_parents_and_services() {
         .arg(&cap)
         .args(["--duration", "6s"])
         .env("KUBECONFIG", cluster.kubeconfig())
+        // progress lines (debug) start once the probes run: the readiness signal
+        .env("RUST_LOG", "podtrace=debug")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -71,10 +73,9 @@ fn recorded_capture_reaches_rotel_with_ids_parents_and_services() {
     let _out = Lines::collect(child.stdout.take().expect("stdout"), "record");
     let mut rec = Proc::new(child, "INT", Duration::from_secs(20));
     assert!(
-        err.wait_for("recording", Duration::from_secs(30)),
+        err.wait_for("events/s", Duration::from_secs(30)),
         "podtrace record did not start"
     );
-    std::thread::sleep(Duration::from_secs(2)); // probes attach after the announcement
     let go = cluster.go();
     let status = rec
         .wait_timeout(Duration::from_secs(40))
