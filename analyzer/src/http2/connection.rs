@@ -68,6 +68,8 @@ struct Dir {
     frame_start_ts: u64,
     block: Option<PendingBlock>,
     carries: Option<Carries>,
+    /// Some bytes of this direction were seen.
+    seen_data: bool,
 }
 
 impl Dir {
@@ -76,12 +78,17 @@ impl Dir {
             decoder: Decoder::new(synced),
             state: if preface {
                 ReadState::Preface { have: 0 }
-            } else {
+            } else if synced {
                 ReadState::Header {
                     buf: [0; HEADER_LEN],
                     have: 0,
                 }
+            } else {
+                // Joined late: the first bytes may be inside a frame; start at the first
+                // segment that begins with plausible frames.
+                ReadState::Lost
             },
+            seen_data: false,
             frame_start_ts: 0,
             block: None,
             carries: None,
@@ -309,8 +316,11 @@ impl H2Connection {
     }
 
     fn data(&mut self, egress: bool, ts: u64, mut b: &[u8]) {
+        let first = !std::mem::replace(&mut self.dir(egress).seen_data, true);
         if matches!(self.dir(egress).state, ReadState::Lost) {
-            if frame::frames_match(b) == Some(true) {
+            // A late join's very first segment may end inside its first frame.
+            let m = frame::frames_match(b);
+            if m == Some(true) || (first && m.is_none() && b.len() >= HEADER_LEN) {
                 self.dir(egress).state = ReadState::Header {
                     buf: [0; HEADER_LEN],
                     have: 0,

@@ -66,6 +66,9 @@ fn verdict(segs: &[Segment], closed: bool) -> Verdict {
         (None, None) => Verdict::Wait,
         (None, Some(false)) => match frames_match(&b) {
             Some(true) => Verdict::Frames,
+            Some(false) if !looks_like_http1(&b) && later_segment_has_frames(segs) => {
+                Verdict::Frames
+            }
             Some(false) => Verdict::Other,
             None => Verdict::Wait,
         },
@@ -75,6 +78,20 @@ fn verdict(segs: &[Segment], closed: bool) -> Verdict {
     } else {
         v
     }
+}
+
+/// An HTTP/1 request line or status line start.
+fn looks_like_http1(b: &[u8]) -> bool {
+    let token = b.iter().take_while(|c| c.is_ascii_uppercase()).count();
+    b.starts_with(b"HTTP/1.") || (token > 0 && b.get(token) == Some(&b' '))
+}
+
+/// A capture that joined mid-frame: a later segment starts with plausible frames.
+fn later_segment_has_frames(segs: &[Segment]) -> bool {
+    segs.iter().skip(1).any(|s| match s {
+        Segment::Data { bytes, .. } => frames_match(bytes) == Some(true),
+        _ => false,
+    })
 }
 
 /// `Upgrade` for a complete HTTP/1 request head asking for h2c, `Wait` while a request

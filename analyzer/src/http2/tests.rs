@@ -497,3 +497,41 @@ fn declined_h2c_upgrade_is_counted() {
     // Its answer was HTTP/1: the stream stays unanswered.
     assert_eq!(out.h2, vec![StreamEvent::Unanswered(1)]);
 }
+
+#[test]
+fn late_join_inside_a_frame_starts_at_the_next_frame() {
+    // The capture starts 5 bytes into a DATA frame; the next segment starts a HEADERS
+    // frame with literals (a stream opened after the join).
+    let mut e = fluke_hpack::Encoder::new();
+    let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let b = enc(
+        &[
+            (":method", "POST"),
+            (":path", "/s.S/M"),
+            ("traceparent", tp),
+        ],
+        &mut e,
+    );
+    let data_frame = frame(kind::DATA, 0, 1, &[7; 40]);
+    let mut p = ProtocolParser::new(Role::Client, crate::http1::Limits::default());
+    let mut next = frame(kind::HEADERS, flag::END_HEADERS | flag::END_STREAM, 3, &b);
+    next.extend(frame(kind::WINDOW_UPDATE, 0, 0, &[0, 0, 1, 0]));
+    let out = p.feed(
+        &[data(1, data_frame[5..].to_vec()), data(2, next)],
+        &[],
+        false,
+    );
+    assert!(p.is_http2());
+    assert!(
+        matches!(out.h2.as_slice(), [StreamEvent::Request(3, r)]
+            if r.header("traceparent") == Some(tp) && r.path == "/s.S/M"),
+        "{out:?}"
+    );
+    // HTTP/1 with a binary body that happens to contain frame-like bytes stays HTTP/1.
+    let mut p = ProtocolParser::new(Role::Client, crate::http1::Limits::default());
+    let body = frame(kind::SETTINGS, 0, 0, &[]);
+    let head = format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", body.len());
+    let out = p.feed(&[data(1, head.into_bytes()), data(1, body)], &[], false);
+    assert!(!p.is_http2());
+    assert_eq!(out.requests.len(), 1);
+}
