@@ -34,6 +34,7 @@ demo: deps release
 
 fixtures: deps
 	@tools/fixtures/record.sh
+	@tools/fixtures/h2/record.sh all
 
 bench-data: deps release
 	@tools/bench/gen-data.sh
