@@ -157,18 +157,24 @@ echo "pods: loadgen-0 → frontend-0 → {backend-0 → db-0, inventory-0 → db
 CAP=$OUT/demo.parquet
 rm -f "$CAP"
 say "podtrace record -n demo -l $SELECTOR -o $CAP --duration $DURATION"
-# The load generator waits for $TMP/go: traffic starts once the probes are attached, so every
-# keep-alive connection is recorded from its first request (see docs/demo.md).
-"$BIN" record -n demo -l "$SELECTOR" -o "$CAP" --duration "$DURATION" 2> >(tee "$TMP/record.err" >&2) &
+# The load generator waits for $TMP/go: traffic starts once the probes run (record's debug
+# progress lines begin then), so every keep-alive connection is recorded from its first
+# request (see docs/demo.md).
+RUST_LOG=warn,podtrace::cmd::record=debug "$BIN" record -n demo -l "$SELECTOR" -o "$CAP" --duration "$DURATION" \
+    2>"$TMP/record.err" &
 RECORD_PID=$!
 for _ in $(seq 300); do
-    grep -q "recording" "$TMP/record.err" 2>/dev/null && break
+    grep -q "events/s" "$TMP/record.err" 2>/dev/null && break
     kill -0 "$RECORD_PID" 2>/dev/null || break
     sleep 0.1
 done
-sleep 2
+grep -v DEBUG "$TMP/record.err" >&2 || true
 touch "$TMP/go"
-wait "$RECORD_PID" || die "podtrace record failed"
+RC=0
+wait "$RECORD_PID" || RC=$?
+RECORD_PID=
+grep -v -e DEBUG -e "^podtrace: recording" "$TMP/record.err" >&2 || true
+[[ $RC -eq 0 ]] || die "podtrace record failed (exit $RC)"
 
 say "podtrace inspect $CAP"
 "$BIN" inspect "$CAP"
