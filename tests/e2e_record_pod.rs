@@ -25,7 +25,7 @@ fn record(cluster: &DemoCluster, pod: &str, file: &std::path::Path, secs: u32) -
         .args(["--duration", &format!("{secs}s")])
         .env("KUBECONFIG", cluster.kubeconfig())
         // progress lines (debug) start once the probes run: the readiness signal
-        .env("RUST_LOG", "podtrace=debug")
+        .env("RUST_LOG", "warn,podtrace::cmd::record=debug")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

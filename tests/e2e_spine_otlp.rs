@@ -64,7 +64,7 @@ fn recorded_capture_reaches_rotel_with_ids_parents_and_services() {
         .args(["--duration", "6s"])
         .env("KUBECONFIG", cluster.kubeconfig())
         // progress lines (debug) start once the probes run: the readiness signal
-        .env("RUST_LOG", "podtrace=debug")
+        .env("RUST_LOG", "warn,podtrace::cmd::record=debug")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
