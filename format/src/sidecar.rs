@@ -201,13 +201,17 @@ fn decode_footer(bytes: &[u8]) -> std::result::Result<ParquetMetaData, String> {
     ParquetMetaDataReader::decode_metadata(&bytes[n - 8 - len..n - 8]).map_err(|e| e.to_string())
 }
 
-/// End offset of a row group's bytes in its file.
+/// End offset of a row group's bytes in its file; `u64::MAX` (never inside a file) when a
+/// corrupt footer gives a negative offset or size (`byte_range()` would panic on those).
 pub(crate) fn row_group_end(rg: &RowGroupMetaData) -> u64 {
     rg.columns()
         .iter()
         .map(|c| {
-            let (start, len) = c.byte_range();
-            start.saturating_add(len)
+            let start = c.dictionary_page_offset().unwrap_or(c.data_page_offset());
+            match (u64::try_from(start), u64::try_from(c.compressed_size())) {
+                (Ok(start), Ok(len)) => start.saturating_add(len),
+                _ => u64::MAX,
+            }
         })
         .max()
         .unwrap_or(0)
