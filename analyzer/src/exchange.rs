@@ -154,7 +154,8 @@ pub enum ExchangeEvent {
 #[derive(Debug, Default)]
 pub struct Pairing {
     next_seq: u64,
-    waiting: VecDeque<u64>,
+    /// Requests waiting for a response: sequence number and first-byte time.
+    waiting: VecDeque<(u64, u64)>,
     last_start: Option<u64>,
     same_start: u32,
 }
@@ -186,7 +187,8 @@ impl Pairing {
         for m in parsed.requests {
             let seq = self.next_seq;
             self.next_seq += 1;
-            self.waiting.push_back(seq);
+            let start = m.start_ts;
+            self.waiting.push_back((seq, start));
             if let Some(request) = to_request(m) {
                 if self.last_start == Some(request.start_ts) {
                     self.same_start += 1;
@@ -211,8 +213,15 @@ impl Pairing {
             let Some(response) = to_response(m) else {
                 continue;
             };
-            match self.waiting.pop_front() {
-                Some(seq) => out.push(ExchangeEvent::Response {
+            // A response that began before the oldest waiting request answers a request
+            // that was not recorded (recording started mid-exchange); pairing it would shift
+            // every later exchange of the connection by one.
+            let answers_front = self
+                .waiting
+                .front()
+                .is_some_and(|&(_, req_start)| response.start_ts >= req_start);
+            match answers_front.then(|| self.waiting.pop_front()).flatten() {
+                Some((seq, _)) => out.push(ExchangeEvent::Response {
                     id: ExchangeId {
                         conn: conn.key,
                         seq,
@@ -223,7 +232,7 @@ impl Pairing {
             }
         }
         if closed {
-            for seq in self.waiting.drain(..) {
+            for (seq, _) in self.waiting.drain(..) {
                 out.push(ExchangeEvent::Unanswered(ExchangeId {
                     conn: conn.key,
                     seq,
@@ -389,6 +398,38 @@ mod tests {
         assert_eq!(statuses, vec![(0, 200, 20), (1, 503, 30)]);
         let ev = pairing.pair(&c, Parsed::default(), true);
         assert!(ev.is_empty());
+    }
+
+    #[test]
+    fn response_older_than_the_waiting_request_is_not_its_answer() {
+        // Recording began after the server read request 0 but before it answered: the
+        // first response seen belongs to a request that was never recorded.
+        let c = conn(Role::Server);
+        let mut parser = ConnectionParser::new(Role::Server, Limits::default());
+        let mut pairing = Pairing::new();
+        let parsed = parser.feed(
+            &[
+                data(5, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+                data(20, b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"),
+            ],
+            &[data(10, b"POST /b HTTP/1.1\r\nContent-Length: 0\r\n\r\n")],
+            false,
+        );
+        let ev = pairing.pair(&c, parsed, false);
+        let unmatched = ev
+            .iter()
+            .filter(|e| matches!(e, ExchangeEvent::UnmatchedResponse(_)))
+            .count();
+        let answered: Vec<(u64, u16)> = ev
+            .iter()
+            .filter_map(|e| match e {
+                ExchangeEvent::Response { id, response } => Some((id.seq, response.status)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(unmatched, 1);
+        assert_eq!(answered, vec![(0, 201)]);
+        assert_eq!(pairing.waiting(), 0);
     }
 
     #[test]
