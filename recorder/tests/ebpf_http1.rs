@@ -10,48 +10,12 @@
 #[path = "ebpf_util.rs"]
 mod util;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use podtrace_format::model::{flags, Direction, Record, Role};
-use podtrace_format::{CaptureReader, ReadOptions, WriterOptions};
-use podtrace_recorder::{record_to_file, RecordConfig, Recorder};
+use podtrace_format::WriterOptions;
+use podtrace_recorder::RecordConfig;
 use util::*;
-
-const T: Duration = Duration::from_secs(30);
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("rt")
-}
-
-fn open_rows(rows: &[Record]) -> Vec<&podtrace_format::model::SocketEvent> {
-    rows.iter()
-        .filter_map(|r| {
-            if let Record::SocketOpen(e) = r {
-                Some(e)
-            } else {
-                None
-            }
-        })
-        .collect()
-}
-
-fn close_rows(rows: &[Record]) -> Vec<&podtrace_format::model::SocketEvent> {
-    rows.iter()
-        .filter_map(|r| {
-            if let Record::SocketClose(e) = r {
-                Some(e)
-            } else {
-                None
-            }
-        })
-        .collect()
-}
 
 #[test]
 fn http1_curl_roles_redaction_truncation_outsider() {
@@ -59,14 +23,10 @@ fn http1_curl_roles_redaction_truncation_outsider() {
     if !root_or_skip(name) || !tool_or_skip("curl", name) || !tool_or_skip("python3", name) {
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let peer = peer_script(dir.path());
-    let peer = peer.to_str().expect("utf8 path");
-    let port = free_port();
+    let env = PeerEnv::acquire();
+    let (dir, peer, port) = (&env.dir, env.peer.as_str(), env.port);
     let mut cg = TestCgroup::new("http1");
-    cg.spawn(&["python3", peer, "serve", &port.to_string()]);
-    wait_listening(port);
+    env.serve_in(&mut cg);
 
     let out = dir.path().join("cap.parquet");
     let cfg = RecordConfig {
@@ -76,27 +36,9 @@ fn http1_curl_roles_redaction_truncation_outsider() {
     };
     let rt = rt();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let started = Arc::new(AtomicBool::new(false));
-    let s2 = started.clone();
-    let out2 = out.clone();
-    let rec = rt.spawn(async move {
-        record_to_file(
-            cfg,
-            &out2,
-            WriterOptions::default(),
-            None,
-            async move {
-                let _ = stop_rx.await;
-            },
-            move |_p| s2.store(true, Ordering::SeqCst),
-        )
-        .await
+    let rec = spawn_record_to_file(&rt, cfg, &out, WriterOptions::default(), async move {
+        let _ = stop_rx.await;
     });
-    let t0 = std::time::Instant::now();
-    while !started.load(Ordering::SeqCst) {
-        assert!(t0.elapsed() < T, "recorder did not start");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 
     let url = format!("http://127.0.0.1:{port}");
     let hdr = dir.path().join("hdr");
@@ -154,11 +96,7 @@ fn http1_curl_roles_redaction_truncation_outsider() {
     assert!(summary.socket_events > 0);
     assert_eq!(summary.stats.dropped_ringbuf_full, 0);
 
-    let reader = CaptureReader::open(&[&out]).expect("open capture");
-    let rows: Vec<Record> = reader
-        .records(&ReadOptions::default())
-        .collect::<Result<_, _>>()
-        .expect("read rows");
+    let rows = read_all(&out);
     let streams = streams(&rows);
     let opens = open_rows(&rows);
     let closes = close_rows(&rows);
@@ -296,14 +234,10 @@ fn python_syscall_variants_every_byte() {
     if !root_or_skip(name) || !tool_or_skip("python3", name) {
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let peer = peer_script(dir.path());
-    let peer = peer.to_str().expect("utf8 path");
-    let port = free_port();
+    let env = PeerEnv::acquire();
+    let (dir, peer, port) = (&env.dir, env.peer.clone(), env.port);
     let mut cg = TestCgroup::new("variants");
-    cg.spawn(&["python3", peer, "serve", &port.to_string()]);
-    wait_listening(port);
+    env.serve_in(&mut cg);
 
     let wall = || {
         std::time::SystemTime::now()
@@ -312,34 +246,19 @@ fn python_syscall_variants_every_byte() {
             .as_nanos() as u64
     };
     let t_start = wall();
-    let rt = rt();
-    let rows = rt.block_on(async {
-        let cfg = RecordConfig {
-            cgroup_paths: vec![cg.path.clone()],
-            ..Default::default()
-        };
-        let (handle, mut rx) = Recorder::start(cfg).expect("start recorder");
-        let collector = tokio::spawn(async move {
-            let mut all = Vec::new();
-            while let Some(b) = rx.recv().await {
-                all.extend(b);
-            }
-            all
-        });
-        let outdir = dir.path().to_str().expect("p").to_string();
-        let cmd = cg.command(&["python3", peer, "variants", &port.to_string(), &outdir]);
-        tokio::task::spawn_blocking(move || run_bounded(cmd, T))
-            .await
-            .expect("variants");
-        let cmd = cg.command(&["python3", peer, "mmsg", &port.to_string(), &outdir]);
-        tokio::task::spawn_blocking(move || run_bounded(cmd, T))
-            .await
-            .expect("mmsg");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let stats = handle.stop().await.expect("stop");
-        assert_eq!(stats.dropped_ringbuf_full, 0);
-        collector.await.expect("collector")
+    let cfg = RecordConfig {
+        cgroup_paths: vec![cg.path.clone()],
+        ..Default::default()
+    };
+    let outdir = dir.path().to_str().expect("p").to_string();
+    let variants = cg.command(&["python3", &peer, "variants", &port.to_string(), &outdir]);
+    let mmsg = cg.command(&["python3", &peer, "mmsg", &port.to_string(), &outdir]);
+    let rec = record_while(&rt(), cfg, move |_| {
+        run_bounded(variants, T);
+        run_bounded(mmsg, T);
     });
+    assert_eq!(rec.stats.dropped_ringbuf_full, 0);
+    let rows = rec.rows;
     let t_end = wall();
     // boot-time stamps converted to wall clock land inside the recording window
     for r in &rows {
@@ -417,37 +336,17 @@ fn secret_split_across_syscalls_is_redacted() {
     if !root_or_skip(name) || !tool_or_skip("python3", name) {
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let peer = peer_script(dir.path());
-    let peer = peer.to_str().expect("utf8 path");
-    let port = free_port();
+    let env = PeerEnv::acquire();
+    let (dir, peer, port) = (&env.dir, env.peer.clone(), env.port);
     let mut cg = TestCgroup::new("split");
-    cg.spawn(&["python3", peer, "serve", &port.to_string()]);
-    wait_listening(port);
-    let rt = rt();
-    let rows = rt.block_on(async {
-        let cfg = RecordConfig {
-            cgroup_paths: vec![cg.path.clone()],
-            ..Default::default()
-        };
-        let (handle, mut rx) = Recorder::start(cfg).expect("start recorder");
-        let collector = tokio::spawn(async move {
-            let mut all = Vec::new();
-            while let Some(b) = rx.recv().await {
-                all.extend(b);
-            }
-            all
-        });
-        let outdir = dir.path().to_str().expect("p").to_string();
-        let cmd = cg.command(&["python3", peer, "split", &port.to_string(), &outdir]);
-        tokio::task::spawn_blocking(move || run_bounded(cmd, T))
-            .await
-            .expect("split");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        handle.stop().await.expect("stop");
-        collector.await.expect("collector")
-    });
+    env.serve_in(&mut cg);
+    let cfg = RecordConfig {
+        cgroup_paths: vec![cg.path.clone()],
+        ..Default::default()
+    };
+    let outdir = dir.path().to_str().expect("p").to_string();
+    let cmd = cg.command(&["python3", &peer, "split", &port.to_string(), &outdir]);
+    let rows = record_while(&rt(), cfg, move |_| run_bounded(cmd, T)).rows;
     let sent = std::fs::read(dir.path().join("split.sent")).expect("sent");
     let streams = streams(&rows);
     let ((_, _), out) = streams

@@ -4,30 +4,12 @@
 #[path = "ebpf_util.rs"]
 mod util;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use podtrace_format::model::Record;
-use podtrace_format::{CaptureReader, ReadOptions, WriterOptions};
+use podtrace_format::WriterOptions;
 use podtrace_recorder::{record_to_file, Limits, RecordConfig, StopReason};
 use util::*;
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("rt")
-}
-
-fn read_all(path: &std::path::Path) -> Vec<Record> {
-    let reader = CaptureReader::open(&[path]).expect("open capture");
-    reader
-        .records(&ReadOptions::default())
-        .collect::<Result<_, _>>()
-        .expect("rows")
-}
 
 #[test]
 fn duration_limit_finishes_the_file() {
@@ -75,15 +57,9 @@ fn max_events_and_max_size_stop_the_recording() {
     if !root_or_skip(name) || !tool_or_skip("python3", name) {
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let peer = peer_script(dir.path());
-    let peer = peer.to_str().expect("p").to_string();
-    let port = free_port();
-    let mut sink_cmd = std::process::Command::new("python3");
-    sink_cmd.args([&peer, "sink", &port.to_string()]);
-    let _sink = KillOnDrop::spawn(sink_cmd);
-    wait_listening(port);
+    let env = PeerEnv::acquire();
+    let (dir, peer, port) = (&env.dir, &env.peer, env.port);
+    let _sink = env.listen_outside("sink");
     let cg = TestCgroup::new("limits");
     let rt = rt();
     for (limits, reason) in [
@@ -103,29 +79,14 @@ fn max_events_and_max_size_stop_the_recording() {
         ),
     ] {
         let out = dir.path().join(format!("{reason:?}.parquet"));
-        let out2 = out.clone();
         let cfg = RecordConfig {
             cgroup_paths: vec![cg.path.clone()],
             limits,
             ..Default::default()
         };
         let opts = WriterOptions::default().flush_interval(Some(Duration::from_millis(100)));
-        let started = Arc::new(AtomicBool::new(false));
-        let s2 = started.clone();
-        let task = rt.spawn(async move {
-            record_to_file(cfg, &out2, opts, None, std::future::pending(), move |_| {
-                s2.store(true, Ordering::SeqCst)
-            })
-            .await
-        });
         let t0 = Instant::now();
-        while !started.load(Ordering::SeqCst) {
-            assert!(
-                t0.elapsed() < Duration::from_secs(30),
-                "recorder did not start"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let task = spawn_record_to_file(&rt, cfg, &out, opts, std::future::pending());
         // traffic until the recording stops by itself (bounded)
         while !task.is_finished() {
             assert!(t0.elapsed() < Duration::from_secs(60), "limit not reached");

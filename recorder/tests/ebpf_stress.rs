@@ -9,7 +9,7 @@ mod util;
 use std::time::Duration;
 
 use podtrace_format::model::{flags, Direction, Record};
-use podtrace_recorder::{RecordConfig, Recorder};
+use podtrace_recorder::RecordConfig;
 use util::*;
 
 #[test]
@@ -18,54 +18,30 @@ fn drops_are_accounted_exactly() {
     if !root_or_skip(name) || !tool_or_skip("python3", name) {
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let peer = peer_script(dir.path());
-    let peer = peer.to_str().expect("utf8 path");
-    let port = free_port();
+    let env = PeerEnv::acquire();
+    let (peer, port) = (env.peer.clone(), env.port);
     // The sink runs outside the cgroup: only the client's sends are recorded.
-    let mut sink_cmd = std::process::Command::new("python3");
-    sink_cmd.args([peer, "sink", &port.to_string()]);
-    let sink = KillOnDrop::spawn(sink_cmd);
-    wait_listening(port);
+    let sink = env.listen_outside("sink");
     let cg = TestCgroup::new("stress");
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("rt");
-    let (total_sent, rows, stats) = rt.block_on(async {
-        let cfg = RecordConfig {
-            cgroup_paths: vec![cg.path.clone()],
-            ring_bytes: 64 * 1024,
-            batch_records: 256,
-            channel_batches: 1,
-            stats_interval: Duration::from_millis(100),
-            ..Default::default()
-        };
-        let (handle, mut rx) = Recorder::start(cfg).expect("start recorder");
-        let collector = tokio::spawn(async move {
-            let mut all = Vec::new();
-            while let Some(b) = rx.recv().await {
-                all.extend(b);
-                // a slow consumer: backpressure reaches the ring buffer
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-            all
-        });
-        let cmd = cg.command(&["python3", peer, "blast", &port.to_string(), "100000", "64"]);
-        let out = tokio::task::spawn_blocking(move || run_bounded(cmd, Duration::from_secs(60)))
-            .await
-            .expect("blast");
-        let total: i64 = String::from_utf8_lossy(&out)
-            .trim()
-            .parse()
-            .expect("total printed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let stats = handle.stop().await.expect("stop");
-        (total, collector.await.expect("collector"), stats)
+    let cfg = RecordConfig {
+        cgroup_paths: vec![cg.path.clone()],
+        ring_bytes: 64 * 1024,
+        batch_records: 256,
+        channel_batches: 1,
+        stats_interval: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let cmd = cg.command(&["python3", &peer, "blast", &port.to_string(), "100000", "64"]);
+    // a slow consumer: backpressure reaches the ring buffer
+    let rec = record_while_throttled(&rt(), cfg, Duration::from_millis(2), move |_| {
+        run_bounded(cmd, Duration::from_secs(60))
     });
+    let total_sent: i64 = String::from_utf8_lossy(&rec.work)
+        .trim()
+        .parse()
+        .expect("total printed");
+    let (rows, stats) = (rec.rows, rec.stats);
     drop(sink);
 
     let captured: i64 = streams(&rows)

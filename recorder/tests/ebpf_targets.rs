@@ -11,16 +11,6 @@ use podtrace_format::model::Record;
 use podtrace_recorder::{RecordConfig, Recorder, RecorderError};
 use util::*;
 
-const T: Duration = Duration::from_secs(30);
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("rt")
-}
-
 fn comms(rows: &[Record]) -> Vec<(String, u32)> {
     rows.iter()
         .filter_map(|r| match r {
@@ -33,51 +23,16 @@ fn comms(rows: &[Record]) -> Vec<(String, u32)> {
         .collect()
 }
 
-/// Records with `cfg` while `work` runs (blocking), returns every row.
-fn record_while(
-    rt: &tokio::runtime::Runtime,
-    cfg: RecordConfig,
-    work: impl FnOnce(&podtrace_recorder::RecorderHandle) + Send + 'static,
-) -> Vec<Record> {
-    rt.block_on(async {
-        let (handle, mut rx) = Recorder::start(cfg).expect("start recorder");
-        let collector = tokio::spawn(async move {
-            let mut all = Vec::new();
-            while let Some(b) = rx.recv().await {
-                all.extend(b);
-            }
-            all
-        });
-        let handle = tokio::task::spawn_blocking(move || {
-            work(&handle);
-            handle
-        })
-        .await
-        .expect("work");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        handle.stop().await.expect("stop");
-        collector.await.expect("collector")
-    })
-}
-
 #[test]
 fn pid_target_records_only_that_processs_cgroup() {
     let name = "pid_target_records_only_that_processs_cgroup";
     if !root_or_skip(name) || !tool_or_skip("python3", name) || !tool_or_skip("curl", name) {
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let peer = peer_script(dir.path());
-    let port = free_port();
+    let env = PeerEnv::acquire();
+    let port = env.port;
     let mut cg = TestCgroup::new("pid");
-    let server = cg.spawn(&[
-        "python3",
-        peer.to_str().expect("p"),
-        "serve",
-        &port.to_string(),
-    ]);
-    wait_listening(port);
+    let server = env.serve_in(&mut cg);
     let cfg = RecordConfig {
         pids: vec![server],
         ..Default::default()
@@ -96,7 +51,8 @@ fn pid_target_records_only_that_processs_cgroup() {
             },
             T,
         );
-    });
+    })
+    .rows;
     let seen = comms(&rows);
     assert!(
         seen.iter()
@@ -118,15 +74,10 @@ fn new_child_cgroups_and_runtime_ids_are_picked_up() {
     if !root_or_skip(name) || !tool_or_skip("python3", name) || !tool_or_skip("curl", name) {
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let peer = peer_script(dir.path());
-    let port = free_port();
+    let env = PeerEnv::acquire();
+    let port = env.port;
     // The server runs outside every recorded cgroup: only clients are seen.
-    let mut server_cmd = std::process::Command::new("python3");
-    server_cmd.args([peer.to_str().expect("p"), "serve", &port.to_string()]);
-    let server = KillOnDrop::spawn(server_cmd);
-    wait_listening(port);
+    let server = env.listen_outside("serve");
     let root = TestCgroup::new("tree");
     let other = TestCgroup::new("other");
     let other_path = other.path.clone();
@@ -171,7 +122,8 @@ fn new_child_cgroups_and_runtime_ids_are_picked_up() {
         h.remove_cgroup(other_id);
         in_cg(&other_path, "after-remove");
         let _ = std::fs::remove_dir(&child);
-    });
+    })
+    .rows;
     drop(server);
     let out: Vec<Vec<u8>> = streams(&rows).values().map(|s| concat(s)).collect();
     let seen = |p: &str| {

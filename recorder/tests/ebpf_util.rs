@@ -1,18 +1,30 @@
 //! Shared helpers of the `ebpf_*` integration tests (included with `#[path]`): root check,
 //! a throw-away cgroup v2 directory, processes started inside it, a Python peer script,
-//! and grouping of captured rows per connection. Also built as its own (empty) test.
+//! a tokio runtime, recordings run around a piece of work, captures read back, and grouping
+//! of captured rows per connection. Also built as its own (empty) test.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::io::Read;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use podtrace_format::model::{Direction, Record, SocketData};
+use podtrace_format::model::{Direction, Record, SocketData, SocketEvent};
+use podtrace_format::{CaptureReader, ReadOptions, WriterOptions};
 use podtrace_recorder::cgroups::Cgroup2;
+use podtrace_recorder::{
+    record_to_file, RecordConfig, RecordSummary, Recorder, RecorderError, RecorderHandle,
+    RecorderStats,
+};
+use tokio::task::JoinHandle;
+
+/// Bound on every wait of the eBPF tests (peers, recorder start-up).
+pub const T: Duration = Duration::from_secs(30);
 
 /// eBPF tests run one at a time (they share the CPU budget and the kernel).
 pub static SERIAL: Mutex<()> = Mutex::new(());
@@ -39,6 +51,171 @@ pub fn tool_or_skip(tool: &str, test: &str) -> bool {
         eprintln!("\n*** SKIPPED {test}: `{tool}` not found ***\n");
     }
     ok
+}
+
+/// What a test with the Python peer needs: the serial lock, a temp dir holding the peer
+/// script, and a free port. Fields drop in order, so the lock is released last.
+pub struct PeerEnv {
+    /// Temp dir (holds `peer.py`; tests write their files here too).
+    pub dir: tempfile::TempDir,
+    /// Path of the peer script.
+    pub peer: String,
+    /// A free loopback port for the peer server.
+    pub port: u16,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl PeerEnv {
+    /// Takes the serial lock and writes the peer script.
+    pub fn acquire() -> PeerEnv {
+        let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let peer = peer_script(dir.path())
+            .to_str()
+            .expect("utf8 path")
+            .to_string();
+        PeerEnv {
+            dir,
+            peer,
+            port: free_port(),
+            _serial: serial,
+        }
+    }
+
+    /// Starts the peer in `mode` on the port outside any test cgroup and waits until it
+    /// listens.
+    pub fn listen_outside(&self, mode: &str) -> KillOnDrop {
+        let mut cmd = Command::new("python3");
+        cmd.args([self.peer.as_str(), mode, &self.port.to_string()]);
+        let peer = KillOnDrop::spawn(cmd);
+        wait_listening(self.port);
+        peer
+    }
+
+    /// Starts the peer's HTTP server inside `cg` and waits until it listens; returns its pid.
+    pub fn serve_in(&self, cg: &mut TestCgroup) -> u32 {
+        let pid = cg.spawn(&["python3", &self.peer, "serve", &self.port.to_string()]);
+        wait_listening(self.port);
+        pid
+    }
+}
+
+/// A two-worker tokio runtime for the recorder.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt")
+}
+
+/// What [`record_while`] gathered.
+pub struct Recorded<R> {
+    /// What the work returned.
+    pub work: R,
+    /// Every row the recorder delivered.
+    pub rows: Vec<Record>,
+    /// The recorder's final counters.
+    pub stats: RecorderStats,
+}
+
+/// Records with `cfg` while `work` runs (blocking), then stops the recorder.
+pub fn record_while<R: Send + 'static>(
+    rt: &tokio::runtime::Runtime,
+    cfg: RecordConfig,
+    work: impl FnOnce(&RecorderHandle) -> R + Send + 'static,
+) -> Recorded<R> {
+    record_while_throttled(rt, cfg, Duration::ZERO, work)
+}
+
+/// [`record_while`] with a consumer that sleeps `consumer_delay` after each batch (a slow
+/// consumer: backpressure reaches the ring buffer).
+pub fn record_while_throttled<R: Send + 'static>(
+    rt: &tokio::runtime::Runtime,
+    cfg: RecordConfig,
+    consumer_delay: Duration,
+    work: impl FnOnce(&RecorderHandle) -> R + Send + 'static,
+) -> Recorded<R> {
+    rt.block_on(async {
+        let (handle, mut rx) = Recorder::start(cfg).expect("start recorder");
+        let collector = tokio::spawn(async move {
+            let mut all = Vec::new();
+            while let Some(b) = rx.recv().await {
+                all.extend(b);
+                if !consumer_delay.is_zero() {
+                    tokio::time::sleep(consumer_delay).await;
+                }
+            }
+            all
+        });
+        let (handle, work) = tokio::task::spawn_blocking(move || {
+            let r = work(&handle);
+            (handle, r)
+        })
+        .await
+        .expect("work");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let stats = handle.stop().await.expect("stop");
+        Recorded {
+            work,
+            rows: collector.await.expect("collector"),
+            stats,
+        }
+    })
+}
+
+/// Starts `record_to_file` on `rt` and waits (at most [`T`]) until the recorder runs.
+pub fn spawn_record_to_file(
+    rt: &tokio::runtime::Runtime,
+    cfg: RecordConfig,
+    out: &Path,
+    opts: WriterOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> JoinHandle<Result<RecordSummary, RecorderError>> {
+    let started = Arc::new(AtomicBool::new(false));
+    let s2 = started.clone();
+    let out = out.to_path_buf();
+    let task = rt.spawn(async move {
+        record_to_file(cfg, &out, opts, None, shutdown, move |_| {
+            s2.store(true, Ordering::SeqCst)
+        })
+        .await
+    });
+    let t0 = Instant::now();
+    while !started.load(Ordering::SeqCst) {
+        assert!(t0.elapsed() < T, "recorder did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    task
+}
+
+/// Every row of a capture file.
+pub fn read_all(path: &Path) -> Vec<Record> {
+    let reader = CaptureReader::open(&[path]).expect("open capture");
+    reader
+        .records(&ReadOptions::default())
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+/// The socket open rows.
+pub fn open_rows(rows: &[Record]) -> Vec<&SocketEvent> {
+    rows.iter()
+        .filter_map(|r| match r {
+            Record::SocketOpen(e) => Some(e),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The socket close rows.
+pub fn close_rows(rows: &[Record]) -> Vec<&SocketEvent> {
+    rows.iter()
+        .filter_map(|r| match r {
+            Record::SocketClose(e) => Some(e),
+            _ => None,
+        })
+        .collect()
 }
 
 /// A cgroup v2 directory removed (with its processes killed) on drop.

@@ -16,7 +16,7 @@ use podtrace_format::{K8sEvent, K8sObject, Record};
 use podtrace_recorder::cgroups::Cgroup2;
 use podtrace_recorder::k8s::targets::TargetTracker;
 use podtrace_recorder::k8s::{
-    Cluster, K8sError, SnapshotConfig, Snapshotter, TargetSpec, TargetUpdate,
+    Cluster, K8sError, SnapshotConfig, SnapshotStats, Snapshotter, TargetSpec, TargetUpdate,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -289,6 +289,53 @@ fn has(rows: &[K8sObject], kind: &str, name: &str, ev: K8sEvent) -> bool {
         .any(|k| k.kind == kind && k.name == name && k.event == ev)
 }
 
+/// A snapshotter running on its own task, with the rows it delivered so far.
+struct Running {
+    rx: mpsc::Receiver<Vec<Record>>,
+    rows: Vec<K8sObject>,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<SnapshotStats, K8sError>>,
+}
+
+impl Running {
+    /// Spawns `snap`, delivering into a fresh channel, until [`Running::stop`].
+    fn start(snap: Snapshotter) -> Running {
+        let (rec_tx, rx) = mpsc::channel(64);
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(snap.run(rec_tx, async {
+            let _ = stop_rx.await;
+        }));
+        Running {
+            rx,
+            rows: Vec::new(),
+            stop,
+            task,
+        }
+    }
+
+    /// Collects rows until `pred` holds (see [`rows_until`]).
+    async fn until(&mut self, what: &str, pred: impl Fn(&[K8sObject]) -> bool) {
+        rows_until(&mut self.rx, &mut self.rows, what, pred).await;
+    }
+
+    /// Stops the snapshotter (at most 10 s) and returns its rows and counters.
+    async fn stop(self) -> (Vec<K8sObject>, SnapshotStats) {
+        let Running {
+            rx: _rx,
+            rows,
+            stop,
+            task,
+        } = self;
+        let _ = stop.send(());
+        let stats = tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("stops")
+            .expect("joins")
+            .expect("ok");
+        (rows, stats)
+    }
+}
+
 #[tokio::test]
 async fn snapshotter_records_list_and_changes_and_follows_the_target() {
     if !tools_present() {
@@ -308,20 +355,15 @@ async fn snapshotter_records_list_and_changes_and_follows_the_target() {
     let dir_a = pod_dir.join(format!("cri-containerd-{C_A}.scope"));
     std::fs::create_dir_all(&dir_a).expect("mkdir");
 
-    let (rec_tx, mut rec_rx) = mpsc::channel(64);
     let (tgt_tx, mut tgt_rx) = mpsc::channel(64);
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let snap = Snapshotter::new(c.client().clone(), SnapshotConfig::default()).follow_targets(
         TargetSpec::pod("demo", "web-1"),
         TargetTracker::new(c.node(), Cgroup2::at(cg_root.path())),
         tgt_tx,
     );
-    let task = tokio::spawn(snap.run(rec_tx, async {
-        let _ = stop_rx.await;
-    }));
+    let mut run = Running::start(snap);
 
-    let mut rows = Vec::new();
-    rows_until(&mut rec_rx, &mut rows, "the initial snapshot", |r| {
+    run.until("the initial snapshot", |r| {
         r.iter().filter(|k| k.event == K8sEvent::Snapshot).count() == 6
     })
     .await;
@@ -334,11 +376,15 @@ async fn snapshotter_records_list_and_changes_and_follows_the_target() {
         ("EndpointSlice", "web-abc12"),
     ] {
         assert!(
-            has(&rows, kind, name, K8sEvent::Snapshot),
+            has(&run.rows, kind, name, K8sEvent::Snapshot),
             "no snapshot row for {kind} {name}"
         );
     }
-    let web1 = rows.iter().find(|k| k.name == "web-1").expect("web-1 row");
+    let web1 = run
+        .rows
+        .iter()
+        .find(|k| k.name == "web-1")
+        .expect("web-1 row");
     assert_eq!(
         (web1.uid.as_str(), web1.namespace.as_str()),
         (WEB1_UID, "demo")
@@ -379,10 +425,8 @@ async fn snapshotter_records_list_and_changes_and_follows_the_target() {
         &[],
         serde_json::json!({}),
     ));
-    rows_until(&mut rec_rx, &mut rows, "late added", |r| {
-        has(r, "Pod", "late", K8sEvent::Added)
-    })
-    .await;
+    run.until("late added", |r| has(r, "Pod", "late", K8sEvent::Added))
+        .await;
 
     let dir_new = pod_dir.join(format!("cri-containerd-{C_NEW}.scope"));
     std::fs::create_dir_all(&dir_new).expect("mkdir");
@@ -395,7 +439,7 @@ async fn snapshotter_records_list_and_changes_and_follows_the_target() {
         &[C_A, C_NEW],
         serde_json::json!({"app": "web"}),
     ));
-    rows_until(&mut rec_rx, &mut rows, "web-1 modified", |r| {
+    run.until("web-1 modified", |r| {
         has(r, "Pod", "web-1", K8sEvent::Modified)
     })
     .await;
@@ -405,22 +449,15 @@ async fn snapshotter_records_list_and_changes_and_follows_the_target() {
     assert_eq!(up, Some(TargetUpdate::Add(dir_new)));
 
     api.delete("Pod", "demo", "late");
-    rows_until(&mut rec_rx, &mut rows, "late deleted", |r| {
-        has(r, "Pod", "late", K8sEvent::Deleted)
-    })
-    .await;
+    run.until("late deleted", |r| has(r, "Pod", "late", K8sEvent::Deleted))
+        .await;
     api.delete("Service", "demo", "web");
-    rows_until(&mut rec_rx, &mut rows, "service deleted", |r| {
+    run.until("service deleted", |r| {
         has(r, "Service", "web", K8sEvent::Deleted)
     })
     .await;
 
-    let _ = stop_tx.send(());
-    let stats = tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .expect("stops")
-        .expect("joins")
-        .expect("ok");
+    let (_, stats) = run.stop().await;
     assert_eq!(stats.snapshot, 6);
     assert!(
         stats.added >= 1 && stats.modified >= 1 && stats.deleted >= 2,
@@ -438,20 +475,13 @@ async fn snapshotter_namespace_only() {
     let Some(c) = cluster(&api, "node-a").await else {
         return;
     };
-    let (rec_tx, mut rec_rx) = mpsc::channel(64);
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let cfg = SnapshotConfig {
         namespace: Some("other".into()),
         nodes: true,
         ..SnapshotConfig::default()
     };
-    let task = tokio::spawn(
-        Snapshotter::new(c.client().clone(), cfg).run(rec_tx, async {
-            let _ = stop_rx.await;
-        }),
-    );
-    let mut rows = Vec::new();
-    rows_until(&mut rec_rx, &mut rows, "db-1 and node-b", |r| {
+    let mut run = Running::start(Snapshotter::new(c.client().clone(), cfg));
+    run.until("db-1 and node-b", |r| {
         has(r, "Pod", "db-1", K8sEvent::Snapshot) && has(r, "Node", "node-b", K8sEvent::Snapshot)
     })
     .await;
@@ -473,16 +503,9 @@ async fn snapshotter_namespace_only() {
         &[],
         serde_json::json!({}),
     ));
-    rows_until(&mut rec_rx, &mut rows, "seen added", |r| {
-        has(r, "Pod", "seen", K8sEvent::Added)
-    })
-    .await;
-    let _ = stop_tx.send(());
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .expect("stops")
-        .expect("joins")
-        .expect("ok");
+    run.until("seen added", |r| has(r, "Pod", "seen", K8sEvent::Added))
+        .await;
+    let (rows, _) = run.stop().await;
     assert!(
         rows.iter()
             .all(|k| k.namespace == "other" || k.kind == "Node"),
@@ -504,19 +527,12 @@ async fn snapshotter_relists_after_compaction_and_reports_the_differences() {
     let Some(c) = cluster(&api, "node-a").await else {
         return;
     };
-    let (rec_tx, mut rec_rx) = mpsc::channel(64);
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let cfg = SnapshotConfig {
         namespace: Some("demo".into()),
         ..SnapshotConfig::default()
     };
-    let task = tokio::spawn(
-        Snapshotter::new(c.client().clone(), cfg).run(rec_tx, async {
-            let _ = stop_rx.await;
-        }),
-    );
-    let mut rows = Vec::new();
-    rows_until(&mut rec_rx, &mut rows, "the initial snapshot", |r| {
+    let mut run = Running::start(Snapshotter::new(c.client().clone(), cfg));
+    run.until("the initial snapshot", |r| {
         r.iter().filter(|k| k.event == K8sEvent::Snapshot).count() == 5
     })
     .await;
@@ -545,15 +561,15 @@ async fn snapshotter_relists_after_compaction_and_reports_the_differences() {
     api.control("/_control/compact", &serde_json::json!({}));
     api.control("/_control/watches", &serde_json::json!({"paused": false}));
 
-    let before = rows.len();
-    rows_until(&mut rec_rx, &mut rows, "the re-list differences", |r| {
+    let before = run.rows.len();
+    run.until("the re-list differences", |r| {
         has(r, "Pod", "web-2", K8sEvent::Modified)
             && has(r, "Pod", "while-blind", K8sEvent::Added)
             && has(r, "Pod", "starting", K8sEvent::Deleted)
     })
     .await;
     // unchanged objects are not repeated
-    let after: Vec<_> = rows[before..]
+    let after: Vec<_> = run.rows[before..]
         .iter()
         .map(|k| (k.kind.as_str(), k.name.as_str(), k.event))
         .collect();
@@ -563,18 +579,14 @@ async fn snapshotter_relists_after_compaction_and_reports_the_differences() {
             .any(|(_, n, _)| *n == "web-1" || *n == "web" || *n == "web-abc12"),
         "{after:?}"
     );
-    let blind = rows
+    let blind = run
+        .rows
         .iter()
         .find(|k| k.name == "web-2" && k.event == K8sEvent::Modified)
         .expect("row");
     assert!(blind.json.contains("127.0.1.16"), "{}", blind.json);
 
-    let _ = stop_tx.send(());
-    let stats = tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .expect("stops")
-        .expect("joins")
-        .expect("ok");
+    let (_, stats) = run.stop().await;
     assert!(
         stats.watch_errors >= 1,
         "the refused watches were counted: {stats:?}"
@@ -613,8 +625,6 @@ async fn snapshot_of_a_large_namespace_pages_through_continue_tokens() {
     let Some(c) = cluster(&api, "node-a").await else {
         return;
     };
-    let (rec_tx, mut rec_rx) = mpsc::channel(64);
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let cfg = SnapshotConfig {
         namespace: Some("big".into()),
         services: false,
@@ -623,16 +633,12 @@ async fn snapshot_of_a_large_namespace_pages_through_continue_tokens() {
         ..SnapshotConfig::default()
     };
     let started = std::time::Instant::now();
-    let task = tokio::spawn(
-        Snapshotter::new(c.client().clone(), cfg).run(rec_tx, async {
-            let _ = stop_rx.await;
-        }),
-    );
+    let mut run = Running::start(Snapshotter::new(c.client().clone(), cfg));
     let mut batches = 0usize;
     let mut rows = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while rows.len() < N {
-        match tokio::time::timeout_at(deadline, rec_rx.recv()).await {
+        match tokio::time::timeout_at(deadline, run.rx.recv()).await {
             Ok(Some(b)) => {
                 assert!(b.len() <= 400, "batches are bounded: {}", b.len());
                 batches += 1;
@@ -654,12 +660,7 @@ async fn snapshot_of_a_large_namespace_pages_through_continue_tokens() {
         .collect();
     assert_eq!(names.len(), N, "every pod exactly once");
     assert!(batches >= N / 400, "{batches}");
-    let _ = stop_tx.send(());
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .expect("stops")
-        .expect("joins")
-        .expect("ok");
+    run.stop().await;
 }
 
 /// With a label selector, pods that appear later on this node are followed too.
@@ -685,9 +686,7 @@ async fn selector_targets_pick_up_new_pods_on_this_node() {
     let web3_c = pod_dir(web3_uid).join(format!("cri-containerd-{C_NEW}.scope"));
     std::fs::create_dir_all(&web3_c).expect("mkdir");
 
-    let (rec_tx, mut rec_rx) = mpsc::channel(64);
     let (tgt_tx, mut tgt_rx) = mpsc::channel(64);
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let mut tracker = TargetTracker::new(c.node(), Cgroup2::at(cg_root.path()));
     // what the recorder resolved at start is not announced again
     let initial = c
@@ -708,14 +707,10 @@ async fn selector_targets_pick_up_new_pods_on_this_node() {
         },
     )
     .follow_targets(TargetSpec::selector("demo", "app=web"), tracker, tgt_tx);
-    let task = tokio::spawn(snap.run(rec_tx, async {
-        let _ = stop_rx.await;
-    }));
-    let mut rows = Vec::new();
-    rows_until(&mut rec_rx, &mut rows, "snapshot", |r| {
-        has(r, "Pod", "web-1", K8sEvent::Snapshot)
-    })
-    .await;
+    let mut run = Running::start(snap);
+
+    run.until("snapshot", |r| has(r, "Pod", "web-1", K8sEvent::Snapshot))
+        .await;
 
     // not matching, or on another node: ignored; matching on this node: followed
     api.put(&pod(
@@ -767,12 +762,7 @@ async fn selector_targets_pick_up_new_pods_on_this_node() {
         matches!(gone, Some(TargetUpdate::PodGone { ref pod, ref uid }) if pod == "demo/web-3" && uid == web3_uid),
         "{gone:?}"
     );
-    let _ = stop_tx.send(());
-    let stats = tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .expect("stops")
-        .expect("joins")
-        .expect("ok");
+    let (_, stats) = run.stop().await;
     assert_eq!(stats.target_updates, 3);
 }
 
@@ -814,21 +804,12 @@ async fn snapshot_rows_round_trip_through_a_capture_file() {
     let Some(c) = cluster(&api, "node-a").await else {
         return;
     };
-    let (rec_tx, mut rec_rx) = mpsc::channel(64);
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(
-        Snapshotter::new(c.client().clone(), SnapshotConfig::default()).run(rec_tx, async {
-            let _ = stop_rx.await;
-        }),
-    );
-    let mut rows = Vec::new();
-    rows_until(&mut rec_rx, &mut rows, "snapshot", |r| r.len() >= 6).await;
-    let _ = stop_tx.send(());
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .expect("stops")
-        .expect("joins")
-        .expect("ok");
+    let mut run = Running::start(Snapshotter::new(
+        c.client().clone(),
+        SnapshotConfig::default(),
+    ));
+    run.until("snapshot", |r| r.len() >= 6).await;
+    let (rows, _) = run.stop().await;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("k8s.parquet");
@@ -888,31 +869,19 @@ async fn namespace_scoped_credentials_narrow_the_snapshot() {
         "{e}"
     );
 
-    let (rec_tx, mut rec_rx) = mpsc::channel(64);
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let cfg = SnapshotConfig {
         fallback_namespace: Some("demo".into()),
         nodes: true,
         ..SnapshotConfig::default()
     };
-    let task = tokio::spawn(
-        Snapshotter::new(c.client().clone(), cfg).run(rec_tx, async {
-            let _ = stop_rx.await;
-        }),
-    );
-    let mut rows = Vec::new();
-    rows_until(&mut rec_rx, &mut rows, "the demo namespace", |r| {
+    let mut run = Running::start(Snapshotter::new(c.client().clone(), cfg));
+    run.until("the demo namespace", |r| {
         has(r, "Pod", "web-1", K8sEvent::Snapshot)
             && has(r, "Service", "web", K8sEvent::Snapshot)
             && has(r, "EndpointSlice", "web-abc12", K8sEvent::Snapshot)
     })
     .await;
-    let _ = stop_tx.send(());
-    let stats = tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .expect("stops")
-        .expect("joins")
-        .expect("ok");
+    let (rows, stats) = run.stop().await;
     assert!(rows.iter().all(|k| k.namespace == "demo"), "{rows:?}");
     assert_eq!(
         stats.narrowed_kinds,
@@ -932,20 +901,13 @@ async fn snapshotter_with_streaming_lists() {
     let Some(c) = cluster(&api, "node-a").await else {
         return;
     };
-    let (rec_tx, mut rec_rx) = mpsc::channel(64);
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let cfg = SnapshotConfig {
         namespace: Some("demo".into()),
         streaming_lists: true,
         ..SnapshotConfig::default()
     };
-    let task = tokio::spawn(
-        Snapshotter::new(c.client().clone(), cfg).run(rec_tx, async {
-            let _ = stop_rx.await;
-        }),
-    );
-    let mut rows = Vec::new();
-    rows_until(&mut rec_rx, &mut rows, "the streamed snapshot", |r| {
+    let mut run = Running::start(Snapshotter::new(c.client().clone(), cfg));
+    run.until("the streamed snapshot", |r| {
         r.iter().filter(|k| k.event == K8sEvent::Snapshot).count() == 5
     })
     .await;
@@ -958,16 +920,11 @@ async fn snapshotter_with_streaming_lists() {
         &[],
         serde_json::json!({}),
     ));
-    rows_until(&mut rec_rx, &mut rows, "streamed added", |r| {
+    run.until("streamed added", |r| {
         has(r, "Pod", "streamed", K8sEvent::Added)
     })
     .await;
-    let _ = stop_tx.send(());
-    let stats = tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .expect("stops")
-        .expect("joins")
-        .expect("ok");
+    let (_, stats) = run.stop().await;
     assert_eq!(
         (stats.snapshot, stats.added, stats.watch_errors),
         (5, 1, 0),
