@@ -189,14 +189,7 @@ pub fn otlp_exporter(
     delivery: &DeliveryConfig,
 ) -> Result<HttpExporter<otlp::OtlpEncoder>, ExportError> {
     let url = endpoint::otlp_traces_url(endpoint)?;
-    let encoder = otlp::OtlpEncoder;
-    let http = HttpDelivery::new(
-        url,
-        delivery::Encoder::content_type(&encoder),
-        HeaderMap::new(),
-        delivery,
-    )?;
-    Ok(HttpExporter::new("otlp", encoder, http))
+    http_exporter("otlp", otlp::OtlpEncoder, url, HeaderMap::new(), delivery)
 }
 
 /// The Jaeger collector exporter for `endpoint` (bodies are never gzipped).
@@ -211,14 +204,13 @@ pub fn jaeger_exporter(
         gzip: false,
         ..delivery.clone()
     };
-    let encoder = jaeger::JaegerEncoder;
-    let http = HttpDelivery::new(
+    http_exporter(
+        "jaeger",
+        jaeger::JaegerEncoder,
         url,
-        delivery::Encoder::content_type(&encoder),
         HeaderMap::new(),
         delivery,
-    )?;
-    Ok(HttpExporter::new("jaeger", encoder, http))
+    )
 }
 
 /// The Splunk HEC exporter. `delivery.tls` is replaced by the Splunk config's own switches.
@@ -244,13 +236,19 @@ pub fn splunk_exporter(
         ..delivery.clone()
     };
     let encoder = splunk::SplunkEncoder::new(config);
-    let http = HttpDelivery::new(
-        url,
-        delivery::Encoder::content_type(&encoder),
-        headers,
-        &delivery,
-    )?;
-    Ok(HttpExporter::new("splunk", encoder, http))
+    http_exporter("splunk", encoder, url, headers, &delivery)
+}
+
+/// An exporter named `name` posting what `encoder` makes to `url` with `headers`.
+fn http_exporter<E: delivery::Encoder>(
+    name: &'static str,
+    encoder: E,
+    url: Url,
+    headers: HeaderMap,
+    delivery: &DeliveryConfig,
+) -> Result<HttpExporter<E>, ExportError> {
+    let http = HttpDelivery::new(url, encoder.content_type(), headers, delivery)?;
+    Ok(HttpExporter::new(name, encoder, http))
 }
 
 /// Every exporter `config` asks for, in the order OTLP, Jaeger, Splunk.
