@@ -160,13 +160,11 @@ mod tests {
     use super::*;
     use podtrace_model::{Resource, SpanId, SpanKind, Status, TraceId};
 
-    #[test]
-    fn writes_and_reads_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(DEFAULT_OTLP_JSON_FILE);
-        let span = Span {
+    /// A server span of service `web` with span id `id` (hex).
+    fn span(id: &str) -> Span {
+        Span {
             trace_id: TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
-            span_id: SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+            span_id: SpanId::from_hex(id).unwrap(),
             parent_span_id: None,
             trace_state: String::new(),
             flags: 1,
@@ -177,7 +175,14 @@ mod tests {
             attributes: vec![],
             status: Status::unset(),
             resource: Resource::new("web"),
-        };
+        }
+    }
+
+    #[test]
+    fn writes_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DEFAULT_OTLP_JSON_FILE);
+        let span = span("00f067aa0ba902b7");
         write_otlp_json(&path, std::slice::from_ref(&span)).unwrap();
         let back = read_otlp_json(&path).unwrap();
         assert_eq!(back, otlp::encode(&[span]));
@@ -194,20 +199,6 @@ mod tests {
     async fn json_lines_exporter_appends_one_request_per_call() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("live.otlp.jsonl");
-        let span = |id: &str| Span {
-            trace_id: TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
-            span_id: SpanId::from_hex(id).unwrap(),
-            parent_span_id: None,
-            trace_state: String::new(),
-            flags: 1,
-            name: "GET /".into(),
-            kind: SpanKind::Server,
-            start_time_unix_nano: 1,
-            end_time_unix_nano: 2,
-            attributes: vec![],
-            status: Status::unset(),
-            resource: Resource::new("web"),
-        };
         let batches = [
             vec![span("00f067aa0ba902b7")],
             vec![span("00f067aa0ba902b8"), span("00f067aa0ba902b9")],
