@@ -13,6 +13,31 @@ use podtrace_export::{export_all, otlp, otlp_exporter, write_otlp_json, Exporter
 use podtrace_model::{Span, SpanKind, StatusCode};
 use serde_json::Value;
 
+/// Starts rotel with its OTLP/HTTP receiver on a free port and `exporter` args; waits until
+/// it listens and returns it with that port.
+fn start_rotel(rotel: &std::path::Path, exporter: &[&str]) -> (Proc, u16) {
+    let (http, grpc) = (free_port(), free_port());
+    let proc = Proc(
+        std::process::Command::new(rotel)
+            .args([
+                "start",
+                "--otlp-http-endpoint",
+                &format!("127.0.0.1:{http}"),
+            ])
+            .args(["--otlp-grpc-endpoint", &format!("127.0.0.1:{grpc}")])
+            .args(exporter)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start rotel"),
+    );
+    assert!(
+        wait_port(http, Duration::from_secs(10)),
+        "rotel did not listen"
+    );
+    (proc, http)
+}
+
 fn assert_span(rec: &Value, span: &Span) {
     let k = key(span);
     assert_eq!(rec["trace_id"], span.trace_id.to_string(), "{k}");
@@ -83,30 +108,19 @@ async fn spans_reach_a_real_collector_and_come_out_intact() {
         return;
     };
     let sink = Receiver::start(&venv, "otlp_sink.py", &[]);
-    let http = free_port();
-    let grpc = free_port();
-    let _rotel = Proc(
-        std::process::Command::new(rotel)
-            .args([
-                "start",
-                "--otlp-http-endpoint",
-                &format!("127.0.0.1:{http}"),
-            ])
-            .args(["--otlp-grpc-endpoint", &format!("127.0.0.1:{grpc}")])
-            .args(["--exporter", "otlp", "--otlp-exporter-protocol", "http"])
-            .args([
-                "--otlp-exporter-endpoint",
-                &format!("http://127.0.0.1:{}", sink.port),
-            ])
-            .args(["--batch-timeout", "100ms"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start rotel"),
-    );
-    assert!(
-        wait_port(http, Duration::from_secs(10)),
-        "rotel did not listen"
+    let sink_url = format!("http://127.0.0.1:{}", sink.port);
+    let (_rotel, http) = start_rotel(
+        &rotel,
+        &[
+            "--exporter",
+            "otlp",
+            "--otlp-exporter-protocol",
+            "http",
+            "--otlp-exporter-endpoint",
+            &sink_url,
+            "--batch-timeout",
+            "100ms",
+        ],
     );
 
     let spans = sample_spans(400);
@@ -177,25 +191,7 @@ async fn otlp_json_parses_with_googles_json_format_and_rotel_accepts_it() {
     let Some(rotel) = rotel_agent(&venv) else {
         return;
     };
-    let (http, grpc) = (free_port(), free_port());
-    let _rotel = Proc(
-        std::process::Command::new(rotel)
-            .args([
-                "start",
-                "--otlp-http-endpoint",
-                &format!("127.0.0.1:{http}"),
-            ])
-            .args(["--otlp-grpc-endpoint", &format!("127.0.0.1:{grpc}")])
-            .args(["--exporter", "blackhole"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start rotel"),
-    );
-    assert!(
-        wait_port(http, Duration::from_secs(10)),
-        "rotel did not listen"
-    );
+    let (_rotel, http) = start_rotel(&rotel, &["--exporter", "blackhole"]);
     let resp = client
         .post(format!("http://127.0.0.1:{http}/v1/traces"))
         .header("Content-Type", "application/json")
