@@ -313,12 +313,10 @@ fn record_pods_then_analyze_gives_linked_traces_named_by_k8s() {
 }
 
 /// Recording a pod whose keep-alive connections are already busy (the usual case in a real
-/// cluster): the first row of a connection can be the tail of a response. Known analyzer bug
-/// (Nov 2026): on the server side that leading response is paired with the next request, so
-/// every later server span gets the previous response — end = start, the previous status, and
-/// calls made while it ran no longer become its children. Run with `-- --ignored`.
+/// cluster): the first row of a connection can be a response to a request sent before the
+/// recording began. That response must not be paired with the next request, or every later
+/// server span of the connection would get the previous response (regression test).
 #[test]
-#[ignore = "analyzer: server spans of connections recorded mid-response are paired with the previous response"]
 fn recording_busy_connections_pairs_each_request_with_its_own_response() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let Some(_venv) = prerequisites(false) else {
