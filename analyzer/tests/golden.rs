@@ -4,70 +4,23 @@
 //! (spans.json, graph.dot, stats.json). `UPDATE_GOLDEN=1` rewrites them;
 //! `tools/fixtures/record.sh` re-records the traffic.
 
+mod golden_support;
+
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
 
+use golden_support::*;
 use podtrace_analyzer::{analyze, spans_to_json, Analysis, AnalyzeOptions, Pipeline};
-use podtrace_format::{CaptureReader, ReadOptions, Record};
-use podtrace_import::{import, ImportOptions};
-use podtrace_model::{AttrValue, Span, SpanKind};
-
-fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/chain")
-}
+use podtrace_format::Record;
+use podtrace_model::{Span, SpanKind};
 
 /// The chain's records: the pcap imported (both sockets of every connection) with the
 /// k8s objects.
 fn chain_records() -> Vec<Record> {
-    let dir = fixture_dir();
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let cap = tmp.path().join("chain.parquet");
-    let opts = ImportOptions {
-        k8s_objects: Some(dir.join("k8s-objects.json")),
-        node: "node-1".into(),
-        ..ImportOptions::default()
-    };
-    import(&dir.join("chain.pcap"), &cap, &opts).expect("import chain.pcap");
-    CaptureReader::open(&[&cap])
-        .expect("open capture")
-        .records(&ReadOptions::default())
-        .collect::<Result<Vec<_>, _>>()
-        .expect("read capture")
-}
-
-fn check_golden(name: &str, actual: &str) {
-    let path = fixture_dir().join(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, actual).expect("write golden");
-        eprintln!("updated {}", path.display());
-        return;
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", path.display()));
-    if expected != actual {
-        let diff = expected
-            .lines()
-            .zip(actual.lines())
-            .enumerate()
-            .find(|(_, (a, b))| a != b)
-            .map(|(i, (a, b))| format!("line {}: expected {a:?}, got {b:?}", i + 1))
-            .unwrap_or_else(|| "lengths differ".into());
-        panic!("{name} differs from the golden file ({diff}); UPDATE_GOLDEN=1 rewrites it");
-    }
-}
-
-fn attr<'a>(s: &'a Span, key: &str) -> Option<&'a str> {
-    match s.attribute(key) {
-        Some(AttrValue::Str(v)) => Some(v),
-        _ => None,
-    }
+    import_records("chain", "chain.pcap")
 }
 
 fn status(s: &Span) -> i64 {
-    match s.attribute("http.response.status_code") {
-        Some(AttrValue::Int(v)) => *v,
-        _ => 0,
-    }
+    attr_int(s, "http.response.status_code").unwrap_or(0)
 }
 
 fn analysis() -> Analysis {
@@ -77,11 +30,15 @@ fn analysis() -> Analysis {
 #[test]
 fn chain_matches_golden_outputs() {
     let a = analysis();
-    check_golden("spans.json", &spans_to_json(&a.spans).expect("json"));
-    check_golden("graph.dot", &a.graph.to_dot());
+    check_golden(
+        "chain",
+        "spans.json",
+        &spans_to_json(&a.spans).expect("json"),
+    );
+    check_golden("chain", "graph.dot", &a.graph.to_dot());
     let mut stats = serde_json::to_string_pretty(&a.stats).expect("stats json");
     stats.push('\n');
-    check_golden("stats.json", &stats);
+    check_golden("chain", "stats.json", &stats);
 }
 
 #[test]
@@ -155,10 +112,10 @@ fn chain_has_one_trace_per_driver_request_with_the_right_tree() {
                 SpanKind::Server => {
                     assert_eq!(p.kind, SpanKind::Client, "{}", s.name);
                     assert_eq!(
-                        attr(p, "peer.service"),
+                        attr_str(p, "peer.service"),
                         Some(s.resource.service_name.as_str())
                     );
-                    assert_eq!(attr(p, "url.path"), attr(s, "url.path"));
+                    assert_eq!(attr_str(p, "url.path"), attr_str(s, "url.path"));
                 }
                 // A client span is the child of the server span of its own process.
                 SpanKind::Client => {
@@ -169,7 +126,7 @@ fn chain_has_one_trace_per_driver_request_with_the_right_tree() {
                 }
             }
         }
-        let family = attr(root, "podtrace.context.family").expect("family");
+        let family = attr_str(root, "podtrace.context.family").expect("family");
         let mode = root
             .name
             .trim_start_matches("GET /")

@@ -11,72 +11,20 @@
 //! Kubernetes objects, analysed, and compared with the checked-in spans.json / graph.dot
 //! (`UPDATE_GOLDEN=1` rewrites them); the structure is asserted independently of them.
 
+mod golden_support;
+
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
 
+use golden_support::*;
 use podtrace_analyzer::{analyze, spans_to_json, Analysis, AnalyzeOptions};
-use podtrace_format::{CaptureReader, ReadOptions, Record};
-use podtrace_import::{import, ImportOptions};
-use podtrace_model::{AttrValue, Span, SpanKind, TraceId};
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
-}
-
-fn records(dir: &str, pcap: &str) -> Vec<Record> {
-    let dir = fixtures().join(dir);
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let cap = tmp.path().join("cap.parquet");
-    let opts = ImportOptions {
-        k8s_objects: Some(dir.join("k8s-objects.json")),
-        node: "node-1".into(),
-        ..ImportOptions::default()
-    };
-    import(&dir.join(pcap), &cap, &opts).expect("import");
-    CaptureReader::open(&[&cap])
-        .expect("open capture")
-        .records(&ReadOptions::default())
-        .collect::<Result<Vec<_>, _>>()
-        .expect("read capture")
-}
+use podtrace_model::{Span, SpanKind, TraceId};
 
 fn analysis(dir: &str, pcap: &str) -> Analysis {
-    analyze(records(dir, pcap).into_iter(), &AnalyzeOptions::default()).expect("analyze")
-}
-
-fn check_golden(dir: &str, name: &str, actual: &str) {
-    let path = fixtures().join(dir).join(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, actual).expect("write golden");
-        eprintln!("updated {}", path.display());
-        return;
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", path.display()));
-    if expected != actual {
-        let diff = expected
-            .lines()
-            .zip(actual.lines())
-            .enumerate()
-            .find(|(_, (a, b))| a != b)
-            .map(|(i, (a, b))| format!("line {}: expected {a:?}, got {b:?}", i + 1))
-            .unwrap_or_else(|| "lengths differ".into());
-        panic!("{name} differs from the golden file ({diff}); UPDATE_GOLDEN=1 rewrites it");
-    }
-}
-
-fn attr_str<'a>(s: &'a Span, key: &str) -> Option<&'a str> {
-    match s.attribute(key) {
-        Some(AttrValue::Str(v)) => Some(v),
-        _ => None,
-    }
-}
-
-fn attr_int(s: &Span, key: &str) -> Option<i64> {
-    match s.attribute(key) {
-        Some(AttrValue::Int(v)) => Some(*v),
-        _ => None,
-    }
+    analyze(
+        import_records(dir, pcap).into_iter(),
+        &AnalyzeOptions::default(),
+    )
+    .expect("analyze")
 }
 
 fn tid(hex: &str) -> TraceId {
@@ -301,7 +249,7 @@ fn h2c_curl_matches_golden_and_has_http2_spans() {
 #[test]
 fn grpc_streaming_pipeline_gives_the_same_spans() {
     // One record per push: frames and header blocks cross feed calls.
-    let recs = records("grpc-demo", "grpc.pcap");
+    let recs = import_records("grpc-demo", "grpc.pcap");
     let whole = analyze(recs.clone().into_iter(), &AnalyzeOptions::default()).expect("analyze");
     let mut p = podtrace_analyzer::Pipeline::new(&AnalyzeOptions::default()).expect("pipeline");
     let mut spans = Vec::new();
