@@ -97,6 +97,7 @@ impl<'a> Outputs<'a> {
     }
 }
 
+/// Writes a file; returns its path.
 fn write(path: PathBuf, bytes: &[u8]) -> Result<PathBuf, CliError> {
     std::fs::write(&path, bytes)
         .with_context(|| format!("writing {}", path.display()))
@@ -171,7 +172,11 @@ pub fn print_summary(
         println!("skipped: {} ({err})", path.display());
     }
     println!("outputs:");
-    for path in written {
+    let mut shown = std::collections::BTreeSet::new();
+    for path in written
+        .iter()
+        .filter(|p| shown.insert(std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())))
+    {
         println!("  {}", display(path));
     }
     for report in reports {

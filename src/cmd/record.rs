@@ -21,11 +21,12 @@ pub fn run(args: RecordArgs) -> CmdResult {
         config.limits.max_size = args.max_size;
         let existed = args.output.exists();
         let bar = spinner();
-        eprintln!(
-            "podtrace: recording {} into {} (Ctrl-C to stop)",
+        let label = format!(
+            "{} into {}",
             config.target_label,
             args.output.display()
         );
+        let mut attached = false;
         let result = record_to_file(
             config,
             &args.output,
@@ -33,6 +34,12 @@ pub fn run(args: RecordArgs) -> CmdResult {
             target.k8s_rows.take(),
             shutdown_signal(),
             |p: &Progress| {
+                if !attached {
+                    // The first progress report comes from a running recorder: tell scripts
+                    // and people that traffic from now on is captured.
+                    attached = true;
+                    bar.suspend(|| eprintln!("podtrace: probes attached, recording {label} (Ctrl-C to stop)"));
+                }
                 let line = progress_line(p);
                 tracing::debug!("{line}");
                 bar.set_message(line);
