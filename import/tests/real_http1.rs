@@ -234,6 +234,18 @@ fn record_on(dir: &Path, capturer: Capturer, host: &str) -> Session {
     }
 }
 
+/// Records a session with `capturer` in a fresh [`test_dir`]; None (after a loud skip
+/// message) when a tool is missing.
+fn recorded(test: &str, capturer: Capturer) -> Option<(tempfile::TempDir, Session)> {
+    if let Some(why) = missing_tools() {
+        eprintln!("SKIPPED {test}: {why}");
+        return None;
+    }
+    let dir = test_dir();
+    let session = record(dir.path(), capturer);
+    Some((dir, session))
+}
+
 /// A temporary directory; kept (and printed) when `PODTRACE_KEEP_TEST_FILES` is set.
 fn test_dir() -> tempfile::TempDir {
     let mut dir = tempfile::tempdir().unwrap();
@@ -244,16 +256,22 @@ fn test_dir() -> tempfile::TempDir {
     dir
 }
 
+/// What tshark prints for `fields` of the first packet of `pcap` (tab-separated).
+fn tshark_first_packet(pcap: &Path, fields: &[&str]) -> String {
+    let mut cmd = Command::new("tshark");
+    cmd.arg("-r").arg(pcap).args(["-c", "1", "-T", "fields"]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd.stderr(Stdio::null()).output().expect("tshark");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// `frame.time_epoch` of the first packet (decimal seconds, up to 9 digits) in ns.
 fn tshark_first_packet_ns(pcap: &Path) -> u64 {
-    let out = Command::new("tshark")
-        .arg("-r")
-        .arg(pcap)
-        .args(["-c", "1", "-T", "fields", "-e", "frame.time_epoch"])
-        .stderr(Stdio::null())
-        .output()
-        .expect("tshark");
-    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let text = tshark_first_packet(pcap, &["frame.time_epoch"])
+        .trim()
+        .to_string();
     let (secs, frac) = text.split_once('.').unwrap_or((&text, "0"));
     let frac = format!("{frac:0<9}");
     secs.parse::<u64>().expect("seconds") * 1_000_000_000
@@ -419,43 +437,30 @@ fn check(session: &Session) {
 
 #[test]
 fn curl_to_python_on_lo_matches_tshark() {
-    if let Some(why) = missing_tools() {
-        eprintln!("SKIPPED curl_to_python_on_lo_matches_tshark: {why}");
-        return;
-    }
-    let dir = test_dir();
-    let session = record(
-        dir.path(),
+    let Some((_dir, session)) = recorded(
+        "curl_to_python_on_lo_matches_tshark",
         Capturer::Tcpdump {
             iface: "lo",
             linktype: None,
         },
-    );
+    ) else {
+        return;
+    };
     check(&session);
 }
 
 #[test]
 fn linux_cooked_capture_on_any_matches_tshark() {
-    if let Some(why) = missing_tools() {
-        eprintln!("SKIPPED linux_cooked_capture_on_any_matches_tshark: {why}");
-        return;
-    }
-    let dir = test_dir();
-    let session = record(
-        dir.path(),
+    let Some((_dir, session)) = recorded(
+        "linux_cooked_capture_on_any_matches_tshark",
         Capturer::Tcpdump {
             iface: "any",
             linktype: None,
         },
-    );
-    let linktype = Command::new("tshark")
-        .arg("-r")
-        .arg(&session.pcap)
-        .args(["-c", "1", "-T", "fields", "-e", "frame.protocols"])
-        .stderr(Stdio::null())
-        .output()
-        .expect("tshark");
-    let protocols = String::from_utf8_lossy(&linktype.stdout);
+    ) else {
+        return;
+    };
+    let protocols = tshark_first_packet(&session.pcap, &["frame.protocols"]);
     assert!(
         protocols.starts_with("sll:"),
         "expected a Linux cooked capture, got {protocols}"
@@ -465,47 +470,25 @@ fn linux_cooked_capture_on_any_matches_tshark() {
 
 #[test]
 fn linux_cooked_v1_capture_matches_tshark() {
-    if let Some(why) = missing_tools() {
-        eprintln!("SKIPPED linux_cooked_v1_capture_matches_tshark: {why}");
-        return;
-    }
-    let dir = test_dir();
-    let session = record(
-        dir.path(),
+    let Some((_dir, session)) = recorded(
+        "linux_cooked_v1_capture_matches_tshark",
         Capturer::Tcpdump {
             iface: "any",
             linktype: Some("LINUX_SLL"),
         },
-    );
-    let out = Command::new("tshark")
-        .arg("-r")
-        .arg(&session.pcap)
-        .args([
-            "-c",
-            "1",
-            "-T",
-            "fields",
-            "-e",
-            "sll.hatype",
-            "-e",
-            "sll.ltype",
-        ])
-        .stderr(Stdio::null())
-        .output()
-        .expect("tshark");
-    let fields = String::from_utf8_lossy(&out.stdout);
+    ) else {
+        return;
+    };
+    let fields = tshark_first_packet(&session.pcap, &["sll.hatype", "sll.ltype"]);
     assert!(!fields.trim().is_empty(), "not a Linux cooked v1 capture");
     check(&session);
 }
 
 #[test]
 fn dumpcap_pcapng_matches_tshark() {
-    if let Some(why) = missing_tools() {
-        eprintln!("SKIPPED dumpcap_pcapng_matches_tshark: {why}");
+    let Some((_dir, session)) = recorded("dumpcap_pcapng_matches_tshark", Capturer::Dumpcap) else {
         return;
-    }
-    let dir = test_dir();
-    let session = record(dir.path(), Capturer::Dumpcap);
+    };
     check(&session);
 }
 

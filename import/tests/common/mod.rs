@@ -119,36 +119,37 @@ impl Conv {
         self.push(tcp_frame(c, s, self.cseq, ack, b""));
     }
 
+    /// A frame from the client (`from_client`) or the server at that side's current
+    /// sequence number, acknowledging everything the other side sent so far.
+    fn frame_from(&self, from_client: bool, flags: Flags, data: &[u8]) -> Vec<u8> {
+        let (src, dst, seq, ack) = if from_client {
+            (self.client, self.server, self.cseq, self.sseq)
+        } else {
+            (self.server, self.client, self.sseq, self.cseq)
+        };
+        let flags = Flags {
+            ack: Some(ack),
+            ..flags
+        };
+        tcp_frame(src, dst, seq, flags, data)
+    }
+
+    /// Advances the sequence number of one side by `n`.
+    fn advance(&mut self, from_client: bool, n: u32) {
+        let seq = if from_client {
+            &mut self.cseq
+        } else {
+            &mut self.sseq
+        };
+        *seq = seq.wrapping_add(n);
+    }
+
     /// A data segment from the client (`from_client`) or the server, at the side's current
     /// sequence number, which then advances. Returns the frame without recording it.
     pub fn segment(&mut self, from_client: bool, data: &[u8]) -> Vec<u8> {
-        if from_client {
-            let f = tcp_frame(
-                self.client,
-                self.server,
-                self.cseq,
-                Flags {
-                    ack: Some(self.sseq),
-                    ..Flags::default()
-                },
-                data,
-            );
-            self.cseq = self.cseq.wrapping_add(data.len() as u32);
-            f
-        } else {
-            let f = tcp_frame(
-                self.server,
-                self.client,
-                self.sseq,
-                Flags {
-                    ack: Some(self.cseq),
-                    ..Flags::default()
-                },
-                data,
-            );
-            self.sseq = self.sseq.wrapping_add(data.len() as u32);
-            f
-        }
+        let f = self.frame_from(from_client, Flags::default(), data);
+        self.advance(from_client, data.len() as u32);
+        f
     }
 
     /// Sends and records a data segment.
@@ -159,63 +160,18 @@ impl Conv {
 
     /// A pure ACK of everything the other side sent so far.
     pub fn ack(&mut self, from_client: bool) {
-        let f = if from_client {
-            tcp_frame(
-                self.client,
-                self.server,
-                self.cseq,
-                Flags {
-                    ack: Some(self.sseq),
-                    ..Flags::default()
-                },
-                b"",
-            )
-        } else {
-            tcp_frame(
-                self.server,
-                self.client,
-                self.sseq,
-                Flags {
-                    ack: Some(self.cseq),
-                    ..Flags::default()
-                },
-                b"",
-            )
-        };
+        let f = self.frame_from(from_client, Flags::default(), b"");
         self.push(f);
     }
 
     /// FIN from one side (consumes one sequence number).
     pub fn fin(&mut self, from_client: bool) {
-        let f = if from_client {
-            let f = tcp_frame(
-                self.client,
-                self.server,
-                self.cseq,
-                Flags {
-                    ack: Some(self.sseq),
-                    fin: true,
-                    ..Flags::default()
-                },
-                b"",
-            );
-            self.cseq = self.cseq.wrapping_add(1);
-            f
-        } else {
-            let f = tcp_frame(
-                self.server,
-                self.client,
-                self.sseq,
-                Flags {
-                    ack: Some(self.cseq),
-                    fin: true,
-                    ..Flags::default()
-                },
-                b"",
-            );
-            self.sseq = self.sseq.wrapping_add(1);
-            f
+        let fin = Flags {
+            fin: true,
+            ..Flags::default()
         };
+        let f = self.frame_from(from_client, fin, b"");
+        self.advance(from_client, 1);
         self.push(f);
     }
 
@@ -228,31 +184,11 @@ impl Conv {
 
     /// RST from one side.
     pub fn rst(&mut self, from_client: bool) {
-        let f = if from_client {
-            tcp_frame(
-                self.client,
-                self.server,
-                self.cseq,
-                Flags {
-                    ack: Some(self.sseq),
-                    rst: true,
-                    ..Flags::default()
-                },
-                b"",
-            )
-        } else {
-            tcp_frame(
-                self.server,
-                self.client,
-                self.sseq,
-                Flags {
-                    ack: Some(self.cseq),
-                    rst: true,
-                    ..Flags::default()
-                },
-                b"",
-            )
+        let rst = Flags {
+            rst: true,
+            ..Flags::default()
         };
+        let f = self.frame_from(from_client, rst, b"");
         self.push(f);
     }
 }
