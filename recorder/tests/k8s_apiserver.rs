@@ -30,6 +30,30 @@ fn tools_present() -> bool {
         && have("kubectl", &["version", "--client"])
 }
 
+/// The demo state's API server and a recorder's connection to it as `node-a`; None (with
+/// a loud message) when a tool is missing or TLS cannot be set up.
+async fn demo_cluster() -> Option<(ApiServer, Cluster)> {
+    if !tools_present() {
+        return None;
+    }
+    let api = ApiServer::start(&demo_state());
+    let c = cluster(&api, "node-a").await?;
+    Some((api, c))
+}
+
+/// A running pod on `node-a` without IP, containers or labels.
+fn idle_pod(ns_name: &str, uid: &str) -> serde_json::Value {
+    pod(
+        ns_name,
+        uid,
+        "node-a",
+        "Running",
+        "",
+        &[],
+        serde_json::json!({}),
+    )
+}
+
 /// Connects as a recorder on `node`; None (with a loud message) when TLS cannot be set up.
 async fn cluster(api: &ApiServer, node: &str) -> Option<Cluster> {
     match Cluster::from_kubeconfig(&api.kubeconfig, Some(node)).await {
@@ -184,11 +208,7 @@ fn kubectl_lists_and_watches_the_test_api_server() {
 
 #[tokio::test]
 async fn resolve_pod_and_selector_with_kube_rs() {
-    if !tools_present() {
-        return;
-    }
-    let api = ApiServer::start(&demo_state());
-    let Some(c) = cluster(&api, "node-a").await else {
+    let Some((api, c)) = demo_cluster().await else {
         return;
     };
 
@@ -338,11 +358,7 @@ impl Running {
 
 #[tokio::test]
 async fn snapshotter_records_list_and_changes_and_follows_the_target() {
-    if !tools_present() {
-        return;
-    }
-    let api = ApiServer::start(&demo_state());
-    let Some(c) = cluster(&api, "node-a").await else {
+    let Some((api, c)) = demo_cluster().await else {
         return;
     };
 
@@ -468,11 +484,7 @@ async fn snapshotter_records_list_and_changes_and_follows_the_target() {
 
 #[tokio::test]
 async fn snapshotter_namespace_only() {
-    if !tools_present() {
-        return;
-    }
-    let api = ApiServer::start(&demo_state());
-    let Some(c) = cluster(&api, "node-a").await else {
+    let Some((api, c)) = demo_cluster().await else {
         return;
     };
     let cfg = SnapshotConfig {
@@ -485,23 +497,13 @@ async fn snapshotter_namespace_only() {
         has(r, "Pod", "db-1", K8sEvent::Snapshot) && has(r, "Node", "node-b", K8sEvent::Snapshot)
     })
     .await;
-    api.put(&pod(
+    api.put(&idle_pod(
         "demo/ignored",
         "7a7a7a7a-0000-0000-0000-000000000002",
-        "node-a",
-        "Running",
-        "",
-        &[],
-        serde_json::json!({}),
     ));
-    api.put(&pod(
+    api.put(&idle_pod(
         "other/seen",
         "7a7a7a7a-0000-0000-0000-000000000003",
-        "node-a",
-        "Running",
-        "",
-        &[],
-        serde_json::json!({}),
     ));
     run.until("seen added", |r| has(r, "Pod", "seen", K8sEvent::Added))
         .await;
@@ -520,11 +522,7 @@ async fn snapshotter_namespace_only() {
 /// the snapshotter reports exactly what changed while it was blind.
 #[tokio::test]
 async fn snapshotter_relists_after_compaction_and_reports_the_differences() {
-    if !tools_present() {
-        return;
-    }
-    let api = ApiServer::start(&demo_state());
-    let Some(c) = cluster(&api, "node-a").await else {
+    let Some((api, c)) = demo_cluster().await else {
         return;
     };
     let cfg = SnapshotConfig {
@@ -548,14 +546,9 @@ async fn snapshotter_relists_after_compaction_and_reports_the_differences() {
         &[C_NEW],
         serde_json::json!({"app": "web"}),
     ));
-    api.put(&pod(
+    api.put(&idle_pod(
         "demo/while-blind",
         "7a7a7a7a-0000-0000-0000-000000000009",
-        "node-a",
-        "Running",
-        "",
-        &[],
-        serde_json::json!({}),
     ));
     api.delete("Pod", "demo", "starting");
     api.control("/_control/compact", &serde_json::json!({}));
@@ -666,11 +659,7 @@ async fn snapshot_of_a_large_namespace_pages_through_continue_tokens() {
 /// With a label selector, pods that appear later on this node are followed too.
 #[tokio::test]
 async fn selector_targets_pick_up_new_pods_on_this_node() {
-    if !tools_present() {
-        return;
-    }
-    let api = ApiServer::start(&demo_state());
-    let Some(c) = cluster(&api, "node-a").await else {
+    let Some((api, c)) = demo_cluster().await else {
         return;
     };
     let cg_root = tempfile::tempdir().expect("tempdir");
@@ -797,11 +786,7 @@ async fn connect_infers_kubeconfig_and_node_from_the_environment() {
 /// What the snapshotter emits is what a capture stores: rows survive the writer and reader.
 #[tokio::test]
 async fn snapshot_rows_round_trip_through_a_capture_file() {
-    if !tools_present() {
-        return;
-    }
-    let api = ApiServer::start(&demo_state());
-    let Some(c) = cluster(&api, "node-a").await else {
+    let Some((_api, c)) = demo_cluster().await else {
         return;
     };
     let mut run = Running::start(Snapshotter::new(
@@ -894,11 +879,7 @@ async fn namespace_scoped_credentials_narrow_the_snapshot() {
 /// Streaming lists (watch with sendInitialEvents, ended by the initial-events-end bookmark).
 #[tokio::test]
 async fn snapshotter_with_streaming_lists() {
-    if !tools_present() {
-        return;
-    }
-    let api = ApiServer::start(&demo_state());
-    let Some(c) = cluster(&api, "node-a").await else {
+    let Some((api, c)) = demo_cluster().await else {
         return;
     };
     let cfg = SnapshotConfig {
@@ -911,14 +892,9 @@ async fn snapshotter_with_streaming_lists() {
         r.iter().filter(|k| k.event == K8sEvent::Snapshot).count() == 5
     })
     .await;
-    api.put(&pod(
+    api.put(&idle_pod(
         "demo/streamed",
         "7a7a7a7a-0000-0000-0000-00000000000a",
-        "node-a",
-        "Running",
-        "",
-        &[],
-        serde_json::json!({}),
     ));
     run.until("streamed added", |r| {
         has(r, "Pod", "streamed", K8sEvent::Added)
