@@ -9,8 +9,6 @@ use arrow_array::{Int32Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use common::*;
 use parquet::arrow::ArrowWriter;
-use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
 use podtrace_format::*;
 
 fn open(path: &Path) -> Result<Vec<Record>> {
@@ -112,12 +110,7 @@ fn parquet_of_another_schema_is_wrong_schema() {
 
     // podtrace metadata, but not the podtrace columns.
     let path = dir.path().join("lying.parquet");
-    let props = WriterProperties::builder()
-        .set_key_value_metadata(Some(vec![KeyValue::new(
-            "podtrace.schema_version".to_string(),
-            "1".to_string(),
-        )]))
-        .build();
+    let props = schema_version_props("1");
     let mut w =
         ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), schema, Some(props)).unwrap();
     w.write(&batch).unwrap();
@@ -130,12 +123,7 @@ fn parquet_of_another_schema_is_wrong_schema() {
 }
 
 fn capture_with_version(path: &Path, version: &str) {
-    let props = WriterProperties::builder()
-        .set_key_value_metadata(Some(vec![KeyValue::new(
-            "podtrace.schema_version".to_string(),
-            version.to_string(),
-        )]))
-        .build();
+    let props = schema_version_props(version);
     let mut w =
         ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema(), Some(props)).unwrap();
     w.write(&RecordBatch::new_empty(schema())).unwrap();

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
@@ -30,6 +30,22 @@ fn python() -> Option<PathBuf> {
     );
     eprintln!("\n\n*** {msg} ***\n");
     None
+}
+
+/// Runs the Python `script` with the capture `path` as its argument; asserts it succeeded
+/// and returns its stdout.
+fn run_python(py: &Path, script: &str, path: &Path) -> Vec<u8> {
+    let out = Command::new(py)
+        .args(["-c", script])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "duckdb failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
 }
 
 #[test]
@@ -63,17 +79,8 @@ meta = dict(duckdb.sql(f"select decode(key), decode(value) from parquet_kv_metad
 print(json.dumps({"counts": counts, "reqs": reqs, "first": [first[0], first[1]], "lens": lens,
                   "v6": v6, "version": meta.get("podtrace.schema_version"), "node": meta.get("podtrace.node")}))
 "#;
-    let out = Command::new(&py)
-        .args(["-c", script])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "duckdb failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = run_python(&py, script, &path);
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
 
     for t in RecordType::ALL {
         assert_eq!(
@@ -139,20 +146,12 @@ fn repaired_capture_is_plain_parquet_for_duckdb() {
     assert!(!sidecar_path(&path).exists());
     let recovered = path.clone();
 
-    let out = Command::new(&py)
-        .args([
-            "-c",
-            "import duckdb, sys; print(duckdb.sql(f\"select count(*), max(ts_ns) from '{sys.argv[1]}'\").fetchall()[0])",
-        ])
-        .arg(&recovered)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_python(
+        &py,
+        "import duckdb, sys; print(duckdb.sql(f\"select count(*), max(ts_ns) from '{sys.argv[1]}'\").fetchall()[0])",
+        &recovered,
     );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&out);
     let want = format!("({flushed}, {})", record(flushed - 1).ts_ns());
     assert_eq!(text.trim(), want);
 

@@ -111,8 +111,6 @@ fn same_columns_from_another_writer_are_read() {
     use arrow_array::RecordBatch;
     use arrow_schema::{DataType, Field, Schema};
     use parquet::arrow::ArrowWriter;
-    use parquet::file::metadata::KeyValue;
-    use parquet::file::properties::WriterProperties;
 
     // Write a capture, read it as batches, and rewrite it the way another tool might:
     // dictionaries as plain strings, columns in another order, an extra column, no
@@ -138,12 +136,7 @@ fn same_columns_from_another_writer_are_read() {
     fields.push(Field::new("note", DataType::Utf8, true));
     let theirs_schema = Arc::new(Schema::new(fields));
     let theirs = dir.path().join("theirs.parquet");
-    let props = WriterProperties::builder()
-        .set_key_value_metadata(Some(vec![KeyValue::new(
-            "podtrace.schema_version".to_string(),
-            "1".to_string(),
-        )]))
-        .build();
+    let props = schema_version_props("1");
     let opts = parquet::arrow::arrow_writer::ArrowWriterOptions::new()
         .with_properties(props)
         .with_skip_arrow_metadata(true);

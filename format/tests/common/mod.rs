@@ -183,3 +183,14 @@ pub fn assert_rows(records: impl Iterator<Item = Result<Record>>, n: u64) {
     }
     assert_eq!(i, n, "row count");
 }
+
+/// Parquet writer properties that claim podtrace schema `version` in the file metadata
+/// (for files written by hand, outside the podtrace writer).
+pub fn schema_version_props(version: &str) -> parquet::file::properties::WriterProperties {
+    parquet::file::properties::WriterProperties::builder()
+        .set_key_value_metadata(Some(vec![parquet::file::metadata::KeyValue::new(
+            "podtrace.schema_version".to_string(),
+            version.to_string(),
+        )]))
+        .build()
+}
