@@ -129,15 +129,19 @@ pub struct SplunkEncoder {
     sourcetype: String,
     index: Option<String>,
     host: Option<String>,
+    /// Only to scrub it from error bodies a server echoes back.
+    token: Secret,
 }
 
 impl SplunkEncoder {
-    /// Encoder for the event fields of `config` (the token is not needed here).
+    /// Encoder for the event fields of `config` (the token is only used to keep it out of
+    /// error messages).
     pub fn new(config: &SplunkConfig) -> Self {
         SplunkEncoder {
             sourcetype: config.sourcetype.clone(),
             index: config.index.clone().filter(|i| !i.is_empty()),
             host: config.host.clone(),
+            token: config.token.clone(),
         }
     }
 
@@ -208,6 +212,12 @@ impl Encoder for SplunkEncoder {
     }
 
     fn judge(&self, endpoint: &str, status: StatusCode, body: &[u8]) -> Verdict {
+        // A server may echo the Authorization header back: never let it into a message.
+        let token = self.token.expose().as_bytes();
+        if !token.is_empty() && body.windows(token.len()).any(|w| w == token) {
+            let scrubbed = String::from_utf8_lossy(body).replace(self.token.expose(), "<redacted>");
+            return judge_hec(endpoint, status, scrubbed.as_bytes());
+        }
         judge_hec(endpoint, status, body)
     }
 }
