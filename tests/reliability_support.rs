@@ -149,7 +149,10 @@ impl Drop for TestCgroup {
         // Kill everything in the cgroup (the shells' children too), then remove it.
         if let Ok(procs) = std::fs::read_to_string(self.path.join("cgroup.procs")) {
             for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                let _ = Command::new("kill")
+                    .args(["-9", &pid.to_string()])
+                    .stderr(Stdio::null())
+                    .status();
             }
         }
         for c in &mut self.children {
