@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use k8s_support::{have, is_root, line_reader, repo, stop_child, wait_line, ApiServer};
+use k8s_support::{child_line, have, is_root, repo, stop_child, ApiServer};
 use podtrace_recorder::cgroups::{cgroup_id, descendants, Cgroup2};
 use podtrace_recorder::k8s::{this_node_name, Cluster, K8sError};
 
@@ -34,14 +34,12 @@ impl FakePod {
             .stdout(Stdio::piped())
             .spawn()
             .expect("start fakenode.py");
-        let rx = line_reader(child.stdout.take().expect("stdout"));
-        let line = match wait_line(&rx, Duration::from_secs(20), |l| l.starts_with('{')) {
-            Ok(l) => l,
-            Err(seen) => {
-                stop_child(&mut child);
-                panic!("fakenode did not start the pod: {seen:?}");
-            }
-        };
+        let (line, _) = child_line(
+            &mut child,
+            Duration::from_secs(20),
+            "fakenode did not start the pod",
+            |l| l.starts_with('{'),
+        );
         FakePod {
             child,
             info: serde_json::from_str(&line).expect("fakenode json"),
@@ -329,14 +327,12 @@ async fn demo_cluster_topology_is_resolvable_and_serves_traffic() {
         .stdout(Stdio::piped())
         .spawn()
         .expect("demo_cluster.py");
-    let rx = line_reader(child.stdout.take().expect("stdout"));
-    let line = match wait_line(&rx, Duration::from_secs(30), |l| l.starts_with('{')) {
-        Ok(l) => l,
-        Err(seen) => {
-            stop_child(&mut child);
-            panic!("demo cluster did not start: {seen:?}");
-        }
-    };
+    let (line, _rx) = child_line(
+        &mut child,
+        Duration::from_secs(30),
+        "demo cluster did not start",
+        |l| l.starts_with('{'),
+    );
     let info: serde_json::Value = serde_json::from_str(&line).expect("json");
     let kubeconfig = PathBuf::from(info["kubeconfig"].as_str().expect("kubeconfig"));
     let web_pid =

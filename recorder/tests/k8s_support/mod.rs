@@ -73,6 +73,25 @@ pub fn wait_line(
     }
 }
 
+/// Reads `child`'s piped stdout until a line satisfying `pred` (at most `timeout`); returns
+/// that line and the reader for later lines. Otherwise stops the child and panics with
+/// `failure` and the lines seen.
+pub fn child_line(
+    child: &mut Child,
+    timeout: Duration,
+    failure: &str,
+    pred: impl Fn(&str) -> bool,
+) -> (String, mpsc::Receiver<String>) {
+    let rx = line_reader(child.stdout.take().expect("stdout"));
+    match wait_line(&rx, timeout, pred) {
+        Ok(l) => (l, rx),
+        Err(seen) => {
+            stop_child(child);
+            panic!("{failure}: {seen:?}");
+        }
+    }
+}
+
 /// Sends SIGTERM, waits up to 5 s, then SIGKILL.
 pub fn stop_child(child: &mut Child) {
     if matches!(child.try_wait(), Ok(Some(_))) {
@@ -176,14 +195,12 @@ impl ApiServer {
             .stdout(Stdio::piped())
             .spawn()
             .expect("start apiserver.py");
-        let rx = line_reader(child.stdout.take().expect("stdout"));
-        let line = match wait_line(&rx, Duration::from_secs(20), |l| l.contains("\"ready\"")) {
-            Ok(l) => l,
-            Err(seen) => {
-                stop_child(&mut child);
-                panic!("API server did not start: {seen:?}");
-            }
-        };
+        let (line, _) = child_line(
+            &mut child,
+            Duration::from_secs(20),
+            "API server did not start",
+            |l| l.contains("\"ready\""),
+        );
         let v: serde_json::Value = serde_json::from_str(&line).expect("ready json");
         let port = u16::try_from(v["port"].as_u64().expect("port")).expect("port fits");
         let kubeconfig = PathBuf::from(v["kubeconfig"].as_str().expect("kubeconfig"));
