@@ -637,11 +637,18 @@ impl MessageParser {
             });
             return;
         }
+        let mut past = len - take;
         match next {
             None => self.complete(),
+            // One write of size line + data + CRLF cut by the snaplen: the chunk's CRLF is
+            // in the missing tail too, and the next chunk-size line starts the next write.
+            Some(Chunk::DataEnd) if past == 2 => {
+                past = 0;
+                self.state = State::Body(Body::Chunked(Chunk::Size));
+            }
             Some(c) => self.state = State::Body(Body::Chunked(c)),
         }
-        if len > take {
+        if past > 0 {
             // Bytes past the body were cut too: the next message start is lost.
             self.errors.push("truncated_head");
             if matches!(self.state, State::Body(_)) {
