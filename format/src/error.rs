@@ -102,10 +102,34 @@ impl FormatError {
 /// Turns a caught panic payload into a message.
 pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
-        format!("decoder panicked: {s}")
+        format!("decoder failed: {s}")
     } else if let Some(s) = payload.downcast_ref::<String>() {
-        format!("decoder panicked: {s}")
+        format!("decoder failed: {s}")
     } else {
-        "decoder panicked".to_string()
+        "decoder failed".to_string()
     }
+}
+
+thread_local! {
+    /// True while this thread runs decoder code under [`catch_quiet`].
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// `catch_unwind` for decoder code (arrow/parquet assert on some corrupt inputs): the panic
+/// becomes an error value, so the process-wide panic hook is not run for it (no
+/// "thread panicked" message on stderr). Panics elsewhere still reach the previous hook.
+pub(crate) fn catch_quiet<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    let was = QUIET.with(|q| q.replace(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(was));
+    result
 }

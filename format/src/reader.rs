@@ -15,7 +15,6 @@ use std::collections::{HashSet, VecDeque};
 use std::fs::File;
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::FileExt;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::{Arc, OnceLock};
@@ -30,7 +29,7 @@ use parquet::arrow::arrow_reader::{
 use parquet::arrow::ProjectionMask;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader, RowGroupMetaData};
 
-use crate::error::{panic_message, FormatError, Result};
+use crate::error::{catch_quiet, panic_message, FormatError, Result};
 use crate::model::*;
 use crate::schema::{self, col, meta_key};
 use crate::sidecar;
@@ -138,7 +137,7 @@ impl CaptureFile {
     /// Opens one capture file (see [`CaptureReader::open`] for the checks).
     pub fn open(path: impl AsRef<Path>) -> Result<CaptureFile> {
         let path = path.as_ref();
-        catch_unwind(AssertUnwindSafe(|| open_file(path)))
+        catch_quiet(|| open_file(path))
             .unwrap_or_else(|p| Err(FormatError::corrupt(path, panic_message(p))))
     }
 }
@@ -313,7 +312,7 @@ impl<T: Send + 'static> Pipeline<T> {
 }
 
 fn guarded<T>(f: &CaptureFile, rg: usize, opts: &ReadOptions, work: Work<T>) -> Result<Vec<T>> {
-    catch_unwind(AssertUnwindSafe(|| work(f, rg, opts)))
+    catch_quiet(|| work(f, rg, opts))
         .unwrap_or_else(|p| Err(FormatError::corrupt(&f.path, panic_message(p))))
 }
 
