@@ -36,10 +36,26 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("podtrace: error: {err:#}");
+            eprintln!("podtrace: error: {}", error_chain(&err));
             err.exit_code()
         }
     }
+}
+
+/// The error and its causes on one line, each cause only once (many errors already quote
+/// their source in their own message).
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Output piped into `head` ends the process quietly, like other Unix tools, instead of a
