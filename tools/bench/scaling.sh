@@ -1,0 +1,28 @@
+# shellcheck shell=bash
+# Scaling section of tools/bench/run.sh (sourced): the wrk capture replicated 2x and 4x
+# (format/examples/bench_replicate: shifted timestamps, new connection and trace ids), each
+# analyzed with 1 and 2 rayon threads; wall time, CPU time and peak RSS of every run.
+# Uses $work/wrk.parquet from the traffic section.
+cargo build --release -q -p podtrace-format --example bench_replicate
+replicate="$root/target/release/examples/bench_replicate"
+declare -A scale_s scale_rss
+for k in 1 2 4; do
+  if [ "$k" = 1 ]; then
+    cap="$work/wrk.parquet"
+  else
+    cap="$work/wrk-x$k.parquet"
+    "$replicate" "$work/wrk.parquet" "$cap" "$k" >/dev/null
+  fi
+  for t in 1 2; do
+    RAYON_NUM_THREADS=$t timed "$work/scale-$k-$t.time" "$bin" analyze --json --out "$work/out-$k-$t" "$cap" >"$work/scale-$k-$t.json"
+    scale_s[$k-$t]=$(elapsed "$work/scale-$k-$t.time")
+    scale_rss[$k-$t]=$(peak_rss_mb "$work/scale-$k-$t.time")
+    spans=$(json_spans "$work/scale-$k-$t.json")
+    note "analyze ${k}x ($(stat -c %s "$cap") B, $spans spans), $t thread(s): ${scale_s[$k-$t]} s wall, $(cpu_s "$work/scale-$k-$t.time") s CPU, $(rate "$spans" "${scale_s[$k-$t]}") spans/s, peak RSS ${scale_rss[$k-$t]} MiB"
+  done
+  [ "$k" != 1 ] && rm -f "$cap"
+done
+row "analyze time 2x / 1x data (2 threads)" "${scale_s[2-2]} s vs ${scale_s[1-2]} s" "x$(ratio "${scale_s[2-2]}" "${scale_s[1-2]}")" "≈ x2 (linear)"
+row "analyze time 4x / 1x data (2 threads)" "${scale_s[4-2]} s vs ${scale_s[1-2]} s" "x$(ratio "${scale_s[4-2]}" "${scale_s[1-2]}")" "≈ x4 (linear)"
+row "speed-up 2 vs 1 rayon threads (4x data)" "${scale_s[4-1]} s vs ${scale_s[4-2]} s" "x$(ratio "${scale_s[4-1]}" "${scale_s[4-2]}")" "> x1 (2 cores)"
+row "peak RSS 4x / 1x data (2 threads)" "${scale_rss[4-2]} MiB vs ${scale_rss[1-2]} MiB" "x$(ratio "${scale_rss[4-2]}" "${scale_rss[1-2]}")" "≈ x1 (bounded by the window)"
