@@ -52,7 +52,8 @@ pub enum Command {
     #[command(after_help = "Examples:
   podtrace record -n shop frontend-7d9c -o cap.parquet --duration 60s
   podtrace record --cgroup /sys/fs/cgroup/system.slice/nginx.service -o cap.parquet
-  podtrace record --pid 4242 --k8s-objects objects.json -o cap.parquet")]
+  podtrace record --pid 4242 --k8s-objects objects.json -o cap.parquet
+  podtrace record --node-local -o /var/lib/podtrace/ --rotate 1h    every pod of this node")]
     Record(RecordArgs),
     /// Replay captures into spans, traces and a request-flow graph; export them.
     #[command(after_help = "Examples:
@@ -91,6 +92,10 @@ pub struct TargetArgs {
     /// Label selector: record every matching pod of the namespace on this node.
     #[arg(short = 'l', long = "selector", value_name = "KEY=VALUE")]
     pub selector: Option<String>,
+    /// Record every pod on this node (the kubelet's whole `kubepods` cgroup tree), with the
+    /// cluster's metadata: what a DaemonSet runs.
+    #[arg(long)]
+    pub node_local: bool,
     /// Record the cgroup of this process (repeatable).
     #[arg(long = "pid", value_name = "PID")]
     pub pids: Vec<u32>,
@@ -147,9 +152,14 @@ pub struct RecordArgs {
     pub pod: Option<String>,
     #[command(flatten)]
     pub target: TargetArgs,
-    /// Capture file to write.
-    #[arg(short, long, value_name = "FILE")]
+    /// Capture file to write; a directory (existing, or ending in `/`) gets
+    /// `<node>-<UTC time>.parquet` inside it, as per-node captures want.
+    #[arg(short, long, value_name = "FILE|DIR")]
     pub output: PathBuf,
+    /// Start a new numbered segment file this often (e.g. 1h), so long recordings are
+    /// analyzable while they run and old segments can be shipped or deleted.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub rotate: Option<std::time::Duration>,
     /// Stop when the capture reaches this size (e.g. 500M, 2G).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_size: Option<u64>,

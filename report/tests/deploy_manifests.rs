@@ -161,18 +161,21 @@ fn round_trip<T: DeserializeOwned + Serialize>(v: &Value) -> T {
     typed
 }
 
-#[test]
-fn kubectl_accepts_the_manifests_and_they_are_valid_objects() {
-    if Command::new("kubectl")
+/// Whether the preinstalled kubectl is there (a loud skip otherwise).
+fn kubectl_available() -> bool {
+    let ok = Command::new("kubectl")
         .arg("version")
         .arg("--client")
         .output()
-        .is_err()
-    {
+        .is_ok();
+    if !ok {
         eprintln!("SKIPPING deploy manifest test: `kubectl` is not installed");
-        return;
     }
-    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    ok
+}
+
+/// `kubectl apply --dry-run=client -o json -f DIR` against the discovery stand-in; the objects.
+fn kubectl_dry_run(dir: &Path) -> Vec<Value> {
     let server = start_discovery_server();
     let tmp = tempfile::tempdir().expect("tempdir");
     let kubeconfig = tmp.path().join("kubeconfig");
@@ -198,19 +201,68 @@ fn kubectl_accepts_the_manifests_and_they_are_valid_objects() {
         .arg("--cache-dir")
         .arg(tmp.path().join("cache"))
         .arg("-f")
-        .arg(&deploy)
+        .arg(dir)
         .output()
         .expect("run kubectl");
-    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "kubectl apply --dry-run=client failed: {stderr}"
+        "kubectl apply --dry-run=client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
     let v: Value = serde_json::from_slice(&out.stdout).expect("kubectl -o json");
-    let items: Vec<Value> = match v["kind"].as_str() {
+    match v["kind"].as_str() {
         Some("List") => v["items"].as_array().cloned().unwrap_or_default(),
         _ => vec![v],
-    };
+    }
+}
+
+#[test]
+fn the_node_recorder_daemonset_records_every_pod_into_per_node_captures() {
+    if !kubectl_available() {
+        return;
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/node-recorder");
+    let items = kubectl_dry_run(&dir);
+    assert_eq!(items.len(), 1, "one DaemonSet");
+    let ds: DaemonSet = round_trip(&items[0]);
+    let spec = ds.spec.template.spec.expect("pod spec");
+    assert_eq!(spec.host_pid, Some(true));
+    assert_eq!(spec.service_account_name.as_deref(), Some("podtrace"));
+    let c = &spec.containers[0];
+    let args = c.args.clone().unwrap_or_default();
+    for want in ["record", "--node-local", "--rotate=1h"] {
+        assert!(args.iter().any(|a| a == want), "args {args:?} lack {want}");
+    }
+    assert!(args
+        .iter()
+        .any(|a| a.starts_with("--output=/var/lib/podtrace/")));
+    let caps = c
+        .security_context
+        .as_ref()
+        .and_then(|s| s.capabilities.as_ref())
+        .and_then(|c| c.add.clone())
+        .unwrap_or_default();
+    for cap in ["BPF", "PERFMON"] {
+        assert!(caps.iter().any(|c| c == cap), "missing capability {cap}");
+    }
+    let mounts: Vec<String> = c
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| m.mount_path.clone())
+        .collect();
+    for m in ["/sys/fs/cgroup", "/sys/kernel/btf", "/var/lib/podtrace"] {
+        assert!(mounts.iter().any(|x| x == m), "missing mount {m}");
+    }
+}
+
+#[test]
+fn kubectl_accepts_the_manifests_and_they_are_valid_objects() {
+    if !kubectl_available() {
+        return;
+    }
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    let items = kubectl_dry_run(&deploy);
     let kinds: Vec<&str> = items.iter().filter_map(|i| i["kind"].as_str()).collect();
     assert_eq!(
         kinds,

@@ -1,36 +1,39 @@
 //! `podtrace record`: a pod's (or cgroup's, or process's) socket traffic and the cluster's
 //! metadata into a capture file, until Ctrl-C, SIGTERM or a limit.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use podtrace_format::WriterOptions;
+use podtrace_recorder::k8s::this_node_name;
 use podtrace_recorder::{record_to_file, Progress, RecorderError};
 
 use crate::cli::RecordArgs;
 use crate::cmd::target::{self, recorder_error, shutdown_signal};
-use crate::error::CmdResult;
+use crate::error::{CliError, CmdResult};
 
 /// Runs the command.
 pub fn run(args: RecordArgs) -> CmdResult {
     let runtime = super::runtime()?;
     runtime.block_on(async {
+        let output = output_path(&args)?;
         let mut target = target::resolve(args.pod.as_deref(), &args.target).await?;
         let mut config = target.config.clone();
         config.limits.max_size = args.max_size;
-        let existed = args.output.exists();
+        let existed = output.exists();
         let bar = spinner();
         let label = format!(
             "{} into {}",
             config.target_label,
-            args.output.display()
+            output.display()
         );
         let mut attached = false;
         let result = record_to_file(
             config,
-            &args.output,
-            WriterOptions::default(),
+            &output,
+            WriterOptions::default().rotate_duration(args.rotate),
             target.k8s_rows.take(),
             shutdown_signal(),
             |p: &Progress| {
@@ -53,8 +56,8 @@ pub fn run(args: RecordArgs) -> CmdResult {
             Err(e) => {
                 if !existed && failed_at_start(&e) {
                     // Nothing was recorded: leave no empty capture behind.
-                    let _ = std::fs::remove_file(&args.output);
-                    let _ = std::fs::remove_file(podtrace_format::sidecar_path(&args.output));
+                    let _ = std::fs::remove_file(&output);
+                    let _ = std::fs::remove_file(podtrace_format::sidecar_path(&output));
                 }
                 return Err(recorder_error(e));
             }
@@ -74,6 +77,62 @@ pub fn run(args: RecordArgs) -> CmdResult {
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The capture file: `-o FILE`, or `<node>-<UTC time>.parquet` inside `-o DIR` (an existing
+/// directory, or a path ending in `/`, created).
+fn output_path(args: &RecordArgs) -> Result<PathBuf, CliError> {
+    let out = &args.output;
+    let is_dir = out.is_dir() || out.as_os_str().to_string_lossy().ends_with('/');
+    if !is_dir {
+        return Ok(out.clone());
+    }
+    std::fs::create_dir_all(out)
+        .map_err(|e| CliError::Runtime(anyhow::anyhow!("creating {}: {e}", out.display())))?;
+    let node = match &args.target.node {
+        Some(n) => n.clone(),
+        None => this_node_name().map_err(|e| CliError::Environment(e.into()))?,
+    };
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    Ok(out.join(format!("{}-{}.parquet", sanitize(&node), utc_stamp(secs))))
+}
+
+/// A node name made safe for a file name.
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// `YYYYMMDDTHHMMSSZ` for Unix seconds (proleptic Gregorian, UTC).
+fn utc_stamp(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil-from-days (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
 }
 
 /// Errors that stop a recording before its probes run (nothing can have been captured).
@@ -112,4 +171,25 @@ fn spinner() -> ProgressBar {
     );
     bar.enable_steady_tick(Duration::from_millis(200));
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_stamps() {
+        assert_eq!(utc_stamp(0), "19700101T000000Z");
+        assert_eq!(utc_stamp(951_782_400), "20000229T000000Z");
+        assert_eq!(utc_stamp(1_795_670_445), "20261126T052045Z");
+    }
+
+    #[test]
+    fn node_names_become_file_names() {
+        assert_eq!(
+            sanitize("ip-10-0-1-7.ec2.internal"),
+            "ip-10-0-1-7.ec2.internal"
+        );
+        assert_eq!(sanitize("a/b c"), "a_b_c");
+    }
 }

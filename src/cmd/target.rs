@@ -44,10 +44,15 @@ impl Target {
 /// Resolves the flags. `pod` is the positional POD argument.
 pub async fn resolve(pod: Option<&str>, t: &TargetArgs) -> Result<Target, CliError> {
     let spec = pod_spec(pod, t)?;
-    if spec.is_none() && t.pids.is_empty() && t.cgroups.is_empty() {
+    if spec.is_none() && t.pids.is_empty() && t.cgroups.is_empty() && !t.node_local {
         return Err(CliError::Usage(
-            "nothing to record: give -n NAMESPACE POD, -n NAMESPACE -l KEY=VALUE, --pid PID or --cgroup PATH"
+            "nothing to record: give -n NAMESPACE POD, -n NAMESPACE -l KEY=VALUE, --node-local, --pid PID or --cgroup PATH"
                 .into(),
+        ));
+    }
+    if t.node_local && spec.is_some() {
+        return Err(CliError::Usage(
+            "--node-local records every pod of the node: drop -n/-l".into(),
         ));
     }
     let mut config = RecordConfig {
@@ -82,6 +87,14 @@ pub async fn resolve(pod: Option<&str>, t: &TargetArgs) -> Result<Target, CliErr
             None => from_api_server(&spec, t, &mut target).await?,
         };
         config.cgroup_paths.extend(dirs);
+    } else if t.node_local {
+        let dirs = kubepods_dirs()?;
+        labels.push(format!("every pod on this node ({})", join_paths(&dirs)));
+        config.cgroup_paths.extend(dirs);
+        match &t.k8s_objects {
+            Some(file) => target.k8s_rows = Some(send_once(read_objects(file)?)),
+            None => watch_cluster(t, None, &mut target).await?,
+        }
     } else if let Some(file) = &t.k8s_objects {
         // No pod targeted, but the objects still describe the cluster for the analyzer.
         let objects = read_objects(file)?;
@@ -154,12 +167,7 @@ async fn from_api_server(
     t: &TargetArgs,
     target: &mut Target,
 ) -> Result<Vec<PathBuf>, CliError> {
-    let node = t.node.as_deref();
-    let cluster = match &t.kubeconfig {
-        Some(path) => Cluster::from_kubeconfig(path, node).await,
-        None => Cluster::connect(node).await,
-    }
-    .map_err(|e| CliError::Environment(e.into()))?;
+    let cluster = connect(t).await?;
     let pods = cluster
         .resolve(spec)
         .await
@@ -173,9 +181,43 @@ async fn from_api_server(
         // The first directory is the pod's own: it covers every container below it.
         dirs.extend(pod_dirs.into_iter().take(1));
     }
+    start_snapshots(&cluster, t, Some(&spec.namespace), target);
+    Ok(dirs)
+}
+
+/// Connects to the API server (kubeconfig or in-cluster).
+async fn connect(t: &TargetArgs) -> Result<Cluster, CliError> {
+    let node = t.node.as_deref();
+    match &t.kubeconfig {
+        Some(path) => Cluster::from_kubeconfig(path, node).await,
+        None => Cluster::connect(node).await,
+    }
+    .map_err(|e| CliError::Environment(e.into()))
+}
+
+/// Lists and watches the cluster's metadata without a target pod (`--node-local`).
+async fn watch_cluster(
+    t: &TargetArgs,
+    namespace: Option<&str>,
+    target: &mut Target,
+) -> Result<(), CliError> {
+    let cluster = connect(t).await?;
+    start_snapshots(&cluster, t, namespace, target);
+    Ok(())
+}
+
+/// Starts list + watch of Pods, Services and EndpointSlices into `target.k8s_rows`.
+fn start_snapshots(
+    cluster: &Cluster,
+    t: &TargetArgs,
+    namespace: Option<&str>,
+    target: &mut Target,
+) {
     let config = SnapshotConfig {
-        namespace: t.k8s_namespace_only.then(|| spec.namespace.clone()),
-        fallback_namespace: Some(spec.namespace.clone()),
+        namespace: namespace
+            .filter(|_| t.k8s_namespace_only)
+            .map(str::to_string),
+        fallback_namespace: namespace.map(str::to_string),
         ..SnapshotConfig::default()
     };
     let (rows_tx, rows_rx) = mpsc::channel(64);
@@ -195,7 +237,30 @@ async fn from_api_server(
     target.k8s_rows = Some(rows_rx);
     target.stop = Some(stop_tx);
     target.task = Some(task);
+}
+
+/// The kubelet's pod cgroup trees on this node (systemd and cgroupfs drivers).
+fn kubepods_dirs() -> Result<Vec<PathBuf>, CliError> {
+    let cgroup = Cgroup2::detect().map_err(|e| CliError::Environment(e.into()))?;
+    let dirs: Vec<PathBuf> = ["kubepods.slice", "kubepods"]
+        .iter()
+        .map(|d| cgroup.mount.join(d))
+        .filter(|d| d.is_dir())
+        .collect();
+    if dirs.is_empty() {
+        return Err(CliError::Environment(anyhow::anyhow!(
+            "--node-local: no kubepods.slice or kubepods cgroup under {}: is this a Kubernetes node (and is the host's /sys/fs/cgroup mounted)?",
+            cgroup.mount.display()
+        )));
+    }
     Ok(dirs)
+}
+
+fn join_paths(dirs: &[PathBuf]) -> String {
+    dirs.iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Pods described by a `kubectl get ... -o json` file (no API server).
