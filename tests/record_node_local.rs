@@ -79,7 +79,7 @@ fn node_local_records_every_pod_into_rotated_per_node_files() {
     let _server = start_server(&scope, port);
     let out = tempfile::tempdir().expect("tempdir");
     let objects = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/chain/k8s-objects.json");
-    let mut rec = Command::new(BIN)
+    let rec = Command::new(BIN)
         .args([
             "record",
             "--node-local",
