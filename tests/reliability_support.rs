@@ -146,20 +146,27 @@ impl TestCgroup {
 
 impl Drop for TestCgroup {
     fn drop(&mut self) {
-        // Kill everything in the cgroup (the shells' children too), then remove it.
-        if let Ok(procs) = std::fs::read_to_string(self.path.join("cgroup.procs")) {
-            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-                let _ = Command::new("kill")
-                    .args(["-9", &pid.to_string()])
-                    .stderr(Stdio::null())
-                    .status();
+        // cgroup.kill (Linux ≥ 5.14) kills everything at once; else kill what is listed
+        // until nothing is left (loops may fork between a read and the kill).
+        let _ = std::fs::write(self.path.join("cgroup.kill"), "1");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let procs = std::fs::read_to_string(self.path.join("cgroup.procs")).unwrap_or_default();
+            let pids: Vec<&str> = procs.split_whitespace().collect();
+            if pids.is_empty() || Instant::now() > deadline {
+                break;
             }
+            let _ = Command::new("kill")
+                .arg("-9")
+                .args(&pids)
+                .stderr(Stdio::null())
+                .status();
+            std::thread::sleep(Duration::from_millis(20));
         }
         for c in &mut self.children {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let deadline = Instant::now() + Duration::from_secs(5);
         while std::fs::remove_dir(&self.path).is_err() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
