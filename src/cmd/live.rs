@@ -45,6 +45,7 @@ pub fn run(args: LiveArgs) -> CmdResult {
     }
     let runtime = super::runtime()?;
     runtime.block_on(async {
+        let shutdown = shutdown_signal()?;
         let mut target = target::resolve(args.pod.as_deref(), &args.target).await?;
         let mut exporters = build_exporters(&export).map_err(|e| CliError::Usage(e.to_string()))?;
         if args.tracing && exporters.is_empty() {
@@ -77,8 +78,8 @@ pub fn run(args: LiveArgs) -> CmdResult {
         let deadline = target.config.limits.duration;
         let stop = async move {
             match deadline {
-                Some(d) => tokio::select! { _ = shutdown_signal() => {}, _ = tokio::time::sleep(d) => {} },
-                None => shutdown_signal().await,
+                Some(d) => tokio::select! { _ = shutdown => {}, _ = tokio::time::sleep(d) => {} },
+                None => shutdown.await,
             }
         };
         tokio::pin!(stop);

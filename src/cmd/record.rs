@@ -18,6 +18,7 @@ use crate::error::{CliError, CmdResult};
 pub fn run(args: RecordArgs) -> CmdResult {
     let runtime = super::runtime()?;
     runtime.block_on(async {
+        let shutdown = shutdown_signal()?;
         let output = output_path(&args)?;
         let mut target = target::resolve(args.pod.as_deref(), &args.target).await?;
         let mut config = target.config.clone();
@@ -35,7 +36,7 @@ pub fn run(args: RecordArgs) -> CmdResult {
             &output,
             WriterOptions::default().rotate_duration(args.rotate),
             target.k8s_rows.take(),
-            shutdown_signal(),
+            shutdown,
             |p: &Progress| {
                 if !attached {
                     // The first progress report comes from a running recorder: tell scripts

@@ -355,21 +355,17 @@ pub fn recorder_error(e: RecorderError) -> CliError {
     }
 }
 
-/// Completes on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
+/// Installs the SIGINT/SIGTERM handlers now (so a signal during start-up — resolving pods,
+/// loading probes — no longer kills the process) and returns a future that completes on the
+/// first of them. Must be called inside the runtime.
+pub fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, CliError> {
     use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) {
-        (Ok(mut int), Ok(mut term)) => {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| CliError::Runtime(e.into()))?;
+    let mut term = signal(SignalKind::terminate()).map_err(|e| CliError::Runtime(e.into()))?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
         }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    })
 }
