@@ -1,8 +1,7 @@
 # shellcheck shell=bash
 # Exporter section of tools/bench/run.sh (sourced): export/examples/bench_export (spans/s to
 # a real rotel collector over OTLP/HTTP vs writing the OTLP/JSON file), 100 000 spans.
-cargo build --release -q -p podtrace-export --example bench_export
-"$root/target/release/examples/bench_export" --spans 100000 >"$work/export.txt" 2>&1 || {
+"$(example_bin podtrace-export bench_export)" --spans 100000 >"$work/export.txt" 2>&1 || {
   cat "$work/export.txt" >&2
   echo "bench: bench_export failed" >&2
 }

@@ -33,8 +33,7 @@ nginx_stop
 note "wrk: $(wrk_requests "$work/wrk.txt") requests; tcpdump: $TCPDUMP_CAPTURED packets, $TCPDUMP_DROPPED dropped"
 "$bin" import --view server -o "$data/wrk.parquet" "$data/wrk.pcap" >/dev/null
 
-cargo build --release -q -p podtrace-format --example bench_replicate
-replicate="$root/target/release/examples/bench_replicate"
+replicate="$(example_bin podtrace-format bench_replicate)"
 # one copy's HTTP payload bytes → number of copies for the requested size
 one=$("$replicate" "$data/wrk.parquet" "$work/one.parquet" 1 | sed -n 's/.* rows, \([0-9]*\) payload bytes.*/\1/p')
 rm -f "$work/one.parquet"

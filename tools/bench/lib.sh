@@ -11,6 +11,16 @@ TCPDUMP_PID=""
 TCPDUMP_CAPTURED=0
 TCPDUMP_DROPPED=0
 
+# example_bin PKG NAME: path of a release example, built first unless
+# PODTRACE_BENCH_PREBUILT=1 and it exists (the shared target dir's lock can stall builds).
+example_bin() {
+  local path="$root/target/release/examples/$2"
+  if [ "${PODTRACE_BENCH_PREBUILT:-0}" != 1 ] || [ ! -x "$path" ]; then
+    cargo build --release -q -p "$1" --example "$2" >&2
+  fi
+  echo "$path"
+}
+
 section() { echo; echo "== $*"; }
 note() { echo "   $*"; NOTES+=("$*"); }
 row() { ROWS+=("$1|$2|$3|$4"); }
@@ -23,7 +33,7 @@ bench_cleanup() {
   for p in "${CGROUPS[@]}"; do
     # move leftovers to the root cgroup so the directory can go
     if [ -f "$p/cgroup.procs" ]; then
-      while read -r q; do echo "$q" >/sys/fs/cgroup/cgroup.procs 2>/dev/null || true; done <"$p/cgroup.procs"
+      while read -r q; do echo "$q" >"$(dirname "$p")/cgroup.procs" 2>/dev/null || true; done <"$p/cgroup.procs"
     fi
     rmdir "$p" 2>/dev/null || true
   done

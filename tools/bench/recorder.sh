@@ -3,7 +3,9 @@
 # same wrk load without, with, and again without `podtrace record --cgroup` on it
 # (baseline = mean of the two runs without); then bench_recorder --quick for the cost per
 # untargeted syscall and the events/s the recorder sustains.
-cg="/sys/fs/cgroup/podtrace-bench-$$"
+cg2_root=$(findmnt -t cgroup2 -n -o TARGET | head -n 1)
+[ -n "$cg2_root" ] || { echo "bench: no cgroup2 mount" >&2; exit 1; }
+cg="$cg2_root/podtrace-bench-$$"
 mkdir "$cg"
 CGROUPS+=("$cg")
 nginx_stop
@@ -36,7 +38,7 @@ note "podtrace record: $(grep -h 'recorded' "$work/record.out" || tail -n 2 "$wo
 row "nginx throughput with / without recorder" "$rps_b vs $rps_a req/s" "x$(ratio "$rps_b" "$rps_a")" "printed"
 row "nginx p99 latency with / without recorder" "$p99_b vs $p99_a µs" "x$(ratio "$p99_b" "$p99_a")" "printed"
 
-PODTRACE_BENCH_BPF_STATS=0 "$root/tools/bench-recorder/run.sh" --quick >"$work/bench_recorder.txt" 2>&1 || {
+"$(example_bin podtrace-recorder bench_recorder)" --quick >"$work/bench_recorder.txt" 2>&1 || {
   cat "$work/bench_recorder.txt" >&2
   echo "bench: bench_recorder failed" >&2
 }

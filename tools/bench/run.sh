@@ -76,8 +76,7 @@ if want analyzer; then
   note "tshark: $tshark_reqs requests / $tshark_resps responses in $tshark_s s ($tshark_rps req/s, peak RSS $(peak_rss_mb "$work/tshark.time") MiB)"
   note "podtrace analyze: $pt_spans spans ($pt_otlp in traces.otlp.json) in $pt_s s ($pt_rps req/s, peak RSS $(peak_rss_mb "$work/analyze.time") MiB)"
   row "podtrace analyze (CLI, all outputs) vs tshark" "$pt_rps vs $tshark_rps" "x$(ratio "$pt_rps" "$tshark_rps")" "≥ x100, ≥ 350 k req/s"
-  cargo build --release -q -p podtrace-analyzer --example bench_capture
-  core=$("$root/target/release/examples/bench_capture" "$work/wrk.parquet")
+  core=$("$(example_bin podtrace-analyzer bench_capture)" "$work/wrk.parquet")
   core_rps=$(sed -n 's/.*spans_per_s=\([0-9]*\).*/\1/p' <<<"$core")
   note "analyzer core (read + analyze, no output files; analyzer/examples/bench_capture): $core"
   row "analyzer core vs tshark (requests/s)" "$core_rps vs $tshark_rps" "x$(ratio "$core_rps" "$tshark_rps")" "≥ x100, ≥ 350 k req/s"

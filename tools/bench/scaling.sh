@@ -3,8 +3,7 @@
 # (format/examples/bench_replicate: shifted timestamps, new connection and trace ids), each
 # analyzed with 1 and 2 rayon threads; wall time, CPU time and peak RSS of every run.
 # Uses $work/wrk.parquet from the traffic section.
-cargo build --release -q -p podtrace-format --example bench_replicate
-replicate="$root/target/release/examples/bench_replicate"
+replicate="$(example_bin podtrace-format bench_replicate)"
 declare -A scale_s scale_rss
 for k in 1 2 4; do
   if [ "$k" = 1 ]; then
