@@ -1,6 +1,7 @@
 //! Makes a larger capture out of a real one for the scaling benchmarks (`make bench-data`):
 //! the input's rows are written `N` times, copy `k` shifted in time by `k` × (the input's
-//! time span + 1 s), with connection ids made unique per copy and the trace ids in
+//! time span + a gap, `BENCH_REPLICATE_GAP_S`, default 130 s: longer than the analyzer's
+//! default 120 s window, so memory bounded by the window shows as flat peak RSS), with connection ids made unique per copy and the trace ids in
 //! `traceparent` / `X-B3-TraceId` headers rewritten (first 4 hex digits = copy number) so
 //! every copy is new traffic to the analyzer, not a repeat of the same traces.
 //!
@@ -69,7 +70,13 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     if lo > hi {
         return Err(format!("{input} has no rows").into());
     }
-    let period = hi - lo + 1_000_000_000;
+    let gap_s: u64 = match std::env::var("BENCH_REPLICATE_GAP_S") {
+        Ok(v) => v
+            .parse()
+            .map_err(|_| format!("BENCH_REPLICATE_GAP_S must be whole seconds, got {v}"))?,
+        Err(_) => 130,
+    };
+    let period = hi - lo + gap_s * 1_000_000_000;
     let meta = FileMeta {
         node: "bench".into(),
         target: format!("{copies} copies of {input}"),
