@@ -71,6 +71,7 @@ if want analyzer; then
   pt_s=$(elapsed "$work/analyze.time")
   pt_spans=$(json_spans "$work/analyze.json")
   pt_otlp=$(grep -o '"spanId"' "$work/out/traces.otlp.json" | wc -l)
+  rm -rf "$work/out"
   tshark_rps=$(rate "$tshark_reqs" "$tshark_s")
   pt_rps=$(rate "$pt_spans" "$pt_s")
   note "tshark: $tshark_reqs requests / $tshark_resps responses in $tshark_s s ($tshark_rps req/s, peak RSS $(peak_rss_mb "$work/tshark.time") MiB)"

@@ -17,6 +17,7 @@ for k in 1 2 4; do
     scale_s[$k-$t]=$(elapsed "$work/scale-$k-$t.time")
     scale_rss[$k-$t]=$(peak_rss_mb "$work/scale-$k-$t.time")
     spans=$(json_spans "$work/scale-$k-$t.json")
+    rm -rf "$work/out-$k-$t" # outputs are large; the disk is shared
     note "analyze ${k}x ($(stat -c %s "$cap") B, $spans spans), $t thread(s): ${scale_s[$k-$t]} s wall, $(cpu_s "$work/scale-$k-$t.time") s CPU, $(rate "$spans" "${scale_s[$k-$t]}") spans/s, peak RSS ${scale_rss[$k-$t]} MiB"
   done
   [ "$k" != 1 ] && rm -f "$cap"
