@@ -6,7 +6,7 @@ CARGO ?= cargo
 export PODTRACE_VENV := $(CURDIR)/.venv
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: all deps build release test lint fmt demo fixtures bench bench-recorder bench-export bench-data clean
+.PHONY: all deps build release test lint fmt fuzz demo fixtures bench bench-recorder bench-export bench-data clean
 
 all: build
 
@@ -21,6 +21,7 @@ release: deps
 
 test: deps
 	$(CARGO) test --workspace --no-fail-fast
+	tools/fuzz.sh 10
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -28,6 +29,11 @@ lint:
 
 fmt:
 	$(CARGO) fmt --all
+
+# Every fuzz target for FUZZ_SECONDS each (make test runs 10 s each).
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	tools/fuzz.sh $(FUZZ_SECONDS)
 
 demo: deps release
 	@tools/demo.sh

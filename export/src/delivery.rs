@@ -604,10 +604,11 @@ impl<E: Encoder> HttpExporter<E> {
     }
 
     /// Sends `spans` in batches, up to [`DeliveryConfig::concurrency`] requests at a time.
-    /// A batch the receiver rejects is counted and the next one is tried; when the endpoint
-    /// itself is down (refused, timeout, TLS, bad token, retries exhausted) the remaining
-    /// batches are counted as dropped at once and that error is returned; otherwise the
-    /// first error is.
+    /// A batch the receiver rejects, or whose retries run out, is counted and the next one is
+    /// tried; when the endpoint itself is down (refused, timeout, TLS, bad token, or retries
+    /// exhausted for [`GIVE_UP_AFTER_EXHAUSTED_WINDOWS`] request windows in a row) the
+    /// remaining batches are counted as dropped at once and that error is returned;
+    /// otherwise the first error is.
     pub async fn send(&self, spans: &[Span]) -> Result<(), ExportError> {
         let batch_size = self.delivery.config.batch_size.max(1);
         let concurrency = self.delivery.config.concurrency.max(1);
@@ -616,6 +617,7 @@ impl<E: Encoder> HttpExporter<E> {
         let mut pending: Vec<Payload> = Vec::new();
         // Spans neither handed to `deliver` nor already counted as dropped.
         let mut unsent = spans.len();
+        let mut exhausted_in_a_row = 0u32;
         loop {
             while pending.len() < concurrency {
                 let Some(batch) = batches.next() else { break };
@@ -638,16 +640,33 @@ impl<E: Encoder> HttpExporter<E> {
                 .map(|p| self.delivery.deliver(p, &self.encoder))
                 .collect();
             let mut down: Option<ExportError> = None;
+            let mut exhausted: Option<ExportError> = None;
+            let mut any_ok = false;
             for result in crate::join_all(sends).await {
                 match result {
+                    Err(e @ ExportError::RetriesExhausted { .. }) => {
+                        exhausted.get_or_insert(e);
+                    }
                     Err(e) if e.is_endpoint_down() => {
                         down.get_or_insert(e);
                     }
                     Err(e) => {
                         first_error.get_or_insert(e);
                     }
-                    Ok(()) => {}
+                    Ok(()) => any_ok = true,
                 }
+            }
+            // A flaky endpoint (retries exhausted now and then) keeps getting the next
+            // batches; only one that fails window after window is given up on.
+            if let Some(e) = exhausted {
+                exhausted_in_a_row = if any_ok { 0 } else { exhausted_in_a_row + 1 };
+                if exhausted_in_a_row >= GIVE_UP_AFTER_EXHAUSTED_WINDOWS {
+                    down.get_or_insert(e);
+                } else {
+                    first_error.get_or_insert(e);
+                }
+            } else if any_ok {
+                exhausted_in_a_row = 0;
             }
             if let Some(e) = down {
                 self.delivery.count_dropped(unsent);
@@ -660,6 +679,10 @@ impl<E: Encoder> HttpExporter<E> {
         }
     }
 }
+
+/// Request windows in a row whose retries all ran out before an exporter stops sending the
+/// rest of a call's spans to that endpoint (they are counted as dropped).
+pub const GIVE_UP_AFTER_EXHAUSTED_WINDOWS: u32 = 3;
 
 impl<E: Encoder> Exporter for HttpExporter<E> {
     fn name(&self) -> &str {

@@ -71,16 +71,43 @@ async fn retry_after_is_honoured_and_retries_are_bounded() {
         "{err}"
     );
     assert!(err.to_string().contains("503"), "{err}");
+    // 120 spans in batches of 50, one request at a time: each of the three batches gets
+    // its 3 attempts, then the endpoint counts as down (GIVE_UP_AFTER_EXHAUSTED_WINDOWS).
     let acc = exporter.accounting();
     assert_eq!(
         (acc.requests, acc.retried_requests, acc.failed_requests),
-        (3, 2, 1)
+        (9, 6, 3)
     );
+    assert_eq!(acc.dropped_spans, 120, "every batch failed");
+    assert_eq!(always_busy.requests(), 9);
+
+    // Busy for good after the first batch's attempts: a flaky endpoint is not given up on
+    // after one exhausted batch — 250 spans = 5 batches, 3 windows exhausted in a row, the
+    // last 2 batches skipped and counted as dropped.
+    let busy = Receiver::start(&venv, "otlp_sink.py", &["--fail", "1000"]);
+    let exporter = otlp_exporter(&busy.url("http"), &delivery).unwrap();
+    let err = exporter.export(&sample_spans(250)).await.unwrap_err();
+    assert!(matches!(err, ExportError::RetriesExhausted { .. }), "{err}");
+    let acc = exporter.accounting();
     assert_eq!(
-        acc.dropped_spans, 120,
-        "the failed batch and the batches skipped after it"
+        (acc.requests, acc.failed_requests, acc.dropped_spans),
+        (9, 3, 250)
     );
-    assert_eq!(always_busy.requests(), 3);
+    assert_eq!(busy.requests(), 9, "batches 4 and 5 were skipped");
+
+    // Flaky: the first batch's three attempts fail, then the receiver recovers. The later
+    // batches are still sent; only the first batch is lost, and that is reported.
+    let flaky = Receiver::start(&venv, "otlp_sink.py", &["--fail", "3"]);
+    let exporter = otlp_exporter(&flaky.url("http"), &delivery).unwrap();
+    let err = exporter.export(&sample_spans(120)).await.unwrap_err();
+    assert!(matches!(err, ExportError::RetriesExhausted { .. }), "{err}");
+    let acc = exporter.accounting();
+    assert_eq!((acc.spans_sent, acc.dropped_spans), (70, 50));
+    assert_eq!(
+        flaky.requests(),
+        5,
+        "3 failed attempts, then batches 2 and 3"
+    );
 }
 
 #[tokio::test]
