@@ -113,8 +113,24 @@ pub fn run(args: LiveArgs) -> CmdResult {
                 }
             }
         }
-        // Stop the probes, then drain what is still in the channel.
-        let stats = handle.stop().await.map_err(recorder_error)?;
+        // Stop the probes while still reading the channel (the recorder flushes its last
+        // batches into it while stopping: not reading would deadlock on a full channel),
+        // then take whatever is left.
+        let stopping = handle.stop();
+        tokio::pin!(stopping);
+        let mut open = true;
+        let stats = loop {
+            tokio::select! {
+                stats = &mut stopping => break stats.map_err(recorder_error)?,
+                batch = rx.recv(), if open => match batch {
+                    Some(batch) => {
+                        events += batch.len() as u64;
+                        take(&mut pipeline, save.as_mut(), &batch)?;
+                    }
+                    None => open = false,
+                },
+            }
+        };
         while let Ok(batch) = rx.try_recv() {
             events += batch.len() as u64;
             take(&mut pipeline, save.as_mut(), &batch)?;
