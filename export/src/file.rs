@@ -9,7 +9,7 @@
 //! `export` call as a JSON line (the layout of the OpenTelemetry Collector's file exporter).
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -29,21 +29,105 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
 
 /// Writes the OTLP/JSON `ExportTraceServiceRequest` of `spans` to `path` (one line).
 pub fn write_otlp_json(path: impl AsRef<Path>, spans: &[Span]) -> Result<(), ExportError> {
-    let path = path.as_ref();
-    let request = otlp::encode(spans);
-    let tmp = temp_sibling(path);
-    let write = || -> std::io::Result<()> {
-        let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
-        serde_json::to_writer(&mut f, &request)?;
-        f.write_all(b"\n")?;
-        let f = f.into_inner().map_err(|e| e.into_error())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io_error(path)(e)
-    })
+    let mut writer = OtlpJsonWriter::create(path)?;
+    writer.write(spans)?;
+    writer.finish().map(|_| ())
+}
+
+/// Writes one OTLP/JSON `ExportTraceServiceRequest` batch by batch, so a large analysis
+/// never holds all its spans: `{"resourceSpans":[` … one `ResourceSpans` per workload and
+/// batch … `]}`. A workload can appear in several `ResourceSpans` (one per batch it has
+/// spans in), which OTLP allows and every reader merges.
+///
+/// The document goes to a temporary sibling renamed into place by [`Self::finish`], so a
+/// reader never sees half a file; dropped without `finish`, the temporary is removed.
+#[derive(Debug)]
+pub struct OtlpJsonWriter {
+    path: PathBuf,
+    tmp: PathBuf,
+    out: Option<BufWriter<File>>,
+    first: bool,
+    spans: u64,
+}
+
+impl OtlpJsonWriter {
+    /// Starts the document (the temporary file) for `path`.
+    pub fn create(path: impl AsRef<Path>) -> Result<Self, ExportError> {
+        let path = path.as_ref().to_path_buf();
+        let tmp = temp_sibling(&path);
+        let file = File::create(&tmp).map_err(io_error(&path))?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        out.write_all(b"{\"resourceSpans\":[")
+            .map_err(io_error(&path))?;
+        Ok(OtlpJsonWriter {
+            path,
+            tmp,
+            out: Some(out),
+            first: true,
+            spans: 0,
+        })
+    }
+
+    /// Appends the spans of one batch.
+    pub fn write(&mut self, spans: &[Span]) -> Result<(), ExportError> {
+        if spans.is_empty() {
+            return Ok(());
+        }
+        let Some(out) = self.out.as_mut() else {
+            return Ok(());
+        };
+        let request = otlp::encode(spans);
+        let mut write = || -> std::io::Result<()> {
+            for rs in &request.resource_spans {
+                if !std::mem::replace(&mut self.first, false) {
+                    out.write_all(b",")?;
+                }
+                serde_json::to_writer(&mut *out, rs)?;
+            }
+            Ok(())
+        };
+        write().map_err(io_error(&self.path))?;
+        self.spans += spans.len() as u64;
+        Ok(())
+    }
+
+    /// Ends the document, syncs it and renames it into place; returns the spans written.
+    pub fn finish(mut self) -> Result<u64, ExportError> {
+        let Some(mut out) = self.out.take() else {
+            return Ok(self.spans);
+        };
+        let done = || -> std::io::Result<()> {
+            out.write_all(b"]}\n")?;
+            let f = out.into_inner().map_err(|e| e.into_error())?;
+            f.sync_all()?;
+            std::fs::rename(&self.tmp, &self.path)
+        };
+        match done() {
+            Ok(()) => Ok(self.spans),
+            Err(e) => {
+                let _ = std::fs::remove_file(&self.tmp);
+                Err(io_error(&self.path)(e))
+            }
+        }
+    }
+
+    /// The file the document ends up in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Spans written so far.
+    pub fn spans(&self) -> u64 {
+        self.spans
+    }
+}
+
+impl Drop for OtlpJsonWriter {
+    fn drop(&mut self) {
+        if self.out.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 /// Reads a file written by [`write_otlp_json`].
@@ -193,6 +277,43 @@ mod tests {
         );
         let err = write_otlp_json(dir.path().join("missing/x.json"), &[]).unwrap_err();
         assert!(err.to_string().contains("missing/x.json"), "{err}");
+    }
+
+    #[test]
+    fn streamed_document_is_one_request_with_every_span() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DEFAULT_OTLP_JSON_FILE);
+        let mut other = span("00f067aa0ba902b9");
+        other.resource = Resource::new("db");
+        let batches = [
+            vec![span("00f067aa0ba902b7"), other.clone()],
+            vec![],
+            vec![span("00f067aa0ba902b8")],
+        ];
+        let mut w = OtlpJsonWriter::create(&path).unwrap();
+        assert!(!path.exists(), "only the temporary exists while writing");
+        for b in &batches {
+            w.write(b).unwrap();
+        }
+        assert_eq!(w.finish().unwrap(), 3);
+        let back = read_otlp_json(&path).unwrap();
+        let mut expected = otlp::encode(&batches[0]);
+        expected
+            .resource_spans
+            .extend(otlp::encode(&batches[2]).resource_spans);
+        assert_eq!(back, expected);
+        // One batch: byte for byte the serialised request.
+        write_otlp_json(&path, &batches[0]).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, otlp::to_json(&otlp::encode(&batches[0])) + "\n");
+        // Dropped unfinished: nothing left behind, the earlier file untouched.
+        let w = OtlpJsonWriter::create(&path).unwrap();
+        drop(w);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        // Empty: a valid, empty request.
+        write_otlp_json(&path, &[]).unwrap();
+        assert_eq!(read_otlp_json(&path).unwrap().resource_spans.len(), 0);
     }
 
     #[tokio::test]

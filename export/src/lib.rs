@@ -5,7 +5,9 @@
 //! `jaeger.Batch` for the collector's `/api/traces`, [`splunk`]: HEC JSON events); all three
 //! go through ONE shared HTTP layer ([`delivery`]: batching, timeouts, bounded retries with
 //! backoff + jitter honouring `Retry-After`, gzip, TLS settings, accounting, secret-safe
-//! messages). [`file`](mod@file) writes the OTLP/JSON request to a local file.
+//! messages). [`file`](mod@file) writes the OTLP/JSON request to a local file (all at once, or
+//! streamed batch by batch); [`stream`] sends batches to every exporter while an analysis
+//! is still running.
 //!
 //! Not here: deciding which spans to export (sampling is the analyzer's), printing or exit
 //! codes (the CLI's).
@@ -33,6 +35,7 @@ pub mod otlp;
 mod report;
 mod secret;
 pub mod splunk;
+pub mod stream;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -43,11 +46,12 @@ use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 
 pub use delivery::{Accounting, DeliveryConfig, HttpDelivery, HttpExporter, TlsConfig};
 pub use error::ExportError;
-pub use file::{write_otlp_json, OtlpJsonLinesExporter, DEFAULT_OTLP_JSON_FILE};
+pub use file::{write_otlp_json, OtlpJsonLinesExporter, OtlpJsonWriter, DEFAULT_OTLP_JSON_FILE};
 pub use report::ExporterReport;
 pub use reqwest::Url;
 pub use secret::Secret;
 pub use splunk::SplunkConfig;
+pub use stream::export_stream;
 
 /// A boxed, sendable future (what [`Exporter`] methods return, so exporters can be
 /// `Box<dyn Exporter>`).
