@@ -12,6 +12,11 @@
 //! traffic is escaped, and a Content-Security-Policy forbids any other script and all
 //! network access. This crate does not read captures or write files; the CLI does.
 //!
+//! When the spans come as a stream (a large capture), a [`collect::TraceCollector`] keeps
+//! the traces the page lists first within fixed limits and totals every span;
+//! [`ReportInput::from_collected`] renders from it, and the page then says how many traces
+//! were left out.
+//!
 //! ```
 //! use podtrace_analyzer::{analyze, AnalyzeOptions};
 //! use podtrace_report::{render_html, ReportInput};
@@ -20,6 +25,7 @@
 //! assert!(html.starts_with("<!DOCTYPE html>"));
 //! ```
 
+pub mod collect;
 pub mod data;
 pub mod escape;
 pub mod graphviz;
@@ -27,15 +33,18 @@ pub mod page;
 pub mod summary;
 pub mod svg;
 pub mod tables;
+pub mod totals;
 pub mod units;
 
 use podtrace_analyzer::{Analysis, Graph};
 use podtrace_model::Span;
 
+pub use collect::{Collected, CollectorLimits, TraceCollector};
 pub use graphviz::{dot_to_svg, GraphvizError};
+pub use totals::{ReportTotals, ServiceTotals};
 
 /// What a report is made of (borrowed from the analysis, so the CLI can render right after
-/// [`podtrace_analyzer::analyze`]).
+/// [`podtrace_analyzer::analyze`], or from a [`Collected`] when spans were streamed).
 #[derive(Debug, Clone)]
 pub struct ReportInput<'a> {
     /// Page title, e.g. `podtrace report: capture-2026-11-26`.
@@ -49,6 +58,9 @@ pub struct ReportInput<'a> {
     pub graph_svg: Option<String>,
     /// The statistics, usually `serde_json::to_value(&analysis.stats)`; rendered generically.
     pub stats_json: serde_json::Value,
+    /// Totals over all spans when `spans` holds only some traces (see
+    /// [`collect::TraceCollector`]); `None` when `spans` is every span.
+    pub totals: Option<&'a ReportTotals>,
 }
 
 impl<'a> ReportInput<'a> {
@@ -64,6 +76,27 @@ impl<'a> ReportInput<'a> {
             graph: &analysis.graph,
             graph_svg,
             stats_json: serde_json::to_value(&analysis.stats).unwrap_or(serde_json::Value::Null),
+            totals: None,
+        }
+    }
+
+    /// The input for streamed spans: the traces a [`TraceCollector`] kept, with the totals
+    /// over every span it was given (services table, summary and header counts use the
+    /// totals; the page notes how many traces were left out).
+    pub fn from_collected(
+        title: &'a str,
+        collected: &'a Collected,
+        graph: &'a Graph,
+        graph_svg: Option<String>,
+        stats_json: serde_json::Value,
+    ) -> Self {
+        ReportInput {
+            title,
+            spans: &collected.spans,
+            graph,
+            graph_svg,
+            stats_json,
+            totals: Some(&collected.totals),
         }
     }
 }
@@ -88,7 +121,10 @@ pub fn render_html(input: &ReportInput<'_>) -> String {
             p99_ns: e.p99_ns,
         })
         .collect();
-    let services = tables::service_rows(&nodes, input.spans);
+    let services = match input.totals {
+        Some(t) => tables::service_rows_from_totals(&nodes, t),
+        None => tables::service_rows(&nodes, input.spans),
+    };
     let data = data::ReportData::from_spans(input.spans);
     // Serialising plain structs of strings and integers cannot fail; an empty data set
     // keeps the page working should it ever.
@@ -98,14 +134,17 @@ pub fn render_html(input: &ReportInput<'_>) -> String {
         Some(svg) => (svg.clone(), true),
         None => (svg::draw(&nodes, &edges), false),
     };
+    let left_out_note = input.totals.and_then(ReportTotals::left_out_note);
     page::render(&page::Parts {
         title: input.title,
         graph_svg: &graph_svg,
         graph_by_graphviz: by_graphviz,
         services: &tables::services_html(&services),
         edges: &tables::edges_html(&edges),
-        summary: &summary::summary_html(input.spans, &input.stats_json),
+        summary: &summary::summary_html_with_totals(input.spans, input.totals, &input.stats_json),
         data_json: &data_json,
         counts: (data.traces.len(), input.spans.len(), services.len()),
+        all_counts: input.totals.map(|t| (t.traces, t.spans)),
+        left_out_note: left_out_note.as_deref(),
     })
 }

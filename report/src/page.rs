@@ -32,8 +32,12 @@ pub struct Parts<'a> {
     pub summary: &'a str,
     /// Trace data JSON (raw serde_json output).
     pub data_json: &'a str,
-    /// Header counts: traces, spans, services.
+    /// Header counts: traces, spans, services (in the report).
     pub counts: (usize, usize, usize),
+    /// Traces and spans of the whole analysis, when the report lists only some of them.
+    pub all_counts: Option<(u64, u64)>,
+    /// Shown above the trace list (and in the header) when traces were left out (unescaped).
+    pub left_out_note: Option<&'a str>,
 }
 
 /// The Content-Security-Policy of the page.
@@ -58,6 +62,18 @@ pub fn render(p: &Parts<'_>) -> String {
         "Drawn by podtrace (install Graphviz for a better layout). Edges: requests, p99 latency, errors (HTTP ≥ 500) over all spans before sampling."
     };
     let (traces, spans, services) = p.counts;
+    let counts = match p.all_counts {
+        Some((all_traces, all_spans))
+            if (all_traces, all_spans) != (traces as u64, spans as u64) =>
+        {
+            format!("{traces} of {all_traces} traces · {spans} of {all_spans} spans · {services} services")
+        }
+        _ => format!("{traces} traces · {spans} spans · {services} services"),
+    };
+    let left_out = p
+        .left_out_note
+        .map(|n| format!("<p class=\"note warn\" id=\"left-out\">{}</p>", html(n)))
+        .unwrap_or_default();
     let mut out = String::with_capacity(p.data_json.len() + graph_uri.len() + 64 * 1024);
     out.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
     // The policy is our own constant text (no `"`, `<` or `&`): placed as is.
@@ -70,7 +86,7 @@ pub fn render(p: &Parts<'_>) -> String {
         "<title>{title}</title>\n<style>\n{CSS}</style>\n</head>\n<body>\n"
     ));
     out.push_str(&format!(
-        "<header><h1>{title}</h1><span class=\"counts\" id=\"counts\">{traces} traces · {spans} spans · {services} services</span>\
+        "<header><h1>{title}</h1><span class=\"counts\" id=\"counts\">{counts}</span>\
          <nav><a href=\"#graph\">Graph</a><a href=\"#services\">Services</a><a href=\"#traces\">Traces</a><a href=\"#summary\">Capture summary</a></nav></header>\n<main>\n"
     ));
     out.push_str(&format!(
@@ -78,12 +94,20 @@ pub fn render(p: &Parts<'_>) -> String {
          <p class=\"note\">{caption}</p></section>\n"
     ));
     out.push_str(&format!(
-        "<section id=\"services\"><h2>Services</h2>{}\n<p class=\"note\">Requests and errors: all spans before sampling. p50/p99: SERVER spans in this report.</p>\
+        "<section id=\"services\"><h2>Services</h2>{}\n<p class=\"note\">Requests and errors: all spans before sampling. {}</p>\
          <h3>Calls (caller → callee)</h3>{}</section>\n",
-        p.services, p.edges
+        p.services,
+        if p.all_counts.is_some() {
+            "Server/client spans and p50/p99: all SERVER spans of the analysis, including traces not listed below (p50/p99 within 1/64)."
+        } else {
+            "p50/p99: SERVER spans in this report."
+        },
+        p.edges
     ));
+    out.push_str("<section id=\"traces\"><h2>Traces</h2>");
+    out.push_str(&left_out);
     out.push_str(
-        "<section id=\"traces\"><h2>Traces</h2><div class=\"controls\">\
+        "<div class=\"controls\">\
          <input type=\"search\" id=\"trace-filter\" placeholder=\"filter: trace id, service, span name\" aria-label=\"filter traces\">\
          <label>sort <select id=\"trace-sort\"><option value=\"errors\">errors, then slowest</option><option value=\"duration\">slowest</option>\
          <option value=\"start\">start time</option><option value=\"spans\">most spans</option></select></label>\

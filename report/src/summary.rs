@@ -1,5 +1,8 @@
 //! The capture summary: time range of the spans and the analyzer's statistics.
 //!
+//! When the report lists only some traces ([`ReportTotals`] given), the time range covers all
+//! spans, and rows say how many spans and traces the report lists out of how many.
+//!
 //! The statistics arrive as JSON (`serde_json::to_value(&AnalysisStats)`), so counters the
 //! analyzer adds later show up without a change here: scalars become rows, objects become
 //! `key = value` lists. Counters that mean lost or ignored data (drops, ignored propagation
@@ -12,6 +15,7 @@ use podtrace_model::Span;
 use serde_json::Value;
 
 use crate::escape::html;
+use crate::totals::ReportTotals;
 use crate::units::{duration, utc};
 
 /// Keys whose non-zero values mean data was lost or not linked, with an explanation.
@@ -96,14 +100,29 @@ fn value_html(v: &Value) -> String {
     }
 }
 
-/// The summary section's HTML.
+/// The summary section's HTML, from the spans of the report.
 pub fn summary_html(spans: &[Span], stats: &Value) -> String {
+    summary_html_with_totals(spans, None, stats)
+}
+
+/// The summary section's HTML; with `totals`, the time range and counts cover all spans and
+/// the rows say how much of it the report lists.
+pub fn summary_html_with_totals(
+    spans: &[Span],
+    totals: Option<&ReportTotals>,
+    stats: &Value,
+) -> String {
     let mut out = String::from("<table class=\"grid summary\" id=\"summary-table\"><tbody>\n");
-    let start = spans.iter().map(|s| s.start_time_unix_nano).min();
-    let end = spans
-        .iter()
-        .map(|s| s.end_time_unix_nano.max(s.start_time_unix_nano))
-        .max();
+    let (start, end) = match totals {
+        Some(t) => (t.start_unix_nano, t.end_unix_nano),
+        None => (
+            spans.iter().map(|s| s.start_time_unix_nano).min(),
+            spans
+                .iter()
+                .map(|s| s.end_time_unix_nano.max(s.start_time_unix_nano))
+                .max(),
+        ),
+    };
     match (start, end) {
         (Some(a), Some(b)) => {
             let _ = writeln!(
@@ -116,11 +135,37 @@ pub fn summary_html(spans: &[Span], stats: &Value) -> String {
         }
         _ => out.push_str("<tr><th>time range</th><td>no spans</td><td></td></tr>\n"),
     }
-    let _ = writeln!(
-        out,
-        "<tr><th>spans in this report</th><td>{}</td><td></td></tr>",
-        spans.len()
-    );
+    match totals {
+        Some(t) => {
+            let (cls, note) = if t.is_partial() {
+                (
+                    " class=\"warn\"",
+                    "the report lists the erroring and slowest traces first, whole; the \
+                     services table and time range cover all spans",
+                )
+            } else {
+                ("", "")
+            };
+            let _ = writeln!(
+                out,
+                "<tr{cls} data-key=\"report_spans\"><th>spans in this report</th><td>{} of {}</td><td class=\"note\">{note}</td></tr>",
+                spans.len(),
+                t.spans
+            );
+            let _ = writeln!(
+                out,
+                "<tr{cls} data-key=\"report_traces\"><th>traces in this report</th><td>{} of {} ({} left out)</td><td></td></tr>",
+                t.kept_traces, t.traces, t.dropped_traces
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "<tr><th>spans in this report</th><td>{}</td><td></td></tr>",
+                spans.len()
+            );
+        }
+    }
     match stats {
         Value::Object(o) => {
             let mut entries: Vec<(&String, &Value)> = o.iter().collect();

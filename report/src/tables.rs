@@ -3,7 +3,8 @@
 //! Edge rows come straight from the analyzer's graph (counts of all spans, before
 //! sampling; p50/p99 from its latency histogram). Service rows join the graph's nodes
 //! (requests received, errors) with latencies of the service's SERVER spans in the report
-//! (exact nearest-rank percentiles of the sampled spans).
+//! (exact nearest-rank percentiles of the sampled spans) — or, for streamed spans, with the
+//! [`ReportTotals`] over all spans (histogram percentiles).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -11,6 +12,7 @@ use std::fmt::Write as _;
 use podtrace_model::{Span, SpanKind};
 
 use crate::escape::html;
+use crate::totals::ReportTotals;
 use crate::units::duration;
 
 /// A service row of the report.
@@ -96,6 +98,43 @@ pub fn service_rows(nodes: &[(String, u64, u64)], spans: &[Span]) -> Vec<Service
             }
         })
         .collect()
+}
+
+/// Service rows from totals over all spans: every graph node, plus services that only
+/// appear in spans; p50/p99 from the latency histograms.
+pub fn service_rows_from_totals(
+    nodes: &[(String, u64, u64)],
+    totals: &ReportTotals,
+) -> Vec<ServiceRow> {
+    let mut rows: BTreeMap<&str, ServiceRow> = BTreeMap::new();
+    for (name, svc) in &totals.services {
+        rows.insert(
+            name,
+            ServiceRow {
+                name: name.clone(),
+                requests: 0,
+                errors: 0,
+                server_spans: svc.server_spans,
+                client_spans: svc.client_spans,
+                p50_ns: svc.p50_ns(),
+                p99_ns: svc.p99_ns(),
+            },
+        );
+    }
+    for (name, requests, errors) in nodes {
+        let row = rows.entry(name).or_insert_with(|| ServiceRow {
+            name: name.clone(),
+            requests: 0,
+            errors: 0,
+            server_spans: 0,
+            client_spans: 0,
+            p50_ns: None,
+            p99_ns: None,
+        });
+        row.requests = *requests;
+        row.errors = *errors;
+    }
+    rows.into_values().collect()
 }
 
 fn opt_duration(v: Option<u64>) -> String {

@@ -11,7 +11,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use podtrace_report::{dot_to_svg, render_html, ReportInput};
+use podtrace_report::{dot_to_svg, render_html, CollectorLimits, ReportInput, TraceCollector};
 use serde_json::Value;
 
 use common::{chain_analysis, synthetic_spans, with_evil_span, EVIL};
@@ -120,6 +120,7 @@ fn reports_load_cleanly_in_chromium() {
             graph: &a.graph,
             graph_svg: None,
             stats_json: serde_json::to_value(&a.stats).expect("stats"),
+            totals: None,
         }),
     );
     let many_spans = synthetic_spans(20_000);
@@ -131,7 +132,27 @@ fn reports_load_cleanly_in_chromium() {
             graph: &a.graph,
             graph_svg: None,
             stats_json: Value::Null,
+            totals: None,
         }),
+    );
+    // Streamed: 20 000 traces through a collector keeping 500.
+    let mut collector = TraceCollector::new(CollectorLimits {
+        max_traces: 500,
+        ..CollectorLimits::default()
+    });
+    for batch in many_spans.chunks(1_000) {
+        collector.add(batch);
+    }
+    let collected = collector.finish();
+    let streamed = write(
+        "streamed.html",
+        render_html(&ReportInput::from_collected(
+            "20000 traces, 500 kept",
+            &collected,
+            &a.graph,
+            None,
+            serde_json::to_value(&a.stats).expect("stats"),
+        )),
     );
     let screenshot = if std::env::var_os("UPDATE_SCREENSHOT").is_some() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots/report.png")
@@ -142,6 +163,7 @@ fn reports_load_cleanly_in_chromium() {
         { "path": graphviz, "screenshot": screenshot, "probe": null },
         { "path": builtin, "screenshot": null, "probe": EVIL },
         { "path": many, "screenshot": null, "probe": "GET /db/3", "hash": format!("#trace={LINKED}") },
+        { "path": streamed, "screenshot": null, "probe": null },
     ]));
     let pages = result["pages"].as_array().expect("pages");
     for p in pages {
@@ -186,4 +208,17 @@ fn reports_load_cleanly_in_chromium() {
         "{many:#}"
     );
     assert!(many["probe"]["matching_traces"].as_u64().unwrap_or(0) > 0);
+    assert_eq!(many["dom"]["left_out"], Value::Null, "all spans: no note");
+
+    // Streamed: 500 traces listed, the note visible.
+    let streamed = &pages[3]["dom"];
+    assert_eq!(streamed["left_out_visible"], true, "{streamed:#}");
+    assert_eq!(
+        streamed["left_out"],
+        "showing 500 of 20000 traces: erroring and slowest first; 19500 traces left out"
+    );
+    assert!(streamed["pager"]
+        .as_str()
+        .unwrap_or("")
+        .contains("of 500 traces"));
 }

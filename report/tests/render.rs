@@ -9,7 +9,7 @@ use std::time::Instant;
 use petgraph::graph::DiGraph;
 use podtrace_analyzer::graph::{Edge, Node};
 use podtrace_analyzer::Graph;
-use podtrace_report::{render_html, ReportInput};
+use podtrace_report::{render_html, CollectorLimits, ReportInput, TraceCollector};
 use sha2::{Digest, Sha256};
 
 use common::{chain_analysis, synthetic_spans, with_evil_span, EVIL};
@@ -61,6 +61,7 @@ fn untrusted_strings_are_escaped_everywhere() {
         graph: &graph,
         graph_svg: None,
         stats_json: stats,
+        totals: None,
     });
     // Exactly our two script elements; no planted markup survives as markup.
     assert_eq!(
@@ -141,6 +142,7 @@ fn many_thousands_of_traces_render_fast_and_compact() {
         graph: &graph,
         graph_svg: None,
         stats_json: serde_json::Value::Null,
+        totals: None,
     });
     let took = t.elapsed();
     eprintln!(
@@ -158,4 +160,53 @@ fn many_thousands_of_traces_render_fast_and_compact() {
     );
     let data = embedded_json(&html);
     assert_eq!(data["traces"].as_array().expect("traces").len(), 20_000);
+}
+
+#[test]
+fn streamed_report_lists_kept_traces_and_totals_all_spans() {
+    let spans = synthetic_spans(20_000);
+    let mut collector = TraceCollector::new(CollectorLimits {
+        max_traces: 300,
+        ..CollectorLimits::default()
+    });
+    for batch in spans.chunks(777) {
+        collector.add(batch);
+    }
+    let collected = collector.finish();
+    let graph = Graph::default();
+    let html = render_html(&ReportInput::from_collected(
+        "streamed",
+        &collected,
+        &graph,
+        None,
+        serde_json::json!({ "spans": 100_000 }),
+    ));
+    let note = "showing 300 of 20000 traces: erroring and slowest first; 19700 traces left out";
+    assert!(
+        html.contains(&format!(
+            "<p class=\"note warn\" id=\"left-out\">{note}</p>"
+        )),
+        "the trace list says traces were left out"
+    );
+    assert!(html.contains("300 of 20000 traces · 1500 of 100000 spans · 5 services"));
+    assert!(html.contains("<th>spans in this report</th><td>1500 of 100000</td>"));
+    assert!(html.contains("<th>traces in this report</th><td>300 of 20000 (19700 left out)</td>"));
+    // Services table: counts over all 100 000 spans, not the 1 500 listed.
+    assert!(
+        html.contains("<td class=\"svc\">api</td><td>0</td><td>0</td><td>20000</td><td>0</td>"),
+        "services count all spans"
+    );
+    let data = embedded_json(&html);
+    let traces = data["traces"].as_array().expect("traces");
+    assert_eq!(traces.len(), 300);
+    // Erroring first: every 50th trace errs (400 of them), so all 300 listed err.
+    assert!(traces.iter().all(|t| t["errors"].as_u64() == Some(1)));
+    assert!(traces
+        .iter()
+        .all(|t| t["spans"].as_array().map(Vec::len) == Some(5)));
+
+    // The all-spans page has no note and plain counts.
+    let a = chain_analysis();
+    let html = render_html(&ReportInput::from_analysis("chain", &a, None));
+    assert!(!html.contains("id=\"left-out\"") && !html.contains("traces in this report"));
 }

@@ -99,6 +99,8 @@ const INSPECT = `(() => {
     services_rows: document.querySelectorAll("#services tbody tr").length,
     edges_rows: document.querySelectorAll("#edges tbody tr").length,
     summary_rows: document.querySelectorAll("#summary-table tr").length,
+    left_out: (document.getElementById("left-out") || {}).textContent || null,
+    left_out_visible: vis(document.getElementById("left-out")),
     scripts: document.scripts.length,
     selected_trace: (document.querySelector("#trace-list tr.selected") || { dataset: {} }).dataset.traceId || null,
     waterfall_trace: (document.querySelector("#waterfall .wf-head code") || {}).textContent || null,
