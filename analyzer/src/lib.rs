@@ -106,24 +106,54 @@ pub struct Analysis {
 const BATCH: usize = 8192;
 
 /// Analyses records (from any number of captures; for traces that span captures, feed
-/// them merged by time, e.g. with [`merge_by_time`]).
+/// them merged by time, e.g. with [`merge_by_time`]) and returns every sampled span, sorted.
+/// Holds all spans: for large captures use [`analyze_into`].
 pub fn analyze(records: impl Iterator<Item = Record>, opts: &AnalyzeOptions) -> Result<Analysis> {
-    let mut pipeline = Pipeline::new(opts)?;
     let mut spans = Vec::new();
+    let mut analysis = analyze_into(
+        Pipeline::new(opts)?,
+        records,
+        |mut batch| -> std::result::Result<(), std::convert::Infallible> {
+            spans.append(&mut batch);
+            Ok(())
+        },
+    )
+    .unwrap_or_else(|never| match never {});
+    pipeline::sort_spans(&mut spans);
+    analysis.spans = spans;
+    Ok(analysis)
+}
+
+/// Runs `pipeline` over `records` and hands the sampled spans to `sink` batch by batch as
+/// they complete, each batch in the deterministic span order ([`pipeline::sort_spans`]),
+/// instead of collecting them: memory stays bounded by the pipeline's window whatever the
+/// size of the input. Batches follow fixed record counts, so the same input gives the same
+/// batches. Stops at the first error of `sink`. The returned analysis has no spans (they
+/// went to `sink`); its graph and stats cover everything.
+pub fn analyze_into<E>(
+    mut pipeline: Pipeline,
+    records: impl Iterator<Item = Record>,
+    mut sink: impl FnMut(Vec<Span>) -> std::result::Result<(), E>,
+) -> std::result::Result<Analysis, E> {
     let mut batch = Vec::with_capacity(BATCH);
+    let mut hand_out = |mut spans: Vec<Span>| {
+        if spans.is_empty() {
+            return Ok(());
+        }
+        pipeline::sort_spans(&mut spans);
+        sink(spans)
+    };
     for r in records {
         batch.push(r);
         if batch.len() == BATCH {
             pipeline.push(&batch);
             batch.clear();
-            spans.extend(pipeline.drain_completed());
+            hand_out(pipeline.drain_completed())?;
         }
     }
     pipeline.push(&batch);
     let mut analysis = pipeline.finish();
-    spans.append(&mut analysis.spans);
-    pipeline::sort_spans(&mut spans);
-    analysis.spans = spans;
+    hand_out(std::mem::take(&mut analysis.spans))?;
     Ok(analysis)
 }
 
