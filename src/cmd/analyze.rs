@@ -4,11 +4,12 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use podtrace_analyzer::{analyze, merge_by_time, Analysis, AnalyzeOptions};
+use podtrace_analyzer::{analyze_into, merge_by_time, Analysis, Pipeline};
 use podtrace_format::{CaptureReader, FormatError, ReadOptions, Record};
 
 use crate::cli::AnalyzeArgs;
 use crate::cmd::output::{self, Outputs};
+use crate::cmd::sinks::SpanSinks;
 use crate::cmd::tracing_config;
 use crate::error::{CliError, CmdResult};
 
@@ -17,18 +18,40 @@ pub fn run(args: AnalyzeArgs) -> CmdResult {
     // Every flag is checked before any file is read.
     let export = tracing_config::export_config(&args.tracing)?;
     let opts = tracing_config::analyze_options(&args.tracing)?;
+    let pipeline = Pipeline::new(&opts).map_err(|e| CliError::Usage(e.to_string()))?;
     let (reader, skipped) = open_inputs(&args.inputs, args.skip_bad_files)?;
     for (path, err) in &skipped {
         eprintln!("podtrace: skipped {}: {err}", path.display());
     }
 
-    let analysis = run_analysis(&reader, &opts)?;
     let outputs = Outputs::new(&args.output);
-    let written = outputs.write_local(&analysis)?;
-    let reports = output::export(&export, &analysis.spans)?;
-    output::print_summary(&args.output, &analysis, &written, &reports, &skipped)?;
+    let sinks = SpanSinks::start(outputs.create_dir()?, &export)?;
+    let analysis = match run_analysis(&reader, pipeline, &sinks) {
+        Ok(analysis) => analysis,
+        Err(e) => {
+            sinks.abandon();
+            return Err(e);
+        }
+    };
+    // The writer's own error (disk full, ...) is why the analysis stopped early, if it did.
+    let collected = sinks.finish()?;
+    let analysis = analysis.ok_or_else(|| {
+        CliError::Runtime(anyhow::anyhow!(
+            "the output writer stopped before the analysis ended"
+        ))
+    })?;
+    let mut written = collected.written;
+    written.extend(outputs.write_end(&analysis, &collected.traces)?);
+    output::print_summary(
+        &args.output,
+        &analysis,
+        collected.spans,
+        &written,
+        &collected.reports,
+        &skipped,
+    )?;
     Ok(output::exit_code(
-        &reports,
+        &collected.reports,
         args.tracing.allow_export_failures,
     ))
 }
@@ -93,8 +116,14 @@ fn expand_inputs(inputs: &[String]) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// Reads every file (merged by time, so traces that cross nodes' captures join up) and runs
-/// the analyzer. A read error stops the analysis and is reported with its file.
-fn run_analysis(reader: &CaptureReader, opts: &AnalyzeOptions) -> Result<Analysis, CliError> {
+/// the analyzer, handing its spans to `sinks` as they complete. A read error stops the
+/// analysis and is reported with its file; `Ok(None)` when the sinks stopped (their error
+/// says why).
+fn run_analysis(
+    reader: &CaptureReader,
+    pipeline: Pipeline,
+    sinks: &SpanSinks,
+) -> Result<Option<Analysis>, CliError> {
     let first_error: RefCell<Option<FormatError>> = RefCell::new(None);
     let progress = output::progress(reader.num_rows());
     let per_file: Vec<_> = (0..reader.files().len())
@@ -121,10 +150,10 @@ fn run_analysis(reader: &CaptureReader, opts: &AnalyzeOptions) -> Result<Analysi
     } else {
         Box::new(merge_by_time(per_file))
     };
-    let analysis = analyze(records, opts).map_err(|e| CliError::Usage(e.to_string()))?;
+    let analysis = analyze_into(pipeline, records, |spans| sinks.send(spans));
     progress.finish_and_clear();
     if let Some(e) = first_error.into_inner() {
         return Err(CliError::Input(e.into()));
     }
-    Ok(analysis)
+    Ok(analysis.ok())
 }

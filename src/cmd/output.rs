@@ -6,9 +6,10 @@ use std::process::{ExitCode, Stdio};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use podtrace_analyzer::{spans_to_json, Analysis};
-use podtrace_export::{build_exporters, export_all, write_otlp_json, ExportConfig, ExporterReport};
-use podtrace_model::Span;
+use podtrace_analyzer::Analysis;
+use podtrace_export::ExporterReport;
+use podtrace_report::collect::Collected;
+use podtrace_report::ReportInput;
 
 use crate::cli::OutputArgs;
 use crate::error::CliError;
@@ -24,24 +25,26 @@ impl<'a> Outputs<'a> {
         Outputs { args }
     }
 
-    /// Writes `traces.otlp.json`, `spans.json`, `graph.dot`, `summary.json` (and `graph.svg`
-    /// when Graphviz is installed) into the output directory, plus `--graph-dot` /
-    /// `--graph-svg`. Returns the files written.
-    pub fn write_local(&self, analysis: &Analysis) -> Result<Vec<PathBuf>, CliError> {
+    /// Writes what needs the whole analysis, once it is over: `graph.dot`, `summary.json`,
+    /// `graph.svg` (when Graphviz is installed), `report.html` (the traces `traces` kept),
+    /// and the `--graph-*` / `--report` files. (`traces.otlp.json` and `spans.json` were
+    /// streamed while the analysis ran, see [`super::sinks`].) Returns the files written.
+    pub fn write_end(
+        &self,
+        analysis: &Analysis,
+        traces: &Collected,
+    ) -> Result<Vec<PathBuf>, CliError> {
+        let (mut written, svg) = self.graph_and_summary(analysis)?;
         let dir = self.create_dir()?;
-        let mut written = Vec::new();
-        let otlp = dir.join("traces.otlp.json");
-        write_otlp_json(&otlp, &analysis.spans)
-            .with_context(|| format!("writing {}", otlp.display()))
-            .map_err(CliError::Runtime)?;
-        written.push(otlp);
-        let spans = spans_to_json(&analysis.spans).map_err(|e| CliError::Runtime(e.into()))?;
-        written.push(write(dir.join("spans.json"), spans.as_bytes())?);
-        let (files, svg) = self.graph_and_summary(analysis)?;
-        written.extend(files);
         let title = format!("podtrace — {} traces", analysis.stats.traces);
-        let html = podtrace_report::render_html(&podtrace_report::ReportInput::from_analysis(
-            &title, analysis, svg,
+        let stats =
+            serde_json::to_value(&analysis.stats).map_err(|e| CliError::Runtime(e.into()))?;
+        let html = podtrace_report::render_html(&ReportInput::from_collected(
+            &title,
+            traces,
+            &analysis.graph,
+            svg,
+            stats,
         ));
         written.push(write(dir.join("report.html"), html.as_bytes())?);
         if let Some(path) = &self.args.report {
@@ -50,7 +53,8 @@ impl<'a> Outputs<'a> {
         Ok(written)
     }
 
-    fn create_dir(&self) -> Result<&Path, CliError> {
+    /// Creates the output directory (if needed) and returns it.
+    pub fn create_dir(&self) -> Result<&Path, CliError> {
         let dir = &self.args.out;
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating output directory {}", dir.display()))
@@ -134,20 +138,11 @@ pub fn render_svg(dot: &str) -> anyhow::Result<String> {
     String::from_utf8(out.stdout).context("dot wrote non-UTF-8 SVG")
 }
 
-/// Sends `spans` to every configured exporter concurrently (none configured: no reports).
-pub fn export(config: &ExportConfig, spans: &[Span]) -> Result<Vec<ExporterReport>, CliError> {
-    if !config.has_endpoints() {
-        return Ok(Vec::new());
-    }
-    let exporters = build_exporters(config).map_err(|e| CliError::Usage(e.to_string()))?;
-    let runtime = super::runtime()?;
-    Ok(runtime.block_on(export_all(&exporters, spans)))
-}
-
 /// Prints the analysis summary (text, or JSON with `--json`) to stdout.
 pub fn print_summary(
     args: &OutputArgs,
     analysis: &Analysis,
+    spans_kept: u64,
     written: &[PathBuf],
     reports: &[ExporterReport],
     skipped: &[(PathBuf, podtrace_format::FormatError)],
@@ -155,7 +150,7 @@ pub fn print_summary(
     if args.json {
         let json = serde_json::json!({
             "stats": analysis.stats,
-            "spans_exported": analysis.spans.len(),
+            "spans_exported": spans_kept,
             "outputs": written,
             "exporters": reports,
             "skipped_files": skipped.iter().map(|(p, e)| serde_json::json!({
@@ -167,7 +162,7 @@ pub fn print_summary(
         return Ok(());
     }
     print!("{}", analysis.stats);
-    println!("spans kept after sampling: {}", analysis.spans.len());
+    println!("spans kept after sampling: {spans_kept}");
     for (path, err) in skipped {
         println!("skipped: {} ({err})", path.display());
     }

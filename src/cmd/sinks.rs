@@ -1,0 +1,294 @@
+//! Where the spans of `podtrace analyze` go while the analysis is still running.
+//!
+//! The analyzer hands out spans batch by batch as traces complete; a writer thread takes
+//! each batch and appends it to `traces.otlp.json` and `spans.json`, offers it to the
+//! report's bounded trace collector, and passes it on to the network exporters (their own
+//! async task). Nothing keeps every span: memory stays bounded by the analyzer's window
+//! and the channels between the stages, which are bounded too — a slow disk or endpoint
+//! slows the analysis down instead of letting spans pile up. The writer thread also lets
+//! the second core serialise while the first one analyses.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use anyhow::Context;
+use podtrace_export::{
+    build_exporters, export_stream, ExportConfig, ExporterReport, OtlpJsonWriter,
+    DEFAULT_OTLP_JSON_FILE,
+};
+use podtrace_model::Span;
+use podtrace_report::collect::{Collected, CollectorLimits, TraceCollector};
+
+use crate::error::CliError;
+
+/// Batches in flight between the analysis and the writer, and between the writer and the
+/// exporters (each batch is a few thousand spans).
+const QUEUE: usize = 4;
+
+/// What the sinks produced once every batch is through.
+pub struct SinkOutput {
+    /// Spans handed to the sinks (the sampled spans of the analysis).
+    pub spans: u64,
+    /// Files written (`traces.otlp.json`, `spans.json`).
+    pub written: Vec<PathBuf>,
+    /// One report per configured network exporter.
+    pub reports: Vec<ExporterReport>,
+    /// The traces the report shows, and totals over every span.
+    pub traces: Collected,
+}
+
+/// The running sinks (see the module doc).
+pub struct SpanSinks {
+    tx: SyncSender<Vec<Span>>,
+    writer: JoinHandle<Result<SinkOutput, CliError>>,
+    abandoned: Arc<AtomicBool>,
+}
+
+/// The writer thread stopped early; [`SpanSinks::finish`] says why.
+#[derive(Debug)]
+pub struct SinkStopped;
+
+impl SpanSinks {
+    /// Creates the output files in `dir`, builds the exporters of `export` (a bad setting
+    /// is a usage error, before anything is read) and starts the writer thread.
+    pub fn start(dir: &Path, export: &ExportConfig) -> Result<Self, CliError> {
+        let exporters = if export.has_endpoints() {
+            build_exporters(export).map_err(|e| CliError::Usage(e.to_string()))?
+        } else {
+            Vec::new()
+        };
+        let otlp = OtlpJsonWriter::create(dir.join(DEFAULT_OTLP_JSON_FILE))
+            .map_err(|e| CliError::Runtime(e.into()))?;
+        let spans_json = SpansJsonWriter::create(dir.join("spans.json"))?;
+        let runtime = if exporters.is_empty() {
+            None
+        } else {
+            Some(super::runtime()?)
+        };
+        let (tx, rx) = sync_channel::<Vec<Span>>(QUEUE);
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let stop = Arc::clone(&abandoned);
+        let writer = std::thread::Builder::new()
+            .name("podtrace-sinks".into())
+            .spawn(move || {
+                let mut otlp = otlp;
+                let mut spans_json = spans_json;
+                let mut traces = TraceCollector::new(CollectorLimits::default());
+                let export = runtime.map(|rt| {
+                    let (etx, erx) = tokio::sync::mpsc::channel::<Vec<Span>>(QUEUE);
+                    let task = rt.spawn(async move { export_stream(&exporters, erx).await });
+                    (rt, etx, task)
+                });
+                let mut spans = 0u64;
+                for batch in rx {
+                    otlp.write(&batch)
+                        .map_err(|e| CliError::Runtime(e.into()))?;
+                    spans_json.write(&batch)?;
+                    traces.add(&batch);
+                    spans += batch.len() as u64;
+                    if let Some((_, etx, _)) = &export {
+                        etx.blocking_send(batch).map_err(|_| {
+                            CliError::Runtime(anyhow::anyhow!("the exporter task stopped early"))
+                        })?;
+                    }
+                }
+                if stop.load(Ordering::SeqCst) {
+                    // Dropping the writers removes their temporary files.
+                    return Err(CliError::Runtime(anyhow::anyhow!("analysis abandoned")));
+                }
+                let reports = match export {
+                    Some((rt, etx, task)) => {
+                        drop(etx);
+                        rt.block_on(task).map_err(|e| {
+                            CliError::Runtime(anyhow::anyhow!("exporter task failed: {e}"))
+                        })?
+                    }
+                    None => Vec::new(),
+                };
+                let written = vec![spans_json.finish()?, finish_otlp(otlp)?];
+                Ok(SinkOutput {
+                    spans,
+                    written,
+                    reports,
+                    traces: traces.finish(),
+                })
+            })
+            .map_err(|e| {
+                CliError::Runtime(anyhow::Error::new(e).context("starting the writer thread"))
+            })?;
+        Ok(SpanSinks {
+            tx,
+            writer,
+            abandoned,
+        })
+    }
+
+    /// Hands a batch to the writer (waits while the queue is full).
+    pub fn send(&self, spans: Vec<Span>) -> Result<(), SinkStopped> {
+        self.tx.send(spans).map_err(|_| SinkStopped)
+    }
+
+    /// Stops without finishing the files (the analysis failed): no half output is left
+    /// where a complete one is expected.
+    pub fn abandon(self) {
+        self.abandoned.store(true, Ordering::SeqCst);
+        drop(self.tx);
+        let _ = self.writer.join();
+    }
+
+    /// Waits until every batch is written and exported; the writer's error if it failed.
+    pub fn finish(self) -> Result<SinkOutput, CliError> {
+        drop(self.tx);
+        self.writer
+            .join()
+            .map_err(|_| CliError::Runtime(anyhow::anyhow!("the writer thread panicked")))?
+    }
+}
+
+fn finish_otlp(otlp: OtlpJsonWriter) -> Result<PathBuf, CliError> {
+    let path = otlp.path().to_path_buf();
+    otlp.finish().map_err(|e| CliError::Runtime(e.into()))?;
+    Ok(path)
+}
+
+/// `spans.json`: a pretty-printed JSON array of [`Span`]s, written batch by batch into a
+/// temporary sibling renamed into place at the end (removed when dropped unfinished).
+struct SpansJsonWriter {
+    path: PathBuf,
+    tmp: PathBuf,
+    out: Option<BufWriter<File>>,
+    first: bool,
+    buf: Vec<u8>,
+}
+
+impl SpansJsonWriter {
+    fn create(path: PathBuf) -> Result<Self, CliError> {
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(format!(".tmp-{}", std::process::id()));
+        let tmp = path.with_file_name(name);
+        let file = File::create(&tmp)
+            .with_context(|| format!("creating {}", path.display()))
+            .map_err(CliError::Runtime)?;
+        Ok(SpansJsonWriter {
+            path,
+            tmp,
+            out: Some(BufWriter::with_capacity(1 << 20, file)),
+            first: true,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Appends the spans, each one indented as an element of the top-level array (the
+    /// layout `serde_json::to_string_pretty` gives the whole array).
+    fn write(&mut self, spans: &[Span]) -> Result<(), CliError> {
+        let Some(out) = self.out.as_mut() else {
+            return Ok(());
+        };
+        let mut write = || -> anyhow::Result<()> {
+            for span in spans {
+                self.buf.clear();
+                serde_json::to_writer_pretty(&mut self.buf, span)?;
+                let lead: &[u8] = if std::mem::replace(&mut self.first, false) {
+                    b"[\n  "
+                } else {
+                    b",\n  "
+                };
+                out.write_all(lead)?;
+                // Strings in JSON cannot hold a raw newline: every '\n' is layout.
+                for (i, line) in self.buf.split(|&b| b == b'\n').enumerate() {
+                    if i > 0 {
+                        out.write_all(b"\n  ")?;
+                    }
+                    out.write_all(line)?;
+                }
+            }
+            Ok(())
+        };
+        write()
+            .with_context(|| format!("writing {}", self.path.display()))
+            .map_err(CliError::Runtime)
+    }
+
+    fn finish(mut self) -> Result<PathBuf, CliError> {
+        let Some(mut out) = self.out.take() else {
+            return Ok(self.path.clone());
+        };
+        let end: &[u8] = if self.first { b"[]\n" } else { b"\n]\n" };
+        let done = || -> std::io::Result<()> {
+            out.write_all(end)?;
+            out.into_inner().map_err(|e| e.into_error())?;
+            std::fs::rename(&self.tmp, &self.path)
+        };
+        done()
+            .with_context(|| format!("writing {}", self.path.display()))
+            .map_err(CliError::Runtime)?;
+        Ok(self.path.clone())
+    }
+}
+
+impl Drop for SpansJsonWriter {
+    fn drop(&mut self) {
+        if self.out.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use podtrace_model::{KeyValue, Resource, SpanId, SpanKind, Status, TraceId};
+
+    fn span(n: u8) -> Span {
+        Span {
+            trace_id: TraceId([n; 16]),
+            span_id: SpanId([n; 8]),
+            parent_span_id: Some(SpanId([n + 1; 8])),
+            trace_state: String::new(),
+            flags: 1,
+            name: format!("GET /{n}\n\"x\""),
+            kind: SpanKind::Client,
+            start_time_unix_nano: u64::from(n),
+            end_time_unix_nano: u64::from(n) + 5,
+            attributes: vec![KeyValue::new("http.response.status_code", 200i64)],
+            status: Status::unset(),
+            resource: Resource::new("web"),
+        }
+    }
+
+    #[test]
+    fn spans_json_streamed_equals_the_pretty_array() {
+        let dir = tempfile::tempdir().unwrap();
+        for (i, batches) in [
+            vec![],
+            vec![vec![span(1)]],
+            vec![vec![span(1), span(2)], vec![], vec![span(3)]],
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let path = dir.path().join(format!("spans-{i}.json"));
+            let mut w = SpansJsonWriter::create(path.clone()).unwrap();
+            for b in &batches {
+                w.write(b).unwrap();
+            }
+            assert!(!path.exists());
+            assert_eq!(w.finish().unwrap(), path);
+            let all: Vec<Span> = batches.concat();
+            let expected = serde_json::to_string_pretty(&all).unwrap() + "\n";
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), expected);
+        }
+        let w = SpansJsonWriter::create(dir.path().join("other.json")).unwrap();
+        drop(w);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            3,
+            "no temp left"
+        );
+    }
+}
