@@ -594,6 +594,26 @@ mod tests {
     }
 
     #[test]
+    fn a_trace_larger_than_the_span_limit_is_left_out_whole() {
+        let mut c = TraceCollector::new(CollectorLimits {
+            max_spans: 8,
+            ..CollectorLimits::default()
+        });
+        let big: Vec<Span> = (0..12u8)
+            .map(|i| span(1, i, BASE + u64::from(i), 1_000, SpanKind::Server, false))
+            .collect();
+        c.add(&big[..6]);
+        assert_eq!(c.held_spans(), 6);
+        c.add(&big[6..]);
+        c.add(&[span(2, 0, BASE + 50, 10, SpanKind::Server, false)]);
+        let got = c.finish();
+        assert!(got.spans.iter().all(|s| s.trace_id == trace_id(2)));
+        let t = &got.totals;
+        assert_eq!((t.kept_traces, t.kept_spans), (1, 1));
+        assert_eq!((t.dropped_traces, t.dropped_spans), (1, 12));
+    }
+
+    #[test]
     fn left_out_ids_are_forgotten_by_age_and_count() {
         let mut c = TraceCollector::new(CollectorLimits {
             max_traces: 1,
