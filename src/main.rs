@@ -14,6 +14,10 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command};
 
+/// mimalloc: the analysis and its writers are allocation-heavy (see Cargo.toml).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     restore_sigpipe();
     let cli = Cli::parse();

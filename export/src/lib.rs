@@ -32,6 +32,7 @@ mod error;
 pub mod file;
 pub mod jaeger;
 pub mod otlp;
+pub mod otlp_json;
 mod report;
 mod secret;
 pub mod splunk;

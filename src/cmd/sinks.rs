@@ -156,14 +156,13 @@ fn finish_otlp(otlp: OtlpJsonWriter) -> Result<PathBuf, CliError> {
     Ok(path)
 }
 
-/// `spans.json`: a pretty-printed JSON array of [`Span`]s, written batch by batch into a
-/// temporary sibling renamed into place at the end (removed when dropped unfinished).
+/// `spans.json`: a JSON array of [`Span`]s, one span per line, written batch by batch into
+/// a temporary sibling renamed into place at the end (removed when dropped unfinished).
 struct SpansJsonWriter {
     path: PathBuf,
     tmp: PathBuf,
     out: Option<BufWriter<File>>,
     first: bool,
-    buf: Vec<u8>,
 }
 
 impl SpansJsonWriter {
@@ -179,33 +178,23 @@ impl SpansJsonWriter {
             tmp,
             out: Some(BufWriter::with_capacity(1 << 20, file)),
             first: true,
-            buf: Vec::new(),
         })
     }
 
-    /// Appends the spans, each one indented as an element of the top-level array (the
-    /// layout `serde_json::to_string_pretty` gives the whole array).
+    /// Appends the spans, one compact JSON object per line.
     fn write(&mut self, spans: &[Span]) -> Result<(), CliError> {
         let Some(out) = self.out.as_mut() else {
             return Ok(());
         };
         let mut write = || -> anyhow::Result<()> {
             for span in spans {
-                self.buf.clear();
-                serde_json::to_writer_pretty(&mut self.buf, span)?;
                 let lead: &[u8] = if std::mem::replace(&mut self.first, false) {
-                    b"[\n  "
+                    b"[\n"
                 } else {
-                    b",\n  "
+                    b",\n"
                 };
                 out.write_all(lead)?;
-                // Strings in JSON cannot hold a raw newline: every '\n' is layout.
-                for (i, line) in self.buf.split(|&b| b == b'\n').enumerate() {
-                    if i > 0 {
-                        out.write_all(b"\n  ")?;
-                    }
-                    out.write_all(line)?;
-                }
+                serde_json::to_writer(&mut *out, span)?;
             }
             Ok(())
         };
@@ -262,7 +251,7 @@ mod tests {
     }
 
     #[test]
-    fn spans_json_streamed_equals_the_pretty_array() {
+    fn spans_json_streamed_is_one_array_one_span_per_line() {
         let dir = tempfile::tempdir().unwrap();
         for (i, batches) in [
             vec![],
@@ -280,8 +269,12 @@ mod tests {
             assert!(!path.exists());
             assert_eq!(w.finish().unwrap(), path);
             let all: Vec<Span> = batches.concat();
-            let expected = serde_json::to_string_pretty(&all).unwrap() + "\n";
-            assert_eq!(std::fs::read_to_string(&path).unwrap(), expected);
+            let text = std::fs::read_to_string(&path).unwrap();
+            let back: Vec<Span> = serde_json::from_str(&text).unwrap();
+            assert_eq!(back, all);
+            let lines = if all.is_empty() { 1 } else { all.len() + 2 };
+            assert_eq!(text.lines().count(), lines, "one span per line");
+            assert!(text.ends_with("]\n"));
         }
         let w = SpansJsonWriter::create(dir.path().join("other.json")).unwrap();
         drop(w);
