@@ -132,11 +132,18 @@ impl Lookup<'_> {
     /// The single value of a header: `Ok(None)` when absent, `Err` when repeated with
     /// different values.
     fn one(&self, name: &str) -> Result<Option<&str>, IgnoreReason> {
-        let all = self.all(name);
-        match all.as_slice() {
-            [] => Ok(None),
-            [first, rest @ ..] if rest.iter().all(|v| v == first) => Ok(Some(first)),
-            _ => Err(IgnoreReason::Duplicate),
+        let mut values = self
+            .0
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim_matches([' ', '\t']));
+        let Some(first) = values.next() else {
+            return Ok(None);
+        };
+        if values.all(|v| v == first) {
+            Ok(Some(first))
+        } else {
+            Err(IgnoreReason::Duplicate)
         }
     }
 }

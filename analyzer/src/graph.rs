@@ -9,6 +9,7 @@
 //! HTTP status ≥ 500. [`Graph::to_dot`] writes a Graphviz `digraph` with quoted, escaped
 //! names. A gRPC call with a `grpc-status` other than 0 is an error too.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -128,12 +129,23 @@ pub enum GraphNodes {
     Pods,
 }
 
+/// The value under `key`, inserted as the default when missing (the key is copied only
+/// then).
+fn get_or_insert<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> &'m mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), V::default());
+    }
+    map.get_mut(key).expect("the key was inserted above")
+}
+
 /// Accumulates spans into a [`Graph`].
 #[derive(Debug, Default, Clone)]
 pub struct GraphBuilder {
     by: GraphNodes,
     nodes: BTreeMap<String, (u64, u64)>,
-    edges: BTreeMap<(String, String), (u64, u64, Histogram)>,
+    /// caller → callee → (requests, errors, latency); nested so a known edge is found by
+    /// borrowed names (no allocation per span).
+    edges: BTreeMap<String, BTreeMap<String, (u64, u64, Histogram)>>,
 }
 
 fn attr_str<'a>(s: &'a ObservedSpan, key: &str) -> Option<&'a str> {
@@ -166,49 +178,48 @@ impl GraphBuilder {
 
     /// Adds one span's edge (if it contributes one).
     pub fn add(&mut self, s: &ObservedSpan) {
-        let (own, peer) = match self.by {
-            GraphNodes::Services => (
-                s.span.resource.service_name.clone(),
-                attr_str(s, "peer.service").map(str::to_string),
-            ),
+        let resource = &s.span.resource;
+        let (own, peer): (&str, Option<&str>) = match self.by {
+            GraphNodes::Services => (resource.service_name.as_str(), attr_str(s, "peer.service")),
             GraphNodes::Pods => (
-                s.span
-                    .resource
+                resource
                     .get("k8s.pod.name")
-                    .unwrap_or(&s.span.resource.service_name)
-                    .to_string(),
-                attr_str(s, "podtrace.peer.pod")
-                    .or_else(|| attr_str(s, "peer.service"))
-                    .map(str::to_string),
+                    .unwrap_or(&resource.service_name),
+                attr_str(s, "podtrace.peer.pod").or_else(|| attr_str(s, "peer.service")),
             ),
         };
         let peer_ip = attr_str(s, "network.peer.address");
-        let (caller, callee) = match s.span.kind {
+        let (caller, callee): (Cow<'_, str>, Cow<'_, str>) = match s.span.kind {
             SpanKind::Client => {
-                let callee = peer.or_else(|| {
+                let callee = peer.map(Cow::Borrowed).or_else(|| {
                     peer_ip.map(|ip| match attr_int(s, "network.peer.port") {
-                        Some(port) if ip.contains(':') => format!("[{ip}]:{port}"),
-                        Some(port) => format!("{ip}:{port}"),
-                        None => ip.to_string(),
+                        Some(port) if ip.contains(':') => Cow::Owned(format!("[{ip}]:{port}")),
+                        Some(port) => Cow::Owned(format!("{ip}:{port}")),
+                        None => Cow::Borrowed(ip),
                     })
                 });
-                (own, callee.unwrap_or_else(|| "unknown".into()))
+                (
+                    Cow::Borrowed(own),
+                    callee.unwrap_or(Cow::Borrowed("unknown")),
+                )
             }
             SpanKind::Server => {
                 if s.caller_recorded {
                     return;
                 }
-                let caller = peer.or_else(|| peer_ip.map(str::to_string));
-                (caller.unwrap_or_else(|| "unknown".into()), own)
+                let caller = peer.or(peer_ip).unwrap_or("unknown");
+                (Cow::Borrowed(caller), Cow::Borrowed(own))
             }
         };
         let error = attr_int(s, "http.response.status_code").is_some_and(|c| c >= 500)
             || attr_int(s, "rpc.grpc.status_code").is_some_and(|c| c != 0);
-        self.nodes.entry(caller.clone()).or_default();
-        let n = self.nodes.entry(callee.clone()).or_default();
+        if !self.nodes.contains_key(caller.as_ref()) {
+            self.nodes.insert(caller.to_string(), (0, 0));
+        }
+        let n = get_or_insert(&mut self.nodes, &callee);
         n.0 += 1;
         n.1 += u64::from(error);
-        let e = self.edges.entry((caller, callee)).or_default();
+        let e = get_or_insert(get_or_insert(&mut self.edges, &caller), &callee);
         e.0 += 1;
         e.1 += u64::from(error);
         e.2.add(s.span.duration_ns());
@@ -226,7 +237,11 @@ impl GraphBuilder {
             });
             index.insert(name.as_str(), i);
         }
-        for ((from, to), (count, errors, lat)) in &self.edges {
+        let edges = self
+            .edges
+            .iter()
+            .flat_map(|(from, to)| to.iter().map(move |(to, e)| (from, to, e)));
+        for (from, to, (count, errors, lat)) in edges {
             let (Some(a), Some(b)) = (index.get(from.as_str()), index.get(to.as_str())) else {
                 continue;
             };

@@ -8,9 +8,10 @@
 //! [`Pipeline::push`] and exports what [`Pipeline::drain_completed`] returns;
 //! [`crate::analyze`] does the same over whole captures.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{hash_map, BTreeMap};
 use std::sync::Arc;
 
+use foldhash::HashMap;
 use podtrace_format::{Record, Role};
 use podtrace_model::{Span, TraceId};
 use rayon::prelude::*;
@@ -62,11 +63,11 @@ impl Pipeline {
             opts: opts.clone(),
             sampler: Sampler::new(opts.sample_rate, opts.sampler_mode)?,
             reassembler: Reassembler::new(),
-            conns: HashMap::new(),
+            conns: HashMap::default(),
             linker: Linker::with_window(opts.window_ns),
             enricher: Enricher::new(),
             graph: GraphBuilder::by(opts.graph_nodes),
-            traces: HashMap::new(),
+            traces: HashMap::default(),
             trace_count: 0,
             stats: AnalysisStats::default(),
             watermark: 0,
@@ -230,17 +231,18 @@ impl Pipeline {
     }
 
     fn emit(&mut self, cutoff: u64) -> Vec<Span> {
-        let mut out = Vec::new();
-        for mut s in self.linker.link(cutoff) {
+        let linked = self.linker.link(cutoff);
+        let mut out = Vec::with_capacity(linked.len());
+        for mut s in linked {
             self.enricher.enrich(&mut s);
             self.graph.add(&s);
             let end = s.span.end_time_unix_nano;
             match self.traces.entry(s.span.trace_id) {
-                std::collections::hash_map::Entry::Occupied(mut e) => {
+                hash_map::Entry::Occupied(mut e) => {
                     let seen = e.get_mut();
                     *seen = (*seen).max(end);
                 }
-                std::collections::hash_map::Entry::Vacant(e) => {
+                hash_map::Entry::Vacant(e) => {
                     e.insert(end);
                     self.trace_count += 1;
                 }

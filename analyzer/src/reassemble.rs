@@ -9,9 +9,10 @@
 //! [`Role::Unknown`] and the HTTP stage infers it. The reassembler is incremental: rows are
 //! pushed in batches and [`Reassembler::take_ready`] hands out only the new segments.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
+use foldhash::HashMap;
 use podtrace_format::{flags, Direction, Role, SocketData, SocketEvent, SocketMeta};
 
 /// Identity of one recorded socket.

@@ -18,10 +18,11 @@
 //! exchanges older than a cutoff and emits the finished ones, [`Linker::evict`] forgets
 //! old ones (counting requests that never got an answer).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use foldhash::{HashMap, HashSet};
 use podtrace_model::{KeyValue, Resource, Span, SpanId, SpanKind, Status, TraceId};
 
 use crate::context::{extract, Family, IgnoreReason, TraceContext};
@@ -130,7 +131,9 @@ fn order_key(ex: &Exchange) -> OrderKey {
 /// The linking stage: exchanges in, identified spans out.
 #[derive(Debug, Default)]
 pub struct Linker {
-    slots: HashMap<ExchangeId, Slot>,
+    /// Boxed: the table stays small (key + pointer per entry), so probing and growth
+    /// touch little memory.
+    slots: HashMap<ExchangeId, Box<Slot>>,
     /// Every held exchange by request start (eviction scans only old ones).
     by_start: BTreeSet<(u64, ExchangeId)>,
     unidentified: BTreeSet<OrderKey>,
@@ -213,13 +216,13 @@ impl Linker {
                 self.by_start.insert((key.0, id));
                 self.slots.insert(
                     id,
-                    Slot {
+                    Box::new(Slot {
                         ex,
                         identity: None,
                         in_progress: false,
                         emitted: false,
                         unanswered: false,
-                    },
+                    }),
                 );
             }
             ExchangeEvent::Response { id, response } => {
@@ -244,75 +247,97 @@ impl Linker {
     /// Identifies every exchange whose request started before `cutoff` (in start order)
     /// and returns the spans of identified exchanges that have their response.
     pub fn link(&mut self, cutoff: u64) -> Vec<ObservedSpan> {
-        let ready: Vec<OrderKey> = self
-            .unidentified
-            .range(..(cutoff, 0, min_id()))
-            .copied()
-            .collect();
+        // The ready ones leave the set at once (split, not one by one).
+        let later = self.unidentified.split_off(&(cutoff, 0, min_id()));
+        let ready = std::mem::replace(&mut self.unidentified, later);
         for key in ready {
             self.horizon = key.0;
             self.identify(key.2);
         }
-        let mut out = Vec::new();
-        let emit: Vec<OrderKey> = self
-            .awaiting_emit
-            .iter()
-            .filter(|k| {
-                self.slots
-                    .get(&k.2)
-                    .is_some_and(|s| s.ex.response.is_some())
-            })
-            .copied()
-            .collect();
-        for key in emit {
-            self.awaiting_emit.remove(&key);
+        // One pass in order: emit the answered ones, keep the rest waiting.
+        let awaiting = std::mem::take(&mut self.awaiting_emit);
+        let mut waiting = Vec::new();
+        let mut out = Vec::with_capacity(awaiting.len());
+        for key in awaiting {
             let Some(slot) = self.slots.get_mut(&key.2) else {
+                waiting.push(key);
                 continue;
             };
-            let Some(identity) = slot.identity.clone() else {
+            if slot.ex.response.is_none() {
+                waiting.push(key);
                 continue;
-            };
+            }
+            if slot.identity.is_none() {
+                continue;
+            }
             slot.emitted = true;
-            let span = build_span(&slot.ex, &identity);
-            let conn = slot.ex.conn.clone();
+            let Some(identity) = &slot.identity else {
+                continue;
+            };
             if let Some(parent) = identity.parent {
                 if !self.ids.contains_key(&(identity.trace_id, parent)) {
                     self.stats.orphans += 1;
                 }
             }
             out.push(ObservedSpan {
-                span,
-                conn,
+                span: build_span(&slot.ex, identity),
+                conn: slot.ex.conn.clone(),
                 caller_recorded: identity.caller_recorded,
             });
         }
+        self.awaiting_emit = waiting.into_iter().collect();
         out
     }
 
     /// Forgets exchanges that ended before `before`: emitted ones silently, outstanding
     /// ones counted as evicted (unanswered ones were already counted).
     pub fn evict(&mut self, before: u64) {
-        let old: Vec<(u64, ExchangeId)> = self
-            .by_start
-            .range(..(before, min_id()))
-            .filter(|(_, id)| {
-                self.slots
-                    .get(id)
-                    .is_none_or(|s| s.identity.is_some() && s.ex.end_ts() < before)
-            })
-            .copied()
-            .collect();
-        for (start, id) in old {
-            self.by_start.remove(&(start, id));
+        // Take the old part of the start index off at once; what cannot go yet goes back.
+        let later = self.by_start.split_off(&(before, min_id()));
+        let candidates = std::mem::replace(&mut self.by_start, later);
+        let mut old: Vec<(u64, ExchangeId)> = Vec::with_capacity(candidates.len());
+        for (start, id) in candidates {
+            let evictable = self
+                .slots
+                .get(&id)
+                .is_none_or(|s| s.identity.is_some() && s.ex.end_ts() < before);
+            if evictable {
+                old.push((start, id));
+            } else {
+                self.by_start.insert((start, id));
+            }
+        }
+        if before == u64::MAX && self.by_start.is_empty() {
+            // The end of an analysis: everything goes. Count, then drop the indexes whole
+            // instead of taking every exchange out of each one.
+            for (_, id) in &old {
+                if let Some(slot) = self.slots.remove(id) {
+                    if !slot.emitted && !slot.unanswered {
+                        self.stats.evicted_requests += 1;
+                    }
+                }
+            }
+            *self = Linker {
+                stats: std::mem::take(&mut self.stats),
+                horizon: self.horizon,
+                window_ns: self.window_ns,
+                ..Linker::default()
+            };
+            return;
+        }
+        for (_, id) in old {
             let Some(slot) = self.slots.remove(&id) else {
                 continue;
             };
             if !slot.emitted && !slot.unanswered {
                 self.stats.evicted_requests += 1;
             }
-            let key = order_key(&slot.ex);
-            self.awaiting_emit.remove(&key);
-            self.unidentified.remove(&key);
+            if !slot.emitted {
+                // An emitted exchange left both sets when it was identified and emitted.
+                let key = order_key(&slot.ex);
+                self.awaiting_emit.remove(&key);
+                self.unidentified.remove(&key);
+            }
             self.claimed_clients.remove(&id);
             match slot.ex.side {
                 SpanKind::Server => {
@@ -353,9 +378,12 @@ impl Linker {
             return None;
         }
         slot.in_progress = true;
-        let ex = slot.ex.clone();
+        // What the rules need of the exchange, taken without copying its headers and
+        // strings: the recursive searches below borrow other slots.
+        let facts = Facts::of(&slot.ex);
         let extraction = extract(
-            ex.request
+            slot.ex
+                .request
                 .headers
                 .iter()
                 .map(|(n, v)| (n.as_str(), v.as_str())),
@@ -364,20 +392,20 @@ impl Linker {
             *self.stats.ignored_headers.entry(*ig).or_default() += 1;
         }
         let ctx = extraction.context;
-        let mut identity = match ex.side {
+        let mut identity = match facts.side {
             SpanKind::Client => {
                 let parent = self
-                    .in_flight_server(&ex)
+                    .in_flight_server(&facts)
                     .and_then(|sid| self.identify(sid));
-                client_identity(&ex, ctx, parent)
+                client_identity(&facts.parts, ctx, parent)
             }
             SpanKind::Server => {
-                let caller = self.matching_client(&ex);
+                let caller = self.matching_client(&facts);
                 if let Some(cid) = caller {
                     self.claim_client(cid);
                 }
                 let caller_identity = caller.and_then(|cid| self.identify(cid));
-                server_identity(&ex, ctx, caller_identity)
+                server_identity(&facts.parts, ctx, caller_identity)
             }
         };
         let mut salt = 0u64;
@@ -388,10 +416,10 @@ impl Linker {
         {
             salt += 1;
             self.stats.duplicate_ids += 1;
-            identity.span_id = derive_span_id(&identity.trace_id, &ex, salt);
+            identity.span_id = facts.parts.span_id(&identity.trace_id, salt);
         }
         self.ids.insert((identity.trace_id, identity.span_id), id);
-        let key = order_key(&ex);
+        let key = facts.order_key();
         self.unidentified.remove(&key);
         if let Some(slot) = self.slots.get_mut(&id) {
             slot.in_progress = false;
@@ -407,10 +435,10 @@ impl Linker {
     /// A server exchange is in flight from when its process could start on it (its request
     /// arrived and, on a pipelined connection, the previous response was sent) until its
     /// last response byte.
-    fn in_flight_server(&mut self, client: &Exchange) -> Option<ExchangeId> {
-        let pk = ProcessKey::of(&client.conn);
+    fn in_flight_server(&mut self, client: &Facts) -> Option<ExchangeId> {
+        let pk = client.process;
         let set = self.servers_by_proc.get(&pk)?;
-        let start = client.start_ts();
+        let start = client.start;
         let mut best: Option<(u64, ExchangeId)> = None;
         let mut dead = Vec::new();
         for (s_start, id) in set
@@ -432,8 +460,8 @@ impl Linker {
             // The server side of the client's own connection (both ends share an address
             // in imported captures) is its callee, never its parent.
             if s.in_progress
-                || (s.ex.conn.key.local == client.conn.key.remote
-                    && s.ex.conn.key.remote == client.conn.key.local)
+                || (s.ex.conn.key.local == client.key.remote
+                    && s.ex.conn.key.remote == client.key.local)
             {
                 continue;
             }
@@ -500,10 +528,10 @@ impl Linker {
 
     /// The CLIENT exchange recorded on the other end of `server`'s connection whose time
     /// overlaps it (closest request start wins), not already claimed by another server.
-    fn matching_client(&self, server: &Exchange) -> Option<ExchangeId> {
-        let (local, remote) = (server.conn.key.local?, server.conn.key.remote?);
+    fn matching_client(&self, server: &Facts) -> Option<ExchangeId> {
+        let (local, remote) = (server.key.local?, server.key.remote?);
         let set = self.clients_by_addr.get(&(remote, local))?;
-        let (s_start, s_end) = (server.start_ts(), open_end(server));
+        let (s_start, s_end) = (server.start, server.open_end);
         set.range((self.earliest(s_start), min_id())..=(s_end, max_id()))
             .filter(|(_, id)| !self.claimed_clients.contains(id))
             .filter_map(|(_, id)| self.slots.get(id).map(|s| (id, s)))
@@ -553,7 +581,7 @@ fn flags_of(ctx: Option<&TraceContext>, inherited: Option<u32>) -> u32 {
     }
 }
 
-fn client_identity(ex: &Exchange, ctx: Option<TraceContext>, parent: Option<Identity>) -> Identity {
+fn client_identity(ex: &IdParts, ctx: Option<TraceContext>, parent: Option<Identity>) -> Identity {
     match ctx {
         Some(ctx) => {
             let same_trace = parent.as_ref().filter(|p| p.trace_id == ctx.trace_id);
@@ -564,11 +592,11 @@ fn client_identity(ex: &Exchange, ctx: Option<TraceContext>, parent: Option<Iden
                 trace_id: ctx.trace_id,
                 span_id: match ctx.parent_id {
                     Some(id) if !passed_through => id,
-                    _ => derive_span_id(&ctx.trace_id, ex, 0),
+                    _ => ex.span_id(&ctx.trace_id, 0),
                 },
                 parent: same_trace.map(|p| p.span_id),
                 flags: flags_of(Some(&ctx), same_trace.map(|p| p.flags)),
-                trace_state: ctx.trace_state.clone(),
+                trace_state: ctx.trace_state,
                 family: Some(ctx.family),
                 caller_recorded: false,
             }
@@ -576,7 +604,7 @@ fn client_identity(ex: &Exchange, ctx: Option<TraceContext>, parent: Option<Iden
         None => match parent {
             Some(p) => Identity {
                 trace_id: p.trace_id,
-                span_id: derive_span_id(&p.trace_id, ex, 0),
+                span_id: ex.span_id(&p.trace_id, 0),
                 parent: Some(p.span_id),
                 flags: p.flags,
                 trace_state: p.trace_state,
@@ -588,19 +616,19 @@ fn client_identity(ex: &Exchange, ctx: Option<TraceContext>, parent: Option<Iden
     }
 }
 
-fn server_identity(ex: &Exchange, ctx: Option<TraceContext>, caller: Option<Identity>) -> Identity {
+fn server_identity(ex: &IdParts, ctx: Option<TraceContext>, caller: Option<Identity>) -> Identity {
     let caller_recorded = caller.is_some();
     match ctx {
         Some(ctx) => {
             let caller_same = caller.as_ref().filter(|c| c.trace_id == ctx.trace_id);
             Identity {
                 trace_id: ctx.trace_id,
-                span_id: derive_span_id(&ctx.trace_id, ex, 0),
+                span_id: ex.span_id(&ctx.trace_id, 0),
                 // The recorded caller is the parent; its id differs from the header's
                 // only when it forwarded an incoming header unchanged.
                 parent: caller_same.map(|c| c.span_id).or(ctx.parent_id),
                 flags: flags_of(Some(&ctx), caller_same.map(|c| c.flags)),
-                trace_state: ctx.trace_state.clone(),
+                trace_state: ctx.trace_state,
                 family: Some(ctx.family),
                 caller_recorded,
             }
@@ -608,7 +636,7 @@ fn server_identity(ex: &Exchange, ctx: Option<TraceContext>, caller: Option<Iden
         None => match caller {
             Some(c) => Identity {
                 trace_id: c.trace_id,
-                span_id: derive_span_id(&c.trace_id, ex, 0),
+                span_id: ex.span_id(&c.trace_id, 0),
                 parent: Some(c.span_id),
                 flags: c.flags,
                 trace_state: c.trace_state,
@@ -620,11 +648,11 @@ fn server_identity(ex: &Exchange, ctx: Option<TraceContext>, caller: Option<Iden
     }
 }
 
-fn root_identity(ex: &Exchange) -> Identity {
-    let trace_id = derive_trace_id(ex);
+fn root_identity(ex: &IdParts) -> Identity {
+    let trace_id = ex.trace_id();
     Identity {
         trace_id,
-        span_id: derive_span_id(&trace_id, ex, 0),
+        span_id: ex.span_id(&trace_id, 0),
         parent: None,
         flags: 1,
         trace_state: String::new(),
@@ -633,60 +661,194 @@ fn root_identity(ex: &Exchange) -> Identity {
     }
 }
 
-/// FNV-1a over length-prefixed parts, finished with the splitmix64 mixer.
-fn stable_hash(seed: u64, parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    for part in parts {
-        for b in (part.len() as u64).to_le_bytes().iter().chain(part.iter()) {
+/// FNV-1a over length-prefixed parts, finished with the splitmix64 mixer (streamed: the
+/// parts are fed one by one, nothing is collected).
+struct StableHasher(u64);
+
+impl StableHasher {
+    fn new(seed: u64) -> Self {
+        StableHasher(0xcbf2_9ce4_8422_2325 ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+    }
+
+    fn bytes(&mut self, bytes: &[u8]) {
+        let mut h = self.0;
+        for b in bytes {
             h ^= u64::from(*b);
             h = h.wrapping_mul(0x0000_0100_0000_01b3);
         }
+        self.0 = h;
     }
-    h ^= h >> 30;
-    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h ^= h >> 27;
-    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
-    h ^ (h >> 31)
+
+    /// One part: its length (8 bytes, little endian), then its bytes.
+    fn part(&mut self, part: &[u8]) {
+        self.bytes(&(part.len() as u64).to_le_bytes());
+        self.bytes(part);
+    }
+
+    fn finish(self) -> u64 {
+        let mut h = self.0;
+        h ^= h >> 30;
+        h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h ^= h >> 27;
+        h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+        h ^ (h >> 31)
+    }
+}
+
+/// A small text buffer on the stack for the `local>remote` part (longer text, which
+/// socket addresses never produce, spills to the heap).
+struct AddrText {
+    buf: [u8; 128],
+    len: usize,
+    spill: Option<String>,
+}
+
+impl AddrText {
+    fn of(local: Option<SocketAddr>, remote: Option<SocketAddr>) -> Self {
+        use std::fmt::Write;
+        let mut t = AddrText {
+            buf: [0; 128],
+            len: 0,
+            spill: None,
+        };
+        let written = match (local, remote) {
+            (Some(l), Some(r)) => write!(t, "{l}>{r}"),
+            (Some(l), None) => write!(t, "{l}>"),
+            (None, Some(r)) => write!(t, ">{r}"),
+            (None, None) => write!(t, ">"),
+        };
+        if written.is_err() {
+            let addr = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+            t.spill = Some(format!("{}>{}", addr(local), addr(remote)));
+        }
+        t
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match &self.spill {
+            Some(s) => s.as_bytes(),
+            None => &self.buf[..self.len],
+        }
+    }
+}
+
+impl std::fmt::Write for AddrText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        if end > self.buf.len() {
+            return Err(std::fmt::Error);
+        }
+        self.buf[self.len..end].copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
 }
 
 /// Stable inputs identifying an exchange observation: the connection, the request's
 /// start time and its position among requests that started then, and the side.
-fn exchange_parts(ex: &Exchange) -> [Vec<u8>; 5] {
-    let addr = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
-    [
-        ex.id.conn.conn_id.to_le_bytes().to_vec(),
-        format!("{}>{}", addr(ex.id.conn.local), addr(ex.id.conn.remote)).into_bytes(),
-        ex.ordinal.to_le_bytes().to_vec(),
-        ex.start_ts().to_le_bytes().to_vec(),
-        match ex.side {
-            SpanKind::Server => b"server".to_vec(),
-            SpanKind::Client => b"client".to_vec(),
-        },
-    ]
+#[derive(Debug, Clone, Copy)]
+struct IdParts {
+    conn: ConnKey,
+    ordinal: u32,
+    start: u64,
+    side: SpanKind,
+}
+
+impl IdParts {
+    fn of(ex: &Exchange) -> Self {
+        IdParts {
+            conn: ex.id.conn,
+            ordinal: ex.ordinal,
+            start: ex.start_ts(),
+            side: ex.side,
+        }
+    }
+
+    /// Feeds the parts (connection id, addresses, ordinal, start, side) to `h`.
+    fn feed(&self, h: &mut StableHasher, addrs: &AddrText) {
+        h.part(&self.conn.conn_id.to_le_bytes());
+        h.part(addrs.as_bytes());
+        h.part(&self.ordinal.to_le_bytes());
+        h.part(&self.start.to_le_bytes());
+        h.part(match self.side {
+            SpanKind::Server => b"server",
+            SpanKind::Client => b"client",
+        });
+    }
+
+    fn addrs(&self) -> AddrText {
+        AddrText::of(self.conn.local, self.conn.remote)
+    }
+
+    fn trace_id(&self) -> TraceId {
+        let addrs = self.addrs();
+        let halves = [1u64, 2].map(|seed| {
+            let mut h = StableHasher::new(seed);
+            self.feed(&mut h, &addrs);
+            h.finish()
+        });
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&halves[0].to_be_bytes());
+        b[8..].copy_from_slice(&halves[1].to_be_bytes());
+        if b == [0; 16] {
+            b[15] = 1;
+        }
+        TraceId(b)
+    }
+
+    fn span_id(&self, trace_id: &TraceId, salt: u64) -> SpanId {
+        let mut h = StableHasher::new(3);
+        h.part(trace_id.as_bytes());
+        self.feed(&mut h, &self.addrs());
+        h.part(&salt.to_le_bytes());
+        let v = h.finish();
+        SpanId(if v == 0 { 1 } else { v }.to_be_bytes())
+    }
+}
+
+/// What identification needs of the exchange being identified (copied out of its slot so
+/// the slot map can be searched and updated meanwhile).
+#[derive(Debug, Clone, Copy)]
+struct Facts {
+    id: ExchangeId,
+    key: ConnKey,
+    process: ProcessKey,
+    side: SpanKind,
+    start: u64,
+    open_end: u64,
+    parts: IdParts,
+}
+
+impl Facts {
+    fn of(ex: &Exchange) -> Self {
+        Facts {
+            id: ex.id,
+            key: ex.conn.key,
+            process: ProcessKey::of(&ex.conn),
+            side: ex.side,
+            start: ex.start_ts(),
+            open_end: open_end(ex),
+            parts: IdParts::of(ex),
+        }
+    }
+
+    fn order_key(&self) -> OrderKey {
+        let side = match self.side {
+            SpanKind::Client => 0,
+            SpanKind::Server => 1,
+        };
+        (self.start, side, self.id)
+    }
 }
 
 /// A trace id derived from the exchange (for requests without context).
 pub fn derive_trace_id(ex: &Exchange) -> TraceId {
-    let parts = exchange_parts(ex);
-    let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
-    let mut b = [0u8; 16];
-    b[..8].copy_from_slice(&stable_hash(1, &refs).to_be_bytes());
-    b[8..].copy_from_slice(&stable_hash(2, &refs).to_be_bytes());
-    if b == [0; 16] {
-        b[15] = 1;
-    }
-    TraceId(b)
+    IdParts::of(ex).trace_id()
 }
 
 /// A span id derived from the trace id, the exchange and a salt (re-derivation on clash).
 pub fn derive_span_id(trace_id: &TraceId, ex: &Exchange, salt: u64) -> SpanId {
-    let parts = exchange_parts(ex);
-    let mut refs: Vec<&[u8]> = vec![trace_id.as_bytes()];
-    refs.extend(parts.iter().map(|p| p.as_slice()));
-    let salt_bytes = salt.to_le_bytes();
-    refs.push(&salt_bytes);
-    let v = stable_hash(3, &refs);
-    SpanId(if v == 0 { 1 } else { v }.to_be_bytes())
+    IdParts::of(ex).span_id(trace_id, salt)
 }
 
 /// Splits a Host header into host and port.
@@ -723,6 +885,10 @@ pub fn default_service_name(conn: &ConnInfo) -> String {
     }
 }
 
+/// Attributes an HTTP/1 span typically ends with (with enrichment's): the list is
+/// allocated once at this size (the largest, gRPC ones, grow once).
+const ATTRS_CAPACITY: usize = 16;
+
 fn build_span(ex: &Exchange, idn: &Identity) -> Span {
     let req = &ex.request;
     let resp = ex.response.as_ref();
@@ -732,7 +898,8 @@ fn build_span(ex: &Exchange, idn: &Identity) -> Span {
         SpanKind::Server => (local, remote),
         SpanKind::Client => (remote, local),
     };
-    let mut attrs = vec![KeyValue::new("http.request.method", req.method.as_str())];
+    let mut attrs = Vec::with_capacity(ATTRS_CAPACITY);
+    attrs.push(KeyValue::new("http.request.method", req.method.as_str()));
     attrs.push(KeyValue::new("url.path", req.path.as_str()));
     if let Some(q) = &req.query {
         attrs.push(KeyValue::new("url.query", q.as_str()));

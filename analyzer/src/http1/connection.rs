@@ -2,7 +2,7 @@
 
 use podtrace_format::Role;
 
-use super::{Head, Kind, Limits, Message, MessageParser, RequestHint};
+use super::{Head, KeepHeaders, Kind, Limits, Message, MessageParser, RequestHint};
 use crate::reassemble::Segment;
 
 /// Bytes buffered per direction while the role of a connection is still unknown.
@@ -13,9 +13,11 @@ const MAX_UNDECIDED_BYTES: usize = 64 * 1024;
 pub struct Parsed {
     /// The role, once known (`Unknown` while undecided or for non-HTTP connections).
     pub role: Option<Role>,
-    /// Requests finished in this call, in stream order.
+    /// Requests finished in this call, in stream order (header fields: only those in
+    /// [`crate::exchange::KEPT_HEADERS`]).
     pub requests: Vec<Message>,
-    /// Final responses finished in this call, in stream order.
+    /// Final responses finished in this call, in stream order (no header fields: only
+    /// their framing is used).
     pub responses: Vec<Message>,
     /// Error reasons counted in this call.
     pub errors: Vec<&'static str>,
@@ -37,10 +39,14 @@ pub struct ConnectionParser {
 impl ConnectionParser {
     /// A parser for a connection whose socket role is `role` (`Unknown` → inferred).
     pub fn new(role: Role, limits: Limits) -> Self {
+        let mut requests = MessageParser::new(Kind::Request, limits);
+        requests.keep_headers(KeepHeaders::Only(&crate::exchange::KEPT_HEADERS));
+        let mut responses = MessageParser::new(Kind::Response, limits);
+        responses.keep_headers(KeepHeaders::Only(&[]));
         ConnectionParser {
             role,
-            requests: MessageParser::new(Kind::Request, limits),
-            responses: MessageParser::new(Kind::Response, limits),
+            requests,
+            responses,
             undecided_egress: Vec::new(),
             undecided_ingress: Vec::new(),
             given_up: false,

@@ -18,7 +18,7 @@ mod parser;
 mod tests;
 
 pub use connection::{ConnectionParser, Parsed};
-pub use parser::{MessageParser, RequestHint};
+pub use parser::{KeepHeaders, MessageParser, RequestHint};
 
 /// Which kind of messages a stream carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

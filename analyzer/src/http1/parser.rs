@@ -41,6 +41,29 @@ enum State {
     Stopped,
 }
 
+/// Header slots parsed on the stack (more, up to [`Limits::max_headers`], on the heap).
+const STACK_HEADERS: usize = 128;
+
+/// Which header fields a [`MessageParser`] keeps on its [`Message`]s (framing is read
+/// from all of them either way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeepHeaders {
+    /// Every field (the default).
+    #[default]
+    All,
+    /// Only fields with these names (compared case-insensitively).
+    Only(&'static [&'static str]),
+}
+
+impl KeepHeaders {
+    fn keeps(self, name: &str) -> bool {
+        match self {
+            KeepHeaders::All => true,
+            KeepHeaders::Only(names) => names.iter().any(|k| name.eq_ignore_ascii_case(k)),
+        }
+    }
+}
+
 /// Longest chunk-size or trailer line accepted.
 const MAX_LINE: usize = 8 * 1024;
 /// Request methods recognised when resynchronising a request stream.
@@ -78,6 +101,8 @@ pub struct MessageParser {
     last_ts: u64,
     /// Stop parsing once the current body ends (the request asked for an upgrade/tunnel).
     stop_after_body: bool,
+    /// Header fields kept on messages.
+    keep: KeepHeaders,
 }
 
 impl MessageParser {
@@ -99,7 +124,14 @@ impl MessageParser {
             trailer_bytes: 0,
             last_ts: 0,
             stop_after_body: false,
+            keep: KeepHeaders::All,
         }
+    }
+
+    /// Keeps only some header fields on the messages (fewer allocations when the caller
+    /// needs only a few).
+    pub fn keep_headers(&mut self, keep: KeepHeaders) {
+        self.keep = keep;
     }
 
     /// Tells a response parser about the next request on the connection (FIFO).
@@ -286,10 +318,19 @@ impl MessageParser {
         if self.buf.is_empty() {
             return false;
         }
-        let mut headers = vec![httparse::EMPTY_HEADER; self.limits.max_headers];
+        // Up to STACK_HEADERS header slots live on the stack (no allocation per head).
+        let mut on_stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+        let mut on_heap = Vec::new();
+        let headers: &mut [httparse::Header<'_>] = if self.limits.max_headers <= STACK_HEADERS {
+            &mut on_stack[..self.limits.max_headers]
+        } else {
+            on_heap.resize(self.limits.max_headers, httparse::EMPTY_HEADER);
+            &mut on_heap
+        };
+        let keep = self.keep;
         let parsed = match self.kind {
             Kind::Request => {
-                let mut req = httparse::Request::new(&mut headers);
+                let mut req = httparse::Request::new(headers);
                 match req.parse(&self.buf) {
                     Ok(httparse::Status::Complete(n)) => Ok(Some((
                         n,
@@ -298,14 +339,15 @@ impl MessageParser {
                             target: req.path.unwrap_or_default().to_string(),
                             version: req.version.unwrap_or(1),
                         },
-                        collect_headers(req.headers),
+                        collect_headers(req.headers, keep),
+                        Framing::of(req.headers),
                     ))),
                     Ok(httparse::Status::Partial) => Ok(None),
                     Err(e) => Err(e),
                 }
             }
             Kind::Response => {
-                let mut resp = httparse::Response::new(&mut headers);
+                let mut resp = httparse::Response::new(headers);
                 match resp.parse(&self.buf) {
                     Ok(httparse::Status::Complete(n)) => Ok(Some((
                         n,
@@ -314,7 +356,8 @@ impl MessageParser {
                             reason: resp.reason.unwrap_or_default().to_string(),
                             version: resp.version.unwrap_or(1),
                         },
-                        collect_headers(resp.headers),
+                        collect_headers(resp.headers, keep),
+                        Framing::of(resp.headers),
                     ))),
                     Ok(httparse::Status::Partial) => Ok(None),
                     Err(e) => Err(e),
@@ -322,7 +365,7 @@ impl MessageParser {
             }
         };
         match parsed {
-            Ok(Some((n, head, headers))) => {
+            Ok(Some((n, head, headers, framing))) => {
                 let start_ts = self.ts_at(self.base);
                 let end_ts = self.consume(n);
                 self.parsed_any = true;
@@ -334,7 +377,7 @@ impl MessageParser {
                     end_ts,
                     truncated: false,
                 });
-                self.after_head();
+                self.after_head(framing);
                 true
             }
             Ok(None) => {
@@ -360,18 +403,18 @@ impl MessageParser {
     }
 
     /// Decides how the body of the message whose head was just parsed is framed.
-    fn after_head(&mut self) {
+    fn after_head(&mut self, framing: Framing) {
         let Some(msg) = self.current.as_ref() else {
             return;
         };
-        let chunked = msg.header("transfer-encoding").map(|v| {
-            v.rsplit(',')
-                .next()
-                .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"))
-        });
-        let length = content_length(msg);
-        match msg.head.clone() {
+        let Framing {
+            chunked,
+            length,
+            upgrade,
+        } = framing;
+        match &msg.head {
             Head::Response { status, .. } => {
+                let status = *status;
                 if (100..200).contains(&status) && status != 101 {
                     // 100 Continue, 103 Early Hints...: not the final response.
                     self.current = None;
@@ -401,14 +444,7 @@ impl MessageParser {
                 }
             }
             Head::Request { method, .. } => {
-                let tunnel = method.eq_ignore_ascii_case("CONNECT")
-                    || msg.header("upgrade").is_some_and(|u| {
-                        !u.trim().is_empty()
-                            && msg.header("connection").is_some_and(|c| {
-                                c.split(',')
-                                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-                            })
-                    });
+                let tunnel = method.eq_ignore_ascii_case("CONNECT") || upgrade;
                 match (chunked, length) {
                     (Some(true), _) => self.state = State::Body(Body::Chunked(Chunk::Size)),
                     (Some(false), _) => {
@@ -687,25 +723,73 @@ impl MessageParser {
     }
 }
 
-fn collect_headers(h: &[httparse::Header<'_>]) -> Vec<(String, String)> {
+/// A header value as [`Message::headers`] holds it: lossily decoded, trimmed (borrowed
+/// unless the bytes are not UTF-8).
+fn header_value(raw: &[u8]) -> std::borrow::Cow<'_, str> {
+    match String::from_utf8_lossy(raw) {
+        std::borrow::Cow::Borrowed(s) => std::borrow::Cow::Borrowed(s.trim()),
+        std::borrow::Cow::Owned(s) => std::borrow::Cow::Owned(s.trim().to_string()),
+    }
+}
+
+fn collect_headers(h: &[httparse::Header<'_>], keep: KeepHeaders) -> Vec<(String, String)> {
     h.iter()
-        .map(|h| {
-            (
-                h.name.to_string(),
-                String::from_utf8_lossy(h.value).trim().to_string(),
-            )
-        })
+        .filter(|h| keep.keeps(h.name))
+        .map(|h| (h.name.to_string(), header_value(h.value).into_owned()))
         .collect()
+}
+
+/// How a message's body is framed, read from its header fields (all of them, whatever
+/// the parser keeps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Framing {
+    /// `Transfer-Encoding` present: whether its last coding is `chunked`.
+    chunked: Option<bool>,
+    /// `Content-Length`: `Ok(None)` when absent, `Err` when invalid.
+    length: Result<Option<u64>, ()>,
+    /// The message asks for a protocol upgrade (`Upgrade` + `Connection: upgrade`).
+    upgrade: bool,
+}
+
+impl Framing {
+    fn of(h: &[httparse::Header<'_>]) -> Self {
+        let first = |name: &str| {
+            h.iter()
+                .find(|h| h.name.eq_ignore_ascii_case(name))
+                .map(|h| header_value(h.value))
+        };
+        let chunked = first("transfer-encoding").map(|v| {
+            v.rsplit(',')
+                .next()
+                .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"))
+        });
+        let upgrade = first("upgrade").is_some_and(|u| {
+            !u.trim().is_empty()
+                && first("connection").is_some_and(|c| {
+                    c.split(',')
+                        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+                })
+        });
+        let length = content_length(
+            h.iter()
+                .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .map(|h| header_value(h.value)),
+        );
+        Framing {
+            chunked,
+            length,
+            upgrade,
+        }
+    }
 }
 
 /// `Ok(None)` without Content-Length; `Err` when it is not one non-negative number
 /// (repeated equal values are accepted, RFC 9110 §8.6).
-fn content_length(m: &Message) -> Result<Option<u64>, ()> {
+fn content_length<'a>(
+    values: impl Iterator<Item = std::borrow::Cow<'a, str>>,
+) -> Result<Option<u64>, ()> {
     let mut found: Option<u64> = None;
-    for (name, value) in &m.headers {
-        if !name.eq_ignore_ascii_case("content-length") {
-            continue;
-        }
+    for value in values {
         for part in value.split(',') {
             let part = part.trim();
             if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
