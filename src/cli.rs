@@ -246,6 +246,12 @@ pub struct AnalyzeArgs {
     /// Skip capture files that cannot be read (they are reported) instead of failing.
     #[arg(long)]
     pub skip_bad_files: bool,
+    /// Capture time the analyzer keeps state for: exchanges are linked within it, older
+    /// state is evicted (counted). Memory is bounded by the traffic inside one window;
+    /// exchanges longer than it lose their links.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub window: u64,
 }
 
 /// `podtrace inspect`.

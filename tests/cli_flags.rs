@@ -79,6 +79,16 @@ fn sample_rate_out_of_range_is_exit_2() {
 }
 
 #[test]
+fn analysis_window_must_be_positive_seconds() {
+    for bad in ["0", "-5", "1.5", "100000"] {
+        let flag = format!("--window={bad}");
+        let o = podtrace(&["analyze", "x.parquet", &flag], &[]);
+        assert_eq!(o.status.code(), Some(2), "window {bad}: {}", stderr(&o));
+        assert!(stderr(&o).contains("--window"), "{}", stderr(&o));
+    }
+}
+
+#[test]
 fn malformed_urls_are_exit_2() {
     for flag in [
         "--tracing-otlp-endpoint",

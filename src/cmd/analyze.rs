@@ -17,7 +17,8 @@ use crate::error::{CliError, CmdResult};
 pub fn run(args: AnalyzeArgs) -> CmdResult {
     // Every flag is checked before any file is read.
     let export = tracing_config::export_config(&args.tracing)?;
-    let opts = tracing_config::analyze_options(&args.tracing)?;
+    let mut opts = tracing_config::analyze_options(&args.tracing)?;
+    opts.window_ns = args.window * 1_000_000_000;
     let pipeline = Pipeline::new(&opts).map_err(|e| CliError::Usage(e.to_string()))?;
     let (reader, skipped) = open_inputs(&args.inputs, args.skip_bad_files)?;
     for (path, err) in &skipped {
