@@ -9,6 +9,7 @@
 //! [`crate::analyze`] does the same over whole captures.
 
 use std::collections::{hash_map, BTreeMap};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use foldhash::HashMap;
@@ -17,7 +18,7 @@ use podtrace_model::{Span, TraceId};
 use rayon::prelude::*;
 
 use crate::enrich::Enricher;
-use crate::exchange::Pairing;
+use crate::exchange::{ExchangeEvent, Pairing};
 use crate::graph::GraphBuilder;
 use crate::http1::Parsed;
 use crate::http2::ProtocolParser;
@@ -26,6 +27,9 @@ use crate::sample::Sampler;
 use crate::span::{default_service_name, Linker};
 use crate::stats::AnalysisStats;
 use crate::{Analysis, AnalyzeOptions, Error, Graph};
+
+/// Spans enriched by one parallel task at least (smaller batches are not worth a split).
+const SPANS_PER_TASK: usize = 256;
 
 /// Parsing state of one live connection.
 #[derive(Debug)]
@@ -150,49 +154,42 @@ impl Pipeline {
                 (state, d)
             })
             .collect();
-        let parsed: Vec<Parsed> = work
+        // Parsing and pairing touch only the connection's own state: in parallel. What
+        // they produce is applied to the shared stages below in delta order.
+        let absorbed: Vec<Absorbed> = work
             .par_iter_mut()
             .map(|(state, d)| {
                 if d.info.role != Role::Unknown {
                     state.parser.set_role(d.info.role);
                 }
                 state.last_ts = state.last_ts.max(d.last_ts);
-                state.parser.feed(&d.egress, &d.ingress, d.closed)
+                let parsed = state.parser.feed(&d.egress, &d.ingress, d.closed);
+                prepare(state, parsed, d.closed)
             })
             .collect();
-        for ((mut state, d), parsed) in work.into_iter().zip(parsed) {
-            self.absorb(&mut state, parsed, d.closed);
+        for ((state, d), absorbed) in work.into_iter().zip(absorbed) {
+            self.apply(absorbed);
             if !d.closed {
                 self.conns.insert(d.info.key, state);
             }
         }
     }
 
-    fn absorb(&mut self, state: &mut ConnState, mut parsed: Parsed, closed: bool) {
-        for e in &parsed.errors {
+    /// Parses what is left of a connection that ends and applies it.
+    fn absorb(&mut self, state: &mut ConnState, parsed: Parsed, closed: bool) {
+        let absorbed = prepare(state, parsed, closed);
+        self.apply(absorbed);
+    }
+
+    /// Applies one connection's parse results to the shared stages, in order.
+    fn apply(&mut self, absorbed: Absorbed) {
+        for e in &absorbed.errors {
             *self.stats.parse_errors.entry((*e).to_string()).or_default() += 1;
         }
-        if parsed.role.is_some() && !state.info.role_known() {
-            let mut info = (*state.info).clone();
-            info.role = parsed.role.unwrap_or(Role::Unknown);
-            state.info = Arc::new(info);
+        if let Some((local, name)) = absorbed.listener {
+            self.enricher.note_listener(local, name);
         }
-        let h2 = std::mem::take(&mut parsed.h2);
-        let has_requests = !parsed.requests.is_empty()
-            || h2
-                .iter()
-                .any(|e| matches!(e, crate::http2::StreamEvent::Request(..)));
-        if has_requests && parsed.role == Some(Role::Server) {
-            if let Some(local) = state.info.key.local {
-                self.enricher
-                    .note_listener(local, default_service_name(&state.info));
-            }
-        }
-        let role = parsed.role.unwrap_or(state.info.role);
-        for ev in state.pairing.pair(&state.info, parsed, closed) {
-            self.linker.on_event(ev);
-        }
-        for ev in crate::http2::to_exchange_events(&state.info, role, h2) {
+        for ev in absorbed.events {
             self.linker.on_event(ev);
         }
     }
@@ -231,10 +228,15 @@ impl Pipeline {
     }
 
     fn emit(&mut self, cutoff: u64) -> Vec<Span> {
-        let linked = self.linker.link(cutoff);
+        let mut linked = self.linker.link(cutoff);
+        // Enrichment reads only shared lookup tables: in parallel.
+        let enricher = &self.enricher;
+        linked
+            .par_iter_mut()
+            .with_min_len(SPANS_PER_TASK)
+            .for_each(|s| enricher.enrich(s));
         let mut out = Vec::with_capacity(linked.len());
-        for mut s in linked {
-            self.enricher.enrich(&mut s);
+        for s in linked {
             self.graph.add(&s);
             let end = s.span.end_time_unix_nano;
             match self.traces.entry(s.span.trace_id) {
@@ -312,6 +314,47 @@ impl Pipeline {
 impl ConnInfo {
     fn role_known(&self) -> bool {
         self.role != Role::Unknown
+    }
+}
+
+/// What one connection's new messages mean for the shared stages.
+#[derive(Debug)]
+struct Absorbed {
+    /// Parse error reasons to count.
+    errors: Vec<&'static str>,
+    /// A server socket that answered requests: (listening address, default service).
+    listener: Option<(SocketAddr, String)>,
+    /// Exchange events, in stream order.
+    events: Vec<ExchangeEvent>,
+}
+
+/// Turns a connection's parse results into exchange events (touches only that
+/// connection's state, so connections can be prepared in parallel).
+fn prepare(state: &mut ConnState, mut parsed: Parsed, closed: bool) -> Absorbed {
+    let errors = std::mem::take(&mut parsed.errors);
+    if parsed.role.is_some() && !state.info.role_known() {
+        let mut info = (*state.info).clone();
+        info.role = parsed.role.unwrap_or(Role::Unknown);
+        state.info = Arc::new(info);
+    }
+    let h2 = std::mem::take(&mut parsed.h2);
+    let has_requests = !parsed.requests.is_empty()
+        || h2
+            .iter()
+            .any(|e| matches!(e, crate::http2::StreamEvent::Request(..)));
+    let listener = match state.info.key.local {
+        Some(local) if has_requests && parsed.role == Some(Role::Server) => {
+            Some((local, default_service_name(&state.info)))
+        }
+        _ => None,
+    };
+    let role = parsed.role.unwrap_or(state.info.role);
+    let mut events = state.pairing.pair(&state.info, parsed, closed);
+    events.extend(crate::http2::to_exchange_events(&state.info, role, h2));
+    Absorbed {
+        errors,
+        listener,
+        events,
     }
 }
 

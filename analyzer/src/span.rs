@@ -24,6 +24,7 @@ use std::sync::Arc;
 
 use foldhash::{HashMap, HashSet};
 use podtrace_model::{KeyValue, Resource, Span, SpanId, SpanKind, Status, TraceId};
+use rayon::prelude::*;
 
 use crate::context::{extract, Family, IgnoreReason, TraceContext};
 use crate::exchange::{Exchange, ExchangeEvent, ExchangeId};
@@ -116,6 +117,9 @@ struct Slot {
 /// How long a pipelined request may wait behind earlier ones and still be found as the
 /// in-flight server request of a later outgoing call.
 const PIPELINE_WAIT_NS: u64 = 1_000_000_000;
+
+/// Spans built by one parallel task at least (smaller batches are not worth a split).
+const SPANS_PER_TASK: usize = 256;
 
 /// Sort key: request start, CLIENT before SERVER (the sender's side first), identity.
 type OrderKey = (u64, u8, ExchangeId);
@@ -254,10 +258,10 @@ impl Linker {
             self.horizon = key.0;
             self.identify(key.2);
         }
-        // One pass in order: emit the answered ones, keep the rest waiting.
+        // One pass in order: pick the answered ones, keep the rest waiting.
         let awaiting = std::mem::take(&mut self.awaiting_emit);
         let mut waiting = Vec::new();
-        let mut out = Vec::with_capacity(awaiting.len());
+        let mut emit = Vec::with_capacity(awaiting.len());
         for key in awaiting {
             let Some(slot) = self.slots.get_mut(&key.2) else {
                 waiting.push(key);
@@ -267,10 +271,6 @@ impl Linker {
                 waiting.push(key);
                 continue;
             }
-            if slot.identity.is_none() {
-                continue;
-            }
-            slot.emitted = true;
             let Some(identity) = &slot.identity else {
                 continue;
             };
@@ -279,44 +279,48 @@ impl Linker {
                     self.stats.orphans += 1;
                 }
             }
-            out.push(ObservedSpan {
-                span: build_span(&slot.ex, identity),
-                conn: slot.ex.conn.clone(),
-                caller_recorded: identity.caller_recorded,
-            });
+            slot.emitted = true;
+            emit.push(key.2);
         }
         self.awaiting_emit = waiting.into_iter().collect();
-        out
+        // Building the spans reads only their own slot: in parallel, in order.
+        let slots = &self.slots;
+        emit.par_iter()
+            .with_min_len(SPANS_PER_TASK)
+            .filter_map(|id| {
+                let slot = slots.get(id)?;
+                let identity = slot.identity.as_ref()?;
+                Some(ObservedSpan {
+                    span: build_span(&slot.ex, identity),
+                    conn: slot.ex.conn.clone(),
+                    caller_recorded: identity.caller_recorded,
+                })
+            })
+            .collect()
     }
 
     /// Forgets exchanges that ended before `before`: emitted ones silently, outstanding
     /// ones counted as evicted (unanswered ones were already counted).
     pub fn evict(&mut self, before: u64) {
-        // Take the old part of the start index off at once; what cannot go yet goes back.
-        let later = self.by_start.split_off(&(before, min_id()));
-        let candidates = std::mem::replace(&mut self.by_start, later);
-        let mut old: Vec<(u64, ExchangeId)> = Vec::with_capacity(candidates.len());
-        for (start, id) in candidates {
-            let evictable = self
+        let all_go = before == u64::MAX
+            && self
+                .by_start
+                .last()
+                .is_none_or(|(start, _)| *start < before)
+            && self
                 .slots
-                .get(&id)
-                .is_none_or(|s| s.identity.is_some() && s.ex.end_ts() < before);
-            if evictable {
-                old.push((start, id));
-            } else {
-                self.by_start.insert((start, id));
-            }
-        }
-        if before == u64::MAX && self.by_start.is_empty() {
-            // The end of an analysis: everything goes. Count, then drop the indexes whole
-            // instead of taking every exchange out of each one.
-            for (_, id) in &old {
-                if let Some(slot) = self.slots.remove(id) {
-                    if !slot.emitted && !slot.unanswered {
-                        self.stats.evicted_requests += 1;
-                    }
-                }
-            }
+                .values()
+                .all(|s| s.identity.is_some() && s.ex.end_ts() < before);
+        if all_go {
+            // The end of an analysis: everything goes (every held exchange has a start
+            // index entry). Count in one scan, then drop the indexes whole instead of
+            // taking every exchange out of each one.
+            let outstanding = self
+                .slots
+                .values()
+                .filter(|s| !s.emitted && !s.unanswered)
+                .count();
+            self.stats.evicted_requests += outstanding as u64;
             *self = Linker {
                 stats: std::mem::take(&mut self.stats),
                 horizon: self.horizon,
@@ -325,10 +329,23 @@ impl Linker {
             };
             return;
         }
-        for (_, id) in old {
+        // Take the old part of the start index off at once; what cannot go yet goes back.
+        let later = self.by_start.split_off(&(before, min_id()));
+        let candidates = std::mem::replace(&mut self.by_start, later);
+        // Each candidate's slot is taken out once; one that cannot go yet is put back.
+        let mut old: Vec<(ExchangeId, Box<Slot>)> = Vec::with_capacity(candidates.len());
+        for (start, id) in candidates {
             let Some(slot) = self.slots.remove(&id) else {
                 continue;
             };
+            if slot.identity.is_some() && slot.ex.end_ts() < before {
+                old.push((id, slot));
+            } else {
+                self.slots.insert(id, slot);
+                self.by_start.insert((start, id));
+            }
+        }
+        for (id, slot) in old {
             if !slot.emitted && !slot.unanswered {
                 self.stats.evicted_requests += 1;
             }
