@@ -89,29 +89,34 @@ impl Segment {
 
 /// The segments one row contributes, in order: gap marker, captured bytes, missing tail.
 pub fn segments_of(row: &SocketData) -> Vec<Segment> {
-    let ts_ns = row.meta.ts_ns;
     let mut out = Vec::with_capacity(2);
+    push_segments(row, |s| out.push(s));
+    out
+}
+
+/// Hands the segments of [`segments_of`] to `push` one by one (no list per row).
+fn push_segments(row: &SocketData, mut push: impl FnMut(Segment)) {
+    let ts_ns = row.meta.ts_ns;
     if row.flags & flags::GAP_BEFORE != 0 {
-        out.push(Segment::Gap { ts_ns });
+        push(Segment::Gap { ts_ns });
     }
     if row.ret <= 0 {
-        return out;
+        return;
     }
     let ret = row.ret as u64;
     let captured = (row.payload.len() as u64).min(ret);
     if captured > 0 {
-        out.push(Segment::Data {
+        push(Segment::Data {
             ts_ns,
             bytes: row.payload[..captured as usize].to_vec(),
         });
     }
     if ret > captured {
-        out.push(Segment::Missing {
+        push(Segment::Missing {
             ts_ns,
             len: ret - captured,
         });
     }
-    out
 }
 
 /// New stream pieces of one connection since the last [`Reassembler::take_ready`].
@@ -156,14 +161,14 @@ impl Reassembler {
 
     fn entry(&mut self, meta: &SocketMeta) -> &mut Pending {
         let key = ConnKey::of(meta);
-        let role = self.roles.get(&key).copied().unwrap_or(Role::Unknown);
+        let roles = &self.roles;
         self.pending.entry(key).or_insert_with(|| Pending {
             info: ConnInfo {
                 key,
                 pid: meta.pid,
                 comm: meta.comm.clone(),
                 cgroup_id: meta.cgroup_id,
-                role,
+                role: roles.get(&key).copied().unwrap_or(Role::Unknown),
             },
             egress: Vec::new(),
             ingress: Vec::new(),
@@ -202,7 +207,6 @@ impl Reassembler {
     pub fn push_data(&mut self, row: &SocketData) {
         let seq = self.seq;
         self.seq += 1;
-        let segs = segments_of(row);
         let p = self.entry(&row.meta);
         p.last_ts = p.last_ts.max(row.meta.ts_ns);
         p.dirty = true;
@@ -210,7 +214,8 @@ impl Reassembler {
             Direction::Egress => &mut p.egress,
             Direction::Ingress => &mut p.ingress,
         };
-        dir.extend(segs.into_iter().map(|s| (row.meta.ts_ns, seq, s)));
+        let ts = row.meta.ts_ns;
+        push_segments(row, |s| dir.push((ts, seq, s)));
     }
 
     /// Hands out what is new for every connection that changed, ordered by key, with the

@@ -27,7 +27,7 @@ use podtrace_model::{KeyValue, Resource, Span, SpanId, SpanKind, Status, TraceId
 use rayon::prelude::*;
 
 use crate::context::{extract, Family, IgnoreReason, TraceContext};
-use crate::exchange::{Exchange, ExchangeEvent, ExchangeId};
+use crate::exchange::{Exchange, ExchangeEvent, ExchangeId, Request};
 use crate::reassemble::{ConnInfo, ConnKey};
 
 /// A span plus what enrichment and the graph need to know about where it was observed.
@@ -150,6 +150,9 @@ pub struct Linker {
     /// Request start of the exchange being identified in order: server exchanges that
     /// ended before it can no longer be in flight for anything identified later.
     horizon: u64,
+    /// Where [`Linker::link`] split `unidentified`: keys of exchanges that started
+    /// before it are out of the set.
+    split: u64,
     /// Longest time between related requests considered when searching parents and
     /// callers (the pipeline's window; 0 = unbounded).
     window_ns: u64,
@@ -252,8 +255,10 @@ impl Linker {
     /// and returns the spans of identified exchanges that have their response.
     pub fn link(&mut self, cutoff: u64) -> Vec<ObservedSpan> {
         // The ready ones leave the set at once (split, not one by one).
-        let later = self.unidentified.split_off(&(cutoff, 0, min_id()));
+        let split = (cutoff, 0, min_id());
+        let later = self.unidentified.split_off(&split);
         let ready = std::mem::replace(&mut self.unidentified, later);
+        self.split = cutoff;
         for key in ready {
             self.horizon = key.0;
             self.identify(key.2);
@@ -280,18 +285,21 @@ impl Linker {
                 }
             }
             slot.emitted = true;
-            emit.push(key.2);
+            // Its strings are not needed once emitted: they move into the span.
+            let kept = emptied(&slot.ex.request);
+            let request = std::mem::replace(&mut slot.ex.request, kept);
+            emit.push((key.2, request));
         }
         self.awaiting_emit = waiting.into_iter().collect();
         // Building the spans reads only their own slot: in parallel, in order.
         let slots = &self.slots;
-        emit.par_iter()
+        emit.into_par_iter()
             .with_min_len(SPANS_PER_TASK)
-            .filter_map(|id| {
-                let slot = slots.get(id)?;
+            .filter_map(|(id, request)| {
+                let slot = slots.get(&id)?;
                 let identity = slot.identity.as_ref()?;
                 Some(ObservedSpan {
-                    span: build_span(&slot.ex, identity),
+                    span: build_span(&slot.ex, request, identity),
                     conn: slot.ex.conn.clone(),
                     caller_recorded: identity.caller_recorded,
                 })
@@ -324,6 +332,7 @@ impl Linker {
             *self = Linker {
                 stats: std::mem::take(&mut self.stats),
                 horizon: self.horizon,
+                split: self.split,
                 window_ns: self.window_ns,
                 ..Linker::default()
             };
@@ -437,7 +446,10 @@ impl Linker {
         }
         self.ids.insert((identity.trace_id, identity.span_id), id);
         let key = facts.order_key();
-        self.unidentified.remove(&key);
+        if key.0 >= self.split {
+            // Identified ahead of its turn (a dependency): still in the set.
+            self.unidentified.remove(&key);
+        }
         if let Some(slot) = self.slots.get_mut(&id) {
             slot.in_progress = false;
             slot.identity = Some(identity.clone());
@@ -556,6 +568,24 @@ impl Linker {
             .filter(|(_, s)| s_start <= open_end(&s.ex))
             .min_by_key(|(id, s)| (s.ex.start_ts().abs_diff(s_start), **id))
             .map(|(id, _)| *id)
+    }
+}
+
+/// What an emitted exchange keeps of its request: the times and sizes linking still reads
+/// (no strings, no HTTP/2 facts).
+fn emptied(req: &Request) -> Request {
+    Request {
+        method: String::new(),
+        target: String::new(),
+        path: String::new(),
+        query: None,
+        version: req.version,
+        headers: Vec::new(),
+        body_size: req.body_size,
+        start_ts: req.start_ts,
+        end_ts: req.end_ts,
+        truncated: req.truncated,
+        h2: None,
     }
 }
 
@@ -906,8 +936,9 @@ pub fn default_service_name(conn: &ConnInfo) -> String {
 /// allocated once at this size (the largest, gRPC ones, grow once).
 const ATTRS_CAPACITY: usize = 16;
 
-fn build_span(ex: &Exchange, idn: &Identity) -> Span {
-    let req = &ex.request;
+/// The span of an exchange whose request was taken out of it (`req`): its strings move
+/// into the span's attributes instead of being copied.
+fn build_span(ex: &Exchange, mut req: Request, idn: &Identity) -> Span {
     let resp = ex.response.as_ref();
     let local = ex.conn.key.local;
     let remote = ex.conn.key.remote;
@@ -915,11 +946,22 @@ fn build_span(ex: &Exchange, idn: &Identity) -> Span {
         SpanKind::Server => (local, remote),
         SpanKind::Client => (remote, local),
     };
+    let grpc = req.h2.as_ref().and_then(|h| h.grpc.as_ref());
+    let name = if let Some(g) = grpc {
+        format!("{}/{}", g.service, g.method)
+    } else if req.path.is_empty() {
+        req.method.clone()
+    } else {
+        format!("{} {}", req.method, req.path)
+    };
     let mut attrs = Vec::with_capacity(ATTRS_CAPACITY);
-    attrs.push(KeyValue::new("http.request.method", req.method.as_str()));
-    attrs.push(KeyValue::new("url.path", req.path.as_str()));
-    if let Some(q) = &req.query {
-        attrs.push(KeyValue::new("url.query", q.as_str()));
+    attrs.push(KeyValue::new(
+        "http.request.method",
+        std::mem::take(&mut req.method),
+    ));
+    attrs.push(KeyValue::new("url.path", std::mem::take(&mut req.path)));
+    if let Some(q) = req.query.take() {
+        attrs.push(KeyValue::new("url.query", q));
     }
     if let Some(r) = resp.filter(|r| r.status != 0) {
         attrs.push(KeyValue::new(
@@ -942,11 +984,17 @@ fn build_span(ex: &Exchange, idn: &Identity) -> Span {
     if let Some(p) = server_port {
         attrs.push(KeyValue::new("server.port", i64::from(p)));
     }
+    // On the server side the client is the peer: its address is formatted once.
+    let peer_ip = remote.map(|r| r.ip().to_string());
     if let Some(c) = client_sock {
-        attrs.push(KeyValue::new("client.address", c.ip().to_string()));
+        let ip = match (&peer_ip, ex.side) {
+            (Some(ip), SpanKind::Server) => ip.clone(),
+            _ => c.ip().to_string(),
+        };
+        attrs.push(KeyValue::new("client.address", ip));
     }
-    if let Some(r) = remote {
-        attrs.push(KeyValue::new("network.peer.address", r.ip().to_string()));
+    if let (Some(r), Some(ip)) = (remote, peer_ip) {
+        attrs.push(KeyValue::new("network.peer.address", ip));
         attrs.push(KeyValue::new("network.peer.port", i64::from(r.port())));
     }
     if req.h2.is_some() {
@@ -958,7 +1006,6 @@ fn build_span(ex: &Exchange, idn: &Identity) -> Span {
             format!("1.{}", req.version),
         ));
     }
-    let grpc = req.h2.as_ref().and_then(|h| h.grpc.as_ref());
     let h2_resp = resp.and_then(|r| r.h2.as_ref());
     if let Some(g) = grpc {
         attrs.push(KeyValue::new("rpc.system", "grpc"));
@@ -968,8 +1015,15 @@ fn build_span(ex: &Exchange, idn: &Identity) -> Span {
             attrs.push(KeyValue::new("rpc.grpc.status_code", code));
         }
     }
-    if let Some(ua) = req.header("user-agent") {
-        attrs.push(KeyValue::new("user_agent.original", ua));
+    if let Some(i) = req
+        .headers
+        .iter()
+        .position(|(n, _)| n.eq_ignore_ascii_case("user-agent"))
+    {
+        attrs.push(KeyValue::new(
+            "user_agent.original",
+            std::mem::take(&mut req.headers[i].1),
+        ));
     }
     attrs.push(KeyValue::new(
         "http.request.body.size",
@@ -999,13 +1053,6 @@ fn build_span(ex: &Exchange, idn: &Identity) -> Span {
         Some(s) if s >= 500 => Status::error(format!("HTTP {s}")),
         Some(s) if s >= 400 && ex.side == SpanKind::Client => Status::error(format!("HTTP {s}")),
         _ => Status::unset(),
-    };
-    let name = if let Some(g) = grpc {
-        format!("{}/{}", g.service, g.method)
-    } else if req.path.is_empty() {
-        req.method.clone()
-    } else {
-        format!("{} {}", req.method, req.path)
     };
     Span {
         trace_id: idn.trace_id,
