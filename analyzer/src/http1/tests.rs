@@ -426,3 +426,54 @@ fn role_is_inferred_when_recording_starts_mid_message() {
     );
     assert_eq!(p.responses.len(), 1);
 }
+
+#[test]
+fn kept_headers_are_filtered_but_framing_reads_them_all() {
+    // Only `traceparent` is kept, yet the chunked body and the Content-Length of the next
+    // message (headers that are dropped) still frame the stream.
+    let mut p = MessageParser::new(Kind::Request, Limits::default());
+    p.keep_headers(KeepHeaders::Only(&["traceparent"]));
+    p.feed(&data(
+        1,
+        b"POST /a HTTP/1.1\r\nHost: x\r\nTraceparent: t1\r\nTransfer-Encoding: chunked\r\n\r\n\
+          3\r\nabc\r\n0\r\n\r\n\
+          PUT /b HTTP/1.1\r\nContent-Length: 2\r\nUser-Agent: u\r\n\r\nhi",
+    ));
+    p.finish();
+    let msgs = p.take_messages();
+    assert!(p.take_errors().is_empty());
+    assert_eq!(msgs.len(), 2);
+    assert_eq!(
+        msgs[0].headers,
+        vec![("Traceparent".to_string(), "t1".to_string())]
+    );
+    assert_eq!((msgs[0].body_size, msgs[1].body_size), (3, 2));
+    assert!(msgs[1].headers.is_empty());
+    assert_eq!(target(&msgs[1]), "/b");
+}
+
+#[test]
+fn connection_parser_keeps_request_context_headers_and_no_response_headers() {
+    let mut c = ConnectionParser::new(Role::Client, Limits::default());
+    let parsed = c.feed(
+        &[data(
+            1,
+            b"GET / HTTP/1.1\r\nHost: h\r\nAccept: */*\r\nB3: 1-2\r\n\r\n",
+        )],
+        &[data(
+            2,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nServer: s\r\n\r\nx",
+        )],
+        false,
+    );
+    assert_eq!(parsed.requests.len(), 1);
+    let names: Vec<&str> = parsed.requests[0]
+        .headers
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert_eq!(names, ["Host", "B3"]);
+    assert_eq!(parsed.responses.len(), 1);
+    assert!(parsed.responses[0].headers.is_empty());
+    assert_eq!(parsed.responses[0].body_size, 1);
+}

@@ -397,3 +397,29 @@ fn forwarded_header_keeps_the_recorded_caller_as_parent() {
         "only front's caller (not recorded) is missing"
     );
 }
+
+#[test]
+fn outstanding_requests_count_as_evicted_in_the_window_and_at_the_end() {
+    // Two identified requests without a response: one falls out of the window (evicted
+    // one by one), the other is left for the end of the analysis (everything at once).
+    let s = conn(1, 10, "svc", "127.0.1.2:80", "10.0.0.9:5000", Role::Server);
+    let mut l = Linker::new();
+    let (first, _) = exchange(&s, 0, "/a", &[], 1000, 1100, 200);
+    let (second, second_resp) = exchange(&s, 1, "/b", &[], 5000, 5100, 200);
+    let (third, _) = exchange(&s, 2, "/c", &[], 6000, 6100, 200);
+    for ev in [first, second, second_resp, third] {
+        l.on_event(ev);
+    }
+    assert_eq!(l.link(u64::MAX).len(), 1, "only /b has its response");
+    l.evict(2000);
+    assert_eq!(l.len(), 2);
+    assert_eq!(l.stats().evicted_requests, 1);
+    l.evict(u64::MAX);
+    assert!(l.is_empty());
+    assert_eq!(l.stats().evicted_requests, 2, "/c counted, /b was emitted");
+    // The linker stays usable after the end-of-analysis eviction.
+    let (again, again_resp) = exchange(&s, 3, "/d", &[], 7000, 7100, 200);
+    l.on_event(again);
+    l.on_event(again_resp);
+    assert_eq!(l.link(u64::MAX).len(), 1);
+}
