@@ -34,6 +34,9 @@ pub fn write_otlp_json(path: impl AsRef<Path>, spans: &[Span]) -> Result<(), Exp
     writer.finish().map(|_| ())
 }
 
+/// Spans encoded at a time by [`OtlpJsonWriter::write`] (~1 MB of text).
+const CHUNK_SPANS: usize = 1024;
+
 /// Writes one OTLP/JSON `ExportTraceServiceRequest` batch by batch, so a large analysis
 /// never holds all its spans: `{"resourceSpans":[` … one `ResourceSpans` per workload and
 /// batch … `]}`. A workload can appear in several `ResourceSpans` (one per batch it has
@@ -78,9 +81,13 @@ impl OtlpJsonWriter {
         let Some(out) = self.out.as_mut() else {
             return Ok(());
         };
-        self.buf.clear();
-        crate::otlp_json::write_resource_spans(&mut self.buf, spans, &mut self.first);
-        out.write_all(&self.buf).map_err(io_error(&self.path))?;
+        // In chunks: the text of a whole batch (the last one of an analysis can hold
+        // seconds of traffic) would be one large buffer grown and faulted in page by page.
+        for chunk in spans.chunks(CHUNK_SPANS) {
+            self.buf.clear();
+            crate::otlp_json::write_resource_spans(&mut self.buf, chunk, &mut self.first);
+            out.write_all(&self.buf).map_err(io_error(&self.path))?;
+        }
         self.spans += spans.len() as u64;
         Ok(())
     }
