@@ -343,8 +343,9 @@ impl<T: Send + 'static> Iterator for Pipeline<T> {
     }
 }
 
-/// Expands one input to capture file paths.
-fn expand(input: &Path) -> Result<Vec<PathBuf>> {
+/// Expands one input — a file, a directory (its `*.parquet` files, sorted) or a glob — to
+/// capture file paths; a path that does not exist is returned as is (opening it says so).
+pub fn expand(input: &Path) -> Result<Vec<PathBuf>> {
     let shown = input.display().to_string();
     if input.is_dir() {
         let rd = std::fs::read_dir(input).map_err(|e| FormatError::io(input, e))?;

@@ -3,7 +3,6 @@
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use podtrace_analyzer::{analyze_into, merge_by_time, Analysis, Pipeline};
 use podtrace_format::{CaptureReader, FormatError, ReadOptions, Record};
 
@@ -68,7 +67,7 @@ fn open_inputs(
         Err(_) => {
             let mut good = Vec::new();
             let mut bad = Vec::new();
-            for path in expand_inputs(inputs).map_err(CliError::Input)? {
+            for path in expand_inputs(inputs).map_err(|e| CliError::Input(e.into()))? {
                 match CaptureReader::open(&[&path]) {
                     Ok(_) => good.push(path),
                     Err(e) => bad.push((path, e)),
@@ -87,31 +86,10 @@ fn open_inputs(
 }
 
 /// The files behind inputs given as files, directories (their `*.parquet`) or globs.
-fn expand_inputs(inputs: &[String]) -> anyhow::Result<Vec<PathBuf>> {
+fn expand_inputs(inputs: &[String]) -> Result<Vec<PathBuf>, FormatError> {
     let mut out = Vec::new();
     for input in inputs {
-        let p = Path::new(input);
-        if p.is_dir() {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
-                .with_context(|| format!("reading directory {input}"))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| f.extension().is_some_and(|x| x == "parquet"))
-                .collect();
-            files.sort();
-            out.extend(files);
-        } else if p.exists() {
-            out.push(p.to_path_buf());
-        } else {
-            let mut files: Vec<PathBuf> = glob::glob(input)
-                .with_context(|| format!("bad glob {input}"))?
-                .filter_map(Result::ok)
-                .collect();
-            files.sort();
-            if files.is_empty() {
-                anyhow::bail!("{input}: no such file");
-            }
-            out.extend(files);
-        }
+        out.extend(podtrace_format::reader::expand(Path::new(input))?);
     }
     Ok(out)
 }
