@@ -154,21 +154,8 @@ fn live_traces_reach_rotel_with_parents_and_saved_capture_agrees() {
     );
 
     // every request made while live mode ran is a linked trace of 10 spans at the sink
-    let mut per_trace: HashMap<&str, Vec<&Value>> = HashMap::new();
-    for r in &arrived {
-        per_trace
-            .entry(r["trace_id"].as_str().unwrap_or_default())
-            .or_default()
-            .push(r);
-    }
-    let requests: Vec<Value> = cluster
-        .load_log()
-        .into_iter()
-        .filter(|r| {
-            let end = r["end_ns"].as_u64().unwrap_or(u64::MAX);
-            end >= go && end + 2_000_000_000 < stopped
-        })
-        .collect();
+    let per_trace = group_by_trace(&arrived);
+    let requests = cluster.requests_ended_between(go, stopped.saturating_sub(2_000_000_000));
     assert!(requests.len() >= 80, "{} requests", requests.len());
     let mut root_latency = Vec::new();
     let mut trace_latency = Vec::new();

@@ -113,14 +113,7 @@ fn record_pods_then_analyze_gives_linked_traces_named_by_k8s() {
         })
         .min()
         .expect("two captures");
-    let requests: Vec<_> = cluster
-        .load_log()
-        .into_iter()
-        .filter(|r| {
-            let end = r["end_ns"].as_u64().unwrap_or(u64::MAX);
-            end >= go && end + 300_000_000 < last
-        })
-        .collect();
+    let requests = cluster.requests_ended_between(go, last.saturating_sub(300_000_000));
     assert!(
         requests.len() >= 50,
         "too few requests while recording: {}",

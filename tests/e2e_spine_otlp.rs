@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -129,21 +129,8 @@ fn recorded_capture_reaches_rotel_with_ids_parents_and_services() {
 
     // every request the load generator made while recording is one whole trace of 10 spans
     // rooted at its own client span (the span id it sent)
-    let mut per_trace: HashMap<&str, Vec<&Value>> = HashMap::new();
-    for r in &arrived {
-        per_trace
-            .entry(r["trace_id"].as_str().unwrap_or_default())
-            .or_default()
-            .push(r);
-    }
-    let requests: Vec<Value> = cluster
-        .load_log()
-        .into_iter()
-        .filter(|r| {
-            let end = r["end_ns"].as_u64().unwrap_or(u64::MAX);
-            end >= go && end + 1_500_000_000 < recorded_until
-        })
-        .collect();
+    let per_trace = group_by_trace(&arrived);
+    let requests = cluster.requests_ended_between(go, recorded_until.saturating_sub(1_500_000_000));
     assert!(requests.len() >= 40, "{} requests", requests.len());
     for r in &requests {
         let t = r["trace_id"].as_str().unwrap_or_default();

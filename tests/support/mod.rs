@@ -330,6 +330,18 @@ impl DemoCluster {
             .collect()
     }
 
+    /// The requests of [`Self::load_log`] that ended at or after `from_ns` and before
+    /// `until_ns` (wall clock, ns).
+    pub fn requests_ended_between(&self, from_ns: u64, until_ns: u64) -> Vec<Value> {
+        self.load_log()
+            .into_iter()
+            .filter(|r| {
+                let end = r["end_ns"].as_u64().unwrap_or(u64::MAX);
+                end >= from_ns && end < until_ns
+            })
+            .collect()
+    }
+
     /// The cgroup directories of its pods.
     pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
@@ -588,4 +600,15 @@ pub fn read_spans(dir: &Path) -> Vec<SpanRow> {
 pub fn read_summary(dir: &Path) -> Value {
     let text = std::fs::read_to_string(dir.join("summary.json")).expect("summary.json");
     serde_json::from_str(&text).expect("summary.json is JSON")
+}
+
+/// Span records (objects with a `trace_id` string) grouped by trace id.
+pub fn group_by_trace(records: &[Value]) -> std::collections::HashMap<&str, Vec<&Value>> {
+    let mut out: std::collections::HashMap<&str, Vec<&Value>> = Default::default();
+    for r in records {
+        out.entry(r["trace_id"].as_str().unwrap_or_default())
+            .or_default()
+            .push(r);
+    }
+    out
 }
