@@ -13,6 +13,11 @@ use std::time::Instant;
 use podtrace_analyzer::{analyze, AnalyzeOptions};
 use podtrace_format::{CaptureReader, ReadOptions};
 
+/// The allocator the shipping `podtrace` binary uses (src/main.rs): the analysis is
+/// allocation-heavy, so measuring it under glibc's malloc would not match the product.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let inputs: Vec<String> = std::env::args().skip(1).collect();
     if inputs.is_empty() {
