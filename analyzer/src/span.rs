@@ -141,7 +141,10 @@ pub struct Linker {
     /// Every held exchange by request start (eviction scans only old ones).
     by_start: BTreeSet<(u64, ExchangeId)>,
     unidentified: BTreeSet<OrderKey>,
-    awaiting_emit: BTreeSet<OrderKey>,
+    /// Identified exchanges not emitted yet, in no particular order (sorted when
+    /// [`Linker::link`] emits). Entries of exchanges that went unanswered or were evicted
+    /// are not taken out one by one: `link` drops them when it meets them.
+    awaiting_emit: Vec<OrderKey>,
     servers_by_proc: HashMap<ProcessKey, BTreeSet<(u64, ExchangeId)>>,
     clients_by_addr: HashMap<(SocketAddr, SocketAddr), BTreeSet<(u64, ExchangeId)>>,
     claimed_clients: HashSet<ExchangeId>,
@@ -242,8 +245,6 @@ impl Linker {
                     if !slot.unanswered && slot.ex.response.is_none() {
                         slot.unanswered = true;
                         self.stats.unmatched_requests += 1;
-                        let key = order_key(&slot.ex);
-                        self.awaiting_emit.remove(&key);
                     }
                 }
             }
@@ -263,15 +264,21 @@ impl Linker {
             self.horizon = key.0;
             self.identify(key.2);
         }
-        // One pass in order: pick the answered ones, keep the rest waiting.
-        let awaiting = std::mem::take(&mut self.awaiting_emit);
+        // One pass in order: pick the answered ones, keep the rest waiting. The waiting
+        // ones are sorted and the new ones nearly so: a stable sort merges the runs.
+        let mut awaiting = std::mem::take(&mut self.awaiting_emit);
+        awaiting.sort();
         let mut waiting = Vec::new();
         let mut emit = Vec::with_capacity(awaiting.len());
         for key in awaiting {
             let Some(slot) = self.slots.get_mut(&key.2) else {
-                waiting.push(key);
+                // Evicted while waiting.
                 continue;
             };
+            if slot.unanswered || slot.emitted || order_key(&slot.ex) != key {
+                // Gone unanswered while waiting (never emitted), or a stale entry.
+                continue;
+            }
             if slot.ex.response.is_none() {
                 waiting.push(key);
                 continue;
@@ -290,7 +297,7 @@ impl Linker {
             let request = std::mem::replace(&mut slot.ex.request, kept);
             emit.push((key.2, request));
         }
-        self.awaiting_emit = waiting.into_iter().collect();
+        self.awaiting_emit = waiting;
         // Building the spans reads only their own slot: in parallel, in order.
         let slots = &self.slots;
         emit.into_par_iter()
@@ -360,8 +367,8 @@ impl Linker {
             }
             if !slot.emitted {
                 // An emitted exchange left both sets when it was identified and emitted.
+                // (`awaiting_emit` drops its entry in `link`.)
                 let key = order_key(&slot.ex);
-                self.awaiting_emit.remove(&key);
                 self.unidentified.remove(&key);
             }
             self.claimed_clients.remove(&id);
@@ -454,7 +461,7 @@ impl Linker {
             slot.in_progress = false;
             slot.identity = Some(identity.clone());
             if !slot.unanswered {
-                self.awaiting_emit.insert(key);
+                self.awaiting_emit.push(key);
             }
         }
         Some(identity)
