@@ -17,6 +17,7 @@ use podtrace_format::{Record, Role};
 use podtrace_model::{Span, TraceId};
 use rayon::prelude::*;
 
+use crate::context::Extraction;
 use crate::enrich::Enricher;
 use crate::exchange::{ExchangeEvent, Pairing};
 use crate::graph::GraphBuilder;
@@ -24,7 +25,7 @@ use crate::http1::Parsed;
 use crate::http2::ProtocolParser;
 use crate::reassemble::{ConnInfo, ConnKey, ConnectionDelta, Reassembler};
 use crate::sample::Sampler;
-use crate::span::{default_service_name, Linker};
+use crate::span::{default_service_name, request_context, Linker};
 use crate::stats::AnalysisStats;
 use crate::{Analysis, AnalyzeOptions, Error, Graph};
 
@@ -189,8 +190,8 @@ impl Pipeline {
         if let Some((local, name)) = absorbed.listener {
             self.enricher.note_listener(local, name);
         }
-        for ev in absorbed.events {
-            self.linker.on_event(ev);
+        for (ev, extraction) in absorbed.events.into_iter().zip(absorbed.extractions) {
+            self.linker.on_event_extracted(ev, extraction);
         }
     }
 
@@ -326,6 +327,9 @@ struct Absorbed {
     listener: Option<(SocketAddr, String)>,
     /// Exchange events, in stream order.
     events: Vec<ExchangeEvent>,
+    /// Per event, a request's trace context (extracted here, in parallel, instead of in
+    /// the serial linking step); `None` for the other events.
+    extractions: Vec<Option<Extraction>>,
 }
 
 /// Turns a connection's parse results into exchange events (touches only that
@@ -351,10 +355,18 @@ fn prepare(state: &mut ConnState, mut parsed: Parsed, closed: bool) -> Absorbed 
     let role = parsed.role.unwrap_or(state.info.role);
     let mut events = state.pairing.pair(&state.info, parsed, closed);
     events.extend(crate::http2::to_exchange_events(&state.info, role, h2));
+    let extractions = events
+        .iter()
+        .map(|ev| match ev {
+            ExchangeEvent::Request(ex) => Some(request_context(&ex.request)),
+            _ => None,
+        })
+        .collect();
     Absorbed {
         errors,
         listener,
         events,
+        extractions,
     }
 }
 

@@ -26,7 +26,7 @@ use foldhash::{HashMap, HashSet};
 use podtrace_model::{KeyValue, Resource, Span, SpanId, SpanKind, Status, TraceId};
 use rayon::prelude::*;
 
-use crate::context::{extract, Family, IgnoreReason, TraceContext};
+use crate::context::{extract, Extraction, Family, IgnoreReason, TraceContext};
 use crate::exchange::{Exchange, ExchangeEvent, ExchangeId, Request};
 use crate::reassemble::{ConnInfo, ConnKey};
 
@@ -108,6 +108,9 @@ struct Identity {
 #[derive(Debug)]
 struct Slot {
     ex: Exchange,
+    /// The request's trace context when it was extracted ahead (in parallel, see
+    /// [`request_context`]); taken when the exchange is identified.
+    extraction: Option<Extraction>,
     identity: Option<Identity>,
     in_progress: bool,
     emitted: bool,
@@ -201,6 +204,12 @@ impl Linker {
 
     /// Takes one event of the exchange stage.
     pub fn on_event(&mut self, ev: ExchangeEvent) {
+        self.on_event_extracted(ev, None);
+    }
+
+    /// Takes one event of the exchange stage with, for a request, its trace context
+    /// already extracted by [`request_context`] (`None`: extracted when identified).
+    pub fn on_event_extracted(&mut self, ev: ExchangeEvent, extraction: Option<Extraction>) {
         match ev {
             ExchangeEvent::Request(ex) => {
                 self.stats.exchanges += 1;
@@ -228,6 +237,7 @@ impl Linker {
                     id,
                     Box::new(Slot {
                         ex,
+                        extraction,
                         identity: None,
                         in_progress: false,
                         emitted: false,
@@ -414,13 +424,10 @@ impl Linker {
         // What the rules need of the exchange, taken without copying its headers and
         // strings: the recursive searches below borrow other slots.
         let facts = Facts::of(&slot.ex);
-        let extraction = extract(
-            slot.ex
-                .request
-                .headers
-                .iter()
-                .map(|(n, v)| (n.as_str(), v.as_str())),
-        );
+        let extraction = match slot.extraction.take() {
+            Some(e) => e,
+            None => request_context(&slot.ex.request),
+        };
         for ig in &extraction.ignored {
             *self.stats.ignored_headers.entry(*ig).or_default() += 1;
         }
@@ -576,6 +583,12 @@ impl Linker {
             .min_by_key(|(id, s)| (s.ex.start_ts().abs_diff(s_start), **id))
             .map(|(id, _)| *id)
     }
+}
+
+/// The trace context of a request's headers (what [`Linker`] reads when it identifies
+/// the exchange; callers may extract it ahead, off the serial path).
+pub fn request_context(req: &Request) -> Extraction {
+    extract(req.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())))
 }
 
 /// What an emitted exchange keeps of its request: the times and sizes linking still reads
