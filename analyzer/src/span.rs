@@ -108,6 +108,8 @@ struct Identity {
 #[derive(Debug)]
 struct Slot {
     ex: Exchange,
+    /// Its key in the linker.
+    xid: Xid,
     /// The request's trace context when it was extracted ahead (in parallel, see
     /// [`request_context`]); taken when the exchange is identified.
     extraction: Option<Extraction>,
@@ -124,15 +126,56 @@ const PIPELINE_WAIT_NS: u64 = 1_000_000_000;
 /// Spans built by one parallel task at least (smaller batches are not worth a split).
 const SPANS_PER_TASK: usize = 256;
 
-/// Sort key: request start, CLIENT before SERVER (the sender's side first), identity.
-type OrderKey = (u64, u8, ExchangeId);
+/// A connection's small dense id in the linker, given at first sight (while any of
+/// its exchanges is held, the same connection keeps the same id).
+type ConnNo = u64;
 
-fn order_key(ex: &Exchange) -> OrderKey {
+/// The linker's key of a held exchange: its [`ExchangeId`] for ordering, and a dense
+/// (connection number, seq) pair for hashing and equality, so the slot table hashes and
+/// compares 16 bytes instead of the 80-byte connection key. Equal pairs imply equal
+/// exchange ids (a number is given to one connection key), so equality agrees with the
+/// order (exchange id, then pair).
+#[derive(Debug, Clone, Copy)]
+struct Xid {
+    id: ExchangeId,
+    no: (ConnNo, u64),
+}
+
+impl PartialEq for Xid {
+    fn eq(&self, other: &Self) -> bool {
+        self.no == other.no
+    }
+}
+
+impl Eq for Xid {}
+
+impl std::hash::Hash for Xid {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.no.hash(state);
+    }
+}
+
+impl PartialOrd for Xid {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Xid {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.id.cmp(&other.id).then(self.no.cmp(&other.no))
+    }
+}
+
+/// Sort key: request start, CLIENT before SERVER (the sender's side first), identity.
+type OrderKey = (u64, u8, Xid);
+
+fn order_key(ex: &Exchange, xid: Xid) -> OrderKey {
     let side = match ex.side {
         SpanKind::Client => 0,
         SpanKind::Server => 1,
     };
-    (ex.start_ts(), side, ex.id)
+    (ex.start_ts(), side, xid)
 }
 
 /// The linking stage: exchanges in, identified spans out.
@@ -140,18 +183,22 @@ fn order_key(ex: &Exchange) -> OrderKey {
 pub struct Linker {
     /// Boxed: the table stays small (key + pointer per entry), so probing and growth
     /// touch little memory.
-    slots: HashMap<ExchangeId, Box<Slot>>,
+    slots: HashMap<Xid, Box<Slot>>,
+    /// Each connection with held exchanges: its number and how many it has held.
+    conn_nos: HashMap<ConnKey, (ConnNo, usize)>,
+    /// The next connection number.
+    next_conn_no: ConnNo,
     /// Every held exchange by request start (eviction scans only old ones).
-    by_start: BTreeSet<(u64, ExchangeId)>,
+    by_start: BTreeSet<(u64, Xid)>,
     unidentified: BTreeSet<OrderKey>,
     /// Identified exchanges not emitted yet, in no particular order (sorted when
     /// [`Linker::link`] emits). Entries of exchanges that went unanswered or were evicted
     /// are not taken out one by one: `link` drops them when it meets them.
     awaiting_emit: Vec<OrderKey>,
-    servers_by_proc: HashMap<ProcessKey, BTreeSet<(u64, ExchangeId)>>,
-    clients_by_addr: HashMap<(SocketAddr, SocketAddr), BTreeSet<(u64, ExchangeId)>>,
-    claimed_clients: HashSet<ExchangeId>,
-    ids: HashMap<(TraceId, SpanId), ExchangeId>,
+    servers_by_proc: HashMap<ProcessKey, BTreeSet<(u64, Xid)>>,
+    clients_by_addr: HashMap<(SocketAddr, SocketAddr), BTreeSet<(u64, Xid)>>,
+    claimed_clients: HashSet<Xid>,
+    ids: HashMap<(TraceId, SpanId), Xid>,
     stats: LinkStats,
     /// Request start of the exchange being identified in order: server exchanges that
     /// ended before it can no longer be in flight for anything identified later.
@@ -213,8 +260,17 @@ impl Linker {
         match ev {
             ExchangeEvent::Request(ex) => {
                 self.stats.exchanges += 1;
-                let key = order_key(&ex);
-                let id = ex.id;
+                let next = self.next_conn_no;
+                let entry = self.conn_nos.entry(ex.id.conn).or_insert((next, 0));
+                if entry.0 == next {
+                    self.next_conn_no += 1;
+                }
+                entry.1 += 1;
+                let id = Xid {
+                    id: ex.id,
+                    no: (entry.0, ex.id.seq),
+                };
+                let key = order_key(&ex, id);
                 match ex.side {
                     SpanKind::Server => {
                         self.servers_by_proc
@@ -233,10 +289,11 @@ impl Linker {
                 }
                 self.unidentified.insert(key);
                 self.by_start.insert((key.0, id));
-                self.slots.insert(
+                let displaced = self.slots.insert(
                     id,
                     Box::new(Slot {
                         ex,
+                        xid: id,
                         extraction,
                         identity: None,
                         in_progress: false,
@@ -244,14 +301,18 @@ impl Linker {
                         unanswered: false,
                     }),
                 );
+                if displaced.is_some() {
+                    // The same exchange id again: it took the place of the held one.
+                    self.release_conn(&id.id.conn);
+                }
             }
             ExchangeEvent::Response { id, response } => {
-                if let Some(slot) = self.slots.get_mut(&id) {
+                if let Some(slot) = self.xid(id).and_then(|x| self.slots.get_mut(&x)) {
                     slot.ex.response = Some(response);
                 }
             }
             ExchangeEvent::Unanswered(id) => {
-                if let Some(slot) = self.slots.get_mut(&id) {
+                if let Some(slot) = self.xid(id).and_then(|x| self.slots.get_mut(&x)) {
                     if !slot.unanswered && slot.ex.response.is_none() {
                         slot.unanswered = true;
                         self.stats.unmatched_requests += 1;
@@ -262,11 +323,29 @@ impl Linker {
         }
     }
 
+    /// The key of a held exchange's id (`None`: no exchange of its connection held).
+    fn xid(&self, id: ExchangeId) -> Option<Xid> {
+        self.conn_nos.get(&id.conn).map(|(no, _)| Xid {
+            id,
+            no: (*no, id.seq),
+        })
+    }
+
+    /// One exchange of connection `conn` is no longer held.
+    fn release_conn(&mut self, conn: &ConnKey) {
+        if let Some(entry) = self.conn_nos.get_mut(conn) {
+            entry.1 -= 1;
+            if entry.1 == 0 {
+                self.conn_nos.remove(conn);
+            }
+        }
+    }
+
     /// Identifies every exchange whose request started before `cutoff` (in start order)
     /// and returns the spans of identified exchanges that have their response.
     pub fn link(&mut self, cutoff: u64) -> Vec<ObservedSpan> {
         // The ready ones leave the set at once (split, not one by one).
-        let split = (cutoff, 0, min_id());
+        let split = (cutoff, 0, min_xid());
         let later = self.unidentified.split_off(&split);
         let ready = std::mem::replace(&mut self.unidentified, later);
         self.split = cutoff;
@@ -285,7 +364,7 @@ impl Linker {
                 // Evicted while waiting.
                 continue;
             };
-            if slot.unanswered || slot.emitted || order_key(&slot.ex) != key {
+            if slot.unanswered || slot.emitted || order_key(&slot.ex, slot.xid) != key {
                 // Gone unanswered while waiting (never emitted), or a stale entry.
                 continue;
             }
@@ -351,15 +430,16 @@ impl Linker {
                 horizon: self.horizon,
                 split: self.split,
                 window_ns: self.window_ns,
+                next_conn_no: self.next_conn_no,
                 ..Linker::default()
             };
             return;
         }
         // Take the old part of the start index off at once; what cannot go yet goes back.
-        let later = self.by_start.split_off(&(before, min_id()));
+        let later = self.by_start.split_off(&(before, min_xid()));
         let candidates = std::mem::replace(&mut self.by_start, later);
         // Each candidate's slot is taken out once; one that cannot go yet is put back.
-        let mut old: Vec<(ExchangeId, Box<Slot>)> = Vec::with_capacity(candidates.len());
+        let mut old: Vec<(Xid, Box<Slot>)> = Vec::with_capacity(candidates.len());
         for (start, id) in candidates {
             let Some(slot) = self.slots.remove(&id) else {
                 continue;
@@ -372,13 +452,14 @@ impl Linker {
             }
         }
         for (id, slot) in old {
+            self.release_conn(&id.id.conn);
             if !slot.emitted && !slot.unanswered {
                 self.stats.evicted_requests += 1;
             }
             if !slot.emitted {
                 // An emitted exchange left both sets when it was identified and emitted.
                 // (`awaiting_emit` drops its entry in `link`.)
-                let key = order_key(&slot.ex);
+                let key = order_key(&slot.ex, id);
                 self.unidentified.remove(&key);
             }
             self.claimed_clients.remove(&id);
@@ -412,7 +493,7 @@ impl Linker {
     }
 
     /// Identifies one exchange (and, first, the exchanges its identity depends on).
-    fn identify(&mut self, id: ExchangeId) -> Option<Identity> {
+    fn identify(&mut self, id: Xid) -> Option<Identity> {
         let slot = self.slots.get_mut(&id)?;
         if let Some(i) = &slot.identity {
             return Some(i.clone());
@@ -423,7 +504,7 @@ impl Linker {
         slot.in_progress = true;
         // What the rules need of the exchange, taken without copying its headers and
         // strings: the recursive searches below borrow other slots.
-        let facts = Facts::of(&slot.ex);
+        let facts = Facts::of(&slot.ex, id);
         let extraction = match slot.extraction.take() {
             Some(e) => e,
             None => request_context(&slot.ex.request),
@@ -478,14 +559,14 @@ impl Linker {
     /// A server exchange is in flight from when its process could start on it (its request
     /// arrived and, on a pipelined connection, the previous response was sent) until its
     /// last response byte.
-    fn in_flight_server(&mut self, client: &Facts) -> Option<ExchangeId> {
+    fn in_flight_server(&mut self, client: &Facts) -> Option<Xid> {
         let pk = client.process;
         let set = self.servers_by_proc.get(&pk)?;
         let start = client.start;
-        let mut best: Option<(u64, ExchangeId)> = None;
+        let mut best: Option<(u64, Xid)> = None;
         let mut dead = Vec::new();
         for (s_start, id) in set
-            .range((self.earliest(start), min_id())..=(start, max_id()))
+            .range((self.earliest(start), min_xid())..=(start, max_xid()))
             .rev()
         {
             // Requests that arrived before the best one's processing start can only beat
@@ -517,7 +598,7 @@ impl Linker {
                 Some(r) => r.end_ts >= start,
                 None => !s.unanswered,
             };
-            let Some(begin) = self.processing_start(&s.ex) else {
+            let Some(begin) = self.processing_start(&s.ex, *id) else {
                 continue;
             };
             if alive && begin <= start && best.is_none_or(|b| (begin, *id) > b) {
@@ -533,7 +614,7 @@ impl Linker {
     }
 
     /// Takes a client exchange out of the caller search: its server side was found.
-    fn claim_client(&mut self, id: ExchangeId) {
+    fn claim_client(&mut self, id: Xid) {
         self.claimed_clients.insert(id);
         let Some(slot) = self.slots.get(&id) else {
             return;
@@ -551,13 +632,16 @@ impl Linker {
     /// When the server could start working on `ex`: its request start, or the end of the
     /// previous response on the same connection if later; `None` while that previous
     /// response is still outstanding (a pipelined request waiting its turn).
-    fn processing_start(&self, ex: &Exchange) -> Option<u64> {
+    fn processing_start(&self, ex: &Exchange, xid: Xid) -> Option<u64> {
         if ex.id.seq == 0 {
             return Some(ex.start_ts());
         }
-        let prev = ExchangeId {
-            conn: ex.id.conn,
-            seq: ex.id.seq - 1,
+        let prev = Xid {
+            id: ExchangeId {
+                conn: ex.id.conn,
+                seq: ex.id.seq - 1,
+            },
+            no: (xid.no.0, ex.id.seq - 1),
         };
         match self.slots.get(&prev) {
             None => Some(ex.start_ts()),
@@ -571,11 +655,11 @@ impl Linker {
 
     /// The CLIENT exchange recorded on the other end of `server`'s connection whose time
     /// overlaps it (closest request start wins), not already claimed by another server.
-    fn matching_client(&self, server: &Facts) -> Option<ExchangeId> {
+    fn matching_client(&self, server: &Facts) -> Option<Xid> {
         let (local, remote) = (server.key.local?, server.key.remote?);
         let set = self.clients_by_addr.get(&(remote, local))?;
         let (s_start, s_end) = (server.start, server.open_end);
-        set.range((self.earliest(s_start), min_id())..=(s_end, max_id()))
+        set.range((self.earliest(s_start), min_xid())..=(s_end, max_xid()))
             .filter(|(_, id)| !self.claimed_clients.contains(id))
             .filter_map(|(_, id)| self.slots.get(id).map(|s| (id, s)))
             .filter(|(_, s)| !s.in_progress)
@@ -613,6 +697,22 @@ fn open_end(ex: &Exchange) -> u64 {
     match &ex.response {
         Some(r) => r.end_ts,
         None => u64::MAX,
+    }
+}
+
+/// Below every held exchange's key.
+fn min_xid() -> Xid {
+    Xid {
+        id: min_id(),
+        no: (0, 0),
+    }
+}
+
+/// Above every held exchange's key.
+fn max_xid() -> Xid {
+    Xid {
+        id: max_id(),
+        no: (ConnNo::MAX, u64::MAX),
     }
 }
 
@@ -877,7 +977,7 @@ impl IdParts {
 /// the slot map can be searched and updated meanwhile).
 #[derive(Debug, Clone, Copy)]
 struct Facts {
-    id: ExchangeId,
+    id: Xid,
     key: ConnKey,
     process: ProcessKey,
     side: SpanKind,
@@ -887,9 +987,9 @@ struct Facts {
 }
 
 impl Facts {
-    fn of(ex: &Exchange) -> Self {
+    fn of(ex: &Exchange, id: Xid) -> Self {
         Facts {
-            id: ex.id,
+            id,
             key: ex.conn.key,
             process: ProcessKey::of(&ex.conn),
             side: ex.side,

@@ -423,3 +423,43 @@ fn outstanding_requests_count_as_evicted_in_the_window_and_at_the_end() {
     l.on_event(again_resp);
     assert_eq!(l.link(u64::MAX).len(), 1);
 }
+
+#[test]
+fn connection_numbers_are_released_with_their_last_exchange() {
+    // A connection's number lives while one of its exchanges is held: evicting the last
+    // one frees it (bounded memory), and a later exchange on the same connection gets a
+    // fresh number that its response and its predecessor lookup still find.
+    let s = conn(1, 10, "svc", "127.0.1.2:80", "10.0.0.9:5000", Role::Server);
+    let mut l = Linker::new();
+    let (first, first_resp) = exchange(&s, 0, "/a", &[], 1000, 1100, 200);
+    let (second, second_resp) = exchange(&s, 1, "/b", &[], 1200, 1300, 200);
+    for ev in [first, first_resp, second] {
+        l.on_event(ev);
+    }
+    assert_eq!(l.conn_nos.len(), 1, "one number for both exchanges");
+    assert_eq!(l.conn_nos.get(&s.key).map(|e| e.1), Some(2));
+    l.on_event(second_resp);
+    assert_eq!(l.link(u64::MAX).len(), 2);
+    l.evict(1250);
+    assert_eq!(
+        l.conn_nos.get(&s.key).map(|e| e.1),
+        Some(1),
+        "/a gone, /b held"
+    );
+    l.evict(1400);
+    assert!(l.is_empty());
+    assert!(
+        l.conn_nos.is_empty(),
+        "the number went with the last exchange"
+    );
+    let (third, third_resp) = exchange(&s, 2, "/c", &[], 5000, 5100, 200);
+    l.on_event(third);
+    l.on_event(third_resp);
+    let spans = l.link(u64::MAX);
+    assert_eq!(
+        spans.len(),
+        1,
+        "the response found its exchange under the new number"
+    );
+    assert_eq!(l.conn_nos.get(&s.key).map(|e| e.0), Some(1));
+}
