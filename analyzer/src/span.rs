@@ -22,6 +22,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+mod addr;
+
 use foldhash::{HashMap, HashSet};
 use podtrace_model::{KeyValue, Resource, Span, SpanId, SpanKind, Status, TraceId};
 use rayon::prelude::*;
@@ -878,12 +880,17 @@ impl AddrText {
             len: 0,
             spill: None,
         };
-        let written = match (local, remote) {
-            (Some(l), Some(r)) => write!(t, "{l}>{r}"),
-            (Some(l), None) => write!(t, "{l}>"),
-            (None, Some(r)) => write!(t, ">{r}"),
-            (None, None) => write!(t, ">"),
-        };
+        // `{local}>{remote}`, an absent address as nothing.
+        let written = (|| {
+            if let Some(l) = local {
+                addr::write_socket_addr(&mut t, l)?;
+            }
+            t.write_char('>')?;
+            if let Some(r) = remote {
+                addr::write_socket_addr(&mut t, r)?;
+            }
+            Ok::<(), std::fmt::Error>(())
+        })();
         if written.is_err() {
             let addr = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
             t.spill = Some(format!("{}>{}", addr(local), addr(remote)));
@@ -1040,13 +1047,13 @@ pub fn default_service_name(conn: &ConnInfo) -> String {
     if conn.pid == 0 {
         // Imported captures have no process: the workload is its address.
         if let Some(local) = conn.key.local {
-            return local.ip().to_string();
+            return addr::ip_string(local.ip());
         }
     }
     if !conn.comm.is_empty() {
         conn.comm.clone()
     } else if let Some(local) = conn.key.local {
-        local.ip().to_string()
+        addr::ip_string(local.ip())
     } else {
         "unknown".to_string()
     }
@@ -1096,7 +1103,7 @@ fn build_span(ex: &Exchange, mut req: Request, idn: &Identity) -> Span {
         }
         _ => (None, None),
     };
-    let server_address = host.or_else(|| server_sock.map(|s| s.ip().to_string()));
+    let server_address = host.or_else(|| server_sock.map(|s| addr::ip_string(s.ip())));
     if let Some(a) = server_address {
         attrs.push(KeyValue::new("server.address", a));
     }
@@ -1105,11 +1112,11 @@ fn build_span(ex: &Exchange, mut req: Request, idn: &Identity) -> Span {
         attrs.push(KeyValue::new("server.port", i64::from(p)));
     }
     // On the server side the client is the peer: its address is formatted once.
-    let peer_ip = remote.map(|r| r.ip().to_string());
+    let peer_ip = remote.map(|r| addr::ip_string(r.ip()));
     if let Some(c) = client_sock {
         let ip = match (&peer_ip, ex.side) {
             (Some(ip), SpanKind::Server) => ip.clone(),
-            _ => c.ip().to_string(),
+            _ => addr::ip_string(c.ip()),
         };
         attrs.push(KeyValue::new("client.address", ip));
     }
