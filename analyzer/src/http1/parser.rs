@@ -726,6 +726,11 @@ impl MessageParser {
 /// A header value as [`Message::headers`] holds it: lossily decoded, trimmed (borrowed
 /// unless the bytes are not UTF-8).
 fn header_value(raw: &[u8]) -> std::borrow::Cow<'_, str> {
+    // Valid UTF-8 (nearly always ASCII) is checked by `from_utf8`'s word-at-a-time path;
+    // only invalid bytes take the lossy decoder.
+    if let Ok(s) = std::str::from_utf8(raw) {
+        return std::borrow::Cow::Borrowed(s.trim());
+    }
     match String::from_utf8_lossy(raw) {
         std::borrow::Cow::Borrowed(s) => std::borrow::Cow::Borrowed(s.trim()),
         std::borrow::Cow::Owned(s) => std::borrow::Cow::Owned(s.trim().to_string()),
