@@ -86,10 +86,19 @@ impl SpanSinks {
                 });
                 let mut spans = 0u64;
                 for batch in rx {
-                    otlp.write(&batch)
+                    // The two files are encoded side by side (the analysis leaves part of
+                    // a core idle); each writer owns its file.
+                    let otlp_written = std::thread::scope(|s| {
+                        let otlp_job = s.spawn(|| otlp.write(&batch));
+                        let spans_written = spans_json.write(&batch);
+                        traces.add(&batch);
+                        spans_written.map(|()| otlp_job.join())
+                    })?;
+                    otlp_written
+                        .map_err(|_| {
+                            CliError::Runtime(anyhow::anyhow!("the OTLP/JSON writer panicked"))
+                        })?
                         .map_err(|e| CliError::Runtime(e.into()))?;
-                    spans_json.write(&batch)?;
-                    traces.add(&batch);
                     spans += batch.len() as u64;
                     if let Some((_, etx, _)) = &export {
                         etx.blocking_send(batch).map_err(|_| {
