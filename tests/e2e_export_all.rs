@@ -16,14 +16,12 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{podtrace, read_spans, repo, run, venv, Proc};
+use support::{first_line, listening_port, podtrace, read_spans, repo, run, venv, Proc};
 
 /// The sample rate every exporting run uses.
 const RATE: f64 = 0.5;
@@ -94,19 +92,9 @@ impl Receiver {
             .unwrap_or_else(|e| panic!("start {script}: {e}"));
         let stdout = child.stdout.take().expect("piped stdout");
         let proc = Proc::new(child, "KILL", Duration::from_secs(2));
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("{script} not ready within 20 s"));
-        let port = line
-            .trim()
-            .strip_prefix("LISTENING ")
-            .and_then(|p| p.parse().ok())
+        let line = first_line(stdout, Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("{script} not ready within 20 s"));
+        let port = listening_port(&line)
             .unwrap_or_else(|| panic!("{script} printed {line:?} instead of LISTENING <port>"));
         Receiver {
             _proc: proc,

@@ -34,6 +34,59 @@ pub fn write_otlp_json(path: impl AsRef<Path>, spans: &[Span]) -> Result<(), Exp
     writer.finish().map(|_| ())
 }
 
+/// A file written under a temporary sibling name and renamed into place by
+/// [`StagedFile::commit`], so a reader never sees half a file; dropped without `commit`
+/// (the work failed), the temporary is removed.
+#[derive(Debug)]
+pub struct StagedFile {
+    path: PathBuf,
+    tmp: PathBuf,
+    out: BufWriter<File>,
+    committed: bool,
+}
+
+impl StagedFile {
+    /// Creates the temporary sibling of `path`.
+    pub fn create(path: impl AsRef<Path>) -> std::io::Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let tmp = temp_sibling(&path);
+        let file = File::create(&tmp)?;
+        Ok(StagedFile {
+            path,
+            tmp,
+            out: BufWriter::with_capacity(1 << 20, file),
+            committed: false,
+        })
+    }
+
+    /// The final path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Where to write (buffered).
+    pub fn writer(&mut self) -> &mut BufWriter<File> {
+        &mut self.out
+    }
+
+    /// Flushes, syncs and renames the file into place; returns its path.
+    pub fn commit(mut self) -> std::io::Result<PathBuf> {
+        self.out.flush()?;
+        self.out.get_ref().sync_all()?;
+        std::fs::rename(&self.tmp, &self.path)?;
+        self.committed = true;
+        Ok(self.path.clone())
+    }
+}
+
+impl Drop for StagedFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
 /// Spans encoded at a time by [`OtlpJsonWriter::write`] (~1 MB of text).
 const CHUNK_SPANS: usize = 1024;
 
@@ -42,13 +95,11 @@ const CHUNK_SPANS: usize = 1024;
 /// batch … `]}`. A workload can appear in several `ResourceSpans` (one per batch it has
 /// spans in), which OTLP allows and every reader merges.
 ///
-/// The document goes to a temporary sibling renamed into place by [`Self::finish`], so a
-/// reader never sees half a file; dropped without `finish`, the temporary is removed.
+/// The document is a [`StagedFile`]: renamed into place by [`Self::finish`], removed when
+/// dropped without it.
 #[derive(Debug)]
 pub struct OtlpJsonWriter {
-    path: PathBuf,
-    tmp: PathBuf,
-    out: Option<BufWriter<File>>,
+    file: StagedFile,
     first: bool,
     spans: u64,
     buf: Vec<u8>,
@@ -57,16 +108,13 @@ pub struct OtlpJsonWriter {
 impl OtlpJsonWriter {
     /// Starts the document (the temporary file) for `path`.
     pub fn create(path: impl AsRef<Path>) -> Result<Self, ExportError> {
-        let path = path.as_ref().to_path_buf();
-        let tmp = temp_sibling(&path);
-        let file = File::create(&tmp).map_err(io_error(&path))?;
-        let mut out = BufWriter::with_capacity(1 << 20, file);
-        out.write_all(b"{\"resourceSpans\":[")
-            .map_err(io_error(&path))?;
+        let path = path.as_ref();
+        let mut file = StagedFile::create(path).map_err(io_error(path))?;
+        file.writer()
+            .write_all(b"{\"resourceSpans\":[")
+            .map_err(io_error(path))?;
         Ok(OtlpJsonWriter {
-            path,
-            tmp,
-            out: Some(out),
+            file,
             first: true,
             spans: 0,
             buf: Vec::new(),
@@ -75,18 +123,13 @@ impl OtlpJsonWriter {
 
     /// Appends the spans of one batch.
     pub fn write(&mut self, spans: &[Span]) -> Result<(), ExportError> {
-        if spans.is_empty() {
-            return Ok(());
-        }
-        let Some(out) = self.out.as_mut() else {
-            return Ok(());
-        };
         // In chunks: the text of a whole batch (the last one of an analysis can hold
         // seconds of traffic) would be one large buffer grown and faulted in page by page.
         for chunk in spans.chunks(CHUNK_SPANS) {
             self.buf.clear();
             crate::otlp_json::write_resource_spans(&mut self.buf, chunk, &mut self.first);
-            out.write_all(&self.buf).map_err(io_error(&self.path))?;
+            let written = self.file.writer().write_all(&self.buf);
+            written.map_err(io_error(self.file.path()))?;
         }
         self.spans += spans.len() as u64;
         Ok(())
@@ -94,40 +137,16 @@ impl OtlpJsonWriter {
 
     /// Ends the document, syncs it and renames it into place; returns the spans written.
     pub fn finish(mut self) -> Result<u64, ExportError> {
-        let Some(mut out) = self.out.take() else {
-            return Ok(self.spans);
-        };
-        let done = || -> std::io::Result<()> {
-            out.write_all(b"]}\n")?;
-            let f = out.into_inner().map_err(|e| e.into_error())?;
-            f.sync_all()?;
-            std::fs::rename(&self.tmp, &self.path)
-        };
-        match done() {
-            Ok(()) => Ok(self.spans),
-            Err(e) => {
-                let _ = std::fs::remove_file(&self.tmp);
-                Err(io_error(&self.path)(e))
-            }
-        }
+        let path = self.file.path().to_path_buf();
+        let done = self.file.writer().write_all(b"]}\n");
+        done.and_then(|()| self.file.commit())
+            .map_err(io_error(&path))?;
+        Ok(self.spans)
     }
 
     /// The file the document ends up in.
     pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Spans written so far.
-    pub fn spans(&self) -> u64 {
-        self.spans
-    }
-}
-
-impl Drop for OtlpJsonWriter {
-    fn drop(&mut self) {
-        if self.out.take().is_some() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
+        self.file.path()
     }
 }
 

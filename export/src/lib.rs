@@ -47,7 +47,9 @@ use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 
 pub use delivery::{Accounting, DeliveryConfig, HttpDelivery, HttpExporter, TlsConfig};
 pub use error::ExportError;
-pub use file::{write_otlp_json, OtlpJsonLinesExporter, OtlpJsonWriter, DEFAULT_OTLP_JSON_FILE};
+pub use file::{
+    write_otlp_json, OtlpJsonLinesExporter, OtlpJsonWriter, StagedFile, DEFAULT_OTLP_JSON_FILE,
+};
 pub use report::ExporterReport;
 pub use reqwest::Url;
 pub use secret::Secret;

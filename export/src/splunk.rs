@@ -101,26 +101,10 @@ fn json_value(v: &AttrValue) -> serde_json::Value {
 
 /// RFC 3339 UTC with nanoseconds, e.g. `2023-11-14T22:13:20.123456789Z`.
 pub fn rfc3339_nanos(unix_nano: u64) -> String {
-    let secs = unix_nano / 1_000_000_000;
-    let nanos = unix_nano % 1_000_000_000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        rem / 3_600,
-        (rem / 60) % 60,
-        rem % 60
-    )
+    // Any u64 of ns (until 2554) is inside jiff's range; the fallback is never taken.
+    jiff::Timestamp::from_nanosecond(i128::from(unix_nano))
+        .map(|t| format!("{t:.9}"))
+        .unwrap_or_default()
 }
 
 /// Splunk HEC events, concatenated.

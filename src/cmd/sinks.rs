@@ -8,8 +8,7 @@
 //! slows the analysis down instead of letting spans pile up. The writer thread also lets
 //! the second core serialise while the first one analyses.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
@@ -18,7 +17,7 @@ use std::thread::JoinHandle;
 
 use anyhow::Context;
 use podtrace_export::{
-    build_exporters, export_stream, ExportConfig, ExporterReport, OtlpJsonWriter,
+    build_exporters, export_stream, ExportConfig, ExporterReport, OtlpJsonWriter, StagedFile,
     DEFAULT_OTLP_JSON_FILE,
 };
 use podtrace_model::Span;
@@ -165,36 +164,24 @@ fn finish_otlp(otlp: OtlpJsonWriter) -> Result<PathBuf, CliError> {
     Ok(path)
 }
 
-/// `spans.json`: a JSON array of [`Span`]s, one span per line, written batch by batch into
-/// a temporary sibling renamed into place at the end (removed when dropped unfinished).
+/// `spans.json`: a JSON array of [`Span`]s, one span per line, written batch by batch as a
+/// [`StagedFile`] (renamed into place at the end, removed when dropped unfinished).
 struct SpansJsonWriter {
-    path: PathBuf,
-    tmp: PathBuf,
-    out: Option<BufWriter<File>>,
+    file: StagedFile,
     first: bool,
 }
 
 impl SpansJsonWriter {
     fn create(path: PathBuf) -> Result<Self, CliError> {
-        let mut name = path.file_name().unwrap_or_default().to_os_string();
-        name.push(format!(".tmp-{}", std::process::id()));
-        let tmp = path.with_file_name(name);
-        let file = File::create(&tmp)
+        let file = StagedFile::create(&path)
             .with_context(|| format!("creating {}", path.display()))
             .map_err(CliError::Runtime)?;
-        Ok(SpansJsonWriter {
-            path,
-            tmp,
-            out: Some(BufWriter::with_capacity(1 << 20, file)),
-            first: true,
-        })
+        Ok(SpansJsonWriter { file, first: true })
     }
 
     /// Appends the spans, one compact JSON object per line.
     fn write(&mut self, spans: &[Span]) -> Result<(), CliError> {
-        let Some(out) = self.out.as_mut() else {
-            return Ok(());
-        };
+        let out = self.file.writer();
         let mut write = || -> anyhow::Result<()> {
             for span in spans {
                 let lead: &[u8] = if std::mem::replace(&mut self.first, false) {
@@ -207,33 +194,19 @@ impl SpansJsonWriter {
             }
             Ok(())
         };
-        write()
-            .with_context(|| format!("writing {}", self.path.display()))
+        let written = write();
+        written
+            .with_context(|| format!("writing {}", self.file.path().display()))
             .map_err(CliError::Runtime)
     }
 
     fn finish(mut self) -> Result<PathBuf, CliError> {
-        let Some(mut out) = self.out.take() else {
-            return Ok(self.path.clone());
-        };
+        let path = self.file.path().to_path_buf();
         let end: &[u8] = if self.first { b"[]\n" } else { b"\n]\n" };
-        let done = || -> std::io::Result<()> {
-            out.write_all(end)?;
-            out.into_inner().map_err(|e| e.into_error())?;
-            std::fs::rename(&self.tmp, &self.path)
-        };
-        done()
-            .with_context(|| format!("writing {}", self.path.display()))
-            .map_err(CliError::Runtime)?;
-        Ok(self.path.clone())
-    }
-}
-
-impl Drop for SpansJsonWriter {
-    fn drop(&mut self) {
-        if self.out.take().is_some() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
+        let done = self.file.writer().write_all(end);
+        done.and_then(|()| self.file.commit())
+            .with_context(|| format!("writing {}", path.display()))
+            .map_err(CliError::Runtime)
     }
 }
 

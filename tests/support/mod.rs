@@ -270,15 +270,8 @@ impl DemoCluster {
             .expect("start demo_cluster.py");
         let stdout = child.stdout.take().expect("piped stdout");
         let proc = Proc::new(child, "TERM", Duration::from_secs(15));
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(40))
-            .expect("demo cluster ready within 40 s");
+        let line =
+            first_line(stdout, Duration::from_secs(40)).expect("demo cluster ready within 40 s");
         let info: Value = serde_json::from_str(&line)
             .unwrap_or_else(|e| panic!("demo_cluster.py printed {line:?}: {e}"));
         DemoCluster { proc, info, dir }
@@ -393,20 +386,9 @@ impl Collector {
             .expect("start otlp_sink.py");
         let stdout = child.stdout.take().expect("piped stdout");
         let sink = Proc::new(child, "TERM", Duration::from_secs(2));
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(15))
-            .expect("otlp_sink.py ready");
-        let sink_port: u16 = line
-            .trim()
-            .strip_prefix("LISTENING ")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("otlp_sink.py printed {line:?}"));
+        let line = first_line(stdout, Duration::from_secs(15)).expect("otlp_sink.py ready");
+        let sink_port =
+            listening_port(&line).unwrap_or_else(|| panic!("otlp_sink.py printed {line:?}"));
         let port = free_port();
         let grpc = free_port();
         let rotel = Command::new(rotel_agent(venv).expect("rotel-agent"))
@@ -611,4 +593,20 @@ pub fn group_by_trace(records: &[Value]) -> std::collections::HashMap<&str, Vec<
             .push(r);
     }
     out
+}
+
+/// The first line a child prints on stdout, or `None` when none comes within `timeout`.
+pub fn first_line(stdout: ChildStdout, timeout: Duration) -> Option<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    rx.recv_timeout(timeout).ok()
+}
+
+/// The port of a receiver's `LISTENING <port>` ready line.
+pub fn listening_port(line: &str) -> Option<u16> {
+    line.trim().strip_prefix("LISTENING ")?.parse().ok()
 }
