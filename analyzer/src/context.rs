@@ -1,8 +1,9 @@
-//! Trace context extraction from request headers (W3C, B3, Splunk).
+//! Trace context extraction from request headers (W3C, B3, Splunk, Jaeger).
 //!
 //! Implements the rules of `CONTRACTS.md`: families are tried in precedence order
 //! W3C `traceparent`/`tracestate`, then B3 (single `b3` header, then multi `X-B3-*`), then
-//! Splunk (`X-Request-ID` + `X-Span-ID`). The first valid family wins; an invalid header of a
+//! Splunk (`X-Request-ID` + `X-Span-ID`), then Jaeger (`uber-trace-id`). The first valid
+//! family wins; an invalid header of a
 //! higher family does not hide a valid lower one, and every rejected header is reported as
 //! `(family, reason)` so the analyzer can count why a context was ignored. Header names are
 //! matched case-insensitively (HTTP/1). Pure functions, no state.
@@ -22,6 +23,8 @@ pub enum Family {
     B3,
     /// Splunk style (`X-Request-ID`, `X-Span-ID`).
     Splunk,
+    /// Jaeger's native `uber-trace-id` (`{trace}:{span}:{parent}:{flags}`).
+    Jaeger,
 }
 
 impl Family {
@@ -31,6 +34,7 @@ impl Family {
             Family::W3c => "w3c",
             Family::B3 => "b3",
             Family::Splunk => "splunk",
+            Family::Jaeger => "jaeger",
         }
     }
 }
@@ -103,7 +107,7 @@ where
 {
     let headers: Vec<(&str, &str)> = headers.into_iter().collect();
     let mut out = Extraction::default();
-    let families: [FamilyParser; 3] = [w3c, b3, splunk];
+    let families: [FamilyParser; 4] = [w3c, b3, splunk, jaeger];
     let lookup = Lookup(&headers);
     for family in families {
         if let Some(ctx) = family(&lookup, &mut out.ignored) {
@@ -408,6 +412,85 @@ fn splunk(h: &Lookup<'_>, ignored: &mut Vec<(Family, IgnoreReason)>) -> Option<T
     })
 }
 
+/// `uber-trace-id: {trace-id}:{span-id}:{parent-span-id}:{flags}` (Jaeger's native format),
+/// also URL-encoded (`%3A` for `:`, as some Jaeger clients send it over HTTP).
+fn jaeger(h: &Lookup<'_>, ignored: &mut Vec<(Family, IgnoreReason)>) -> Option<TraceContext> {
+    let value = match h.one("uber-trace-id") {
+        Ok(Some(v)) => v,
+        Ok(None) => return None,
+        Err(reason) => {
+            ignored.push((Family::Jaeger, reason));
+            return None;
+        }
+    };
+    match parse_uber_trace_id(value) {
+        Some(ctx) => Some(ctx),
+        None => {
+            ignored.push((Family::Jaeger, IgnoreReason::Invalid));
+            None
+        }
+    }
+}
+
+/// Parses an `uber-trace-id` value. Ids are 1–32 (trace) and 1–16 (span, parent) hex
+/// digits of either case, left-padded with zeros as Jaeger does (a 64-bit trace id becomes
+/// `0000000000000000{id}`); trace and span id must not be zero, the deprecated parent id
+/// may be (it is checked, not used); flags are one or two hex digits, bit 0 = sampled,
+/// bit 1 = debug (which implies sampled).
+fn parse_uber_trace_id(raw: &str) -> Option<TraceContext> {
+    let decoded;
+    let value = if raw.contains('%') {
+        decoded = percent_decode(raw)?;
+        decoded.as_str()
+    } else {
+        raw
+    };
+    let parts: Vec<&str> = value.split(':').collect();
+    let [trace, span, parent, flags] = parts.as_slice() else {
+        return None;
+    };
+    let hex = |s: &str, max: usize| {
+        (!s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| s.to_ascii_lowercase())
+    };
+    let trace = hex(trace, 32)?;
+    let trace_id = TraceId::from_hex(&format!("{trace:0>32}")).ok()?;
+    let span = hex(span, 16)?;
+    let span_id = SpanId::from_hex(&format!("{span:0>16}")).ok()?;
+    hex(parent, 16)?;
+    let flags = u8::from_str_radix(&hex(flags, 2)?, 16).ok()?;
+    if trace_id.is_zero() || span_id.is_zero() {
+        return None;
+    }
+    Some(TraceContext {
+        family: Family::Jaeger,
+        trace_id,
+        parent_id: Some(span_id),
+        sampled: Some(flags & 0b11 != 0),
+        trace_state: String::new(),
+    })
+}
+
+/// Decodes `%XX` escapes (RFC 3986); `None` for a malformed escape or a result that is not
+/// UTF-8.
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hi = (*b.get(i + 1)? as char).to_digit(16)?;
+            let lo = (*b.get(i + 2)? as char).to_digit(16)?;
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -421,6 +504,7 @@ pub(crate) mod tests {
             "w3c" => Family::W3c,
             "b3" => Family::B3,
             "splunk" => Family::Splunk,
+            "jaeger" => Family::Jaeger,
             other => panic!("unknown family {other}"),
         }
     }
@@ -443,6 +527,23 @@ pub(crate) mod tests {
         let v = vectors();
         let cases = v["cases"].as_array().expect("cases");
         assert!(cases.len() >= 20);
+        check_cases(cases);
+    }
+
+    /// podtrace's own vectors (`tests/data/context_extra.json`, same schema as the shared
+    /// file): Jaeger `uber-trace-id` and its place in the precedence order.
+    #[test]
+    fn every_extra_vector_case() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/context_extra.json");
+        let text = std::fs::read_to_string(path).expect("context_extra.json");
+        let v: serde_json::Value = serde_json::from_str(&text).expect("vectors are JSON");
+        let cases = v["cases"].as_array().expect("cases");
+        assert!(cases.len() >= 15);
+        check_cases(cases);
+    }
+
+    /// Checks each case's extraction against its `expect`.
+    fn check_cases(cases: &[serde_json::Value]) {
         for case in cases {
             let name = case["name"].as_str().expect("name");
             let headers: Vec<(String, String)> = case["headers"]

@@ -18,8 +18,9 @@ use podtrace_model::SpanKind;
 use crate::http1::{Head, Message, Parsed};
 use crate::reassemble::{ConnInfo, ConnKey};
 
-/// Request header names (lowercase) kept on an [`Exchange`]: trace context, host, agent.
-pub const KEPT_HEADERS: [&str; 12] = [
+/// Request header names (lowercase) kept on an [`Exchange`]: trace context, W3C baggage
+/// (read only with `--baggage-attributes`), host, agent.
+pub const KEPT_HEADERS: [&str; 14] = [
     "traceparent",
     "tracestate",
     "b3",
@@ -30,6 +31,8 @@ pub const KEPT_HEADERS: [&str; 12] = [
     "x-b3-flags",
     "x-request-id",
     "x-span-id",
+    "uber-trace-id",
+    "baggage",
     "host",
     "user-agent",
 ];
