@@ -69,6 +69,10 @@ pub struct Request {
     pub end_ts: u64,
     /// Bytes of the request were not captured.
     pub truncated: bool,
+    /// Thread of the recorded process that read (SERVER side) or wrote (CLIENT side) the
+    /// first request byte; 0 when not known (imported captures, HTTP/2, whose I/O threads
+    /// are not the application's).
+    pub tid: u32,
     /// HTTP/2 stream facts (`None` for HTTP/1).
     pub h2: Option<Box<crate::http2::H2Request>>,
 }
@@ -295,6 +299,7 @@ fn to_request(m: Message) -> Option<Request> {
         start_ts: m.start_ts,
         end_ts: m.end_ts,
         truncated: m.truncated,
+        tid: m.tid,
         h2: None,
     })
 }
@@ -340,6 +345,7 @@ mod tests {
     fn data(ts: u64, b: &[u8]) -> Segment {
         Segment::Data {
             ts_ns: ts,
+            tid: 0,
             bytes: b.to_vec(),
         }
     }
@@ -460,6 +466,7 @@ mod tests {
                 body_size: 0,
                 start_ts: 1,
                 end_ts: 1,
+                tid: 0,
                 truncated: false,
             }],
             ..Parsed::default()

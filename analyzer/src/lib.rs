@@ -4,8 +4,8 @@
 //! terminal, no kernel access. The stages follow the data:
 //!
 //! [`reassemble`] (per-connection byte streams) → [`http1`] (messages) → [`exchange`]
-//! (request ↔ response) → [`context`] (W3C / B3 / Splunk headers) → [`span`] (spans and
-//! parent links) → [`enrich`] (Kubernetes workloads) → [`sample`] (trace-id ratio) →
+//! (request ↔ response) → [`context`] (W3C / B3 / Splunk / Jaeger headers) → [`span`]
+//! (spans and parent links; names from [`route`]s) → [`enrich`] (Kubernetes workloads) → [`sample`] (trace-id ratio) →
 //! [`graph`] (who calls whom). [`Pipeline`] runs them incrementally over record batches
 //! (live mode); [`analyze`] runs them over whole captures. Exporters live in
 //! `podtrace-export`; this crate does not send anything.
@@ -20,7 +20,9 @@
 //! assert!(analysis.graph.to_dot().starts_with("digraph"));
 //! ```
 
+pub mod baggage;
 pub mod context;
+pub mod details;
 pub mod enrich;
 pub mod exchange;
 pub mod graph;
@@ -28,6 +30,7 @@ pub mod http1;
 pub mod http2;
 pub mod pipeline;
 pub mod reassemble;
+pub mod route;
 pub mod sample;
 pub mod span;
 pub mod stats;
@@ -46,6 +49,9 @@ pub enum Error {
     /// The sample rate is outside 0.0–1.0.
     #[error(transparent)]
     SampleRate(#[from] sample::InvalidRate),
+    /// A user route (`--route`) that cannot be used.
+    #[error(transparent)]
+    Route(#[from] route::RouteError),
     /// The time window must be positive.
     #[error("the analysis time window must be greater than zero")]
     Window,
@@ -76,6 +82,12 @@ pub struct AnalyzeOptions {
     pub limits: http1::Limits,
     /// Graph nodes: services (default) or pods.
     pub graph_nodes: GraphNodes,
+    /// User route templates (`/order/{id}`, see [`route`]): they win over inferred routes
+    /// for span names and `http.route`.
+    pub routes: Vec<String>,
+    /// W3C `baggage` entries become `baggage.<key>` span attributes (off: baggage can
+    /// carry user data).
+    pub baggage_attributes: bool,
 }
 
 impl Default for AnalyzeOptions {
@@ -87,6 +99,8 @@ impl Default for AnalyzeOptions {
             link_delay_ns: 2 * 1_000_000_000,
             limits: http1::Limits::default(),
             graph_nodes: GraphNodes::Services,
+            routes: Vec::new(),
+            baggage_attributes: false,
         }
     }
 }

@@ -18,12 +18,14 @@ use podtrace_model::{Span, TraceId};
 use rayon::prelude::*;
 
 use crate::context::Extraction;
+use crate::details::SpanDetails;
 use crate::enrich::Enricher;
 use crate::exchange::{ExchangeEvent, Pairing};
 use crate::graph::GraphBuilder;
 use crate::http1::Parsed;
 use crate::http2::ProtocolParser;
 use crate::reassemble::{ConnInfo, ConnKey, ConnectionDelta, Reassembler};
+use crate::route::Routes;
 use crate::sample::Sampler;
 use crate::span::{default_service_name, request_context, Linker};
 use crate::stats::AnalysisStats;
@@ -49,6 +51,8 @@ pub struct Pipeline {
     reassembler: Reassembler,
     conns: HashMap<ConnKey, ConnState>,
     linker: Linker,
+    /// Route and baggage settings the linker's span builder uses (and its counters).
+    details: Arc<SpanDetails>,
     enricher: Enricher,
     graph: GraphBuilder,
     /// Trace ids seen within the window (→ newest span end), for the trace count.
@@ -64,12 +68,19 @@ impl Pipeline {
         if opts.window_ns == 0 {
             return Err(Error::Window);
         }
+        let details = Arc::new(SpanDetails::new(
+            Routes::parse(&opts.routes)?,
+            opts.baggage_attributes,
+        ));
+        let mut linker = Linker::with_window(opts.window_ns);
+        linker.set_details(details.clone());
         Ok(Pipeline {
             opts: opts.clone(),
             sampler: Sampler::new(opts.sample_rate, opts.sampler_mode)?,
             reassembler: Reassembler::new(),
             conns: HashMap::default(),
-            linker: Linker::with_window(opts.window_ns),
+            linker,
+            details,
             enricher: Enricher::new(),
             graph: GraphBuilder::by(opts.graph_nodes),
             traces: HashMap::default(),
@@ -267,6 +278,8 @@ impl Pipeline {
         stats.exchanges = link.exchanges;
         stats.traces = self.trace_count;
         stats.orphans = link.orphans;
+        stats.ambiguous_parents = link.ambiguous_parents;
+        stats.adopted_traces = link.adopted_traces;
         stats.duplicate_span_ids = link.duplicate_ids;
         stats.unmatched_requests = link.unmatched_requests;
         stats.unmatched_responses = link.unmatched_responses;
@@ -276,6 +289,9 @@ impl Pipeline {
             .iter()
             .map(|((f, r), n)| (format!("{f}/{r}"), *n))
             .collect::<BTreeMap<_, _>>();
+        for (key, n) in self.details.skipped() {
+            stats.ignored_headers.insert(key.to_string(), n);
+        }
         let (objects, bad) = self.enricher.counts();
         stats.k8s_objects = objects;
         stats.bad_k8s_objects = bad;

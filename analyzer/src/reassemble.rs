@@ -59,6 +59,8 @@ pub enum Segment {
     Data {
         /// Syscall time.
         ts_ns: u64,
+        /// Thread that made the syscall (0: not known, e.g. imported captures).
+        tid: u32,
         /// The bytes.
         bytes: Vec<u8>,
     },
@@ -108,6 +110,7 @@ fn push_segments(row: &SocketData, mut push: impl FnMut(Segment)) {
     if captured > 0 {
         push(Segment::Data {
             ts_ns,
+            tid: row.meta.tid,
             bytes: row.payload[..captured as usize].to_vec(),
         });
     }
@@ -326,6 +329,7 @@ mod tests {
                 Segment::Gap { ts_ns: 5 },
                 Segment::Data {
                     ts_ns: 5,
+                    tid: 7,
                     bytes: b"abc".to_vec()
                 },
                 Segment::Missing { ts_ns: 5, len: 7 },

@@ -29,6 +29,7 @@ use podtrace_model::{KeyValue, Resource, Span, SpanId, SpanKind, Status, TraceId
 use rayon::prelude::*;
 
 use crate::context::{extract, Extraction, Family, IgnoreReason, TraceContext};
+use crate::details::SpanDetails;
 use crate::exchange::{Exchange, ExchangeEvent, ExchangeId, Request};
 use crate::reassemble::{ConnInfo, ConnKey};
 
@@ -61,6 +62,13 @@ pub struct LinkStats {
     pub unmatched_responses: u64,
     /// Outstanding requests dropped because they outlived the time window.
     pub evicted_requests: u64,
+    /// CLIENT spans whose parent was chosen among several in-flight SERVER exchanges of
+    /// their process that neither the wire trace id nor the thread told apart (the
+    /// innermost was taken).
+    pub ambiguous_parents: u64,
+    /// Traces podtrace had invented for context-less requests that took the trace id a
+    /// service's own tracer started for them (root adoption).
+    pub adopted_traces: u64,
 }
 
 /// Which process observed a socket: pid (+ cgroup) when recorded, else the local IP
@@ -105,6 +113,24 @@ struct Identity {
     trace_state: String,
     family: Option<Family>,
     caller_recorded: bool,
+    /// The trace id was invented by podtrace (no context on the wire for this request or
+    /// any recorded ancestor) and may still be replaced by the one a service's tracer
+    /// started (root adoption); the span waits until its trace is final.
+    invented: bool,
+    /// The trace id under which the parent span was registered when this one was
+    /// identified (differs from `trace_id` after an adoption; for the orphan count).
+    parent_trace: TraceId,
+    /// The trace id under which this span is in the linker's id table (its trace id when
+    /// it was identified; an adoption changes `trace_id` only).
+    registered: TraceId,
+}
+
+impl Identity {
+    /// The trace id under which this span is registered in the linker's id table (its
+    /// trace id when it was identified: adoption changes `trace_id`, not the table).
+    fn parent_key(&self) -> TraceId {
+        self.registered
+    }
 }
 
 #[derive(Debug)]
@@ -120,10 +146,6 @@ struct Slot {
     emitted: bool,
     unanswered: bool,
 }
-
-/// How long a pipelined request may wait behind earlier ones and still be found as the
-/// in-flight server request of a later outgoing call.
-const PIPELINE_WAIT_NS: u64 = 1_000_000_000;
 
 /// Spans built by one parallel task at least (smaller batches are not worth a split).
 const SPANS_PER_TASK: usize = 256;
@@ -201,6 +223,10 @@ pub struct Linker {
     clients_by_addr: HashMap<(SocketAddr, SocketAddr), BTreeSet<(u64, Xid)>>,
     claimed_clients: HashSet<Xid>,
     ids: HashMap<(TraceId, SpanId), Xid>,
+    /// Invented traces that may still be adopted: their identified members. An entry
+    /// leaves when the trace is adopted (members rewritten) or closed (no member can
+    /// gain a child any more), or when a member is evicted.
+    invented: HashMap<TraceId, Vec<Xid>>,
     stats: LinkStats,
     /// Request start of the exchange being identified in order: server exchanges that
     /// ended before it can no longer be in flight for anything identified later.
@@ -211,6 +237,8 @@ pub struct Linker {
     /// Longest time between related requests considered when searching parents and
     /// callers (the pipeline's window; 0 = unbounded).
     window_ns: u64,
+    /// Route and baggage settings of span building ([`crate::details`]).
+    details: Arc<SpanDetails>,
 }
 
 impl Linker {
@@ -226,6 +254,11 @@ impl Linker {
             window_ns,
             ..Self::default()
         }
+    }
+
+    /// Sets how spans are named (routes) and whether baggage becomes attributes.
+    pub fn set_details(&mut self, details: Arc<SpanDetails>) {
+        self.details = details;
     }
 
     fn earliest(&self, ts: u64) -> u64 {
@@ -361,24 +394,45 @@ impl Linker {
         awaiting.sort();
         let mut waiting = Vec::new();
         let mut emit = Vec::with_capacity(awaiting.len());
+        // Invented traces found closed in this pass: they are final now.
+        let mut closed: HashSet<TraceId> = HashSet::default();
+        let mut open: HashSet<TraceId> = HashSet::default();
         for key in awaiting {
+            let (trace, invented) = {
+                let Some(slot) = self.slots.get(&key.2) else {
+                    // Evicted while waiting.
+                    continue;
+                };
+                if slot.unanswered || slot.emitted || order_key(&slot.ex, slot.xid) != key {
+                    // Gone unanswered while waiting (never emitted), or a stale entry.
+                    continue;
+                }
+                if slot.ex.response.is_none() {
+                    waiting.push(key);
+                    continue;
+                }
+                let Some(identity) = &slot.identity else {
+                    continue;
+                };
+                (identity.trace_id, identity.invented)
+            };
+            if invented && !closed.contains(&trace) {
+                if open.contains(&trace) || !self.invented_closed(&trace, cutoff) {
+                    // Its trace may still be adopted: wait until it is final.
+                    open.insert(trace);
+                    waiting.push(key);
+                    continue;
+                }
+                closed.insert(trace);
+            }
             let Some(slot) = self.slots.get_mut(&key.2) else {
-                // Evicted while waiting.
                 continue;
             };
-            if slot.unanswered || slot.emitted || order_key(&slot.ex, slot.xid) != key {
-                // Gone unanswered while waiting (never emitted), or a stale entry.
-                continue;
-            }
-            if slot.ex.response.is_none() {
-                waiting.push(key);
-                continue;
-            }
             let Some(identity) = &slot.identity else {
                 continue;
             };
             if let Some(parent) = identity.parent {
-                if !self.ids.contains_key(&(identity.trace_id, parent)) {
+                if !self.ids.contains_key(&(identity.parent_trace, parent)) {
                     self.stats.orphans += 1;
                 }
             }
@@ -389,15 +443,19 @@ impl Linker {
             emit.push((key.2, request));
         }
         self.awaiting_emit = waiting;
+        for t in closed {
+            self.invented.remove(&t);
+        }
         // Building the spans reads only their own slot: in parallel, in order.
         let slots = &self.slots;
+        let details = &*self.details;
         emit.into_par_iter()
             .with_min_len(SPANS_PER_TASK)
             .filter_map(|(id, request)| {
                 let slot = slots.get(&id)?;
                 let identity = slot.identity.as_ref()?;
                 Some(ObservedSpan {
-                    span: build_span(&slot.ex, request, identity),
+                    span: build_span(&slot.ex, request, identity, details),
                     conn: slot.ex.conn.clone(),
                     caller_recorded: identity.caller_recorded,
                 })
@@ -433,6 +491,7 @@ impl Linker {
                 split: self.split,
                 window_ns: self.window_ns,
                 next_conn_no: self.next_conn_no,
+                details: std::mem::take(&mut self.details),
                 ..Linker::default()
             };
             return;
@@ -487,8 +546,12 @@ impl Linker {
                 }
             }
             if let Some(idn) = slot.identity {
-                if self.ids.get(&(idn.trace_id, idn.span_id)) == Some(&id) {
-                    self.ids.remove(&(idn.trace_id, idn.span_id));
+                if self.ids.get(&(idn.registered, idn.span_id)) == Some(&id) {
+                    self.ids.remove(&(idn.registered, idn.span_id));
+                }
+                if idn.invented {
+                    // A member left: the trace can no longer be adopted whole.
+                    self.invented.remove(&idn.trace_id);
                 }
             }
         }
@@ -517,10 +580,22 @@ impl Linker {
         let ctx = extraction.context;
         let mut identity = match facts.side {
             SpanKind::Client => {
-                let parent = self
-                    .in_flight_server(&facts)
-                    .and_then(|sid| self.identify(sid));
-                client_identity(&facts.parts, ctx, parent)
+                let wire = ctx.as_ref().map(|c| c.trace_id);
+                let mut parent = self.choose_parent(&facts, wire);
+                if let (Some((sid, p)), Some(c)) = (&parent, &ctx) {
+                    if p.invented && p.trace_id != c.trace_id {
+                        // Root adoption: the service's tracer started the trace that
+                        // this call carries for the context-less request it serves.
+                        self.adopt(p.trace_id, c);
+                        let sid = *sid;
+                        parent = self
+                            .slots
+                            .get(&sid)
+                            .and_then(|s| s.identity.clone())
+                            .map(|i| (sid, i));
+                    }
+                }
+                client_identity(&facts.parts, ctx, parent.map(|(_, p)| p))
             }
             SpanKind::Server => {
                 let caller = self.matching_client(&facts);
@@ -542,6 +617,10 @@ impl Linker {
             identity.span_id = facts.parts.span_id(&identity.trace_id, salt);
         }
         self.ids.insert((identity.trace_id, identity.span_id), id);
+        identity.registered = identity.trace_id;
+        if identity.invented {
+            self.invented.entry(identity.trace_id).or_default().push(id);
+        }
         let key = facts.order_key();
         if key.0 >= self.split {
             // Identified ahead of its turn (a dependency): still in the set.
@@ -557,25 +636,94 @@ impl Linker {
         Some(identity)
     }
 
-    /// The innermost SERVER exchange of the same process in flight when `client` was sent.
-    /// A server exchange is in flight from when its process could start on it (its request
-    /// arrived and, on a pipelined connection, the previous response was sent) until its
-    /// last response byte.
-    fn in_flight_server(&mut self, client: &Facts) -> Option<Xid> {
+    /// The parent of a CLIENT exchange among the SERVER exchanges of its process in flight
+    /// when it was sent ([`Linker::in_flight_servers`]), with that parent's identity:
+    /// (a) the innermost one whose trace id is the client's wire trace id; with a wire
+    /// trace id that none has, only servers whose trace podtrace invented remain (a
+    /// context-less request, whose service may have started that trace: root adoption);
+    /// (b) among those, the ones whose request was read by the thread that sent the
+    /// client request (thread-per-request servers); (c) the innermost of what is left.
+    /// When (c) still had several to choose from, the choice is counted as ambiguous.
+    fn choose_parent(&mut self, client: &Facts, wire: Option<TraceId>) -> Option<(Xid, Identity)> {
+        let found = self.in_flight_servers(client);
+        if found.is_empty() {
+            return None;
+        }
+        // Candidates in nesting order (innermost last), with their identities.
+        let mut cands: Vec<(Xid, Identity, u32)> = Vec::with_capacity(found.len());
+        for (_, sid) in found {
+            let Some(idn) = self.identify(sid) else {
+                continue;
+            };
+            let tid = self.slots.get(&sid).map_or(0, |s| s.ex.request.tid);
+            cands.push((sid, idn, tid));
+        }
+        if let Some(t) = wire {
+            if let Some(i) = cands.iter().rposition(|(_, idn, _)| idn.trace_id == t) {
+                let (sid, idn, _) = cands.swap_remove(i);
+                return Some((sid, idn));
+            }
+            cands.retain(|(_, idn, _)| idn.invented);
+        }
+        if client.tid != 0 && cands.iter().any(|(_, _, tid)| *tid == client.tid) {
+            cands.retain(|(_, _, tid)| *tid == client.tid);
+        }
+        if cands.len() > 1 {
+            self.stats.ambiguous_parents += 1;
+        }
+        cands.pop().map(|(sid, idn, _)| (sid, idn))
+    }
+
+    /// Root adoption: the invented trace `invented` becomes the trace of `ctx` (a call
+    /// made while serving a context-less request carries the trace the service's tracer
+    /// started). Every identified member of the invented trace — the server span, the
+    /// context-less calls and callers around it — moves to that trace; spans ids stay.
+    fn adopt(&mut self, invented: TraceId, ctx: &TraceContext) {
+        let Some(members) = self.invented.remove(&invented) else {
+            return;
+        };
+        self.stats.adopted_traces += 1;
+        for m in members {
+            if let Some(idn) = self.slots.get_mut(&m).and_then(|s| s.identity.as_mut()) {
+                idn.trace_id = ctx.trace_id;
+                idn.invented = false;
+                if let Some(sampled) = ctx.sampled {
+                    idn.flags = u32::from(sampled);
+                }
+            }
+        }
+    }
+
+    /// True when no span of the invented trace `trace` can gain a child any more: every
+    /// member got its response before `cutoff` (everything that started before `cutoff`
+    /// is identified), or will never get one.
+    fn invented_closed(&self, trace: &TraceId, cutoff: u64) -> bool {
+        let Some(members) = self.invented.get(trace) else {
+            return true;
+        };
+        members.iter().all(|m| match self.slots.get(m) {
+            None => true,
+            Some(s) => s.unanswered || s.ex.response.as_ref().is_some_and(|r| r.end_ts < cutoff),
+        })
+    }
+
+    /// The SERVER exchanges of the same process in flight when `client` was sent, in
+    /// nesting order (by when the process could start on them; innermost last). A server
+    /// exchange is in flight from when its process could start on it (its request arrived
+    /// and, on a pipelined connection, the previous response was sent) until its last
+    /// response byte.
+    fn in_flight_servers(&mut self, client: &Facts) -> Vec<(u64, Xid)> {
         let pk = client.process;
-        let set = self.servers_by_proc.get(&pk)?;
+        let Some(set) = self.servers_by_proc.get(&pk) else {
+            return Vec::new();
+        };
         let start = client.start;
-        let mut best: Option<(u64, Xid)> = None;
+        let mut found: Vec<(u64, Xid)> = Vec::new();
         let mut dead = Vec::new();
         for (s_start, id) in set
             .range((self.earliest(start), min_xid())..=(start, max_xid()))
             .rev()
         {
-            // Requests that arrived before the best one's processing start can only beat
-            // it when they waited behind a pipelined request: look a little further back.
-            if best.is_some_and(|(b, _)| s_start.saturating_add(PIPELINE_WAIT_NS) < b) {
-                break;
-            }
             if *id == client.id {
                 continue;
             }
@@ -603,8 +751,8 @@ impl Linker {
             let Some(begin) = self.processing_start(&s.ex, *id) else {
                 continue;
             };
-            if alive && begin <= start && best.is_none_or(|b| (begin, *id) > b) {
-                best = Some((begin, *id));
+            if alive && begin <= start {
+                found.push((begin, *id));
             }
         }
         if let Some(set) = self.servers_by_proc.get_mut(&pk) {
@@ -612,7 +760,8 @@ impl Linker {
                 set.remove(&d);
             }
         }
-        best.map(|(_, id)| id)
+        found.sort_unstable();
+        found
     }
 
     /// Takes a client exchange out of the caller search: its server side was found.
@@ -691,6 +840,7 @@ fn emptied(req: &Request) -> Request {
         start_ts: req.start_ts,
         end_ts: req.end_ts,
         truncated: req.truncated,
+        tid: req.tid,
         h2: None,
     }
 }
@@ -768,6 +918,9 @@ fn client_identity(ex: &IdParts, ctx: Option<TraceContext>, parent: Option<Ident
                 trace_state: ctx.trace_state,
                 family: Some(ctx.family),
                 caller_recorded: false,
+                invented: false,
+                parent_trace: same_trace.map(|p| p.parent_key()).unwrap_or(ctx.trace_id),
+                registered: ctx.trace_id,
             }
         }
         None => match parent {
@@ -776,9 +929,12 @@ fn client_identity(ex: &IdParts, ctx: Option<TraceContext>, parent: Option<Ident
                 span_id: ex.span_id(&p.trace_id, 0),
                 parent: Some(p.span_id),
                 flags: p.flags,
+                parent_trace: p.parent_key(),
+                registered: p.trace_id,
                 trace_state: p.trace_state,
                 family: None,
                 caller_recorded: false,
+                invented: p.invented,
             },
             None => root_identity(ex),
         },
@@ -800,6 +956,9 @@ fn server_identity(ex: &IdParts, ctx: Option<TraceContext>, caller: Option<Ident
                 trace_state: ctx.trace_state,
                 family: Some(ctx.family),
                 caller_recorded,
+                invented: false,
+                parent_trace: caller_same.map(|c| c.parent_key()).unwrap_or(ctx.trace_id),
+                registered: ctx.trace_id,
             }
         }
         None => match caller {
@@ -808,9 +967,12 @@ fn server_identity(ex: &IdParts, ctx: Option<TraceContext>, caller: Option<Ident
                 span_id: ex.span_id(&c.trace_id, 0),
                 parent: Some(c.span_id),
                 flags: c.flags,
+                parent_trace: c.parent_key(),
+                registered: c.trace_id,
                 trace_state: c.trace_state,
                 family: None,
                 caller_recorded,
+                invented: c.invented,
             },
             None => root_identity(ex),
         },
@@ -827,6 +989,9 @@ fn root_identity(ex: &IdParts) -> Identity {
         trace_state: String::new(),
         family: None,
         caller_recorded: false,
+        invented: true,
+        parent_trace: trace_id,
+        registered: trace_id,
     }
 }
 
@@ -991,12 +1156,15 @@ struct Facts {
     start: u64,
     open_end: u64,
     parts: IdParts,
+    /// The thread that read/wrote the first request byte (0: not known).
+    tid: u32,
 }
 
 impl Facts {
     fn of(ex: &Exchange, id: Xid) -> Self {
         Facts {
             id,
+            tid: ex.request.tid,
             key: ex.conn.key,
             process: ProcessKey::of(&ex.conn),
             side: ex.side,
@@ -1023,6 +1191,18 @@ pub fn derive_trace_id(ex: &Exchange) -> TraceId {
 /// A span id derived from the trace id, the exchange and a salt (re-derivation on clash).
 pub fn derive_span_id(trace_id: &TraceId, ex: &Exchange, salt: u64) -> SpanId {
     IdParts::of(ex).span_id(trace_id, salt)
+}
+
+/// Whether a gRPC status code makes a span an error, by the OpenTelemetry semantic
+/// conventions for gRPC: on the CLIENT side every code but OK; on the SERVER side only
+/// UNKNOWN (2), DEADLINE_EXCEEDED (4), UNIMPLEMENTED (12), INTERNAL (13), UNAVAILABLE (14)
+/// and DATA_LOSS (15) — the others (NOT_FOUND, INVALID_ARGUMENT, ...) are the caller's
+/// problem, not the server's.
+pub fn grpc_is_error(code: i64, side: SpanKind) -> bool {
+    match side {
+        SpanKind::Client => code != 0,
+        SpanKind::Server => matches!(code, 2 | 4 | 12 | 13 | 14 | 15),
+    }
 }
 
 /// Splits a Host header into host and port.
@@ -1065,7 +1245,7 @@ const ATTRS_CAPACITY: usize = 16;
 
 /// The span of an exchange whose request was taken out of it (`req`): its strings move
 /// into the span's attributes instead of being copied.
-fn build_span(ex: &Exchange, mut req: Request, idn: &Identity) -> Span {
+fn build_span(ex: &Exchange, mut req: Request, idn: &Identity, details: &SpanDetails) -> Span {
     let resp = ex.response.as_ref();
     let local = ex.conn.key.local;
     let remote = ex.conn.key.remote;
@@ -1074,12 +1254,10 @@ fn build_span(ex: &Exchange, mut req: Request, idn: &Identity) -> Span {
         SpanKind::Client => (remote, local),
     };
     let grpc = req.h2.as_ref().and_then(|h| h.grpc.as_ref());
-    let name = if let Some(g) = grpc {
-        format!("{}/{}", g.service, g.method)
-    } else if req.path.is_empty() {
-        req.method.clone()
-    } else {
-        format!("{} {}", req.method, req.path)
+    // HTTP: `{method} {route}` (user route, else inferred), else `{method}`.
+    let (name, route) = match grpc {
+        Some(g) => (format!("{}/{}", g.service, g.method), None),
+        None => details.http_name(&req.method, &req.path),
     };
     let mut attrs = Vec::with_capacity(ATTRS_CAPACITY);
     attrs.push(KeyValue::new(
@@ -1089,6 +1267,9 @@ fn build_span(ex: &Exchange, mut req: Request, idn: &Identity) -> Span {
     attrs.push(KeyValue::new("url.path", std::mem::take(&mut req.path)));
     if let Some(q) = req.query.take() {
         attrs.push(KeyValue::new("url.query", q));
+    }
+    if let Some(route) = route {
+        attrs.push(KeyValue::new(SpanDetails::route_key(ex.side), route));
     }
     if let Some(r) = resp.filter(|r| r.status != 0) {
         attrs.push(KeyValue::new(
@@ -1152,6 +1333,7 @@ fn build_span(ex: &Exchange, mut req: Request, idn: &Identity) -> Span {
             std::mem::take(&mut req.headers[i].1),
         ));
     }
+    details.add_baggage(&req.headers, &mut attrs);
     attrs.push(KeyValue::new(
         "http.request.body.size",
         req.body_size as i64,
@@ -1168,7 +1350,7 @@ fn build_span(ex: &Exchange, mut req: Request, idn: &Identity) -> Span {
         .filter(|_| grpc.is_some());
     let reset = h2_resp.and_then(|r| r.reset);
     let status = match resp.map(|r| r.status) {
-        _ if grpc_code.is_some_and(|c| c != 0) => {
+        _ if grpc_code.is_some_and(|c| grpc_is_error(c, ex.side)) => {
             let msg = h2_resp
                 .and_then(|r| r.grpc_message.as_deref())
                 .unwrap_or("");

@@ -35,6 +35,12 @@ pub struct AnalysisStats {
     pub sampled_out: u64,
     /// Spans whose parent is not a span of their trace.
     pub orphans: u64,
+    /// CLIENT spans whose parent was picked among several in-flight SERVER exchanges of
+    /// their process that neither the wire trace id nor the thread told apart.
+    pub ambiguous_parents: u64,
+    /// Invented traces that took the trace id a service's own tracer started for a
+    /// context-less request (root adoption).
+    pub adopted_traces: u64,
     /// Span ids re-derived because (trace id, span id) was taken.
     pub duplicate_span_ids: u64,
     /// HTTP parse problems by reason.
@@ -75,6 +81,16 @@ impl fmt::Display for AnalysisStats {
             "spans", self.spans, self.sampled_out
         )?;
         writeln!(f, "{:<20} {}", "orphan spans", self.orphans)?;
+        writeln!(
+            f,
+            "{:<20} {} (parent picked among several in-flight requests)",
+            "ambiguous parents", self.ambiguous_parents
+        )?;
+        writeln!(
+            f,
+            "{:<20} {} (context-less requests joined the trace their service started)",
+            "adopted traces", self.adopted_traces
+        )?;
         writeln!(
             f,
             "{:<20} {} requests, {} responses",

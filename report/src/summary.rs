@@ -30,6 +30,10 @@ const WARN_KEYS: &[(&str, &str)] = &[
     ),
     ("orphans", "spans whose parent span is not in the capture"),
     (
+        "ambiguous_parents",
+        "client calls whose parent was picked among several concurrent requests",
+    ),
+    (
         "parse_errors",
         "HTTP messages that could not be parsed, by reason",
     ),
@@ -59,6 +63,8 @@ const ORDER: &[&str] = &[
     "spans",
     "sampled_out",
     "orphans",
+    "ambiguous_parents",
+    "adopted_traces",
     "ignored_headers",
     "recorder_drops",
     "parse_errors",

@@ -66,6 +66,8 @@ pub struct Message {
     pub start_ts: u64,
     /// Time of the segment holding the last byte.
     pub end_ts: u64,
+    /// Thread that sent or received the first byte (0: not known).
+    pub tid: u32,
     /// Some of the message's bytes were not captured (snaplen) or lost (gap).
     pub truncated: bool,
 }

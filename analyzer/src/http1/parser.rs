@@ -88,8 +88,8 @@ pub struct MessageParser {
     buf: Vec<u8>,
     /// Absolute stream offset of `buf[0]`.
     base: u64,
-    /// (absolute offset where a segment starts, its time), ascending.
-    marks: VecDeque<(u64, u64)>,
+    /// (absolute offset where a segment starts, its time, its thread), ascending.
+    marks: VecDeque<(u64, u64, u32)>,
     state: State,
     current: Option<Message>,
     out: Vec<Message>,
@@ -158,13 +158,13 @@ impl MessageParser {
     pub fn feed(&mut self, seg: &Segment) {
         self.last_ts = self.last_ts.max(seg.ts_ns());
         match seg {
-            Segment::Data { ts_ns, bytes } => {
+            Segment::Data { ts_ns, tid, bytes } => {
                 if self.state == State::Stopped || bytes.is_empty() {
                     return;
                 }
                 let end = self.base + self.buf.len() as u64;
-                if self.marks.back().map(|m| m.1) != Some(*ts_ns) {
-                    self.marks.push_back((end, *ts_ns));
+                if self.marks.back().map(|m| (m.1, m.2)) != Some((*ts_ns, *tid)) {
+                    self.marks.push_back((end, *ts_ns, *tid));
                 }
                 self.buf.extend_from_slice(bytes);
                 self.run();
@@ -194,11 +194,21 @@ impl MessageParser {
     }
 
     fn ts_at(&self, abs: u64) -> u64 {
-        let i = self.marks.partition_point(|(off, _)| *off <= abs);
+        self.mark_at(abs).map(|m| m.1).unwrap_or(self.last_ts)
+    }
+
+    /// The thread of the segment holding the byte at `abs` (0: not known).
+    fn tid_at(&self, abs: u64) -> u32 {
+        self.mark_at(abs).map(|m| m.2).unwrap_or(0)
+    }
+
+    /// The mark of the segment holding the byte at `abs` (the first one before any).
+    fn mark_at(&self, abs: u64) -> Option<(u64, u64, u32)> {
+        let i = self.marks.partition_point(|(off, _, _)| *off <= abs);
         if i == 0 {
-            self.marks.front().map(|m| m.1).unwrap_or(self.last_ts)
+            self.marks.front().copied()
         } else {
-            self.marks[i - 1].1
+            Some(self.marks[i - 1])
         }
     }
 
@@ -367,6 +377,7 @@ impl MessageParser {
         match parsed {
             Ok(Some((n, head, headers, framing))) => {
                 let start_ts = self.ts_at(self.base);
+                let tid = self.tid_at(self.base);
                 let end_ts = self.consume(n);
                 self.parsed_any = true;
                 self.current = Some(Message {
@@ -375,6 +386,7 @@ impl MessageParser {
                     body_size: 0,
                     start_ts,
                     end_ts,
+                    tid,
                     truncated: false,
                 });
                 self.after_head(framing);

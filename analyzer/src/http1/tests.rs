@@ -8,6 +8,7 @@ use crate::reassemble::Segment;
 fn data(ts: u64, b: &[u8]) -> Segment {
     Segment::Data {
         ts_ns: ts,
+        tid: 0,
         bytes: b.to_vec(),
     }
 }
@@ -385,6 +386,7 @@ fn arbitrary_segments_never_panic() {
                         let (a, b) = p.split_at(cut);
                         Segment::Data {
                             ts_ns: step,
+                            tid: 0,
                             bytes: if rng.below(2) == 0 {
                                 a.to_vec()
                             } else {

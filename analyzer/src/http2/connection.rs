@@ -311,7 +311,7 @@ impl H2Connection {
                     self.lose(egress, "h2_missing_bytes");
                 }
             }
-            Segment::Data { ts_ns, bytes } => self.data(egress, *ts_ns, bytes),
+            Segment::Data { ts_ns, bytes, .. } => self.data(egress, *ts_ns, bytes),
         }
     }
 
@@ -817,6 +817,9 @@ fn to_request(id: u32, s: &Stream) -> Request {
         start_ts: start,
         end_ts: s.req_end.max(start),
         truncated: s.partial,
+        // The frames of all streams are written by the connection's I/O threads (gRPC
+        // C-core's event engine, Go's netpoller), not by the thread serving the call.
+        tid: 0,
         h2: Some(Box::new(H2Request {
             stream_id: id,
             grpc,

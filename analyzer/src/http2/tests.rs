@@ -197,6 +197,7 @@ fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
 fn data(ts: u64, b: Vec<u8>) -> Segment {
     Segment::Data {
         ts_ns: ts,
+        tid: 0,
         bytes: b,
     }
 }

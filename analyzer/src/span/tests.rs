@@ -61,6 +61,7 @@ fn exchange(
             start_ts: start,
             end_ts: start,
             truncated: false,
+            tid: 0,
             h2: None,
         },
         response: None,
@@ -294,13 +295,27 @@ fn window_cutoff_delays_identification() {
     l.on_event(req);
     l.on_event(resp);
     assert!(l.link(1000).is_empty(), "start is not before the cutoff");
-    assert_eq!(l.link(1001).len(), 1);
+    // Identified, but its trace is invented: a call it makes could still carry the trace
+    // its service started (root adoption), so it waits until it ended before the cutoff.
+    assert!(l.link(1001).is_empty(), "invented trace not final yet");
+    assert_eq!(l.link(2001).len(), 1);
     assert!(l.link(u64::MAX).is_empty(), "emitted once");
     l.evict(1500);
     assert_eq!(l.len(), 1, "still within the window");
     l.evict(2001);
     assert!(l.is_empty());
     assert_eq!(l.stats().evicted_requests, 0);
+}
+
+#[test]
+fn window_cutoff_emits_wire_traces_when_identified() {
+    let s = conn(1, 10, "svc", "127.0.1.2:80", "10.0.0.9:5000", Role::Server);
+    let mut l = Linker::new();
+    let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let (req, resp) = exchange(&s, 0, "/", &[("traceparent", tp)], 1000, 2000, 200);
+    l.on_event(req);
+    l.on_event(resp);
+    assert_eq!(l.link(1001).len(), 1, "a wire trace id is final at once");
 }
 
 #[test]
