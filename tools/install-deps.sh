@@ -38,7 +38,10 @@ if ! cmp -s "$REQ" "$VENV/.installed-requirements" 2>/dev/null; then
   cp "$REQ" "$VENV/.installed-requirements"
 fi
 
-if [ -f tools/receivers/package.json ] && [ ! -d tools/receivers/node_modules ]; then
-  echo "install-deps: npm install in tools/receivers"
-  (cd tools/receivers && npm install --silent --no-audit --no-fund)
-fi
+for dir in tools/receivers tools/sdk-truth; do
+  # (re)install when package.json changed since the last install
+  if [ -f "$dir/package.json" ] && ! cmp -s "$dir/package.json" "$dir/node_modules/.installed-package.json" 2>/dev/null; then
+    echo "install-deps: npm install in $dir"
+    (cd "$dir" && npm install --silent --no-audit --no-fund && cp package.json node_modules/.installed-package.json)
+  fi
+done
