@@ -478,3 +478,364 @@ fn connection_numbers_are_released_with_their_last_exchange() {
     );
     assert_eq!(l.conn_nos.get(&s.key).map(|e| e.0), Some(1));
 }
+
+/// The same exchange with the thread that read or wrote its first request byte.
+fn on_thread(
+    (req, resp): (ExchangeEvent, ExchangeEvent),
+    tid: u32,
+) -> (ExchangeEvent, ExchangeEvent) {
+    match req {
+        ExchangeEvent::Request(mut ex) => {
+            ex.request.tid = tid;
+            (ExchangeEvent::Request(ex), resp)
+        }
+        other => (other, resp),
+    }
+}
+
+fn span_of<'a>(spans: &'a [ObservedSpan], kind: SpanKind, path: &str) -> &'a Span {
+    &spans
+        .iter()
+        .find(|s| {
+            s.span.kind == kind
+                && s.span
+                    .attributes
+                    .iter()
+                    .any(|kv| kv.key == "url.path" && kv.value == AttrValue::Str(path.to_string()))
+        })
+        .unwrap_or_else(|| panic!("{kind:?} span of {path}"))
+        .span
+}
+
+const TP_A: &str = "00-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-a000000000000001-01";
+const TP_B: &str = "00-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-b000000000000001-01";
+const TP_A_CALL: &str = "00-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-a000000000000002-01";
+
+/// Two requests of two traces in flight in one process: the outgoing call of the older
+/// one carries its trace id and hangs under it, not under the newer (innermost) one.
+#[test]
+fn wire_trace_id_picks_the_parent_among_concurrent_requests() {
+    let a = conn(
+        1,
+        10,
+        "svc",
+        "127.0.1.2:80",
+        "127.0.1.1:40001",
+        Role::Server,
+    );
+    let b = conn(
+        2,
+        10,
+        "svc",
+        "127.0.1.2:80",
+        "127.0.1.1:40002",
+        Role::Server,
+    );
+    let out = conn(
+        3,
+        10,
+        "svc",
+        "127.0.1.2:50000",
+        "127.0.1.3:80",
+        Role::Client,
+    );
+    let (spans, stats) = run(vec![
+        exchange(&a, 0, "/a", &[("traceparent", TP_A)], 100, 500, 200),
+        exchange(&b, 0, "/b", &[("traceparent", TP_B)], 150, 450, 200),
+        exchange(
+            &out,
+            0,
+            "/call",
+            &[("traceparent", TP_A_CALL)],
+            200,
+            300,
+            200,
+        ),
+    ]);
+    let sa = span_of(&spans, SpanKind::Server, "/a");
+    let call = span_of(&spans, SpanKind::Client, "/call");
+    assert_eq!(call.trace_id, sa.trace_id);
+    assert_eq!(call.parent_span_id, Some(sa.span_id));
+    assert_eq!(call.span_id.to_string(), "a000000000000002");
+    assert_eq!(stats.ambiguous_parents, 0);
+    assert_eq!(stats.orphans, 2, "only the two servers' remote callers");
+}
+
+/// A call whose wire trace id matches no in-flight request and whose candidates all have
+/// wire contexts of other traces gets no parent (it is not theirs).
+#[test]
+fn wire_trace_id_of_no_in_flight_request_gets_no_parent() {
+    let b = conn(
+        2,
+        10,
+        "svc",
+        "127.0.1.2:80",
+        "127.0.1.1:40002",
+        Role::Server,
+    );
+    let out = conn(
+        3,
+        10,
+        "svc",
+        "127.0.1.2:50000",
+        "127.0.1.3:80",
+        Role::Client,
+    );
+    let (spans, _) = run(vec![
+        exchange(&b, 0, "/b", &[("traceparent", TP_B)], 150, 450, 200),
+        exchange(
+            &out,
+            0,
+            "/call",
+            &[("traceparent", TP_A_CALL)],
+            200,
+            300,
+            200,
+        ),
+    ]);
+    let call = span_of(&spans, SpanKind::Client, "/call");
+    assert_eq!(call.parent_span_id, None);
+    assert_eq!(
+        call.trace_id.to_string(),
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+    );
+}
+
+/// Thread-per-request server: without context, the call made by the thread that read a
+/// request belongs to that request, whichever started last.
+#[test]
+fn same_thread_picks_the_parent_without_context() {
+    let a = conn(
+        1,
+        10,
+        "svc",
+        "127.0.1.2:80",
+        "127.0.1.1:40001",
+        Role::Server,
+    );
+    let b = conn(
+        2,
+        10,
+        "svc",
+        "127.0.1.2:80",
+        "127.0.1.1:40002",
+        Role::Server,
+    );
+    let out = conn(
+        3,
+        10,
+        "svc",
+        "127.0.1.2:50000",
+        "127.0.1.3:80",
+        Role::Client,
+    );
+    let (spans, stats) = run(vec![
+        on_thread(exchange(&a, 0, "/a", &[], 100, 500, 200), 11),
+        on_thread(exchange(&b, 0, "/b", &[], 150, 450, 200), 12),
+        on_thread(exchange(&out, 0, "/call", &[], 200, 300, 200), 11),
+    ]);
+    let sa = span_of(&spans, SpanKind::Server, "/a");
+    let call = span_of(&spans, SpanKind::Client, "/call");
+    assert_eq!(call.parent_span_id, Some(sa.span_id));
+    assert_eq!(call.trace_id, sa.trace_id);
+    assert_eq!(stats.ambiguous_parents, 0);
+}
+
+/// Nothing tells two in-flight requests apart (same thread, no context): the innermost
+/// is taken and the choice is counted.
+#[test]
+fn undecidable_parent_is_the_innermost_and_counted() {
+    let a = conn(
+        1,
+        10,
+        "svc",
+        "127.0.1.2:80",
+        "127.0.1.1:40001",
+        Role::Server,
+    );
+    let b = conn(
+        2,
+        10,
+        "svc",
+        "127.0.1.2:80",
+        "127.0.1.1:40002",
+        Role::Server,
+    );
+    let out = conn(
+        3,
+        10,
+        "svc",
+        "127.0.1.2:50000",
+        "127.0.1.3:80",
+        Role::Client,
+    );
+    let (spans, stats) = run(vec![
+        on_thread(exchange(&a, 0, "/a", &[], 100, 500, 200), 11),
+        on_thread(exchange(&b, 0, "/b", &[], 150, 450, 200), 11),
+        on_thread(exchange(&out, 0, "/call", &[], 200, 300, 200), 11),
+    ]);
+    let sb = span_of(&spans, SpanKind::Server, "/b");
+    let call = span_of(&spans, SpanKind::Client, "/call");
+    assert_eq!(call.parent_span_id, Some(sb.span_id));
+    assert_eq!(stats.ambiguous_parents, 1);
+}
+
+/// Root adoption: a context-less request through an uninstrumented (recorded) load
+/// balancer reaches a service whose tracer starts a trace; the service's call carries
+/// it. The service's SERVER span, the balancer's CLIENT span and SERVER span (the
+/// context-less ancestors) and a context-less call made before all join that trace.
+#[test]
+fn context_less_request_adopts_the_trace_its_service_started() {
+    // The balancer (pid 5): accepted from the driver, forwards to the service.
+    let lb_in = conn(1, 5, "lb", "127.0.1.1:80", "127.0.0.9:41000", Role::Server);
+    let lb_out = conn(2, 5, "lb", "127.0.1.1:42000", "127.0.1.2:80", Role::Client);
+    // The service (pid 10): its server side of that connection and two calls.
+    let svc_in = conn(
+        3,
+        10,
+        "svc",
+        "127.0.1.2:80",
+        "127.0.1.1:42000",
+        Role::Server,
+    );
+    let plain = conn(
+        4,
+        10,
+        "svc",
+        "127.0.1.2:50000",
+        "127.0.1.4:80",
+        Role::Client,
+    );
+    let traced = conn(
+        5,
+        10,
+        "svc",
+        "127.0.1.2:50001",
+        "127.0.1.3:80",
+        Role::Client,
+    );
+    let (spans, stats) = run(vec![
+        exchange(&lb_in, 0, "/entry", &[], 100, 900, 200),
+        exchange(&lb_out, 0, "/entry", &[], 110, 890, 200),
+        exchange(&svc_in, 0, "/entry", &[], 120, 880, 200),
+        exchange(&plain, 0, "/plain", &[], 200, 300, 200),
+        exchange(
+            &traced,
+            0,
+            "/traced",
+            &[("traceparent", TP_A_CALL)],
+            400,
+            500,
+            200,
+        ),
+    ]);
+    assert_eq!(spans.len(), 5);
+    let t = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    for s in &spans {
+        assert_eq!(s.span.trace_id.to_string(), t, "{}", s.span.name);
+    }
+    let entry = by_name(&spans, SpanKind::Server, "lb");
+    let fwd = by_name(&spans, SpanKind::Client, "lb");
+    let served = by_name(&spans, SpanKind::Server, "svc");
+    let traced_call = span_of(&spans, SpanKind::Client, "/traced");
+    let plain_call = span_of(&spans, SpanKind::Client, "/plain");
+    assert_eq!(entry.parent_span_id, None);
+    assert_eq!(fwd.parent_span_id, Some(entry.span_id));
+    assert_eq!(served.parent_span_id, Some(fwd.span_id));
+    assert_eq!(plain_call.parent_span_id, Some(served.span_id));
+    assert_eq!(traced_call.parent_span_id, Some(served.span_id));
+    assert_eq!(traced_call.span_id.to_string(), "a000000000000002");
+    assert_eq!(stats.adopted_traces, 1);
+    assert_eq!(stats.orphans, 0);
+}
+
+/// Two concurrent context-less requests on a thread-per-request server: each adopts
+/// the trace its own thread's call carries.
+#[test]
+fn concurrent_context_less_requests_adopt_their_own_traces() {
+    let a = conn(
+        1,
+        10,
+        "svc",
+        "127.0.1.2:80",
+        "127.0.1.1:40001",
+        Role::Server,
+    );
+    let b = conn(
+        2,
+        10,
+        "svc",
+        "127.0.1.2:80",
+        "127.0.1.1:40002",
+        Role::Server,
+    );
+    let out_a = conn(
+        3,
+        10,
+        "svc",
+        "127.0.1.2:50000",
+        "127.0.1.3:80",
+        Role::Client,
+    );
+    let out_b = conn(
+        4,
+        10,
+        "svc",
+        "127.0.1.2:50001",
+        "127.0.1.3:80",
+        Role::Client,
+    );
+    let tp_b_call = "00-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-b000000000000002-01";
+    let (spans, stats) = run(vec![
+        on_thread(exchange(&a, 0, "/a", &[], 100, 500, 200), 11),
+        on_thread(exchange(&b, 0, "/b", &[], 150, 450, 200), 12),
+        on_thread(
+            exchange(
+                &out_b,
+                0,
+                "/call-b",
+                &[("traceparent", tp_b_call)],
+                160,
+                300,
+                200,
+            ),
+            12,
+        ),
+        on_thread(
+            exchange(
+                &out_a,
+                0,
+                "/call-a",
+                &[("traceparent", TP_A_CALL)],
+                200,
+                300,
+                200,
+            ),
+            11,
+        ),
+    ]);
+    let sa = span_of(&spans, SpanKind::Server, "/a");
+    let sb = span_of(&spans, SpanKind::Server, "/b");
+    assert_eq!(sa.trace_id.to_string(), "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+    assert_eq!(sb.trace_id.to_string(), "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb");
+    assert_eq!(
+        span_of(&spans, SpanKind::Client, "/call-a").parent_span_id,
+        Some(sa.span_id)
+    );
+    assert_eq!(
+        span_of(&spans, SpanKind::Client, "/call-b").parent_span_id,
+        Some(sb.span_id)
+    );
+    assert_eq!(stats.adopted_traces, 2);
+    assert_eq!(stats.ambiguous_parents, 0);
+}
+
+/// gRPC status by the semantic conventions: NOT_FOUND fails the CLIENT span only,
+/// UNAVAILABLE both.
+#[test]
+fn grpc_server_errors_are_server_faults_only() {
+    for (code, client, server) in [(0, false, false), (5, true, false), (14, true, true)] {
+        assert_eq!(grpc_is_error(code, SpanKind::Client), client, "{code}");
+        assert_eq!(grpc_is_error(code, SpanKind::Server), server, "{code}");
+    }
+}
