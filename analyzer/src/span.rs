@@ -658,18 +658,28 @@ impl Linker {
             let tid = self.slots.get(&sid).map_or(0, |s| s.ex.request.tid);
             cands.push((sid, idn, tid));
         }
+        let mut adoption = false;
         if let Some(t) = wire {
             if let Some(i) = cands.iter().rposition(|(_, idn, _)| idn.trace_id == t) {
                 let (sid, idn, _) = cands.swap_remove(i);
                 return Some((sid, idn));
             }
             cands.retain(|(_, idn, _)| idn.invented);
+            adoption = true;
         }
         if client.tid != 0 && cands.iter().any(|(_, _, tid)| *tid == client.tid) {
             cands.retain(|(_, _, tid)| *tid == client.tid);
         }
         if cands.len() > 1 {
             self.stats.ambiguous_parents += 1;
+        }
+        if adoption {
+            // A new trace among several context-less requests: the oldest one waiting
+            // for its trace takes it. An event loop serves requests in arrival order, so
+            // the first trace its tracer starts is the oldest waiting request's; the
+            // innermost would hand it to a request read while the first was still being
+            // set up (its call on a new connection, say) and swap the two traces.
+            return cands.into_iter().next().map(|(sid, idn, _)| (sid, idn));
         }
         cands.pop().map(|(sid, idn, _)| (sid, idn))
     }
