@@ -213,6 +213,26 @@ pub enum SamplerArg {
     Parent,
 }
 
+/// What spans carry (shared by `analyze` and live mode): route templates for names and
+/// `http.route`, baggage attributes.
+#[derive(Debug, Clone, Args, Default)]
+pub struct SpanArgs {
+    /// A route template such as `/order/{id}` (repeatable): matching paths get it as their
+    /// route (span name `GET /order/{id}`, `http.route`) instead of the inferred one.
+    /// `{name}` matches one path segment; the most specific matching route wins.
+    #[arg(long = "route", value_name = "TEMPLATE", value_parser = parse_route)]
+    pub routes: Vec<String>,
+    /// Route templates from a file, one per line (`#` starts a comment); repeatable.
+    #[arg(long = "routes-file", value_name = "FILE")]
+    pub routes_files: Vec<PathBuf>,
+    /// Record W3C `baggage` entries as `baggage.<key>` span attributes (baggage can carry
+    /// user data: off by default).
+    #[arg(long, env = "PODTRACE_BAGGAGE_ATTRIBUTES", value_name = "BOOL", num_args = 0..=1,
+          default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub baggage_attributes: bool,
+}
+
 /// Local output flags (shared by `analyze` and live mode).
 #[derive(Debug, Clone, Args)]
 pub struct OutputArgs {
@@ -241,6 +261,8 @@ pub struct AnalyzeArgs {
     pub inputs: Vec<String>,
     #[command(flatten)]
     pub tracing: TracingArgs,
+    #[command(flatten)]
+    pub spans: SpanArgs,
     #[command(flatten)]
     pub output: OutputArgs,
     /// Skip capture files that cannot be read (they are reported) instead of failing.
@@ -318,6 +340,8 @@ pub struct LiveArgs {
     #[command(flatten)]
     pub tracing_args: TracingArgs,
     #[command(flatten)]
+    pub spans: SpanArgs,
+    #[command(flatten)]
     pub output: OutputArgs,
 }
 
@@ -330,6 +354,11 @@ fn parse_rate(s: &str) -> Result<f64, String> {
         return Err(format!("{s} is outside 0.0 to 1.0"));
     }
     Ok(r)
+}
+
+fn parse_route(s: &str) -> Result<String, String> {
+    podtrace_analyzer::route::Routes::parse(&[s]).map_err(|e| e.reason)?;
+    Ok(s.trim().to_string())
 }
 
 fn parse_url(s: &str) -> Result<String, String> {

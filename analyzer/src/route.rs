@@ -11,9 +11,9 @@
 //! that matches exactly one non-empty segment. A path matches a route when both have the
 //! same number of segments and every segment matches (literals exactly, case-sensitive; one
 //! trailing `/` on either side is ignored). When several routes match, the most specific
-//! wins: the one with more literal segments, then the one whose first literal comes
-//! earlier (`/order/list` beats `/{kind}/list` beats `/order/{id}` for `/order/list`...
-//! in that order of literal positions), then the one given first.
+//! wins: the one with more literal segments (`/order/list` beats `/order/{id}` and
+//! `/{kind}/list` for `/order/list`), then the one whose first literal comes earlier
+//! (`/a/{x}/{y}` beats `/{x}/b/{y}` for `/a/b/c`), then the one given first.
 //!
 //! **Inference** (paths no user route matches) replaces, segment by segment:
 //! - a segment of digits only (`42`) → `{id}`;

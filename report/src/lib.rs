@@ -2,10 +2,10 @@
 //!
 //! [`render_html`] turns the analyzer's output into a single HTML file that works offline:
 //! the request-flow graph (Graphviz's SVG when the caller has it, else a simple layered SVG
-//! drawn here), tables of services and calls with counts, errors and p50/p99 latencies, a
-//! paginated, filterable list of traces (erroring and slowest first) with a waterfall of
-//! each trace's spans (nesting, durations, status, attributes on click), and the capture
-//! summary (time range, drops, ignored propagation headers, orphans, ...).
+//! drawn here), tables of services, routes and calls with counts, errors and p50/p99
+//! latencies, a paginated, filterable list of traces (erroring and slowest first) with a
+//! waterfall of each trace's spans (nesting, durations, status, attributes on click), and
+//! the capture summary (time range, drops, ignored propagation headers, orphans, ...).
 //!
 //! Nothing is fetched from the network: CSS and script are inline, the trace data is
 //! embedded as JSON and rendered lazily by the script. Everything that comes from recorded
@@ -125,6 +125,10 @@ pub fn render_html(input: &ReportInput<'_>) -> String {
         Some(t) => tables::service_rows_from_totals(&nodes, t),
         None => tables::service_rows(&nodes, input.spans),
     };
+    let routes = match input.totals {
+        Some(t) => tables::route_rows_from_totals(t),
+        None => tables::route_rows(input.spans),
+    };
     let data = data::ReportData::from_spans(input.spans);
     // Serialising plain structs of strings and integers cannot fail; an empty data set
     // keeps the page working should it ever.
@@ -140,6 +144,7 @@ pub fn render_html(input: &ReportInput<'_>) -> String {
         graph_svg: &graph_svg,
         graph_by_graphviz: by_graphviz,
         services: &tables::services_html(&services),
+        routes: &tables::routes_html(&routes),
         edges: &tables::edges_html(&edges),
         summary: &summary::summary_html_with_totals(input.spans, input.totals, &input.stats_json),
         data_json: &data_json,

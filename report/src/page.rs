@@ -26,6 +26,8 @@ pub struct Parts<'a> {
     pub graph_by_graphviz: bool,
     /// Services table HTML (escaped).
     pub services: &'a str,
+    /// Routes table HTML (escaped).
+    pub routes: &'a str,
     /// Edges table HTML (escaped).
     pub edges: &'a str,
     /// Summary table HTML (escaped).
@@ -87,7 +89,7 @@ pub fn render(p: &Parts<'_>) -> String {
     ));
     out.push_str(&format!(
         "<header><h1>{title}</h1><span class=\"counts\" id=\"counts\">{counts}</span>\
-         <nav><a href=\"#graph\">Graph</a><a href=\"#services\">Services</a><a href=\"#traces\">Traces</a><a href=\"#summary\">Capture summary</a></nav></header>\n<main>\n"
+         <nav><a href=\"#graph\">Graph</a><a href=\"#services\">Services</a><a href=\"#routes\">Routes</a><a href=\"#traces\">Traces</a><a href=\"#summary\">Capture summary</a></nav></header>\n<main>\n"
     ));
     out.push_str(&format!(
         "<section id=\"graph\"><h2>Request flow</h2><div class=\"graph\"><img id=\"graph-img\" alt=\"request-flow graph\" src=\"{graph_uri}\"></div>\
@@ -103,6 +105,17 @@ pub fn render(p: &Parts<'_>) -> String {
             "p50/p99: SERVER spans in this report."
         },
         p.edges
+    ));
+    out.push_str(&format!(
+        "<section id=\"routes\"><h2>Routes</h2>{}\n<p class=\"note\">SERVER spans by service and span name \
+         (<code>{{method}} {{route}}</code>: routes given with --route or inferred from paths; \
+         gRPC: <code>Service/Method</code>); errors: ERROR status. {}</p></section>\n",
+        p.routes,
+        if p.all_counts.is_some() {
+            "All SERVER spans of the analysis (p50/p99 within 1/64)."
+        } else {
+            "SERVER spans in this report."
+        }
     ));
     out.push_str("<section id=\"traces\"><h2>Traces</h2>");
     out.push_str(&left_out);

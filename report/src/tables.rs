@@ -1,10 +1,13 @@
-//! The services and edges tables (static HTML, every cell escaped).
+//! The services, routes and edges tables (static HTML, every cell escaped).
 //!
 //! Edge rows come straight from the analyzer's graph (counts of all spans, before
 //! sampling; p50/p99 from its latency histogram). Service rows join the graph's nodes
 //! (requests received, errors) with latencies of the service's SERVER spans in the report
 //! (exact nearest-rank percentiles of the sampled spans) — or, for streamed spans, with the
-//! [`ReportTotals`] over all spans (histogram percentiles).
+//! [`ReportTotals`] over all spans (histogram percentiles). Route rows group each
+//! service's SERVER spans by name — `{method} {route}` for HTTP (the analyzer names spans
+//! after low-cardinality routes), `pkg.Service/Method` for gRPC — with the same two
+//! sources.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -12,7 +15,7 @@ use std::fmt::Write as _;
 use podtrace_model::{Span, SpanKind};
 
 use crate::escape::html;
-use crate::totals::ReportTotals;
+use crate::totals::{ReportTotals, RouteTotals};
 use crate::units::duration;
 
 /// A service row of the report.
@@ -137,6 +140,98 @@ pub fn service_rows_from_totals(
     rows.into_values().collect()
 }
 
+/// A route row: the SERVER spans of one service with one name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteRow {
+    /// Service name (`None`: the routes beyond the totals' limit, together).
+    pub service: Option<String>,
+    /// Span name (`{method} {route}`, `pkg.Service/Method`).
+    pub name: String,
+    /// SERVER spans.
+    pub spans: u64,
+    /// Of which failed (ERROR status).
+    pub errors: u64,
+    /// Median duration, ns.
+    pub p50_ns: Option<u64>,
+    /// 99th percentile duration, ns.
+    pub p99_ns: Option<u64>,
+}
+
+/// Route rows of the spans in the report (exact nearest-rank percentiles), by service
+/// then name.
+pub fn route_rows(spans: &[Span]) -> Vec<RouteRow> {
+    let mut acc: BTreeMap<(&str, &str), (u64, Vec<u64>)> = BTreeMap::new();
+    for s in spans.iter().filter(|s| s.kind == SpanKind::Server) {
+        let a = acc
+            .entry((s.resource.service_name.as_str(), s.name.as_str()))
+            .or_default();
+        a.0 += u64::from(s.status.is_error());
+        a.1.push(s.duration_ns());
+    }
+    acc.into_iter()
+        .map(|((service, name), (errors, mut d))| {
+            d.sort_unstable();
+            RouteRow {
+                service: Some(service.to_string()),
+                name: name.to_string(),
+                spans: d.len() as u64,
+                errors,
+                p50_ns: quantile(&d, 0.5),
+                p99_ns: quantile(&d, 0.99),
+            }
+        })
+        .collect()
+}
+
+/// Route rows from totals over all spans (histogram percentiles), plus one row for the
+/// routes beyond the totals' limit when there were any.
+pub fn route_rows_from_totals(totals: &ReportTotals) -> Vec<RouteRow> {
+    let row = |service: Option<&str>, name: &str, r: &RouteTotals| RouteRow {
+        service: service.map(str::to_string),
+        name: name.to_string(),
+        spans: r.spans,
+        errors: r.errors,
+        p50_ns: (r.spans > 0).then(|| r.latency.quantile(0.5)),
+        p99_ns: (r.spans > 0).then(|| r.latency.quantile(0.99)),
+    };
+    let mut rows: Vec<RouteRow> = totals
+        .routes
+        .iter()
+        .flat_map(|(svc, names)| names.iter().map(move |(n, r)| (svc, n, r)))
+        .map(|(svc, n, r)| row(Some(svc), n, r))
+        .collect();
+    if totals.other_routes.spans > 0 {
+        rows.push(row(None, "(other routes)", &totals.other_routes));
+    }
+    rows
+}
+
+/// The routes table.
+pub fn routes_html(rows: &[RouteRow]) -> String {
+    let mut out = String::from(
+        "<table class=\"grid\" id=\"routes\"><thead><tr><th>service</th><th>route</th>\
+         <th>server spans</th><th>errors</th><th>p50</th><th>p99</th></tr></thead><tbody>\n",
+    );
+    for r in rows {
+        let cls = if r.errors > 0 { " class=\"bad\"" } else { "" };
+        let _ = writeln!(
+            out,
+            "<tr{cls}><td class=\"svc\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            html(r.service.as_deref().unwrap_or("(other services)")),
+            html(&r.name),
+            r.spans,
+            r.errors,
+            opt_duration(r.p50_ns),
+            opt_duration(r.p99_ns)
+        );
+    }
+    if rows.is_empty() {
+        out.push_str("<tr><td colspan=\"6\">no server spans</td></tr>\n");
+    }
+    out.push_str("</tbody></table>");
+    out
+}
+
 fn opt_duration(v: Option<u64>) -> String {
     v.map(duration).unwrap_or_else(|| "–".into())
 }
@@ -234,6 +329,67 @@ mod tests {
         let table = services_html(&rows);
         assert!(table.contains("<td>50µs</td><td>99µs</td>"), "{table}");
         assert!(table.contains("<tr class=\"bad\"><td class=\"svc\">b</td>"));
+    }
+
+    #[test]
+    fn routes_group_server_spans_by_service_and_name() {
+        let named = |svc: &str, kind: SpanKind, name: &str, dur: u64, err: bool| {
+            let mut s = span(svc, kind, dur);
+            s.name = name.into();
+            if err {
+                s.status = Status::error("HTTP 500");
+            }
+            s
+        };
+        let spans = vec![
+            named("b", SpanKind::Server, "GET /order/{id}", 10, false),
+            named("b", SpanKind::Server, "GET /order/{id}", 30, true),
+            named("b", SpanKind::Server, "GET /order/{id}", 20, false),
+            named("a", SpanKind::Server, "POST /cart", 5, false),
+            // CLIENT spans are not routes of their service.
+            named("a", SpanKind::Client, "GET /order/{id}", 7, false),
+        ];
+        let rows = route_rows(&spans);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            (
+                rows[0].service.as_deref(),
+                rows[0].name.as_str(),
+                rows[0].spans
+            ),
+            (Some("a"), "POST /cart", 1)
+        );
+        let b = &rows[1];
+        assert_eq!(
+            (b.spans, b.errors, b.p50_ns, b.p99_ns),
+            (3, 1, Some(20), Some(30))
+        );
+        // The same from totals (exact below 128 ns).
+        let totals = ReportTotals::from_spans(&spans);
+        assert_eq!(route_rows_from_totals(&totals), rows);
+        let table = routes_html(&rows);
+        assert!(
+            table.contains("<td>GET /order/{id}</td><td>3</td><td>1</td>"),
+            "{table}"
+        );
+        assert!(routes_html(&[]).contains("no server spans"));
+    }
+
+    #[test]
+    fn routes_beyond_the_limit_are_counted_together() {
+        let mut t = ReportTotals::default();
+        for i in 0..crate::totals::MAX_ROUTES + 3 {
+            let mut s = span("svc", SpanKind::Server, 10);
+            s.name = format!("GET /r{i}");
+            t.observe(&s);
+        }
+        assert_eq!(t.route_count, crate::totals::MAX_ROUTES);
+        assert_eq!(t.other_routes.spans, 3);
+        let rows = route_rows_from_totals(&t);
+        assert_eq!(rows.len(), crate::totals::MAX_ROUTES + 1);
+        let last = rows.last().expect("rows");
+        assert_eq!((last.service.as_deref(), last.spans), (None, 3));
+        assert!(routes_html(&rows).contains("(other services)</td><td>(other routes)"));
     }
 
     #[test]

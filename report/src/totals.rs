@@ -1,11 +1,12 @@
 //! Report totals over every span of an analysis, in bounded memory.
 //!
 //! When the CLI streams spans through a [`crate::collect::TraceCollector`], the page keeps
-//! only some traces, but its services table, summary and header still describe every span
-//! handed over: [`ReportTotals`] counts SERVER/CLIENT spans per service, keeps each
-//! service's SERVER latencies in a log-linear histogram (the analyzer's
-//! [`Histogram`]: fixed-size, exact below 128 ns, within 1/64 above), the time range, and
-//! how many spans and traces were kept or left out.
+//! only some traces, but its services and routes tables, summary and header still describe
+//! every span handed over: [`ReportTotals`] counts SERVER/CLIENT spans per service, keeps
+//! each service's SERVER latencies in a log-linear histogram (the analyzer's
+//! [`Histogram`]: fixed-size, exact below 128 ns, within 1/64 above), the same per route
+//! (service and SERVER span name, at most [`MAX_ROUTES`] of them), the time range, and how
+//! many spans and traces were kept or left out.
 
 use std::collections::BTreeMap;
 
@@ -35,6 +36,31 @@ impl ServiceTotals {
     }
 }
 
+/// Routes (service, SERVER span name) the totals keep apart; SERVER spans of further
+/// routes are counted together in [`ReportTotals::other_routes`].
+pub const MAX_ROUTES: usize = 2000;
+
+/// Totals of one route: the SERVER spans of one service with one name
+/// (`{method} {route}`, `pkg.Service/Method` for gRPC).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteTotals {
+    /// SERVER spans.
+    pub spans: u64,
+    /// Of which have the ERROR status.
+    pub errors: u64,
+    /// Their durations, ns.
+    pub latency: Histogram,
+}
+
+impl RouteTotals {
+    /// Accounts one SERVER span.
+    pub fn observe(&mut self, s: &Span) {
+        self.spans += 1;
+        self.errors += u64::from(s.status.is_error());
+        self.latency.add(s.duration_ns());
+    }
+}
+
 /// What the page shows about all spans, and how many of them the page lists.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReportTotals {
@@ -49,6 +75,12 @@ pub struct ReportTotals {
     pub end_unix_nano: Option<u64>,
     /// Per service (by `service.name`).
     pub services: BTreeMap<String, ServiceTotals>,
+    /// SERVER spans per route: service → span name → totals, at most [`MAX_ROUTES`].
+    pub routes: BTreeMap<String, BTreeMap<String, RouteTotals>>,
+    /// Routes in `routes`.
+    pub route_count: usize,
+    /// SERVER spans of routes beyond [`MAX_ROUTES`], together.
+    pub other_routes: RouteTotals,
     /// Traces the page lists.
     pub kept_traces: u64,
     /// Spans the page lists.
@@ -78,9 +110,33 @@ impl ReportTotals {
             SpanKind::Server => {
                 svc.server_spans += 1;
                 svc.server_latency.add(s.duration_ns());
+                self.observe_route(s);
             }
             SpanKind::Client => svc.client_spans += 1,
         }
+    }
+
+    fn observe_route(&mut self, s: &Span) {
+        // Found by borrowed names: the names are copied only for a new route.
+        if let Some(r) = self
+            .routes
+            .get_mut(s.resource.service_name.as_str())
+            .and_then(|m| m.get_mut(s.name.as_str()))
+        {
+            r.observe(s);
+            return;
+        }
+        if self.route_count >= MAX_ROUTES {
+            self.other_routes.observe(s);
+            return;
+        }
+        self.route_count += 1;
+        self.routes
+            .entry(s.resource.service_name.clone())
+            .or_default()
+            .entry(s.name.clone())
+            .or_default()
+            .observe(s);
     }
 
     /// Totals of a complete span set that the page lists in full (nothing left out).

@@ -18,6 +18,7 @@ pub fn run(args: AnalyzeArgs) -> CmdResult {
     let export = tracing_config::export_config(&args.tracing)?;
     let mut opts = tracing_config::analyze_options(&args.tracing)?;
     opts.window_ns = args.window * 1_000_000_000;
+    tracing_config::span_options(&args.spans, &mut opts)?;
     let pipeline = Pipeline::new(&opts).map_err(|e| CliError::Usage(e.to_string()))?;
     let (reader, skipped) = open_inputs(&args.inputs, args.skip_bad_files)?;
     for (path, err) in &skipped {

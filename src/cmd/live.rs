@@ -37,6 +37,7 @@ pub fn run(args: LiveArgs) -> CmdResult {
     let export = tracing_config::export_config(&args.tracing_args)?;
     let mut opts = tracing_config::analyze_options(&args.tracing_args)?;
     opts.link_delay_ns = LIVE_LINK_DELAY.as_nanos() as u64;
+    tracing_config::span_options(&args.spans, &mut opts)?;
     if !args.tracing && export.has_endpoints() {
         return Err(CliError::Usage(
             "exporter endpoints are given but tracing is off: add --tracing (or PODTRACE_TRACING_ENABLED=true)"

@@ -4,7 +4,7 @@
 use podtrace_analyzer::{AnalyzeOptions, SamplerMode};
 use podtrace_export::{ExportConfig, Secret};
 
-use crate::cli::{SamplerArg, TracingArgs};
+use crate::cli::{SamplerArg, SpanArgs, TracingArgs};
 use crate::error::CliError;
 
 /// The exporters' configuration; errors are usage errors (exit 2).
@@ -38,6 +38,23 @@ pub fn export_config(t: &TracingArgs) -> Result<ExportConfig, CliError> {
         splunk.ca_file = t.tracing_splunk_ca.clone();
     }
     Ok(config)
+}
+
+/// Sets the span options (routes from `--route` and `--routes-file`, baggage) on `opts`.
+/// A routes file that cannot be read or has a bad line is an input error (exit 2).
+pub fn span_options(s: &SpanArgs, opts: &mut AnalyzeOptions) -> Result<(), CliError> {
+    opts.routes = s.routes.clone();
+    for path in &s.routes_files {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            CliError::Input(anyhow::anyhow!("routes file {}: {e}", path.display()))
+        })?;
+        let routes = podtrace_analyzer::route::parse_routes_file(&text).map_err(|e| {
+            CliError::Input(anyhow::anyhow!("routes file {}: {e}", path.display()))
+        })?;
+        opts.routes.extend(routes);
+    }
+    opts.baggage_attributes = s.baggage_attributes;
+    Ok(())
 }
 
 /// The analyzer's options (sampling).
