@@ -29,6 +29,7 @@
 pub mod delivery;
 pub mod endpoint;
 mod error;
+pub mod fanout;
 pub mod file;
 pub mod jaeger;
 pub mod otlp;
@@ -47,6 +48,7 @@ use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 
 pub use delivery::{Accounting, DeliveryConfig, HttpDelivery, HttpExporter, TlsConfig};
 pub use error::ExportError;
+pub use fanout::{ExportFanout, FanoutOptions, Overflow};
 pub use file::{
     write_otlp_json, OtlpJsonLinesExporter, OtlpJsonWriter, StagedFile, DEFAULT_OTLP_JSON_FILE,
 };
