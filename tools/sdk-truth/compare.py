@@ -387,15 +387,16 @@ class Compare:
                                       f"podtrace parent should be {par or 'none/the driver'}", p)
                     if not self.check_attrs(s, p):
                         ok = False
+            root = min(spans, key=lambda s: (s["start_ns"], s["kind"] != "SERVER"))
             if len(pt_traces) > 1:
-                ok = self.bad("trace_split", spans[0],
+                ok = self.bad("trace_split", root,
                               f"SDK trace {tid} is {len(pt_traces)} podtrace traces: "
                               + ", ".join(f"{t} ({n} spans)" for t, n in pt_traces.most_common()))
             # no other spans of the SDK services in the trace
             extra = [p for p in pt_by_trace.get(tid, []) if p["service"] != "driver"
                      and (p["trace_id"], p["span_id"]) not in mine]
             for p in extra[:3]:
-                ok = self.bad("trace_extra_span", spans[0], "span the SDK trace does not have", p)
+                ok = self.bad("trace_extra_span", root, "span the SDK trace does not have", p)
             per_trace[tid] = ok
         kinds = defaultdict(set)
         for m in self.mismatches:

@@ -140,6 +140,11 @@ class Scenario:
     def add_route(self):
         # grpcio cannot bind its source address: connections to grpcsvc leave from backend's.
         dst, src = self.ip["grpcsvc"], self.ip["backend"]
+        have = subprocess.run(["ip", "route", "show", "table", "local", f"{dst}/32"],
+                              capture_output=True, text=True, timeout=10).stdout
+        if have.strip():
+            raise Failure(f"a route to {dst} exists already ({have.strip()}): another run, or "
+                          f"left by a killed one (ip route del local {dst}/32 table local)")
         self.run_checked(["ip", "route", "add", "local", f"{dst}/32", "dev", "lo", "src", src,
                           "table", "local"])
         self.route = (dst, src)
