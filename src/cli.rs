@@ -60,6 +60,7 @@ pub enum Command {
   podtrace analyze cap.parquet                                  writes ./podtrace-out/
   podtrace analyze node-a.parquet node-b.parquet --graph-svg flow.svg
   podtrace analyze 'captures/*.parquet' --tracing-jaeger-endpoint http://jaeger:14268
+  podtrace analyze cap.parquet --k8s-objects objects.json --route '/order/{id}'
   PODTRACE_TRACING_SAMPLE_RATE=0.1 podtrace analyze cap.parquet --tracing-otlp-endpoint http://otel:4318")]
     Analyze(AnalyzeArgs),
     /// Summarise captures: time range, rows per type, connections, pods, drops.
@@ -268,6 +269,11 @@ pub struct AnalyzeArgs {
     /// Skip capture files that cannot be read (they are reported) instead of failing.
     #[arg(long)]
     pub skip_bad_files: bool,
+    /// Kubernetes objects for captures recorded without them (repeatable): output of
+    /// `kubectl get pods,services,endpointslices -A -o json`. The capture's own objects win
+    /// where both describe the same thing.
+    #[arg(long = "k8s-objects", value_name = "FILE")]
+    pub k8s_objects: Vec<PathBuf>,
     /// Capture time the analyzer keeps state for: exchanges are linked within it, older
     /// state is evicted (counted). Memory is bounded by the traffic inside one window;
     /// exchanges longer than it lose their links.

@@ -10,6 +10,14 @@
 //! Without Kubernetes metadata, a peer that is a recorded server socket is named after
 //! that process; external peers keep their address. Processes outside any pod are named
 //! by `comm`.
+//!
+//! Objects given at analysis time (`podtrace analyze --k8s-objects`, see
+//! [`Enricher::add_fallback`]) form a second layer, consulted only where the capture's own
+//! rows do not answer: an address the capture resolves (to a pod, a ClusterIP or an
+//! endpoint) keeps the capture's answer; a pod the file names is taken in the capture's
+//! version when the capture has that pod (same uid); a pod's service is the capture's
+//! Service selecting it when there is one, else the file's (Services the capture has are
+//! not taken from the file).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -93,6 +101,8 @@ pub struct Enricher {
     bad_objects: u64,
     /// Server sockets' local addresses seen in the captures → the recorded process's name.
     listeners: HashMap<SocketAddr, String>,
+    /// Objects given at analysis time: consulted where the capture's own do not answer.
+    fallback: Option<Box<Enricher>>,
 }
 
 fn str_at<'a>(v: &'a Value, path: &[&str]) -> &'a str {
@@ -182,9 +192,21 @@ impl Enricher {
         Self::default()
     }
 
-    /// `(objects indexed, objects whose JSON could not be read)`.
+    /// `(objects indexed, objects whose JSON could not be read)`, with those given at
+    /// analysis time.
     pub fn counts(&self) -> (u64, u64) {
-        (self.objects, self.bad_objects)
+        let (fo, fb) = self.fallback.as_ref().map_or((0, 0), |f| f.counts());
+        (self.objects + fo, self.bad_objects + fb)
+    }
+
+    /// Indexes objects given at analysis time (`--k8s-objects`; stamped with any time: a
+    /// file describes the cluster as a whole). They only answer what the capture's own
+    /// objects do not (see the module doc).
+    pub fn add_fallback(&mut self, objects: &[K8sObject]) {
+        let fallback = self.fallback.get_or_insert_with(Box::default);
+        for o in objects {
+            fallback.add(o);
+        }
     }
 
     /// Indexes one `k8s_object` row. Unknown kinds are ignored; unreadable JSON is counted.
@@ -245,19 +267,36 @@ impl Enricher {
         self.listeners.entry(addr).or_insert(name);
     }
 
-    /// The pod that had `ip` at `ts`.
+    /// The pod that had `ip` at `ts` (the capture's objects, else those given at analysis
+    /// time; a pod known to both in the capture's version).
     pub fn pod_at(&self, ip: IpAddr, ts: u64) -> Option<Arc<PodInfo>> {
+        if let Some(pod) = self.own_pod_at(ip, ts) {
+            return Some(pod);
+        }
+        let pod = self.fallback.as_ref()?.own_pod_at(ip, ts)?;
+        match self.pods.get(&pod.uid).and_then(|v| at(v, ts)) {
+            Some(known) => Some(known.clone()),
+            None => Some(pod),
+        }
+    }
+
+    fn own_pod_at(&self, ip: IpAddr, ts: u64) -> Option<Arc<PodInfo>> {
         let uid = at(self.pod_by_ip.get(&ip)?, ts)?;
         at(self.pods.get(uid)?, ts).cloned()
     }
 
-    /// The service name of a pod: the (alphabetically first) Service of its namespace whose
-    /// selector matches its labels, else its workload, else its `app` label, else its name.
-    pub fn service_of(&self, pod: &PodInfo, ts: u64) -> String {
-        let selected = self
-            .services
+    /// The (alphabetically first) Service of the pod's namespace in this layer whose
+    /// selector matches its labels, leaving out Services `skip` has.
+    fn selecting_service(
+        &self,
+        pod: &PodInfo,
+        ts: u64,
+        skip: Option<&Enricher>,
+    ) -> Option<&ServiceInfo> {
+        self.services
             .range((pod.namespace.clone(), String::new())..)
             .take_while(|((ns, _), _)| *ns == pod.namespace)
+            .filter(|(key, _)| skip.is_none_or(|s| !s.services.contains_key(*key)))
             .filter_map(|(_, versions)| at(versions, ts))
             .find(|svc| {
                 !svc.selector.is_empty()
@@ -265,7 +304,19 @@ impl Enricher {
                         .selector
                         .iter()
                         .all(|(k, v)| pod.labels.get(k) == Some(v))
-            });
+            })
+            .map(|svc| &**svc)
+    }
+
+    /// The service name of a pod: the (alphabetically first) Service of its namespace whose
+    /// selector matches its labels (the capture's, else one given at analysis time), else
+    /// its workload, else its `app` label, else its name.
+    pub fn service_of(&self, pod: &PodInfo, ts: u64) -> String {
+        let selected = self.selecting_service(pod, ts, None).or_else(|| {
+            self.fallback
+                .as_ref()?
+                .selecting_service(pod, ts, Some(self))
+        });
         if let Some(svc) = selected {
             return svc.name.clone();
         }
@@ -293,11 +344,26 @@ impl Enricher {
         r
     }
 
-    /// What a peer address was at `ts`: a pod, a Service ClusterIP, or an endpoint.
+    /// What a peer address was at `ts`: a pod, a Service ClusterIP, or an endpoint (as
+    /// the capture's objects say, else as those given at analysis time say).
     pub fn peer_at(&self, ip: IpAddr, ts: u64) -> Option<PeerInfo> {
-        if let Some(pod) = self.pod_at(ip, ts) {
+        self.own_peer_at(ip, ts, self).or_else(|| {
+            let fallback = self.fallback.as_ref()?;
+            fallback.own_peer_at(ip, ts, self)
+        })
+    }
+
+    /// This layer's answer for a peer address; pods are named by `names` (the top layer,
+    /// which merges Services of both).
+    fn own_peer_at(&self, ip: IpAddr, ts: u64, names: &Enricher) -> Option<PeerInfo> {
+        if let Some(pod) = self.own_pod_at(ip, ts) {
+            // A pod the capture also has: the capture's version.
+            let pod = match names.pods.get(&pod.uid).and_then(|v| at(v, ts)) {
+                Some(known) => known.clone(),
+                None => pod,
+            };
             return Some(PeerInfo {
-                service: self.service_of(&pod, ts),
+                service: names.service_of(&pod, ts),
                 namespace: pod.namespace.clone(),
                 pod: Some(pod.name.clone()),
             });
@@ -419,6 +485,113 @@ mod tests {
             .peer_at("10.96.0.10".parse().expect("ip"), 5)
             .expect("svc");
         assert_eq!((peer.service.as_str(), peer.pod), ("frontend", None));
+    }
+
+    #[test]
+    fn objects_given_at_analysis_time_fill_in_and_lose_to_the_capture() {
+        let snap = |kind: &str, name: &str, json: Value| {
+            obj(0, kind, "shop", name, K8sEvent::Snapshot, json)
+        };
+        let svc = |name: &str, app: &str, ip: &str| {
+            serde_json::json!({"metadata": {"name": name},
+                "spec": {"selector": {"app": app}, "clusterIP": ip}})
+        };
+        let mut e = Enricher::new();
+        // The capture knows the frontend pod (capture version: label app=front, v1) and
+        // its Service; the file (taken later) knows them too, differently, plus a backend
+        // pod, a Service `aaa` also selecting app=front, and a pod at the frontend's IP.
+        e.add(&obj(
+            5,
+            "Pod",
+            "shop",
+            "front-1",
+            K8sEvent::Snapshot,
+            pod(
+                "u-front",
+                "front-1",
+                "10.0.0.1",
+                serde_json::json!({"app": "front", "v": "1"}),
+                None,
+            ),
+        ));
+        e.add(&obj(
+            5,
+            "Service",
+            "shop",
+            "frontend",
+            K8sEvent::Snapshot,
+            svc("frontend", "front", "10.96.0.1"),
+        ));
+        e.add_fallback(&[
+            snap(
+                "Pod",
+                "front-1",
+                pod(
+                    "u-front",
+                    "front-1",
+                    "10.0.0.1",
+                    serde_json::json!({"app": "front", "v": "2"}),
+                    None,
+                ),
+            ),
+            snap(
+                "Pod",
+                "impostor",
+                pod("u-imp", "impostor", "10.0.0.1", serde_json::json!({}), None),
+            ),
+            snap(
+                "Pod",
+                "back-1",
+                pod(
+                    "u-back",
+                    "back-1",
+                    "10.0.0.2",
+                    serde_json::json!({"app": "back"}),
+                    None,
+                ),
+            ),
+            snap("Service", "backend", svc("backend", "back", "10.96.0.2")),
+            snap(
+                "Service",
+                "frontend",
+                svc("frontend", "nobody", "10.96.0.9"),
+            ),
+            snap("Service", "aaa", svc("aaa", "front", "10.96.0.3")),
+        ]);
+        assert_eq!(e.counts(), (8, 0));
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        // The capture's pod (and version) at its IP; its Service wins over the file's `aaa`.
+        let front = e.pod_at(ip("10.0.0.1"), 10).expect("front");
+        assert_eq!(front.name, "front-1");
+        assert_eq!(front.labels.get("v").map(String::as_str), Some("1"));
+        assert_eq!(e.service_of(&front, 10), "frontend");
+        // The file fills in what the capture lacks.
+        let back = e.pod_at(ip("10.0.0.2"), 10).expect("back");
+        assert_eq!(e.service_of(&back, 10), "backend");
+        let peer = e.peer_at(ip("10.0.0.2"), 10).expect("peer");
+        assert_eq!(
+            (peer.service.as_str(), peer.pod.as_deref()),
+            ("backend", Some("back-1"))
+        );
+        assert_eq!(
+            e.peer_at(ip("10.96.0.2"), 10).expect("clusterIP").service,
+            "backend"
+        );
+        // The capture's ClusterIP keeps the capture's Service; the file's other IP for the
+        // same Service key is not used, being the capture's object.
+        assert_eq!(
+            e.peer_at(ip("10.96.0.1"), 10).expect("svc").service,
+            "frontend"
+        );
+        assert_eq!(
+            e.peer_at(ip("10.96.0.9"), 10).map(|p| p.service),
+            Some("frontend".to_string()),
+            "an address only the file knows"
+        );
+        // The file's version of the capture's Service (selector app=nobody) is not used
+        // for selection: the frontend pod still has its Service.
+        assert_eq!(e.service_of(&front, 10), "frontend");
+        assert!(e.peer_at(ip("10.9.9.9"), 10).is_none());
     }
 
     #[test]

@@ -90,6 +90,15 @@ impl Pipeline {
         })
     }
 
+    /// Kubernetes objects given at analysis time (`podtrace analyze --k8s-objects`, e.g.
+    /// `kubectl get pods,services,endpointslices -A -o json` taken later) for captures
+    /// recorded without them: they name workloads where the capture's own `k8s_object`
+    /// rows do not (the capture's rows win where both know an object; see
+    /// [`Enricher::add_fallback`]).
+    pub fn add_k8s_objects(&mut self, objects: &[podtrace_format::K8sObject]) {
+        self.enricher.add_fallback(objects);
+    }
+
     /// The newest socket-row time seen.
     pub fn watermark(&self) -> u64 {
         self.watermark

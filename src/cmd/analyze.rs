@@ -19,7 +19,10 @@ pub fn run(args: AnalyzeArgs) -> CmdResult {
     let mut opts = tracing_config::analyze_options(&args.tracing)?;
     opts.window_ns = args.window * 1_000_000_000;
     tracing_config::span_options(&args.spans, &mut opts)?;
-    let pipeline = Pipeline::new(&opts).map_err(|e| CliError::Usage(e.to_string()))?;
+    let mut pipeline = Pipeline::new(&opts).map_err(|e| CliError::Usage(e.to_string()))?;
+    for path in &args.k8s_objects {
+        pipeline.add_k8s_objects(&read_k8s_objects(path)?);
+    }
     let (reader, skipped) = open_inputs(&args.inputs, args.skip_bad_files)?;
     for (path, err) in &skipped {
         eprintln!("podtrace: skipped {}: {err}", path.display());
@@ -55,6 +58,16 @@ pub fn run(args: AnalyzeArgs) -> CmdResult {
         &collected.reports,
         args.tracing.allow_export_failures,
     ))
+}
+
+/// Reads a `--k8s-objects` file (a `kubectl ... -o json` List or one object, parsed as
+/// `podtrace import --k8s-objects` does); a file that cannot be read or parsed is an input
+/// error (exit 2).
+fn read_k8s_objects(path: &Path) -> Result<Vec<podtrace_format::K8sObject>, CliError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::Input(anyhow::anyhow!("{}: {e}", path.display())))?;
+    podtrace_format::k8s::objects_from_list(&text, 0)
+        .map_err(|e| CliError::Input(anyhow::anyhow!("{}: {e}", path.display())))
 }
 
 /// Opens the inputs; with `skip_bad`, files that cannot be read are left out and returned.
