@@ -97,7 +97,14 @@ fn live(cluster: &DemoCluster, collector: &Collector, extra: &[&str]) -> (Proc, 
 fn accounting(stdout: &[String]) -> (u64, u64, u64) {
     let num_before = |line: &str, word: &str| -> Option<u64> {
         let i = line.find(word)?;
-        line[..i].split_whitespace().last()?.parse().ok()
+        // `12/34 spans sent`: the first number; `5 spans dropped`: the number.
+        line[..i]
+            .split_whitespace()
+            .last()?
+            .split('/')
+            .next()?
+            .parse()
+            .ok()
     };
     let live = stdout
         .iter()
@@ -280,6 +287,180 @@ fn sigint_under_heavy_traffic_exits_cleanly_with_every_span_accounted() {
     assert_eq!(emitted, sent + dropped, "spans in ≠ out + drops");
     let arrived = collector.wait_settled(sent as usize, Duration::from_secs(30));
     assert_eq!(arrived.len() as u64, sent, "spans sent vs arrived");
+    drop(collector);
+    cluster.stop();
+}
+
+/// A TCP server on loopback that accepts connections and never answers (an endpoint that
+/// hangs). Stops with the returned guard.
+fn hanging_endpoint() -> (u16, Arc<AtomicBool>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    listener.set_nonblocking(true).expect("nonblocking");
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = Arc::clone(&stop);
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        while !stopped.load(Ordering::SeqCst) {
+            match listener.accept() {
+                Ok((s, _)) => held.push(s),
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    });
+    (port, stop)
+}
+
+/// An HTTP server on loopback that answers every request with 503 after `delay` (a
+/// backend that is overloaded and slow to say so).
+fn slow_503_endpoint(delay: Duration) -> (u16, Arc<AtomicBool>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    listener.set_nonblocking(true).expect("nonblocking");
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = Arc::clone(&stop);
+    std::thread::spawn(move || {
+        while !stopped.load(Ordering::SeqCst) {
+            match listener.accept() {
+                Ok((mut s, _)) => {
+                    let stopped = Arc::clone(&stopped);
+                    std::thread::spawn(move || {
+                        let _ = s.set_nonblocking(false);
+                        let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+                        let mut buf = vec![0u8; 1 << 16];
+                        while !stopped.load(Ordering::SeqCst) {
+                            match s.read(&mut buf) {
+                                Ok(0) => return,
+                                Ok(_) => {
+                                    std::thread::sleep(delay);
+                                    let body = "busy";
+                                    let resp = format!(
+                                        "HTTP/1.1 503 Service Unavailable\r\ncontent-length: {}\r\n\r\n{body}",
+                                        body.len()
+                                    );
+                                    if s.write_all(resp.as_bytes()).is_err() {
+                                        return;
+                                    }
+                                }
+                                Err(_) => {}
+                            }
+                        }
+                    });
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    });
+    (port, stop)
+}
+
+/// The numbers of one exporter's final `export:` line: (spans handed, sent, dropped).
+fn export_line(stdout: &[String], name: &str) -> (u64, u64, u64) {
+    let line = stdout
+        .iter()
+        .find(|l| l.starts_with(&format!("export: {name} ")))
+        .unwrap_or_else(|| panic!("no export line of {name} in {stdout:?}"));
+    let sent_part = line
+        .split(": ")
+        .nth(2)
+        .and_then(|rest| rest.split(" spans sent").next())
+        .unwrap_or_else(|| panic!("{line}"));
+    let (sent, handed) = sent_part
+        .split_once('/')
+        .unwrap_or_else(|| panic!("{line}"));
+    let dropped = line
+        .split(" spans dropped")
+        .next()
+        .and_then(|s| s.split_whitespace().last())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    (
+        handed.trim().parse().expect("handed"),
+        sent.trim().parse().expect("sent"),
+        dropped,
+    )
+}
+
+/// Live mode with a hanging Jaeger endpoint (accepts, never answers) and a Splunk endpoint
+/// that answers 503 slowly, beside a healthy OTLP receiver, under steady load: the
+/// recording loop never waits for them, so the kernel drops nothing; the healthy exporter
+/// gets every span, the others' spans are counted as dropped; SIGINT still exits promptly.
+#[test]
+fn slow_and_hanging_backends_never_stall_recording() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(venv) = prerequisites(true) else {
+        return;
+    };
+    let cluster = DemoCluster::start("127.0.10", 150.0);
+    let collector = Collector::start(&venv);
+    let (hang_port, hang_stop) = hanging_endpoint();
+    let (busy_port, busy_stop) = slow_503_endpoint(Duration::from_millis(800));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out_arg = dir.path().join("out").display().to_string();
+    let jaeger = format!("http://127.0.0.1:{hang_port}/api/traces");
+    let splunk = format!("http://127.0.0.1:{busy_port}");
+    let (mut proc, stdout, _err) = live(
+        &cluster,
+        &collector,
+        &[
+            "--out",
+            &out_arg,
+            "--tracing-jaeger-endpoint",
+            &jaeger,
+            "--tracing-splunk-endpoint",
+            &splunk,
+            "--tracing-splunk-token",
+            "00000000-0000-0000-0000-000000000000",
+        ],
+    );
+    cluster.go();
+    std::thread::sleep(Duration::from_secs(12));
+    proc.signal("INT");
+    let signalled = std::time::Instant::now();
+    let status = proc
+        .wait_timeout(Duration::from_secs(30))
+        .expect("live mode did not stop within 30 s of SIGINT");
+    let stop_secs = signalled.elapsed().as_secs_f64();
+    hang_stop.store(true, Ordering::SeqCst);
+    busy_stop.store(true, Ordering::SeqCst);
+    let out = stdout.all();
+    let live_line = out
+        .iter()
+        .find(|l| l.starts_with("live: "))
+        .unwrap_or_else(|| panic!("no `live:` line in {out:?}"));
+    eprintln!("{live_line}; stopped {stop_secs:.1} s after SIGINT");
+    for l in out.iter().filter(|l| l.starts_with("export: ")) {
+        eprintln!("{l}");
+    }
+    // "live: N rows from the recorder, D dropped in the kernel; S spans"
+    let kernel_dropped: u64 = live_line
+        .split(", ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{live_line}"));
+    assert_eq!(
+        kernel_dropped, 0,
+        "a slow backend made the kernel drop events"
+    );
+    let (emitted, _, _) = accounting(&out);
+    assert!(emitted >= 500, "only {emitted} spans under load");
+    let (otlp_handed, otlp_sent, otlp_dropped) = export_line(&out, "otlp");
+    assert_eq!(
+        (otlp_handed, otlp_sent, otlp_dropped),
+        (emitted, emitted, 0)
+    );
+    for name in ["jaeger", "splunk"] {
+        let (handed, sent, dropped) = export_line(&out, name);
+        assert_eq!(handed, emitted, "{name}");
+        assert_eq!(sent, 0, "{name}");
+        assert_eq!(dropped, emitted, "{name}: every span counted");
+    }
+    assert!(!status.success(), "export failures give exit 1: {status}");
+    assert!(stop_secs < 15.0, "SIGINT took {stop_secs:.1} s");
+    let arrived = collector.wait_settled(emitted as usize, Duration::from_secs(30));
+    assert_eq!(arrived.len() as u64, emitted, "spans sent vs arrived");
     drop(collector);
     cluster.stop();
 }

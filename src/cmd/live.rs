@@ -2,23 +2,28 @@
 //! bounded channel straight into the analyzer's incremental pipeline (the same code `record`
 //! and `analyze` use), and completed spans go to the exporters at least every second.
 //!
+//! The exporters run beside the recording loop ([`ExportFanout`]: one bounded queue and
+//! task per exporter): the loop hands spans over and never waits for a backend, so a slow
+//! or hanging endpoint cannot fill the recorder's channel and make the kernel drop socket
+//! events. A full queue drops its oldest spans, counted per exporter in the final
+//! `export:` lines (the same lines and exit-code rule as `analyze`).
+//!
 //! Without `--tracing` it prints one line per exchange as it completes, a `tcpdump`-like
 //! view. With `--tracing` and no endpoint, spans are appended to
 //! `<out>/traces.otlp.jsonl` (one OTLP/JSON request per line). Ctrl-C stops the probes,
 //! drains the channel, flushes the exporters and prints the summary.
 
-use std::process::ExitCode;
 use std::time::Duration;
 
 use podtrace_analyzer::{Analysis, Pipeline};
 use podtrace_export::file::OtlpJsonLinesExporter;
-use podtrace_export::{build_exporters, Exporter};
+use podtrace_export::{build_exporters, ExportFanout, FanoutOptions};
 use podtrace_format::{CaptureWriter, Record, WriterOptions};
 use podtrace_model::{Span, SpanKind};
 use podtrace_recorder::{file::file_meta, Recorder};
 
 use crate::cli::LiveArgs;
-use crate::cmd::output::Outputs;
+use crate::cmd::output::{self, Outputs};
 use crate::cmd::target::{self, recorder_error, shutdown_signal};
 use crate::cmd::tracing_config;
 use crate::error::{CliError, CmdResult};
@@ -31,6 +36,9 @@ const LIVE_LINK_DELAY: Duration = Duration::from_secs(1);
 const LIVE_LAG: Duration = Duration::from_millis(250);
 /// How often completed spans are drained and exported.
 const FLUSH_EVERY: Duration = Duration::from_millis(500);
+/// After the recording stopped, how long the exporters may take to send what they hold
+/// before the rest is counted as dropped (a hanging endpoint must not keep us running).
+const EXPORT_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs live mode.
 pub fn run(args: LiveArgs) -> CmdResult {
@@ -56,6 +64,12 @@ pub fn run(args: LiveArgs) -> CmdResult {
             let file = OtlpJsonLinesExporter::open(&path).map_err(|e| CliError::Runtime(e.into()))?;
             exporters.push(Box::new(file));
         }
+        let fanout = ExportFanout::start(
+            exporters,
+            FanoutOptions::live(),
+            &tokio::runtime::Handle::current(),
+        );
+        let mut overflow_warned = false;
         let mut save = match &args.save {
             Some(path) => Some(
                 CaptureWriter::create(
@@ -110,7 +124,11 @@ pub fn run(args: LiveArgs) -> CmdResult {
                     pipeline.advance_to(now_ns().saturating_sub(LIVE_LAG.as_nanos() as u64));
                     let spans = pipeline.drain_completed();
                     emitted += spans.len() as u64;
-                    deliver(args.tracing, &exporters, &spans).await;
+                    deliver(args.tracing, &fanout, spans);
+                    if !overflow_warned && fanout.overflowed().iter().any(|n| *n > 0) {
+                        overflow_warned = true;
+                        eprintln!("podtrace: an exporter is not keeping up: its queue is full, the oldest spans are dropped (counted in the summary)");
+                    }
                 }
             }
         }
@@ -137,12 +155,10 @@ pub fn run(args: LiveArgs) -> CmdResult {
             take(&mut pipeline, save.as_mut(), &batch)?;
         }
         target.stop().await;
-        let analysis: Analysis = pipeline.finish();
+        let mut analysis: Analysis = pipeline.finish();
         emitted += analysis.spans.len() as u64;
-        deliver(args.tracing, &exporters, &analysis.spans).await;
-        for e in &exporters {
-            let _ = e.flush().await;
-        }
+        deliver(args.tracing, &fanout, std::mem::take(&mut analysis.spans));
+        let reports = fanout.finish(EXPORT_GRACE).await;
         if let Some(w) = save {
             let summary = w.finish().map_err(|e| CliError::Runtime(e.into()))?;
             eprintln!("podtrace: saved {} rows to {:?}", summary.rows, summary.files);
@@ -160,26 +176,13 @@ pub fn run(args: LiveArgs) -> CmdResult {
         for path in &written {
             println!("wrote {}", path.display());
         }
-        let mut ok = true;
-        for e in &exporters {
-            let a = e.accounting();
-            ok &= a.failed_requests == 0 && a.dropped_spans == 0;
-            println!(
-                "export: {} → {}: {} spans sent, {} requests, {} retried, {} failed, {} spans dropped",
-                e.name(),
-                e.endpoint(),
-                a.spans_sent,
-                a.requests,
-                a.retried_requests,
-                a.failed_requests,
-                a.dropped_spans
-            );
+        for report in &reports {
+            println!("export: {report}");
         }
-        if ok || args.tracing_args.allow_export_failures {
-            Ok(ExitCode::SUCCESS)
-        } else {
-            Ok(ExitCode::from(1))
-        }
+        Ok(output::exit_code(
+            &reports,
+            args.tracing_args.allow_export_failures,
+        ))
     })
 }
 
@@ -204,22 +207,19 @@ fn take(
     Ok(())
 }
 
-/// Exports spans (tracing on) or prints them as exchange lines (tracing off).
-async fn deliver(tracing: bool, exporters: &[Box<dyn Exporter>], spans: &[Span]) {
+/// Hands spans to the exporters (tracing on; never waits for them) or prints them as
+/// exchange lines (tracing off).
+fn deliver(tracing: bool, fanout: &ExportFanout, spans: Vec<Span>) {
     if spans.is_empty() {
         return;
     }
     if !tracing {
-        for s in spans {
+        for s in &spans {
             println!("{}", exchange_line(s));
         }
         return;
     }
-    for report in podtrace_export::export_all(exporters, spans).await {
-        if !report.is_ok() {
-            eprintln!("podtrace: export: {report}");
-        }
-    }
+    fanout.offer(spans);
 }
 
 /// One exchange as a line: time, client → server, method path, status, latency, trace id.
