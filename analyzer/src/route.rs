@@ -197,7 +197,7 @@ impl Routes {
 
     /// The most specific user route matching `path` (query already removed).
     pub fn user_route(&self, path: &str) -> Option<&str> {
-        if !path.starts_with('/') {
+        if self.count == 0 || !path.starts_with('/') {
             return None;
         }
         let segs: Vec<&str> = segments(path).collect();
