@@ -6,8 +6,9 @@
 //! go through ONE shared HTTP layer ([`delivery`]: batching, timeouts, bounded retries with
 //! backoff + jitter honouring `Retry-After`, gzip, TLS settings, accounting, secret-safe
 //! messages). [`file`](mod@file) writes the OTLP/JSON request to a local file (all at once, or
-//! streamed batch by batch); [`stream`] sends batches to every exporter while an analysis
-//! is still running.
+//! streamed batch by batch); [`fanout`] sends batches to every exporter while an analysis
+//! or live mode is still running (one bounded lane and task per exporter, the give-up rule,
+//! blocking for `analyze`, drop-oldest for live mode).
 //!
 //! Not here: deciding which spans to export (sampling is the analyzer's), printing or exit
 //! codes (the CLI's).
@@ -37,7 +38,6 @@ pub mod otlp_json;
 mod report;
 mod secret;
 pub mod splunk;
-pub mod stream;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -56,7 +56,6 @@ pub use report::ExporterReport;
 pub use reqwest::Url;
 pub use secret::Secret;
 pub use splunk::SplunkConfig;
-pub use stream::export_stream;
 
 /// A boxed, sendable future (what [`Exporter`] methods return, so exporters can be
 /// `Box<dyn Exporter>`).

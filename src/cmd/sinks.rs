@@ -2,8 +2,9 @@
 //!
 //! The analyzer hands out spans batch by batch as traces complete; a writer thread takes
 //! each batch and appends it to `traces.otlp.json` and `spans.json`, offers it to the
-//! report's bounded trace collector, and passes it on to the network exporters (their own
-//! async task). Nothing keeps every span: memory stays bounded by the analyzer's window
+//! report's bounded trace collector, and passes it on to the network exporters
+//! ([`ExportFanout`], the same fan-out live mode uses, here in its blocking mode: one lane
+//! and task per exporter). Nothing keeps every span: memory stays bounded by the analyzer's window
 //! and the channels between the stages, which are bounded too — a slow disk or endpoint
 //! slows the analysis down instead of letting spans pile up. The writer thread also lets
 //! the second core serialise while the first one analyses.
@@ -17,17 +18,21 @@ use std::thread::JoinHandle;
 
 use anyhow::Context;
 use podtrace_export::{
-    build_exporters, export_stream, ExportConfig, ExporterReport, OtlpJsonWriter, StagedFile,
-    DEFAULT_OTLP_JSON_FILE,
+    build_exporters, ExportConfig, ExportFanout, ExporterReport, FanoutOptions, OtlpJsonWriter,
+    StagedFile, DEFAULT_OTLP_JSON_FILE,
 };
 use podtrace_model::Span;
 use podtrace_report::collect::{Collected, CollectorLimits, TraceCollector};
 
 use crate::error::CliError;
 
-/// Batches in flight between the analysis and the writer, and between the writer and the
-/// exporters (each batch is a few thousand spans).
+/// Batches in flight between the analysis and the writer (each batch is a few thousand
+/// spans; the exporters' lanes are bounded by [`FanoutOptions::offline`]).
 const QUEUE: usize = 4;
+/// How long the exporters may take, after the last batch, to send what they hold. Each
+/// request is bounded by its timeout and retries, and an endpoint that is down is given
+/// up on, so this only caps a pathological case.
+const EXPORT_GRACE: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// What the sinks produced once every batch is through.
 pub struct SinkOutput {
@@ -79,9 +84,9 @@ impl SpanSinks {
                 let mut spans_json = spans_json;
                 let mut traces = TraceCollector::new(CollectorLimits::default());
                 let export = runtime.map(|rt| {
-                    let (etx, erx) = tokio::sync::mpsc::channel::<Vec<Span>>(QUEUE);
-                    let task = rt.spawn(async move { export_stream(&exporters, erx).await });
-                    (rt, etx, task)
+                    let fanout =
+                        ExportFanout::start(exporters, FanoutOptions::offline(), rt.handle());
+                    (rt, fanout)
                 });
                 let mut spans = 0u64;
                 for batch in rx {
@@ -99,10 +104,8 @@ impl SpanSinks {
                         })?
                         .map_err(|e| CliError::Runtime(e.into()))?;
                     spans += batch.len() as u64;
-                    if let Some((_, etx, _)) = &export {
-                        etx.blocking_send(batch).map_err(|_| {
-                            CliError::Runtime(anyhow::anyhow!("the exporter task stopped early"))
-                        })?;
+                    if let Some((_, fanout)) = &export {
+                        fanout.offer(batch);
                     }
                 }
                 if stop.load(Ordering::SeqCst) {
@@ -110,12 +113,7 @@ impl SpanSinks {
                     return Err(CliError::Runtime(anyhow::anyhow!("analysis abandoned")));
                 }
                 let reports = match export {
-                    Some((rt, etx, task)) => {
-                        drop(etx);
-                        rt.block_on(task).map_err(|e| {
-                            CliError::Runtime(anyhow::anyhow!("exporter task failed: {e}"))
-                        })?
-                    }
+                    Some((rt, fanout)) => rt.block_on(fanout.finish(EXPORT_GRACE)),
                     None => Vec::new(),
                 };
                 let written = vec![spans_json.finish()?, finish_otlp(otlp)?];
