@@ -99,6 +99,8 @@ pub fn run(args: LiveArgs) -> CmdResult {
         };
         tokio::pin!(stop);
         let mut events = 0u64;
+        // Socket rows (data, open, close): what `--max-events` counts, as in `record`.
+        let mut socket_events = 0u64;
         let mut emitted = 0u64;
         loop {
             tokio::select! {
@@ -106,8 +108,9 @@ pub fn run(args: LiveArgs) -> CmdResult {
                 batch = rx.recv() => match batch {
                     Some(batch) => {
                         events += batch.len() as u64;
+                        socket_events += batch.iter().filter(|r| is_socket_event(r)).count() as u64;
                         take(&mut pipeline, save.as_mut(), &batch)?;
-                        if target.config.limits.max_events.is_some_and(|m| events >= m) {
+                        if target.config.limits.max_events.is_some_and(|m| socket_events >= m) {
                             break;
                         }
                     }
@@ -191,6 +194,15 @@ fn now_ns() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0)
+}
+
+/// A socket event (data, open, close): the rows `--max-events` counts, in live mode as in
+/// `record` (stats and Kubernetes rows are not events).
+fn is_socket_event(r: &Record) -> bool {
+    matches!(
+        r,
+        Record::SocketData(_) | Record::SocketOpen(_) | Record::SocketClose(_)
+    )
 }
 
 /// Feeds a batch to the analyzer and, with `--save`, to the capture file.
