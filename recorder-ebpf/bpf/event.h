@@ -32,6 +32,16 @@
 #define PT_FLAG_TRUNCATED 1  /* cap_len < ret */
 #define PT_FLAG_READ_ERROR 2 /* copying the user buffer failed: payload incomplete */
 #define PT_FLAG_GAP 4        /* an earlier event of this socket+direction was dropped */
+/* Why cap_len < ret (exactly one of these accompanies PT_FLAG_TRUNCATED): */
+#define PT_FLAG_CUT_SNAPLEN 8   /* the snaplen was reached */
+#define PT_FLAG_CUT_NOT_USER 16 /* the bytes were not in user memory (sendfile) */
+#define PT_FLAG_CUT_IOV_LIMIT 32 /* more iovecs/messages than PT_MAX_IOV (beyond UIO_MAXIOV) */
+#define PT_FLAG_CUT_BEYOND 64   /* ret exceeds the buffers passed (e.g. recv with MSG_TRUNC) */
+/* (a copy fault is PT_FLAG_READ_ERROR) */
+
+/* Most iovecs per call and messages per sendmmsg/recvmmsg call copied: UIO_MAXIOV, the
+ * kernel's own limit, so no call that succeeds is ever cut by this bound. */
+#define PT_MAX_IOV 1024
 
 /* pt_event.syscall: the x86_64 syscall number of the traced call, or 1000..1004 for the
  * kprobe set (tcp_sendmsg, tcp_recvmsg, tcp_connect, inet_csk_accept, tcp_close). */
@@ -39,14 +49,20 @@
 /* Indexes of the per-CPU counter array `pt_counters`. */
 #define PT_CTR_EVENTS 0          /* records written to the ring buffer */
 #define PT_CTR_RINGBUF_FULL 1    /* records lost because the ring buffer was full */
-#define PT_CTR_TRUNCATED 2       /* data events whose payload was cut at the snaplen */
+#define PT_CTR_TRUNCATED 2       /* data events with cap_len < ret (any reason) */
 #define PT_CTR_READ_ERRORS 3     /* failed copies of user memory */
 #define PT_CTR_BYTES_CAPTURED 4  /* payload bytes written to the ring buffer */
 #define PT_CTR_BYTES_DROPPED 5   /* syscall bytes (ret) of data events lost to a full ring */
-#define PT_CTR_ARGS_FULL 6       /* syscalls missed because the in-flight table was full */
+#define PT_CTR_ARGS_FULL 6       /* syscalls missed: no per-task slot for the arguments */
 #define PT_CTR_SYSCALLS 7        /* targeted socket-candidate syscalls seen at entry */
 #define PT_CTR_SCRATCH_BUSY 8    /* events lost: the CPU's scratch slot was in use (preemption) */
-#define PT_CTR_MAX 9
+/* Truncated data events by reason; their sum is PT_CTR_TRUNCATED. */
+#define PT_CTR_TRUNC_SNAPLEN 9     /* payload cut at the snaplen */
+#define PT_CTR_TRUNC_READ_ERROR 10 /* payload cut by a failed copy of user memory */
+#define PT_CTR_TRUNC_NOT_USER 11   /* bytes not in user memory (sendfile): not copied */
+#define PT_CTR_TRUNC_IOV_LIMIT 12  /* iovecs/messages beyond PT_MAX_IOV */
+#define PT_CTR_TRUNC_BEYOND 13     /* ret larger than the buffers passed (MSG_TRUNC) */
+#define PT_CTR_MAX 14
 
 struct pt_event {
 	__u64 ts_ns;     /* bpf_ktime_get_boot_ns() at syscall exit (CLOCK_BOOTTIME) */

@@ -1,15 +1,24 @@
 // SPDX-License-Identifier: (Apache-2.0 OR GPL-2.0)
 /*
- * podtrace socket capture: tp_btf programs on sys_enter/sys_exit.
+ * podtrace socket capture.
  *
- * sys_enter: for the socket syscalls podtrace follows, check the cgroup filter map first
- * (untargeted processes leave right there), then remember the arguments per thread
- * (`pt_args`). close() is handled at entry, while the fd still names the socket.
- * sys_exit: take the saved arguments, resolve fd -> file -> socket -> sock with CO-RE
- * reads (only AF_INET/AF_INET6 stream sockets pass), and emit one event: the header of
- * event.h plus up to `snaplen` payload bytes copied from the user buffer or from every
- * iovec, through a per-CPU scratch, with variable-size bpf_ringbuf_output().
- * Counters (events, ring full, truncation, copy errors) live in a per-CPU array.
+ * Two interchangeable hook sets share all the logic below (the loader picks one):
+ * - per-syscall tracepoints `syscalls/sys_enter_<call>` / `sys_exit_<call>` (default): the
+ *   programs run for the socket syscalls podtrace follows only, so any other syscall runs
+ *   no podtrace program at all;
+ * - `tp_btf/sys_enter` + `tp_btf/sys_exit` (fallback where the per-syscall tracepoints are
+ *   missing): they run for every syscall and test the syscall number first.
+ *
+ * Enter: the cgroup filter first (untargeted processes leave right there), then the
+ * arguments go into the thread's task-local storage (no hash map, no capacity bound).
+ * close() is handled at entry, while the fd still names the socket.
+ * Exit: take the saved arguments, resolve fd -> file -> socket -> sock (four kernel reads;
+ * only AF_INET/AF_INET6 stream sockets pass), and emit one event: the header of event.h
+ * plus up to `snaplen` payload bytes copied from the user buffer or from every iovec (a
+ * bpf_loop over up to UIO_MAXIOV iovecs, and over every message of sendmmsg/recvmmsg),
+ * through a per-CPU scratch, with variable-size bpf_ringbuf_output(). Every event whose
+ * payload is shorter than the syscall's byte count carries PT_FLAG_TRUNCATED plus exactly
+ * one reason flag, and is counted per reason. Counters live in a per-CPU array.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -44,8 +53,6 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define NR_recvmmsg 299
 #define NR_sendmmsg 307
 
-#define MAX_IOV 16
-#define MAX_MMSG 8
 /* Wake the consumer only when this much data is pending (it also polls every ~10 ms). */
 #define WAKEUP_BYTES (256 * 1024)
 
@@ -60,28 +67,32 @@ struct {
 	__type(value, __u8);
 } pt_cgroups SEC(".maps");
 
-/* Arguments of an in-flight targeted syscall, per thread. */
+/* Arguments of the thread's in-flight targeted syscall (task-local storage: created at the
+ * thread's first targeted socket call, freed with the thread). */
 struct pt_args_t {
-	__u64 id;
+	__u64 id; /* syscall number + 1 while a call is in flight, 0 otherwise */
 	__u64 fd;
-	__u64 buf;  /* buffer, iovec array, msghdr or mmsghdr array */
-	__u64 len;  /* count, iovcnt or vlen */
+	__u64 buf; /* buffer, iovec array, msghdr or mmsghdr array */
+	__u64 len; /* count, iovcnt or vlen */
+	__u64 sk;  /* the fd's struct sock *, resolved at entry (not for accept) */
+	struct socket so; /* copy of the fd's struct socket while resolving it */
 };
 
-/* A plain (preallocated) hash: cheaper than LRU; every entry is removed at sys_exit, which
- * runs for every syscall that entered (also when the thread is killed meanwhile). */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct pt_args_t);
-} pt_args SEC(".maps");
+} pt_task SEC(".maps");
 
 /* Header + payload scratch, one slot per CPU. Twice the snaplen so the verifier can prove
  * `offset + length` stays inside for every iovec copy. */
 struct pt_scratch_t {
 	struct pt_event ev;
 	__u8 data[2 * PT_MAX_SNAPLEN];
+	/* copies of the kernel's socket structures while resolving an fd */
+	struct socket so;
+	struct sock_common skc;
 	/* Set while a program uses the slot. Programs run with migration disabled but can be
 	 * preempted (PREEMPT kernels); a program of another task on the same CPU then finds
 	 * the slot busy and drops its event (counted) instead of corrupting this one. */
@@ -148,36 +159,44 @@ static __always_inline int targeted(void)
 	return bpf_map_lookup_elem(&pt_cgroups, &cg) != 0;
 }
 
-/* Family, ports and addresses of an AF_INET/AF_INET6 sock into the event; 0 for others. */
-static __always_inline int sk_fill(struct sock *sk, struct pt_event *ev)
+static __always_inline __u32 snaplen(void)
 {
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u32 limit = pt_snaplen;
+	return limit > PT_MAX_SNAPLEN ? PT_MAX_SNAPLEN : limit;
+}
+
+/* Family, ports and addresses of an AF_INET/AF_INET6 sock (copied whole into the scratch
+ * with one read) into the event; 0 for other families. */
+static __always_inline int sk_fill(struct pt_scratch_t *s, struct sock *sk)
+{
+	struct pt_event *ev = &s->ev;
+	if (bpf_probe_read_kernel(&s->skc, sizeof(s->skc), sk))
+		return 0;
+	__u16 family = s->skc.skc_family;
 	if (family != AF_INET && family != AF_INET6)
 		return 0;
 	ev->family = family;
-	/* one read each for the port pair and the IPv4 address pair */
-	__portpair ports = BPF_CORE_READ(sk, __sk_common.skc_portpair);
-	ev->rport = bpf_ntohs((__u16)ports);      /* skc_dport: low half, network order */
-	ev->lport = (__u16)(ports >> 16);          /* skc_num: high half, host order */
+	__portpair ports = s->skc.skc_portpair;
+	ev->rport = bpf_ntohs((__u16)ports); /* skc_dport: low half, network order */
+	ev->lport = (__u16)(ports >> 16);     /* skc_num: high half, host order */
 	if (family == AF_INET) {
 		__builtin_memset(ev->laddr, 0, 16);
 		__builtin_memset(ev->raddr, 0, 16);
-		__addrpair addrs = BPF_CORE_READ(sk, __sk_common.skc_addrpair);
+		__addrpair addrs = s->skc.skc_addrpair;
 		__u32 r = (__u32)addrs;         /* skc_daddr */
 		__u32 l = (__u32)(addrs >> 32); /* skc_rcv_saddr */
 		__builtin_memcpy(ev->laddr, &l, 4);
 		__builtin_memcpy(ev->raddr, &r, 4);
 	} else {
-		BPF_CORE_READ_INTO(&ev->laddr, sk, __sk_common.skc_v6_rcv_saddr);
-		BPF_CORE_READ_INTO(&ev->raddr, sk, __sk_common.skc_v6_daddr);
+		__builtin_memcpy(ev->laddr, &s->skc.skc_v6_rcv_saddr, 16);
+		__builtin_memcpy(ev->raddr, &s->skc.skc_v6_daddr, 16);
 	}
 	ev->sock = (__u64)sk;
 	return 1;
 }
 
-/* fd -> struct sock * of an AF_INET/AF_INET6 stream socket, else NULL. Fills the
- * address part of the event. */
-static __always_inline struct sock *fd_sock(__u64 fd, struct pt_event *ev)
+/* The thread's `struct file *` of an fd (0 if none). */
+static __always_inline struct file *fd_file(__u64 fd)
 {
 	/* Direct (BTF-typed) loads from the trusted current task: no helper calls. */
 	struct task_struct *task = bpf_get_current_task_btf();
@@ -191,21 +210,51 @@ static __always_inline struct sock *fd_sock(__u64 fd, struct pt_event *ev)
 		return 0;
 	struct file **fds = fdt->fd;
 	struct file *file = 0;
-	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]))
 		return 0;
-	umode_t mode = BPF_CORE_READ(file, f_inode, i_mode);
-	if ((mode & S_IFMT) != S_IFSOCK)
+	return file;
+}
+
+/* fd -> struct sock * of an AF_INET/AF_INET6 stream socket, else NULL; fills the address
+ * part of the event. Four kernel reads: fd table slot, file->private_data, the struct
+ * socket (its back pointer to the file proves the file is a socket) and sock_common. */
+static __always_inline struct sock *fd_sock(__u64 fd, struct pt_scratch_t *s)
+{
+	struct file *file = fd_file(fd);
+	if (!file)
 		return 0;
-	struct socket *sock = BPF_CORE_READ(file, private_data);
-	if (!sock || BPF_CORE_READ(sock, type) != SOCK_STREAM)
+	void *priv = 0;
+	if (bpf_core_read(&priv, sizeof(priv), &file->private_data) || !priv)
 		return 0;
-	struct sock *sk = BPF_CORE_READ(sock, sk);
-	if (!sk)
+	if (bpf_probe_read_kernel(&s->so, sizeof(s->so), priv))
 		return 0;
-	if (!sk_fill(sk, ev))
+	if ((void *)s->so.file != (void *)file || s->so.type != SOCK_STREAM)
 		return 0;
-	ev->fd = fd;
+	struct sock *sk = s->so.sk;
+	if (!sk || !sk_fill(s, sk))
+		return 0;
+	s->ev.fd = fd;
 	return sk;
+}
+
+/* The struct sock * of a stream socket fd, resolved at syscall entry into the thread's
+ * storage (three kernel reads: fd table slot, file->private_data, the struct socket, whose
+ * back pointer to the file proves the file is a socket), else 0. The call holds a
+ * reference on the file until it returns, so the sock stays valid until the exit even if
+ * another thread closes the fd meanwhile (resolving at exit would miss such calls). */
+static __always_inline __u64 fd_sk_enter(__u64 fd, struct pt_args_t *a)
+{
+	struct file *file = fd_file(fd);
+	if (!file)
+		return 0;
+	void *priv = 0;
+	if (bpf_core_read(&priv, sizeof(priv), &file->private_data) || !priv)
+		return 0;
+	if (bpf_probe_read_kernel(&a->so, sizeof(a->so), priv))
+		return 0;
+	if ((void *)a->so.file != (void *)file || a->so.type != SOCK_STREAM)
+		return 0;
+	return (__u64)a->so.sk;
 }
 
 static __always_inline struct pt_scratch_t *scratch_get(void)
@@ -250,6 +299,20 @@ static __always_inline __u64 wakeup_flag(void)
 									       : BPF_RB_NO_WAKEUP;
 }
 
+/* The counter of a truncation reason flag. */
+static __always_inline __u32 cut_counter(__u32 flags)
+{
+	if (flags & PT_FLAG_READ_ERROR)
+		return PT_CTR_TRUNC_READ_ERROR;
+	if (flags & PT_FLAG_CUT_SNAPLEN)
+		return PT_CTR_TRUNC_SNAPLEN;
+	if (flags & PT_FLAG_CUT_NOT_USER)
+		return PT_CTR_TRUNC_NOT_USER;
+	if (flags & PT_FLAG_CUT_IOV_LIMIT)
+		return PT_CTR_TRUNC_IOV_LIMIT;
+	return PT_CTR_TRUNC_BEYOND;
+}
+
 /* Writes header + cap_len payload bytes of the scratch to the ring buffer. */
 static __always_inline void submit(struct pt_scratch_t *s)
 {
@@ -280,19 +343,23 @@ static __always_inline void submit(struct pt_scratch_t *s)
 	}
 	count(PT_CTR_EVENTS, 1);
 	count(PT_CTR_BYTES_CAPTURED, cap);
-	if (s->ev.flags & PT_FLAG_TRUNCATED)
+	if (s->ev.flags & PT_FLAG_TRUNCATED) {
 		count(PT_CTR_TRUNCATED, 1);
+		count(cut_counter(s->ev.flags), 1);
+	}
 }
 
-/* Appends up to `want` bytes from user address `src` at the current cap_len. */
-static __always_inline void copy_user(struct pt_scratch_t *s, __u64 src, __u64 want)
+/* Appends up to `want` bytes from user address `src` at the current cap_len; stops at the
+ * snaplen. Returns 0 when the caller may go on copying, 1 when it must stop (snaplen
+ * reached or the copy failed: the payload stays a prefix of what the call moved). */
+static __always_inline int copy_user(struct pt_scratch_t *s, __u64 src, __u64 want)
 {
 	__u32 off = s->ev.cap_len;
-	__u32 limit = pt_snaplen;
-	if (limit > PT_MAX_SNAPLEN)
-		limit = PT_MAX_SNAPLEN;
-	if (off >= limit || want == 0)
-		return;
+	__u32 limit = snaplen();
+	if (off >= limit)
+		return 1;
+	if (want == 0)
+		return 0;
 	__u64 n = want;
 	if (n > limit - off)
 		n = limit - off;
@@ -302,74 +369,126 @@ static __always_inline void copy_user(struct pt_scratch_t *s, __u64 src, __u64 w
 	if (bpf_probe_read_user(&s->data[off], n, (const void *)src)) {
 		s->ev.flags |= PT_FLAG_READ_ERROR;
 		count(PT_CTR_READ_ERRORS, 1);
-		return;
+		return 1;
 	}
 	s->ev.cap_len = off + n;
+	return off + n >= limit;
 }
 
-/* Copies `total` bytes spread over an iovec array (at most MAX_IOV entries). */
+/* State of one bpf_loop walk over an iovec array. */
+struct iov_walk {
+	__u64 iov;  /* user address of the iovec array */
+	__u64 cnt;  /* iovecs in it */
+	__u64 left; /* bytes of the call not yet attributed to an iovec */
+	__u32 cpu;  /* the scratch slot (the walk runs on this CPU) */
+	__u32 pad;
+};
+
+static long iov_step(__u64 i, void *ctx)
+{
+	struct iov_walk *w = ctx;
+	if (i >= w->cnt || w->left == 0)
+		return 1;
+	__u32 cpu = w->cpu;
+	struct pt_scratch_t *s = bpf_map_lookup_elem(&pt_scratch, &cpu);
+	if (!s)
+		return 1;
+	struct iovec v = {};
+	if (bpf_probe_read_user(&v, sizeof(v), (const void *)(w->iov + i * sizeof(struct iovec)))) {
+		s->ev.flags |= PT_FLAG_READ_ERROR;
+		count(PT_CTR_READ_ERRORS, 1);
+		return 1;
+	}
+	__u64 n = v.iov_len < w->left ? v.iov_len : w->left;
+	w->left -= n;
+	return copy_user(s, (__u64)v.iov_base, n);
+}
+
+/* Copies the first `total` bytes spread over an iovec array (every iovec, up to
+ * PT_MAX_IOV = UIO_MAXIOV). */
 static __always_inline void copy_iov(struct pt_scratch_t *s, __u64 iov_addr, __u64 iovcnt,
 				     __u64 total)
 {
-	struct iovec *iov = (struct iovec *)iov_addr;
-#pragma unroll
-	for (int i = 0; i < MAX_IOV; i++) {
-		if (i >= iovcnt || total == 0 || s->ev.cap_len >= pt_snaplen)
-			break;
-		struct iovec v = {};
-		if (bpf_probe_read_user(&v, sizeof(v), &iov[i])) {
-			s->ev.flags |= PT_FLAG_READ_ERROR;
-			count(PT_CTR_READ_ERRORS, 1);
-			break;
-		}
-		__u64 n = v.iov_len < total ? v.iov_len : total;
-		copy_user(s, (__u64)v.iov_base, n);
-		total -= n;
-	}
+	struct iov_walk w = {
+		.iov = iov_addr,
+		.cnt = iovcnt,
+		.left = total,
+		.cpu = bpf_get_smp_processor_id(),
+	};
+	__u32 n = iovcnt > PT_MAX_IOV ? PT_MAX_IOV : iovcnt;
+	if (iovcnt > PT_MAX_IOV)
+		s->ev.flags |= PT_FLAG_CUT_IOV_LIMIT;
+	bpf_loop(n, iov_step, &w, 0);
 }
 
+/* Sets PT_FLAG_TRUNCATED and one reason flag when the payload is shorter than ret. */
 static __always_inline void finish_data(struct pt_scratch_t *s)
 {
-	if (s->ev.ret > 0 && (__u64)s->ev.cap_len < (__u64)s->ev.ret)
+	if (s->ev.ret > 0 && (__u64)s->ev.cap_len < (__u64)s->ev.ret) {
 		s->ev.flags |= PT_FLAG_TRUNCATED;
+		if (s->ev.flags & (PT_FLAG_READ_ERROR | PT_FLAG_CUT_NOT_USER | PT_FLAG_CUT_IOV_LIMIT)) {
+			/* reason already set */
+		} else if (s->ev.cap_len >= snaplen()) {
+			s->ev.flags |= PT_FLAG_CUT_SNAPLEN;
+		} else {
+			s->ev.flags |= PT_FLAG_CUT_BEYOND;
+		}
+	}
 	submit(s);
+}
+
+/* State of the bpf_loop over the messages of sendmmsg/recvmmsg. */
+struct mmsg_walk {
+	__u64 msgs; /* user address of the mmsghdr array */
+	__u32 cpu;
+	__u8 dir;
+};
+
+static long mmsg_step(__u64 m, void *ctx)
+{
+	struct mmsg_walk *w = ctx;
+	__u32 cpu = w->cpu;
+	struct pt_scratch_t *s = bpf_map_lookup_elem(&pt_scratch, &cpu);
+	if (!s)
+		return 1;
+	struct mmsghdr h = {};
+	if (bpf_probe_read_user(&h, sizeof(h), (const void *)(w->msgs + m * sizeof(struct mmsghdr)))) {
+		count(PT_CTR_READ_ERRORS, 1);
+		return 1;
+	}
+	s->ev.direction = w->dir;
+	s->ev.ret = h.msg_len;
+	s->ev.cap_len = 0;
+	s->ev.flags = 0;
+	copy_iov(s, (__u64)h.msg_hdr.msg_iov, h.msg_hdr.msg_iovlen, h.msg_len);
+	finish_data(s);
+	return 0;
 }
 
 static __always_inline void on_mmsg(struct pt_scratch_t *s, struct pt_args_t *a, long ret,
 				    __u8 dir)
 {
-	struct mmsghdr *msgs = (struct mmsghdr *)a->buf;
-	for (int m = 0; m < MAX_MMSG; m++) {
-		if (m >= ret)
-			break;
-		struct mmsghdr h = {};
-		if (bpf_probe_read_user(&h, sizeof(h), &msgs[m])) {
-			count(PT_CTR_READ_ERRORS, 1);
-			break;
-		}
-		s->ev.direction = dir;
-		s->ev.ret = h.msg_len;
-		s->ev.cap_len = 0;
-		s->ev.flags = 0;
-		copy_iov(s, (__u64)h.msg_hdr.msg_iov, h.msg_hdr.msg_iovlen, h.msg_len);
-		finish_data(s);
-	}
+	struct mmsg_walk w = {
+		.msgs = a->buf,
+		.cpu = bpf_get_smp_processor_id(),
+		.dir = dir,
+	};
+	/* ret <= vlen <= UIO_MAXIOV: the kernel handles no more messages per call */
+	__u32 n = ret > PT_MAX_IOV ? PT_MAX_IOV : ret;
+	bpf_loop(n, mmsg_step, &w, 0);
 }
 
 /* Accounts for the event of a finished syscall that could not get a scratch slot: its
  * bytes count as dropped and its stream gets the GAP flag, as for a full ring buffer. */
-static __always_inline void lost_exit(__u64 id, long ret, __u64 fd)
+static __always_inline void lost_exit(__u64 id, long ret, __u64 sk)
 {
-	if (id == NR_connect || id == NR_accept || id == NR_accept4)
-		return;
-	struct pt_event tmp = {};
-	if (!fd_sock(fd, &tmp))
+	if (id == NR_connect || id == NR_accept || id == NR_accept4 || !sk)
 		return;
 	if (id != NR_sendmmsg && id != NR_recvmmsg) /* their ret is a message count */
 		count(PT_CTR_BYTES_DROPPED, ret);
 	__u8 dir = (id == NR_read || id == NR_readv || id == NR_recvfrom || id == NR_recvmsg ||
 		    id == NR_recvmmsg) ? PT_DIR_INGRESS : PT_DIR_EGRESS;
-	__u64 gap_key = tmp.sock | dir;
+	__u64 gap_key = sk | dir;
 	__u8 one = 1;
 	__u32 zero = 0;
 	bpf_map_update_elem(&pt_gaps, &gap_key, &one, BPF_ANY);
@@ -379,24 +498,24 @@ static __always_inline void lost_exit(__u64 id, long ret, __u64 fd)
 }
 
 /* Emits the event of a finished syscall (scratch slot held by the caller). */
-static __always_inline void emit_exit(struct pt_scratch_t *s, __u64 id, long ret, __u64 fd,
-				      struct pt_args_t *ap)
+static __always_inline void emit_exit(struct pt_scratch_t *s, __u64 id, long ret,
+				      struct pt_args_t *a)
 {
-	struct pt_args_t a = *ap;
-	if (!fd_sock(fd, &s->ev))
-		return;
-
-	switch (id) {
-	case NR_connect:
+	if (id == NR_accept || id == NR_accept4) {
+		if (!fd_sock(ret, s))
+			return;
 		fill_common(&s->ev, id, PT_KIND_OPEN);
-		s->ev.role = PT_ROLE_CLIENT;
+		s->ev.role = PT_ROLE_SERVER;
 		s->ev.ret = ret;
 		submit(s);
 		return;
-	case NR_accept:
-	case NR_accept4:
+	}
+	if (!sk_fill(s, (struct sock *)a->sk))
+		return;
+	s->ev.fd = a->fd;
+	if (id == NR_connect) {
 		fill_common(&s->ev, id, PT_KIND_OPEN);
-		s->ev.role = PT_ROLE_SERVER;
+		s->ev.role = PT_ROLE_CLIENT;
 		s->ev.ret = ret;
 		submit(s);
 		return;
@@ -407,26 +526,26 @@ static __always_inline void emit_exit(struct pt_scratch_t *s, __u64 id, long ret
 	switch (id) {
 	case NR_write:
 	case NR_sendto:
-		copy_user(s, a.buf, ret);
+		copy_user(s, a->buf, ret);
 		break;
 	case NR_read:
 	case NR_recvfrom:
 		s->ev.direction = PT_DIR_INGRESS;
-		copy_user(s, a.buf, ret);
+		copy_user(s, a->buf, ret);
 		break;
 	case NR_writev:
-		copy_iov(s, a.buf, a.len, ret);
+		copy_iov(s, a->buf, a->len, ret);
 		break;
 	case NR_readv:
 		s->ev.direction = PT_DIR_INGRESS;
-		copy_iov(s, a.buf, a.len, ret);
+		copy_iov(s, a->buf, a->len, ret);
 		break;
 	case NR_sendmsg:
 	case NR_recvmsg: {
 		struct user_msghdr h = {};
 		if (id == NR_recvmsg)
 			s->ev.direction = PT_DIR_INGRESS;
-		if (bpf_probe_read_user(&h, sizeof(h), (void *)a.buf)) {
+		if (bpf_probe_read_user(&h, sizeof(h), (void *)a->buf)) {
 			s->ev.flags |= PT_FLAG_READ_ERROR;
 			count(PT_CTR_READ_ERRORS, 1);
 		} else {
@@ -435,49 +554,150 @@ static __always_inline void emit_exit(struct pt_scratch_t *s, __u64 id, long ret
 		break;
 	}
 	case NR_sendmmsg:
-		on_mmsg(s, &a, ret, PT_DIR_EGRESS);
+		on_mmsg(s, a, ret, PT_DIR_EGRESS);
 		return;
 	case NR_recvmmsg:
-		on_mmsg(s, &a, ret, PT_DIR_INGRESS);
+		on_mmsg(s, a, ret, PT_DIR_INGRESS);
 		return;
 	case NR_sendfile:
 		/* the bytes come from another file: no user buffer to copy */
+		s->ev.flags |= PT_FLAG_CUT_NOT_USER;
 		break;
 	}
 	finish_data(s);
-	return;
 }
 
-SEC("tp_btf/sys_enter")
-int BPF_PROG(pt_sys_enter, struct pt_regs *regs, long id)
+/* Syscall entry of a followed socket call: the cgroup filter first; then, for a stream
+ * socket fd, the arguments and the sock into the thread's storage (close: the event now,
+ * while the fd is still open; accept: the socket is the returned fd, resolved at exit). */
+static __always_inline void on_enter(__u64 id, __u64 fd, __u64 buf, __u64 len)
 {
-	if (!followed(id) || !targeted())
-		return 0;
+	if (!targeted())
+		return;
 	count(PT_CTR_SYSCALLS, 1);
-	__u64 fd = regs->di;
 	if (id == NR_close) {
 		struct pt_scratch_t *s = scratch_get();
 		if (!s)
-			return 0;
-		if (fd_sock(fd, &s->ev)) {
+			return;
+		if (fd_sock(fd, s)) {
 			fill_common(&s->ev, id, PT_KIND_CLOSE);
 			s->ev.ret = 0;
 			submit(s);
 		}
 		scratch_put(s);
-		return 0;
+		return;
 	}
-	struct pt_args_t a = {};
-	a.id = id;
-	a.fd = fd;
-	a.buf = regs->si;
-	a.len = regs->dx;
-	if (id == NR_sendfile) {
-		a.len = regs->r10;
-	}
-	__u64 key = bpf_get_current_pid_tgid();
-	if (bpf_map_update_elem(&pt_args, &key, &a, BPF_ANY))
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct pt_args_t *a =
+		bpf_task_storage_get(&pt_task, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!a) {
 		count(PT_CTR_ARGS_FULL, 1);
+		return;
+	}
+	a->id = 0;
+	__u64 sk = 0;
+	if (id != NR_accept && id != NR_accept4) {
+		sk = fd_sk_enter(fd, a);
+		if (!sk)
+			return; /* not a stream socket: nothing to do at exit */
+	}
+	a->sk = sk;
+	a->fd = fd;
+	a->buf = buf;
+	a->len = len;
+	a->id = id + 1;
+}
+
+/* Syscall exit of a followed socket call (not close). */
+static __always_inline void on_exit(__u64 id, long ret)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct pt_args_t *a = bpf_task_storage_get(&pt_task, task, 0, 0);
+	if (!a || a->id == 0)
+		return;
+	__u64 want = a->id;
+	a->id = 0;
+	if (want != id + 1)
+		return;
+
+	if (id == NR_accept || id == NR_accept4) {
+		if (ret < 0)
+			return;
+	} else if (id == NR_connect) {
+		if (ret != 0 && ret != -EINPROGRESS)
+			return;
+	} else if (ret <= 0) {
+		return;
+	}
+
+	struct pt_scratch_t *s = scratch_get();
+	if (!s) {
+		lost_exit(id, ret, a->sk);
+		return;
+	}
+	/* `a` is the thread's own storage: nothing else writes it before this thread's next
+	 * syscall */
+	emit_exit(s, id, ret, a);
+	scratch_put(s);
+}
+
+/* --- per-syscall tracepoints (default): attached to syscalls/sys_enter_<call> and
+ * syscalls/sys_exit_<call> of each followed call; the record layout is that of every
+ * syscall trace event (tracefs events/syscalls/<name>/format). */
+struct pt_tp_enter_ctx {
+	__u64 common;
+	__s32 nr;
+	__u32 pad;
+	__u64 args[6];
+};
+
+struct pt_tp_exit_ctx {
+	__u64 common;
+	__s32 nr;
+	__u32 pad;
+	__s64 ret;
+};
+
+/* The kernel refuses to attach a program that reads past the fields of an event (the
+ * context of sys_enter_close has one argument, sys_enter_read three): one enter program
+ * per argument count read. */
+SEC("tracepoint/syscalls/sys_enter")
+int pt_tp_enter(struct pt_tp_enter_ctx *ctx)
+{
+	/* (fd, buf, len) of every followed call with at least three arguments */
+	on_enter((__u32)ctx->nr, ctx->args[0], ctx->args[1], ctx->args[2]);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_close")
+int pt_tp_close(struct pt_tp_enter_ctx *ctx)
+{
+	on_enter(NR_close, ctx->args[0], 0, 0);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_sendfile64")
+int pt_tp_sendfile(struct pt_tp_enter_ctx *ctx)
+{
+	/* sendfile64(out_fd, in_fd, offset, count) */
+	on_enter(NR_sendfile, ctx->args[0], ctx->args[1], ctx->args[3]);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit")
+int pt_tp_exit(struct pt_tp_exit_ctx *ctx)
+{
+	on_exit((__u32)ctx->nr, ctx->ret);
+	return 0;
+}
+
+/* --- fallback: tp_btf on every syscall, the syscall number tested first. */
+SEC("tp_btf/sys_enter")
+int BPF_PROG(pt_sys_enter, struct pt_regs *regs, long id)
+{
+	if (!followed(id))
+		return 0;
+	on_enter(id, regs->di, regs->si, id == NR_sendfile ? regs->r10 : regs->dx);
 	return 0;
 }
 
@@ -487,34 +707,7 @@ int BPF_PROG(pt_sys_exit, struct pt_regs *regs, long ret)
 	__u64 id = regs->orig_ax;
 	if (!followed(id) || id == NR_close)
 		return 0;
-	__u64 key = bpf_get_current_pid_tgid();
-	struct pt_args_t *ap = bpf_map_lookup_elem(&pt_args, &key);
-	if (!ap)
-		return 0;
-	struct pt_args_t a = *ap;
-	bpf_map_delete_elem(&pt_args, &key);
-	if (a.id != id)
-		return 0;
-
-	__u64 fd = a.fd;
-	if (id == NR_accept || id == NR_accept4) {
-		if (ret < 0)
-			return 0;
-		fd = ret;
-	} else if (id == NR_connect) {
-		if (ret != 0 && ret != -EINPROGRESS)
-			return 0;
-	} else if (ret <= 0) {
-		return 0;
-	}
-
-	struct pt_scratch_t *s = scratch_get();
-	if (!s) {
-		lost_exit(id, ret, fd);
-		return 0;
-	}
-	emit_exit(s, id, ret, fd, &a);
-	scratch_put(s);
+	on_exit(id, ret);
 	return 0;
 }
 
@@ -579,7 +772,7 @@ static __always_inline void kp_data(long ret, __u32 nr, __u8 dir)
 	struct pt_scratch_t *s = scratch_get();
 	if (!s)
 		return;
-	if (sk_fill((struct sock *)a.sk, &s->ev)) {
+	if (sk_fill(s, (struct sock *)a.sk)) {
 		fill_common(&s->ev, nr, PT_KIND_DATA);
 		s->ev.fd = 0;
 		s->ev.ret = ret;
@@ -600,7 +793,7 @@ static __always_inline void kp_sock(struct sock *sk, __u32 nr, __u32 kind, __u8 
 	struct pt_scratch_t *s = scratch_get();
 	if (!s)
 		return;
-	if (sk_fill(sk, &s->ev)) {
+	if (sk_fill(s, sk)) {
 		fill_common(&s->ev, nr, kind);
 		s->ev.fd = 0;
 		s->ev.ret = 0;

@@ -31,12 +31,25 @@ pub const FLAG_TRUNCATED: u32 = 1;
 pub const FLAG_READ_ERROR: u32 = 2;
 /// `flags`: an earlier data event of this socket and direction was dropped.
 pub const FLAG_GAP: u32 = 4;
+/// `flags`, with [`FLAG_TRUNCATED`]: the payload was cut at the snaplen.
+pub const FLAG_CUT_SNAPLEN: u32 = 8;
+/// `flags`, with [`FLAG_TRUNCATED`]: the bytes were not in user memory (sendfile).
+pub const FLAG_CUT_NOT_USER: u32 = 16;
+/// `flags`, with [`FLAG_TRUNCATED`]: more iovecs or messages than [`MAX_IOV`].
+pub const FLAG_CUT_IOV_LIMIT: u32 = 32;
+/// `flags`, with [`FLAG_TRUNCATED`]: the byte count exceeds the buffers passed (MSG_TRUNC).
+pub const FLAG_CUT_BEYOND: u32 = 64;
+
+/// Most iovecs per call, and messages per sendmmsg/recvmmsg call, copied (`PT_MAX_IOV`):
+/// the kernel's own `UIO_MAXIOV`, so no successful call is cut by it.
+pub const MAX_IOV: u32 = 1024;
 
 /// Counter index: records written to the ring buffer.
 pub const CTR_EVENTS: u32 = 0;
 /// Counter index: records lost because the ring buffer was full.
 pub const CTR_RINGBUF_FULL: u32 = 1;
-/// Counter index: data events truncated at the snaplen.
+/// Counter index: data events whose payload is shorter than the call's byte count (any
+/// reason; the `CTR_TRUNC_*` counters split it by reason and add up to it).
 pub const CTR_TRUNCATED: u32 = 2;
 /// Counter index: failed copies of user memory.
 pub const CTR_READ_ERRORS: u32 = 3;
@@ -44,14 +57,24 @@ pub const CTR_READ_ERRORS: u32 = 3;
 pub const CTR_BYTES_CAPTURED: u32 = 4;
 /// Counter index: syscall bytes of data events lost to a full ring buffer.
 pub const CTR_BYTES_DROPPED: u32 = 5;
-/// Counter index: syscalls missed because the in-flight argument table was full.
+/// Counter index: syscalls missed because no per-thread slot for the arguments could be had.
 pub const CTR_ARGS_FULL: u32 = 6;
 /// Counter index: targeted socket-candidate syscalls seen at entry.
 pub const CTR_SYSCALLS: u32 = 7;
 /// Counter index: events lost because the CPU's scratch slot was in use (preemption).
 pub const CTR_SCRATCH_BUSY: u32 = 8;
+/// Counter index: truncated data events cut at the snaplen.
+pub const CTR_TRUNC_SNAPLEN: u32 = 9;
+/// Counter index: truncated data events cut by a failed copy of user memory.
+pub const CTR_TRUNC_READ_ERROR: u32 = 10;
+/// Counter index: truncated data events whose bytes were not in user memory (sendfile).
+pub const CTR_TRUNC_NOT_USER: u32 = 11;
+/// Counter index: truncated data events with more iovecs/messages than [`MAX_IOV`].
+pub const CTR_TRUNC_IOV_LIMIT: u32 = 12;
+/// Counter index: truncated data events whose byte count exceeds the buffers (MSG_TRUNC).
+pub const CTR_TRUNC_BEYOND: u32 = 13;
 /// Number of counters.
-pub const CTR_MAX: u32 = 9;
+pub const CTR_MAX: u32 = 14;
 
 /// Name of each counter as written in `stats` rows, by index.
 pub const COUNTER_NAMES: [&str; CTR_MAX as usize] = [
@@ -64,6 +87,11 @@ pub const COUNTER_NAMES: [&str; CTR_MAX as usize] = [
     "syscalls_missed_args_full",
     "syscalls_targeted",
     "events_dropped_scratch_busy",
+    "payload_truncated_snaplen",
+    "payload_truncated_read_error",
+    "payload_truncated_not_user_memory",
+    "payload_truncated_iov_limit",
+    "payload_truncated_beyond_buffers",
 ];
 
 /// `struct pt_event` of `bpf/event.h`.

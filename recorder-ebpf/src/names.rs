@@ -1,8 +1,38 @@
 //! Names of the programs, maps and globals in [`crate::PODTRACE_BPF_OBJECT`].
 
-/// `tp_btf/sys_enter` program.
+/// Per-syscall tracepoint program for `syscalls/sys_enter_<call>` of the calls with at
+/// least three arguments (attached once per call).
+pub const PROG_TP_ENTER: &str = "pt_tp_enter";
+/// Tracepoint program for `syscalls/sys_enter_close` (one argument).
+pub const PROG_TP_CLOSE: &str = "pt_tp_close";
+/// Tracepoint program for `syscalls/sys_enter_sendfile64` (count is the fourth argument).
+pub const PROG_TP_SENDFILE: &str = "pt_tp_sendfile";
+/// Per-syscall tracepoint program for `syscalls/sys_exit_<call>` (attached once per call).
+pub const PROG_TP_EXIT: &str = "pt_tp_exit";
+/// Tracepoint category of the per-syscall tracepoints.
+pub const TP_CATEGORY_SYSCALLS: &str = "syscalls";
+/// The followed socket calls, by their tracepoint name (`sys_enter_<name>` and
+/// `sys_exit_<name>`; close is handled at entry only).
+pub const TP_SYSCALLS: [&str; 15] = [
+    "read",
+    "write",
+    "close",
+    "readv",
+    "writev",
+    "sendfile64",
+    "connect",
+    "accept",
+    "sendto",
+    "recvfrom",
+    "sendmsg",
+    "recvmsg",
+    "accept4",
+    "recvmmsg",
+    "sendmmsg",
+];
+/// `tp_btf/sys_enter` program (fallback set).
 pub const PROG_SYS_ENTER: &str = "pt_sys_enter";
-/// `tp_btf/sys_exit` program.
+/// `tp_btf/sys_exit` program (fallback set).
 pub const PROG_SYS_EXIT: &str = "pt_sys_exit";
 /// Tracepoint name the enter program attaches to.
 pub const TP_SYS_ENTER: &str = "sys_enter";
@@ -16,8 +46,8 @@ pub const MAP_EVENTS: &str = "pt_events";
 pub const MAP_COUNTERS: &str = "pt_counters";
 /// Per-CPU-slot scratch array (one entry per possible CPU).
 pub const MAP_SCRATCH: &str = "pt_scratch";
-/// In-flight syscall arguments per thread.
-pub const MAP_ARGS: &str = "pt_args";
+/// In-flight syscall arguments per thread (task-local storage).
+pub const MAP_TASK: &str = "pt_task";
 /// `const volatile u32` global: payload bytes copied per event (≤ `event::MAX_SNAPLEN`).
 pub const GLOBAL_SNAPLEN: &str = "pt_snaplen";
 /// LRU hash of (sock | direction) keys of streams that lost a data event.

@@ -67,7 +67,11 @@ fn rust_mirror_matches_c_header() {
             "  printf(\"{f} %zu\\n\", offsetof(struct pt_event, {f}));\n"
         ));
     }
-    c.push_str("  printf(\"snaplen %d\\n\", PT_MAX_SNAPLEN);\n  return 0;\n}\n");
+    c.push_str("  printf(\"snaplen %d\\n\", PT_MAX_SNAPLEN);\n");
+    for (name, _) in constants() {
+        c.push_str(&format!("  printf(\"{name} %d\\n\", {name});\n"));
+    }
+    c.push_str("  return 0;\n}\n");
     std::fs::write(&src, c).expect("write offsets.c");
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
     let status = match Command::new(&cc)
@@ -114,4 +118,35 @@ fn rust_mirror_matches_c_header() {
             podtrace_recorder_ebpf::event::MAX_SNAPLEN as usize
         )
     );
+    for ((name, value), (c_name, c_value)) in constants().iter().zip(&values[FIELDS.len() + 2..]) {
+        assert_eq!(name, c_name);
+        assert_eq!(
+            *value as usize, *c_value,
+            "{name} differs between C and Rust"
+        );
+    }
+    assert_eq!(values.len(), FIELDS.len() + 2 + constants().len());
+}
+
+/// Constants of event.h and their Rust mirrors.
+fn constants() -> Vec<(&'static str, u32)> {
+    use podtrace_recorder_ebpf::event as e;
+    vec![
+        ("PT_MAX_IOV", e::MAX_IOV),
+        ("PT_FLAG_TRUNCATED", e::FLAG_TRUNCATED),
+        ("PT_FLAG_READ_ERROR", e::FLAG_READ_ERROR),
+        ("PT_FLAG_GAP", e::FLAG_GAP),
+        ("PT_FLAG_CUT_SNAPLEN", e::FLAG_CUT_SNAPLEN),
+        ("PT_FLAG_CUT_NOT_USER", e::FLAG_CUT_NOT_USER),
+        ("PT_FLAG_CUT_IOV_LIMIT", e::FLAG_CUT_IOV_LIMIT),
+        ("PT_FLAG_CUT_BEYOND", e::FLAG_CUT_BEYOND),
+        ("PT_CTR_TRUNCATED", e::CTR_TRUNCATED),
+        ("PT_CTR_SCRATCH_BUSY", e::CTR_SCRATCH_BUSY),
+        ("PT_CTR_TRUNC_SNAPLEN", e::CTR_TRUNC_SNAPLEN),
+        ("PT_CTR_TRUNC_READ_ERROR", e::CTR_TRUNC_READ_ERROR),
+        ("PT_CTR_TRUNC_NOT_USER", e::CTR_TRUNC_NOT_USER),
+        ("PT_CTR_TRUNC_IOV_LIMIT", e::CTR_TRUNC_IOV_LIMIT),
+        ("PT_CTR_TRUNC_BEYOND", e::CTR_TRUNC_BEYOND),
+        ("PT_CTR_MAX", e::CTR_MAX),
+    ]
 }

@@ -17,9 +17,14 @@ pub struct Limits {
 /// Which kernel hooks capture the traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ProbeSet {
-    /// `tp_btf/sys_enter` + `sys_exit` on the socket syscalls (default; needs BTF only).
+    /// The socket syscalls (default): per-syscall tracepoints `syscalls/sys_enter_<call>`
+    /// and `sys_exit_<call>` (no podtrace program runs for any other syscall), or, where
+    /// those are missing, `tp_btf/sys_enter` + `sys_exit` (chosen automatically).
     #[default]
     Syscalls,
+    /// `tp_btf/sys_enter` + `sys_exit` on every syscall, the socket calls picked by number
+    /// (the fallback of [`ProbeSet::Syscalls`], selectable for comparisons).
+    TpBtf,
     /// Kprobes on `tcp_sendmsg`/`tcp_recvmsg`/`tcp_connect`/`inet_csk_accept`/`tcp_close`
     /// (needs `CONFIG_KPROBES`; sees TCP only, also bytes moved by kernel-internal callers).
     Kprobe,

@@ -50,6 +50,8 @@ pub struct Progress {
     pub file_bytes: u64,
     /// Events lost so far (ring full, missed syscalls, malformed).
     pub dropped: u64,
+    /// Which kernel hooks are attached ([`crate::RecorderHandle::probes_attached`]).
+    pub probes: String,
 }
 
 /// What a finished recording produced.
@@ -88,7 +90,10 @@ pub fn file_meta(cfg: &RecordConfig, offset_ns: i64) -> FileMeta {
             (
                 "probes".into(),
                 match cfg.probes {
-                    crate::config::ProbeSet::Syscalls => "tp_btf/sys_enter+sys_exit",
+                    crate::config::ProbeSet::Syscalls => {
+                        "syscalls/sys_enter_*+sys_exit_* (tp_btf/sys_enter+sys_exit if missing)"
+                    }
+                    crate::config::ProbeSet::TpBtf => "tp_btf/sys_enter+sys_exit",
                     crate::config::ProbeSet::Kprobe => "kprobe/tcp_sendmsg+tcp_recvmsg",
                 }
                 .into(),
@@ -213,6 +218,7 @@ where
                     payload_bytes,
                     file_bytes,
                     dropped: stats.total_dropped(),
+                    probes: handle.probes_attached().to_string(),
                 });
                 if limits.max_size.is_some_and(|m| file_bytes >= m) {
                     break StopReason::MaxSize;

@@ -1,13 +1,22 @@
 //! Loading and attaching the eBPF programs of `podtrace-recorder-ebpf` with aya 0.14.
 //!
 //! [`Probes::load`] checks privileges and BTF first (so the error says what is missing),
-//! sizes the maps (ring buffer, one scratch slot per possible CPU), sets the snaplen,
-//! loads both `tp_btf` programs and attaches them (or, with [`ProbeSet::Kprobe`], the
-//! kprobe set, refused with a message naming CONFIG_KPROBES on kernels without kprobes).
+//! sizes the maps (ring buffer, one scratch slot per possible CPU), sets the snaplen, then
+//! loads and attaches one hook set:
+//! - [`ProbeSet::Syscalls`] (default): the per-syscall tracepoints
+//!   `syscalls/sys_enter_<call>` / `sys_exit_<call>` of the followed socket calls, so that
+//!   no other syscall runs a podtrace program. tracefs is mounted on /sys/kernel/tracing
+//!   when no tracefs is mounted yet (it is left mounted). When a tracepoint is missing or
+//!   cannot be attached, the `tp_btf/sys_enter` + `sys_exit` set is used instead, and
+//!   [`Probes::attached`] says so and why;
+//! - [`ProbeSet::TpBtf`]: the `tp_btf` set directly;
+//! - [`ProbeSet::Kprobe`]: the kprobe set, refused with a message naming CONFIG_KPROBES on
+//!   kernels without kprobes.
+//!
 //! Dropping [`Probes`] detaches them.
 
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
-use aya::programs::{BtfTracePoint, KProbe};
+use aya::programs::{BtfTracePoint, KProbe, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
 use podtrace_recorder_ebpf::{names, PODTRACE_BPF_OBJECT};
 
@@ -65,6 +74,9 @@ pub struct Probes {
     pub counters: PerCpuArray<MapData, u64>,
     /// The event ring buffer.
     pub ring: RingBuf<MapData>,
+    /// Which hooks are attached, for people: e.g. `syscall tracepoints (29 events)` or
+    /// `tp_btf sys_enter/sys_exit (fallback: ...)`.
+    pub attached: String,
 }
 
 fn is_eperm(e: &dyn std::error::Error) -> bool {
@@ -84,15 +96,32 @@ impl Probes {
         let ncpu = u32::try_from(ncpu).unwrap_or(u32::MAX).max(1);
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&btf))
+            // the task-storage map (`pt_task`) is created and used by the programs only;
+            // aya has no user-space type for it
+            .allow_unsupported_maps()
             .override_global(names::GLOBAL_SNAPLEN, &snaplen, true)
             .map_max_entries(names::MAP_EVENTS, ring_bytes)
             .map_max_entries(names::MAP_SCRATCH, ncpu)
             .load(PODTRACE_BPF_OBJECT)
             .map_err(|e| load_error(&e, String::new()))?;
-        match set {
-            ProbeSet::Syscalls => attach_syscalls(&mut ebpf, &btf)?,
-            ProbeSet::Kprobe => attach_kprobes(&mut ebpf)?,
-        }
+        let attached = match set {
+            ProbeSet::Syscalls => match attach_tracepoints(&mut ebpf) {
+                Ok(n) => format!("syscall tracepoints ({n} events)"),
+                Err(why) => {
+                    tracing::info!("per-syscall tracepoints unavailable ({why}): using tp_btf");
+                    attach_syscalls(&mut ebpf, &btf)?;
+                    format!("tp_btf sys_enter/sys_exit (fallback: {why})")
+                }
+            },
+            ProbeSet::TpBtf => {
+                attach_syscalls(&mut ebpf, &btf)?;
+                "tp_btf sys_enter/sys_exit".to_string()
+            }
+            ProbeSet::Kprobe => {
+                attach_kprobes(&mut ebpf)?;
+                "kprobes tcp_sendmsg/tcp_recvmsg/tcp_connect/inet_csk_accept/tcp_close".to_string()
+            }
+        };
         let cgroups = take_map(&mut ebpf, names::MAP_CGROUPS, BpfHashMap::try_from)?;
         let counters = take_map(&mut ebpf, names::MAP_COUNTERS, PerCpuArray::try_from)?;
         let ring = take_map(&mut ebpf, names::MAP_EVENTS, RingBuf::try_from)?;
@@ -101,6 +130,7 @@ impl Probes {
             cgroups,
             counters,
             ring,
+            attached,
         })
     }
 }
@@ -140,6 +170,104 @@ fn attach_syscalls(ebpf: &mut Ebpf, btf: &Btf) -> Result<()> {
         })?;
     }
     Ok(())
+}
+
+/// tracefs mount points, in the order aya looks for them.
+const TRACEFS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+
+/// The mounted tracefs that has the per-syscall events, mounting tracefs on
+/// /sys/kernel/tracing when none is mounted (left mounted: other recorders may use it).
+fn syscall_events_dir() -> std::result::Result<std::path::PathBuf, String> {
+    let find = || {
+        TRACEFS
+            .iter()
+            .map(|m| std::path::Path::new(m).join("events/syscalls"))
+            .find(|p| p.is_dir())
+    };
+    if let Some(p) = find() {
+        return Ok(p);
+    }
+    let target = std::path::Path::new(TRACEFS[0]);
+    let empty = std::fs::read_dir(target)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(false);
+    if !empty {
+        return Err(format!(
+            "no tracefs with events/syscalls under {} (CONFIG_FTRACE_SYSCALLS?)",
+            TRACEFS.join(" or ")
+        ));
+    }
+    let src = c"tracefs";
+    let dst = c"/sys/kernel/tracing";
+    // SAFETY: NUL-terminated strings that live across the call; no data argument.
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            dst.as_ptr(),
+            src.as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(format!(
+            "tracefs is not mounted and mounting it on {} failed: {}",
+            TRACEFS[0],
+            std::io::Error::last_os_error()
+        ));
+    }
+    find().ok_or_else(|| format!("tracefs mounted on {} has no events/syscalls", TRACEFS[0]))
+}
+
+/// The per-syscall tracepoint programs.
+const TP_PROGRAMS: [&str; 4] = [
+    names::PROG_TP_ENTER,
+    names::PROG_TP_CLOSE,
+    names::PROG_TP_SENDFILE,
+    names::PROG_TP_EXIT,
+];
+
+/// Loads the tracepoint programs and attaches them to `sys_enter_<call>`/`sys_exit_<call>`
+/// of every followed call; returns the number of events attached. On any failure the
+/// programs are unloaded again (nothing stays attached) and the reason is returned.
+fn attach_tracepoints(ebpf: &mut Ebpf) -> std::result::Result<usize, String> {
+    let dir = syscall_events_dir()?;
+    let mut events = Vec::new();
+    for call in names::TP_SYSCALLS {
+        let enter = match call {
+            "close" => names::PROG_TP_CLOSE,
+            "sendfile64" => names::PROG_TP_SENDFILE,
+            _ => names::PROG_TP_ENTER,
+        };
+        events.push((enter, format!("sys_enter_{call}")));
+        if call != "close" {
+            events.push((names::PROG_TP_EXIT, format!("sys_exit_{call}")));
+        }
+    }
+    if let Some((_, missing)) = events.iter().find(|(_, e)| !dir.join(e).is_dir()) {
+        return Err(format!("tracepoint syscalls/{missing} missing"));
+    }
+    let result = (|| -> std::result::Result<usize, String> {
+        for prog in TP_PROGRAMS {
+            let p: &mut TracePoint = program(ebpf, prog).map_err(|e| e.to_string())?;
+            p.load()
+                .map_err(|e| format!("loading {prog}: {}", chain(&e)))?;
+        }
+        for (prog, event) in &events {
+            let p: &mut TracePoint = program(ebpf, prog).map_err(|e| e.to_string())?;
+            p.attach(names::TP_CATEGORY_SYSCALLS, event)
+                .map_err(|e| format!("attaching {prog} to syscalls/{event}: {}", chain(&e)))?;
+        }
+        Ok(events.len())
+    })();
+    if result.is_err() {
+        for prog in TP_PROGRAMS {
+            if let Ok(p) = program::<TracePoint>(ebpf, prog) {
+                let _ = p.unload();
+            }
+        }
+    }
+    result
 }
 
 /// Whether this kernel can attach kprobes: a `kprobe` perf PMU or tracefs `kprobe_events`.

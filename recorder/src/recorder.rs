@@ -37,8 +37,18 @@ pub struct RecorderStats {
     pub events_seen: u64,
     /// Events lost because the ring buffer was full.
     pub dropped_ringbuf_full: u64,
-    /// Data events cut at the snaplen.
+    /// Data events whose payload is shorter than the call's byte count (any reason).
     pub payload_truncated: u64,
+    /// ... of which cut at the snaplen.
+    pub truncated_snaplen: u64,
+    /// ... of which cut by a failed copy of user memory.
+    pub truncated_read_error: u64,
+    /// ... of which had their bytes outside user memory (sendfile).
+    pub truncated_not_user_memory: u64,
+    /// ... of which had more iovecs/messages than the kernel's UIO_MAXIOV.
+    pub truncated_iov_limit: u64,
+    /// ... of which reported more bytes than their buffers hold (MSG_TRUNC).
+    pub truncated_beyond_buffers: u64,
     /// Failed copies of user memory.
     pub read_errors: u64,
     /// Payload bytes put in the ring buffer.
@@ -100,6 +110,11 @@ impl Shared {
             events_seen: at(ev::CTR_EVENTS),
             dropped_ringbuf_full: at(ev::CTR_RINGBUF_FULL),
             payload_truncated: at(ev::CTR_TRUNCATED),
+            truncated_snaplen: at(ev::CTR_TRUNC_SNAPLEN),
+            truncated_read_error: at(ev::CTR_TRUNC_READ_ERROR),
+            truncated_not_user_memory: at(ev::CTR_TRUNC_NOT_USER),
+            truncated_iov_limit: at(ev::CTR_TRUNC_IOV_LIMIT),
+            truncated_beyond_buffers: at(ev::CTR_TRUNC_BEYOND),
             read_errors: at(ev::CTR_READ_ERRORS),
             bytes_captured: at(ev::CTR_BYTES_CAPTURED),
             bytes_dropped: at(ev::CTR_BYTES_DROPPED),
@@ -162,6 +177,7 @@ pub struct RecorderHandle {
     stop_tx: watch::Sender<bool>,
     task: Option<JoinHandle<Result<()>>>,
     offset_ns: i64,
+    attached: String,
 }
 
 impl Recorder {
@@ -180,6 +196,7 @@ impl Recorder {
             cgroups,
             counters,
             ring,
+            attached,
         } = Probes::load(cfg.snaplen, cfg.ring_bytes, cfg.probes)?;
         let mut filter = Filter::new(cgroups, targets);
         filter.rescan()?;
@@ -215,6 +232,7 @@ impl Recorder {
                 stop_tx,
                 task: Some(task),
                 offset_ns,
+                attached,
             },
             rx,
         ))
@@ -246,6 +264,12 @@ impl RecorderHandle {
     /// Current counters.
     pub fn stats(&self) -> Result<RecorderStats> {
         self.shared.stats()
+    }
+
+    /// Which kernel hooks are attached, e.g. `syscall tracepoints (29 events)` or
+    /// `tp_btf sys_enter/sys_exit (fallback: <why>)`.
+    pub fn probes_attached(&self) -> &str {
+        &self.attached
     }
 
     /// CLOCK_REALTIME − CLOCK_BOOTTIME used to timestamp rows.

@@ -42,7 +42,7 @@ pub fn run(args: RecordArgs) -> CmdResult {
                     // The first progress report comes from a running recorder: tell scripts
                     // and people that traffic from now on is captured.
                     attached = true;
-                    bar.suspend(|| eprintln!("podtrace: probes attached, recording {label} (Ctrl-C to stop)"));
+                    bar.suspend(|| eprintln!("podtrace: probes attached ({}), recording {label} (Ctrl-C to stop)", p.probes));
                 }
                 let line = progress_line(p);
                 tracing::debug!("{line}");
