@@ -1,0 +1,665 @@
+//! The linking state machine: exchanges are held in slots for a bounded time window,
+//! identified in request-start order ([`Linker::link`]), emitted as spans once answered
+//! and their trace is final, and forgotten when old ([`Linker::evict`]).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use foldhash::{HashMap, HashSet};
+use podtrace_model::{SpanId, SpanKind, TraceId};
+use rayon::prelude::*;
+
+use super::build::{build_span, emptied};
+use super::identity::{client_identity, request_context, server_identity, Identity};
+use super::ids::IdParts;
+use super::index::{min_xid, ConnNo, PeerIndex, Xid};
+use super::{LinkStats, ObservedSpan, ProcessKey};
+use crate::context::{Extraction, TraceContext};
+use crate::details::SpanDetails;
+use crate::exchange::{Exchange, ExchangeEvent, ExchangeId};
+use crate::reassemble::ConnKey;
+
+#[derive(Debug)]
+struct Slot {
+    ex: Exchange,
+    /// Its key in the linker.
+    xid: Xid,
+    /// The request's trace context when it was extracted ahead (in parallel, see
+    /// [`request_context`]); taken when the exchange is identified.
+    extraction: Option<Extraction>,
+    identity: Option<Identity>,
+    in_progress: bool,
+    emitted: bool,
+    unanswered: bool,
+}
+
+/// Spans built by one parallel task at least (smaller batches are not worth a split).
+const SPANS_PER_TASK: usize = 256;
+
+/// Sort key: request start, CLIENT before SERVER (the sender's side first), identity.
+type OrderKey = (u64, u8, Xid);
+
+fn order_key(ex: &Exchange, xid: Xid) -> OrderKey {
+    let side = match ex.side {
+        SpanKind::Client => 0,
+        SpanKind::Server => 1,
+    };
+    (ex.start_ts(), side, xid)
+}
+
+/// The linking stage: exchanges in, identified spans out.
+#[derive(Debug, Default)]
+pub struct Linker {
+    /// Boxed: the table stays small (key + pointer per entry), so probing and growth
+    /// touch little memory.
+    slots: HashMap<Xid, Box<Slot>>,
+    /// Each connection with held exchanges: its number and how many it has held.
+    pub(super) conn_nos: HashMap<ConnKey, (ConnNo, usize)>,
+    /// The next connection number.
+    next_conn_no: ConnNo,
+    /// Every held exchange by request start (eviction scans only old ones).
+    by_start: BTreeSet<(u64, Xid)>,
+    unidentified: BTreeSet<OrderKey>,
+    /// Identified exchanges not emitted yet, in no particular order (sorted when
+    /// [`Linker::link`] emits). Entries of exchanges that went unanswered or were evicted
+    /// are not taken out one by one: `link` drops them when it meets them.
+    awaiting_emit: Vec<OrderKey>,
+    /// Held exchanges indexed for the parent and caller searches.
+    peers: PeerIndex,
+    ids: HashMap<(TraceId, SpanId), Xid>,
+    /// Invented traces that may still be adopted: their identified members. An entry
+    /// leaves when the trace is adopted (members rewritten) or closed (no member can
+    /// gain a child any more), or when a member is evicted.
+    invented: HashMap<TraceId, Vec<Xid>>,
+    stats: LinkStats,
+    /// Request start of the exchange being identified in order: server exchanges that
+    /// ended before it can no longer be in flight for anything identified later.
+    horizon: u64,
+    /// Where [`Linker::link`] split `unidentified`: keys of exchanges that started
+    /// before it are out of the set.
+    split: u64,
+    /// Longest time between related requests considered when searching parents and
+    /// callers (the pipeline's window; 0 = unbounded).
+    window_ns: u64,
+    /// Route and baggage settings of span building ([`crate::details`]).
+    details: Arc<SpanDetails>,
+}
+
+impl Linker {
+    /// An empty linker with no bound on the search for parents and callers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty linker that searches parents and callers within `window_ns` before a
+    /// request (the pipeline's time window: older state is evicted anyway).
+    pub fn with_window(window_ns: u64) -> Self {
+        Linker {
+            window_ns,
+            ..Self::default()
+        }
+    }
+
+    /// Sets how spans are named (routes) and whether baggage becomes attributes.
+    pub fn set_details(&mut self, details: Arc<SpanDetails>) {
+        self.details = details;
+    }
+
+    fn earliest(&self, ts: u64) -> u64 {
+        if self.window_ns == 0 {
+            0
+        } else {
+            ts.saturating_sub(self.window_ns)
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &LinkStats {
+        &self.stats
+    }
+
+    /// Exchanges currently held (bounded by the time window).
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// True when nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Takes one event of the exchange stage.
+    pub fn on_event(&mut self, ev: ExchangeEvent) {
+        self.on_event_extracted(ev, None);
+    }
+
+    /// Takes one event of the exchange stage with, for a request, its trace context
+    /// already extracted by [`request_context`] (`None`: extracted when identified).
+    pub fn on_event_extracted(&mut self, ev: ExchangeEvent, extraction: Option<Extraction>) {
+        match ev {
+            ExchangeEvent::Request(ex) => {
+                self.stats.exchanges += 1;
+                let next = self.next_conn_no;
+                let entry = self.conn_nos.entry(ex.id.conn).or_insert((next, 0));
+                if entry.0 == next {
+                    self.next_conn_no += 1;
+                }
+                entry.1 += 1;
+                let id = Xid {
+                    id: ex.id,
+                    no: (entry.0, ex.id.seq),
+                };
+                let key = order_key(&ex, id);
+                self.peers.insert(&ex, id);
+                self.unidentified.insert(key);
+                self.by_start.insert((key.0, id));
+                let displaced = self.slots.insert(
+                    id,
+                    Box::new(Slot {
+                        ex,
+                        xid: id,
+                        extraction,
+                        identity: None,
+                        in_progress: false,
+                        emitted: false,
+                        unanswered: false,
+                    }),
+                );
+                if displaced.is_some() {
+                    // The same exchange id again: it took the place of the held one.
+                    self.release_conn(&id.id.conn);
+                }
+            }
+            ExchangeEvent::Response { id, response } => {
+                if let Some(slot) = self.xid(id).and_then(|x| self.slots.get_mut(&x)) {
+                    slot.ex.response = Some(response);
+                }
+            }
+            ExchangeEvent::Unanswered(id) => {
+                if let Some(slot) = self.xid(id).and_then(|x| self.slots.get_mut(&x)) {
+                    if !slot.unanswered && slot.ex.response.is_none() {
+                        slot.unanswered = true;
+                        self.stats.unmatched_requests += 1;
+                    }
+                }
+            }
+            ExchangeEvent::UnmatchedResponse(_) => self.stats.unmatched_responses += 1,
+        }
+    }
+
+    /// The key of a held exchange's id (`None`: no exchange of its connection held).
+    fn xid(&self, id: ExchangeId) -> Option<Xid> {
+        self.conn_nos.get(&id.conn).map(|(no, _)| Xid {
+            id,
+            no: (*no, id.seq),
+        })
+    }
+
+    /// One exchange of connection `conn` is no longer held.
+    fn release_conn(&mut self, conn: &ConnKey) {
+        if let Some(entry) = self.conn_nos.get_mut(conn) {
+            entry.1 -= 1;
+            if entry.1 == 0 {
+                self.conn_nos.remove(conn);
+            }
+        }
+    }
+
+    /// Identifies every exchange whose request started before `cutoff` (in start order)
+    /// and returns the spans of identified exchanges that have their response.
+    pub fn link(&mut self, cutoff: u64) -> Vec<ObservedSpan> {
+        // The ready ones leave the set at once (split, not one by one).
+        let split = (cutoff, 0, min_xid());
+        let later = self.unidentified.split_off(&split);
+        let ready = std::mem::replace(&mut self.unidentified, later);
+        self.split = cutoff;
+        for key in ready {
+            self.horizon = key.0;
+            self.identify(key.2);
+        }
+        // One pass in order: pick the answered ones, keep the rest waiting. The waiting
+        // ones are sorted and the new ones nearly so: a stable sort merges the runs.
+        let mut awaiting = std::mem::take(&mut self.awaiting_emit);
+        awaiting.sort();
+        let mut waiting = Vec::new();
+        let mut emit = Vec::with_capacity(awaiting.len());
+        // Invented traces found closed in this pass: they are final now.
+        let mut closed: HashSet<TraceId> = HashSet::default();
+        let mut open: HashSet<TraceId> = HashSet::default();
+        for key in awaiting {
+            let (trace, invented) = {
+                let Some(slot) = self.slots.get(&key.2) else {
+                    // Evicted while waiting.
+                    continue;
+                };
+                if slot.unanswered || slot.emitted || order_key(&slot.ex, slot.xid) != key {
+                    // Gone unanswered while waiting (never emitted), or a stale entry.
+                    continue;
+                }
+                if slot.ex.response.is_none() {
+                    waiting.push(key);
+                    continue;
+                }
+                let Some(identity) = &slot.identity else {
+                    continue;
+                };
+                (identity.trace_id, identity.invented)
+            };
+            if invented && !closed.contains(&trace) {
+                if open.contains(&trace) || !self.invented_closed(&trace, cutoff) {
+                    // Its trace may still be adopted: wait until it is final.
+                    open.insert(trace);
+                    waiting.push(key);
+                    continue;
+                }
+                closed.insert(trace);
+            }
+            let Some(slot) = self.slots.get_mut(&key.2) else {
+                continue;
+            };
+            let Some(identity) = &slot.identity else {
+                continue;
+            };
+            if let Some(parent) = identity.parent {
+                if !self.ids.contains_key(&(identity.parent_trace, parent)) {
+                    self.stats.orphans += 1;
+                }
+            }
+            slot.emitted = true;
+            // Its strings are not needed once emitted: they move into the span.
+            let kept = emptied(&slot.ex.request);
+            let request = std::mem::replace(&mut slot.ex.request, kept);
+            emit.push((key.2, request));
+        }
+        self.awaiting_emit = waiting;
+        for t in closed {
+            self.invented.remove(&t);
+        }
+        // Building the spans reads only their own slot: in parallel, in order.
+        let slots = &self.slots;
+        let details = &*self.details;
+        emit.into_par_iter()
+            .with_min_len(SPANS_PER_TASK)
+            .filter_map(|(id, request)| {
+                let slot = slots.get(&id)?;
+                let identity = slot.identity.as_ref()?;
+                Some(ObservedSpan {
+                    span: build_span(&slot.ex, request, identity, details),
+                    conn: slot.ex.conn.clone(),
+                    caller_recorded: identity.caller_recorded,
+                })
+            })
+            .collect()
+    }
+
+    /// Forgets exchanges that ended before `before`: emitted ones silently, outstanding
+    /// ones counted as evicted (unanswered ones were already counted).
+    pub fn evict(&mut self, before: u64) {
+        let all_go = before == u64::MAX
+            && self
+                .by_start
+                .last()
+                .is_none_or(|(start, _)| *start < before)
+            && self
+                .slots
+                .values()
+                .all(|s| s.identity.is_some() && s.ex.end_ts() < before);
+        if all_go {
+            // The end of an analysis: everything goes (every held exchange has a start
+            // index entry). Count in one scan, then drop the indexes whole instead of
+            // taking every exchange out of each one.
+            let outstanding = self
+                .slots
+                .values()
+                .filter(|s| !s.emitted && !s.unanswered)
+                .count();
+            self.stats.evicted_requests += outstanding as u64;
+            *self = Linker {
+                stats: std::mem::take(&mut self.stats),
+                horizon: self.horizon,
+                split: self.split,
+                window_ns: self.window_ns,
+                next_conn_no: self.next_conn_no,
+                details: std::mem::take(&mut self.details),
+                ..Linker::default()
+            };
+            return;
+        }
+        // Take the old part of the start index off at once; what cannot go yet goes back.
+        let later = self.by_start.split_off(&(before, min_xid()));
+        let candidates = std::mem::replace(&mut self.by_start, later);
+        // Each candidate's slot is taken out once; one that cannot go yet is put back.
+        let mut old: Vec<(Xid, Box<Slot>)> = Vec::with_capacity(candidates.len());
+        for (start, id) in candidates {
+            let Some(slot) = self.slots.remove(&id) else {
+                continue;
+            };
+            if slot.identity.is_some() && slot.ex.end_ts() < before {
+                old.push((id, slot));
+            } else {
+                self.slots.insert(id, slot);
+                self.by_start.insert((start, id));
+            }
+        }
+        for (id, slot) in old {
+            self.release_conn(&id.id.conn);
+            if !slot.emitted && !slot.unanswered {
+                self.stats.evicted_requests += 1;
+            }
+            if !slot.emitted {
+                // An emitted exchange left both sets when it was identified and emitted.
+                // (`awaiting_emit` drops its entry in `link`.)
+                let key = order_key(&slot.ex, id);
+                self.unidentified.remove(&key);
+            }
+            self.peers.remove(&slot.ex, id);
+            if let Some(idn) = slot.identity {
+                if self.ids.get(&(idn.registered, idn.span_id)) == Some(&id) {
+                    self.ids.remove(&(idn.registered, idn.span_id));
+                }
+                if idn.invented {
+                    // A member left: the trace can no longer be adopted whole.
+                    self.invented.remove(&idn.trace_id);
+                }
+            }
+        }
+    }
+
+    /// Identifies one exchange (and, first, the exchanges its identity depends on).
+    fn identify(&mut self, id: Xid) -> Option<Identity> {
+        let slot = self.slots.get_mut(&id)?;
+        if let Some(i) = &slot.identity {
+            return Some(i.clone());
+        }
+        if slot.in_progress {
+            return None;
+        }
+        slot.in_progress = true;
+        // What the rules need of the exchange, taken without copying its headers and
+        // strings: the recursive searches below borrow other slots.
+        let facts = Facts::of(&slot.ex, id);
+        let extraction = match slot.extraction.take() {
+            Some(e) => e,
+            None => request_context(&slot.ex.request),
+        };
+        for ig in &extraction.ignored {
+            *self.stats.ignored_headers.entry(*ig).or_default() += 1;
+        }
+        let ctx = extraction.context;
+        let mut identity = match facts.side {
+            SpanKind::Client => {
+                let wire = ctx.as_ref().map(|c| c.trace_id);
+                let mut parent = self.choose_parent(&facts, wire);
+                if let (Some((sid, p)), Some(c)) = (&parent, &ctx) {
+                    if p.invented && p.trace_id != c.trace_id {
+                        // Root adoption: the service's tracer started the trace that
+                        // this call carries for the context-less request it serves.
+                        self.adopt(p.trace_id, c);
+                        let sid = *sid;
+                        parent = self
+                            .slots
+                            .get(&sid)
+                            .and_then(|s| s.identity.clone())
+                            .map(|i| (sid, i));
+                    }
+                }
+                client_identity(&facts.parts, ctx, parent.map(|(_, p)| p))
+            }
+            SpanKind::Server => {
+                let caller = self.matching_client(&facts);
+                if let Some(cid) = caller {
+                    self.claim_client(cid);
+                }
+                let caller_identity = caller.and_then(|cid| self.identify(cid));
+                server_identity(&facts.parts, ctx, caller_identity)
+            }
+        };
+        let mut salt = 0u64;
+        while self
+            .ids
+            .get(&(identity.trace_id, identity.span_id))
+            .is_some_and(|other| *other != id)
+        {
+            salt += 1;
+            self.stats.duplicate_ids += 1;
+            identity.span_id = facts.parts.span_id(&identity.trace_id, salt);
+        }
+        self.ids.insert((identity.trace_id, identity.span_id), id);
+        identity.registered = identity.trace_id;
+        if identity.invented {
+            self.invented.entry(identity.trace_id).or_default().push(id);
+        }
+        let key = facts.order_key();
+        if key.0 >= self.split {
+            // Identified ahead of its turn (a dependency): still in the set.
+            self.unidentified.remove(&key);
+        }
+        if let Some(slot) = self.slots.get_mut(&id) {
+            slot.in_progress = false;
+            slot.identity = Some(identity.clone());
+            if !slot.unanswered {
+                self.awaiting_emit.push(key);
+            }
+        }
+        Some(identity)
+    }
+
+    /// The parent of a CLIENT exchange among the SERVER exchanges of its process in flight
+    /// when it was sent ([`Linker::in_flight_servers`]), with that parent's identity:
+    /// (a) the innermost one whose trace id is the client's wire trace id; with a wire
+    /// trace id that none has, only servers whose trace podtrace invented remain (a
+    /// context-less request, whose service may have started that trace: root adoption);
+    /// (b) among those, the ones whose request was read by the thread that sent the
+    /// client request (thread-per-request servers); (c) the innermost of what is left.
+    /// When (c) still had several to choose from, the choice is counted as ambiguous.
+    fn choose_parent(&mut self, client: &Facts, wire: Option<TraceId>) -> Option<(Xid, Identity)> {
+        let found = self.in_flight_servers(client);
+        if found.is_empty() {
+            return None;
+        }
+        // Candidates in nesting order (innermost last), with their identities.
+        let mut cands: Vec<(Xid, Identity, u32)> = Vec::with_capacity(found.len());
+        for (_, sid) in found {
+            let Some(idn) = self.identify(sid) else {
+                continue;
+            };
+            let tid = self.slots.get(&sid).map_or(0, |s| s.ex.request.tid);
+            cands.push((sid, idn, tid));
+        }
+        let mut adoption = false;
+        if let Some(t) = wire {
+            if let Some(i) = cands.iter().rposition(|(_, idn, _)| idn.trace_id == t) {
+                let (sid, idn, _) = cands.swap_remove(i);
+                return Some((sid, idn));
+            }
+            cands.retain(|(_, idn, _)| idn.invented);
+            adoption = true;
+        }
+        if client.tid != 0 && cands.iter().any(|(_, _, tid)| *tid == client.tid) {
+            cands.retain(|(_, _, tid)| *tid == client.tid);
+        }
+        if cands.len() > 1 {
+            self.stats.ambiguous_parents += 1;
+        }
+        if adoption {
+            // A new trace among several context-less requests: the oldest one waiting
+            // for its trace takes it. An event loop serves requests in arrival order, so
+            // the first trace its tracer starts is the oldest waiting request's; the
+            // innermost would hand it to a request read while the first was still being
+            // set up (its call on a new connection, say) and swap the two traces.
+            return cands.into_iter().next().map(|(sid, idn, _)| (sid, idn));
+        }
+        cands.pop().map(|(sid, idn, _)| (sid, idn))
+    }
+
+    /// Root adoption: the invented trace `invented` becomes the trace of `ctx` (a call
+    /// made while serving a context-less request carries the trace the service's tracer
+    /// started). Every identified member of the invented trace — the server span, the
+    /// context-less calls and callers around it — moves to that trace; spans ids stay.
+    fn adopt(&mut self, invented: TraceId, ctx: &TraceContext) {
+        let Some(members) = self.invented.remove(&invented) else {
+            return;
+        };
+        self.stats.adopted_traces += 1;
+        for m in members {
+            if let Some(idn) = self.slots.get_mut(&m).and_then(|s| s.identity.as_mut()) {
+                idn.trace_id = ctx.trace_id;
+                idn.invented = false;
+                if let Some(sampled) = ctx.sampled {
+                    idn.flags = u32::from(sampled);
+                }
+            }
+        }
+    }
+
+    /// True when no span of the invented trace `trace` can gain a child any more: every
+    /// member got its response before `cutoff` (everything that started before `cutoff`
+    /// is identified), or will never get one.
+    fn invented_closed(&self, trace: &TraceId, cutoff: u64) -> bool {
+        let Some(members) = self.invented.get(trace) else {
+            return true;
+        };
+        members.iter().all(|m| match self.slots.get(m) {
+            None => true,
+            Some(s) => s.unanswered || s.ex.response.as_ref().is_some_and(|r| r.end_ts < cutoff),
+        })
+    }
+
+    /// The SERVER exchanges of the same process in flight when `client` was sent, in
+    /// nesting order (by when the process could start on them; innermost last). A server
+    /// exchange is in flight from when its process could start on it (its request arrived
+    /// and, on a pipelined connection, the previous response was sent) until its last
+    /// response byte.
+    fn in_flight_servers(&mut self, client: &Facts) -> Vec<(u64, Xid)> {
+        let pk = client.process;
+        let start = client.start;
+        let mut found: Vec<(u64, Xid)> = Vec::new();
+        let mut dead = Vec::new();
+        for (s_start, id) in self.peers.servers(&pk, self.earliest(start), start).rev() {
+            if id == client.id {
+                continue;
+            }
+            let Some(s) = self.slots.get(&id) else {
+                dead.push((s_start, id));
+                continue;
+            };
+            // The server side of the client's own connection (both ends share an address
+            // in imported captures) is its callee, never its parent.
+            if s.in_progress
+                || (s.ex.conn.key.local == client.key.remote
+                    && s.ex.conn.key.remote == client.key.local)
+            {
+                continue;
+            }
+            let alive = match &s.ex.response {
+                Some(r) if r.end_ts < self.horizon => {
+                    // Over before anything still to be identified started.
+                    dead.push((s_start, id));
+                    false
+                }
+                Some(r) => r.end_ts >= start,
+                None => !s.unanswered,
+            };
+            let Some(begin) = self.processing_start(&s.ex, id) else {
+                continue;
+            };
+            if alive && begin <= start {
+                found.push((begin, id));
+            }
+        }
+        for d in dead {
+            self.peers.drop_server(&pk, d);
+        }
+        found.sort_unstable();
+        found
+    }
+
+    /// Takes a client exchange out of the caller search: its server side was found.
+    fn claim_client(&mut self, id: Xid) {
+        self.peers
+            .claim_client(id, self.slots.get(&id).map(|s| &s.ex));
+    }
+
+    /// When the server could start working on `ex`: its request start, or the end of the
+    /// previous response on the same connection if later; `None` while that previous
+    /// response is still outstanding (a pipelined request waiting its turn).
+    fn processing_start(&self, ex: &Exchange, xid: Xid) -> Option<u64> {
+        if ex.id.seq == 0 {
+            return Some(ex.start_ts());
+        }
+        let prev = Xid {
+            id: ExchangeId {
+                conn: ex.id.conn,
+                seq: ex.id.seq - 1,
+            },
+            no: (xid.no.0, ex.id.seq - 1),
+        };
+        match self.slots.get(&prev) {
+            None => Some(ex.start_ts()),
+            Some(p) => match &p.ex.response {
+                Some(r) => Some(ex.start_ts().max(r.end_ts)),
+                None if p.unanswered => Some(ex.start_ts()),
+                None => None,
+            },
+        }
+    }
+
+    /// The CLIENT exchange recorded on the other end of `server`'s connection whose time
+    /// overlaps it (closest request start wins), not already claimed by another server.
+    fn matching_client(&self, server: &Facts) -> Option<Xid> {
+        let (local, remote) = (server.key.local?, server.key.remote?);
+        let (s_start, s_end) = (server.start, server.open_end);
+        self.peers
+            .clients((remote, local), self.earliest(s_start), s_end)
+            .filter_map(|id| self.slots.get(&id).map(|s| (id, s)))
+            .filter(|(_, s)| !s.in_progress)
+            .filter(|(_, s)| s_start <= open_end(&s.ex))
+            .min_by_key(|(id, s)| (s.ex.start_ts().abs_diff(s_start), *id))
+            .map(|(id, _)| id)
+    }
+}
+
+/// What identification needs of the exchange being identified (copied out of its slot so
+/// the slot map can be searched and updated meanwhile).
+#[derive(Debug, Clone, Copy)]
+struct Facts {
+    id: Xid,
+    key: ConnKey,
+    process: ProcessKey,
+    side: SpanKind,
+    start: u64,
+    open_end: u64,
+    parts: IdParts,
+    /// The thread that read/wrote the first request byte (0: not known).
+    tid: u32,
+}
+
+impl Facts {
+    fn of(ex: &Exchange, id: Xid) -> Self {
+        Facts {
+            id,
+            tid: ex.request.tid,
+            key: ex.conn.key,
+            process: ProcessKey::of(&ex.conn),
+            side: ex.side,
+            start: ex.start_ts(),
+            open_end: open_end(ex),
+            parts: IdParts::of(ex),
+        }
+    }
+
+    fn order_key(&self) -> OrderKey {
+        let side = match self.side {
+            SpanKind::Client => 0,
+            SpanKind::Server => 1,
+        };
+        (self.start, side, self.id)
+    }
+}
+
+fn open_end(ex: &Exchange) -> u64 {
+    match &ex.response {
+        Some(r) => r.end_ts,
+        None => u64::MAX,
+    }
+}
