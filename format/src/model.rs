@@ -289,3 +289,31 @@ pub struct FileMeta {
     /// Free-form extra key-values (written as `podtrace.<key>`).
     pub extra: Vec<(String, String)>,
 }
+
+/// The wall-clock time now, in ns since the Unix epoch: the unit of every `ts_ns` (0 if
+/// the clock is set before the epoch; saturates past the year 2554).
+pub fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn now_is_wall_clock_ns() {
+        let a = now_ns();
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after the epoch")
+            .as_secs();
+        // Within a minute of the clock read in seconds, so ns and not another unit.
+        assert!(
+            a / 1_000_000_000 <= secs && secs - a / 1_000_000_000 < 60,
+            "{a} vs {secs}"
+        );
+    }
+}

@@ -18,7 +18,7 @@ use std::time::Duration;
 use podtrace_analyzer::{Analysis, Pipeline};
 use podtrace_export::file::OtlpJsonLinesExporter;
 use podtrace_export::{build_exporters, ExportFanout, FanoutOptions};
-use podtrace_format::{CaptureWriter, Record, WriterOptions};
+use podtrace_format::{now_ns, CaptureWriter, Record, WriterOptions};
 use podtrace_model::{Span, SpanKind};
 use podtrace_recorder::{file::file_meta, Recorder};
 
@@ -187,13 +187,6 @@ pub fn run(args: LiveArgs) -> CmdResult {
             args.tracing_args.allow_export_failures,
         ))
     })
-}
-
-fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
 }
 
 /// A socket event (data, open, close): the rows `--max-events` counts, in live mode as in

@@ -7,7 +7,6 @@
 //! without further lookups.
 
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use podtrace_format::{K8sObject, Record};
@@ -300,7 +299,7 @@ fn read_objects(file: &std::path::Path) -> Result<Vec<K8sObject>, CliError> {
     let json = std::fs::read_to_string(file)
         .with_context(|| format!("reading {}", file.display()))
         .map_err(CliError::Input)?;
-    podtrace_format::k8s::objects_from_list(&json, now_ns())
+    podtrace_format::k8s::objects_from_list(&json, podtrace_format::now_ns())
         .with_context(|| format!("{}", file.display()))
         .map_err(CliError::Input)
 }
@@ -332,13 +331,6 @@ fn container_ids(pod: &serde_json::Value) -> Vec<String> {
         .filter_map(|c| c.get("containerID").and_then(|v| v.as_str()))
         .map(str::to_string)
         .collect()
-}
-
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
 }
 
 /// Maps a recorder error to the exit-code class: the environment (privileges, BTF,
