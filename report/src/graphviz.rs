@@ -1,6 +1,6 @@
-//! Runs Graphviz `dot -Tsvg` on the analyzer's DOT text, for callers that want the
-//! Graphviz layout in the report. Graphviz not being installed is not an error: the
-//! report then draws its own simpler graph.
+//! Runs Graphviz `dot -Tsvg` on the analyzer's DOT text: the one DOT→SVG runner, used
+//! by the binary for `graph.svg`, `--graph-svg` and the report's graph. Graphviz not
+//! being installed is not an error here: the report then draws its own simpler graph.
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};

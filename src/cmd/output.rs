@@ -2,7 +2,7 @@
 //! summary on stdout, and the exit code.
 
 use std::path::{Path, PathBuf};
-use std::process::{ExitCode, Stdio};
+use std::process::ExitCode;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -109,33 +109,11 @@ fn write(path: PathBuf, bytes: &[u8]) -> Result<PathBuf, CliError> {
     Ok(path)
 }
 
-/// Renders DOT to SVG with Graphviz `dot`.
-pub fn render_svg(dot: &str) -> anyhow::Result<String> {
-    use std::io::Write;
-    let mut child = std::process::Command::new("dot")
-        .arg("-Tsvg")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context(
-            "Graphviz `dot` is not installed (apt-get install graphviz) — cannot render SVG",
-        )?;
-    let mut stdin = child.stdin.take().context("dot stdin")?;
-    let input = dot.to_owned();
-    let feeder = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-    let out = child.wait_with_output().context("running dot")?;
-    feeder
-        .join()
-        .map_err(|_| anyhow::anyhow!("dot input thread panicked"))?
-        .context("writing to dot")?;
-    if !out.status.success() {
-        anyhow::bail!(
-            "dot -Tsvg failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    String::from_utf8(out.stdout).context("dot wrote non-UTF-8 SVG")
+/// Renders DOT to SVG with Graphviz `dot` ([`podtrace_report::dot_to_svg`]); not having
+/// Graphviz installed is an error here (the caller decides whether it matters).
+fn render_svg(dot: &str) -> anyhow::Result<String> {
+    podtrace_report::dot_to_svg(dot)?
+        .context("Graphviz `dot` is not installed (apt-get install graphviz) — cannot render SVG")
 }
 
 /// Prints the analysis summary (text, or JSON with `--json`) to stdout.
