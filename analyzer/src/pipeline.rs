@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use foldhash::HashMap;
-use podtrace_format::{Record, Role};
+use podtrace_format::{counters, Record, Role};
 use podtrace_model::{Span, TraceId};
 use rayon::prelude::*;
 
@@ -124,7 +124,7 @@ impl Pipeline {
                 }
                 Record::K8sObject(o) => self.enricher.add(o),
                 Record::Stats(s) => {
-                    if s.cpu.is_none() && s.name.contains("dropped") {
+                    if s.cpu.is_none() && counters::KERNEL_DROPS.contains(&s.name.as_str()) {
                         let v = self.stats.recorder_drops.entry(s.name.clone()).or_default();
                         *v = (*v).max(s.value);
                     }

@@ -313,3 +313,35 @@ fn spans_stream_out_after_the_link_delay_not_the_window() {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].name, "GET /live");
 }
+
+/// The recorder's kernel drop counters (totals, latest reading) become `recorder_drops`;
+/// per-CPU rows and other counters do not.
+#[test]
+fn kernel_drop_counters_are_reported() {
+    use podtrace_format::{counters, Stat};
+    let stat = |ts_ns: u64, cpu: Option<u32>, name: &str, value: u64| {
+        Record::Stats(Stat {
+            ts_ns,
+            cpu,
+            name: name.into(),
+            value,
+        })
+    };
+    let mut p = Pipeline::new(&AnalyzeOptions::default()).expect("pipeline");
+    p.push(&[
+        stat(1, None, counters::EVENTS_DROPPED_RINGBUF_FULL, 3),
+        stat(1, Some(0), counters::EVENTS_DROPPED_RINGBUF_FULL, 2),
+        stat(1, None, counters::BYTES_DROPPED, 700),
+        stat(1, None, "events_seen", 90),
+        stat(2, None, counters::EVENTS_DROPPED_RINGBUF_FULL, 5),
+        stat(2, Some(1), counters::EVENTS_DROPPED_SCRATCH_BUSY, 9),
+    ]);
+    let drops: Vec<(String, u64)> = p.stats().recorder_drops.into_iter().collect();
+    assert_eq!(
+        drops,
+        [
+            (counters::BYTES_DROPPED.to_string(), 700),
+            (counters::EVENTS_DROPPED_RINGBUF_FULL.to_string(), 5),
+        ]
+    );
+}

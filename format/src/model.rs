@@ -19,6 +19,23 @@ pub mod flags {
     pub const GAP_BEFORE: u32 = 1 << 4;
 }
 
+/// Names of `stats` counters that readers of a capture act on, as the recorder writes them
+/// (`COUNTER_NAMES` of `podtrace-recorder-ebpf`).
+pub mod counters {
+    /// Events lost because the ring buffer was full (user space did not keep up).
+    pub const EVENTS_DROPPED_RINGBUF_FULL: &str = "events_dropped_ringbuf_full";
+    /// Events lost because the CPU's scratch slot was in use (preemption).
+    pub const EVENTS_DROPPED_SCRATCH_BUSY: &str = "events_dropped_scratch_busy";
+    /// Syscall bytes of data events lost to a full ring buffer.
+    pub const BYTES_DROPPED: &str = "bytes_dropped";
+    /// What the kernel side lost: the analysis reports these totals as recorder drops.
+    pub const KERNEL_DROPS: [&str; 3] = [
+        EVENTS_DROPPED_RINGBUF_FULL,
+        EVENTS_DROPPED_SCRATCH_BUSY,
+        BYTES_DROPPED,
+    ];
+}
+
 /// Direction of a `socket_data` row, seen from the recorded process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Direction {

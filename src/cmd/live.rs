@@ -266,6 +266,20 @@ mod tests {
     use super::*;
     use podtrace_model::{KeyValue, Resource, SpanId, Status, TraceId};
 
+    /// The kernel drop counters the analysis reports (and live mode's summary with it) are
+    /// counters the recorder writes, and every drop counter it writes is one of them.
+    #[test]
+    fn kernel_drop_counters_are_the_recorders() {
+        use podtrace_format::counters::KERNEL_DROPS;
+        use podtrace_recorder_ebpf::event::COUNTER_NAMES;
+        for name in KERNEL_DROPS {
+            assert!(COUNTER_NAMES.contains(&name), "{name}");
+        }
+        for name in COUNTER_NAMES.iter().filter(|n| n.contains("drop")) {
+            assert!(KERNEL_DROPS.contains(name), "{name}");
+        }
+    }
+
     #[test]
     fn exchange_line_names_both_ends() {
         let span = Span {
