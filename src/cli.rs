@@ -2,8 +2,9 @@
 //!
 //! Each tracing flag has an environment variable of the same name (`--tracing-otlp-endpoint`
 //! ↔ `PODTRACE_TRACING_OTLP_ENDPOINT`); a flag given on the command line beats its variable.
-//! Raw flags are turned into the libraries' configurations by [`crate::config`] before any work
-//! starts, so validation errors come out before probes load or files are read.
+//! Raw flags are turned into the libraries' configurations by [`crate::cmd::tracing_config`]
+//! (analyzer, exporters) and [`crate::cmd::target`] (recorder) before any work starts, so
+//! validation errors come out before probes load or files are read.
 
 use std::path::PathBuf;
 
