@@ -45,12 +45,10 @@ pub fn export_config(t: &TracingArgs) -> Result<ExportConfig, CliError> {
 pub fn span_options(s: &SpanArgs, opts: &mut AnalyzeOptions) -> Result<(), CliError> {
     opts.routes = s.routes.clone();
     for path in &s.routes_files {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            CliError::Input(anyhow::anyhow!("routes file {}: {e}", path.display()))
-        })?;
-        let routes = podtrace_analyzer::route::parse_routes_file(&text).map_err(|e| {
-            CliError::Input(anyhow::anyhow!("routes file {}: {e}", path.display()))
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| CliError::Input(anyhow::anyhow!("routes file {}: {e}", path.display())))?;
+        let routes = podtrace_analyzer::route::parse_routes_file(&text)
+            .map_err(|e| CliError::Input(anyhow::anyhow!("routes file {}: {e}", path.display())))?;
         opts.routes.extend(routes);
     }
     opts.baggage_attributes = s.baggage_attributes;
