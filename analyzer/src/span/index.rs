@@ -188,7 +188,8 @@ impl PeerIndex {
         }
     }
 
-    /// The SERVER exchanges of `process` whose request started in `from..=to`, by start.
+    /// The SERVER exchanges of `process` whose request started in `from..=to`, by start
+    /// (none when `from > to`: out-of-order times never make the range panic).
     pub(super) fn servers(
         &self,
         process: &ProcessKey,
@@ -197,6 +198,7 @@ impl PeerIndex {
     ) -> impl DoubleEndedIterator<Item = Entry> + '_ {
         self.servers_by_proc
             .get(process)
+            .filter(|_| from <= to)
             .into_iter()
             .flat_map(move |set| set.range((from, min_xid())..=(to, max_xid())).copied())
     }
@@ -208,7 +210,7 @@ impl PeerIndex {
     }
 
     /// The unclaimed CLIENT exchanges on `(local, remote)` whose request started in
-    /// `from..=to`, by start.
+    /// `from..=to`, by start (none when `from > to`).
     pub(super) fn clients(
         &self,
         pair: (SocketAddr, SocketAddr),
@@ -217,6 +219,7 @@ impl PeerIndex {
     ) -> impl Iterator<Item = Xid> + '_ {
         self.clients_by_addr
             .get(&pair)
+            .filter(|_| from <= to)
             .into_iter()
             .flat_map(move |set| set.range((from, min_xid())..=(to, max_xid())))
             .map(|(_, id)| *id)
@@ -298,6 +301,7 @@ mod tests {
         let found: Vec<u64> = ix.servers(&pk, 150, 250).map(|(s, _)| s).collect();
         assert_eq!(found, [200]);
         assert_eq!(ix.servers(&pk, 0, 99).count(), 0);
+        assert_eq!(ix.servers(&pk, 250, 150).count(), 0, "an empty range");
         ix.drop_server(&pk, (100, ida));
         assert_eq!(ix.servers(&pk, 0, u64::MAX).count(), 1);
         ix.remove(&b, idb);
@@ -315,6 +319,7 @@ mod tests {
         ix.insert(&b, idb);
         let key = (a.conn.key.local.expect("l"), a.conn.key.remote.expect("r"));
         assert_eq!(ix.clients(key, 0, u64::MAX).collect::<Vec<_>>(), [ida, idb]);
+        assert_eq!(ix.clients(key, 300, 100).count(), 0, "an empty range");
         ix.claim_client(ida, Some(&a));
         assert_eq!(ix.clients(key, 0, u64::MAX).collect::<Vec<_>>(), [idb]);
         // Held again under the same id: still claimed.

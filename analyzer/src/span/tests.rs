@@ -829,3 +829,40 @@ fn concurrent_context_less_requests_adopt_their_own_traces() {
     assert_eq!(stats.adopted_traces, 2);
     assert_eq!(stats.ambiguous_parents, 0);
 }
+
+/// A response timed before its request by more than the window (clock steps, hostile
+/// input) leaves the caller search empty instead of panicking on an inverted range.
+#[test]
+fn response_timed_before_its_request_does_not_panic() {
+    let c = conn(
+        1,
+        10,
+        "front",
+        "127.0.1.1:40000",
+        "127.0.1.2:80",
+        Role::Client,
+    );
+    let s = conn(
+        2,
+        20,
+        "back",
+        "127.0.1.2:80",
+        "127.0.1.1:40000",
+        Role::Server,
+    );
+    let mut l = Linker::with_window(100);
+    for (req, resp) in [
+        exchange(&c, 0, "/", &[], 5_000, 6_000, 200),
+        exchange(&s, 0, "/", &[], 5_000, 1_000, 200),
+    ] {
+        l.on_event(req);
+        l.on_event(resp);
+    }
+    let spans = l.link(u64::MAX);
+    assert_eq!(spans.len(), 2);
+    let back = by_name(&spans, SpanKind::Server, "back");
+    assert_eq!(
+        back.parent_span_id, None,
+        "no caller within the (empty) range"
+    );
+}
