@@ -54,7 +54,7 @@ pub struct Linker {
     /// touch little memory.
     slots: HashMap<Xid, Box<Slot>>,
     /// Each connection with held exchanges: its number and how many it has held.
-    pub(super) conn_nos: HashMap<ConnKey, (ConnNo, usize)>,
+    conn_nos: HashMap<ConnKey, (ConnNo, usize)>,
     /// The next connection number.
     next_conn_no: ConnNo,
     /// Every held exchange by request start (eviction scans only old ones).
@@ -663,3 +663,6 @@ fn open_end(ex: &Exchange) -> u64 {
         None => u64::MAX,
     }
 }
+
+#[cfg(test)]
+mod tests;

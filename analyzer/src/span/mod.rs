@@ -18,7 +18,7 @@
 //! exchanges older than a cutoff and emits the finished ones, [`Linker::evict`] forgets
 //! old ones (counting requests that never got an answer).
 //!
-//! Files: `linker.rs` (the state machine), `index.rs` (its keys and search indexes),
+//! Files: `linker.rs` (the state machine; its tests in `linker/tests.rs`), `index.rs` (its keys and search indexes),
 //! `identity.rs` (the identity rules), `ids.rs` (stable id derivation), `build.rs` (the
 //! OpenTelemetry span of an identified exchange), `addr.rs` (address text).
 //!
@@ -115,6 +115,3 @@ impl ProcessKey {
         }
     }
 }
-
-#[cfg(test)]
-mod tests;

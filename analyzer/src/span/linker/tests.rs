@@ -7,7 +7,9 @@ use podtrace_format::Role;
 use podtrace_model::{AttrValue, Span, SpanId, SpanKind, StatusCode, TraceId};
 
 use super::*;
-use crate::exchange::{Exchange, ExchangeEvent, ExchangeId, Request, Response};
+use crate::context::{Family, IgnoreReason};
+use crate::exchange::{Request, Response};
+use crate::reassemble::ConnInfo;
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().expect("addr")
