@@ -625,6 +625,65 @@ fn socket_rows(rows: &[Record]) -> BTreeMap<(SocketAddr, SocketAddr, Direction),
     m
 }
 
+/// The analyzer on the gRPC case's rows: every RPC of `grpc_peers.py` (3 + 6 + 1 + 1, each
+/// a CLIENT and a SERVER span) with rpc.* attributes and a status, no partial headers.
+fn check_grpc_analysis(rows: &[Record], port: u16) {
+    use podtrace_model::AttrValue;
+    let on_port = |m: &podtrace_format::model::SocketMeta| {
+        [m.local, m.remote]
+            .iter()
+            .flatten()
+            .any(|a| a.port() == port)
+    };
+    let mine: Vec<Record> = rows
+        .iter()
+        .filter(|r| match r {
+            Record::SocketData(d) => on_port(&d.meta),
+            Record::SocketOpen(e) | Record::SocketClose(e) => on_port(&e.meta),
+            _ => false,
+        })
+        .cloned()
+        .collect();
+    let a = podtrace_analyzer::analyze(mine.into_iter(), &Default::default()).expect("analyze");
+    assert_eq!(
+        a.stats.parse_errors.get("h2_partial_headers"),
+        None,
+        "{}",
+        a.stats
+    );
+    let attr = |s: &podtrace_model::Span, k: &str| {
+        s.attributes
+            .iter()
+            .find(|kv| kv.key == k)
+            .map(|kv| kv.value.clone())
+    };
+    let rpc: Vec<_> = a
+        .spans
+        .iter()
+        .filter(|s| attr(s, "rpc.system") == Some(AttrValue::Str("grpc".into())))
+        .collect();
+    assert_eq!(rpc.len(), 22, "11 RPCs x (client, server): {}", a.stats);
+    for s in &rpc {
+        assert_eq!(
+            attr(s, "rpc.service"),
+            Some(AttrValue::Str("demo.Greeter".into()))
+        );
+        let method = attr(s, "rpc.method");
+        let status = attr(s, "rpc.grpc.status_code");
+        let want = if method == Some(AttrValue::Str("Fail".into())) {
+            5
+        } else {
+            0
+        };
+        assert_eq!(status, Some(AttrValue::Int(want)), "{} {method:?}", s.name);
+    }
+    eprintln!(
+        "grpcio analysis: {} rpc spans, all with rpc.* and status; {}",
+        rpc.len(),
+        a.stats
+    );
+}
+
 #[test]
 fn byte_exact_matrix_against_tcpdump() {
     let name = "byte_exact_matrix_against_tcpdump";
@@ -759,6 +818,9 @@ fn byte_exact_matrix_against_tcpdump() {
         let _ = std::fs::copy(&pcap, "/tmp/podtrace-bytes-exact-failed.pcap");
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    if let Some((_, port)) = plan.iter().find(|(c, _)| *c == "grpcio") {
+        check_grpc_analysis(&rec.rows, *port);
+    }
     assert_eq!(s.total_dropped(), 0);
     assert_eq!(s.read_errors, 0);
     assert_eq!(

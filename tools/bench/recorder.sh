@@ -1,8 +1,15 @@
 # shellcheck shell=bash
-# Recorder section of tools/bench/run.sh (sourced): nginx-light in its own cgroup v2, the
-# same wrk load without, with, and again without `podtrace record --cgroup` on it
-# (baseline = mean of the two runs without); then bench_recorder --quick for the cost per
-# untargeted syscall and the events/s the recorder sustains.
+# Recorder section of tools/bench/run.sh (sourced). nginx-light runs in its own cgroup v2.
+#  1. saturated: the same wrk load without (twice, baseline = mean), under
+#     `podtrace record --cgroup` on nginx's cgroup, and under `tcpdump -i lo -w` of the same
+#     port: throughput and p99 ratios, podtrace's against tcpdump's;
+#  2. fixed rate: `oha -q RATE` (5 k and 10 k req/s, PODTRACE_BENCH_RATES) without and with
+#     `podtrace record`: p50/p99 latency ratios, the recorder's CPU in millicores (its
+#     /proc/PID/stat over the run) and nginx's (the cgroup's cpu.stat, which includes the
+#     eBPF programs run in nginx's syscalls). oha is installed with `cargo install` into
+#     target/bench-tools on first use (not part of `make test`);
+#  3. bench_recorder --quick: ns per non-socket syscall (getppid), per untargeted write(2),
+#     per captured event, events/s from two writers, for both hook sets.
 cg2_root=$(findmnt -t cgroup2 -n -o TARGET | head -n 1)
 [ -n "$cg2_root" ] || { echo "bench: no cgroup2 mount" >&2; exit 1; }
 cg="$cg2_root/podtrace-bench-$$"
@@ -10,41 +17,135 @@ mkdir "$cg"
 CGROUPS+=("$cg")
 nginx_stop
 nginx_start "$work/nginx-cg" "$cg"
-wrk_run "$work/wrk-a1.txt" "$NGINX_PORT"
 
-bpf_progs() { bpftool prog show 2>/dev/null | grep -c 'pt_sys_enter' || true; }
-before=$(bpf_progs)
-"$bin" record --cgroup "$cg" -o "$work/rec.parquet" >"$work/record.out" 2>"$work/record.err" &
-rec_pid=$!
-PIDS+=("$rec_pid")
-for _ in $(seq 200); do # programs loaded and attached (10 s at most)
-  [ "$(bpf_progs)" -gt "$before" ] && break
-  kill -0 "$rec_pid" 2>/dev/null || break
-  sleep 0.05
-done
-sleep 0.5
+bpf_progs() { bpftool prog show 2>/dev/null | grep -cE 'pt_(sys|tp)_enter' || true; }
+
+# record_start OUT: `podtrace record --cgroup $cg` in the background until its programs are
+# attached; sets REC_PID.
+record_start() {
+  local before i
+  before=$(bpf_progs)
+  "$bin" record --cgroup "$cg" -o "$1.parquet" >"$1.out" 2>"$1.err" &
+  REC_PID=$!
+  PIDS+=("$REC_PID")
+  for i in $(seq 200); do # programs loaded and attached (10 s at most)
+    [ "$(bpf_progs)" -gt "$before" ] && break
+    kill -0 "$REC_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  sleep 0.5
+}
+record_stop() {
+  kill -INT "$REC_PID" 2>/dev/null || true
+  wait "$REC_PID" 2>/dev/null || true
+}
+# CPU time of a process (all threads), in clock ticks.
+proc_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+cg_usec() { awk '$1 == "usage_usec" { print $2 }' "$cg/cpu.stat"; }
+millicores() { awk -v t="$1" -v s="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.0f", (s > 0 ? t / hz / s * 1000 : 0) }'; }
+
+# ---- 1. saturated: none / podtrace / tcpdump / none
+wrk_run "$work/wrk-a1.txt" "$NGINX_PORT"
+record_start "$work/rec-sat"
 wrk_run "$work/wrk-b.txt" "$NGINX_PORT"
-kill -INT "$rec_pid" 2>/dev/null || true
-wait "$rec_pid" 2>/dev/null || true
+record_stop
+tcpdump -i lo -w "$work/sat.pcap" "tcp port $NGINX_PORT" 2>"$work/sat.tcpdump.err" &
+tcpdump_pid=$!
+PIDS+=("$tcpdump_pid")
+for _ in $(seq 100); do grep -q "listening on" "$work/sat.tcpdump.err" 2>/dev/null && break; sleep 0.05; done
+wrk_run "$work/wrk-c.txt" "$NGINX_PORT"
+sleep 0.3
+kill -INT "$tcpdump_pid" 2>/dev/null || true
+wait "$tcpdump_pid" 2>/dev/null || true
+rm -f "$work/sat.pcap"
 wrk_run "$work/wrk-a2.txt" "$NGINX_PORT"
-nginx_stop
 
 rps_a=$(awk -v a="$(wrk_rps "$work/wrk-a1.txt")" -v b="$(wrk_rps "$work/wrk-a2.txt")" 'BEGIN { printf "%.0f", (a + b) / 2 }')
 p99_a=$(awk -v a="$(wrk_p99_us "$work/wrk-a1.txt")" -v b="$(wrk_p99_us "$work/wrk-a2.txt")" 'BEGIN { printf "%.0f", (a + b) / 2 }')
 rps_b=$(wrk_rps "$work/wrk-b.txt")
 p99_b=$(wrk_p99_us "$work/wrk-b.txt")
-note "nginx without recorder: $(wrk_rps "$work/wrk-a1.txt") / $(wrk_rps "$work/wrk-a2.txt") req/s, p99 $(wrk_p99_us "$work/wrk-a1.txt") / $(wrk_p99_us "$work/wrk-a2.txt") µs; with: $rps_b req/s, p99 $p99_b µs"
-note "podtrace record: $(grep -h 'recorded' "$work/record.out" || tail -n 2 "$work/record.err")"
-row "nginx throughput with / without recorder" "$rps_b vs $rps_a req/s" "x$(ratio "$rps_b" "$rps_a")" "printed"
-row "nginx p99 latency with / without recorder" "$p99_b vs $p99_a µs" "x$(ratio "$p99_b" "$p99_a")" "printed"
+rps_c=$(wrk_rps "$work/wrk-c.txt")
+p99_c=$(wrk_p99_us "$work/wrk-c.txt")
+note "nginx saturated (wrk): without $(wrk_rps "$work/wrk-a1.txt") / $(wrk_rps "$work/wrk-a2.txt") req/s, p99 $(wrk_p99_us "$work/wrk-a1.txt") / $(wrk_p99_us "$work/wrk-a2.txt") µs; podtrace record: $rps_b req/s, p99 $p99_b µs; tcpdump -i lo -w: $rps_c req/s, p99 $p99_c µs ($(grep -h 'packets dropped' "$work/sat.tcpdump.err" || true))"
+note "podtrace record (saturated): $(grep -h 'probes attached' "$work/rec-sat.err" | sed 's/, recording.*//') — $(grep -h 'recorded' "$work/rec-sat.out" || tail -n 2 "$work/rec-sat.err")"
+row "nginx saturated throughput: podtrace record / none" "$rps_b vs $rps_a req/s" "x$(ratio "$rps_b" "$rps_a")" "≥ tcpdump's ratio"
+row "nginx saturated throughput: tcpdump -i lo -w / none" "$rps_c vs $rps_a req/s" "x$(ratio "$rps_c" "$rps_a")" "printed"
+row "nginx saturated p99: podtrace record / none" "$p99_b vs $p99_a µs" "x$(ratio "$p99_b" "$p99_a")" "printed"
 
+# ---- 2. fixed rate (oha -q)
+oha="$root/target/bench-tools/bin/oha"
+if [ ! -x "$oha" ] && ! want oha-install; then oha=""; fi
+if [ -n "$oha" ] && [ ! -x "$oha" ]; then
+  echo "bench: installing oha (cargo install oha --locked, once) into target/bench-tools" >&2
+  cargo install -q oha --locked --root "$root/target/bench-tools" >&2 || oha=""
+fi
+rate_secs="${PODTRACE_BENCH_RATE_SECONDS:-8}"
+# oha_run OUT RATE: fixed-rate load, JSON summary in OUT; prints "p50_us p99_us rps".
+oha_run() {
+  "$oha" -z "${rate_secs}s" -q "$2" -c 32 --no-tui --output-format json \
+    "http://127.0.0.1:$NGINX_PORT/" >"$1" 2>"$1.err" || true
+  python3 - "$1" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+p = d.get("latencyPercentiles", {})
+print("%.0f %.0f %.0f" % ((p.get("p50") or 0) * 1e6, (p.get("p99") or 0) * 1e6, d["summary"]["requestsPerSec"]))
+PY
+}
+if [ -n "$oha" ]; then
+  for q in ${PODTRACE_BENCH_RATES:-5000 10000}; do
+    read -r p50_a p99_a rps_qa < <(oha_run "$work/oha-$q-a.json" "$q")
+    ng0=$(cg_usec)
+    record_start "$work/rec-$q"
+    ng1=$(cg_usec)
+    t0=$(proc_ticks "$REC_PID")
+    s0=$(date +%s.%N)
+    read -r p50_b p99_b rps_qb < <(oha_run "$work/oha-$q-b.json" "$q")
+    s1=$(date +%s.%N)
+    t1=$(proc_ticks "$REC_PID")
+    ng2=$(cg_usec)
+    record_stop
+    read -r p50_c p99_c rps_qc < <(oha_run "$work/oha-$q-c.json" "$q")
+    ng3=$(cg_usec)
+    secs=$(awk -v a="$s0" -v b="$s1" 'BEGIN { print b - a }')
+    rec_mc=$(millicores $((t1 - t0)) "$secs")
+    ngx_with=$(awk -v u=$((ng2 - ng1)) -v s="$secs" 'BEGIN { printf "%.0f", u / 1000 / s }')
+    ngx_without=$(awk -v u=$((ng3 - ng2)) -v s="$secs" 'BEGIN { printf "%.0f", u / 1000 / s }')
+    p50_base=$(awk -v a="$p50_a" -v c="$p50_c" 'BEGIN { printf "%.0f", (a + c) / 2 }')
+    p99_base=$(awk -v a="$p99_a" -v c="$p99_c" 'BEGIN { printf "%.0f", (a + c) / 2 }')
+    note "nginx at $q req/s (oha -q, ${rate_secs}s, 32 conns): without p50 $p50_a / $p50_c µs, p99 $p99_a / $p99_c µs ($rps_qa / $rps_qc req/s); with podtrace record p50 $p50_b µs, p99 $p99_b µs ($rps_qb req/s); recorder CPU $rec_mc millicores; nginx CPU $ngx_with vs $ngx_without millicores (${ng0:+cgroup cpu.stat})"
+    note "podtrace record at $q req/s: $(grep -h 'recorded' "$work/rec-$q.out" || tail -n 2 "$work/rec-$q.err")"
+    row "$q req/s: recorder CPU (millicores)" "$rec_mc" "" "≤ 100 at 10 k"
+    row "$q req/s: nginx CPU with / without recorder" "$ngx_with vs $ngx_without millicores" "x$(ratio "$ngx_with" "$ngx_without")" "printed"
+    row "$q req/s: p50 with / without recorder" "$p50_b vs $p50_base µs" "x$(ratio "$p50_b" "$p50_base")" "printed"
+    row "$q req/s: p99 with / without recorder" "$p99_b vs $p99_base µs" "x$(ratio "$p99_b" "$p99_base")" "≤ x1.05 at 10 k"
+  done
+else
+  note "fixed-rate runs skipped: oha not installed (cargo install oha failed or PODTRACE_BENCH_SKIP has oha-install)"
+fi
+nginx_stop
+
+# ---- 3. microbenchmarks
 "$(example_bin podtrace-recorder bench_recorder)" --quick >"$work/bench_recorder.txt" 2>&1 || {
   cat "$work/bench_recorder.txt" >&2
   echo "bench: bench_recorder failed" >&2
 }
 while read -r line; do note "bench_recorder: $line"; done < <(grep -v '^#' "$work/bench_recorder.txt")
-untargeted=$(sed -n 's/^untargeted write(2): *\([0-9.]*\) ns -> *\([0-9.]*\) ns.*/\2 vs \1 ns/p' "$work/bench_recorder.txt")
-untargeted_x=$(sed -n 's/^untargeted write(2):.*x\([0-9.]*\)).*/\1/p' "$work/bench_recorder.txt")
-peak=$(sed -n 's/^two 64 B writers: *\([0-9]*\) -> *\([0-9]*\) events\/s.*/\2 vs \1/p' "$work/bench_recorder.txt")
-row "untargeted write(2) with / without recorder" "${untargeted:-n/a}" "x${untargeted_x:-n/a}" "printed"
-row "max events/s recorded (two writers) vs unrecorded" "${peak:-n/a}" "" "printed"
+# micro LABEL SET: "after vs before ns" and the ratio of a bench_recorder line
+micro() {
+  sed -n "s/^$1 \[$2\]: *\([0-9.]*\) ns -> *\([0-9.]*\) ns *(+ *\([-0-9.]*\) ns.*x\([0-9.]*\)).*/\3 \2 \1 \4/p" "$work/bench_recorder.txt" | head -n 1
+}
+for spec in "unfollowed getppid(2)|non-socket syscall (getppid)|≤ +50 ns" \
+  "untargeted write(2) socket|untargeted write(2) to a socket|≤ +100 ns" \
+  "untargeted write(2) \/dev\/null|untargeted write(2) to /dev/null|≤ +100 ns" \
+  "captured   64 B write|captured 64 B event|≤ +1000 ns" \
+  "captured 4096 B write|captured 4 KiB event|printed"; do
+  IFS='|' read -r pat label goal <<<"$spec"
+  for set in tracepoints tp_btf; do
+    read -r add with base x < <(micro "$pat" "$set") || true
+    [ -n "${add:-}" ] && row "$label [$set]" "+$add ns ($with vs $base ns)" "x$x" "$goal"
+  done
+done
+for set in tracepoints tp_btf; do
+  peak=$(sed -n "s/^two 64 B writers \[$set\]: *\([0-9]*\) -> *\([0-9]*\) events\/s.*dropped \([0-9]*\) events.*/\2 vs \1 (dropped \3)/p" "$work/bench_recorder.txt")
+  row "events/s recorded, two 64 B writers [$set] vs unrecorded" "${peak:-n/a}" "" "≥ 1 M, no drops"
+done

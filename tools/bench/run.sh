@@ -115,4 +115,4 @@ fi
 
 total=$(( $(date +%s) - start_all ))
 print_table "$total"
-write_results "$root/bench/results.md" "$total"
+write_results "${PODTRACE_BENCH_RESULTS:-$root/bench/results.md}" "$total"
