@@ -22,6 +22,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     // Like the binary (src/main.rs): no transparent huge pages, whose 2 MiB zeroing on
     // first touch dominated profiles of this allocation-heavy work.
     // SAFETY: prctl with integer arguments only.
+    #[allow(unsafe_code)] // a process setting, as in the binary; the library has none
     unsafe {
         libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
     }

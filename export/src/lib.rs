@@ -27,6 +27,12 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)
+)]
+
 pub mod delivery;
 pub mod endpoint;
 mod error;

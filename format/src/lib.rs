@@ -30,6 +30,12 @@
 //!
 //! The full column reference is `docs/capture-format.md`.
 
+#![warn(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)
+)]
+
 pub mod error;
 pub mod inspect;
 pub mod k8s;

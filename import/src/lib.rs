@@ -22,6 +22,12 @@
 //! # Ok::<(), podtrace_import::ImportError>(())
 //! ```
 
+#![warn(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)
+)]
+
 pub mod decode;
 pub mod error;
 pub mod flow;

@@ -24,6 +24,12 @@
 //! assert_eq!(span.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
 //! ```
 
+#![warn(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)
+)]
+
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};

@@ -25,6 +25,12 @@
 //! assert!(html.starts_with("<!DOCTYPE html>"));
 //! ```
 
+#![warn(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)
+)]
+
 pub mod collect;
 pub mod data;
 pub mod escape;

@@ -12,7 +12,7 @@
 //! The Thrift types in [`gen`] are generated from `export/thrift/jaeger.thrift` by
 //! `tools/gen-jaeger-thrift.sh` (`thrift --gen rs`, thrift-compiler 0.17).
 
-#[allow(clippy::all, missing_docs, dead_code)]
+#[allow(clippy::all, clippy::unwrap_used, missing_docs, dead_code)]
 #[rustfmt::skip]
 pub mod gen;
 
