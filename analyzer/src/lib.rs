@@ -3,7 +3,8 @@
 //! Pure functions over capture records ([`podtrace_format::Record`]): no network, no
 //! terminal, no kernel access. The stages follow the data:
 //!
-//! [`reassemble`] (per-connection byte streams) → [`http1`] (messages) → [`exchange`]
+//! [`reassemble`] (per-connection byte streams) → [`protocol`] (detection, then
+//! [`http1`] / [`http2`] messages as protocol-neutral events) → [`exchange`]
 //! (request ↔ response) → [`context`] (W3C / B3 / Splunk / Jaeger headers) → [`span`]
 //! (spans and parent links; names from [`route`]s) → [`enrich`] (Kubernetes workloads) → [`sample`] (trace-id ratio) →
 //! [`graph`] (who calls whom). [`Pipeline`] runs them incrementally over record batches
@@ -26,9 +27,8 @@ pub mod details;
 pub mod enrich;
 pub mod exchange;
 pub mod graph;
-pub mod http1;
-pub mod http2;
 pub mod pipeline;
+pub mod protocol;
 pub mod reassemble;
 pub mod route;
 pub mod sample;
@@ -40,6 +40,7 @@ use podtrace_model::Span;
 
 pub use graph::{Graph, GraphNodes};
 pub use pipeline::Pipeline;
+pub use protocol::{http1, http2};
 pub use sample::SamplerMode;
 pub use stats::AnalysisStats;
 

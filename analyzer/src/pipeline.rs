@@ -1,6 +1,6 @@
 //! The incremental pipeline: record batches in, finished spans out.
 //!
-//! [`Pipeline`] runs every stage in order — reassemble → HTTP/1 → exchanges → spans →
+//! [`Pipeline`] runs every stage in order — reassemble → protocols → exchanges → spans →
 //! enrichment → sampling → graph — over batches of records, keeping only a bounded time
 //! window of state: an exchange is linked once the newest record seen (the watermark) is
 //! the link delay past its start, its span is handed out once linked and answered, and
@@ -22,8 +22,7 @@ use crate::details::SpanDetails;
 use crate::enrich::Enricher;
 use crate::exchange::{ExchangeEvent, Pairing};
 use crate::graph::GraphBuilder;
-use crate::http1::Parsed;
-use crate::http2::ProtocolParser;
+use crate::protocol::{self, ConnectionParser, Output};
 use crate::reassemble::{ConnInfo, ConnKey, ConnectionDelta, Reassembler};
 use crate::route::Routes;
 use crate::sample::Sampler;
@@ -38,7 +37,7 @@ const SPANS_PER_TASK: usize = 256;
 #[derive(Debug)]
 struct ConnState {
     info: Arc<ConnInfo>,
-    parser: ProtocolParser,
+    parser: ConnectionParser,
     pairing: Pairing,
     last_ts: u64,
 }
@@ -167,7 +166,15 @@ impl Pipeline {
                     self.stats.connections += 1;
                     ConnState {
                         info: Arc::new(d.info.clone()),
-                        parser: ProtocolParser::new(d.info.role, self.opts.limits),
+                        parser: ConnectionParser::new(
+                            d.info.role,
+                            d.info.key.local,
+                            d.info.key.remote,
+                            protocol::Limits {
+                                http1: self.opts.limits,
+                                ..protocol::Limits::default()
+                            },
+                        ),
                         pairing: Pairing::new(),
                         last_ts: d.last_ts,
                     }
@@ -197,7 +204,7 @@ impl Pipeline {
     }
 
     /// Parses what is left of a connection that ends and applies it.
-    fn absorb(&mut self, state: &mut ConnState, parsed: Parsed, closed: bool) {
+    fn absorb(&mut self, state: &mut ConnState, parsed: Output, closed: bool) {
         let absorbed = prepare(state, parsed, closed);
         self.apply(absorbed);
     }
@@ -359,27 +366,21 @@ struct Absorbed {
 
 /// Turns a connection's parse results into exchange events (touches only that
 /// connection's state, so connections can be prepared in parallel).
-fn prepare(state: &mut ConnState, mut parsed: Parsed, closed: bool) -> Absorbed {
+fn prepare(state: &mut ConnState, mut parsed: Output, closed: bool) -> Absorbed {
     let errors = std::mem::take(&mut parsed.errors);
     if parsed.role.is_some() && !state.info.role_known() {
         let mut info = (*state.info).clone();
         info.role = parsed.role.unwrap_or(Role::Unknown);
         state.info = Arc::new(info);
     }
-    let h2 = std::mem::take(&mut parsed.h2);
-    let has_requests = !parsed.requests.is_empty()
-        || h2
-            .iter()
-            .any(|e| matches!(e, crate::http2::StreamEvent::Request(..)));
+    let has_requests = parsed.has_requests();
     let listener = match state.info.key.local {
         Some(local) if has_requests && parsed.role == Some(Role::Server) => {
             Some((local, default_service_name(&state.info)))
         }
         _ => None,
     };
-    let role = parsed.role.unwrap_or(state.info.role);
-    let mut events = state.pairing.pair(&state.info, parsed, closed);
-    events.extend(crate::http2::to_exchange_events(&state.info, role, h2));
+    let events = state.pairing.pair(&state.info, parsed, closed);
     let extractions = events
         .iter()
         .map(|ev| match ev {

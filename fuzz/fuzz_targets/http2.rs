@@ -1,9 +1,11 @@
 //! Fuzz target: HTTP/2 frames, HPACK and stream tracking of one connection
-//! ([`H2Connection`]) plus protocol detection ([`ProtocolParser`]) on the same bytes.
+//! ([`H2Connection`]) plus protocol detection and dispatch ([`ConnectionParser`]) on the
+//! same bytes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use podtrace_analyzer::http2::{H2Connection, Limits, ProtocolParser};
+use podtrace_analyzer::http2::{H2Connection, Limits};
+use podtrace_analyzer::protocol::{self, ConnectionParser};
 use podtrace_format::{Direction, Role};
 
 fuzz_target!(|data: &[u8]| {
@@ -32,7 +34,13 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = c.feed(&egress, &ingress, true);
 
-    let mut p = ProtocolParser::with_limits(role, Default::default(), limits);
+    let mut p = ConnectionParser::with_limits(
+        role,
+        protocol::Limits {
+            http2: limits,
+            ..Default::default()
+        },
+    );
     let _ = p.feed(&egress, &ingress, false);
     let _ = p.feed(&[], &[], true);
     let _ = p.finish();

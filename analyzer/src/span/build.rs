@@ -1,31 +1,40 @@
-//! The OpenTelemetry span of an identified exchange: name, attributes (HTTP, gRPC and
-//! network semantic conventions), status and times; the exchange's request strings move
-//! into the span instead of being copied.
+//! The OpenTelemetry span of an identified exchange: name, attributes (the semantic
+//! conventions of its protocol, chosen by the request's detail: HTTP and gRPC here, plus
+//! network ones), status and times; the exchange's request strings move into the span
+//! instead of being copied.
+
+use std::net::SocketAddr;
 
 use podtrace_model::{KeyValue, Resource, Span, SpanKind, Status};
 
 use super::addr;
 use super::identity::Identity;
 use crate::details::SpanDetails;
-use crate::exchange::{Exchange, Request};
+use crate::exchange::{Exchange, Request, Response};
+use crate::protocol::http::{HttpRequest, HttpResponse};
+use crate::protocol::{RequestDetail, ResponseDetail};
 use crate::reassemble::ConnInfo;
 
 /// What an emitted exchange keeps of its request: the times and sizes linking still reads
-/// (no strings, no HTTP/2 facts).
+/// (no strings, no protocol facts beyond the version).
 pub(super) fn emptied(req: &Request) -> Request {
     Request {
-        method: String::new(),
-        target: String::new(),
-        path: String::new(),
-        query: None,
-        version: req.version,
         headers: Vec::new(),
         body_size: req.body_size,
         start_ts: req.start_ts,
         end_ts: req.end_ts,
         truncated: req.truncated,
         tid: req.tid,
-        h2: None,
+        detail: match &req.detail {
+            RequestDetail::Http(h) => RequestDetail::Http(HttpRequest {
+                method: String::new(),
+                target: String::new(),
+                path: String::new(),
+                query: None,
+                version: h.version,
+                h2: None,
+            }),
+        },
     }
 }
 
@@ -83,17 +92,67 @@ const ATTRS_CAPACITY: usize = 16;
 /// into the span's attributes instead of being copied.
 pub(super) fn build_span(
     ex: &Exchange,
-    mut req: Request,
+    req: Request,
     idn: &Identity,
     details: &SpanDetails,
 ) -> Span {
     let resp = ex.response.as_ref();
+    let (start_ts, end_ts) = (req.start_ts, req.end_ts);
+    let (name, attributes, status) = match req.detail {
+        RequestDetail::Http(http) => {
+            let http_resp = resp.map(|r| match &r.detail {
+                ResponseDetail::Http(h) => (r, h),
+            });
+            http_span(
+                ex,
+                http,
+                req.headers,
+                req.body_size,
+                http_resp,
+                idn,
+                details,
+            )
+        }
+    };
+    Span {
+        trace_id: idn.trace_id,
+        span_id: idn.span_id,
+        parent_span_id: idn.parent,
+        trace_state: idn.trace_state.clone(),
+        flags: idn.flags,
+        name,
+        kind: ex.side,
+        start_time_unix_nano: start_ts,
+        end_time_unix_nano: resp.map(|r| r.end_ts).unwrap_or(end_ts).max(start_ts),
+        attributes,
+        status,
+        resource: Resource::new(default_service_name(&ex.conn)),
+    }
+}
+
+/// The server's and the client's socket addresses of an exchange.
+fn sockets(ex: &Exchange) -> (Option<SocketAddr>, Option<SocketAddr>) {
     let local = ex.conn.key.local;
     let remote = ex.conn.key.remote;
-    let (server_sock, client_sock) = match ex.side {
+    match ex.side {
         SpanKind::Server => (local, remote),
         SpanKind::Client => (remote, local),
-    };
+    }
+}
+
+/// Name, attributes (HTTP, gRPC, network semantic conventions) and status of an HTTP
+/// exchange.
+fn http_span(
+    ex: &Exchange,
+    mut req: HttpRequest,
+    mut headers: Vec<(String, String)>,
+    body_size: u64,
+    resp: Option<(&Response, &HttpResponse)>,
+    idn: &Identity,
+    details: &SpanDetails,
+) -> (String, Vec<KeyValue>, Status) {
+    let remote = ex.conn.key.remote;
+    let (server_sock, client_sock) = sockets(ex);
     let grpc = req.h2.as_ref().and_then(|h| h.grpc.as_ref());
     // HTTP: `{method} {route}` (user route, else inferred), else `{method}`.
     let (name, route) = match grpc {
@@ -112,13 +171,17 @@ pub(super) fn build_span(
     if let Some(route) = route {
         attrs.push(KeyValue::new(SpanDetails::route_key(ex.side), route));
     }
-    if let Some(r) = resp.filter(|r| r.status != 0) {
+    if let Some((_, r)) = resp.filter(|(_, r)| r.status != 0) {
         attrs.push(KeyValue::new(
             "http.response.status_code",
             i64::from(r.status),
         ));
     }
-    let (host, host_port) = match req.header("host") {
+    let host_header = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("host"))
+        .map(|(_, v)| v.as_str());
+    let (host, host_port) = match host_header {
         Some(h) if !h.is_empty() => {
             let (h, p) = split_host(h);
             (Some(h), p)
@@ -155,7 +218,7 @@ pub(super) fn build_span(
             format!("1.{}", req.version),
         ));
     }
-    let h2_resp = resp.and_then(|r| r.h2.as_ref());
+    let h2_resp = resp.and_then(|(_, r)| r.h2.as_ref());
     if let Some(g) = grpc {
         attrs.push(KeyValue::new("rpc.system", "grpc"));
         attrs.push(KeyValue::new("rpc.service", g.service.as_str()));
@@ -164,22 +227,18 @@ pub(super) fn build_span(
             attrs.push(KeyValue::new("rpc.grpc.status_code", code));
         }
     }
-    if let Some(i) = req
-        .headers
+    if let Some(i) = headers
         .iter()
         .position(|(n, _)| n.eq_ignore_ascii_case("user-agent"))
     {
         attrs.push(KeyValue::new(
             "user_agent.original",
-            std::mem::take(&mut req.headers[i].1),
+            std::mem::take(&mut headers[i].1),
         ));
     }
-    details.add_baggage(&req.headers, &mut attrs);
-    attrs.push(KeyValue::new(
-        "http.request.body.size",
-        req.body_size as i64,
-    ));
-    if let Some(r) = resp {
+    details.add_baggage(&headers, &mut attrs);
+    attrs.push(KeyValue::new("http.request.body.size", body_size as i64));
+    if let Some((r, _)) = resp {
         attrs.push(KeyValue::new("http.response.body.size", r.body_size as i64));
     }
     attrs.push(KeyValue::new(
@@ -190,7 +249,7 @@ pub(super) fn build_span(
         .and_then(|r| r.grpc_status)
         .filter(|_| grpc.is_some());
     let reset = h2_resp.and_then(|r| r.reset);
-    let status = match resp.map(|r| r.status) {
+    let status = match resp.map(|(_, r)| r.status) {
         _ if grpc_code.is_some_and(|c| grpc_is_error(c, ex.side)) => {
             let msg = h2_resp
                 .and_then(|r| r.grpc_message.as_deref())
@@ -204,23 +263,7 @@ pub(super) fn build_span(
         Some(s) if s >= 400 && ex.side == SpanKind::Client => Status::error(format!("HTTP {s}")),
         _ => Status::unset(),
     };
-    Span {
-        trace_id: idn.trace_id,
-        span_id: idn.span_id,
-        parent_span_id: idn.parent,
-        trace_state: idn.trace_state.clone(),
-        flags: idn.flags,
-        name,
-        kind: ex.side,
-        start_time_unix_nano: req.start_ts,
-        end_time_unix_nano: resp
-            .map(|r| r.end_ts)
-            .unwrap_or(req.end_ts)
-            .max(req.start_ts),
-        attributes: attrs,
-        status,
-        resource: Resource::new(default_service_name(&ex.conn)),
-    }
+    (name, attrs, status)
 }
 
 #[cfg(test)]
@@ -231,7 +274,7 @@ mod tests {
     use podtrace_model::{AttrValue, StatusCode};
 
     use super::*;
-    use crate::exchange::{ExchangeId, Response};
+    use crate::exchange::ExchangeId;
     use crate::reassemble::ConnKey;
     use crate::span::identity::root_identity;
     use crate::span::ids::IdParts;
@@ -252,11 +295,14 @@ mod tests {
 
     fn request(headers: &[(&str, &str)]) -> Request {
         Request {
-            method: "POST".into(),
-            target: "/orders?id=7".into(),
-            path: "/orders".into(),
-            query: Some("id=7".into()),
-            version: 1,
+            detail: RequestDetail::Http(HttpRequest {
+                method: "POST".into(),
+                target: "/orders?id=7".into(),
+                path: "/orders".into(),
+                query: Some("id=7".into()),
+                version: 1,
+                h2: None,
+            }),
             headers: headers
                 .iter()
                 .map(|(n, v)| (n.to_string(), v.to_string()))
@@ -266,7 +312,6 @@ mod tests {
             end_ts: 110,
             truncated: false,
             tid: 5,
-            h2: None,
         }
     }
 
@@ -316,11 +361,12 @@ mod tests {
     fn emptied_request_keeps_times_and_sizes_only() {
         let req = request(&[("host", "api")]);
         let e = emptied(&req);
-        assert!(e.method.is_empty() && e.path.is_empty() && e.headers.is_empty());
-        assert_eq!(e.query, None);
+        let RequestDetail::Http(h) = &e.detail;
+        assert!(h.method.is_empty() && h.path.is_empty() && e.headers.is_empty());
+        assert_eq!((h.query.as_deref(), h.version), (None, 1));
         assert_eq!(
-            (e.start_ts, e.end_ts, e.body_size, e.tid, e.version),
-            (100, 110, 12, 5, 1)
+            (e.start_ts, e.end_ts, e.body_size, e.tid),
+            (100, 110, 12, 5)
         );
     }
 
@@ -336,13 +382,15 @@ mod tests {
             side: SpanKind::Server,
             request: request(&[]),
             response: Some(Response {
-                status: 503,
-                version: 1,
                 body_size: 3,
                 start_ts: 150,
                 end_ts: 160,
                 truncated: false,
-                h2: None,
+                detail: ResponseDetail::Http(HttpResponse {
+                    status: 503,
+                    version: 1,
+                    h2: None,
+                }),
             }),
             ordinal: 0,
         };

@@ -235,6 +235,8 @@ mod tests {
 
     use super::*;
     use crate::exchange::Request;
+    use crate::protocol::http::HttpRequest;
+    use crate::protocol::RequestDetail;
     use crate::reassemble::ConnInfo;
 
     fn exchange(
@@ -261,18 +263,20 @@ mod tests {
             }),
             side,
             request: Request {
-                method: "GET".into(),
-                target: "/".into(),
-                path: "/".into(),
-                query: None,
-                version: 1,
+                detail: RequestDetail::Http(HttpRequest {
+                    method: "GET".into(),
+                    target: "/".into(),
+                    path: "/".into(),
+                    query: None,
+                    version: 1,
+                    h2: None,
+                }),
                 headers: Vec::new(),
                 body_size: 0,
                 start_ts: 100 * no,
                 end_ts: 100 * no,
                 truncated: false,
                 tid: 0,
-                h2: None,
             },
             response: None,
             ordinal: 0,

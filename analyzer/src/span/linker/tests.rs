@@ -9,6 +9,8 @@ use podtrace_model::{AttrValue, Span, SpanId, SpanKind, StatusCode, TraceId};
 use super::*;
 use crate::context::{Family, IgnoreReason};
 use crate::exchange::{Request, Response};
+use crate::protocol::http::{split_target, HttpRequest, HttpResponse};
+use crate::protocol::{RequestDetail, ResponseDetail};
 use crate::reassemble::ConnInfo;
 
 fn addr(s: &str) -> SocketAddr {
@@ -39,7 +41,7 @@ fn exchange(
     end: u64,
     status: u16,
 ) -> (ExchangeEvent, ExchangeEvent) {
-    let (path, query) = crate::exchange::split_target(target);
+    let (path, query) = split_target(target);
     let id = ExchangeId { conn: c.key, seq };
     let ex = Exchange {
         id,
@@ -50,11 +52,14 @@ fn exchange(
             SpanKind::Client
         },
         request: Request {
-            method: "GET".into(),
-            target: target.into(),
-            path,
-            query,
-            version: 1,
+            detail: RequestDetail::Http(HttpRequest {
+                method: "GET".into(),
+                target: target.into(),
+                path,
+                query,
+                version: 1,
+                h2: None,
+            }),
             headers: headers
                 .iter()
                 .map(|(a, b)| (a.to_string(), b.to_string()))
@@ -64,7 +69,6 @@ fn exchange(
             end_ts: start,
             truncated: false,
             tid: 0,
-            h2: None,
         },
         response: None,
         ordinal: seq as u32,
@@ -74,13 +78,15 @@ fn exchange(
         ExchangeEvent::Response {
             id,
             response: Response {
-                status,
-                version: 1,
                 body_size: 2,
                 start_ts: end,
                 end_ts: end,
                 truncated: false,
-                h2: None,
+                detail: ResponseDetail::Http(HttpResponse {
+                    status,
+                    version: 1,
+                    h2: None,
+                }),
             },
         },
     )

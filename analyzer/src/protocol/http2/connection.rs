@@ -15,8 +15,11 @@ use podtrace_format::Role;
 
 use super::frame::{self, flag, kind, FrameHeader, HEADER_LEN, PREFACE};
 use super::hpack::Decoder;
-use super::{GrpcCall, H2Request, H2Response, Limits, StreamEvent};
-use crate::exchange::{split_target, Request, Response, KEPT_HEADERS};
+use super::{Limits, StreamEvent};
+use crate::protocol::http::{
+    split_target, GrpcCall, H2Request, H2Response, HttpRequest, HttpResponse, KEPT_HEADERS,
+};
+use crate::protocol::{Request, RequestDetail, Response, ResponseDetail};
 use crate::reassemble::Segment;
 
 /// What a direction of the connection carries.
@@ -807,11 +810,6 @@ fn to_request(id: u32, s: &Stream) -> Request {
         .map(|_| GrpcCall::from_path(&path));
     let start = s.req_start.unwrap_or(s.req_end);
     Request {
-        method,
-        target,
-        path,
-        query,
-        version: 0,
         headers,
         body_size: s.req_body,
         start_ts: start,
@@ -820,11 +818,18 @@ fn to_request(id: u32, s: &Stream) -> Request {
         // The frames of all streams are written by the connection's I/O threads (gRPC
         // C-core's event engine, Go's netpoller), not by the thread serving the call.
         tid: 0,
-        h2: Some(Box::new(H2Request {
-            stream_id: id,
-            grpc,
-            partial_headers: s.partial,
-        })),
+        detail: RequestDetail::Http(HttpRequest {
+            method,
+            target,
+            path,
+            query,
+            version: 0,
+            h2: Some(Box::new(H2Request {
+                stream_id: id,
+                grpc,
+                partial_headers: s.partial,
+            })),
+        }),
     }
 }
 
@@ -834,16 +839,18 @@ fn to_response(s: &Stream, cut: bool) -> Response {
     let grpc_message = field(f, "grpc-message").map(percent_decode);
     let start = s.resp_start.unwrap_or(s.resp_end);
     Response {
-        status: s.status.unwrap_or(0),
-        version: 0,
         body_size: s.resp_body,
         start_ts: start,
         end_ts: s.resp_end.max(start),
         truncated: cut || s.partial,
-        h2: Some(H2Response {
-            grpc_status,
-            grpc_message,
-            reset: s.reset,
+        detail: ResponseDetail::Http(HttpResponse {
+            status: s.status.unwrap_or(0),
+            version: 0,
+            h2: Some(H2Response {
+                grpc_status,
+                grpc_message,
+                reset: s.reset,
+            }),
         }),
     }
 }

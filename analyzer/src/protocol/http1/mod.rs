@@ -11,14 +11,19 @@
 //! [`ConnectionParser`] drives both directions of a connection: it decides which side sends
 //! requests (from the socket's role, else by looking at the first bytes) and tells the
 //! response parser each request's method so HEAD and CONNECT responses are framed right.
+//!
+//! [`Http1`] is HTTP/1 as a [`crate::protocol::Protocol`]: the dispatcher's fallback, its
+//! messages turned into protocol-neutral events.
 
 mod connection;
 mod parser;
+mod protocol;
 #[cfg(test)]
 mod tests;
 
 pub use connection::{ConnectionParser, Parsed};
 pub use parser::{KeepHeaders, MessageParser, RequestHint};
+pub use protocol::{to_output, Http1};
 
 /// Which kind of messages a stream carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

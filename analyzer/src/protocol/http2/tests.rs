@@ -6,7 +6,9 @@ use podtrace_format::Role;
 
 use super::frame::{flag, kind, PREFACE};
 use super::hpack::{integer, Decoder, HpackError, MAX_TABLE_SIZE};
-use super::{H2Connection, Limits, ProtocolParser, StreamEvent};
+use super::{H2Connection, Limits, StreamEvent};
+use crate::protocol::http::HttpRequest;
+use crate::protocol::{ConnectionParser, MessageEvent, RequestDetail};
 use crate::reassemble::Segment;
 
 fn hex(s: &str) -> Vec<u8> {
@@ -298,8 +300,8 @@ fn interleaved_grpc_streams_padding_continuation_and_reset() {
     }
     assert_eq!(reqs.iter().map(|r| r.0).collect::<Vec<_>>(), vec![1, 3, 5]);
     let (_, r1) = &reqs[0];
-    assert_eq!(r1.method, "POST");
-    assert_eq!(r1.path, "/pkg.Svc/A");
+    assert_eq!(http(r1).method, "POST");
+    assert_eq!(http(r1).path, "/pkg.Svc/A");
     assert_eq!(r1.header("traceparent"), Some(tp1));
     assert_eq!(r1.header("host"), Some("svc:50051"));
     assert_eq!(r1.body_size, 14);
@@ -307,18 +309,25 @@ fn interleaved_grpc_streams_padding_continuation_and_reset() {
         r1.start_ts, 11,
         "the HEADERS frame starts in the second segment"
     );
-    let g = r1.h2.as_ref().and_then(|h| h.grpc.clone()).expect("grpc");
+    let g = http(r1)
+        .h2
+        .as_ref()
+        .and_then(|h| h.grpc.clone())
+        .expect("grpc");
     assert_eq!((g.service.as_str(), g.method.as_str()), ("pkg.Svc", "A"));
     let by_id = |id| &resps.iter().find(|r| r.0 == id).expect("response").1;
     let r = by_id(1);
-    assert_eq!((r.status, r.body_size, r.end_ts), (200, 5, 30));
-    assert_eq!(r.h2.as_ref().and_then(|h| h.grpc_status), Some(0));
+    assert_eq!((http_resp(r).status, r.body_size, r.end_ts), (200, 5, 30));
+    assert_eq!(
+        http_resp(r).h2.as_ref().and_then(|h| h.grpc_status),
+        Some(0)
+    );
     let r = by_id(3);
-    let h = r.h2.as_ref().expect("h2");
+    let h = http_resp(r).h2.as_ref().expect("h2");
     assert_eq!(h.grpc_status, Some(5));
     assert_eq!(h.grpc_message.as_deref(), Some("not found"));
     let r = by_id(5);
-    assert_eq!(r.h2.as_ref().and_then(|h| h.reset), Some(8));
+    assert_eq!(http_resp(r).h2.as_ref().and_then(|h| h.reset), Some(8));
     assert_eq!(c.open_streams(), 0);
 }
 
@@ -376,7 +385,7 @@ fn gaps_resynchronise_on_the_next_frame_boundary() {
     let paths: Vec<String> = ev
         .iter()
         .filter_map(|e| match e {
-            StreamEvent::Request(_, r) => Some(r.path.clone()),
+            StreamEvent::Request(_, r) => Some(http(r).path.clone()),
             _ => None,
         })
         .collect();
@@ -409,7 +418,7 @@ fn random_frames_never_panic() {
             bytes.extend(frame(k, fl, stream, &payload));
         }
         let cut = (next() as usize) % (bytes.len() + 1);
-        let mut p = ProtocolParser::new(Role::Unknown, crate::http1::Limits::default());
+        let mut p = ConnectionParser::with_limits(Role::Unknown, Default::default());
         let _ = p.feed(&[data(1, bytes[..cut].to_vec())], &[], false);
         let _ = p.feed(
             &[
@@ -425,23 +434,23 @@ fn random_frames_never_panic() {
 
 #[test]
 fn detection_preface_frames_or_http1() {
-    let mut p = ProtocolParser::new(Role::Unknown, crate::http1::Limits::default());
+    let mut p = ConnectionParser::with_limits(Role::Unknown, Default::default());
     // A partial preface waits.
     let out = p.feed(&[data(1, PREFACE[..10].to_vec())], &[], false);
     assert_eq!(out, Default::default());
     let _ = p.feed(&[data(2, PREFACE[10..].to_vec())], &[], false);
     assert!(p.is_http2());
     // Frames without a preface (late join): SETTINGS + WINDOW_UPDATE.
-    let mut p = ProtocolParser::new(Role::Unknown, crate::http1::Limits::default());
+    let mut p = ConnectionParser::with_limits(Role::Unknown, Default::default());
     let mut b = frame(kind::SETTINGS, flag::ACK, 0, &[]);
     b.extend(frame(kind::WINDOW_UPDATE, 0, 0, &[0, 0, 1, 0]));
     let _ = p.feed(&[], &[data(1, b)], false);
     assert!(p.is_http2());
     // HTTP/1 goes to the HTTP/1 parser.
-    let mut p = ProtocolParser::new(Role::Unknown, crate::http1::Limits::default());
+    let mut p = ConnectionParser::with_limits(Role::Unknown, Default::default());
     let out = p.feed(&[data(1, b"GET / HTTP/1.1\r\n\r\n".to_vec())], &[], false);
     assert!(!p.is_http2());
-    assert_eq!(out.requests.len(), 1);
+    assert_eq!(requests(&out.events), 1);
 }
 
 #[test]
@@ -481,22 +490,22 @@ fn table_size_updates_are_checked_against_settings() {
 
 #[test]
 fn declined_h2c_upgrade_is_counted() {
-    let mut p = ProtocolParser::new(Role::Client, crate::http1::Limits::default());
+    let mut p = ConnectionParser::with_limits(Role::Client, Default::default());
     let req = b"GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n";
     let first = p.feed(&[data(1, req.to_vec())], &[], false);
     assert!(p.is_http2());
     assert!(first.errors.is_empty());
     // The upgrade request is stream 1, announced once its head is complete.
     assert!(
-        matches!(first.h2.as_slice(), [StreamEvent::Request(1, r)] if r.path == "/"),
+        matches!(first.events.as_slice(), [MessageEvent::Request { stream: Some(1), request: r }] if http(r).path == "/"),
         "{:?}",
-        first.h2
+        first.events
     );
     let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
     let out = p.feed(&[], &[data(2, resp.to_vec())], true);
     assert_eq!(out.errors, vec!["h2c_upgrade_declined"]);
     // Its answer was HTTP/1: the stream stays unanswered.
-    assert_eq!(out.h2, vec![StreamEvent::Unanswered(1)]);
+    assert_eq!(out.events, vec![MessageEvent::Unanswered(1)]);
 }
 
 #[test]
@@ -514,7 +523,7 @@ fn late_join_inside_a_frame_starts_at_the_next_frame() {
         &mut e,
     );
     let data_frame = frame(kind::DATA, 0, 1, &[7; 40]);
-    let mut p = ProtocolParser::new(Role::Client, crate::http1::Limits::default());
+    let mut p = ConnectionParser::with_limits(Role::Client, Default::default());
     let mut next = frame(kind::HEADERS, flag::END_HEADERS | flag::END_STREAM, 3, &b);
     next.extend(frame(kind::WINDOW_UPDATE, 0, 0, &[0, 0, 1, 0]));
     let out = p.feed(
@@ -524,15 +533,37 @@ fn late_join_inside_a_frame_starts_at_the_next_frame() {
     );
     assert!(p.is_http2());
     assert!(
-        matches!(out.h2.as_slice(), [StreamEvent::Request(3, r)]
-            if r.header("traceparent") == Some(tp) && r.path == "/s.S/M"),
+        matches!(out.events.as_slice(), [MessageEvent::Request { stream: Some(3), request: r }]
+            if r.header("traceparent") == Some(tp) && http(r).path == "/s.S/M"),
         "{out:?}"
     );
     // HTTP/1 with a binary body that happens to contain frame-like bytes stays HTTP/1.
-    let mut p = ProtocolParser::new(Role::Client, crate::http1::Limits::default());
+    let mut p = ConnectionParser::with_limits(Role::Client, Default::default());
     let body = frame(kind::SETTINGS, 0, 0, &[]);
     let head = format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", body.len());
     let out = p.feed(&[data(1, head.into_bytes()), data(1, body)], &[], false);
     assert!(!p.is_http2());
-    assert_eq!(out.requests.len(), 1);
+    assert_eq!(requests(&out.events), 1);
+}
+
+/// The HTTP part of a request.
+fn http(r: &crate::protocol::Request) -> &HttpRequest {
+    match &r.detail {
+        RequestDetail::Http(h) => h,
+    }
+}
+
+/// The HTTP part of a response.
+fn http_resp(r: &crate::protocol::Response) -> &crate::protocol::http::HttpResponse {
+    match &r.detail {
+        crate::protocol::ResponseDetail::Http(h) => h,
+    }
+}
+
+/// Requests among message events.
+fn requests(events: &[MessageEvent]) -> usize {
+    events
+        .iter()
+        .filter(|e| matches!(e, MessageEvent::Request { .. }))
+        .count()
 }

@@ -14,15 +14,13 @@ pub struct Parsed {
     /// The role, once known (`Unknown` while undecided or for non-HTTP connections).
     pub role: Option<Role>,
     /// Requests finished in this call, in stream order (header fields: only those in
-    /// [`crate::exchange::KEPT_HEADERS`]).
+    /// [`crate::protocol::http::KEPT_HEADERS`]).
     pub requests: Vec<Message>,
     /// Final responses finished in this call, in stream order (no header fields: only
     /// their framing is used).
     pub responses: Vec<Message>,
     /// Error reasons counted in this call.
     pub errors: Vec<&'static str>,
-    /// HTTP/2 stream events (HTTP/2 connections only; see [`crate::http2`]).
-    pub h2: Vec<crate::http2::StreamEvent>,
 }
 
 /// Parser state of one connection (both directions).
@@ -40,7 +38,7 @@ impl ConnectionParser {
     /// A parser for a connection whose socket role is `role` (`Unknown` → inferred).
     pub fn new(role: Role, limits: Limits) -> Self {
         let mut requests = MessageParser::new(Kind::Request, limits);
-        requests.keep_headers(KeepHeaders::Only(&crate::exchange::KEPT_HEADERS));
+        requests.keep_headers(KeepHeaders::Only(&crate::protocol::http::KEPT_HEADERS));
         let mut responses = MessageParser::new(Kind::Response, limits);
         responses.keep_headers(KeepHeaders::Only(&[]));
         ConnectionParser {
