@@ -208,6 +208,7 @@ mod tests {
     fn status(r: &Response) -> u16 {
         match &r.detail {
             ResponseDetail::Http(h) => h.status,
+            other => panic!("HTTP response expected: {other:?}"),
         }
     }
 

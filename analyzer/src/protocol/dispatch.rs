@@ -13,6 +13,7 @@ use podtrace_format::Role;
 
 use super::http1::Http1;
 use super::http2::Http2;
+use super::redis::Redis;
 use super::{Detection, Limits, Output, Protocol, Start};
 use crate::reassemble::Segment;
 
@@ -69,6 +70,7 @@ macro_rules! protocols {
 
 protocols! {
     Http2(Http2),
+    Redis(Redis),
 }
 
 #[derive(Debug)]

@@ -9,8 +9,8 @@
 //! [`RequestDetail`] / [`ResponseDetail`]; the exchange stage pairs them
 //! ([`crate::exchange`]) without knowing any protocol.
 //!
-//! Protocols: [`http2`] (and gRPC), with [`http1`] as the fallback for connections no
-//! other protocol claims. [`http`] holds what both HTTP versions share (the HTTP request and
+//! Protocols: [`http2`] (and gRPC), [`redis`], with [`http1`] as the fallback for
+//! connections no other protocol claims. [`http`] holds what both HTTP versions share (the HTTP request and
 //! response facts, the header names kept). Adding a protocol means a folder beside these
 //! with a type implementing [`Protocol`], its variants in [`RequestDetail`] /
 //! [`ResponseDetail`], and one line in the dispatcher's list (`protocols!` in
@@ -23,6 +23,7 @@ pub mod dispatch;
 pub mod http;
 pub mod http1;
 pub mod http2;
+pub mod redis;
 
 use std::net::SocketAddr;
 
@@ -39,6 +40,8 @@ pub struct Limits {
     pub http1: http1::Limits,
     /// HTTP/2 bounds.
     pub http2: http2::Limits,
+    /// Redis bounds.
+    pub redis: redis::Limits,
 }
 
 /// What a protocol's detector is shown: the first buffered segments of each direction
@@ -149,6 +152,8 @@ pub struct Response {
 pub enum RequestDetail {
     /// HTTP/1.x or HTTP/2 (gRPC included).
     Http(http::HttpRequest),
+    /// A Redis command.
+    Redis(redis::RedisCommand),
 }
 
 /// The protocol-specific part of a response (one variant per protocol family).
@@ -156,6 +161,8 @@ pub enum RequestDetail {
 pub enum ResponseDetail {
     /// HTTP/1.x or HTTP/2 (gRPC included).
     Http(http::HttpResponse),
+    /// A Redis reply.
+    Redis(redis::RedisReply),
 }
 
 /// What a protocol parser hands to the exchange stage, in stream order.

@@ -8,10 +8,12 @@ use std::net::SocketAddr;
 use podtrace_model::{KeyValue, Resource, Span, SpanKind, Status};
 
 use super::addr;
+use super::db;
 use super::identity::Identity;
 use crate::details::SpanDetails;
 use crate::exchange::{Exchange, Request, Response};
 use crate::protocol::http::{HttpRequest, HttpResponse};
+use crate::protocol::redis::RedisCommand;
 use crate::protocol::{RequestDetail, ResponseDetail};
 use crate::reassemble::ConnInfo;
 
@@ -33,6 +35,11 @@ pub(super) fn emptied(req: &Request) -> Request {
                 query: None,
                 version: h.version,
                 h2: None,
+            }),
+            RequestDetail::Redis(c) => RequestDetail::Redis(RedisCommand {
+                operation: String::new(),
+                query: String::new(),
+                database: c.database,
             }),
         },
     }
@@ -100,8 +107,9 @@ pub(super) fn build_span(
     let (start_ts, end_ts) = (req.start_ts, req.end_ts);
     let (name, attributes, status) = match req.detail {
         RequestDetail::Http(http) => {
-            let http_resp = resp.map(|r| match &r.detail {
-                ResponseDetail::Http(h) => (r, h),
+            let http_resp = resp.and_then(|r| match &r.detail {
+                ResponseDetail::Http(h) => Some((r, h)),
+                _ => None,
             });
             http_span(
                 ex,
@@ -112,6 +120,14 @@ pub(super) fn build_span(
                 idn,
                 details,
             )
+        }
+        RequestDetail::Redis(cmd) => {
+            let reply = resp.and_then(|r| match &r.detail {
+                ResponseDetail::Redis(h) => Some(h),
+                _ => None,
+            });
+            let (server, _) = sockets(ex);
+            db::redis_span(server, ex.conn.key.remote, cmd, reply, idn.family)
         }
     };
     Span {
@@ -361,7 +377,9 @@ mod tests {
     fn emptied_request_keeps_times_and_sizes_only() {
         let req = request(&[("host", "api")]);
         let e = emptied(&req);
-        let RequestDetail::Http(h) = &e.detail;
+        let RequestDetail::Http(h) = &e.detail else {
+            panic!("http detail expected")
+        };
         assert!(h.method.is_empty() && h.path.is_empty() && e.headers.is_empty());
         assert_eq!((h.query.as_deref(), h.version), (None, 1));
         assert_eq!(

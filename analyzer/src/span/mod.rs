@@ -20,7 +20,7 @@
 //!
 //! Files: `linker.rs` (the state machine; its tests in `linker/tests.rs`), `index.rs` (its keys and search indexes),
 //! `identity.rs` (the identity rules), `ids.rs` (stable id derivation), `build.rs` (the
-//! OpenTelemetry span of an identified exchange), `addr.rs` (address text).
+//! OpenTelemetry span of an identified exchange; `db.rs` for database protocols), `addr.rs` (address text).
 //!
 //! [`Exchange`]: crate::exchange::Exchange
 
@@ -35,6 +35,7 @@ use crate::reassemble::{ConnInfo, ConnKey};
 
 mod addr;
 mod build;
+mod db;
 mod identity;
 mod ids;
 mod index;

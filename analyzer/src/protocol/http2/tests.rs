@@ -550,6 +550,7 @@ fn late_join_inside_a_frame_starts_at_the_next_frame() {
 fn http(r: &crate::protocol::Request) -> &HttpRequest {
     match &r.detail {
         RequestDetail::Http(h) => h,
+        other => panic!("HTTP request expected: {other:?}"),
     }
 }
 
@@ -557,6 +558,7 @@ fn http(r: &crate::protocol::Request) -> &HttpRequest {
 fn http_resp(r: &crate::protocol::Response) -> &crate::protocol::http::HttpResponse {
     match &r.detail {
         crate::protocol::ResponseDetail::Http(h) => h,
+        other => panic!("HTTP response expected: {other:?}"),
     }
 }
 
