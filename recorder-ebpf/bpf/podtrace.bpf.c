@@ -67,6 +67,19 @@ struct {
 	__type(value, __u8);
 } pt_cgroups SEC(".maps");
 
+/* Direct-mapped front of pt_cgroups, indexed by `cgroup id & (PT_CG_SLOTS - 1)`: 0 = no
+ * targeted id in this slot, the id itself = the only one, PT_CG_SLOT_MANY = several (then
+ * the hash map decides). An array lookup is inlined by the verifier, so the common
+ * untargeted case costs no helper call beyond reading the cgroup id. Kept by user space. */
+#define PT_CG_SLOTS 4096
+#define PT_CG_SLOT_MANY ((__u64)-1)
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PT_CG_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} pt_cg_slots SEC(".maps");
+
 /* Arguments of the thread's in-flight targeted syscall (task-local storage: created at the
  * thread's first targeted socket call, freed with the thread). */
 struct pt_args_t {
@@ -156,6 +169,14 @@ static __always_inline int followed(__u64 id)
 static __always_inline int targeted(void)
 {
 	__u64 cg = bpf_get_current_cgroup_id();
+	__u32 slot = cg & (PT_CG_SLOTS - 1);
+	__u64 *v = bpf_map_lookup_elem(&pt_cg_slots, &slot);
+	if (!v || *v == 0)
+		return 0;
+	if (*v == cg)
+		return 1;
+	if (*v != PT_CG_SLOT_MANY)
+		return 0;
 	return bpf_map_lookup_elem(&pt_cgroups, &cg) != 0;
 }
 
@@ -611,6 +632,10 @@ static __always_inline void on_enter(__u64 id, __u64 fd, __u64 buf, __u64 len)
 /* Syscall exit of a followed socket call (not close). */
 static __always_inline void on_exit(__u64 id, long ret)
 {
+	/* the cgroup filter first here too: cheaper than the task-storage lookup for the
+	 * untargeted calls, which are most of them */
+	if (!targeted())
+		return;
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct pt_args_t *a = bpf_task_storage_get(&pt_task, task, 0, 0);
 	if (!a || a->id == 0)

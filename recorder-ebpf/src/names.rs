@@ -40,6 +40,11 @@ pub const TP_SYS_ENTER: &str = "sys_enter";
 pub const TP_SYS_EXIT: &str = "sys_exit";
 /// Hash map `u64 cgroup id → u8`: the targeted cgroups.
 pub const MAP_CGROUPS: &str = "pt_cgroups";
+/// Array `u32 slot → u64`: the direct-mapped front of [`MAP_CGROUPS`] (slot = id & 4095;
+/// 0 empty, the id itself, or `u64::MAX` for several ids: ask the hash map).
+pub const MAP_CG_SLOTS: &str = "pt_cg_slots";
+/// Number of slots of [`MAP_CG_SLOTS`].
+pub const CG_SLOTS: u64 = 4096;
 /// Ring buffer of events.
 pub const MAP_EVENTS: &str = "pt_events";
 /// Per-CPU `u64` counters, indexed by `event::CTR_*`.

@@ -12,6 +12,7 @@
 //! reported again on the close row. Payloads are redacted here.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use podtrace_format::model::{flags, Direction, Record, Role, SocketData, SocketEvent, SocketMeta};
@@ -30,6 +31,26 @@ struct SockState {
     role: Option<Role>,
 }
 
+/// Hasher for the `struct sock *` keys: one multiply (the keys are kernel pointers, not
+/// attacker-chosen; SipHash cost more than the rest of a small event's lookup).
+#[derive(Default)]
+struct PtrHasher(u64);
+
+impl Hasher for PtrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        // Fibonacci hashing; the high bits carry the entropy of the low pointer bits
+        self.0 = (v ^ (v >> 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
 /// Counters of the conversion itself.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ConvertCounters {
@@ -45,7 +66,7 @@ pub struct ConvertCounters {
 #[derive(Debug)]
 pub struct Converter {
     offset_ns: i64,
-    socks: HashMap<u64, SockState>,
+    socks: HashMap<u64, SockState, BuildHasherDefault<PtrHasher>>,
     next_seq: u64,
     redactor: Option<Redactor>,
     /// Conversion counters.
@@ -80,7 +101,7 @@ impl Converter {
     pub fn new(offset_ns: i64, redactor: Option<Redactor>) -> Self {
         Converter {
             offset_ns,
-            socks: HashMap::new(),
+            socks: HashMap::default(),
             next_seq: 1,
             redactor,
             counters: ConvertCounters::default(),

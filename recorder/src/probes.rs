@@ -15,7 +15,7 @@
 //!
 //! Dropping [`Probes`] detaches them.
 
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
+use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::{BtfTracePoint, KProbe, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
 use podtrace_recorder_ebpf::{names, PODTRACE_BPF_OBJECT};
@@ -70,6 +70,8 @@ pub struct Probes {
     pub ebpf: Ebpf,
     /// Targeted cgroup ids.
     pub cgroups: BpfHashMap<MapData, u64, u8>,
+    /// The direct-mapped front of `cgroups` ([`names::MAP_CG_SLOTS`]).
+    pub cg_slots: Array<MapData, u64>,
     /// Per-CPU counters.
     pub counters: PerCpuArray<MapData, u64>,
     /// The event ring buffer.
@@ -123,11 +125,13 @@ impl Probes {
             }
         };
         let cgroups = take_map(&mut ebpf, names::MAP_CGROUPS, BpfHashMap::try_from)?;
+        let cg_slots = take_map(&mut ebpf, names::MAP_CG_SLOTS, Array::try_from)?;
         let counters = take_map(&mut ebpf, names::MAP_COUNTERS, PerCpuArray::try_from)?;
         let ring = take_map(&mut ebpf, names::MAP_EVENTS, RingBuf::try_from)?;
         Ok(Probes {
             ebpf,
             cgroups,
+            cg_slots,
             counters,
             ring,
             attached,

@@ -194,11 +194,12 @@ impl Recorder {
         let Probes {
             ebpf,
             cgroups,
+            cg_slots,
             counters,
             ring,
             attached,
         } = Probes::load(cfg.snaplen, cfg.ring_bytes, cfg.probes)?;
-        let mut filter = Filter::new(cgroups, targets);
+        let mut filter = Filter::new(cgroups, cg_slots, targets);
         filter.rescan()?;
         let shared = Arc::new(Shared {
             filter: Mutex::new(filter),
@@ -411,8 +412,18 @@ impl Consumer {
                 return Ok(());
             }
         }
-        // Detach first, so that everything the programs produced is in the ring, then drain.
-        drop(ebpf);
+        // One instant ends the recording for every syscall (see `Filter::stop_all`): from
+        // here on the programs emit nothing (enter and exit both check the filter first);
+        // the few that passed it just before finish writing within microseconds.
+        lock(&self.shared.filter).stop_all();
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        // Detaching takes long (~50 ms per per-syscall tracepoint: the kernel waits for
+        // running programs), and nothing depends on it any more: it happens on its own
+        // thread while the ring is drained and the caller finishes (if the thread cannot
+        // be started, the closure is dropped here and detaches at once).
+        let _ = std::thread::Builder::new()
+            .name("podtrace-detach".into())
+            .spawn(move || drop(ebpf));
         if self.drain_all().await {
             if let Err(e) = self.shared.stat_rows(&mut self.batch) {
                 tracing::warn!("final stats: {e}");
