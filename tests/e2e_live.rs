@@ -145,10 +145,17 @@ fn live_traces_reach_rotel_with_parents_and_saved_capture_agrees() {
         &["--duration", "10s", "--save", &save_arg, "--out", &out_arg],
     );
     let go = cluster.go();
+    // The recording ends at one instant when the duration is up; the summary follows at
+    // once. The process exits later (the kernel detaches the probes one by one, ~1–2 s),
+    // so the end of the recording is taken from the summary, not from the exit.
+    assert!(
+        stdout.wait_for("live: ", Duration::from_secs(60)),
+        "no summary from live mode"
+    );
+    let stopped = now_ns();
     let status = proc
         .wait_timeout(Duration::from_secs(60))
         .expect("live mode ended");
-    let stopped = now_ns();
     assert!(status.success(), "live mode failed: {status}");
     let (emitted, sent, dropped) = accounting(&stdout.all());
     assert_eq!(dropped, 0, "spans dropped by the exporter");
