@@ -194,11 +194,12 @@ impl Recorder {
         let Probes {
             ebpf,
             cgroups,
+            cg_slots,
             counters,
             ring,
             attached,
         } = Probes::load(cfg.snaplen, cfg.ring_bytes, cfg.probes)?;
-        let mut filter = Filter::new(cgroups, targets);
+        let mut filter = Filter::new(cgroups, cg_slots, targets);
         filter.rescan()?;
         let shared = Arc::new(Shared {
             filter: Mutex::new(filter),

@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use aya::maps::{HashMap as BpfHashMap, MapData};
+use aya::maps::{Array, HashMap as BpfHashMap, MapData};
 use podtrace_recorder_ebpf::names;
 
 use crate::cgroups::{cgroup_id, descendants, Cgroup2};
@@ -77,6 +77,9 @@ impl Targets {
 /// The kernel filter map plus the bookkeeping of where each id came from.
 pub struct Filter {
     map: BpfHashMap<MapData, u64, u8>,
+    slots: Array<MapData, u64>,
+    /// The ids in `map`, mirrored to keep `slots` right.
+    in_map: BTreeSet<u64>,
     targets: Targets,
     scanned: BTreeSet<u64>,
     manual: BTreeSet<u64>,
@@ -85,9 +88,15 @@ pub struct Filter {
 
 impl Filter {
     /// Wraps the map; call [`Filter::rescan`] to fill it.
-    pub fn new(map: BpfHashMap<MapData, u64, u8>, targets: Targets) -> Self {
+    pub fn new(
+        map: BpfHashMap<MapData, u64, u8>,
+        slots: Array<MapData, u64>,
+        targets: Targets,
+    ) -> Self {
         Filter {
             map,
+            slots,
+            in_map: BTreeSet::new(),
             targets,
             scanned: BTreeSet::new(),
             manual: BTreeSet::new(),
@@ -96,15 +105,42 @@ impl Filter {
     }
 
     fn put(&mut self, id: u64) -> Result<()> {
-        self.map.insert(id, 1u8, 0).map_err(|e| RecorderError::Map {
-            map: names::MAP_CGROUPS,
-            detail: chain(&e),
-        })
+        self.map
+            .insert(id, 1u8, 0)
+            .map_err(|e| RecorderError::Map {
+                map: names::MAP_CGROUPS,
+                detail: chain(&e),
+            })?;
+        self.in_map.insert(id);
+        self.set_slot(id)
     }
 
     fn del(&mut self, id: u64) {
+        self.in_map.remove(&id);
+        // The slot first (then the hash map): a stale slot only costs a hash lookup.
+        if let Err(e) = self.set_slot(id) {
+            tracing::warn!("cgroup filter slot: {e}");
+        }
         // Removing an absent key is not an error worth reporting.
         let _ = self.map.remove(&id);
+    }
+
+    /// Rewrites the direct-mapped slot of `id`: 0 when no targeted id maps there, the id
+    /// when one does, `u64::MAX` (ask the hash map) when several do.
+    fn set_slot(&mut self, id: u64) -> Result<()> {
+        let slot = id % names::CG_SLOTS;
+        let mut same = self.in_map.iter().filter(|i| *i % names::CG_SLOTS == slot);
+        let value = match (same.next(), same.next()) {
+            (None, _) => 0,
+            (Some(only), None) => *only,
+            (Some(_), Some(_)) => u64::MAX,
+        };
+        self.slots
+            .set(slot as u32, value, 0)
+            .map_err(|e| RecorderError::Map {
+                map: names::MAP_CG_SLOTS,
+                detail: chain(&e),
+            })
     }
 
     /// Brings the map in line with the targets; returns (added, removed) counts.
