@@ -41,6 +41,7 @@ demo: deps release
 fixtures: deps
 	@tools/fixtures/record.sh
 	@tools/fixtures/h2/record.sh all
+	@tools/fixtures/record_redis.sh
 
 bench-data: deps release
 	@tools/bench/gen-data.sh

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(clang llvm libbpf-dev bpftool tcpdump tshark graphviz wrk nginx-light
-              python3-venv openssl iproute2 curl nodejs npm chromium)
+              python3-venv openssl iproute2 curl nodejs npm chromium redis-server)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

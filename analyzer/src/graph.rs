@@ -7,7 +7,8 @@
 //! span's service, callee = `peer.service` or the peer address) and from SERVER spans whose
 //! client side was not recorded (caller = the peer's service or address). An error is an
 //! HTTP status ≥ 500. [`Graph::to_dot`] writes a Graphviz `digraph` with quoted, escaped
-//! names. A gRPC call with a `grpc-status` other than 0 is an error too.
+//! names. A gRPC call with a `grpc-status` other than 0 is an error too, and so is a
+//! database call answered with an error (`db.response.status_code`).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -36,7 +37,7 @@ pub struct Node {
 pub struct Edge {
     /// Requests.
     pub count: u64,
-    /// Failed requests (HTTP ≥ 500).
+    /// Failed requests (HTTP ≥ 500, gRPC status, database error reply).
     pub errors: u64,
     /// Mean latency, ns.
     pub avg_ns: u64,
@@ -212,7 +213,11 @@ impl GraphBuilder {
             }
         };
         let error = attr_int(s, "http.response.status_code").is_some_and(|c| c >= 500)
-            || attr_int(s, "rpc.grpc.status_code").is_some_and(|c| c != 0);
+            || attr_int(s, "rpc.grpc.status_code").is_some_and(|c| c != 0)
+            || s.span
+                .attributes
+                .iter()
+                .any(|kv| kv.key == "db.response.status_code");
         if !self.nodes.contains_key(caller.as_ref()) {
             self.nodes.insert(caller.to_string(), (0, 0));
         }

@@ -14,13 +14,13 @@ pub fn fixtures() -> PathBuf {
 }
 
 /// The records of `fixtures/<dir>/<pcap>`, imported (both sockets of every connection)
-/// together with `fixtures/<dir>/k8s-objects.json` as node `node-1`.
+/// together with `fixtures/<dir>/k8s-objects.json` (when there is one) as node `node-1`.
 pub fn import_records(dir: &str, pcap: &str) -> Vec<Record> {
     let dir = fixtures().join(dir);
     let tmp = tempfile::tempdir().expect("tempdir");
     let cap = tmp.path().join("cap.parquet");
     let opts = ImportOptions {
-        k8s_objects: Some(dir.join("k8s-objects.json")),
+        k8s_objects: Some(dir.join("k8s-objects.json")).filter(|p| p.exists()),
         node: "node-1".into(),
         ..ImportOptions::default()
     };

@@ -319,3 +319,46 @@ fn detection_by_command_array_or_port() {
     let out = p.feed(&[data(1, b"GET / HTTP/1.1\r\n\r\n")], &[], false);
     assert!(out.has_requests() && commands(&out).is_empty());
 }
+
+#[test]
+fn random_bytes_never_panic() {
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let alphabet = b"*$+-:_#,(!=%~>|\r\n0123456789-abc ";
+    let small = Limits {
+        max_line: 16,
+        max_keep: 4,
+        max_args: 2,
+        max_depth: 3,
+    };
+    for round in 0..500 {
+        let len = (next() % 120) as usize;
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+            .collect();
+        let cut = (next() as usize) % (bytes.len() + 1);
+        let limits = if round % 2 == 0 {
+            small
+        } else {
+            Limits::default()
+        };
+        let mut r = Redis::new(round % 3 != 0, limits);
+        let _ = r.feed(&[data(1, &bytes[..cut])], &[data(1, &bytes[cut..])], false);
+        let _ = r.feed(
+            &[
+                Segment::Missing {
+                    ts_ns: 2,
+                    len: next() % 50,
+                },
+                data(3, &bytes),
+            ],
+            &[Segment::Gap { ts_ns: 2 }, data(3, &bytes[..cut])],
+            true,
+        );
+    }
+}
