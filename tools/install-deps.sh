@@ -8,6 +8,10 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(clang llvm libbpf-dev bpftool tcpdump tshark graphviz wrk nginx-light
               python3-venv openssl iproute2 curl nodejs npm chromium redis-server)
 
+# the byte-exact recorder test (recorder/tests/ebpf_bytes_exact.rs) runs a Java 17 peer
+# from source (`java Peer.java` needs the JDK's compiler)
+APT_PACKAGES+=(openjdk-17-jdk-headless)
+
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
