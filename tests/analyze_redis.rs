@@ -1,0 +1,199 @@
+//! Redis spans from real traffic: a Debian `redis-server` on a free loopback port, driven by
+//! redis-py (single commands, a pipeline, a MULTI/EXEC transaction, a client on database 2,
+//! a WRONGTYPE error), captured with `tcpdump -i lo`, imported with `podtrace import` and
+//! analyzed. The driver (tools/fixtures/redis_driver.py, also what records
+//! fixtures/redis/) counts the commands redis-py sends, handshakes included: one CLIENT and
+//! one SERVER span per command, with the OpenTelemetry database attributes and an ERROR
+//! status for the WRONGTYPE reply. No eBPF needed.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use support::*;
+
+fn ok(cmd: &mut Command) -> bool {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn text(s: &SpanRow, key: &str) -> String {
+    match s.attr(key) {
+        Some(Value::String(v)) => v.clone(),
+        Some(v) => v.to_string(),
+        None => String::new(),
+    }
+}
+
+#[test]
+fn redis_commands_become_client_and_server_spans() {
+    let Some(venv) = prerequisites(false) else {
+        return;
+    };
+    let skip = |why: &str| {
+        eprintln!("!!! SKIPPING analyze_redis: {why} (tools/install-deps.sh installs it) !!!")
+    };
+    if !ok(Command::new("redis-server").arg("--version")) {
+        return skip("`redis-server` is not installed");
+    }
+    if !ok(Command::new(venv.join("bin/python")).args(["-c", "import redis"])) {
+        return skip("the venv lacks redis-py (tools/requirements-test.txt)");
+    }
+    if !ok(Command::new("tcpdump").arg("--version")) {
+        return skip("`tcpdump` is not installed");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let server = Proc::new(
+        Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server"),
+        "TERM",
+        Duration::from_secs(5),
+    );
+    assert!(
+        wait_port(port, Duration::from_secs(10)),
+        "redis-server did not listen"
+    );
+    let pcap = dir.path().join("redis.pcap");
+    let mut tcpdump = Proc::new(
+        Command::new("tcpdump")
+            .args([
+                "-i",
+                "lo",
+                "--immediate-mode",
+                "-U",
+                "-Z",
+                "root",
+                "-s",
+                "0",
+                "-w",
+            ])
+            .arg(&pcap)
+            .args(["tcp", "port", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tcpdump"),
+        "INT",
+        Duration::from_secs(5),
+    );
+    let stderr = tcpdump.stderr().expect("tcpdump stderr");
+    let lines = Lines::collect(stderr, "tcpdump");
+    assert!(
+        lines.wait_for("listening on", Duration::from_secs(10)),
+        "tcpdump did not start"
+    );
+    let out = run(
+        Command::new(venv.join("bin/python"))
+            .arg(repo().join("tools/fixtures/redis_driver.py"))
+            .arg(port.to_string()),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "driver failed");
+    // "SENT RAN": commands redis-py sent, commands the server ran.
+    let counts = String::from_utf8_lossy(&out.stdout).to_string();
+    let commands: usize = counts
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("command count");
+    std::thread::sleep(Duration::from_millis(300));
+    tcpdump.signal("INT");
+    assert!(tcpdump.wait_timeout(Duration::from_secs(10)).is_some());
+    drop(server);
+
+    let cap = dir.path().join("redis.parquet");
+    let st = run(
+        podtrace().arg("import").arg(&pcap).arg("-o").arg(&cap),
+        Duration::from_secs(60),
+    );
+    assert!(st.status.success(), "import failed");
+    let outdir = dir.path().join("out");
+    let st = run(
+        podtrace()
+            .arg("analyze")
+            .arg(&cap)
+            .arg("--out")
+            .arg(&outdir),
+        Duration::from_secs(60),
+    );
+    assert!(st.status.success(), "analyze failed");
+    let spans = read_spans(&outdir);
+    let summary = read_summary(&outdir);
+    let client: Vec<&SpanRow> = spans.iter().filter(|s| s.kind == "client").collect();
+    let server: Vec<&SpanRow> = spans.iter().filter(|s| s.kind == "server").collect();
+    eprintln!(
+        "redis: {commands} commands sent (sent, ran: {}), {} CLIENT and {} SERVER spans",
+        counts.trim(),
+        client.len(),
+        server.len()
+    );
+    assert_eq!(client.len(), commands, "one CLIENT span per command");
+    assert_eq!(server.len(), commands, "one SERVER span per command");
+    assert!(
+        summary["stats"]["parse_errors"]
+            .as_object()
+            .is_none_or(|m| m.is_empty()),
+        "{summary}"
+    );
+    for s in &spans {
+        assert_eq!(text(s, "db.system.name"), "redis");
+        assert_eq!(s.name, text(s, "db.operation.name"));
+        assert_eq!(text(s, "server.port"), port.to_string());
+        assert_eq!(text(s, "server.address"), "127.0.0.1");
+    }
+    // The SERVER span of each command is the child of its CLIENT span.
+    let ids: std::collections::HashSet<&str> = client.iter().map(|s| s.span_id.as_str()).collect();
+    assert!(server.iter().all(|s| ids.contains(s.parent.as_str())));
+    // Sanitized query text: keys kept, values hidden.
+    let set = client
+        .iter()
+        .find(|s| text(s, "db.query.text").starts_with("SET user:1"))
+        .expect("SET user:1");
+    assert_eq!(text(set, "db.query.text"), "SET user:1 ?");
+    assert_eq!(text(set, "db.namespace"), "0");
+    for q in ["RPUSH list ? ?", "INCRBY counter ?", "GET user:1"] {
+        assert!(client.iter().any(|s| text(s, "db.query.text") == q), "{q}");
+    }
+    // The transaction: MULTI, the queued commands, EXEC.
+    for op in ["MULTI", "HSET", "HGET", "EXEC"] {
+        assert!(client.iter().any(|s| s.name == op), "{op}");
+    }
+    // The client on database 2.
+    let other = client
+        .iter()
+        .find(|s| text(s, "db.query.text") == "SET other ?")
+        .expect("SET other");
+    assert_eq!(text(other, "db.namespace"), "2");
+    // The WRONGTYPE reply fails the LPUSH, on both sides; other errors can only be
+    // handshake subcommands an older server rejects (`CLIENT SETINFO`: ERR).
+    let errors: Vec<&SpanRow> = spans
+        .iter()
+        .filter(|s| s.raw["status"]["code"] == "error")
+        .collect();
+    let wrongtype: Vec<&&SpanRow> = errors
+        .iter()
+        .filter(|e| text(e, "db.response.status_code") == "WRONGTYPE")
+        .collect();
+    assert_eq!(wrongtype.len(), 2);
+    assert!(wrongtype.iter().all(|e| e.name == "LPUSH"));
+    for e in &errors {
+        assert!(
+            e.name == "LPUSH"
+                || (e.name == "CLIENT" && text(e, "db.response.status_code") == "ERR"),
+            "{:?}",
+            e.raw
+        );
+    }
+}
