@@ -122,3 +122,82 @@ fn one_client_and_one_server_span_per_command() {
         (client.len() as u64, client_errors as u64)
     );
 }
+
+/// fixtures/redis-app: a driver (127.0.0.2) → an HTTP app (127.0.0.1:18090) that reads and
+/// updates Redis (127.0.0.3:16379) while serving; `counts.txt`: requests, Redis commands
+/// sent while serving them.
+fn app_analysis() -> (Analysis, usize, usize) {
+    let a = analyze(
+        import_records("redis-app", "redis-app.pcap").into_iter(),
+        &AnalyzeOptions::default(),
+    )
+    .expect("analyze");
+    let counts =
+        std::fs::read_to_string(fixtures().join("redis-app/counts.txt")).expect("counts.txt");
+    let n: Vec<usize> = counts
+        .split_whitespace()
+        .map(|x| x.parse().expect("a number"))
+        .collect();
+    (a, n[0], n[1])
+}
+
+#[test]
+fn redis_app_matches_golden_outputs() {
+    let (a, _, _) = app_analysis();
+    check_golden(
+        "redis-app",
+        "spans.json",
+        &spans_to_json(&a.spans).expect("json"),
+    );
+    check_golden("redis-app", "graph.dot", &a.graph.to_dot());
+}
+
+#[test]
+fn redis_calls_are_children_of_the_app_server_span_serving_them() {
+    let (a, requests, commands) = app_analysis();
+    assert!(a.stats.parse_errors.is_empty(), "{}", a.stats);
+    let app_server: Vec<&Span> = a
+        .spans
+        .iter()
+        .filter(|s| s.kind == SpanKind::Server && attr_str(s, "http.request.method").is_some())
+        .collect();
+    assert_eq!(app_server.len(), requests);
+    let redis_client =
+        |s: &&Span| s.kind == SpanKind::Client && attr_str(s, "db.system.name") == Some("redis");
+    // Every Redis call made while serving a request is that request's SERVER span's child,
+    // in its trace (one trace per driver request).
+    let mut under = 0;
+    for srv in &app_server {
+        let children: Vec<&Span> = a
+            .spans
+            .iter()
+            .filter(redis_client)
+            .filter(|c| c.parent_span_id == Some(srv.span_id))
+            .collect();
+        assert!(!children.is_empty(), "{srv:#?}");
+        for c in &children {
+            assert_eq!(c.trace_id, srv.trace_id);
+            assert!(c.start_time_unix_nano >= srv.start_time_unix_nano);
+            assert!(c.end_time_unix_nano <= srv.end_time_unix_nano);
+            // The Redis side's SERVER span continues the trace.
+            assert!(a.spans.iter().any(|s| s.kind == SpanKind::Server
+                && s.parent_span_id == Some(c.span_id)
+                && s.trace_id == c.trace_id));
+        }
+        under += children.len();
+    }
+    assert_eq!(under, commands, "every Redis command sent while serving");
+    // The request whose Redis call failed: an ERROR Redis span under a 500.
+    let failed = app_server
+        .iter()
+        .find(|s| attr_int(s, "http.response.status_code") == Some(500))
+        .expect("the 500");
+    assert!(a
+        .spans
+        .iter()
+        .any(|c| c.parent_span_id == Some(failed.span_id)
+            && c.name == "LPUSH"
+            && c.status.code == StatusCode::Error));
+    // The graph: the app calls Redis.
+    assert!(a.graph.to_dot().contains("\"127.0.0.1\" -> \"127.0.0.3\""));
+}
