@@ -197,3 +197,187 @@ fn redis_commands_become_client_and_server_spans() {
         );
     }
 }
+
+/// One span the OpenTelemetry SDK wrote (tools/fixtures/redis_app.py --sdk).
+#[derive(Debug)]
+struct SdkSpan {
+    raw: Value,
+}
+
+impl SdkSpan {
+    fn s(&self, k: &str) -> &str {
+        self.raw[k].as_str().unwrap_or_default()
+    }
+    fn t(&self, k: &str) -> u64 {
+        self.raw[k].as_u64().unwrap_or_default()
+    }
+}
+
+fn attr_u64(s: &SpanRow, key: &str) -> u64 {
+    s.raw[key].as_u64().unwrap_or_default()
+}
+
+/// The SDK as the truth: opentelemetry-instrumentation-redis traces the app's Redis calls
+/// (one span per command, one per pipeline) under a SERVER span per HTTP request that
+/// continues the driver's traceparent. Every SDK Redis span must have podtrace CLIENT
+/// spans for each of its commands, at the same time (± the socket/app difference), under
+/// podtrace's SERVER span of the same request (same trace id where the request carried
+/// one), with the same error status.
+#[test]
+fn redis_spans_match_the_opentelemetry_sdk() {
+    let Some(venv) = prerequisites(false) else {
+        return;
+    };
+    let skip = |why: &str| {
+        eprintln!("!!! SKIPPING analyze_redis sdk: {why} (tools/install-deps.sh installs it) !!!")
+    };
+    if !ok(Command::new("redis-server").arg("--version")) {
+        return skip("`redis-server` is not installed");
+    }
+    let imports = "import redis, opentelemetry.sdk.trace, opentelemetry.instrumentation.redis";
+    if !ok(Command::new(venv.join("bin/python")).args(["-c", imports])) {
+        return skip("the venv lacks redis-py or opentelemetry-instrumentation-redis");
+    }
+    if !ok(Command::new("tcpdump").arg("--version")) {
+        return skip("`tcpdump` is not installed");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (port, app_port) = (free_port(), free_port());
+    let server = Proc::new(
+        Command::new("redis-server")
+            .args(["--bind", "127.0.0.1 127.0.0.3", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server"),
+        "TERM",
+        Duration::from_secs(5),
+    );
+    assert!(
+        wait_port(port, Duration::from_secs(10)),
+        "redis-server did not listen"
+    );
+    let pcap = dir.path().join("app.pcap");
+    let filter = format!("tcp port {port} or tcp port {app_port}");
+    let mut tcpdump = Proc::new(
+        Command::new("tcpdump")
+            .args([
+                "-i",
+                "lo",
+                "--immediate-mode",
+                "-U",
+                "-Z",
+                "root",
+                "-s",
+                "0",
+                "-w",
+            ])
+            .arg(&pcap)
+            .arg(&filter)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tcpdump"),
+        "INT",
+        Duration::from_secs(5),
+    );
+    let lines = Lines::collect(tcpdump.stderr().expect("tcpdump stderr"), "tcpdump");
+    assert!(lines.wait_for("listening on", Duration::from_secs(10)));
+    let sdk_file = dir.path().join("sdk.jsonl");
+    let out = run(
+        Command::new(venv.join("bin/python"))
+            .arg(repo().join("tools/fixtures/redis_app.py"))
+            .args([app_port.to_string(), port.to_string()])
+            .arg("--sdk")
+            .arg(&sdk_file),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "app failed");
+    std::thread::sleep(Duration::from_millis(300));
+    tcpdump.signal("INT");
+    assert!(tcpdump.wait_timeout(Duration::from_secs(10)).is_some());
+    drop(server);
+    let cap = dir.path().join("app.parquet");
+    let st = run(
+        podtrace().arg("import").arg(&pcap).arg("-o").arg(&cap),
+        Duration::from_secs(60),
+    );
+    assert!(st.status.success(), "import failed");
+    let outdir = dir.path().join("out");
+    let st = run(
+        podtrace()
+            .arg("analyze")
+            .arg(&cap)
+            .arg("--out")
+            .arg(&outdir),
+        Duration::from_secs(60),
+    );
+    assert!(st.status.success(), "analyze failed");
+    let spans = read_spans(&outdir);
+    let sdk: Vec<SdkSpan> = std::fs::read_to_string(&sdk_file)
+        .expect("sdk spans")
+        .lines()
+        .map(|l| SdkSpan {
+            raw: serde_json::from_str(l).expect("sdk span JSON"),
+        })
+        .collect();
+    let by_id = |id: &str| sdk.iter().find(|s| s.s("span_id") == id);
+    let ours = |id: &str| spans.iter().find(|s| s.span_id == id);
+    // Socket times vs the app's: the SDK span encloses the command's bytes, give or take.
+    let slack = 5_000_000;
+    let mut used = std::collections::HashSet::new();
+    let (mut total, mut matched) = (0, 0);
+    let mut misses = Vec::new();
+    for db in sdk.iter().filter(|s| s.s("kind") == "CLIENT") {
+        total += 1;
+        let parent = by_id(db.s("parent_span_id"));
+        let mut all = true;
+        for op in db.s("name").split(' ') {
+            let found = spans.iter().find(|p| {
+                p.kind == "client"
+                    && p.name == op
+                    && !used.contains(&p.span_id)
+                    && attr_u64(p, "start_time_unix_nano") + slack >= db.t("start")
+                    && attr_u64(p, "end_time_unix_nano") <= db.t("end") + slack
+                    && (p.raw["status"]["code"] == "error")
+                        == db.raw["error"].as_bool().unwrap_or(false)
+                    && match parent {
+                        // Under podtrace's SERVER span of the same request.
+                        Some(srv) => {
+                            let path = srv.raw["attributes"]["url.path"].as_str().unwrap_or("?");
+                            // A request that carried a traceparent: the same trace id.
+                            let propagated = !srv.s("parent_span_id").is_empty();
+                            ours(&p.parent).is_some_and(|ps| {
+                                ps.kind == "server" && text(ps, "url.path") == path
+                            }) && (!propagated || p.trace_id == db.s("trace_id"))
+                        }
+                        None => p.parent.is_empty(),
+                    }
+            });
+            match found {
+                Some(p) => {
+                    used.insert(p.span_id.clone());
+                }
+                None => all = false,
+            }
+        }
+        if all {
+            matched += 1;
+        } else {
+            misses.push(db.raw.clone());
+        }
+    }
+    let podtrace_db = spans
+        .iter()
+        .filter(|s| s.kind == "client" && text(s, "db.system.name") == "redis")
+        .count();
+    eprintln!(
+        "redis sdk-truth: {matched}/{total} SDK Redis spans matched ({} commands); podtrace has \
+         {podtrace_db} Redis CLIENT spans (the rest: connection handshakes the SDK does not trace)",
+        used.len()
+    );
+    assert_eq!(matched, total, "unmatched SDK spans: {misses:#?}");
+    assert!(total >= 11, "the app made its calls: {total}");
+}
