@@ -21,8 +21,8 @@ const MAX_AGGREGATE: u64 = 1 << 32;
 pub struct Frame {
     /// Type byte of the value (`*`, `+`, `-`, `$`, `>`...); `b' '` for an inline command.
     pub kind: u8,
-    /// The top-level elements when the value is an array (or an inline command): a kept
-    /// prefix of each string element, at most [`Limits::max_args`] of them.
+    /// The top-level elements of a command (an array, or an inline command): a kept prefix
+    /// of each string element, at most [`Limits::max_args`] of them (none for replies).
     pub items: Vec<Vec<u8>>,
     /// Number of top-level elements (kept or not).
     pub item_count: u64,
@@ -63,8 +63,9 @@ struct Bulk {
 #[derive(Debug)]
 pub struct Reader {
     limits: Limits,
-    /// Inline commands allowed (the request direction).
-    inline: bool,
+    /// The direction carries commands: inline commands allowed, top-level elements kept
+    /// (replies keep only their error texts).
+    commands: bool,
     line: Vec<u8>,
     bulk: Option<Bulk>,
     /// Elements left per open aggregate.
@@ -77,11 +78,11 @@ pub struct Reader {
 }
 
 impl Reader {
-    /// A reader; `inline` for the direction that carries commands.
-    pub fn new(limits: Limits, inline: bool) -> Self {
+    /// A reader; `commands` for the direction that carries commands.
+    pub fn new(limits: Limits, commands: bool) -> Self {
         Reader {
             limits,
-            inline,
+            commands,
             line: Vec::new(),
             bulk: None,
             stack: Vec::new(),
@@ -221,7 +222,7 @@ impl Reader {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let Some((&t, rest)) = line.split_first() else {
             // An empty line between inline commands is allowed.
-            if self.stack.is_empty() && self.inline {
+            if self.stack.is_empty() && self.commands {
                 self.cur = None;
                 return;
             }
@@ -288,7 +289,7 @@ impl Reader {
                 }
                 self.element_done();
             }
-            _ if depth == 0 && self.inline => {
+            _ if depth == 0 && self.commands => {
                 // An inline command: words separated by spaces.
                 self.set_kind(b' ');
                 let words: Vec<&[u8]> = line
@@ -315,6 +316,9 @@ impl Reader {
     }
 
     fn keep_item(&mut self, item: Vec<u8>) {
+        if !self.commands {
+            return;
+        }
         let max = self.limits.max_args;
         if let Some(cur) = &mut self.cur {
             if cur.items.len() < max {
