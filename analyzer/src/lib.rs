@@ -40,7 +40,7 @@ use podtrace_model::Span;
 
 pub use graph::{Graph, GraphNodes};
 pub use pipeline::Pipeline;
-pub use protocol::{http1, http2};
+pub use protocol::{http1, http2, QueryText};
 pub use sample::SamplerMode;
 pub use stats::AnalysisStats;
 
@@ -89,6 +89,8 @@ pub struct AnalyzeOptions {
     /// W3C `baggage` entries become `baggage.<key>` span attributes (off: baggage can
     /// carry user data).
     pub baggage_attributes: bool,
+    /// What database spans keep of the query (`db.query.text`): sanitized by default.
+    pub db_query_text: QueryText,
 }
 
 impl Default for AnalyzeOptions {
@@ -102,6 +104,7 @@ impl Default for AnalyzeOptions {
             graph_nodes: GraphNodes::Services,
             routes: Vec::new(),
             baggage_attributes: false,
+            db_query_text: QueryText::Sanitized,
         }
     }
 }

@@ -172,6 +172,7 @@ impl Pipeline {
                             d.info.key.remote,
                             protocol::Limits {
                                 http1: self.opts.limits,
+                                db_query_text: self.opts.db_query_text,
                                 ..protocol::Limits::default()
                             },
                         ),

@@ -33,7 +33,20 @@ use crate::reassemble::Segment;
 
 pub use dispatch::ConnectionParser;
 
-/// Bounds of every protocol's parser state (per connection).
+/// How much of a database query is kept (`db.query.text`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum QueryText {
+    /// None.
+    Off,
+    /// The statement with its literals as `?` (Redis: the command and its keys).
+    #[default]
+    Sanitized,
+    /// As sent (Redis: every argument, each cut at the kept prefix length). Values can be
+    /// personal data or secrets (`AUTH`): only on request.
+    Raw,
+}
+
+/// Bounds of every protocol's parser state (per connection), and what is kept of it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Limits {
     /// HTTP/1 bounds.
@@ -42,6 +55,8 @@ pub struct Limits {
     pub http2: http2::Limits,
     /// Redis bounds.
     pub redis: redis::Limits,
+    /// What is kept of database queries.
+    pub db_query_text: QueryText,
 }
 
 /// What a protocol's detector is shown: the first buffered segments of each direction

@@ -38,7 +38,7 @@ pub(super) fn emptied(req: &Request) -> Request {
             }),
             RequestDetail::Redis(c) => RequestDetail::Redis(RedisCommand {
                 operation: String::new(),
-                query: String::new(),
+                query: None,
                 database: c.database,
             }),
         },

@@ -28,7 +28,9 @@ pub(super) fn redis_span(
     attrs.push(KeyValue::new("db.system.name", "redis"));
     attrs.push(KeyValue::new("db.operation.name", cmd.operation));
     attrs.push(KeyValue::new("db.namespace", cmd.database.to_string()));
-    attrs.push(KeyValue::new("db.query.text", cmd.query));
+    if let Some(q) = cmd.query {
+        attrs.push(KeyValue::new("db.query.text", q));
+    }
     if let Some(code) = reply.and_then(|r| r.error_code()) {
         attrs.push(KeyValue::new("db.response.status_code", code.to_string()));
     }
@@ -86,7 +88,7 @@ mod tests {
     fn redis_attributes_and_error_status() {
         let cmd = RedisCommand {
             operation: "LPUSH".into(),
-            query: "LPUSH k ?".into(),
+            query: Some("LPUSH k ?".into()),
             database: 2,
         };
         let reply = RedisReply {
@@ -113,11 +115,12 @@ mod tests {
         };
         let cmd = RedisCommand {
             operation: "GET".into(),
-            query: "GET k".into(),
+            query: None,
             database: 0,
         };
         let (_, attrs, status) = redis_span(server, None, cmd, Some(&ok), None);
         assert_eq!(status.code, StatusCode::Unset);
         assert_eq!(text(&attrs, "db.response.status_code"), None);
+        assert_eq!(text(&attrs, "db.query.text"), None, "query text off");
     }
 }

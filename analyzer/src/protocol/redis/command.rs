@@ -99,6 +99,20 @@ pub fn sanitized(name: &str, args: &[Vec<u8>], argc: usize) -> String {
     out
 }
 
+/// The query text as sent: `name` and every argument (kept prefixes, lossily decoded;
+/// arguments past the kept ones as `?`).
+pub fn raw(name: &str, args: &[Vec<u8>], argc: usize) -> String {
+    let mut out = String::from(name);
+    for i in 0..argc {
+        out.push(' ');
+        match args.get(i) {
+            Some(a) => out.push_str(&String::from_utf8_lossy(a)),
+            None => out.push('?'),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +142,7 @@ mod tests {
         assert_eq!(sanitized("PING", &[], 0), "PING");
         // Arguments past the kept ones are counted, shown as `?`.
         assert_eq!(sanitized("DEL", &args(&["a"]), 3), "DEL a ? ?");
+        assert_eq!(raw("SET", &args(&["k", "v"]), 3), "SET k v ?");
         let long = "k".repeat(200);
         assert!(sanitized("GET", &args(&[&long]), 1).ends_with('…'));
     }

@@ -21,8 +21,8 @@ mod tests;
 use podtrace_format::Role;
 
 use crate::protocol::{
-    first_bytes, Detection, MessageEvent, Output, Protocol, Request, RequestDetail, Response,
-    ResponseDetail, Start,
+    first_bytes, Detection, MessageEvent, Output, Protocol, QueryText, Request, RequestDetail,
+    Response, ResponseDetail, Start,
 };
 use crate::reassemble::Segment;
 use resp::{Frame, Reader};
@@ -59,8 +59,9 @@ impl Default for Limits {
 pub struct RedisCommand {
     /// The command name, upper case (`GET`, `HSET`, `EXEC`).
     pub operation: String,
-    /// The command with its keys as sent and every other argument as `?`.
-    pub query: String,
+    /// The query text: by default the command with its keys as sent and every other
+    /// argument as `?` (see [`QueryText`]); `None` when off.
+    pub query: Option<String>,
     /// The database index selected on the connection when the command was sent.
     pub database: u32,
 }
@@ -100,6 +101,8 @@ pub struct Redis {
     answered: u64,
     /// Commands emitted before the connection subscribed (replies past them are pushes).
     pubsub_after: Option<u64>,
+    /// What is kept of each command's text.
+    query_text: QueryText,
 }
 
 impl Redis {
@@ -113,7 +116,14 @@ impl Redis {
             commands: 0,
             answered: 0,
             pubsub_after: None,
+            query_text: QueryText::Sanitized,
         }
+    }
+
+    /// Keeps `mode` of each command's text (default: sanitized).
+    pub fn with_query_text(mut self, mode: QueryText) -> Self {
+        self.query_text = mode;
+        self
     }
 
     fn command(&mut self, f: Frame, errors: &mut Vec<&'static str>) -> Option<Request> {
@@ -126,7 +136,11 @@ impl Redis {
         };
         let operation = String::from_utf8_lossy(name).to_ascii_uppercase();
         let argc = f.item_count.saturating_sub(1) as usize;
-        let query = command::sanitized(&operation, &f.items[1..], argc);
+        let query = match self.query_text {
+            QueryText::Off => None,
+            QueryText::Sanitized => Some(command::sanitized(&operation, &f.items[1..], argc)),
+            QueryText::Raw => Some(command::raw(&operation, &f.items[1..], argc)),
+        };
         let database = self.database;
         match operation.as_str() {
             "SELECT" => {
@@ -225,11 +239,16 @@ impl Protocol for Redis {
         let i = first_bytes(start.ingress, 64);
         let limits = start.limits.redis;
         let (ve, vi) = (command_array_start(&e), command_array_start(&i));
+        let found = |requests_egress| {
+            Detection::Found(
+                Redis::new(requests_egress, limits).with_query_text(start.limits.db_query_text),
+            )
+        };
         if ve == Some(true) && start.role != Role::Server {
-            return Detection::Found(Redis::new(true, limits));
+            return found(true);
         }
         if vi == Some(true) && start.role != Role::Client {
-            return Detection::Found(Redis::new(false, limits));
+            return found(false);
         }
         let local = start.local.is_some_and(|a| a.port() == PORT);
         let remote = start.remote.is_some_and(|a| a.port() == PORT);
@@ -241,7 +260,7 @@ impl Protocol for Redis {
             };
             let req = if requests_egress { &e } else { &i };
             if plausible_on_port(req) {
-                return Detection::Found(Redis::new(requests_egress, limits));
+                return found(requests_egress);
             }
         }
         if (ve.is_none() || vi.is_none()) && !start.closed {

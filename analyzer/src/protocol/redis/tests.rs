@@ -34,7 +34,11 @@ fn commands(out: &Output) -> Vec<(String, String, u32)> {
                         ..
                     },
                 ..
-            } => Some((c.operation.clone(), c.query.clone(), c.database)),
+            } => Some((
+                c.operation.clone(),
+                c.query.clone().unwrap_or_default(),
+                c.database,
+            )),
             _ => None,
         })
         .collect()
@@ -361,4 +365,29 @@ fn random_bytes_never_panic() {
             true,
         );
     }
+}
+
+#[test]
+fn query_text_sanitized_raw_or_off() {
+    let req = cmd(&["SET", "k", "secret"]);
+    let mut out = Vec::new();
+    for mode in [QueryText::Sanitized, QueryText::Raw, QueryText::Off] {
+        let mut r = Redis::new(true, Limits::default()).with_query_text(mode);
+        let o = r.feed(&[data(1, &req)], &[], false);
+        out.push(match &o.events[0] {
+            MessageEvent::Request {
+                request:
+                    Request {
+                        detail: RequestDetail::Redis(c),
+                        ..
+                    },
+                ..
+            } => c.query.clone(),
+            other => panic!("{other:?}"),
+        });
+    }
+    assert_eq!(
+        out,
+        vec![Some("SET k ?".into()), Some("SET k secret".into()), None]
+    );
 }
