@@ -21,6 +21,12 @@
 //! assert!(analysis.graph.to_dot().starts_with("digraph"));
 //! ```
 
+#![warn(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)
+)]
+
 pub mod baggage;
 pub mod context;
 pub mod details;
