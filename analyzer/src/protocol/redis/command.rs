@@ -103,10 +103,28 @@ pub fn sanitized(name: &str, args: &[Vec<u8>], argc: usize) -> String {
 /// arguments past the kept ones as `?`).
 pub fn raw(name: &str, args: &[Vec<u8>], argc: usize) -> String {
     let mut out = String::from(name);
+    // Credentials stay hidden even in raw mode: every argument of AUTH, and what follows
+    // an AUTH/AUTH2 token (HELLO 3 AUTH user pass, MIGRATE ... AUTH pass).
+    let mut secret = if name.eq_ignore_ascii_case("AUTH") {
+        usize::MAX
+    } else {
+        0
+    };
     for i in 0..argc {
         out.push(' ');
         match args.get(i) {
-            Some(a) => out.push_str(&String::from_utf8_lossy(a)),
+            Some(_) if secret > 0 => {
+                secret -= 1;
+                out.push('?');
+            }
+            Some(a) => {
+                if a.eq_ignore_ascii_case(b"AUTH") {
+                    secret = 2;
+                } else if a.eq_ignore_ascii_case(b"AUTH2") {
+                    secret = 2;
+                }
+                out.push_str(&String::from_utf8_lossy(a));
+            }
             None => out.push('?'),
         }
     }
@@ -119,6 +137,20 @@ mod tests {
 
     fn args(a: &[&str]) -> Vec<Vec<u8>> {
         a.iter().map(|s| s.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn raw_mode_hides_credentials() {
+        assert_eq!(raw("AUTH", &args(&["user", "pw"]), 2), "AUTH ? ?");
+        assert_eq!(
+            raw(
+                "HELLO",
+                &args(&["3", "AUTH", "user", "pw", "SETNAME", "x"]),
+                6
+            ),
+            "HELLO 3 AUTH ? ? SETNAME x"
+        );
+        assert_eq!(raw("SET", &args(&["k", "v"]), 2), "SET k v");
     }
 
     #[test]
