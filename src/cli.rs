@@ -215,8 +215,21 @@ pub enum SamplerArg {
     Parent,
 }
 
+/// How much of a database statement spans keep in `db.query.text`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum DbQueryTextArg {
+    /// Literals replaced by `?` (Redis: the command and its keys, values as `?`).
+    #[default]
+    Sanitized,
+    /// As sent (each argument cut at a bounded prefix; credentials still hidden). Values can
+    /// be personal data.
+    Raw,
+    /// No `db.query.text` at all.
+    Off,
+}
+
 /// What spans carry (shared by `analyze` and live mode): route templates for names and
-/// `http.route`, baggage attributes.
+/// `http.route`, baggage attributes, database statement text.
 #[derive(Debug, Clone, Args, Default)]
 pub struct SpanArgs {
     /// A route template such as `/order/{id}` (repeatable): matching paths get it as their
@@ -233,6 +246,10 @@ pub struct SpanArgs {
           default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set,
           value_parser = clap::builder::BoolishValueParser::new())]
     pub baggage_attributes: bool,
+    /// How much of a database statement spans keep as `db.query.text`.
+    #[arg(long, env = "PODTRACE_DB_QUERY_TEXT", value_enum, value_name = "MODE",
+          default_value_t = DbQueryTextArg::Sanitized)]
+    pub db_query_text: DbQueryTextArg,
 }
 
 /// Local output flags (shared by `analyze` and live mode).

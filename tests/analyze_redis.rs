@@ -381,3 +381,53 @@ fn redis_spans_match_the_opentelemetry_sdk() {
     assert_eq!(matched, total, "unmatched SDK spans: {misses:#?}");
     assert!(total >= 11, "the app made its calls: {total}");
 }
+
+/// `--db-query-text` (and its environment variable) on the Redis fixture: sanitized by
+/// default, values as sent with `raw`, no statement with `off`, a bad mode is exit 2.
+#[test]
+fn db_query_text_modes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cap = dir.path().join("redis.parquet");
+    assert!(ok(podtrace()
+        .arg("import")
+        .arg(repo().join("fixtures/redis/redis.pcap"))
+        .arg("-o")
+        .arg(&cap)));
+    let texts = |mode: Option<&str>, env: Option<&str>| -> Vec<String> {
+        let out = dir.path().join(format!("out-{mode:?}-{env:?}"));
+        let mut cmd = podtrace();
+        cmd.arg("analyze").arg(&cap).arg("--out").arg(&out);
+        if let Some(m) = mode {
+            cmd.args(["--db-query-text", m]);
+        }
+        if let Some(e) = env {
+            cmd.env("PODTRACE_DB_QUERY_TEXT", e);
+        }
+        assert!(ok(&mut cmd), "analyze {mode:?} {env:?}");
+        read_spans(&out)
+            .iter()
+            .filter(|s| s.attr("db.system.name").is_some())
+            .map(|s| text(s, "db.query.text"))
+            .collect()
+    };
+    let sanitized = texts(None, None);
+    assert!(!sanitized.is_empty());
+    assert!(sanitized.iter().any(|t| t.contains('?')), "{sanitized:?}");
+    let raw = texts(Some("raw"), None);
+    assert_eq!(raw.len(), sanitized.len());
+    assert_ne!(raw, sanitized, "raw keeps values");
+    assert_eq!(texts(None, Some("raw")), raw, "the environment variable");
+    assert_eq!(
+        texts(Some("sanitized"), Some("raw")),
+        sanitized,
+        "a flag beats its variable"
+    );
+    assert!(texts(Some("off"), None).iter().all(String::is_empty));
+    let bad = podtrace()
+        .arg("analyze")
+        .arg(&cap)
+        .args(["--db-query-text", "everything"])
+        .output()
+        .expect("run");
+    assert_eq!(bad.status.code(), Some(2));
+}

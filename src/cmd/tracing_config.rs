@@ -4,7 +4,7 @@
 use podtrace_analyzer::{AnalyzeOptions, SamplerMode};
 use podtrace_export::{ExportConfig, Secret};
 
-use crate::cli::{SamplerArg, SpanArgs, TracingArgs};
+use crate::cli::{DbQueryTextArg, SamplerArg, SpanArgs, TracingArgs};
 use crate::error::CliError;
 
 /// The exporters' configuration; errors are usage errors (exit 2).
@@ -52,6 +52,11 @@ pub fn span_options(s: &SpanArgs, opts: &mut AnalyzeOptions) -> Result<(), CliEr
         opts.routes.extend(routes);
     }
     opts.baggage_attributes = s.baggage_attributes;
+    opts.db_query_text = match s.db_query_text {
+        DbQueryTextArg::Sanitized => podtrace_analyzer::QueryText::Sanitized,
+        DbQueryTextArg::Raw => podtrace_analyzer::QueryText::Raw,
+        DbQueryTextArg::Off => podtrace_analyzer::QueryText::Off,
+    };
     Ok(())
 }
 
