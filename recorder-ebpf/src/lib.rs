@@ -14,6 +14,12 @@
 //! assert_eq!(&obj[..4], b"\x7fELF");
 //! ```
 
+#![warn(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)
+)]
+
 pub mod event;
 pub mod names;
 

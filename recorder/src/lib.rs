@@ -24,6 +24,12 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)
+)]
+
 pub mod cgroups;
 pub mod clock;
 pub mod config;

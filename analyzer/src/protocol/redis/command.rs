@@ -118,9 +118,7 @@ pub fn raw(name: &str, args: &[Vec<u8>], argc: usize) -> String {
                 out.push('?');
             }
             Some(a) => {
-                if a.eq_ignore_ascii_case(b"AUTH") {
-                    secret = 2;
-                } else if a.eq_ignore_ascii_case(b"AUTH2") {
+                if a.eq_ignore_ascii_case(b"AUTH") || a.eq_ignore_ascii_case(b"AUTH2") {
                     secret = 2;
                 }
                 out.push_str(&String::from_utf8_lossy(a));
