@@ -445,14 +445,6 @@ fn describe_elsewhere(pod: &Pod) -> String {
     format!("{name} (node {node}, phase {phase})")
 }
 
-/// Wall-clock time in ns since the Unix epoch (the capture's `ts_ns`).
-pub(crate) fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

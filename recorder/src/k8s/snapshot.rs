@@ -30,7 +30,8 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::targets::{PodSelector, TargetSpec, TargetTracker, TargetUpdate};
-use super::{now_ns, K8sError};
+use super::K8sError;
+use podtrace_format::now_ns;
 
 /// What the snapshotter lists and watches.
 #[derive(Debug, Clone, PartialEq, Eq)]
