@@ -70,18 +70,25 @@ fn recorded_capture_reaches_rotel_with_ids_parents_and_services() {
         .spawn()
         .expect("spawn podtrace record");
     let err = Lines::collect(child.stderr.take().expect("stderr"), "record");
-    let _out = Lines::collect(child.stdout.take().expect("stdout"), "record");
+    let out = Lines::collect(child.stdout.take().expect("stdout"), "record");
     let mut rec = Proc::new(child, "INT", Duration::from_secs(20));
     assert!(
         err.wait_for("events/s", Duration::from_secs(30)),
         "podtrace record did not start"
     );
     let go = cluster.go();
+    // The recording ends at one instant when the duration is up, and the summary follows
+    // at once; the process exits later (the kernel detaches the probes one by one, ~1–2 s),
+    // so the end of the recording is taken from the summary, not from the exit.
+    assert!(
+        out.wait_for("wrote ", Duration::from_secs(40)),
+        "no summary from record"
+    );
+    let recorded_until = support::now_ns();
     let status = rec
         .wait_timeout(Duration::from_secs(40))
         .expect("record ended");
     assert!(status.success(), "record failed: {status}");
-    let recorded_until = support::now_ns();
 
     let out = dir.path().join("out");
     let o = run(

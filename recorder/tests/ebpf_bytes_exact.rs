@@ -369,6 +369,7 @@ fn cases(env: &PeerEnv) -> Vec<Case> {
 struct Tcpdump {
     child: Child,
     err: PathBuf,
+    out: PathBuf,
 }
 
 impl Tcpdump {
@@ -376,7 +377,17 @@ impl Tcpdump {
         let err = out.with_extension("err");
         let child = Command::new("tcpdump")
             .args([
-                "-i", "lo", "-s", "0", "-U", "-B", "65536", "-Z", "root", "-w",
+                "-i",
+                "lo",
+                "-s",
+                "0",
+                "-U",
+                "--immediate-mode",
+                "-B",
+                "65536",
+                "-Z",
+                "root",
+                "-w",
             ])
             .arg(out)
             .arg(filter)
@@ -393,12 +404,27 @@ impl Tcpdump {
             assert!(t0.elapsed() < T, "tcpdump did not start: {text}");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Tcpdump { child, err }
+        Tcpdump {
+            child,
+            err,
+            out: out.to_path_buf(),
+        }
     }
 
     /// Stops the capture; returns tcpdump's summary (its "dropped by kernel" must be 0).
     fn stop(mut self) -> String {
-        std::thread::sleep(Duration::from_millis(300));
+        // SIGINT ends tcpdump without draining what the kernel still holds for it, and on a
+        // loaded machine it lags the traffic: wait until the file has not grown for 500 ms.
+        let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        let (mut last, mut since) = (size(&self.out), Instant::now());
+        let t0 = Instant::now();
+        while t0.elapsed() < T && since.elapsed() < Duration::from_millis(500) {
+            std::thread::sleep(Duration::from_millis(50));
+            let now = size(&self.out);
+            if now != last {
+                (last, since) = (now, Instant::now());
+            }
+        }
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         let t0 = Instant::now();
