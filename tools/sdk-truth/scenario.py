@@ -240,6 +240,17 @@ class Scenario:
             return
         name, p, sig = self.capture
         self.capture = None
+        if name == "tcpdump":
+            # SIGINT ends tcpdump without draining what the kernel still holds for it, and
+            # on a loaded machine it lags the traffic: wait until the file stops growing.
+            path = os.path.join(self.out, "capture.pcap")
+            size = lambda: os.path.getsize(path) if os.path.exists(path) else 0
+            last, since, t0 = size(), time.monotonic(), time.monotonic()
+            while time.monotonic() - t0 < 10 and time.monotonic() - since < 0.5:
+                time.sleep(0.05)
+                now = size()
+                if now != last:
+                    last, since = now, time.monotonic()
         if p.poll() is None:
             p.send_signal(sig)
             try:
