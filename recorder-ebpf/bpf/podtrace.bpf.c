@@ -236,10 +236,10 @@ static __always_inline struct file *fd_file(__u64 fd)
 	return file;
 }
 
-/* fd -> struct sock * of an AF_INET/AF_INET6 stream socket, else NULL; fills the address
- * part of the event. Four kernel reads: fd table slot, file->private_data, the struct
- * socket (its back pointer to the file proves the file is a socket) and sock_common. */
-static __always_inline struct sock *fd_sock(__u64 fd, struct pt_scratch_t *s)
+/* The struct sock * of a stream socket fd, else NULL; `so` receives a copy of its struct
+ * socket. Three kernel reads: fd table slot, file->private_data, the struct socket (its
+ * back pointer to the file proves the file is a socket). */
+static __always_inline struct sock *fd_stream_sk(__u64 fd, struct socket *so)
 {
 	struct file *file = fd_file(fd);
 	if (!file)
@@ -247,11 +247,18 @@ static __always_inline struct sock *fd_sock(__u64 fd, struct pt_scratch_t *s)
 	void *priv = 0;
 	if (bpf_core_read(&priv, sizeof(priv), &file->private_data) || !priv)
 		return 0;
-	if (bpf_probe_read_kernel(&s->so, sizeof(s->so), priv))
+	if (bpf_probe_read_kernel(so, sizeof(*so), priv))
 		return 0;
-	if ((void *)s->so.file != (void *)file || s->so.type != SOCK_STREAM)
+	if ((void *)so->file != (void *)file || so->type != SOCK_STREAM)
 		return 0;
-	struct sock *sk = s->so.sk;
+	return so->sk;
+}
+
+/* fd -> struct sock * of an AF_INET/AF_INET6 stream socket, else NULL; fills the address
+ * part of the event (a fourth read: sock_common). */
+static __always_inline struct sock *fd_sock(__u64 fd, struct pt_scratch_t *s)
+{
+	struct sock *sk = fd_stream_sk(fd, &s->so);
 	if (!sk || !sk_fill(s, sk))
 		return 0;
 	s->ev.fd = fd;
@@ -259,23 +266,12 @@ static __always_inline struct sock *fd_sock(__u64 fd, struct pt_scratch_t *s)
 }
 
 /* The struct sock * of a stream socket fd, resolved at syscall entry into the thread's
- * storage (three kernel reads: fd table slot, file->private_data, the struct socket, whose
- * back pointer to the file proves the file is a socket), else 0. The call holds a
- * reference on the file until it returns, so the sock stays valid until the exit even if
- * another thread closes the fd meanwhile (resolving at exit would miss such calls). */
+ * storage, else 0. The call holds a reference on the file until it returns, so the sock
+ * stays valid until the exit even if another thread closes the fd meanwhile (resolving at
+ * exit would miss such calls). */
 static __always_inline __u64 fd_sk_enter(__u64 fd, struct pt_args_t *a)
 {
-	struct file *file = fd_file(fd);
-	if (!file)
-		return 0;
-	void *priv = 0;
-	if (bpf_core_read(&priv, sizeof(priv), &file->private_data) || !priv)
-		return 0;
-	if (bpf_probe_read_kernel(&a->so, sizeof(a->so), priv))
-		return 0;
-	if ((void *)a->so.file != (void *)file || a->so.type != SOCK_STREAM)
-		return 0;
-	return (__u64)a->so.sk;
+	return (__u64)fd_stream_sk(fd, &a->so);
 }
 
 static __always_inline struct pt_scratch_t *scratch_get(void)
