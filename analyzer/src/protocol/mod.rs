@@ -24,6 +24,7 @@ pub mod http;
 pub mod http1;
 pub mod http2;
 pub mod redis;
+pub mod sql;
 
 use std::net::SocketAddr;
 
