@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(clang llvm libbpf-dev bpftool tcpdump tshark graphviz wrk nginx-light
               python3-venv openssl iproute2 curl nodejs npm chromium redis-server)
 
-# the byte-exact recorder test (recorder/tests/ebpf_bytes_exact.rs) runs a Java 17 peer
+# the byte-exact recorder test (recorder/tests/it/ebpf_bytes_exact.rs) runs a Java 17 peer
 # from source (`java Peer.java` needs the JDK's compiler)
 APT_PACKAGES+=(openjdk-17-jdk-headless)
 

@@ -1,7 +1,7 @@
 //! Writes a synthetic capture (the rows the format tests use) for trying queries:
 //! `cargo run -p podtrace-format --example sample_capture -- /tmp/cap.parquet [rows]`.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 fn main() {

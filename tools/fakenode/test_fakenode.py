@@ -1,7 +1,7 @@
 """Unit tests of fakenode: kubelet layouts, mountinfo, the Pod object, and (as root) the module API.
 
 Run: python3 -m unittest discover -s tools/fakenode -p 'test_*.py'
-(The Rust side is checked against fakenode in recorder/tests/cgroups_fakenode.rs.)
+(The Rust side is checked against fakenode in recorder/tests/it/cgroups_fakenode.rs.)
 """
 
 import os

@@ -1,7 +1,7 @@
 """Unit tests of the test API server's pure parts: selectors, tables, discovery, store, watch cache.
 
 Run: python3 -m unittest discover -s tools/k8s-apiserver -p 'test_*.py'
-(The end-to-end checks with the real kubectl and kube-rs are in recorder/tests/k8s_apiserver.rs.)
+(The end-to-end checks with the real kubectl and kube-rs are in recorder/tests/it/k8s_apiserver.rs.)
 """
 
 import unittest

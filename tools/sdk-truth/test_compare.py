@@ -1,5 +1,5 @@
 """Unit tests of compare.py: a podtrace output built to be the SDK's trees passes, and each
-kind of deviation is reported as its mismatch kind (run by tests/sdk_truth.rs, no root)."""
+kind of deviation is reported as its mismatch kind (run by tests/it/sdk_truth.rs, no root)."""
 
 import json
 import os

@@ -1,0 +1,200 @@
+//! Roundtrip: a million mixed rows written in batches read back equal, in order.
+
+use crate::common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use podtrace_format::*;
+
+#[test]
+fn million_mixed_rows_roundtrip() {
+    let n: u64 = std::env::var("PODTRACE_ROUNDTRIP_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cap.parquet");
+    let t = std::time::Instant::now();
+    // Row groups cut by rows only: the 1 s time flush would make their count depend on how
+    // fast this machine writes.
+    let summary = write_capture(&path, n, WriterOptions::default().flush_interval(None));
+    let write_time = t.elapsed();
+
+    // The summary counts what was written.
+    let mut by_type = BTreeMap::new();
+    for i in 0..n {
+        *by_type.entry(record(i).record_type()).or_insert(0u64) += 1;
+    }
+    assert_eq!(summary.rows, n);
+    assert_eq!(summary.rows_by_type, by_type);
+    assert_eq!(summary.files, vec![path.clone()]);
+    assert_eq!(summary.row_groups, n.div_ceil(65_536) as usize);
+    assert_eq!(summary.bytes, std::fs::metadata(&path).unwrap().len());
+    assert_eq!(
+        RecordType::ALL.len(),
+        by_type.len(),
+        "every record type is exercised"
+    );
+    assert!(!sidecar_path(&path).exists(), "finish removes the sidecar");
+
+    let t = std::time::Instant::now();
+    let reader = CaptureReader::open(&[&path]).unwrap();
+    let file = &reader.files()[0];
+    assert_eq!(file.meta, file_meta());
+    assert_eq!(file.schema_version, 1);
+    assert!(!file.recovered);
+    assert_eq!(file.rows, n);
+    assert_eq!(file.start_ns, Some(record(0).ts_ns()));
+    assert_eq!(file.end_ns, Some(record(n - 1).ts_ns()));
+    assert_rows(reader.records(&ReadOptions::default()), n);
+    eprintln!(
+        "{n} rows: write {write_time:?}, read+compare {:?}, {} bytes",
+        t.elapsed(),
+        summary.bytes
+    );
+}
+
+#[test]
+fn empty_capture_is_a_valid_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("empty.parquet");
+    let summary = write_capture(&path, 0, WriterOptions::default());
+    assert_eq!(summary.rows, 0);
+    let reader = CaptureReader::open(&[&path]).unwrap();
+    assert_eq!(reader.files()[0].meta, file_meta());
+    assert_eq!(reader.files()[0].start_ns, None);
+    assert_eq!(reader.records(&ReadOptions::default()).count(), 0);
+}
+
+#[test]
+fn files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cap.parquet");
+    std::fs::write(&path, b"old contents").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    write_capture(&path, 10, WriterOptions::default());
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+#[test]
+fn flush_interval_cuts_row_groups_by_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cap.parquet");
+    let opts = WriterOptions::default().flush_interval(Some(std::time::Duration::from_millis(50)));
+    let mut w = CaptureWriter::create(&path, file_meta(), opts).unwrap();
+    w.write(&record(0)).unwrap();
+    assert_eq!(w.flushed_rows(), 0);
+    w.tick().unwrap();
+    assert_eq!(w.flushed_rows(), 0, "not yet due");
+    std::thread::sleep(std::time::Duration::from_millis(60));
+    w.tick().unwrap();
+    assert_eq!(w.flushed_rows(), 1, "tick flushes a due row group");
+    w.write(&record(1)).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(60));
+    w.write(&record(2)).unwrap();
+    assert_eq!(w.flushed_rows(), 3, "a write checks the interval too");
+    let s = w.finish().unwrap();
+    assert_eq!(s.row_groups, 2);
+    assert_rows(
+        CaptureReader::open(&[&path])
+            .unwrap()
+            .records(&ReadOptions::default()),
+        3,
+    );
+}
+
+#[test]
+fn same_columns_from_another_writer_are_read() {
+    use std::sync::Arc;
+
+    use arrow_array::RecordBatch;
+    use arrow_schema::{DataType, Field, Schema};
+    use parquet::arrow::ArrowWriter;
+
+    // Write a capture, read it as batches, and rewrite it the way another tool might:
+    // dictionaries as plain strings, columns in another order, an extra column, no
+    // Arrow schema in the footer.
+    let dir = tempfile::tempdir().unwrap();
+    let ours = dir.path().join("ours.parquet");
+    let n = 5_000;
+    write_capture(&ours, n, WriterOptions::default());
+    let batches: Vec<RecordBatch> = CaptureReader::open(&[&ours])
+        .unwrap()
+        .batches(&ReadOptions::default())
+        .map(|b| b.unwrap())
+        .collect();
+
+    let mut fields: Vec<Field> = Vec::new();
+    for f in schema().fields().iter().rev() {
+        let t = match f.data_type() {
+            DataType::Dictionary(_, v) => v.as_ref().clone(),
+            t => t.clone(),
+        };
+        fields.push(Field::new(f.name(), t, true));
+    }
+    fields.push(Field::new("note", DataType::Utf8, true));
+    let theirs_schema = Arc::new(Schema::new(fields));
+    let theirs = dir.path().join("theirs.parquet");
+    let props = schema_version_props("1");
+    let opts = parquet::arrow::arrow_writer::ArrowWriterOptions::new()
+        .with_properties(props)
+        .with_skip_arrow_metadata(true);
+    let mut w = ArrowWriter::try_new_with_options(
+        std::fs::File::create(&theirs).unwrap(),
+        theirs_schema.clone(),
+        opts,
+    )
+    .unwrap();
+    for b in &batches {
+        let mut cols = Vec::new();
+        for f in theirs_schema.fields() {
+            match b.column_by_name(f.name()) {
+                Some(c) => cols.push(arrow::compute::cast(c, f.data_type()).unwrap()),
+                None => cols.push(arrow_array::new_null_array(&DataType::Utf8, b.num_rows())),
+            }
+        }
+        w.write(&RecordBatch::try_new(theirs_schema.clone(), cols).unwrap())
+            .unwrap();
+    }
+    w.close().unwrap();
+
+    let r = CaptureReader::open(&[&theirs]).unwrap();
+    for b in r.batches(&ReadOptions::default()) {
+        assert_eq!(b.unwrap().schema(), schema());
+    }
+    assert_rows(r.records(&ReadOptions::default()), n);
+}
+
+#[test]
+fn reading_inside_a_rayon_pool_does_not_starve_it() {
+    use rayon::prelude::*;
+    let dir = tempfile::tempdir().unwrap();
+    let paths: Vec<_> = (0..4)
+        .map(|k| {
+            let p = dir.path().join(format!("c{k}.parquet"));
+            write_capture(&p, 20_000, WriterOptions::default().row_group_rows(1_000));
+            p
+        })
+        .collect();
+    // One-thread pool: a reader that waited for tasks queued behind itself would hang.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let counts: Vec<usize> = pool.install(|| {
+        paths
+            .par_iter()
+            .map(|p| {
+                let r = CaptureReader::open(&[p]).unwrap();
+                r.records(&ReadOptions::default())
+                    .collect::<Result<Vec<_>>>()
+                    .unwrap()
+                    .len()
+            })
+            .collect()
+    });
+    assert_eq!(counts, vec![20_000; 4]);
+}

@@ -1,0 +1,23 @@
+//! The integration tests of `podtrace`, linked into one test binary (one module per
+//! former test file; shared helpers in the support modules).
+
+mod reliability_support;
+mod support;
+
+mod analyze_options;
+mod analyze_redis;
+mod cli_flags;
+mod deploy_manifests;
+mod e2e_export_all;
+mod e2e_live;
+mod e2e_record_pod;
+mod e2e_spine_otlp;
+mod record_node_local;
+mod reliability_corrupt;
+mod reliability_hostile;
+mod reliability_sigkill;
+mod reliability_soak;
+mod sdk_truth;
+mod security_privileges;
+mod security_redaction;
+mod security_secrets;
