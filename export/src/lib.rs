@@ -6,7 +6,8 @@
 //! go through ONE shared HTTP layer ([`delivery`]: batching, timeouts, bounded retries with
 //! backoff + jitter honouring `Retry-After`, gzip, TLS settings, accounting, secret-safe
 //! messages). [`file`](mod@file) writes the OTLP/JSON request to a local file (all at once, or
-//! streamed batch by batch); [`fanout`] sends batches to every exporter while an analysis
+//! streamed batch by batch), [`spans_parquet`] the spans as a Parquet table (one row per
+//! span, for DuckDB/DataFusion/Spark); [`fanout`] sends batches to every exporter while an analysis
 //! or live mode is still running (one bounded lane and task per exporter, the give-up rule,
 //! blocking for `analyze`, drop-oldest for live mode).
 //!
@@ -44,6 +45,7 @@ pub mod otlp_json;
 mod report;
 mod secret;
 pub mod splunk;
+pub mod spans_parquet;
 
 use std::future::Future;
 use std::pin::Pin;
