@@ -13,6 +13,7 @@ use podtrace_format::Role;
 
 use super::http1::Http1;
 use super::http2::Http2;
+use super::postgres::Postgres;
 use super::redis::Redis;
 use super::{Detection, Limits, Output, Protocol, Start};
 use crate::reassemble::Segment;
@@ -71,6 +72,7 @@ macro_rules! protocols {
 protocols! {
     Http2(Http2),
     Redis(Redis),
+    Postgres(Postgres),
 }
 
 #[derive(Debug)]

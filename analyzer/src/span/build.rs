@@ -13,6 +13,7 @@ use super::identity::Identity;
 use crate::details::SpanDetails;
 use crate::exchange::{Exchange, Request, Response};
 use crate::protocol::http::{HttpRequest, HttpResponse};
+use crate::protocol::postgres::PostgresQuery;
 use crate::protocol::redis::RedisCommand;
 use crate::protocol::{RequestDetail, ResponseDetail};
 use crate::reassemble::ConnInfo;
@@ -40,6 +41,13 @@ pub(super) fn emptied(req: &Request) -> Request {
                 operation: String::new(),
                 query: None,
                 database: c.database,
+            }),
+            RequestDetail::Postgres(c) => RequestDetail::Postgres(PostgresQuery {
+                operation: None,
+                collection: None,
+                query: None,
+                database: None,
+                extended: c.extended,
             }),
         },
     }
@@ -128,6 +136,14 @@ pub(super) fn build_span(
             });
             let (server, _) = sockets(ex);
             db::redis_span(server, ex.conn.key.remote, cmd, reply, idn.family)
+        }
+        RequestDetail::Postgres(q) => {
+            let result = resp.and_then(|r| match &r.detail {
+                ResponseDetail::Postgres(h) => Some(h),
+                _ => None,
+            });
+            let (server, _) = sockets(ex);
+            db::postgres_span(server, ex.conn.key.remote, q, result, idn.family)
         }
     };
     Span {

@@ -9,6 +9,7 @@ use podtrace_model::{KeyValue, Status};
 
 use super::addr;
 use crate::context::Family;
+use crate::protocol::postgres::{PostgresQuery, PostgresResult};
 use crate::protocol::redis::{RedisCommand, RedisReply};
 
 /// Longest error text kept in a span status.
@@ -59,6 +60,74 @@ pub(super) fn redis_span(
             "{n} queued command(s) failed: {}",
             cut(first_nested_error.as_deref().unwrap_or(""))
         )),
+        _ => Status::unset(),
+    };
+    (name, attrs, status)
+}
+
+/// Name, attributes and status of a PostgreSQL query or execution (the same rules on the
+/// CLIENT and the SERVER side): `db.system.name` `postgresql`; the span is named
+/// `{db.operation.name} {db.collection.name}`, `{db.operation.name}` without a collection,
+/// `postgresql` when the statement was not seen; an `ErrorResponse` is an ERROR status
+/// with its SQLSTATE as `db.response.status_code`, and so is an execution the server
+/// skipped after an earlier error of its batch.
+pub(super) fn postgres_span(
+    server: Option<SocketAddr>,
+    peer: Option<SocketAddr>,
+    q: PostgresQuery,
+    result: Option<&PostgresResult>,
+    family: Option<Family>,
+) -> (String, Vec<KeyValue>, Status) {
+    let name = match (&q.operation, &q.collection) {
+        (Some(op), Some(c)) => format!("{op} {c}"),
+        (Some(op), None) => op.clone(),
+        (None, _) => "postgresql".to_string(),
+    };
+    let mut attrs = Vec::with_capacity(14);
+    attrs.push(KeyValue::new("db.system.name", "postgresql"));
+    if let Some(op) = q.operation {
+        attrs.push(KeyValue::new("db.operation.name", op));
+    }
+    if let Some(c) = q.collection {
+        attrs.push(KeyValue::new("db.collection.name", c));
+    }
+    if let Some(ns) = q.database {
+        attrs.push(KeyValue::new("db.namespace", ns));
+    }
+    if let Some(text) = q.query {
+        attrs.push(KeyValue::new("db.query.text", text));
+    }
+    if let Some(e) = result.and_then(|r| r.error.as_ref()) {
+        attrs.push(KeyValue::new("db.response.status_code", e.code.clone()));
+    }
+    if let Some(r) = result.filter(|r| r.error.is_none() && !r.aborted && r.rows > 0) {
+        attrs.push(KeyValue::new(
+            "db.response.returned_rows",
+            i64::try_from(r.rows).unwrap_or(i64::MAX),
+        ));
+    }
+    if let Some(s) = server {
+        attrs.push(KeyValue::new("server.address", addr::ip_string(s.ip())));
+        attrs.push(KeyValue::new("server.port", i64::from(s.port())));
+    }
+    if let Some(p) = peer {
+        attrs.push(KeyValue::new(
+            "network.peer.address",
+            addr::ip_string(p.ip()),
+        ));
+        attrs.push(KeyValue::new("network.peer.port", i64::from(p.port())));
+    }
+    attrs.push(KeyValue::new(
+        "podtrace.context.family",
+        family.map(|f| f.as_str()).unwrap_or("none"),
+    ));
+    let status = match result {
+        Some(PostgresResult { error: Some(e), .. }) => {
+            Status::error(cut(&format!("{} {}: {}", e.severity, e.code, e.message)))
+        }
+        Some(PostgresResult { aborted: true, .. }) => {
+            Status::error("not executed: an earlier statement of the batch failed")
+        }
         _ => Status::unset(),
     };
     (name, attrs, status)
@@ -122,5 +191,65 @@ mod tests {
         assert_eq!(status.code, StatusCode::Unset);
         assert_eq!(text(&attrs, "db.response.status_code"), None);
         assert_eq!(text(&attrs, "db.query.text"), None, "query text off");
+    }
+
+    #[test]
+    fn postgres_attributes_and_error_status() {
+        use crate::protocol::postgres::PostgresError;
+        let q = PostgresQuery {
+            operation: Some("SELECT".into()),
+            collection: Some("users".into()),
+            query: Some("SELECT * FROM users WHERE id = ?".into()),
+            database: Some("app".into()),
+            extended: true,
+        };
+        let ok = PostgresResult {
+            command_tag: Some("SELECT 2".into()),
+            rows: 2,
+            ..PostgresResult::default()
+        };
+        let server = Some("127.0.0.1:5432".parse().expect("addr"));
+        let (name, attrs, status) = postgres_span(server, server, q.clone(), Some(&ok), None);
+        assert_eq!(name, "SELECT users");
+        assert_eq!(
+            text(&attrs, "db.system.name").as_deref(),
+            Some("postgresql")
+        );
+        assert_eq!(text(&attrs, "db.collection.name").as_deref(), Some("users"));
+        assert_eq!(text(&attrs, "db.namespace").as_deref(), Some("app"));
+        assert!(attrs
+            .iter()
+            .any(|kv| kv.key == "db.response.returned_rows" && kv.value == AttrValue::Int(2)));
+        assert_eq!(status.code, StatusCode::Unset);
+        let failed = PostgresResult {
+            error: Some(PostgresError {
+                code: "42P01".into(),
+                severity: "ERROR".into(),
+                message: "relation \"nope\" does not exist".into(),
+            }),
+            ..PostgresResult::default()
+        };
+        let (_, attrs, status) = postgres_span(server, None, q.clone(), Some(&failed), None);
+        assert_eq!(
+            text(&attrs, "db.response.status_code").as_deref(),
+            Some("42P01")
+        );
+        assert_eq!(status.code, StatusCode::Error);
+        assert!(status.message.contains("does not exist"));
+        let aborted = PostgresResult {
+            aborted: true,
+            ..PostgresResult::default()
+        };
+        let (_, _, status) = postgres_span(server, None, q, Some(&aborted), None);
+        assert_eq!(status.code, StatusCode::Error);
+        let unknown = PostgresQuery {
+            operation: None,
+            collection: None,
+            query: None,
+            database: None,
+            extended: true,
+        };
+        let (name, _, _) = postgres_span(server, None, unknown, None, None);
+        assert_eq!(name, "postgresql");
     }
 }
