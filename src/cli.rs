@@ -298,6 +298,10 @@ pub struct AnalyzeArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 120,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub window: u64,
+    /// Also write the spans as a table: one row per span, zstd Parquet (for DuckDB,
+    /// DataFusion, Spark). A directory (existing, or ending in `/`) gets `spans.parquet`.
+    #[arg(long, value_name = "FILE|DIR")]
+    pub spans_parquet: Option<PathBuf>,
 }
 
 /// `podtrace inspect`.

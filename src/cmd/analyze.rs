@@ -29,7 +29,11 @@ pub fn run(args: AnalyzeArgs) -> CmdResult {
     }
 
     let outputs = Outputs::new(&args.output);
-    let sinks = SpanSinks::start(outputs.create_dir()?, &export)?;
+    let sinks = SpanSinks::start(
+        outputs.create_dir()?,
+        &export,
+        args.spans_parquet.as_deref(),
+    )?;
     let analysis = match run_analysis(&reader, pipeline, &sinks) {
         Ok(analysis) => analysis,
         Err(e) => {

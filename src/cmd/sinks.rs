@@ -18,8 +18,8 @@ use std::thread::JoinHandle;
 
 use anyhow::Context;
 use podtrace_export::{
-    build_exporters, ExportConfig, ExportFanout, ExporterReport, FanoutOptions, OtlpJsonWriter,
-    StagedFile, DEFAULT_OTLP_JSON_FILE,
+    build_exporters, spans_parquet, ExportConfig, ExportFanout, ExporterReport, FanoutOptions,
+    OtlpJsonWriter, StagedFile, DEFAULT_OTLP_JSON_FILE,
 };
 use podtrace_model::Span;
 use podtrace_report::collect::{Collected, CollectorLimits, TraceCollector};
@@ -38,7 +38,7 @@ const EXPORT_GRACE: std::time::Duration = std::time::Duration::from_secs(600);
 pub struct SinkOutput {
     /// Spans handed to the sinks (the sampled spans of the analysis).
     pub spans: u64,
-    /// Files written (`traces.otlp.json`, `spans.json`).
+    /// Files written (`traces.otlp.json`, `spans.json`, the spans Parquet table if asked).
     pub written: Vec<PathBuf>,
     /// One report per configured network exporter.
     pub reports: Vec<ExporterReport>,
@@ -59,8 +59,13 @@ pub struct SinkStopped;
 
 impl SpanSinks {
     /// Creates the output files in `dir`, builds the exporters of `export` (a bad setting
-    /// is a usage error, before anything is read) and starts the writer thread.
-    pub fn start(dir: &Path, export: &ExportConfig) -> Result<Self, CliError> {
+    /// is a usage error, before anything is read) and starts the writer thread. With
+    /// `spans_parquet` (`--spans-parquet FILE|DIR`) the spans also go to a Parquet table.
+    pub fn start(
+        dir: &Path,
+        export: &ExportConfig,
+        spans_parquet: Option<&Path>,
+    ) -> Result<Self, CliError> {
         let exporters = if export.has_endpoints() {
             build_exporters(export).map_err(|e| CliError::Usage(e.to_string()))?
         } else {
@@ -69,6 +74,7 @@ impl SpanSinks {
         let otlp = OtlpJsonWriter::create(dir.join(DEFAULT_OTLP_JSON_FILE))
             .map_err(|e| CliError::Runtime(e.into()))?;
         let spans_json = SpansJsonWriter::create(dir.join("spans.json"))?;
+        let table = spans_parquet.map(create_spans_parquet).transpose()?;
         let runtime = if exporters.is_empty() {
             None
         } else {
@@ -82,6 +88,7 @@ impl SpanSinks {
             .spawn(move || {
                 let mut otlp = otlp;
                 let mut spans_json = spans_json;
+                let mut table = table;
                 let mut traces = TraceCollector::new(CollectorLimits::default());
                 let export = runtime.map(|rt| {
                     let fanout =
@@ -94,7 +101,11 @@ impl SpanSinks {
                     // a core idle); each writer owns its file.
                     let otlp_written = std::thread::scope(|s| {
                         let otlp_job = s.spawn(|| otlp.write(&batch));
-                        let spans_written = spans_json.write(&batch);
+                        let spans_written =
+                            spans_json.write(&batch).and_then(|()| match &mut table {
+                                Some(t) => t.write(&batch).map_err(|e| CliError::Runtime(e.into())),
+                                None => Ok(()),
+                            });
                         traces.add(&batch);
                         spans_written.map(|()| otlp_job.join())
                     })?;
@@ -116,7 +127,11 @@ impl SpanSinks {
                     Some((rt, fanout)) => rt.block_on(fanout.finish(EXPORT_GRACE)),
                     None => Vec::new(),
                 };
-                let written = vec![spans_json.finish()?, finish_otlp(otlp)?];
+                let mut written = vec![spans_json.finish()?, finish_otlp(otlp)?];
+                if let Some(t) = table {
+                    let summary = t.finish().map_err(|e| CliError::Runtime(e.into()))?;
+                    written.push(summary.path);
+                }
                 Ok(SinkOutput {
                     spans,
                     written,
@@ -154,6 +169,18 @@ impl SpanSinks {
             .join()
             .map_err(|_| CliError::Runtime(anyhow::anyhow!("the writer thread panicked")))?
     }
+}
+
+/// Opens the spans table of `--spans-parquet ARG` (a directory argument ending in `/` is
+/// created).
+fn create_spans_parquet(arg: &Path) -> Result<spans_parquet::SpansParquetWriter, CliError> {
+    if arg.as_os_str().to_string_lossy().ends_with('/') {
+        std::fs::create_dir_all(arg)
+            .with_context(|| format!("creating {}", arg.display()))
+            .map_err(CliError::Runtime)?;
+    }
+    spans_parquet::SpansParquetWriter::create(spans_parquet::spans_parquet_path(arg))
+        .map_err(|e| CliError::Runtime(e.into()))
 }
 
 fn finish_otlp(otlp: OtlpJsonWriter) -> Result<PathBuf, CliError> {

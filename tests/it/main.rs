@@ -21,3 +21,4 @@ mod sdk_truth;
 mod security_privileges;
 mod security_redaction;
 mod security_secrets;
+mod spans_parquet;
