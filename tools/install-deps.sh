@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(clang llvm libbpf-dev bpftool tcpdump tshark graphviz wrk nginx-light
-              python3-venv openssl iproute2 curl nodejs npm chromium redis-server)
+              python3-venv openssl iproute2 curl nodejs npm chromium redis-server
+              postgresql-15)
 
 # the byte-exact recorder test (recorder/tests/it/ebpf_bytes_exact.rs) runs a Java 17 peer
 # from source (`java Peer.java` needs the JDK's compiler)

@@ -8,7 +8,8 @@
 //! client side was not recorded (caller = the peer's service or address). An error is an
 //! HTTP status ≥ 500. [`Graph::to_dot`] writes a Graphviz `digraph` with quoted, escaped
 //! names. A gRPC call with a `grpc-status` other than 0 is an error too, and so is a
-//! database call answered with an error (`db.response.status_code`).
+//! database call whose span is an error (an error reply, `db.response.status_code`, or a
+//! statement the server skipped after an earlier error of its batch).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -16,7 +17,7 @@ use std::fmt::Write as _;
 
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
-use podtrace_model::{AttrValue, SpanKind};
+use podtrace_model::{AttrValue, SpanKind, StatusCode};
 use serde::Serialize;
 
 use crate::span::ObservedSpan;
@@ -214,10 +215,11 @@ impl GraphBuilder {
         };
         let error = attr_int(s, "http.response.status_code").is_some_and(|c| c >= 500)
             || attr_int(s, "rpc.grpc.status_code").is_some_and(|c| c != 0)
-            || s.span
-                .attributes
-                .iter()
-                .any(|kv| kv.key == "db.response.status_code");
+            || (s.span.status.code == StatusCode::Error
+                && s.span
+                    .attributes
+                    .iter()
+                    .any(|kv| kv.key == "db.response.status_code" || kv.key == "db.system.name"));
         if !self.nodes.contains_key(caller.as_ref()) {
             self.nodes.insert(caller.to_string(), (0, 0));
         }

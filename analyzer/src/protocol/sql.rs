@@ -305,6 +305,10 @@ pub fn collection(sql: &str, dialect: Dialect) -> Option<String> {
                 .iter()
                 .any(|w| text.eq_ignore_ascii_case(w))
             || (i == 0 && first.eq_ignore_ascii_case("COPY"));
+        // After FROM / JOIN, a name followed by `(` is a function (`generate_series(…)`).
+        let source = ["FROM", "JOIN"]
+            .iter()
+            .any(|w| text.eq_ignore_ascii_case(w));
         if keyword {
             let mut j = i + 1;
             // `DELETE FROM ONLY t`, `TRUNCATE TABLE ONLY t`, `CREATE TABLE IF NOT EXISTS t`.
@@ -316,8 +320,13 @@ pub fn collection(sql: &str, dialect: Dialect) -> Option<String> {
             } else if is(j, "IF") && is(j + 1, "EXISTS") {
                 j += 2;
             }
-            if let Some(name) = qualified_name(&toks[j..]) {
-                return Some(name);
+            if let Some((name, len)) = qualified_name(&toks[j..]) {
+                let call = toks
+                    .get(j + len)
+                    .is_some_and(|t| t.0 == Kind::Punct && t.1 == "(");
+                if !(source && call) {
+                    return Some(name);
+                }
             }
         }
         i += 1;
@@ -325,8 +334,9 @@ pub fn collection(sql: &str, dialect: Dialect) -> Option<String> {
     None
 }
 
-/// A possibly schema-qualified name at the start of `toks` (`a`, `a.b`, `"A"."b"`).
-fn qualified_name(toks: &[(Kind, &str)]) -> Option<String> {
+/// A possibly schema-qualified name at the start of `toks` (`a`, `a.b`, `"A"."b"`) and
+/// the number of tokens it takes.
+fn qualified_name(toks: &[(Kind, &str)]) -> Option<(String, usize)> {
     let part = |t: &(Kind, &str)| match t.0 {
         Kind::Word if !is_reserved(t.1) => Some(t.1.to_string()),
         Kind::Ident if t.1.len() >= 2 => Some(t.1[1..t.1.len() - 1].to_string()),
@@ -342,7 +352,7 @@ fn qualified_name(toks: &[(Kind, &str)]) -> Option<String> {
         name.push_str(&part(toks.get(i + 1)?)?);
         i += 2;
     }
-    (name.len() <= MAX_IDENT).then_some(name)
+    (name.len() <= MAX_IDENT).then_some((name, i))
 }
 
 /// Words that follow `FROM`/`INTO`/`TABLE` without being a table name.
@@ -422,6 +432,15 @@ mod tests {
             Some("t")
         );
         assert_eq!(c("SELECT 'FROM x' FROM y").as_deref(), Some("y"));
+        assert_eq!(
+            c("SELECT g FROM generate_series(1, 5) AS g").as_deref(),
+            None
+        );
+        assert_eq!(c("SELECT * FROM f(1) JOIN t ON true").as_deref(), Some("t"));
+        assert_eq!(
+            c("INSERT INTO t (a, b) VALUES (1, 2)").as_deref(),
+            Some("t")
+        );
         assert_eq!(
             collection("SELECT * FROM `db`.`t`", Dialect::MySql).as_deref(),
             Some("db.t")

@@ -10,6 +10,7 @@ mod import_curl;
 mod k8s_objects;
 mod nginx;
 mod pipeline;
+mod postgres_golden;
 mod redis_golden;
 mod routes;
 mod tshark_crosscheck;
