@@ -1,15 +1,15 @@
 //! Recording into a capture file: [`record_to_file`].
 //!
-//! Starts a [`Recorder`], writes its batches (and optional extra rows, e.g. Kubernetes
-//! objects from the snapshotter) through `podtrace_format::writer::CaptureWriter`, and
-//! stops on the first of: the caller's shutdown future (SIGINT/SIGTERM), `--duration`,
-//! `--max-size` (bytes on disk, checked every progress tick, so it may be exceeded by up to
-//! one flush interval of data), `--max-events` (socket rows). Progress is reported through
-//! a callback about four times a second.
+//! A recording [`Session`] (probes, channel, Kubernetes rows, limits, signals, stopping)
+//! whose rows all go into a [`CaptureSink`] (`podtrace_format::writer::CaptureWriter`).
+//! It stops on the first of: the caller's shutdown future (SIGINT/SIGTERM), `--duration`,
+//! `--max-events` (exactly N socket rows are kept), or `--max-size` (bytes on disk, checked
+//! here at every progress tick, so it may be exceeded by up to one flush interval of data).
+//! Progress is reported through a callback about four times a second.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use podtrace_format::model::{FileMeta, Record};
 use podtrace_format::writer::{CaptureWriter, WriteSummary, WriterOptions};
@@ -18,7 +18,8 @@ use tokio::sync::mpsc;
 use crate::clock::boot_time_offset_ns;
 use crate::config::RecordConfig;
 use crate::error::Result;
-use crate::recorder::{Recorder, RecorderStats};
+use crate::recorder::RecorderStats;
+use crate::session::{Session, SessionEvent};
 
 /// Why a recording ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +66,8 @@ pub struct RecordSummary {
     pub socket_events: u64,
     /// Extra rows written (Kubernetes objects, ...).
     pub extra_rows: u64,
+    /// Socket events left out after `limits.max_events` was reached.
+    pub beyond_max_events: u64,
     /// Why it stopped.
     pub reason: StopReason,
     /// How long it ran.
@@ -115,26 +118,56 @@ fn redacted_list(cfg: &RecordConfig) -> String {
     v.join(",")
 }
 
-struct SizeTracker {
+/// A capture file written from a recording: rows in, its size on disk at each tick.
+/// `record` writes every row of its session into one; live mode's `--save` does too.
+pub struct CaptureSink {
+    writer: CaptureWriter,
+    /// Bytes of the files already rotated away.
     done: u64,
+    /// The file being written.
     current: PathBuf,
 }
 
-impl SizeTracker {
-    fn bytes(&mut self, w: &CaptureWriter) -> u64 {
-        let cur = w.current_path();
+impl CaptureSink {
+    /// Creates the capture at `path` with this host's [`file_meta`] for `cfg`.
+    pub fn create(cfg: &RecordConfig, path: &Path, opts: WriterOptions) -> Result<Self> {
+        let writer = CaptureWriter::create(path, file_meta(cfg, boot_time_offset_ns()), opts)?;
+        Ok(CaptureSink {
+            current: writer.current_path(),
+            writer,
+            done: 0,
+        })
+    }
+
+    /// Appends rows.
+    pub fn write(&mut self, rows: &[Record]) -> Result<()> {
+        Ok(self.writer.write_all(rows)?)
+    }
+
+    /// Flushes a row group if one is due; returns the bytes of the capture on disk
+    /// (flushed row groups of every file written so far).
+    pub fn tick(&mut self) -> Result<u64> {
+        self.writer.tick()?;
+        let cur = self.writer.current_path();
         if cur != self.current {
-            self.done += std::fs::metadata(&self.current)
-                .map(|m| m.len())
-                .unwrap_or(0);
+            self.done += file_len(&self.current);
             self.current = cur;
         }
-        self.done
-            + std::fs::metadata(&self.current)
-                .map(|m| m.len())
-                .unwrap_or(0)
+        Ok(self.done + file_len(&self.current))
+    }
+
+    /// Finishes the capture (footer, sidecar removed).
+    pub fn finish(self) -> Result<WriteSummary> {
+        Ok(self.writer.finish()?)
     }
 }
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+/// How often `record` reports progress and checks `--max-size`.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
 /// Records into `out_path` until shutdown or a limit; see the module documentation.
 pub async fn record_to_file<F, P>(
@@ -150,124 +183,29 @@ where
     P: FnMut(&Progress),
 {
     cfg.validate()?;
-    let limits = cfg.limits.clone();
-    let meta = file_meta(&cfg, boot_time_offset_ns());
-    let mut writer = CaptureWriter::create(out_path, meta, writer_opts)?;
-    let (handle, mut rx) = Recorder::start(cfg)?;
-    let started = Instant::now();
-    let mut extra = extra;
-    let mut size = SizeTracker {
-        done: 0,
-        current: writer.current_path(),
-    };
-    let mut socket_events = 0u64;
-    let mut extra_rows = 0u64;
-    let mut payload_bytes = 0u64;
-    let mut last = (Instant::now(), 0u64);
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    let deadline = limits.duration.map(|d| tokio::time::Instant::now() + d);
-    let sleep =
-        tokio::time::sleep_until(deadline.unwrap_or_else(|| {
-            tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 86400)
-        }));
-    tokio::pin!(sleep);
-    tokio::pin!(shutdown);
-
-    let reason = loop {
-        tokio::select! {
-            _ = &mut shutdown => break StopReason::Shutdown,
-            _ = &mut sleep, if deadline.is_some() => break StopReason::Duration,
-            batch = rx.recv() => match batch {
-                Some(b) => {
-                    for r in &b {
-                        match r {
-                            Record::SocketData(d) => {
-                                socket_events += 1;
-                                payload_bytes += d.payload.len() as u64;
-                            }
-                            Record::SocketOpen(_) | Record::SocketClose(_) => socket_events += 1,
-                            _ => {}
-                        }
-                        writer.write(r)?;
-                    }
-                    if limits.max_events.is_some_and(|m| socket_events >= m) {
-                        break StopReason::MaxEvents;
-                    }
-                }
-                None => break StopReason::RecorderEnded,
-            },
-            batch = async { match extra.as_mut() { Some(x) => x.recv().await, None => std::future::pending().await } } => match batch {
-                Some(b) => {
-                    extra_rows += b.len() as u64;
-                    writer.write_all(&b)?;
-                }
-                None => extra = None,
-            },
-            _ = tick.tick() => {
-                writer.tick()?;
-                let file_bytes = size.bytes(&writer);
-                let stats = handle.stats()?;
-                let now = Instant::now();
-                let dt = now.duration_since(last.0).as_secs_f64();
-                let rate = if dt > 0.0 { (socket_events - last.1) as f64 / dt } else { 0.0 };
-                last = (now, socket_events);
-                progress(&Progress {
-                    elapsed: started.elapsed(),
-                    events: socket_events,
-                    events_per_sec: rate,
-                    payload_bytes,
-                    file_bytes,
-                    dropped: stats.total_dropped(),
-                    probes: handle.probes_attached().to_string(),
-                });
-                if limits.max_size.is_some_and(|m| file_bytes >= m) {
-                    break StopReason::MaxSize;
+    let max_size = cfg.limits.max_size;
+    let mut sink = CaptureSink::create(&cfg, out_path, writer_opts)?;
+    let mut session = Session::start(cfg, extra, shutdown, PROGRESS_EVERY)?;
+    while let Some(event) = session.next().await? {
+        match event {
+            SessionEvent::Rows(rows) | SessionEvent::Extra(rows) => sink.write(&rows)?,
+            SessionEvent::Tick(mut p) => {
+                p.file_bytes = sink.tick()?;
+                progress(&p);
+                if max_size.is_some_and(|m| p.file_bytes >= m) {
+                    session.stop(StopReason::MaxSize);
                 }
             }
         }
-    };
-
-    // Stop the recorder while still reading its channel, so its final batch (remaining
-    // events + final stats) gets written.
-    let stop = handle.stop();
-    tokio::pin!(stop);
-    let stats = loop {
-        tokio::select! {
-            res = &mut stop => break res?,
-            batch = rx.recv() => if let Some(b) = batch {
-                for r in &b {
-                    if matches!(r, Record::SocketData(_) | Record::SocketOpen(_) | Record::SocketClose(_)) {
-                        socket_events += 1;
-                    }
-                }
-                writer.write_all(&b)?;
-            },
-        }
-    };
-    while let Some(b) = rx.recv().await {
-        for r in &b {
-            if matches!(
-                r,
-                Record::SocketData(_) | Record::SocketOpen(_) | Record::SocketClose(_)
-            ) {
-                socket_events += 1;
-            }
-        }
-        writer.write_all(&b)?;
     }
-    if let Some(x) = extra.as_mut() {
-        while let Ok(b) = x.try_recv() {
-            extra_rows += b.len() as u64;
-            writer.write_all(&b)?;
-        }
-    }
-    let write = writer.finish()?;
+    let end = session.finish();
     Ok(RecordSummary {
-        write,
-        stats,
-        socket_events,
-        extra_rows,
-        reason,
-        elapsed: started.elapsed(),
+        write: sink.finish()?,
+        stats: end.stats,
+        socket_events: end.socket_events,
+        extra_rows: end.extra_rows,
+        beyond_max_events: end.beyond_max_events,
+        reason: end.reason,
+        elapsed: end.elapsed,
     })
 }

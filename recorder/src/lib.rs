@@ -2,13 +2,16 @@
 //!
 //! Loads the programs of `podtrace-recorder-ebpf`, targets cgroups (a pod's, a pid's, a
 //! directory tree), reads the ring buffer and turns kernel events into capture rows
-//! (`podtrace_format::Record`), either on a channel ([`Recorder::start`], used by live
-//! mode) or into a capture file ([`record_to_file`]). It needs root (CAP_BPF +
+//! (`podtrace_format::Record`) on a channel ([`Recorder::start`]). One recording
+//! [`Session`] (limits, signals, ticks, Kubernetes rows, stopping while draining) drives it
+//! for both `record` ([`record_to_file`]: session and capture writer) and live mode
+//! (session and the analyzer). It needs root (CAP_BPF +
 //! CAP_PERFMON) and kernel BTF; it never prints or exits — errors are [`RecorderError`].
 //!
 //! Modules, in data-flow order: [`config`] (what to record) → [`targets`] (cgroup filter)
 //! → [`probes`] (load/attach) → [`recorder`] (ring buffer consumer) → [`convert`] (event →
-//! row, with [`redact`]) → [`file`](mod@file) (capture writer, limits, progress). [`cgroups`] and
+//! row, with [`redact`]) → [`session`] (one recording: limits, signals, ticks, stop) →
+//! [`file`](mod@file) (capture writer, `--max-size`, progress). [`cgroups`] and
 //! [`k8s`] resolve targets and Kubernetes metadata.
 //!
 //! ```no_run
@@ -40,9 +43,11 @@ pub mod k8s;
 pub mod probes;
 pub mod recorder;
 pub mod redact;
+pub mod session;
 pub mod targets;
 
 pub use config::{Limits, ProbeSet, RecordConfig};
 pub use error::{RecorderError, Result};
 pub use file::{record_to_file, Progress, RecordSummary, StopReason};
 pub use recorder::{Recorder, RecorderHandle, RecorderStats};
+pub use session::{Session, SessionEvent, SessionSummary};

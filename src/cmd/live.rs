@@ -1,6 +1,8 @@
-//! Live mode, `podtrace -n NS POD [--tracing ...]`: the recorder's batches go through a
-//! bounded channel straight into the analyzer's incremental pipeline (the same code `record`
-//! and `analyze` use), and completed spans go to the exporters at least every second.
+//! Live mode, `podtrace -n NS POD [--tracing ...]`: a recording session
+//! ([`podtrace_recorder::Session`], the same one `record` runs: probes, channel, Kubernetes
+//! rows, limits, signals, stopping while draining) feeds the analyzer's incremental pipeline
+//! (the same code `analyze` uses), and completed spans go to the exporters at least every
+//! second. With `--save` the session's rows also go to a capture file, as in `record`.
 //!
 //! The exporters run beside the recording loop ([`ExportFanout`]: one bounded queue and
 //! task per exporter): the loop hands spans over and never waits for a backend, so a slow
@@ -18,9 +20,10 @@ use std::time::Duration;
 use podtrace_analyzer::{Analysis, Pipeline};
 use podtrace_export::file::OtlpJsonLinesExporter;
 use podtrace_export::{build_exporters, ExportFanout, FanoutOptions};
-use podtrace_format::{now_ns, CaptureWriter, Record, WriterOptions};
+use podtrace_format::{now_ns, WriterOptions};
 use podtrace_model::{Span, SpanKind};
-use podtrace_recorder::{file::file_meta, Recorder};
+use podtrace_recorder::file::CaptureSink;
+use podtrace_recorder::{Session, SessionEvent};
 
 use crate::cli::LiveArgs;
 use crate::cmd::output::{self, Outputs};
@@ -72,57 +75,36 @@ pub fn run(args: LiveArgs) -> CmdResult {
         let mut overflow_warned = false;
         let mut save = match &args.save {
             Some(path) => Some(
-                CaptureWriter::create(
-                    path,
-                    file_meta(&target.config, podtrace_recorder::clock::boot_time_offset_ns()),
-                    WriterOptions::default(),
-                )
-                .map_err(|e| CliError::Runtime(e.into()))?,
+                CaptureSink::create(&target.config, path, WriterOptions::default())
+                    .map_err(recorder_error)?,
             ),
             None => None,
         };
         let mut pipeline = Pipeline::new(&opts).map_err(|e| CliError::Usage(e.to_string()))?;
-        let (handle, mut rx) = Recorder::start(target.config.clone()).map_err(recorder_error)?;
+        let mut session = Session::start(
+            target.config.clone(),
+            target.k8s_rows.take(),
+            shutdown,
+            FLUSH_EVERY,
+        )
+        .map_err(recorder_error)?;
         eprintln!(
             "podtrace: live on {}{} (Ctrl-C to stop)",
             target.config.target_label,
             if args.tracing { ", tracing" } else { "" }
         );
-        let mut k8s = target.k8s_rows.take();
-        let mut flush = tokio::time::interval(FLUSH_EVERY);
-        let deadline = target.config.limits.duration;
-        let stop = async move {
-            match deadline {
-                Some(d) => tokio::select! { _ = shutdown => {}, _ = tokio::time::sleep(d) => {} },
-                None => shutdown.await,
-            }
-        };
-        tokio::pin!(stop);
-        let mut events = 0u64;
-        // Socket rows (data, open, close): what `--max-events` counts, as in `record`.
-        let mut socket_events = 0u64;
         let mut emitted = 0u64;
-        loop {
-            tokio::select! {
-                _ = &mut stop => break,
-                batch = rx.recv() => match batch {
-                    Some(batch) => {
-                        events += batch.len() as u64;
-                        socket_events += batch.iter().filter(|r| is_socket_event(r)).count() as u64;
-                        take(&mut pipeline, save.as_mut(), &batch)?;
-                        if target.config.limits.max_events.is_some_and(|m| socket_events >= m) {
-                            break;
-                        }
-                    }
-                    None => break,
-                },
-                rows = async { match k8s.as_mut() { Some(k) => k.recv().await, None => std::future::pending().await } } => match rows {
-                    Some(rows) => take(&mut pipeline, save.as_mut(), &rows)?,
-                    None => k8s = None,
-                },
-                _ = flush.tick() => {
+        while let Some(event) = session.next().await.map_err(recorder_error)? {
+            match event {
+                SessionEvent::Rows(rows) | SessionEvent::Extra(rows) => {
                     if let Some(w) = save.as_mut() {
-                        w.tick().map_err(|e| CliError::Runtime(e.into()))?;
+                        w.write(&rows).map_err(recorder_error)?;
+                    }
+                    pipeline.push(&rows);
+                }
+                SessionEvent::Tick(_) => {
+                    if let Some(w) = save.as_mut() {
+                        w.tick().map_err(recorder_error)?;
                     }
                     pipeline.advance_to(now_ns().saturating_sub(LIVE_LAG.as_nanos() as u64));
                     let spans = pipeline.drain_completed();
@@ -135,35 +117,14 @@ pub fn run(args: LiveArgs) -> CmdResult {
                 }
             }
         }
-        // Stop the probes while still reading the channel (the recorder flushes its last
-        // batches into it while stopping: not reading would deadlock on a full channel),
-        // then take whatever is left.
-        let stopping = handle.stop();
-        tokio::pin!(stopping);
-        let mut open = true;
-        let stats = loop {
-            tokio::select! {
-                stats = &mut stopping => break stats.map_err(recorder_error)?,
-                batch = rx.recv(), if open => match batch {
-                    Some(batch) => {
-                        events += batch.len() as u64;
-                        take(&mut pipeline, save.as_mut(), &batch)?;
-                    }
-                    None => open = false,
-                },
-            }
-        };
-        while let Ok(batch) = rx.try_recv() {
-            events += batch.len() as u64;
-            take(&mut pipeline, save.as_mut(), &batch)?;
-        }
+        let recorded = session.finish();
         target.stop().await;
         let mut analysis: Analysis = pipeline.finish();
         emitted += analysis.spans.len() as u64;
         deliver(args.tracing, &fanout, std::mem::take(&mut analysis.spans));
         let reports = fanout.finish(EXPORT_GRACE).await;
         if let Some(w) = save {
-            let summary = w.finish().map_err(|e| CliError::Runtime(e.into()))?;
+            let summary = w.finish().map_err(recorder_error)?;
             eprintln!("podtrace: saved {} rows to {:?}", summary.rows, summary.files);
         }
         let written = if args.tracing {
@@ -172,9 +133,16 @@ pub fn run(args: LiveArgs) -> CmdResult {
             Vec::new()
         };
         println!(
-            "live: {events} rows from the recorder, {} dropped in the kernel; {emitted} spans",
-            stats.total_dropped()
+            "live: {} rows from the recorder, {} dropped in the kernel; {emitted} spans",
+            recorded.rows,
+            recorded.stats.total_dropped()
         );
+        if recorded.beyond_max_events > 0 {
+            eprintln!(
+                "podtrace: --max-events reached: {} later socket events left out",
+                recorded.beyond_max_events
+            );
+        }
         print!("{}", analysis.stats);
         for path in &written {
             println!("wrote {}", path.display());
@@ -187,29 +155,6 @@ pub fn run(args: LiveArgs) -> CmdResult {
             args.tracing_args.allow_export_failures,
         ))
     })
-}
-
-/// A socket event (data, open, close): the rows `--max-events` counts, in live mode as in
-/// `record` (stats and Kubernetes rows are not events).
-fn is_socket_event(r: &Record) -> bool {
-    matches!(
-        r,
-        Record::SocketData(_) | Record::SocketOpen(_) | Record::SocketClose(_)
-    )
-}
-
-/// Feeds a batch to the analyzer and, with `--save`, to the capture file.
-fn take(
-    pipeline: &mut Pipeline,
-    save: Option<&mut CaptureWriter>,
-    batch: &[Record],
-) -> Result<(), CliError> {
-    if let Some(w) = save {
-        w.write_all(batch)
-            .map_err(|e| CliError::Runtime(e.into()))?;
-    }
-    pipeline.push(batch);
-    Ok(())
 }
 
 /// Hands spans to the exporters (tracing on; never waits for them) or prints them as

@@ -76,6 +76,12 @@ pub fn run(args: RecordArgs) -> CmdResult {
         for f in &summary.write.files {
             println!("wrote {}", f.display());
         }
+        if summary.beyond_max_events > 0 {
+            eprintln!(
+                "podtrace: --max-events reached: {} later socket events left out",
+                summary.beyond_max_events
+            );
+        }
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -62,6 +62,7 @@ pub async fn resolve(pod: Option<&str>, t: &TargetArgs) -> Result<Target, CliErr
             ProbesArg::Syscalls => ProbeSet::Syscalls,
             ProbesArg::Kprobe => ProbeSet::Kprobe,
         },
+        tls: t.tls == crate::cli::OnOff::On,
         redact_headers: t.redact_headers.clone(),
         limits: Limits {
             duration: t.duration,
@@ -349,15 +350,8 @@ pub fn recorder_error(e: RecorderError) -> CliError {
 
 /// Installs the SIGINT/SIGTERM handlers now (so a signal during start-up — resolving pods,
 /// loading probes — no longer kills the process) and returns a future that completes on the
-/// first of them. Must be called inside the runtime.
+/// first of them ([`podtrace_recorder::session::shutdown_signals`]). Must be called inside
+/// the runtime.
 pub fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, CliError> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| CliError::Runtime(e.into()))?;
-    let mut term = signal(SignalKind::terminate()).map_err(|e| CliError::Runtime(e.into()))?;
-    Ok(async move {
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
-    })
+    podtrace_recorder::session::shutdown_signals().map_err(|e| CliError::Runtime(e.into()))
 }

@@ -12,6 +12,7 @@ mod e2e_export_all;
 mod e2e_live;
 mod e2e_record_pod;
 mod e2e_spine_otlp;
+mod max_events;
 mod record_node_local;
 mod reliability_corrupt;
 mod reliability_hostile;
