@@ -13,6 +13,7 @@ use podtrace_format::Role;
 
 use super::http1::Http1;
 use super::http2::Http2;
+use super::mysql::Mysql;
 use super::postgres::Postgres;
 use super::redis::Redis;
 use super::{Detection, Limits, Output, Protocol, Start};
@@ -72,6 +73,7 @@ macro_rules! protocols {
 protocols! {
     Http2(Http2),
     Redis(Redis),
+    Mysql(Mysql),
     Postgres(Postgres),
 }
 

@@ -9,7 +9,7 @@
 //! [`RequestDetail`] / [`ResponseDetail`]; the exchange stage pairs them
 //! ([`crate::exchange`]) without knowing any protocol.
 //!
-//! Protocols: [`http2`] (and gRPC), [`redis`], [`postgres`], with [`http1`] as the fallback for
+//! Protocols: [`http2`] (and gRPC), [`redis`], [`mysql`], [`postgres`], with [`http1`] as the fallback for
 //! connections no other protocol claims. [`http`] holds what both HTTP versions share (the HTTP request and
 //! response facts, the header names kept). Adding a protocol means a folder beside these
 //! with a type implementing [`Protocol`], its variants in [`RequestDetail`] /
@@ -23,6 +23,7 @@ pub mod dispatch;
 pub mod http;
 pub mod http1;
 pub mod http2;
+pub mod mysql;
 pub mod postgres;
 pub mod redis;
 pub mod sql;
@@ -57,6 +58,8 @@ pub struct Limits {
     pub http2: http2::Limits,
     /// Redis bounds.
     pub redis: redis::Limits,
+    /// MySQL / MariaDB bounds.
+    pub mysql: mysql::Limits,
     /// PostgreSQL bounds.
     pub postgres: postgres::Limits,
     /// What is kept of database queries.
@@ -173,6 +176,8 @@ pub enum RequestDetail {
     Http(http::HttpRequest),
     /// A Redis command.
     Redis(redis::RedisCommand),
+    /// A MySQL / MariaDB command.
+    Mysql(mysql::MysqlCommand),
     /// A PostgreSQL query or execution of a prepared statement.
     Postgres(postgres::PostgresQuery),
 }
@@ -184,6 +189,8 @@ pub enum ResponseDetail {
     Http(http::HttpResponse),
     /// A Redis reply.
     Redis(redis::RedisReply),
+    /// A MySQL / MariaDB reply.
+    Mysql(mysql::MysqlReply),
     /// A PostgreSQL result (command tag, rows, error).
     Postgres(postgres::PostgresResult),
 }

@@ -13,6 +13,7 @@ use super::identity::Identity;
 use crate::details::SpanDetails;
 use crate::exchange::{Exchange, Request, Response};
 use crate::protocol::http::{HttpRequest, HttpResponse};
+use crate::protocol::mysql::MysqlCommand;
 use crate::protocol::postgres::PostgresQuery;
 use crate::protocol::redis::RedisCommand;
 use crate::protocol::{RequestDetail, ResponseDetail};
@@ -41,6 +42,13 @@ pub(super) fn emptied(req: &Request) -> Request {
                 operation: String::new(),
                 query: None,
                 database: c.database,
+            }),
+            RequestDetail::Mysql(c) => RequestDetail::Mysql(MysqlCommand {
+                operation: String::new(),
+                collection: None,
+                query: None,
+                database: None,
+                mariadb: c.mariadb,
             }),
             RequestDetail::Postgres(c) => RequestDetail::Postgres(PostgresQuery {
                 operation: None,
@@ -136,6 +144,14 @@ pub(super) fn build_span(
             });
             let (server, _) = sockets(ex);
             db::redis_span(server, ex.conn.key.remote, cmd, reply, idn.family)
+        }
+        RequestDetail::Mysql(cmd) => {
+            let reply = resp.and_then(|r| match &r.detail {
+                ResponseDetail::Mysql(h) => Some(h),
+                _ => None,
+            });
+            let (server, _) = sockets(ex);
+            db::mysql_span(server, ex.conn.key.remote, cmd, reply, idn.family)
         }
         RequestDetail::Postgres(q) => {
             let result = resp.and_then(|r| match &r.detail {

@@ -1,7 +1,7 @@
 //! Database spans by the OpenTelemetry database semantic conventions: `db.system.name`,
 //! `db.operation.name`, `db.namespace`, `db.query.text` (sanitized: keys kept, values as
 //! `?`), `db.response.status_code` on errors, `server.address` / `server.port`; the span is
-//! named `{db.operation.name}`.
+//! named `{db.operation.name}` (Redis) or `{db.operation.name} {db.collection.name}` (SQL).
 
 use std::net::SocketAddr;
 
@@ -9,6 +9,7 @@ use podtrace_model::{KeyValue, Status};
 
 use super::addr;
 use crate::context::Family;
+use crate::protocol::mysql::{MysqlCommand, MysqlReply};
 use crate::protocol::postgres::{PostgresQuery, PostgresResult};
 use crate::protocol::redis::{RedisCommand, RedisReply};
 
@@ -60,6 +61,80 @@ pub(super) fn redis_span(
             "{n} queued command(s) failed: {}",
             cut(first_nested_error.as_deref().unwrap_or(""))
         )),
+        _ => Status::unset(),
+    };
+    (name, attrs, status)
+}
+
+/// Name, attributes and status of a MySQL / MariaDB command (the same rules on the
+/// CLIENT and the SERVER side): `db.system.name` `mariadb` when the server's greeting says
+/// MariaDB, else `mysql`; the span is named `{db.operation.name} {db.collection.name}`, or
+/// `{db.operation.name}` without a collection; an ERR reply is an ERROR status with its
+/// code as `db.response.status_code`.
+pub(super) fn mysql_span(
+    server: Option<SocketAddr>,
+    peer: Option<SocketAddr>,
+    cmd: MysqlCommand,
+    reply: Option<&MysqlReply>,
+    family: Option<Family>,
+) -> (String, Vec<KeyValue>, Status) {
+    let name = match &cmd.collection {
+        Some(c) => format!("{} {c}", cmd.operation),
+        None => cmd.operation.clone(),
+    };
+    let mut attrs = Vec::with_capacity(14);
+    let system = if cmd.mariadb { "mariadb" } else { "mysql" };
+    attrs.push(KeyValue::new("db.system.name", system));
+    attrs.push(KeyValue::new("db.operation.name", cmd.operation));
+    if let Some(c) = cmd.collection {
+        attrs.push(KeyValue::new("db.collection.name", c));
+    }
+    if let Some(ns) = cmd.database {
+        attrs.push(KeyValue::new("db.namespace", ns));
+    }
+    if let Some(q) = cmd.query {
+        attrs.push(KeyValue::new("db.query.text", q));
+    }
+    if let Some(code) = reply.and_then(|r| r.error_code) {
+        attrs.push(KeyValue::new("db.response.status_code", code.to_string()));
+    }
+    if let Some(rows) = reply.and_then(|r| r.rows) {
+        attrs.push(KeyValue::new(
+            "db.response.returned_rows",
+            i64::try_from(rows).unwrap_or(i64::MAX),
+        ));
+    }
+    if let Some(s) = server {
+        attrs.push(KeyValue::new("server.address", addr::ip_string(s.ip())));
+        attrs.push(KeyValue::new("server.port", i64::from(s.port())));
+    }
+    if let Some(p) = peer {
+        attrs.push(KeyValue::new(
+            "network.peer.address",
+            addr::ip_string(p.ip()),
+        ));
+        attrs.push(KeyValue::new("network.peer.port", i64::from(p.port())));
+    }
+    attrs.push(KeyValue::new(
+        "podtrace.context.family",
+        family.map(|f| f.as_str()).unwrap_or("none"),
+    ));
+    let status = match reply {
+        Some(MysqlReply {
+            error_code: Some(code),
+            sql_state,
+            message,
+            ..
+        }) => {
+            let state = sql_state
+                .as_deref()
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default();
+            Status::error(cut(&format!(
+                "{code}{state}: {}",
+                message.as_deref().unwrap_or("")
+            )))
+        }
         _ => Status::unset(),
     };
     (name, attrs, status)
@@ -151,6 +226,56 @@ mod tests {
                 AttrValue::Str(s) => Some(s.clone()),
                 _ => None,
             })
+    }
+
+    #[test]
+    fn mysql_attributes_and_error_status() {
+        let cmd = MysqlCommand {
+            operation: "SELECT".into(),
+            collection: Some("users".into()),
+            query: Some("SELECT * FROM users WHERE id = ?".into()),
+            database: Some("shop".into()),
+            mariadb: true,
+        };
+        let reply = MysqlReply {
+            rows: Some(3),
+            ..MysqlReply::default()
+        };
+        let server = Some("127.0.0.1:3306".parse().expect("addr"));
+        let (name, attrs, status) = mysql_span(server, None, cmd, Some(&reply), None);
+        assert_eq!(name, "SELECT users");
+        assert_eq!(text(&attrs, "db.system.name").as_deref(), Some("mariadb"));
+        assert_eq!(text(&attrs, "db.collection.name").as_deref(), Some("users"));
+        assert_eq!(text(&attrs, "db.namespace").as_deref(), Some("shop"));
+        assert!(attrs
+            .iter()
+            .any(|kv| kv.key == "db.response.returned_rows" && kv.value == AttrValue::Int(3)));
+        assert_eq!(status.code, StatusCode::Unset);
+        let cmd = MysqlCommand {
+            operation: "SELEC".into(),
+            collection: None,
+            query: None,
+            database: None,
+            mariadb: false,
+        };
+        let err = MysqlReply {
+            error_code: Some(1064),
+            sql_state: Some("42000".into()),
+            message: Some("You have an error in your SQL syntax".into()),
+            rows: None,
+        };
+        let (name, attrs, status) = mysql_span(server, None, cmd, Some(&err), None);
+        assert_eq!(name, "SELEC");
+        assert_eq!(text(&attrs, "db.system.name").as_deref(), Some("mysql"));
+        assert_eq!(
+            text(&attrs, "db.response.status_code").as_deref(),
+            Some("1064")
+        );
+        assert_eq!(status.code, StatusCode::Error);
+        assert_eq!(
+            status.message,
+            "1064 (42000): You have an error in your SQL syntax"
+        );
     }
 
     #[test]

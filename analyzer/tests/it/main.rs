@@ -8,6 +8,7 @@ mod grpc_golden;
 mod http2_tshark;
 mod import_curl;
 mod k8s_objects;
+mod mysql_golden;
 mod nginx;
 mod pipeline;
 mod postgres_golden;
