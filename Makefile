@@ -42,6 +42,7 @@ fixtures: deps
 	@tools/fixtures/record.sh
 	@tools/fixtures/h2/record.sh all
 	@tools/fixtures/record_redis.sh
+	@tools/fixtures/record_mysql.sh
 	@tools/fixtures/record_postgres.sh
 
 bench-data: deps release

@@ -13,6 +13,10 @@ APT_PACKAGES=(clang llvm libbpf-dev bpftool tcpdump tshark graphviz wrk nginx-li
 # from source (`java Peer.java` needs the JDK's compiler)
 APT_PACKAGES+=(openjdk-17-jdk-headless)
 
+# MySQL spans (analyzer mysql golden fixture, tests/it/analyze_mysql.rs): a throw-away
+# MariaDB server per test (mariadb-install-db + mariadbd; a system service is not used)
+APT_PACKAGES+=(mariadb-server)
+
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
