@@ -121,6 +121,10 @@ pub struct TargetArgs {
     /// (tcp_sendmsg/tcp_recvmsg..., needs CONFIG_KPROBES).
     #[arg(long, value_enum, default_value_t = ProbesArg::Syscalls)]
     pub probes: ProbesArg,
+    /// TLS plaintext through uprobes on the OpenSSL 3 libraries (libssl.so.3, binaries
+    /// exporting SSL_write such as Node.js) of the targeted processes: `on` or `off`.
+    #[arg(long, value_enum, env = "PODTRACE_TLS", default_value_t = OnOff::On, value_name = "on|off")]
+    pub tls: OnOff,
     /// Bytes of payload kept per syscall.
     #[arg(long, default_value_t = 16384, value_name = "BYTES")]
     pub snaplen: u32,
@@ -134,6 +138,16 @@ pub struct TargetArgs {
     /// Stop after this many events.
     #[arg(long, value_name = "N")]
     pub max_events: Option<u64>,
+}
+
+/// A switch given as `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OnOff {
+    /// Enabled.
+    #[default]
+    On,
+    /// Disabled.
+    Off,
 }
 
 /// Probe set choice.

@@ -872,3 +872,6 @@ int BPF_KPROBE(pt_kp_close, struct sock *sk)
 	kp_sock(sk, KP_close, PT_KIND_CLOSE, PT_ROLE_UNKNOWN);
 	return 0;
 }
+
+/* TLS plaintext (uprobes on OpenSSL): see tls.bpf.h */
+#include "tls.bpf.h"

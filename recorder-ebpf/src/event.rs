@@ -241,7 +241,7 @@ pub fn syscall_name(nr: u32) -> &'static str {
         KP_CONNECT => "tcp_connect",
         KP_ACCEPT => "inet_csk_accept",
         KP_CLOSE => "tcp_close",
-        _ => "?",
+        nr => crate::tls::call_name(nr).unwrap_or("?"),
     }
 }
 

@@ -22,6 +22,7 @@
 
 pub mod event;
 pub mod names;
+pub mod tls;
 
 /// Forces 8-byte alignment of included bytes (ELF parsing wants aligned section data).
 #[repr(C, align(8))]

@@ -58,6 +58,9 @@ pub struct RecordConfig {
     pub limits: Limits,
     /// Probe set.
     pub probes: ProbeSet,
+    /// TLS plaintext: uprobes on the OpenSSL 3 copies of the targeted processes
+    /// ([`crate::tls`]; default on). Needs the syscall probe sets (not `Kprobe`).
+    pub tls: bool,
     /// Ring buffer size in bytes (power of two, default 32 MiB: ~8000 4 KiB events, ~100 ms
     /// of a busy pod, to ride out consumer stalls on loaded nodes).
     pub ring_bytes: u32,
@@ -86,6 +89,7 @@ impl Default for RecordConfig {
             no_redact: false,
             limits: Limits::default(),
             probes: ProbeSet::Syscalls,
+            tls: true,
             ring_bytes: 32 << 20,
             batch_records: 4096,
             channel_batches: 64,

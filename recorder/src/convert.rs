@@ -20,9 +20,16 @@ use podtrace_recorder_ebpf::event::{self as ev, PtEvent};
 
 use crate::clock::to_wall;
 use crate::redact::Redactor;
+use podtrace_recorder_ebpf::tls::FLAG_TLS_PLAINTEXT as TLS_PLAINTEXT;
 
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
+
+/// The redaction key of a connection's TLS plaintext stream (its ciphertext keeps
+/// `conn_id`).
+fn tls_stream(conn_id: u64) -> u64 {
+    conn_id ^ 0x7f1a_5e5e_c0de_0001
+}
 
 /// A live connection: its sequence number and role.
 #[derive(Debug, Clone, Copy)]
@@ -157,13 +164,20 @@ impl Converter {
                 if e.flags & ev::FLAG_GAP != 0 {
                     fl |= flags::GAP_BEFORE;
                 }
+                // TLS plaintext and the socket's ciphertext are two byte streams of one
+                // connection: the redactor follows them under different keys
+                let tls = e.flags & TLS_PLAINTEXT != 0;
+                let redact_key = if tls { tls_stream(conn_id) } else { conn_id };
+                if tls {
+                    fl |= flags::TLS_PLAINTEXT;
+                }
                 if let Some(r) = self.redactor.as_mut() {
                     if e.flags & ev::FLAG_GAP != 0 {
-                        r.reset(conn_id, e.direction);
+                        r.reset(redact_key, e.direction);
                     }
                     let complete =
                         (data.len() as i64) >= e.ret && e.flags & ev::FLAG_READ_ERROR == 0;
-                    if r.redact(conn_id, e.direction, &mut data, complete) {
+                    if r.redact(redact_key, e.direction, &mut data, complete) {
                         fl |= flags::REDACTED;
                         self.counters.redacted += 1;
                     }
@@ -197,6 +211,7 @@ impl Converter {
                 self.socks.remove(&e.sock);
                 if let Some(r) = self.redactor.as_mut() {
                     r.forget(conn_id);
+                    r.forget(tls_stream(conn_id));
                 }
                 out.push(Record::SocketClose(SocketEvent {
                     meta,
@@ -263,6 +278,38 @@ mod tests {
         assert_eq!(d.syscall, "sendto");
         assert_eq!(d.flags, flags::TRUNCATED | flags::REDACTED);
         assert!(d.payload.ends_with(b"Authorization: *\r\n\r\n"));
+    }
+
+    #[test]
+    fn tls_plaintext_rows_are_flagged_named_and_redacted_apart_from_ciphertext() {
+        let mut c = Converter::new(0, Some(Redactor::new::<&str>(&[])));
+        let mut out = Vec::new();
+        // ciphertext that happens to end mid-way through a header line ...
+        let mut cipher = base(ev::KIND_DATA);
+        cipher.syscall = 44;
+        let junk = b"\x17\x03\x03\x00\x20Cookie";
+        cipher.ret = junk.len() as i64;
+        cipher.cap_len = junk.len() as u32;
+        c.convert(&record(cipher, junk), &mut out);
+        // ... does not disturb the plaintext stream of the same connection
+        let p = b"GET / HTTP/1.1\r\nCookie: secret\r\nHost: a\r\n\r\n";
+        let mut plain = base(ev::KIND_DATA);
+        plain.syscall = podtrace_recorder_ebpf::tls::NR_SSL_WRITE;
+        plain.flags = TLS_PLAINTEXT;
+        plain.ret = p.len() as i64;
+        plain.cap_len = p.len() as u32;
+        c.convert(&record(plain, p), &mut out);
+        let (Record::SocketData(a), Record::SocketData(b)) = (&out[0], &out[1]) else {
+            panic!("not data: {out:?}")
+        };
+        assert_eq!(a.meta.conn_id, b.meta.conn_id);
+        assert_eq!(a.flags & flags::TLS_PLAINTEXT, 0);
+        assert_eq!(b.flags, flags::TLS_PLAINTEXT | flags::REDACTED);
+        assert_eq!(b.syscall, "SSL_write");
+        let text = String::from_utf8_lossy(&b.payload);
+        assert!(!text.contains("secret"), "{text}");
+        assert!(text.starts_with("GET / HTTP/1.1\r\nCookie: *"), "{text}");
+        assert!(text.ends_with("\r\nHost: a\r\n\r\n"), "{text}");
     }
 
     #[test]

@@ -45,6 +45,7 @@ pub mod recorder;
 pub mod redact;
 pub mod session;
 pub mod targets;
+pub mod tls;
 
 pub use config::{Limits, ProbeSet, RecordConfig};
 pub use error::{RecorderError, Result};

@@ -93,6 +93,8 @@ struct UserCounters {
 
 struct Shared {
     filter: Mutex<Filter>,
+    /// Paths of the files the TLS uprobes are attached to.
+    tls_files: Mutex<Vec<String>>,
     counters: Mutex<PerCpuArray<MapData, u64>>,
     user: UserCounters,
 }
@@ -192,17 +194,23 @@ impl Recorder {
             .map_err(|e| RecorderError::Runtime(e.to_string()))?;
         let targets = Targets::resolve(&cfg)?;
         let Probes {
-            ebpf,
+            mut ebpf,
             cgroups,
             cg_slots,
             counters,
             ring,
-            attached,
+            mut attached,
         } = Probes::load(cfg.snaplen, cfg.ring_bytes, cfg.probes)?;
         let mut filter = Filter::new(cgroups, cg_slots, targets);
         filter.rescan()?;
+        let tls = crate::tls::start_hook(&cfg, &mut ebpf, &filter.ids(), &mut attached);
+        let tls_files = tls
+            .as_ref()
+            .map(|t| t.hooked().iter().map(|h| h.path.clone()).collect())
+            .unwrap_or_default();
         let shared = Arc::new(Shared {
             filter: Mutex::new(filter),
+            tls_files: Mutex::new(tls_files),
             counters: Mutex::new(counters),
             user: UserCounters::default(),
         });
@@ -225,6 +233,7 @@ impl Recorder {
             tx,
             ring,
             batch: Vec::new(),
+            tls,
         };
         let task = rt.spawn(consumer.run(ebpf, stop_rx));
         Ok((
@@ -273,6 +282,12 @@ impl RecorderHandle {
         &self.attached
     }
 
+    /// The files (OpenSSL copies) the TLS uprobes are attached to so far, as the process
+    /// they were found in names them (`--tls on`; grows as targeted processes start).
+    pub fn tls_libraries(&self) -> Vec<String> {
+        lock(&self.shared.tls_files).clone()
+    }
+
     /// CLOCK_REALTIME − CLOCK_BOOTTIME used to timestamp rows.
     pub fn boot_time_offset_ns(&self) -> i64 {
         self.offset_ns
@@ -311,6 +326,8 @@ struct Consumer {
     tx: mpsc::Sender<Vec<Record>>,
     ring: AsyncFd<RingBuf<MapData>>,
     batch: Vec<Record>,
+    /// TLS uprobes (`--tls on`), rescanned with the cgroups.
+    tls: Option<crate::tls::TlsHooks>,
 }
 
 /// Moves up to `max` rows' worth of events from the ring into `out`; true if `max` was hit.
@@ -368,7 +385,7 @@ impl Consumer {
         }
     }
 
-    async fn run(mut self, ebpf: aya::Ebpf, mut stop_rx: watch::Receiver<bool>) -> Result<()> {
+    async fn run(mut self, mut ebpf: aya::Ebpf, mut stop_rx: watch::Receiver<bool>) -> Result<()> {
         let mut drain = tokio::time::interval(self.cfg.drain_interval);
         let mut stats = tokio::time::interval(self.cfg.stats_interval);
         let mut rescan = tokio::time::interval(self.cfg.rescan_interval);
@@ -396,11 +413,20 @@ impl Consumer {
                         result = Err(e);
                         break;
                     }
+                    if let Some(t) = &self.tls {
+                        t.stat_rows(&mut self.batch);
+                    }
                     true
                 }
                 _ = rescan.tick() => {
                     if let Err(e) = lock(&self.shared.filter).rescan() {
                         tracing::warn!("cgroup rescan failed: {e}");
+                    }
+                    if let Some(t) = self.tls.as_mut() {
+                        let ids = lock(&self.shared.filter).ids();
+                        for h in t.rescan(&mut ebpf, &ids) {
+                            lock(&self.shared.tls_files).push(h.path);
+                        }
                     }
                     true
                 }
@@ -427,6 +453,9 @@ impl Consumer {
         if self.drain_all().await {
             if let Err(e) = self.shared.stat_rows(&mut self.batch) {
                 tracing::warn!("final stats: {e}");
+            }
+            if let Some(t) = &self.tls {
+                t.stat_rows(&mut self.batch);
             }
             self.flush().await;
         }

@@ -10,5 +10,6 @@ mod ebpf_http1;
 mod ebpf_limits;
 mod ebpf_stress;
 mod ebpf_targets;
+mod ebpf_tls;
 mod k8s_apiserver;
 mod k8s_tools_unittest;
