@@ -198,7 +198,12 @@ fn missing_privileges_name_the_capabilities() {
         "--inh-caps=-all",
     ])
     .arg(exe)
-    .args(["--exact", "ebpf_targets::privileges_child", "--ignored", "--nocapture"]);
+    .args([
+        "--exact",
+        "ebpf_targets::privileges_child",
+        "--ignored",
+        "--nocapture",
+    ]);
     let out = String::from_utf8(run_bounded(c, T)).expect("utf8");
     assert!(out.contains("PRIVILEGE-ERROR"), "{out}");
     assert!(
