@@ -57,8 +57,8 @@ fn lex(s: &str, dialect: Dialect) -> Vec<(Kind, usize, usize)> {
         let start = i;
         let c = b[i];
         let kind = match c {
-            b' ' | b'\t' | b'\r' | b'\n' | 0x0b | 0x0c => {
-                while i < b.len() && b[i].is_ascii_whitespace() {
+            c if is_space(c) => {
+                while i < b.len() && is_space(b[i]) {
                     i += 1;
                 }
                 Kind::Space
@@ -156,6 +156,11 @@ fn lex(s: &str, dialect: Dialect) -> Vec<(Kind, usize, usize)> {
         out.push((kind, start, i));
     }
     out
+}
+
+/// SQL white space (vertical tab included, which `u8::is_ascii_whitespace` leaves out).
+fn is_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\r' | b'\n' | 0x0b | 0x0c)
 }
 
 fn utf8_len(c: u8) -> usize {
@@ -390,6 +395,8 @@ mod tests {
             sanitize("SELECT \"a\\\"b\", 'c', `d`, 0x1F, ? FROM t", my),
             "SELECT ?, ?, `d`, ?, ? FROM t"
         );
+        // Every white space character ends a word (a vertical tab once looped forever).
+        assert_eq!(sanitize("V\x0bR  I", pg), "V\x0bR  I");
         // Non-ASCII text is kept whole.
         assert_eq!(sanitize("SELECT 'é' AS é€", pg), "SELECT ? AS é€");
     }
