@@ -4,6 +4,7 @@
 mod reliability_support;
 mod support;
 
+mod analyze_mysql;
 mod analyze_options;
 mod analyze_redis;
 mod cli_flags;
