@@ -223,6 +223,7 @@ mod tests {
             comm: "c".into(),
             cgroup_id: 0,
             role,
+            tls: false,
         })
     }
 

@@ -397,6 +397,7 @@ mod tests {
                 comm: "x".into(),
                 cgroup_id: 0,
                 role: Role::Client,
+                tls: false,
             }),
             caller_recorded,
         }

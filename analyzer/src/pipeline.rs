@@ -131,6 +131,7 @@ impl Pipeline {
             }
         }
         let ready = self.reassembler.take_ready();
+        self.stats.tls_ciphertext_skipped = self.reassembler.tls_ciphertext_skipped();
         self.process(ready);
     }
 
@@ -192,6 +193,10 @@ impl Pipeline {
                     state.parser.set_role(d.info.role);
                 }
                 state.last_ts = state.last_ts.max(d.last_ts);
+                if d.info.tls && !state.info.tls {
+                    // TLS plaintext arrived after the connection's first rows
+                    state.info = Arc::new(d.info.clone());
+                }
                 let parsed = state.parser.feed(&d.egress, &d.ingress, d.closed);
                 prepare(state, parsed, d.closed)
             })
@@ -324,6 +329,7 @@ impl Pipeline {
     /// the spans not drained before (sampled, sorted), the graph and the stats.
     pub fn finish(mut self) -> Analysis {
         let remaining = self.reassembler.take_ready();
+        self.stats.tls_ciphertext_skipped = self.reassembler.tls_ciphertext_skipped();
         self.process(remaining);
         let mut keys: Vec<ConnKey> = self.conns.keys().copied().collect();
         keys.sort();

@@ -8,6 +8,15 @@
 //! role comes from `socket_open` rows when present; otherwise it stays
 //! [`Role::Unknown`] and the HTTP stage infers it. The reassembler is incremental: rows are
 //! pushed in batches and [`Reassembler::take_ready`] hands out only the new segments.
+//!
+//! TLS: a connection is TLS ([`ConnInfo::tls`]) when it has rows of TLS plaintext
+//! (`flags::TLS_PLAINTEXT`, from the recorder's uprobes on the TLS library), or when its
+//! first captured bytes are a TLS record header (handshake, alert, change cipher spec or
+//! application data, version 3.x). Its streams are then made of the plaintext rows only:
+//! the socket's own rows (ciphertext) are skipped and counted
+//! ([`Reassembler::tls_ciphertext_skipped`]), never parsed, so they are no parse errors. A
+//! TLS connection whose plaintext was not captured (a library podtrace does not hook)
+//! yields no spans rather than errors.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -50,6 +59,8 @@ pub struct ConnInfo {
     pub cgroup_id: u64,
     /// Client, server, or not known from `socket_open`.
     pub role: Role,
+    /// The connection is TLS: its streams are the plaintext captured at the TLS library.
+    pub tls: bool,
 }
 
 /// A piece of one direction's byte stream.
@@ -146,6 +157,20 @@ struct Pending {
     closed: bool,
     last_ts: u64,
     dirty: bool,
+    /// A data row of the connection has been seen (the TLS sniff looks at the first).
+    sniffed: bool,
+    /// Socket rows (not plaintext) among the segments not yet handed out.
+    socket_rows: u64,
+}
+
+/// Whether `b` starts like a TLS record: content type 20..=23 (change cipher spec, alert,
+/// handshake, application data), major version 3, minor 0..=4, and, when present, a
+/// record length within TLS's bound (2^14 + 2048).
+pub fn looks_like_tls_record(b: &[u8]) -> bool {
+    if b.len() < 3 || !(20..=23).contains(&b[0]) || b[1] != 3 || b[2] > 4 {
+        return false;
+    }
+    b.len() < 5 || u16::from_be_bytes([b[3], b[4]]) <= 16384 + 2048
 }
 
 /// Incremental reassembler over socket rows.
@@ -154,6 +179,7 @@ pub struct Reassembler {
     pending: BTreeMap<ConnKey, Pending>,
     roles: HashMap<ConnKey, Role>,
     seq: u64,
+    tls_skipped: u64,
 }
 
 impl Reassembler {
@@ -172,12 +198,15 @@ impl Reassembler {
                 comm: meta.comm.clone(),
                 cgroup_id: meta.cgroup_id,
                 role: roles.get(&key).copied().unwrap_or(Role::Unknown),
+                tls: false,
             },
             egress: Vec::new(),
             ingress: Vec::new(),
             closed: false,
             last_ts: meta.ts_ns,
             dirty: false,
+            sniffed: false,
+            socket_rows: 0,
         })
     }
 
@@ -213,6 +242,41 @@ impl Reassembler {
         let p = self.entry(&row.meta);
         p.last_ts = p.last_ts.max(row.meta.ts_ns);
         p.dirty = true;
+        let plaintext = row.flags & flags::TLS_PLAINTEXT != 0;
+        if plaintext {
+            if !p.info.tls {
+                // the socket rows held so far were ciphertext
+                p.info.tls = true;
+                let held = std::mem::take(&mut p.socket_rows);
+                p.egress.clear();
+                p.ingress.clear();
+                self.tls_skipped += held;
+                return self.push_plaintext(row, seq);
+            }
+        } else {
+            if !p.sniffed && !p.info.tls {
+                let first = &row.payload[..row.payload.len().min(5)];
+                p.info.tls = looks_like_tls_record(first);
+            }
+            if p.info.tls {
+                p.sniffed = true;
+                self.tls_skipped += 1;
+                return;
+            }
+            p.socket_rows += 1;
+        }
+        p.sniffed |= !row.payload.is_empty();
+        Self::push_row(p, row, seq);
+    }
+
+    /// The first plaintext row of a connection (after its held socket rows were dropped).
+    fn push_plaintext(&mut self, row: &SocketData, seq: u64) {
+        let p = self.entry(&row.meta);
+        p.sniffed = true;
+        Self::push_row(p, row, seq);
+    }
+
+    fn push_row(p: &mut Pending, row: &SocketData, seq: u64) {
         let dir = match row.direction {
             Direction::Egress => &mut p.egress,
             Direction::Ingress => &mut p.ingress,
@@ -232,6 +296,7 @@ impl Reassembler {
                 continue;
             }
             p.dirty = false;
+            p.socket_rows = 0;
             let mut egress = std::mem::take(&mut p.egress);
             let mut ingress = std::mem::take(&mut p.ingress);
             egress.sort_by_key(|(ts, seq, _)| (*ts, *seq));
@@ -267,6 +332,12 @@ impl Reassembler {
             self.roles.remove(k);
         }
         idle
+    }
+
+    /// Socket rows of TLS connections skipped so far (ciphertext: the connection is parsed
+    /// from its plaintext rows).
+    pub fn tls_ciphertext_skipped(&self) -> u64 {
+        self.tls_skipped
     }
 
     /// Number of connections currently tracked.
@@ -336,6 +407,63 @@ mod tests {
             ]
         );
         assert!(segments_of(&row(1, 5, Direction::Ingress, b"", -11, 0)).is_empty());
+    }
+
+    fn ingress_bytes(d: &ConnectionDelta) -> Vec<u8> {
+        d.ingress
+            .iter()
+            .flat_map(|s| match s {
+                Segment::Data { bytes, .. } => bytes.clone(),
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tls_connections_are_parsed_from_plaintext_rows_only() {
+        let tls = flags::TLS_PLAINTEXT;
+        // sniffed at the first row (a ClientHello header, read alone as OpenSSL does)
+        let mut r = Reassembler::new();
+        r.push_data(&row(1, 1, Direction::Ingress, &[22, 3, 1, 0, 200], 5, 0));
+        r.push_data(&row(1, 2, Direction::Ingress, &[1; 200], 200, 0));
+        r.push_data(&row(1, 3, Direction::Egress, &[22, 3, 3, 0, 90, 2], 95, 0));
+        r.push_data(&row(1, 4, Direction::Ingress, &[23, 3, 3, 0, 30], 5, 0));
+        r.push_data(&row(
+            1,
+            5,
+            Direction::Ingress,
+            b"GET / HTTP/1.1\r\n\r\n",
+            18,
+            tls,
+        ));
+        let d = r.take_ready();
+        assert_eq!(d.len(), 1);
+        assert!(d[0].info.tls);
+        assert_eq!(ingress_bytes(&d[0]), b"GET / HTTP/1.1\r\n\r\n");
+        assert!(d[0].egress.is_empty());
+        assert_eq!(r.tls_ciphertext_skipped(), 4);
+        // a plaintext row arriving after socket rows that did not look like TLS (the
+        // recorder joined late): the held socket rows are dropped, later ones skipped
+        let mut r = Reassembler::new();
+        r.push_data(&row(2, 1, Direction::Ingress, b"\x00\x01garbage", 9, 0));
+        r.push_data(&row(2, 2, Direction::Ingress, b"ping", 4, tls));
+        r.push_data(&row(2, 3, Direction::Ingress, b"\x00more", 5, 0));
+        let d = r.take_ready();
+        assert!(d[0].info.tls);
+        assert_eq!(ingress_bytes(&d[0]), b"ping");
+        assert_eq!(r.tls_ciphertext_skipped(), 2);
+        // cleartext stays cleartext
+        let mut r = Reassembler::new();
+        r.push_data(&row(3, 1, Direction::Ingress, b"GET / HTTP/1.1\r\n", 16, 0));
+        r.push_data(&row(3, 2, Direction::Ingress, &[23, 3, 3, 0, 1], 5, 0));
+        let d = r.take_ready();
+        assert!(!d[0].info.tls);
+        assert_eq!(ingress_bytes(&d[0]).len(), 21);
+        assert_eq!(r.tls_ciphertext_skipped(), 0);
+        assert!(looks_like_tls_record(&[23, 3, 3]));
+        assert!(!looks_like_tls_record(&[23, 3, 3, 0xff, 0xff]));
+        assert!(!looks_like_tls_record(b"PRI * HTTP/2.0"));
+        assert!(!looks_like_tls_record(&[22, 3]));
     }
 
     #[test]

@@ -45,6 +45,10 @@ pub struct AnalysisStats {
     pub duplicate_span_ids: u64,
     /// HTTP parse problems by reason.
     pub parse_errors: BTreeMap<String, u64>,
+    /// Socket rows of TLS connections skipped: ciphertext, the connection being parsed from
+    /// the TLS plaintext rows (or yielding nothing when its plaintext was not captured).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub tls_ciphertext_skipped: u64,
     /// Ignored propagation headers by `family/reason`.
     pub ignored_headers: BTreeMap<String, u64>,
     /// State evicted by the time window.
@@ -59,6 +63,10 @@ pub struct AnalysisStats {
     pub bad_k8s_objects: u64,
     /// Recorder drop counters found in `stats` rows (latest value per name).
     pub recorder_drops: BTreeMap<String, u64>,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 fn map(f: &mut fmt::Formatter<'_>, title: &str, m: &BTreeMap<String, u64>) -> fmt::Result {
@@ -97,6 +105,13 @@ impl fmt::Display for AnalysisStats {
             "unmatched", self.unmatched_requests, self.unmatched_responses
         )?;
         map(f, "parse errors", &self.parse_errors)?;
+        if self.tls_ciphertext_skipped > 0 {
+            writeln!(
+                f,
+                "{:<20} {} socket rows (ciphertext of TLS connections)",
+                "TLS skipped", self.tls_ciphertext_skipped
+            )?;
+        }
         map(f, "ignored headers", &self.ignored_headers)?;
         writeln!(
             f,

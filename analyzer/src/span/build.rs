@@ -216,6 +216,10 @@ fn http_span(
     if let Some(q) = req.query.take() {
         attrs.push(KeyValue::new("url.query", q));
     }
+    if ex.conn.tls {
+        // the plaintext came from the TLS library: the request was made over HTTPS
+        attrs.push(KeyValue::new("url.scheme", "https"));
+    }
     if let Some(route) = route {
         attrs.push(KeyValue::new(SpanDetails::route_key(ex.side), route));
     }
@@ -338,6 +342,7 @@ mod tests {
             comm: comm.into(),
             cgroup_id: 0,
             role: Role::Server,
+            tls: false,
         }
     }
 

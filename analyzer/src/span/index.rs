@@ -260,6 +260,7 @@ mod tests {
                 comm: String::new(),
                 cgroup_id: 0,
                 role: Role::Unknown,
+                tls: false,
             }),
             side,
             request: Request {

@@ -28,6 +28,7 @@ fn conn(id: u64, pid: u32, comm: &str, local: &str, remote: &str, role: Role) ->
         comm: comm.into(),
         cgroup_id: 0,
         role,
+        tls: false,
     })
 }
 
