@@ -485,3 +485,188 @@ fn tls_plaintext_equals_tshark_decryption_curl_requests_node() {
         truth.len()
     );
 }
+
+/// Two-hop service for the twin test: `front` answers GET /a/<n> by calling
+/// `back` /b/<n> (over TLS when mode is `tls`) and relaying its status; `back` answers 200,
+/// or 500 when n % 3 == 0. argv: mode role port backport cert key cafile
+const CHAIN: &str = r#"
+import http.server, ssl, sys, requests
+mode, role, port, backport, cert, key, ca = sys.argv[1:8]
+scheme = "https" if mode == "tls" else "http"
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    def send(self, status, body):
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def do_GET(self):
+        n = int(self.path.rsplit("/", 1)[1])
+        if role == "back":
+            return self.send(500 if n % 3 == 0 else 200, b"b %d" % n)
+        r = requests.get("%s://127.0.0.1:%s/b/%d" % (scheme, backport, n), verify=ca, timeout=10)
+        self.send(r.status_code, b"a " + r.content)
+    def log_message(self, *a):
+        pass
+s = http.server.ThreadingHTTPServer(("127.0.0.1", int(port)), H)
+if mode == "tls":
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    s.socket = ctx.wrap_socket(s.socket, server_side=True)
+s.serve_forever()
+"#;
+
+/// Drives `front`: `count` GETs on one keep-alive connection, each with its own W3C trace
+/// context. argv: mode port cafile count
+const DRIVE: &str = r#"
+import sys, requests
+mode, port, ca, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+scheme = "https" if mode == "tls" else "http"
+with requests.Session() as s:
+    for i in range(1, count + 1):
+        tp = "00-%032x-%016x-01" % (0xabc000 + i, 0x5000 + i)
+        r = s.get("%s://127.0.0.1:%s/a/%d" % (scheme, port, i), headers={"traceparent": tp}, verify=ca, timeout=10)
+        assert r.status_code == (500 if i % 3 == 0 else 200), r.status_code
+"#;
+
+/// A span reduced to what must not depend on TLS or on ports: trace id, kind, name,
+/// status, the parent's kind and name (or the wire parent id for remote parents), and the
+/// attributes without ports, url.scheme and connection-specific values.
+fn canonical(a: &podtrace_analyzer::Analysis) -> Vec<String> {
+    let by_id: BTreeMap<_, _> = a.spans.iter().map(|s| (s.span_id, s)).collect();
+    let mut out: Vec<String> = a
+        .spans
+        .iter()
+        .map(|s| {
+            let parent = match s.parent_span_id {
+                None => "root".to_string(),
+                Some(p) => match by_id.get(&p) {
+                    Some(ps) => format!("{:?} {}", ps.kind, ps.name),
+                    None => format!("remote {p:?}"),
+                },
+            };
+            let mut attrs: Vec<String> = s
+                .attributes
+                .iter()
+                .filter(|kv| {
+                    !kv.key.contains("port")
+                        && kv.key != "url.scheme"
+                        && !kv.key.starts_with("podtrace.conn")
+                })
+                .map(|kv| format!("{}={:?}", kv.key, kv.value))
+                .collect();
+            attrs.sort();
+            format!(
+                "{:?} {:?} {} {:?} parent=[{parent}] {}",
+                s.trace_id,
+                s.kind,
+                s.name,
+                s.status.code,
+                attrs.join(" ")
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Records the chain scenario in one mode and analyzes it; returns the analysis and the
+/// hooked files.
+fn chain_run(
+    mode: &str,
+    env: &PeerEnv,
+    cert: &str,
+    key: &str,
+    count: usize,
+) -> podtrace_analyzer::Analysis {
+    let dir = env.dir.path().to_path_buf();
+    std::fs::write(dir.join("chain.py"), CHAIN).expect("script");
+    std::fs::write(dir.join("drive.py"), DRIVE).expect("script");
+    let cg = TestCgroup::new(&format!("tls-chain-{mode}"));
+    let (front, back) = (free_port(), free_port());
+    let py = python();
+    let chain = dir.join("chain.py").to_string_lossy().into_owned();
+    let spawn = |role: &str, port: u16| {
+        let mut c = cg.command(&[
+            &py,
+            &chain,
+            mode,
+            role,
+            &port.to_string(),
+            &back.to_string(),
+            cert,
+            key,
+            cert,
+        ]);
+        c.stdout(Stdio::null()).stderr(Stdio::null());
+        KillOnDrop::spawn(c)
+    };
+    let _b = spawn("back", back);
+    let _f = spawn("front", front);
+    wait_listening(back);
+    wait_listening(front);
+    let cfg = RecordConfig {
+        cgroup_ids: vec![cg.id()],
+        ..RecordConfig::default()
+    };
+    let rt = rt();
+    let drive = cg.command(&[
+        &py,
+        dir.join("drive.py").to_str().expect("utf8"),
+        mode,
+        &front.to_string(),
+        cert,
+        &count.to_string(),
+    ]);
+    let rec = record_while(&rt, cfg, move |_| {
+        run_bounded(drive, T);
+    });
+    if mode == "tls" {
+        let n = rec
+            .rows
+            .iter()
+            .filter(|r| matches!(r, Record::SocketData(d) if d.flags & flags::TLS_PLAINTEXT != 0))
+            .count();
+        assert!(n > 0, "no plaintext rows");
+    }
+    podtrace_analyzer::analyze(rec.rows.into_iter(), &Default::default()).expect("analyze")
+}
+
+#[test]
+fn tls_traces_equal_their_plain_http_twin() {
+    if !root_or_skip("tls_traces_equal_their_plain_http_twin") {
+        return;
+    }
+    if !tool_or_skip("openssl", "tls_traces_equal_their_plain_http_twin") {
+        return;
+    }
+    let env = PeerEnv::acquire();
+    let (cert, key) = make_cert(env.dir.path());
+    let count = 9;
+    let plain = chain_run("plain", &env, &cert, &key, count);
+    let tls = chain_run("tls", &env, &cert, &key, count);
+    // driver → front (CLIENT + SERVER), front → back (CLIENT + SERVER): 4 spans a request
+    assert_eq!(plain.spans.len(), 4 * count, "plain: {}", plain.stats);
+    assert_eq!(tls.spans.len(), 4 * count, "tls: {}", tls.stats);
+    assert!(tls.stats.parse_errors.is_empty(), "{}", tls.stats);
+    assert!(tls.stats.tls_ciphertext_skipped > 0, "{}", tls.stats);
+    assert_eq!(plain.stats.tls_ciphertext_skipped, 0);
+    for s in &tls.spans {
+        assert_eq!(
+            s.attribute("url.scheme"),
+            Some(&podtrace_model::AttrValue::Str("https".into())),
+            "{}",
+            s.name
+        );
+    }
+    assert_eq!(canonical(&tls), canonical(&plain));
+    let traces: std::collections::BTreeSet<_> = tls.spans.iter().map(|s| s.trace_id).collect();
+    assert_eq!(traces.len(), count);
+    eprintln!(
+        "TLS twin: {} spans in {} traces equal to the plain HTTP twin's (trace ids, parents, names, status, attributes); {} ciphertext rows skipped",
+        tls.spans.len(),
+        traces.len(),
+        tls.stats.tls_ciphertext_skipped
+    );
+}
