@@ -45,7 +45,7 @@ use podtrace_format::Record;
 use podtrace_model::Span;
 
 pub use graph::{Graph, GraphNodes};
-pub use pipeline::Pipeline;
+pub use pipeline::{Pipeline, StageTimes};
 pub use protocol::{http1, http2, QueryText};
 pub use sample::SamplerMode;
 pub use stats::AnalysisStats;

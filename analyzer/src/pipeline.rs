@@ -11,6 +11,7 @@
 use std::collections::{hash_map, BTreeMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use foldhash::HashMap;
 use podtrace_format::{counters, Record, Role};
@@ -32,6 +33,41 @@ use crate::{Analysis, AnalyzeOptions, Error, Graph};
 
 /// Spans enriched by one parallel task at least (smaller batches are not worth a split).
 const SPANS_PER_TASK: usize = 256;
+
+/// Wall time spent in each stage of a [`Pipeline`] so far (benchmarks: see
+/// `analyzer/examples/bench_stages.rs`). Measured per batch, so the clock costs nothing
+/// per record; stages that run in parallel count their wall time, not CPU time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StageTimes {
+    /// Records into per-connection byte streams ([`Reassembler`]).
+    pub reassemble: Duration,
+    /// Protocol parsing, request/response pairing and trace-context extraction
+    /// (connections in parallel).
+    pub parse: Duration,
+    /// Exchange events handed to the linker, in order (serial).
+    pub intake: Duration,
+    /// Identification (parents, callers, ids) and span building ([`Linker::link`]).
+    pub link: Duration,
+    /// Kubernetes enrichment (spans in parallel).
+    pub enrich: Duration,
+    /// Graph, trace count and sampling of emitted spans (serial).
+    pub graph: Duration,
+    /// Eviction of idle connections and old exchanges.
+    pub evict: Duration,
+}
+
+impl StageTimes {
+    /// The sum of every stage.
+    pub fn total(&self) -> Duration {
+        self.reassemble
+            + self.parse
+            + self.intake
+            + self.link
+            + self.enrich
+            + self.graph
+            + self.evict
+    }
+}
 
 /// Parsing state of one live connection.
 #[derive(Debug)]
@@ -59,6 +95,7 @@ pub struct Pipeline {
     trace_count: u64,
     stats: AnalysisStats,
     watermark: u64,
+    times: StageTimes,
 }
 
 impl Pipeline {
@@ -86,6 +123,7 @@ impl Pipeline {
             trace_count: 0,
             stats: AnalysisStats::default(),
             watermark: 0,
+            times: StageTimes::default(),
         })
     }
 
@@ -105,6 +143,7 @@ impl Pipeline {
 
     /// Takes a batch of records (any mix of types, any captures).
     pub fn push(&mut self, records: &[Record]) {
+        let started = Instant::now();
         let cutoff = self.cutoff();
         for r in records {
             self.stats.records += 1;
@@ -132,7 +171,13 @@ impl Pipeline {
         }
         let ready = self.reassembler.take_ready();
         self.stats.tls_ciphertext_skipped = self.reassembler.tls_ciphertext_skipped();
+        self.times.reassemble += started.elapsed();
         self.process(ready);
+    }
+
+    /// Wall time spent in each stage so far.
+    pub fn stage_times(&self) -> StageTimes {
+        self.times
     }
 
     /// Moves the watermark to `ts_ns` (wall clock) when no newer record has moved it: live
@@ -160,6 +205,7 @@ impl Pipeline {
         if deltas.is_empty() {
             return;
         }
+        let started = Instant::now();
         let mut work: Vec<(ConnState, ConnectionDelta)> = deltas
             .into_iter()
             .map(|d| {
@@ -201,12 +247,15 @@ impl Pipeline {
                 prepare(state, parsed, d.closed)
             })
             .collect();
+        let parsed = Instant::now();
+        self.times.parse += parsed - started;
         for ((state, d), absorbed) in work.into_iter().zip(absorbed) {
             self.apply(absorbed);
             if !d.closed {
                 self.conns.insert(d.info.key, state);
             }
         }
+        self.times.intake += parsed.elapsed();
     }
 
     /// Parses what is left of a connection that ends and applies it.
@@ -235,7 +284,9 @@ impl Pipeline {
         let out = self.emit(cutoff);
         let old = cutoff.saturating_sub(self.opts.window_ns);
         if old > 0 {
+            let started = Instant::now();
             self.evict(old);
+            self.times.evict += started.elapsed();
         }
         out
     }
@@ -262,13 +313,18 @@ impl Pipeline {
     }
 
     fn emit(&mut self, cutoff: u64) -> Vec<Span> {
+        let started = Instant::now();
         let mut linked = self.linker.link(cutoff);
+        let link_done = Instant::now();
+        self.times.link += link_done - started;
         // Enrichment reads only shared lookup tables: in parallel.
         let enricher = &self.enricher;
         linked
             .par_iter_mut()
             .with_min_len(SPANS_PER_TASK)
             .for_each(|s| enricher.enrich(s));
+        let enriched = Instant::now();
+        self.times.enrich += enriched - link_done;
         let mut out = Vec::with_capacity(linked.len());
         for s in linked {
             self.graph.add(&s);
@@ -290,6 +346,7 @@ impl Pipeline {
                 self.stats.sampled_out += 1;
             }
         }
+        self.times.graph += enriched.elapsed();
         out
     }
 
@@ -327,10 +384,16 @@ impl Pipeline {
 
     /// Ends the analysis: closes every stream, links and emits everything left, and returns
     /// the spans not drained before (sampled, sorted), the graph and the stats.
-    pub fn finish(mut self) -> Analysis {
+    pub fn finish(self) -> Analysis {
+        self.finish_timed().0
+    }
+
+    /// [`Pipeline::finish`], also returning the wall time of each stage over the whole run.
+    pub fn finish_timed(mut self) -> (Analysis, StageTimes) {
         let remaining = self.reassembler.take_ready();
         self.stats.tls_ciphertext_skipped = self.reassembler.tls_ciphertext_skipped();
         self.process(remaining);
+        let started = Instant::now();
         let mut keys: Vec<ConnKey> = self.conns.keys().copied().collect();
         keys.sort();
         for key in keys {
@@ -339,15 +402,21 @@ impl Pipeline {
                 self.absorb(&mut state, parsed, true);
             }
         }
+        self.times.parse += started.elapsed();
         let mut spans = self.emit(u64::MAX);
+        let started = Instant::now();
         self.linker.evict(u64::MAX);
+        self.times.evict += started.elapsed();
         sort_spans(&mut spans);
         let stats = self.stats();
-        Analysis {
-            spans,
-            graph: self.graph.build(),
-            stats,
-        }
+        (
+            Analysis {
+                spans,
+                graph: self.graph.build(),
+                stats,
+            },
+            self.times,
+        )
     }
 }
 
