@@ -344,7 +344,13 @@ pub fn collection(sql: &str, dialect: Dialect) -> Option<String> {
 fn qualified_name(toks: &[(Kind, &str)]) -> Option<(String, usize)> {
     let part = |t: &(Kind, &str)| match t.0 {
         Kind::Word if !is_reserved(t.1) => Some(t.1.to_string()),
-        Kind::Ident if t.1.len() >= 2 => Some(t.1[1..t.1.len() - 1].to_string()),
+        // The opening quote is one ASCII byte; an unclosed identifier has no closing one
+        // (and may end inside a multi-byte character's neighbours: no byte slicing there).
+        Kind::Ident => {
+            let inner = &t.1[1..];
+            let inner = inner.strip_suffix(['"', '`']).unwrap_or(inner);
+            (!inner.is_empty()).then(|| inner.to_string())
+        }
         _ => None,
     };
     let mut name = part(toks.first()?)?;
@@ -452,5 +458,19 @@ mod tests {
             collection("SELECT * FROM `db`.`t`", Dialect::MySql).as_deref(),
             Some("db.t")
         );
+    }
+
+    #[test]
+    fn unclosed_quoted_identifier_ending_in_a_multibyte_character() {
+        // Found by the mysql fuzz target: the name was sliced inside `é`.
+        assert_eq!(
+            collection("SELECT * FROM `é", Dialect::MySql).as_deref(),
+            Some("é")
+        );
+        assert_eq!(
+            collection("UPDATE \"ü", Dialect::Postgres).as_deref(),
+            Some("ü")
+        );
+        assert_eq!(collection("SELECT * FROM ``", Dialect::MySql), None);
     }
 }
