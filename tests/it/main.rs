@@ -6,6 +6,7 @@ mod support;
 
 mod analyze_mysql;
 mod analyze_options;
+mod analyze_postgres;
 mod analyze_redis;
 mod cli_flags;
 mod deploy_manifests;

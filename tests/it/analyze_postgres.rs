@@ -1,0 +1,432 @@
+//! PostgreSQL and Redis spans against the OpenTelemetry SDK, as root, with the real
+//! recorder and with tcpdump: a throw-away PostgreSQL 15 (initdb + postgres as the
+//! `postgres` user, on 127.0.0.4), a Debian `redis-server` (on 127.0.0.3), and a Flask app
+//! (tools/fixtures/db_app.py) that for each HTTP request queries PostgreSQL through
+//! psycopg2 and Redis through redis-py, traced by opentelemetry-instrumentation-flask,
+//! -psycopg2 and -redis. The app moves itself into its own cgroup before it connects, after
+//! `podtrace record --cgroup` attached; tcpdump records the same run on `lo`. Its driver
+//! thread sends requests from 127.0.0.2, half with a traceparent, the last one making the
+//! app query a missing table (42P01, a 500).
+//!
+//! For both captures (record → analyze; pcap → import → analyze): every SDK database span
+//! must have a podtrace CLIENT span with the same system, the same operation (PostgreSQL:
+//! the SDK's span name, the statement's first word; Redis: each command of the SDK's span
+//! name, one per command of a pipeline) and, for PostgreSQL, the same collection (the
+//! first table of the SDK's `db.statement`), at the same time (± the socket/app
+//! difference), with the same error status, under podtrace's HTTP SERVER span of the same
+//! request and in the same trace where the request carried a traceparent; statements
+//! outside a request have no parent on both sides. The test prints matched/total per
+//! system and capture.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use podtrace_analyzer::protocol::sql::{collection, Dialect};
+use serde_json::Value;
+
+use crate::reliability_support::{cgroup2_root, is_root, TestCgroup};
+use crate::support::*;
+
+/// Requests the app's driver sends (tools/fixtures/db_app.py REQUESTS).
+const REQUESTS: usize = 8;
+/// PostgreSQL 15 as Debian installs it.
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+fn ok(cmd: &mut Command) -> bool {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn text(s: &SpanRow, key: &str) -> String {
+    match s.attr(key) {
+        Some(Value::String(v)) => v.clone(),
+        Some(v) => v.to_string(),
+        None => String::new(),
+    }
+}
+
+/// `cmd` run as the `postgres` user (initdb and postgres refuse root).
+fn as_postgres(program: &str) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args([
+        "--reuid=postgres",
+        "--regid=postgres",
+        "--clear-groups",
+        "--",
+    ])
+    .arg(Path::new(PG_BIN).join(program));
+    c
+}
+
+/// A throw-away PostgreSQL on 127.0.0.4:`port` with its data directory and socket under
+/// `dir`: trust authentication, superuser `app`, database `shop`. Stopped (SIGTERM) on drop.
+fn postgres(dir: &Path, port: u16) -> Proc {
+    let pg = dir.join("pg");
+    std::fs::create_dir(&pg).expect("pg dir");
+    // The server's user reaches its directory.
+    assert!(ok(Command::new("chmod").arg("0755").arg(dir)));
+    assert!(ok(Command::new("chown").arg("postgres:").arg(&pg)));
+    let out = run(
+        as_postgres("initdb").arg("-D").arg(pg.join("data")).args([
+            "-U",
+            "app",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ]),
+        Duration::from_secs(120),
+    );
+    assert!(
+        out.status.success(),
+        "initdb: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let server = Proc::new(
+        as_postgres("postgres")
+            .arg("-D")
+            .arg(pg.join("data"))
+            .arg("-k")
+            .arg(&pg)
+            .args(["-h", "127.0.0.4", "-p", &port.to_string()])
+            .args(["-c", "fsync=off", "-c", "shared_buffers=16MB"])
+            .args(["-c", "max_connections=20"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start postgres"),
+        "TERM",
+        Duration::from_secs(10),
+    );
+    let ready = || {
+        ok(Command::new(Path::new(PG_BIN).join("pg_isready"))
+            .arg("-q")
+            .arg("-h")
+            .arg(&pg)
+            .args(["-p", &port.to_string()]))
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), ready),
+        "postgres did not start"
+    );
+    let out = run(
+        as_postgres("psql")
+            .arg("-q")
+            .arg("-h")
+            .arg(&pg)
+            .args(["-p", &port.to_string(), "-U", "app", "-d", "postgres"])
+            .args(["-c", "CREATE DATABASE shop"]),
+        Duration::from_secs(30),
+    );
+    assert!(
+        out.status.success(),
+        "createdb: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server
+}
+
+/// One span the OpenTelemetry SDK wrote.
+struct SdkSpan {
+    raw: Value,
+}
+
+impl SdkSpan {
+    fn s(&self, k: &str) -> &str {
+        self.raw[k].as_str().unwrap_or_default()
+    }
+    fn t(&self, k: &str) -> u64 {
+        self.raw[k].as_u64().unwrap_or_default()
+    }
+    fn attr(&self, k: &str) -> &str {
+        self.raw["attributes"][k].as_str().unwrap_or_default()
+    }
+}
+
+/// Matched and total SDK spans of one database system, and the misses.
+#[derive(Debug, Default)]
+struct Tally {
+    matched: usize,
+    total: usize,
+    misses: Vec<Value>,
+}
+
+/// Compares podtrace's spans with the SDK's (see the module doc): per system.
+fn compare(spans: &[SpanRow], sdk: &[SdkSpan]) -> (Tally, Tally) {
+    let by_id = |id: &str| sdk.iter().find(|s| s.s("span_id") == id);
+    let ours = |id: &str| spans.iter().find(|s| s.span_id == id);
+    // Socket times vs the app's: the SDK span encloses the statement's bytes, give or take.
+    let slack = 5_000_000;
+    let mut used = std::collections::HashSet::new();
+    let (mut pg, mut redis) = (Tally::default(), Tally::default());
+    for db in sdk.iter().filter(|s| s.s("kind") == "CLIENT") {
+        let system = db.attr("db.system");
+        let (tally, wanted): (&mut Tally, Vec<(String, String)>) = match system {
+            "postgresql" => {
+                let statement = db.attr("db.statement");
+                let coll = collection(statement, Dialect::Postgres).unwrap_or_default();
+                (&mut pg, vec![(db.s("name").to_ascii_uppercase(), coll)])
+            }
+            "redis" => (
+                &mut redis,
+                db.s("name")
+                    .split(' ')
+                    .map(|op| (op.to_string(), String::new()))
+                    .collect(),
+            ),
+            _ => continue,
+        };
+        tally.total += 1;
+        let error = db.raw["error"].as_bool().unwrap_or(false);
+        let parent = by_id(db.s("parent_span_id"));
+        let mut all = true;
+        for (op, coll) in wanted {
+            let found = spans.iter().find(|p| {
+                p.kind == "client"
+                    && text(p, "db.system.name") == system
+                    && !used.contains(&p.span_id)
+                    && text(p, "db.operation.name") == op
+                    && text(p, "db.collection.name") == coll
+                    && p.raw["start_time_unix_nano"].as_u64().unwrap_or(0) + slack >= db.t("start")
+                    && p.raw["end_time_unix_nano"].as_u64().unwrap_or(0) <= db.t("end") + slack
+                    && (p.raw["status"]["code"] == "error") == error
+                    && match parent {
+                        // Under podtrace's SERVER span of the same request.
+                        Some(srv) => {
+                            let target = srv.attr("http.target");
+                            // A request that carried a traceparent: the same trace id.
+                            let propagated = !srv.s("parent_span_id").is_empty();
+                            ours(&p.parent).is_some_and(|ps| {
+                                ps.kind == "server" && text(ps, "url.path") == target
+                            }) && (!propagated || p.trace_id == db.s("trace_id"))
+                        }
+                        None => p.parent.is_empty(),
+                    }
+            });
+            match found {
+                Some(p) => {
+                    used.insert(p.span_id.clone());
+                }
+                None => all = false,
+            }
+        }
+        if all {
+            tally.matched += 1;
+        } else {
+            tally.misses.push(db.raw.clone());
+        }
+    }
+    (pg, redis)
+}
+
+/// `podtrace analyze CAPTURE --out DIR`; the spans.
+fn analyze(cap: &Path, out: &Path) -> Vec<SpanRow> {
+    let st = run(
+        podtrace().arg("analyze").arg(cap).arg("--out").arg(out),
+        Duration::from_secs(120),
+    );
+    assert!(
+        st.status.success(),
+        "analyze: {}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let summary = read_summary(out);
+    assert!(
+        summary["stats"]["parse_errors"]
+            .as_object()
+            .is_none_or(|m| m.keys().all(|k| !k.starts_with("postgres"))),
+        "{summary}"
+    );
+    read_spans(out)
+}
+
+#[test]
+fn postgres_and_redis_spans_match_the_opentelemetry_sdk() {
+    let Some(venv) = prerequisites(false) else {
+        return;
+    };
+    let skip = |why: &str| {
+        eprintln!("!!! SKIPPING analyze_postgres: {why} (tools/install-deps.sh installs it) !!!")
+    };
+    if !is_root() || cgroup2_root().is_none() {
+        return skip("needs root and a cgroup v2 mount");
+    }
+    if !Path::new(PG_BIN).join("postgres").exists() {
+        return skip("PostgreSQL 15 (postgresql-15) is not installed");
+    }
+    if !ok(Command::new("redis-server").arg("--version")) {
+        return skip("`redis-server` is not installed");
+    }
+    if !ok(Command::new("tcpdump").arg("--version")) {
+        return skip("`tcpdump` is not installed");
+    }
+    let python = venv.join("bin/python");
+    let imports = "import flask, psycopg2, redis, opentelemetry.sdk.trace, \
+                   opentelemetry.instrumentation.flask, opentelemetry.instrumentation.psycopg2, \
+                   opentelemetry.instrumentation.redis";
+    if !ok(Command::new(&python).args(["-c", imports])) {
+        return skip("the venv lacks psycopg2, redis-py or the OpenTelemetry instrumentations");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (pg_port, redis_port, app_port) = (free_port(), free_port(), free_port());
+    let pg = postgres(dir.path(), pg_port);
+    let redis = Proc::new(
+        Command::new("redis-server")
+            .args(["--bind", "127.0.0.3", "--port", &redis_port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server"),
+        "TERM",
+        Duration::from_secs(5),
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || std::net::TcpStream::connect((
+            "127.0.0.3",
+            redis_port
+        ))
+        .is_ok()),
+        "redis-server did not listen"
+    );
+
+    // Both captures of one run: the recorder on the app's cgroup, tcpdump on lo.
+    let cap = dir.path().join("cap.parquet");
+    let cg = TestCgroup::new("postgres-sdk");
+    let mut record = Proc::new(
+        podtrace()
+            .args(["record", "--cgroup"])
+            .arg(&cg.path)
+            .arg("-o")
+            .arg(&cap)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start podtrace record"),
+        "INT",
+        Duration::from_secs(30),
+    );
+    let lines = Lines::collect(record.stderr().expect("record stderr"), "record");
+    assert!(
+        lines.wait_for("probes attached", Duration::from_secs(60)),
+        "the recorder did not attach: {:?}",
+        lines.all()
+    );
+    let pcap = dir.path().join("app.pcap");
+    let filter = format!("tcp port {pg_port} or tcp port {redis_port} or tcp port {app_port}");
+    let mut tcpdump = Proc::new(
+        Command::new("tcpdump")
+            .args(["-i", "lo", "--immediate-mode", "-U", "-B", "65536"])
+            .args(["-Z", "root", "-s", "0", "-w"])
+            .arg(&pcap)
+            .arg(&filter)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tcpdump"),
+        "INT",
+        Duration::from_secs(5),
+    );
+    let dump = Lines::collect(tcpdump.stderr().expect("tcpdump stderr"), "tcpdump");
+    assert!(dump.wait_for("listening on", Duration::from_secs(10)));
+
+    let sdk_file = dir.path().join("sdk.jsonl");
+    let out = run(
+        Command::new(&python)
+            .arg(repo().join("tools/fixtures/db_app.py"))
+            .args([
+                app_port.to_string(),
+                "127.0.0.4".into(),
+                pg_port.to_string(),
+                "127.0.0.3".into(),
+                redis_port.to_string(),
+            ])
+            .arg(&sdk_file)
+            .arg("--cgroup")
+            .arg(&cg.path),
+        Duration::from_secs(90),
+    );
+    assert!(
+        out.status.success(),
+        "app: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The recorder flushes about every second; tcpdump lags the traffic under load.
+    std::thread::sleep(Duration::from_millis(1500));
+    settle(&pcap);
+    tcpdump.signal("INT");
+    assert!(tcpdump.wait_timeout(Duration::from_secs(10)).is_some());
+    drop(cg);
+    record.signal("INT");
+    assert!(record.wait_timeout(Duration::from_secs(30)).is_some());
+    drop(redis);
+    drop(pg);
+
+    let sdk: Vec<SdkSpan> = std::fs::read_to_string(&sdk_file)
+        .expect("sdk spans")
+        .lines()
+        .map(|l| SdkSpan {
+            raw: serde_json::from_str(l).expect("sdk span JSON"),
+        })
+        .collect();
+    let pcap_cap = dir.path().join("pcap.parquet");
+    let st = run(
+        podtrace().arg("import").arg(&pcap).arg("-o").arg(&pcap_cap),
+        Duration::from_secs(60),
+    );
+    assert!(st.status.success(), "import failed");
+    let mut failures = Vec::new();
+    for (how, capture) in [("record", &cap), ("pcap", &pcap_cap)] {
+        let spans = analyze(capture, &dir.path().join(format!("out-{how}")));
+        let (pg, redis) = compare(&spans, &sdk);
+        eprintln!(
+            "postgres+redis sdk-truth ({how}): PostgreSQL {}/{} SDK spans matched, Redis {}/{} \
+             (same operation, collection, time, status, parent request, trace)",
+            pg.matched, pg.total, redis.matched, redis.total
+        );
+        // Setup: DROP, CREATE, one INSERT per order; two statements per order request;
+        // the failing one. Redis: a GET and a pipeline per order request.
+        assert_eq!(pg.total, 2 + REQUESTS + 2 * (REQUESTS - 1) + 1);
+        assert_eq!(redis.total, 2 * (REQUESTS - 1));
+        for (system, t) in [("postgresql", pg), ("redis", redis)] {
+            if t.matched != t.total {
+                failures.push(format!("{how} {system}: unmatched {:#?}", t.misses));
+            }
+        }
+        // The failing statement: an ERROR span with its SQLSTATE, under the 500.
+        let failed = spans
+            .iter()
+            .find(|s| s.kind == "client" && text(s, "db.response.status_code") == "42P01")
+            .expect("the 42P01 span");
+        assert_eq!(failed.raw["status"]["code"], "error");
+        assert!(spans.iter().any(|s| s.span_id == failed.parent
+            && s.kind == "server"
+            && text(s, "http.response.status_code") == "500"));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Waits until tcpdump has written what it captured: the file has not grown for 500 ms
+/// (at most 10 s).
+fn settle(pcap: &Path) {
+    let size = || std::fs::metadata(pcap).map(|m| m.len()).unwrap_or(0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut last = size();
+    let mut stable_since = std::time::Instant::now();
+    while std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = size();
+        if now != last {
+            last = now;
+            stable_since = std::time::Instant::now();
+        } else if stable_since.elapsed() >= Duration::from_millis(500) {
+            return;
+        }
+    }
+}
