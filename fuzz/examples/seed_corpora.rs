@@ -3,7 +3,7 @@
 //! Usage: `seed_corpora CORPUS_DIR CAPTURE.parquet...` (`tools/fuzz.sh` imports the fixture
 //! pcaps first). For each capture it writes, under `CORPUS_DIR/<target>/`:
 //! the capture itself (capture_reader), its rows as a script (reassembler, pipeline), each
-//! connection's rows as a one-connection script (http1, http2, redis, postgres), the HTTP/2 header blocks
+//! connection's rows as a one-connection script (http1, http2, redis, postgres, mysql), the HTTP/2 header blocks
 //! found in its bytes (hpack) and its request heads as header lines (trace_context).
 
 use std::collections::BTreeMap;
@@ -94,6 +94,8 @@ fn seed_from(dir: &Path, cap: &Path) -> Result<usize, Box<dyn std::error::Error>
         n += put(dir, "redis", &name, &[[0x40u8].as_slice(), &s].concat())?;
         // And the PostgreSQL parser's (client socket, capture from the startup).
         n += put(dir, "postgres", &name, &[[0x60u8].as_slice(), &s].concat())?;
+        // And the MySQL parser's (client socket, capture from the greeting).
+        n += put(dir, "mysql", &name, &[[0x60u8].as_slice(), &s].concat())?;
         if h2 {
             n += put(dir, "http2", &name, &[[0u8].as_slice(), &s].concat())?;
             n += put(

@@ -396,9 +396,8 @@ impl Mysql {
     fn command_step(&mut self) -> bool {
         if self.current.is_none() {
             let Some(p) = self.cmds.pop_front() else {
-                if let Some(p) = self.reps.pop_front() {
+                if self.reps.pop_front().is_some() {
                     // A reply to no command (a capture joined mid-reply).
-                    let _ = p;
                     self.errors.push("mysql_unexpected_reply");
                     return true;
                 }

@@ -1,0 +1,56 @@
+//! Fuzz target: the MySQL/MariaDB parser of one connection ([`Mysql`]) plus protocol
+//! detection and dispatch ([`ConnectionParser`]) on the same bytes.
+//!
+//! The input is a script (`podtrace_fuzz::decode`); connection 0's segments are fed in
+//! several calls (five segments per direction at a time) so the incremental paths (packets
+//! split across segments, replies waiting for their command) are exercised.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use podtrace_analyzer::protocol::mysql::{Limits, Mysql};
+use podtrace_analyzer::protocol::{self, ConnectionParser, Protocol, QueryText};
+use podtrace_format::{Direction, Role};
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&first, script)) = data.split_first() else {
+        return;
+    };
+    let records = podtrace_fuzz::decode(script);
+    let role = [Role::Client, Role::Server, Role::Unknown][usize::from(first % 3)];
+    // Small limits reach the bounds quickly; default ones are what production uses.
+    let limits = if first & 0x80 != 0 {
+        Limits {
+            max_query: 16,
+            max_reply: 12,
+            max_statements: 2,
+            max_pending: 3,
+        }
+    } else {
+        Limits::default()
+    };
+    let text = [QueryText::Sanitized, QueryText::Raw, QueryText::Off][usize::from(first >> 3 & 1)];
+    let egress = podtrace_fuzz::segments(&records, 0, Direction::Egress);
+    let ingress = podtrace_fuzz::segments(&records, 0, Direction::Ingress);
+
+    // Bit 6: the socket sends the commands; bit 5: the capture starts at the greeting.
+    let mut p = Mysql::new(first & 0x40 != 0, first & 0x20 != 0, limits).with_query_text(text);
+    let (mut e, mut i) = (egress.chunks(5), ingress.chunks(5));
+    loop {
+        let (a, b) = (e.next(), i.next());
+        if a.is_none() && b.is_none() {
+            break;
+        }
+        let _ = p.feed(a.unwrap_or_default(), b.unwrap_or_default(), false);
+    }
+    let _ = p.feed(&[], &[], true);
+
+    let mut c = ConnectionParser::with_limits(
+        role,
+        protocol::Limits {
+            mysql: limits,
+            ..Default::default()
+        },
+    );
+    let _ = c.feed(&egress, &ingress, false);
+    let _ = c.finish();
+});
