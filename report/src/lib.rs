@@ -2,8 +2,8 @@
 //!
 //! [`render_html`] turns the analyzer's output into a single HTML file that works offline:
 //! the request-flow graph (Graphviz's SVG when the caller has it, else a simple layered SVG
-//! drawn here), tables of services, routes and calls with counts, errors and p50/p99
-//! latencies, a paginated, filterable list of traces (erroring and slowest first) with a
+//! drawn here), tables of services, routes, calls and database operations with counts,
+//! errors and p50/p99 latencies, a paginated, filterable list of traces (erroring and slowest first) with a
 //! waterfall of each trace's spans (nesting, durations, status, attributes on click), and
 //! the capture summary (time range, drops, ignored propagation headers, orphans, ...).
 //!
@@ -135,6 +135,11 @@ pub fn render_html(input: &ReportInput<'_>) -> String {
         Some(t) => tables::route_rows_from_totals(t),
         None => tables::route_rows(input.spans),
     };
+    let databases = match input.totals {
+        Some(t) => tables::db_rows_from_totals(t),
+        None => tables::db_rows(input.spans),
+    };
+    let databases = tables::databases_html(&databases);
     let data = data::ReportData::from_spans(input.spans);
     // Serialising plain structs of strings and integers cannot fail; an empty data set
     // keeps the page working should it ever.
@@ -152,6 +157,7 @@ pub fn render_html(input: &ReportInput<'_>) -> String {
         services: &tables::services_html(&services),
         routes: &tables::routes_html(&routes),
         edges: &tables::edges_html(&edges),
+        databases: databases.as_deref(),
         summary: &summary::summary_html_with_totals(input.spans, input.totals, &input.stats_json),
         data_json: &data_json,
         counts: (data.traces.len(), input.spans.len(), services.len()),

@@ -30,6 +30,8 @@ pub struct Parts<'a> {
     pub routes: &'a str,
     /// Edges table HTML (escaped).
     pub edges: &'a str,
+    /// Databases table HTML (escaped); `None` without database spans (no section).
+    pub databases: Option<&'a str>,
     /// Summary table HTML (escaped).
     pub summary: &'a str,
     /// Trace data JSON (raw serde_json output).
@@ -76,6 +78,11 @@ pub fn render(p: &Parts<'_>) -> String {
         .left_out_note
         .map(|n| format!("<p class=\"note warn\" id=\"left-out\">{}</p>", html(n)))
         .unwrap_or_default();
+    let db_nav = if p.databases.is_some() {
+        "<a href=\"#databases\">Databases</a>"
+    } else {
+        ""
+    };
     let mut out = String::with_capacity(p.data_json.len() + graph_uri.len() + 64 * 1024);
     out.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
     // The policy is our own constant text (no `"`, `<` or `&`): placed as is.
@@ -89,7 +96,7 @@ pub fn render(p: &Parts<'_>) -> String {
     ));
     out.push_str(&format!(
         "<header><h1>{title}</h1><span class=\"counts\" id=\"counts\">{counts}</span>\
-         <nav><a href=\"#graph\">Graph</a><a href=\"#services\">Services</a><a href=\"#routes\">Routes</a><a href=\"#traces\">Traces</a><a href=\"#summary\">Capture summary</a></nav></header>\n<main>\n"
+         <nav><a href=\"#graph\">Graph</a><a href=\"#services\">Services</a><a href=\"#routes\">Routes</a>{db_nav}<a href=\"#traces\">Traces</a><a href=\"#summary\">Capture summary</a></nav></header>\n<main>\n"
     ));
     out.push_str(&format!(
         "<section id=\"graph\"><h2>Request flow</h2><div class=\"graph\"><img id=\"graph-img\" alt=\"request-flow graph\" src=\"{graph_uri}\"></div>\
@@ -117,6 +124,19 @@ pub fn render(p: &Parts<'_>) -> String {
             "SERVER spans in this report."
         }
     ));
+    if let Some(db) = p.databases {
+        out.push_str(&format!(
+            "<section id=\"databases\"><h2>Databases</h2>{db}\n<p class=\"note\">Database spans \
+             (<code>db.system.name</code>) by system, side (client: the callers' spans; server: the \
+             database's own), <code>db.operation.name</code> and <code>db.collection.name</code>; \
+             errors: ERROR status (an error reply, or a statement skipped after an earlier error). {}</p></section>\n",
+            if p.all_counts.is_some() {
+                "All database spans of the analysis (p50/p99 within 1/64)."
+            } else {
+                "Database spans in this report."
+            }
+        ));
+    }
     out.push_str("<section id=\"traces\"><h2>Traces</h2>");
     out.push_str(&left_out);
     out.push_str(

@@ -7,7 +7,8 @@
 //! [`ReportTotals`] over all spans (histogram percentiles). Route rows group each
 //! service's SERVER spans by name — `{method} {route}` for HTTP (the analyzer names spans
 //! after low-cardinality routes), `pkg.Service/Method` for gRPC — with the same two
-//! sources.
+//! sources. Database rows group the database spans (`db.system.name`) by system, side
+//! (the app's CLIENT spans, the database's SERVER spans), operation and collection.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -15,7 +16,7 @@ use std::fmt::Write as _;
 use podtrace_model::{Span, SpanKind};
 
 use crate::escape::html;
-use crate::totals::{ReportTotals, RouteTotals};
+use crate::totals::{db_operation_key, DbOperationKey, ReportTotals, RouteTotals};
 use crate::units::duration;
 
 /// A service row of the report.
@@ -232,6 +233,110 @@ pub fn routes_html(rows: &[RouteRow]) -> String {
     out
 }
 
+/// A database row: the spans of one operation on one collection of one database system,
+/// seen from one side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbRow {
+    /// `db.system.name` (`None`: the operations beyond the totals' limit, together).
+    pub system: Option<String>,
+    /// `client` (the caller's spans) or `server` (the database's own).
+    pub side: &'static str,
+    /// `db.operation.name` (empty when unknown).
+    pub operation: String,
+    /// `db.collection.name` (empty when not derivable).
+    pub collection: String,
+    /// Spans.
+    pub spans: u64,
+    /// Of which failed (ERROR status).
+    pub errors: u64,
+    /// Median duration, ns.
+    pub p50_ns: Option<u64>,
+    /// 99th percentile duration, ns.
+    pub p99_ns: Option<u64>,
+}
+
+/// Database rows of the spans in the report (exact nearest-rank percentiles), by system,
+/// side, operation, collection.
+pub fn db_rows(spans: &[Span]) -> Vec<DbRow> {
+    let mut acc: BTreeMap<DbOperationKey, (u64, Vec<u64>)> = BTreeMap::new();
+    for s in spans {
+        if let Some(key) = db_operation_key(s) {
+            let a = acc.entry(key).or_default();
+            a.0 += u64::from(s.status.is_error());
+            a.1.push(s.duration_ns());
+        }
+    }
+    acc.into_iter()
+        .map(|((system, side, operation, collection), (errors, mut d))| {
+            d.sort_unstable();
+            DbRow {
+                system: Some(system),
+                side,
+                operation,
+                collection,
+                spans: d.len() as u64,
+                errors,
+                p50_ns: quantile(&d, 0.5),
+                p99_ns: quantile(&d, 0.99),
+            }
+        })
+        .collect()
+}
+
+/// Database rows from totals over all spans (histogram percentiles), plus one row for the
+/// operations beyond the totals' limit when there were any.
+pub fn db_rows_from_totals(totals: &ReportTotals) -> Vec<DbRow> {
+    let row = |key: Option<&DbOperationKey>, r: &RouteTotals| DbRow {
+        system: key.map(|k| k.0.clone()),
+        side: key.map_or("", |k| k.1),
+        operation: key.map_or_else(|| "(other operations)".into(), |k| k.2.clone()),
+        collection: key.map(|k| k.3.clone()).unwrap_or_default(),
+        spans: r.spans,
+        errors: r.errors,
+        p50_ns: (r.spans > 0).then(|| r.latency.quantile(0.5)),
+        p99_ns: (r.spans > 0).then(|| r.latency.quantile(0.99)),
+    };
+    let mut rows: Vec<DbRow> = totals
+        .db_operations
+        .iter()
+        .map(|(k, r)| row(Some(k), r))
+        .collect();
+    if totals.other_db_operations.spans > 0 {
+        rows.push(row(None, &totals.other_db_operations));
+    }
+    rows
+}
+
+/// The databases table; `None` when there are no database spans (the page then has no
+/// databases section).
+pub fn databases_html(rows: &[DbRow]) -> Option<String> {
+    if rows.is_empty() {
+        return None;
+    }
+    let mut out = String::from(
+        "<table class=\"grid\" id=\"db-operations\"><thead><tr><th>database</th><th>side</th>\
+         <th>operation</th><th>collection</th><th>spans</th><th>errors</th><th>p50</th><th>p99</th>\
+         </tr></thead><tbody>\n",
+    );
+    for r in rows {
+        let cls = if r.errors > 0 { " class=\"bad\"" } else { "" };
+        let _ = writeln!(
+            out,
+            "<tr{cls}><td class=\"svc\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            html(r.system.as_deref().unwrap_or("(other)")),
+            r.side,
+            html(if r.operation.is_empty() { "–" } else { &r.operation }),
+            html(if r.collection.is_empty() { "–" } else { &r.collection }),
+            r.spans,
+            r.errors,
+            opt_duration(r.p50_ns),
+            opt_duration(r.p99_ns)
+        );
+    }
+    out.push_str("</tbody></table>");
+    Some(out)
+}
+
 fn opt_duration(v: Option<u64>) -> String {
     v.map(duration).unwrap_or_else(|| "–".into())
 }
@@ -294,7 +399,7 @@ pub fn edges_html(rows: &[EdgeRow]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use podtrace_model::{Resource, SpanId, Status, TraceId};
+    use podtrace_model::{KeyValue, Resource, SpanId, Status, TraceId};
 
     fn span(svc: &str, kind: SpanKind, dur: u64) -> Span {
         Span {
@@ -405,5 +510,56 @@ mod tests {
         }]);
         assert!(t.contains("&lt;b&gt;x&lt;/b&gt;") && t.contains("&quot;y&quot;"));
         assert!(!t.contains("<b>"));
+    }
+
+    #[test]
+    fn database_rows_group_db_spans_by_system_side_operation_collection() {
+        let db = |kind: SpanKind, op: &str, coll: Option<&str>, dur: u64, err: bool| {
+            let mut s = span("app", kind, dur);
+            s.attributes
+                .push(KeyValue::new("db.system.name", "postgresql"));
+            s.attributes.push(KeyValue::new("db.operation.name", op));
+            if let Some(c) = coll {
+                s.attributes.push(KeyValue::new("db.collection.name", c));
+            }
+            if err {
+                s.status = Status::error("ERROR 42P01: relation does not exist");
+            }
+            s
+        };
+        let mut spans: Vec<Span> = (1..=10)
+            .map(|i| db(SpanKind::Client, "SELECT", Some("items"), i * 100, i == 10))
+            .collect();
+        spans.push(db(SpanKind::Server, "SELECT", Some("items"), 50, false));
+        spans.push(db(SpanKind::Client, "BEGIN", None, 7, false));
+        spans.push(span("app", SpanKind::Server, 5));
+        let rows = db_rows(&spans);
+        assert_eq!(rows.len(), 3);
+        let sel = rows
+            .iter()
+            .find(|r| r.side == "client" && r.operation == "SELECT")
+            .expect("client SELECT row");
+        assert_eq!(
+            (sel.collection.as_str(), sel.spans, sel.errors),
+            ("items", 10, 1)
+        );
+        assert_eq!((sel.p50_ns, sel.p99_ns), (Some(500), Some(1000)));
+        // The same rows from the totals over all spans (histogram buckets: exact < 128 ns).
+        let t = ReportTotals::from_spans(&spans);
+        let from_totals = db_rows_from_totals(&t);
+        assert_eq!(from_totals.len(), 3);
+        let begin = from_totals
+            .iter()
+            .find(|r| r.operation == "BEGIN")
+            .expect("BEGIN row");
+        assert_eq!((begin.spans, begin.p50_ns), (1, Some(7)));
+        let html = databases_html(&rows).expect("a table");
+        assert!(html.contains("<td>items</td>") && html.contains("class=\"bad\""));
+        assert!(html.contains("<td>–</td>"), "BEGIN has no collection");
+        // No database spans: no table (and no section on the page).
+        assert_eq!(
+            databases_html(&db_rows(&[span("a", SpanKind::Server, 1)])),
+            None
+        );
     }
 }

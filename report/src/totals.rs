@@ -5,8 +5,10 @@
 //! every span handed over: [`ReportTotals`] counts SERVER/CLIENT spans per service, keeps
 //! each service's SERVER latencies in a log-linear histogram (the analyzer's
 //! [`Histogram`]: fixed-size, exact below 128 ns, within 1/64 above), the same per route
-//! (service and SERVER span name, at most [`MAX_ROUTES`] of them), the time range, and how
-//! many spans and traces were kept or left out.
+//! (service and SERVER span name, at most [`MAX_ROUTES`] of them) and per database
+//! operation (spans with `db.system.name`: system, side, operation and collection, at most
+//! [`MAX_DB_OPERATIONS`]), the time range, and how many spans and traces were kept or left
+//! out.
 
 use std::collections::BTreeMap;
 
@@ -40,6 +42,38 @@ impl ServiceTotals {
 /// routes are counted together in [`ReportTotals::other_routes`].
 pub const MAX_ROUTES: usize = 2000;
 
+/// Database operations (system, side, operation, collection) the totals keep apart; spans
+/// of further ones are counted together in [`ReportTotals::other_db_operations`].
+pub const MAX_DB_OPERATIONS: usize = 2000;
+
+/// What a database operation row is keyed by: `db.system.name`, the span's side
+/// (`client` or `server`), `db.operation.name` and `db.collection.name` (empty when absent).
+pub type DbOperationKey = (String, &'static str, String, String);
+
+/// The key of a database span (one with `db.system.name`), `None` for other spans.
+pub fn db_operation_key(s: &Span) -> Option<DbOperationKey> {
+    let text = |k: &str| {
+        s.attributes
+            .iter()
+            .find(|kv| kv.key == k)
+            .map(|kv| match &kv.value {
+                podtrace_model::AttrValue::Str(v) => v.clone(),
+                other => other.to_string(),
+            })
+    };
+    let system = text("db.system.name")?;
+    let side = match s.kind {
+        SpanKind::Client => "client",
+        SpanKind::Server => "server",
+    };
+    Some((
+        system,
+        side,
+        text("db.operation.name").unwrap_or_default(),
+        text("db.collection.name").unwrap_or_default(),
+    ))
+}
+
 /// Totals of one route: the SERVER spans of one service with one name
 /// (`{method} {route}`, `pkg.Service/Method` for gRPC).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -53,7 +87,7 @@ pub struct RouteTotals {
 }
 
 impl RouteTotals {
-    /// Accounts one SERVER span.
+    /// Accounts one span (a SERVER span of a route, a database span).
     pub fn observe(&mut self, s: &Span) {
         self.spans += 1;
         self.errors += u64::from(s.status.is_error());
@@ -81,6 +115,10 @@ pub struct ReportTotals {
     pub route_count: usize,
     /// SERVER spans of routes beyond [`MAX_ROUTES`], together.
     pub other_routes: RouteTotals,
+    /// Database spans per operation, at most [`MAX_DB_OPERATIONS`] keys.
+    pub db_operations: BTreeMap<DbOperationKey, RouteTotals>,
+    /// Database spans of operations beyond [`MAX_DB_OPERATIONS`], together.
+    pub other_db_operations: RouteTotals,
     /// Traces the page lists.
     pub kept_traces: u64,
     /// Spans the page lists.
@@ -113,6 +151,15 @@ impl ReportTotals {
                 self.observe_route(s);
             }
             SpanKind::Client => svc.client_spans += 1,
+        }
+        if let Some(key) = db_operation_key(s) {
+            if let Some(t) = self.db_operations.get_mut(&key) {
+                t.observe(s);
+            } else if self.db_operations.len() >= MAX_DB_OPERATIONS {
+                self.other_db_operations.observe(s);
+            } else {
+                self.db_operations.entry(key).or_default().observe(s);
+            }
         }
     }
 

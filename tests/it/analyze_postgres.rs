@@ -384,6 +384,7 @@ fn postgres_and_redis_spans_match_the_opentelemetry_sdk() {
     let mut failures = Vec::new();
     for (how, capture) in [("record", &cap), ("pcap", &pcap_cap)] {
         let spans = analyze(capture, &dir.path().join(format!("out-{how}")));
+        check_outputs(&dir.path().join(format!("out-{how}")), &spans);
         let (pg, redis) = compare(&spans, &sdk);
         eprintln!(
             "postgres+redis sdk-truth ({how}): PostgreSQL {}/{} SDK spans matched, Redis {}/{} \
@@ -410,6 +411,58 @@ fn postgres_and_redis_spans_match_the_opentelemetry_sdk() {
             && text(s, "http.response.status_code") == "500"));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// One trace per request with the database spans under the app's SERVER span, in the OTLP
+/// output; the report's databases section lists both systems (client side).
+fn check_outputs(out: &Path, spans: &[SpanRow]) {
+    let otlp: Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("traces.otlp.json")).expect("traces.otlp.json"),
+    )
+    .expect("OTLP JSON");
+    let mut all = Vec::new();
+    for rs in otlp["resourceSpans"].as_array().expect("resourceSpans") {
+        for ss in rs["scopeSpans"].as_array().expect("scopeSpans") {
+            all.extend(ss["spans"].as_array().expect("spans").iter().cloned());
+        }
+    }
+    let system = |s: &Value| {
+        s["attributes"].as_array().and_then(|a| {
+            a.iter()
+                .find(|kv| kv["key"] == "db.system.name")
+                .and_then(|kv| kv["value"]["stringValue"].as_str().map(str::to_string))
+        })
+    };
+    let requests: Vec<&SpanRow> = spans
+        .iter()
+        .filter(|s| s.kind == "server" && text(s, "url.path").starts_with("/order/"))
+        .collect();
+    assert_eq!(requests.len(), REQUESTS - 1);
+    for srv in requests {
+        let children: Vec<&Value> = all
+            .iter()
+            .filter(|c| c["parentSpanId"] == srv.span_id.as_str())
+            .collect();
+        let systems: std::collections::BTreeSet<String> =
+            children.iter().filter_map(|c| system(c)).collect();
+        assert_eq!(
+            systems.into_iter().collect::<Vec<_>>(),
+            ["postgresql", "redis"],
+            "OTLP: the DB calls of {} under its SERVER span",
+            text(srv, "url.path")
+        );
+        assert!(children
+            .iter()
+            .all(|c| c["traceId"] == srv.trace_id.as_str()));
+    }
+    let html = std::fs::read_to_string(out.join("report.html")).expect("report.html");
+    assert!(html.contains("<section id=\"databases\">"));
+    for row in [
+        "<td class=\"svc\">postgresql</td><td>client</td><td>SELECT</td><td>orders</td>",
+        "<td class=\"svc\">redis</td><td>client</td><td>GET</td>",
+    ] {
+        assert!(html.contains(row), "report: no row {row}");
+    }
 }
 
 /// Waits until tcpdump has written what it captured: the file has not grown for 500 ms

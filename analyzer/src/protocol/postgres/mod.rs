@@ -487,11 +487,7 @@ impl Postgres {
         match t {
             b'D' => g.result.rows += 1,
             b'C' => g.result.command_tag = Some(cstr(&m.body).0),
-            b'E' => {
-                if g.result.error.is_none() {
-                    g.result.error = Some(error_fields(&m.body));
-                }
-            }
+            b'E' if g.result.error.is_none() => g.result.error = Some(error_fields(&m.body)),
             _ => {}
         }
         match (t, self.pending.front()) {
