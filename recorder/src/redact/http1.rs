@@ -1,33 +1,8 @@
-//! Record-time redaction of secrets in HTTP/1 headers.
-//!
-//! Values of `Authorization`, `Proxy-Authorization`, `Cookie`, `Set-Cookie` and any
-//! configured header are overwritten in place with `*` (same length, so byte counts and
-//! offsets stay true) before a payload leaves the recorder; the row gets the REDACTED flag.
-//!
-//! The redactor is a small streaming HTTP/1 header tokenizer kept per connection and
+//! HTTP/1 header redaction: a small streaming header tokenizer per connection and
 //! direction, so a header whose name or value is split across two (or more) syscalls is
 //! still found: the tail of the previous payload's unfinished line is remembered.
 //! Message bodies are skipped using `Content-Length`; a payload that starts with a request
 //! or status line always restarts header parsing.
-//!
-//! Limits (documented, by design):
-//! - Only what was captured can be redacted; bytes beyond the snaplen are not stored anyway.
-//!   After a truncated payload or a dropped event the tokenizer resynchronises at the next
-//!   payload that starts a message, so a header straddling such a gap may be missed.
-//! - Chunked bodies are not decoded: the tokenizer waits for the next payload that starts
-//!   with a request/status line.
-//! - HTTP/2 (HPACK) and TLS payloads are not redacted (HPACK literals are usually Huffman
-//!   coded, TLS is ciphertext).
-
-use std::collections::HashMap;
-
-/// Headers redacted by default (lowercase).
-pub const DEFAULT_HEADERS: [&str; 4] = [
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "set-cookie",
-];
 
 /// Longest line prefix remembered across payloads (header names and Content-Length).
 const MAX_LINE: usize = 256;
@@ -57,8 +32,9 @@ enum Mode {
     Opaque,
 }
 
+/// One direction's HTTP/1 tokenizer state.
 #[derive(Debug, Clone)]
-struct Stream {
+pub(crate) struct Stream {
     mode: Mode,
     line: Vec<u8>,
     colon_seen: bool,
@@ -74,7 +50,7 @@ struct Stream {
 }
 
 impl Stream {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Stream {
             mode: Mode::Start,
             line: Vec::new(),
@@ -86,6 +62,11 @@ impl Stream {
             content_length: None,
             chunked: false,
         }
+    }
+
+    /// Between messages (not inside a header block or a body).
+    pub(crate) fn at_boundary(&self) -> bool {
+        matches!(self.mode, Mode::Start | Mode::Opaque)
     }
 
     fn start_message(&mut self) {
@@ -102,126 +83,90 @@ impl Stream {
 }
 
 /// Whether `buf` starts (or could start, if cut short) an HTTP/1 request or status line.
-fn looks_like_start(buf: &[u8]) -> bool {
+pub(crate) fn looks_like_start(buf: &[u8]) -> bool {
     STARTS.iter().any(|s| {
         let n = s.len().min(buf.len());
         n > 0 && buf[..n] == s[..n]
     })
 }
 
-/// Streaming redactor for many connections; key = (connection id, direction index).
-#[derive(Debug, Clone)]
-pub struct Redactor {
-    names: Vec<Vec<u8>>,
-    streams: HashMap<(u64, u8), Stream>,
-}
-
-impl Redactor {
-    /// A redactor for the default headers plus `extra` (case-insensitive names).
-    pub fn new<S: AsRef<str>>(extra: &[S]) -> Self {
-        let mut names: Vec<Vec<u8>> = DEFAULT_HEADERS
-            .iter()
-            .map(|s| s.as_bytes().to_vec())
-            .collect();
-        for e in extra {
-            let n = e.as_ref().trim().to_ascii_lowercase().into_bytes();
-            if !n.is_empty() && !names.contains(&n) {
-                names.push(n);
-            }
-        }
-        Redactor {
-            names,
-            streams: HashMap::new(),
-        }
+/// Redacts one payload of a stream in place (see [`super::Redactor::redact`]).
+pub(crate) fn redact(
+    st: &mut Stream,
+    names: &[Vec<u8>],
+    payload: &mut [u8],
+    complete: bool,
+) -> bool {
+    let mut changed = false;
+    if looks_like_start(payload) && !matches!(st.mode, Mode::Headers) {
+        st.start_message();
     }
-
-    /// Redacts `payload` (bytes of one syscall on stream `(conn, dir)`) in place; returns
-    /// whether any byte was overwritten. `complete` is false when the payload was cut
-    /// (truncated or partly unreadable): the stream then resynchronises.
-    pub fn redact(&mut self, conn: u64, dir: u8, payload: &mut [u8], complete: bool) -> bool {
-        let names = &self.names;
-        let st = self.streams.entry((conn, dir)).or_insert_with(Stream::new);
-        let mut changed = false;
-        if looks_like_start(payload) && !matches!(st.mode, Mode::Headers) {
-            st.start_message();
-        }
-        let mut i = 0;
-        while i < payload.len() {
-            match st.mode {
-                Mode::Start => {
-                    if looks_like_start(&payload[i..]) {
-                        st.start_message();
-                    } else {
-                        st.mode = Mode::Opaque;
+    let mut i = 0;
+    while i < payload.len() {
+        match st.mode {
+            Mode::Start => {
+                if looks_like_start(&payload[i..]) {
+                    st.start_message();
+                } else {
+                    st.mode = Mode::Opaque;
+                }
+            }
+            Mode::Opaque => break,
+            Mode::Body(left) => {
+                let n = left.min((payload.len() - i) as u64);
+                i += n as usize;
+                st.mode = if left == n {
+                    Mode::Start
+                } else {
+                    Mode::Body(left - n)
+                };
+            }
+            Mode::Headers => {
+                let b = payload[i];
+                if b != b'\r' && b != b'\n' {
+                    if st.line_bytes == 0 && st.prev_redacted && (b == b' ' || b == b'\t') {
+                        // obs-fold: continuation of the redacted value
+                        st.redacting = true;
+                        st.value_started = false;
                     }
+                    st.line_bytes += 1;
                 }
-                Mode::Opaque => break,
-                Mode::Body(left) => {
-                    let n = left.min((payload.len() - i) as u64);
-                    i += n as usize;
-                    st.mode = if left == n {
-                        Mode::Start
-                    } else {
-                        Mode::Body(left - n)
-                    };
+                if st.redacting && b != b'\r' && b != b'\n' {
+                    if st.value_started || (b != b' ' && b != b'\t') {
+                        st.value_started = true;
+                        payload[i] = b'*';
+                        changed = true;
+                    }
+                    i += 1;
+                    continue;
                 }
-                Mode::Headers => {
-                    let b = payload[i];
-                    if b != b'\r' && b != b'\n' {
-                        if st.line_bytes == 0 && st.prev_redacted && (b == b' ' || b == b'\t') {
-                            // obs-fold: continuation of the redacted value
+                if b == b'\n' {
+                    end_of_line(st);
+                } else if b != b'\r' {
+                    if st.line.len() < MAX_LINE {
+                        st.line.push(b);
+                    }
+                    if b == b':' && !st.colon_seen {
+                        st.colon_seen = true;
+                        let name = &st.line[..st.line.len() - 1];
+                        let name = trim(name);
+                        if names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
                             st.redacting = true;
                             st.value_started = false;
                         }
-                        st.line_bytes += 1;
                     }
-                    if st.redacting && b != b'\r' && b != b'\n' {
-                        if st.value_started || (b != b' ' && b != b'\t') {
-                            st.value_started = true;
-                            payload[i] = b'*';
-                            changed = true;
-                        }
-                        i += 1;
-                        continue;
-                    }
-                    if b == b'\n' {
-                        end_of_line(st);
-                    } else if b != b'\r' {
-                        if st.line.len() < MAX_LINE {
-                            st.line.push(b);
-                        }
-                        if b == b':' && !st.colon_seen {
-                            st.colon_seen = true;
-                            let name = &st.line[..st.line.len() - 1];
-                            let name = trim(name);
-                            if names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
-                                st.redacting = true;
-                                st.value_started = false;
-                            }
-                        }
-                    }
-                    i += 1;
                 }
+                i += 1;
             }
         }
-        if st.mode == Mode::Opaque || !complete {
-            let keep_body = matches!(st.mode, Mode::Body(_)) && complete;
-            if !keep_body {
-                *st = Stream::new();
-            }
+    }
+    if st.mode == Mode::Opaque || !complete {
+        let keep_body = matches!(st.mode, Mode::Body(_)) && complete;
+        if !keep_body {
+            *st = Stream::new();
         }
-        changed
     }
-
-    /// Forgets one stream's state (bytes before the next payload are missing).
-    pub fn reset(&mut self, conn: u64, dir: u8) {
-        self.streams.remove(&(conn, dir));
-    }
-
-    /// Forgets a connection's state (on close).
-    pub fn forget(&mut self, conn: u64) {
-        self.streams.retain(|(c, _), _| *c != conn);
-    }
+    changed
 }
 
 fn trim(s: &[u8]) -> &[u8] {
@@ -273,7 +218,7 @@ fn end_of_line(st: &mut Stream) {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::super::Redactor;
 
     fn run(r: &mut Redactor, parts: &[&str]) -> (String, bool) {
         let mut out = String::new();
