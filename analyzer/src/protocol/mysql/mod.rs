@@ -224,6 +224,9 @@ pub struct Mysql {
     server_caps: u32,
     /// Whether the server and client agreed on `CLIENT_DEPRECATE_EOF`.
     deprecate_eof: bool,
+    /// Whether `deprecate_eof` is known (from the handshake, or learnt from the first
+    /// result set of a connection joined late).
+    eof_known: bool,
     /// Whether `COM_QUERY` carries query attributes.
     query_attributes: bool,
     mariadb: bool,
@@ -253,6 +256,7 @@ impl Mysql {
             },
             server_caps: u32::MAX,
             deprecate_eof: false,
+            eof_known: greeting,
             query_attributes: false,
             mariadb: false,
             database: None,
@@ -385,6 +389,7 @@ impl Mysql {
             return;
         }
         self.deprecate_eof = caps & cap::DEPRECATE_EOF != 0;
+        self.eof_known = true;
         self.query_attributes = caps & cap::QUERY_ATTRIBUTES != 0;
         if caps & cap::CONNECT_WITH_DB != 0 {
             self.database = login_database(b, caps);
@@ -625,12 +630,19 @@ impl Mysql {
                 }
                 Expect::ColumnsEof => {
                     if is_end {
+                        self.eof_known = true;
                         // A cursor was opened: the rows come with COM_STMT_FETCH.
                         if eof_status(&p.head) & SERVER_STATUS_CURSOR_EXISTS != 0 {
                             done = true;
                         }
                     } else {
-                        self.errors.push("mysql_expected_eof");
+                        if self.eof_known {
+                            self.errors.push("mysql_expected_eof");
+                        } else {
+                            // A connection joined late: its client asked for no EOFs.
+                            self.deprecate_eof = true;
+                            self.eof_known = true;
+                        }
                         *cur.reply.rows.get_or_insert(0) += 1;
                     }
                     cur.expect = Expect::Rows;

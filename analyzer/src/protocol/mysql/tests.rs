@@ -445,6 +445,38 @@ fn detection_from_the_greeting_or_a_command_on_the_port() {
 }
 
 #[test]
+fn a_connection_joined_late_learns_deprecate_eof() {
+    // No greeting: commands from the first packet, CLIENT_DEPRECATE_EOF unknown.
+    let mut m = Mysql::new(true, false, Limits::default());
+    let mut events = Vec::new();
+    let mut errors = Vec::new();
+    for (ts, (c, s)) in [
+        (query("SELECT id FROM users"), result_set(2, true)),
+        (query("SELECT id FROM users"), result_set(3, true)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let ts = ts as u64 * 10;
+        let out = m.feed(&[seg(ts + 1, c)], &[seg(ts + 2, s)], false);
+        events.extend(out.events);
+        errors.extend(out.errors);
+    }
+    assert!(errors.is_empty(), "{errors:?}");
+    let rows: Vec<Option<u64>> = events
+        .iter()
+        .filter_map(|e| match e {
+            MessageEvent::Response { response, .. } => match &response.detail {
+                ResponseDetail::Mysql(r) => Some(r.rows),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rows, [Some(2), Some(3)]);
+}
+
+#[test]
 fn hostile_bytes_never_panic() {
     let mut x: u32 = 7;
     for round in 0..300 {
