@@ -1,8 +1,9 @@
 //! The request-flow graph: who calls whom, how often, how fast, how often it fails.
 //!
 //! Nodes are services (or pods, or external addresses) with the requests they received
-//! and how many failed; edges are caller → callee with request count, error count and
-//! latency (exact average; p50 and p99 nearest-rank over a log-linear [`Histogram`], within
+//! and how many failed; a database whose side was not recorded is a node named by its
+//! system and address (`postgresql 10.0.0.5:5432`). Edges are caller → callee with request
+//! count, error count and latency (exact average; p50 and p99 nearest-rank over a log-linear [`Histogram`], within
 //! 1/64 relative error, so memory does not grow with traffic). Edges come from CLIENT spans (caller = the
 //! span's service, callee = `peer.service` or the peer address) and from SERVER spans whose
 //! client side was not recorded (caller = the peer's service or address). An error is an
@@ -194,10 +195,15 @@ impl GraphBuilder {
         let (caller, callee): (Cow<'_, str>, Cow<'_, str>) = match s.span.kind {
             SpanKind::Client => {
                 let callee = peer.map(Cow::Borrowed).or_else(|| {
-                    peer_ip.map(|ip| match attr_int(s, "network.peer.port") {
+                    let addr = peer_ip.map(|ip| match attr_int(s, "network.peer.port") {
                         Some(port) if ip.contains(':') => Cow::Owned(format!("[{ip}]:{port}")),
                         Some(port) => Cow::Owned(format!("{ip}:{port}")),
                         None => Cow::Borrowed(ip),
+                    })?;
+                    // A database whose side was not recorded: named by its system too.
+                    Some(match attr_str(s, "db.system.name") {
+                        Some(system) => Cow::Owned(format!("{system} {addr}")),
+                        None => addr,
                     })
                 });
                 (
@@ -518,5 +524,30 @@ mod tests {
         let svg = String::from_utf8_lossy(&out.stdout);
         assert!(svg.contains("ünïcode svc"));
         assert!(svg.contains("we&quot;ird\\name"), "{svg}");
+    }
+
+    #[test]
+    fn databases_are_callees_named_by_system_and_address() {
+        let db = |op: &str, aborted: bool| {
+            let mut s = span(SpanKind::Client, "app", "", 0, 100, false);
+            s.span.attributes = vec![
+                KeyValue::new("db.system.name", "postgresql"),
+                KeyValue::new("db.operation.name", op),
+                KeyValue::new("network.peer.address", "10.1.2.3"),
+                KeyValue::new("network.peer.port", 5432i64),
+            ];
+            if aborted {
+                // Skipped after an earlier error: no status code, still an error.
+                s.span.status = Status::error("not executed");
+            }
+            s
+        };
+        let mut b = GraphBuilder::new();
+        b.add(&db("SELECT", false));
+        b.add(&db("UPDATE", true));
+        let g = b.build();
+        let edge = g.edges().next().expect("one edge");
+        assert_eq!((edge.0, edge.1), ("app", "postgresql 10.1.2.3:5432"));
+        assert_eq!((edge.2.count, edge.2.errors), (2, 1));
     }
 }
