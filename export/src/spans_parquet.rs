@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    MapBuilder, StringBuilder, TimestampNanosecondBuilder, UInt32Builder, UInt64Builder,
+    MapBuilder, MapFieldNames, StringBuilder, TimestampNanosecondBuilder, UInt32Builder,
+    UInt64Builder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
@@ -147,7 +148,15 @@ struct Columns {
 
 impl Columns {
     fn new() -> Self {
-        let map = || MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
+        // Field names given, not defaulted: arrow's defaults changed between versions.
+        let map = || {
+            let names = MapFieldNames {
+                entry: "entries".to_string(),
+                key: "key".to_string(),
+                value: "value".to_string(),
+            };
+            MapBuilder::new(Some(names), StringBuilder::new(), StringBuilder::new())
+        };
         Columns {
             trace_id: StringBuilder::new(),
             span_id: StringBuilder::new(),
