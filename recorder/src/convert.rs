@@ -115,6 +115,14 @@ impl Converter {
         }
     }
 
+    /// The HTTP/2 redaction counters (zero without redaction).
+    pub fn redaction_counters(&self) -> crate::redact::Counters {
+        self.redactor
+            .as_ref()
+            .map(Redactor::counters)
+            .unwrap_or_default()
+    }
+
     /// Decodes one ring-buffer record and appends its rows (usually one) to `out`.
     pub fn convert(&mut self, record: &[u8], out: &mut Vec<Record>) {
         let (e, payload) = match PtEvent::parse(record) {

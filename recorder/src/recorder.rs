@@ -69,6 +69,9 @@ pub struct RecorderStats {
     pub events_malformed: u64,
     /// Data rows with redacted headers.
     pub payloads_redacted: u64,
+    /// HTTP/2 redaction: values rewritten, blocks blanked, losses of sync, payloads not
+    /// checked (see [`crate::redact::Counters`]).
+    pub h2_redaction: crate::redact::Counters,
     /// Rows sent on the channel (stats rows included).
     pub records_sent: u64,
 }
@@ -89,6 +92,23 @@ struct UserCounters {
     malformed: AtomicU64,
     redacted: AtomicU64,
     sent: AtomicU64,
+    h2_values_redacted: AtomicU64,
+    h2_blocks_blanked: AtomicU64,
+    h2_unknown_names_redacted: AtomicU64,
+    h2_sync_lost: AtomicU64,
+    h2_payloads_unchecked: AtomicU64,
+}
+
+impl UserCounters {
+    fn h2(&self) -> crate::redact::Counters {
+        crate::redact::Counters {
+            h2_values_redacted: self.h2_values_redacted.load(Ordering::Relaxed),
+            h2_blocks_blanked: self.h2_blocks_blanked.load(Ordering::Relaxed),
+            h2_unknown_names_redacted: self.h2_unknown_names_redacted.load(Ordering::Relaxed),
+            h2_sync_lost: self.h2_sync_lost.load(Ordering::Relaxed),
+            h2_payloads_unchecked: self.h2_payloads_unchecked.load(Ordering::Relaxed),
+        }
+    }
 }
 
 struct Shared {
@@ -130,6 +150,7 @@ impl Shared {
             events_decoded: self.user.decoded.load(Ordering::Relaxed),
             events_malformed: self.user.malformed.load(Ordering::Relaxed),
             payloads_redacted: self.user.redacted.load(Ordering::Relaxed),
+            h2_redaction: self.user.h2(),
             records_sent: self.user.sent.load(Ordering::Relaxed),
         })
     }
@@ -158,6 +179,14 @@ impl Shared {
             ("events_decoded", &self.user.decoded),
             ("events_malformed", &self.user.malformed),
             ("payloads_redacted", &self.user.redacted),
+            ("h2_values_redacted", &self.user.h2_values_redacted),
+            ("h2_blocks_blanked", &self.user.h2_blocks_blanked),
+            (
+                "h2_unknown_names_redacted",
+                &self.user.h2_unknown_names_redacted,
+            ),
+            ("h2_redaction_sync_lost", &self.user.h2_sync_lost),
+            ("h2_payloads_unchecked", &self.user.h2_payloads_unchecked),
         ] {
             out.push(Record::Stats(Stat {
                 ts_ns,
@@ -353,6 +382,16 @@ impl Consumer {
         u.decoded.store(c.decoded, Ordering::Relaxed);
         u.malformed.store(c.malformed, Ordering::Relaxed);
         u.redacted.store(c.redacted, Ordering::Relaxed);
+        let h = self.conv.redaction_counters();
+        u.h2_values_redacted
+            .store(h.h2_values_redacted, Ordering::Relaxed);
+        u.h2_blocks_blanked
+            .store(h.h2_blocks_blanked, Ordering::Relaxed);
+        u.h2_unknown_names_redacted
+            .store(h.h2_unknown_names_redacted, Ordering::Relaxed);
+        u.h2_sync_lost.store(h.h2_sync_lost, Ordering::Relaxed);
+        u.h2_payloads_unchecked
+            .store(h.h2_payloads_unchecked, Ordering::Relaxed);
     }
 
     /// Sends the current batch; false when the receiver is gone.

@@ -76,6 +76,19 @@ pub fn run(args: RecordArgs) -> CmdResult {
         for f in &summary.write.files {
             println!("wrote {}", f.display());
         }
+        let st = &summary.stats;
+        let h2 = st.h2_redaction;
+        if st.payloads_redacted > 0 || h2 != Default::default() {
+            println!(
+                "redacted {} payloads; HTTP/2: {} values rewritten, {} header blocks blanked, {} unknown names redacted, {} losses of sync, {} payloads unchecked",
+                st.payloads_redacted,
+                h2.h2_values_redacted,
+                h2.h2_blocks_blanked,
+                h2.h2_unknown_names_redacted,
+                h2.h2_sync_lost,
+                h2.h2_payloads_unchecked
+            );
+        }
         if summary.beyond_max_events > 0 {
             eprintln!(
                 "podtrace: --max-events reached: {} later socket events left out",
