@@ -269,13 +269,18 @@ impl std::fmt::Debug for SpansParquetWriter {
 }
 
 impl SpansParquetWriter {
-    /// Starts the file (under a temporary sibling name) for `path`.
+    /// Starts the file (under a temporary sibling name) for `path`, creating its directory
+    /// if needed.
     pub fn create(path: impl AsRef<Path>) -> Result<Self, ExportError> {
         let path = path.as_ref().to_path_buf();
-        let file = StagedFile::create(&path).map_err(|source| ExportError::Io {
+        let io = |source| ExportError::Io {
             path: path.clone(),
             source,
-        })?;
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let file = StagedFile::create(&path).map_err(io)?;
         let schema = spans_schema();
         let zstd = ZstdLevel::try_new(3).map_err(|e| ExportError::Encode(e.to_string()))?;
         let props = WriterProperties::builder()
@@ -500,7 +505,11 @@ mod tests {
         );
         let file = dir.path().join("t.parquet");
         assert_eq!(spans_parquet_path(&file), file);
-        let missing = SpansParquetWriter::create(dir.path().join("no/such/dir/s.parquet"));
-        assert!(matches!(missing, Err(ExportError::Io { .. })));
+        let nested = dir.path().join("new/dir/s.parquet");
+        let w = SpansParquetWriter::create(&nested).unwrap();
+        assert_eq!(w.finish().unwrap().path, nested, "directories are created");
+        std::fs::write(dir.path().join("plain"), b"x").unwrap();
+        let bad = SpansParquetWriter::create(dir.path().join("plain/s.parquet"));
+        assert!(matches!(bad, Err(ExportError::Io { .. })));
     }
 }
