@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use podtrace_model::{AttrValue, Resource, Span, SpanKind, StatusCode};
+use podtrace_model::{AttrValue, Resource, Span, SpanKind, StatusCode, HEX_ID_MAX};
 
 use crate::otlp::SCOPE_NAME;
 
@@ -62,33 +62,36 @@ pub fn request(spans: &[Span]) -> Vec<u8> {
 }
 
 fn write_span(out: &mut Vec<u8>, s: &Span) {
-    let _ = write!(
-        out,
-        "{{\"traceId\":\"{}\",\"spanId\":\"{}\"",
-        s.trace_id, s.span_id
-    );
+    let mut hex = [0; HEX_ID_MAX];
+    out.extend_from_slice(b"{\"traceId\":\"");
+    out.extend_from_slice(s.trace_id.hex(&mut hex).as_bytes());
+    out.extend_from_slice(b"\",\"spanId\":\"");
+    out.extend_from_slice(s.span_id.hex(&mut hex).as_bytes());
+    out.push(b'"');
     if !s.trace_state.is_empty() {
         out.extend_from_slice(b",\"traceState\":");
         write_str(out, &s.trace_state);
     }
     if let Some(p) = s.parent_span_id {
-        let _ = write!(out, ",\"parentSpanId\":\"{p}\"");
+        out.extend_from_slice(b",\"parentSpanId\":\"");
+        out.extend_from_slice(p.hex(&mut hex).as_bytes());
+        out.push(b'"');
     }
     if s.flags != 0 {
-        let _ = write!(out, ",\"flags\":{}", s.flags);
+        out.extend_from_slice(b",\"flags\":");
+        write_u64(out, u64::from(s.flags));
     }
     out.extend_from_slice(b",\"name\":");
     write_str(out, &s.name);
     // SPAN_KIND_SERVER = 2, SPAN_KIND_CLIENT = 3.
-    let kind = match s.kind {
-        SpanKind::Server => 2,
-        SpanKind::Client => 3,
-    };
-    let _ = write!(
-        out,
-        ",\"kind\":{kind},\"startTimeUnixNano\":\"{}\",\"endTimeUnixNano\":\"{}\"",
-        s.start_time_unix_nano, s.end_time_unix_nano
-    );
+    out.extend_from_slice(match s.kind {
+        SpanKind::Server => b",\"kind\":2,\"startTimeUnixNano\":\"",
+        SpanKind::Client => b",\"kind\":3,\"startTimeUnixNano\":\"",
+    });
+    write_u64(out, s.start_time_unix_nano);
+    out.extend_from_slice(b"\",\"endTimeUnixNano\":\"");
+    write_u64(out, s.end_time_unix_nano);
+    out.push(b'"');
     if !s.attributes.is_empty() {
         out.extend_from_slice(b",\"attributes\":[");
         for (i, kv) in s.attributes.iter().enumerate() {
@@ -115,7 +118,8 @@ fn write_span(out: &mut Vec<u8>, s: &Span) {
             }
         }
         if code != 0 {
-            let _ = write!(out, "\"code\":{code}");
+            out.extend_from_slice(b"\"code\":");
+            write_u64(out, code);
         }
         out.push(b'}');
     }
@@ -139,7 +143,15 @@ fn write_attr(out: &mut Vec<u8>, key: &str, value: &AttrValue) {
             out.extend_from_slice(b",\"value\":{");
             let _ = match other {
                 AttrValue::Bool(b) => write!(out, "\"boolValue\":{b}"),
-                AttrValue::Int(i) => write!(out, "\"intValue\":\"{i}\""),
+                AttrValue::Int(i) => {
+                    out.extend_from_slice(b"\"intValue\":\"");
+                    if *i < 0 {
+                        out.push(b'-');
+                    }
+                    write_u64(out, i.unsigned_abs());
+                    out.push(b'"');
+                    Ok(())
+                }
                 // JSON has no NaN or infinities: null, as serde_json writes them.
                 AttrValue::Double(d) if d.is_finite() => write!(out, "\"doubleValue\":{d:?}"),
                 AttrValue::Double(_) => write!(out, "\"doubleValue\":null"),
@@ -150,12 +162,50 @@ fn write_attr(out: &mut Vec<u8>, key: &str, value: &AttrValue) {
     }
 }
 
-/// A JSON string literal: quotes, backslashes and control characters escaped.
+/// The decimal digits of `n` (what `write!(out, "{n}")` writes, without the formatter).
+fn write_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// True when one of the 8 bytes of `w` is a control character (below 0x20), `"` or `\\`:
+/// each test is exact for "any byte" (a borrow only crosses from a byte that matched).
+fn word_needs_escape(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    (control | zero_byte(w ^ (ONES * u64::from(b'"'))) | zero_byte(w ^ (ONES * u64::from(b'\\'))))
+        != 0
+}
+
+/// A JSON string literal: quotes, backslashes and control characters escaped. Runs of 8
+/// bytes with nothing to escape (nearly all text: names, paths, addresses) are copied
+/// whole; only a run that needs it is looked at byte by byte.
 fn write_str(out: &mut Vec<u8>, s: &str) {
+    out.reserve(s.len() + 2);
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let mut clean = 0;
+    while let Some(chunk) = bytes.get(clean..clean + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        if word_needs_escape(u64::from_le_bytes(word)) {
+            break;
+        }
+        clean += 8;
+    }
+    for (i, &b) in bytes.iter().enumerate().skip(clean) {
         let escape: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -233,6 +283,60 @@ mod tests {
             message: "note".into(),
         };
         vec![a, b, c, d]
+    }
+
+    #[test]
+    fn strings_and_numbers_are_written_as_serde_json_writes_them() {
+        let mut texts: Vec<String> = [
+            "",
+            "plain",
+            "exactly8",
+            "http.request.method",
+            "/a\"b\\c\n\t\u{1}é\u{7f}",
+            "0123456789abcdef\u{1f}",
+            "héllo wörld, ünïcode → fine",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        // Every escaped byte at every position of a 20-byte string (word boundaries).
+        for special in [
+            '"', '\\', '\n', '\r', '\t', '\u{8}', '\u{c}', '\u{0}', '\u{1f}',
+        ] {
+            for at in 0..20 {
+                let mut t: String = "abcdefghijklmnopqrst".into();
+                t.replace_range(at..=at, &special.to_string());
+                texts.push(t);
+            }
+        }
+        for t in &texts {
+            let mut out = Vec::new();
+            write_str(&mut out, t);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(t).unwrap()
+            );
+        }
+        for n in [
+            0u64,
+            7,
+            10,
+            99,
+            100,
+            65535,
+            1_795_685_989_843_701_000,
+            u64::MAX,
+        ] {
+            let mut out = Vec::new();
+            write_u64(&mut out, n);
+            assert_eq!(String::from_utf8(out).unwrap(), n.to_string());
+        }
+        for i in [0i64, -1, 42, i64::MIN, i64::MAX] {
+            let mut out = Vec::new();
+            write_attr(&mut out, "k", &AttrValue::Int(i));
+            let want = format!("{{\"key\":\"k\",\"value\":{{\"intValue\":\"{i}\"}}}}");
+            assert_eq!(String::from_utf8(out).unwrap(), want);
+        }
     }
 
     #[test]

@@ -60,11 +60,24 @@ fn parse_hex<const N: usize>(s: &str) -> Result<[u8; N], IdParseError> {
     Ok(out)
 }
 
-fn write_hex(bytes: &[u8], f: &mut fmt::Formatter<'_>) -> fmt::Result {
-    for b in bytes {
-        write!(f, "{b:02x}")?;
+/// Room for the hex text of the longest id (a 16-byte trace id).
+pub const HEX_ID_MAX: usize = 32;
+
+/// Lowercase hex of `bytes` (at most 16) in `buf`: a table lookup per nibble instead of
+/// one formatter call per byte (ids are written several times per span by every encoder).
+fn hex_text<'a>(bytes: &[u8], buf: &'a mut [u8; HEX_ID_MAX]) -> &'a str {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let n = bytes.len().min(HEX_ID_MAX / 2);
+    for (i, b) in bytes[..n].iter().enumerate() {
+        buf[2 * i] = DIGITS[usize::from(b >> 4)];
+        buf[2 * i + 1] = DIGITS[usize::from(b & 0x0f)];
     }
-    Ok(())
+    // Only ASCII hex digits were written.
+    std::str::from_utf8(&buf[..2 * n]).unwrap_or_default()
+}
+
+fn write_hex(bytes: &[u8], f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    f.write_str(hex_text(bytes, &mut [0; HEX_ID_MAX]))
 }
 
 macro_rules! id_type {
@@ -86,6 +99,11 @@ macro_rules! id_type {
             pub fn as_bytes(&self) -> &[u8; $n] {
                 &self.0
             }
+            /// The id as lowercase hex (its `Display` text), written into `buf`: no
+            /// allocation, no formatter (encoders write ids per span).
+            pub fn hex<'a>(&self, buf: &'a mut [u8; HEX_ID_MAX]) -> &'a str {
+                hex_text(&self.0, buf)
+            }
         }
 
         impl fmt::Display for $name {
@@ -104,7 +122,7 @@ macro_rules! id_type {
 
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_str(self)
+                s.serialize_str(self.hex(&mut [0; HEX_ID_MAX]))
             }
         }
 
@@ -378,6 +396,24 @@ mod tests {
         assert_eq!(hi, 0x4bf92f3577b34da6);
         assert_eq!(lo, 0xa3ce929d0e0e4736);
         assert_eq!(t.low56(), 0xce929d0e0e4736);
+    }
+
+    #[test]
+    fn hex_is_the_per_byte_format_for_every_byte() {
+        for b in 0..=255u8 {
+            let t = TraceId([b; 16]);
+            let s = SpanId([b, 0, 1, 0x0f, 0xf0, 0x7f, 0x80, b]);
+            let per_byte =
+                |bytes: &[u8]| bytes.iter().map(|x| format!("{x:02x}")).collect::<String>();
+            assert_eq!(t.to_string(), per_byte(&t.0));
+            assert_eq!(s.to_string(), per_byte(&s.0));
+            assert_eq!(t.hex(&mut [0; HEX_ID_MAX]), per_byte(&t.0));
+            assert_eq!(format!("{s:?}"), format!("SpanId({})", per_byte(&s.0)));
+            assert_eq!(
+                serde_json::to_string(&s).unwrap(),
+                format!("\"{}\"", per_byte(&s.0))
+            );
+        }
     }
 
     #[test]
