@@ -586,6 +586,8 @@ pub struct HttpExporter<E> {
     name: &'static str,
     encoder: E,
     delivery: HttpDelivery,
+    /// The endpoint's give-up state, across calls.
+    give_up: std::sync::Mutex<GiveUp>,
 }
 
 impl<E: Encoder> HttpExporter<E> {
@@ -595,6 +597,7 @@ impl<E: Encoder> HttpExporter<E> {
             name,
             encoder,
             delivery,
+            give_up: std::sync::Mutex::default(),
         }
     }
 
@@ -606,9 +609,9 @@ impl<E: Encoder> HttpExporter<E> {
     /// Sends `spans` in batches, up to [`DeliveryConfig::concurrency`] requests at a time.
     /// A batch the receiver rejects, or whose retries run out, is counted and the next one is
     /// tried; when the endpoint itself is down (refused, timeout, TLS, bad token, or retries
-    /// exhausted for [`GIVE_UP_AFTER_EXHAUSTED_WINDOWS`] request windows in a row) the
-    /// remaining batches are counted as dropped at once and that error is returned;
-    /// otherwise the first error is.
+    /// exhausted for [`GIVE_UP_AFTER_EXHAUSTED_WINDOWS`] request windows in a row, counted
+    /// across calls: [`GiveUp`]) the remaining batches are counted as dropped at once and
+    /// that error is returned; otherwise the first error is.
     pub async fn send(&self, spans: &[Span]) -> Result<(), ExportError> {
         let batch_size = self.delivery.config.batch_size.max(1);
         let concurrency = self.delivery.config.concurrency.max(1);
@@ -617,7 +620,6 @@ impl<E: Encoder> HttpExporter<E> {
         let mut pending: Vec<Payload> = Vec::new();
         // Spans neither handed to `deliver` nor already counted as dropped.
         let mut unsent = spans.len();
-        let mut exhausted_in_a_row = 0u32;
         loop {
             while pending.len() < concurrency {
                 let Some(batch) = batches.next() else { break };
@@ -656,17 +658,17 @@ impl<E: Encoder> HttpExporter<E> {
                     Ok(()) => any_ok = true,
                 }
             }
-            // A flaky endpoint (retries exhausted now and then) keeps getting the next
-            // batches; only one that fails window after window is given up on.
+            let give_up = self
+                .give_up
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .round(any_ok, down.is_some(), exhausted.is_some());
             if let Some(e) = exhausted {
-                exhausted_in_a_row = if any_ok { 0 } else { exhausted_in_a_row + 1 };
-                if exhausted_in_a_row >= GIVE_UP_AFTER_EXHAUSTED_WINDOWS {
+                if give_up {
                     down.get_or_insert(e);
                 } else {
                     first_error.get_or_insert(e);
                 }
-            } else if any_ok {
-                exhausted_in_a_row = 0;
             }
             if let Some(e) = down {
                 self.delivery.count_dropped(unsent);
@@ -683,6 +685,45 @@ impl<E: Encoder> HttpExporter<E> {
 /// Request windows in a row whose retries all ran out before an exporter stops sending the
 /// rest of a call's spans to that endpoint (they are counted as dropped).
 pub const GIVE_UP_AFTER_EXHAUSTED_WINDOWS: u32 = 3;
+
+/// The one give-up rule for an endpoint, kept per exporter across calls: the delivery layer
+/// applies it to every window of requests, and the fan-out ([`crate::fanout`]) stops
+/// calling an exporter that has given up ([`Exporter::given_up`]), counting the spans of
+/// later batches as dropped at once.
+///
+/// - An endpoint that is down (refused, unreachable, TLS, bad token, no answer in time) is
+///   given up on at once.
+/// - A flaky one (retries exhausted now and then) keeps getting batches; only one whose
+///   retries run out for [`GIVE_UP_AFTER_EXHAUSTED_WINDOWS`] windows in a row, with nothing
+///   delivered in between, is given up on.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct GiveUp {
+    exhausted_in_a_row: u32,
+    given_up: bool,
+}
+
+impl GiveUp {
+    /// Takes one window's outcome: whether any request of it succeeded, whether one failed
+    /// because the endpoint is down, whether one ran out of retries. Returns whether the
+    /// endpoint is (now or already) given up on.
+    pub fn round(&mut self, delivered: bool, down: bool, exhausted: bool) -> bool {
+        if delivered {
+            self.exhausted_in_a_row = 0;
+        }
+        if exhausted && !delivered {
+            self.exhausted_in_a_row += 1;
+        }
+        if down || self.exhausted_in_a_row >= GIVE_UP_AFTER_EXHAUSTED_WINDOWS {
+            self.given_up = true;
+        }
+        self.given_up
+    }
+
+    /// Whether the endpoint was given up on.
+    pub fn given_up(&self) -> bool {
+        self.given_up
+    }
+}
 
 impl<E: Encoder> Exporter for HttpExporter<E> {
     fn name(&self) -> &str {
@@ -705,11 +746,39 @@ impl<E: Encoder> Exporter for HttpExporter<E> {
     fn accounting(&self) -> Accounting {
         self.delivery.accounting()
     }
+
+    fn given_up(&self) -> bool {
+        self.give_up
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .given_up()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn give_up_at_once_when_down_after_three_exhausted_windows_when_flaky() {
+        let mut g = GiveUp::default();
+        assert!(!g.round(true, false, false));
+        // flaky: exhausted windows with deliveries in between never give up
+        for _ in 0..10 {
+            assert!(!g.round(false, false, true));
+            assert!(!g.round(true, false, true));
+        }
+        assert!(!g.round(false, false, true));
+        assert!(!g.round(false, false, true));
+        assert!(
+            g.round(false, false, true),
+            "third exhausted window in a row"
+        );
+        assert!(g.round(true, false, false), "sticky");
+        let mut g = GiveUp::default();
+        assert!(g.round(false, true, false), "down: at once");
+        assert!(g.given_up());
+    }
 
     #[test]
     fn backoff_grows_caps_and_jitters() {

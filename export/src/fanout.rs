@@ -11,8 +11,8 @@
 //! worth more, and the recorder must never be back-pressured by a backend: that would turn
 //! a backend problem into lost socket events in the kernel), counted per exporter as
 //! dropped spans; `analyze` blocks (an offline analysis may slow down, it must not lose
-//! spans). The give-up rule is the streaming one ([`crate::stream`]): an exporter whose
-//! endpoint is down for a whole call — nothing of that batch delivered — gets no more
+//! spans). The give-up rule is the delivery layer's ([`crate::delivery::GiveUp`], kept per
+//! exporter across calls): an exporter that has given up on its endpoint gets no more
 //! calls; the spans of later batches are counted as dropped at once.
 //!
 //! [`ExportFanout::finish`] closes the lanes, lets them drain and flush within a grace
@@ -301,17 +301,14 @@ async fn run_lane(exporter: Arc<dyn Exporter>, lane: Arc<Lane>) {
             }
             Next::End => break,
         };
-        let before = exporter.accounting();
         let result = exporter.export(&batch).await;
         let mut st = lane.lock();
         st.in_flight = 0;
         if let Err(e) = result {
-            let delivered = exporter.accounting().since(&before).spans_sent;
-            if e.is_endpoint_down() && delivered == 0 {
-                st.down = true;
-            }
             st.error.get_or_insert(e);
         }
+        // The one give-up rule is the exporter's own (`Exporter::given_up`).
+        st.down |= exporter.given_up();
     }
     let down = lane.lock().down;
     if !down {
@@ -498,7 +495,7 @@ mod tests {
         assert_eq!(r.accounting.spans_sent, 0);
         assert_eq!(r.accounting.dropped_spans, 500, "{r}");
         assert!(
-            r.accounting.requests <= 1 + u64::from(ExportConfig::default().max_retries),
+            r.accounting.requests <= 1 + u64::from(ExportConfig::default().delivery.max_retries),
             "later batches were not sent: {r}"
         );
     }

@@ -9,7 +9,9 @@
 //! streamed batch by batch), [`spans_parquet`] the spans as a Parquet table (one row per
 //! span, for DuckDB/DataFusion/Spark); [`fanout`] sends batches to every exporter while an analysis
 //! or live mode is still running (one bounded lane and task per exporter, the give-up rule,
-//! blocking for `analyze`, drop-oldest for live mode).
+//! blocking for `analyze`, drop-oldest for live mode); [`sinks`] is the one span fan-out of
+//! `analyze` and live mode: local files, an observer (the report's collector) and the
+//! exporters fed from one writer thread, with one summary and exit rule.
 //!
 //! Not here: deciding which spans to export (sampling is the analyzer's), printing or exit
 //! codes (the CLI's).
@@ -44,17 +46,18 @@ pub mod otlp;
 pub mod otlp_json;
 mod report;
 mod secret;
-pub mod splunk;
+pub mod sinks;
 pub mod spans_parquet;
+pub mod splunk;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use podtrace_model::Span;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 
-pub use delivery::{Accounting, DeliveryConfig, HttpDelivery, HttpExporter, TlsConfig};
+pub use delivery::{Accounting, DeliveryConfig, GiveUp, HttpDelivery, HttpExporter, TlsConfig};
 pub use error::ExportError;
 pub use fanout::{ExportFanout, FanoutOptions, Overflow};
 pub use file::{
@@ -63,6 +66,10 @@ pub use file::{
 pub use report::ExporterReport;
 pub use reqwest::Url;
 pub use secret::Secret;
+pub use sinks::{
+    exports_succeeded, local_files, SinkError, SinkOptions, SinkOutput, SpanFile, SpanObserver,
+    SpanSinks, SpansJsonWriter,
+};
 pub use splunk::SplunkConfig;
 
 /// A boxed, sendable future (what [`Exporter`] methods return, so exporters can be
@@ -83,10 +90,15 @@ pub trait Exporter: Send + Sync {
     fn flush(&self) -> BoxFuture<'_, Result<(), ExportError>>;
     /// Cumulative counters since the exporter was built.
     fn accounting(&self) -> Accounting;
+    /// Whether the endpoint was given up on ([`delivery::GiveUp`], the one give-up rule):
+    /// the fan-out then stops calling this exporter and counts later spans as dropped.
+    fn given_up(&self) -> bool {
+        false
+    }
 }
 
 /// Everything the exporters need to know.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ExportConfig {
     /// OTLP/HTTP endpoint (base URL or full `/v1/traces` URL).
     pub otlp: Option<Url>,
@@ -94,41 +106,9 @@ pub struct ExportConfig {
     pub jaeger: Option<Url>,
     /// Splunk HEC settings (its own TLS switches and token).
     pub splunk: Option<SplunkConfig>,
-    /// Spans per request.
-    pub batch_size: usize,
-    /// Per-request timeout.
-    pub timeout: Duration,
-    /// Retries after the first attempt, for retryable failures.
-    pub max_retries: u32,
-    /// Requests in flight at once per exporter.
-    pub concurrency: usize,
-    /// gzip request bodies.
-    pub gzip: bool,
-    /// TLS settings for https OTLP and Jaeger endpoints.
-    pub tls: TlsConfig,
-    /// Backoff before the first retry (doubles per retry, jittered).
-    pub initial_backoff: Duration,
-    /// Cap of the computed backoff.
-    pub max_backoff: Duration,
-}
-
-impl Default for ExportConfig {
-    fn default() -> Self {
-        let d = DeliveryConfig::default();
-        ExportConfig {
-            otlp: None,
-            jaeger: None,
-            splunk: None,
-            batch_size: d.batch_size,
-            timeout: d.timeout,
-            max_retries: d.max_retries,
-            concurrency: d.concurrency,
-            gzip: d.gzip,
-            tls: d.tls,
-            initial_backoff: d.initial_backoff,
-            max_backoff: d.max_backoff,
-        }
-    }
+    /// How every exporter sends: batch size, timeout, retries and backoff, concurrency,
+    /// gzip, TLS (Splunk replaces the TLS part with its own switches).
+    pub delivery: DeliveryConfig,
 }
 
 impl ExportConfig {
@@ -181,21 +161,6 @@ impl ExportConfig {
             splunk,
             ..ExportConfig::default()
         })
-    }
-
-    /// The delivery settings for the OTLP and Jaeger exporters.
-    pub fn delivery(&self) -> DeliveryConfig {
-        DeliveryConfig {
-            batch_size: self.batch_size,
-            timeout: self.timeout,
-            max_retries: self.max_retries,
-            initial_backoff: self.initial_backoff,
-            max_backoff: self.max_backoff,
-            concurrency: self.concurrency,
-            gzip: self.gzip,
-            tls: self.tls.clone(),
-            ..DeliveryConfig::default()
-        }
     }
 }
 
@@ -269,16 +234,16 @@ fn http_exporter<E: delivery::Encoder>(
 
 /// Every exporter `config` asks for, in the order OTLP, Jaeger, Splunk.
 pub fn build_exporters(config: &ExportConfig) -> Result<Vec<Box<dyn Exporter>>, ExportError> {
-    let delivery = config.delivery();
+    let delivery = &config.delivery;
     let mut out: Vec<Box<dyn Exporter>> = Vec::new();
     if let Some(url) = &config.otlp {
-        out.push(Box::new(otlp_exporter(url, &delivery)?));
+        out.push(Box::new(otlp_exporter(url, delivery)?));
     }
     if let Some(url) = &config.jaeger {
-        out.push(Box::new(jaeger_exporter(url, &delivery)?));
+        out.push(Box::new(jaeger_exporter(url, delivery)?));
     }
     if let Some(splunk) = &config.splunk {
-        out.push(Box::new(splunk_exporter(splunk, &delivery)?));
+        out.push(Box::new(splunk_exporter(splunk, delivery)?));
     }
     Ok(out)
 }

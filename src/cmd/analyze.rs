@@ -4,11 +4,12 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
 use podtrace_analyzer::{analyze_into, merge_by_time, Analysis, Pipeline};
+use podtrace_export::{build_exporters, local_files, ExportConfig, SinkOptions, SpanSinks};
 use podtrace_format::{CaptureReader, FormatError, ReadOptions, Record};
 
 use crate::cli::AnalyzeArgs;
+use crate::cmd::output::ReportTraces;
 use crate::cmd::output::{self, Outputs};
-use crate::cmd::sinks::SpanSinks;
 use crate::cmd::tracing_config;
 use crate::error::{CliError, CmdResult};
 
@@ -29,7 +30,7 @@ pub fn run(args: AnalyzeArgs) -> CmdResult {
     }
 
     let outputs = Outputs::new(&args.output);
-    let sinks = SpanSinks::start(
+    let sinks = start_sinks(
         outputs.create_dir()?,
         &export,
         args.spans_parquet.as_deref(),
@@ -42,14 +43,14 @@ pub fn run(args: AnalyzeArgs) -> CmdResult {
         }
     };
     // The writer's own error (disk full, ...) is why the analysis stopped early, if it did.
-    let collected = sinks.finish()?;
+    let collected = sinks.finish().map_err(|e| CliError::Runtime(e.into()))?;
     let analysis = analysis.ok_or_else(|| {
         CliError::Runtime(anyhow::anyhow!(
             "the output writer stopped before the analysis ended"
         ))
     })?;
     let mut written = collected.written;
-    written.extend(outputs.write_end(&analysis, &collected.traces)?);
+    written.extend(outputs.write_end(&analysis, &collected.observer.finish())?);
     output::print_summary(
         &args.output,
         &analysis,
@@ -62,6 +63,29 @@ pub fn run(args: AnalyzeArgs) -> CmdResult {
         &collected.reports,
         args.tracing.allow_export_failures,
     ))
+}
+
+/// Starts the span fan-out of the analysis ([`podtrace_export::SpanSinks`]): the local
+/// files in `dir` (and the `--spans-parquet` table), the report's trace collector, and the
+/// exporters of `export` (a bad setting is a usage error, before anything is read).
+fn start_sinks(
+    dir: &Path,
+    export: &ExportConfig,
+    spans_parquet: Option<&Path>,
+) -> Result<SpanSinks<ReportTraces>, CliError> {
+    let exporters = build_exporters(export).map_err(|e| CliError::Usage(e.to_string()))?;
+    if let Some(arg) = spans_parquet.filter(|a| a.as_os_str().to_string_lossy().ends_with('/')) {
+        std::fs::create_dir_all(arg)
+            .map_err(|e| CliError::Runtime(anyhow::anyhow!("creating {}: {e}", arg.display())))?;
+    }
+    let files = local_files(dir, spans_parquet).map_err(|e| CliError::Runtime(e.into()))?;
+    SpanSinks::start(
+        files,
+        ReportTraces::new(),
+        exporters,
+        SinkOptions::offline(),
+    )
+    .map_err(|e| CliError::Runtime(e.into()))
 }
 
 /// Reads a `--k8s-objects` file (a `kubectl ... -o json` List or one object, parsed as
@@ -119,7 +143,7 @@ fn expand_inputs(inputs: &[String]) -> Result<Vec<PathBuf>, FormatError> {
 fn run_analysis(
     reader: &CaptureReader,
     pipeline: Pipeline,
-    sinks: &SpanSinks,
+    sinks: &SpanSinks<ReportTraces>,
 ) -> Result<Option<Analysis>, CliError> {
     let first_error: RefCell<Option<FormatError>> = RefCell::new(None);
     let progress = output::progress(reader.num_rows());

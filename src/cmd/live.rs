@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use podtrace_analyzer::{Analysis, Pipeline};
 use podtrace_export::file::OtlpJsonLinesExporter;
-use podtrace_export::{build_exporters, ExportFanout, FanoutOptions};
+use podtrace_export::{build_exporters, SinkOptions, SpanSinks};
 use podtrace_format::{now_ns, WriterOptions};
 use podtrace_model::{Span, SpanKind};
 use podtrace_recorder::file::CaptureSink;
@@ -39,9 +39,6 @@ const LIVE_LINK_DELAY: Duration = Duration::from_secs(1);
 const LIVE_LAG: Duration = Duration::from_millis(250);
 /// How often completed spans are drained and exported.
 const FLUSH_EVERY: Duration = Duration::from_millis(500);
-/// After the recording stopped, how long the exporters may take to send what they hold
-/// before the rest is counted as dropped (a hanging endpoint must not keep us running).
-const EXPORT_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs live mode.
 pub fn run(args: LiveArgs) -> CmdResult {
@@ -67,11 +64,15 @@ pub fn run(args: LiveArgs) -> CmdResult {
             let file = OtlpJsonLinesExporter::open(&path).map_err(|e| CliError::Runtime(e.into()))?;
             exporters.push(Box::new(file));
         }
-        let fanout = ExportFanout::start(
+        // The span fan-out `analyze` uses too, here with drop-oldest lanes and a short
+        // grace at the end (SinkOptions::live): no local span files, no report collector.
+        let sinks = SpanSinks::start(
+            Vec::new(),
+            (),
             exporters,
-            FanoutOptions::live(),
-            &tokio::runtime::Handle::current(),
-        );
+            SinkOptions::live(tokio::runtime::Handle::current()),
+        )
+        .map_err(|e| CliError::Runtime(e.into()))?;
         let mut overflow_warned = false;
         let mut save = match &args.save {
             Some(path) => Some(
@@ -109,8 +110,8 @@ pub fn run(args: LiveArgs) -> CmdResult {
                     pipeline.advance_to(now_ns().saturating_sub(LIVE_LAG.as_nanos() as u64));
                     let spans = pipeline.drain_completed();
                     emitted += spans.len() as u64;
-                    deliver(args.tracing, &fanout, spans);
-                    if !overflow_warned && fanout.overflowed().iter().any(|n| *n > 0) {
+                    deliver(args.tracing, &sinks, spans);
+                    if !overflow_warned && sinks.overflowed() > 0 {
                         overflow_warned = true;
                         eprintln!("podtrace: an exporter is not keeping up: its queue is full, the oldest spans are dropped (counted in the summary)");
                     }
@@ -121,8 +122,12 @@ pub fn run(args: LiveArgs) -> CmdResult {
         target.stop().await;
         let mut analysis: Analysis = pipeline.finish();
         emitted += analysis.spans.len() as u64;
-        deliver(args.tracing, &fanout, std::mem::take(&mut analysis.spans));
-        let reports = fanout.finish(EXPORT_GRACE).await;
+        deliver(args.tracing, &sinks, std::mem::take(&mut analysis.spans));
+        // The writer thread waits for the exporters (at most the grace): off the runtime's
+        // worker, whose tasks the exporters need.
+        let reports = tokio::task::block_in_place(|| sinks.finish())
+            .map_err(|e| CliError::Runtime(e.into()))?
+            .reports;
         if let Some(w) = save {
             let summary = w.finish().map_err(recorder_error)?;
             eprintln!("podtrace: saved {} rows to {:?}", summary.rows, summary.files);
@@ -147,9 +152,7 @@ pub fn run(args: LiveArgs) -> CmdResult {
         for path in &written {
             println!("wrote {}", path.display());
         }
-        for report in &reports {
-            println!("export: {report}");
-        }
+        output::print_export_lines(&reports);
         Ok(output::exit_code(
             &reports,
             args.tracing_args.allow_export_failures,
@@ -159,7 +162,7 @@ pub fn run(args: LiveArgs) -> CmdResult {
 
 /// Hands spans to the exporters (tracing on; never waits for them) or prints them as
 /// exchange lines (tracing off).
-fn deliver(tracing: bool, fanout: &ExportFanout, spans: Vec<Span>) {
+fn deliver(tracing: bool, sinks: &SpanSinks<()>, spans: Vec<Span>) {
     if spans.is_empty() {
         return;
     }
@@ -169,7 +172,8 @@ fn deliver(tracing: bool, fanout: &ExportFanout, spans: Vec<Span>) {
         }
         return;
     }
-    fanout.offer(spans);
+    // The writer only ever hands batches to drop-oldest lanes: it cannot stop early.
+    let _ = sinks.send(spans);
 }
 
 /// One exchange as a line: time, client → server, method path, status, latency, trace id.

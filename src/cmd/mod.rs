@@ -6,7 +6,6 @@ pub mod inspect;
 pub mod live;
 pub mod output;
 pub mod record;
-pub mod sinks;
 pub mod target;
 pub mod tracing_config;
 

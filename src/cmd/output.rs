@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use podtrace_analyzer::Analysis;
-use podtrace_export::ExporterReport;
-use podtrace_report::collect::Collected;
+use podtrace_export::{exports_succeeded, ExporterReport, SpanObserver};
+use podtrace_model::Span;
+use podtrace_report::collect::{Collected, CollectorLimits, TraceCollector};
 use podtrace_report::ReportInput;
 
 use crate::cli::OutputArgs;
@@ -28,7 +29,8 @@ impl<'a> Outputs<'a> {
     /// Writes what needs the whole analysis, once it is over: `graph.dot`, `summary.json`,
     /// `graph.svg` (when Graphviz is installed), `report.html` (the traces `traces` kept),
     /// and the `--graph-*` / `--report` files. (`traces.otlp.json` and `spans.json` were
-    /// streamed while the analysis ran, see [`super::sinks`].) Returns the files written.
+    /// streamed while the analysis ran, by [`podtrace_export::SpanSinks`].) Returns the
+    /// files written.
     pub fn write_end(
         &self,
         analysis: &Analysis,
@@ -152,22 +154,49 @@ pub fn print_summary(
     {
         println!("  {}", display(path));
     }
-    for report in reports {
-        println!("export: {report}");
-    }
+    print_export_lines(reports);
     Ok(())
+}
+
+/// The per-exporter summary lines, the same for `analyze` and live mode.
+pub fn print_export_lines(reports: &[ExporterReport]) {
+    for line in podtrace_export::sinks::export_lines(reports) {
+        println!("{line}");
+    }
 }
 
 fn display(p: &Path) -> String {
     p.display().to_string()
 }
 
-/// 0 when every exporter succeeded (or failures are allowed), else 1.
+/// 0 when every exporter succeeded (or failures are allowed), else 1
+/// ([`podtrace_export::exports_succeeded`], the one rule).
 pub fn exit_code(reports: &[ExporterReport], allow_failures: bool) -> ExitCode {
-    if allow_failures || reports.iter().all(ExporterReport::is_ok) {
+    if exports_succeeded(reports, allow_failures) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+/// The report's bounded trace collector, fed by the span fan-out like the local files.
+pub struct ReportTraces(TraceCollector);
+
+impl ReportTraces {
+    /// A collector with the report's default limits.
+    pub fn new() -> Self {
+        ReportTraces(TraceCollector::new(CollectorLimits::default()))
+    }
+
+    /// The traces the report shows, and totals over every span.
+    pub fn finish(self) -> Collected {
+        self.0.finish()
+    }
+}
+
+impl SpanObserver for ReportTraces {
+    fn observe(&mut self, spans: &[Span]) {
+        self.0.add(spans);
     }
 }
 

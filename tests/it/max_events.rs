@@ -6,7 +6,7 @@
 use crate::reliability_support::*;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Socket events in a capture, by `podtrace inspect --json`.
 fn socket_events(cap: &std::path::Path) -> u64 {

@@ -25,8 +25,10 @@ async fn every_receiver_gets_the_same_spans() {
         otlp: Some(otlp.url("http")),
         jaeger: Some(jaeger.url("http")),
         splunk: Some(SplunkConfig::new(hec.url("http"), "tok")),
-        gzip: true,
-        ..test_config()
+        delivery: podtrace_export::DeliveryConfig {
+            gzip: true,
+            ..test_config().delivery
+        },
     };
     let exporters = build_exporters(&config).unwrap();
     let names: Vec<_> = exporters.iter().map(|e| e.name().to_string()).collect();
@@ -86,9 +88,11 @@ async fn concurrent_requests_deliver_every_span_once() {
         otlp: Some(otlp.url("http")),
         jaeger: Some(jaeger.url("http")),
         splunk: Some(SplunkConfig::new(hec.url("http"), "tok")),
-        batch_size: 7,
-        concurrency: 4,
-        ..test_config()
+        delivery: podtrace_export::DeliveryConfig {
+            batch_size: 7,
+            concurrency: 4,
+            ..test_config().delivery
+        },
     };
     let exporters = build_exporters(&config).unwrap();
     let reports = export_all(&exporters, &spans).await;

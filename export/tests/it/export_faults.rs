@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use podtrace_export::{
-    build_exporters, export_all, otlp_exporter, splunk_exporter, ExportConfig, ExportError,
-    Exporter, SplunkConfig, Url,
+    build_exporters, export_all, otlp_exporter, splunk_exporter, DeliveryConfig, ExportConfig,
+    ExportError, Exporter, SplunkConfig, Url,
 };
 
 #[tokio::test]
@@ -26,8 +26,10 @@ async fn busy_twice_then_ok_is_retried_and_nothing_is_lost() {
         otlp: Some(otlp.url("http")),
         jaeger: Some(jaeger.url("http")),
         splunk: Some(SplunkConfig::new(hec.url("http"), "tok")),
-        batch_size: 100,
-        ..test_config()
+        delivery: DeliveryConfig {
+            batch_size: 100,
+            ..test_config().delivery
+        },
     };
     let exporters = build_exporters(&config).unwrap();
     let reports = export_all(&exporters, &spans).await;
@@ -51,7 +53,7 @@ async fn retry_after_is_honoured_and_retries_are_bounded() {
         "otlp_sink.py",
         &["--fail", "1", "--fail-status", "429", "--retry-after", "1"],
     );
-    let exporter = otlp_exporter(&sink.url("http"), &test_config().delivery()).unwrap();
+    let exporter = otlp_exporter(&sink.url("http"), &test_config().delivery).unwrap();
     let started = Instant::now();
     exporter.export(&sample_spans(10)).await.unwrap();
     assert!(
@@ -62,7 +64,7 @@ async fn retry_after_is_honoured_and_retries_are_bounded() {
     assert_eq!(exporter.accounting().retried_requests, 1);
 
     let always_busy = Receiver::start(&venv, "otlp_sink.py", &["--fail", "1000"]);
-    let mut delivery = test_config().delivery();
+    let mut delivery = test_config().delivery;
     delivery.max_retries = 2;
     let exporter = otlp_exporter(&always_busy.url("http"), &delivery).unwrap();
     let err = exporter.export(&sample_spans(120)).await.unwrap_err();
@@ -121,8 +123,10 @@ async fn a_hanging_receiver_times_out_while_the_others_complete() {
         otlp: Some(otlp.url("http")),
         jaeger: Some(jaeger.url("http")),
         splunk: Some(SplunkConfig::new(hec.url("http"), "tok")),
-        timeout: Duration::from_secs(3),
-        ..test_config()
+        delivery: DeliveryConfig {
+            timeout: Duration::from_secs(3),
+            ..test_config().delivery
+        },
     };
     let exporters = build_exporters(&config).unwrap();
     let started = Instant::now();
@@ -153,7 +157,10 @@ async fn connection_refused_is_a_clear_error_and_the_others_complete() {
     let config = ExportConfig {
         otlp: Some(Url::parse(&format!("http://127.0.0.1:{nobody}")).unwrap()),
         jaeger: Some(jaeger.url("http")),
-        max_retries: 2,
+        delivery: DeliveryConfig {
+            max_retries: 2,
+            ..test_config().delivery
+        },
         ..test_config()
     };
     let exporters = build_exporters(&config).unwrap();
@@ -218,7 +225,7 @@ async fn hec_token_problems_are_named_and_the_token_never_leaks() {
 
     // 403, HEC code 4: an unknown token.
     let config = SplunkConfig::new(hec.url("http"), WRONG);
-    let exporter = splunk_exporter(&config, &test_config().delivery()).unwrap();
+    let exporter = splunk_exporter(&config, &test_config().delivery).unwrap();
     let err = exporter.export(&spans).await.unwrap_err();
     assert!(
         matches!(err, ExportError::Auth { status: 403, .. }),
@@ -252,7 +259,7 @@ async fn hec_token_problems_are_named_and_the_token_never_leaks() {
         ],
     );
     let config = SplunkConfig::new(strict.url("http"), GOOD);
-    let exporter = splunk_exporter(&config, &test_config().delivery()).unwrap();
+    let exporter = splunk_exporter(&config, &test_config().delivery).unwrap();
     let err = exporter.export(&spans).await.unwrap_err();
     assert!(
         matches!(err, ExportError::Auth { status: 401, .. }),
@@ -266,7 +273,7 @@ async fn hec_token_problems_are_named_and_the_token_never_leaks() {
     let exporters: Vec<Box<dyn Exporter>> = vec![Box::new(
         splunk_exporter(
             &SplunkConfig::new(hec.url("http"), WRONG),
-            &test_config().delivery(),
+            &test_config().delivery,
         )
         .unwrap(),
     )];

@@ -69,7 +69,7 @@ async fn collector_decodes_every_span_with_jaeger_clients_thrift_code() {
     let Some(venv) = venv() else { return };
     let collector = Receiver::start(&venv, "jaeger_collector.py", &[]);
     let spans = sample_spans(300);
-    let exporter = jaeger_exporter(&collector.url("http"), &test_config().delivery()).unwrap();
+    let exporter = jaeger_exporter(&collector.url("http"), &test_config().delivery).unwrap();
     assert!(exporter.endpoint().ends_with("/api/traces"));
     exporter.export(&spans).await.unwrap();
     let acc = exporter.accounting();
@@ -148,7 +148,7 @@ async fn collector_contract_rejects_wrong_content_type_and_garbage() {
             "Unable to process request body: test",
         ],
     );
-    let mut delivery = test_config().delivery();
+    let mut delivery = test_config().delivery;
     delivery.batch_size = 4;
     let exporter = jaeger_exporter(&picky.url("http"), &delivery).unwrap();
     let spans: Vec<_> = sample_spans(40)

@@ -126,7 +126,7 @@ async fn spans_reach_a_real_collector_and_come_out_intact() {
     let spans = sample_spans(400);
     let mut config = test_config();
     config.otlp = Some(podtrace_export::Url::parse(&format!("http://127.0.0.1:{http}")).unwrap());
-    config.gzip = true;
+    config.delivery.gzip = true;
     let exporters = podtrace_export::build_exporters(&config).unwrap();
     let reports = export_all(&exporters, &spans).await;
     assert!(reports[0].is_ok(), "{}", reports[0]);
@@ -148,7 +148,7 @@ async fn raw_request_bodies_decode_with_opentelemetry_proto() {
     let sink = Receiver::start(&venv, "otlp_sink.py", &[]);
     let spans = sample_spans(120);
     for gzip in [false, true] {
-        let mut delivery = test_config().delivery();
+        let mut delivery = test_config().delivery;
         delivery.gzip = gzip;
         let exporter = otlp_exporter(&sink.url("http"), &delivery).unwrap();
         exporter.export(&spans).await.unwrap();

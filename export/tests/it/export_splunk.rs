@@ -120,7 +120,7 @@ async fn stand_in_speaks_hec_to_the_npm_client_then_takes_podtrace_events() {
         index: Some("traces".into()),
         ..SplunkConfig::new(url, TOKEN)
     };
-    let mut delivery = test_config().delivery();
+    let mut delivery = test_config().delivery;
     delivery.gzip = true;
     let exporter = splunk_exporter(&config, &delivery).unwrap();
     assert!(exporter.endpoint().ends_with("/services/collector"));
@@ -222,7 +222,7 @@ async fn https_verifies_certificates_unless_told_otherwise() {
         ],
     );
     let spans = sample_spans(20);
-    let delivery = test_config().delivery();
+    let delivery = test_config().delivery;
     let base = SplunkConfig::new(hec.url("https"), TOKEN);
 
     // Verification on, CA unknown: a TLS error, not retried, nothing delivered.

@@ -286,12 +286,15 @@ pub fn sample_spans(n: usize) -> Vec<Span> {
 /// counts), short timeouts, fast backoff.
 pub fn test_config() -> ExportConfig {
     ExportConfig {
-        batch_size: 50,
-        concurrency: 1,
-        timeout: Duration::from_secs(5),
-        max_retries: 3,
-        initial_backoff: Duration::from_millis(50),
-        max_backoff: Duration::from_millis(400),
+        delivery: podtrace_export::DeliveryConfig {
+            batch_size: 50,
+            concurrency: 1,
+            timeout: Duration::from_secs(5),
+            max_retries: 3,
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(400),
+            ..Default::default()
+        },
         ..ExportConfig::default()
     }
 }

@@ -1,0 +1,530 @@
+//! Where spans go while an analysis (offline or live) is still running: [`SpanSinks`], the
+//! one span fan-out of `analyze` and live mode.
+//!
+//! The producer (the analyzer's batch callback in `analyze`, the live loop's flush tick)
+//! hands each batch of completed spans to [`SpanSinks::send`]. A writer thread takes it and
+//!
+//! 1. appends it to every local file ([`SpanFile`]: `traces.otlp.json`, `spans.json`, the
+//!    spans Parquet table), the files side by side on scoped threads (the analysis leaves
+//!    part of a core idle);
+//! 2. shows it to the observer ([`SpanObserver`], the report's bounded trace collector);
+//! 3. offers it to the exporters ([`ExportFanout`]: one bounded lane and task per exporter;
+//!    blocking lanes for `analyze`, drop-oldest lanes for live mode, the one give-up rule
+//!    of [`crate::delivery::GiveUp`]).
+//!
+//! Nothing keeps every span: memory is bounded by the producer's window, the batches in
+//! flight to the writer ([`SinkOptions::queue_batches`]) and the exporters' lanes.
+//! [`SpanSinks::finish`] finishes the files, lets the exporters drain within
+//! [`SinkOptions::grace`] and returns a [`SinkOutput`]: the files written, one
+//! [`ExporterReport`] per exporter (the same `export:` lines for `analyze` and live mode,
+//! [`SinkOutput::export_lines`]) and the one exit rule ([`exports_succeeded`]).
+//! [`SpanSinks::abandon`] stops without finishing: unfinished files are removed.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use podtrace_model::Span;
+
+use crate::file::{OtlpJsonWriter, StagedFile};
+use crate::spans_parquet::SpansParquetWriter;
+use crate::{ExportError, ExportFanout, Exporter, ExporterReport, FanoutOptions};
+
+/// A local file fed batch by batch, completed (renamed into place) at the end; dropped
+/// unfinished, it leaves nothing behind.
+pub trait SpanFile: Send {
+    /// Appends a batch.
+    fn write(&mut self, spans: &[Span]) -> Result<(), ExportError>;
+    /// Completes the file; returns its path.
+    fn finish(self: Box<Self>) -> Result<PathBuf, ExportError>;
+}
+
+impl SpanFile for OtlpJsonWriter {
+    fn write(&mut self, spans: &[Span]) -> Result<(), ExportError> {
+        OtlpJsonWriter::write(self, spans)
+    }
+
+    fn finish(self: Box<Self>) -> Result<PathBuf, ExportError> {
+        let path = self.path().to_path_buf();
+        OtlpJsonWriter::finish(*self)?;
+        Ok(path)
+    }
+}
+
+impl SpanFile for SpansParquetWriter {
+    fn write(&mut self, spans: &[Span]) -> Result<(), ExportError> {
+        SpansParquetWriter::write(self, spans)
+    }
+
+    fn finish(self: Box<Self>) -> Result<PathBuf, ExportError> {
+        Ok(SpansParquetWriter::finish(*self)?.path)
+    }
+}
+
+/// The local files of an analysis in `dir`, in this order: `spans.json`,
+/// `traces.otlp.json` ([`crate::DEFAULT_OTLP_JSON_FILE`]) and, with `spans_parquet`, the
+/// spans table ([`crate::spans_parquet::spans_parquet_path`]: a directory gets
+/// `spans.parquet`).
+pub fn local_files(
+    dir: &std::path::Path,
+    spans_parquet: Option<&std::path::Path>,
+) -> Result<Vec<Box<dyn SpanFile>>, ExportError> {
+    let mut files: Vec<Box<dyn SpanFile>> = vec![
+        Box::new(SpansJsonWriter::create(dir.join("spans.json"))?),
+        Box::new(OtlpJsonWriter::create(
+            dir.join(crate::DEFAULT_OTLP_JSON_FILE),
+        )?),
+    ];
+    if let Some(arg) = spans_parquet {
+        files.push(Box::new(SpansParquetWriter::create(
+            crate::spans_parquet::spans_parquet_path(arg),
+        )?));
+    }
+    Ok(files)
+}
+
+/// Sees every batch besides the files (the report's trace collector); `()` sees nothing.
+pub trait SpanObserver: Send + 'static {
+    /// Looks at a batch.
+    fn observe(&mut self, spans: &[Span]);
+}
+
+impl SpanObserver for () {
+    fn observe(&mut self, _spans: &[Span]) {}
+}
+
+/// Settings of [`SpanSinks`].
+#[derive(Debug, Clone)]
+pub struct SinkOptions {
+    /// Batches in flight between the producer and the writer thread ([`SpanSinks::send`]
+    /// waits while they are all taken).
+    pub queue_batches: usize,
+    /// The exporters' lanes (size, overflow policy).
+    pub fanout: FanoutOptions,
+    /// After the last batch, how long the exporters may take to send what they hold; what
+    /// is left then is counted as dropped.
+    pub grace: Duration,
+    /// Where the exporters' tasks run; `None`: the writer thread builds a runtime of its
+    /// own when there are exporters.
+    pub runtime: Option<tokio::runtime::Handle>,
+}
+
+impl SinkOptions {
+    /// `analyze`: blocking lanes (slow down, lose nothing); each request is bounded by its
+    /// timeout and retries and a dead endpoint is given up on, so the 600 s grace only caps
+    /// a pathological case.
+    pub fn offline() -> Self {
+        SinkOptions {
+            queue_batches: 4,
+            fanout: FanoutOptions::offline(),
+            grace: Duration::from_secs(600),
+            runtime: None,
+        }
+    }
+
+    /// Live mode: drop-oldest lanes (a backend never holds the recorder back), a 5 s grace
+    /// at the end (a hanging endpoint must not keep the process running), the exporters on
+    /// `runtime`.
+    pub fn live(runtime: tokio::runtime::Handle) -> Self {
+        SinkOptions {
+            queue_batches: 4,
+            fanout: FanoutOptions::live(),
+            grace: Duration::from_secs(5),
+            runtime: Some(runtime),
+        }
+    }
+}
+
+/// What the sinks produced once every batch is through.
+#[derive(Debug)]
+pub struct SinkOutput<O> {
+    /// Spans handed to the sinks.
+    pub spans: u64,
+    /// Files completed, in the order given to [`SpanSinks::start`].
+    pub written: Vec<PathBuf>,
+    /// One report per exporter, in the order given.
+    pub reports: Vec<ExporterReport>,
+    /// The observer, with everything it saw.
+    pub observer: O,
+}
+
+impl<O> SinkOutput<O> {
+    /// The per-exporter summary lines, the same in `analyze` and live mode:
+    /// `export: otlp → http://…: 120/120 spans sent, …`.
+    pub fn export_lines(&self) -> Vec<String> {
+        export_lines(&self.reports)
+    }
+}
+
+/// One summary line per exporter report, the same in `analyze` and live mode:
+/// `export: otlp → http://…: 120/120 spans sent, …`.
+pub fn export_lines(reports: &[ExporterReport]) -> Vec<String> {
+    reports.iter().map(|r| format!("export: {r}")).collect()
+}
+
+/// The one summary rule for exit codes: the run succeeded when every exporter delivered
+/// everything it was handed (or failures are allowed, `--allow-export-failures`).
+pub fn exports_succeeded(reports: &[ExporterReport], allow_failures: bool) -> bool {
+    allow_failures || reports.iter().all(ExporterReport::is_ok)
+}
+
+/// Why the sinks failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// A file could not be written, or an exporter could not be set up.
+    #[error(transparent)]
+    Export(#[from] ExportError),
+    /// The writer thread could not be started, or its runtime not built.
+    #[error("starting the span writer: {0}")]
+    Start(std::io::Error),
+    /// A writer panicked (a bug).
+    #[error("the {0} panicked")]
+    Panicked(&'static str),
+    /// [`SpanSinks::abandon`] was called.
+    #[error("the analysis was abandoned")]
+    Abandoned,
+}
+
+/// The writer thread stopped early (a file could not be written); [`SpanSinks::finish`]
+/// says why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SinkStopped;
+
+/// The running sinks (see the module documentation).
+pub struct SpanSinks<O> {
+    tx: SyncSender<Vec<Span>>,
+    writer: JoinHandle<Result<SinkOutput<O>, SinkError>>,
+    abandoned: Arc<AtomicBool>,
+    overflowed: Arc<AtomicU64>,
+}
+
+impl<O: SpanObserver> SpanSinks<O> {
+    /// Starts the writer thread feeding `files`, `observer` and `exporters`.
+    pub fn start(
+        files: Vec<Box<dyn SpanFile>>,
+        observer: O,
+        exporters: Vec<Box<dyn Exporter>>,
+        options: SinkOptions,
+    ) -> Result<Self, SinkError> {
+        // The exporters' runtime: the caller's, or one of our own (kept by the thread).
+        let (own_runtime, runtime) = match (&options.runtime, exporters.is_empty()) {
+            (_, true) => (None, None),
+            (Some(handle), false) => (None, Some(handle.clone())),
+            (None, false) => {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name("podtrace-export")
+                    .enable_all()
+                    .build()
+                    .map_err(SinkError::Start)?;
+                let handle = rt.handle().clone();
+                (Some(rt), Some(handle))
+            }
+        };
+        let (tx, rx) = sync_channel::<Vec<Span>>(options.queue_batches.max(1));
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let overflowed = Arc::new(AtomicU64::new(0));
+        let (stop, overflow_count) = (Arc::clone(&abandoned), Arc::clone(&overflowed));
+        let writer = std::thread::Builder::new()
+            .name("podtrace-sinks".into())
+            .spawn(move || {
+                let mut files = files;
+                let mut observer = observer;
+                let fanout = runtime
+                    .as_ref()
+                    .map(|rt| ExportFanout::start(exporters, options.fanout, rt));
+                let mut spans = 0u64;
+                for batch in rx {
+                    write_all(&mut files, &mut observer, &batch)?;
+                    spans += batch.len() as u64;
+                    if let Some(fanout) = &fanout {
+                        fanout.offer(batch);
+                        overflow_count.store(fanout.overflowed().iter().sum(), Ordering::Relaxed);
+                    }
+                }
+                if stop.load(Ordering::SeqCst) {
+                    // Dropping the files removes their temporary files.
+                    return Err(SinkError::Abandoned);
+                }
+                let reports = match (fanout, &runtime) {
+                    (Some(fanout), Some(rt)) => rt.block_on(fanout.finish(options.grace)),
+                    _ => Vec::new(),
+                };
+                drop(own_runtime);
+                let written = files
+                    .into_iter()
+                    .map(|f| f.finish())
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(SinkOutput {
+                    spans,
+                    written,
+                    reports,
+                    observer,
+                })
+            })
+            .map_err(SinkError::Start)?;
+        Ok(SpanSinks {
+            tx,
+            writer,
+            abandoned,
+            overflowed,
+        })
+    }
+
+    /// Hands a batch to the writer (waits while every slot of the queue is taken).
+    pub fn send(&self, spans: Vec<Span>) -> Result<(), SinkStopped> {
+        if spans.is_empty() {
+            return Ok(());
+        }
+        self.tx.send(spans).map_err(|_| SinkStopped)
+    }
+
+    /// Spans the exporters' lanes dropped so far because they were full (summed over the
+    /// exporters; live mode warns once it is not zero).
+    pub fn overflowed(&self) -> u64 {
+        self.overflowed.load(Ordering::Relaxed)
+    }
+
+    /// Stops without finishing the files (the analysis failed): no half output is left
+    /// where a complete one is expected.
+    pub fn abandon(self) {
+        self.abandoned.store(true, Ordering::SeqCst);
+        drop(self.tx);
+        let _ = self.writer.join();
+    }
+
+    /// Waits until every batch is written and exported (blocking: from async code, call it
+    /// inside `tokio::task::block_in_place`); the writer's error if it failed.
+    pub fn finish(self) -> Result<SinkOutput<O>, SinkError> {
+        drop(self.tx);
+        self.writer
+            .join()
+            .map_err(|_| SinkError::Panicked("span writer thread"))?
+    }
+}
+
+/// Writes a batch to every file (all but the first on scoped threads of their own) and
+/// shows it to the observer.
+fn write_all<O: SpanObserver>(
+    files: &mut [Box<dyn SpanFile>],
+    observer: &mut O,
+    batch: &[Span],
+) -> Result<(), SinkError> {
+    let Some((first, rest)) = files.split_first_mut() else {
+        observer.observe(batch);
+        return Ok(());
+    };
+    std::thread::scope(|s| {
+        let jobs: Vec<_> = rest
+            .iter_mut()
+            .map(|f| s.spawn(move || f.write(batch)))
+            .collect();
+        let mut result = first.write(batch).map_err(SinkError::from);
+        observer.observe(batch);
+        for job in jobs {
+            let done = job
+                .join()
+                .map_err(|_| SinkError::Panicked("span file writer"))
+                .and_then(|r| r.map_err(SinkError::from));
+            if result.is_ok() {
+                result = done;
+            }
+        }
+        result
+    })
+}
+
+/// `spans.json`: a JSON array of [`Span`]s, one span per line, written batch by batch as a
+/// [`StagedFile`] (renamed into place at the end, removed when dropped unfinished).
+pub struct SpansJsonWriter {
+    file: StagedFile,
+    first: bool,
+}
+
+impl SpansJsonWriter {
+    /// Starts the file (under a temporary name until [`SpanFile::finish`]).
+    pub fn create(path: PathBuf) -> Result<Self, ExportError> {
+        let file = StagedFile::create(&path).map_err(|source| ExportError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(SpansJsonWriter { file, first: true })
+    }
+
+    fn io_error(&self, source: std::io::Error) -> ExportError {
+        ExportError::Io {
+            path: self.file.path().to_path_buf(),
+            source,
+        }
+    }
+}
+
+impl SpanFile for SpansJsonWriter {
+    /// Appends the spans, one compact JSON object per line.
+    fn write(&mut self, spans: &[Span]) -> Result<(), ExportError> {
+        let out = self.file.writer();
+        let mut write = || -> std::io::Result<()> {
+            for span in spans {
+                let lead: &[u8] = if std::mem::replace(&mut self.first, false) {
+                    b"[\n"
+                } else {
+                    b",\n"
+                };
+                out.write_all(lead)?;
+                serde_json::to_writer(&mut *out, span).map_err(std::io::Error::other)?;
+            }
+            Ok(())
+        };
+        let written = write();
+        written.map_err(|e| self.io_error(e))
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<PathBuf, ExportError> {
+        let path = self.file.path().to_path_buf();
+        let end: &[u8] = if self.first { b"[]\n" } else { b"\n]\n" };
+        let done = self.file.writer().write_all(end);
+        let this = *self;
+        done.and_then(|()| this.file.commit())
+            .map_err(|source| ExportError::Io { path, source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use podtrace_model::{KeyValue, Resource, SpanId, SpanKind, Status, TraceId};
+
+    fn span(n: u8) -> Span {
+        Span {
+            trace_id: TraceId([n; 16]),
+            span_id: SpanId([n; 8]),
+            parent_span_id: Some(SpanId([n + 1; 8])),
+            trace_state: String::new(),
+            flags: 1,
+            name: format!("GET /{n}\n\"x\""),
+            kind: SpanKind::Client,
+            start_time_unix_nano: u64::from(n),
+            end_time_unix_nano: u64::from(n) + 5,
+            attributes: vec![KeyValue::new("http.response.status_code", 200i64)],
+            status: Status::unset(),
+            resource: Resource::new("web"),
+        }
+    }
+
+    #[test]
+    fn spans_json_streamed_is_one_array_one_span_per_line() {
+        let dir = tempfile::tempdir().unwrap();
+        for (i, batches) in [
+            vec![],
+            vec![vec![span(1)]],
+            vec![vec![span(1), span(2)], vec![], vec![span(3)]],
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let path = dir.path().join(format!("spans-{i}.json"));
+            let mut w = Box::new(SpansJsonWriter::create(path.clone()).unwrap());
+            for b in &batches {
+                w.write(b).unwrap();
+            }
+            assert!(!path.exists());
+            assert_eq!(w.finish().unwrap(), path);
+            let all: Vec<Span> = batches.concat();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let back: Vec<Span> = serde_json::from_str(&text).unwrap();
+            assert_eq!(back, all);
+            let lines = if all.is_empty() { 1 } else { all.len() + 2 };
+            assert_eq!(text.lines().count(), lines, "one span per line");
+            assert!(text.ends_with("]\n"));
+        }
+        let w = SpansJsonWriter::create(dir.path().join("other.json")).unwrap();
+        drop(w);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            3,
+            "no temp left"
+        );
+    }
+
+    /// Counts what it saw.
+    #[derive(Default)]
+    struct Count(u64);
+
+    impl SpanObserver for Count {
+        fn observe(&mut self, spans: &[Span]) {
+            self.0 += spans.len() as u64;
+        }
+    }
+
+    /// Every batch reaches every file, the observer and every exporter, in order; the
+    /// output lists the files and one report per exporter.
+    #[test]
+    fn every_batch_reaches_files_observer_and_exporters() {
+        let dir = tempfile::tempdir().unwrap();
+        let files: Vec<Box<dyn SpanFile>> = vec![
+            Box::new(SpansJsonWriter::create(dir.path().join("spans.json")).unwrap()),
+            Box::new(OtlpJsonWriter::create(dir.path().join("traces.otlp.json")).unwrap()),
+        ];
+        let lines = dir.path().join("export.jsonl");
+        let exporters: Vec<Box<dyn Exporter>> = vec![Box::new(
+            crate::OtlpJsonLinesExporter::open(&lines).unwrap(),
+        )];
+        let sinks =
+            SpanSinks::start(files, Count::default(), exporters, SinkOptions::offline()).unwrap();
+        for b in 0..5u8 {
+            sinks.send(vec![span(2 * b), span(2 * b + 1)]).unwrap();
+        }
+        sinks.send(Vec::new()).unwrap();
+        let out = sinks.finish().unwrap();
+        assert_eq!(out.spans, 10);
+        assert_eq!(out.observer.0, 10);
+        assert_eq!(out.written.len(), 2);
+        assert_eq!(out.reports.len(), 1);
+        assert_eq!(
+            out.reports[0].accounting.spans_sent, 10,
+            "{}",
+            out.reports[0]
+        );
+        assert!(exports_succeeded(&out.reports, false));
+        assert_eq!(out.export_lines().len(), 1);
+        assert!(out.export_lines()[0].starts_with("export: "));
+        let back: Vec<Span> =
+            serde_json::from_str(&std::fs::read_to_string(&out.written[0]).unwrap()).unwrap();
+        assert_eq!(back.len(), 10);
+        assert_eq!(std::fs::read_to_string(&lines).unwrap().lines().count(), 5);
+    }
+
+    /// Abandoned sinks leave no file behind.
+    #[test]
+    fn abandon_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let files: Vec<Box<dyn SpanFile>> = vec![Box::new(
+            SpansJsonWriter::create(dir.path().join("spans.json")).unwrap(),
+        )];
+        let sinks = SpanSinks::start(files, (), Vec::new(), SinkOptions::offline()).unwrap();
+        sinks.send(vec![span(1)]).unwrap();
+        sinks.abandon();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn failures_fail_the_run_unless_allowed() {
+        let mut report = ExporterReport {
+            exporter: "otlp".into(),
+            endpoint: "http://x".into(),
+            spans: 3,
+            accounting: crate::Accounting::default(),
+            elapsed_ms: 1,
+            error: None,
+        };
+        assert!(exports_succeeded(std::slice::from_ref(&report), false));
+        report.error = Some("down".into());
+        assert!(!exports_succeeded(std::slice::from_ref(&report), false));
+        assert!(exports_succeeded(&[report], true));
+        assert!(exports_succeeded(&[], false));
+    }
+}
