@@ -4,6 +4,8 @@
 //! /sys/kernel/btf/vmlinux format c`), or copied from `PODTRACE_VMLINUX_H`, or dumped from
 //! the BTF file named by `PODTRACE_BTF`; then `clang -target bpf -D__TARGET_ARCH_x86 -O2 -g`.
 //! Missing clang, bpftool or BTF stops the build with a message saying what to install.
+//! Only x86_64 targets are supported (the programs use x86-64 syscall numbers and
+//! registers); any other target stops the build with a message saying so.
 
 use std::env;
 use std::fs;
@@ -36,10 +38,17 @@ fn build(bpf_dir: &Path, out: &Path) -> Result<(), String> {
     let vmlinux = out.join("vmlinux.h");
     write_vmlinux_h(&vmlinux)?;
     let clang = env::var("PODTRACE_CLANG").unwrap_or_else(|_| "clang".to_string());
+    // The programs read x86-64 syscall arguments (`pt_regs` fields di/si/dx/r10, orig_ax)
+    // and compare x86-64 syscall numbers: they are written for x86_64 only. Another target
+    // (arm64 has other numbers and registers) stops the build here rather than loading
+    // programs that would misread every call.
     let arch = match env::var("CARGO_CFG_TARGET_ARCH").as_deref() {
         Ok("x86_64") | Err(_) => "x86",
-        Ok("aarch64") => "arm64",
-        Ok(other) => return Err(format!("unsupported target architecture {other}")),
+        Ok(other) => {
+            return Err(format!(
+                "the eBPF programs are written for x86_64 (its syscall numbers and pt_regs registers); target architecture {other} is not supported"
+            ))
+        }
     };
     for prog in PROGRAMS {
         let src = bpf_dir.join(format!("{prog}.bpf.c"));
