@@ -554,6 +554,9 @@ impl Mysql {
         let query = match self.query_text {
             QueryText::Off => None,
             QueryText::Sanitized => Some(sql::sanitize(sql, Dialect::MySql)),
+            // Credentials stay hidden even in raw mode (`CREATE USER ... IDENTIFIED BY
+            // 'pw'`, `SET PASSWORD = PASSWORD('pw')`): such statements are sanitized.
+            QueryText::Raw if has_credentials(sql) => Some(sql::sanitize(sql, Dialect::MySql)),
             QueryText::Raw => Some(sql.to_string()),
         };
         Statement {
@@ -800,6 +803,16 @@ fn login_database(b: &[u8], caps: u32) -> Option<String> {
     let end = rest.iter().position(|c| *c == 0)?;
     let db = String::from_utf8_lossy(&rest[..end]).into_owned();
     (!db.is_empty()).then_some(db)
+}
+
+/// Whether a statement can carry a password (`IDENTIFIED BY`, `PASSWORD(...)`,
+/// `CHANGE MASTER ... MASTER_PASSWORD=`).
+fn has_credentials(sql: &str) -> bool {
+    let b = sql.as_bytes();
+    ["IDENTIFIED", "PASSWORD"].iter().any(|w| {
+        b.windows(w.len())
+            .any(|x| x.eq_ignore_ascii_case(w.as_bytes()))
+    })
 }
 
 /// The database `USE db` selects.

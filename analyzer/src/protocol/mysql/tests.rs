@@ -477,6 +477,36 @@ fn a_connection_joined_late_learns_deprecate_eof() {
 }
 
 #[test]
+fn query_text_modes_and_credentials() {
+    let parse = |mode: QueryText, sql: &str| {
+        let m = Mysql::new(true, true, Limits::default()).with_query_text(mode);
+        m.statement(sql, false).query
+    };
+    let q = "SELECT * FROM t WHERE a = 'x'";
+    assert_eq!(
+        parse(QueryText::Sanitized, q).as_deref(),
+        Some("SELECT * FROM t WHERE a = ?")
+    );
+    assert_eq!(parse(QueryText::Raw, q).as_deref(), Some(q));
+    assert_eq!(parse(QueryText::Off, q), None);
+    // Raw keeps no password.
+    assert_eq!(
+        parse(QueryText::Raw, "CREATE USER u IDENTIFIED BY 'pw'").as_deref(),
+        Some("CREATE USER u IDENTIFIED BY ?")
+    );
+    assert_eq!(
+        parse(QueryText::Raw, "set password = PASSWORD('pw')").as_deref(),
+        Some("set password = PASSWORD(?)")
+    );
+    // A statement cut at the kept prefix says so.
+    let m = Mysql::new(true, true, Limits::default());
+    assert_eq!(
+        m.statement("SELECT 1", true).query.as_deref(),
+        Some("SELECT ?…")
+    );
+}
+
+#[test]
 fn hostile_bytes_never_panic() {
     let mut x: u32 = 7;
     for round in 0..300 {
