@@ -155,3 +155,167 @@ fn query_text_errors_and_rows() {
         (client.len() as u64, errors as u64)
     );
 }
+
+/// fixtures/db-app: a driver (127.0.0.2) → a Flask app (127.0.0.1:18092) that queries
+/// PostgreSQL (127.0.0.4:15432, psycopg2) and Redis (127.0.0.3:16381, redis-py) for each
+/// request (tools/fixtures/db_app.py); `sdk.jsonl`: the spans the OpenTelemetry SDK
+/// (opentelemetry-instrumentation-flask, -psycopg2, -redis) wrote in the same run.
+fn app_analysis() -> Analysis {
+    analyze(
+        import_records("db-app", "db-app.pcap").into_iter(),
+        &AnalyzeOptions::default(),
+    )
+    .expect("analyze")
+}
+
+#[test]
+fn db_app_matches_golden_outputs() {
+    let a = app_analysis();
+    check_golden(
+        "db-app",
+        "spans.json",
+        &spans_to_json(&a.spans).expect("json"),
+    );
+    check_golden("db-app", "graph.dot", &a.graph.to_dot());
+}
+
+/// One trace per request: the app's SERVER span of each order request has its PostgreSQL
+/// and its Redis CLIENT spans as children, in its trace, inside its time.
+#[test]
+fn db_app_one_trace_per_request_with_the_database_calls_under_it() {
+    let a = app_analysis();
+    assert!(a.stats.parse_errors.is_empty(), "{}", a.stats);
+    let orders: Vec<&Span> = a
+        .spans
+        .iter()
+        .filter(|s| {
+            s.kind == SpanKind::Server
+                && attr_str(s, "url.path").is_some_and(|p| p.starts_with("/order/"))
+        })
+        .collect();
+    assert_eq!(orders.len(), 7);
+    for srv in orders {
+        let children: Vec<&Span> = a
+            .spans
+            .iter()
+            .filter(|c| c.parent_span_id == Some(srv.span_id))
+            .collect();
+        // SELECT, UPDATE; GET, INCRBY, EXPIRE (the first request also carries redis-py's
+        // connection handshake: HELLO, CLIENT SETINFO...).
+        let mut calls: Vec<(&str, &str)> = children
+            .iter()
+            .filter_map(|c| Some((attr_str(c, "db.system.name")?, c.name.as_str())))
+            .filter(|(_, n)| !matches!(*n, "HELLO" | "CLIENT"))
+            .collect();
+        calls.sort_unstable();
+        assert_eq!(
+            calls,
+            [
+                ("postgresql", "SELECT orders"),
+                ("postgresql", "UPDATE orders"),
+                ("redis", "EXPIRE"),
+                ("redis", "GET"),
+                ("redis", "INCRBY")
+            ]
+        );
+        for c in &children {
+            assert_eq!(c.kind, SpanKind::Client);
+            assert_eq!(c.trace_id, srv.trace_id);
+            assert!(c.start_time_unix_nano >= srv.start_time_unix_nano);
+            assert!(c.end_time_unix_nano <= srv.end_time_unix_nano);
+        }
+    }
+    // The graph: the app calls both databases.
+    let dot = a.graph.to_dot();
+    assert!(dot.contains("\"127.0.0.1\" -> \"127.0.0.4\""), "{dot}");
+    assert!(dot.contains("\"127.0.0.1\" -> \"127.0.0.3\""), "{dot}");
+}
+
+/// The SDK as the truth, offline: every database span the SDK wrote during the recording
+/// has a podtrace CLIENT span with the same system and operation (and, for PostgreSQL,
+/// collection), at the same time (± 5 ms), with the same error status, under podtrace's
+/// SERVER span of the same request (same trace id where the request carried a
+/// traceparent), or without a parent when the SDK's has none. Redis pipelines are one SDK
+/// span of several commands.
+#[test]
+fn db_app_every_sdk_database_span_has_a_podtrace_client_span() {
+    use podtrace_analyzer::protocol::sql::{collection, Dialect};
+    let a = app_analysis();
+    let sdk: Vec<serde_json::Value> = std::fs::read_to_string(fixtures().join("db-app/sdk.jsonl"))
+        .expect("sdk.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("SDK span JSON"))
+        .collect();
+    let s = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or_default().to_string();
+    let by_id = |id: &str| sdk.iter().find(|v| v["span_id"] == id);
+    let ours = |id: Option<podtrace_model::SpanId>| a.spans.iter().find(|p| Some(p.span_id) == id);
+    let slack = 5_000_000;
+    let mut used = std::collections::HashSet::new();
+    let mut tally = std::collections::BTreeMap::<String, (usize, usize)>::new();
+    let mut misses = Vec::new();
+    for db in sdk.iter().filter(|v| v["kind"] == "CLIENT") {
+        let system = db["attributes"]["db.system"].as_str().unwrap_or_default();
+        let statement = db["attributes"]["db.statement"]
+            .as_str()
+            .unwrap_or_default();
+        let wanted: Vec<(String, Option<String>)> = match system {
+            "postgresql" => vec![(
+                s(db, "name").to_ascii_uppercase(),
+                collection(statement, Dialect::Postgres),
+            )],
+            "redis" => s(db, "name")
+                .split(' ')
+                .map(|op| (op.to_string(), None))
+                .collect(),
+            _ => continue,
+        };
+        let t = tally.entry(system.to_string()).or_default();
+        t.1 += 1;
+        let error = db["error"].as_bool().unwrap_or(false);
+        let parent = by_id(&s(db, "parent_span_id"));
+        let (start, end) = (
+            db["start"].as_u64().unwrap_or(0),
+            db["end"].as_u64().unwrap_or(0),
+        );
+        let mut all = true;
+        for (op, coll) in wanted {
+            let found = a.spans.iter().find(|p| {
+                p.kind == SpanKind::Client
+                    && !used.contains(&p.span_id)
+                    && attr_str(p, "db.system.name") == Some(system)
+                    && attr_str(p, "db.operation.name") == Some(op.as_str())
+                    && attr_str(p, "db.collection.name") == coll.as_deref()
+                    && p.start_time_unix_nano + slack >= start
+                    && p.end_time_unix_nano <= end + slack
+                    && (p.status.code == StatusCode::Error) == error
+                    && match parent {
+                        Some(srv) => {
+                            let target = srv["attributes"]["http.target"].as_str();
+                            let propagated = !s(srv, "parent_span_id").is_empty();
+                            ours(p.parent_span_id).is_some_and(|ps| {
+                                ps.kind == SpanKind::Server && attr_str(ps, "url.path") == target
+                            }) && (!propagated || p.trace_id.to_string() == s(db, "trace_id"))
+                        }
+                        None => p.parent_span_id.is_none(),
+                    }
+            });
+            match found {
+                Some(p) => {
+                    used.insert(p.span_id);
+                }
+                None => all = false,
+            }
+        }
+        if all {
+            t.0 += 1;
+        } else {
+            misses.push(db.clone());
+        }
+    }
+    eprintln!("db-app sdk-truth: {tally:?} (matched, total) per system");
+    assert!(misses.is_empty(), "unmatched SDK spans: {misses:#?}");
+    // DROP, CREATE, 8 INSERTs, 2 per order request, the failing one; a GET and a pipeline
+    // per order request.
+    assert_eq!(tally["postgresql"], (25, 25));
+    assert_eq!(tally["redis"], (14, 14));
+}
