@@ -259,6 +259,92 @@ fn temp_sibling(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// Appends `span` as `spans.json` holds it: exactly the bytes of
+/// `serde_json::to_writer(out, span)` (compact, fields in declaration order, defaults
+/// skipped as the model's serde attributes say), written directly: JSON escaping runs of
+/// 8 bytes at a time and ids and integers without the formatter, where serde escapes byte
+/// by byte (it was most of `spans.json`'s cost).
+pub fn write_span_json(out: &mut Vec<u8>, span: &Span) {
+    use crate::otlp_json::{write_str, write_u64};
+    use podtrace_model::{AttrValue, SpanKind, StatusCode, HEX_ID_MAX};
+    let mut hex = [0; HEX_ID_MAX];
+    out.extend_from_slice(b"{\"trace_id\":\"");
+    out.extend_from_slice(span.trace_id.hex(&mut hex).as_bytes());
+    out.extend_from_slice(b"\",\"span_id\":\"");
+    out.extend_from_slice(span.span_id.hex(&mut hex).as_bytes());
+    out.push(b'"');
+    if let Some(p) = span.parent_span_id {
+        out.extend_from_slice(b",\"parent_span_id\":\"");
+        out.extend_from_slice(p.hex(&mut hex).as_bytes());
+        out.push(b'"');
+    }
+    if !span.trace_state.is_empty() {
+        out.extend_from_slice(b",\"trace_state\":");
+        write_str(out, &span.trace_state);
+    }
+    out.extend_from_slice(b",\"flags\":");
+    write_u64(out, u64::from(span.flags));
+    out.extend_from_slice(b",\"name\":");
+    write_str(out, &span.name);
+    out.extend_from_slice(match span.kind {
+        SpanKind::Server => b",\"kind\":\"server\",\"start_time_unix_nano\":",
+        SpanKind::Client => b",\"kind\":\"client\",\"start_time_unix_nano\":",
+    });
+    write_u64(out, span.start_time_unix_nano);
+    out.extend_from_slice(b",\"end_time_unix_nano\":");
+    write_u64(out, span.end_time_unix_nano);
+    out.extend_from_slice(b",\"attributes\":[");
+    for (i, kv) in span.attributes.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"key\":");
+        write_str(out, &kv.key);
+        out.extend_from_slice(b",\"value\":");
+        match &kv.value {
+            AttrValue::Str(v) => write_str(out, v),
+            AttrValue::Bool(true) => out.extend_from_slice(b"true"),
+            AttrValue::Bool(false) => out.extend_from_slice(b"false"),
+            AttrValue::Int(v) => {
+                if *v < 0 {
+                    out.push(b'-');
+                }
+                write_u64(out, v.unsigned_abs());
+            }
+            // serde_json's own float text (shortest round trip; null for NaN/infinite).
+            AttrValue::Double(v) => {
+                if serde_json::to_writer(&mut *out, v).is_err() {
+                    out.extend_from_slice(b"null");
+                }
+            }
+        }
+        out.push(b'}');
+    }
+    out.extend_from_slice(match span.status.code {
+        StatusCode::Unset => b"],\"status\":{\"code\":\"unset\"",
+        StatusCode::Ok => b"],\"status\":{\"code\":\"ok\"",
+        StatusCode::Error => b"],\"status\":{\"code\":\"error\"",
+    });
+    if !span.status.message.is_empty() {
+        out.extend_from_slice(b",\"message\":");
+        write_str(out, &span.status.message);
+    }
+    out.extend_from_slice(b"},\"resource\":{\"service_name\":");
+    write_str(out, &span.resource.service_name);
+    out.extend_from_slice(b",\"attributes\":[");
+    for (i, (k, v)) in span.resource.attributes.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'[');
+        write_str(out, k);
+        out.push(b',');
+        write_str(out, v);
+        out.push(b']');
+    }
+    out.extend_from_slice(b"]}}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,5 +444,58 @@ mod tests {
         let acc = exporter.accounting();
         assert_eq!((acc.spans_sent, acc.requests), (3, 2));
         assert_eq!(exporter.name(), "file");
+    }
+    #[test]
+    fn span_json_is_serde_json_byte_for_byte() {
+        use podtrace_model::{AttrValue, KeyValue, SpanKind, Status, StatusCode};
+        let mut spans = vec![span("00f067aa0ba902b7")];
+        let mut b = span("00f067aa0ba902b8");
+        b.parent_span_id = Some(b.span_id);
+        b.trace_state = "vendor=x,y=\"z\"\n".into();
+        b.flags = 0;
+        b.kind = SpanKind::Client;
+        b.name = "GET /a\"b\\c\t\u{1}é\u{7f} long enough to cross words".into();
+        b.status = Status::error("HTTP 500 \"bad\"");
+        b.attributes = vec![
+            KeyValue::new("http.response.status_code", 200i64),
+            KeyValue::new("neg", i64::MIN),
+            KeyValue::new("max", i64::MAX),
+            KeyValue::new("zero", 0i64),
+            KeyValue::new("yes", true),
+            KeyValue::new("no", false),
+            KeyValue::new("ratio", 0.25f64),
+            KeyValue::new("whole", 1.0f64),
+            KeyValue::new("tiny", 1e-300f64),
+            KeyValue::new("huge", -1.5e300f64),
+            KeyValue::new("nan", f64::NAN),
+            KeyValue::new("inf", f64::INFINITY),
+            KeyValue::new("k\"ey\u{0}", AttrValue::Str("v\r\u{8}\u{c}".into())),
+            KeyValue::new("empty", ""),
+        ];
+        b.resource = Resource::new("db \"primary\"")
+            .with("k8s.pod.name", "db-0")
+            .with("k8s.pod.label.a\\b", "x\ny");
+        spans.push(b);
+        let mut c = span("00f067aa0ba902b9");
+        c.status = Status {
+            code: StatusCode::Ok,
+            message: String::new(),
+        };
+        c.attributes.clear();
+        spans.push(c);
+        let mut d = span("00f067aa0ba902ba");
+        d.status = Status {
+            code: StatusCode::Unset,
+            message: "note".into(),
+        };
+        spans.push(d);
+        for s in &spans {
+            let mut out = Vec::new();
+            write_span_json(&mut out, s);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(s).unwrap()
+            );
+        }
     }
 }

@@ -163,7 +163,7 @@ fn write_attr(out: &mut Vec<u8>, key: &str, value: &AttrValue) {
 }
 
 /// The decimal digits of `n` (what `write!(out, "{n}")` writes, without the formatter).
-fn write_u64(out: &mut Vec<u8>, mut n: u64) {
+pub(crate) fn write_u64(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {
@@ -191,7 +191,7 @@ fn word_needs_escape(w: u64) -> bool {
 /// A JSON string literal: quotes, backslashes and control characters escaped. Runs of 8
 /// bytes with nothing to escape (nearly all text: names, paths, addresses) are copied
 /// whole; only a run that needs it is looked at byte by byte.
-fn write_str(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
     out.reserve(s.len() + 2);
     out.push(b'"');
     let bytes = s.as_bytes();
