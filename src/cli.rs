@@ -132,6 +132,10 @@ pub struct TargetArgs {
     /// Set-Cookie always are). Repeatable.
     #[arg(long = "redact-header", value_name = "NAME")]
     pub redact_headers: Vec<String>,
+    /// Store header values as sent: no redaction of Authorization, Cookie, ... in HTTP/1
+    /// or HTTP/2 (not recommended: for comparing against a redacted recording).
+    #[arg(long = "no-redact")]
+    pub no_redact: bool,
     /// Stop after this long (e.g. 30s, 5m, 1h).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<std::time::Duration>,

@@ -64,6 +64,7 @@ pub async fn resolve(pod: Option<&str>, t: &TargetArgs) -> Result<Target, CliErr
         },
         tls: t.tls == crate::cli::OnOff::On,
         redact_headers: t.redact_headers.clone(),
+        no_redact: t.no_redact,
         limits: Limits {
             duration: t.duration,
             max_events: t.max_events,

@@ -23,5 +23,6 @@ mod reliability_soak;
 mod sdk_truth;
 mod security_privileges;
 mod security_redaction;
+mod security_redaction_h2;
 mod security_secrets;
 mod spans_parquet;

@@ -438,6 +438,13 @@ pub fn encode(data: &[u8]) -> Vec<u8> {
     w.out
 }
 
+/// Bits of the Huffman code of `data` (without padding).
+pub fn bit_len(data: &[u8]) -> usize {
+    data.iter()
+        .map(|&b| usize::from(CODES[usize::from(b)].1))
+        .sum()
+}
+
 /// Whether `chars` symbols can take exactly `bits` bits. The code lengths are 5–8, 10–15,
 /// 19–28 and 30; a sum of two or more of them reaches every value between `5 * chars`
 /// and `30 * chars` except `30 * chars - 1` (checked against a full enumeration in tests).
