@@ -53,7 +53,11 @@
 //!   blocks that were not checked. After such a loss the dynamic table is incomplete: a
 //!   literal whose name is an entry never seen is redacted as if sensitive (counted in
 //!   [`Counters::h2_unknown_names_redacted`]).
-//! - The length of a redacted value (bytes and characters) is kept, as in HTTP/1.
+//! - The length of a redacted value (bytes and characters) is kept, as in HTTP/1. A
+//!   Huffman value split across payloads may hold a few characters other than the
+//!   redaction characters where it was cut (chosen by code lengths, never copied).
+//! - An h2c upgrade is recognised when the server's SETTINGS frame follows the 101
+//!   response in the same payload or starts the next one.
 //! - TLS ciphertext is not redacted (it is not readable); TLS plaintext rows go through
 //!   the same redaction. A stream must get either its plaintext or its ciphertext
 //!   payloads, not both interleaved (use a different `dir` key for each).
