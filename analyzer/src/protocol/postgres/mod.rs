@@ -319,7 +319,9 @@ impl Postgres {
                     out,
                 );
             }
-            b'S' => {
+            // A Sync, or a FunctionCall: either is answered up to a ReadyForQuery that
+            // answers no query.
+            b'S' | b'F' => {
                 self.element_start = None;
                 self.element_size = 0;
                 self.push_pending(Pending::Sync, out);

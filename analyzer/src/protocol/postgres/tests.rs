@@ -723,3 +723,21 @@ fn detection() {
     assert_eq!(requests(&out).len(), 1);
     assert_eq!(responses(&out).len(), 1);
 }
+
+#[test]
+fn function_call_answer_does_not_end_a_later_query() {
+    let mut p = client();
+    let call = msg(b'F', &[0, 0, 0, 42, 0, 0, 0, 0, 0, 0]);
+    let out = p.feed(
+        &[data(1, &call), data(2, &query("SELECT 1"))],
+        &[
+            data(3, &cat(&[msg(b'V', &[0, 0, 0, 0]), ready()])),
+            data(4, &cat(&[data_row(1), complete("SELECT 1"), ready()])),
+        ],
+        false,
+    );
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    let resp = responses(&out);
+    assert_eq!(resp.len(), 1);
+    assert_eq!((resp[0].1.rows, resp[0].3), (1, 4));
+}
