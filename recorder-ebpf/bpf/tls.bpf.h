@@ -70,6 +70,7 @@ struct pt_tls_call_t {
 	__u64 buf;     /* plaintext buffer */
 	__u64 out_len; /* size_t * of the _ex variants (bytes moved), else 0 */
 	__u64 sk0;     /* the thread's last socket (pt_task.sk) at entry */
+	__u64 ts;      /* bpf_ktime_get_boot_ns() at entry */
 	__u32 nr;      /* PT_TLS_NR_* */
 	__u32 depth;   /* nested SSL_* calls in flight inside this one */
 	struct socket so; /* scratch for fd_stream_sk */
@@ -130,6 +131,7 @@ static __always_inline void tls_enter(__u64 ssl, __u64 buf, __u64 out_len, __u32
 	c->out_len = out_len;
 	c->nr = nr;
 	c->depth = 0;
+	c->ts = bpf_ktime_get_boot_ns();
 }
 
 /* Whether `fd` of the current process still names the stream socket `sk`. */
@@ -228,6 +230,7 @@ static __always_inline void tls_exit(long ret)
 	struct pt_tls_bind_t b = {};
 	int bound = tls_bind(c, &b);
 	__u64 buf = c->buf;
+	__u64 ts_enter = c->ts;
 	c->ssl = 0;
 	if (n == 0)
 		return;
@@ -247,6 +250,11 @@ static __always_inline void tls_exit(long ret)
 		s->ev.ret = n;
 		if (nr == PT_TLS_NR_SSL_READ || nr == PT_TLS_NR_SSL_READ_EX)
 			s->ev.direction = PT_DIR_INGRESS;
+		else
+			/* sent plaintext is stamped with the call's start: the peer may read it
+			 * before this thread's return probe runs, and a request must not look
+			 * sent after it was received */
+			s->ev.ts_ns = ts_enter;
 		copy_user(s, buf, n);
 		tls_submit(s);
 	}

@@ -526,7 +526,7 @@ scheme = "https" if mode == "tls" else "http"
 with requests.Session() as s:
     for i in range(1, count + 1):
         tp = "00-%032x-%016x-01" % (0xabc000 + i, 0x5000 + i)
-        r = s.get("%s://127.0.0.1:%s/a/%d" % (scheme, port, i), headers={"traceparent": tp}, verify=ca, timeout=10)
+        r = s.get("%s://127.0.0.1:%s/a/%d" % (scheme, port, i), headers={"traceparent": tp, "Cookie": "twin-secret=%d" % i}, verify=ca, timeout=10)
         assert r.status_code == (500 if i % 3 == 0 else 200), r.status_code
 "#;
 
@@ -622,6 +622,15 @@ fn chain_run(
     let rec = record_while(&rt, cfg, move |_| {
         run_bounded(drive, T);
     });
+    // redaction applies to TLS plaintext as to cleartext: the cookie is nowhere
+    for r in &rec.rows {
+        if let Record::SocketData(d) = r {
+            assert!(
+                !contains(&d.payload, b"twin-secret"),
+                "{mode}: cookie in {d:?}"
+            );
+        }
+    }
     if mode == "tls" {
         let n = rec
             .rows
@@ -660,7 +669,13 @@ fn tls_traces_equal_their_plain_http_twin() {
             s.name
         );
     }
-    assert_eq!(canonical(&tls), canonical(&plain));
+    let (ct, cp) = (canonical(&tls), canonical(&plain));
+    let only_tls: Vec<_> = ct.iter().filter(|x| !cp.contains(x)).collect();
+    let only_plain: Vec<_> = cp.iter().filter(|x| !ct.contains(x)).collect();
+    assert!(
+        only_tls.is_empty() && only_plain.is_empty(),
+        "spans only over TLS: {only_tls:#?}\nspans only over plain HTTP: {only_plain:#?}"
+    );
     let traces: std::collections::BTreeSet<_> = tls.spans.iter().map(|s| s.trace_id).collect();
     assert_eq!(traces.len(), count);
     eprintln!(
@@ -668,5 +683,125 @@ fn tls_traces_equal_their_plain_http_twin() {
         tls.spans.len(),
         traces.len(),
         tls.stats.tls_ciphertext_skipped
+    );
+}
+
+/// gRPC over TLS (HTTP/2 with ALPN h2) between two Node.js processes (OpenSSL inside node):
+/// the gRPC wire format by hand (length-prefixed messages, `grpc-status` trailers) on
+/// `http2.createSecureServer` / `http2.connect`. `server port cert key` or
+/// `client port cafile count`: RPC i calls /demo.Echo/Say, or /demo.Echo/Fail (status 5)
+/// when i % 4 == 0, with a traceparent of trace id 0xfeed000 + i.
+const GRPC_NODE: &str = r#"
+const http2 = require('http2'), fs = require('fs');
+const [mode, port] = process.argv.slice(2, 4);
+function frame(buf) { const h = Buffer.alloc(5); h.writeUInt32BE(buf.length, 1); return Buffer.concat([h, buf]); }
+if (mode === 'server') {
+  const [cert, key] = process.argv.slice(4, 6);
+  const srv = http2.createSecureServer({ cert: fs.readFileSync(cert), key: fs.readFileSync(key) });
+  srv.on('stream', (stream, headers) => {
+    const parts = [];
+    stream.on('data', (d) => parts.push(d));
+    stream.on('end', () => {
+      const fail = headers[':path'].endsWith('/Fail');
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+      stream.on('wantTrailers', () => stream.sendTrailers(fail ? { 'grpc-status': '5', 'grpc-message': 'not found' } : { 'grpc-status': '0' }));
+      stream.end(fail ? Buffer.alloc(0) : frame(Buffer.concat(parts).subarray(5)));
+    });
+  });
+  srv.listen(Number(port), '127.0.0.1');
+} else {
+  const [ca, count] = process.argv.slice(4, 6);
+  const c = http2.connect(`https://127.0.0.1:${port}`, { ca: fs.readFileSync(ca) });
+  const call = (i) => new Promise((ok, fail) => {
+    const path = i % 4 === 0 ? '/demo.Echo/Fail' : '/demo.Echo/Say';
+    const tp = '00-' + (0xfeed000 + i).toString(16).padStart(32, '0') + '-' + (0x7000 + i).toString(16).padStart(16, '0') + '-01';
+    const s = c.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers', traceparent: tp,  });
+    let status = null;
+    s.on('trailers', (t) => { status = t['grpc-status']; });
+    s.on('data', () => {});
+    s.on('end', () => (status === (i % 4 === 0 ? '5' : '0') ? ok() : fail(new Error('status ' + status))));
+    s.on('error', fail);
+    s.end(frame(Buffer.from('hello ' + i)));
+  });
+  (async () => { for (let i = 1; i <= Number(count); i++) await call(i); c.close(); })()
+    .catch((e) => { console.error(e); process.exit(1); });
+}
+"#;
+
+#[test]
+fn tls_grpc_over_http2_alpn_h2_node() {
+    if !root_or_skip("tls_grpc_over_http2_alpn_h2_node") {
+        return;
+    }
+    for tool in ["openssl", "node"] {
+        if !tool_or_skip(tool, "tls_grpc_over_http2_alpn_h2_node") {
+            return;
+        }
+    }
+    let env = PeerEnv::acquire();
+    let dir = env.dir.path().to_path_buf();
+    let (cert, key) = make_cert(&dir);
+    let script = dir.join("grpc.js").to_string_lossy().into_owned();
+    std::fs::write(&script, GRPC_NODE).expect("script");
+    let cg = TestCgroup::new("tls-grpc");
+    let port = env.port;
+    let mut server = cg.command(&["node", &script, "server", &port.to_string(), &cert, &key]);
+    server.stdout(Stdio::null()).stderr(Stdio::null());
+    let _server = KillOnDrop::spawn(server);
+    wait_listening(port);
+    let count = 12;
+    let client = cg.command(&[
+        "node",
+        &script,
+        "client",
+        &port.to_string(),
+        &cert,
+        &count.to_string(),
+    ]);
+    let cfg = RecordConfig {
+        cgroup_ids: vec![cg.id()],
+        ..RecordConfig::default()
+    };
+    let rt = rt();
+    let rec = record_while(&rt, cfg, move |h| {
+        wait_hooked(h, "node");
+        run_bounded(client, T);
+        h.tls_libraries()
+    });
+    let a = podtrace_analyzer::analyze(rec.rows.into_iter(), &Default::default()).expect("analyze");
+    assert!(a.stats.parse_errors.is_empty(), "{}", a.stats);
+    let attr = |s: &podtrace_model::Span, k: &str| s.attribute(k).cloned();
+    use podtrace_model::{AttrValue, SpanKind};
+    let mut rpcs = 0;
+    for kind in [SpanKind::Client, SpanKind::Server] {
+        let spans: Vec<_> = a.spans.iter().filter(|s| s.kind == kind).collect();
+        assert_eq!(spans.len(), count, "{kind:?} spans: {}", a.stats);
+        for s in spans {
+            assert_eq!(attr(s, "rpc.system"), Some(AttrValue::Str("grpc".into())));
+            assert_eq!(
+                attr(s, "rpc.service"),
+                Some(AttrValue::Str("demo.Echo".into()))
+            );
+            assert_eq!(attr(s, "url.scheme"), Some(AttrValue::Str("https".into())));
+            let method = attr(s, "rpc.method");
+            let code = attr(s, "rpc.grpc.status_code");
+            match method {
+                Some(AttrValue::Str(m)) if m == "Fail" => {
+                    assert_eq!(code, Some(AttrValue::Int(5)))
+                }
+                Some(AttrValue::Str(m)) if m == "Say" => assert_eq!(code, Some(AttrValue::Int(0))),
+                other => panic!("rpc.method {other:?}"),
+            }
+            // the wire trace context: trace id 0xfeed000 + i
+            let tid = format!("{:?}", s.trace_id);
+            assert!(tid.contains("feed"), "trace id {tid}");
+            rpcs += 1;
+        }
+    }
+    let traces: std::collections::BTreeSet<_> = a.spans.iter().map(|s| s.trace_id).collect();
+    assert_eq!(traces.len(), count);
+    eprintln!(
+        "gRPC over TLS (h2, node): {rpcs} rpc spans ({count} RPCs, both sides) with rpc.* and the wire trace ids; hooked {:?}; {} ciphertext rows skipped",
+        rec.work, a.stats.tls_ciphertext_skipped
     );
 }
