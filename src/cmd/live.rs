@@ -179,9 +179,10 @@ fn deliver(tracing: bool, sinks: &SpanSinks<()>, spans: Vec<Span>) {
 /// One exchange as a line: time, client → server, method path, status, latency, trace id.
 fn exchange_line(s: &Span) -> String {
     let attr = |k: &str| s.attribute(k).map(|v| v.to_string()).unwrap_or_default();
-    let secs = s.start_time_unix_nano / 1_000_000_000;
-    let (h, m, sec) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
-    let millis = (s.start_time_unix_nano / 1_000_000) % 1000;
+    // UTC time of day to the millisecond; span times (u64 ns) are always in jiff's range.
+    let at = jiff::Timestamp::from_nanosecond(i128::from(s.start_time_unix_nano))
+        .map(|t| t.strftime("%H:%M:%S%.3f").to_string())
+        .unwrap_or_default();
     let (client, server) = match s.kind {
         SpanKind::Server => (attr("client.address"), s.resource.service_name.clone()),
         SpanKind::Client => (s.resource.service_name.clone(), {
@@ -199,7 +200,7 @@ fn exchange_line(s: &Span) -> String {
         .map(|v| v.to_string())
         .unwrap_or_else(|| "-".into());
     format!(
-        "{h:02}:{m:02}:{sec:02}.{millis:03} {:<6} {client} → {server}  {}  {status}  {:.2} ms  trace {}",
+        "{at} {:<6} {client} → {server}  {}  {status}  {:.2} ms  trace {}",
         match s.kind {
             SpanKind::Server => "server",
             SpanKind::Client => "client",
@@ -252,5 +253,12 @@ mod tests {
             exchange_line(&span),
             "01:02:03.004 server 10.0.0.7 → cart  GET /cart  200  2.50 ms  trace 4bf92f3577b34da6a3ce929d0e0e4736"
         );
+        // The next day, 5 ms after midnight UTC: the time of day wraps, milliseconds padded.
+        let next_day = Span {
+            start_time_unix_nano: 86_400_005_000_000,
+            end_time_unix_nano: 86_400_007_500_000,
+            ..span
+        };
+        assert!(exchange_line(&next_day).starts_with("00:00:00.005 server "));
     }
 }
