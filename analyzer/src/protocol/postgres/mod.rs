@@ -20,7 +20,9 @@
 //!
 //! An `SSLRequest` answered `N` continues in cleartext; answered `S` (or a
 //! `GSSENCRequest` answered `G`) the connection is encrypted and passed over
-//! (`postgres_tls` / `postgres_gss`). Malformed input is counted by reason (`postgres_*`),
+//! (`postgres_tls` / `postgres_gss`) — until a client segment starts with a
+//! `StartupMessage` again: the TLS library's plaintext, when the recorder's uprobes captured
+//! it on the same connection, which is then read from there. Malformed input is counted by reason (`postgres_*`),
 //! never a panic.
 
 #[cfg(test)]
@@ -218,7 +220,17 @@ impl Postgres {
     fn feed_front(&mut self, segs: &[Segment], out: &mut Output) {
         for s in segs {
             if self.encrypted {
-                return;
+                // The TLS library's plaintext (recorded by uprobes) may follow the socket's
+                // cleartext SSLRequest on the same connection: it starts with a
+                // StartupMessage, which ciphertext (TLS records) never does.
+                match s {
+                    Segment::Data { bytes, .. } if is_protocol3_startup(bytes) => {
+                        self.encrypted = false;
+                        self.front = Reader::new(true, keep);
+                        self.back = Reader::new(false, keep_backend);
+                    }
+                    _ => continue,
+                }
             }
             if let Some(held) = &mut self.held {
                 let n = match s {
@@ -434,7 +446,7 @@ impl Postgres {
     fn feed_back(&mut self, segs: &[Segment], out: &mut Output) {
         for s in segs {
             if self.encrypted {
-                return;
+                continue;
             }
             self.back.feed(s);
             out.errors.extend(self.back.take_errors());
@@ -558,6 +570,11 @@ impl Postgres {
         self.gathering = Gathering::default();
         self.aborting = false;
     }
+}
+
+/// Whether `b` starts with a protocol 3.0 `StartupMessage` (a sane length, the exact code).
+fn is_protocol3_startup(b: &[u8]) -> bool {
+    wire::startup_start(b) == Some(true) && wire::be32(&b[4..]) == Some(wire::PROTOCOL_3)
 }
 
 /// A NUL-terminated string at the start of `b` (lossily decoded) and the bytes after its

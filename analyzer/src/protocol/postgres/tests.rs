@@ -741,3 +741,32 @@ fn function_call_answer_does_not_end_a_later_query() {
     assert_eq!(resp.len(), 1);
     assert_eq!((resp[0].1.rows, resp[0].3), (1, 4));
 }
+
+#[test]
+fn tls_plaintext_after_the_ssl_answer_is_read() {
+    let mut p = fresh();
+    let out = p.feed(
+        &[
+            data(1, &ssl_request()),
+            data(3, b"\x16\x03\x01\x02\x00\x01\x00"),
+        ],
+        &[data(2, b"S"), data(4, b"\x16\x03\x03\x00\x7a\x02\x00")],
+        false,
+    );
+    assert_eq!(out.errors, vec!["postgres_tls"]);
+    // Then the plaintext rows of the TLS library: startup, a query, its answer.
+    let out = p.feed(
+        &[
+            data(5, &startup("u", "secure")),
+            data(7, &query("SELECT 1")),
+        ],
+        &[
+            data(6, &server_hello()),
+            data(8, &cat(&[data_row(1), complete("SELECT 1"), ready()])),
+        ],
+        false,
+    );
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert_eq!(requests(&out)[0].1 .3.as_deref(), Some("secure"));
+    assert_eq!(responses(&out).len(), 1);
+}
