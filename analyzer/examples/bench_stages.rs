@@ -25,6 +25,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use podtrace_analyzer::{pipeline, AnalyzeOptions, Pipeline, StageTimes};
+use podtrace_export::file::write_span_json;
 use podtrace_export::{OtlpJsonWriter, StagedFile};
 use podtrace_format::{CaptureReader, ReadOptions, Record};
 use podtrace_model::Span;
@@ -122,24 +123,29 @@ fn stage_encode_otlp(batches: &[Vec<Span>], dir: &std::path::Path) -> Result<(),
     w.finish().map(|_| ()).map_err(|e| e.to_string())
 }
 
-/// `spans.json`, one compact span per line (as src/cmd/sinks.rs writes it).
+/// `spans.json`, one compact span per line (as the CLI writes it: each batch encoded into
+/// a buffer by `podtrace_export::file::write_span_json`, then written).
 #[inline(never)]
 fn stage_encode_spans_json(batches: &[Vec<Span>], dir: &std::path::Path) -> Result<(), String> {
     let path = dir.join("spans.json");
     let mut file = StagedFile::create(&path).map_err(|e| e.to_string())?;
     let mut first = true;
-    let out = file.writer();
-    for span in batches.iter().flatten() {
-        let lead: &[u8] = if std::mem::replace(&mut first, false) {
-            b"[\n"
-        } else {
-            b",\n"
-        };
-        out.write_all(lead).map_err(|e| e.to_string())?;
-        serde_json::to_writer(&mut *out, span).map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    for batch in batches {
+        buf.clear();
+        for span in batch {
+            let lead: &[u8] = if std::mem::replace(&mut first, false) {
+                b"[\n"
+            } else {
+                b",\n"
+            };
+            buf.extend_from_slice(lead);
+            write_span_json(&mut buf, span);
+        }
+        file.writer().write_all(&buf).map_err(|e| e.to_string())?;
     }
     let end: &[u8] = if first { b"[]\n" } else { b"\n]\n" };
-    out.write_all(end).map_err(|e| e.to_string())?;
+    file.writer().write_all(end).map_err(|e| e.to_string())?;
     file.commit().map(|_| ()).map_err(|e| e.to_string())
 }
 
