@@ -30,6 +30,7 @@ mod tests;
 pub mod wire;
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use podtrace_format::Role;
 
@@ -169,10 +170,11 @@ pub struct Postgres {
     /// An `SSLRequest` / `GSSENCRequest` waits for its answer: client segments are held.
     held: Option<Vec<Segment>>,
     held_bytes: usize,
-    /// Prepared statements: name → SQL ("" is the unnamed statement).
-    statements: HashMap<String, String>,
+    /// Prepared statements: name → the request detail of its SQL, worked out once at its
+    /// `Parse` ("" is the unnamed statement).
+    statements: HashMap<String, Arc<PostgresQuery>>,
     /// Portals: name → SQL of the bound statement.
-    portals: HashMap<String, Option<String>>,
+    portals: HashMap<String, Option<Arc<PostgresQuery>>>,
     /// Time and thread of the first message of the extended batch element being built
     /// (`Parse`/`Bind`/`Describe` before the `Execute`).
     element_start: Option<(u64, u32)>,
@@ -295,15 +297,15 @@ impl Postgres {
                 {
                     out.errors.push("postgres_too_many_statements");
                 } else {
-                    let cut = self.limits.max_query;
-                    self.statements.insert(name, cut_str(sql, cut));
+                    let q = Arc::new(self.query(&sql, true));
+                    self.statements.insert(name, q);
                 }
             }
             b'B' => {
                 let (portal, rest) = cstr(&m.body);
                 let (stmt, _) = cstr(rest);
-                let sql = self.statements.get(&stmt).cloned();
-                if sql.is_none() {
+                let q = self.statements.get(&stmt).cloned();
+                if q.is_none() {
                     out.errors.push("postgres_unknown_statement");
                 }
                 if self.portals.len() >= self.limits.max_statements
@@ -311,13 +313,15 @@ impl Postgres {
                 {
                     out.errors.push("postgres_too_many_statements");
                 } else {
-                    self.portals.insert(portal, sql);
+                    self.portals.insert(portal, q);
                 }
             }
             b'E' => {
                 let (portal, _) = cstr(&m.body);
-                let sql = self.portals.get(&portal).cloned().flatten();
-                let q = self.query(sql.as_deref().unwrap_or(""), true);
+                let q = match self.portals.get(&portal) {
+                    Some(Some(q)) => PostgresQuery::clone(q),
+                    _ => self.query("", true),
+                };
                 let (start, tid) = self.element_start.take().unwrap_or((m.start_ts, m.tid));
                 let size = std::mem::take(&mut self.element_size) + m.size();
                 self.request(
@@ -383,17 +387,17 @@ impl Postgres {
 
     /// The request detail of a statement's SQL (cut to the kept length).
     fn query(&self, sql: &str, extended: bool) -> PostgresQuery {
-        let sql = cut_str(sql.to_string(), self.limits.max_query);
+        let sql = cut_str(sql, self.limits.max_query);
         let known = !sql.is_empty();
         let text = match self.query_text {
             _ if !known => None,
             QueryText::Off => None,
-            QueryText::Sanitized => Some(sql::sanitize(&sql, Dialect::Postgres)),
-            QueryText::Raw => Some(sql.clone()),
+            QueryText::Sanitized => Some(sql::sanitize(sql, Dialect::Postgres)),
+            QueryText::Raw => Some(sql.to_string()),
         };
         PostgresQuery {
-            operation: sql::operation(&sql),
-            collection: sql::collection(&sql, Dialect::Postgres),
+            operation: sql::operation(sql),
+            collection: sql::collection(sql, Dialect::Postgres),
             query: text,
             database: self.database.clone(),
             extended,
@@ -587,15 +591,15 @@ fn cstr(b: &[u8]) -> (String, &[u8]) {
 }
 
 /// `s` cut to at most `max` bytes at a character boundary.
-fn cut_str(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut i = max;
-        while !s.is_char_boundary(i) {
-            i -= 1;
-        }
-        s.truncate(i);
+fn cut_str(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
     }
-    s
+    let mut i = max;
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    &s[..i]
 }
 
 /// The fields of an `ErrorResponse` body: code, severity, message.
