@@ -16,7 +16,7 @@ SECS=${1:-15}
 shift || true
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
-    TARGETS=(http1 http2 redis postgres mysql hpack trace_context reassembler pipeline capture_reader)
+    TARGETS=(http1 http2 redis postgres mysql hpack trace_context reassembler pipeline capture_reader redact)
 fi
 SAN=${FUZZ_SANITIZER:-none}
 JOBS=${FUZZ_JOBS:-1}

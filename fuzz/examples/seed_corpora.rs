@@ -90,6 +90,8 @@ fn seed_from(dir: &Path, cap: &Path) -> Result<usize, Box<dyn std::error::Error>
         let h2 = head.starts_with(b"PRI * HTTP/2.0") || head.windows(9).any(|w| w[3] == 4);
         // Role byte 0 = client; the http2 target's bits 2-3 pick the preface direction.
         n += put(dir, "http1", &name, &[[0u8].as_slice(), &s].concat())?;
+        // The recorder's redaction, on every connection (option byte 1: x-api-key too).
+        n += put(dir, "redact", &name, &[[1u8].as_slice(), &s].concat())?;
         // Any connection's bytes exercise the Redis parser's error paths (and detection).
         n += put(dir, "redis", &name, &[[0x40u8].as_slice(), &s].concat())?;
         // And the PostgreSQL parser's (client socket, capture from the startup).
