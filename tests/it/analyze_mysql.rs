@@ -5,7 +5,9 @@
 //! opentelemetry-instrumentation-flask and -pymysql, started in its own cgroup after
 //! `podtrace record --cgroup` attached (so its MariaDB connection is recorded from the
 //! server greeting on). An uninstrumented driver outside the cgroup sends requests, half
-//! with a traceparent, the last one making the app send a syntax error.
+//! with a traceparent; one makes the app send a 17 MiB statement and read a 17 MiB row
+//! (continuation packets, payloads the recorder did not copy whole), the last one a syntax
+//! error.
 //!
 //! Every SDK MySQL span must have a podtrace CLIENT span with the same operation (the
 //! SDK's span name, the statement's first word) and the same collection (the first table
@@ -18,7 +20,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use podtrace_analyzer::protocol::sql::{collection, Dialect};
+use podtrace_analyzer::internals::sql::{collection, Dialect};
 use serde_json::Value;
 
 use crate::reliability_support::{cgroup2_root, is_root, TestCgroup};
@@ -81,7 +83,11 @@ fn mariadb(dir: &Path, port: u16) -> Proc {
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--pid-file={}", dir.join("mysqld.pid").display()))
             .arg(format!("--init-file={}", init.display()))
-            .args(["--skip-log-bin", "--innodb-buffer-pool-size=16M"])
+            .args([
+                "--skip-log-bin",
+                "--innodb-buffer-pool-size=16M",
+                "--max-allowed-packet=64M",
+            ])
             .arg(format!("--log-error={}", dir.join("mariadb.err").display()))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -277,8 +283,23 @@ fn mysql_spans_match_the_opentelemetry_sdk() {
         "{summary}"
     );
     assert_eq!(matched, total, "unmatched SDK spans: {misses:#?}");
-    // Three startup statements, two per order request, one failing statement.
-    assert_eq!(total, 3 + 2 * (REQUESTS - 1) + 1, "the app made its calls");
+    // Three startup statements, two per order request, two 17 MiB ones, one failing.
+    assert_eq!(
+        total,
+        3 + 2 * (REQUESTS - 2) + 2 + 1,
+        "the app made its calls"
+    );
+    // The 17 MiB statement (its text cut at the kept 4 KiB) and the 17 MiB row.
+    let client_text = |t: &str| -> Vec<&SpanRow> {
+        spans
+            .iter()
+            .filter(|s| s.kind == "client" && text(s, "db.query.text") == t)
+            .collect()
+    };
+    assert_eq!(client_text("SELECT LENGTH(?…").len(), 1);
+    let big = client_text("SELECT REPEAT(?, ?) AS big");
+    assert_eq!(big.len(), 1);
+    assert_eq!(text(big[0], "db.response.returned_rows"), "1");
     // The syntax error: an ERROR span with MariaDB's code.
     assert!(spans.iter().any(|s| s.kind == "client"
         && s.raw["status"]["code"] == "error"
