@@ -2,8 +2,9 @@
 //! tools/fixtures/h2/secrets_driver.py runs a grpcio client/server pair (`authorization`
 //! bearer token and `cookie` metadata, `set-cookie` in the server's initial metadata),
 //! curl --http2-prior-knowledge and an h2c upgrade (curl --http2) against hypercorn, and a
-//! Node http2 client (one session, dynamic table reuse), all with Authorization and Cookie
-//! headers and fixed traceparents. The same traffic is recorded twice: with redaction (the
+//! Node http2 client (one session, dynamic table reuse), and a Node http2 server/client pair
+//! over TLS (ALPN h2, recorded as TLS plaintext; certificate made by `openssl req`), all with
+//! Authorization and Cookie headers and fixed traceparents. The same traffic is recorded twice: with redaction (the
 //! default) and with `--no-redact`.
 //! - Without redaction every secret is in the capture (raw or Huffman-coded): the test
 //!   really sends them.
@@ -23,7 +24,10 @@ use serde_json::Value;
 use crate::reliability_support::{have, is_root, TestCgroup};
 use crate::support::{free_port, podtrace, repo, run, venv, Lines, Proc};
 
-const SECRETS: [&str; 7] = [
+const SECRETS: [&str; 10] = [
+    "TlsAuthS3cretValue",
+    "TlsCookieS3cretValue",
+    "TlsSetCookieS3cretValue",
     "GrpcAuthS3cretValue",
     "GrpcCookieS3cretValue",
     "GrpcSetCookieS3cretValue",
@@ -35,8 +39,30 @@ const SECRETS: [&str; 7] = [
 
 /// Records one run of the driver; returns the capture and record's stdout lines.
 fn record_run(dir: &Path, python: &Path, name: &str, extra: &[&str]) -> (PathBuf, Vec<String>) {
+    let tls_dir = dir.join("tls");
+    if !tls_dir.join("cert.pem").exists() {
+        std::fs::create_dir_all(&tls_dir).expect("tls dir");
+        let o = run(
+            std::process::Command::new("openssl")
+                .args([
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                ])
+                .args(["-subj", "/CN=localhost"])
+                .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+                .arg("-keyout")
+                .arg(tls_dir.join("key.pem"))
+                .arg("-out")
+                .arg(tls_dir.join("cert.pem")),
+            Duration::from_secs(60),
+        );
+        assert!(o.status.success(), "openssl req failed");
+    }
     let cap = dir.join(format!("{name}.parquet"));
-    let cg = TestCgroup::new(name);
+    let mut cg = TestCgroup::new(name);
+    // A Node.js process in the cgroup from the start, so the recorder hooks node's
+    // OpenSSL before the short-lived TLS peers run (the cgroup is killed at the end).
+    cg.spawn("exec node -e \"setTimeout(() => {}, 120000)\"");
+    std::thread::sleep(Duration::from_millis(300));
     let mut record = Proc::new(
         podtrace()
             .args(["record", "--cgroup"])
@@ -58,13 +84,23 @@ fn record_run(dir: &Path, python: &Path, name: &str, extra: &[&str]) -> (PathBuf
         "the recorder did not attach: {:?}",
         err.all()
     );
+    eprintln!(
+        "security_redaction_h2: {:?}",
+        err.all()
+            .iter()
+            .filter(|l| l.contains("probes attached"))
+            .collect::<Vec<_>>()
+    );
     let o = run(
         std::process::Command::new(python)
             .arg(repo().join("tools/fixtures/h2/secrets_driver.py"))
             .arg("--cgroup")
             .arg(&cg.path)
             .args(["--grpc-port", &free_port().to_string()])
-            .args(["--h2-port", &free_port().to_string()]),
+            .args(["--h2-port", &free_port().to_string()])
+            .arg("--tls-dir")
+            .arg(&tls_dir)
+            .args(["--tls-port", &free_port().to_string()]),
         Duration::from_secs(120),
     );
     assert!(
@@ -160,8 +196,8 @@ fn span_keys(cap: &Path, out: &Path) -> Vec<String> {
 
 #[test]
 fn http2_and_grpc_secrets_never_reach_the_capture_and_spans_are_unchanged() {
-    if !is_root() || !have("curl") || !have("node") {
-        eprintln!("SKIPPED security_redaction_h2: needs root, curl and node");
+    if !is_root() || !have("curl") || !have("node") || !have("openssl") {
+        eprintln!("SKIPPED security_redaction_h2: needs root, curl, node and openssl");
         return;
     }
     let Some(venv) = venv() else {
@@ -212,7 +248,7 @@ fn http2_and_grpc_secrets_never_reach_the_capture_and_spans_are_unchanged() {
     let b = span_keys(&red, &dir.path().join("out-redacted"));
     let count = |keys: &[String], needle: &str| keys.iter().filter(|k| k.contains(needle)).count();
     eprintln!(
-        "security_redaction_h2: spans unredacted {} / redacted {}; gRPC {} / {}, curl {} / {}, node {} / {}",
+        "security_redaction_h2: spans unredacted {} / redacted {}; gRPC {} / {}, curl {} / {}, node {} / {}, TLS {} / {}",
         a.len(),
         b.len(),
         count(&a, "rpc.method"),
@@ -221,11 +257,14 @@ fn http2_and_grpc_secrets_never_reach_the_capture_and_spans_are_unchanged() {
         count(&b, "/curl/"),
         count(&a, "/node/"),
         count(&b, "/node/"),
+        count(&a, "/tls/"),
+        count(&b, "/tls/"),
     );
-    // 5 RPCs, 5 curl requests, 5 node requests: a CLIENT and a SERVER span each
+    // 5 RPCs, 5 curl, 5 node, 5 node-over-TLS requests: a CLIENT and a SERVER span each
     assert_eq!(count(&a, "rpc.method"), 10, "{a:#?}");
     assert_eq!(count(&a, "/curl/"), 10, "{a:#?}");
     assert_eq!(count(&a, "/node/"), 10, "{a:#?}");
+    assert_eq!(count(&a, "/tls/"), 10, "{a:#?}");
     if a != b {
         let only_a: Vec<_> = a.iter().filter(|k| !b.contains(k)).collect();
         let only_b: Vec<_> = b.iter().filter(|k| !a.contains(k)).collect();
