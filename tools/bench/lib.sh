@@ -139,6 +139,12 @@ elapsed() { # wall-clock seconds from a GNU time -v file
 cpu_s() { awk -F': ' '/User time/ { u = $2 } /System time/ { s = $2 } END { printf "%.3f", u + s }' "$1"; }
 peak_rss_mb() { awk -F': ' '/Maximum resident set size/ { printf "%.0f", $2 / 1024 }' "$1"; }
 
+# prev_figure LABEL: the first number of the measured column of row LABEL in the previous
+# results file ($prev_results, read before this run replaces it); empty when there is none.
+prev_figure() {
+  [ -f "${prev_results:-}" ] || return 0
+  awk -F'|' -v l="$1" '{ x = $2; gsub(/^ +| +$/, "", x) } x == l { split($3, a, " "); print a[1]; exit }' "$prev_results"
+}
 rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "n/a" }'; }
 json_spans() { python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(d.get("stats", {}).get("spans", 0))' "$1"; }
