@@ -97,6 +97,7 @@ impl Pairing {
     }
 
     /// Requests waiting for a response.
+    #[cfg(test)]
     pub fn waiting(&self) -> usize {
         self.waiting.len()
     }

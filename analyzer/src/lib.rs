@@ -3,13 +3,15 @@
 //! Pure functions over capture records ([`podtrace_format::Record`]): no network, no
 //! terminal, no kernel access. The stages follow the data:
 //!
-//! [`reassemble`] (per-connection byte streams) → [`protocol`] (detection, then
-//! [`http1`] / [`http2`] messages as protocol-neutral events) → [`exchange`]
-//! (request ↔ response) → [`context`] (W3C / B3 / Splunk / Jaeger headers) → [`span`]
-//! (spans and parent links; names from [`route`]s) → [`enrich`] (Kubernetes workloads) → [`sample`] (trace-id ratio) →
-//! [`graph`] (who calls whom). [`Pipeline`] runs them incrementally over record batches
-//! (live mode); [`analyze`] runs them over whole captures. Exporters live in
-//! `podtrace-export`; this crate does not send anything.
+//! `reassemble` (per-connection byte streams) → `protocol` (detection, then
+//! [`http1`] / [`http2`] / Redis / PostgreSQL / MySQL messages as protocol-neutral events)
+//! → `exchange` (request ↔ response) → `context` (W3C / B3 / Splunk / Jaeger headers) →
+//! `span` (spans and parent links; names from [`route`]s) → `enrich` (Kubernetes
+//! workloads) → `sample` (trace-id ratio) → [`graph`] (who calls whom). The stages are
+//! private to the crate; [`internals`] exposes the parsers for fuzzing and tests.
+//! [`Pipeline`] runs them incrementally over record batches (live mode); [`analyze`] runs
+//! them over whole captures. Exporters live in `podtrace-export`; this crate does not send
+//! anything.
 //!
 //! The same input and options always give the same output: ids podtrace invents are hashes
 //! of stable inputs, and spans come out in a fixed order.
@@ -27,18 +29,20 @@
     deny(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)
 )]
 
-pub mod baggage;
-pub mod context;
-pub mod details;
-pub mod enrich;
-pub mod exchange;
+// The stages are the crate's own; what other crates use is re-exported below, and what
+// the fuzz targets, benchmarks and protocol-level tests reach into is in `internals`.
+pub(crate) mod baggage;
+pub(crate) mod context;
+pub(crate) mod details;
+pub(crate) mod enrich;
+pub(crate) mod exchange;
 pub mod graph;
 pub mod pipeline;
-pub mod protocol;
-pub mod reassemble;
+pub(crate) mod protocol;
+pub(crate) mod reassemble;
 pub mod route;
-pub mod sample;
-pub mod span;
+pub(crate) mod sample;
+pub(crate) mod span;
 pub mod stats;
 
 use podtrace_format::Record;
@@ -47,8 +51,23 @@ use podtrace_model::Span;
 pub use graph::{Graph, GraphNodes};
 pub use pipeline::{Pipeline, StageTimes};
 pub use protocol::{http1, http2, QueryText};
-pub use sample::SamplerMode;
+pub use route::RouteError;
+pub use sample::{InvalidRate, SamplerMode};
 pub use stats::AnalysisStats;
+
+/// The building blocks under [`analyze`], for the fuzz targets (`fuzz/`), benchmarks and
+/// protocol-level tests: the TCP reassembler, the protocol parsers behind one interface
+/// ([`internals::Protocol`], [`internals::ConnectionParser`]) and the trace-context
+/// extractor. Not a stable interface: the stages behind it change with the analyzer.
+pub mod internals {
+    pub use crate::context::extract;
+    pub use crate::protocol::{
+        dispatch, first_bytes, http, http1, http2, mysql, postgres, redis, sql, ConnectionParser,
+        Detection, Limits, MessageEvent, Output, Protocol, QueryText, Request, RequestDetail,
+        Response, ResponseDetail, Start,
+    };
+    pub use crate::reassemble::{segments_of, Reassembler, Segment};
+}
 
 /// Errors of the analyzer (bad options; bad input data is counted, not an error).
 #[derive(Debug, thiserror::Error)]

@@ -46,7 +46,7 @@ pub struct StageTimes {
     pub parse: Duration,
     /// Exchange events handed to the linker, in order (serial).
     pub intake: Duration,
-    /// Identification (parents, callers, ids) and span building ([`Linker::link`]).
+    /// Identification (parents, callers, ids) and span building (`Linker::link`).
     pub link: Duration,
     /// Kubernetes enrichment (spans in parallel).
     pub enrich: Duration,
@@ -131,7 +131,7 @@ impl Pipeline {
     /// `kubectl get pods,services,endpointslices -A -o json` taken later) for captures
     /// recorded without them: they name workloads where the capture's own `k8s_object`
     /// rows do not (the capture's rows win where both know an object; see
-    /// [`Enricher::add_fallback`]).
+    /// `Enricher::add_fallback`).
     pub fn add_k8s_objects(&mut self, objects: &[podtrace_format::K8sObject]) {
         self.enricher.add_fallback(objects);
     }

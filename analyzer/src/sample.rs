@@ -39,11 +39,6 @@ impl Sampler {
         Ok(Sampler { rate, mode })
     }
 
-    /// The configured rate.
-    pub fn rate(&self) -> f64 {
-        self.rate
-    }
-
     /// The trace-id ratio decision alone.
     pub fn keeps_trace(&self, trace_id: &TraceId) -> bool {
         if self.rate >= 1.0 {

@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use podtrace_analyzer::http2::{H2Connection, Limits};
-use podtrace_analyzer::protocol::{self, ConnectionParser};
+use podtrace_analyzer::internals::{self, ConnectionParser};
 use podtrace_format::{Direction, Role};
 
 fuzz_target!(|data: &[u8]| {
@@ -36,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
 
     let mut p = ConnectionParser::with_limits(
         role,
-        protocol::Limits {
+        internals::Limits {
             http2: limits,
             ..Default::default()
         },

@@ -7,8 +7,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use podtrace_analyzer::protocol::mysql::{Limits, Mysql};
-use podtrace_analyzer::protocol::{self, ConnectionParser, Protocol, QueryText};
+use podtrace_analyzer::internals::mysql::{Limits, Mysql};
+use podtrace_analyzer::internals::{self, ConnectionParser, Protocol, QueryText};
 use podtrace_format::{Direction, Role};
 
 fuzz_target!(|data: &[u8]| {
@@ -46,7 +46,7 @@ fuzz_target!(|data: &[u8]| {
 
     let mut c = ConnectionParser::with_limits(
         role,
-        protocol::Limits {
+        internals::Limits {
             mysql: limits,
             ..Default::default()
         },

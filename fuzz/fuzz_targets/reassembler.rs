@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use podtrace_analyzer::reassemble::{Reassembler, Segment};
+use podtrace_analyzer::internals::{Reassembler, Segment};
 use podtrace_format::Record;
 
 fuzz_target!(|data: &[u8]| {

@@ -6,8 +6,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use podtrace_analyzer::protocol::redis::{Limits, Redis};
-use podtrace_analyzer::protocol::{self, ConnectionParser, Protocol};
+use podtrace_analyzer::internals::redis::{Limits, Redis};
+use podtrace_analyzer::internals::{self, ConnectionParser, Protocol};
 use podtrace_format::{Direction, Role};
 
 fuzz_target!(|data: &[u8]| {
@@ -38,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
 
     let mut p = ConnectionParser::with_limits(
         role,
-        protocol::Limits {
+        internals::Limits {
             redis: limits,
             ..Default::default()
         },

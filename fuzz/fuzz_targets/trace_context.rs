@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use podtrace_analyzer::context::extract;
+use podtrace_analyzer::internals::extract;
 
 fuzz_target!(|data: &[u8]| {
     let pairs = podtrace_fuzz::header_pairs(data);

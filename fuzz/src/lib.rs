@@ -20,7 +20,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use podtrace_analyzer::reassemble::Segment;
+use podtrace_analyzer::internals::Segment;
 use podtrace_format::{
     flags, Direction, K8sEvent, K8sObject, Record, Role, SocketData, SocketEvent, SocketMeta, Stat,
 };
@@ -174,7 +174,7 @@ pub fn segments(records: &[Record], conn: u64, dir: Direction) -> Vec<Segment> {
         .iter()
         .filter_map(|r| match r {
             Record::SocketData(d) if d.meta.conn_id == conn + 1 && d.direction == dir => {
-                Some(podtrace_analyzer::reassemble::segments_of(d))
+                Some(podtrace_analyzer::internals::segments_of(d))
             }
             _ => None,
         })

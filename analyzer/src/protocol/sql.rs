@@ -8,7 +8,7 @@
 //! report (collection).
 //!
 //! ```
-//! use podtrace_analyzer::protocol::sql::{collection, operation, sanitize, Dialect};
+//! use podtrace_analyzer::internals::sql::{collection, operation, sanitize, Dialect};
 //! let q = "SELECT name FROM users WHERE id = 42 AND email = 'a@b.c'";
 //! assert_eq!(sanitize(q, Dialect::Postgres), "SELECT name FROM users WHERE id = ? AND email = ?");
 //! assert_eq!(operation(q).as_deref(), Some("SELECT"));

@@ -162,16 +162,6 @@ impl IdParts {
     }
 }
 
-/// A trace id derived from the exchange (for requests without context).
-pub fn derive_trace_id(ex: &Exchange) -> TraceId {
-    IdParts::of(ex).trace_id()
-}
-
-/// A span id derived from the trace id, the exchange and a salt (re-derivation on clash).
-pub fn derive_span_id(trace_id: &TraceId, ex: &Exchange, salt: u64) -> SpanId {
-    IdParts::of(ex).span_id(trace_id, salt)
-}
-
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;

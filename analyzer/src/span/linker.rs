@@ -87,6 +87,7 @@ pub struct Linker {
 
 impl Linker {
     /// An empty linker with no bound on the search for parents and callers.
+    #[cfg(test)]
     pub fn new() -> Self {
         Self::default()
     }
@@ -119,16 +120,19 @@ impl Linker {
     }
 
     /// Exchanges currently held (bounded by the time window).
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.slots.len()
     }
 
     /// True when nothing is held.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
     }
 
     /// Takes one event of the exchange stage.
+    #[cfg(test)]
     pub fn on_event(&mut self, ev: ExchangeEvent) {
         self.on_event_extracted(ev, None);
     }

@@ -41,9 +41,8 @@ mod ids;
 mod index;
 mod linker;
 
-pub use build::{default_service_name, grpc_is_error};
+pub use build::default_service_name;
 pub use identity::request_context;
-pub use ids::{derive_span_id, derive_trace_id};
 pub use linker::Linker;
 
 /// A span plus what enrichment and the graph need to know about where it was observed.

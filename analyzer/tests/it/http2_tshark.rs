@@ -14,7 +14,7 @@ use std::process::Command;
 
 use podtrace_analyzer::http2::frame::PREFACE;
 use podtrace_analyzer::http2::{H2Connection, HeaderBlock, Limits};
-use podtrace_analyzer::reassemble::{Reassembler, Segment};
+use podtrace_analyzer::internals::{Reassembler, Segment};
 use podtrace_format::{CaptureReader, ReadOptions, Record, Role};
 use podtrace_import::{import, ImportOptions, View};
 use serde_json::Value;

@@ -6,7 +6,7 @@
 
 use super::huffman::{self, is_redaction_char};
 use super::*;
-use podtrace_analyzer::protocol::http2::hpack::Decoder;
+use podtrace_analyzer::http2::hpack::Decoder;
 
 const CONN: u64 = 7;
 
