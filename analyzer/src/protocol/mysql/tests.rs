@@ -507,6 +507,35 @@ fn query_text_modes_and_credentials() {
 }
 
 #[test]
+fn change_user_and_long_data() {
+    let mut change = vec![com::CHANGE_USER];
+    change.extend_from_slice(b"other\0\x14");
+    change.extend_from_slice(&[1; 20]);
+    // Auth switch, the client's answer (sequence 2), then OK.
+    let mut reply = packet(1, b"\xfemysql_native_password\0salt");
+    reply.extend(ok(3, 2));
+    let mut client = packet(0, &change);
+    client.extend(packet(2, &[5; 20]));
+    let (cmds, reps, errors) = run(
+        &[
+            (client, reply),
+            // No reply: no request.
+            (
+                packet(0, &[com::STMT_SEND_LONG_DATA, 1, 0, 0, 0, 0, 0, b'x']),
+                Vec::new(),
+            ),
+            (packet(0, &[com::PING]), ok(1, 2)),
+        ],
+        u32::MAX,
+        CLIENT,
+    );
+    assert!(errors.is_empty(), "{errors:?}");
+    let ops: Vec<&str> = cmds.iter().map(|c| c.operation.as_str()).collect();
+    assert_eq!(ops, ["CHANGE_USER", "PING"]);
+    assert_eq!(reps.len(), 2);
+}
+
+#[test]
 fn hostile_bytes_never_panic() {
     let mut x: u32 = 7;
     for round in 0..300 {
