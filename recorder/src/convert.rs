@@ -183,9 +183,9 @@ impl Converter {
                     if e.flags & ev::FLAG_GAP != 0 {
                         r.reset(redact_key, e.direction);
                     }
-                    let complete =
-                        (data.len() as i64) >= e.ret && e.flags & ev::FLAG_READ_ERROR == 0;
-                    if r.redact(redact_key, e.direction, &mut data, complete) {
+                    // the payload is a prefix of what the call moved: the rest is missing
+                    let missing = u64::try_from(e.ret - data.len() as i64).unwrap_or(0);
+                    if r.redact_cut(redact_key, e.direction, &mut data, Some(missing)) {
                         fl |= flags::REDACTED;
                         self.counters.redacted += 1;
                     }

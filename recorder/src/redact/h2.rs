@@ -103,10 +103,12 @@ impl H2Dir {
     }
 
     /// Redacts one payload of this direction in place; true if a byte changed.
+    /// `missing`: bytes of the stream right after the payload that were not captured
+    /// (`Some(0)`: complete; `None`: an unknown loss).
     pub(crate) fn redact(
         &mut self,
         payload: &mut [u8],
-        complete: bool,
+        missing: Option<u64>,
         names: &[Vec<u8>],
         counters: &mut Counters,
     ) -> bool {
@@ -220,10 +222,77 @@ impl H2Dir {
         if let Some(b) = self.block.as_mut() {
             changed |= b.process(payload, false, &mut self.table, names, counters);
         }
-        if !complete {
-            self.lose(counters);
+        match missing {
+            Some(0) => {}
+            Some(n) => self.skip(n, counters),
+            None => self.lose(counters),
         }
         changed
+    }
+
+    /// `n` bytes of the stream were not captured (the payload was cut): inside DATA and
+    /// other skipped frames the framing stays in sync; a hole in a header block blanks the
+    /// rest of that block and leaves the dynamic table incomplete; a hole over a frame
+    /// header loses the framing.
+    fn skip(&mut self, mut n: u64, counters: &mut Counters) {
+        while n > 0 {
+            let take = |left: usize, n: &mut u64| -> usize {
+                let k = (left as u64).min(*n);
+                *n -= k;
+                left - k as usize
+            };
+            self.state = match self.state {
+                State::Skip(left) => match take(left, &mut n) {
+                    0 => State::Header([0; 9], 0),
+                    l => State::Skip(l),
+                },
+                State::Pad(left) => match take(left, &mut n) {
+                    0 => State::Header([0; 9], 0),
+                    l => State::Pad(l),
+                },
+                State::Pre {
+                    left,
+                    frag,
+                    pad,
+                    end,
+                } => match take(left, &mut n) {
+                    0 => State::Frag {
+                        left: frag,
+                        pad,
+                        end,
+                    },
+                    l => State::Pre {
+                        left: l,
+                        frag,
+                        pad,
+                        end,
+                    },
+                },
+                State::Frag { left, pad, end } => {
+                    if left > 0 {
+                        if let Some(b) = self.block.as_mut() {
+                            b.hole(&mut self.table, counters);
+                        }
+                    }
+                    match take(left, &mut n) {
+                        0 => {
+                            if end {
+                                self.block = None;
+                            }
+                            State::Pad(pad)
+                        }
+                        l => State::Frag { left: l, pad, end },
+                    }
+                }
+                State::Preface(_) | State::Header(..) | State::PadLen { .. } | State::Lost => {
+                    self.lose(counters);
+                    return;
+                }
+            };
+        }
+        if let State::Skip(0) | State::Pad(0) = self.state {
+            self.state = State::Header([0; 9], 0);
+        }
     }
 
     /// Moves past states with nothing left to read (empty fields, frame ends).

@@ -591,6 +591,15 @@ impl Block {
 }
 
 impl Block {
+    /// Bytes of the block were not captured: the rest cannot be parsed; it is blanked as
+    /// it arrives (counted once) and the dynamic table is incomplete from now on.
+    pub(crate) fn hole(&mut self, table: &mut Table, counters: &mut Counters) {
+        if !self.blanking {
+            counters.h2_blocks_blanked += 1;
+            self.give_up(table);
+        }
+    }
+
     /// Gives the whole block up from its start (its context is unknown): every byte of
     /// it is blanked as it arrives.
     pub(crate) fn blank_all(&mut self, table: &mut Table, counters: &mut Counters) {

@@ -46,7 +46,10 @@
 //!   the next payload that starts a message, so a header straddling such a gap may be
 //!   missed. Chunked bodies are not decoded: the tokenizer waits for the next payload
 //!   that starts with a request/status line.
-//! - HTTP/2 after a truncated payload or dropped events (counted in
+//! - HTTP/2 payloads cut at the snaplen ([`Redactor::redact_cut`] knows how many bytes are
+//!   missing): inside a DATA frame the framing stays in sync; a cut inside a header block
+//!   blanks the rest of that block (counted) and leaves the dynamic table incomplete.
+//! - HTTP/2 after dropped events or an unknown loss (counted in
 //!   [`Counters::h2_sync_lost`]): the frame boundaries are lost until a payload starts
 //!   with a plausible frame header (writers send whole frames); payloads skipped until
 //!   then are counted in [`Counters::h2_payloads_unchecked`] — they may hold header
@@ -146,6 +149,21 @@ impl Redactor {
     /// whether any byte was overwritten. `complete` is false when the payload was cut
     /// (truncated or partly unreadable): the stream then resynchronises.
     pub fn redact(&mut self, conn: u64, dir: u8, payload: &mut [u8], complete: bool) -> bool {
+        self.redact_cut(conn, dir, payload, complete.then_some(0))
+    }
+
+    /// [`Redactor::redact`] knowing how the payload was cut: `missing` = bytes of the
+    /// stream right after `payload` that were not captured (the recorder's payloads are
+    /// prefixes of what the call moved: `ret - captured`), `None` for an unknown loss.
+    /// HTTP/2 framing stays in sync across a cut inside a DATA frame.
+    pub fn redact_cut(
+        &mut self,
+        conn: u64,
+        dir: u8,
+        payload: &mut [u8],
+        missing: Option<u64>,
+    ) -> bool {
+        let complete = missing == Some(0);
         let key = (conn, dir);
         let known_h2 = self.h2_conns.contains(&conn);
         let stream = self.streams.get(&key);
@@ -178,7 +196,7 @@ impl Redactor {
             head: Some(Vec::new()),
         });
         match stream {
-            Stream::H2(d) => d.redact(payload, complete, &self.names, &mut self.counters),
+            Stream::H2(d) => d.redact(payload, missing, &self.names, &mut self.counters),
             Stream::Http1 { st, upgraded, head } => {
                 if let Some(h) = head.as_mut() {
                     if h.len() + payload.len() < h2::PREFACE.len() {
@@ -199,7 +217,7 @@ impl Redactor {
                                 let mut d = Box::new(h2::H2Dir::new(false, &[]));
                                 let c = d.redact(
                                     &mut payload[rest..],
-                                    complete,
+                                    missing,
                                     &self.names,
                                     &mut self.counters,
                                 );

@@ -541,3 +541,51 @@ fn detection_preface_settings_upgrade_and_http1_untouched() {
     let mut b = vec![0x16, 0x03, 0x01, 0x00, 0x10, 1, 2, 3, 4, 5];
     assert!(!r.redact(4, 0, &mut b, true));
 }
+
+#[test]
+fn payload_cut_at_the_snaplen_keeps_the_framing() {
+    let mut lit = vec![0x0f, 0x08]; // literal w/o indexing, name index 23 (authorization)
+    string(&mut lit, b"Bearer s3cr3t", true);
+    let mut s = settings();
+    s.extend(frame(0, 0, 1, &vec![b'x'; 5000]));
+    let cut_at = s.len() - 3000;
+    s.extend(frame(1, 4, 3, &lit));
+    let mut r = Redactor::new::<&str>(&[]);
+    // the first payload ends 3000 bytes into the DATA frame's end, which was not captured
+    let mut a = s[..cut_at].to_vec();
+    r.redact_cut(CONN, 1, &mut a, Some(3000));
+    let mut b = s[cut_at + 3000..].to_vec();
+    assert!(r.redact_cut(CONN, 1, &mut b, Some(0)));
+    assert_eq!(r.counters().h2_sync_lost, 0);
+    assert_eq!(r.counters().h2_values_redacted, 1);
+    let blocks = blocks_of(&[&s[..cut_at + 3000], &b[..]].concat(), false);
+    let d = Decoder::new(true).decode(&blocks[0], 1 << 20);
+    assert_eq!(d.error, None);
+    assert!(d.fields[0].1.bytes().all(is_redaction_char));
+
+    // a cut inside a header block: the rest of it is blanked, the framing goes on and
+    // the next block is parsed (its names by index are redacted when unknown)
+    let mut enc = Enc {
+        table: Default::default(),
+        size: 0,
+        max: 4096,
+    };
+    let mut b1 = Vec::new();
+    enc.field(&mut b1, b"x-token", b"Bearer s3cr3t", 16);
+    let mut b2 = Vec::new();
+    enc.field(&mut b2, b"x-token", b"Bearer s3cr3t", 16 | 64);
+    let mut s = settings();
+    s.extend(frame(1, 0, 1, &b1));
+    let cut_at = s.len() - 4;
+    s.extend(frame(9, 4, 1, b""));
+    s.extend(frame(1, 4, 3, &b2));
+    let mut r = Redactor::new(&["x-token"]);
+    let mut a = s[..cut_at].to_vec();
+    r.redact_cut(CONN, 1, &mut a, Some(4));
+    let mut b = s[cut_at + 4..].to_vec();
+    r.redact_cut(CONN, 1, &mut b, Some(0));
+    assert_eq!(r.counters().h2_blocks_blanked, 1);
+    assert_eq!(r.counters().h2_sync_lost, 0);
+    let all = [a, b].concat();
+    assert!(!all.windows(6).any(|w| w == b"s3cr3t"));
+}
