@@ -2,8 +2,8 @@
 //! recorder and with tcpdump: a throw-away PostgreSQL 15 (initdb + postgres as the
 //! `postgres` user, on 127.0.0.4), a Debian `redis-server` (on 127.0.0.3), and a Flask app
 //! (tools/fixtures/db_app.py) that for each HTTP request queries PostgreSQL through
-//! psycopg2 and Redis through redis-py, traced by opentelemetry-instrumentation-flask,
-//! -psycopg2 and -redis. The app moves itself into its own cgroup before it connects, after
+//! psycopg2 (simple query protocol) and psycopg 3 (extended protocol) and Redis through
+//! redis-py, traced by opentelemetry-instrumentation-flask, -psycopg2, -psycopg and -redis. The app moves itself into its own cgroup before it connects, after
 //! `podtrace record --cgroup` attached; tcpdump records the same run on `lo`. Its driver
 //! thread sends requests from 127.0.0.2, half with a traceparent, the last one making the
 //! app query a missing table (42P01, a 500).
@@ -413,9 +413,9 @@ fn postgres_and_redis_spans_match_the_opentelemetry_sdk() {
              (same operation, collection, time, status, parent request, trace)",
             pg.matched, pg.total, redis.matched, redis.total
         );
-        // Setup: DROP, CREATE, one INSERT per order; two statements per order request;
-        // the failing one. Redis: a GET and a pipeline per order request.
-        assert_eq!(pg.total, 2 + REQUESTS + 2 * (REQUESTS - 1) + 1);
+        // Setup: DROP, CREATE, one INSERT per order; three statements per order request
+        // (two by psycopg2, one by psycopg 3); the failing one. Redis: a GET and a pipeline per order request.
+        assert_eq!(pg.total, 2 + REQUESTS + 3 * (REQUESTS - 1) + 1);
         assert_eq!(redis.total, 2 * (REQUESTS - 1));
         for (system, t) in [("postgresql", pg), ("redis", redis)] {
             if t.matched != t.total {

@@ -223,7 +223,7 @@ fn db_app_one_trace_per_request_with_the_database_calls_under_it() {
             .iter()
             .filter(|c| c.parent_span_id == Some(srv.span_id))
             .collect();
-        // SELECT, UPDATE; GET, INCRBY, EXPIRE (the first request also carries redis-py's
+        // SELECT, SELECT (psycopg 3), UPDATE; GET, INCRBY, EXPIRE (the first request also carries redis-py's
         // connection handshake: HELLO, CLIENT SETINFO...).
         let mut calls: Vec<(&str, &str)> = children
             .iter()
@@ -234,6 +234,7 @@ fn db_app_one_trace_per_request_with_the_database_calls_under_it() {
         assert_eq!(
             calls,
             [
+                ("postgresql", "SELECT orders"),
                 ("postgresql", "SELECT orders"),
                 ("postgresql", "UPDATE orders"),
                 ("redis", "EXPIRE"),
@@ -336,8 +337,9 @@ fn db_app_every_sdk_database_span_has_a_podtrace_client_span() {
     }
     eprintln!("db-app sdk-truth: {tally:?} (matched, total) per system");
     assert!(misses.is_empty(), "unmatched SDK spans: {misses:#?}");
-    // DROP, CREATE, 8 INSERTs, 2 per order request, the failing one; a GET and a pipeline
+    // DROP, CREATE, 8 INSERTs, 3 per order request (2 psycopg2, 1 psycopg 3), the failing
+    // one; a GET and a pipeline
     // per order request.
-    assert_eq!(tally["postgresql"], (25, 25));
+    assert_eq!(tally["postgresql"], (32, 32));
     assert_eq!(tally["redis"], (14, 14));
 }
