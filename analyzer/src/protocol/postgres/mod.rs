@@ -272,7 +272,7 @@ impl Postgres {
                 self.element_start = Some((m.start_ts, m.tid));
                 self.element_size = 0;
             }
-            self.element_size += m.size();
+            self.element_size = self.element_size.saturating_add(m.size());
         }
         match t {
             b'Q' => {
@@ -323,7 +323,7 @@ impl Postgres {
                     _ => self.query("", true),
                 };
                 let (start, tid) = self.element_start.take().unwrap_or((m.start_ts, m.tid));
-                let size = std::mem::take(&mut self.element_size) + m.size();
+                let size = std::mem::take(&mut self.element_size).saturating_add(m.size());
                 self.request(
                     Pending::Execute,
                     start,
@@ -500,10 +500,10 @@ impl Postgres {
         }
         let g = &mut self.gathering;
         g.start_ts.get_or_insert(m.start_ts);
-        g.size += m.size();
+        g.size = g.size.saturating_add(m.size());
         g.truncated |= m.truncated;
         match t {
-            b'D' => g.result.rows += 1,
+            b'D' => g.result.rows = g.result.rows.saturating_add(1),
             b'C' => g.result.command_tag = Some(cstr(&m.body).0),
             b'E' if g.result.error.is_none() => g.result.error = Some(error_fields(&m.body)),
             _ => {}
