@@ -511,6 +511,82 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
+    /// An exporter whose calls never return (an endpoint that accepts and never answers).
+    struct Hanging;
+
+    impl Exporter for Hanging {
+        fn name(&self) -> &str {
+            "hanging"
+        }
+        fn endpoint(&self) -> String {
+            "test://hanging".into()
+        }
+        fn export<'a>(
+            &'a self,
+            _spans: &'a [Span],
+        ) -> crate::BoxFuture<'a, Result<(), ExportError>> {
+            Box::pin(std::future::pending())
+        }
+        fn flush(&self) -> crate::BoxFuture<'_, Result<(), ExportError>> {
+            Box::pin(std::future::pending())
+        }
+        fn accounting(&self) -> crate::Accounting {
+            crate::Accounting::default()
+        }
+    }
+
+    /// Live settings: a hanging exporter never makes `send` wait; its full lane drops the
+    /// oldest spans (counted, visible while running), and `finish` returns after the grace
+    /// with every span of that exporter counted as dropped.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn live_sinks_never_wait_for_a_hanging_exporter() {
+        let options = SinkOptions {
+            fanout: FanoutOptions {
+                queue_spans: 100,
+                overflow: crate::Overflow::DropOldest,
+            },
+            grace: Duration::from_millis(300),
+            ..SinkOptions::live(tokio::runtime::Handle::current())
+        };
+        let sinks = SpanSinks::start(Vec::new(), (), vec![Box::new(Hanging)], options).unwrap();
+        let started = std::time::Instant::now();
+        for b in 0..200u8 {
+            sinks.send(vec![span(b), span(b)]).unwrap();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "send waited for the backend"
+        );
+        assert!(
+            wait_for(|| sinks.overflowed() > 0),
+            "the full lane's drops are visible while running"
+        );
+        let finished = std::time::Instant::now();
+        let out = tokio::task::block_in_place(|| sinks.finish()).unwrap();
+        assert!(
+            finished.elapsed() < Duration::from_secs(5),
+            "the grace bounds the end"
+        );
+        let r = &out.reports[0];
+        assert_eq!(out.spans, 400);
+        assert_eq!(r.spans, 400);
+        assert_eq!(r.accounting.spans_sent, 0);
+        assert_eq!(r.accounting.dropped_spans, 400, "{r}");
+        assert!(!exports_succeeded(&out.reports, false));
+    }
+
+    /// Polls `f` for up to 5 s.
+    fn wait_for(mut f: impl FnMut() -> bool) -> bool {
+        let until = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < until {
+            if f() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
     #[test]
     fn failures_fail_the_run_unless_allowed() {
         let mut report = ExporterReport {
