@@ -302,6 +302,73 @@ struct Tables {
     /// `pending[p]`: the shortest (preferred) symbol longer than `p` bits, whose first
     /// `p` bits end a partly written value.
     pending: [u8; MAX_LEN],
+    /// Decoding automaton: per internal tree node and 4-bit nibble, the step taken.
+    fsm: Vec<[Step; 16]>,
+    /// Depth (bits read since the last symbol) of each internal node.
+    depth: Vec<u8>,
+    /// Whether an internal node lies on the all-ones path (valid padding so far).
+    ones: Vec<bool>,
+}
+
+/// One nibble of the decoding automaton.
+#[derive(Debug, Clone, Copy, Default)]
+struct Step {
+    /// The internal node reached.
+    next: u16,
+    /// The symbol completed inside the nibble, if any (at most one: codes are ≥ 5 bits).
+    emit: Option<u8>,
+    /// EOS (or a missing branch) was reached: the string is malformed.
+    fail: bool,
+}
+
+/// Builds the code tree and the nibble automaton: (fsm, depth, ones).
+fn automaton() -> (Vec<[Step; 16]>, Vec<u8>, Vec<bool>) {
+    // child: >= 0 internal node, < 0 leaf -(symbol + 1), MISSING none
+    const MISSING: i32 = i32::MIN;
+    let mut nodes: Vec<[i32; 2]> = vec![[MISSING; 2]];
+    let mut depth = vec![0u8];
+    let mut ones = vec![true];
+    for (sym, &(code, len)) in CODES.iter().enumerate() {
+        let mut cur = 0usize;
+        for k in (0..usize::from(len)).rev() {
+            let bit = ((code >> k) & 1) as usize;
+            if k == 0 {
+                nodes[cur][bit] = -(sym as i32 + 1);
+            } else {
+                if nodes[cur][bit] == MISSING {
+                    nodes.push([MISSING; 2]);
+                    depth.push(depth[cur] + 1);
+                    ones.push(ones[cur] && bit == 1);
+                    nodes[cur][bit] = (nodes.len() - 1) as i32;
+                }
+                cur = nodes[cur][bit] as usize;
+            }
+        }
+    }
+    let fsm = (0..nodes.len())
+        .map(|start| {
+            let mut row = [Step::default(); 16];
+            for (nib, step) in row.iter_mut().enumerate() {
+                let mut cur = start;
+                for k in (0..4).rev() {
+                    let child = nodes[cur][(nib >> k) & 1];
+                    if child == MISSING || child == -(EOS as i32 + 1) {
+                        step.fail = true;
+                        break;
+                    }
+                    if child < 0 {
+                        step.emit = Some((-child - 1) as u8);
+                        cur = 0;
+                    } else {
+                        cur = child as usize;
+                    }
+                }
+                step.next = cur as u16;
+            }
+            row
+        })
+        .collect();
+    (fsm, depth, ones)
 }
 
 fn tables() -> &'static Tables {
@@ -339,7 +406,11 @@ fn tables() -> &'static Tables {
                 .min_by_key(|&b| CODES[usize::from(b)].1);
             *slot = best.unwrap_or(b'*');
         }
+        let (fsm, depth, ones) = automaton();
         Tables {
+            fsm,
+            depth,
+            ones,
             pending,
             first_code,
             first_idx,
@@ -373,44 +444,29 @@ impl Scan {
     }
 }
 
-/// Decodes `data`, calling `sym` for each symbol; see [`Scan`].
+/// Decodes `data`, calling `sym` for each symbol; see [`Scan`]. Two automaton steps per
+/// byte (4 bits each).
 fn walk(data: &[u8], mut sym: impl FnMut(u8)) -> Scan {
     let t = tables();
-    let mut s = Scan {
-        pending_ones: true,
-        ..Scan::default()
-    };
-    let mut code = 0u32;
-    let mut len = 0usize;
+    let mut s = Scan::default();
+    let mut node = 0usize;
     for &byte in data {
-        for k in (0..8).rev() {
-            let bit = u32::from(byte >> k) & 1;
-            code = (code << 1) | bit;
-            len += 1;
-            s.pending_ones &= bit == 1;
-            if t.count[len] > 0
-                && code >= t.first_code[len]
-                && code - t.first_code[len] < t.count[len]
-            {
-                let idx = t.first_idx[len] + (code - t.first_code[len]) as usize;
-                let symbol = usize::from(t.sorted[idx]);
-                if symbol == EOS {
-                    s.invalid = true;
-                    return s;
-                }
-                sym(symbol as u8);
-                s.chars += 1;
-                s.bits += len;
-                code = 0;
-                len = 0;
-                s.pending_ones = true;
-            } else if len >= MAX_LEN {
+        for nib in [byte >> 4, byte & 0x0f] {
+            let step = t.fsm[node][usize::from(nib)];
+            if step.fail {
                 s.invalid = true;
                 return s;
             }
+            if let Some(b) = step.emit {
+                sym(b);
+                s.chars += 1;
+            }
+            node = usize::from(step.next);
         }
     }
-    s.pending = len;
+    s.pending = usize::from(t.depth[node]);
+    s.bits = data.len() * 8 - s.pending;
+    s.pending_ones = t.ones[node];
     s
 }
 
@@ -500,6 +556,18 @@ impl BitWriter {
         self.acc &= (1u64 << self.n) - 1;
     }
 
+    /// Appends `k` times the 8-bit code `byte`.
+    fn bytes(&mut self, byte: u8, k: usize) {
+        if self.n == 0 {
+            self.out.resize(self.out.len() + k, byte);
+            self.bits += 8 * k;
+        } else {
+            for _ in 0..k {
+                self.push(u32::from(byte), 8);
+            }
+        }
+    }
+
     /// Appends `k` one bits.
     pub fn ones(&mut self, mut k: usize) {
         while k > 0 {
@@ -576,6 +644,22 @@ pub(crate) fn continue_to(st: &OutState, chars: usize, bits: usize, w: &mut BitW
         return false;
     }
     let printable = achievable_printable(left, total);
+    // Bulk: as many `*` (8 bits) as leave the rest achievable (see `achievable*`: with r
+    // symbols left, T bits, k more `*` keep 5(r-k) <= T-8k <= max(r-k) with r-k >= 2).
+    if left > 2 {
+        let max = if printable { 15 } else { 30 };
+        let lo = total.saturating_sub(5 * left) / 3;
+        let hi = (max * left).saturating_sub(total) / (max - 8);
+        let mut k = lo.min(hi).min(left - 2);
+        if !printable && k > 0 && total - 8 * k == 30 * (left - k) - 1 {
+            k -= 1;
+        }
+        if k > 0 && fits(8, left - 1, total, printable) {
+            w.bytes(CODES[usize::from(b'*')].0 as u8, k);
+            left -= k;
+            total -= 8 * k;
+        }
+    }
     while left > 0 {
         let Some(len) = PREFERENCE
             .iter()
@@ -685,7 +769,10 @@ pub(crate) fn finish(
     let lo = end.saturating_sub(7);
     let candidates = std::iter::once(bits).chain((lo..=end).filter(|&b| b != bits));
     for b in candidates {
-        let mut t = BitWriter::default();
+        let mut t = BitWriter {
+            out: Vec::with_capacity(len_bytes),
+            ..BitWriter::default()
+        };
         if b <= end && continue_to(st, chars, b, &mut t) {
             t.ones(end - start - t.bits);
             *w = t;
@@ -718,6 +805,71 @@ pub fn is_redaction_char(b: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bit-by-bit reference decoder (canonical code tables).
+    fn walk_bits(data: &[u8], mut sym: impl FnMut(u8)) -> Scan {
+        let t = tables();
+        let mut s = Scan {
+            pending_ones: true,
+            ..Scan::default()
+        };
+        let mut code = 0u32;
+        let mut len = 0usize;
+        for &byte in data {
+            for k in (0..8).rev() {
+                let bit = u32::from(byte >> k) & 1;
+                code = (code << 1) | bit;
+                len += 1;
+                s.pending_ones &= bit == 1;
+                if t.count[len] > 0
+                    && code >= t.first_code[len]
+                    && code - t.first_code[len] < t.count[len]
+                {
+                    let idx = t.first_idx[len] + (code - t.first_code[len]) as usize;
+                    let symbol = usize::from(t.sorted[idx]);
+                    if symbol == EOS {
+                        s.invalid = true;
+                        return s;
+                    }
+                    sym(symbol as u8);
+                    s.chars += 1;
+                    s.bits += len;
+                    code = 0;
+                    len = 0;
+                    s.pending_ones = true;
+                } else if len >= MAX_LEN {
+                    s.invalid = true;
+                    return s;
+                }
+            }
+        }
+        s.pending = len;
+        s
+    }
+
+    #[test]
+    fn automaton_matches_the_bitwise_decoder() {
+        let mut seed = 7u64;
+        for round in 0..20_000 {
+            let n = (rng(&mut seed) % 40) as usize;
+            let data: Vec<u8> = if round % 2 == 0 {
+                let v: Vec<u8> = (0..n).map(|_| rng(&mut seed) as u8).collect();
+                let mut e = encode(&v);
+                e.truncate((rng(&mut seed) as usize) % (e.len() + 1));
+                e
+            } else {
+                (0..n).map(|_| rng(&mut seed) as u8).collect()
+            };
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            let x = walk(&data, |c| a.push(c));
+            let y = walk_bits(&data, |c| b.push(c));
+            assert_eq!(x.invalid, y.invalid, "{data:02x?}");
+            if !x.invalid {
+                assert_eq!(x, y, "{data:02x?}");
+                assert_eq!(a, b);
+            }
+        }
+    }
 
     #[test]
     fn code_is_canonical_and_decodes_rfc_examples() {
