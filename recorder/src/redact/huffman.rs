@@ -289,14 +289,6 @@ const PREFERRED: [u8; 11] = [
 ];
 
 struct Tables {
-    /// Smallest code of each length.
-    first_code: [u32; MAX_LEN + 1],
-    /// Index in `sorted` of that code.
-    first_idx: [usize; MAX_LEN + 1],
-    /// Number of codes of each length.
-    count: [u32; MAX_LEN + 1],
-    /// Symbols sorted by (length, code).
-    sorted: Vec<u16>,
     /// The redaction symbol of each length (None: no symbol has that length).
     redact: [Option<u8>; MAX_LEN + 1],
     /// `pending[p]`: the shortest (preferred) symbol longer than `p` bits, whose first
@@ -374,20 +366,6 @@ fn automaton() -> (Vec<[Step; 16]>, Vec<u8>, Vec<bool>) {
 fn tables() -> &'static Tables {
     static T: OnceLock<Tables> = OnceLock::new();
     T.get_or_init(|| {
-        let mut sorted: Vec<u16> = (0..257u16).collect();
-        sorted.sort_by_key(|&s| (CODES[usize::from(s)].1, CODES[usize::from(s)].0));
-        let mut first_code = [0u32; MAX_LEN + 1];
-        let mut first_idx = [0usize; MAX_LEN + 1];
-        let mut count = [0u32; MAX_LEN + 1];
-        for (i, &s) in sorted.iter().enumerate() {
-            let (code, len) = CODES[usize::from(s)];
-            let len = usize::from(len);
-            if count[len] == 0 {
-                first_code[len] = code;
-                first_idx[len] = i;
-            }
-            count[len] += 1;
-        }
         let mut redact = [None; MAX_LEN + 1];
         for b in PREFERRED {
             let len = usize::from(CODES[usize::from(b)].1);
@@ -412,10 +390,6 @@ fn tables() -> &'static Tables {
             depth,
             ones,
             pending,
-            first_code,
-            first_idx,
-            count,
-            sorted,
             redact,
         }
     })
@@ -806,9 +780,41 @@ pub fn is_redaction_char(b: u8) -> bool {
 mod tests {
     use super::*;
 
+    /// Canonical-code tables: (first code, its index in `sorted`, count) per length, and
+    /// the symbols sorted by (length, code).
+    struct Canon {
+        first_code: [u32; MAX_LEN + 1],
+        first_idx: [usize; MAX_LEN + 1],
+        count: [u32; MAX_LEN + 1],
+        sorted: Vec<u16>,
+    }
+
+    fn canon() -> Canon {
+        let mut sorted: Vec<u16> = (0..257u16).collect();
+        sorted.sort_by_key(|&s| (CODES[usize::from(s)].1, CODES[usize::from(s)].0));
+        let mut first_code = [0u32; MAX_LEN + 1];
+        let mut first_idx = [0usize; MAX_LEN + 1];
+        let mut count = [0u32; MAX_LEN + 1];
+        for (i, &s) in sorted.iter().enumerate() {
+            let (code, len) = CODES[usize::from(s)];
+            let len = usize::from(len);
+            if count[len] == 0 {
+                first_code[len] = code;
+                first_idx[len] = i;
+            }
+            count[len] += 1;
+        }
+        Canon {
+            first_code,
+            first_idx,
+            count,
+            sorted,
+        }
+    }
+
     /// The bit-by-bit reference decoder (canonical code tables).
     fn walk_bits(data: &[u8], mut sym: impl FnMut(u8)) -> Scan {
-        let t = tables();
+        let t = canon();
         let mut s = Scan {
             pending_ones: true,
             ..Scan::default()
@@ -873,7 +879,7 @@ mod tests {
 
     #[test]
     fn code_is_canonical_and_decodes_rfc_examples() {
-        let t = tables();
+        let t = canon();
         for len in 1..=MAX_LEN {
             for i in 0..t.count[len] as usize {
                 let s = usize::from(t.sorted[t.first_idx[len] + i]);
