@@ -11,8 +11,14 @@
 //! - the handshake: the greeting (server version: MariaDB or MySQL; capabilities), the
 //!   client's `HandshakeResponse41` (user, database, capabilities: `CLIENT_DEPRECATE_EOF`),
 //!   authentication switches and extra rounds passed over until the server's OK or ERR. An
-//!   `SSLRequest` marks the connection TLS and the rest of it is skipped (`mysql_tls`), as
-//!   is a compressed one (`mysql_compressed`);
+//!   `SSLRequest` (counted, `mysql_tls`) makes the rest of the socket's bytes TLS records:
+//!   they are passed over until a client segment starts with the `HandshakeResponse41`
+//!   that follows an `SSLRequest` (sequence id 2, `CLIENT_SSL`): the TLS library's
+//!   plaintext, recorded by uprobes on the same connection, which is then read from there
+//!   on (ciphertext never starts so). When the reassembler already dropped the cleartext
+//!   greeting and `SSLRequest` (they came in the same batch as the plaintext), the
+//!   connection is detected from that `HandshakeResponse41` (the server's version is then
+//!   unknown: `mysql`). A compressed connection is skipped (`mysql_compressed`);
 //! - commands, one request each: `COM_QUERY`, `COM_INIT_DB`, `COM_PING`,
 //!   `COM_STMT_PREPARE` (the statement id from its OK keeps the SQL for the connection),
 //!   `COM_STMT_EXECUTE` (its SQL from the prepare), `COM_STMT_RESET`, `COM_STMT_FETCH`,
@@ -154,6 +160,9 @@ enum Phase {
     Auth,
     /// Commands and replies.
     Command,
+    /// After an `SSLRequest`: TLS records, passed over until the client's plaintext
+    /// `HandshakeResponse41` (recorded at the TLS library).
+    Tls,
     /// Nothing more is read (TLS, compression, a refused or ended connection).
     Done,
 }
@@ -269,6 +278,14 @@ impl Mysql {
         }
     }
 
+    /// A parser for a connection whose first captured client bytes are the plaintext
+    /// `HandshakeResponse41` sent over TLS (the greeting and `SSLRequest` not seen).
+    fn after_tls(requests_egress: bool, limits: Limits) -> Self {
+        let mut m = Mysql::new(requests_egress, true, limits);
+        m.phase = Phase::Login;
+        m
+    }
+
     /// Keeps `mode` of each statement's text (default: sanitized).
     pub fn with_query_text(mut self, mode: QueryText) -> Self {
         self.query_text = mode;
@@ -280,6 +297,20 @@ impl Mysql {
     fn segment(&mut self, seg: &Segment, client: bool) {
         if self.phase == Phase::Done {
             return;
+        }
+        if self.phase == Phase::Tls {
+            match seg {
+                // The TLS library's plaintext: both directions start again from here.
+                Segment::Data { bytes, .. } if client && looks_like_tls_login(bytes) => {
+                    self.requests = Reader::new(self.limits.max_query);
+                    self.replies = Reader::new(self.limits.max_reply);
+                    self.cmds.clear();
+                    self.reps.clear();
+                    self.phase = Phase::Login;
+                }
+                // TLS records (ciphertext) of either direction.
+                _ => return,
+            }
         }
         let (reader, queue) = if client {
             (&mut self.requests, &mut self.cmds)
@@ -336,6 +367,11 @@ impl Mysql {
                     }
                 }
                 Phase::Command => self.command_step(),
+                Phase::Tls => {
+                    self.cmds.clear();
+                    self.reps.clear();
+                    false
+                }
                 Phase::Done => {
                     self.cmds.clear();
                     self.reps.clear();
@@ -378,9 +414,10 @@ impl Mysql {
         }
         let caps = client_caps & self.server_caps;
         if caps & cap::SSL != 0 && p.len == 32 {
-            // SSLRequest: the rest of the connection is TLS.
+            // SSLRequest: the socket's bytes are TLS records from here on; the plaintext
+            // (if the recorder captured it) starts with the full HandshakeResponse41.
             self.errors.push("mysql_tls");
-            self.phase = Phase::Done;
+            self.phase = Phase::Tls;
             return;
         }
         if caps & cap::COMPRESS != 0 {
@@ -917,6 +954,23 @@ fn looks_like_greeting(b: &[u8]) -> Looks {
     }
 }
 
+/// Whether bytes start with the `HandshakeResponse41` a client sends after its `SSLRequest`
+/// (over TLS): a plausible length past the `SSLRequest`'s 32 bytes, sequence id 2,
+/// `CLIENT_PROTOCOL_41` and `CLIENT_SSL` set, and the filler's first 19 bytes zero (MariaDB
+/// clients use its last 4). Ciphertext never starts so: those 19 bytes would be encrypted
+/// record bytes.
+fn looks_like_tls_login(b: &[u8]) -> bool {
+    let Some(caps) = le_u32(b, 4) else {
+        return false;
+    };
+    let len = u32::from_le_bytes([b[0], b[1], b[2], 0]);
+    b.len() >= 36
+        && (33..=0x1_0000).contains(&len)
+        && b[3] == 2
+        && caps & (cap::PROTOCOL_41 | cap::SSL) == cap::PROTOCOL_41 | cap::SSL
+        && b[13..32].iter().all(|c| *c == 0)
+}
+
 /// Whether bytes start with a command packet (sequence 0, a known command byte): what a
 /// client direction joined late looks like.
 fn looks_like_command(b: &[u8]) -> bool {
@@ -954,6 +1008,18 @@ impl Protocol for Mysql {
         }
         if gi == Looks::Greeting && start.role != Role::Server {
             return found(true, true);
+        }
+        // A TLS connection whose cleartext start the reassembler dropped: its plaintext
+        // starts with the client's HandshakeResponse41 (sequence 2).
+        if looks_like_tls_login(&e) && start.role != Role::Server {
+            return Detection::Found(
+                Mysql::after_tls(true, limits).with_query_text(start.limits.db_query_text),
+            );
+        }
+        if looks_like_tls_login(&i) && start.role != Role::Client {
+            return Detection::Found(
+                Mysql::after_tls(false, limits).with_query_text(start.limits.db_query_text),
+            );
         }
         if start.has_port(PORT) {
             let requests_egress = match start.role {

@@ -553,3 +553,169 @@ fn hostile_bytes_never_panic() {
         let _ = m.feed(&[], &[], true);
     }
 }
+
+/// The commands and replies among `events`.
+fn split(events: Vec<MessageEvent>) -> (Vec<MysqlCommand>, Vec<MysqlReply>) {
+    let mut cmds = Vec::new();
+    let mut reps = Vec::new();
+    for e in events {
+        match e {
+            MessageEvent::Request {
+                request:
+                    Request {
+                        detail: RequestDetail::Mysql(c),
+                        ..
+                    },
+                ..
+            } => cmds.push(c),
+            MessageEvent::Response {
+                response:
+                    Response {
+                        detail: ResponseDetail::Mysql(r),
+                        ..
+                    },
+                ..
+            } => reps.push(r),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    (cmds, reps)
+}
+
+/// The HandshakeResponse41 a client sends over TLS after its SSLRequest (sequence 2).
+fn tls_login(db: &str) -> Vec<u8> {
+    let mut p = login(CLIENT | cap::SSL, db);
+    p[3] = 2;
+    p
+}
+
+#[test]
+fn tls_plaintext_after_the_ssl_request_is_read() {
+    let mut ssl = (CLIENT | cap::SSL).to_le_bytes().to_vec();
+    ssl.extend_from_slice(&(1u32 << 24).to_le_bytes());
+    ssl.extend_from_slice(&[8; 1]);
+    ssl.extend_from_slice(&[0; 23]);
+    let mut m = Mysql::new(true, true, Limits::default());
+    // The socket's cleartext start, then its TLS records (handed out before any plaintext).
+    let out = m.feed(
+        &[
+            seg(2, packet(1, &ssl)),
+            seg(3, vec![0x16, 3, 1, 2, 0]),
+            seg(4, vec![1; 512]),
+        ],
+        &[
+            seg(1, greeting("5.5.5-10.11.6-MariaDB-0+deb12u1", u32::MAX)),
+            seg(5, vec![0x16, 3, 3, 0, 0x7a]),
+            seg(6, vec![2, 0, 0, 0, 0, 0, 0]),
+        ],
+        false,
+    );
+    assert_eq!(out.errors, vec!["mysql_tls"]);
+    assert!(out.events.is_empty());
+    // Then the TLS library's plaintext: the login (sequence 2, continuing the SSLRequest's
+    // 1), an authentication switch round, the OK, and commands.
+    let out = m.feed(
+        &[
+            seg(10, tls_login("shop")),
+            seg(12, packet(4, &[7; 20])),
+            seg(14, query("SELECT id FROM users WHERE id = 7")),
+            seg(16, query("INSERT INTO orders VALUES (1)")),
+        ],
+        &[
+            seg(11, packet(3, b"\xfemysql_native_password\0salt")),
+            seg(13, ok(5, 2)),
+            seg(15, result_set(2, false)),
+            seg(17, ok(1, 2)),
+        ],
+        true,
+    );
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    let (cmds, reps) = split(out.events);
+    assert_eq!(cmds.len(), 2);
+    assert_eq!(reps.len(), 2);
+    assert_eq!(
+        (cmds[0].operation.as_str(), cmds[0].collection.as_deref()),
+        ("SELECT", Some("users"))
+    );
+    assert_eq!(
+        (cmds[1].operation.as_str(), cmds[1].collection.as_deref()),
+        ("INSERT", Some("orders"))
+    );
+    assert_eq!(cmds[0].database.as_deref(), Some("shop"));
+    // The greeting was seen before the switch: the server is known.
+    assert!(cmds[0].mariadb);
+    assert_eq!(reps[0].rows, Some(2));
+}
+
+#[test]
+fn ciphertext_alone_stays_passed_over() {
+    let mut ssl = (CLIENT | cap::SSL).to_le_bytes().to_vec();
+    ssl.extend_from_slice(&[0; 28]);
+    let mut m = Mysql::new(true, true, Limits::default());
+    // A segment shaped like a packet of sequence 2 but not a login (the filler is not
+    // zero), and an SSLRequest-sized one: both stay ciphertext.
+    let mut fake = tls_login("x");
+    fake[20] = 9;
+    let out = m.feed(
+        &[
+            seg(2, packet(1, &ssl)),
+            seg(3, fake),
+            seg(4, packet(2, &ssl)),
+            seg(5, query("SELECT 1")),
+        ],
+        &[seg(1, greeting("8.0.36", u32::MAX)), seg(6, ok(1, 2))],
+        true,
+    );
+    assert_eq!(out.errors, vec!["mysql_tls"]);
+    assert!(out.events.is_empty());
+}
+
+#[test]
+fn tls_plaintext_alone_is_detected_and_read() {
+    // The reassembler dropped the cleartext greeting and SSLRequest (they came in the batch
+    // of the first plaintext row): the streams start with the plaintext login.
+    let limits = AllLimits::default();
+    let c = [seg(10, tls_login("shop"))];
+    let s = [seg(11, ok(3, 2))];
+    for (egress, ingress, role, requests_egress) in [
+        (&c[..], &s[..], Role::Unknown, true),
+        (&s[..], &c[..], Role::Server, false),
+    ] {
+        let start = Start {
+            egress,
+            ingress,
+            closed: false,
+            role,
+            local: None,
+            remote: None,
+            limits: &limits,
+        };
+        let mut m = match Mysql::detect(&start) {
+            Detection::Found(m) => m,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(m.requests_egress, requests_egress);
+        let q = [seg(12, query("UPDATE users SET n = 1"))];
+        let r = [seg(13, ok(1, 2))];
+        let (e1, i1, e2, i2) = if requests_egress {
+            (&c[..], &s[..], &q[..], &r[..])
+        } else {
+            (&s[..], &c[..], &r[..], &q[..])
+        };
+        let mut out = m.feed(e1, i1, false);
+        let more = m.feed(e2, i2, true);
+        out.events.extend(more.events);
+        out.errors.extend(more.errors);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        let (cmds, reps) = split(out.events);
+        assert_eq!(cmds.len(), 1);
+        assert_eq!(reps.len(), 1);
+        assert_eq!(cmds[0].operation, "UPDATE");
+        assert_eq!(cmds[0].database.as_deref(), Some("shop"));
+        assert!(!cmds[0].mariadb);
+    }
+    // A cleartext login (sequence 1) or a TLS record is no such start.
+    assert!(!looks_like_tls_login(&login(CLIENT | cap::SSL, "shop")));
+    assert!(!looks_like_tls_login(&[0x17, 3, 3, 2, 0, 1, 2, 3]));
+    assert!(looks_like_tls_login(&tls_login("")));
+}
