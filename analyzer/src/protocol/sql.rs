@@ -291,10 +291,12 @@ pub fn operation(sql: &str) -> Option<String> {
     (kind == Kind::Word).then(|| text.to_ascii_uppercase())
 }
 
-/// The first table the statement names: the name after `FROM`, `INTO`, `UPDATE`, `JOIN`,
-/// `TABLE` (`CREATE`/`DROP`/`ALTER`/`TRUNCATE TABLE`, `IF [NOT] EXISTS` passed over), or
-/// `COPY`; schema-qualified names as written (`public.users`), quoted names without their
-/// quotes. `None` when there is none (or a subquery comes first).
+/// The first table the statement names: the name after `FROM`, `INTO` (`INSERT`/`REPLACE`/
+/// `MERGE INTO`; `INTO TABLE` of `LOAD DATA`), `UPDATE`, `JOIN`, `TABLE` (`CREATE`/`DROP`/
+/// `ALTER`/`TRUNCATE TABLE`, `IF [NOT] EXISTS` passed over), or `COPY`; schema-qualified
+/// names as written (`public.users`), quoted names without their quotes. In a `SELECT`,
+/// `INTO` names where the rows go (variables, `OUTFILE`, a new table), not the table read:
+/// it is passed over. `None` when there is none (or a subquery comes first).
 pub fn collection(sql: &str, dialect: Dialect) -> Option<String> {
     let toks: Vec<(Kind, &str)> = significant(sql, dialect).collect();
     let first = toks.first().filter(|(k, _)| *k == Kind::Word)?.1;
@@ -314,8 +316,13 @@ pub fn collection(sql: &str, dialect: Dialect) -> Option<String> {
         let source = ["FROM", "JOIN"]
             .iter()
             .any(|w| text.eq_ignore_ascii_case(w));
-        if keyword {
+        let into = text.eq_ignore_ascii_case("INTO");
+        if keyword && !(into && first.eq_ignore_ascii_case("SELECT")) {
             let mut j = i + 1;
+            // `LOAD DATA … INTO TABLE t`.
+            if into && is(j, "TABLE") {
+                j += 1;
+            }
             // `DELETE FROM ONLY t`, `TRUNCATE TABLE ONLY t`, `CREATE TABLE IF NOT EXISTS t`.
             if is(j, "ONLY") {
                 j += 1;
@@ -457,6 +464,43 @@ mod tests {
         assert_eq!(
             collection("SELECT * FROM `db`.`t`", Dialect::MySql).as_deref(),
             Some("db.t")
+        );
+    }
+
+    #[test]
+    fn collection_after_into_and_from() {
+        let m = |s| collection(s, Dialect::MySql);
+        for (sql, table) in [
+            ("LOAD DATA LOCAL INFILE '/x' INTO TABLE t", Some("t")),
+            (
+                "LOAD DATA INFILE '/x' REPLACE INTO TABLE `db`.`t` FIELDS TERMINATED BY ','",
+                Some("db.t"),
+            ),
+            (
+                "load xml local infile '/x.xml' into table rows_",
+                Some("rows_"),
+            ),
+            ("INSERT INTO t VALUES (1)", Some("t")),
+            ("INSERT IGNORE INTO t (a) SELECT a FROM s", Some("t")),
+            ("REPLACE INTO kv (k, v) VALUES ('a', 1)", Some("kv")),
+            ("SELECT a INTO @var FROM t WHERE id = 1", Some("t")),
+            ("SELECT a, b INTO @x, @y FROM t", Some("t")),
+            ("SELECT a INTO OUTFILE '/tmp/a' FROM t", Some("t")),
+            ("SELECT * INTO new_t FROM t", Some("t")),
+            ("SELECT 1 INTO @one", None),
+            ("DELETE FROM t WHERE id = 1", Some("t")),
+            ("DELETE t1 FROM t1 JOIN t2 ON t1.a = t2.a", Some("t1")),
+            ("MERGE INTO t USING s ON t.k = s.k", Some("t")),
+        ] {
+            assert_eq!(m(sql).as_deref(), table, "{sql}");
+        }
+        assert_eq!(
+            collection(
+                "MERGE INTO public.t AS d USING s ON true",
+                Dialect::Postgres
+            )
+            .as_deref(),
+            Some("public.t")
         );
     }
 
