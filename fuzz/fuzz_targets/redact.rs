@@ -4,7 +4,8 @@
 //! length. The redactor's sources are compiled in directly (the recorder crate itself
 //! pulls in eBPF and Kubernetes dependencies that do not belong in a fuzz build).
 //!
-//! Input: `options:u8` then a script; options bit 0 adds `x-api-key` to the names.
+//! Input: `options:u8` then a script; options bit 0 adds `x-api-key` to the names, bit 1
+//! treats truncated rows as unknown losses (else their missing byte count is used).
 #![no_main]
 
 #[path = "../../recorder/src/redact/mod.rs"]
@@ -28,8 +29,15 @@ fuzz_target!(|data: &[u8]| {
                     r.reset(d.meta.conn_id, dir);
                 }
                 let mut p = d.payload.clone();
-                let complete = d.flags & flags::TRUNCATED == 0;
-                let changed = r.redact(d.meta.conn_id, dir, &mut p, complete);
+                // as the converter: the payload is a prefix, `ret - len` bytes are missing;
+                // options bit 1: an unknown loss instead
+                let missing = u64::try_from(d.ret - d.payload.len() as i64).unwrap_or(0);
+                let missing = if opts & 2 != 0 && missing > 0 {
+                    None
+                } else {
+                    Some(missing)
+                };
+                let changed = r.redact_cut(d.meta.conn_id, dir, &mut p, missing);
                 assert_eq!(p.len(), d.payload.len(), "redaction changed a length");
                 assert_eq!(changed, p != d.payload, "changed flag wrong");
             }
