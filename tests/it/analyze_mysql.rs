@@ -28,7 +28,8 @@ use crate::support::*;
 /// Requests the driver sends.
 const REQUESTS: usize = 12;
 
-fn ok(cmd: &mut Command) -> bool {
+/// Whether `cmd` runs and exits 0 (output discarded).
+pub(crate) fn ok(cmd: &mut Command) -> bool {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -36,7 +37,8 @@ fn ok(cmd: &mut Command) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-fn text(s: &SpanRow, key: &str) -> String {
+/// The span's attribute `key` as text (empty when absent).
+pub(crate) fn text(s: &SpanRow, key: &str) -> String {
     match s.attr(key) {
         Some(Value::String(v)) => v.clone(),
         Some(v) => v.to_string(),
@@ -45,8 +47,9 @@ fn text(s: &SpanRow, key: &str) -> String {
 }
 
 /// A throw-away MariaDB on 127.0.0.1:`port` with its datadir and socket under `dir`: user
-/// `app` / `secret` with all privileges, database `shop`. Stopped (SIGTERM) on drop.
-fn mariadb(dir: &Path, port: u16) -> Proc {
+/// `app` / `secret` with all privileges, database `shop`; `extra` server options (TLS
+/// certificates). Stopped (SIGTERM) on drop.
+pub(crate) fn mariadb(dir: &Path, port: u16, extra: &[String]) -> Proc {
     let init = dir.join("init.sql");
     std::fs::write(
         &init,
@@ -87,6 +90,7 @@ fn mariadb(dir: &Path, port: u16) -> Proc {
                 "--innodb-buffer-pool-size=16M",
                 "--max-allowed-packet=64M",
             ])
+            .args(extra)
             .arg(format!("--log-error={}", dir.join("mariadb.err").display()))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -165,7 +169,7 @@ fn mysql_spans_match_the_opentelemetry_sdk() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let (db_port, app_port) = (free_port(), free_port());
-    let db = mariadb(dir.path(), db_port);
+    let db = mariadb(dir.path(), db_port, &[]);
 
     let cap = dir.path().join("cap.parquet");
     let mut cg = TestCgroup::new("mysql-sdk");

@@ -5,6 +5,7 @@ mod reliability_support;
 mod support;
 
 mod analyze_mysql;
+mod analyze_mysql_tls;
 mod analyze_options;
 mod analyze_postgres;
 mod analyze_redis;
