@@ -102,6 +102,8 @@ enum Sens {
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     sensitive: bool,
+    /// The entry's name is itself an entry never seen (its size is then a lower bound).
+    unknown: bool,
     name_len: usize,
     size: usize,
 }
@@ -126,9 +128,14 @@ impl Table {
         }
     }
 
-    /// Entries may be missing from now on.
+    /// Entries may be missing from now on. The entries known so far are forgotten too:
+    /// entries inserted in the part not seen shift their indexes. Entries inserted from
+    /// now on are the newest, so their indexes stay right; older indexes are unknown
+    /// (and a literal naming one is redacted).
     pub(crate) fn desync(&mut self) {
         self.synced = false;
+        self.entries.clear();
+        self.size = 0;
     }
 
     /// (sensitivity, name length) of index `idx` (1-based); Err for an invalid index.
@@ -145,6 +152,7 @@ impl Table {
             return Ok((s, Some(n.len())));
         }
         match self.entries.get(idx - 1 - STATIC_NAMES.len()) {
+            Some(e) if e.unknown => Ok((Sens::Unknown, None)),
             Some(e) => Ok((
                 if e.sensitive { Sens::Yes } else { Sens::No },
                 Some(e.name_len),
@@ -171,7 +179,11 @@ impl Table {
         }
     }
 
-    fn insert(&mut self, sensitive: bool, name_len: usize, value_len: usize) {
+    /// Inserts an entry; `name_len` None: its name is an entry never seen (only after a
+    /// loss of sync; the entry keeps the newer indexes right).
+    fn insert(&mut self, sensitive: bool, name_len: Option<usize>, value_len: usize) {
+        let unknown = name_len.is_none();
+        let name_len = name_len.unwrap_or(0);
         let size = name_len + value_len + ENTRY_OVERHEAD;
         if size > self.max_size {
             self.entries.clear();
@@ -182,6 +194,7 @@ impl Table {
         self.size += size;
         self.entries.push_front(Entry {
             sensitive,
+            unknown,
             name_len,
             size,
         });
@@ -473,11 +486,7 @@ impl Block {
                         }
                     }
                     if insert {
-                        match name_len {
-                            Some(n) => table.insert(sens != Sens::No, n, vlen),
-                            // name of an entry never seen: size unknown
-                            None => table.desync(),
-                        }
+                        table.insert(sens != Sens::No, name_len, vlen);
                     }
                 }
                 Err(Stop::Malformed) => {

@@ -53,9 +53,10 @@
 //!   [`Counters::h2_sync_lost`]): the frame boundaries are lost until a payload starts
 //!   with a plausible frame header (writers send whole frames); payloads skipped until
 //!   then are counted in [`Counters::h2_payloads_unchecked`] — they may hold header
-//!   blocks that were not checked. After such a loss the dynamic table is incomplete: a
-//!   literal whose name is an entry never seen is redacted as if sensitive (counted in
-//!   [`Counters::h2_unknown_names_redacted`]).
+//!   blocks that were not checked. After such a loss (or a hole in a header block) the
+//!   entries known before are no longer trusted (entries inserted in the gap shift the
+//!   indexes): a literal whose name is an entry not seen since is redacted as if
+//!   sensitive (counted in [`Counters::h2_unknown_names_redacted`]).
 //! - The length of a redacted value (bytes and characters) is kept, as in HTTP/1. A
 //!   Huffman value split across payloads may hold a few characters other than the
 //!   redaction characters where it was cut (chosen by code lengths, never copied).
