@@ -18,7 +18,7 @@
 //!   on (ciphertext never starts so). When the reassembler already dropped the cleartext
 //!   greeting and `SSLRequest` (they came in the same batch as the plaintext), the
 //!   connection is detected from that `HandshakeResponse41` (the server's version is then
-//!   unknown: `mysql`). A compressed connection is skipped (`mysql_compressed`);
+//!   unknown: `mysql`, unless a MariaDB connector's extended capabilities say `mariadb`). A compressed connection is skipped (`mysql_compressed`);
 //! - commands, one request each: `COM_QUERY`, `COM_INIT_DB`, `COM_PING`,
 //!   `COM_STMT_PREPARE` (the statement id from its OK keeps the SQL for the connection),
 //!   `COM_STMT_EXECUTE` (its SQL from the prepare), `COM_STMT_RESET`, `COM_STMT_FETCH`,
@@ -424,6 +424,12 @@ impl Mysql {
             self.errors.push("mysql_compressed");
             self.phase = Phase::Done;
             return;
+        }
+        // MariaDB's connectors put their extended capabilities in the filler's last 4 bytes
+        // when the server is MariaDB (MySQL clients leave them zero): the server is known
+        // even when its greeting was not seen (a TLS connection's plaintext).
+        if le_u32(b, 28).is_some_and(|ext| ext != 0) {
+            self.mariadb = true;
         }
         self.deprecate_eof = caps & cap::DEPRECATE_EOF != 0;
         self.eof_known = true;

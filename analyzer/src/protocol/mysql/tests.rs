@@ -714,6 +714,18 @@ fn tls_plaintext_alone_is_detected_and_read() {
         assert_eq!(cmds[0].database.as_deref(), Some("shop"));
         assert!(!cmds[0].mariadb);
     }
+    // A MariaDB connector's login (extended capabilities in the filler's last 4 bytes)
+    // tells the server is MariaDB.
+    let mut m = Mysql::after_tls(true, Limits::default());
+    let mut l = tls_login("shop");
+    l[4 + 28] = 0x04;
+    let out = m.feed(
+        &[seg(10, l), seg(12, query("SELECT 1"))],
+        &[seg(11, ok(3, 2)), seg(13, ok(1, 2))],
+        true,
+    );
+    let (cmds, _) = split(out.events);
+    assert!(cmds[0].mariadb);
     // A cleartext login (sequence 1) or a TLS record is no such start.
     assert!(!looks_like_tls_login(&login(CLIENT | cap::SSL, "shop")));
     assert!(!looks_like_tls_login(&[0x17, 3, 3, 2, 0, 1, 2, 3]));
