@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# shellcheck shell=bash
+# TLS section of tools/bench/run.sh (sourced; also runs alone: `tools/bench/tls.sh`).
+# Cost per OpenSSL call with the TLS uprobes: tools/bench/tls_bench.c (one process, a TLS
+# client and server thread on loopback, 64 B SSL_write/SSL_read ping-pong, ns per SSL call)
+# in its own cgroup v2, run side by side (interleaved, best of PODTRACE_BENCH_TLS_RUNS):
+#   none      no recorder;
+#   tls off   `podtrace record --cgroup --tls off` (socket capture of the ciphertext only);
+#   tls on    `podtrace record --cgroup` (plus the uprobes: plaintext rows);
+#   bystander the bench in another, untargeted cgroup while `podtrace record` hooks the same
+#             libssl.so.3 for the targeted one (uprobes fire in every process mapping the
+#             file; the cgroup filter drops them).
+# Rows: tls on vs none (what a TLS call costs with podtrace), tls on vs tls off (what the
+# uprobes add to the socket capture), bystander vs none (what an untargeted process pays).
+if [ -z "${root:-}" ]; then # standalone
+  set -euo pipefail
+  root="$(cd "$(dirname "$0")/../.." && pwd)"
+  bin="${PODTRACE_BIN:-$root/target/release/podtrace}"
+  skip=" "
+  work="$(mktemp -d /tmp/podtrace-bench-tls.XXXXXX)"
+  # shellcheck source=tools/bench/lib.sh
+  . "$root/tools/bench/lib.sh"
+  trap 'bench_cleanup; print_table 0' EXIT
+fi
+tls_rounds="${PODTRACE_BENCH_TLS_ROUNDS:-20000}"
+tls_runs="${PODTRACE_BENCH_TLS_RUNS:-3}"
+cc -O2 -o "$work/tls_bench" "$root/tools/bench/tls_bench.c" -lssl -lcrypto -lpthread
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
+  -keyout "$work/tls-key.pem" -out "$work/tls-cert.pem" 2>/dev/null
+tls_cg2=$(findmnt -t cgroup2 -n -o TARGET | head -n 1)
+tls_cg="$tls_cg2/podtrace-bench-tls-$$"
+tls_cg_other="$tls_cg2/podtrace-bench-tls-other-$$"
+mkdir "$tls_cg" "$tls_cg_other"
+CGROUPS+=("$tls_cg" "$tls_cg_other")
+
+# tls_once [CGROUP]: "wall cpu" ns per SSL call of one run inside the cgroup (default: the
+# targeted one)
+tls_once() {
+  sh -c 'echo $$ > "$1/cgroup.procs" && exec "$2" "$3" "$4" "$5"' sh "${1:-$tls_cg}" \
+    "$work/tls_bench" "$work/tls-cert.pem" "$work/tls-key.pem" "$tls_rounds" |
+    awk '/^ns_per_call/ { w = $2 } /^cpu_ns_per_call/ { c = $2 } END { print w, c }'
+}
+# tls_recorded CGROUP FLAG...: one run in CGROUP under `podtrace record --cgroup $tls_cg`
+# (started when its probes are attached)
+tls_recorded() {
+  local run_cg="$1"
+  shift
+  local out="$work/tls-rec-$RANDOM" i v
+  "$bin" record --cgroup "$tls_cg" -o "$out.parquet" "$@" >"$out.out" 2>"$out.err" &
+  local rec=$!
+  PIDS+=("$rec")
+  for i in $(seq 200); do
+    grep -q "probes attached" "$out.err" 2>/dev/null && break
+    kill -0 "$rec" 2>/dev/null || break
+    sleep 0.05
+  done
+  v=$(tls_once "$run_cg")
+  kill -INT "$rec" 2>/dev/null || true
+  wait "$rec" 2>/dev/null || true
+  grep -o "TLS[^)]*" "$out.err" | head -n 1 >"$work/tls-attached.txt" || true
+  echo "$v"
+}
+# a process holding libssl.so.3 in the cgroup, so the recorders hook it at start (not at
+# their first rescan, which would leave the first calls of a run without probes)
+sh -c 'echo $$ > "$1/cgroup.procs" && exec python3 -c "import ssl, time; time.sleep(3600)"' sh "$tls_cg" &
+PIDS+=("$!")
+sleep 0.5
+# best wall and best CPU figure of the runs (column 1, 2)
+min() { awk -v c="$1" '{ v = $c; if (m == "" || v < m) m = v } END { print m }'; }
+: >"$work/tls-none" && : >"$work/tls-off" && : >"$work/tls-on" && : >"$work/tls-by"
+for _ in $(seq "$tls_runs"); do
+  tls_once >>"$work/tls-none"
+  tls_recorded "$tls_cg" --tls off >>"$work/tls-off"
+  tls_recorded "$tls_cg" --tls on >>"$work/tls-on"
+  tls_recorded "$tls_cg_other" --tls on >>"$work/tls-by"
+done
+for k in none off on by; do
+  printf -v "tls_$k" '%s' "$(min 1 <"$work/tls-$k")"
+  printf -v "tls_cpu_$k" '%s' "$(min 2 <"$work/tls-$k")"
+done
+note "tls_bench ($tls_rounds round trips of 64 B, 4 SSL calls each, best of $tls_runs; wall / process CPU ns per call): none $tls_none / $tls_cpu_none, --tls off $tls_off / $tls_cpu_off, --tls on $tls_on / $tls_cpu_on, untargeted process beside a recorder hooking its libssl $tls_by / $tls_cpu_by; $(cat "$work/tls-attached.txt")"
+row "CPU ns per SSL_write/SSL_read: tls on vs no recorder" "$tls_cpu_on vs $tls_cpu_none" "x$(ratio "$tls_cpu_on" "$tls_cpu_none")" "printed"
+row "CPU ns per SSL_write/SSL_read: tls on vs tls off" "$tls_cpu_on vs $tls_cpu_off" "x$(ratio "$tls_cpu_on" "$tls_cpu_off")" "printed"
+row "CPU ns per SSL call, untargeted: hooked vs none" "$tls_cpu_by vs $tls_cpu_none" "x$(ratio "$tls_cpu_by" "$tls_cpu_none")" "printed"
+row "wall ns per SSL call (64 B ping-pong): tls on vs none" "$tls_on vs $tls_none" "x$(ratio "$tls_on" "$tls_none")" "printed"
