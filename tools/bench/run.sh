@@ -11,9 +11,13 @@
 #   size      bytes per request: Parquet capture vs pcap vs `zstd -1` pcap
 #   recorder  wrk against nginx with and without `podtrace record --cgroup` (throughput, p99);
 #             bench_recorder --quick (ns per untargeted syscall, events/s)
+#   stages    analyzer/examples/bench_stages: spans/s of each stage on 1 vs 2 cores and
+#             instructions per span (callgrind), beside the previous results (tools/bench/stages.sh)
 #   tls       tools/bench/tls.sh: ns per OpenSSL call (tools/bench/tls_bench.c) without a
 #             recorder, under `record --tls off` and under `record` (uprobes on)
-#   scaling   analyze 1x/2x/4x of the capture (tools/bench/gen-data.sh), 1 vs 2 rayon threads,
+#   tls       tools/bench/tls.sh: ns per OpenSSL call (tools/bench/tls_bench.c) without a
+#             recorder, under `record --tls off` and under `record` (uprobes on)
+#   scaling   analyze 1x/2x/4x of the capture (tools/bench/gen-data.sh), 1 core vs 2 cores,
 #             peak RSS of each (GNU time / getrusage)
 #   export    export/examples/bench_export (spans/s to rotel vs file)
 # Needs root (tcpdump, cgroups, eBPF), nginx, wrk, tcpdump, tshark, zstd.
@@ -26,6 +30,9 @@ secs="${PODTRACE_BENCH_SECONDS:-4}"
 conns="${PODTRACE_BENCH_CONNS:-32}"
 skip=" ${PODTRACE_BENCH_SKIP:-} "
 work="$(mktemp -d /tmp/podtrace-bench.XXXXXX)"
+# The figures of the last run, for "vs before" (read before this run replaces the file).
+prev_results="${PODTRACE_BENCH_PREVIOUS:-$root/bench/results.md}"
+[ -f "$prev_results" ] && cp "$prev_results" "$work/previous-results.md" && prev_results="$work/previous-results.md"
 # shellcheck source=tools/bench/lib.sh
 . "$root/tools/bench/lib.sh"
 trap bench_cleanup EXIT
@@ -78,12 +85,22 @@ if want analyzer; then
   pt_rps=$(rate "$pt_spans" "$pt_s")
   note "tshark: $tshark_reqs requests / $tshark_resps responses in $tshark_s s ($tshark_rps req/s, peak RSS $(peak_rss_mb "$work/tshark.time") MiB)"
   note "podtrace analyze: $pt_spans spans ($pt_otlp in traces.otlp.json) in $pt_s s ($pt_rps req/s, peak RSS $(peak_rss_mb "$work/analyze.time") MiB)"
-  row "podtrace analyze (CLI, all outputs) vs tshark" "$pt_rps vs $tshark_rps" "x$(ratio "$pt_rps" "$tshark_rps")" "≥ x100, ≥ 350 k req/s"
+  prev_cli=$(prev_figure "podtrace analyze (CLI, all outputs) vs tshark")
+  row "podtrace analyze (CLI, all outputs) vs tshark" "$pt_rps vs $tshark_rps" "x$(ratio "$pt_rps" "$tshark_rps")" "≥ 500 k req/s"
+  row "podtrace analyze (CLI) vs before (req/s)" "$pt_rps vs ${prev_cli:-none}" "x$(ratio "$pt_rps" "${prev_cli:-0}")" "higher"
   core=$("$(example_bin podtrace-analyzer bench_capture)" "$work/wrk.parquet")
   core_rps=$(sed -n 's/.*spans_per_s=\([0-9]*\).*/\1/p' <<<"$core")
   note "analyzer core (read + analyze, no output files; analyzer/examples/bench_capture): $core"
-  row "analyzer core vs tshark (requests/s)" "$core_rps vs $tshark_rps" "x$(ratio "$core_rps" "$tshark_rps")" "≥ x100, ≥ 350 k req/s"
+  prev_core=$(prev_figure "analyzer core vs tshark (requests/s)")
+  row "analyzer core vs tshark (requests/s)" "$core_rps vs $tshark_rps" "x$(ratio "$core_rps" "$tshark_rps")" "≥ 1 M req/s"
+  row "analyzer core vs before (req/s)" "$core_rps vs ${prev_core:-none}" "x$(ratio "$core_rps" "${prev_core:-0}")" "higher"
   row "requests seen (wrk / tshark / podtrace spans)" "$wrk_reqs / $tshark_reqs / $pt_spans" "" "equal"
+fi
+
+# ---- analyzer stages ------------------------------------------------------------------
+if want stages; then
+  section "analyzer stages: 1 vs 2 cores, instructions per span"
+  . "$root/tools/bench/stages.sh"
 fi
 
 # ---- capture size ---------------------------------------------------------------------
@@ -101,6 +118,12 @@ fi
 if want recorder; then
   section "recorder overhead: wrk against nginx with and without podtrace record"
   . "$root/tools/bench/recorder.sh"
+fi
+
+# ---- TLS uprobes ----------------------------------------------------------------------
+if want tls; then
+  section "TLS: ns per SSL_write/SSL_read with and without the uprobes"
+  . "$root/tools/bench/tls.sh"
 fi
 
 # ---- TLS uprobes ----------------------------------------------------------------------
