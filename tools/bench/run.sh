@@ -15,8 +15,6 @@
 #             instructions per span (callgrind), beside the previous results (tools/bench/stages.sh)
 #   tls       tools/bench/tls.sh: ns per OpenSSL call (tools/bench/tls_bench.c) without a
 #             recorder, under `record --tls off` and under `record` (uprobes on)
-#   tls       tools/bench/tls.sh: ns per OpenSSL call (tools/bench/tls_bench.c) without a
-#             recorder, under `record --tls off` and under `record` (uprobes on)
 #   scaling   analyze 1x/2x/4x of the capture (tools/bench/gen-data.sh), 1 core vs 2 cores,
 #             peak RSS of each (GNU time / getrusage)
 #   export    export/examples/bench_export (spans/s to rotel vs file)
@@ -118,12 +116,6 @@ fi
 if want recorder; then
   section "recorder overhead: wrk against nginx with and without podtrace record"
   . "$root/tools/bench/recorder.sh"
-fi
-
-# ---- TLS uprobes ----------------------------------------------------------------------
-if want tls; then
-  section "TLS: ns per SSL_write/SSL_read with and without the uprobes"
-  . "$root/tools/bench/tls.sh"
 fi
 
 # ---- TLS uprobes ----------------------------------------------------------------------
