@@ -266,16 +266,15 @@ fn temp_sibling(path: &Path) -> PathBuf {
 /// by byte (it was most of `spans.json`'s cost).
 pub fn write_span_json(out: &mut Vec<u8>, span: &Span) {
     use crate::otlp_json::{write_str, write_u64};
-    use podtrace_model::{AttrValue, SpanKind, StatusCode, HEX_ID_MAX};
-    let mut hex = [0; HEX_ID_MAX];
+    use podtrace_model::{AttrValue, SpanKind, StatusCode};
     out.extend_from_slice(b"{\"trace_id\":\"");
-    out.extend_from_slice(span.trace_id.hex(&mut hex).as_bytes());
+    span.trace_id.push_hex(out);
     out.extend_from_slice(b"\",\"span_id\":\"");
-    out.extend_from_slice(span.span_id.hex(&mut hex).as_bytes());
+    span.span_id.push_hex(out);
     out.push(b'"');
     if let Some(p) = span.parent_span_id {
         out.extend_from_slice(b",\"parent_span_id\":\"");
-        out.extend_from_slice(p.hex(&mut hex).as_bytes());
+        p.push_hex(out);
         out.push(b'"');
     }
     if !span.trace_state.is_empty() {

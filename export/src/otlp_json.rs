@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use podtrace_model::{AttrValue, Resource, Span, SpanKind, StatusCode, HEX_ID_MAX};
+use podtrace_model::{AttrValue, Resource, Span, SpanKind, StatusCode};
 
 use crate::otlp::SCOPE_NAME;
 
@@ -62,11 +62,10 @@ pub fn request(spans: &[Span]) -> Vec<u8> {
 }
 
 fn write_span(out: &mut Vec<u8>, s: &Span) {
-    let mut hex = [0; HEX_ID_MAX];
     out.extend_from_slice(b"{\"traceId\":\"");
-    out.extend_from_slice(s.trace_id.hex(&mut hex).as_bytes());
+    s.trace_id.push_hex(out);
     out.extend_from_slice(b"\",\"spanId\":\"");
-    out.extend_from_slice(s.span_id.hex(&mut hex).as_bytes());
+    s.span_id.push_hex(out);
     out.push(b'"');
     if !s.trace_state.is_empty() {
         out.extend_from_slice(b",\"traceState\":");
@@ -74,7 +73,7 @@ fn write_span(out: &mut Vec<u8>, s: &Span) {
     }
     if let Some(p) = s.parent_span_id {
         out.extend_from_slice(b",\"parentSpanId\":\"");
-        out.extend_from_slice(p.hex(&mut hex).as_bytes());
+        p.push_hex(out);
         out.push(b'"');
     }
     if s.flags != 0 {
@@ -162,22 +161,37 @@ fn write_attr(out: &mut Vec<u8>, key: &str, value: &AttrValue) {
     }
 }
 
-/// The decimal digits of `n` (what `write!(out, "{n}")` writes, without the formatter).
+/// Two decimal digits of every number below 100.
+const DIGIT_PAIRS: &[u8; 200] = b"\
+0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// The decimal digits of `n` (what `write!(out, "{n}")` writes, without the formatter),
+/// two digits per step.
 pub(crate) fn write_u64(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
-    loop {
+    while n >= 100 {
+        let pair = usize::try_from(n % 100).unwrap_or(0) * 2;
+        n /= 100;
+        i -= 2;
+        digits[i..i + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    }
+    if n >= 10 {
+        let pair = usize::try_from(n).unwrap_or(0) * 2;
+        i -= 2;
+        digits[i..i + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    } else {
         i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+        digits[i] = b'0' + n as u8;
     }
     out.extend_from_slice(&digits[i..]);
 }
 
-/// True when one of the 8 bytes of `w` is a control character (below 0x20), `"` or `\\`:
+/// True when one of the 8 bytes of `w` is a control character (below 0x20), `"` or a backslash:
 /// each test is exact for "any byte" (a borrow only crosses from a byte that matched).
 fn word_needs_escape(w: u64) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
@@ -188,24 +202,40 @@ fn word_needs_escape(w: u64) -> bool {
         != 0
 }
 
-/// A JSON string literal: quotes, backslashes and control characters escaped. Runs of 8
-/// bytes with nothing to escape (nearly all text: names, paths, addresses) are copied
-/// whole; only a run that needs it is looked at byte by byte.
-pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
-    out.reserve(s.len() + 2);
-    out.push(b'"');
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    let mut clean = 0;
-    while let Some(chunk) = bytes.get(clean..clean + 8) {
+/// True when `bytes` holds a byte JSON must escape: 8 bytes per test, the last few padded
+/// with a letter.
+fn needs_escape(bytes: &[u8]) -> bool {
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
         let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
+        word.copy_from_slice(w);
         if word_needs_escape(u64::from_le_bytes(word)) {
-            break;
+            return true;
         }
-        clean += 8;
     }
-    for (i, &b) in bytes.iter().enumerate().skip(clean) {
+    let rest = words.remainder();
+    if rest.is_empty() {
+        return false;
+    }
+    let mut word = [b'a'; 8];
+    word[..rest.len()].copy_from_slice(rest);
+    word_needs_escape(u64::from_le_bytes(word))
+}
+
+/// A JSON string literal: quotes, backslashes and control characters escaped. Text with
+/// nothing to escape (nearly all: names, paths, addresses) is found so 8 bytes at a time
+/// and copied whole; only other text is looked at byte by byte.
+pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    if !needs_escape(bytes) {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
         let escape: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",

@@ -76,6 +76,16 @@ fn hex_text<'a>(bytes: &[u8], buf: &'a mut [u8; HEX_ID_MAX]) -> &'a str {
     std::str::from_utf8(&buf[..2 * n]).unwrap_or_default()
 }
 
+/// Appends the lowercase hex of `bytes` to `out`.
+fn push_hex(bytes: &[u8], out: &mut Vec<u8>) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(2 * bytes.len());
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)]);
+        out.push(DIGITS[usize::from(b & 0x0f)]);
+    }
+}
+
 fn write_hex(bytes: &[u8], f: &mut fmt::Formatter<'_>) -> fmt::Result {
     f.write_str(hex_text(bytes, &mut [0; HEX_ID_MAX]))
 }
@@ -103,6 +113,10 @@ macro_rules! id_type {
             /// allocation, no formatter (encoders write ids per span).
             pub fn hex<'a>(&self, buf: &'a mut [u8; HEX_ID_MAX]) -> &'a str {
                 hex_text(&self.0, buf)
+            }
+            /// Appends the id's lowercase hex to `out` (encoders writing bytes).
+            pub fn push_hex(&self, out: &mut Vec<u8>) {
+                push_hex(&self.0, out)
             }
         }
 
@@ -408,6 +422,9 @@ mod tests {
             assert_eq!(t.to_string(), per_byte(&t.0));
             assert_eq!(s.to_string(), per_byte(&s.0));
             assert_eq!(t.hex(&mut [0; HEX_ID_MAX]), per_byte(&t.0));
+            let mut pushed = b"x".to_vec();
+            s.push_hex(&mut pushed);
+            assert_eq!(pushed, format!("x{}", per_byte(&s.0)).into_bytes());
             assert_eq!(format!("{s:?}"), format!("SpanId({})", per_byte(&s.0)));
             assert_eq!(
                 serde_json::to_string(&s).unwrap(),
