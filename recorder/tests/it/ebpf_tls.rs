@@ -805,3 +805,82 @@ fn tls_grpc_over_http2_alpn_h2_node() {
         rec.work, a.stats.tls_ciphertext_skipped
     );
 }
+
+#[test]
+fn tls_off_records_no_plaintext_and_hooks_nothing() {
+    if !root_or_skip("tls_off_records_no_plaintext_and_hooks_nothing") {
+        return;
+    }
+    if !tool_or_skip("openssl", "tls_off_records_no_plaintext_and_hooks_nothing") {
+        return;
+    }
+    let env = PeerEnv::acquire();
+    let dir = env.dir.path().to_path_buf();
+    let (cert, key) = make_cert(&dir);
+    let count = 3;
+    std::fs::write(dir.join("chain.py"), CHAIN).expect("script");
+    std::fs::write(dir.join("drive.py"), DRIVE).expect("script");
+    let cg = TestCgroup::new("tls-off");
+    let (front, back) = (env.port, free_port());
+    let py = python();
+    let chain = dir.join("chain.py").to_string_lossy().into_owned();
+    let spawn = |role: &str, port: u16| {
+        let mut c = cg.command(&[
+            &py,
+            &chain,
+            "tls",
+            role,
+            &port.to_string(),
+            &back.to_string(),
+            &cert,
+            &key,
+            &cert,
+        ]);
+        c.stdout(Stdio::null()).stderr(Stdio::null());
+        KillOnDrop::spawn(c)
+    };
+    let _b = spawn("back", back);
+    let _f = spawn("front", front);
+    wait_listening(back);
+    wait_listening(front);
+    let cfg = RecordConfig {
+        cgroup_ids: vec![cg.id()],
+        tls: false,
+        ..RecordConfig::default()
+    };
+    let drive = cg.command(&[
+        &py,
+        dir.join("drive.py").to_str().expect("utf8"),
+        "tls",
+        &front.to_string(),
+        &cert,
+        &count.to_string(),
+    ]);
+    let rt = rt();
+    let rec = record_while(&rt, cfg, move |h| {
+        run_bounded(drive, T);
+        (h.tls_libraries(), h.probes_attached().to_string())
+    });
+    let (hooked, attached) = rec.work;
+    assert!(hooked.is_empty(), "{hooked:?}");
+    assert!(
+        attached.contains("TLS plaintext off (--tls off)"),
+        "{attached}"
+    );
+    let data: Vec<&SocketData> = rec
+        .rows
+        .iter()
+        .filter_map(|r| match r {
+            Record::SocketData(d) => Some(d),
+            _ => None,
+        })
+        .collect();
+    assert!(!data.is_empty(), "the ciphertext is still recorded");
+    assert!(data.iter().all(|d| d.flags & flags::TLS_PLAINTEXT == 0));
+    let n_data = data.len();
+    // the analyzer recognises the ciphertext and skips it: no spans, no parse errors
+    let a = podtrace_analyzer::analyze(rec.rows.into_iter(), &Default::default()).expect("analyze");
+    assert!(a.spans.is_empty(), "{}", a.stats);
+    assert!(a.stats.parse_errors.is_empty(), "{}", a.stats);
+    assert_eq!(a.stats.tls_ciphertext_skipped as usize, n_data);
+}
