@@ -104,7 +104,7 @@ fn stage_analyze(records: &[Record]) -> Result<(Vec<Vec<Span>>, StageTimes), Str
             hand_out(pipeline.drain_completed());
         }
     }
-    if records.len() % BATCH == 0 {
+    if records.len().is_multiple_of(BATCH) {
         // As analyze_into: a final, empty push.
         pipeline.push(&[]);
     }
