@@ -37,5 +37,14 @@ static OBJECT: &Aligned<[u8]> = &Aligned {
 /// The compiled eBPF object (ELF, BTF and CO-RE relocations included), 8-byte aligned.
 pub static PODTRACE_BPF_OBJECT: &[u8] = &OBJECT.bytes;
 
+static FLOOR: &Aligned<[u8]> = &Aligned {
+    bytes: *include_bytes!(concat!(env!("OUT_DIR"), "/floor.bpf.o")),
+};
+
+/// Empty programs on the recorder's possible hooks (`bpf/floor.bpf.c`: per-syscall
+/// tracepoints on `write`, `tp_btf` sys_enter/sys_exit), for benchmarks that separate what
+/// a hook costs from what podtrace's code adds (`names::FLOOR_*`). Not used by the recorder.
+pub static FLOOR_BPF_OBJECT: &[u8] = &FLOOR.bytes;
+
 /// The C header of the event layout, for tools that want to decode events themselves.
 pub const EVENT_H: &str = include_str!("../bpf/event.h");

@@ -67,3 +67,25 @@ pub const KPROBES: [(&str, &str, bool); 7] = [
     ("pt_krp_accept", "inet_csk_accept", true),
     ("pt_kp_close", "tcp_close", false),
 ];
+/// [`crate::FLOOR_BPF_OBJECT`]: empty programs for `syscalls/sys_enter_write` and
+/// `syscalls/sys_exit_write`.
+pub const FLOOR_TP: [(&str, &str); 2] = [
+    ("floor_tp_enter", "sys_enter_write"),
+    ("floor_tp_exit", "sys_exit_write"),
+];
+/// [`crate::FLOOR_BPF_OBJECT`]: empty `tp_btf` programs for `sys_enter` and `sys_exit`.
+pub const FLOOR_BTF: [(&str, &str); 2] = [
+    ("floor_btf_enter", TP_SYS_ENTER),
+    ("floor_btf_exit", TP_SYS_EXIT),
+];
+/// [`crate::FLOOR_BPF_OBJECT`]: like [`FLOOR_TP`], running the cgroup filter's fast path.
+pub const FLOOR_TP_CG: [(&str, &str); 2] = [
+    ("floor_tp_cg_enter", "sys_enter_write"),
+    ("floor_tp_cg_exit", "sys_exit_write"),
+];
+/// [`crate::FLOOR_BPF_OBJECT`]: like [`FLOOR_BTF`], running the syscall-number test and the
+/// cgroup filter's fast path.
+pub const FLOOR_BTF_CG: [(&str, &str); 2] = [
+    ("floor_btf_cg_enter", TP_SYS_ENTER),
+    ("floor_btf_cg_exit", TP_SYS_EXIT),
+];

@@ -17,13 +17,17 @@ pub struct Limits {
 /// Which kernel hooks capture the traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ProbeSet {
-    /// The socket syscalls (default): per-syscall tracepoints `syscalls/sys_enter_<call>`
-    /// and `sys_exit_<call>` (no podtrace program runs for any other syscall), or, where
-    /// those are missing, `tp_btf/sys_enter` + `sys_exit` (chosen automatically).
+    /// The socket syscalls (default, `--probes auto`): per-syscall tracepoints
+    /// `syscalls/sys_enter_<call>` and `sys_exit_<call>` (no podtrace program runs for any
+    /// other syscall), or, where those are missing, `tp_btf/sys_enter` + `sys_exit`
+    /// (chosen automatically).
     #[default]
     Syscalls,
+    /// The per-syscall tracepoints only (`--probes tracepoints`): an error where they are
+    /// missing, no fallback.
+    Tracepoints,
     /// `tp_btf/sys_enter` + `sys_exit` on every syscall, the socket calls picked by number
-    /// (the fallback of [`ProbeSet::Syscalls`], selectable for comparisons).
+    /// (`--probes tp-btf`; the fallback of [`ProbeSet::Syscalls`]).
     TpBtf,
     /// Kprobes on `tcp_sendmsg`/`tcp_recvmsg`/`tcp_connect`/`inet_csk_accept`/`tcp_close`
     /// (needs `CONFIG_KPROBES`; sees TCP only, also bytes moved by kernel-internal callers).

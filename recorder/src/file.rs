@@ -96,6 +96,7 @@ pub fn file_meta(cfg: &RecordConfig, offset_ns: i64) -> FileMeta {
                     crate::config::ProbeSet::Syscalls => {
                         "syscalls/sys_enter_*+sys_exit_* (tp_btf/sys_enter+sys_exit if missing)"
                     }
+                    crate::config::ProbeSet::Tracepoints => "syscalls/sys_enter_*+sys_exit_*",
                     crate::config::ProbeSet::TpBtf => "tp_btf/sys_enter+sys_exit",
                     crate::config::ProbeSet::Kprobe => "kprobe/tcp_sendmsg+tcp_recvmsg",
                 }

@@ -9,6 +9,7 @@
 //!   when no tracefs is mounted yet (it is left mounted). When a tracepoint is missing or
 //!   cannot be attached, the `tp_btf/sys_enter` + `sys_exit` set is used instead, and
 //!   [`Probes::attached`] says so and why;
+//! - [`ProbeSet::Tracepoints`]: the per-syscall tracepoints, an error where they are missing;
 //! - [`ProbeSet::TpBtf`]: the `tp_btf` set directly;
 //! - [`ProbeSet::Kprobe`]: the kprobe set, refused with a message naming CONFIG_KPROBES on
 //!   kernels without kprobes.
@@ -113,6 +114,14 @@ impl Probes {
                     tracing::info!("per-syscall tracepoints unavailable ({why}): using tp_btf");
                     attach_syscalls(&mut ebpf, &btf)?;
                     format!("tp_btf sys_enter/sys_exit (fallback: {why})")
+                }
+            },
+            ProbeSet::Tracepoints => match attach_tracepoints(&mut ebpf) {
+                Ok(n) => format!("syscall tracepoints ({n} events)"),
+                Err(why) => {
+                    return Err(RecorderError::Unsupported(format!(
+                        "--probes tracepoints: {why}; --probes auto falls back to tp_btf"
+                    )))
                 }
             },
             ProbeSet::TpBtf => {
