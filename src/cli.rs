@@ -117,9 +117,17 @@ pub struct TargetArgs {
     /// Snapshot only the target namespace's objects (default: the whole cluster).
     #[arg(long)]
     pub k8s_namespace_only: bool,
-    /// Kernel hooks: `syscalls` (tp_btf sys_enter/sys_exit, needs BTF only) or `kprobe`
-    /// (tcp_sendmsg/tcp_recvmsg..., needs CONFIG_KPROBES).
-    #[arg(long, value_enum, default_value_t = ProbesArg::Syscalls)]
+    /// Kernel hooks: `auto` (the per-syscall tracepoints of the socket calls, tp_btf
+    /// sys_enter/sys_exit where those are missing), `tracepoints` (those only), `tp-btf`
+    /// (sys_enter/sys_exit on every syscall) or `kprobe` (tcp_sendmsg/tcp_recvmsg...,
+    /// needs CONFIG_KPROBES). The "probes attached" line names what is used.
+    #[arg(
+        long,
+        value_enum,
+        env = "PODTRACE_PROBES",
+        default_value_t = ProbesArg::Auto,
+        value_name = "auto|tracepoints|tp-btf|kprobe"
+    )]
     pub probes: ProbesArg,
     /// TLS plaintext through uprobes on the OpenSSL 3 libraries (libssl.so.3, binaries
     /// exporting SSL_write such as Node.js) of the targeted processes: `on` or `off`.
@@ -157,9 +165,14 @@ pub enum OnOff {
 /// Probe set choice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum ProbesArg {
-    /// Syscall tracepoints (tp_btf).
+    /// The per-syscall tracepoints, tp_btf sys_enter/sys_exit where they are missing.
     #[default]
-    Syscalls,
+    #[value(alias = "syscalls")]
+    Auto,
+    /// The per-syscall tracepoints `syscalls/sys_enter_<call>`/`sys_exit_<call>` only.
+    Tracepoints,
+    /// `tp_btf/sys_enter` + `sys_exit` (every syscall, the socket calls picked by number).
+    TpBtf,
     /// Kprobes on the TCP functions.
     Kprobe,
 }
@@ -474,6 +487,30 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn probe_sets_parse_for_record_and_live() {
+        use clap::Parser;
+        let record = |probes: &str| {
+            let cli = Cli::try_parse_from([
+                "podtrace", "record", "--cgroup", "/x", "-o", "f", "--probes", probes,
+            ])
+            .map_err(|e| e.kind())?;
+            match cli.command {
+                Some(Command::Record(r)) => Ok(r.target.probes),
+                other => panic!("not record: {other:?}"),
+            }
+        };
+        assert_eq!(record("auto"), Ok(ProbesArg::Auto));
+        assert_eq!(record("syscalls"), Ok(ProbesArg::Auto));
+        assert_eq!(record("tracepoints"), Ok(ProbesArg::Tracepoints));
+        assert_eq!(record("tp-btf"), Ok(ProbesArg::TpBtf));
+        assert_eq!(record("kprobe"), Ok(ProbesArg::Kprobe));
+        assert_eq!(record("fentry"), Err(clap::error::ErrorKind::InvalidValue));
+        let live = Cli::try_parse_from(["podtrace", "--cgroup", "/x", "--probes", "tp-btf"])
+            .expect("live mode parses");
+        assert_eq!(live.live.target.probes, ProbesArg::TpBtf);
     }
 
     #[test]

@@ -59,7 +59,9 @@ pub async fn resolve(pod: Option<&str>, t: &TargetArgs) -> Result<Target, CliErr
         pids: t.pids.clone(),
         snaplen: t.snaplen,
         probes: match t.probes {
-            ProbesArg::Syscalls => ProbeSet::Syscalls,
+            ProbesArg::Auto => ProbeSet::Syscalls,
+            ProbesArg::Tracepoints => ProbeSet::Tracepoints,
+            ProbesArg::TpBtf => ProbeSet::TpBtf,
             ProbesArg::Kprobe => ProbeSet::Kprobe,
         },
         tls: t.tls == crate::cli::OnOff::On,
