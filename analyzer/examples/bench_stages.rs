@@ -123,17 +123,18 @@ fn stage_encode_otlp(batches: &[Vec<Span>], dir: &std::path::Path) -> Result<(),
     w.finish().map(|_| ()).map_err(|e| e.to_string())
 }
 
-/// `spans.json`, one compact span per line (as the CLI writes it: each batch encoded into
-/// a buffer by `podtrace_export::file::write_span_json`, then written).
+/// `spans.json`, one compact span per line (as the CLI is to write it: chunks of a batch
+/// encoded into a buffer by `podtrace_export::file::write_span_json`, then written).
 #[inline(never)]
 fn stage_encode_spans_json(batches: &[Vec<Span>], dir: &std::path::Path) -> Result<(), String> {
     let path = dir.join("spans.json");
     let mut file = StagedFile::create(&path).map_err(|e| e.to_string())?;
     let mut first = true;
     let mut buf = Vec::new();
-    for batch in batches {
+    // In 1,024-span chunks, as OtlpJsonWriter: one buffer reused, never grown past ~1 MB.
+    for chunk in batches.iter().flat_map(|b| b.chunks(1024)) {
         buf.clear();
-        for span in batch {
+        for span in chunk {
             let lead: &[u8] = if std::mem::replace(&mut first, false) {
                 b"[\n"
             } else {
