@@ -343,6 +343,8 @@ fn write_all<O: SpanObserver>(
 pub struct SpansJsonWriter {
     file: StagedFile,
     first: bool,
+    /// The batch's bytes, reused across batches.
+    buf: Vec<u8>,
 }
 
 impl SpansJsonWriter {
@@ -352,7 +354,11 @@ impl SpansJsonWriter {
             path: path.clone(),
             source,
         })?;
-        Ok(SpansJsonWriter { file, first: true })
+        Ok(SpansJsonWriter {
+            file,
+            first: true,
+            buf: Vec::new(),
+        })
     }
 
     fn io_error(&self, source: std::io::Error) -> ExportError {
@@ -364,22 +370,20 @@ impl SpansJsonWriter {
 }
 
 impl SpanFile for SpansJsonWriter {
-    /// Appends the spans, one compact JSON object per line.
+    /// Appends the spans, one compact JSON object per line (the bytes of
+    /// `serde_json::to_writer`, written by [`crate::file::write_span_json`]).
     fn write(&mut self, spans: &[Span]) -> Result<(), ExportError> {
-        let out = self.file.writer();
-        let mut write = || -> std::io::Result<()> {
-            for span in spans {
-                let lead: &[u8] = if std::mem::replace(&mut self.first, false) {
-                    b"[\n"
-                } else {
-                    b",\n"
-                };
-                out.write_all(lead)?;
-                serde_json::to_writer(&mut *out, span).map_err(std::io::Error::other)?;
-            }
-            Ok(())
-        };
-        let written = write();
+        self.buf.clear();
+        for span in spans {
+            let lead: &[u8] = if std::mem::replace(&mut self.first, false) {
+                b"[\n"
+            } else {
+                b",\n"
+            };
+            self.buf.extend_from_slice(lead);
+            crate::file::write_span_json(&mut self.buf, span);
+        }
+        let written = self.file.writer().write_all(&self.buf);
         written.map_err(|e| self.io_error(e))
     }
 
