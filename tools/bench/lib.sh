@@ -162,12 +162,17 @@ print_table() {
 }
 
 write_results() {
-  local out="$1" r n
+  local out="$1" r n kept=""
   mkdir -p "$(dirname "$out")"
+  # Sections written by hand or by other scripts (every "## " section but the absolute
+  # numbers written below) are kept from the previous file, after the new figures.
+  if [ -f "$out" ]; then
+    kept=$(awk '/^## / { keep = ($0 != "## Absolute numbers") } keep' "$out")
+  fi
   {
     echo "# podtrace benchmarks (\`make bench\`)"
     echo
-    echo "Run: $(date -u '+%Y-%m-%d %H:%M UTC'), $1 s total (tools/bench/run.sh)."
+    echo "Run: $(date -u '+%Y-%m-%d %H:%M UTC'), ${2:-$SECONDS} s total (tools/bench/run.sh)."
     echo "Machine: $(uname -srm), $(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)),"
     echo "$(awk '/MemTotal/ { printf "%.1f GiB RAM", $2 / 1048576 }' /proc/meminfo), load average at the end $(cut -d' ' -f1-3 /proc/loadavg)."
     echo "Every ratio compares two measurements taken side by side in this run; absolute numbers"
@@ -183,6 +188,11 @@ write_results() {
     echo "## Absolute numbers"
     echo
     for n in "${NOTES[@]}"; do echo "- $n"; done
-  } >"$out"
+    if [ -n "$kept" ]; then
+      echo
+      echo "$kept"
+    fi
+  } >"$out.tmp"
+  mv "$out.tmp" "$out"
   echo "wrote $out"
 }
