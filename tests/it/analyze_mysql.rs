@@ -20,9 +20,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use serde_json::Value;
-
 use crate::reliability_support::{cgroup2_root, is_root, TestCgroup};
+use crate::sdk_db::{match_db, read_sdk, sdk_collection, text, Tally};
 use crate::support::*;
 
 /// Requests the driver sends.
@@ -35,15 +34,6 @@ pub(crate) fn ok(cmd: &mut Command) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
-}
-
-/// The span's attribute `key` as text (empty when absent).
-pub(crate) fn text(s: &SpanRow, key: &str) -> String {
-    match s.attr(key) {
-        Some(Value::String(v)) => v.clone(),
-        Some(v) => v.to_string(),
-        None => String::new(),
-    }
 }
 
 /// A throw-away MariaDB on 127.0.0.1:`port` with its datadir and socket under `dir`: user
@@ -108,43 +98,6 @@ pub(crate) fn mariadb(dir: &Path, port: u16, extra: &[String]) -> Proc {
         std::fs::read_to_string(&err_log).unwrap_or_default()
     );
     server
-}
-
-/// The table an SDK statement names, found by the test itself (the word after FROM, INTO,
-/// UPDATE or TABLE), not by podtrace's SQL lexer: the truth shares no code with what it
-/// checks.
-fn sdk_collection(statement: &str) -> Option<String> {
-    let words: Vec<&str> = statement.split_whitespace().collect();
-    let at = words.iter().position(|w| {
-        ["FROM", "INTO", "UPDATE", "TABLE"]
-            .iter()
-            .any(|k| w.eq_ignore_ascii_case(k))
-    })?;
-    let name = words[at + 1..]
-        .iter()
-        .find(|w| {
-            !["IF", "NOT", "EXISTS"]
-                .iter()
-                .any(|k| w.eq_ignore_ascii_case(k))
-        })?
-        .split('(')
-        .next()?
-        .trim_matches('`');
-    (!name.is_empty()).then(|| name.to_string())
-}
-
-/// One span the OpenTelemetry SDK wrote (tools/fixtures/mysql_app.py).
-struct SdkSpan {
-    raw: Value,
-}
-
-impl SdkSpan {
-    fn s(&self, k: &str) -> &str {
-        self.raw[k].as_str().unwrap_or_default()
-    }
-    fn t(&self, k: &str) -> u64 {
-        self.raw[k].as_u64().unwrap_or_default()
-    }
 }
 
 #[test]
@@ -239,60 +192,24 @@ fn mysql_spans_match_the_opentelemetry_sdk() {
     );
     let spans = read_spans(&outdir);
     let summary = read_summary(&outdir);
-    let sdk: Vec<SdkSpan> = std::fs::read_to_string(&sdk_file)
-        .expect("sdk spans")
-        .lines()
-        .map(|l| SdkSpan {
-            raw: serde_json::from_str(l).expect("sdk span JSON"),
-        })
-        .collect();
-    let by_id = |id: &str| sdk.iter().find(|s| s.s("span_id") == id);
-    let ours = |id: &str| spans.iter().find(|s| s.span_id == id);
+    let sdk = read_sdk(&sdk_file);
     let is_mysql = |p: &SpanRow| matches!(text(p, "db.system.name").as_str(), "mysql" | "mariadb");
-    // Socket times vs the app's: the SDK span encloses the command's bytes, give or take.
-    let slack = 5_000_000;
     let mut used = std::collections::HashSet::new();
-    let (mut total, mut matched) = (0, 0);
-    let mut misses = Vec::new();
-    for db_span in sdk.iter().filter(|s| s.s("kind") == "CLIENT") {
-        total += 1;
-        let statement = db_span.raw["attributes"]["db.statement"]
-            .as_str()
-            .unwrap_or_default();
-        let op = db_span.s("name").to_ascii_uppercase();
-        let coll = sdk_collection(statement).unwrap_or_default();
-        let error = db_span.raw["error"].as_bool().unwrap_or(false);
-        let parent = by_id(db_span.s("parent_span_id"));
-        let found = spans.iter().find(|p| {
-            p.kind == "client"
-                && is_mysql(p)
-                && !used.contains(&p.span_id)
-                && text(p, "db.operation.name") == op
-                && text(p, "db.collection.name") == coll
-                && p.raw["start_time_unix_nano"].as_u64().unwrap_or(0) + slack >= db_span.t("start")
-                && p.raw["end_time_unix_nano"].as_u64().unwrap_or(0) <= db_span.t("end") + slack
-                && (p.raw["status"]["code"] == "error") == error
-                && match parent {
-                    // Under podtrace's SERVER span of the same request.
-                    Some(srv) => {
-                        let target = srv.raw["attributes"]["http.target"].as_str().unwrap_or("?");
-                        // A request that carried a traceparent: the same trace id.
-                        let propagated = !srv.s("parent_span_id").is_empty();
-                        ours(&p.parent)
-                            .is_some_and(|ps| ps.kind == "server" && text(ps, "url.path") == target)
-                            && (!propagated || p.trace_id == db_span.s("trace_id"))
-                    }
-                    None => p.parent.is_empty(),
-                }
-        });
-        match found {
-            Some(p) => {
-                used.insert(p.span_id.clone());
-                matched += 1;
-            }
-            None => misses.push(db_span.raw.clone()),
-        }
-    }
+    let Tally {
+        matched,
+        total,
+        misses,
+    } = match_db(
+        &spans,
+        &sdk,
+        &["mysql", "mariadb"],
+        "http.target",
+        &mut used,
+        |db| {
+            let coll = sdk_collection(db.attr("db.statement")).unwrap_or_default();
+            Some(vec![(db.s("name").to_ascii_uppercase(), coll)])
+        },
+    );
     let podtrace_db = spans
         .iter()
         .filter(|s| s.kind == "client" && is_mysql(s))

@@ -17,8 +17,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::analyze_mysql::{mariadb, ok, text};
+use crate::analyze_mysql::{mariadb, ok};
 use crate::reliability_support::{cgroup2_root, is_root, TestCgroup};
+use crate::sdk_db::text;
 use crate::support::*;
 
 /// The client: waits for the recorder to hook its libssl (loaded by `import ssl`), then

@@ -25,6 +25,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::reliability_support::{cgroup2_root, is_root, TestCgroup};
+use crate::sdk_db::{match_db, read_sdk, sdk_collection, text, SdkSpan, Tally};
 use crate::support::*;
 
 /// Requests the app's driver sends (tools/fixtures/db_app.py REQUESTS).
@@ -38,14 +39,6 @@ fn ok(cmd: &mut Command) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
-}
-
-fn text(s: &SpanRow, key: &str) -> String {
-    match s.attr(key) {
-        Some(Value::String(v)) => v.clone(),
-        Some(v) => v.to_string(),
-        None => String::new(),
-    }
 }
 
 /// `cmd` run as the `postgres` user (initdb and postgres refuse root).
@@ -130,120 +123,31 @@ fn postgres(dir: &Path, port: u16) -> Proc {
     server
 }
 
-/// One span the OpenTelemetry SDK wrote.
-struct SdkSpan {
-    raw: Value,
-}
-
-impl SdkSpan {
-    fn s(&self, k: &str) -> &str {
-        self.raw[k].as_str().unwrap_or_default()
-    }
-    fn t(&self, k: &str) -> u64 {
-        self.raw[k].as_u64().unwrap_or_default()
-    }
-    fn attr(&self, k: &str) -> &str {
-        self.raw["attributes"][k].as_str().unwrap_or_default()
-    }
-}
-
-/// Matched and total SDK spans of one database system, and the misses.
-#[derive(Debug, Default)]
-struct Tally {
-    matched: usize,
-    total: usize,
-    misses: Vec<Value>,
-}
-
-/// Compares podtrace's spans with the SDK's (see the module doc): per system.
+/// Compares podtrace's spans with the SDK's (see the module doc): PostgreSQL, then Redis.
 fn compare(spans: &[SpanRow], sdk: &[SdkSpan]) -> (Tally, Tally) {
-    let by_id = |id: &str| sdk.iter().find(|s| s.s("span_id") == id);
-    let ours = |id: &str| spans.iter().find(|s| s.span_id == id);
-    // Socket times vs the app's: the SDK span encloses the statement's bytes, give or take.
-    let slack = 5_000_000;
     let mut used = std::collections::HashSet::new();
-    let (mut pg, mut redis) = (Tally::default(), Tally::default());
-    for db in sdk.iter().filter(|s| s.s("kind") == "CLIENT") {
-        let system = db.attr("db.system");
-        let (tally, wanted): (&mut Tally, Vec<(String, String)>) = match system {
-            "postgresql" => {
-                let statement = db.attr("db.statement");
-                let coll = sdk_collection(statement).unwrap_or_default();
-                (&mut pg, vec![(db.s("name").to_ascii_uppercase(), coll)])
-            }
-            "redis" => (
-                &mut redis,
-                db.s("name")
-                    .split(' ')
-                    .map(|op| (op.to_string(), String::new()))
-                    .collect(),
-            ),
-            _ => continue,
-        };
-        tally.total += 1;
-        let error = db.raw["error"].as_bool().unwrap_or(false);
-        let parent = by_id(db.s("parent_span_id"));
-        let mut all = true;
-        for (op, coll) in wanted {
-            let found = spans.iter().find(|p| {
-                p.kind == "client"
-                    && text(p, "db.system.name") == system
-                    && !used.contains(&p.span_id)
-                    && text(p, "db.operation.name") == op
-                    && text(p, "db.collection.name") == coll
-                    && p.raw["start_time_unix_nano"].as_u64().unwrap_or(0) + slack >= db.t("start")
-                    && p.raw["end_time_unix_nano"].as_u64().unwrap_or(0) <= db.t("end") + slack
-                    && (p.raw["status"]["code"] == "error") == error
-                    && match parent {
-                        // Under podtrace's SERVER span of the same request.
-                        Some(srv) => {
-                            let target = srv.attr("http.target");
-                            // A request that carried a traceparent: the same trace id.
-                            let propagated = !srv.s("parent_span_id").is_empty();
-                            ours(&p.parent).is_some_and(|ps| {
-                                ps.kind == "server" && text(ps, "url.path") == target
-                            }) && (!propagated || p.trace_id == db.s("trace_id"))
-                        }
-                        None => p.parent.is_empty(),
-                    }
-            });
-            match found {
-                Some(p) => {
-                    used.insert(p.span_id.clone());
-                }
-                None => all = false,
-            }
-        }
-        if all {
-            tally.matched += 1;
-        } else {
-            tally.misses.push(db.raw.clone());
-        }
-    }
+    let pg = match_db(
+        spans,
+        sdk,
+        &["postgresql"],
+        "http.target",
+        &mut used,
+        |db| {
+            (db.attr("db.system") == "postgresql").then(|| {
+                let coll = sdk_collection(db.attr("db.statement")).unwrap_or_default();
+                vec![(db.s("name").to_ascii_uppercase(), coll)]
+            })
+        },
+    );
+    let redis = match_db(spans, sdk, &["redis"], "http.target", &mut used, |db| {
+        (db.attr("db.system") == "redis").then(|| {
+            db.s("name")
+                .split(' ')
+                .map(|op| (op.to_string(), String::new()))
+                .collect()
+        })
+    });
     (pg, redis)
-}
-
-/// The first table of a statement the SDK recorded, worked out here (not by podtrace's
-/// lexer): the word after the first `FROM`, `INTO`, `UPDATE` or `TABLE` (`IF [NOT] EXISTS`
-/// passed over), without quotes or a trailing `(`; `None` without one.
-fn sdk_collection(statement: &str) -> Option<String> {
-    let words: Vec<&str> = statement.split_whitespace().collect();
-    let at = words.iter().position(|w| {
-        ["FROM", "INTO", "UPDATE", "TABLE"]
-            .iter()
-            .any(|k| w.eq_ignore_ascii_case(k))
-    })?;
-    let name = words[at + 1..]
-        .iter()
-        .find(|w| {
-            !["IF", "NOT", "EXISTS"]
-                .iter()
-                .any(|k| w.eq_ignore_ascii_case(k))
-        })?
-        .split('(')
-        .next()?
-        .trim_matches('"');
-    (!name.is_empty()).then(|| name.to_string())
 }
 
 /// `podtrace analyze CAPTURE --out DIR`; the spans.
@@ -392,13 +296,7 @@ fn postgres_and_redis_spans_match_the_opentelemetry_sdk() {
     drop(redis);
     drop(pg);
 
-    let sdk: Vec<SdkSpan> = std::fs::read_to_string(&sdk_file)
-        .expect("sdk spans")
-        .lines()
-        .map(|l| SdkSpan {
-            raw: serde_json::from_str(l).expect("sdk span JSON"),
-        })
-        .collect();
+    let sdk = read_sdk(&sdk_file);
     let pcap_cap = dir.path().join("pcap.parquet");
     let st = run(
         podtrace().arg("import").arg(&pcap).arg("-o").arg(&pcap_cap),

@@ -11,8 +11,9 @@ use crate::support;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use serde_json::Value;
 use support::*;
+
+use crate::sdk_db::{match_db, read_sdk, text, Tally};
 
 fn ok(cmd: &mut Command) -> bool {
     cmd.stdin(Stdio::null())
@@ -39,14 +40,6 @@ fn settle(pcap: &std::path::Path) {
         } else if stable_since.elapsed() >= Duration::from_millis(500) {
             return;
         }
-    }
-}
-
-fn text(s: &SpanRow, key: &str) -> String {
-    match s.attr(key) {
-        Some(Value::String(v)) => v.clone(),
-        Some(v) => v.to_string(),
-        None => String::new(),
     }
 }
 
@@ -219,25 +212,6 @@ fn redis_commands_become_client_and_server_spans() {
     }
 }
 
-/// One span the OpenTelemetry SDK wrote (tools/fixtures/redis_app.py --sdk).
-#[derive(Debug)]
-struct SdkSpan {
-    raw: Value,
-}
-
-impl SdkSpan {
-    fn s(&self, k: &str) -> &str {
-        self.raw[k].as_str().unwrap_or_default()
-    }
-    fn t(&self, k: &str) -> u64 {
-        self.raw[k].as_u64().unwrap_or_default()
-    }
-}
-
-fn attr_u64(s: &SpanRow, key: &str) -> u64 {
-    s.raw[key].as_u64().unwrap_or_default()
-}
-
 /// The SDK as the truth: opentelemetry-instrumentation-redis traces the app's Redis calls
 /// (one span per command, one per pipeline) under a SERVER span per HTTP request that
 /// continues the driver's traceparent. Every SDK Redis span must have podtrace CLIENT
@@ -337,59 +311,20 @@ fn redis_spans_match_the_opentelemetry_sdk() {
     );
     assert!(st.status.success(), "analyze failed");
     let spans = read_spans(&outdir);
-    let sdk: Vec<SdkSpan> = std::fs::read_to_string(&sdk_file)
-        .expect("sdk spans")
-        .lines()
-        .map(|l| SdkSpan {
-            raw: serde_json::from_str(l).expect("sdk span JSON"),
-        })
-        .collect();
-    let by_id = |id: &str| sdk.iter().find(|s| s.s("span_id") == id);
-    let ours = |id: &str| spans.iter().find(|s| s.span_id == id);
-    // Socket times vs the app's: the SDK span encloses the command's bytes, give or take.
-    let slack = 5_000_000;
+    let sdk = read_sdk(&sdk_file);
     let mut used = std::collections::HashSet::new();
-    let (mut total, mut matched) = (0, 0);
-    let mut misses = Vec::new();
-    for db in sdk.iter().filter(|s| s.s("kind") == "CLIENT") {
-        total += 1;
-        let parent = by_id(db.s("parent_span_id"));
-        let mut all = true;
-        for op in db.s("name").split(' ') {
-            let found = spans.iter().find(|p| {
-                p.kind == "client"
-                    && p.name == op
-                    && !used.contains(&p.span_id)
-                    && attr_u64(p, "start_time_unix_nano") + slack >= db.t("start")
-                    && attr_u64(p, "end_time_unix_nano") <= db.t("end") + slack
-                    && (p.raw["status"]["code"] == "error")
-                        == db.raw["error"].as_bool().unwrap_or(false)
-                    && match parent {
-                        // Under podtrace's SERVER span of the same request.
-                        Some(srv) => {
-                            let path = srv.raw["attributes"]["url.path"].as_str().unwrap_or("?");
-                            // A request that carried a traceparent: the same trace id.
-                            let propagated = !srv.s("parent_span_id").is_empty();
-                            ours(&p.parent).is_some_and(|ps| {
-                                ps.kind == "server" && text(ps, "url.path") == path
-                            }) && (!propagated || p.trace_id == db.s("trace_id"))
-                        }
-                        None => p.parent.is_empty(),
-                    }
-            });
-            match found {
-                Some(p) => {
-                    used.insert(p.span_id.clone());
-                }
-                None => all = false,
-            }
-        }
-        if all {
-            matched += 1;
-        } else {
-            misses.push(db.raw.clone());
-        }
-    }
+    let Tally {
+        matched,
+        total,
+        misses,
+    } = match_db(&spans, &sdk, &["redis"], "url.path", &mut used, |db| {
+        Some(
+            db.s("name")
+                .split(' ')
+                .map(|op| (op.to_string(), String::new()))
+                .collect(),
+        )
+    });
     let podtrace_db = spans
         .iter()
         .filter(|s| s.kind == "client" && text(s, "db.system.name") == "redis")

@@ -2,6 +2,7 @@
 //! former test file; shared helpers in the support modules).
 
 mod reliability_support;
+mod sdk_db;
 mod support;
 
 mod analyze_mysql;
