@@ -287,7 +287,7 @@ fn postgres_and_redis_spans_match_the_opentelemetry_sdk() {
     );
     // The recorder flushes about every second; tcpdump lags the traffic under load.
     std::thread::sleep(Duration::from_millis(1500));
-    settle(&pcap);
+    pcap_settle(&pcap);
     tcpdump.signal("INT");
     assert!(tcpdump.wait_timeout(Duration::from_secs(10)).is_some());
     drop(cg);
@@ -384,24 +384,5 @@ fn check_outputs(out: &Path, spans: &[SpanRow]) {
         "<td class=\"svc\">redis</td><td>client</td><td>GET</td>",
     ] {
         assert!(html.contains(row), "report: no row {row}");
-    }
-}
-
-/// Waits until tcpdump has written what it captured: the file has not grown for 500 ms
-/// (at most 10 s).
-fn settle(pcap: &Path) {
-    let size = || std::fs::metadata(pcap).map(|m| m.len()).unwrap_or(0);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let mut last = size();
-    let mut stable_since = std::time::Instant::now();
-    while std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-        let now = size();
-        if now != last {
-            last = now;
-            stable_since = std::time::Instant::now();
-        } else if stable_since.elapsed() >= Duration::from_millis(500) {
-            return;
-        }
     }
 }

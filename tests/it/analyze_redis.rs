@@ -23,26 +23,6 @@ fn ok(cmd: &mut Command) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Waits until tcpdump has written what it captured: the file has not grown for 500 ms
-/// (at most 10 s). SIGINT stops tcpdump without draining its buffer, and under load it
-/// lags the traffic by more than a fixed pause.
-fn settle(pcap: &std::path::Path) {
-    let size = || std::fs::metadata(pcap).map(|m| m.len()).unwrap_or(0);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let mut last = size();
-    let mut stable_since = std::time::Instant::now();
-    while std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-        let now = size();
-        if now != last {
-            last = now;
-            stable_since = std::time::Instant::now();
-        } else if stable_since.elapsed() >= Duration::from_millis(500) {
-            return;
-        }
-    }
-}
-
 #[test]
 fn redis_commands_become_client_and_server_spans() {
     let Some(venv) = prerequisites(false) else {
@@ -121,7 +101,7 @@ fn redis_commands_become_client_and_server_spans() {
         .next()
         .and_then(|n| n.parse().ok())
         .expect("command count");
-    settle(&pcap);
+    pcap_settle(&pcap);
     tcpdump.signal("INT");
     assert!(tcpdump.wait_timeout(Duration::from_secs(10)).is_some());
     drop(server);
@@ -290,7 +270,7 @@ fn redis_spans_match_the_opentelemetry_sdk() {
         Duration::from_secs(60),
     );
     assert!(out.status.success(), "app failed");
-    settle(&pcap);
+    pcap_settle(&pcap);
     tcpdump.signal("INT");
     assert!(tcpdump.wait_timeout(Duration::from_secs(10)).is_some());
     drop(server);

@@ -610,3 +610,23 @@ pub fn first_line(stdout: ChildStdout, timeout: Duration) -> Option<String> {
 pub fn listening_port(line: &str) -> Option<u16> {
     line.trim().strip_prefix("LISTENING ")?.parse().ok()
 }
+
+/// Waits until a capture file tcpdump writes stops growing (500 ms without a change, at
+/// most 10 s): tcpdump stopped by SIGINT drops what the kernel still holds for it, so the
+/// last packets of a run would be missing.
+pub fn pcap_settle(pcap: &Path) {
+    let size = || std::fs::metadata(pcap).map(|m| m.len()).unwrap_or(0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut last = size();
+    let mut stable_since = std::time::Instant::now();
+    while std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = size();
+        if now != last {
+            last = now;
+            stable_since = std::time::Instant::now();
+        } else if stable_since.elapsed() >= Duration::from_millis(500) {
+            return;
+        }
+    }
+}
