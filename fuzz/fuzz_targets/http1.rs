@@ -6,14 +6,14 @@
 
 use libfuzzer_sys::fuzz_target;
 use podtrace_analyzer::http1::{ConnectionParser, Limits};
-use podtrace_format::{Direction, Role};
+use podtrace_format::Direction;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&first, script)) = data.split_first() else {
         return;
     };
     let records = podtrace_fuzz::decode(script);
-    let role = [Role::Client, Role::Server, Role::Unknown][usize::from(first % 3)];
+    let role = podtrace_fuzz::role(first);
     // Small limits reach the bounds quickly; default ones are what production uses.
     let limits = if first & 0x80 != 0 {
         Limits {

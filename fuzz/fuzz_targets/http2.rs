@@ -6,14 +6,14 @@
 use libfuzzer_sys::fuzz_target;
 use podtrace_analyzer::http2::{H2Connection, Limits};
 use podtrace_analyzer::internals::{self, ConnectionParser};
-use podtrace_format::{Direction, Role};
+use podtrace_format::Direction;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&first, script)) = data.split_first() else {
         return;
     };
     let records = podtrace_fuzz::decode(script);
-    let role = [Role::Client, Role::Server, Role::Unknown][usize::from(first % 3)];
+    let role = podtrace_fuzz::role(first);
     let preface = [Some(true), Some(false), None][usize::from((first >> 2) % 3)];
     let limits = if first & 0x80 != 0 {
         Limits {
@@ -29,10 +29,9 @@ fuzz_target!(|data: &[u8]| {
     let ingress = podtrace_fuzz::segments(&records, 0, Direction::Ingress);
 
     let mut c = H2Connection::new(role, preface, limits);
-    for (a, b) in egress.chunks(5).zip(ingress.chunks(5)) {
-        let _ = c.feed(a, b, false);
-    }
-    let _ = c.feed(&egress, &ingress, true);
+    podtrace_fuzz::feed_in_chunks(&egress, &ingress, |a, b, end| {
+        let _ = c.feed(a, b, end);
+    });
 
     let mut p = ConnectionParser::with_limits(
         role,

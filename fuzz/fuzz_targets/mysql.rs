@@ -9,14 +9,14 @@
 use libfuzzer_sys::fuzz_target;
 use podtrace_analyzer::internals::mysql::{Limits, Mysql};
 use podtrace_analyzer::internals::{self, ConnectionParser, Protocol, QueryText};
-use podtrace_format::{Direction, Role};
+use podtrace_format::Direction;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&first, script)) = data.split_first() else {
         return;
     };
     let records = podtrace_fuzz::decode(script);
-    let role = [Role::Client, Role::Server, Role::Unknown][usize::from(first % 3)];
+    let role = podtrace_fuzz::role(first);
     // Small limits reach the bounds quickly; default ones are what production uses.
     let limits = if first & 0x80 != 0 {
         Limits {
@@ -34,15 +34,9 @@ fuzz_target!(|data: &[u8]| {
 
     // Bit 6: the socket sends the commands; bit 5: the capture starts at the greeting.
     let mut p = Mysql::new(first & 0x40 != 0, first & 0x20 != 0, limits).with_query_text(text);
-    let (mut e, mut i) = (egress.chunks(5), ingress.chunks(5));
-    loop {
-        let (a, b) = (e.next(), i.next());
-        if a.is_none() && b.is_none() {
-            break;
-        }
-        let _ = p.feed(a.unwrap_or_default(), b.unwrap_or_default(), false);
-    }
-    let _ = p.feed(&[], &[], true);
+    podtrace_fuzz::feed_in_chunks(&egress, &ingress, |a, b, end| {
+        let _ = p.feed(a, b, end);
+    });
 
     let mut c = ConnectionParser::with_limits(
         role,

@@ -2,20 +2,21 @@
 //! detection and dispatch ([`ConnectionParser`]) on the same bytes.
 //!
 //! The input is a script (`podtrace_fuzz::decode`); connection 0's segments are fed in
-//! several calls (split at every 5th segment) so the incremental paths are exercised.
+//! several calls (five segments per direction at a time, `podtrace_fuzz::feed_in_chunks`) so
+//! the incremental paths are exercised.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use podtrace_analyzer::internals::redis::{Limits, Redis};
 use podtrace_analyzer::internals::{self, ConnectionParser, Protocol};
-use podtrace_format::{Direction, Role};
+use podtrace_format::Direction;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&first, script)) = data.split_first() else {
         return;
     };
     let records = podtrace_fuzz::decode(script);
-    let role = [Role::Client, Role::Server, Role::Unknown][usize::from(first % 3)];
+    let role = podtrace_fuzz::role(first);
     // Small limits reach the bounds quickly; default ones are what production uses.
     let limits = if first & 0x80 != 0 {
         Limits {
@@ -31,10 +32,9 @@ fuzz_target!(|data: &[u8]| {
     let ingress = podtrace_fuzz::segments(&records, 0, Direction::Ingress);
 
     let mut r = Redis::new(first & 0x40 != 0, limits);
-    for (a, b) in egress.chunks(5).zip(ingress.chunks(5)) {
-        let _ = r.feed(a, b, false);
-    }
-    let _ = r.feed(&egress, &ingress, true);
+    podtrace_fuzz::feed_in_chunks(&egress, &ingress, |a, b, end| {
+        let _ = r.feed(a, b, end);
+    });
 
     let mut p = ConnectionParser::with_limits(
         role,

@@ -291,3 +291,28 @@ mod tests {
         assert_eq!(d.flags, flags::TRUNCATED);
     }
 }
+
+/// Connection 0's role as the script's first byte picks it (client, server, unknown).
+pub fn role(first: u8) -> Role {
+    [Role::Client, Role::Server, Role::Unknown][usize::from(first % 3)]
+}
+
+/// Feeds one connection's segments to a parser the way the pipeline does: five segments
+/// per direction at a time (the shorter direction continues with empty slices, so messages
+/// split across calls and replies waiting for their request are exercised), then once more
+/// with nothing new and `end = true`.
+pub fn feed_in_chunks(
+    egress: &[Segment],
+    ingress: &[Segment],
+    mut feed: impl FnMut(&[Segment], &[Segment], bool),
+) {
+    let (mut e, mut i) = (egress.chunks(5), ingress.chunks(5));
+    loop {
+        let (a, b) = (e.next(), i.next());
+        if a.is_none() && b.is_none() {
+            break;
+        }
+        feed(a.unwrap_or_default(), b.unwrap_or_default(), false);
+    }
+    feed(&[], &[], true);
+}
