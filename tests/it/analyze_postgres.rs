@@ -247,7 +247,11 @@ fn postgres_and_redis_spans_match_the_opentelemetry_sdk() {
         lines.all()
     );
     let pcap = dir.path().join("app.pcap");
-    let filter = format!("tcp port {pg_port} or tcp port {redis_port} or tcp port {app_port}");
+    let marker_port = free_port();
+    let filter = format!(
+        "tcp port {pg_port} or tcp port {redis_port} or tcp port {app_port} or {}",
+        pcap_sync_filter(marker_port)
+    );
     let mut tcpdump = Proc::new(
         Command::new("tcpdump")
             .args(["-i", "lo", "--immediate-mode", "-U", "-B", "65536"])
@@ -287,9 +291,10 @@ fn postgres_and_redis_spans_match_the_opentelemetry_sdk() {
     );
     // The recorder flushes about every second; tcpdump lags the traffic under load.
     std::thread::sleep(Duration::from_millis(1500));
-    pcap_settle(&pcap);
+    pcap_sync(&pcap, marker_port);
     tcpdump.signal("INT");
     assert!(tcpdump.wait_timeout(Duration::from_secs(10)).is_some());
+    assert_tcpdump_complete(&dump);
     drop(cg);
     record.signal("INT");
     assert!(record.wait_timeout(Duration::from_secs(30)).is_some());

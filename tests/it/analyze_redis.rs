@@ -59,6 +59,7 @@ fn redis_commands_become_client_and_server_spans() {
         "redis-server did not listen"
     );
     let pcap = dir.path().join("redis.pcap");
+    let marker_port = free_port();
     let mut tcpdump = Proc::new(
         Command::new("tcpdump")
             .args([
@@ -66,6 +67,8 @@ fn redis_commands_become_client_and_server_spans() {
                 "lo",
                 "--immediate-mode",
                 "-U",
+                "-B",
+                "65536",
                 "-Z",
                 "root",
                 "-s",
@@ -73,7 +76,10 @@ fn redis_commands_become_client_and_server_spans() {
                 "-w",
             ])
             .arg(&pcap)
-            .args(["tcp", "port", &port.to_string()])
+            .arg(format!(
+                "tcp port {port} or {}",
+                pcap_sync_filter(marker_port)
+            ))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -101,9 +107,10 @@ fn redis_commands_become_client_and_server_spans() {
         .next()
         .and_then(|n| n.parse().ok())
         .expect("command count");
-    pcap_settle(&pcap);
+    pcap_sync(&pcap, marker_port);
     tcpdump.signal("INT");
     assert!(tcpdump.wait_timeout(Duration::from_secs(10)).is_some());
+    assert_tcpdump_complete(&lines);
     drop(server);
 
     let cap = dir.path().join("redis.parquet");
@@ -235,7 +242,11 @@ fn redis_spans_match_the_opentelemetry_sdk() {
         "redis-server did not listen"
     );
     let pcap = dir.path().join("app.pcap");
-    let filter = format!("tcp port {port} or tcp port {app_port}");
+    let marker_port = free_port();
+    let filter = format!(
+        "tcp port {port} or tcp port {app_port} or {}",
+        pcap_sync_filter(marker_port)
+    );
     let mut tcpdump = Proc::new(
         Command::new("tcpdump")
             .args([
@@ -243,6 +254,8 @@ fn redis_spans_match_the_opentelemetry_sdk() {
                 "lo",
                 "--immediate-mode",
                 "-U",
+                "-B",
+                "65536",
                 "-Z",
                 "root",
                 "-s",
@@ -270,9 +283,10 @@ fn redis_spans_match_the_opentelemetry_sdk() {
         Duration::from_secs(60),
     );
     assert!(out.status.success(), "app failed");
-    pcap_settle(&pcap);
+    pcap_sync(&pcap, marker_port);
     tcpdump.signal("INT");
     assert!(tcpdump.wait_timeout(Duration::from_secs(10)).is_some());
+    assert_tcpdump_complete(&lines);
     drop(server);
     let cap = dir.path().join("app.parquet");
     let st = run(

@@ -611,22 +611,63 @@ pub fn listening_port(line: &str) -> Option<u16> {
     line.trim().strip_prefix("LISTENING ")?.parse().ok()
 }
 
-/// Waits until a capture file tcpdump writes stops growing (500 ms without a change, at
-/// most 10 s): tcpdump stopped by SIGINT drops what the kernel still holds for it, so the
-/// last packets of a run would be missing.
-pub fn pcap_settle(pcap: &Path) {
-    let size = || std::fs::metadata(pcap).map(|m| m.len()).unwrap_or(0);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let mut last = size();
-    let mut stable_since = std::time::Instant::now();
-    while std::time::Instant::now() < deadline {
+/// The capture filter term [`pcap_sync`]'s marker needs: tcpdump must take `udp port PORT`.
+pub fn pcap_sync_filter(marker_port: u16) -> String {
+    format!("udp port {marker_port}")
+}
+
+/// Waits until tcpdump (started with `-U` and a filter that takes
+/// [`pcap_sync_filter`]`(marker_port)`) has written every packet sent before this call:
+/// sends a marker datagram to `127.0.0.1:marker_port` (nobody listens; `podtrace import`
+/// counts UDP and skips it) and waits until the marker's bytes are in the file. Packets on
+/// `lo` reach tcpdump in the order they were sent, so everything before the marker is in
+/// the file too. (Waiting for the file to stop growing was not enough: under load tcpdump
+/// is not scheduled for longer than any pause, and SIGINT drops what it still holds.)
+pub fn pcap_sync(pcap: &Path, marker_port: u16) {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let marker = format!("podtrace-pcap-sync-{}-{nanos}", std::process::id());
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a UDP socket");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut sent = Instant::now() - Duration::from_secs(1);
+    while Instant::now() < deadline {
+        if sent.elapsed() >= Duration::from_millis(500) {
+            let _ = sock.send_to(marker.as_bytes(), ("127.0.0.1", marker_port));
+            sent = Instant::now();
+        }
         std::thread::sleep(Duration::from_millis(50));
-        let now = size();
-        if now != last {
-            last = now;
-            stable_since = std::time::Instant::now();
-        } else if stable_since.elapsed() >= Duration::from_millis(500) {
+        let bytes = std::fs::read(pcap).unwrap_or_default();
+        if bytes.windows(marker.len()).any(|w| w == marker.as_bytes()) {
             return;
         }
     }
+    panic!(
+        "tcpdump did not write the sync marker to {} within 30 s",
+        pcap.display()
+    );
+}
+
+/// Fails when tcpdump (whose stderr `lines` holds, after it exited) reported packets
+/// dropped by the kernel: its capture then misses traffic, and a comparison with it would
+/// fail for the wrong reason. Start tcpdump with `-B 65536`: with the default 2 MiB buffer
+/// and `--immediate-mode`, a few lo packets fill the ring while tcpdump waits for a CPU.
+pub fn assert_tcpdump_complete(lines: &Lines) {
+    lines.wait_for("dropped by kernel", Duration::from_secs(5));
+    let all = lines.all();
+    let Some(line) = all.iter().find(|l| l.contains("dropped by kernel")) else {
+        panic!("tcpdump printed no drop count: {all:?}");
+    };
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let dropped = words
+        .iter()
+        .position(|w| *w == "dropped")
+        .and_then(|i| i.checked_sub(2))
+        .and_then(|i| words[i].parse::<u64>().ok());
+    assert_eq!(
+        dropped,
+        Some(0),
+        "tcpdump lost packets, its pcap is incomplete: {line}"
+    );
 }
