@@ -177,19 +177,7 @@ fn mysql_spans_match_the_opentelemetry_sdk() {
     drop(db);
 
     let outdir = dir.path().join("out");
-    let st = run(
-        podtrace()
-            .arg("analyze")
-            .arg(&cap)
-            .arg("--out")
-            .arg(&outdir),
-        Duration::from_secs(120),
-    );
-    assert!(
-        st.status.success(),
-        "analyze: {}",
-        String::from_utf8_lossy(&st.stderr)
-    );
+    analyze_capture(&cap, &outdir);
     let spans = read_spans(&outdir);
     let summary = read_summary(&outdir);
     let sdk = read_sdk(&sdk_file);

@@ -179,19 +179,7 @@ fn mysql_over_tls_is_read_from_the_plaintext() {
     assert!(!cipher.is_empty(), "the connection did not use TLS: {head}");
 
     let outdir = dir.path().join("out");
-    let st = run(
-        podtrace()
-            .arg("analyze")
-            .arg(&cap)
-            .arg("--out")
-            .arg(&outdir),
-        Duration::from_secs(120),
-    );
-    assert!(
-        st.status.success(),
-        "analyze: {}",
-        String::from_utf8_lossy(&st.stderr)
-    );
+    analyze_capture(&cap, &outdir);
     let spans = read_spans(&outdir);
     let summary = read_summary(&outdir);
     let mine: Vec<&SpanRow> = spans

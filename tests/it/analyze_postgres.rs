@@ -152,15 +152,7 @@ fn compare(spans: &[SpanRow], sdk: &[SdkSpan]) -> (Tally, Tally) {
 
 /// `podtrace analyze CAPTURE --out DIR`; the spans.
 fn analyze(cap: &Path, out: &Path) -> Vec<SpanRow> {
-    let st = run(
-        podtrace().arg("analyze").arg(cap).arg("--out").arg(out),
-        Duration::from_secs(120),
-    );
-    assert!(
-        st.status.success(),
-        "analyze: {}",
-        String::from_utf8_lossy(&st.stderr)
-    );
+    analyze_capture(cap, out);
     let summary = read_summary(out);
     assert!(
         summary["parse_errors"]
@@ -303,11 +295,7 @@ fn postgres_and_redis_spans_match_the_opentelemetry_sdk() {
 
     let sdk = read_sdk(&sdk_file);
     let pcap_cap = dir.path().join("pcap.parquet");
-    let st = run(
-        podtrace().arg("import").arg(&pcap).arg("-o").arg(&pcap_cap),
-        Duration::from_secs(60),
-    );
-    assert!(st.status.success(), "import failed");
+    import_pcap(&pcap, &pcap_cap);
     let mut failures = Vec::new();
     for (how, capture) in [("record", &cap), ("pcap", &pcap_cap)] {
         let spans = analyze(capture, &dir.path().join(format!("out-{how}")));

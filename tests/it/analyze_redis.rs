@@ -114,21 +114,9 @@ fn redis_commands_become_client_and_server_spans() {
     drop(server);
 
     let cap = dir.path().join("redis.parquet");
-    let st = run(
-        podtrace().arg("import").arg(&pcap).arg("-o").arg(&cap),
-        Duration::from_secs(60),
-    );
-    assert!(st.status.success(), "import failed");
+    import_pcap(&pcap, &cap);
     let outdir = dir.path().join("out");
-    let st = run(
-        podtrace()
-            .arg("analyze")
-            .arg(&cap)
-            .arg("--out")
-            .arg(&outdir),
-        Duration::from_secs(60),
-    );
-    assert!(st.status.success(), "analyze failed");
+    analyze_capture(&cap, &outdir);
     let spans = read_spans(&outdir);
     let summary = read_summary(&outdir);
     let client: Vec<&SpanRow> = spans.iter().filter(|s| s.kind == "client").collect();
@@ -289,21 +277,9 @@ fn redis_spans_match_the_opentelemetry_sdk() {
     assert_tcpdump_complete(&lines);
     drop(server);
     let cap = dir.path().join("app.parquet");
-    let st = run(
-        podtrace().arg("import").arg(&pcap).arg("-o").arg(&cap),
-        Duration::from_secs(60),
-    );
-    assert!(st.status.success(), "import failed");
+    import_pcap(&pcap, &cap);
     let outdir = dir.path().join("out");
-    let st = run(
-        podtrace()
-            .arg("analyze")
-            .arg(&cap)
-            .arg("--out")
-            .arg(&outdir),
-        Duration::from_secs(60),
-    );
-    assert!(st.status.success(), "analyze failed");
+    analyze_capture(&cap, &outdir);
     let spans = read_spans(&outdir);
     let sdk = read_sdk(&sdk_file);
     let mut used = std::collections::HashSet::new();

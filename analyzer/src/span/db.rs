@@ -36,21 +36,7 @@ pub(super) fn redis_span(
     if let Some(code) = reply.and_then(|r| r.error_code()) {
         attrs.push(KeyValue::new("db.response.status_code", code.to_string()));
     }
-    if let Some(s) = server {
-        attrs.push(KeyValue::new("server.address", addr::ip_string(s.ip())));
-        attrs.push(KeyValue::new("server.port", i64::from(s.port())));
-    }
-    if let Some(p) = peer {
-        attrs.push(KeyValue::new(
-            "network.peer.address",
-            addr::ip_string(p.ip()),
-        ));
-        attrs.push(KeyValue::new("network.peer.port", i64::from(p.port())));
-    }
-    attrs.push(KeyValue::new(
-        "podtrace.context.family",
-        family.map(|f| f.as_str()).unwrap_or("none"),
-    ));
+    push_connection(&mut attrs, server, peer, family);
     let status = match reply {
         Some(RedisReply { error: Some(e), .. }) => Status::error(cut(e)),
         Some(RedisReply {
@@ -104,21 +90,7 @@ pub(super) fn mysql_span(
             i64::try_from(rows).unwrap_or(i64::MAX),
         ));
     }
-    if let Some(s) = server {
-        attrs.push(KeyValue::new("server.address", addr::ip_string(s.ip())));
-        attrs.push(KeyValue::new("server.port", i64::from(s.port())));
-    }
-    if let Some(p) = peer {
-        attrs.push(KeyValue::new(
-            "network.peer.address",
-            addr::ip_string(p.ip()),
-        ));
-        attrs.push(KeyValue::new("network.peer.port", i64::from(p.port())));
-    }
-    attrs.push(KeyValue::new(
-        "podtrace.context.family",
-        family.map(|f| f.as_str()).unwrap_or("none"),
-    ));
+    push_connection(&mut attrs, server, peer, family);
     let status = match reply {
         Some(MysqlReply {
             error_code: Some(code),
@@ -181,6 +153,32 @@ pub(super) fn postgres_span(
             i64::try_from(r.rows).unwrap_or(i64::MAX),
         ));
     }
+    push_connection(&mut attrs, server, peer, family);
+    let status = match result {
+        Some(PostgresResult { error: Some(e), .. }) => {
+            Status::error(cut(&format!("{} {}: {}", e.severity, e.code, e.message)))
+        }
+        Some(PostgresResult { aborted: true, .. }) => {
+            Status::error("not executed: an earlier statement of the batch failed")
+        }
+        _ => Status::unset(),
+    };
+    (name, attrs, status)
+}
+
+fn cut(s: &str) -> String {
+    s.chars().take(MAX_STATUS_MESSAGE).collect()
+}
+
+/// The attributes every database span ends with, in this order: `server.address`/
+/// `server.port` (the database's socket), `network.peer.address`/`network.peer.port` and
+/// `podtrace.context.family`.
+fn push_connection(
+    attrs: &mut Vec<KeyValue>,
+    server: Option<SocketAddr>,
+    peer: Option<SocketAddr>,
+    family: Option<Family>,
+) {
     if let Some(s) = server {
         attrs.push(KeyValue::new("server.address", addr::ip_string(s.ip())));
         attrs.push(KeyValue::new("server.port", i64::from(s.port())));
@@ -196,20 +194,6 @@ pub(super) fn postgres_span(
         "podtrace.context.family",
         family.map(|f| f.as_str()).unwrap_or("none"),
     ));
-    let status = match result {
-        Some(PostgresResult { error: Some(e), .. }) => {
-            Status::error(cut(&format!("{} {}: {}", e.severity, e.code, e.message)))
-        }
-        Some(PostgresResult { aborted: true, .. }) => {
-            Status::error("not executed: an earlier statement of the batch failed")
-        }
-        _ => Status::unset(),
-    };
-    (name, attrs, status)
-}
-
-fn cut(s: &str) -> String {
-    s.chars().take(MAX_STATUS_MESSAGE).collect()
 }
 
 #[cfg(test)]

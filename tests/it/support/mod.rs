@@ -631,11 +631,11 @@ pub fn pcap_sync(pcap: &Path, marker_port: u16) {
     let marker = format!("podtrace-pcap-sync-{}-{nanos}", std::process::id());
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a UDP socket");
     let deadline = Instant::now() + Duration::from_secs(30);
-    let mut sent = Instant::now() - Duration::from_secs(1);
+    let mut sent: Option<Instant> = None;
     while Instant::now() < deadline {
-        if sent.elapsed() >= Duration::from_millis(500) {
+        if sent.is_none_or(|t| t.elapsed() >= Duration::from_millis(500)) {
             let _ = sock.send_to(marker.as_bytes(), ("127.0.0.1", marker_port));
-            sent = Instant::now();
+            sent = Some(Instant::now());
         }
         std::thread::sleep(Duration::from_millis(50));
         let bytes = std::fs::read(pcap).unwrap_or_default();
@@ -669,5 +669,33 @@ pub fn assert_tcpdump_complete(lines: &Lines) {
         dropped,
         Some(0),
         "tcpdump lost packets, its pcap is incomplete: {line}"
+    );
+}
+
+/// `podtrace import PCAP -o CAPTURE`: the tcpdump path into a capture; fails the test with
+/// import's stderr when it fails.
+pub fn import_pcap(pcap: &Path, capture: &Path) {
+    let st = run(
+        podtrace().arg("import").arg(pcap).arg("-o").arg(capture),
+        Duration::from_secs(60),
+    );
+    assert!(
+        st.status.success(),
+        "import: {}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+}
+
+/// `podtrace analyze CAPTURE --out OUT`; fails the test with analyze's stderr when it
+/// fails. The outputs are read with [`read_spans`] and [`read_summary`].
+pub fn analyze_capture(capture: &Path, out: &Path) {
+    let st = run(
+        podtrace().arg("analyze").arg(capture).arg("--out").arg(out),
+        Duration::from_secs(120),
+    );
+    assert!(
+        st.status.success(),
+        "analyze: {}",
+        String::from_utf8_lossy(&st.stderr)
     );
 }
