@@ -117,16 +117,18 @@ pub struct TargetArgs {
     /// Snapshot only the target namespace's objects (default: the whole cluster).
     #[arg(long)]
     pub k8s_namespace_only: bool,
-    /// Kernel hooks: `auto` (the per-syscall tracepoints of the socket calls, tp_btf
-    /// sys_enter/sys_exit where those are missing), `tracepoints` (those only), `tp-btf`
-    /// (sys_enter/sys_exit on every syscall) or `kprobe` (tcp_sendmsg/tcp_recvmsg...,
-    /// needs CONFIG_KPROBES). The "probes attached" line names what is used.
+    /// Kernel hooks: `auto` (the first this kernel has of: `sockets`, `tracepoints`,
+    /// `tp-btf`), `sockets` (the socket tracepoints sock_send_length, sock_recv_length and
+    /// inet_sock_set_state, tcp_destroy_sock: no syscall hook, kernel 6.3+), `tracepoints` (the per-syscall
+    /// tracepoints of the socket calls), `tp-btf` (sys_enter/sys_exit on every syscall) or
+    /// `kprobe` (tcp_sendmsg/tcp_recvmsg..., needs CONFIG_KPROBES). The "probes attached"
+    /// line names what is used.
     #[arg(
         long,
         value_enum,
         env = "PODTRACE_PROBES",
         default_value_t = ProbesArg::Auto,
-        value_name = "auto|tracepoints|tp-btf|kprobe"
+        value_name = "auto|sockets|tracepoints|tp-btf|kprobe"
     )]
     pub probes: ProbesArg,
     /// TLS plaintext through uprobes on the OpenSSL 3 libraries (libssl.so.3, binaries
@@ -165,10 +167,14 @@ pub enum OnOff {
 /// Probe set choice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum ProbesArg {
-    /// The per-syscall tracepoints, tp_btf sys_enter/sys_exit where they are missing.
+    /// The socket tracepoints, else the per-syscall tracepoints, else tp_btf
+    /// sys_enter/sys_exit: the first this kernel has.
     #[default]
-    #[value(alias = "syscalls")]
     Auto,
+    /// The socket tracepoints (sock_send_length, sock_recv_length, inet_sock_set_state, tcp_destroy_sock):
+    /// no syscall hook at all.
+    #[value(alias = "sock")]
+    Sockets,
     /// The per-syscall tracepoints `syscalls/sys_enter_<call>`/`sys_exit_<call>` only.
     Tracepoints,
     /// `tp_btf/sys_enter` + `sys_exit` (every syscall, the socket calls picked by number).
@@ -503,7 +509,12 @@ mod tests {
             }
         };
         assert_eq!(record("auto"), Ok(ProbesArg::Auto));
-        assert_eq!(record("syscalls"), Ok(ProbesArg::Auto));
+        assert_eq!(record("sockets"), Ok(ProbesArg::Sockets));
+        assert_eq!(record("sock"), Ok(ProbesArg::Sockets));
+        assert_eq!(
+            record("syscalls"),
+            Err(clap::error::ErrorKind::InvalidValue)
+        );
         assert_eq!(record("tracepoints"), Ok(ProbesArg::Tracepoints));
         assert_eq!(record("tp-btf"), Ok(ProbesArg::TpBtf));
         assert_eq!(record("kprobe"), Ok(ProbesArg::Kprobe));

@@ -37,14 +37,19 @@
 #define PT_FLAG_CUT_NOT_USER 16 /* the bytes were not in user memory (sendfile) */
 #define PT_FLAG_CUT_IOV_LIMIT 32 /* more iovecs/messages than PT_MAX_IOV (beyond UIO_MAXIOV) */
 #define PT_FLAG_CUT_BEYOND 64   /* ret exceeds the buffers passed (e.g. recv with MSG_TRUNC) */
+/* (128 is PT_FLAG_TLS_PLAINTEXT, tls.bpf.h) */
+#define PT_FLAG_NO_TASK 256 /* emitted outside the socket's process (softirq, timer): pid,
+			     * tid and comm are 0; the socket's cgroup is cgroup_id */
 /* (a copy fault is PT_FLAG_READ_ERROR) */
 
 /* Most iovecs per call and messages per sendmmsg/recvmmsg call copied: UIO_MAXIOV, the
  * kernel's own limit, so no call that succeeds is ever cut by this bound. */
 #define PT_MAX_IOV 1024
 
-/* pt_event.syscall: the x86_64 syscall number of the traced call, or 1000..1004 for the
- * kprobe set (tcp_sendmsg, tcp_recvmsg, tcp_connect, inet_csk_accept, tcp_close). */
+/* pt_event.syscall: the x86_64 syscall number of the traced call (for the socket
+ * tracepoint set: of the syscall the socket call ran in, read from the task's registers;
+ * connect/accept/close for its opens and closes), or 1000..1004 for the kprobe set
+ * (tcp_sendmsg, tcp_recvmsg, tcp_connect, inet_csk_accept, tcp_close). */
 
 /* Indexes of the per-CPU counter array `pt_counters`. */
 #define PT_CTR_EVENTS 0          /* records written to the ring buffer */

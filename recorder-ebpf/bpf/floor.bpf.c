@@ -5,7 +5,9 @@
  * syscall, apart from what podtrace's code adds:
  * - floor_tp_enter / floor_tp_exit: per-syscall tracepoints (attached to
  *   syscalls/sys_enter_write and sys_exit_write by the benchmark);
- * - floor_btf_enter / floor_btf_exit: tp_btf/sys_enter and tp_btf/sys_exit (every syscall).
+ * - floor_btf_enter / floor_btf_exit: tp_btf/sys_enter and tp_btf/sys_exit (every syscall);
+ * - floor_sock_send / floor_sock_recv: tp_btf/sock_send_length and sock_recv_length (every
+ *   socket send and receive of the node).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -90,5 +92,31 @@ int BPF_PROG(floor_btf_cg_exit, struct pt_regs *regs, long ret)
 {
 	if (!floor_followed(regs->orig_ax))
 		return 0;
+	return floor_targeted();
+}
+
+/* The socket tracepoint set's hooks (sock:sock_send_length / sock_recv_length): empty, and
+ * with the cgroup filter's fast path. */
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(floor_sock_send, struct sock *sk, int ret, int flags)
+{
+	return 0;
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(floor_sock_recv, struct sock *sk, int ret, int flags)
+{
+	return 0;
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(floor_sock_cg_send, struct sock *sk, int ret, int flags)
+{
+	return floor_targeted();
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(floor_sock_cg_recv, struct sock *sk, int ret, int flags)
+{
 	return floor_targeted();
 }

@@ -2,14 +2,17 @@
 /*
  * podtrace socket capture.
  *
- * Two interchangeable hook sets share all the logic below (the loader picks one):
- * - per-syscall tracepoints `syscalls/sys_enter_<call>` / `sys_exit_<call>` (default): the
+ * Three interchangeable hook sets share all the logic below (the loader picks one):
+ * - socket tracepoints `sock:sock_send_length` / `sock_recv_length` /
+ *   `inet_sock_set_state` / `tcp:tcp_destroy_sock` (default where present; see their
+ *   section below): no syscall hook at all;
+ * - per-syscall tracepoints `syscalls/sys_enter_<call>` / `sys_exit_<call>`: the
  *   programs run for the socket syscalls podtrace follows only, so any other syscall runs
  *   no podtrace program at all;
  * - `tp_btf/sys_enter` + `tp_btf/sys_exit` (fallback where the per-syscall tracepoints are
  *   missing): they run for every syscall and test the syscall number first.
  *
- * Enter: the cgroup filter first (untargeted processes leave right there), then the
+ * The two syscall sets: enter: the cgroup filter first (untargeted processes leave right there), then the
  * arguments go into the thread's task-local storage (no hash map, no capacity bound).
  * close() is handled at entry, while the fd still names the socket.
  * Exit: take the saved arguments, resolve fd -> file -> socket -> sock (four kernel reads;
@@ -89,6 +92,11 @@ struct pt_args_t {
 	__u64 len; /* count, iovcnt or vlen */
 	__u64 sk;  /* the fd's struct sock *, resolved at entry (not for accept) */
 	struct socket so; /* copy of the fd's struct socket while resolving it */
+	/* socket tracepoint set: the message of a sendmmsg/recvmmsg in progress */
+	__u64 mm_id;   /* syscall number + 1 while more messages are expected, else 0 */
+	__u64 mm_buf;  /* its mmsghdr array */
+	__u32 mm_vlen; /* its message count */
+	__u32 mm_next; /* index of the message the next socket call moves */
 };
 
 struct {
@@ -166,9 +174,10 @@ static __always_inline int followed(__u64 id)
 	return 0;
 }
 
-static __always_inline int targeted(void)
+/* Whether a cgroup id is targeted: the direct-mapped slot first, the hash map only when
+ * several targeted ids share the slot. */
+static __always_inline int targeted_id(__u64 cg)
 {
-	__u64 cg = bpf_get_current_cgroup_id();
 	__u32 slot = cg & (PT_CG_SLOTS - 1);
 	__u64 *v = bpf_map_lookup_elem(&pt_cg_slots, &slot);
 	if (!v || *v == 0)
@@ -180,40 +189,57 @@ static __always_inline int targeted(void)
 	return bpf_map_lookup_elem(&pt_cgroups, &cg) != 0;
 }
 
+/* Whether the current task's cgroup is targeted. */
+static __always_inline int targeted(void)
+{
+	return targeted_id(bpf_get_current_cgroup_id());
+}
+
 static __always_inline __u32 snaplen(void)
 {
 	__u32 limit = pt_snaplen;
 	return limit > PT_MAX_SNAPLEN ? PT_MAX_SNAPLEN : limit;
 }
 
-/* Family, ports and addresses of an AF_INET/AF_INET6 sock (copied whole into the scratch
- * with one read) into the event; 0 for other families. */
-static __always_inline int sk_fill(struct pt_scratch_t *s, struct sock *sk)
+/* Family, ports and addresses of an AF_INET/AF_INET6 sock (copied whole into `skc` with
+ * one read) into the event; 0 for other families. */
+static __always_inline int sk_fill_ev(struct pt_event *ev, struct sock_common *skc,
+				      struct sock *sk)
 {
-	struct pt_event *ev = &s->ev;
-	if (bpf_probe_read_kernel(&s->skc, sizeof(s->skc), sk))
+	if (bpf_probe_read_kernel(skc, sizeof(*skc), sk))
 		return 0;
-	__u16 family = s->skc.skc_family;
+	__u16 family = skc->skc_family;
 	if (family != AF_INET && family != AF_INET6)
 		return 0;
 	ev->family = family;
-	__portpair ports = s->skc.skc_portpair;
+	__portpair ports = skc->skc_portpair;
 	ev->rport = bpf_ntohs((__u16)ports); /* skc_dport: low half, network order */
 	ev->lport = (__u16)(ports >> 16);     /* skc_num: high half, host order */
+	/* once a connection reached CLOSE (e.g. TIME_WAIT, while its application still reads
+	 * the queued bytes) its port is released (inet_num = 0); the source port it used is
+	 * still in inet_sport */
+	if (!ev->lport)
+		ev->lport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
 	if (family == AF_INET) {
 		__builtin_memset(ev->laddr, 0, 16);
 		__builtin_memset(ev->raddr, 0, 16);
-		__addrpair addrs = s->skc.skc_addrpair;
+		__addrpair addrs = skc->skc_addrpair;
 		__u32 r = (__u32)addrs;         /* skc_daddr */
 		__u32 l = (__u32)(addrs >> 32); /* skc_rcv_saddr */
 		__builtin_memcpy(ev->laddr, &l, 4);
 		__builtin_memcpy(ev->raddr, &r, 4);
 	} else {
-		__builtin_memcpy(ev->laddr, &s->skc.skc_v6_rcv_saddr, 16);
-		__builtin_memcpy(ev->raddr, &s->skc.skc_v6_daddr, 16);
+		__builtin_memcpy(ev->laddr, &skc->skc_v6_rcv_saddr, 16);
+		__builtin_memcpy(ev->raddr, &skc->skc_v6_daddr, 16);
 	}
 	ev->sock = (__u64)sk;
 	return 1;
+}
+
+/* sk_fill_ev into the scratch slot's event. */
+static __always_inline int sk_fill(struct pt_scratch_t *s, struct sock *sk)
+{
+	return sk_fill_ev(&s->ev, &s->skc, sk);
 }
 
 /* The thread's `struct file *` of an fd (0 if none). */
@@ -495,16 +521,11 @@ static __always_inline void on_mmsg(struct pt_scratch_t *s, struct pt_args_t *a,
 	bpf_loop(n, mmsg_step, &w, 0);
 }
 
-/* Accounts for the event of a finished syscall that could not get a scratch slot: its
- * bytes count as dropped and its stream gets the GAP flag, as for a full ring buffer. */
-static __always_inline void lost_exit(__u64 id, long ret, __u64 sk)
+/* Accounts for a data event that could not get a scratch slot: `bytes` count as dropped
+ * and the stream (sock, dir) gets the GAP flag, as for a full ring buffer. */
+static __always_inline void lost_data(__u64 bytes, __u64 sk, __u8 dir)
 {
-	if (id == NR_connect || id == NR_accept || id == NR_accept4 || !sk)
-		return;
-	if (id != NR_sendmmsg && id != NR_recvmmsg) /* their ret is a message count */
-		count(PT_CTR_BYTES_DROPPED, ret);
-	__u8 dir = (id == NR_read || id == NR_readv || id == NR_recvfrom || id == NR_recvmsg ||
-		    id == NR_recvmmsg) ? PT_DIR_INGRESS : PT_DIR_EGRESS;
+	count(PT_CTR_BYTES_DROPPED, bytes);
 	__u64 gap_key = sk | dir;
 	__u8 one = 1;
 	__u32 zero = 0;
@@ -512,6 +533,17 @@ static __always_inline void lost_exit(__u64 id, long ret, __u64 sk)
 	__u64 *any = bpf_map_lookup_elem(&pt_gap_any, &zero);
 	if (any)
 		*any = 1;
+}
+
+/* lost_data for the event of a finished syscall of the syscall sets. */
+static __always_inline void lost_exit(__u64 id, long ret, __u64 sk)
+{
+	if (id == NR_connect || id == NR_accept || id == NR_accept4 || !sk)
+		return;
+	__u8 dir = (id == NR_read || id == NR_readv || id == NR_recvfrom || id == NR_recvmsg ||
+		    id == NR_recvmmsg) ? PT_DIR_INGRESS : PT_DIR_EGRESS;
+	/* the ret of sendmmsg/recvmmsg is a message count */
+	lost_data(id == NR_sendmmsg || id == NR_recvmmsg ? 0 : ret, sk, dir);
 }
 
 /* Emits the event of a finished syscall (scratch slot held by the caller). */
@@ -729,6 +761,233 @@ int BPF_PROG(pt_sys_exit, struct pt_regs *regs, long ret)
 	if (!followed(id) || id == NR_close)
 		return 0;
 	on_exit(id, ret);
+	return 0;
+}
+
+/*
+ * --- socket tracepoints (default where the kernel has them, 6.3+): `tp_btf` on
+ * sock:sock_send_length and sock:sock_recv_length (in sock_sendmsg/sock_recvmsg, after the
+ * protocol moved the bytes; arguments: the struct sock *, the result, the flags) for data,
+ * on sock:inet_sock_set_state for opens and tcp:tcp_destroy_sock for closes. No syscall
+ * hook at all: a syscall that is not a socket call runs no podtrace program and does not
+ * enter the kernel's syscall-tracing slow path; an untargeted socket call runs one short
+ * program (the cgroup filter). The socket comes with the tracepoint (no fd -> file -> socket walk); the user
+ * buffer comes from the syscall's own registers (bpf_task_pt_regs: orig_ax names the
+ * call, di/si/dx its fd, buffer or msghdr, length or count), copied exactly as the syscall
+ * sets copy it at exit: the bytes are still in the caller's memory, which cannot change
+ * before the call returns.
+ */
+#define PT_TCP_ESTABLISHED 1
+#define PT_TCP_SYN_SENT 2
+#define PT_TCP_SYN_RECV 3
+#define PT_TCP_CLOSE 7
+#define PT_TCP_LISTEN 10
+#define PT_MSG_PEEK 2
+#define PT_PF_KTHREAD 0x00200000
+#define PT_PF_IO_WORKER 0x00000010
+
+/* The message index of a sendmmsg/recvmmsg socket call. The kernel calls sock_sendmsg /
+ * sock_recvmsg once per message, in order, and stops early only on an error (seen here as
+ * ret < 0) or a short message; the thread's storage remembers the next index while the
+ * call may go on. (A call that stops for a reason not seen here — recvmmsg's timeout, a
+ * fault writing msg_len — leaves a next index that the thread's next mmsg call on the same
+ * array would take; such a call re-starts at 0 when its array or count differ.) */
+static __always_inline __u32 mmsg_index(struct pt_args_t *a, __u64 id, __u64 buf, __u64 vlen,
+					long ret)
+{
+	__u32 idx = 0;
+	if (a->mm_id == id + 1 && a->mm_buf == buf && a->mm_vlen == vlen && a->mm_next < vlen)
+		idx = a->mm_next;
+	if (ret <= 0 || idx + 1 >= vlen) {
+		a->mm_id = 0;
+	} else {
+		a->mm_id = id + 1;
+		a->mm_buf = buf;
+		a->mm_vlen = vlen;
+		a->mm_next = idx + 1;
+	}
+	return idx;
+}
+
+/* A kernel pointer as a plain number: the verifier refuses arithmetic (the gap key's `|`)
+ * on the typed pointers tp_btf programs get, so the value is copied through the stack. */
+static __always_inline __u64 ptr_scalar(const void *p)
+{
+	__u64 v = 0;
+	bpf_probe_read_kernel(&v, sizeof(v), &p);
+	return v;
+}
+
+/* One socket call of a targeted task: an event with the bytes it moved. */
+static __always_inline void sock_data(struct sock *sk, long ret, int flags, __u8 dir)
+{
+	if (!targeted())
+		return;
+	count(PT_CTR_SYSCALLS, 1);
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (task->flags & (PT_PF_KTHREAD | PT_PF_IO_WORKER))
+		return; /* no user registers (kernel socket users, io_uring workers) */
+	struct socket *so = sk->sk_socket;
+	if (!so || !so->file || sk->sk_type != SOCK_STREAM)
+		return; /* a kernel socket, or not a stream */
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	if (!regs)
+		return;
+	__u64 skv = ptr_scalar(sk);
+	__u64 id = regs->orig_ax;
+	__u64 fd = regs->di;
+	__u64 arg = regs->si;
+	__u64 cnt = regs->dx;
+
+	/* the thread's last socket (TLS binds SSL objects to it) and the mmsg position */
+	struct pt_args_t *a =
+		bpf_task_storage_get(&pt_task, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (a) {
+		a->fd = fd;
+		a->sk = skv;
+	} else {
+		count(PT_CTR_ARGS_FULL, 1);
+	}
+	__u32 msg = 0;
+	if (id == NR_sendmmsg || id == NR_recvmmsg) {
+		if (!a)
+			return;
+		msg = mmsg_index(a, id, arg, cnt, ret);
+	}
+	if (ret <= 0 || (dir == PT_DIR_INGRESS && (flags & PT_MSG_PEEK)))
+		return; /* nothing moved, or peeked bytes that a later call reads again */
+
+	struct pt_scratch_t *s = scratch_get();
+	if (!s) {
+		lost_data(ret, skv, dir);
+		return;
+	}
+	if (!sk_fill(s, (struct sock *)skv)) {
+		scratch_put(s);
+		return;
+	}
+	fill_common(&s->ev, id, PT_KIND_DATA);
+	s->ev.fd = fd;
+	s->ev.ret = ret;
+	s->ev.direction = dir;
+	switch (id) {
+	case NR_write:
+	case NR_sendto:
+	case NR_read:
+	case NR_recvfrom:
+		copy_user(s, arg, ret);
+		break;
+	case NR_writev:
+	case NR_readv:
+		copy_iov(s, arg, cnt, ret);
+		break;
+	case NR_sendmsg:
+	case NR_recvmsg: {
+		struct user_msghdr h = {};
+		if (bpf_probe_read_user(&h, sizeof(h), (void *)arg)) {
+			s->ev.flags |= PT_FLAG_READ_ERROR;
+			count(PT_CTR_READ_ERRORS, 1);
+		} else {
+			copy_iov(s, (__u64)h.msg_iov, h.msg_iovlen, ret);
+		}
+		break;
+	}
+	case NR_sendmmsg:
+	case NR_recvmmsg: {
+		struct mmsghdr h = {};
+		if (msg >= PT_MAX_IOV) {
+			s->ev.flags |= PT_FLAG_CUT_IOV_LIMIT;
+		} else if (bpf_probe_read_user(&h, sizeof(h),
+					       (void *)(arg + msg * sizeof(struct mmsghdr)))) {
+			s->ev.flags |= PT_FLAG_READ_ERROR;
+			count(PT_CTR_READ_ERRORS, 1);
+		} else {
+			copy_iov(s, (__u64)h.msg_hdr.msg_iov, h.msg_hdr.msg_iovlen, ret);
+		}
+		break;
+	}
+	default:
+		/* sendfile, splice, io_uring...: the bytes are not in a user buffer of this call */
+		s->ev.flags |= PT_FLAG_CUT_NOT_USER;
+		break;
+	}
+	finish_data(s);
+	scratch_put(s);
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(pt_sock_send, struct sock *sk, int ret, int flags)
+{
+	sock_data(sk, ret, flags, PT_DIR_EGRESS);
+	return 0;
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(pt_sock_recv, struct sock *sk, int ret, int flags)
+{
+	sock_data(sk, ret, flags, PT_DIR_INGRESS);
+	return 0;
+}
+
+/* The cgroup v2 id of the cgroup a socket belongs to (its creator's; an accepted socket
+ * inherits its listener's). */
+static __always_inline __u64 sk_cgroup_id(struct sock *sk)
+{
+	return BPF_CORE_READ(sk, sk_cgrp_data.cgroup, kn, id);
+}
+
+/* An open or close of a TCP socket of a targeted cgroup (the socket's own cgroup: these
+ * run mostly in softirq — the handshake's last packet, the last ACK of a close, a timer —
+ * where the current task is any task). The events carry PT_FLAG_NO_TASK and no task
+ * fields: user space takes the socket's process from its data events. */
+static __always_inline void sock_state(struct sock *sk, __u32 nr, __u32 kind, __u8 role)
+{
+	__u64 cg = sk_cgroup_id(sk);
+	if (!targeted_id(cg))
+		return;
+	/* built on the stack, not in the CPU's scratch slot: a softirq can interrupt a data
+	 * program that holds the slot */
+	struct pt_event ev = {};
+	struct sock_common skc;
+	if (!sk_fill_ev(&ev, &skc, (struct sock *)ptr_scalar(sk)) || !ev.rport)
+		return; /* not INET, a listener, or a socket that never connected */
+	ev.ts_ns = bpf_ktime_get_boot_ns();
+	ev.cgroup_id = cg;
+	ev.kind = kind;
+	ev.syscall = nr;
+	ev.role = role;
+	ev.flags = PT_FLAG_NO_TASK;
+	ev.cpu = bpf_get_smp_processor_id();
+	if (bpf_ringbuf_output(&pt_events, &ev, sizeof(ev), wakeup_flag())) {
+		count(PT_CTR_RINGBUF_FULL, 1);
+		return;
+	}
+	count(PT_CTR_EVENTS, 1);
+}
+
+/* Opens: the handshake's completion on either side (SYN_SENT -> ESTABLISHED: a client;
+ * SYN_RECV -> ESTABLISHED: a server's accepted socket), when both ports are known (at
+ * SYN_SENT a client's port is not chosen yet). */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(pt_sock_state, struct sock *sk, int oldstate, int newstate)
+{
+	if (sk->sk_type != SOCK_STREAM || newstate != PT_TCP_ESTABLISHED)
+		return 0;
+	if (oldstate == PT_TCP_SYN_SENT)
+		sock_state(sk, NR_connect, PT_KIND_OPEN, PT_ROLE_CLIENT);
+	else if (oldstate == PT_TCP_SYN_RECV)
+		sock_state(sk, NR_accept, PT_KIND_OPEN, PT_ROLE_SERVER);
+	return 0;
+}
+
+/* Closes: the socket's destruction (tcp_v4_destroy_sock, also for IPv6), after its
+ * application closed it and TCP is done with it, so after every byte the application
+ * read — not the transition to CLOSE, which a connection can reach (TIME_WAIT) while its
+ * application still reads the queued bytes — and before the struct sock can be reused. */
+SEC("tp_btf/tcp_destroy_sock")
+int BPF_PROG(pt_sock_destroy, struct sock *sk)
+{
+	sock_state(sk, NR_close, PT_KIND_CLOSE, PT_ROLE_UNKNOWN);
 	return 0;
 }
 

@@ -39,6 +39,10 @@ pub const FLAG_CUT_NOT_USER: u32 = 16;
 pub const FLAG_CUT_IOV_LIMIT: u32 = 32;
 /// `flags`, with [`FLAG_TRUNCATED`]: the byte count exceeds the buffers passed (MSG_TRUNC).
 pub const FLAG_CUT_BEYOND: u32 = 64;
+/// `flags`: emitted outside the socket's process (softirq, timer: the socket tracepoint
+/// set's server opens and most closes); `pid`, `tid` and `comm` are 0, `cgroup_id` is the
+/// socket's cgroup.
+pub const FLAG_NO_TASK: u32 = 256;
 
 /// Most iovecs per call, and messages per sendmmsg/recvmmsg call, copied (`PT_MAX_IOV`):
 /// the kernel's own `UIO_MAXIOV`, so no successful call is cut by it.
@@ -233,7 +237,13 @@ pub fn syscall_name(nr: u32) -> &'static str {
         45 => "recvfrom",
         46 => "sendmsg",
         47 => "recvmsg",
+        275 => "splice",
         288 => "accept4",
+        295 => "preadv",
+        296 => "pwritev",
+        327 => "preadv2",
+        328 => "pwritev2",
+        426 => "io_uring_enter",
         299 => "recvmmsg",
         307 => "sendmmsg",
         KP_SENDMSG => "tcp_sendmsg",

@@ -38,6 +38,14 @@ pub const PROG_SYS_EXIT: &str = "pt_sys_exit";
 pub const TP_SYS_ENTER: &str = "sys_enter";
 /// Tracepoint name the exit program attaches to.
 pub const TP_SYS_EXIT: &str = "sys_exit";
+/// The socket tracepoint set (`--probes sockets`, the default where present): (program,
+/// `tp_btf` tracepoint) pairs.
+pub const SOCK_TPS: [(&str, &str); 4] = [
+    ("pt_sock_send", "sock_send_length"),
+    ("pt_sock_recv", "sock_recv_length"),
+    ("pt_sock_state", "inet_sock_set_state"),
+    ("pt_sock_destroy", "tcp_destroy_sock"),
+];
 /// Hash map `u64 cgroup id → u8`: the targeted cgroups.
 pub const MAP_CGROUPS: &str = "pt_cgroups";
 /// Array `u32 slot → u64`: the direct-mapped front of [`MAP_CGROUPS`] (slot = id & 4095;
@@ -77,6 +85,17 @@ pub const FLOOR_TP: [(&str, &str); 2] = [
 pub const FLOOR_BTF: [(&str, &str); 2] = [
     ("floor_btf_enter", TP_SYS_ENTER),
     ("floor_btf_exit", TP_SYS_EXIT),
+];
+/// [`crate::FLOOR_BPF_OBJECT`]: empty `tp_btf` programs for `sock_send_length` and
+/// `sock_recv_length` (the socket tracepoint set's data hooks).
+pub const FLOOR_SOCK: [(&str, &str); 2] = [
+    ("floor_sock_send", "sock_send_length"),
+    ("floor_sock_recv", "sock_recv_length"),
+];
+/// [`crate::FLOOR_BPF_OBJECT`]: like [`FLOOR_SOCK`], running the cgroup filter's fast path.
+pub const FLOOR_SOCK_CG: [(&str, &str); 2] = [
+    ("floor_sock_cg_send", "sock_send_length"),
+    ("floor_sock_cg_recv", "sock_recv_length"),
 ];
 /// [`crate::FLOOR_BPF_OBJECT`]: like [`FLOOR_TP`], running the cgroup filter's fast path.
 pub const FLOOR_TP_CG: [(&str, &str); 2] = [

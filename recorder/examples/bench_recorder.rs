@@ -12,8 +12,9 @@
 //!    events/s reached with and without podtrace, with drops (0 expected; any drop is
 //!    printed, never hidden).
 //!
-//! Every figure is measured for both hook sets in the same run: the per-syscall tracepoints
-//! (default, `tracepoints`) and the `tp_btf` sys_enter/sys_exit fallback (`tp_btf`).
+//! Every figure is measured for the three hook sets in the same run: the socket tracepoints
+//! (`sockets`, the default where present), the per-syscall tracepoints (`tracepoints`) and
+//! the `tp_btf` sys_enter/sys_exit fallback (`tp_btf`).
 //!
 //! Usage: `bench_recorder [--quick] [--untargeted-only]` (the worker mode `--worker PORT N SIZE` is internal).
 
@@ -34,8 +35,9 @@ type Times = (f64, f64, f64);
 type Field = (&'static str, fn(&Times) -> f64);
 
 /// The hook sets compared, with their names in the output.
-const SETS: [(ProbeSet, &str); 2] = [
-    (ProbeSet::Syscalls, "tracepoints"),
+const SETS: [(ProbeSet, &str); 3] = [
+    (ProbeSet::Sockets, "sockets"),
+    (ProbeSet::Tracepoints, "tracepoints"),
     (ProbeSet::TpBtf, "tp_btf"),
 ];
 
@@ -80,6 +82,11 @@ fn main() {
             "filter-only tracepoints on write".to_string(),
         ),
         (Hooks::FloorBtfCg, "filter-only tp_btf".to_string()),
+        (Hooks::FloorSock, "empty socket tracepoints".to_string()),
+        (
+            Hooks::FloorSockCg,
+            "filter-only socket tracepoints".to_string(),
+        ),
     ]
     .into_iter()
     .chain(
@@ -93,7 +100,12 @@ fn main() {
         for (i, (hooks, _)) in configs.iter().enumerate() {
             let m = match hooks {
                 Hooks::None => measure(&mut sock),
-                Hooks::FloorTp | Hooks::FloorBtf | Hooks::FloorTpCg | Hooks::FloorBtfCg => {
+                Hooks::FloorTp
+                | Hooks::FloorBtf
+                | Hooks::FloorTpCg
+                | Hooks::FloorBtfCg
+                | Hooks::FloorSock
+                | Hooks::FloorSockCg => {
                     let _floor = Floor::attach(*hooks);
                     measure(&mut sock)
                 }
@@ -235,6 +247,10 @@ enum Hooks {
     FloorTpCg,
     /// [`Hooks::FloorBtf`] running only the syscall-number test and the filter's fast path.
     FloorBtfCg,
+    /// Empty tp_btf programs on sock_send_length + sock_recv_length.
+    FloorSock,
+    /// [`Hooks::FloorSock`] running only the cgroup filter's fast path.
+    FloorSockCg,
     /// The recorder with this hook set, recording the empty bench cgroup.
     Recorder(ProbeSet),
 }
@@ -257,6 +273,8 @@ impl Floor {
             Hooks::FloorTp => (Some(names::FLOOR_TP), None),
             Hooks::FloorTpCg => (Some(names::FLOOR_TP_CG), None),
             Hooks::FloorBtfCg => (None, Some(names::FLOOR_BTF_CG)),
+            Hooks::FloorSock => (None, Some(names::FLOOR_SOCK)),
+            Hooks::FloorSockCg => (None, Some(names::FLOOR_SOCK_CG)),
             _ => (None, Some(names::FLOOR_BTF)),
         };
         if let Some(progs) = tp {
@@ -328,12 +346,7 @@ fn start(
         ..Default::default()
     };
     match Recorder::start(cfg) {
-        Ok(x) => {
-            if probes == ProbeSet::Syscalls && !x.0.probes_attached().starts_with("syscall") {
-                println!("# note: {}", x.0.probes_attached());
-            }
-            x
-        }
+        Ok(x) => x,
         Err(e) => {
             eprintln!("cannot start the recorder: {e}");
             std::process::exit(1);

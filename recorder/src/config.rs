@@ -17,17 +17,23 @@ pub struct Limits {
 /// Which kernel hooks capture the traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ProbeSet {
-    /// The socket syscalls (default, `--probes auto`): per-syscall tracepoints
-    /// `syscalls/sys_enter_<call>` and `sys_exit_<call>` (no podtrace program runs for any
-    /// other syscall), or, where those are missing, `tp_btf/sys_enter` + `sys_exit`
-    /// (chosen automatically).
+    /// The first set this kernel has (default, `--probes auto`): [`ProbeSet::Sockets`],
+    /// else [`ProbeSet::Tracepoints`], else [`ProbeSet::TpBtf`] (chosen automatically; the
+    /// "probes attached" line names the set and why a preferred one was not used).
     #[default]
-    Syscalls,
-    /// The per-syscall tracepoints only (`--probes tracepoints`): an error where they are
-    /// missing, no fallback.
+    Auto,
+    /// The socket tracepoints only (`--probes sockets`; kernel 6.3+): `tp_btf` on
+    /// `sock:sock_send_length`, `sock:sock_recv_length`, `sock:inet_sock_set_state` and
+    /// `tcp:tcp_destroy_sock`. No
+    /// syscall hook: other syscalls run no podtrace program and stay on the kernel's fast
+    /// path; the bytes are read from the buffers the syscall passed. An error where they
+    /// are missing.
+    Sockets,
+    /// The per-syscall tracepoints only (`--probes tracepoints`): `syscalls/sys_enter_<call>`
+    /// and `sys_exit_<call>` of the socket calls; an error where they are missing.
     Tracepoints,
     /// `tp_btf/sys_enter` + `sys_exit` on every syscall, the socket calls picked by number
-    /// (`--probes tp-btf`; the fallback of [`ProbeSet::Syscalls`]).
+    /// (`--probes tp-btf`; the last fallback of [`ProbeSet::Auto`]).
     TpBtf,
     /// Kprobes on `tcp_sendmsg`/`tcp_recvmsg`/`tcp_connect`/`inet_csk_accept`/`tcp_close`
     /// (needs `CONFIG_KPROBES`; sees TCP only, also bytes moved by kernel-internal callers).
@@ -92,7 +98,7 @@ impl Default for RecordConfig {
             redact_headers: Vec::new(),
             no_redact: false,
             limits: Limits::default(),
-            probes: ProbeSet::Syscalls,
+            probes: ProbeSet::Auto,
             tls: true,
             ring_bytes: 32 << 20,
             batch_records: 4096,

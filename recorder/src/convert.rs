@@ -10,6 +10,12 @@
 //! `conn_id` mixes pointer and sequence number, so a reused socket gets a new id, and the
 //! state kept is bounded by the connections open at a time. The role learnt at open is
 //! reported again on the close row. Payloads are redacted here.
+//!
+//! Events the kernel emits outside the socket's process (`FLAG_NO_TASK`: the socket
+//! tracepoint set sees a server's open at the handshake's last ACK and most closes in
+//! softirq) carry no pid, tid or comm: a close takes those of the socket's last data row,
+//! and a server's open waits for the socket's first data row (or its close) and takes that
+//! row's process, so every row names the process that owns the socket.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -31,11 +37,38 @@ fn tls_stream(conn_id: u64) -> u64 {
     conn_id ^ 0x7f1a_5e5e_c0de_0001
 }
 
-/// A live connection: its sequence number and role.
+/// A live connection: its sequence number and role, the process of its last data row, and
+/// an open seen outside any process that waits for that process.
 #[derive(Debug, Clone, Copy)]
 struct SockState {
     seq: u64,
     role: Option<Role>,
+    task: Option<Task>,
+    pending_open: Option<PtEvent>,
+}
+
+/// pid, tid and comm of an event.
+#[derive(Debug, Clone, Copy)]
+struct Task {
+    pid: u32,
+    tid: u32,
+    comm: [u8; 16],
+}
+
+impl Task {
+    fn of(e: &PtEvent) -> Task {
+        Task {
+            pid: e.pid,
+            tid: e.tid,
+            comm: e.comm,
+        }
+    }
+
+    fn apply(self, e: &mut PtEvent) {
+        e.pid = self.pid;
+        e.tid = self.tid;
+        e.comm = self.comm;
+    }
 }
 
 /// Hasher for the `struct sock *` keys: one multiply (the keys are kernel pointers, not
@@ -125,7 +158,7 @@ impl Converter {
 
     /// Decodes one ring-buffer record and appends its rows (usually one) to `out`.
     pub fn convert(&mut self, record: &[u8], out: &mut Vec<Record>) {
-        let (e, payload) = match PtEvent::parse(record) {
+        let (mut e, payload) = match PtEvent::parse(record) {
             Ok(x) => x,
             Err(err) => {
                 self.counters.malformed += 1;
@@ -139,23 +172,45 @@ impl Converter {
             self.socks.remove(&e.sock);
         }
         let next_seq = &mut self.next_seq;
-        let state = *self.socks.entry(e.sock).or_insert_with(|| {
+        let state = self.socks.entry(e.sock).or_insert_with(|| {
             let seq = *next_seq;
             *next_seq += 1;
-            SockState { seq, role: None }
+            SockState {
+                seq,
+                role: None,
+                task: None,
+                pending_open: None,
+            }
         });
         let conn_id = mix(e.sock ^ state.seq.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        let meta = SocketMeta {
-            ts_ns: to_wall(e.ts_ns, self.offset_ns),
-            cpu: e.cpu,
-            pid: e.pid,
-            tid: e.tid,
-            comm: e.comm_str(),
-            cgroup_id: e.cgroup_id,
-            conn_id,
-            local: addr(e.family, &e.laddr, e.lport),
-            remote: addr(e.family, &e.raddr, e.rport),
-        };
+        if e.kind == ev::KIND_OPEN {
+            state.role = Some(role_of(e.role));
+        }
+        if e.flags & ev::FLAG_NO_TASK == 0 {
+            state.task = Some(Task::of(&e));
+        } else if let Some(task) = state.task {
+            task.apply(&mut e);
+        } else if e.kind == ev::KIND_OPEN {
+            // an open seen outside the process (a server's handshake): wait for the process
+            state.pending_open = Some(e);
+            return;
+        }
+        let pending = state.pending_open.take();
+        let close_role = state.role.unwrap_or(Role::Unknown);
+        if e.kind == ev::KIND_CLOSE {
+            self.socks.remove(&e.sock);
+        }
+        if let Some(mut open) = pending {
+            if e.flags & ev::FLAG_NO_TASK == 0 {
+                Task::of(&e).apply(&mut open);
+            }
+            out.push(Record::SocketOpen(SocketEvent {
+                meta: self.meta(&open, conn_id),
+                role: role_of(open.role),
+                syscall: ev::syscall_name(open.syscall).to_string(),
+            }));
+        }
+        let meta = self.meta(&e, conn_id);
         let syscall = ev::syscall_name(e.syscall).to_string();
         match e.kind {
             ev::KIND_DATA => {
@@ -199,36 +254,48 @@ impl Converter {
                     flags: fl,
                 }));
             }
-            ev::KIND_OPEN => {
-                let role = match e.role {
-                    ev::ROLE_CLIENT => Role::Client,
-                    ev::ROLE_SERVER => Role::Server,
-                    _ => Role::Unknown,
-                };
-                if let Some(st) = self.socks.get_mut(&e.sock) {
-                    st.role = Some(role);
-                }
-                out.push(Record::SocketOpen(SocketEvent {
-                    meta,
-                    role,
-                    syscall,
-                }));
-            }
+            ev::KIND_OPEN => out.push(Record::SocketOpen(SocketEvent {
+                meta,
+                role: role_of(e.role),
+                syscall,
+            })),
             ev::KIND_CLOSE => {
-                let role = state.role.unwrap_or(Role::Unknown);
-                self.socks.remove(&e.sock);
                 if let Some(r) = self.redactor.as_mut() {
                     r.forget(conn_id);
                     r.forget(tls_stream(conn_id));
                 }
                 out.push(Record::SocketClose(SocketEvent {
                     meta,
-                    role,
+                    role: close_role,
                     syscall,
                 }));
             }
             _ => self.counters.malformed += 1,
         }
+    }
+
+    /// The row metadata of an event.
+    fn meta(&self, e: &PtEvent, conn_id: u64) -> SocketMeta {
+        SocketMeta {
+            ts_ns: to_wall(e.ts_ns, self.offset_ns),
+            cpu: e.cpu,
+            pid: e.pid,
+            tid: e.tid,
+            comm: e.comm_str(),
+            cgroup_id: e.cgroup_id,
+            conn_id,
+            local: addr(e.family, &e.laddr, e.lport),
+            remote: addr(e.family, &e.raddr, e.rport),
+        }
+    }
+}
+
+/// The row role of an event's `ROLE_*`.
+fn role_of(role: u8) -> Role {
+    match role {
+        ev::ROLE_CLIENT => Role::Client,
+        ev::ROLE_SERVER => Role::Server,
+        _ => Role::Unknown,
     }
 }
 
@@ -318,6 +385,68 @@ mod tests {
         assert!(!text.contains("secret"), "{text}");
         assert!(text.starts_with("GET / HTTP/1.1\r\nCookie: *"), "{text}");
         assert!(text.ends_with("\r\nHost: a\r\n\r\n"), "{text}");
+    }
+
+    /// An event of the socket tracepoint set emitted in softirq: no task fields.
+    fn no_task(kind: u32) -> PtEvent {
+        let mut e = base(kind);
+        e.flags = ev::FLAG_NO_TASK;
+        e.pid = 0;
+        e.tid = 0;
+        e.comm = [0; 16];
+        e
+    }
+
+    #[test]
+    fn opens_and_closes_outside_the_process_take_the_sockets_process() {
+        let mut c = Converter::new(0, None);
+        let mut out = Vec::new();
+        // a server's open at the handshake's last ACK waits for the socket's first data row
+        let mut open = no_task(ev::KIND_OPEN);
+        open.role = ev::ROLE_SERVER;
+        open.syscall = 43;
+        open.ts_ns = 500;
+        c.convert(&record(open, b""), &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        let mut data = base(ev::KIND_DATA);
+        data.ret = 3;
+        data.cap_len = 3;
+        c.convert(&record(data, b"GET"), &mut out);
+        let [Record::SocketOpen(o), Record::SocketData(d)] = &out[..] else {
+            panic!("open then data: {out:?}")
+        };
+        assert_eq!(
+            (o.meta.pid, o.meta.tid, o.meta.comm.as_str()),
+            (10, 11, "curl")
+        );
+        assert_eq!(o.meta.ts_ns, 500, "the open keeps its own time");
+        assert_eq!(o.role, Role::Server);
+        assert_eq!(o.syscall, "accept");
+        assert_eq!(o.meta.conn_id, d.meta.conn_id);
+        let conn = d.meta.conn_id;
+        // the close (softirq) takes the process of the socket's last data row
+        c.convert(&record(no_task(ev::KIND_CLOSE), b""), &mut out);
+        let Record::SocketClose(cl) = &out[2] else {
+            panic!("close: {out:?}")
+        };
+        assert_eq!((cl.meta.pid, cl.meta.comm.as_str()), (10, "curl"));
+        assert_eq!((cl.role, cl.meta.conn_id), (Role::Server, conn));
+
+        // a socket closed before any data: its open and close come out together, processless
+        let mut out = Vec::new();
+        let mut other = no_task(ev::KIND_OPEN);
+        other.sock ^= 0x100;
+        other.role = ev::ROLE_SERVER;
+        c.convert(&record(other, b""), &mut out);
+        let mut close = no_task(ev::KIND_CLOSE);
+        close.sock = other.sock;
+        c.convert(&record(close, b""), &mut out);
+        let [Record::SocketOpen(o), Record::SocketClose(cl)] = &out[..] else {
+            panic!("open then close: {out:?}")
+        };
+        assert_eq!((o.meta.pid, cl.meta.pid), (0, 0));
+        assert_eq!(o.meta.conn_id, cl.meta.conn_id);
+        assert_eq!(cl.role, Role::Server);
     }
 
     #[test]

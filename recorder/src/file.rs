@@ -93,8 +93,12 @@ pub fn file_meta(cfg: &RecordConfig, offset_ns: i64) -> FileMeta {
             (
                 "probes".into(),
                 match cfg.probes {
-                    crate::config::ProbeSet::Syscalls => {
-                        "syscalls/sys_enter_*+sys_exit_* (tp_btf/sys_enter+sys_exit if missing)"
+                    crate::config::ProbeSet::Auto => {
+                        "auto: tp_btf/sock_send_length+sock_recv_length+inet_sock_set_state+tcp_destroy_sock, \
+                         else syscalls/sys_enter_*+sys_exit_*, else tp_btf/sys_enter+sys_exit"
+                    }
+                    crate::config::ProbeSet::Sockets => {
+                        "tp_btf/sock_send_length+sock_recv_length+inet_sock_set_state+tcp_destroy_sock"
                     }
                     crate::config::ProbeSet::Tracepoints => "syscalls/sys_enter_*+sys_exit_*",
                     crate::config::ProbeSet::TpBtf => "tp_btf/sys_enter+sys_exit",

@@ -3,13 +3,16 @@
 //! [`Probes::load`] checks privileges and BTF first (so the error says what is missing),
 //! sizes the maps (ring buffer, one scratch slot per possible CPU), sets the snaplen, then
 //! loads and attaches one hook set:
-//! - [`ProbeSet::Syscalls`] (default): the per-syscall tracepoints
-//!   `syscalls/sys_enter_<call>` / `sys_exit_<call>` of the followed socket calls, so that
-//!   no other syscall runs a podtrace program. tracefs is mounted on /sys/kernel/tracing
-//!   when no tracefs is mounted yet (it is left mounted). When a tracepoint is missing or
-//!   cannot be attached, the `tp_btf/sys_enter` + `sys_exit` set is used instead, and
-//!   [`Probes::attached`] says so and why;
-//! - [`ProbeSet::Tracepoints`]: the per-syscall tracepoints, an error where they are missing;
+//! - [`ProbeSet::Auto`] (default): the first set this kernel can attach of
+//!   [`ProbeSet::Sockets`], [`ProbeSet::Tracepoints`], [`ProbeSet::TpBtf`];
+//!   [`Probes::attached`] names it and why the ones before it were not used;
+//! - [`ProbeSet::Sockets`]: `tp_btf` on the socket tracepoints `sock_send_length`,
+//!   `sock_recv_length`, `inet_sock_set_state` and `tcp_destroy_sock` (no syscall hook at all), an error where
+//!   they are missing;
+//! - [`ProbeSet::Tracepoints`]: the per-syscall tracepoints `syscalls/sys_enter_<call>` /
+//!   `sys_exit_<call>` of the followed socket calls, so that no other syscall runs a
+//!   podtrace program (tracefs is mounted on /sys/kernel/tracing when no tracefs is mounted
+//!   yet; it is left mounted); an error where they are missing;
 //! - [`ProbeSet::TpBtf`]: the `tp_btf` set directly;
 //! - [`ProbeSet::Kprobe`]: the kprobe set, refused with a message naming CONFIG_KPROBES on
 //!   kernels without kprobes.
@@ -108,13 +111,24 @@ impl Probes {
             .load(PODTRACE_BPF_OBJECT)
             .map_err(|e| load_error(&e, String::new()))?;
         let attached = match set {
-            ProbeSet::Syscalls => match attach_tracepoints(&mut ebpf) {
-                Ok(n) => format!("syscall tracepoints ({n} events)"),
-                Err(why) => {
-                    tracing::info!("per-syscall tracepoints unavailable ({why}): using tp_btf");
-                    attach_syscalls(&mut ebpf, &btf)?;
-                    format!("tp_btf sys_enter/sys_exit (fallback: {why})")
-                }
+            ProbeSet::Auto => match attach_sockets(&mut ebpf, &btf) {
+                Ok(()) => SOCKETS_ATTACHED.to_string(),
+                Err(sock_why) => match attach_tracepoints(&mut ebpf) {
+                    Ok(n) => format!("syscall tracepoints ({n} events; fallback: {sock_why})"),
+                    Err(why) => {
+                        tracing::info!(
+                            "socket and per-syscall tracepoints unavailable ({sock_why}; {why}): using tp_btf"
+                        );
+                        attach_syscalls(&mut ebpf, &btf)?;
+                        format!("tp_btf sys_enter/sys_exit (fallback: {sock_why}; {why})")
+                    }
+                },
+            },
+            ProbeSet::Sockets => match attach_sockets(&mut ebpf, &btf) {
+                Ok(()) => SOCKETS_ATTACHED.to_string(),
+                Err(why) => return Err(RecorderError::Unsupported(format!(
+                    "--probes sockets: {why}; --probes auto falls back to the syscall tracepoints"
+                ))),
             },
             ProbeSet::Tracepoints => match attach_tracepoints(&mut ebpf) {
                 Ok(n) => format!("syscall tracepoints ({n} events)"),
@@ -183,6 +197,37 @@ fn attach_syscalls(ebpf: &mut Ebpf, btf: &Btf) -> Result<()> {
         })?;
     }
     Ok(())
+}
+
+/// The "probes attached" text of the socket tracepoint set.
+const SOCKETS_ATTACHED: &str =
+    "socket tracepoints (tp_btf sock_send_length, sock_recv_length, inet_sock_set_state, tcp_destroy_sock)";
+
+/// Loads and attaches the socket tracepoint programs ([`names::SOCK_TPS`]). On any failure
+/// (a kernel before 6.3 has no sock_send_length/sock_recv_length) the programs loaded so
+/// far are unloaded again (nothing stays attached) and the reason is returned.
+fn attach_sockets(ebpf: &mut Ebpf, btf: &Btf) -> std::result::Result<(), String> {
+    let result = (|| -> std::result::Result<(), String> {
+        for (prog, tp) in names::SOCK_TPS {
+            let p: &mut BtfTracePoint = program(ebpf, prog).map_err(|e| e.to_string())?;
+            p.load(tp, btf)
+                .map_err(|e| format!("loading {prog} on tracepoint {tp}: {}", chain(&e)))?;
+        }
+        for (prog, tp) in names::SOCK_TPS {
+            let p: &mut BtfTracePoint = program(ebpf, prog).map_err(|e| e.to_string())?;
+            p.attach()
+                .map_err(|e| format!("attaching {prog} to {tp}: {}", chain(&e)))?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        for (prog, _) in names::SOCK_TPS {
+            if let Ok(p) = program::<BtfTracePoint>(ebpf, prog) {
+                let _ = p.unload();
+            }
+        }
+    }
+    result
 }
 
 /// tracefs mount points, in the order aya looks for them.

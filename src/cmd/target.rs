@@ -59,7 +59,8 @@ pub async fn resolve(pod: Option<&str>, t: &TargetArgs) -> Result<Target, CliErr
         pids: t.pids.clone(),
         snaplen: t.snaplen,
         probes: match t.probes {
-            ProbesArg::Auto => ProbeSet::Syscalls,
+            ProbesArg::Auto => ProbeSet::Auto,
+            ProbesArg::Sockets => ProbeSet::Sockets,
             ProbesArg::Tracepoints => ProbeSet::Tracepoints,
             ProbesArg::TpBtf => ProbeSet::TpBtf,
             ProbesArg::Kprobe => ProbeSet::Kprobe,

@@ -31,7 +31,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use podtrace_format::model::{flags, Direction, Record, SocketData};
-use podtrace_recorder::RecordConfig;
+use podtrace_recorder::{ProbeSet, RecordConfig};
 use util::*;
 
 const SNAPLEN: usize = podtrace_recorder_ebpf::event::MAX_SNAPLEN as usize;
@@ -709,9 +709,42 @@ fn check_grpc_analysis(rows: &[Record], port: u16) {
     );
 }
 
+/// The matrix with the default probes: the socket tracepoints on kernels that have them
+/// (6.3+: sock:sock_send_length), which every machine of this project's kind has.
 #[test]
 fn byte_exact_matrix_against_tcpdump() {
-    let name = "byte_exact_matrix_against_tcpdump";
+    let sock_tps = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+        .iter()
+        .any(|t| {
+            std::path::Path::new(t)
+                .join("events/sock/sock_send_length")
+                .exists()
+        });
+    let expect = if sock_tps { "socket tracepoints" } else { "" };
+    matrix("byte_exact_matrix_against_tcpdump", ProbeSet::Auto, expect);
+}
+
+/// The matrix with the per-syscall tracepoints (the fallback before 6.3; the tp_btf set
+/// shares all its code but the hook).
+#[test]
+fn byte_exact_matrix_syscall_tracepoints() {
+    if !std::path::Path::new("/sys/kernel/tracing/events/syscalls").exists()
+        && !std::path::Path::new("/sys/kernel/debug/tracing/events/syscalls").exists()
+    {
+        eprintln!("SKIP byte_exact_matrix_syscall_tracepoints: no per-syscall tracepoints");
+        return;
+    }
+    matrix(
+        "byte_exact_matrix_syscall_tracepoints",
+        ProbeSet::Tracepoints,
+        "syscall tracepoints",
+    );
+}
+
+/// Records every case with `probes` while tcpdump captures the same ports, and checks that
+/// every payload byte of every connection, per direction and in order, is in the rows.
+/// `expect_attached`: what the "probes attached" text must start with.
+fn matrix(name: &str, probes: ProbeSet, expect_attached: &str) {
     if !root_or_skip(name) || !tool_or_skip("tcpdump", name) || !tool_or_skip("python3", name) {
         return;
     }
@@ -728,6 +761,7 @@ fn byte_exact_matrix_against_tcpdump() {
     let cfg = RecordConfig {
         cgroup_paths: vec![cg.path.clone()],
         no_redact: true, // the wire bytes, unchanged
+        probes,
         ..Default::default()
     };
     let rt = rt();
@@ -765,11 +799,7 @@ fn byte_exact_matrix_against_tcpdump() {
             .any(|l| l.trim() == "0 packets dropped by kernel"),
         "tcpdump dropped packets: {summary}"
     );
-    if std::path::Path::new("/sys/kernel/tracing/events/syscalls").exists()
-        || std::path::Path::new("/sys/kernel/debug/tracing/events/syscalls").exists()
-    {
-        assert!(attached.starts_with("syscall tracepoints"), "{attached}");
-    }
+    assert!(attached.starts_with(expect_attached), "{attached}");
     let wire = pcap_streams(&pcap).expect("pcap");
     let rows = socket_rows(&rec.rows);
     let s = &rec.stats;
