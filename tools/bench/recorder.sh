@@ -9,7 +9,8 @@
 #     eBPF programs run in nginx's syscalls). oha is installed with `cargo install` into
 #     target/bench-tools on first use (not part of `make test`);
 #  3. bench_recorder --quick: ns per non-socket syscall (getppid), per untargeted write(2),
-#     per captured event, events/s from two writers, for both hook sets.
+#     per captured event, events/s from two writers, for the three hook sets (sockets, the
+#     default; tracepoints; tp_btf).
 cg2_root=$(findmnt -t cgroup2 -n -o TARGET | head -n 1)
 [ -n "$cg2_root" ] || { echo "bench: no cgroup2 mount" >&2; exit 1; }
 cg="$cg2_root/podtrace-bench-$$"
@@ -18,7 +19,7 @@ CGROUPS+=("$cg")
 nginx_stop
 nginx_start "$work/nginx-cg" "$cg"
 
-bpf_progs() { bpftool prog show 2>/dev/null | grep -cE 'pt_(sys|tp)_enter' || true; }
+bpf_progs() { bpftool prog show 2>/dev/null | grep -cE 'pt_(sys_enter|tp_enter|sock_send)' || true; }
 
 # record_start OUT: `podtrace record --cgroup $cg` in the background until its programs are
 # attached; sets REC_PID.
@@ -140,12 +141,12 @@ for spec in "unfollowed getppid(2)|non-socket syscall (getppid)|≤ +50 ns" \
   "captured   64 B write|captured 64 B event|≤ +1000 ns" \
   "captured 4096 B write|captured 4 KiB event|printed"; do
   IFS='|' read -r pat label goal <<<"$spec"
-  for set in tracepoints tp_btf; do
+  for set in sockets tracepoints tp_btf; do
     read -r add with base x < <(micro "$pat" "$set") || true
     [ -n "${add:-}" ] && row "$label [$set]" "+$add ns ($with vs $base ns)" "x$x" "$goal"
   done
 done
-for set in tracepoints tp_btf; do
+for set in sockets tracepoints tp_btf; do
   peak=$(sed -n "s/^two 64 B writers \[$set\]: *\([0-9]*\) -> *\([0-9]*\) events\/s.*dropped \([0-9]*\) events.*/\2 vs \1 (dropped \3)/p" "$work/bench_recorder.txt")
   row "events/s recorded, two 64 B writers [$set] vs unrecorded" "${peak:-n/a}" "" "≥ 1 M, no drops"
 done
