@@ -51,6 +51,10 @@
  * connect/accept/close for its opens and closes), or 1000..1004 for the kprobe set
  * (tcp_sendmsg, tcp_recvmsg, tcp_connect, inet_csk_accept, tcp_close). */
 
+/* pt_event.syscall of a socket call made by a kernel thread or an io_uring worker of a
+ * targeted cgroup (socket tracepoint set; no user registers: bytes not copied). */
+#define PT_NR_KERNEL_THREAD 1010
+
 /* Indexes of the per-CPU counter array `pt_counters`. */
 #define PT_CTR_EVENTS 0          /* records written to the ring buffer */
 #define PT_CTR_RINGBUF_FULL 1    /* records lost because the ring buffer was full */

@@ -825,8 +825,6 @@ static __always_inline void sock_data(struct sock *sk, long ret, int flags, __u8
 		return;
 	count(PT_CTR_SYSCALLS, 1);
 	struct task_struct *task = bpf_get_current_task_btf();
-	if (task->flags & (PT_PF_KTHREAD | PT_PF_IO_WORKER))
-		return; /* no user registers (kernel socket users, io_uring workers) */
 	struct socket *so = sk->sk_socket;
 	if (!so || !so->file || sk->sk_type != SOCK_STREAM)
 		return; /* a kernel socket, or not a stream */
@@ -838,6 +836,13 @@ static __always_inline void sock_data(struct sock *sk, long ret, int flags, __u8
 	__u64 fd = regs->di;
 	__u64 arg = regs->si;
 	__u64 cnt = regs->dx;
+	if (task->flags & (PT_PF_KTHREAD | PT_PF_IO_WORKER)) {
+		/* an io_uring worker (or a kernel thread) of a targeted cgroup moved the bytes:
+		 * its registers are not a syscall's; the event says how many, flagged
+		 * not-in-user-memory */
+		id = PT_NR_KERNEL_THREAD;
+		fd = 0;
+	}
 
 	/* the thread's last socket (TLS binds SSL objects to it) and the mmsg position */
 	struct pt_args_t *a =

@@ -221,6 +221,9 @@ pub const KP_CONNECT: u32 = 1002;
 pub const KP_ACCEPT: u32 = 1003;
 /// `syscall` of events from the kprobe set: `tcp_close`.
 pub const KP_CLOSE: u32 = 1004;
+/// `syscall` of a socket call made by a kernel thread or an io_uring worker of a targeted
+/// cgroup (socket tracepoint set: no user registers, the bytes are not copied).
+pub const NR_KERNEL_THREAD: u32 = 1010;
 
 /// Name of an x86_64 syscall number podtrace follows (or of a kprobe set function) (`"?"` for others).
 pub fn syscall_name(nr: u32) -> &'static str {
@@ -251,6 +254,7 @@ pub fn syscall_name(nr: u32) -> &'static str {
         KP_CONNECT => "tcp_connect",
         KP_ACCEPT => "inet_csk_accept",
         KP_CLOSE => "tcp_close",
+        NR_KERNEL_THREAD => "kernel_thread",
         nr => crate::tls::call_name(nr).unwrap_or("?"),
     }
 }
