@@ -135,6 +135,19 @@ pub struct TargetArgs {
     /// exporting SSL_write such as Node.js) of the targeted processes: `on` or `off`.
     #[arg(long, value_enum, env = "PODTRACE_TLS", default_value_t = OnOff::On, value_name = "on|off")]
     pub tls: OnOff,
+    /// Where the TLS uprobes go: `file` (once per OpenSSL file, for every process that
+    /// maps it: a targeted process is covered from its first call; other processes mapping
+    /// the same file take the uprobe trap and are filtered out) or `process` (per targeted
+    /// process: untargeted processes pay nothing; a process is hooked within ~40 ms of
+    /// appearing, its calls before that are not captured).
+    #[arg(
+        long,
+        value_enum,
+        env = "PODTRACE_TLS_ATTACH",
+        default_value_t = TlsAttachArg::File,
+        value_name = "file|process"
+    )]
+    pub tls_attach: TlsAttachArg,
     /// Bytes of payload kept per syscall.
     #[arg(long, default_value_t = 16384, value_name = "BYTES")]
     pub snaplen: u32,
@@ -162,6 +175,16 @@ pub enum OnOff {
     On,
     /// Disabled.
     Off,
+}
+
+/// `--tls-attach` choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum TlsAttachArg {
+    /// Once per OpenSSL file, for every process that maps it.
+    #[default]
+    File,
+    /// Per targeted process.
+    Process,
 }
 
 /// Probe set choice.
@@ -510,6 +533,25 @@ mod tests {
         };
         assert_eq!(record("auto"), Ok(ProbesArg::Auto));
         assert_eq!(record("sockets"), Ok(ProbesArg::Sockets));
+        let attach = |v: &str| match Cli::try_parse_from([
+            "podtrace",
+            "record",
+            "--cgroup",
+            "/x",
+            "-o",
+            "f",
+            "--tls-attach",
+            v,
+        ]) {
+            Ok(cli) => match cli.command {
+                Some(Command::Record(r)) => Ok(r.target.tls_attach),
+                _ => panic!("not record"),
+            },
+            Err(e) => Err(e.kind()),
+        };
+        assert_eq!(attach("file"), Ok(TlsAttachArg::File));
+        assert_eq!(attach("process"), Ok(TlsAttachArg::Process));
+        assert_eq!(attach("pid"), Err(clap::error::ErrorKind::InvalidValue));
         assert_eq!(record("sock"), Ok(ProbesArg::Sockets));
         assert_eq!(
             record("syscalls"),

@@ -71,6 +71,9 @@ pub struct RecordConfig {
     /// TLS plaintext: uprobes on the OpenSSL 3 copies of the targeted processes
     /// ([`crate::tls`]; default on). Needs the syscall probe sets (not `Kprobe`).
     pub tls: bool,
+    /// Where the TLS uprobes are attached: once per OpenSSL file for every process that
+    /// maps it (default) or per targeted process ([`crate::tls::TlsAttach`]).
+    pub tls_attach: crate::tls::TlsAttach,
     /// Ring buffer size in bytes (power of two, default 32 MiB: ~8000 4 KiB events, ~100 ms
     /// of a busy pod, to ride out consumer stalls on loaded nodes).
     pub ring_bytes: u32,
@@ -100,6 +103,7 @@ impl Default for RecordConfig {
             limits: Limits::default(),
             probes: ProbeSet::Auto,
             tls: true,
+            tls_attach: crate::tls::TlsAttach::File,
             ring_bytes: 32 << 20,
             batch_records: 4096,
             channel_batches: 64,

@@ -126,9 +126,11 @@ impl Probes {
             },
             ProbeSet::Sockets => match attach_sockets(&mut ebpf, &btf) {
                 Ok(()) => SOCKETS_ATTACHED.to_string(),
-                Err(why) => return Err(RecorderError::Unsupported(format!(
+                Err(why) => {
+                    return Err(RecorderError::Unsupported(format!(
                     "--probes sockets: {why}; --probes auto falls back to the syscall tracepoints"
-                ))),
+                )))
+                }
             },
             ProbeSet::Tracepoints => match attach_tracepoints(&mut ebpf) {
                 Ok(n) => format!("syscall tracepoints ({n} events)"),

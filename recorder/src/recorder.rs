@@ -428,7 +428,9 @@ impl Consumer {
         let mut drain = tokio::time::interval(self.cfg.drain_interval);
         let mut stats = tokio::time::interval(self.cfg.stats_interval);
         let mut rescan = tokio::time::interval(self.cfg.rescan_interval);
-        for t in [&mut drain, &mut stats, &mut rescan] {
+        // TLS uprobes are attached per process: new targeted processes are looked for often
+        let mut tls_scan = tokio::time::interval(crate::tls::SCAN_INTERVAL);
+        for t in [&mut drain, &mut stats, &mut rescan, &mut tls_scan] {
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
         let mut result = Ok(());
@@ -461,6 +463,9 @@ impl Consumer {
                     if let Err(e) = lock(&self.shared.filter).rescan() {
                         tracing::warn!("cgroup rescan failed: {e}");
                     }
+                    true
+                }
+                _ = tls_scan.tick(), if self.tls.is_some() => {
                     if let Some(t) = self.tls.as_mut() {
                         let ids = lock(&self.shared.filter).ids();
                         for h in t.rescan(&mut ebpf, &ids) {

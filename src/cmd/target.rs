@@ -66,6 +66,10 @@ pub async fn resolve(pod: Option<&str>, t: &TargetArgs) -> Result<Target, CliErr
             ProbesArg::Kprobe => ProbeSet::Kprobe,
         },
         tls: t.tls == crate::cli::OnOff::On,
+        tls_attach: match t.tls_attach {
+            crate::cli::TlsAttachArg::File => podtrace_recorder::tls::TlsAttach::File,
+            crate::cli::TlsAttachArg::Process => podtrace_recorder::tls::TlsAttach::Process,
+        },
         redact_headers: t.redact_headers.clone(),
         no_redact: t.no_redact,
         limits: Limits {

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use object::{Object, ObjectSymbol};
+use object::{Object, ObjectSection, ObjectSymbol};
 
 /// The symbols the TLS programs hook; a file is hooked when it defines (exports) at least
 /// `SSL_write` and `SSL_read`.
@@ -53,30 +53,54 @@ pub fn host_path(pid: u32, path: &str) -> PathBuf {
 }
 
 /// Which of [`SYMBOLS`] the ELF file at `path` defines in its dynamic symbol table
-/// (undefined imports do not count). Only the headers and symbol tables are read.
-pub fn exported_symbols(path: &Path) -> Result<Vec<&'static str>, String> {
+/// (undefined imports do not count), each with its uprobe offset (the symbol's file
+/// offset, translated through its section as aya does for a symbol name). Only the headers
+/// and symbol tables are read: the offsets are computed once per file, and each process's
+/// attach then needs no ELF parse.
+pub fn exported_symbols(path: &Path) -> Result<Vec<(&'static str, u64)>, String> {
     let file = std::fs::File::open(path).map_err(|e| format!("open {}: {e}", path.display()))?;
     let cache = object::ReadCache::new(file);
     let obj = object::File::parse(&cache).map_err(|e| format!("ELF {}: {e}", path.display()))?;
-    let mut found = Vec::new();
+    let translate = matches!(
+        obj.kind(),
+        object::ObjectKind::Dynamic | object::ObjectKind::Executable
+    );
+    let mut found: Vec<(&'static str, u64)> = Vec::new();
     for sym in obj.dynamic_symbols() {
         if !sym.is_definition() {
             continue;
         }
         let Ok(name) = sym.name() else { continue };
-        if let Some(s) = SYMBOLS.iter().find(|s| **s == name) {
-            if !found.contains(s) {
-                found.push(*s);
-            }
+        let Some(s) = SYMBOLS.iter().find(|s| **s == name) else {
+            continue;
+        };
+        if found.iter().any(|(f, _)| f == s) {
+            continue;
         }
+        let offset = if translate {
+            let Some(section) = sym
+                .section_index()
+                .and_then(|i| obj.section_by_index(i).ok())
+            else {
+                continue;
+            };
+            let Some((file_off, _)) = section.file_range() else {
+                continue;
+            };
+            sym.address() - section.address() + file_off
+        } else {
+            sym.address()
+        };
+        found.push((*s, offset));
     }
-    found.sort_by_key(|s| SYMBOLS.iter().position(|x| x == s));
+    found.sort_by_key(|(s, _)| SYMBOLS.iter().position(|x| x == s));
     Ok(found)
 }
 
 /// Whether a set of exported symbols is enough to hook (`SSL_write` and `SSL_read`).
-pub fn hookable(found: &[&str]) -> bool {
-    found.contains(&"SSL_write") && found.contains(&"SSL_read")
+pub fn hookable(found: &[(&str, u64)]) -> bool {
+    let has = |n: &str| found.iter().any(|(s, _)| *s == n);
+    has("SSL_write") && has("SSL_read")
 }
 
 #[cfg(test)]
@@ -117,8 +141,12 @@ garbage
         let libssl = Path::new("/usr/lib/x86_64-linux-gnu/libssl.so.3");
         if libssl.exists() {
             let found = exported_symbols(libssl).expect("libssl");
-            assert_eq!(found, SYMBOLS.to_vec());
+            let names: Vec<&str> = found.iter().map(|(s, _)| *s).collect();
+            assert_eq!(names, SYMBOLS.to_vec());
             assert!(hookable(&found));
+            // offsets inside the file, distinct per symbol
+            let size = std::fs::metadata(libssl).expect("meta").len();
+            assert!(found.iter().all(|(_, o)| *o > 0 && *o < size), "{found:?}");
         }
         let libc = Path::new("/usr/lib/x86_64-linux-gnu/libc.so.6");
         if libc.exists() {
@@ -128,6 +156,6 @@ garbage
         let txt = dir.path().join("x.txt");
         std::fs::write(&txt, "not an ELF").expect("write");
         assert!(exported_symbols(&txt).is_err());
-        assert!(!hookable(&["SSL_write"]));
+        assert!(!hookable(&[("SSL_write", 1)]));
     }
 }

@@ -2,29 +2,39 @@
 //! targeted processes use.
 //!
 //! [`TlsHooks::start`] loads the programs (4 entry uprobes, one return program); then
-//! [`TlsHooks::rescan`] (called at start and on every rescan tick of the recorder) lists
+//! [`TlsHooks::rescan`] (called at start and every [`SCAN_INTERVAL`] by the recorder) lists
 //! the processes of the targeted cgroups (`cgroup.procs` of each targeted cgroup
-//! directory), reads their `/proc/PID/maps`, and checks each executable file mapping once
-//! per file (device + inode) for exported `SSL_write`/`SSL_read` (Debian's `libssl.so.3`,
-//! binaries that link OpenSSL statically and export it such as Node.js). A file that has
-//! them gets the probes, once, whichever process and container it was found through
-//! (through `/proc/PID/root/...`, so container file systems work). New processes and
-//! libraries loaded later (a restarted container, a lazy `import ssl`) are picked up at
-//! the next scan: a new process at once, a known process's maps again every
-//! [`MAPS_RESCAN_TICKS`] ticks.
+//! directory) and reads the maps of the NEW ones (`/proc/PID/maps`); each executable file
+//! mapping is checked once per file (device + inode) for exported `SSL_write`/`SSL_read`
+//! (Debian's `libssl.so.3`, binaries that link OpenSSL statically and export it such as
+//! Node.js), through `/proc/PID/root/...` so container file systems work.
 //!
-//! The uprobes fire for every process that maps the file; the programs' cgroup filter
-//! (the same as the socket programs') drops untargeted ones first.
+//! Two attach scopes ([`TlsAttach`], `--tls-attach`):
+//! - `file` (default): once per FILE, for every process that maps it. A targeted process
+//!   started after the file was hooked is covered from its first instruction (a one-shot
+//!   `curl`); every other process of the node that maps the same file takes the uprobe
+//!   trap on each SSL call and is dropped by the programs' cgroup filter.
+//! - `process`: per targeted PROCESS (perf uprobe events scoped to its pid): the kernel puts
+//!   the breakpoints only in that process's address space, so untargeted processes mapping
+//!   the same library pay nothing; a process is hooked within one scan of appearing (its
+//!   SSL calls before that are not captured). A process's links are detached when it
+//!   leaves the targeted cgroups (or exits); at most [`MAX_HOOKED_PROCESSES`] are hooked at
+//!   once.
+//!
+//! A known process without OpenSSL has its maps read again every
+//! [`MAPS_RESCAN_TICKS`] scans (a lazy `import ssl`); a hooked process is not read again.
+//! The programs' cgroup filter (the same as the socket programs') stays as a second check.
 
 pub mod discover;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::num::NonZeroU32;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use aya::maps::{MapData, PerCpuArray};
-use aya::programs::uprobe::UProbeScope;
+use aya::programs::uprobe::{UProbeLinkId, UProbeScope};
 use aya::programs::UProbe;
 use aya::Ebpf;
 use podtrace_format::model::{Record, Stat};
@@ -35,11 +45,19 @@ use crate::clock::wall_now_ns;
 use crate::error::{RecorderError, Result};
 use crate::probes::chain;
 
-/// A known process's maps are read again every this many scans (new processes at once).
-pub const MAPS_RESCAN_TICKS: u32 = 8;
+/// How often the recorder calls [`TlsHooks::rescan`]: a new targeted process is hooked
+/// within this time (plus its maps read and attach), so its first SSL calls are missed only
+/// when it makes them sooner. A scan of unchanged cgroups reads only their `cgroup.procs`.
+pub const SCAN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(40);
+/// A known process with no OpenSSL hooked yet has its maps read again every this many
+/// scans (~2 s; new processes at once; hooked processes never again).
+pub const MAPS_RESCAN_TICKS: u32 = 50;
 /// At most this many files are remembered as checked (hooked or not); beyond it the
 /// oldest half is forgotten (counted in `tls_files_forgotten`).
 pub const MAX_CHECKED_FILES: usize = 65_536;
+/// At most this many processes have probes attached at once; further targeted processes
+/// are not hooked (counted in `tls_processes_over_bound`, warned once).
+pub const MAX_HOOKED_PROCESSES: usize = 2_048;
 /// A targeted cgroup id whose directory is unknown makes the cgroup tree be walked again
 /// at most this often.
 const REWALK: Duration = Duration::from_secs(4);
@@ -47,7 +65,7 @@ const REWALK: Duration = Duration::from_secs(4);
 /// A hooked file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HookedFile {
-    /// Path as the process it was found in sees it.
+    /// Path as the process it was first found in sees it.
     pub path: String,
     /// The symbols hooked.
     pub symbols: Vec<&'static str>,
@@ -60,21 +78,71 @@ pub struct DiscoverCounters {
     pub scans: u64,
     /// Files checked for the symbols.
     pub files_checked: u64,
-    /// Files whose probes could not be attached (see the log).
+    /// Probes that could not be attached (see the log).
     pub attach_failures: u64,
     /// Checked-file entries forgotten at [`MAX_CHECKED_FILES`].
     pub files_forgotten: u64,
+    /// Processes that got probes (over the recording).
+    pub processes_hooked: u64,
+    /// Processes whose probes were detached because they left the targeted cgroups.
+    pub processes_detached: u64,
+    /// Targeted processes not hooked because [`MAX_HOOKED_PROCESSES`] were hooked.
+    pub processes_over_bound: u64,
 }
 
-/// The TLS programs and the files they are attached to.
+/// Where the TLS uprobes are attached (`--tls-attach`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsAttach {
+    /// Once per file, for every process that maps it (untargeted processes take the trap
+    /// and are filtered out by cgroup).
+    #[default]
+    File,
+    /// Per targeted process: untargeted processes pay nothing; a process is hooked within
+    /// one [`SCAN_INTERVAL`] of appearing.
+    Process,
+}
+
+/// A checked file that has the symbols.
+#[derive(Debug, Clone)]
+struct SslFile {
+    /// Path as the process it was first found in sees it.
+    path: String,
+    /// The symbols and their uprobe offsets.
+    symbols: Vec<(&'static str, u64)>,
+    /// Whether it has been hooked in some process (reported once).
+    reported: bool,
+    /// [`TlsAttach::File`]: its probes are attached for every process.
+    all_processes: bool,
+}
+
+/// A targeted process.
+#[derive(Debug, Default)]
+struct Proc {
+    /// Scans since its maps were last read.
+    ticks: u32,
+    /// Files (dev, inode) hooked in it.
+    files: BTreeSet<(u64, u64)>,
+    /// Its probe links (program name, link).
+    links: Vec<(&'static str, UProbeLinkId)>,
+    /// Counted in `processes_over_bound` already.
+    over_bound: bool,
+    /// [`TlsAttach::File`]: every OpenSSL file it maps is hooked (its maps are not read
+    /// again).
+    covered: bool,
+}
+
+/// The TLS programs and the processes they are attached to.
 pub struct TlsHooks {
+    mode: TlsAttach,
     counters: PerCpuArray<MapData, u64>,
-    /// (dev, inode) of files checked: Some = hooked.
-    checked: HashMap<(u64, u64), Option<HookedFile>>,
-    /// Hooked files in hook order.
+    /// (dev, inode) of files checked: Some = has the symbols.
+    checked: HashMap<(u64, u64), Option<SslFile>>,
+    /// Files hooked (in some process) in hook order.
     hooked: Vec<HookedFile>,
-    /// Known processes: scans since their maps were last read.
-    pids: BTreeMap<u32, u32>,
+    /// Known targeted processes.
+    procs: BTreeMap<u32, Proc>,
+    /// Processes with probes attached now.
+    attached_procs: usize,
     cg: Option<Cgroup2>,
     dirs: HashMap<u64, PathBuf>,
     last_walk: Option<Instant>,
@@ -91,7 +159,7 @@ fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut UProbe> {
 
 impl TlsHooks {
     /// Loads the TLS programs (nothing attached yet: see [`TlsHooks::rescan`]).
-    pub fn start(ebpf: &mut Ebpf) -> Result<TlsHooks> {
+    pub fn start(ebpf: &mut Ebpf, mode: TlsAttach) -> Result<TlsHooks> {
         let mut names: Vec<&str> = t::ENTRY_PROGRAMS.iter().map(|(p, _)| *p).collect();
         names.push(t::RETURN_PROGRAM);
         for name in names {
@@ -108,10 +176,12 @@ impl TlsHooks {
             detail: chain(&e),
         })?;
         Ok(TlsHooks {
+            mode,
             counters,
             checked: HashMap::new(),
             hooked: Vec::new(),
-            pids: BTreeMap::new(),
+            procs: BTreeMap::new(),
+            attached_procs: 0,
             cg: Cgroup2::detect().ok(),
             dirs: HashMap::new(),
             last_walk: None,
@@ -119,9 +189,14 @@ impl TlsHooks {
         })
     }
 
-    /// The files hooked so far.
+    /// The files hooked so far (in at least one process).
     pub fn hooked(&self) -> &[HookedFile] {
         &self.hooked
+    }
+
+    /// Processes with probes attached now.
+    pub fn hooked_processes(&self) -> usize {
+        self.attached_procs
     }
 
     /// One line for people: which files are hooked.
@@ -130,7 +205,14 @@ impl TlsHooks {
             return "TLS uprobes: no OpenSSL found yet in the targeted processes".into();
         }
         let files: Vec<&str> = self.hooked.iter().map(|h| h.path.as_str()).collect();
-        format!("TLS uprobes on {}", files.join(", "))
+        match self.mode {
+            TlsAttach::File => format!("TLS uprobes on {}", files.join(", ")),
+            TlsAttach::Process => format!(
+                "TLS uprobes on {} (in {} targeted process(es))",
+                files.join(", "),
+                self.attached_procs
+            ),
+        }
     }
 
     /// The directories of the targeted cgroup ids (walking the cgroup tree when an id is
@@ -156,8 +238,10 @@ impl TlsHooks {
         self.dirs.values().cloned().collect()
     }
 
-    /// Finds and hooks OpenSSL in the processes of the targeted cgroups; returns the
-    /// files hooked by this call.
+    /// Finds OpenSSL in the processes of the targeted cgroups and attaches the probes to
+    /// each such process (the kernel then puts the breakpoints in that process only);
+    /// detaches the probes of processes that left. Returns the files hooked for the first
+    /// time by this call.
     pub fn rescan(&mut self, ebpf: &mut Ebpf, cgroup_ids: &BTreeSet<u64>) -> Vec<HookedFile> {
         self.stats.scans += 1;
         let mut live = BTreeSet::new();
@@ -167,54 +251,155 @@ impl TlsHooks {
             };
             live.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
         }
-        self.pids.retain(|pid, _| live.contains(pid));
+        let gone: Vec<u32> = self
+            .procs
+            .keys()
+            .filter(|p| !live.contains(p))
+            .copied()
+            .collect();
+        for pid in gone {
+            if let Some(p) = self.procs.remove(&pid) {
+                self.detach(ebpf, p);
+            }
+        }
         let mut new = Vec::new();
         for pid in live {
-            let ticks = self.pids.entry(pid).or_insert(MAPS_RESCAN_TICKS);
-            if *ticks < MAPS_RESCAN_TICKS {
-                *ticks += 1;
+            let proc = self.procs.entry(pid).or_insert(Proc {
+                ticks: MAPS_RESCAN_TICKS,
+                ..Proc::default()
+            });
+            if !proc.links.is_empty() || proc.covered {
                 continue;
             }
-            *ticks = 0;
+            if proc.ticks < MAPS_RESCAN_TICKS {
+                proc.ticks += 1;
+                continue;
+            }
+            proc.ticks = 0;
             let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
                 continue;
             };
+            let mut covered = false;
             for m in discover::exec_mappings(&maps) {
                 let host = discover::host_path(pid, &m.path);
                 let Ok(meta) = std::fs::metadata(&host) else {
                     continue;
                 };
                 let key = (meta.dev(), meta.ino());
-                if self.checked.contains_key(&key) {
+                if !self.checked.contains_key(&key) {
+                    if self.checked.len() >= MAX_CHECKED_FILES {
+                        self.forget_half();
+                    }
+                    self.stats.files_checked += 1;
+                    let file = match discover::exported_symbols(&host) {
+                        Ok(found) if discover::hookable(&found) => Some(SslFile {
+                            path: m.path.clone(),
+                            symbols: found,
+                            reported: false,
+                            all_processes: false,
+                        }),
+                        Ok(_) => None,
+                        Err(e) => {
+                            tracing::debug!("TLS discovery: {e}");
+                            None
+                        }
+                    };
+                    self.checked.insert(key, file);
+                }
+                let Some(Some(file)) = self.checked.get(&key) else {
+                    continue;
+                };
+                if file.all_processes {
+                    covered = true; // hooked for every process already
                     continue;
                 }
-                if self.checked.len() >= MAX_CHECKED_FILES {
-                    self.forget_half();
-                }
-                self.stats.files_checked += 1;
-                let hooked = match discover::exported_symbols(&host) {
-                    Ok(found) if discover::hookable(&found) => {
-                        self.attach(ebpf, &host, &m.path, found)
-                    }
-                    Ok(_) => None,
-                    Err(e) => {
-                        tracing::debug!("TLS discovery: {e}");
-                        None
+                let file = file.clone();
+                let hooked = match self.mode {
+                    TlsAttach::Process => self.attach(ebpf, pid, key, &host, &file),
+                    TlsAttach::File => {
+                        let h = self.attach_file(ebpf, &host, &file);
+                        if let Some(Some(f)) = self.checked.get_mut(&key) {
+                            f.all_processes = h.is_some();
+                        }
+                        covered |= h.is_some();
+                        h
                     }
                 };
-                if let Some(h) = &hooked {
+                if let Some(h) = hooked {
+                    if let Some(Some(f)) = self.checked.get_mut(&key) {
+                        f.reported = true;
+                    }
                     tracing::info!(
                         "TLS uprobes attached to {} ({})",
                         h.path,
                         h.symbols.join(", ")
                     );
                     self.hooked.push(h.clone());
-                    new.push(h.clone());
+                    new.push(h);
                 }
-                self.checked.insert(key, hooked);
+            }
+            if covered {
+                if let Some(p) = self.procs.get_mut(&pid) {
+                    p.covered = true;
+                }
             }
         }
         new
+    }
+
+    /// [`TlsAttach::File`]: attaches the entry and return programs to the symbols of
+    /// `file` for every process that maps it; returns the file when something attached.
+    fn attach_file(
+        &mut self,
+        ebpf: &mut Ebpf,
+        host: &std::path::Path,
+        file: &SslFile,
+    ) -> Option<HookedFile> {
+        let mut hooked = Vec::new();
+        for (prog, sym) in t::ENTRY_PROGRAMS {
+            let Some((_, offset)) = file.symbols.iter().find(|(s, _)| *s == sym) else {
+                continue;
+            };
+            let res = program(ebpf, prog).and_then(|p| {
+                p.attach(*offset, host, UProbeScope::AllProcesses)
+                    .map(|_| ())
+                    .map_err(|e| RecorderError::Load(chain(&e)))
+            });
+            let res = res.and_then(|_| {
+                program(ebpf, t::RETURN_PROGRAM).and_then(|p| {
+                    p.attach(*offset, host, UProbeScope::AllProcesses)
+                        .map(|_| ())
+                        .map_err(|e| RecorderError::Load(chain(&e)))
+                })
+            });
+            match res {
+                Ok(()) => hooked.push(sym),
+                Err(e) => {
+                    self.stats.attach_failures += 1;
+                    tracing::warn!("TLS uprobe on {sym} in {}: {e}", host.display());
+                }
+            }
+        }
+        (!hooked.is_empty()).then(|| HookedFile {
+            path: file.path.clone(),
+            symbols: hooked,
+        })
+    }
+
+    /// Detaches the probes of a process that is gone.
+    fn detach(&mut self, ebpf: &mut Ebpf, p: Proc) {
+        if p.links.is_empty() {
+            return;
+        }
+        self.attached_procs -= 1;
+        self.stats.processes_detached += 1;
+        for (prog, link) in p.links {
+            if let Err(e) = program(ebpf, prog)
+                .and_then(|pr| pr.detach(link).map_err(|e| RecorderError::Load(chain(&e))))
+            {
+                tracing::debug!("TLS uprobe detach ({prog}): {e}");
+            }
+        }
     }
 
     /// Forgets half of the checked files that are not hooked (hooked ones stay: their
@@ -233,43 +418,74 @@ impl TlsHooks {
         }
     }
 
-    /// Attaches the entry and return programs to the symbols `found` of one file.
+    /// Attaches the entry and return programs to the symbols of `file` for process `pid`
+    /// only; returns the file when this is its first hook (to be reported).
     fn attach(
         &mut self,
         ebpf: &mut Ebpf,
+        pid: u32,
+        key: (u64, u64),
         host: &std::path::Path,
-        path: &str,
-        found: Vec<&'static str>,
+        file: &SslFile,
     ) -> Option<HookedFile> {
+        let nz = NonZeroU32::new(pid)?;
+        let first_of_proc = self.procs.get(&pid).is_none_or(|p| p.links.is_empty());
+        if first_of_proc && self.attached_procs >= MAX_HOOKED_PROCESSES {
+            let proc = self.procs.entry(pid).or_default();
+            if !proc.over_bound {
+                proc.over_bound = true;
+                if self.stats.processes_over_bound == 0 {
+                    tracing::warn!(
+                        "TLS: {MAX_HOOKED_PROCESSES} processes hooked; further targeted processes get no TLS uprobes (counted in tls_processes_over_bound)"
+                    );
+                }
+                self.stats.processes_over_bound += 1;
+            }
+            return None;
+        }
+        let mut links = Vec::new();
         let mut hooked = Vec::new();
         for (prog, sym) in t::ENTRY_PROGRAMS {
-            if !found.contains(&sym) {
+            let Some((_, offset)) = file.symbols.iter().find(|(s, _)| *s == sym) else {
                 continue;
-            }
-            let res = program(ebpf, prog).and_then(|p| {
-                p.attach(sym, host, UProbeScope::AllProcesses)
+            };
+            let entry = program(ebpf, prog).and_then(|p| {
+                p.attach(*offset, host, UProbeScope::OneProcess(nz))
                     .map_err(|e| RecorderError::Load(chain(&e)))
             });
-            let res = res.and_then(|_| {
+            let ret = entry.and_then(|l| {
+                links.push((prog, l));
                 program(ebpf, t::RETURN_PROGRAM).and_then(|p| {
-                    p.attach(sym, host, UProbeScope::AllProcesses)
-                        .map(|_| ())
+                    p.attach(*offset, host, UProbeScope::OneProcess(nz))
                         .map_err(|e| RecorderError::Load(chain(&e)))
                 })
             });
-            match res {
-                Ok(()) => hooked.push(sym),
+            match ret {
+                Ok(l) => {
+                    links.push((t::RETURN_PROGRAM, l));
+                    hooked.push(sym);
+                }
                 Err(e) => {
                     self.stats.attach_failures += 1;
-                    tracing::warn!("TLS uprobe on {sym} in {}: {e}", host.display());
+                    tracing::debug!("TLS uprobe on {sym} in {} (pid {pid}): {e}", host.display());
                 }
             }
         }
-        if hooked.is_empty() {
+        let proc = self.procs.entry(pid).or_default();
+        if links.is_empty() {
+            return None;
+        }
+        if proc.links.is_empty() {
+            self.attached_procs += 1;
+            self.stats.processes_hooked += 1;
+        }
+        proc.links.extend(links);
+        proc.files.insert(key);
+        if hooked.is_empty() || file.reported {
             return None;
         }
         Some(HookedFile {
-            path: path.to_string(),
+            path: file.path.clone(),
             symbols: hooked,
         })
     }
@@ -293,6 +509,10 @@ impl TlsHooks {
             ("tls_files_checked", s.files_checked),
             ("tls_attach_failures", s.attach_failures),
             ("tls_files_forgotten", s.files_forgotten),
+            ("tls_processes_hooked_now", self.attached_procs as u64),
+            ("tls_processes_hooked", s.processes_hooked),
+            ("tls_processes_detached", s.processes_detached),
+            ("tls_processes_over_bound", s.processes_over_bound),
         ] {
             out.push(stat(ts_ns, name, value));
         }
@@ -328,7 +548,7 @@ pub fn start_hook(
         attached.push_str("; TLS plaintext off (needs the syscall probes, not --probes kprobe)");
         return None;
     }
-    match TlsHooks::start(ebpf) {
+    match TlsHooks::start(ebpf, cfg.tls_attach) {
         Ok(mut h) => {
             h.rescan(ebpf, cgroup_ids);
             attached.push_str("; ");

@@ -64,6 +64,7 @@ s.serve_forever()
 /// Python requests: two requests on one keep-alive connection. argv: port cafile
 const REQUESTS: &str = r#"
 import sys, requests
+sys.stdin.readline()  # the test's go: sent once this process's OpenSSL is hooked
 with requests.Session() as s:
     u = "https://127.0.0.1:%s" % sys.argv[1]
     r = s.get(u + "/from-requests", headers={"Authorization": "Bearer py-token"}, verify=sys.argv[2], timeout=10)
@@ -373,9 +374,11 @@ fn tls_plaintext_equals_tshark_decryption_curl_requests_node() {
         let server = KillOnDrop::spawn(server_cmd);
         wait_listening(port);
         wait_hooked(h, "libssl.so.3");
+        wait_all_hooked(server.0.id());
         let dump = start_tcpdump(port, &dir2.join("tls.pcap"));
         let url = format!("https://127.0.0.1:{port}/from-curl");
-        let body = run_bounded(
+        // curl reads its URL from stdin (-K -), after its libssl is hooked
+        let body = gated_run(
             in_cgroup(
                 &cg_path,
                 &[
@@ -385,14 +388,15 @@ fn tls_plaintext_equals_tshark_decryption_curl_requests_node() {
                     &cert2,
                     "-H",
                     "Authorization: Bearer curl-token",
-                    &url,
+                    "-K",
+                    "-",
                 ],
             ),
-            T,
+            format!("url = \"{url}\"\n").as_bytes(),
         );
         assert_eq!(body, b"hello /from-curl");
         let py = python();
-        run_bounded(
+        gated_run(
             in_cgroup(
                 &cg_path,
                 &[
@@ -402,7 +406,7 @@ fn tls_plaintext_equals_tshark_decryption_curl_requests_node() {
                     &cert2,
                 ],
             ),
-            T,
+            b"go\n",
         );
         let mut node = in_cgroup(
             &cg_path,
@@ -417,6 +421,7 @@ fn tls_plaintext_equals_tshark_decryption_curl_requests_node() {
         node.stdout(Stdio::piped()).stderr(Stdio::piped());
         let node = node.spawn().expect("node");
         wait_hooked(h, "node");
+        wait_all_hooked(node.id());
         std::fs::write(&go2, b"go").expect("go");
         let out = node.wait_with_output().expect("node");
         assert!(
@@ -521,6 +526,7 @@ s.serve_forever()
 /// context. argv: mode port cafile count
 const DRIVE: &str = r#"
 import sys, requests
+sys.stdin.readline()  # the test's go: sent once this process's OpenSSL is hooked
 mode, port, ca, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 scheme = "https" if mode == "tls" else "http"
 with requests.Session() as s:
@@ -620,7 +626,7 @@ fn chain_run(
         &count.to_string(),
     ]);
     let rec = record_while(&rt, cfg, move |_| {
-        run_bounded(drive, T);
+        gated_run(drive, b"go\n");
     });
     // redaction applies to TLS plaintext as to cleartext: the cookie is nowhere
     for r in &rec.rows {
@@ -711,6 +717,8 @@ if (mode === 'server') {
   srv.listen(Number(port), '127.0.0.1');
 } else {
   const [ca, count] = process.argv.slice(4, 6);
+  // the test's go (a line on stdin) comes once this process's OpenSSL is hooked
+  process.stdin.once('data', () => { process.stdin.destroy();
   const c = http2.connect(`https://127.0.0.1:${port}`, { ca: fs.readFileSync(ca) });
   const call = (i) => new Promise((ok, fail) => {
     const path = i % 4 === 0 ? '/demo.Echo/Fail' : '/demo.Echo/Say';
@@ -725,6 +733,7 @@ if (mode === 'server') {
   });
   (async () => { for (let i = 1; i <= Number(count); i++) await call(i); c.close(); })()
     .catch((e) => { console.error(e); process.exit(1); });
+  });
 }
 "#;
 
@@ -765,7 +774,7 @@ fn tls_grpc_over_http2_alpn_h2_node() {
     let rt = rt();
     let rec = record_while(&rt, cfg, move |h| {
         wait_hooked(h, "node");
-        run_bounded(client, T);
+        gated_run(client, b"go\n");
         h.tls_libraries()
     });
     let a = podtrace_analyzer::analyze(rec.rows.into_iter(), &Default::default()).expect("analyze");
@@ -883,4 +892,188 @@ fn tls_off_records_no_plaintext_and_hooks_nothing() {
     assert!(a.spans.is_empty(), "{}", a.stats);
     assert!(a.stats.parse_errors.is_empty(), "{}", a.stats);
     assert_eq!(a.stats.tls_ciphertext_skipped as usize, n_data);
+}
+
+/// The first byte of OpenSSL's `sym` in the first file mapped by process `pid` that
+/// exports it (`libssl.so.3`, node), read through `/proc/PID/mem`: 0xCC (int3) while a
+/// uprobe is installed in that process's address space. None while no such file is mapped.
+fn ssl_first_byte(pid: u32, sym: &str) -> Option<u8> {
+    use podtrace_recorder::tls::discover;
+    use std::os::unix::fs::FileExt;
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+    for line in maps.lines() {
+        let f: Vec<&str> = line.split_ascii_whitespace().collect();
+        if f.len() < 6 || f[1].as_bytes().get(2) != Some(&b'x') || !f[5].starts_with('/') {
+            continue;
+        }
+        let (start, end) = f[0].split_once('-')?;
+        let start = u64::from_str_radix(start, 16).ok()?;
+        let end = u64::from_str_radix(end, 16).ok()?;
+        let pgoff = u64::from_str_radix(f[2], 16).ok()?;
+        let Ok(found) = discover::exported_symbols(&discover::host_path(pid, f[5])) else {
+            continue;
+        };
+        let Some(&(_, off)) = found.iter().find(|(s, _)| *s == sym) else {
+            continue;
+        };
+        if off < pgoff || off >= pgoff + (end - start) {
+            continue;
+        }
+        let mem = std::fs::File::open(format!("/proc/{pid}/mem")).ok()?;
+        let mut b = [0u8; 1];
+        mem.read_exact_at(&mut b, start + off - pgoff).ok()?;
+        return Some(b[0]);
+    }
+    None
+}
+
+/// Polls (bounded by `T`) until `pid`'s first byte of `SSL_write` satisfies `ok`; returns
+/// the time it took.
+fn wait_byte(pid: u32, what: &str, ok: impl Fn(u8) -> bool) -> Duration {
+    let t0 = Instant::now();
+    loop {
+        let b = ssl_first_byte(pid, "SSL_write");
+        if b.is_some_and(&ok) {
+            return t0.elapsed();
+        }
+        assert!(t0.elapsed() < T, "pid {pid}: {what} (SSL_write byte {b:?})");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits (bounded) until every one of the four OpenSSL functions in `pid` starts with a
+/// breakpoint, then 200 ms more: the recorder attaches a process's eight probes (entry and
+/// return per function) one after the other within one rescan, and the last ones are not
+/// visible in memory (a return probe shares its function's entry breakpoint).
+fn wait_all_hooked(pid: u32) {
+    let t0 = Instant::now();
+    // the functions the process's file exports (node may lack the _ex ones)
+    let hooked = || {
+        let bytes: Vec<u8> = podtrace_recorder::tls::discover::SYMBOLS
+            .iter()
+            .filter_map(|s| ssl_first_byte(pid, s))
+            .collect();
+        bytes.len() >= 2 && bytes.iter().all(|b| *b == INT3)
+    };
+    while !hooked() {
+        assert!(t0.elapsed() < T, "pid {pid}: not every SSL function hooked");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+}
+
+/// The x86 breakpoint a uprobe plants.
+const INT3: u8 = 0xCC;
+
+/// Runs `cmd` (stdin piped) to completion, bounded by `T`: waits until the process's
+/// OpenSSL has the uprobes (probes are attached per process, at the rescan after it
+/// appears), then writes `go` to its stdin and closes it. Panics on failure; returns stdout.
+fn gated_run(mut cmd: Command, go: &[u8]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    // killed and reaped on every way out (KillOnDrop)
+    let mut guard = KillOnDrop(
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn"),
+    );
+    let child = &mut guard.0;
+    wait_all_hooked(child.id());
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(go).expect("go");
+    drop(stdin);
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(t0.elapsed() < T, "gated process timed out");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let (mut out, mut err) = (Vec::new(), String::new());
+    if let Some(mut o) = child.stdout.take() {
+        o.read_to_end(&mut out).expect("stdout");
+    }
+    if let Some(mut e) = child.stderr.take() {
+        e.read_to_string(&mut err).expect("stderr");
+    }
+    assert!(status.success(), "{status}: {err}");
+    out
+}
+
+#[test]
+fn tls_uprobes_only_in_targeted_processes_attached_and_detached_per_process() {
+    if !root_or_skip("tls_uprobes_only_in_targeted_processes_attached_and_detached_per_process") {
+        return;
+    }
+    let cg = TestCgroup::new("tls-pid");
+    let other = TestCgroup::new("tls-pid-other");
+    let py = python();
+    let sleeper = |c: &TestCgroup| {
+        KillOnDrop::spawn(c.command(&[&py, "-c", "import ssl, time; time.sleep(60)"]))
+    };
+    let a = sleeper(&cg);
+    let b = sleeper(&other);
+    let (pa, pb) = (a.0.id(), b.0.id());
+    // both map libssl.so.3, without breakpoints before the recorder
+    wait_byte(pa, "libssl mapped", |x| x != INT3);
+    wait_byte(pb, "libssl mapped", |x| x != INT3);
+    let cfg = RecordConfig {
+        cgroup_ids: vec![cg.id()],
+        tls_attach: podtrace_recorder::tls::TlsAttach::Process,
+        ..RecordConfig::default()
+    };
+    let other_procs = other.path.join("cgroup.procs");
+    let late_cmd = cg.command(&[&py, "-c", "import ssl, time; time.sleep(60)"]);
+    let rt = rt();
+    let rec = record_while(&rt, cfg, move |h| {
+        wait_hooked(h, "libssl.so.3");
+        // the targeted process has the breakpoint; the untargeted one mapping the same
+        // file does not
+        wait_byte(pa, "targeted process hooked", |x| x == INT3);
+        let untargeted = ssl_first_byte(pb, "SSL_write");
+        // a process started after the recorder is found by the rescan
+        let c = KillOnDrop::spawn(late_cmd);
+        let pc = c.0.id();
+        let late = wait_byte(pc, "late targeted process hooked", |x| x == INT3);
+        // a process that leaves the targeted cgroup loses its breakpoints
+        std::fs::write(&other_procs, pa.to_string()).expect("move to the other cgroup");
+        let left = wait_byte(pa, "moved process unhooked", |x| x != INT3);
+        let still = ssl_first_byte(pc, "SSL_write");
+        drop(c);
+        (untargeted, late, left, still)
+    });
+    let (untargeted, late, left, still) = rec.work;
+    assert!(
+        untargeted.is_some_and(|x| x != INT3),
+        "untargeted: {untargeted:?}"
+    );
+    assert_eq!(
+        still,
+        Some(INT3),
+        "the other targeted process keeps its probes"
+    );
+    eprintln!("late process hooked after {late:?}, moved process unhooked after {left:?}");
+    let stat = |name: &str| {
+        rec.rows
+            .iter()
+            .filter_map(|r| match r {
+                Record::Stats(s) if s.name == name => Some(s.value),
+                _ => None,
+            })
+            .next_back()
+    };
+    assert!(
+        stat("tls_processes_hooked") >= Some(2),
+        "{:?}",
+        stat("tls_processes_hooked")
+    );
+    assert!(
+        stat("tls_processes_detached") >= Some(1),
+        "{:?}",
+        stat("tls_processes_detached")
+    );
+    assert_eq!(stat("tls_processes_over_bound"), Some(0));
+    drop((a, b));
 }
