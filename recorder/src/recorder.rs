@@ -428,8 +428,12 @@ impl Consumer {
         let mut drain = tokio::time::interval(self.cfg.drain_interval);
         let mut stats = tokio::time::interval(self.cfg.stats_interval);
         let mut rescan = tokio::time::interval(self.cfg.rescan_interval);
-        // TLS uprobes are attached per process: new targeted processes are looked for often
-        let mut tls_scan = tokio::time::interval(crate::tls::SCAN_INTERVAL);
+        // new targeted processes are looked for often when the TLS uprobes go per process
+        let tls_every = self
+            .tls
+            .as_ref()
+            .map_or(crate::tls::FILE_SCAN_INTERVAL, |t| t.scan_interval());
+        let mut tls_scan = tokio::time::interval(tls_every);
         for t in [&mut drain, &mut stats, &mut rescan, &mut tls_scan] {
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }

@@ -22,7 +22,7 @@
 //!   once.
 //!
 //! A known process without OpenSSL has its maps read again every
-//! [`MAPS_RESCAN_TICKS`] scans (a lazy `import ssl`); a hooked process is not read again.
+//! [`MAPS_RESCAN`] (a lazy `import ssl`); a hooked process is not read again.
 //! The programs' cgroup filter (the same as the socket programs') stays as a second check.
 
 pub mod discover;
@@ -45,13 +45,17 @@ use crate::clock::wall_now_ns;
 use crate::error::{RecorderError, Result};
 use crate::probes::chain;
 
-/// How often the recorder calls [`TlsHooks::rescan`]: a new targeted process is hooked
-/// within this time (plus its maps read and attach), so its first SSL calls are missed only
-/// when it makes them sooner. A scan of unchanged cgroups reads only their `cgroup.procs`.
+/// How often the recorder calls [`TlsHooks::rescan`] with [`TlsAttach::Process`]: a new
+/// targeted process is hooked within this time (plus its maps read and attach), so its
+/// first SSL calls are missed only when it makes them sooner. A scan of unchanged cgroups
+/// reads only their `cgroup.procs`.
 pub const SCAN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(40);
-/// A known process with no OpenSSL hooked yet has its maps read again every this many
-/// scans (~2 s; new processes at once; hooked processes never again).
-pub const MAPS_RESCAN_TICKS: u32 = 50;
+/// How often with [`TlsAttach::File`]: a file hooked once covers every later process that
+/// maps it, so only a new file waits for a scan.
+pub const FILE_SCAN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+/// A known process with no OpenSSL hooked yet has its maps read again after this long
+/// (new processes at once; hooked processes never again).
+pub const MAPS_RESCAN: std::time::Duration = std::time::Duration::from_secs(2);
 /// At most this many files are remembered as checked (hooked or not); beyond it the
 /// oldest half is forgotten (counted in `tls_files_forgotten`).
 pub const MAX_CHECKED_FILES: usize = 65_536;
@@ -189,6 +193,21 @@ impl TlsHooks {
         })
     }
 
+    /// How often the recorder should call [`TlsHooks::rescan`] ([`SCAN_INTERVAL`] or
+    /// [`FILE_SCAN_INTERVAL`]).
+    pub fn scan_interval(&self) -> std::time::Duration {
+        match self.mode {
+            TlsAttach::Process => SCAN_INTERVAL,
+            TlsAttach::File => FILE_SCAN_INTERVAL,
+        }
+    }
+
+    /// Scans between two reads of the maps of a process without OpenSSL ([`MAPS_RESCAN`]).
+    fn maps_rescan_ticks(&self) -> u32 {
+        let per = self.scan_interval().as_millis().max(1);
+        u32::try_from(MAPS_RESCAN.as_millis() / per).unwrap_or(u32::MAX)
+    }
+
     /// The files hooked so far (in at least one process).
     pub fn hooked(&self) -> &[HookedFile] {
         &self.hooked
@@ -264,14 +283,15 @@ impl TlsHooks {
         }
         let mut new = Vec::new();
         for pid in live {
+            let rescan_ticks = self.maps_rescan_ticks();
             let proc = self.procs.entry(pid).or_insert(Proc {
-                ticks: MAPS_RESCAN_TICKS,
+                ticks: rescan_ticks,
                 ..Proc::default()
             });
             if !proc.links.is_empty() || proc.covered {
                 continue;
             }
-            if proc.ticks < MAPS_RESCAN_TICKS {
+            if proc.ticks < rescan_ticks {
                 proc.ticks += 1;
                 continue;
             }

@@ -1007,6 +1007,9 @@ fn tls_uprobes_only_in_targeted_processes_attached_and_detached_per_process() {
     if !root_or_skip("tls_uprobes_only_in_targeted_processes_attached_and_detached_per_process") {
         return;
     }
+    // alone among the recording tests: a test hooking libssl.so.3 file-wide (the default
+    // scope) at the same time would plant the breakpoints in every process
+    let _serial = PeerEnv::acquire();
     let cg = TestCgroup::new("tls-pid");
     let other = TestCgroup::new("tls-pid-other");
     let py = python();
