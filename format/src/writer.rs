@@ -29,7 +29,6 @@
 //! spans two segments. A reader given the directory or a glob reads them as one capture.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -530,10 +529,15 @@ fn ts_range(batch: &RecordBatch) -> (u64, u64) {
 type DictBuilder = StringDictionaryBuilder<Int32Type>;
 
 /// Column builders of the buffered rows, in schema order.
+/// Most addresses [`Columns`] keeps formatted.
+const ADDR_TEXT_MAX: usize = 4096;
+
 struct Columns {
     rows: usize,
     payload_bytes: usize,
-    scratch: String,
+    /// Addresses as text, formatted once (a node's rows name few addresses; cleared at
+    /// [`ADDR_TEXT_MAX`] entries).
+    addr_text: std::collections::HashMap<std::net::IpAddr, String>,
     record_type: DictBuilder,
     ts_ns: Vec<u64>,
     cpu: UInt32Builder,
@@ -569,7 +573,7 @@ impl Columns {
         Columns {
             rows: 0,
             payload_bytes: 0,
-            scratch: String::with_capacity(64),
+            addr_text: std::collections::HashMap::new(),
             record_type: DictBuilder::new(),
             ts_ns: Vec::new(),
             cpu: UInt32Builder::new(),
@@ -671,9 +675,14 @@ impl Columns {
         ] {
             match addr {
                 Some(a) => {
-                    self.scratch.clear();
-                    let _ = write!(self.scratch, "{}", a.ip());
-                    addr_col.append_value(&self.scratch);
+                    if self.addr_text.len() >= ADDR_TEXT_MAX {
+                        self.addr_text.clear();
+                    }
+                    let text = self
+                        .addr_text
+                        .entry(a.ip())
+                        .or_insert_with(|| a.ip().to_string());
+                    addr_col.append_value(text);
                     port_col.append_value(a.port());
                 }
                 None => {
