@@ -9,7 +9,9 @@
 //! ```
 //!
 //! The pipeline runs exactly as `podtrace analyze` drives it (`analyze_into`: batches of
-//! 8,192 records, spans drained after each), on the rayon pool (`RAYON_NUM_THREADS`).
+//! 8,192 records, spans drained after each), on the rayon pool (`RAYON_NUM_THREADS`); with
+//! more than one thread its back half (intake, link, enrich, graph) runs on a thread of
+//! its own beside the front (reassemble, parse), so their stage times overlap.
 //! `--limit` reads only the first RECORDS records (short runs under valgrind). `--dump DIR`
 //! writes `traces.otlp.json` and `spans.json` there exactly as the CLI does (to compare
 //! builds with `cmp`); without it they are encoded into memory and dropped. `--inline` runs
@@ -24,7 +26,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use podtrace_analyzer::{pipeline, AnalyzeOptions, Pipeline, StageTimes};
+use podtrace_analyzer::{analyze_into_timed, AnalyzeOptions, Pipeline, StageTimes};
 use podtrace_export::file::write_span_json;
 use podtrace_export::{OtlpJsonWriter, StagedFile};
 use podtrace_format::{CaptureReader, ReadOptions, Record};
@@ -33,9 +35,6 @@ use podtrace_model::Span;
 /// The allocator the shipping `podtrace` binary uses (src/main.rs).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// Records pushed to the pipeline at once (as `analyzer::analyze_into`).
-const BATCH: usize = 8192;
 
 struct Args {
     inputs: Vec<String>,
@@ -86,30 +85,21 @@ fn stage_read(inputs: &[String], limit: Option<usize>) -> Result<Vec<Record>, St
     Ok(records)
 }
 
-/// Stages 2–8: the pipeline over the records, as `analyze_into` drives it; the batches of
-/// spans it hands out, and the time of each of its stages.
+/// Stages 2–8: the pipeline over the records, driven by `analyze_into` as `podtrace
+/// analyze` drives it; the batches of spans it hands out, and the time of each stage.
 #[inline(never)]
-fn stage_analyze(records: &[Record]) -> Result<(Vec<Vec<Span>>, StageTimes), String> {
-    let mut pipeline = Pipeline::new(&AnalyzeOptions::default()).map_err(|e| e.to_string())?;
+fn stage_analyze(records: Vec<Record>) -> Result<(Vec<Vec<Span>>, StageTimes), String> {
+    let pipeline = Pipeline::new(&AnalyzeOptions::default()).map_err(|e| e.to_string())?;
     let mut batches = Vec::new();
-    let mut hand_out = |mut spans: Vec<Span>| {
-        if !spans.is_empty() {
-            pipeline::sort_spans(&mut spans);
+    let (_, times) = analyze_into_timed(
+        pipeline,
+        records.into_iter(),
+        |spans| -> Result<(), std::convert::Infallible> {
             batches.push(spans);
-        }
-    };
-    for chunk in records.chunks(BATCH) {
-        pipeline.push(chunk);
-        if chunk.len() == BATCH {
-            hand_out(pipeline.drain_completed());
-        }
-    }
-    if records.len().is_multiple_of(BATCH) {
-        // As analyze_into: a final, empty push.
-        pipeline.push(&[]);
-    }
-    let (mut analysis, times) = pipeline.finish_timed();
-    hand_out(std::mem::take(&mut analysis.spans));
+            Ok(())
+        },
+    )
+    .unwrap_or_else(|never| match never {});
     Ok((batches, times))
 }
 
@@ -177,11 +167,10 @@ fn run() -> Result<(), String> {
     let records = stage_read(&args.inputs, args.limit)?;
     let read = started.elapsed();
 
-    let started = Instant::now();
-    let (batches, times) = stage_analyze(&records)?;
-    let analyze = started.elapsed();
     let n_records = records.len();
-    drop(records);
+    let started = Instant::now();
+    let (batches, times) = stage_analyze(records)?;
+    let analyze = started.elapsed();
     let spans: usize = batches.iter().map(Vec::len).sum();
 
     let tmp;
