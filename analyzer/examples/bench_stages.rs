@@ -1,6 +1,6 @@
 //! Per-stage throughput of the analyzer on a real capture (tools/bench/run.sh): read,
-//! reassemble, parse (+ pairing, trace-context extraction), intake, link (+ span building),
-//! enrich, graph, evict, and the two local encoders (`traces.otlp.json`, `spans.json`), each
+//! reassemble, parse (+ pairing, trace-context extraction), intake, link (identification),
+//! build (span building), enrich, graph, evict, and the two local encoders (`traces.otlp.json`, `spans.json`), each
 //! as wall time and spans (or records) per second, so the next regression shows where it is.
 //!
 //! ```text
@@ -10,8 +10,9 @@
 //!
 //! The pipeline runs exactly as `podtrace analyze` drives it (`analyze_into`: batches of
 //! 8,192 records, spans drained after each), on the rayon pool (`RAYON_NUM_THREADS`); with
-//! more than one thread its back half (intake, link, enrich, graph) runs on a thread of
-//! its own beside the front (reassemble, parse), so their stage times overlap.
+//! more than one thread its back (intake, link) runs on a thread of its own beside the
+//! front (reassemble, parse) and the tail (build, enrich, graph), so their stage times
+//! overlap.
 //! `--limit` reads only the first RECORDS records (short runs under valgrind). `--dump DIR`
 //! writes `traces.otlp.json` and `spans.json` there exactly as the CLI does (to compare
 //! builds with `cmp`); without it they are encoded into memory and dropped. `--inline` runs
@@ -201,6 +202,7 @@ fn run() -> Result<(), String> {
     line("parse", times.parse, spans);
     line("intake", times.intake, spans);
     line("link", times.link, spans);
+    line("build", times.build, spans);
     line("enrich", times.enrich, spans);
     line("graph", times.graph, spans);
     line("evict", times.evict, spans);

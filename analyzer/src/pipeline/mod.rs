@@ -9,22 +9,29 @@
 //! [`crate::analyze`] does the same over whole captures.
 //!
 //! Files: `front.rs` (reassembly and per-connection parsing: state of one connection
-//! only), `back.rs` (linking, enrichment, graph, sampling: state shared across
-//! connections), `split.rs` (the whole-input driver that runs the two on two threads).
+//! only), `back.rs` (intake and identification: the linker, state shared across
+//! connections), `tail.rs` (span building, enrichment, graph, sampling), `split.rs` (the
+//! whole-input driver that runs the back on a thread of its own).
 
 use std::time::Duration;
 
 use podtrace_format::Record;
 use podtrace_model::Span;
 
+use std::sync::Arc;
+
+use crate::details::SpanDetails;
+use crate::route::Routes;
 use crate::stats::AnalysisStats;
 use crate::{Analysis, AnalyzeOptions, Error, Graph};
 use back::Back;
 use front::{Absorbed, Front};
+use tail::{Handoff, Tail};
 
 mod back;
 mod front;
 pub(crate) mod split;
+mod tail;
 
 /// Wall time spent in each stage of a [`Pipeline`] so far (benchmarks: see
 /// `analyzer/examples/bench_stages.rs`). Measured per batch, so the clock costs nothing
@@ -38,8 +45,10 @@ pub struct StageTimes {
     pub parse: Duration,
     /// Exchange events handed to the linker, in order (serial).
     pub intake: Duration,
-    /// Identification (parents, callers, ids) and span building (`Linker::link`).
+    /// Identification (parents, callers, ids: `Linker::link_unbuilt`, serial).
     pub link: Duration,
+    /// Span building of identified exchanges (spans in parallel).
+    pub build: Duration,
     /// Kubernetes enrichment (spans in parallel).
     pub enrich: Duration,
     /// Graph, trace count and sampling of emitted spans (serial).
@@ -55,6 +64,7 @@ impl StageTimes {
             + self.parse
             + self.intake
             + self.link
+            + self.build
             + self.enrich
             + self.graph
             + self.evict
@@ -67,6 +77,7 @@ impl StageTimes {
             parse: self.parse + other.parse,
             intake: self.intake + other.intake,
             link: self.link + other.link,
+            build: self.build + other.build,
             enrich: self.enrich + other.enrich,
             graph: self.graph + other.graph,
             evict: self.evict + other.evict,
@@ -75,13 +86,17 @@ impl StageTimes {
 }
 
 /// The analyzer as a streaming pipeline (see the module doc): a [`Front`] (reassembly and
-/// per-connection parsing) feeding a [`Back`] (linking, enrichment, graph) step by step.
-/// Called directly they run one after the other on the caller's thread;
-/// [`crate::analyze_into`] runs the back on a thread of its own ([`split`]).
+/// per-connection parsing) feeding a [`Back`] (linking) feeding a [`Tail`] (span building,
+/// enrichment, graph, sampling), step by step. Called directly they run one after the
+/// other on the caller's thread; [`crate::analyze_into`] runs the back on a thread of its
+/// own ([`split`]).
 #[derive(Debug)]
 pub struct Pipeline {
     front: Front,
     back: Back,
+    tail: Tail,
+    /// The back's handoffs not taken by the tail yet (always empty between calls).
+    handoffs: Vec<Handoff>,
 }
 
 impl Pipeline {
@@ -90,9 +105,15 @@ impl Pipeline {
         if opts.window_ns == 0 {
             return Err(Error::Window);
         }
+        let details = Arc::new(SpanDetails::new(
+            Routes::parse(&opts.routes)?,
+            opts.baggage_attributes,
+        ));
         Ok(Pipeline {
-            back: Back::new(opts)?,
+            tail: Tail::new(opts, details.clone())?,
+            back: Back::new(opts.window_ns, details),
             front: Front::new(opts),
+            handoffs: Vec::new(),
         })
     }
 
@@ -102,7 +123,7 @@ impl Pipeline {
     /// rows do not (the capture's rows win where both know an object; see
     /// `Enricher::add_fallback`).
     pub fn add_k8s_objects(&mut self, objects: &[podtrace_format::K8sObject]) {
-        self.back.add_k8s_objects(objects);
+        self.tail.enricher.add_fallback(objects);
     }
 
     /// The newest socket-row time seen.
@@ -113,12 +134,24 @@ impl Pipeline {
     /// Takes a batch of records (any mix of types, any captures).
     pub fn push(&mut self, records: &[Record]) {
         let step = self.front.push(records);
-        self.back.step(step);
+        self.back.step(step, &mut self.handoffs);
+        self.take_handoffs();
+    }
+
+    /// The tail takes what the back handed out; the spans of linked exchanges.
+    fn take_handoffs(&mut self) -> Vec<Span> {
+        let mut out = Vec::new();
+        for h in self.handoffs.drain(..) {
+            if let Some(mut spans) = self.tail.take(h) {
+                out.append(&mut spans);
+            }
+        }
+        out
     }
 
     /// Wall time spent in each stage so far.
     pub fn stage_times(&self) -> StageTimes {
-        self.front.times.plus(&self.back.times)
+        times_of(&self.front, &self.back, &self.tail)
     }
 
     /// Moves the watermark to `ts_ns` (wall clock) when no newer record has moved it: live
@@ -132,17 +165,18 @@ impl Pipeline {
     /// response (sampled), and eviction of state a window older than that.
     pub fn drain_completed(&mut self) -> Vec<Span> {
         let step = self.front.drain();
-        self.back.step(step).unwrap_or_default()
+        self.back.step(step, &mut self.handoffs);
+        self.take_handoffs()
     }
 
     /// The summary so far (live mode can print it while running).
     pub fn stats(&self) -> AnalysisStats {
-        self.back.stats(&self.front.stats)
+        stats_of(&self.front, &self.back, &self.tail)
     }
 
     /// The request-flow graph of the spans emitted so far.
     pub fn graph(&self) -> Graph {
-        self.back.graph()
+        self.tail.graph()
     }
 
     /// Ends the analysis: closes every stream, links and emits everything left, and returns
@@ -154,29 +188,62 @@ impl Pipeline {
     /// [`Pipeline::finish`], also returning the wall time of each stage over the whole run.
     pub fn finish_timed(mut self) -> (Analysis, StageTimes) {
         let last = self.front.finish();
-        finish_back(&self.front, self.back, last)
+        finish_parts(&self.front, self.back, self.tail, last)
     }
 
-    /// The two halves, for [`split`] to run on two threads.
-    fn into_parts(self) -> (Front, Back) {
-        (self.front, self.back)
+    /// The three parts, for [`split`] to run on two threads.
+    fn into_parts(self) -> (Front, Back, Tail) {
+        (self.front, self.back, self.tail)
     }
 }
 
 /// The end of an analysis once the front is done: the back takes the front's last parse
-/// results, emits everything left; the analysis with its spans sorted.
-fn finish_back(front: &Front, mut back: Back, last: Vec<Absorbed>) -> (Analysis, StageTimes) {
-    let mut spans = back.finish(last);
+/// results and links everything left, the tail builds it; the analysis with its spans
+/// sorted.
+fn finish_parts(
+    front: &Front,
+    mut back: Back,
+    mut tail: Tail,
+    last: Vec<Absorbed>,
+) -> (Analysis, StageTimes) {
+    let mut handoffs = Vec::new();
+    back.finish(last, &mut handoffs);
+    let mut spans = Vec::new();
+    for h in handoffs {
+        if let Some(mut s) = tail.take(h) {
+            spans.append(&mut s);
+        }
+    }
     sort_spans(&mut spans);
-    let stats = back.stats(&front.stats);
     (
         Analysis {
             spans,
-            graph: back.graph(),
-            stats,
+            graph: tail.graph(),
+            stats: stats_of(front, &back, &tail),
         },
-        front.times.plus(&back.times),
+        times_of(front, &back, &tail),
     )
+}
+
+/// The summary: the front's counters with the back's and the tail's filled in.
+fn stats_of(front: &Front, back: &Back, tail: &Tail) -> AnalysisStats {
+    let mut stats = front.stats.clone();
+    back.add_stats(&mut stats);
+    stats.spans = tail.spans;
+    stats.sampled_out = tail.sampled_out;
+    stats.traces = tail.trace_count;
+    for (key, n) in tail.details.skipped() {
+        stats.ignored_headers.insert(key.to_string(), n);
+    }
+    let (objects, bad) = tail.enricher.counts();
+    stats.k8s_objects = objects;
+    stats.bad_k8s_objects = bad;
+    stats
+}
+
+/// Each stage's time: the sum over the three parts (each stage runs in one of them).
+fn times_of(front: &Front, back: &Back, tail: &Tail) -> StageTimes {
+    front.times.plus(&back.times).plus(&tail.times)
 }
 
 /// The deterministic span order: start time, then trace id, then span id.
