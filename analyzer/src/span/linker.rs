@@ -682,6 +682,7 @@ pub struct Linked {
 }
 
 /// The spans of linked exchanges, in order (built in parallel: each reads only its own).
+#[inline(never)]
 pub fn build_all(linked: Vec<Linked>, details: &SpanDetails) -> Vec<ObservedSpan> {
     linked
         .into_par_iter()
