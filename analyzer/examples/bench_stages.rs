@@ -22,14 +22,13 @@
 //!
 //! Prints one `stage=NAME s=SECONDS per_s=RATE` line per stage, then a `total` line.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use podtrace_analyzer::{analyze_into_timed, AnalyzeOptions, Pipeline, StageTimes};
-use podtrace_export::file::write_span_json;
-use podtrace_export::{OtlpJsonWriter, StagedFile};
+use podtrace_export::sinks::{SpanFile, SpansJsonWriter};
+use podtrace_export::OtlpJsonWriter;
 use podtrace_format::{CaptureReader, ReadOptions, Record};
 use podtrace_model::Span;
 
@@ -114,31 +113,16 @@ fn stage_encode_otlp(batches: &[Vec<Span>], dir: &std::path::Path) -> Result<(),
     w.finish().map(|_| ()).map_err(|e| e.to_string())
 }
 
-/// `spans.json`, one compact span per line (as the CLI is to write it: chunks of a batch
-/// encoded into a buffer by `podtrace_export::file::write_span_json`, then written).
+/// `spans.json`, one compact span per line, batch by batch (the CLI's writer: chunks
+/// encoded on the rayon pool, written in order).
 #[inline(never)]
 fn stage_encode_spans_json(batches: &[Vec<Span>], dir: &std::path::Path) -> Result<(), String> {
-    let path = dir.join("spans.json");
-    let mut file = StagedFile::create(&path).map_err(|e| e.to_string())?;
-    let mut first = true;
-    let mut buf = Vec::new();
-    // In 1,024-span chunks, as OtlpJsonWriter: one buffer reused, never grown past ~1 MB.
-    for chunk in batches.iter().flat_map(|b| b.chunks(1024)) {
-        buf.clear();
-        for span in chunk {
-            let lead: &[u8] = if std::mem::replace(&mut first, false) {
-                b"[\n"
-            } else {
-                b",\n"
-            };
-            buf.extend_from_slice(lead);
-            write_span_json(&mut buf, span);
-        }
-        file.writer().write_all(&buf).map_err(|e| e.to_string())?;
+    let mut file: Box<dyn SpanFile> =
+        Box::new(SpansJsonWriter::create(dir.join("spans.json")).map_err(|e| e.to_string())?);
+    for b in batches {
+        file.write(b).map_err(|e| e.to_string())?;
     }
-    let end: &[u8] = if first { b"[]\n" } else { b"\n]\n" };
-    file.writer().write_all(end).map_err(|e| e.to_string())?;
-    file.commit().map(|_| ()).map_err(|e| e.to_string())
+    file.finish().map(|_| ()).map_err(|e| e.to_string())
 }
 
 fn line(stage: &str, d: Duration, n: usize) {

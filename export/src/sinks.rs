@@ -5,9 +5,10 @@
 //! hands each batch of completed spans to [`SpanSinks::send`]. A writer thread takes it and
 //!
 //! 1. appends it to every local file ([`SpanFile`]: `traces.otlp.json`, `spans.json`, the
-//!    spans Parquet table), the files side by side on scoped threads (the analysis leaves
-//!    part of a core idle);
-//! 2. shows it to the observer ([`SpanObserver`], the report's bounded trace collector);
+//!    spans Parquet table), the files side by side on scoped threads, the JSON files'
+//!    1,024-span chunks encoded on the rayon pool and written in order;
+//! 2. shows it to the observer ([`SpanObserver`], the report's bounded trace collector),
+//!    on a scoped thread beside the files;
 //! 3. offers it to the exporters ([`ExportFanout`]: one bounded lane and task per exporter;
 //!    blocking lanes for `analyze`, drop-oldest lanes for live mode, the one give-up rule
 //!    of [`crate::delivery::GiveUp`]).
