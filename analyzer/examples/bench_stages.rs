@@ -1,6 +1,6 @@
 //! Per-stage throughput of the analyzer on a real capture (tools/bench/run.sh): read,
-//! reassemble, parse (+ pairing, trace-context extraction), intake, link (+ span building),
-//! enrich, graph, evict, and the two local encoders (`traces.otlp.json`, `spans.json`), each
+//! reassemble, parse (+ pairing, trace-context extraction), intake, link (identification),
+//! build (span building), enrich, graph, evict, and the two local encoders (`traces.otlp.json`, `spans.json`), each
 //! as wall time and spans (or records) per second, so the next regression shows where it is.
 //!
 //! ```text
@@ -9,7 +9,10 @@
 //! ```
 //!
 //! The pipeline runs exactly as `podtrace analyze` drives it (`analyze_into`: batches of
-//! 8,192 records, spans drained after each), on the rayon pool (`RAYON_NUM_THREADS`).
+//! 8,192 records, spans drained after each), on the rayon pool (`RAYON_NUM_THREADS`); with
+//! more than one thread its back (intake, link) runs on a thread of its own beside the
+//! front (reassemble, parse) and the tail (build, enrich, graph), so their stage times
+//! overlap.
 //! `--limit` reads only the first RECORDS records (short runs under valgrind). `--dump DIR`
 //! writes `traces.otlp.json` and `spans.json` there exactly as the CLI does (to compare
 //! builds with `cmp`); without it they are encoded into memory and dropped. `--inline` runs
@@ -19,23 +22,19 @@
 //!
 //! Prints one `stage=NAME s=SECONDS per_s=RATE` line per stage, then a `total` line.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use podtrace_analyzer::{pipeline, AnalyzeOptions, Pipeline, StageTimes};
-use podtrace_export::file::write_span_json;
-use podtrace_export::{OtlpJsonWriter, StagedFile};
+use podtrace_analyzer::{analyze_into_timed, AnalyzeOptions, Pipeline, StageTimes};
+use podtrace_export::sinks::{SpanFile, SpansJsonWriter};
+use podtrace_export::OtlpJsonWriter;
 use podtrace_format::{CaptureReader, ReadOptions, Record};
 use podtrace_model::Span;
 
 /// The allocator the shipping `podtrace` binary uses (src/main.rs).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// Records pushed to the pipeline at once (as `analyzer::analyze_into`).
-const BATCH: usize = 8192;
 
 struct Args {
     inputs: Vec<String>,
@@ -86,30 +85,21 @@ fn stage_read(inputs: &[String], limit: Option<usize>) -> Result<Vec<Record>, St
     Ok(records)
 }
 
-/// Stages 2–8: the pipeline over the records, as `analyze_into` drives it; the batches of
-/// spans it hands out, and the time of each of its stages.
+/// Stages 2–8: the pipeline over the records, driven by `analyze_into` as `podtrace
+/// analyze` drives it; the batches of spans it hands out, and the time of each stage.
 #[inline(never)]
-fn stage_analyze(records: &[Record]) -> Result<(Vec<Vec<Span>>, StageTimes), String> {
-    let mut pipeline = Pipeline::new(&AnalyzeOptions::default()).map_err(|e| e.to_string())?;
+fn stage_analyze(records: Vec<Record>) -> Result<(Vec<Vec<Span>>, StageTimes), String> {
+    let pipeline = Pipeline::new(&AnalyzeOptions::default()).map_err(|e| e.to_string())?;
     let mut batches = Vec::new();
-    let mut hand_out = |mut spans: Vec<Span>| {
-        if !spans.is_empty() {
-            pipeline::sort_spans(&mut spans);
+    let (_, times) = analyze_into_timed(
+        pipeline,
+        records.into_iter(),
+        |spans| -> Result<(), std::convert::Infallible> {
             batches.push(spans);
-        }
-    };
-    for chunk in records.chunks(BATCH) {
-        pipeline.push(chunk);
-        if chunk.len() == BATCH {
-            hand_out(pipeline.drain_completed());
-        }
-    }
-    if records.len().is_multiple_of(BATCH) {
-        // As analyze_into: a final, empty push.
-        pipeline.push(&[]);
-    }
-    let (mut analysis, times) = pipeline.finish_timed();
-    hand_out(std::mem::take(&mut analysis.spans));
+            Ok(())
+        },
+    )
+    .unwrap_or_else(|never| match never {});
     Ok((batches, times))
 }
 
@@ -123,31 +113,16 @@ fn stage_encode_otlp(batches: &[Vec<Span>], dir: &std::path::Path) -> Result<(),
     w.finish().map(|_| ()).map_err(|e| e.to_string())
 }
 
-/// `spans.json`, one compact span per line (as the CLI is to write it: chunks of a batch
-/// encoded into a buffer by `podtrace_export::file::write_span_json`, then written).
+/// `spans.json`, one compact span per line, batch by batch (the CLI's writer: chunks
+/// encoded on the rayon pool, written in order).
 #[inline(never)]
 fn stage_encode_spans_json(batches: &[Vec<Span>], dir: &std::path::Path) -> Result<(), String> {
-    let path = dir.join("spans.json");
-    let mut file = StagedFile::create(&path).map_err(|e| e.to_string())?;
-    let mut first = true;
-    let mut buf = Vec::new();
-    // In 1,024-span chunks, as OtlpJsonWriter: one buffer reused, never grown past ~1 MB.
-    for chunk in batches.iter().flat_map(|b| b.chunks(1024)) {
-        buf.clear();
-        for span in chunk {
-            let lead: &[u8] = if std::mem::replace(&mut first, false) {
-                b"[\n"
-            } else {
-                b",\n"
-            };
-            buf.extend_from_slice(lead);
-            write_span_json(&mut buf, span);
-        }
-        file.writer().write_all(&buf).map_err(|e| e.to_string())?;
+    let mut file: Box<dyn SpanFile> =
+        Box::new(SpansJsonWriter::create(dir.join("spans.json")).map_err(|e| e.to_string())?);
+    for b in batches {
+        file.write(b).map_err(|e| e.to_string())?;
     }
-    let end: &[u8] = if first { b"[]\n" } else { b"\n]\n" };
-    file.writer().write_all(end).map_err(|e| e.to_string())?;
-    file.commit().map(|_| ()).map_err(|e| e.to_string())
+    file.finish().map(|_| ()).map_err(|e| e.to_string())
 }
 
 fn line(stage: &str, d: Duration, n: usize) {
@@ -177,11 +152,10 @@ fn run() -> Result<(), String> {
     let records = stage_read(&args.inputs, args.limit)?;
     let read = started.elapsed();
 
-    let started = Instant::now();
-    let (batches, times) = stage_analyze(&records)?;
-    let analyze = started.elapsed();
     let n_records = records.len();
-    drop(records);
+    let started = Instant::now();
+    let (batches, times) = stage_analyze(records)?;
+    let analyze = started.elapsed();
     let spans: usize = batches.iter().map(Vec::len).sum();
 
     let tmp;
@@ -212,6 +186,7 @@ fn run() -> Result<(), String> {
     line("parse", times.parse, spans);
     line("intake", times.intake, spans);
     line("link", times.link, spans);
+    line("build", times.build, spans);
     line("enrich", times.enrich, spans);
     line("graph", times.graph, spans);
     line("evict", times.evict, spans);

@@ -172,32 +172,33 @@ pub fn analyze(records: impl Iterator<Item = Record>, opts: &AnalyzeOptions) -> 
 /// instead of collecting them: memory stays bounded by the pipeline's window whatever the
 /// size of the input. Batches follow fixed record counts, so the same input gives the same
 /// batches. Stops at the first error of `sink`. The returned analysis has no spans (they
-/// went to `sink`); its graph and stats cover everything.
+/// went to `sink`); its graph and stats cover everything. With more than one rayon thread
+/// the linking half of the pipeline runs on a thread of its own beside the parsing half
+/// (`pipeline::split`); the output is the same for any thread count.
 pub fn analyze_into<E>(
-    mut pipeline: Pipeline,
+    pipeline: Pipeline,
+    records: impl Iterator<Item = Record>,
+    sink: impl FnMut(Vec<Span>) -> std::result::Result<(), E>,
+) -> std::result::Result<Analysis, E> {
+    analyze_into_timed(pipeline, records, sink).map(|(analysis, _)| analysis)
+}
+
+/// [`analyze_into`], also returning the wall time of each stage ([`StageTimes`]; with
+/// more than one rayon thread the front stages — reassemble, parse — and the back ones —
+/// intake, link, enrich, graph — run at the same time, on two threads).
+pub fn analyze_into_timed<E>(
+    pipeline: Pipeline,
     records: impl Iterator<Item = Record>,
     mut sink: impl FnMut(Vec<Span>) -> std::result::Result<(), E>,
-) -> std::result::Result<Analysis, E> {
-    let mut batch = Vec::with_capacity(BATCH);
-    let mut hand_out = |mut spans: Vec<Span>| {
+) -> std::result::Result<(Analysis, StageTimes), E> {
+    let hand_out = |mut spans: Vec<Span>| {
         if spans.is_empty() {
             return Ok(());
         }
         pipeline::sort_spans(&mut spans);
         sink(spans)
     };
-    for r in records {
-        batch.push(r);
-        if batch.len() == BATCH {
-            pipeline.push(&batch);
-            batch.clear();
-            hand_out(pipeline.drain_completed())?;
-        }
-    }
-    pipeline.push(&batch);
-    let mut analysis = pipeline.finish();
-    hand_out(std::mem::take(&mut analysis.spans))?;
-    Ok(analysis)
+    pipeline::split::run(pipeline, records, hand_out)
 }
 
 /// Merges per-capture record iterators (each in time order) into one in time order;

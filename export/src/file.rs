@@ -102,7 +102,7 @@ pub struct OtlpJsonWriter {
     file: StagedFile,
     first: bool,
     spans: u64,
-    buf: Vec<u8>,
+    bufs: crate::chunked::ChunkBuffers,
 }
 
 impl OtlpJsonWriter {
@@ -117,7 +117,7 @@ impl OtlpJsonWriter {
             file,
             first: true,
             spans: 0,
-            buf: Vec::new(),
+            bufs: Default::default(),
         })
     }
 
@@ -125,11 +125,22 @@ impl OtlpJsonWriter {
     pub fn write(&mut self, spans: &[Span]) -> Result<(), ExportError> {
         // In chunks: the text of a whole batch (the last one of an analysis can hold
         // seconds of traffic) would be one large buffer grown and faulted in page by page.
-        for chunk in spans.chunks(CHUNK_SPANS) {
-            self.buf.clear();
-            crate::otlp_json::write_resource_spans(&mut self.buf, chunk, &mut self.first);
-            let written = self.file.writer().write_all(&self.buf);
-            written.map_err(io_error(self.file.path()))?;
+        // Chunks are encoded in parallel; only the document's first one has no leading
+        // comma.
+        let opening = self.first;
+        let written = self.bufs.write(
+            self.file.writer(),
+            spans,
+            CHUNK_SPANS,
+            opening,
+            |buf, opens, chunk| {
+                let mut first = opens;
+                crate::otlp_json::write_resource_spans(buf, chunk, &mut first);
+            },
+        );
+        written.map_err(io_error(self.file.path()))?;
+        if !spans.is_empty() {
+            self.first = false;
         }
         self.spans += spans.len() as u64;
         Ok(())

@@ -36,6 +36,7 @@
     deny(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)
 )]
 
+mod chunked;
 pub mod delivery;
 pub mod endpoint;
 mod error;

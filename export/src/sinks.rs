@@ -5,9 +5,10 @@
 //! hands each batch of completed spans to [`SpanSinks::send`]. A writer thread takes it and
 //!
 //! 1. appends it to every local file ([`SpanFile`]: `traces.otlp.json`, `spans.json`, the
-//!    spans Parquet table), the files side by side on scoped threads (the analysis leaves
-//!    part of a core idle);
-//! 2. shows it to the observer ([`SpanObserver`], the report's bounded trace collector);
+//!    spans Parquet table), the files side by side on scoped threads, the JSON files'
+//!    1,024-span chunks encoded on the rayon pool and written in order;
+//! 2. shows it to the observer ([`SpanObserver`], the report's bounded trace collector),
+//!    on a scoped thread beside the files;
 //! 3. offers it to the exporters ([`ExportFanout`]: one bounded lane and task per exporter;
 //!    blocking lanes for `analyze`, drop-oldest lanes for live mode, the one give-up rule
 //!    of [`crate::delivery::GiveUp`]).
@@ -30,6 +31,7 @@ use std::time::Duration;
 
 use podtrace_model::Span;
 
+use crate::chunked::ChunkBuffers;
 use crate::file::{OtlpJsonWriter, StagedFile};
 use crate::spans_parquet::SpansParquetWriter;
 use crate::{ExportError, ExportFanout, Exporter, ExporterReport, FanoutOptions};
@@ -308,7 +310,7 @@ impl<O: SpanObserver> SpanSinks<O> {
 }
 
 /// Writes a batch to every file (all but the first on scoped threads of their own) and
-/// shows it to the observer.
+/// shows it to the observer (on a scoped thread too, beside the files).
 fn write_all<O: SpanObserver>(
     files: &mut [Box<dyn SpanFile>],
     observer: &mut O,
@@ -319,12 +321,18 @@ fn write_all<O: SpanObserver>(
         return Ok(());
     };
     std::thread::scope(|s| {
+        let observing = s.spawn(move || observer.observe(batch));
         let jobs: Vec<_> = rest
             .iter_mut()
             .map(|f| s.spawn(move || f.write(batch)))
             .collect();
         let mut result = first.write(batch).map_err(SinkError::from);
-        observer.observe(batch);
+        let observed = observing
+            .join()
+            .map_err(|_| SinkError::Panicked("span observer"));
+        if result.is_ok() {
+            result = observed;
+        }
         for job in jobs {
             let done = job
                 .join()
@@ -343,9 +351,12 @@ fn write_all<O: SpanObserver>(
 pub struct SpansJsonWriter {
     file: StagedFile,
     first: bool,
-    /// The batch's bytes, reused across batches.
-    buf: Vec<u8>,
+    /// The batch's text, encoded in chunks in parallel (buffers reused across batches).
+    bufs: ChunkBuffers,
 }
+
+/// Spans per chunk of `spans.json` encoded by one task.
+const SPANS_JSON_CHUNK: usize = 1024;
 
 impl SpansJsonWriter {
     /// Starts the file (under a temporary name until [`SpanFile::finish`]).
@@ -357,7 +368,7 @@ impl SpansJsonWriter {
         Ok(SpansJsonWriter {
             file,
             first: true,
-            buf: Vec::new(),
+            bufs: ChunkBuffers::default(),
         })
     }
 
@@ -373,17 +384,23 @@ impl SpanFile for SpansJsonWriter {
     /// Appends the spans, one compact JSON object per line (the bytes of
     /// `serde_json::to_writer`, written by [`crate::file::write_span_json`]).
     fn write(&mut self, spans: &[Span]) -> Result<(), ExportError> {
-        self.buf.clear();
-        for span in spans {
-            let lead: &[u8] = if std::mem::replace(&mut self.first, false) {
-                b"[\n"
-            } else {
-                b",\n"
-            };
-            self.buf.extend_from_slice(lead);
-            crate::file::write_span_json(&mut self.buf, span);
+        let opening = self.first;
+        let written = self.bufs.write(
+            self.file.writer(),
+            spans,
+            SPANS_JSON_CHUNK,
+            opening,
+            |buf, opens, chunk| {
+                for (i, span) in chunk.iter().enumerate() {
+                    let lead: &[u8] = if opens && i == 0 { b"[\n" } else { b",\n" };
+                    buf.extend_from_slice(lead);
+                    crate::file::write_span_json(buf, span);
+                }
+            },
+        );
+        if !spans.is_empty() {
+            self.first = false;
         }
-        let written = self.file.writer().write_all(&self.buf);
         written.map_err(|e| self.io_error(e))
     }
 

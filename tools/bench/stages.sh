@@ -1,8 +1,8 @@
 # shellcheck shell=bash
 # Stages section of tools/bench/run.sh (sourced): analyzer/examples/bench_stages on the wrk
 # capture ($work/wrk.parquet from the traffic section).
-#  - spans/s of each stage (read, reassemble, parse, intake, link, enrich, graph, evict,
-#    encode_otlp, encode_spans_json, total) on 1 core (taskset, 1 rayon thread) and on 2
+#  - spans/s of each stage (read, reassemble, parse, intake, link, build, enrich, graph,
+#    evict, encode_otlp, encode_spans_json, total) on 1 core (taskset, 1 rayon thread) and on 2
 #    cores (2 rayon threads), side by side;
 #  - instructions per span of each stage: valgrind callgrind on the first
 #    PODTRACE_BENCH_CG_RECORDS records (default 40000; everything on one thread, --inline),
@@ -10,7 +10,7 @@
 #  - each beside the same figure of the previous results file (PODTRACE_BENCH_PREVIOUS,
 #    default bench/results.md, read before this run replaces it).
 stages_bin="$(example_bin podtrace-analyzer bench_stages)"
-stage_names="read reassemble parse intake link enrich graph evict encode_otlp encode_spans_json total"
+stage_names="read reassemble parse intake link build enrich graph evict encode_otlp encode_spans_json total"
 
 taskset -c 0 env RAYON_NUM_THREADS=1 "$stages_bin" "$work/wrk.parquet" >"$work/stages-1.txt"
 RAYON_NUM_THREADS=2 "$stages_bin" "$work/wrk.parquet" >"$work/stages-2.txt"
@@ -46,18 +46,23 @@ for line in open(sys.argv[1], errors="replace"):
 def f(suffix):
     return sum(v for k, v in incl.items() if k.endswith(suffix))
 spans = max(int(sys.argv[2] or 0), 1)
-push, process = f("Pipeline::push"), f("Pipeline::process")
-intake, link, enrich = f("Linker::on_event_extracted"), f("Linker::link"), f("Enricher::enrich")
-emit, analyze = f("Pipeline::emit"), f("stage_analyze")
+push, process, rest = f("Front::push"), f("Front::process"), f("Front::process_rest")
+finish = f("Front::finish")
+intake, link = f("Linker::on_event_extracted"), f("Linker::link_unbuilt")
+build, enrich = f("span::linker::build_all"), f("Enricher::enrich")
+emit, analyze = f("Tail::emit"), f("stage_analyze")
 out = {
     "read": f("stage_read"),
-    "reassemble": push - process,
-    "parse": process - intake,
+    # Front::process counts its calls from Front::finish too (process_rest).
+    "reassemble": push - (process - rest),
+    "parse": process + finish - rest,
     "intake": intake,
     "link": link,
+    "build": build,
     "enrich": enrich,
-    "graph": emit - link - enrich,
-    "evict": analyze - push - emit,
+    "graph": emit - build - enrich,
+    # The rest of the analysis: eviction, sorting of handed-out batches, hand-offs.
+    "evict": analyze - push - finish - intake - link - emit,
     "encode_otlp": f("stage_encode_otlp"),
     "encode_spans_json": f("stage_encode_spans_json"),
     "total": incl.get("total", 0),

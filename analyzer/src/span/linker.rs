@@ -211,7 +211,16 @@ impl Linker {
 
     /// Identifies every exchange whose request started before `cutoff` (in start order)
     /// and returns the spans of identified exchanges that have their response.
+    #[cfg(test)]
     pub fn link(&mut self, cutoff: u64) -> Vec<ObservedSpan> {
+        let details = self.details.clone();
+        build_all(self.link_unbuilt(cutoff), &details)
+    }
+
+    /// [`Linker::link`] without building the spans: the identified exchanges that have
+    /// their response, in emit order, each to be built with [`build_all`] (anywhere: they
+    /// no longer depend on the linker).
+    pub fn link_unbuilt(&mut self, cutoff: u64) -> Vec<Linked> {
         // The ready ones leave the set at once (split, not one by one).
         let split = (cutoff, 0, min_xid());
         let later = self.unidentified.split_off(&split);
@@ -226,7 +235,7 @@ impl Linker {
         let mut awaiting = std::mem::take(&mut self.awaiting_emit);
         awaiting.sort();
         let mut waiting = Vec::new();
-        let mut emit = Vec::with_capacity(awaiting.len());
+        let mut emit: Vec<Linked> = Vec::with_capacity(awaiting.len());
         // Invented traces found closed in this pass: they are final now.
         let mut closed: HashSet<TraceId> = HashSet::default();
         let mut open: HashSet<TraceId> = HashSet::default();
@@ -261,7 +270,7 @@ impl Linker {
             let Some(slot) = self.slots.get_mut(&key.2) else {
                 continue;
             };
-            let Some(identity) = &slot.identity else {
+            let Some(identity) = slot.identity.clone() else {
                 continue;
             };
             if let Some(parent) = identity.parent {
@@ -273,27 +282,23 @@ impl Linker {
             // Its strings are not needed once emitted: they move into the span.
             let kept = emptied(&slot.ex.request);
             let request = std::mem::replace(&mut slot.ex.request, kept);
-            emit.push((key.2, request));
+            emit.push(Linked {
+                ex: Exchange {
+                    id: slot.ex.id,
+                    conn: slot.ex.conn.clone(),
+                    side: slot.ex.side,
+                    request,
+                    response: slot.ex.response.clone(),
+                    ordinal: slot.ex.ordinal,
+                },
+                identity,
+            });
         }
         self.awaiting_emit = waiting;
         for t in closed {
             self.invented.remove(&t);
         }
-        // Building the spans reads only their own slot: in parallel, in order.
-        let slots = &self.slots;
-        let details = &*self.details;
-        emit.into_par_iter()
-            .with_min_len(SPANS_PER_TASK)
-            .filter_map(|(id, request)| {
-                let slot = slots.get(&id)?;
-                let identity = slot.identity.as_ref()?;
-                Some(ObservedSpan {
-                    span: build_span(&slot.ex, request, identity, details),
-                    conn: slot.ex.conn.clone(),
-                    caller_recorded: identity.caller_recorded,
-                })
-            })
-            .collect()
+        emit
     }
 
     /// Forgets exchanges that ended before `before`: emitted ones silently, outstanding
@@ -666,6 +671,34 @@ fn open_end(ex: &Exchange) -> u64 {
         Some(r) => r.end_ts,
         None => u64::MAX,
     }
+}
+
+/// An identified exchange ready to become a span: what [`Linker::link_unbuilt`] hands
+/// out (the exchange with its request strings, which the linker no longer holds).
+#[derive(Debug)]
+pub struct Linked {
+    ex: Exchange,
+    identity: Identity,
+}
+
+/// The spans of linked exchanges, in order (built in parallel: each reads only its own).
+#[inline(never)]
+pub fn build_all(linked: Vec<Linked>, details: &SpanDetails) -> Vec<ObservedSpan> {
+    linked
+        .into_par_iter()
+        .with_min_len(SPANS_PER_TASK)
+        .map(|l| {
+            let Linked { ex, identity } = l;
+            let mut ex = ex;
+            let kept = emptied(&ex.request);
+            let request = std::mem::replace(&mut ex.request, kept);
+            ObservedSpan {
+                span: build_span(&ex, request, &identity, details),
+                conn: ex.conn,
+                caller_recorded: identity.caller_recorded,
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -43,7 +43,7 @@ mod linker;
 
 pub use build::default_service_name;
 pub use identity::request_context;
-pub use linker::Linker;
+pub use linker::{build_all, Linked, Linker};
 
 /// A span plus what enrichment and the graph need to know about where it was observed.
 #[derive(Debug, Clone, PartialEq)]

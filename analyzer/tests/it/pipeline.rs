@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use podtrace_analyzer::{
-    analyze, merge_by_time, spans_to_json, AnalyzeOptions, Pipeline, SamplerMode,
+    analyze, analyze_into, merge_by_time, spans_to_json, AnalyzeOptions, Pipeline, SamplerMode,
 };
 use podtrace_format::{
     flags, CaptureReader, Direction, ReadOptions, Record, SocketData, SocketMeta,
@@ -344,4 +344,104 @@ fn kernel_drop_counters_are_reported() {
             (counters::EVENTS_DROPPED_RINGBUF_FULL.to_string(), 5),
         ]
     );
+}
+
+/// Spans batch by batch (as JSON), the graph and the stats of `analyze_into` over
+/// `records` on a rayon pool of `threads` threads.
+fn analyze_on(
+    threads: usize,
+    records: &[Record],
+    opts: &AnalyzeOptions,
+) -> (Vec<String>, String, String) {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("pool");
+    pool.install(|| {
+        let mut batches = Vec::new();
+        let analysis = analyze_into(
+            Pipeline::new(opts).expect("pipeline"),
+            records.iter().cloned(),
+            |spans| -> Result<(), std::convert::Infallible> {
+                batches.push(spans_to_json(&spans).expect("json"));
+                Ok(())
+            },
+        )
+        .unwrap_or_else(|never| match never {});
+        (
+            batches,
+            analysis.graph.to_dot(),
+            format!("{:?}", analysis.stats),
+        )
+    })
+}
+
+#[test]
+fn the_split_pipeline_gives_what_one_thread_gives() {
+    // Many batches of records (8,192 each), calls between two services, idle connections
+    // and unanswered requests evicted on the way: the same span batches, graph and stats
+    // with the back on its own thread (2 and 4 threads) as all on one.
+    let mut records = Vec::new();
+    for i in 0..6_000u64 {
+        let t = i * 5 * MS;
+        let port = 40_000 + (i % 500) as u16;
+        let front_in = Sock::new(
+            10_000 + i,
+            100,
+            "frontend",
+            "10.0.0.1:80",
+            &format!("10.0.0.9:{port}"),
+        );
+        let front_out = Sock::new(
+            20_000 + i,
+            100,
+            "frontend",
+            &format!("10.0.0.1:{port}"),
+            "10.0.0.2:8080",
+        );
+        let back_in = Sock::new(
+            30_000 + i,
+            200,
+            "backend",
+            "10.0.0.2:8080",
+            &format!("10.0.0.1:{port}"),
+        );
+        records.push(front_in.recv(
+            t,
+            format!("GET /api/{i} HTTP/1.1\r\nHost: f\r\n\r\n").as_bytes(),
+        ));
+        records.push(front_out.send(t + MS, b"GET /items HTTP/1.1\r\nHost: b\r\n\r\n"));
+        records.push(back_in.recv(t + MS, b"GET /items HTTP/1.1\r\nHost: b\r\n\r\n"));
+        if i % 97 != 0 {
+            // Every 97th call goes unanswered.
+            let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+            records.push(back_in.send(t + 2 * MS, ok));
+            records.push(front_out.recv(t + 2 * MS, ok));
+            records.push(front_in.send(t + 3 * MS, ok));
+        }
+    }
+    let opts = AnalyzeOptions {
+        window_ns: 2_000 * MS,
+        link_delay_ns: 100 * MS,
+        ..AnalyzeOptions::default()
+    };
+    let one = analyze_on(1, &records, &opts);
+    assert!(one.0.len() > 3, "{} batches", one.0.len());
+    assert!(
+        one.2.contains("evictions: Evictions { connections: "),
+        "{}",
+        one.2
+    );
+    assert!(
+        !one.2.contains("evictions: Evictions { connections: 0,"),
+        "{}",
+        one.2
+    );
+    for threads in [2, 4] {
+        let split = analyze_on(threads, &records, &opts);
+        assert_eq!(split.0.len(), one.0.len(), "{threads} threads: batches");
+        assert!(split.0 == one.0, "{threads} threads: span batches differ");
+        assert_eq!(split.1, one.1, "{threads} threads: graph");
+        assert_eq!(split.2, one.2, "{threads} threads: stats");
+    }
 }

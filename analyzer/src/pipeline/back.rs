@@ -1,0 +1,116 @@
+//! The back of the pipeline: exchange events → the linker (intake, identification,
+//! eviction of old exchanges). It holds the state shared across connections, takes the
+//! front's [`Step`]s in order and hands the tail ([`super::tail`]) what it needs, in
+//! order, as [`Handoff`]s: the exchanges it linked and the enrichment facts passing
+//! through.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::front::{Absorbed, Step};
+use super::tail::Handoff;
+use super::StageTimes;
+use crate::details::SpanDetails;
+use crate::span::Linker;
+use crate::stats::AnalysisStats;
+
+/// Intake and identification (see the module doc).
+#[derive(Debug)]
+pub(super) struct Back {
+    linker: Linker,
+    /// Parse errors by reason.
+    parse_errors: BTreeMap<String, u64>,
+    pub(super) times: StageTimes,
+}
+
+impl Back {
+    /// A back linking within `window_ns`, naming spans with `details`.
+    pub(super) fn new(window_ns: u64, details: Arc<SpanDetails>) -> Self {
+        let mut linker = Linker::with_window(window_ns);
+        linker.set_details(details);
+        Back {
+            linker,
+            parse_errors: BTreeMap::new(),
+            times: StageTimes::default(),
+        }
+    }
+
+    /// Takes one step of the front; what the tail is to take, in order, goes to `out`.
+    pub(super) fn step(&mut self, step: Step, out: &mut Vec<Handoff>) {
+        match step {
+            Step::Intake { k8s, absorbed } => {
+                let started = Instant::now();
+                if !k8s.is_empty() {
+                    out.push(Handoff::K8s(k8s));
+                }
+                for a in absorbed {
+                    self.apply(a, out);
+                }
+                self.times.intake += started.elapsed();
+            }
+            Step::Drain { cutoff, evict } => {
+                let started = Instant::now();
+                out.push(Handoff::Linked(self.linker.link_unbuilt(cutoff)));
+                self.times.link += started.elapsed();
+                if let Some((before, idle)) = evict {
+                    let started = Instant::now();
+                    for a in idle {
+                        self.apply(a, out);
+                    }
+                    self.linker.evict(before);
+                    out.push(Handoff::Forget(before));
+                    self.times.evict += started.elapsed();
+                }
+            }
+        }
+    }
+
+    /// Applies one connection's parse results to the linker, in order.
+    fn apply(&mut self, absorbed: Absorbed, out: &mut Vec<Handoff>) {
+        for e in &absorbed.errors {
+            *self.parse_errors.entry((*e).to_string()).or_default() += 1;
+        }
+        if let Some((local, name)) = absorbed.listener {
+            out.push(Handoff::Listener(local, name));
+        }
+        for (ev, extraction) in absorbed.events.into_iter().zip(absorbed.extractions) {
+            self.linker.on_event_extracted(ev, extraction);
+        }
+    }
+
+    /// The end of the analysis: the front's last parse results applied, everything
+    /// linked, the linker emptied.
+    pub(super) fn finish(&mut self, last: Vec<Absorbed>, out: &mut Vec<Handoff>) {
+        let started = Instant::now();
+        for a in last {
+            self.apply(a, out);
+        }
+        self.times.intake += started.elapsed();
+        let started = Instant::now();
+        out.push(Handoff::Linked(self.linker.link_unbuilt(u64::MAX)));
+        self.times.link += started.elapsed();
+        let started = Instant::now();
+        self.linker.evict(u64::MAX);
+        self.times.evict += started.elapsed();
+    }
+
+    /// Fills in the back's counters (parse errors, linking) of `stats`.
+    pub(super) fn add_stats(&self, stats: &mut AnalysisStats) {
+        let link = self.linker.stats();
+        stats.parse_errors = self.parse_errors.clone();
+        stats.exchanges = link.exchanges;
+        stats.orphans = link.orphans;
+        stats.ambiguous_parents = link.ambiguous_parents;
+        stats.adopted_traces = link.adopted_traces;
+        stats.duplicate_span_ids = link.duplicate_ids;
+        stats.unmatched_requests = link.unmatched_requests;
+        stats.unmatched_responses = link.unmatched_responses;
+        stats.evictions.requests = link.evicted_requests;
+        stats.ignored_headers = link
+            .ignored_headers
+            .iter()
+            .map(|((f, r), n)| (format!("{f}/{r}"), *n))
+            .collect::<BTreeMap<_, _>>();
+    }
+}

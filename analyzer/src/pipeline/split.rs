@@ -1,0 +1,127 @@
+//! Driving a [`Pipeline`] over a whole input ([`crate::analyze_into`]): with more than one
+//! rayon thread, the back (intake and identification, serial by nature) runs on a thread
+//! of its own while the calling thread runs the front (reassembly, parsing: connections
+//! in parallel) of the next batches and the tail (span building and enrichment in
+//! parallel, graph, sampling) of the previous ones; the front runs a few steps ahead
+//! through a bounded channel. The back takes exactly the steps, and the tail exactly the
+//! handoffs, in exactly the order the one-thread run gives them, so the spans, their
+//! batches, the graph and the stats are the same for any thread count.
+
+use std::sync::mpsc::{channel, sync_channel};
+
+use podtrace_format::Record;
+use podtrace_model::Span;
+
+use super::front::Step;
+use super::tail::{Handoff, Tail};
+use super::{finish_parts, Pipeline, StageTimes};
+use crate::{Analysis, BATCH};
+
+/// Steps the front may run ahead of the back (two per batch of records): bounds the
+/// memory between the threads to a few batches' parse results (8 batches of 8,192
+/// records), while leaving the calling thread room to build spans when the back is busy.
+const STEPS_AHEAD: usize = 16;
+
+/// Runs `pipeline` over `records`, handing each non-empty batch of spans to `hand_out` in
+/// order; the analysis (without spans) and the stage times. Stops at `hand_out`'s first
+/// error.
+pub(crate) fn run<E>(
+    pipeline: Pipeline,
+    records: impl Iterator<Item = Record>,
+    hand_out: impl FnMut(Vec<Span>) -> Result<(), E>,
+) -> Result<(Analysis, StageTimes), E> {
+    if rayon::current_num_threads() > 1 {
+        run_split(pipeline, records, hand_out)
+    } else {
+        run_serial(pipeline, records, hand_out)
+    }
+}
+
+/// Everything on the calling thread (one core: a second thread would only take turns).
+fn run_serial<E>(
+    mut pipeline: Pipeline,
+    records: impl Iterator<Item = Record>,
+    mut hand_out: impl FnMut(Vec<Span>) -> Result<(), E>,
+) -> Result<(Analysis, StageTimes), E> {
+    let mut batch = Vec::with_capacity(BATCH);
+    for r in records {
+        batch.push(r);
+        if batch.len() == BATCH {
+            pipeline.push(&batch);
+            batch.clear();
+            hand_out(pipeline.drain_completed())?;
+        }
+    }
+    pipeline.push(&batch);
+    let (mut analysis, times) = pipeline.finish_timed();
+    hand_out(std::mem::take(&mut analysis.spans))?;
+    Ok((analysis, times))
+}
+
+/// The front and the tail on the calling thread, the back on a scoped thread of its own.
+fn run_split<E>(
+    pipeline: Pipeline,
+    records: impl Iterator<Item = Record>,
+    mut hand_out: impl FnMut(Vec<Span>) -> Result<(), E>,
+) -> Result<(Analysis, StageTimes), E> {
+    let (mut front, back, mut tail) = pipeline.into_parts();
+    std::thread::scope(|scope| {
+        let (steps, step_rx) = sync_channel::<Step>(STEPS_AHEAD);
+        // Unbounded: the back never waits for the tail (the front, bounded by `steps`,
+        // keeps what is queued here to a few batches).
+        let (handoff_tx, handoffs) = channel::<Vec<Handoff>>();
+        let worker = scope.spawn(move || {
+            let mut back = back;
+            for step in step_rx {
+                let mut out = Vec::new();
+                back.step(step, &mut out);
+                if !out.is_empty() && handoff_tx.send(out).is_err() {
+                    break;
+                }
+            }
+            back
+        });
+        let mut batch = Vec::with_capacity(BATCH);
+        for r in records {
+            batch.push(r);
+            if batch.len() == BATCH {
+                let step = front.push(&batch);
+                batch.clear();
+                if steps.send(step).is_err() || steps.send(front.drain()).is_err() {
+                    // The back stopped (a panic, raised again by the join below).
+                    break;
+                }
+                while let Ok(h) = handoffs.try_recv() {
+                    take(&mut tail, h, &mut hand_out)?;
+                }
+            }
+        }
+        // A failed send means the back stopped: the join below raises its panic.
+        let _ = steps.send(front.push(&batch));
+        let last = front.finish();
+        drop(steps);
+        for h in handoffs.iter() {
+            take(&mut tail, h, &mut hand_out)?;
+        }
+        let back = worker
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        let (mut analysis, times) = finish_parts(&front, back, tail, last);
+        hand_out(std::mem::take(&mut analysis.spans))?;
+        Ok((analysis, times))
+    })
+}
+
+/// The tail takes the back's handoffs in order; the spans they make go to `hand_out`.
+fn take<E>(
+    tail: &mut Tail,
+    handoffs: Vec<Handoff>,
+    hand_out: &mut impl FnMut(Vec<Span>) -> Result<(), E>,
+) -> Result<(), E> {
+    for h in handoffs {
+        if let Some(spans) = tail.take(h) {
+            hand_out(spans)?;
+        }
+    }
+    Ok(())
+}
