@@ -783,6 +783,7 @@ int BPF_PROG(pt_sys_exit, struct pt_regs *regs, long ret)
 #define PT_TCP_CLOSE 7
 #define PT_TCP_LISTEN 10
 #define PT_MSG_PEEK 2
+#define PT_MSG_ERRQUEUE 0x2000
 #define PT_PF_KTHREAD 0x00200000
 #define PT_PF_IO_WORKER 0x00000010
 
@@ -859,8 +860,9 @@ static __always_inline void sock_data(struct sock *sk, long ret, int flags, __u8
 			return;
 		msg = mmsg_index(a, id, arg, cnt, ret);
 	}
-	if (ret <= 0 || (dir == PT_DIR_INGRESS && (flags & PT_MSG_PEEK)))
-		return; /* nothing moved, or peeked bytes that a later call reads again */
+	if (ret <= 0 || (dir == PT_DIR_INGRESS && (flags & (PT_MSG_PEEK | PT_MSG_ERRQUEUE))))
+		return; /* nothing moved, peeked bytes that a later call reads again, or the
+			 * error queue (timestamps, zerocopy notices: not the peer's bytes) */
 
 	struct pt_scratch_t *s = scratch_get();
 	if (!s) {
