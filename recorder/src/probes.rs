@@ -7,8 +7,8 @@
 //!   [`ProbeSet::Sockets`], [`ProbeSet::Tracepoints`], [`ProbeSet::TpBtf`];
 //!   [`Probes::attached`] names it and why the ones before it were not used;
 //! - [`ProbeSet::Sockets`]: `tp_btf` on the socket tracepoints `sock_send_length`,
-//!   `sock_recv_length`, `inet_sock_set_state` and `tcp_destroy_sock` (no syscall hook at all), an error where
-//!   they are missing;
+//!   `sock_recv_length`, `inet_sock_set_state` and `tcp_destroy_sock` (no syscall hook at
+//!   all), an error where they are missing;
 //! - [`ProbeSet::Tracepoints`]: the per-syscall tracepoints `syscalls/sys_enter_<call>` /
 //!   `sys_exit_<call>` of the followed socket calls, so that no other syscall runs a
 //!   podtrace program (tracefs is mounted on /sys/kernel/tracing when no tracefs is mounted
@@ -343,7 +343,7 @@ pub fn kprobes_available() -> bool {
 
 const NO_KPROBES: &str = "the kprobe probe set needs a kernel built with CONFIG_KPROBES=y \
      (and CONFIG_KPROBE_EVENTS=y); this kernel has no kprobe support: record with the \
-     default syscall probes (tp_btf) instead";
+     default probes (--probes auto) instead";
 
 fn attach_kprobes(ebpf: &mut Ebpf) -> Result<()> {
     if !kprobes_available() {
