@@ -375,35 +375,61 @@ impl TlsHooks {
         host: &std::path::Path,
         file: &SslFile,
     ) -> Option<HookedFile> {
+        // links of the all-processes scope live as long as the programs
+        let (_, hooked) = self.attach_symbols(ebpf, host, file, UProbeScope::AllProcesses);
+        (!hooked.is_empty()).then(|| HookedFile {
+            path: file.path.clone(),
+            symbols: hooked,
+        })
+    }
+
+    /// Attaches the entry and the return program to each symbol of `file` in `scope`;
+    /// returns the links made and the symbols whose pair attached (failures counted in
+    /// `tls_attach_failures`).
+    fn attach_symbols(
+        &mut self,
+        ebpf: &mut Ebpf,
+        host: &std::path::Path,
+        file: &SslFile,
+        scope: UProbeScope,
+    ) -> (Vec<(&'static str, UProbeLinkId)>, Vec<&'static str>) {
+        let mut links = Vec::new();
         let mut hooked = Vec::new();
         for (prog, sym) in t::ENTRY_PROGRAMS {
             let Some((_, offset)) = file.symbols.iter().find(|(s, _)| *s == sym) else {
                 continue;
             };
-            let res = program(ebpf, prog).and_then(|p| {
-                p.attach(*offset, host, UProbeScope::AllProcesses)
-                    .map(|_| ())
+            let entry = program(ebpf, prog).and_then(|p| {
+                p.attach(*offset, host, scope)
                     .map_err(|e| RecorderError::Load(chain(&e)))
             });
-            let res = res.and_then(|_| {
+            let ret = entry.and_then(|l| {
+                links.push((prog, l));
                 program(ebpf, t::RETURN_PROGRAM).and_then(|p| {
-                    p.attach(*offset, host, UProbeScope::AllProcesses)
-                        .map(|_| ())
+                    p.attach(*offset, host, scope)
                         .map_err(|e| RecorderError::Load(chain(&e)))
                 })
             });
-            match res {
-                Ok(()) => hooked.push(sym),
+            match ret {
+                Ok(l) => {
+                    links.push((t::RETURN_PROGRAM, l));
+                    hooked.push(sym);
+                }
                 Err(e) => {
                     self.stats.attach_failures += 1;
-                    tracing::warn!("TLS uprobe on {sym} in {}: {e}", host.display());
+                    // once per file: said; per process (may repeat for many): logged at -vv
+                    if matches!(scope, UProbeScope::AllProcesses) {
+                        tracing::warn!("TLS uprobe on {sym} in {}: {e}", host.display());
+                    } else {
+                        tracing::debug!(
+                            "TLS uprobe on {sym} in {} ({scope:?}): {e}",
+                            host.display()
+                        );
+                    }
                 }
             }
         }
-        (!hooked.is_empty()).then(|| HookedFile {
-            path: file.path.clone(),
-            symbols: hooked,
-        })
+        (links, hooked)
     }
 
     /// Detaches the probes of a process that is gone.
@@ -463,34 +489,7 @@ impl TlsHooks {
             }
             return None;
         }
-        let mut links = Vec::new();
-        let mut hooked = Vec::new();
-        for (prog, sym) in t::ENTRY_PROGRAMS {
-            let Some((_, offset)) = file.symbols.iter().find(|(s, _)| *s == sym) else {
-                continue;
-            };
-            let entry = program(ebpf, prog).and_then(|p| {
-                p.attach(*offset, host, UProbeScope::OneProcess(nz))
-                    .map_err(|e| RecorderError::Load(chain(&e)))
-            });
-            let ret = entry.and_then(|l| {
-                links.push((prog, l));
-                program(ebpf, t::RETURN_PROGRAM).and_then(|p| {
-                    p.attach(*offset, host, UProbeScope::OneProcess(nz))
-                        .map_err(|e| RecorderError::Load(chain(&e)))
-                })
-            });
-            match ret {
-                Ok(l) => {
-                    links.push((t::RETURN_PROGRAM, l));
-                    hooked.push(sym);
-                }
-                Err(e) => {
-                    self.stats.attach_failures += 1;
-                    tracing::debug!("TLS uprobe on {sym} in {} (pid {pid}): {e}", host.display());
-                }
-            }
-        }
+        let (links, hooked) = self.attach_symbols(ebpf, host, file, UProbeScope::OneProcess(nz));
         let proc = self.procs.entry(pid).or_default();
         if links.is_empty() {
             return None;
