@@ -133,6 +133,16 @@ fn push_segments(row: &SocketData, mut push: impl FnMut(Segment)) {
     }
 }
 
+/// Captured payload bytes among held segments.
+fn data_bytes(segs: &[(u64, u64, Segment)]) -> u64 {
+    segs.iter()
+        .map(|(_, _, s)| match s {
+            Segment::Data { bytes, .. } => bytes.len() as u64,
+            _ => 0,
+        })
+        .sum()
+}
+
 /// New stream pieces of one connection since the last [`Reassembler::take_ready`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionDelta {
@@ -180,6 +190,7 @@ pub struct Reassembler {
     roles: HashMap<ConnKey, Role>,
     seq: u64,
     tls_skipped: u64,
+    tls_skipped_bytes: u64,
 }
 
 impl Reassembler {
@@ -248,9 +259,11 @@ impl Reassembler {
                 // the socket rows held so far were ciphertext
                 p.info.tls = true;
                 let held = std::mem::take(&mut p.socket_rows);
+                let bytes = data_bytes(&p.egress) + data_bytes(&p.ingress);
                 p.egress.clear();
                 p.ingress.clear();
                 self.tls_skipped += held;
+                self.tls_skipped_bytes += bytes;
                 return self.push_plaintext(row, seq);
             }
         } else {
@@ -261,6 +274,7 @@ impl Reassembler {
             if p.info.tls {
                 p.sniffed = true;
                 self.tls_skipped += 1;
+                self.tls_skipped_bytes += (row.payload.len() as u64).min(row.ret.max(0) as u64);
                 return;
             }
             p.socket_rows += 1;
@@ -338,6 +352,11 @@ impl Reassembler {
     /// from its plaintext rows).
     pub fn tls_ciphertext_skipped(&self) -> u64 {
         self.tls_skipped
+    }
+
+    /// Captured payload bytes of those rows (so that bytes in = bytes handed out + these).
+    pub fn tls_ciphertext_skipped_bytes(&self) -> u64 {
+        self.tls_skipped_bytes
     }
 
     /// Number of connections currently tracked.
