@@ -188,8 +188,9 @@ fn header_byte(
     if st.redacting && b != b'\r' && b != b'\n' {
         if st.value_started || (b != b' ' && b != b'\t') {
             st.value_started = true;
+            // `changed` says the payload differs: a value already made of '*' stays as is
+            *changed |= b != b'*';
             payload[i] = b'*';
-            *changed = true;
         }
         return i + 1;
     }
