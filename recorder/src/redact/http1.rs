@@ -84,6 +84,13 @@ impl Stream {
 
 /// Whether `buf` starts (or could start, if cut short) an HTTP/1 request or status line.
 pub(crate) fn looks_like_start(buf: &[u8]) -> bool {
+    // every start begins with one of these letters: most payloads are out at one compare
+    if !matches!(
+        buf.first(),
+        Some(b'G' | b'P' | b'D' | b'H' | b'O' | b'C' | b'T')
+    ) {
+        return false;
+    }
     STARTS.iter().any(|s| {
         let n = s.len().min(buf.len());
         n > 0 && buf[..n] == s[..n]
@@ -133,28 +140,7 @@ fn redact_with(
                     Mode::Body(left - n)
                 };
             }
-            Mode::Headers if fast && !st.redacting && !(st.line_bytes == 0 && st.prev_redacted) => {
-                // fast path: the bytes of a header line up to its first ':' (while the name
-                // is not complete) or its '\n', taken as a run; the stop byte itself goes
-                // through the byte-wise path below
-                let rest = &payload[i..];
-                let run = if st.colon_seen {
-                    memchr::memchr(b'\n', rest)
-                } else {
-                    memchr::memchr2(b'\n', b':', rest)
-                }
-                .unwrap_or(rest.len());
-                if run == 0 {
-                    i = header_byte(st, names, payload, i, &mut changed);
-                    continue;
-                }
-                for part in rest[..run].split(|&b| b == b'\r') {
-                    st.line_bytes += part.len();
-                    let room = MAX_LINE.saturating_sub(st.line.len());
-                    st.line.extend_from_slice(&part[..part.len().min(room)]);
-                }
-                i += run;
-            }
+            Mode::Headers if fast => i = header_fast(st, names, payload, i, &mut changed),
             Mode::Headers => i = header_byte(st, names, payload, i, &mut changed),
         }
     }
@@ -165,6 +151,50 @@ fn redact_with(
         }
     }
     changed
+}
+
+/// The header path of [`redact`]: a whole line in place ([`whole_line`]) where it can, else
+/// the line's bytes up to its first ':' (while the name is not complete) or its '\n' as a
+/// run, else one byte through [`header_byte`]. Returns the next index.
+fn header_fast(
+    st: &mut Stream,
+    names: &[Vec<u8>],
+    payload: &mut [u8],
+    i: usize,
+    changed: &mut bool,
+) -> usize {
+    if st.redacting {
+        return header_byte(st, names, payload, i, changed);
+    }
+    if st.line_bytes == 0 {
+        // a line after a redacted one that starts with SP/HT continues the redacted value
+        let folded = st.prev_redacted && matches!(payload[i], b' ' | b'\t');
+        if !folded {
+            if let Some(next) = whole_line(st, names, payload, i, changed) {
+                return next;
+            }
+        }
+        if st.prev_redacted {
+            return header_byte(st, names, payload, i, changed);
+        }
+    }
+    let rest = &payload[i..];
+    let run = if st.colon_seen {
+        memchr::memchr(b'\n', rest)
+    } else {
+        memchr::memchr2(b'\n', b':', rest)
+    }
+    .unwrap_or(rest.len());
+    if run == 0 {
+        // the stop byte itself goes through the byte-wise path
+        return header_byte(st, names, payload, i, changed);
+    }
+    for part in rest[..run].split(|&b| b == b'\r') {
+        st.line_bytes += part.len();
+        let room = MAX_LINE.saturating_sub(st.line.len());
+        st.line.extend_from_slice(&part[..part.len().min(room)]);
+    }
+    i + run
 }
 
 /// One byte of a header block (at `payload[i]`): the tokenizer's reference path, which
@@ -225,8 +255,63 @@ fn trim(s: &[u8]) -> &[u8] {
     &s[start..end.max(start)]
 }
 
+/// A header line that starts at `payload[i]` and ends (`'\n'`) within the payload, taken
+/// whole and in place: the same bytes and state as [`header_byte`] over each of its bytes,
+/// without copying it into the stream's line buffer. `None` (nothing changed) when the line
+/// needs the general path: not ended in this payload, a `'\r'` before its end, longer than
+/// [`MAX_LINE`], or a folded continuation of a redacted value.
+fn whole_line(
+    st: &mut Stream,
+    names: &[Vec<u8>],
+    payload: &mut [u8],
+    i: usize,
+    changed: &mut bool,
+) -> Option<usize> {
+    let rest = &mut payload[i..];
+    let nl = memchr::memchr(b'\n', rest)?;
+    let end = if nl > 0 && rest[nl - 1] == b'\r' {
+        nl - 1
+    } else {
+        nl
+    };
+    let line = &rest[..end];
+    if line.len() > MAX_LINE || memchr::memchr(b'\r', line).is_some() {
+        return None;
+    }
+    st.line_bytes = line.len();
+    let Some(colon) = memchr::memchr(b':', line) else {
+        finish_line(st, line);
+        return Some(i + nl + 1);
+    };
+    let name = trim(&line[..colon]);
+    if names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+        // the value, from its first byte that is not SP/HT to the line's end, becomes '*'
+        let value = &mut rest[colon + 1..end];
+        if let Some(start) = value.iter().position(|&b| b != b' ' && b != b'\t') {
+            for b in &mut value[start..] {
+                *changed |= *b != b'*';
+                *b = b'*';
+            }
+        }
+        st.redacting = true;
+        // the general path keeps the name and the ':' of a redacted line, not its value
+        finish_line(st, &rest[..=colon]);
+    } else {
+        finish_line(st, &rest[..end]);
+    }
+    Some(i + nl + 1)
+}
+
 fn end_of_line(st: &mut Stream) {
     let line = std::mem::take(&mut st.line);
+    finish_line(st, &line);
+    st.line = line;
+    st.line.clear();
+}
+
+/// The end of a header line whose kept bytes are `line` (`st.line_bytes` counts all of
+/// them, redacted ones included): Content-Length and chunked noted, the line state reset.
+fn finish_line(st: &mut Stream, line: &[u8]) {
     let blank = st.line_bytes == 0;
     st.prev_redacted = st.redacting;
     st.line_bytes = 0;
@@ -253,8 +338,6 @@ fn end_of_line(st: &mut Stream) {
             st.chunked = true;
         }
     }
-    st.line = line;
-    st.line.clear();
     st.colon_seen = false;
     st.redacting = false;
     st.value_started = false;
