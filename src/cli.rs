@@ -225,6 +225,11 @@ pub struct RecordArgs {
     /// Stop when the capture reaches this size (e.g. 500M, 2G).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_size: Option<u64>,
+    /// zstd level of the capture (1 fastest .. 22 smallest): compression is a large part
+    /// of the recorder's own CPU.
+    #[arg(long, env = "PODTRACE_ZSTD_LEVEL", value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(i32).range(1..=22))]
+    pub zstd_level: i32,
 }
 
 /// Exporter and sampling flags (shared by `analyze` and live mode).

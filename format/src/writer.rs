@@ -36,10 +36,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow_array::builder::{
-    BinaryBuilder, Int64Builder, StringBuilder, StringDictionaryBuilder, UInt16Builder,
-    UInt32Builder, UInt64Builder, UInt8Builder,
+    BinaryBuilder, Int64Builder, StringBuilder, UInt16Builder, UInt32Builder, UInt64Builder,
+    UInt8Builder,
 };
-use arrow_array::types::Int32Type;
 use arrow_array::{ArrayRef, RecordBatch, UInt64Array};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
@@ -52,6 +51,8 @@ use crate::model::{FileMeta, Record, RecordType, SocketMeta};
 use crate::schema::{self, col, meta_key};
 use crate::sidecar::SidecarWriter;
 
+mod dict;
+
 /// How the writer cuts row groups and segments. `WriterOptions::default()` is what the
 /// recorder uses; each field has a chainable setter of the same name.
 ///
@@ -62,7 +63,7 @@ use crate::sidecar::SidecarWriter;
 ///     .row_group_rows(10_000)
 ///     .flush_interval(Some(Duration::from_millis(500)))
 ///     .rotate_bytes(Some(256 << 20));
-/// assert_eq!(opts.zstd_level, 3);
+/// assert_eq!(opts.zstd_level, 1);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriterOptions {
@@ -72,7 +73,8 @@ pub struct WriterOptions {
     pub row_group_bytes: usize,
     /// Flush when the oldest buffered row is older than this (default 1 s; `None`: never).
     pub flush_interval: Option<Duration>,
-    /// zstd level (default 3; 1 is fastest, up to 22).
+    /// zstd level (default 1, the fastest: on a node the recorder's CPU is what is scarce,
+    /// and a capture's repetitive rows compress about as well as at 3; up to 22).
     pub zstd_level: i32,
     /// Start a new segment once the current one has this many bytes (default: never).
     pub rotate_bytes: Option<u64>,
@@ -89,7 +91,7 @@ impl Default for WriterOptions {
             row_group_rows: 65_536,
             row_group_bytes: 64 << 20,
             flush_interval: Some(Duration::from_secs(1)),
-            zstd_level: 3,
+            zstd_level: 1,
             rotate_bytes: None,
             rotate_duration: None,
             sync: false,
@@ -526,7 +528,7 @@ fn ts_range(batch: &RecordBatch) -> (u64, u64) {
     }
 }
 
-type DictBuilder = StringDictionaryBuilder<Int32Type>;
+type DictBuilder = dict::DictColumn;
 
 /// Column builders of the buffered rows, in schema order.
 /// Most addresses [`Columns`] keeps formatted.
@@ -538,6 +540,9 @@ struct Columns {
     /// Addresses as text, formatted once (a node's rows name few addresses; cleared at
     /// [`ADDR_TEXT_MAX`] entries).
     addr_text: std::collections::HashMap<std::net::IpAddr, String>,
+    /// The address of the last local / remote address value appended (its dictionary key
+    /// is the column's last key).
+    last_ip: [Option<std::net::IpAddr>; 2],
     record_type: DictBuilder,
     ts_ns: Vec<u64>,
     cpu: UInt32Builder,
@@ -574,6 +579,7 @@ impl Columns {
             rows: 0,
             payload_bytes: 0,
             addr_text: std::collections::HashMap::new(),
+            last_ip: [None; 2],
             record_type: DictBuilder::new(),
             ts_ns: Vec::new(),
             cpu: UInt32Builder::new(),
@@ -669,20 +675,33 @@ impl Columns {
             .or(m.remote)
             .map(|a| if a.is_ipv4() { 2 } else { 10 });
         self.family.append_option(family);
-        for (addr, addr_col, port_col) in [
-            (m.local, &mut self.local_addr, &mut self.local_port),
-            (m.remote, &mut self.remote_addr, &mut self.remote_port),
+        let [last_local, last_remote] = &mut self.last_ip;
+        for (addr, addr_col, port_col, last) in [
+            (
+                m.local,
+                &mut self.local_addr,
+                &mut self.local_port,
+                last_local,
+            ),
+            (
+                m.remote,
+                &mut self.remote_addr,
+                &mut self.remote_port,
+                last_remote,
+            ),
         ] {
             match addr {
                 Some(a) => {
-                    if self.addr_text.len() >= ADDR_TEXT_MAX {
-                        self.addr_text.clear();
+                    let ip = a.ip();
+                    // most rows name the previous row's addresses: no lookup at all
+                    if *last != Some(ip) || !addr_col.append_last() {
+                        if self.addr_text.len() >= ADDR_TEXT_MAX {
+                            self.addr_text.clear();
+                        }
+                        let text = self.addr_text.entry(ip).or_insert_with(|| ip.to_string());
+                        addr_col.append_value(text);
+                        *last = Some(ip);
                     }
-                    let text = self
-                        .addr_text
-                        .entry(a.ip())
-                        .or_insert_with(|| a.ip().to_string());
-                    addr_col.append_value(text);
                     port_col.append_value(a.port());
                 }
                 None => {
@@ -767,6 +786,7 @@ impl Columns {
         ];
         self.rows = 0;
         self.payload_bytes = 0;
+        self.last_ip = [None; 2];
         RecordBatch::try_new(schema::schema(), columns)
     }
 }

@@ -34,7 +34,9 @@ pub fn run(args: RecordArgs) -> CmdResult {
         let result = record_to_file(
             config,
             &output,
-            WriterOptions::default().rotate_duration(args.rotate),
+            WriterOptions::default()
+                .rotate_duration(args.rotate)
+                .zstd_level(args.zstd_level),
             target.k8s_rows.take(),
             shutdown,
             |p: &Progress| {
