@@ -54,7 +54,7 @@ pub struct ConnInfo {
     /// Process id.
     pub pid: u32,
     /// Process name.
-    pub comm: String,
+    pub comm: std::sync::Arc<str>,
     /// cgroup v2 id of the process.
     pub cgroup_id: u64,
     /// Client, server, or not known from `socket_open`.

@@ -5,6 +5,8 @@
 //! The Arrow/Parquet layout of each field is documented in `docs/capture-format.md`
 //! and defined in [`crate::schema`].
 
+use std::sync::Arc;
+
 /// Bit flags of a `socket_data` row (`flags` column).
 pub mod flags {
     /// The payload was cut at the snaplen: `cap_len < ret`.
@@ -105,8 +107,9 @@ pub struct SocketMeta {
     pub pid: u32,
     /// Thread id in the root pid namespace.
     pub tid: u32,
-    /// Process name (`comm`, at most 16 bytes).
-    pub comm: String,
+    /// Process name (`comm`, at most 16 bytes). Shared: a capture's rows name few
+    /// processes, and a row is cheaper to make and to drop without its own copy.
+    pub comm: Arc<str>,
     /// cgroup v2 id (inode of the cgroup directory) of the process.
     pub cgroup_id: u64,
     /// Stable key of the connection (socket cookie or kernel socket pointer hash); unique
@@ -126,7 +129,7 @@ pub struct SocketData {
     /// Egress (sent) or ingress (received).
     pub direction: Direction,
     /// Syscall name (`write`, `sendto`, `recvmsg`, ..., or `pcap` for imported rows).
-    pub syscall: String,
+    pub syscall: Arc<str>,
     /// Bytes the syscall returned (the real size of the transfer).
     pub ret: i64,
     /// The captured bytes: at most the snaplen, `payload.len() == cap_len`.
@@ -143,7 +146,7 @@ pub struct SocketEvent {
     /// Client (connect) or server (accept) side.
     pub role: Role,
     /// Syscall name (`connect`, `accept4`, `close`, or `pcap`).
-    pub syscall: String,
+    pub syscall: Arc<str>,
 }
 
 /// What happened to a Kubernetes object (`k8s_event` column).

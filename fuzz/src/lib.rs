@@ -81,7 +81,7 @@ pub fn meta(conn: u64, ts_ns: u64) -> SocketMeta {
         cpu: 0,
         pid: 100 + conn as u32,
         tid: 100 + conn as u32,
-        comm: format!("proc{conn}"),
+        comm: format!("proc{conn}").into(),
         cgroup_id: 1000 + conn,
         conn_id: conn + 1,
         local: Some(SocketAddr::new(ip, 40000 + conn as u16)),

@@ -108,7 +108,7 @@ fn meta(flow: &FlowInfo, side: Side, ts_ns: u64) -> SocketMeta {
         cpu: 0,
         pid: 0,
         tid: 0,
-        comm: PCAP.to_string(),
+        comm: PCAP.into(),
         cgroup_id: 0,
         conn_id: conn_id(flow, side),
         local: Some(local),
@@ -131,7 +131,7 @@ pub fn event_rows(view: View, flow: &FlowInfo, event: &FlowEvent, out: &mut Vec<
                 out.push(Record::SocketOpen(SocketEvent {
                     meta: meta(flow, side, *ts_ns),
                     role: role(side),
-                    syscall: PCAP.to_string(),
+                    syscall: PCAP.into(),
                 }));
             }
         }
@@ -140,7 +140,7 @@ pub fn event_rows(view: View, flow: &FlowInfo, event: &FlowEvent, out: &mut Vec<
                 out.push(Record::SocketClose(SocketEvent {
                     meta: meta(flow, *side, *ts_ns),
                     role: role(*side),
-                    syscall: PCAP.to_string(),
+                    syscall: PCAP.into(),
                 }));
             }
         }
@@ -159,7 +159,7 @@ pub fn event_rows(view: View, flow: &FlowInfo, event: &FlowEvent, out: &mut Vec<
                     out.push(Record::SocketData(SocketData {
                         meta: meta(flow, side, chunk.ts_ns),
                         direction,
-                        syscall: PCAP.to_string(),
+                        syscall: PCAP.into(),
                         ret: piece.len() as i64,
                         payload: piece.to_vec(),
                         flags: flag_bits,

@@ -20,6 +20,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 
 use podtrace_format::model::{flags, Direction, Record, Role, SocketData, SocketEvent, SocketMeta};
 use podtrace_recorder_ebpf::event::{self as ev, PtEvent};
@@ -91,6 +92,50 @@ impl Hasher for PtrHasher {
     }
 }
 
+/// Most process names [`Names`] keeps (cleared when full).
+const NAMES_MAX: usize = 4096;
+
+/// The shared strings of the names rows repeat (process and syscall names): a row takes a
+/// reference, not a copy of its own.
+#[derive(Debug, Default)]
+struct Names {
+    comms: HashMap<[u8; 16], Arc<str>>,
+    /// The last process name looked up: consecutive events are mostly one process's.
+    last_comm: Option<([u8; 16], Arc<str>)>,
+    syscalls: HashMap<u32, Arc<str>>,
+}
+
+impl Names {
+    fn comm(&mut self, raw: &[u8; 16]) -> Arc<str> {
+        if let Some((k, v)) = &self.last_comm {
+            if k == raw {
+                return v.clone();
+            }
+        }
+        if self.comms.len() >= NAMES_MAX {
+            self.comms.clear();
+        }
+        let v = self
+            .comms
+            .entry(*raw)
+            .or_insert_with(|| {
+                let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+                Arc::from(String::from_utf8_lossy(&raw[..end]))
+            })
+            .clone();
+        self.last_comm = Some((*raw, v.clone()));
+        v
+    }
+
+    fn syscall(&mut self, nr: u32) -> Arc<str> {
+        // a fixed set of names: never more entries than syscalls podtrace names
+        self.syscalls
+            .entry(nr)
+            .or_insert_with(|| Arc::from(ev::syscall_name(nr)))
+            .clone()
+    }
+}
+
 /// Counters of the conversion itself.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ConvertCounters {
@@ -109,6 +154,7 @@ pub struct Converter {
     socks: HashMap<u64, SockState, BuildHasherDefault<PtrHasher>>,
     next_seq: u64,
     redactor: Option<Redactor>,
+    names: Names,
     /// Conversion counters.
     pub counters: ConvertCounters,
 }
@@ -144,6 +190,7 @@ impl Converter {
             socks: HashMap::default(),
             next_seq: 1,
             redactor,
+            names: Names::default(),
             counters: ConvertCounters::default(),
         }
     }
@@ -207,11 +254,11 @@ impl Converter {
             out.push(Record::SocketOpen(SocketEvent {
                 meta: self.meta(&open, conn_id),
                 role: role_of(open.role),
-                syscall: ev::syscall_name(open.syscall).to_string(),
+                syscall: self.names.syscall(open.syscall),
             }));
         }
         let meta = self.meta(&e, conn_id);
-        let syscall = ev::syscall_name(e.syscall).to_string();
+        let syscall = self.names.syscall(e.syscall);
         match e.kind {
             ev::KIND_DATA => {
                 let direction = if e.direction == ev::DIR_INGRESS {
@@ -275,13 +322,13 @@ impl Converter {
     }
 
     /// The row metadata of an event.
-    fn meta(&self, e: &PtEvent, conn_id: u64) -> SocketMeta {
+    fn meta(&mut self, e: &PtEvent, conn_id: u64) -> SocketMeta {
         SocketMeta {
             ts_ns: to_wall(e.ts_ns, self.offset_ns),
             cpu: e.cpu,
             pid: e.pid,
             tid: e.tid,
-            comm: e.comm_str(),
+            comm: self.names.comm(&e.comm),
             cgroup_id: e.cgroup_id,
             conn_id,
             local: addr(e.family, &e.laddr, e.lport),
@@ -349,8 +396,8 @@ mod tests {
             d.meta.remote,
             Some("127.0.0.2:40000".parse().expect("addr"))
         );
-        assert_eq!(d.meta.comm, "curl");
-        assert_eq!(d.syscall, "sendto");
+        assert_eq!(&*d.meta.comm, "curl");
+        assert_eq!(&*d.syscall, "sendto");
         assert_eq!(d.flags, flags::TRUNCATED | flags::REDACTED);
         assert!(d.payload.ends_with(b"Authorization: *\r\n\r\n"));
     }
@@ -380,7 +427,7 @@ mod tests {
         assert_eq!(a.meta.conn_id, b.meta.conn_id);
         assert_eq!(a.flags & flags::TLS_PLAINTEXT, 0);
         assert_eq!(b.flags, flags::TLS_PLAINTEXT | flags::REDACTED);
-        assert_eq!(b.syscall, "SSL_write");
+        assert_eq!(&*b.syscall, "SSL_write");
         let text = String::from_utf8_lossy(&b.payload);
         assert!(!text.contains("secret"), "{text}");
         assert!(text.starts_with("GET / HTTP/1.1\r\nCookie: *"), "{text}");
@@ -415,13 +462,10 @@ mod tests {
         let [Record::SocketOpen(o), Record::SocketData(d)] = &out[..] else {
             panic!("open then data: {out:?}")
         };
-        assert_eq!(
-            (o.meta.pid, o.meta.tid, o.meta.comm.as_str()),
-            (10, 11, "curl")
-        );
+        assert_eq!((o.meta.pid, o.meta.tid, &*o.meta.comm), (10, 11, "curl"));
         assert_eq!(o.meta.ts_ns, 500, "the open keeps its own time");
         assert_eq!(o.role, Role::Server);
-        assert_eq!(o.syscall, "accept");
+        assert_eq!(&*o.syscall, "accept");
         assert_eq!(o.meta.conn_id, d.meta.conn_id);
         let conn = d.meta.conn_id;
         // the close (softirq) takes the process of the socket's last data row
@@ -429,7 +473,7 @@ mod tests {
         let Record::SocketClose(cl) = &out[2] else {
             panic!("close: {out:?}")
         };
-        assert_eq!((cl.meta.pid, cl.meta.comm.as_str()), (10, "curl"));
+        assert_eq!((cl.meta.pid, &*cl.meta.comm), (10, "curl"));
         assert_eq!((cl.role, cl.meta.conn_id), (Role::Server, conn));
 
         // a socket closed before any data: its open and close come out together, processless

@@ -99,7 +99,7 @@ pub fn default_service_name(conn: &ConnInfo) -> String {
         }
     }
     if !conn.comm.is_empty() {
-        conn.comm.clone()
+        conn.comm.to_string()
     } else if let Some(local) = conn.key.local {
         addr::ip_string(local.ip())
     } else {

@@ -34,7 +34,7 @@ impl Sock {
                 cpu: 0,
                 pid: self.pid,
                 tid: self.pid,
-                comm: format!("p{}", self.pid),
+                comm: format!("p{}", self.pid).into(),
                 cgroup_id: 42,
                 conn_id: self.conn_id,
                 local: Some(self.local),

@@ -183,6 +183,29 @@ struct Dict<'a> {
     values: &'a StringArray,
 }
 
+/// A [`Dict`]'s values as shared strings, made once per batch: a row's value is then one
+/// reference count increment.
+struct SharedDict<'a> {
+    dict: Dict<'a>,
+    shared: Vec<std::sync::Arc<str>>,
+}
+
+impl<'a> SharedDict<'a> {
+    fn new(batch: &'a RecordBatch, name: &str) -> Result<SharedDict<'a>> {
+        let dict = Dict::new(batch, name)?;
+        let shared = dict.map(|v: &str| std::sync::Arc::from(v));
+        Ok(SharedDict { dict, shared })
+    }
+    /// The value at row `i` ("" if null).
+    #[inline]
+    fn shared(&self, i: usize) -> std::sync::Arc<str> {
+        match self.dict.get(i) {
+            Some(k) => self.shared[k].clone(),
+            None => std::sync::Arc::from(""),
+        }
+    }
+}
+
 impl<'a> Dict<'a> {
     fn new(batch: &'a RecordBatch, name: &str) -> Result<Dict<'a>> {
         let a: &DictionaryArray<Int32Type> = column(batch, name)?
@@ -248,7 +271,7 @@ pub fn batch_to_records(batch: &RecordBatch) -> Result<Vec<Record>> {
     let cpu = prim!(batch, col::CPU, UInt32Type);
     let pid = prim!(batch, col::PID, UInt32Type);
     let tid = prim!(batch, col::TID, UInt32Type);
-    let comm = Dict::new(batch, col::COMM)?;
+    let comm = SharedDict::new(batch, col::COMM)?;
     let cgroup = prim!(batch, col::CGROUP_ID, UInt64Type);
     let conn = prim!(batch, col::CONN_ID, UInt64Type);
     let _family = prim!(batch, col::FAMILY, UInt8Type);
@@ -262,7 +285,7 @@ pub fn batch_to_records(batch: &RecordBatch) -> Result<Vec<Record>> {
     let dirs: Vec<Option<Direction>> = dir.map(Direction::parse);
     let role = Dict::new(batch, col::ROLE)?;
     let roles: Vec<Option<Role>> = role.map(Role::parse);
-    let syscall = Dict::new(batch, col::SYSCALL)?;
+    let syscall = SharedDict::new(batch, col::SYSCALL)?;
     let ret = prim!(batch, col::RET, Int64Type);
     let payload = match batch.column_by_name(col::PAYLOAD) {
         Some(p) => Some(
@@ -298,7 +321,7 @@ pub fn batch_to_records(batch: &RecordBatch) -> Result<Vec<Record>> {
         cpu: cpu.value(i),
         pid: pid.value(i),
         tid: tid.value(i),
-        comm: comm.string(i),
+        comm: comm.shared(i),
         cgroup_id: cgroup.value(i),
         conn_id: conn.value(i),
         local: ip(&laddr, &lips, lport, i),
@@ -327,7 +350,7 @@ pub fn batch_to_records(batch: &RecordBatch) -> Result<Vec<Record>> {
                     .get(i)
                     .and_then(|k| dirs[k])
                     .ok_or_else(|| FormatError::Batch(format!("row {i}: bad direction")))?,
-                syscall: syscall.string(i),
+                syscall: syscall.shared(i),
                 ret: ret.value(i),
                 payload: match payload {
                     Some(p) if p.is_valid(i) => p.value(i).to_vec(),
@@ -339,7 +362,7 @@ pub fn batch_to_records(batch: &RecordBatch) -> Result<Vec<Record>> {
                 let e = SocketEvent {
                     meta: meta(i),
                     role: role.get(i).and_then(|k| roles[k]).unwrap_or(Role::Unknown),
-                    syscall: syscall.string(i),
+                    syscall: syscall.shared(i),
                 };
                 if t == RecordType::SocketOpen {
                     Record::SocketOpen(e)

@@ -79,13 +79,13 @@ fn clean_exchange_both_views() {
         assert!(s
             .events
             .iter()
-            .all(|e| e.syscall == "pcap" && e.meta.comm == "pcap"));
+            .all(|e| &*e.syscall == "pcap" && &*e.meta.comm == "pcap"));
         assert!(s
             .events
             .iter()
             .all(|e| e.meta.pid == 0 && e.meta.cgroup_id == 0));
         for d in &s.data_rows {
-            assert_eq!(d.syscall, "pcap");
+            assert_eq!(&*d.syscall, "pcap");
             assert_eq!(d.ret, d.payload.len() as i64);
         }
     }

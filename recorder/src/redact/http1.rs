@@ -280,7 +280,7 @@ fn whole_line(
     }
     st.line_bytes = line.len();
     let Some(colon) = memchr::memchr(b':', line) else {
-        finish_line(st, line);
+        finish_line(st, line, None);
         return Some(i + nl + 1);
     };
     let name = trim(&line[..colon]);
@@ -295,23 +295,25 @@ fn whole_line(
         }
         st.redacting = true;
         // the general path keeps the name and the ':' of a redacted line, not its value
-        finish_line(st, &rest[..=colon]);
+        finish_line(st, &rest[..=colon], Some(colon));
     } else {
-        finish_line(st, &rest[..end]);
+        finish_line(st, &rest[..end], Some(colon));
     }
     Some(i + nl + 1)
 }
 
 fn end_of_line(st: &mut Stream) {
     let line = std::mem::take(&mut st.line);
-    finish_line(st, &line);
+    let colon = memchr::memchr(b':', &line);
+    finish_line(st, &line, colon);
     st.line = line;
     st.line.clear();
 }
 
-/// The end of a header line whose kept bytes are `line` (`st.line_bytes` counts all of
-/// them, redacted ones included): Content-Length and chunked noted, the line state reset.
-fn finish_line(st: &mut Stream, line: &[u8]) {
+/// The end of a header line whose kept bytes are `line`, with its first ':' at `colon`
+/// (`st.line_bytes` counts all of its bytes, redacted ones included): Content-Length and
+/// chunked noted, the line state reset.
+fn finish_line(st: &mut Stream, line: &[u8], colon: Option<usize>) {
     let blank = st.line_bytes == 0;
     st.prev_redacted = st.redacting;
     st.line_bytes = 0;
@@ -324,16 +326,17 @@ fn finish_line(st: &mut Stream, line: &[u8]) {
                 _ => Mode::Start,
             }
         };
-    } else if let Some(colon) = line.iter().position(|&b| b == b':') {
+    } else if let Some(colon) = colon {
         let name = trim(&line[..colon]);
-        let value = trim(&line[colon + 1..]);
+        let value = || trim(&line[colon + 1..]);
         if name.eq_ignore_ascii_case(b"content-length") {
-            st.content_length = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
+            st.content_length = std::str::from_utf8(value())
+                .ok()
+                .and_then(|v| v.parse().ok());
         } else if name.eq_ignore_ascii_case(b"transfer-encoding")
-            && value
-                .to_ascii_lowercase()
+            && value()
                 .windows(7)
-                .any(|w| w == b"chunked")
+                .any(|w| w.eq_ignore_ascii_case(b"chunked"))
         {
             st.chunked = true;
         }

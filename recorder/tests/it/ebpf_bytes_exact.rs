@@ -848,7 +848,7 @@ fn matrix(name: &str, probes: ProbeSet, expect_attached: &str) {
                         eprintln!(
                             "  got rets {:?}",
                             got.iter()
-                                .map(|d| (d.ret, d.meta.tid, d.syscall.as_str()))
+                                .map(|d| (d.ret, d.meta.tid, &*d.syscall))
                                 .collect::<Vec<_>>()
                         );
                         eprintln!(

@@ -118,13 +118,13 @@ fn http1_curl_roles_redaction_truncation_outsider() {
         .iter()
         .find(|e| {
             e.role == Role::Client
-                && e.meta.comm == "curl"
+                && &*e.meta.comm == "curl"
                 && streams
                     .get(&(e.meta.conn_id, Direction::Egress))
                     .is_some_and(|s| contains(&concat(s), b"GET /hello"))
         })
         .expect("curl GET client open row");
-    assert_eq!(curl_get.syscall, "connect");
+    assert_eq!(&*curl_get.syscall, "connect");
     assert_eq!(curl_get.meta.remote.expect("remote").port(), port);
     let c_out = concat(&streams[&(curl_get.meta.conn_id, Direction::Egress)]);
     let c_in = concat(&streams[&(curl_get.meta.conn_id, Direction::Ingress)]);
@@ -184,7 +184,7 @@ fn http1_curl_roles_redaction_truncation_outsider() {
         .iter()
         .find(|((_, d), s)| {
             *d == Direction::Egress
-                && s[0].meta.comm == "curl"
+                && &*s[0].meta.comm == "curl"
                 && contains(&s[0].payload, b"POST /upload")
         })
         .expect("POST stream");
@@ -293,7 +293,7 @@ fn python_syscall_variants_every_byte() {
             // the file part has no user buffer: counted, not captured
             let sf = out_rows
                 .iter()
-                .find(|d| d.syscall == "sendfile")
+                .find(|d| &*d.syscall == "sendfile")
                 .expect("sendfile row");
             assert_eq!(sf.ret, 3000);
             assert!(sf.payload.is_empty() && sf.flags & flags::TRUNCATED != 0);
@@ -311,7 +311,7 @@ fn python_syscall_variants_every_byte() {
             _ => "sendfile",
         };
         assert!(
-            out_rows.iter().any(|d| d.syscall == expect_sys),
+            out_rows.iter().any(|d| &*d.syscall == expect_sys),
             "{k}: syscall {expect_sys}"
         );
         let expect_in = match k {
@@ -323,7 +323,7 @@ fn python_syscall_variants_every_byte() {
             _ => "recvfrom",
         };
         assert!(
-            in_rows.iter().any(|d| d.syscall == expect_in),
+            in_rows.iter().any(|d| &*d.syscall == expect_in),
             "{k}: syscall {expect_in}"
         );
     }

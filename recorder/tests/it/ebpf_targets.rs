@@ -13,9 +13,9 @@ use util::*;
 fn comms(rows: &[Record]) -> Vec<(String, u32)> {
     rows.iter()
         .filter_map(|r| match r {
-            Record::SocketData(d) => Some((d.meta.comm.clone(), d.meta.pid)),
+            Record::SocketData(d) => Some((d.meta.comm.to_string(), d.meta.pid)),
             Record::SocketOpen(e) | Record::SocketClose(e) => {
-                Some((e.meta.comm.clone(), e.meta.pid))
+                Some((e.meta.comm.to_string(), e.meta.pid))
             }
             _ => None,
         })
