@@ -102,8 +102,13 @@ struct Names {
     comms: HashMap<[u8; 16], Arc<str>>,
     /// The last process name looked up: consecutive events are mostly one process's.
     last_comm: Option<([u8; 16], Arc<str>)>,
-    syscalls: HashMap<u32, Arc<str>>,
+    /// By number: syscalls and podtrace's own numbers (kprobe calls 1000+, TLS calls 2000+)
+    /// are all below [`SYSCALL_SLOTS`]; a larger one gets a string of its own.
+    syscalls: Vec<Option<Arc<str>>>,
 }
+
+/// Syscall numbers [`Names`] keeps a slot for.
+const SYSCALL_SLOTS: usize = 4096;
 
 impl Names {
     fn comm(&mut self, raw: &[u8; 16]) -> Arc<str> {
@@ -128,10 +133,14 @@ impl Names {
     }
 
     fn syscall(&mut self, nr: u32) -> Arc<str> {
-        // a fixed set of names: never more entries than syscalls podtrace names
-        self.syscalls
-            .entry(nr)
-            .or_insert_with(|| Arc::from(ev::syscall_name(nr)))
+        let Some(slot) = self.syscalls.get_mut(nr as usize) else {
+            if (nr as usize) < SYSCALL_SLOTS {
+                self.syscalls.resize(SYSCALL_SLOTS, None);
+                return self.syscall(nr);
+            }
+            return Arc::from(ev::syscall_name(nr));
+        };
+        slot.get_or_insert_with(|| Arc::from(ev::syscall_name(nr)))
             .clone()
     }
 }
