@@ -280,6 +280,8 @@ impl Floor {
             _ => (None, Some(names::FLOOR_BTF)),
         };
         if let Some(progs) = tp {
+            // a fresh machine may have no tracefs mounted yet: mount it as the recorder does
+            podtrace_recorder::probes::syscall_events_dir().expect("tracefs");
             for (prog, event) in progs {
                 let p: &mut aya::programs::TracePoint = ebpf
                     .program_mut(prog)

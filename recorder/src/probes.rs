@@ -237,7 +237,7 @@ const TRACEFS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 
 /// The mounted tracefs that has the per-syscall events, mounting tracefs on
 /// /sys/kernel/tracing when none is mounted (left mounted: other recorders may use it).
-fn syscall_events_dir() -> std::result::Result<std::path::PathBuf, String> {
+pub fn syscall_events_dir() -> std::result::Result<std::path::PathBuf, String> {
     let find = || {
         TRACEFS
             .iter()
