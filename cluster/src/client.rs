@@ -1,0 +1,97 @@
+//! The client side of `podtrace analyze --cluster`: submits the front job
+//! ([`ExchangeScanExec`]) to the scheduler as a physical plan, and writes the job's rows
+//! as frames (`podtrace_analyzer::pipeline::parts::write_frame`) for the `podtrace`
+//! process that merges them, ending with the end-of-job frame — only after every group's
+//! messages arrived complete and in order.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use arrow_array::{Array, BinaryArray, UInt32Array, UInt64Array};
+use ballista_core::execution_plans::execute_physical_plan;
+use ballista_core::extension::SessionConfigExt;
+use datafusion::prelude::SessionConfig;
+use datafusion_proto::protobuf::PhysicalPlanNode;
+use futures::StreamExt;
+use podtrace_analyzer::pipeline::parts::{write_frame, FrontJob, END_OF_JOB};
+
+use crate::codec::PodtraceCodec;
+use crate::plan::ExchangeScanExec;
+
+/// How long the scheduler may take to accept a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs `job` on the cluster behind `scheduler` and writes its messages to `out`.
+pub async fn run_front_job(
+    scheduler: SocketAddr,
+    job: FrontJob,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(scheduler)).await
+    {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => anyhow::bail!("scheduler df://{scheduler} unreachable: {e}"),
+        Err(_) => anyhow::bail!(
+            "scheduler df://{scheduler} unreachable: no answer within {}s",
+            CONNECT_TIMEOUT.as_secs()
+        ),
+    }
+    let groups = job.groups.len();
+    let codec = PodtraceCodec::shared();
+    let session_config =
+        SessionConfig::new_with_ballista().with_ballista_physical_extension_codec(codec.clone());
+    let config = session_config.ballista_config();
+    let session_id = format!(
+        "podtrace-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    );
+    let plan = std::sync::Arc::new(ExchangeScanExec::new(job));
+    let mut stream = execute_physical_plan::<PhysicalPlanNode>(
+        format!("http://{scheduler}"),
+        &config,
+        plan,
+        codec.as_ref(),
+        session_id,
+        session_config,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("the cluster job failed: {e}"))?;
+    let mut next_seq = vec![0u64; groups];
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(|e| anyhow::anyhow!("the cluster job failed: {e}"))?;
+        let column = |i: usize| batch.column(i).clone();
+        let group = column(0);
+        let seq = column(1);
+        let message = column(2);
+        let (Some(group), Some(seq), Some(message)) = (
+            group.as_any().downcast_ref::<UInt32Array>(),
+            seq.as_any().downcast_ref::<UInt64Array>(),
+            message.as_any().downcast_ref::<BinaryArray>(),
+        ) else {
+            anyhow::bail!("the cluster job returned rows of another schema");
+        };
+        for row in 0..batch.num_rows() {
+            let g = group.value(row);
+            let expected = next_seq
+                .get_mut(g as usize)
+                .ok_or_else(|| anyhow::anyhow!("the cluster job returned group {g}"))?;
+            if seq.value(row) != *expected {
+                anyhow::bail!(
+                    "the cluster job returned message {} of group {g}, expected {}",
+                    seq.value(row),
+                    expected
+                );
+            }
+            *expected += 1;
+            write_frame(out, g, message.value(row))?;
+        }
+    }
+    write_frame(out, END_OF_JOB, &[])?;
+    out.flush()?;
+    Ok(())
+}
