@@ -44,6 +44,10 @@ enum Command {
         /// Address of the executor's Flight service, HOST:PORT; gRPC uses PORT+1.
         #[arg(long, default_value = "127.0.0.1:50051")]
         bind: String,
+        /// Host name or address the scheduler and clients reach this executor by
+        /// (default: the --bind address; set it when binding 0.0.0.0).
+        #[arg(long)]
+        external_host: Option<String>,
         /// Directory for shuffle files (default: a temporary directory).
         #[arg(long)]
         work_dir: Option<PathBuf>,
@@ -86,12 +90,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Executor {
             scheduler,
             bind,
+            external_host,
             work_dir,
             cores,
             heartbeat_seconds,
         } => runtime.block_on(serve::executor(serve::ExecutorOptions {
             scheduler: resolve(&scheduler)?,
             bind: resolve(&bind)?,
+            external_host,
             work_dir,
             cores,
             heartbeat_seconds,

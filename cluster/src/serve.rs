@@ -52,6 +52,9 @@ pub struct ExecutorOptions {
     /// Address of the executor's Arrow Flight service (its results); the gRPC service
     /// listens on the next port.
     pub bind: SocketAddr,
+    /// The host name or address others reach this executor by (default: the bind
+    /// address; in Kubernetes the pod IP, as `0.0.0.0` is not reachable).
+    pub external_host: Option<String>,
     /// Directory for shuffle files (default: a temporary one).
     pub work_dir: Option<PathBuf>,
     /// Tasks run at once (0: every core).
@@ -67,7 +70,11 @@ pub async fn executor(opts: ExecutorOptions) -> anyhow::Result<()> {
     })?;
     let mut config = ExecutorProcessConfig {
         bind_host: opts.bind.ip().to_string(),
-        external_host: Some(opts.bind.ip().to_string()),
+        external_host: Some(
+            opts.external_host
+                .clone()
+                .unwrap_or_else(|| opts.bind.ip().to_string()),
+        ),
         port: opts.bind.port(),
         grpc_port,
         scheduler_host: opts.scheduler.ip().to_string(),

@@ -656,3 +656,83 @@ fn merge_by_key(lists: Vec<Vec<Absorbed>>) -> Result<Vec<Absorbed>, MergeError> 
     }
     Ok(all.into_iter().map(|(_, _, a)| a).collect())
 }
+
+/// A front job (`podtrace analyze --cluster` → `podtrace-cluster front`): the options, the
+/// plan's watermarks and, per group (node), its capture paths and rows per batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FrontJob {
+    /// [`WIRE_VERSION`] of the podtrace that planned the job.
+    pub version: String,
+    /// The front's options.
+    pub options: FrontOptions,
+    /// [`BatchPlan::watermarks`].
+    pub watermarks: Vec<u64>,
+    /// The groups, in the order their messages are numbered.
+    pub groups: Vec<FrontGroup>,
+}
+
+/// One group of a [`FrontJob`]: one node's captures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FrontGroup {
+    /// The node the captures come from (`podtrace.node`; for messages only).
+    pub node: String,
+    /// The captures, in input order (paths every executor sees).
+    pub paths: Vec<std::path::PathBuf>,
+    /// [`BatchPlan::group_rows`] of these captures.
+    pub rows: Vec<(u32, u32)>,
+}
+
+impl FrontJob {
+    /// A job for this podtrace version.
+    pub fn new(options: FrontOptions, watermarks: Vec<u64>, groups: Vec<FrontGroup>) -> Self {
+        FrontJob {
+            version: WIRE_VERSION.to_string(),
+            options,
+            watermarks,
+            groups,
+        }
+    }
+
+    /// Refuses a job planned by another podtrace version.
+    pub fn check_version(&self) -> Result<(), MergeError> {
+        if self.version == WIRE_VERSION {
+            Ok(())
+        } else {
+            Err(MergeError::Version {
+                got: self.version.clone(),
+                want: WIRE_VERSION,
+            })
+        }
+    }
+}
+
+/// The group number of the frame that ends a complete stream of front messages
+/// ([`write_frame`]): a stream without it was cut short.
+pub const END_OF_JOB: u32 = u32::MAX;
+
+/// Writes one frame of a front message stream: group (u32 LE), length (u32 LE), bytes.
+pub fn write_frame(w: &mut impl std::io::Write, group: u32, bytes: &[u8]) -> std::io::Result<()> {
+    let len = u32::try_from(bytes.len())
+        .map_err(|_| std::io::Error::other("a front message over 4 GiB"))?;
+    w.write_all(&group.to_le_bytes())?;
+    w.write_all(&len.to_le_bytes())?;
+    w.write_all(bytes)
+}
+
+/// Reads one frame ([`write_frame`]); `None` at a clean end of the stream.
+pub fn read_frame(r: &mut impl std::io::Read) -> std::io::Result<Option<(u32, Vec<u8>)>> {
+    let mut head = [0u8; 8];
+    let mut got = 0;
+    while got < head.len() {
+        match r.read(&mut head[got..])? {
+            0 if got == 0 => return Ok(None),
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            n => got += n,
+        }
+    }
+    let group = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+    let len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as usize;
+    let mut bytes = vec![0u8; len];
+    r.read_exact(&mut bytes)?;
+    Ok(Some((group, bytes)))
+}
