@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use podtrace_analyzer::pipeline::parts::FrontJob;
+use podtrace_analyzer::pipeline::parts::{read_frame, FrontJob};
 use podtrace_cluster::{client, serve};
 
 #[derive(Debug, Parser)]
@@ -58,8 +58,8 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         heartbeat_seconds: u64,
     },
-    /// Runs a front job (JSON on stdin, from `podtrace analyze --cluster`) on the cluster;
-    /// its messages go to stdout as frames.
+    /// Runs a front job (one frame on stdin, from `podtrace analyze --cluster`) on the
+    /// cluster; its messages go to stdout as frames. Stops when stdin ends.
     Front {
         /// The scheduler, HOST:PORT (or df://HOST:PORT).
         #[arg(long)]
@@ -104,11 +104,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         })),
         Command::Front { scheduler } => {
             let scheduler = resolve(&scheduler)?;
-            let mut text = Vec::new();
-            std::io::stdin().read_to_end(&mut text)?;
+            let mut stdin = std::io::stdin().lock();
+            let (_, text) = read_frame(&mut stdin)?
+                .ok_or_else(|| anyhow::anyhow!("no front job on stdin"))?;
             let job: FrontJob = serde_json::from_slice(&text)
                 .map_err(|e| anyhow::anyhow!("reading the front job on stdin: {e}"))?;
             job.check_version()?;
+            // `podtrace` keeps stdin open while it reads the results: its end means
+            // podtrace is gone, and so is the reason to run the job.
+            drop(stdin);
+            std::thread::spawn(|| {
+                let mut rest = Vec::new();
+                let _ = std::io::stdin().read_to_end(&mut rest);
+                #[allow(clippy::print_stderr)]
+                {
+                    eprintln!("podtrace-cluster: stdin closed: podtrace went away; stopping");
+                }
+                std::process::exit(1);
+            });
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
             runtime.block_on(client::run_front_job(scheduler, job, &mut out))

@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 
 use podtrace_analyzer::merge_by_time_tagged;
 use podtrace_analyzer::pipeline::parts::{
-    read_frame, BatchPlanner, FrontGroup, FrontJob, FrontMessage, FrontOptions, MergeOrSink,
+    read_frame, write_frame, BatchPlanner, FrontGroup, FrontJob, FrontMessage, FrontOptions, MergeOrSink,
     Merger, END_OF_JOB,
 };
 use podtrace_analyzer::{Analysis, AnalyzeOptions};
@@ -225,13 +225,15 @@ fn feed_and_merge(
     sinks: &SpanSinks<ReportTraces>,
 ) -> Result<(bool, Option<Merger>), CliError> {
     let runtime = |e: std::io::Error| CliError::Runtime(anyhow::anyhow!("{CLUSTER_BIN}: {e}"));
-    {
-        let mut stdin = child.stdin.take().ok_or_else(|| {
-            CliError::Runtime(anyhow::anyhow!("{CLUSTER_BIN}: no stdin"))
-        })?;
-        // The job is read whole before anything is written back: no deadlock.
-        stdin.write_all(job).map_err(runtime)?;
-    }
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| CliError::Runtime(anyhow::anyhow!("{CLUSTER_BIN}: no stdin")))?;
+    // The job is read whole before anything is written back: no deadlock. stdin stays
+    // open while the results are read: its end (this process gone) stops the child.
+    write_frame(&mut stdin, 0, job)
+        .and_then(|_| stdin.flush())
+        .map_err(runtime)?;
     let stdout = child
         .stdout
         .take()
@@ -255,5 +257,6 @@ fn feed_and_merge(
             Err(MergeOrSink::Merge(e)) => return Err(CliError::Runtime(e.into())),
         }
     }
+    drop(stdin);
     Ok((ended, Some(merger)))
 }

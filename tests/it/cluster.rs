@@ -22,8 +22,8 @@ use crate::support::{podtrace, podtrace_bin, repo, wait_port, Lines, Proc};
 /// Longest a cluster analysis may take here.
 const JOB_LIMIT: Duration = Duration::from_secs(180);
 
-/// The files compared byte for byte.
-const COMPARED: [&str; 3] = ["traces.otlp.json", "spans.json", "graph.dot"];
+/// The files compared byte for byte (`spans.parquet`: `--spans-parquet OUT/`).
+const COMPARED: [&str; 4] = ["traces.otlp.json", "spans.json", "graph.dot", "spans.parquet"];
 
 fn cluster_bin() -> PathBuf {
     let bin = podtrace_bin().with_file_name("podtrace-cluster");
@@ -257,7 +257,12 @@ struct Run {
 /// `podtrace analyze CAPTURES --out OUT [--cluster URL]`, bounded in time.
 fn analyze(captures: &[PathBuf], out: &Path, cluster: Option<&str>) -> Run {
     let mut cmd = podtrace();
-    cmd.arg("analyze").args(captures).arg("--out").arg(out);
+    cmd.arg("analyze")
+        .args(captures)
+        .arg("--out")
+        .arg(out)
+        .arg("--spans-parquet")
+        .arg(format!("{}/", out.display()));
     if let Some(url) = cluster {
         cmd.arg("--cluster").arg(url);
     }
@@ -345,6 +350,8 @@ fn an_executor_killed_mid_job_completes_or_fails_cleanly() {
         .args(&captures)
         .arg("--out")
         .arg(&out)
+        .arg("--spans-parquet")
+        .arg(format!("{}/", out.display()))
         .arg("--cluster")
         .arg(cluster.url())
         .stdout(Stdio::null())
