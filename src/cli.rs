@@ -75,13 +75,20 @@ pub enum Command {
   podtrace import traffic.pcapng -o cap.parquet --view server --k8s-objects objects.json")]
     Import(ImportArgs),
     /// Run a Ballista scheduler or executor for `analyze --cluster` (runs `podtrace-cluster`).
-    #[command(after_help = "Examples:
+    #[command(
+        after_help = "Examples:
   podtrace cluster scheduler --bind 0.0.0.0:50050
   podtrace cluster executor --scheduler scheduler:50050 --bind 0.0.0.0:50051
-  podtrace analyze --cluster df://scheduler:50050 /captures/", disable_help_flag = true)]
+  podtrace analyze --cluster df://scheduler:50050 /captures/",
+        disable_help_flag = true
+    )]
     Cluster {
         /// `scheduler ...` or `executor ...` (see `podtrace cluster --help`).
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARGS"
+        )]
         args: Vec<String>,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).

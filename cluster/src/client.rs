@@ -28,8 +28,7 @@ pub async fn run_front_job(
     job: FrontJob,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
-    match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(scheduler)).await
-    {
+    match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(scheduler)).await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => anyhow::bail!("scheduler df://{scheduler} unreachable: {e}"),
         Err(_) => anyhow::bail!(

@@ -41,9 +41,7 @@ impl PhysicalExtensionCodec for PodtraceCodec {
         proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let Some(body) = buf.strip_prefix(MAGIC) else {
-            return self
-                .ballista
-                .try_decode(buf, inputs, ctx, proto_converter);
+            return self.ballista.try_decode(buf, inputs, ctx, proto_converter);
         };
         if !inputs.is_empty() {
             return Err(DataFusionError::Internal(
@@ -68,8 +66,7 @@ impl PhysicalExtensionCodec for PodtraceCodec {
             return self.ballista.try_encode(node, buf, proto_converter);
         };
         buf.extend_from_slice(MAGIC);
-        serde_json::to_writer(&mut *buf, scan.job()).map_err(|e| {
-            DataFusionError::Internal(format!("encoding a podtrace plan node: {e}"))
-        })
+        serde_json::to_writer(&mut *buf, scan.job())
+            .map_err(|e| DataFusionError::Internal(format!("encoding a podtrace plan node: {e}")))
     }
 }

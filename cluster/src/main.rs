@@ -105,8 +105,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Front { scheduler } => {
             let scheduler = resolve(&scheduler)?;
             let mut stdin = std::io::stdin().lock();
-            let (_, text) = read_frame(&mut stdin)?
-                .ok_or_else(|| anyhow::anyhow!("no front job on stdin"))?;
+            let (_, text) =
+                read_frame(&mut stdin)?.ok_or_else(|| anyhow::anyhow!("no front job on stdin"))?;
             let job: FrontJob = serde_json::from_slice(&text)
                 .map_err(|e| anyhow::anyhow!("reading the front job on stdin: {e}"))?;
             job.check_version()?;

@@ -194,6 +194,7 @@ pub fn run_group(
                 })
         })
         .collect();
+    let started = std::time::Instant::now();
     let result = run_front(
         &job.options,
         &job.watermarks,
@@ -210,7 +211,16 @@ pub fn run_group(
         return Err(err(e.to_string()));
     }
     match result {
-        Ok(_) => Ok(()),
+        Ok(counters) => {
+            let secs = started.elapsed().as_secs_f64();
+            tracing::info!(
+                "node {}: {} records through the front in {secs:.2} s ({:.0} records/s)",
+                group.node,
+                counters.records(),
+                counters.records() as f64 / secs.max(1e-9)
+            );
+            Ok(())
+        }
         Err(FrontRunError::Emit(e)) => Err(e),
         Err(FrontRunError::Merge(e)) => Err(err(e.to_string())),
     }

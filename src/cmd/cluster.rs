@@ -16,12 +16,12 @@ use std::process::{Command, Stdio};
 
 use podtrace_analyzer::merge_by_time_tagged;
 use podtrace_analyzer::pipeline::parts::{
-    read_frame, write_frame, BatchPlanner, FrontGroup, FrontJob, FrontMessage, FrontOptions, MergeOrSink,
-    Merger, END_OF_JOB,
+    read_frame, write_frame, BatchPlanner, FrontGroup, FrontJob, FrontMessage, FrontOptions,
+    MergeOrSink, Merger, END_OF_JOB,
 };
 use podtrace_analyzer::{Analysis, AnalyzeOptions};
-use podtrace_format::{CaptureReader, FormatError, K8sObject, ReadOptions};
 use podtrace_export::SpanSinks;
+use podtrace_format::{CaptureReader, FormatError, K8sObject, ReadOptions};
 
 use crate::cmd::output::ReportTraces;
 use crate::error::{CliError, CmdResult};
@@ -112,7 +112,13 @@ fn absolute(path: &Path) -> Result<PathBuf, CliError> {
 /// Kubernetes objects per batch.
 fn plan(
     reader: &CaptureReader,
-) -> Result<(podtrace_analyzer::pipeline::parts::BatchPlan, Vec<Vec<K8sObject>>), CliError> {
+) -> Result<
+    (
+        podtrace_analyzer::pipeline::parts::BatchPlan,
+        Vec<Vec<K8sObject>>,
+    ),
+    CliError,
+> {
     let first_error: RefCell<Option<FormatError>> = RefCell::new(None);
     let per_file: Vec<_> = (0..reader.files().len())
         .map(|i| {
@@ -153,7 +159,9 @@ pub fn run_analysis(
     let scheduler = scheduler_address(url)?;
     let bin = cluster_binary()?;
     let (names, members) = groups(reader)?;
+    let started = std::time::Instant::now();
     let (plan, k8s) = plan(reader)?;
+    let planned = started.elapsed();
     let mut front_groups = Vec::with_capacity(members.len());
     for (name, files) in names.iter().zip(&members) {
         let paths = files
@@ -166,11 +174,16 @@ pub fn run_analysis(
             rows: plan.group_rows(files),
         });
     }
-    let job = FrontJob::new(FrontOptions::of(opts), plan.watermarks.clone(), front_groups);
+    let plan_batches = plan.watermarks.len();
+    let job = FrontJob::new(
+        FrontOptions::of(opts),
+        plan.watermarks.clone(),
+        front_groups,
+    );
     let job = serde_json::to_vec(&job).map_err(|e| CliError::Runtime(e.into()))?;
 
-    let mut merger = Merger::new(opts, &plan, k8s, members.len())
-        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let mut merger =
+        Merger::new(opts, &plan, k8s, members.len()).map_err(|e| CliError::Usage(e.to_string()))?;
     merger.add_k8s_objects(k8s_fallback);
 
     let mut child = Command::new(&bin)
@@ -200,7 +213,18 @@ pub fn run_analysis(
     let Some(merger) = merger else {
         return Ok(None);
     };
-    match merger.finish(&mut |spans| sinks.send(spans)) {
+    let result = merger.finish(&mut |spans| sinks.send(spans));
+    tracing::info!(
+        "analyze --cluster: {} rows in {} capture(s) of {} node(s), {} batch(es); \
+         plan scan {:.2} s, job and merge {:.2} s",
+        reader.num_rows(),
+        reader.files().len(),
+        members.len(),
+        plan_batches,
+        planned.as_secs_f64(),
+        (started.elapsed() - planned).as_secs_f64()
+    );
+    match result {
         Ok(analysis) => Ok(Some(analysis)),
         Err(MergeOrSink::Sink(_)) => Ok(None),
         Err(MergeOrSink::Merge(e)) => Err(CliError::Runtime(e.into())),

@@ -13,9 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use podtrace_format::{
-    CaptureReader, CaptureWriter, FileMeta, ReadOptions, Record, WriterOptions,
-};
+use podtrace_format::{CaptureReader, CaptureWriter, FileMeta, ReadOptions, Record, WriterOptions};
 
 use crate::support::{podtrace, podtrace_bin, repo, wait_port, Lines, Proc};
 
@@ -23,7 +21,12 @@ use crate::support::{podtrace, podtrace_bin, repo, wait_port, Lines, Proc};
 const JOB_LIMIT: Duration = Duration::from_secs(180);
 
 /// The files compared byte for byte (`spans.parquet`: `--spans-parquet OUT/`).
-const COMPARED: [&str; 4] = ["traces.otlp.json", "spans.json", "graph.dot", "spans.parquet"];
+const COMPARED: [&str; 4] = [
+    "traces.otlp.json",
+    "spans.json",
+    "graph.dot",
+    "spans.parquet",
+];
 
 fn cluster_bin() -> PathBuf {
     let bin = podtrace_bin().with_file_name("podtrace-cluster");
@@ -286,10 +289,12 @@ fn analyze(captures: &[PathBuf], out: &Path, cluster: Option<&str>) -> Run {
 fn assert_identical(local: &Path, cluster: &Path) {
     for name in COMPARED {
         let a = std::fs::read(local.join(name)).unwrap_or_else(|e| panic!("local {name}: {e}"));
-        let b =
-            std::fs::read(cluster.join(name)).unwrap_or_else(|e| panic!("cluster {name}: {e}"));
+        let b = std::fs::read(cluster.join(name)).unwrap_or_else(|e| panic!("cluster {name}: {e}"));
         assert!(!a.is_empty(), "{name} is empty");
-        assert!(a == b, "{name} differs between the local and the cluster run");
+        assert!(
+            a == b,
+            "{name} differs between the local and the cluster run"
+        );
     }
 }
 

@@ -293,7 +293,14 @@ fn the_cluster_manifests_run_scheduler_executors_and_the_analysis_on_one_shared_
     let kinds: Vec<&str> = items.iter().filter_map(|i| i["kind"].as_str()).collect();
     assert_eq!(
         kinds,
-        ["PersistentVolumeClaim", "DaemonSet", "Deployment", "Service", "Deployment", "Job"]
+        [
+            "PersistentVolumeClaim",
+            "DaemonSet",
+            "Deployment",
+            "Service",
+            "Deployment",
+            "Job"
+        ]
     );
     let claim: PersistentVolumeClaim = round_trip(&items[0]);
     let claim_name = claim.metadata.name.clone().expect("claim name");
@@ -301,14 +308,26 @@ fn the_cluster_manifests_run_scheduler_executors_and_the_analysis_on_one_shared_
     assert!(modes.iter().any(|m| m == "ReadWriteMany"), "{modes:?}");
 
     let recorder: DaemonSet = round_trip(&items[1]);
-    let spec = recorder.spec.and_then(|s| s.template.spec).expect("recorder pod");
+    let spec = recorder
+        .spec
+        .and_then(|s| s.template.spec)
+        .expect("recorder pod");
     let c = &spec.containers[0];
     let args = c.args.clone().unwrap_or_default();
-    assert!(args.iter().any(|a| a == "--output=/captures/$(NODE_NAME)/"), "{args:?}");
-    assert_eq!(claim_at(&spec, c, "/captures").as_deref(), Some(claim_name.as_str()));
+    assert!(
+        args.iter().any(|a| a == "--output=/captures/$(NODE_NAME)/"),
+        "{args:?}"
+    );
+    assert_eq!(
+        claim_at(&spec, c, "/captures").as_deref(),
+        Some(claim_name.as_str())
+    );
 
     let scheduler: Deployment = round_trip(&items[2]);
-    let spec = scheduler.spec.and_then(|s| s.template.spec).expect("scheduler pod");
+    let spec = scheduler
+        .spec
+        .and_then(|s| s.template.spec)
+        .expect("scheduler pod");
     let args = spec.containers[0].args.clone().unwrap_or_default();
     assert_eq!(args[..2], ["cluster", "scheduler"]);
     assert!(args.iter().any(|a| a == "--bind=0.0.0.0:50050"), "{args:?}");
@@ -318,16 +337,26 @@ fn the_cluster_manifests_run_scheduler_executors_and_the_analysis_on_one_shared_
     let service_name = service.metadata.name.expect("service name");
 
     let executors: Deployment = round_trip(&items[4]);
-    let spec = executors.spec.and_then(|s| s.template.spec).expect("executor pod");
+    let spec = executors
+        .spec
+        .and_then(|s| s.template.spec)
+        .expect("executor pod");
     let c = &spec.containers[0];
     let args = c.args.clone().unwrap_or_default();
     assert_eq!(args[..2], ["cluster", "executor"]);
     assert!(
-        args.iter().any(|a| *a == format!("--scheduler={service_name}:50050")),
+        args.iter()
+            .any(|a| *a == format!("--scheduler={service_name}:50050")),
         "{args:?}"
     );
-    assert!(args.iter().any(|a| a == "--external-host=$(POD_IP)"), "{args:?}");
-    assert_eq!(claim_at(&spec, c, "/captures").as_deref(), Some(claim_name.as_str()));
+    assert!(
+        args.iter().any(|a| a == "--external-host=$(POD_IP)"),
+        "{args:?}"
+    );
+    assert_eq!(
+        claim_at(&spec, c, "/captures").as_deref(),
+        Some(claim_name.as_str())
+    );
 
     let job: Job = round_trip(&items[5]);
     let spec = job.spec.and_then(|s| s.template.spec).expect("job pod");
@@ -335,10 +364,14 @@ fn the_cluster_manifests_run_scheduler_executors_and_the_analysis_on_one_shared_
     let args = c.args.clone().unwrap_or_default();
     assert_eq!(args[0], "analyze");
     assert!(
-        args.iter().any(|a| *a == format!("--cluster=df://{service_name}:50050")),
+        args.iter()
+            .any(|a| *a == format!("--cluster=df://{service_name}:50050")),
         "{args:?}"
     );
-    assert_eq!(claim_at(&spec, c, "/captures").as_deref(), Some(claim_name.as_str()));
+    assert_eq!(
+        claim_at(&spec, c, "/captures").as_deref(),
+        Some(claim_name.as_str())
+    );
 }
 
 #[test]
