@@ -130,7 +130,7 @@ impl ExecutionPlan for ExchangeScanExec {
             let mut pending: Vec<Vec<u8>> = Vec::new();
             let mut seq = 0u64;
             let group = partition as u32;
-            let mut flush = |pending: &mut Vec<Vec<u8>>, seq: &mut u64| -> Result<()> {
+            let flush = |pending: &mut Vec<Vec<u8>>, seq: &mut u64| -> Result<()> {
                 if pending.is_empty() {
                     return Ok(());
                 }
