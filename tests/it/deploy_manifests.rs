@@ -308,9 +308,7 @@ fn the_cluster_manifests_run_scheduler_executors_and_the_analysis_on_one_shared_
     assert!(modes.iter().any(|m| m == "ReadWriteMany"), "{modes:?}");
 
     let recorder: DaemonSet = round_trip(&items[1]);
-    let spec = recorder
-        .spec
-        .and_then(|s| s.template.spec)
+    let spec = recorder.spec.template.spec
         .expect("recorder pod");
     let c = &spec.containers[0];
     let args = c.args.clone().unwrap_or_default();
@@ -324,9 +322,7 @@ fn the_cluster_manifests_run_scheduler_executors_and_the_analysis_on_one_shared_
     );
 
     let scheduler: Deployment = round_trip(&items[2]);
-    let spec = scheduler
-        .spec
-        .and_then(|s| s.template.spec)
+    let spec = scheduler.spec.template.spec
         .expect("scheduler pod");
     let args = spec.containers[0].args.clone().unwrap_or_default();
     assert_eq!(args[..2], ["cluster", "scheduler"]);
@@ -337,9 +333,7 @@ fn the_cluster_manifests_run_scheduler_executors_and_the_analysis_on_one_shared_
     let service_name = service.metadata.name.expect("service name");
 
     let executors: Deployment = round_trip(&items[4]);
-    let spec = executors
-        .spec
-        .and_then(|s| s.template.spec)
+    let spec = executors.spec.template.spec
         .expect("executor pod");
     let c = &spec.containers[0];
     let args = c.args.clone().unwrap_or_default();
