@@ -308,8 +308,7 @@ fn the_cluster_manifests_run_scheduler_executors_and_the_analysis_on_one_shared_
     assert!(modes.iter().any(|m| m == "ReadWriteMany"), "{modes:?}");
 
     let recorder: DaemonSet = round_trip(&items[1]);
-    let spec = recorder.spec.template.spec
-        .expect("recorder pod");
+    let spec = recorder.spec.template.spec.expect("recorder pod");
     let c = &spec.containers[0];
     let args = c.args.clone().unwrap_or_default();
     assert!(
@@ -322,8 +321,7 @@ fn the_cluster_manifests_run_scheduler_executors_and_the_analysis_on_one_shared_
     );
 
     let scheduler: Deployment = round_trip(&items[2]);
-    let spec = scheduler.spec.template.spec
-        .expect("scheduler pod");
+    let spec = scheduler.spec.template.spec.expect("scheduler pod");
     let args = spec.containers[0].args.clone().unwrap_or_default();
     assert_eq!(args[..2], ["cluster", "scheduler"]);
     assert!(args.iter().any(|a| a == "--bind=0.0.0.0:50050"), "{args:?}");
@@ -333,8 +331,7 @@ fn the_cluster_manifests_run_scheduler_executors_and_the_analysis_on_one_shared_
     let service_name = service.metadata.name.expect("service name");
 
     let executors: Deployment = round_trip(&items[4]);
-    let spec = executors.spec.template.spec
-        .expect("executor pod");
+    let spec = executors.spec.template.spec.expect("executor pod");
     let c = &spec.containers[0];
     let args = c.args.clone().unwrap_or_default();
     assert_eq!(args[..2], ["cluster", "executor"]);
