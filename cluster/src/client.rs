@@ -8,7 +8,8 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use arrow_array::{Array, BinaryArray, UInt32Array, UInt64Array};
+use arrow_array::{Array, LargeBinaryArray, UInt32Array, UInt64Array};
+use arrow_schema::DataType;
 use ballista_core::execution_plans::execute_physical_plan;
 use ballista_core::extension::SessionConfigExt;
 use datafusion::prelude::SessionConfig;
@@ -60,46 +61,78 @@ pub async fn run_front_job(
     )
     .await
     .map_err(|e| anyhow::anyhow!("the cluster job failed: {e}"))?;
-    // Per group, a hash of every message received: Ballista may hand a partition's
-    // rows out more than once (a fetch retried, a task that ran twice); a repeated
-    // message must be the same bytes, and is skipped.
-    let mut seen: Vec<Vec<u64>> = vec![Vec::new(); groups];
+    // Ballista hands the rows out by its output partitions, which need not be the
+    // groups (its planner may repartition a stage's output), and may hand a row out more
+    // than once (a fetch retried). Per group: the next message to write, the ones that
+    // came early (by seq), and a hash of each written one to recognise a repeat.
+    let mut next: Vec<u64> = vec![0; groups];
+    let mut early: Vec<std::collections::BTreeMap<u64, Vec<u8>>> =
+        vec![std::collections::BTreeMap::new(); groups];
+    let mut written: Vec<Vec<u64>> = vec![Vec::new(); groups];
     let mut repeated = 0u64;
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(|e| anyhow::anyhow!("the cluster job failed: {e}"))?;
-        let column = |i: usize| batch.column(i).clone();
-        let group = column(0);
-        let seq = column(1);
-        let message = column(2);
+        // Ballista's shuffle may hand the columns back in an equivalent type (views).
+        let column = |i: usize, t: &DataType| {
+            if batch.num_columns() <= i {
+                anyhow::bail!("the cluster job returned rows of another schema");
+            }
+            arrow::compute::cast(batch.column(i), t).map_err(|e| {
+                anyhow::anyhow!("the cluster job returned rows of another schema: {e}")
+            })
+        };
+        let group = column(0, &DataType::UInt32)?;
+        let seq = column(1, &DataType::UInt64)?;
+        let message = column(2, &DataType::LargeBinary)?;
         let (Some(group), Some(seq), Some(message)) = (
             group.as_any().downcast_ref::<UInt32Array>(),
             seq.as_any().downcast_ref::<UInt64Array>(),
-            message.as_any().downcast_ref::<BinaryArray>(),
+            message.as_any().downcast_ref::<LargeBinaryArray>(),
         ) else {
             anyhow::bail!("the cluster job returned rows of another schema");
         };
         for row in 0..batch.num_rows() {
-            let g = group.value(row);
-            let hashes = seen
-                .get_mut(g as usize)
-                .ok_or_else(|| anyhow::anyhow!("the cluster job returned group {g}"))?;
-            let bytes = message.value(row);
-            let hash = fnv1a64(bytes);
-            let n = seq.value(row);
-            match usize::try_from(n).ok().map(|i| hashes.get(i).copied()) {
-                Some(Some(h)) if h == hash => {
-                    repeated += 1;
-                    continue;
-                }
-                Some(None) if n == hashes.len() as u64 => hashes.push(hash),
-                _ => anyhow::bail!(
-                    "the cluster job returned message {n} of group {g} out of order or \
-                     different from before ({} received)",
-                    hashes.len()
-                ),
+            let g = group.value(row) as usize;
+            if g >= groups {
+                anyhow::bail!("the cluster job returned group {g}");
             }
-            write_frame(out, g, bytes)?;
+            let n = seq.value(row);
+            let bytes = message.value(row);
+            if n < next[g] {
+                let same = usize::try_from(n)
+                    .ok()
+                    .and_then(|i| written[g].get(i))
+                    .is_some_and(|h| *h == fnv1a64(bytes));
+                if !same {
+                    anyhow::bail!(
+                        "the cluster job returned message {n} of group {g} twice, different"
+                    );
+                }
+                repeated += 1;
+                continue;
+            }
+            if let Some(prev) = early[g].get(&n) {
+                if prev.as_slice() != bytes {
+                    anyhow::bail!(
+                        "the cluster job returned message {n} of group {g} twice, different"
+                    );
+                }
+                repeated += 1;
+                continue;
+            }
+            early[g].insert(n, bytes.to_vec());
+            while let Some(bytes) = early[g].remove(&next[g]) {
+                write_frame(out, g as u32, &bytes)?;
+                written[g].push(fnv1a64(&bytes));
+                next[g] += 1;
+            }
         }
+    }
+    if let Some(g) = early.iter().position(|e| !e.is_empty()) {
+        anyhow::bail!(
+            "the cluster job's messages of group {g} have a gap after message {}",
+            next[g]
+        );
     }
     if repeated > 0 {
         tracing::info!("{repeated} message(s) delivered twice by the cluster were skipped");

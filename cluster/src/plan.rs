@@ -3,13 +3,13 @@
 //! sees): the analyzer's front over the group's records, cut into the local run's
 //! batches (`podtrace_analyzer::pipeline::parts::run_front`). Its output is one row per
 //! front message: `group` (UInt32), `seq` (UInt64, the message's position in the group)
-//! and `message` (Binary: the serialized `FrontMessage`, JSON with a version tag).
+//! and `message` (LargeBinary: the serialized `FrontMessage`, JSON with a version tag).
 
 use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
 
-use arrow_array::{BinaryArray, RecordBatch, UInt32Array, UInt64Array};
+use arrow_array::{LargeBinaryArray, RecordBatch, UInt32Array, UInt64Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
@@ -26,15 +26,15 @@ use podtrace_analyzer::pipeline::parts::{run_front, FrontJob, FrontRunError};
 use podtrace_format::{CaptureReader, FormatError, ReadOptions};
 
 /// Front messages per output batch at most (a message is one batch of 8,192 records'
-/// parse results: a few hundred kB at most).
-const MESSAGES_PER_BATCH: usize = 16;
+/// parse results: up to a few MB of JSON).
+const MESSAGES_PER_BATCH: usize = 4;
 
 /// The output schema: one row per front message.
 pub fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("group", DataType::UInt32, false),
         Field::new("seq", DataType::UInt64, false),
-        Field::new("message", DataType::Binary, false),
+        Field::new("message", DataType::LargeBinary, false),
     ]))
 }
 
@@ -140,7 +140,7 @@ impl ExecutionPlan for ExchangeScanExec {
                     vec![
                         Arc::new(UInt32Array::from(vec![group; n])),
                         Arc::new(UInt64Array::from_iter_values(*seq..*seq + n as u64)),
-                        Arc::new(BinaryArray::from_iter_values(pending.iter())),
+                        Arc::new(LargeBinaryArray::from_iter_values(pending.iter())),
                     ],
                 )?;
                 *seq += n as u64;
