@@ -74,6 +74,23 @@ pub enum Command {
   tcpdump -i lo -w traffic.pcap port 8080 && podtrace import traffic.pcap -o cap.parquet
   podtrace import traffic.pcapng -o cap.parquet --view server --k8s-objects objects.json")]
     Import(ImportArgs),
+    /// Run a Ballista scheduler or executor for `analyze --cluster` (runs `podtrace-cluster`).
+    #[command(
+        after_help = "Examples:
+  podtrace cluster scheduler --bind 0.0.0.0:50050
+  podtrace cluster executor --scheduler scheduler:50050 --bind 0.0.0.0:50051
+  podtrace analyze --cluster df://scheduler:50050 /captures/",
+        disable_help_flag = true
+    )]
+    Cluster {
+        /// `scheduler ...` or `executor ...` (see `podtrace cluster --help`).
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARGS"
+        )]
+        args: Vec<String>,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(after_help = "Examples:
   podtrace completions bash > /etc/bash_completion.d/podtrace
@@ -367,6 +384,12 @@ pub struct AnalyzeArgs {
     /// DataFusion, Spark). A directory (existing, or ending in `/`) gets `spans.parquet`.
     #[arg(long, value_name = "FILE|DIR")]
     pub spans_parquet: Option<PathBuf>,
+    /// Run the per-node part of the analysis (reassembly, parsing, pairing) on an Apache
+    /// DataFusion Ballista cluster (`podtrace cluster scheduler` / `executor`); the
+    /// captures' paths must be the same on every executor (a shared volume). The outputs
+    /// are the same as without it. Needs `podtrace-cluster` next to `podtrace`.
+    #[arg(long, value_name = "df://HOST:PORT")]
+    pub cluster: Option<String>,
 }
 
 /// `podtrace inspect`.

@@ -28,6 +28,7 @@ fn main() -> ExitCode {
         Some(Command::Analyze(args)) => cmd::analyze::run(args),
         Some(Command::Inspect(args)) => cmd::inspect::run(args),
         Some(Command::Import(args)) => cmd::import::run(args),
+        Some(Command::Cluster { args }) => cmd::cluster::exec(&args),
         Some(Command::Completions { shell }) => {
             let mut command = <Cli as clap::CommandFactory>::command();
             let mut script = Vec::new();

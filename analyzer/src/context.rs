@@ -14,7 +14,9 @@ use podtrace_model::{SpanId, TraceId};
 use serde::Serialize;
 
 /// A propagation header family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Family {
     /// W3C Trace Context (`traceparent`, `tracestate`).
@@ -46,7 +48,9 @@ impl fmt::Display for Family {
 }
 
 /// Why a propagation header was ignored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
 pub enum IgnoreReason {
     /// Malformed value (wrong length, bad hex, all-zero id, forbidden version, ...).
     Invalid,
@@ -77,7 +81,7 @@ impl fmt::Display for IgnoreReason {
 }
 
 /// A valid trace context found on a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TraceContext {
     /// Which family it came from.
     pub family: Family,
@@ -92,7 +96,7 @@ pub struct TraceContext {
 }
 
 /// Result of [`extract`]: the winning context (if any) plus every header ignored on the way.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Extraction {
     /// The context that won, `None` when no family produced a valid one.
     pub context: Option<TraceContext>,

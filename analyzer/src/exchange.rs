@@ -21,7 +21,9 @@ pub use crate::protocol::{Request, Response};
 use crate::reassemble::{ConnInfo, ConnKey};
 
 /// Identity of an exchange: its connection and its position on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct ExchangeId {
     /// The connection.
     pub conn: ConnKey,
@@ -30,7 +32,7 @@ pub struct ExchangeId {
 }
 
 /// One request and (once seen) its response, observed on one socket.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Exchange {
     /// Identity.
     pub id: ExchangeId,
@@ -63,7 +65,7 @@ impl Exchange {
 }
 
 /// What pairing produced.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ExchangeEvent {
     /// A new request (its response is `None`).
     Request(Exchange),

@@ -207,6 +207,14 @@ pub fn merge_by_time<I>(inputs: Vec<I>) -> impl Iterator<Item = Record>
 where
     I: Iterator<Item = Record>,
 {
+    merge_by_time_tagged(inputs).map(|(_, r)| r)
+}
+
+/// [`merge_by_time`], each record with the index of its input (the same order).
+pub fn merge_by_time_tagged<I>(inputs: Vec<I>) -> impl Iterator<Item = (usize, Record)>
+where
+    I: Iterator<Item = Record>,
+{
     use std::cmp::Reverse;
     use std::collections::BinaryHeap;
     let mut iters = inputs;
@@ -226,7 +234,7 @@ where
             heap.push(Reverse((next.ts_ns(), i)));
             heads[i] = Some(next);
         }
-        out
+        out.map(|r| (i, r))
     })
 }
 

@@ -25,7 +25,9 @@ use foldhash::HashMap;
 use podtrace_format::{flags, Direction, Role, SocketData, SocketEvent, SocketMeta};
 
 /// Identity of one recorded socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct ConnKey {
     /// The capture's connection id (socket cookie, or the importer's flow id).
     pub conn_id: u64,
@@ -47,7 +49,7 @@ impl ConnKey {
 }
 
 /// Who owns a connection: the process and its socket addresses (from the first row seen).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ConnInfo {
     /// The connection's key.
     pub key: ConnKey,

@@ -66,7 +66,9 @@ impl Direction {
 }
 
 /// Who initiated a connection, from the recorded socket's point of view.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Role {
     /// The process called `connect()`.
     Client,

@@ -112,14 +112,10 @@ impl SidecarWriter {
             None,
         );
         let meta = ParquetMetaData::new(file_meta, new.to_vec());
-        let mut footer = Vec::new();
-        ParquetMetaDataWriter::new(&mut footer, &meta)
-            .with_preserve_page_index_locations(false)
-            .finish()
-            .map_err(|e| FormatError::Write {
-                path: self.path.clone(),
-                source: e,
-            })?;
+        let footer = footer_bytes(&meta).map_err(|e| FormatError::Write {
+            path: self.path.clone(),
+            source: e,
+        })?;
         let mut entry = Vec::with_capacity(footer.len() + 20);
         if self.file.is_none() {
             entry.extend_from_slice(MAGIC);
@@ -220,6 +216,39 @@ pub(crate) fn row_group_end(rg: &RowGroupMetaData) -> u64 {
 /// The footer of a data file of `len` bytes without one, from its sidecar: every row
 /// group the log lists whose bytes are all in the file. `Truncated` when there is no
 /// sidecar.
+/// A Parquet footer for `meta` without page index locations: the sidecar's footers and the
+/// repaired file's footer carry no page index (the writer's page indexes follow the data it
+/// had not yet finished), so the four offsets/lengths of every column chunk are cleared
+/// before writing. (parquet 60 has `with_preserve_page_index_locations(false)` for this;
+/// the workspace is on parquet 59, the version DataFusion 55 uses — docs/scale-out.md D3.)
+fn footer_bytes(meta: &ParquetMetaData) -> parquet::errors::Result<Vec<u8>> {
+    let mut groups = Vec::with_capacity(meta.num_row_groups());
+    for rg in meta.row_groups() {
+        let mut columns = Vec::with_capacity(rg.num_columns());
+        for c in rg.columns() {
+            columns.push(
+                c.clone()
+                    .into_builder()
+                    .set_offset_index_offset(None)
+                    .set_offset_index_length(None)
+                    .set_column_index_offset(None)
+                    .set_column_index_length(None)
+                    .build()?,
+            );
+        }
+        groups.push(
+            rg.clone()
+                .into_builder()
+                .set_column_metadata(columns)
+                .build()?,
+        );
+    }
+    let stripped = ParquetMetaData::new(meta.file_metadata().clone(), groups);
+    let mut footer = Vec::new();
+    ParquetMetaDataWriter::new(&mut footer, &stripped).finish()?;
+    Ok(footer)
+}
+
 pub(crate) fn recover(data: &Path, len: u64) -> Result<ParquetMetaData> {
     let path = sidecar_path(data);
     let mut bytes = Vec::new();
@@ -341,14 +370,10 @@ pub fn repair(path: impl AsRef<Path>) -> Result<Option<Repaired>> {
         .unwrap_or(0)
         .max(4);
     file.set_len(end).map_err(|e| FormatError::io(path, e))?;
-    let mut footer = Vec::new();
-    ParquetMetaDataWriter::new(&mut footer, &meta)
-        .with_preserve_page_index_locations(false)
-        .finish()
-        .map_err(|e| FormatError::Write {
-            path: path.to_path_buf(),
-            source: e,
-        })?;
+    let footer = footer_bytes(&meta).map_err(|e| FormatError::Write {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
     use std::io::{Seek, SeekFrom};
     file.seek(SeekFrom::Start(end))
         .and_then(|_| file.write_all(&footer))

@@ -8,6 +8,7 @@ use podtrace_export::{build_exporters, local_files, ExportConfig, SinkOptions, S
 use podtrace_format::{CaptureReader, FormatError, ReadOptions, Record};
 
 use crate::cli::AnalyzeArgs;
+use crate::cmd::cluster;
 use crate::cmd::output::ReportTraces;
 use crate::cmd::output::{self, Outputs};
 use crate::cmd::tracing_config;
@@ -21,8 +22,16 @@ pub fn run(args: AnalyzeArgs) -> CmdResult {
     opts.window_ns = args.window * 1_000_000_000;
     tracing_config::span_options(&args.spans, &mut opts)?;
     let mut pipeline = Pipeline::new(&opts).map_err(|e| CliError::Usage(e.to_string()))?;
+    let mut k8s_fallback = Vec::new();
     for path in &args.k8s_objects {
-        pipeline.add_k8s_objects(&read_k8s_objects(path)?);
+        let objects = read_k8s_objects(path)?;
+        pipeline.add_k8s_objects(&objects);
+        k8s_fallback.extend(objects);
+    }
+    if let Some(url) = &args.cluster {
+        // Checked before any file is read or written.
+        cluster::scheduler_address(url)?;
+        cluster::cluster_binary()?;
     }
     let (reader, skipped) = open_inputs(&args.inputs, args.skip_bad_files)?;
     for (path, err) in &skipped {
@@ -35,7 +44,11 @@ pub fn run(args: AnalyzeArgs) -> CmdResult {
         &export,
         args.spans_parquet.as_deref(),
     )?;
-    let analysis = match run_analysis(&reader, pipeline, &sinks) {
+    let result = match &args.cluster {
+        Some(url) => cluster::run_analysis(url, &reader, &opts, &k8s_fallback, &sinks),
+        None => run_analysis(&reader, pipeline, &sinks),
+    };
+    let analysis = match result {
         Ok(analysis) => analysis,
         Err(e) => {
             sinks.abandon();

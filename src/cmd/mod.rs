@@ -1,6 +1,7 @@
 //! One module per command; each turns resolved flags into library calls.
 
 pub mod analyze;
+pub mod cluster;
 pub mod import;
 pub mod inspect;
 pub mod live;

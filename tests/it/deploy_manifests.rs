@@ -20,8 +20,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, Namespace, PersistentVolumeClaim, PodSpec, Service, ServiceAccount,
+};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -43,7 +46,7 @@ fn discovery(path: &str) -> Option<Value> {
         "/api" => json!({"kind": "APIVersions", "versions": ["v1"],
                          "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}),
         "/apis" => json!({"kind": "APIGroupList", "apiVersion": "v1",
-                          "groups": [group("apps"), group("rbac.authorization.k8s.io")]}),
+                          "groups": [group("apps"), group("batch"), group("rbac.authorization.k8s.io")]}),
         "/api/v1" => list(
             "v1",
             vec![
@@ -52,9 +55,17 @@ fn discovery(path: &str) -> Option<Value> {
                 resource("configmaps", "ConfigMap", true),
                 resource("pods", "Pod", true),
                 resource("services", "Service", true),
+                resource("persistentvolumeclaims", "PersistentVolumeClaim", true),
             ],
         ),
-        "/apis/apps/v1" => list("apps/v1", vec![resource("daemonsets", "DaemonSet", true)]),
+        "/apis/apps/v1" => list(
+            "apps/v1",
+            vec![
+                resource("daemonsets", "DaemonSet", true),
+                resource("deployments", "Deployment", true),
+            ],
+        ),
+        "/apis/batch/v1" => list("batch/v1", vec![resource("jobs", "Job", true)]),
         "/apis/rbac.authorization.k8s.io/v1" => list(
             "rbac.authorization.k8s.io/v1",
             vec![
@@ -254,6 +265,104 @@ fn the_node_recorder_daemonset_records_every_pod_into_per_node_captures() {
     for m in ["/sys/fs/cgroup", "/sys/kernel/btf", "/var/lib/podtrace"] {
         assert!(mounts.iter().any(|x| x == m), "missing mount {m}");
     }
+}
+
+/// The volume a pod spec mounts at `path`: its claim name, when it is a claim.
+fn claim_at(spec: &PodSpec, c: &Container, path: &str) -> Option<String> {
+    let mount = c
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.mount_path == path)?;
+    spec.volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == mount.name)?
+        .persistent_volume_claim
+        .as_ref()
+        .map(|p| p.claim_name.clone())
+}
+
+#[test]
+fn the_cluster_manifests_run_scheduler_executors_and_the_analysis_on_one_shared_volume() {
+    if !kubectl_available() {
+        return;
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/cluster");
+    let items = kubectl_dry_run(&dir);
+    let kinds: Vec<&str> = items.iter().filter_map(|i| i["kind"].as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "PersistentVolumeClaim",
+            "DaemonSet",
+            "Deployment",
+            "Service",
+            "Deployment",
+            "Job"
+        ]
+    );
+    let claim: PersistentVolumeClaim = round_trip(&items[0]);
+    let claim_name = claim.metadata.name.clone().expect("claim name");
+    let modes = claim.spec.and_then(|s| s.access_modes).unwrap_or_default();
+    assert!(modes.iter().any(|m| m == "ReadWriteMany"), "{modes:?}");
+
+    let recorder: DaemonSet = round_trip(&items[1]);
+    let spec = recorder.spec.template.spec.expect("recorder pod");
+    let c = &spec.containers[0];
+    let args = c.args.clone().unwrap_or_default();
+    assert!(
+        args.iter().any(|a| a == "--output=/captures/$(NODE_NAME)/"),
+        "{args:?}"
+    );
+    assert_eq!(
+        claim_at(&spec, c, "/captures").as_deref(),
+        Some(claim_name.as_str())
+    );
+
+    let scheduler: Deployment = round_trip(&items[2]);
+    let spec = scheduler.spec.template.spec.expect("scheduler pod");
+    let args = spec.containers[0].args.clone().unwrap_or_default();
+    assert_eq!(args[..2], ["cluster", "scheduler"]);
+    assert!(args.iter().any(|a| a == "--bind=0.0.0.0:50050"), "{args:?}");
+    let service: Service = round_trip(&items[3]);
+    let ports = service.spec.and_then(|s| s.ports).unwrap_or_default();
+    assert_eq!(ports[0].port, 50050);
+    let service_name = service.metadata.name.expect("service name");
+
+    let executors: Deployment = round_trip(&items[4]);
+    let spec = executors.spec.template.spec.expect("executor pod");
+    let c = &spec.containers[0];
+    let args = c.args.clone().unwrap_or_default();
+    assert_eq!(args[..2], ["cluster", "executor"]);
+    assert!(
+        args.iter()
+            .any(|a| *a == format!("--scheduler={service_name}:50050")),
+        "{args:?}"
+    );
+    assert!(
+        args.iter().any(|a| a == "--external-host=$(POD_IP)"),
+        "{args:?}"
+    );
+    assert_eq!(
+        claim_at(&spec, c, "/captures").as_deref(),
+        Some(claim_name.as_str())
+    );
+
+    let job: Job = round_trip(&items[5]);
+    let spec = job.spec.and_then(|s| s.template.spec).expect("job pod");
+    let c = &spec.containers[0];
+    let args = c.args.clone().unwrap_or_default();
+    assert_eq!(args[0], "analyze");
+    assert!(
+        args.iter()
+            .any(|a| *a == format!("--cluster=df://{service_name}:50050")),
+        "{args:?}"
+    );
+    assert_eq!(
+        claim_at(&spec, c, "/captures").as_deref(),
+        Some(claim_name.as_str())
+    );
 }
 
 #[test]

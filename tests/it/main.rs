@@ -11,6 +11,7 @@ mod analyze_options;
 mod analyze_postgres;
 mod analyze_redis;
 mod cli_flags;
+mod cluster;
 mod deploy_manifests;
 mod e2e_export_all;
 mod e2e_live;

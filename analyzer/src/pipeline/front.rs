@@ -4,6 +4,7 @@
 //! produced to the back ([`super::back`]) as [`Step`]s, in order, so the back can run on
 //! another thread without changing what it sees.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -30,11 +31,14 @@ struct ConnState {
     last_ts: u64,
 }
 
-/// What one connection's new messages mean for the back's shared stages.
-#[derive(Debug)]
+/// What one connection's new messages mean for the back's shared stages. Serializable:
+/// a front run elsewhere ([`super::parts`]) ships these to the back.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(super) struct Absorbed {
+    /// The connection (lists of these are ordered by it).
+    pub(super) key: ConnKey,
     /// Parse error reasons to count.
-    pub(super) errors: Vec<&'static str>,
+    pub(super) errors: Vec<Cow<'static, str>>,
     /// A server socket that answered requests: (listening address, default service).
     pub(super) listener: Option<(SocketAddr, String)>,
     /// Exchange events, in stream order.
@@ -150,15 +154,13 @@ impl Front {
 
     /// Exchanges that started before this are linked and emitted.
     fn cutoff(&self) -> u64 {
-        let delay = self.opts.link_delay_ns.min(self.opts.window_ns);
-        self.watermark.saturating_sub(delay)
+        drain_bounds(&self.opts, self.watermark).0
     }
 
     /// The drain step at the current watermark; closes (and parses the rest of) the
     /// connections idle for a window before it.
     pub(super) fn drain(&mut self) -> Step {
-        let cutoff = self.cutoff();
-        let old = cutoff.saturating_sub(self.opts.window_ns);
+        let (cutoff, old) = drain_bounds(&self.opts, self.watermark);
         let evict = (old > 0).then(|| {
             let started = Instant::now();
             let idle = self.evict(old);
@@ -192,20 +194,31 @@ impl Front {
     /// order (connections by key).
     #[inline(never)]
     pub(super) fn finish(&mut self) -> Vec<Absorbed> {
+        let (mut out, mut open) = self.finish_parts();
+        out.append(&mut open);
+        out
+    }
+
+    /// [`Front::finish`] in its two parts: the parse results of the rows not handed out
+    /// yet (connections by key), then those of the connections still open when the input
+    /// ended (by key). Fronts of disjoint connections ([`super::parts`]) are merged part
+    /// by part.
+    pub(super) fn finish_parts(&mut self) -> (Vec<Absorbed>, Vec<Absorbed>) {
         let remaining = self.reassembler.take_ready();
         self.stats.tls_ciphertext_skipped = self.reassembler.tls_ciphertext_skipped();
-        let mut out = self.process_rest(remaining);
+        let rest = self.process_rest(remaining);
         let started = Instant::now();
         let mut keys: Vec<ConnKey> = self.conns.keys().copied().collect();
         keys.sort();
+        let mut open = Vec::with_capacity(keys.len());
         for key in keys {
             if let Some(mut state) = self.conns.remove(&key) {
                 let parsed = state.parser.finish();
-                out.push(prepare(&mut state, parsed, true));
+                open.push(prepare(&mut state, parsed, true));
             }
         }
         self.times.parse += started.elapsed();
-        out
+        (rest, open)
     }
 
     /// [`Front::process`] of the streams' last pieces at the end of the input (a function
@@ -280,10 +293,21 @@ impl ConnInfo {
     }
 }
 
+/// The drain bounds at watermark `watermark`: (exchanges that started before the first
+/// are linked and emitted; state older than the second is evicted when it is not 0).
+pub(super) fn drain_bounds(opts: &AnalyzeOptions, watermark: u64) -> (u64, u64) {
+    let delay = opts.link_delay_ns.min(opts.window_ns);
+    let cutoff = watermark.saturating_sub(delay);
+    (cutoff, cutoff.saturating_sub(opts.window_ns))
+}
+
 /// Turns a connection's parse results into exchange events (touches only that
 /// connection's state, so connections can be prepared in parallel).
 fn prepare(state: &mut ConnState, mut parsed: Output, closed: bool) -> Absorbed {
-    let errors = std::mem::take(&mut parsed.errors);
+    let errors = std::mem::take(&mut parsed.errors)
+        .into_iter()
+        .map(Cow::Borrowed)
+        .collect();
     if parsed.role.is_some() && !state.info.role_known() {
         let mut info = (*state.info).clone();
         info.role = parsed.role.unwrap_or(Role::Unknown);
@@ -305,6 +329,7 @@ fn prepare(state: &mut ConnState, mut parsed: Output, closed: bool) -> Absorbed 
         })
         .collect();
     Absorbed {
+        key: state.info.key,
         errors,
         listener,
         events,

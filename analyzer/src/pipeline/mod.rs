@@ -30,6 +30,7 @@ use tail::{Handoff, Tail};
 
 mod back;
 mod front;
+pub mod parts;
 pub(crate) mod split;
 mod tail;
 
@@ -151,7 +152,7 @@ impl Pipeline {
 
     /// Wall time spent in each stage so far.
     pub fn stage_times(&self) -> StageTimes {
-        times_of(&self.front, &self.back, &self.tail)
+        times_of(self.front.times, &self.back, &self.tail)
     }
 
     /// Moves the watermark to `ts_ns` (wall clock) when no newer record has moved it: live
@@ -171,7 +172,7 @@ impl Pipeline {
 
     /// The summary so far (live mode can print it while running).
     pub fn stats(&self) -> AnalysisStats {
-        stats_of(&self.front, &self.back, &self.tail)
+        stats_of(&self.front.stats, &self.back, &self.tail)
     }
 
     /// The request-flow graph of the spans emitted so far.
@@ -188,7 +189,13 @@ impl Pipeline {
     /// [`Pipeline::finish`], also returning the wall time of each stage over the whole run.
     pub fn finish_timed(mut self) -> (Analysis, StageTimes) {
         let last = self.front.finish();
-        finish_parts(&self.front, self.back, self.tail, last)
+        finish_parts(
+            &self.front.stats,
+            self.front.times,
+            self.back,
+            self.tail,
+            last,
+        )
     }
 
     /// The three parts, for [`split`] to run on two threads.
@@ -199,9 +206,10 @@ impl Pipeline {
 
 /// The end of an analysis once the front is done: the back takes the front's last parse
 /// results and links everything left, the tail builds it; the analysis with its spans
-/// sorted.
+/// sorted. `front_stats` and `front_times` are the front's counters and stage times.
 fn finish_parts(
-    front: &Front,
+    front_stats: &AnalysisStats,
+    front_times: StageTimes,
     mut back: Back,
     mut tail: Tail,
     last: Vec<Absorbed>,
@@ -219,15 +227,15 @@ fn finish_parts(
         Analysis {
             spans,
             graph: tail.graph(),
-            stats: stats_of(front, &back, &tail),
+            stats: stats_of(front_stats, &back, &tail),
         },
-        times_of(front, &back, &tail),
+        times_of(front_times, &back, &tail),
     )
 }
 
 /// The summary: the front's counters with the back's and the tail's filled in.
-fn stats_of(front: &Front, back: &Back, tail: &Tail) -> AnalysisStats {
-    let mut stats = front.stats.clone();
+fn stats_of(front_stats: &AnalysisStats, back: &Back, tail: &Tail) -> AnalysisStats {
+    let mut stats = front_stats.clone();
     back.add_stats(&mut stats);
     stats.spans = tail.spans;
     stats.sampled_out = tail.sampled_out;
@@ -242,8 +250,8 @@ fn stats_of(front: &Front, back: &Back, tail: &Tail) -> AnalysisStats {
 }
 
 /// Each stage's time: the sum over the three parts (each stage runs in one of them).
-fn times_of(front: &Front, back: &Back, tail: &Tail) -> StageTimes {
-    front.times.plus(&back.times).plus(&tail.times)
+fn times_of(front_times: StageTimes, back: &Back, tail: &Tail) -> StageTimes {
+    front_times.plus(&back.times).plus(&tail.times)
 }
 
 /// The deterministic span order: start time, then trace id, then span id.

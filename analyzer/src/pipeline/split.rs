@@ -106,7 +106,7 @@ fn run_split<E>(
         let back = worker
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        let (mut analysis, times) = finish_parts(&front, back, tail, last);
+        let (mut analysis, times) = finish_parts(&front.stats, front.times, back, tail, last);
         hand_out(std::mem::take(&mut analysis.spans))?;
         Ok((analysis, times))
     })

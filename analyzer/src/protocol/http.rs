@@ -22,7 +22,7 @@ pub const KEPT_HEADERS: [&str; 14] = [
 ];
 
 /// The HTTP part of a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HttpRequest {
     /// Method token.
     pub method: String,
@@ -39,7 +39,7 @@ pub struct HttpRequest {
 }
 
 /// The HTTP part of a response.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HttpResponse {
     /// Status code (0: none seen, e.g. a reset HTTP/2 stream).
     pub status: u16,
@@ -50,7 +50,7 @@ pub struct HttpResponse {
 }
 
 /// A gRPC call's name, from the `:path` `/package.Service/Method`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GrpcCall {
     /// `package.Service`.
     pub service: String,
@@ -77,7 +77,7 @@ impl GrpcCall {
 }
 
 /// HTTP/2 facts of a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct H2Request {
     /// The stream id.
     pub stream_id: u32,
@@ -88,7 +88,7 @@ pub struct H2Request {
 }
 
 /// HTTP/2 facts of a response.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct H2Response {
     /// `grpc-status` from the trailers (or a trailers-only response).
     pub grpc_status: Option<i64>,

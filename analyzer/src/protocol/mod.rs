@@ -37,7 +37,7 @@ use crate::reassemble::Segment;
 pub use dispatch::ConnectionParser;
 
 /// How much of a database query is kept (`db.query.text`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum QueryText {
     /// None.
     Off,
@@ -122,7 +122,7 @@ pub trait Protocol: Sized {
 }
 
 /// The request half of an exchange, as every protocol reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Request {
     /// Metadata fields kept for later stages (trace-context carriers such as HTTP's
     /// [`http::KEPT_HEADERS`]), in wire order, names as sent; empty for protocols that
@@ -155,7 +155,7 @@ impl Request {
 }
 
 /// The response half of an exchange, as every protocol reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Response {
     /// Payload size in bytes (HTTP: the body).
     pub body_size: u64,
@@ -170,7 +170,7 @@ pub struct Response {
 }
 
 /// The protocol-specific part of a request (one variant per protocol family).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum RequestDetail {
     /// HTTP/1.x or HTTP/2 (gRPC included).
     Http(http::HttpRequest),
@@ -183,7 +183,7 @@ pub enum RequestDetail {
 }
 
 /// The protocol-specific part of a response (one variant per protocol family).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ResponseDetail {
     /// HTTP/1.x or HTTP/2 (gRPC included).
     Http(http::HttpResponse),

@@ -10,6 +10,7 @@ mod import_curl;
 mod k8s_objects;
 mod mysql_golden;
 mod nginx;
+mod parts;
 mod pipeline;
 mod postgres_golden;
 mod redis_golden;

@@ -88,7 +88,7 @@ impl Message {
 }
 
 /// Bounds that keep a parser's memory small whatever the traffic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
     /// Largest request/status line plus headers accepted.
     pub max_head_bytes: usize,

@@ -112,7 +112,7 @@ impl Default for Limits {
 }
 
 /// The MySQL part of a request: one command.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MysqlCommand {
     /// The operation: the SQL statement's first keyword (`SELECT`, `INSERT`) for a query
     /// or an executed prepared statement; `PREPARE` for a prepare; the command for the
@@ -129,7 +129,7 @@ pub struct MysqlCommand {
 }
 
 /// The MySQL part of a response: one reply.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MysqlReply {
     /// The ERR packet's error code (`1064`).
     pub error_code: Option<u16>,

@@ -95,7 +95,7 @@ fn keep_backend(head: Head) -> usize {
 
 /// The PostgreSQL part of a request: one simple query or one execution of a prepared
 /// statement.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PostgresQuery {
     /// The statement's first keyword, upper case (`SELECT`, `INSERT`, `BEGIN`).
     pub operation: Option<String>,
@@ -112,7 +112,7 @@ pub struct PostgresQuery {
 }
 
 /// The PostgreSQL part of a response.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PostgresResult {
     /// The last command tag (`SELECT 3`, `INSERT 0 1`, `BEGIN`).
     pub command_tag: Option<String>,
@@ -125,7 +125,7 @@ pub struct PostgresResult {
 }
 
 /// The fields of an `ErrorResponse` kept.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PostgresError {
     /// SQLSTATE code (`42P01`).
     pub code: String,

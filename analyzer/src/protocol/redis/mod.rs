@@ -55,7 +55,7 @@ impl Default for Limits {
 }
 
 /// The Redis part of a request: one command.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RedisCommand {
     /// The command name, upper case (`GET`, `HSET`, `EXEC`).
     pub operation: String,
@@ -67,7 +67,7 @@ pub struct RedisCommand {
 }
 
 /// The Redis part of a response: one reply.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RedisReply {
     /// The error reply's text (`WRONGTYPE Operation against a key ...`).
     pub error: Option<String>,

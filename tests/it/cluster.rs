@@ -1,0 +1,414 @@
+//! `podtrace analyze --cluster` on a loopback Ballista cluster started here: one scheduler
+//! and two executors (`podtrace cluster ...`, i.e. `podtrace-cluster`, which `cargo test
+//! --workspace` / `make test` builds next to `podtrace`) as separate processes on
+//! 127.0.0.1. The chain fixture split per node (one capture per node), and a long
+//! generated multi-node set (the chain repeated: context-less hops crossing nodes, many
+//! batches and evictions), give byte-identical traces.otlp.json, spans.json and graph.dot
+//! to the local `analyze`. An executor killed mid-job: the job completes identically or
+//! fails with a clear error and exit 1, never a partial result. A scheduler nobody
+//! listens on: a clear error, exit 1, no outputs.
+
+use std::net::{IpAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use podtrace_format::{CaptureReader, CaptureWriter, FileMeta, ReadOptions, Record, WriterOptions};
+
+use crate::support::{podtrace, podtrace_bin, repo, wait_port, Lines, Proc};
+
+/// Longest a cluster analysis may take here.
+const JOB_LIMIT: Duration = Duration::from_secs(180);
+
+/// The files compared byte for byte (`spans.parquet`: `--spans-parquet OUT/`).
+const COMPARED: [&str; 4] = [
+    "traces.otlp.json",
+    "spans.json",
+    "graph.dot",
+    "spans.parquet",
+];
+
+fn cluster_bin() -> PathBuf {
+    let bin = podtrace_bin().with_file_name("podtrace-cluster");
+    assert!(
+        bin.is_file(),
+        "{} is missing: the cluster tests need it beside podtrace \
+         (cargo test --workspace or make test builds it; or cargo build -p podtrace-cluster)",
+        bin.display()
+    );
+    bin
+}
+
+/// Two consecutive free loopback ports (an executor's Flight and gRPC services).
+fn free_port_pair() -> u16 {
+    for _ in 0..200 {
+        let Ok(a) = TcpListener::bind("127.0.0.1:0") else {
+            continue;
+        };
+        let Ok(port) = a.local_addr().map(|x| x.port()) else {
+            continue;
+        };
+        if port < u16::MAX && TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no two consecutive free ports");
+}
+
+/// A loopback cluster: its processes are stopped when it is dropped.
+struct Cluster {
+    scheduler_port: u16,
+    executors: Vec<Option<Proc>>,
+    logs: Vec<Lines>,
+    _scheduler: Proc,
+    _work: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start(executors: usize) -> Cluster {
+        cluster_bin();
+        let work = tempfile::tempdir().expect("tempdir");
+        let scheduler_port = free_port_pair();
+        let mut logs = Vec::new();
+        let mut scheduler = spawn(
+            &[
+                "cluster",
+                "scheduler",
+                "--bind",
+                &format!("127.0.0.1:{scheduler_port}"),
+                "--executor-timeout-seconds",
+                "4",
+            ],
+            &mut logs,
+        );
+        assert!(
+            wait_port(scheduler_port, Duration::from_secs(30)),
+            "the scheduler did not listen: {:?} {:?}",
+            scheduler.wait_timeout(Duration::ZERO),
+            logs[0].all()
+        );
+        let mut procs = Vec::new();
+        for i in 0..executors {
+            let port = free_port_pair();
+            let dir = work.path().join(format!("executor-{i}"));
+            std::fs::create_dir_all(&dir).expect("work dir");
+            let p = spawn(
+                &[
+                    "cluster",
+                    "executor",
+                    "--scheduler",
+                    &format!("127.0.0.1:{scheduler_port}"),
+                    "--bind",
+                    &format!("127.0.0.1:{port}"),
+                    "--work-dir",
+                    dir.to_str().expect("utf-8 path"),
+                    "--cores",
+                    "1",
+                    "--heartbeat-seconds",
+                    "1",
+                ],
+                &mut logs,
+            );
+            assert!(
+                wait_port(port, Duration::from_secs(30)),
+                "executor {i} did not listen: {:?}",
+                logs.last().map(|l| l.all())
+            );
+            procs.push(Some(p));
+        }
+        // Registration is the executor's first call to the scheduler after it listens.
+        std::thread::sleep(Duration::from_millis(1500));
+        Cluster {
+            scheduler_port,
+            executors: procs,
+            logs,
+            _scheduler: scheduler,
+            _work: work,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("df://127.0.0.1:{}", self.scheduler_port)
+    }
+
+    fn kill_executor(&mut self, i: usize) {
+        if let Some(mut p) = self.executors[i].take() {
+            p.signal("KILL");
+            p.wait_timeout(Duration::from_secs(10));
+        }
+    }
+
+    fn logs(&self) -> String {
+        self.logs
+            .iter()
+            .flat_map(|l| l.all())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+fn spawn(args: &[&str], logs: &mut Vec<Lines>) -> Proc {
+    let mut child = podtrace();
+    child
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut p = Proc::new(
+        child.spawn().expect("start podtrace cluster"),
+        "TERM",
+        Duration::from_secs(5),
+    );
+    logs.push(Lines::collect(p.stderr().expect("stderr"), "cluster"));
+    p
+}
+
+/// The chain fixture imported (both sockets of every connection), as records.
+fn chain_records(tmp: &Path) -> Vec<Record> {
+    let cap = tmp.join("chain-all.parquet");
+    let o = podtrace()
+        .arg("import")
+        .arg(repo().join("fixtures/chain/chain.pcap"))
+        .arg("-o")
+        .arg(&cap)
+        .arg("--k8s-objects")
+        .arg(repo().join("fixtures/chain/k8s-objects.json"))
+        .output()
+        .expect("run podtrace import");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    CaptureReader::open(&[&cap])
+        .expect("open")
+        .records(&ReadOptions::default())
+        .collect::<Result<Vec<_>, _>>()
+        .expect("read")
+}
+
+/// The chain `copies` times, `step_ns` apart, with fresh connection ids (the Kubernetes
+/// objects once; every other copy without its connections' closes).
+fn repeated(base: &[Record], copies: u64, step_ns: u64) -> Vec<Record> {
+    let mut out = Vec::new();
+    for c in 0..copies {
+        for r in base {
+            let mut r = r.clone();
+            match &mut r {
+                Record::SocketData(d) => {
+                    d.meta.ts_ns += c * step_ns;
+                    d.meta.conn_id += c << 32;
+                }
+                // Every other copy's connections are never closed: idle, they are
+                // evicted a window later.
+                Record::SocketClose(_) if c % 2 == 1 => continue,
+                Record::SocketOpen(e) | Record::SocketClose(e) => {
+                    e.meta.ts_ns += c * step_ns;
+                    e.meta.conn_id += c << 32;
+                }
+                _ if c > 0 => continue,
+                _ => {}
+            }
+            out.push(r);
+        }
+    }
+    out.sort_by_key(|r| r.ts_ns());
+    out
+}
+
+/// Writes `records` as one capture per node (the socket's local address is the node;
+/// Kubernetes objects go with the first node): the paths, in node order.
+fn split_per_node(records: &[Record], dir: &Path) -> Vec<PathBuf> {
+    let mut nodes: Vec<IpAddr> = Vec::new();
+    let mut per_node: Vec<Vec<Record>> = Vec::new();
+    for r in records {
+        let local = match r {
+            Record::SocketData(d) => d.meta.local,
+            Record::SocketOpen(e) | Record::SocketClose(e) => e.meta.local,
+            _ => None,
+        };
+        let n = match local.map(|a| a.ip()) {
+            None => 0,
+            Some(ip) => match nodes.iter().position(|n| *n == ip) {
+                Some(i) => i,
+                None => {
+                    nodes.push(ip);
+                    nodes.len() - 1
+                }
+            },
+        };
+        while per_node.len() <= n {
+            per_node.push(Vec::new());
+        }
+        per_node[n].push(r.clone());
+    }
+    std::fs::create_dir_all(dir).expect("dir");
+    let mut paths = Vec::new();
+    for (i, recs) in per_node.iter().enumerate() {
+        let path = dir.join(format!("node-{i}.parquet"));
+        let meta = FileMeta {
+            node: format!("node-{i}"),
+            ..FileMeta::default()
+        };
+        let mut w = CaptureWriter::create(&path, meta, WriterOptions::default()).expect("create");
+        w.write_all(recs).expect("write");
+        w.finish().expect("finish");
+        paths.push(path);
+    }
+    paths
+}
+
+struct Run {
+    ok: bool,
+    code: Option<i32>,
+    stderr: String,
+    secs: f64,
+}
+
+/// `podtrace analyze CAPTURES --out OUT [--cluster URL]`, bounded in time.
+fn analyze(captures: &[PathBuf], out: &Path, cluster: Option<&str>) -> Run {
+    let mut cmd = podtrace();
+    cmd.arg("analyze")
+        .args(captures)
+        .arg("--out")
+        .arg(out)
+        .arg("--spans-parquet")
+        .arg(format!("{}/", out.display()));
+    if let Some(url) = cluster {
+        cmd.arg("--cluster").arg(url);
+    }
+    cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+    let started = Instant::now();
+    let mut p = Proc::new(cmd.spawn().expect("run podtrace"), "KILL", Duration::ZERO);
+    let err = Lines::collect(p.stderr().expect("stderr"), "analyze");
+    let status = p.wait_timeout(JOB_LIMIT);
+    let secs = started.elapsed().as_secs_f64();
+    let status = status.unwrap_or_else(|| panic!("analyze ran over {JOB_LIMIT:?}"));
+    // The collector thread ends with the pipe.
+    std::thread::sleep(Duration::from_millis(50));
+    Run {
+        ok: status.success(),
+        code: status.code(),
+        stderr: err.all().join("\n"),
+        secs,
+    }
+}
+
+fn assert_identical(local: &Path, cluster: &Path) {
+    for name in COMPARED {
+        let a = std::fs::read(local.join(name)).unwrap_or_else(|e| panic!("local {name}: {e}"));
+        let b = std::fs::read(cluster.join(name)).unwrap_or_else(|e| panic!("cluster {name}: {e}"));
+        assert!(!a.is_empty(), "{name} is empty");
+        assert!(
+            a == b,
+            "{name} differs between the local and the cluster run"
+        );
+    }
+}
+
+fn rows(paths: &[PathBuf]) -> u64 {
+    CaptureReader::open(paths).expect("open").num_rows()
+}
+
+#[test]
+fn cluster_analysis_is_byte_identical_to_local() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let base = chain_records(tmp.path());
+    let chain = split_per_node(&base, &tmp.path().join("chain"));
+    assert!(chain.len() >= 4, "{} nodes", chain.len());
+    let long = split_per_node(
+        &repeated(&base, 120, 1_300_000_000),
+        &tmp.path().join("long"),
+    );
+    let cluster = Cluster::start(2);
+
+    for (name, captures) in [("chain", &chain), ("long", &long)] {
+        let local_out = tmp.path().join(format!("{name}-local"));
+        let local = analyze(captures, &local_out, None);
+        assert!(local.ok, "local analyze: {}", local.stderr);
+        let cluster_out = tmp.path().join(format!("{name}-cluster"));
+        let remote = analyze(captures, &cluster_out, Some(&cluster.url()));
+        assert!(
+            remote.ok,
+            "analyze --cluster: {}\ncluster logs:\n{}",
+            remote.stderr,
+            cluster.logs()
+        );
+        assert_identical(&local_out, &cluster_out);
+        eprintln!(
+            "cluster test {name}: {} rows in {} captures: local {:.2} s, cluster {:.2} s",
+            rows(captures),
+            captures.len(),
+            local.secs,
+            remote.secs
+        );
+    }
+}
+
+#[test]
+fn an_executor_killed_mid_job_completes_or_fails_cleanly() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let base = chain_records(tmp.path());
+    let captures = split_per_node(
+        &repeated(&base, 400, 1_300_000_000),
+        &tmp.path().join("caps"),
+    );
+    let local_out = tmp.path().join("local");
+    assert!(analyze(&captures, &local_out, None).ok);
+
+    let mut cluster = Cluster::start(2);
+    let out = tmp.path().join("cluster");
+    let mut cmd = podtrace();
+    cmd.arg("analyze")
+        .args(&captures)
+        .arg("--out")
+        .arg(&out)
+        .arg("--spans-parquet")
+        .arg(format!("{}/", out.display()))
+        .arg("--cluster")
+        .arg(cluster.url())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut p = Proc::new(cmd.spawn().expect("run podtrace"), "KILL", Duration::ZERO);
+    let err = Lines::collect(p.stderr().expect("stderr"), "analyze");
+    // The plan scan takes a moment; then the job runs on both executors.
+    std::thread::sleep(Duration::from_millis(1200));
+    cluster.kill_executor(1);
+    let status = p
+        .wait_timeout(JOB_LIMIT)
+        .unwrap_or_else(|| panic!("analyze --cluster ran over {JOB_LIMIT:?}"));
+    std::thread::sleep(Duration::from_millis(50));
+    let stderr = err.all().join("\n");
+    if status.success() {
+        assert_identical(&local_out, &out);
+    } else {
+        assert_eq!(status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("cluster job"), "{stderr}");
+        for name in COMPARED {
+            assert!(
+                !out.join(name).exists(),
+                "{name} written by a failed job: {stderr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_unreachable_scheduler_is_a_clear_error() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    cluster_bin();
+    let base = chain_records(tmp.path());
+    let captures = split_per_node(&base, &tmp.path().join("caps"));
+    // A port nothing listens on.
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let out = tmp.path().join("out");
+    let r = analyze(&captures, &out, Some(&format!("df://127.0.0.1:{port}")));
+    assert!(!r.ok);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("unreachable"), "{}", r.stderr);
+    for name in COMPARED {
+        assert!(!out.join(name).exists(), "{name} written: {}", r.stderr);
+    }
+    // Not an address: a usage error before anything is read.
+    let r = analyze(&captures, &out, Some("http://127.0.0.1:1"));
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains("df://HOST:PORT"), "{}", r.stderr);
+}
