@@ -56,7 +56,7 @@ pub struct ConnInfo {
     /// Process id.
     pub pid: u32,
     /// Process name.
-    pub comm: std::sync::Arc<str>,
+    pub comm: String,
     /// cgroup v2 id of the process.
     pub cgroup_id: u64,
     /// Client, server, or not known from `socket_open`.
@@ -208,7 +208,7 @@ impl Reassembler {
             info: ConnInfo {
                 key,
                 pid: meta.pid,
-                comm: meta.comm.clone(),
+                comm: meta.comm.to_string(),
                 cgroup_id: meta.cgroup_id,
                 role: roles.get(&key).copied().unwrap_or(Role::Unknown),
                 tls: false,

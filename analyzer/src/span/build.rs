@@ -99,7 +99,7 @@ pub fn default_service_name(conn: &ConnInfo) -> String {
         }
     }
     if !conn.comm.is_empty() {
-        conn.comm.to_string()
+        conn.comm.clone()
     } else if let Some(local) = conn.key.local {
         addr::ip_string(local.ip())
     } else {

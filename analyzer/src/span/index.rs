@@ -257,7 +257,7 @@ mod tests {
             conn: Arc::new(ConnInfo {
                 key,
                 pid,
-                comm: "".into(),
+                comm: String::new(),
                 cgroup_id: 0,
                 role: Role::Unknown,
                 tls: false,
