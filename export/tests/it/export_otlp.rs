@@ -16,6 +16,24 @@ use serde_json::Value;
 /// Starts rotel with its OTLP/HTTP receiver on a free port and `exporter` args; waits until
 /// it listens and returns it with that port.
 fn start_rotel(rotel: &std::path::Path, exporter: &[&str]) -> (Proc, u16) {
+    // a start can lose its ports to another process between free_port() and rotel's bind
+    // (seen once under the full suite): up to three starts, each on new ports
+    for _ in 0..2 {
+        let (proc, http) = spawn_rotel(rotel, exporter);
+        if wait_port(http, Duration::from_secs(10)) {
+            return (proc, http);
+        }
+    }
+    let (proc, http) = spawn_rotel(rotel, exporter);
+    assert!(
+        wait_port(http, Duration::from_secs(10)),
+        "rotel did not listen"
+    );
+    (proc, http)
+}
+
+/// rotel with its receivers on free ports (not waited for).
+fn spawn_rotel(rotel: &std::path::Path, exporter: &[&str]) -> (Proc, u16) {
     let (http, grpc) = (free_port(), free_port());
     let proc = Proc(
         std::process::Command::new(rotel)
@@ -30,10 +48,6 @@ fn start_rotel(rotel: &std::path::Path, exporter: &[&str]) -> (Proc, u16) {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("start rotel"),
-    );
-    assert!(
-        wait_port(http, Duration::from_secs(10)),
-        "rotel did not listen"
     );
     (proc, http)
 }
