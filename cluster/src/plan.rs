@@ -179,21 +179,7 @@ pub fn run_group(
     let err = |what: String| DataFusionError::Execution(format!("node {}: {what}", group.node));
     let reader = CaptureReader::open(&group.paths).map_err(|e| err(e.to_string()))?;
     let first_error: RefCell<Option<FormatError>> = RefCell::new(None);
-    let per_file: Vec<_> = (0..reader.files().len())
-        .map(|i| {
-            let first_error = &first_error;
-            reader
-                .subset(i..i + 1)
-                .records(&ReadOptions::default())
-                .map_while(move |r| match r {
-                    Ok(rec) => Some(rec),
-                    Err(e) => {
-                        first_error.borrow_mut().get_or_insert(e);
-                        None
-                    }
-                })
-        })
-        .collect();
+    let per_file = reader.records_per_file(&ReadOptions::default(), &first_error);
     let started = std::time::Instant::now();
     let result = run_front(
         &job.options,

@@ -160,24 +160,10 @@ fn run_analysis(
 ) -> Result<Option<Analysis>, CliError> {
     let first_error: RefCell<Option<FormatError>> = RefCell::new(None);
     let progress = output::progress(reader.num_rows());
-    let per_file: Vec<_> = (0..reader.files().len())
-        .map(|i| {
-            let first_error = &first_error;
-            let progress = &progress;
-            reader
-                .subset(i..i + 1)
-                .records(&ReadOptions::default())
-                .map_while(move |r| match r {
-                    Ok(rec) => {
-                        progress.inc(1);
-                        Some(rec)
-                    }
-                    Err(e) => {
-                        first_error.borrow_mut().get_or_insert(e);
-                        None
-                    }
-                })
-        })
+    let per_file: Vec<_> = reader
+        .records_per_file(&ReadOptions::default(), &first_error)
+        .into_iter()
+        .map(|records| records.inspect(|_| progress.inc(1)))
         .collect();
     let records: Box<dyn Iterator<Item = Record>> = if per_file.len() == 1 {
         Box::new(per_file.into_iter().flatten())

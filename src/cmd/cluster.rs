@@ -120,21 +120,7 @@ fn plan(
     CliError,
 > {
     let first_error: RefCell<Option<FormatError>> = RefCell::new(None);
-    let per_file: Vec<_> = (0..reader.files().len())
-        .map(|i| {
-            let first_error = &first_error;
-            reader
-                .subset(i..i + 1)
-                .records(&ReadOptions::without_payload())
-                .map_while(move |r| match r {
-                    Ok(rec) => Some(rec),
-                    Err(e) => {
-                        first_error.borrow_mut().get_or_insert(e);
-                        None
-                    }
-                })
-        })
-        .collect();
+    let per_file = reader.records_per_file(&ReadOptions::without_payload(), &first_error);
     let mut planner = BatchPlanner::new(reader.files().len());
     for (i, r) in merge_by_time_tagged(per_file) {
         planner.push(i, &r);

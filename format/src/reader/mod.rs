@@ -234,6 +234,31 @@ impl CaptureReader {
     }
 }
 
+impl CaptureReader {
+    /// One record stream per file, in file order (to merge by time, e.g. the analyzer's
+    /// `merge_by_time`). A stream ends at its file's first error; the first error of any
+    /// file is kept in `first_error` for the caller to report once the streams are done.
+    pub fn records_per_file<'e>(
+        &self,
+        opts: &ReadOptions,
+        first_error: &'e std::cell::RefCell<Option<FormatError>>,
+    ) -> Vec<impl Iterator<Item = Record> + 'e> {
+        (0..self.files.len())
+            .map(|i| {
+                self.subset(i..i + 1)
+                    .records(opts)
+                    .map_while(move |r| match r {
+                        Ok(rec) => Some(rec),
+                        Err(e) => {
+                            first_error.borrow_mut().get_or_insert(e);
+                            None
+                        }
+                    })
+            })
+            .collect()
+    }
+}
+
 /// Iterator of [`CaptureReader::batches`].
 pub type Batches = Prefetch<RecordBatch>;
 
