@@ -212,10 +212,12 @@ impl Acc {
                         self.conns.insert((node, conn.value(i)));
                     }
                     if cap_len.is_valid(i) {
-                        self.payload_bytes += cap_len.value(i) as u64;
+                        self.payload_bytes =
+                            self.payload_bytes.saturating_add(cap_len.value(i) as u64);
                     }
                     if ret.is_valid(i) && ret.value(i) > 0 {
-                        self.syscall_bytes += ret.value(i) as u64;
+                        // a hostile file's ret values may sum past u64: saturate, not wrap
+                        self.syscall_bytes = self.syscall_bytes.saturating_add(ret.value(i) as u64);
                     }
                     if flag.is_valid(i) && flag.value(i) & flags::TRUNCATED != 0 {
                         self.truncated += 1;
