@@ -1,6 +1,6 @@
 //! `podtrace analyze --cluster` on a loopback Ballista cluster started here: one scheduler
-//! and two executors (`podtrace cluster ...`, i.e. `podtrace-cluster`, which `cargo test
-//! --workspace` / `make test` builds next to `podtrace`) as separate processes on
+//! and two executors (`podtrace cluster ...`, i.e. `podtrace-cluster`, which `make test` builds next to
+//! `podtrace` before the tests; `cargo test` alone does not build another package's binary) as separate processes on
 //! 127.0.0.1. The chain fixture split per node (one capture per node), and a long
 //! generated multi-node set (the chain repeated: context-less hops crossing nodes, many
 //! batches and evictions), give byte-identical traces.otlp.json, spans.json and graph.dot
@@ -33,7 +33,7 @@ fn cluster_bin() -> PathBuf {
     assert!(
         bin.is_file(),
         "{} is missing: the cluster tests need it beside podtrace \
-         (cargo test --workspace or make test builds it; or cargo build -p podtrace-cluster)",
+         (make test builds it first; or cargo build -p podtrace-cluster)",
         bin.display()
     );
     bin
