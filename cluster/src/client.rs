@@ -50,7 +50,9 @@ pub async fn run_front_job(
             .map(|d| d.as_nanos())
             .unwrap_or(0)
     );
-    let plan = std::sync::Arc::new(ExchangeScanExec::new(job));
+    let plan = std::sync::Arc::new(
+        ExchangeScanExec::new(job).map_err(|e| anyhow::anyhow!("planning the cluster job: {e}"))?,
+    );
     let mut stream = execute_physical_plan::<PhysicalPlanNode>(
         format!("http://{scheduler}"),
         &config,

@@ -2,7 +2,9 @@
 //! node (`ExchangeScanExec`) to executors. Registered in the scheduler, every executor
 //! and the client (docs/scale-out.md). A podtrace node is encoded as a magic prefix and
 //! its job as JSON (the job carries the podtrace version; an executor of another version
-//! refuses it); every other node goes to Ballista's own codec (shuffle writer/reader,
+//! refuses it); its input, the capture group numbers, is a stock in-memory scan that
+//! DataFusion's own serialization carries (restricted by the scheduler to the task's
+//! groups). Every other node goes to Ballista's own codec (shuffle writer/reader,
 //! unresolved shuffle), so Ballista's nodes keep working.
 
 use std::sync::Arc;
@@ -43,17 +45,21 @@ impl PhysicalExtensionCodec for PodtraceCodec {
         let Some(body) = buf.strip_prefix(MAGIC) else {
             return self.ballista.try_decode(buf, inputs, ctx, proto_converter);
         };
-        if !inputs.is_empty() {
-            return Err(DataFusionError::Internal(
-                "ExchangeScanExec is a leaf: it takes no inputs".into(),
-            ));
-        }
+        let [input] = inputs else {
+            return Err(DataFusionError::Internal(format!(
+                "ExchangeScanExec takes one input (the capture group numbers), not {}",
+                inputs.len()
+            )));
+        };
         let job: FrontJob = serde_json::from_slice(body).map_err(|e| {
             DataFusionError::Internal(format!("decoding a podtrace plan node: {e}"))
         })?;
         job.check_version()
             .map_err(|e| DataFusionError::Execution(e.to_string()))?;
-        Ok(Arc::new(ExchangeScanExec::new(job)))
+        Ok(Arc::new(ExchangeScanExec::with_input(
+            Arc::new(job),
+            input.clone(),
+        )?))
     }
 
     fn try_encode(

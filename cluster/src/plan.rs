@@ -4,14 +4,26 @@
 //! batches (`podtrace_analyzer::pipeline::parts::run_front`). Its output is one row per
 //! front message: `group` (UInt32), `seq` (UInt64, the message's position in the group)
 //! and `message` (LargeBinary: the serialized `FrontMessage`, JSON with a version tag).
+//!
+//! Which groups a partition runs is *data*, not the partition's index: the node's input
+//! is a stock in-memory scan ([`groups_source`]) with one partition per group holding
+//! one row, the group's number. Ballista's scheduler cuts every stage plan down to the
+//! partitions of one task before it ships it (`restrict_plan_to_partitions` in
+//! ballista-scheduler 55 `state/task_builder.rs`), but only through leaves it knows
+//! (`DataSourceExec` over files or memory, its shuffle readers, …): a leaf of its own
+//! kind is left whole, so each task would run *every* group, and the passthrough shuffle
+//! writer would send two of them to the same file (docs/scale-out.md, "Large jobs
+//! failed: the cause"). With the in-memory scan as the leaf, the restriction keeps the
+//! task's groups and this node, above it, runs exactly those.
 
 use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
 
-use arrow_array::{LargeBinaryArray, RecordBatch, UInt32Array, UInt64Array};
+use arrow_array::{Array, LargeBinaryArray, RecordBatch, UInt32Array, UInt64Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
@@ -21,9 +33,11 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
     SendableRecordBatchStream,
 };
+use futures::StreamExt;
 use podtrace_analyzer::merge_by_time;
 use podtrace_analyzer::pipeline::parts::{run_front, FrontJob, FrontRunError};
 use podtrace_format::{CaptureReader, FormatError, ReadOptions};
+use tokio::sync::mpsc::Sender;
 
 /// Front messages per output batch at most (a message is one batch of 8,192 records'
 /// parse results: up to a few MB of JSON).
@@ -38,27 +52,73 @@ pub fn schema() -> SchemaRef {
     ]))
 }
 
+/// The schema of [`groups_source`]: one row per group, its number.
+pub fn groups_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new(
+        "group",
+        DataType::UInt32,
+        false,
+    )]))
+}
+
+/// The input of an [`ExchangeScanExec`] of `groups` groups: a stock in-memory scan
+/// (`DataSourceExec` over `MemorySourceConfig`, which Ballista knows how to restrict to a
+/// task's partitions and ships as data) with partition `g` holding one row, `g`.
+pub fn groups_source(groups: usize) -> Result<Arc<dyn ExecutionPlan>> {
+    let partitions = (0..groups)
+        .map(|g| {
+            let g = u32::try_from(g).map_err(|_| {
+                DataFusionError::Plan(format!("{groups} capture groups are too many"))
+            })?;
+            Ok(vec![RecordBatch::try_new(
+                groups_schema(),
+                vec![Arc::new(UInt32Array::from(vec![g]))],
+            )?])
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let source: Arc<dyn ExecutionPlan> =
+        MemorySourceConfig::try_new_exec(&partitions, groups_schema(), None)?;
+    Ok(source)
+}
+
 /// Stage (a): the front of each capture group (see the module doc).
 #[derive(Debug)]
 pub struct ExchangeScanExec {
     job: Arc<FrontJob>,
+    /// The group numbers, one partition per group this plan runs ([`groups_source`],
+    /// possibly restricted to a task's partitions).
+    input: Arc<dyn ExecutionPlan>,
     properties: Arc<PlanProperties>,
 }
 
 impl ExchangeScanExec {
     /// The plan of `job`: one partition per group.
-    pub fn new(job: FrontJob) -> Self {
-        let partitions = job.groups.len().max(1);
+    pub fn new(job: FrontJob) -> Result<Self> {
+        let input = groups_source(job.groups.len())?;
+        Self::with_input(Arc::new(job), input)
+    }
+
+    /// The plan of `job` over `input` (group numbers, as [`groups_source`]): one
+    /// partition per input partition.
+    pub fn with_input(job: Arc<FrontJob>, input: Arc<dyn ExecutionPlan>) -> Result<Self> {
+        if input.schema().fields() != groups_schema().fields() {
+            return Err(DataFusionError::Plan(format!(
+                "ExchangeScanExec's input must be the capture group numbers, not {}",
+                input.schema()
+            )));
+        }
+        let partitions = input.properties().output_partitioning().partition_count();
         let properties = PlanProperties::new(
             EquivalenceProperties::new(schema()),
             Partitioning::UnknownPartitioning(partitions),
             EmissionType::Incremental,
             Boundedness::Bounded,
         );
-        ExchangeScanExec {
-            job: Arc::new(job),
+        Ok(ExchangeScanExec {
+            job,
+            input,
             properties: Arc::new(properties),
-        }
+        })
     }
 
     /// The job the plan runs.
@@ -88,7 +148,13 @@ impl ExecutionPlan for ExchangeScanExec {
     }
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![]
+        vec![&self.input]
+    }
+
+    /// Partition `k` runs the groups of input partition `k`: repartitioning the input
+    /// would only move work around, never help.
+    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
+        vec![false]
     }
 
     fn apply_expressions(
@@ -100,66 +166,102 @@ impl ExecutionPlan for ExchangeScanExec {
 
     fn with_new_children(
         self: Arc<Self>,
-        children: Vec<Arc<dyn ExecutionPlan>>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        if children.is_empty() {
-            Ok(self)
-        } else {
-            Err(DataFusionError::Plan(
-                "ExchangeScanExec is a leaf: it takes no children".into(),
-            ))
+        match (children.pop(), children.is_empty()) {
+            (Some(input), true) => Ok(Arc::new(ExchangeScanExec::with_input(
+                self.job.clone(),
+                input,
+            )?)),
+            _ => Err(DataFusionError::Plan(
+                "ExchangeScanExec takes one input: the capture group numbers".into(),
+            )),
         }
     }
 
     fn execute(
         &self,
         partition: usize,
-        _context: Arc<TaskContext>,
+        context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        if partition >= self.job.groups.len() {
-            return Err(DataFusionError::Execution(format!(
-                "ExchangeScanExec has {} partitions, not {}",
-                self.job.groups.len(),
-                partition + 1
-            )));
-        }
+        let mut input = self.input.execute(partition, context)?;
         let mut builder = RecordBatchReceiverStreamBuilder::new(schema(), 2);
         let tx = builder.tx();
         let job = self.job.clone();
-        builder.spawn_blocking(move || {
-            let mut pending: Vec<Vec<u8>> = Vec::new();
-            let mut seq = 0u64;
-            let group = partition as u32;
-            let flush = |pending: &mut Vec<Vec<u8>>, seq: &mut u64| -> Result<()> {
-                if pending.is_empty() {
-                    return Ok(());
+        builder.spawn(async move {
+            let mut groups = Vec::new();
+            while let Some(batch) = input.next().await {
+                let batch = batch?;
+                let numbers = batch
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<UInt32Array>()
+                    .ok_or_else(|| {
+                        DataFusionError::Execution(
+                            "ExchangeScanExec's input is not the capture group numbers".into(),
+                        )
+                    })?;
+                for g in numbers.iter() {
+                    let g = g.ok_or_else(|| {
+                        DataFusionError::Execution("a capture group number is null".into())
+                    })?;
+                    if g as usize >= job.groups.len() {
+                        return Err(DataFusionError::Execution(format!(
+                            "ExchangeScanExec has {} capture groups, not {}",
+                            job.groups.len(),
+                            g + 1
+                        )));
+                    }
+                    groups.push(g);
                 }
-                let n = pending.len();
-                let batch = RecordBatch::try_new(
-                    schema(),
-                    vec![
-                        Arc::new(UInt32Array::from(vec![group; n])),
-                        Arc::new(UInt64Array::from_iter_values(*seq..*seq + n as u64)),
-                        Arc::new(LargeBinaryArray::from_iter_values(pending.iter())),
-                    ],
-                )?;
-                *seq += n as u64;
-                pending.clear();
-                tx.blocking_send(Ok(batch)).map_err(|_| {
-                    DataFusionError::Execution("the consumer of ExchangeScanExec went away".into())
-                })
-            };
-            run_group(&job, partition, |bytes| {
-                pending.push(bytes);
-                if pending.len() >= MESSAGES_PER_BATCH {
-                    flush(&mut pending, &mut seq)?;
-                }
-                Ok(())
-            })?;
-            flush(&mut pending, &mut seq)
+            }
+            for g in groups {
+                let job = job.clone();
+                let tx = tx.clone();
+                tokio::task::spawn_blocking(move || send_group(&job, g, &tx))
+                    .await
+                    .map_err(|e| {
+                        DataFusionError::Execution(format!("the front of group {g} panicked: {e}"))
+                    })??;
+            }
+            Ok(())
         });
         Ok(builder.build())
     }
+}
+
+/// Runs group `group` of `job` ([`run_group`]) and sends its messages to `tx`, at most
+/// [`MESSAGES_PER_BATCH`] per record batch. Each batch owns its buffers.
+fn send_group(job: &FrontJob, group: u32, tx: &Sender<Result<RecordBatch>>) -> Result<()> {
+    let mut pending: Vec<Vec<u8>> = Vec::new();
+    let mut seq = 0u64;
+    let flush = |pending: &mut Vec<Vec<u8>>, seq: &mut u64| -> Result<()> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let n = pending.len();
+        let batch = RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(UInt32Array::from(vec![group; n])),
+                Arc::new(UInt64Array::from_iter_values(*seq..*seq + n as u64)),
+                Arc::new(LargeBinaryArray::from_iter_values(pending.iter())),
+            ],
+        )?;
+        *seq += n as u64;
+        pending.clear();
+        tx.blocking_send(Ok(batch)).map_err(|_| {
+            DataFusionError::Execution("the consumer of ExchangeScanExec went away".into())
+        })
+    };
+    run_group(job, group as usize, |bytes| {
+        pending.push(bytes);
+        if pending.len() >= MESSAGES_PER_BATCH {
+            flush(&mut pending, &mut seq)?;
+        }
+        Ok(())
+    })?;
+    flush(&mut pending, &mut seq)
 }
 
 /// Runs group `g` of `job`: reads its captures (merged by time), runs the front, hands
