@@ -3,8 +3,10 @@
 //! `podtrace` before the tests; `cargo test` alone does not build another package's binary) as separate processes on
 //! 127.0.0.1. The chain fixture split per node (one capture per node), and a long
 //! generated multi-node set (the chain repeated: context-less hops crossing nodes, many
-//! batches and evictions), give byte-identical traces.otlp.json, spans.json and graph.dot
-//! to the local `analyze`. An executor killed mid-job: the job completes identically or
+//! batches and evictions; over 100,000 records, above the size at which Ballista's tasks
+//! once shared shuffle files — docs/scale-out.md, "Large jobs failed: the cause"), give
+//! byte-identical traces.otlp.json, spans.json, graph.dot and spans.parquet to the local
+//! `analyze`, with exactly one shuffle file per node written by the executors. An executor killed mid-job: the job completes identically or
 //! fails with a clear error and exit 1, never a partial result. A scheduler nobody
 //! listens on: a clear error, exit 1, no outputs.
 
@@ -61,7 +63,7 @@ struct Cluster {
     executors: Vec<Option<Proc>>,
     logs: Vec<Lines>,
     _scheduler: Proc,
-    _work: tempfile::TempDir,
+    work: tempfile::TempDir,
 }
 
 impl Cluster {
@@ -123,7 +125,7 @@ impl Cluster {
             executors: procs,
             logs,
             _scheduler: scheduler,
-            _work: work,
+            work,
         }
     }
 
@@ -138,6 +140,24 @@ impl Cluster {
         }
     }
 
+    /// The shuffle files of each job the executors ran so far, by job id (and the
+    /// executors' other directories, DataFusion's spill directories, without files).
+    fn shuffle_files(&self) -> std::collections::BTreeMap<String, Vec<PathBuf>> {
+        let mut jobs: std::collections::BTreeMap<String, Vec<PathBuf>> = Default::default();
+        for executor in read_dir(self.work.path()) {
+            for job in read_dir(&executor) {
+                let id = job.file_name().map(|n| n.to_string_lossy().into_owned());
+                let files = jobs.entry(id.unwrap_or_default()).or_default();
+                for stage in read_dir(&job) {
+                    for partition in read_dir(&stage) {
+                        files.extend(read_dir(&partition));
+                    }
+                }
+            }
+        }
+        jobs
+    }
+
     fn logs(&self) -> String {
         self.logs
             .iter()
@@ -145,6 +165,15 @@ impl Cluster {
             .collect::<Vec<_>>()
             .join("\n")
     }
+}
+
+/// The entries of directory `dir` (none when it is not one), sorted.
+fn read_dir(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    out.sort();
+    out
 }
 
 fn spawn(args: &[&str], logs: &mut Vec<Lines>) -> Proc {
@@ -311,10 +340,13 @@ fn cluster_analysis_is_byte_identical_to_local() {
     let base = chain_records(tmp.path());
     let chain = split_per_node(&base, &tmp.path().join("chain"));
     assert!(chain.len() >= 4, "{} nodes", chain.len());
+    // 400 copies: about 107,000 records in 14 batches (the failures began between
+    // 32,052 and 81,012 records).
     let long = split_per_node(
-        &repeated(&base, 120, 1_300_000_000),
+        &repeated(&base, 400, 1_300_000_000),
         &tmp.path().join("long"),
     );
+    assert!(rows(&long) >= 100_000, "{} rows", rows(&long));
     let cluster = Cluster::start(2);
 
     for (name, captures) in [("chain", &chain), ("long", &long)] {
@@ -322,6 +354,7 @@ fn cluster_analysis_is_byte_identical_to_local() {
         let local = analyze(captures, &local_out, None);
         assert!(local.ok, "local analyze: {}", local.stderr);
         let cluster_out = tmp.path().join(format!("{name}-cluster"));
+        let before = cluster.shuffle_files();
         let remote = analyze(captures, &cluster_out, Some(&cluster.url()));
         assert!(
             remote.ok,
@@ -330,6 +363,20 @@ fn cluster_analysis_is_byte_identical_to_local() {
             cluster.logs()
         );
         assert_identical(&local_out, &cluster_out);
+        // One task per node, each writing its node's messages to one file of its own:
+        // a task that ran other nodes' groups too wrote several, two of them to one path.
+        let after = cluster.shuffle_files();
+        let jobs: Vec<_> = after
+            .iter()
+            .filter(|(id, files)| !before.contains_key(*id) && !files.is_empty())
+            .collect();
+        assert_eq!(jobs.len(), 1, "jobs run for {name}: {jobs:?}");
+        assert_eq!(
+            jobs[0].1.len(),
+            captures.len(),
+            "shuffle files of the {name} job (one node per capture): {:?}",
+            jobs[0].1
+        );
         eprintln!(
             "cluster test {name}: {} rows in {} captures: local {:.2} s, cluster {:.2} s",
             rows(captures),
