@@ -13,8 +13,8 @@
 //! (`DataSourceExec` over files or memory, its shuffle readers, …): a leaf of its own
 //! kind is left whole, so each task would run *every* group, and the passthrough shuffle
 //! writer would send two of them to the same file (docs/scale-out.md, "Large jobs
-//! failed: the cause"). With the in-memory scan as the leaf, the restriction keeps the
-//! task's groups and this node, above it, runs exactly those.
+//! failed: the cause (fixed)"). With the in-memory scan as the leaf, the restriction
+//! keeps the task's groups and this node, above it, runs exactly those.
 
 use std::cell::RefCell;
 use std::fmt;

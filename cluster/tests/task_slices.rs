@@ -1,5 +1,5 @@
 //! Why `analyze --cluster` failed on large jobs, and why it no longer does
-//! (docs/scale-out.md, "Large jobs failed: the cause").
+//! (docs/scale-out.md, "Large jobs failed: the cause (fixed)").
 //!
 //! Ballista 55's scheduler cuts each stage plan down to one task's partitions before it
 //! ships it (`restrict_plan_to_partitions`, ballista-scheduler `state/task_builder.rs`),

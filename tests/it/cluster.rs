@@ -1,14 +1,15 @@
 //! `podtrace analyze --cluster` on a loopback Ballista cluster started here: one scheduler
-//! and two executors (`podtrace cluster ...`, i.e. `podtrace-cluster`, which `make test` builds next to
-//! `podtrace` before the tests; `cargo test` alone does not build another package's binary) as separate processes on
-//! 127.0.0.1. The chain fixture split per node (one capture per node), and a long
-//! generated multi-node set (the chain repeated: context-less hops crossing nodes, many
-//! batches and evictions; over 100,000 records, above the size at which Ballista's tasks
-//! once shared shuffle files — docs/scale-out.md, "Large jobs failed: the cause"), give
-//! byte-identical traces.otlp.json, spans.json, graph.dot and spans.parquet to the local
-//! `analyze`, with exactly one shuffle file per node written by the executors. An executor killed mid-job: the job completes identically or
-//! fails with a clear error and exit 1, never a partial result. A scheduler nobody
-//! listens on: a clear error, exit 1, no outputs.
+//! and two executors (`podtrace cluster ...`, i.e. `podtrace-cluster`, which `make test`
+//! builds next to `podtrace` before the tests; `cargo test` alone does not build another
+//! package's binary) as separate processes on 127.0.0.1. The chain fixture split per node
+//! (one capture per node), and a long generated multi-node set (the chain repeated:
+//! context-less hops crossing nodes, many batches and evictions; over 100,000 records,
+//! above the size at which large jobs failed while Ballista's tasks shared shuffle files —
+//! docs/scale-out.md, "Large jobs failed: the cause (fixed)"), give byte-identical
+//! traces.otlp.json, spans.json, graph.dot and spans.parquet to the local `analyze`, with
+//! exactly one shuffle file per node written by the executors. An executor killed mid-job:
+//! the job completes identically or fails with a clear error and exit 1, never a partial
+//! result. A scheduler nobody listens on: a clear error, exit 1, no outputs.
 
 use std::net::{IpAddr, TcpListener};
 use std::path::{Path, PathBuf};
