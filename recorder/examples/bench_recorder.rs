@@ -16,7 +16,9 @@
 //! (`sockets`, the default where present), the per-syscall tracepoints (`tracepoints`) and
 //! the `tp_btf` sys_enter/sys_exit fallback (`tp_btf`).
 //!
-//! Usage: `bench_recorder [--quick] [--untargeted-only]` (the worker mode `--worker PORT N SIZE` is internal).
+//! Usage: `bench_recorder [--quick] [--untargeted-only | --peak-only] [--set sockets|tracepoints|tp_btf]`
+//! (`--peak-only`: only the two-writer rate; `--set`: one hook set; the worker mode
+//! `--worker PORT N SIZE` is internal).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -60,8 +62,77 @@ fn main() {
         .expect("tokio runtime");
     let cg = BenchCgroup::new();
     let scale = if quick { 1 } else { 4 };
+    let peak_only = args.iter().any(|a| a == "--peak-only");
+    let only_set = args
+        .iter()
+        .position(|a| a == "--set")
+        .and_then(|i| args.get(i + 1).cloned());
+    let sets: Vec<(ProbeSet, &str)> = SETS
+        .into_iter()
+        .filter(|(_, name)| only_set.as_deref().is_none_or(|o| o == *name))
+        .collect();
+    if sets.is_empty() {
+        eprintln!("--set: one of sockets, tracepoints, tp_btf");
+        std::process::exit(2);
+    }
 
     println!("# podtrace recorder benchmark (ratios matter; 2-core shared machine)");
+    if !peak_only {
+        untargeted_and_captured(&rt, &cg, &sets, quick, scale, &args);
+    }
+    if args.iter().any(|a| a == "--untargeted-only") {
+        return;
+    }
+    // --- 3. peak rate: two writers at once (64 B), the events/s the recorder sustains
+    let count = 200_000 * scale;
+    let two = move |cg: PathBuf| {
+        let a = std::thread::spawn({
+            let cg = cg.clone();
+            move || run_worker_in(&cg, count, 64)
+        });
+        let b = std::thread::spawn(move || run_worker_in(&cg, count, 64));
+        let ta = a.join().expect("writer a").total;
+        let tb = b.join().expect("writer b").total;
+        ta.max(tb)
+    };
+    let base = two(cg.path.clone());
+    let rate = |d: Duration| 2.0 * count as f64 / d.as_secs_f64();
+    for &(set, name) in &sets {
+        let (with, stats, rows) = rt.block_on(async {
+            let (h, rx) = start(&cg, &rt, set);
+            let counter = tokio::spawn(count_rows(rx));
+            let t = tokio::task::spawn_blocking({
+                let cg = cg.path.clone();
+                move || two(cg)
+            })
+            .await
+            .expect("writers");
+            let stats = h.stop().await.expect("stop");
+            let rows = counter.await.expect("counter");
+            (t, stats, rows)
+        });
+        settle_detach();
+        println!(
+            "two 64 B writers [{name}]: {:.0} -> {:.0} events/s (x{:.2}); captured rows {rows}, dropped {} events (captured + dropped = {} of {})",
+            rate(base),
+            rate(with),
+            rate(base) / rate(with),
+            stats.dropped_ringbuf_full,
+            rows + stats.dropped_ringbuf_full,
+            2 * count
+        );
+    }
+}
+
+/// Sections 1 (untargeted syscalls) and 2 (captured events) of the module doc.
+fn untargeted_and_captured(
+    rt: &tokio::runtime::Runtime,
+    cg: &BenchCgroup,
+    sets: &[(ProbeSet, &str)],
+    quick: bool,
+    scale: usize,
+    args: &[String],
+) {
     // --- 1. untargeted syscalls: no hook, the empty floor programs, and each hook set of
     // the recorder, interleaved; the best of the rounds per configuration
     let n = 500_000 * scale;
@@ -90,7 +161,7 @@ fn main() {
     ]
     .into_iter()
     .chain(
-        SETS.iter()
+        sets.iter()
             .map(|(set, name)| (Hooks::Recorder(*set), format!("podtrace {name}"))),
     )
     .collect();
@@ -111,7 +182,7 @@ fn main() {
                 }
                 Hooks::Recorder(set) => rt.block_on(async {
                     // Record the (empty) bench cgroup: this process is outside it.
-                    let (h, rx) = start(&cg, &rt, *set);
+                    let (h, rx) = start(cg, rt, *set);
                     let m = measure(&mut sock);
                     let _ = stop(h, rx).await;
                     m
@@ -146,11 +217,11 @@ fn main() {
     }
 
     // --- 2. captured events
-    for (set, name) in SETS {
+    for &(set, name) in sets {
         for (size, count) in [(64usize, 200_000 * scale), (4096, 50_000 * scale)] {
-            let base = run_worker(&cg, count, size);
+            let base = run_worker(cg, count, size);
             let (with, stats, rows, consumer_cpu) = rt.block_on(async {
-                let (h, rx) = start(&cg, &rt, set);
+                let (h, rx) = start(cg, rt, set);
                 let cpu0 = self_cpu_ns(); // after loading: the verifier's time is not the consumer's
                 let counter = tokio::spawn(count_rows(rx));
                 let run = tokio::task::spawn_blocking({
@@ -186,46 +257,6 @@ fn main() {
                 stats.bytes_dropped
             );
         }
-    }
-
-    // --- 3. peak rate: two writers at once (64 B), the events/s the recorder sustains
-    let count = 200_000 * scale;
-    let two = move |cg: PathBuf| {
-        let a = std::thread::spawn({
-            let cg = cg.clone();
-            move || run_worker_in(&cg, count, 64)
-        });
-        let b = std::thread::spawn(move || run_worker_in(&cg, count, 64));
-        let ta = a.join().expect("writer a").total;
-        let tb = b.join().expect("writer b").total;
-        ta.max(tb)
-    };
-    let base = two(cg.path.clone());
-    let rate = |d: Duration| 2.0 * count as f64 / d.as_secs_f64();
-    for (set, name) in SETS {
-        let (with, stats, rows) = rt.block_on(async {
-            let (h, rx) = start(&cg, &rt, set);
-            let counter = tokio::spawn(count_rows(rx));
-            let t = tokio::task::spawn_blocking({
-                let cg = cg.path.clone();
-                move || two(cg)
-            })
-            .await
-            .expect("writers");
-            let stats = h.stop().await.expect("stop");
-            let rows = counter.await.expect("counter");
-            (t, stats, rows)
-        });
-        settle_detach();
-        println!(
-            "two 64 B writers [{name}]: {:.0} -> {:.0} events/s (x{:.2}); captured rows {rows}, dropped {} events (captured + dropped = {} of {})",
-            rate(base),
-            rate(with),
-            rate(base) / rate(with),
-            stats.dropped_ringbuf_full,
-            rows + stats.dropped_ringbuf_full,
-            2 * count
-        );
     }
 }
 

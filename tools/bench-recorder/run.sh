@@ -13,7 +13,7 @@ if [ "${PODTRACE_BENCH_BPF_STATS:-1}" = 1 ] && sysctl -qw kernel.bpf_stats_enabl
     pid=$!
     # sample the programs' counters while the bench runs (each phase loads them anew)
     while kill -0 "$pid" 2>/dev/null; do
-        bpftool prog show 2>/dev/null | awk '/pt_(sys|tp)_(enter|exit|close|sendfile)/ {print $1, $4, $9, $11}' >> "$stats" || true
+        bpftool prog show 2>/dev/null | awk '/pt_(sys|tp|sock)_(enter|exit|close|sendfile|send|recv|state|destroy)/ {print $1, $4, $9, $11}' >> "$stats" || true
         sleep 0.2
     done
     wait "$pid"
