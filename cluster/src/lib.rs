@@ -14,6 +14,7 @@
     deny(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)
 )]
 
+pub mod chunks;
 pub mod client;
 pub mod codec;
 pub mod plan;

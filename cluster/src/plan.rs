@@ -1,9 +1,14 @@
 //! `ExchangeScanExec`: stage (a) of docs/scale-out.md as a DataFusion execution plan. One
 //! partition per capture group (one node's captures, read from paths every executor
 //! sees): the analyzer's front over the group's records, cut into the local run's
-//! batches (`podtrace_analyzer::pipeline::parts::run_front`). Its output is one row per
-//! front message: `group` (UInt32), `seq` (UInt64, the message's position in the group)
-//! and `message` (LargeBinary: the serialized `FrontMessage`, JSON with a version tag).
+//! batches (`podtrace_analyzer::pipeline::parts::run_front`). Its output is each
+//! serialized `FrontMessage` (JSON with a version tag) cut into chunks of at most
+//! [`CHUNK_BYTES`] ([`crate::chunks`]), one row per chunk: `group` (UInt32), `seq`
+//! (UInt64, the message's position in the group), `part` and `parts` (UInt32, the chunk's
+//! position and the message's chunk count), `hash` (UInt64, of the whole message) and
+//! `chunk` (LargeBinary), in record batches of at most [`BATCH_BYTES`] of chunks — so no
+//! row, batch or Flight message grows with the message (docs/scale-out.md, "Message
+//! sizes and gRPC limits").
 //!
 //! Which groups a partition runs is *data*, not the partition's index: the node's input
 //! is a stock in-memory scan ([`groups_source`]) with one partition per group holding
@@ -39,17 +44,39 @@ use podtrace_analyzer::pipeline::parts::{run_front, FrontJob, FrontRunError};
 use podtrace_format::{CaptureReader, FormatError, ReadOptions};
 use tokio::sync::mpsc::Sender;
 
-/// Front messages per output batch at most (a message is one batch of 8,192 records'
-/// parse results: up to a few MB of JSON).
-const MESSAGES_PER_BATCH: usize = 4;
+use crate::chunks::{split, Chunk, BATCH_BYTES, CHUNK_BYTES};
 
-/// The output schema: one row per front message.
+/// The output schema: one row per chunk of a front message ([`crate::chunks::Chunk`]).
 pub fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("group", DataType::UInt32, false),
         Field::new("seq", DataType::UInt64, false),
-        Field::new("message", DataType::LargeBinary, false),
+        Field::new("part", DataType::UInt32, false),
+        Field::new("parts", DataType::UInt32, false),
+        Field::new("hash", DataType::UInt64, false),
+        Field::new("chunk", DataType::LargeBinary, false),
     ]))
+}
+
+/// The rows of `chunks` as a record batch of [`schema`].
+pub fn chunk_batch(chunks: &[Chunk<'_>]) -> Result<RecordBatch> {
+    Ok(RecordBatch::try_new(
+        schema(),
+        vec![
+            Arc::new(UInt32Array::from_iter_values(
+                chunks.iter().map(|c| c.group),
+            )),
+            Arc::new(UInt64Array::from_iter_values(chunks.iter().map(|c| c.seq))),
+            Arc::new(UInt32Array::from_iter_values(chunks.iter().map(|c| c.part))),
+            Arc::new(UInt32Array::from_iter_values(
+                chunks.iter().map(|c| c.parts),
+            )),
+            Arc::new(UInt64Array::from_iter_values(chunks.iter().map(|c| c.hash))),
+            Arc::new(LargeBinaryArray::from_iter_values(
+                chunks.iter().map(|c| c.bytes),
+            )),
+        ],
+    )?)
 }
 
 /// The schema of [`groups_source`]: one row per group, its number.
@@ -230,38 +257,94 @@ impl ExecutionPlan for ExchangeScanExec {
     }
 }
 
-/// Runs group `group` of `job` ([`run_group`]) and sends its messages to `tx`, at most
-/// [`MESSAGES_PER_BATCH`] per record batch. Each batch owns its buffers.
+/// Runs group `group` of `job` ([`run_group`]) and sends its messages to `tx`, cut into
+/// chunks of at most [`CHUNK_BYTES`], in record batches of at most [`BATCH_BYTES`] of
+/// chunks (one chunk, if larger). Each batch owns its buffers.
 fn send_group(job: &FrontJob, group: u32, tx: &Sender<Result<RecordBatch>>) -> Result<()> {
-    let mut pending: Vec<Vec<u8>> = Vec::new();
-    let mut seq = 0u64;
-    let flush = |pending: &mut Vec<Vec<u8>>, seq: &mut u64| -> Result<()> {
-        if pending.is_empty() {
-            return Ok(());
-        }
-        let n = pending.len();
-        let batch = RecordBatch::try_new(
-            schema(),
-            vec![
-                Arc::new(UInt32Array::from(vec![group; n])),
-                Arc::new(UInt64Array::from_iter_values(*seq..*seq + n as u64)),
-                Arc::new(LargeBinaryArray::from_iter_values(pending.iter())),
-            ],
-        )?;
-        *seq += n as u64;
-        pending.clear();
+    let send = |batch: RecordBatch| {
         tx.blocking_send(Ok(batch)).map_err(|_| {
             DataFusionError::Execution("the consumer of ExchangeScanExec went away".into())
         })
     };
+    let mut batcher = ChunkBatcher::new(BATCH_BYTES);
+    let mut seq = 0u64;
     run_group(job, group as usize, |bytes| {
-        pending.push(bytes);
-        if pending.len() >= MESSAGES_PER_BATCH {
-            flush(&mut pending, &mut seq)?;
+        let chunks = split(group, seq, &bytes, CHUNK_BYTES)
+            .map_err(|e| DataFusionError::Execution(e.to_string()))?;
+        seq += 1;
+        for c in chunks {
+            if let Some(batch) = batcher.push(c)? {
+                send(batch)?;
+            }
         }
         Ok(())
     })?;
-    flush(&mut pending, &mut seq)
+    match batcher.finish()? {
+        Some(batch) => send(batch),
+        None => Ok(()),
+    }
+}
+
+/// Gathers chunks into record batches of at most `max_bytes` of chunk bytes (a chunk
+/// larger than that alone); the batches own their buffers.
+#[derive(Debug)]
+pub struct ChunkBatcher {
+    max_bytes: usize,
+    rows: Vec<(u32, u64, u32, u32, u64, Vec<u8>)>,
+    bytes: usize,
+}
+
+impl ChunkBatcher {
+    /// Batches of at most `max_bytes` of chunk bytes.
+    pub fn new(max_bytes: usize) -> Self {
+        ChunkBatcher {
+            max_bytes,
+            rows: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Adds `chunk`; the batch before it when it does not fit with it.
+    pub fn push(&mut self, chunk: Chunk<'_>) -> Result<Option<RecordBatch>> {
+        let full = if !self.rows.is_empty() && self.bytes + chunk.bytes.len() > self.max_bytes {
+            self.finish()?
+        } else {
+            None
+        };
+        self.bytes += chunk.bytes.len();
+        self.rows.push((
+            chunk.group,
+            chunk.seq,
+            chunk.part,
+            chunk.parts,
+            chunk.hash,
+            chunk.bytes.to_vec(),
+        ));
+        Ok(full)
+    }
+
+    /// The batch of the chunks added since the last one, if any.
+    pub fn finish(&mut self) -> Result<Option<RecordBatch>> {
+        if self.rows.is_empty() {
+            return Ok(None);
+        }
+        let chunks: Vec<Chunk<'_>> = self
+            .rows
+            .iter()
+            .map(|(group, seq, part, parts, hash, bytes)| Chunk {
+                group: *group,
+                seq: *seq,
+                part: *part,
+                parts: *parts,
+                hash: *hash,
+                bytes,
+            })
+            .collect();
+        let batch = chunk_batch(&chunks)?;
+        self.rows.clear();
+        self.bytes = 0;
+        Ok(Some(batch))
+    }
 }
 
 /// Runs group `g` of `job`: reads its captures (merged by time), runs the front, hands
