@@ -7,7 +7,9 @@
 //! above the size at which large jobs failed while Ballista's tasks shared shuffle files —
 //! docs/scale-out.md, "Large jobs failed: the cause (fixed)"), give byte-identical
 //! traces.otlp.json, spans.json, graph.dot and spans.parquet to the local `analyze`, with
-//! exactly one shuffle file per node written by the executors. An executor killed mid-job:
+//! exactly one shuffle file per node written by the executors; so does a job whose front
+//! messages are over 16 MiB (Ballista's gRPC message limit: they cross as chunks,
+//! docs/scale-out.md, "Message sizes and gRPC limits"). An executor killed mid-job:
 //! the job completes identically or fails with a clear error and exit 1, never a partial
 //! result. A scheduler nobody listens on: a clear error, exit 1, no outputs.
 
