@@ -23,7 +23,9 @@ if want callgrind && command -v valgrind >/dev/null; then
   cg_records="${PODTRACE_BENCH_CG_RECORDS:-40000}"
   # Run and annotated from / (absolute paths): started from the source tree, callgrind
   # resolves its relative source paths and splits a function's inclusive cost by file.
-  (cd / && valgrind --tool=callgrind --callgrind-out-file="$work/stages.cg" \
+  # RUST_BACKTRACE unset: with it set, one run under valgrind paid ~436 M instructions for a
+  # backtrace's symbolization (a panic hook firing under valgrind only), a third of the run.
+  (cd / && env -u RUST_BACKTRACE valgrind --tool=callgrind --callgrind-out-file="$work/stages.cg" \
     "$stages_bin" "$work/wrk.parquet" --inline --limit "$cg_records" >"$work/stages-cg.txt" 2>/dev/null)
   cg_spans=$(sed -n 's/.* spans=\([0-9]*\) .*/\1/p' "$work/stages-cg.txt")
   (cd / && callgrind_annotate --inclusive=yes "$work/stages.cg" >"$work/stages-cg-annotate.txt" 2>/dev/null)
