@@ -19,11 +19,11 @@ build: deps
 release: deps
 	$(CARGO) build --release -p podtrace
 
-# The cluster tests run the podtrace-cluster binary beside podtrace: `cargo test` builds a
-# package's binaries only for that package's own integration tests, so it is built first
-# (same profile and target dir: only its final link is extra).
+# The cluster tests (tests/it/cluster.rs) run the podtrace-cluster binary beside podtrace:
+# `cargo test --workspace` builds it because its package has integration tests of its own
+# (cluster/tests/); a separate `cargo build -p podtrace-cluster` would resolve the
+# dependencies' features for that package alone and compile DataFusion a second time.
 test: deps
-	$(CARGO) build -p podtrace-cluster --bin podtrace-cluster
 	$(CARGO) test --workspace --no-fail-fast
 	tools/fuzz.sh 10
 

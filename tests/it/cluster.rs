@@ -44,7 +44,7 @@ fn cluster_bin() -> PathBuf {
     assert!(
         bin.is_file(),
         "{} is missing: the cluster tests need it beside podtrace \
-         (make test builds it first; or cargo build -p podtrace-cluster)",
+         (cargo test --workspace / make test builds it; or cargo build -p podtrace-cluster)",
         bin.display()
     );
     bin
