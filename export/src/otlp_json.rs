@@ -20,11 +20,7 @@ use crate::otlp::SCOPE_NAME;
 /// order, spans in input order), each preceded by a comma unless `*first`, which is then
 /// cleared. The caller writes the enclosing `{"resourceSpans":[` … `]}`.
 pub fn write_resource_spans(out: &mut Vec<u8>, spans: &[Span], first: &mut bool) {
-    let mut groups: BTreeMap<&Resource, Vec<&Span>> = BTreeMap::new();
-    for span in spans {
-        groups.entry(&span.resource).or_default().push(span);
-    }
-    for (resource, spans) in groups {
+    for (resource, spans) in by_resource(spans) {
         if !std::mem::replace(first, false) {
             out.push(b',');
         }
@@ -51,6 +47,36 @@ pub fn write_resource_spans(out: &mut Vec<u8>, spans: &[Span], first: &mut bool)
         }
         out.extend_from_slice(b"]}]}");
     }
+}
+
+/// Groups compared one by one before the sorted index is searched: a batch has few
+/// workloads, and a comparison of unequal names mostly stops at their lengths.
+const FEW_RESOURCES: usize = 8;
+
+/// `spans` grouped by resource, in the resource's sort order, spans in input order. The
+/// first groups are found by equality (cheaper than the index's ordered comparisons on
+/// every span); the index of all groups serves the others.
+fn by_resource(spans: &[Span]) -> Vec<(&Resource, Vec<&Span>)> {
+    let mut groups: Vec<(&Resource, Vec<&Span>)> = Vec::new();
+    let mut index: BTreeMap<&Resource, usize> = BTreeMap::new();
+    for span in spans {
+        let resource = &span.resource;
+        let found = groups
+            .iter()
+            .take(FEW_RESOURCES)
+            .position(|(r, _)| *r == resource);
+        let slot = match found {
+            Some(i) => i,
+            None => *index.entry(resource).or_insert_with(|| {
+                groups.push((resource, Vec::new()));
+                groups.len() - 1
+            }),
+        };
+        groups[slot].1.push(span);
+    }
+    // Resources are unique among groups: the order is the index's.
+    groups.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    groups
 }
 
 /// One whole `ExportTraceServiceRequest` of `spans` as OTLP/JSON (no newline).
@@ -224,16 +250,26 @@ fn needs_escape(bytes: &[u8]) -> bool {
 
 /// A JSON string literal: quotes, backslashes and control characters escaped. Text with
 /// nothing to escape (nearly all: names, paths, addresses) is found so 8 bytes at a time
-/// and copied whole; only other text is looked at byte by byte.
+/// and copied whole; only other text is looked at byte by byte, out of line (the common
+/// path stays small: it runs about 90 times per span).
 pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
-    out.reserve(bytes.len() + 2);
-    out.push(b'"');
-    if !needs_escape(bytes) {
-        out.extend_from_slice(bytes);
-        out.push(b'"');
+    if needs_escape(bytes) {
+        write_escaped(out, bytes);
         return;
     }
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(bytes);
+    out.push(b'"');
+}
+
+/// [`write_str`] of text holding a byte to escape.
+#[cold]
+#[inline(never)]
+fn write_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let escape: &[u8] = match b {

@@ -76,13 +76,17 @@ fn hex_text<'a>(bytes: &[u8], buf: &'a mut [u8; HEX_ID_MAX]) -> &'a str {
     std::str::from_utf8(&buf[..2 * n]).unwrap_or_default()
 }
 
-/// Appends the lowercase hex of `bytes` to `out`.
+/// Appends the lowercase hex of `bytes` to `out`: written on the stack, appended in one
+/// copy per `HEX_ID_MAX` digits (not pushed digit by digit).
 fn push_hex(bytes: &[u8], out: &mut Vec<u8>) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    out.reserve(2 * bytes.len());
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)]);
-        out.push(DIGITS[usize::from(b & 0x0f)]);
+    for part in bytes.chunks(HEX_ID_MAX / 2) {
+        let mut buf = [0u8; HEX_ID_MAX];
+        for (pair, b) in buf.chunks_exact_mut(2).zip(part) {
+            pair[0] = DIGITS[usize::from(b >> 4)];
+            pair[1] = DIGITS[usize::from(b & 0x0f)];
+        }
+        out.extend_from_slice(&buf[..2 * part.len()]);
     }
 }
 
