@@ -51,7 +51,7 @@ pub enum KeepHeaders {
     /// Every field (the default).
     #[default]
     All,
-    /// Only fields with these names (compared case-insensitively).
+    /// Only fields with these names (lowercase; compared case-insensitively).
     Only(&'static [&'static str]),
 }
 
@@ -59,7 +59,15 @@ impl KeepHeaders {
     fn keeps(self, name: &str) -> bool {
         match self {
             KeepHeaders::All => true,
-            KeepHeaders::Only(names) => names.iter().any(|k| name.eq_ignore_ascii_case(k)),
+            KeepHeaders::Only(names) => crate::protocol::http::is_one_of(name, names),
+        }
+    }
+
+    /// The most fields kept of `fields` (a bound: one per name unless a name repeats).
+    fn most(self, fields: usize) -> usize {
+        match self {
+            KeepHeaders::All => fields,
+            KeepHeaders::Only(names) => fields.min(names.len()),
         }
     }
 }
@@ -131,6 +139,12 @@ impl MessageParser {
     /// Keeps only some header fields on the messages (fewer allocations when the caller
     /// needs only a few).
     pub fn keep_headers(&mut self, keep: KeepHeaders) {
+        if let KeepHeaders::Only(names) = keep {
+            debug_assert!(
+                names.iter().all(|n| *n == n.to_ascii_lowercase()),
+                "KeepHeaders::Only takes lowercase names"
+            );
+        }
         self.keep = keep;
     }
 
@@ -749,11 +763,17 @@ fn header_value(raw: &[u8]) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// The header fields the parser keeps, as owned strings; the list is allocated once, at
+/// the most it can hold (a filtered iterator's size is not known, so it grew field by
+/// field).
 fn collect_headers(h: &[httparse::Header<'_>], keep: KeepHeaders) -> Vec<(String, String)> {
-    h.iter()
-        .filter(|h| keep.keeps(h.name))
-        .map(|h| (h.name.to_string(), header_value(h.value).into_owned()))
-        .collect()
+    let mut out = Vec::with_capacity(keep.most(h.len()));
+    out.extend(
+        h.iter()
+            .filter(|h| keep.keeps(h.name))
+            .map(|h| (h.name.to_string(), header_value(h.value).into_owned())),
+    );
+    out
 }
 
 /// How a message's body is framed, read from its header fields (all of them, whatever
