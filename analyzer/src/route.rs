@@ -224,7 +224,9 @@ impl Routes {
 /// does not start with `/`. See the module doc for the rules.
 pub fn infer(path: &str) -> Option<String> {
     let rest = path.strip_prefix('/')?;
-    let mut out = String::with_capacity(path.len());
+    // Room for every segment replaced by the placeholder: the text never grows.
+    let segments = rest.bytes().filter(|b| *b == b'/').count() + 1;
+    let mut out = String::with_capacity(path.len() + segments * ID.len());
     for seg in rest.split('/') {
         out.push('/');
         out.push_str(if is_id(seg) { ID } else { seg });
