@@ -53,12 +53,38 @@ fn parse_hex<const N: usize>(s: &str) -> Result<[u8; N], IdParseError> {
     }
     let mut out = [0u8; N];
     for (i, pair) in b.chunks_exact(2).enumerate() {
-        let hi = (pair[0] as char).to_digit(16).ok_or(IdParseError)?;
-        let lo = (pair[1] as char).to_digit(16).ok_or(IdParseError)?;
-        out[i] = (hi * 16 + lo) as u8;
+        let hi = hex_value(pair[0]).ok_or(IdParseError)?;
+        let lo = hex_value(pair[1]).ok_or(IdParseError)?;
+        out[i] = hi * 16 + lo;
     }
     Ok(out)
 }
+
+/// The value of a hex digit (either case): what `char::to_digit(16)` answers, from a
+/// table (ids are parsed from every request's trace context headers).
+fn hex_value(b: u8) -> Option<u8> {
+    match HEX_VALUES[usize::from(b)] {
+        0xff => None,
+        v => Some(v),
+    }
+}
+
+/// [`hex_value`] of every byte, 0xff for non-digits.
+const HEX_VALUES: [u8; 256] = {
+    let mut table = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        table[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
 
 /// Room for the hex text of the longest id (a 16-byte trace id).
 pub const HEX_ID_MAX: usize = 32;
@@ -400,6 +426,15 @@ impl Span {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The digit table answers as `char::to_digit(16)` for every byte.
+    #[test]
+    fn hex_values_are_to_digit() {
+        for b in 0..=255u8 {
+            let digit = (b as char).to_digit(16).map(|d| d as u8);
+            assert_eq!(hex_value(b), digit, "{b}");
+        }
+    }
 
     #[test]
     fn ids_roundtrip_hex_and_serde() {
