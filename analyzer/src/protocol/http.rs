@@ -30,6 +30,10 @@ const NAME_ON_STACK: usize = 32;
 /// name lowercased once instead of once per candidate of its length (a request's fields
 /// are matched against every kept name).
 pub fn is_one_of(name: &str, lowercase: &[&str]) -> bool {
+    // Most names have no candidate of their length: nothing to lowercase.
+    if !lowercase.iter().any(|k| k.len() == name.len()) {
+        return false;
+    }
     let mut buf = [0u8; NAME_ON_STACK];
     let Some(lower) = buf.get_mut(..name.len()) else {
         return lowercase.iter().any(|k| name.eq_ignore_ascii_case(k));

@@ -767,7 +767,12 @@ fn header_value(raw: &[u8]) -> std::borrow::Cow<'_, str> {
 /// the most it can hold (a filtered iterator's size is not known, so it grew field by
 /// field).
 fn collect_headers(h: &[httparse::Header<'_>], keep: KeepHeaders) -> Vec<(String, String)> {
-    let mut out = Vec::with_capacity(keep.most(h.len()));
+    let most = keep.most(h.len());
+    if most == 0 {
+        // A response parser keeps nothing: no field to look at.
+        return Vec::new();
+    }
+    let mut out = Vec::with_capacity(most);
     out.extend(
         h.iter()
             .filter(|h| keep.keeps(h.name))
