@@ -102,15 +102,25 @@ fn hex_text<'a>(bytes: &[u8], buf: &'a mut [u8; HEX_ID_MAX]) -> &'a str {
     std::str::from_utf8(&buf[..2 * n]).unwrap_or_default()
 }
 
-/// Appends the lowercase hex of `bytes` to `out`: written on the stack, appended in one
-/// copy per `HEX_ID_MAX` digits (not pushed digit by digit).
-fn push_hex(bytes: &[u8], out: &mut Vec<u8>) {
+/// The two lowercase hex digits of every byte value.
+const HEX_PAIRS: [[u8; 2]; 256] = {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut table = [[0u8; 2]; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = [DIGITS[b >> 4], DIGITS[b & 0x0f]];
+        b += 1;
+    }
+    table
+};
+
+/// Appends the lowercase hex of `bytes` to `out`: written on the stack a byte's pair of
+/// digits at a time, appended in one copy per `HEX_ID_MAX` digits.
+fn push_hex(bytes: &[u8], out: &mut Vec<u8>) {
     for part in bytes.chunks(HEX_ID_MAX / 2) {
         let mut buf = [0u8; HEX_ID_MAX];
         for (pair, b) in buf.chunks_exact_mut(2).zip(part) {
-            pair[0] = DIGITS[usize::from(b >> 4)];
-            pair[1] = DIGITS[usize::from(b & 0x0f)];
+            pair.copy_from_slice(&HEX_PAIRS[usize::from(*b)]);
         }
         out.extend_from_slice(&buf[..2 * part.len()]);
     }
