@@ -1,6 +1,7 @@
 //! The incremental HTTP/1 message parser of one stream direction.
 
 use std::collections::VecDeque;
+use std::mem::MaybeUninit;
 
 use super::{Head, Kind, Limits, Message};
 use crate::reassemble::Segment;
@@ -342,20 +343,23 @@ impl MessageParser {
         if self.buf.is_empty() {
             return false;
         }
-        // Up to STACK_HEADERS header slots live on the stack (no allocation per head).
-        let mut on_stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+        // Up to STACK_HEADERS header slots live on the stack (no allocation per head),
+        // uninitialized: httparse fills those it parses (writing empty headers into all of
+        // them cost more than the parse of a short head).
+        let mut on_stack = [MaybeUninit::<httparse::Header<'_>>::uninit(); STACK_HEADERS];
         let mut on_heap = Vec::new();
-        let headers: &mut [httparse::Header<'_>] = if self.limits.max_headers <= STACK_HEADERS {
-            &mut on_stack[..self.limits.max_headers]
-        } else {
-            on_heap.resize(self.limits.max_headers, httparse::EMPTY_HEADER);
-            &mut on_heap
-        };
+        let headers: &mut [MaybeUninit<httparse::Header<'_>>] =
+            if self.limits.max_headers <= STACK_HEADERS {
+                &mut on_stack[..self.limits.max_headers]
+            } else {
+                on_heap.resize(self.limits.max_headers, MaybeUninit::uninit());
+                &mut on_heap
+            };
         let keep = self.keep;
         let parsed = match self.kind {
             Kind::Request => {
-                let mut req = httparse::Request::new(headers);
-                match req.parse(&self.buf) {
+                let mut req = httparse::Request::new(&mut []);
+                match req.parse_with_uninit_headers(&self.buf, headers) {
                     Ok(httparse::Status::Complete(n)) => Ok(Some((
                         n,
                         Head::Request {
@@ -371,8 +375,11 @@ impl MessageParser {
                 }
             }
             Kind::Response => {
-                let mut resp = httparse::Response::new(headers);
-                match resp.parse(&self.buf) {
+                let mut resp = httparse::Response::new(&mut []);
+                // The default configuration, as `Response::parse` uses.
+                match httparse::ParserConfig::default()
+                    .parse_response_with_uninit_headers(&mut resp, &self.buf, headers)
+                {
                     Ok(httparse::Status::Complete(n)) => Ok(Some((
                         n,
                         Head::Response {
