@@ -36,7 +36,7 @@ impl SpanDetails {
     /// route (a user route, else the inferred template), else `{method}`.
     pub fn http_name(&self, method: &str, path: &str) -> (String, Option<String>) {
         match self.routes.route(path) {
-            Some(route) => (format!("{method} {route}"), Some(route)),
+            Some(route) => (join_name(method, &route), Some(route)),
             None => (method.to_string(), None),
         }
     }
@@ -84,6 +84,15 @@ impl SpanDetails {
         .filter(|(_, n)| *n > 0)
         .collect()
     }
+}
+
+/// `{method} {route}` (a span's name), without the formatter.
+fn join_name(method: &str, route: &str) -> String {
+    let mut name = String::with_capacity(method.len() + 1 + route.len());
+    name.push_str(method);
+    name.push(' ');
+    name.push_str(route);
+    name
 }
 
 #[cfg(test)]

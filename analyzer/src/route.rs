@@ -224,12 +224,32 @@ impl Routes {
 /// does not start with `/`. See the module doc for the rules.
 pub fn infer(path: &str) -> Option<String> {
     let rest = path.strip_prefix('/')?;
-    let mut out = String::with_capacity(path.len());
-    for seg in rest.split('/') {
+    // Room for every segment replaced by the placeholder: the text never grows.
+    let segments = rest.bytes().filter(|b| *b == b'/').count() + 1;
+    let mut out = String::with_capacity(path.len() + segments * ID.len());
+    for seg in segments_of(rest) {
         out.push('/');
         out.push_str(if is_id(seg) { ID } else { seg });
     }
     Some(out)
+}
+
+/// `path.split('/')`, found byte by byte: path segments are short, and the char
+/// searcher's setup cost more than the scan.
+fn segments_of(path: &str) -> impl Iterator<Item = &str> {
+    let mut start = 0;
+    let ends = path
+        .bytes()
+        .enumerate()
+        .filter(|(_, b)| *b == b'/')
+        .map(|(i, _)| i)
+        .chain(std::iter::once(path.len()));
+    ends.map(move |end| {
+        // `start` and `end` are at '/' bytes or the ends: char boundaries.
+        let seg = path.get(start..end).unwrap_or_default();
+        start = end + 1;
+        seg
+    })
 }
 
 /// Whether inference replaces `seg` with a placeholder.
@@ -305,6 +325,24 @@ impl fmt::Display for RoutesFileError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn segments_are_split_on_slashes() {
+        for p in [
+            "",
+            "a",
+            "a/b",
+            "/",
+            "//",
+            "a//b/",
+            "é/ü/x",
+            "api/v1/users/12",
+        ] {
+            let mine: Vec<&str> = segments_of(p).collect();
+            let split: Vec<&str> = p.split('/').collect();
+            assert_eq!(mine, split, "{p}");
+        }
+    }
 
     fn inf(p: &str) -> String {
         infer(p).expect("route")

@@ -34,6 +34,11 @@ pub fn write_otlp_json(path: impl AsRef<Path>, spans: &[Span]) -> Result<(), Exp
     writer.finish().map(|_| ())
 }
 
+/// Buffer of a staged file's small writes. The encoders hand over chunks of about 1 MB:
+/// larger than this, they go to the file directly instead of being copied into the buffer
+/// first (`BufWriter` writes what does not fit its buffer straight through, in order).
+const WRITE_BUFFER: usize = 64 << 10;
+
 /// A file written under a temporary sibling name and renamed into place by
 /// [`StagedFile::commit`], so a reader never sees half a file; dropped without `commit`
 /// (the work failed), the temporary is removed.
@@ -54,7 +59,7 @@ impl StagedFile {
         Ok(StagedFile {
             path,
             tmp,
-            out: BufWriter::with_capacity(1 << 20, file),
+            out: BufWriter::with_capacity(WRITE_BUFFER, file),
             committed: false,
         })
     }

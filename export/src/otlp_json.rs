@@ -20,11 +20,7 @@ use crate::otlp::SCOPE_NAME;
 /// order, spans in input order), each preceded by a comma unless `*first`, which is then
 /// cleared. The caller writes the enclosing `{"resourceSpans":[` … `]}`.
 pub fn write_resource_spans(out: &mut Vec<u8>, spans: &[Span], first: &mut bool) {
-    let mut groups: BTreeMap<&Resource, Vec<&Span>> = BTreeMap::new();
-    for span in spans {
-        groups.entry(&span.resource).or_default().push(span);
-    }
-    for (resource, spans) in groups {
+    for (resource, spans) in by_resource(spans) {
         if !std::mem::replace(first, false) {
             out.push(b',');
         }
@@ -51,6 +47,36 @@ pub fn write_resource_spans(out: &mut Vec<u8>, spans: &[Span], first: &mut bool)
         }
         out.extend_from_slice(b"]}]}");
     }
+}
+
+/// Groups compared one by one before the sorted index is searched: a batch has few
+/// workloads, and a comparison of unequal names mostly stops at their lengths.
+const FEW_RESOURCES: usize = 8;
+
+/// `spans` grouped by resource, in the resource's sort order, spans in input order. The
+/// first groups are found by equality (cheaper than the index's ordered comparisons on
+/// every span); the index of all groups serves the others.
+fn by_resource(spans: &[Span]) -> Vec<(&Resource, Vec<&Span>)> {
+    let mut groups: Vec<(&Resource, Vec<&Span>)> = Vec::new();
+    let mut index: BTreeMap<&Resource, usize> = BTreeMap::new();
+    for span in spans {
+        let resource = &span.resource;
+        let found = groups
+            .iter()
+            .take(FEW_RESOURCES)
+            .position(|(r, _)| *r == resource);
+        let slot = match found {
+            Some(i) => i,
+            None => *index.entry(resource).or_insert_with(|| {
+                groups.push((resource, Vec::new()));
+                groups.len() - 1
+            }),
+        };
+        groups[slot].1.push(span);
+    }
+    // Resources are unique among groups: the order is the index's.
+    groups.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    groups
 }
 
 /// One whole `ExportTraceServiceRequest` of `spans` as OTLP/JSON (no newline).
@@ -202,38 +228,76 @@ fn word_needs_escape(w: u64) -> bool {
         != 0
 }
 
-/// True when `bytes` holds a byte JSON must escape: 8 bytes per test, the last few padded
-/// with a letter.
-fn needs_escape(bytes: &[u8]) -> bool {
-    let mut words = bytes.chunks_exact(8);
-    for w in &mut words {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(w);
-        if word_needs_escape(u64::from_le_bytes(word)) {
-            return true;
-        }
-    }
-    let rest = words.remainder();
-    if rest.is_empty() {
-        return false;
-    }
-    let mut word = [b'a'; 8];
-    word[..rest.len()].copy_from_slice(rest);
-    word_needs_escape(u64::from_le_bytes(word))
+/// Whether JSON must escape `b` (a control character, `"` or a backslash).
+fn byte_needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+/// The 8 bytes of `w` as one little-endian word.
+fn word_at(w: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(w);
+    u64::from_le_bytes(word)
 }
 
 /// A JSON string literal: quotes, backslashes and control characters escaped. Text with
-/// nothing to escape (nearly all: names, paths, addresses) is found so 8 bytes at a time
-/// and copied whole; only other text is looked at byte by byte.
+/// nothing to escape (nearly all: names, keys, paths, addresses) is checked and copied in
+/// the same pass ([`write_plain`]); only other text is looked at byte by byte, out of line.
 pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
+    if !write_plain(out, bytes) {
+        write_escaped(out, bytes);
+    }
+}
+
+/// Appends `bytes` quoted when none needs escaping (else leaves `out` as it was and
+/// answers `false`). Checked and copied 8 bytes at a time, the last partial group as the
+/// word overlapping the one before; text shorter than a word byte by byte. No copy of
+/// unknown length is made: most strings are short, and such a copy is a `memcpy` call.
+fn write_plain(out: &mut Vec<u8>, bytes: &[u8]) -> bool {
+    let start = out.len();
     out.reserve(bytes.len() + 2);
     out.push(b'"');
-    if !needs_escape(bytes) {
-        out.extend_from_slice(bytes);
-        out.push(b'"');
-        return;
+    if bytes.len() < 8 {
+        for &b in bytes {
+            if byte_needs_escape(b) {
+                out.truncate(start);
+                return false;
+            }
+            out.push(b);
+        }
+    } else {
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            let word = word_at(w);
+            if word_needs_escape(word) {
+                out.truncate(start);
+                return false;
+            }
+            out.extend_from_slice(&word.to_le_bytes());
+        }
+        let rest = words.remainder().len();
+        if rest > 0 {
+            // The last 8 bytes: the `8 - rest` already written are written again.
+            let last = word_at(&bytes[bytes.len() - 8..]);
+            if word_needs_escape(last) {
+                out.truncate(start);
+                return false;
+            }
+            out.truncate(out.len() - (8 - rest));
+            out.extend_from_slice(&last.to_le_bytes());
+        }
     }
+    out.push(b'"');
+    true
+}
+
+/// [`write_str`] of text holding a byte to escape.
+#[cold]
+#[inline(never)]
+fn write_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let escape: &[u8] = match b {
@@ -339,12 +403,31 @@ mod tests {
                 texts.push(t);
             }
         }
+        // Every length up to 3 words, an escaped byte at every position or none.
+        for len in 1..=24 {
+            let plain: String = "abcdefghijklmnopqrstuvwxyz"[..len].into();
+            for at in 0..len {
+                for special in ['"', '\\', '\n', '\u{0}', '\u{1f}'] {
+                    let mut t = plain.clone();
+                    t.replace_range(at..=at, &special.to_string());
+                    texts.push(t);
+                }
+            }
+            texts.push(plain);
+        }
         for t in &texts {
             let mut out = Vec::new();
             write_str(&mut out, t);
             assert_eq!(
                 String::from_utf8(out).unwrap(),
                 serde_json::to_string(t).unwrap()
+            );
+            // After other text: the text before is kept, on either path.
+            let mut out = b"[1,".to_vec();
+            write_str(&mut out, t);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                format!("[1,{}", serde_json::to_string(t).unwrap())
             );
         }
         for n in [

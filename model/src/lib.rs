@@ -53,12 +53,38 @@ fn parse_hex<const N: usize>(s: &str) -> Result<[u8; N], IdParseError> {
     }
     let mut out = [0u8; N];
     for (i, pair) in b.chunks_exact(2).enumerate() {
-        let hi = (pair[0] as char).to_digit(16).ok_or(IdParseError)?;
-        let lo = (pair[1] as char).to_digit(16).ok_or(IdParseError)?;
-        out[i] = (hi * 16 + lo) as u8;
+        let hi = hex_value(pair[0]).ok_or(IdParseError)?;
+        let lo = hex_value(pair[1]).ok_or(IdParseError)?;
+        out[i] = hi * 16 + lo;
     }
     Ok(out)
 }
+
+/// The value of a hex digit (either case): what `char::to_digit(16)` answers, from a
+/// table (ids are parsed from every request's trace context headers).
+fn hex_value(b: u8) -> Option<u8> {
+    match HEX_VALUES[usize::from(b)] {
+        0xff => None,
+        v => Some(v),
+    }
+}
+
+/// [`hex_value`] of every byte, 0xff for non-digits.
+const HEX_VALUES: [u8; 256] = {
+    let mut table = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        table[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
 
 /// Room for the hex text of the longest id (a 16-byte trace id).
 pub const HEX_ID_MAX: usize = 32;
@@ -76,13 +102,27 @@ fn hex_text<'a>(bytes: &[u8], buf: &'a mut [u8; HEX_ID_MAX]) -> &'a str {
     std::str::from_utf8(&buf[..2 * n]).unwrap_or_default()
 }
 
-/// Appends the lowercase hex of `bytes` to `out`.
-fn push_hex(bytes: &[u8], out: &mut Vec<u8>) {
+/// The two lowercase hex digits of every byte value.
+const HEX_PAIRS: [[u8; 2]; 256] = {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    out.reserve(2 * bytes.len());
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)]);
-        out.push(DIGITS[usize::from(b & 0x0f)]);
+    let mut table = [[0u8; 2]; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = [DIGITS[b >> 4], DIGITS[b & 0x0f]];
+        b += 1;
+    }
+    table
+};
+
+/// Appends the lowercase hex of `bytes` to `out`: written on the stack a byte's pair of
+/// digits at a time, appended in one copy per `HEX_ID_MAX` digits.
+fn push_hex(bytes: &[u8], out: &mut Vec<u8>) {
+    for part in bytes.chunks(HEX_ID_MAX / 2) {
+        let mut buf = [0u8; HEX_ID_MAX];
+        for (pair, b) in buf.chunks_exact_mut(2).zip(part) {
+            pair.copy_from_slice(&HEX_PAIRS[usize::from(*b)]);
+        }
+        out.extend_from_slice(&buf[..2 * part.len()]);
     }
 }
 
@@ -396,6 +436,15 @@ impl Span {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The digit table answers as `char::to_digit(16)` for every byte.
+    #[test]
+    fn hex_values_are_to_digit() {
+        for b in 0..=255u8 {
+            let digit = (b as char).to_digit(16).map(|d| d as u8);
+            assert_eq!(hex_value(b), digit, "{b}");
+        }
+    }
 
     #[test]
     fn ids_roundtrip_hex_and_serde() {

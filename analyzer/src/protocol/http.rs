@@ -21,6 +21,30 @@ pub const KEPT_HEADERS: [&str; 14] = [
     "user-agent",
 ];
 
+/// Longest header name [`is_one_of`] lowercases on the stack (longer names take the
+/// case-insensitive comparison with each candidate).
+const NAME_ON_STACK: usize = 32;
+
+/// Whether `name` is one of `lowercase` (lowercase names, e.g. [`KEPT_HEADERS`]) with
+/// ASCII case ignored — `lowercase.iter().any(|k| name.eq_ignore_ascii_case(k))`, with the
+/// name lowercased once instead of once per candidate of its length (a request's fields
+/// are matched against every kept name).
+pub fn is_one_of(name: &str, lowercase: &[&str]) -> bool {
+    // Most names have no candidate of their length: nothing to lowercase.
+    if !lowercase.iter().any(|k| k.len() == name.len()) {
+        return false;
+    }
+    let mut buf = [0u8; NAME_ON_STACK];
+    let Some(lower) = buf.get_mut(..name.len()) else {
+        return lowercase.iter().any(|k| name.eq_ignore_ascii_case(k));
+    };
+    for (l, b) in lower.iter_mut().zip(name.as_bytes()) {
+        *l = b.to_ascii_lowercase();
+    }
+    let lower: &[u8] = lower;
+    lowercase.iter().any(|k| k.as_bytes() == lower)
+}
+
 /// The HTTP part of a request.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HttpRequest {
@@ -120,6 +144,39 @@ pub fn split_target(target: &str) -> (String, Option<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Kept names are lowercase ([`is_one_of`] compares them with the lowercased name),
+    /// and it answers as the case-insensitive comparison with each.
+    #[test]
+    fn kept_names_match_case_insensitively() {
+        for k in KEPT_HEADERS {
+            assert_eq!(k, k.to_ascii_lowercase());
+        }
+        let long = "x-a-header-name-longer-than-thirty-two-bytes";
+        let names = [
+            "traceparent",
+            "TraceParent",
+            "HOST",
+            "Host",
+            "x-b3-TraceId",
+            "x-b3-traceid2",
+            "x-b3-sampled",
+            "content-length",
+            "",
+            "b",
+            long,
+        ];
+        for set in [&KEPT_HEADERS[..], &[long], &[]] {
+            for n in names {
+                assert_eq!(
+                    is_one_of(n, set),
+                    set.iter().any(|k| n.eq_ignore_ascii_case(k)),
+                    "{n}"
+                );
+            }
+        }
+        assert!(is_one_of(&long.to_ascii_uppercase(), &[long]));
+    }
 
     #[test]
     fn target_splitting() {

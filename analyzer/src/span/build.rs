@@ -107,6 +107,16 @@ pub fn default_service_name(conn: &ConnInfo) -> String {
     }
 }
 
+/// `network.protocol.version` of an HTTP/1.x request (`1.{minor}`), the usual ones
+/// without the formatter.
+fn http1_version(minor: u8) -> String {
+    match minor {
+        0 => "1.0".to_string(),
+        1 => "1.1".to_string(),
+        _ => format!("1.{minor}"),
+    }
+}
+
 /// Attributes an HTTP/1 span typically ends with (with enrichment's): the list is
 /// allocated once at this size (the largest, gRPC ones, grow once).
 const ATTRS_CAPACITY: usize = 16;
@@ -267,7 +277,7 @@ fn http_span(
     } else {
         attrs.push(KeyValue::new(
             "network.protocol.version",
-            format!("1.{}", req.version),
+            http1_version(req.version),
         ));
     }
     let h2_resp = resp.and_then(|(_, r)| r.h2.as_ref());

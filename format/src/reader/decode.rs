@@ -264,6 +264,15 @@ macro_rules! prim {
 /// Converts a batch of [`read_schema`] (with or without `payload`) to [`Record`]s. Nulls in
 /// columns a record type needs read as zero / empty.
 pub fn batch_to_records(batch: &RecordBatch) -> Result<Vec<Record>> {
+    let mut out = Vec::new();
+    append_records(batch, &mut out)?;
+    Ok(out)
+}
+
+/// [`batch_to_records`] appending to `out` (a row group's batches go into one list sized
+/// for all of them, instead of each batch's list being copied into it). After an error
+/// `out` may hold some of the batch's records.
+pub(super) fn append_records(batch: &RecordBatch, out: &mut Vec<Record>) -> Result<()> {
     let n = batch.num_rows();
     let rt = Dict::new(batch, col::RECORD_TYPE)?;
     let types: Vec<Option<RecordType>> = rt.map(RecordType::parse);
@@ -335,7 +344,7 @@ pub fn batch_to_records(batch: &RecordBatch) -> Result<Vec<Record>> {
         }
     };
 
-    let mut out = Vec::with_capacity(n);
+    out.reserve(n);
     for i in 0..n {
         let Some(t) = rt.get(i).and_then(|k| types[k]) else {
             return Err(FormatError::Batch(format!(
@@ -391,5 +400,5 @@ pub fn batch_to_records(batch: &RecordBatch) -> Result<Vec<Record>> {
         };
         out.push(rec);
     }
-    Ok(out)
+    Ok(())
 }

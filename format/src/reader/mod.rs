@@ -224,9 +224,10 @@ impl CaptureReader {
     pub fn records(&self, opts: &ReadOptions) -> Records {
         Records {
             inner: Prefetch::new(self.files.clone(), opts, |f, rg, o| {
-                let mut out = Vec::new();
-                for b in decode_row_group(f, rg, o)? {
-                    out.extend(batch_to_records(&b)?);
+                let batches = decode_row_group(f, rg, o)?;
+                let mut out = Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
+                for b in &batches {
+                    decode::append_records(b, &mut out)?;
                 }
                 Ok(out)
             }),

@@ -1,6 +1,7 @@
 //! The incremental HTTP/1 message parser of one stream direction.
 
 use std::collections::VecDeque;
+use std::mem::MaybeUninit;
 
 use super::{Head, Kind, Limits, Message};
 use crate::reassemble::Segment;
@@ -51,7 +52,7 @@ pub enum KeepHeaders {
     /// Every field (the default).
     #[default]
     All,
-    /// Only fields with these names (compared case-insensitively).
+    /// Only fields with these names (lowercase; compared case-insensitively).
     Only(&'static [&'static str]),
 }
 
@@ -59,7 +60,15 @@ impl KeepHeaders {
     fn keeps(self, name: &str) -> bool {
         match self {
             KeepHeaders::All => true,
-            KeepHeaders::Only(names) => names.iter().any(|k| name.eq_ignore_ascii_case(k)),
+            KeepHeaders::Only(names) => crate::protocol::http::is_one_of(name, names),
+        }
+    }
+
+    /// The most fields kept of `fields` (a bound: one per name unless a name repeats).
+    fn most(self, fields: usize) -> usize {
+        match self {
+            KeepHeaders::All => fields,
+            KeepHeaders::Only(names) => fields.min(names.len()),
         }
     }
 }
@@ -131,6 +140,12 @@ impl MessageParser {
     /// Keeps only some header fields on the messages (fewer allocations when the caller
     /// needs only a few).
     pub fn keep_headers(&mut self, keep: KeepHeaders) {
+        if let KeepHeaders::Only(names) = keep {
+            debug_assert!(
+                names.iter().all(|n| *n == n.to_ascii_lowercase()),
+                "KeepHeaders::Only takes lowercase names"
+            );
+        }
         self.keep = keep;
     }
 
@@ -328,20 +343,23 @@ impl MessageParser {
         if self.buf.is_empty() {
             return false;
         }
-        // Up to STACK_HEADERS header slots live on the stack (no allocation per head).
-        let mut on_stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+        // Up to STACK_HEADERS header slots live on the stack (no allocation per head),
+        // uninitialized: httparse fills those it parses (writing empty headers into all of
+        // them cost more than the parse of a short head).
+        let mut on_stack = [MaybeUninit::<httparse::Header<'_>>::uninit(); STACK_HEADERS];
         let mut on_heap = Vec::new();
-        let headers: &mut [httparse::Header<'_>] = if self.limits.max_headers <= STACK_HEADERS {
-            &mut on_stack[..self.limits.max_headers]
-        } else {
-            on_heap.resize(self.limits.max_headers, httparse::EMPTY_HEADER);
-            &mut on_heap
-        };
+        let headers: &mut [MaybeUninit<httparse::Header<'_>>] =
+            if self.limits.max_headers <= STACK_HEADERS {
+                &mut on_stack[..self.limits.max_headers]
+            } else {
+                on_heap.resize(self.limits.max_headers, MaybeUninit::uninit());
+                &mut on_heap
+            };
         let keep = self.keep;
         let parsed = match self.kind {
             Kind::Request => {
-                let mut req = httparse::Request::new(headers);
-                match req.parse(&self.buf) {
+                let mut req = httparse::Request::new(&mut []);
+                match req.parse_with_uninit_headers(&self.buf, headers) {
                     Ok(httparse::Status::Complete(n)) => Ok(Some((
                         n,
                         Head::Request {
@@ -357,8 +375,11 @@ impl MessageParser {
                 }
             }
             Kind::Response => {
-                let mut resp = httparse::Response::new(headers);
-                match resp.parse(&self.buf) {
+                let mut resp = httparse::Response::new(&mut []);
+                // The default configuration, as `Response::parse` uses.
+                match httparse::ParserConfig::default()
+                    .parse_response_with_uninit_headers(&mut resp, &self.buf, headers)
+                {
                     Ok(httparse::Status::Complete(n)) => Ok(Some((
                         n,
                         Head::Response {
@@ -749,11 +770,22 @@ fn header_value(raw: &[u8]) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// The header fields the parser keeps, as owned strings; the list is allocated once, at
+/// the most it can hold (a filtered iterator's size is not known, so it grew field by
+/// field).
 fn collect_headers(h: &[httparse::Header<'_>], keep: KeepHeaders) -> Vec<(String, String)> {
-    h.iter()
-        .filter(|h| keep.keeps(h.name))
-        .map(|h| (h.name.to_string(), header_value(h.value).into_owned()))
-        .collect()
+    let most = keep.most(h.len());
+    if most == 0 {
+        // A response parser keeps nothing: no field to look at.
+        return Vec::new();
+    }
+    let mut out = Vec::with_capacity(most);
+    out.extend(
+        h.iter()
+            .filter(|h| keep.keeps(h.name))
+            .map(|h| (h.name.to_string(), header_value(h.value).into_owned())),
+    );
+    out
 }
 
 /// How a message's body is framed, read from its header fields (all of them, whatever

@@ -4,7 +4,7 @@
 use podtrace_format::Role;
 
 use super::{ConnectionParser, Head, Message, Parsed};
-use crate::protocol::http::{split_target, HttpRequest, HttpResponse, KEPT_HEADERS};
+use crate::protocol::http::{is_one_of, split_target, HttpRequest, HttpResponse, KEPT_HEADERS};
 use crate::protocol::{
     Detection, MessageEvent, Output, Protocol, Request, RequestDetail, Response, ResponseDetail,
     Start,
@@ -90,7 +90,7 @@ pub fn to_request(m: Message) -> Option<Request> {
     let headers = m
         .headers
         .into_iter()
-        .filter(|(n, _)| KEPT_HEADERS.iter().any(|k| n.eq_ignore_ascii_case(k)))
+        .filter(|(n, _)| is_one_of(n, &KEPT_HEADERS))
         .collect();
     Some(Request {
         headers,
