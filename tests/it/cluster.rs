@@ -548,18 +548,18 @@ fn big_header_traffic(exchanges: u64, connections: u64, header_bytes: usize) -> 
         }
     };
     let mut out = Vec::new();
-    for c in 0..connections {
-        out.push(event(
-            meta(t0 + c * 1_000, c, false),
-            Role::Client,
-            "connect",
-        ));
-        out.push(event(
-            meta(t0 + c * 1_000 + 100, c, true),
-            Role::Server,
-            "accept4",
-        ));
-    }
+    // Each connection's client then server event of one kind (open or close) at `at`.
+    let both_sides = |out: &mut Vec<Record>, at: u64, client: &str, server: &str| {
+        for c in 0..connections {
+            out.push(event(meta(at + c * 1_000, c, false), Role::Client, client));
+            out.push(event(
+                meta(at + c * 1_000 + 100, c, true),
+                Role::Server,
+                server,
+            ));
+        }
+    };
+    both_sides(&mut out, t0, "connect", "accept4");
     let start = t0 + 1_000_000;
     let response = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
     for i in 0..exchanges {
@@ -595,19 +595,7 @@ fn big_header_traffic(exchanges: u64, connections: u64, header_bytes: usize) -> 
             response,
         ));
     }
-    let end = start + exchanges * 1_000_000;
-    for c in 0..connections {
-        out.push(event(
-            meta(end + c * 1_000, c, false),
-            Role::Client,
-            "close",
-        ));
-        out.push(event(
-            meta(end + c * 1_000 + 100, c, true),
-            Role::Server,
-            "close",
-        ));
-    }
+    both_sides(&mut out, start + exchanges * 1_000_000, "close", "close");
     out.sort_by_key(|r| r.ts_ns());
     out
 }
