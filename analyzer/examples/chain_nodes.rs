@@ -5,10 +5,10 @@
 //!
 //!     cargo run --release -p podtrace-analyzer --example chain_nodes -- DIR COPIES
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use podtrace_format::{CaptureReader, CaptureWriter, FileMeta, ReadOptions, Record, WriterOptions};
+use podtrace_format::nodes::{repeat, split_by_local_ip, Closes};
+use podtrace_format::{CaptureReader, CaptureWriter, FileMeta, ReadOptions, WriterOptions};
 use podtrace_import::{import, ImportOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -31,50 +31,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .records(&ReadOptions::default())
         .collect::<Result<Vec<_>, _>>()?;
     std::fs::remove_file(&all)?;
-    let step_ns = 1_300_000_000;
-    let mut nodes: Vec<IpAddr> = Vec::new();
-    let mut per_node: Vec<Vec<Record>> = Vec::new();
-    let mut records = Vec::new();
-    for c in 0..copies {
-        for r in &base {
-            let mut r = r.clone();
-            match &mut r {
-                Record::SocketData(d) => {
-                    d.meta.ts_ns += c * step_ns;
-                    d.meta.conn_id += c << 32;
-                }
-                Record::SocketOpen(e) | Record::SocketClose(e) => {
-                    e.meta.ts_ns += c * step_ns;
-                    e.meta.conn_id += c << 32;
-                }
-                _ if c > 0 => continue,
-                _ => {}
-            }
-            records.push(r);
-        }
-    }
-    records.sort_by_key(|r| r.ts_ns());
-    for r in records {
-        let local = match &r {
-            Record::SocketData(d) => d.meta.local,
-            Record::SocketOpen(e) | Record::SocketClose(e) => e.meta.local,
-            _ => None,
-        };
-        let n = match local.map(|a| a.ip()) {
-            None => 0,
-            Some(ip) => match nodes.iter().position(|n| *n == ip) {
-                Some(i) => i,
-                None => {
-                    nodes.push(ip);
-                    nodes.len() - 1
-                }
-            },
-        };
-        while per_node.len() <= n {
-            per_node.push(Vec::new());
-        }
-        per_node[n].push(r);
-    }
+    let records = repeat(&base, copies, 1_300_000_000, Closes::All);
+    let per_node = split_by_local_ip(&records);
     for (i, recs) in per_node.iter().enumerate() {
         let meta = FileMeta {
             node: format!("node-{i}"),

@@ -40,6 +40,7 @@ pub mod error;
 pub mod inspect;
 pub mod k8s;
 pub mod model;
+pub mod nodes;
 pub mod reader;
 pub mod schema;
 pub mod sidecar;

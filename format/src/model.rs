@@ -244,6 +244,22 @@ impl Record {
             Record::Stats(_) => RecordType::Stats,
         }
     }
+    /// The socket metadata of a socket row (data, open, close); `None` for the others.
+    pub fn socket_meta(&self) -> Option<&SocketMeta> {
+        match self {
+            Record::SocketData(d) => Some(&d.meta),
+            Record::SocketOpen(e) | Record::SocketClose(e) => Some(&e.meta),
+            Record::K8sObject(_) | Record::Stats(_) => None,
+        }
+    }
+    /// [`Record::socket_meta`], mutable.
+    pub fn socket_meta_mut(&mut self) -> Option<&mut SocketMeta> {
+        match self {
+            Record::SocketData(d) => Some(&mut d.meta),
+            Record::SocketOpen(e) | Record::SocketClose(e) => Some(&mut e.meta),
+            Record::K8sObject(_) | Record::Stats(_) => None,
+        }
+    }
     /// The row's timestamp, ns since the Unix epoch.
     pub fn ts_ns(&self) -> u64 {
         match self {

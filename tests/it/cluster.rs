@@ -13,7 +13,7 @@
 //! the job completes identically or fails with a clear error and exit 1, never a partial
 //! result. A scheduler nobody listens on: a clear error, exit 1, no outputs.
 
-use std::net::{IpAddr, TcpListener};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use podtrace_format::nodes::{repeat, split_by_local_ip, Closes};
 use podtrace_format::{
     CaptureReader, CaptureWriter, Direction, FileMeta, ReadOptions, Record, Role, SocketData,
     SocketEvent, SocketMeta, WriterOptions,
@@ -220,61 +221,10 @@ fn chain_records(tmp: &Path) -> Vec<Record> {
         .expect("read")
 }
 
-/// The chain `copies` times, `step_ns` apart, with fresh connection ids (the Kubernetes
-/// objects once; every other copy without its connections' closes).
-fn repeated(base: &[Record], copies: u64, step_ns: u64) -> Vec<Record> {
-    let mut out = Vec::new();
-    for c in 0..copies {
-        for r in base {
-            let mut r = r.clone();
-            match &mut r {
-                Record::SocketData(d) => {
-                    d.meta.ts_ns += c * step_ns;
-                    d.meta.conn_id += c << 32;
-                }
-                // Every other copy's connections are never closed: idle, they are
-                // evicted a window later.
-                Record::SocketClose(_) if c % 2 == 1 => continue,
-                Record::SocketOpen(e) | Record::SocketClose(e) => {
-                    e.meta.ts_ns += c * step_ns;
-                    e.meta.conn_id += c << 32;
-                }
-                _ if c > 0 => continue,
-                _ => {}
-            }
-            out.push(r);
-        }
-    }
-    out.sort_by_key(|r| r.ts_ns());
-    out
-}
-
 /// Writes `records` as one capture per node (the socket's local address is the node;
 /// Kubernetes objects go with the first node): the paths, in node order.
 fn split_per_node(records: &[Record], dir: &Path) -> Vec<PathBuf> {
-    let mut nodes: Vec<IpAddr> = Vec::new();
-    let mut per_node: Vec<Vec<Record>> = Vec::new();
-    for r in records {
-        let local = match r {
-            Record::SocketData(d) => d.meta.local,
-            Record::SocketOpen(e) | Record::SocketClose(e) => e.meta.local,
-            _ => None,
-        };
-        let n = match local.map(|a| a.ip()) {
-            None => 0,
-            Some(ip) => match nodes.iter().position(|n| *n == ip) {
-                Some(i) => i,
-                None => {
-                    nodes.push(ip);
-                    nodes.len() - 1
-                }
-            },
-        };
-        while per_node.len() <= n {
-            per_node.push(Vec::new());
-        }
-        per_node[n].push(r.clone());
-    }
+    let per_node = split_by_local_ip(records);
     std::fs::create_dir_all(dir).expect("dir");
     let mut paths = Vec::new();
     for (i, recs) in per_node.iter().enumerate() {
@@ -363,7 +313,7 @@ fn cluster_analysis_is_byte_identical_to_local() {
     // 400 copies: about 107,000 records in 14 batches (the failures began between
     // 32,052 and 81,012 records).
     let long = split_per_node(
-        &repeated(&base, 400, 1_300_000_000),
+        &repeat(&base, 400, 1_300_000_000, Closes::EvenCopies),
         &tmp.path().join("long"),
     );
     assert!(rows(&long) >= 100_000, "{} rows", rows(&long));
@@ -412,7 +362,7 @@ fn an_executor_killed_mid_job_completes_or_fails_cleanly() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let base = chain_records(tmp.path());
     let captures = split_per_node(
-        &repeated(&base, 400, 1_300_000_000),
+        &repeat(&base, 400, 1_300_000_000, Closes::EvenCopies),
         &tmp.path().join("caps"),
     );
     let local_out = tmp.path().join("local");

@@ -5,13 +5,12 @@
 
 use crate::golden_support::import_records;
 
-use std::net::IpAddr;
-
 use podtrace_analyzer::pipeline::parts::{
     run_front, BatchPlanner, FrontMessage, FrontOptions, Merger,
 };
 use podtrace_analyzer::{analyze_into, merge_by_time, merge_by_time_tagged, Analysis};
 use podtrace_analyzer::{AnalyzeOptions, Pipeline};
+use podtrace_format::nodes::{repeat, split_by_local_ip, Closes};
 use podtrace_format::Record;
 use podtrace_model::Span;
 
@@ -92,73 +91,21 @@ fn assert_same(a: &(Vec<Vec<Span>>, Analysis), b: &(Vec<Vec<Span>>, Analysis)) {
     assert_eq!(a.1.stats, b.1.stats);
 }
 
-/// The node of a record: its socket's local address (the chain's services have one
-/// address each); everything else (Kubernetes objects, stats) on node 0.
-fn node_of(r: &Record, nodes: &mut Vec<IpAddr>) -> usize {
-    let local = match r {
-        Record::SocketData(d) => d.meta.local,
-        Record::SocketOpen(e) | Record::SocketClose(e) => e.meta.local,
-        _ => None,
-    };
-    let Some(ip) = local.map(|a| a.ip()) else {
-        return 0;
-    };
-    match nodes.iter().position(|n| *n == ip) {
-        Some(i) => i,
-        None => {
-            nodes.push(ip);
-            nodes.len() - 1
-        }
-    }
-}
-
-fn split_per_node(records: &[Record]) -> Vec<Vec<Record>> {
-    let mut nodes = Vec::new();
-    let mut out: Vec<Vec<Record>> = Vec::new();
-    for r in records {
-        let n = node_of(r, &mut nodes);
-        while out.len() <= n {
-            out.push(Vec::new());
-        }
-        out[n].push(r.clone());
-    }
-    out
-}
-
 /// The chain repeated `copies` times, `step_ns` apart, with fresh connection ids (every
 /// other copy without its connections' closes).
 fn repeated_chain(copies: u64, step_ns: u64) -> Vec<Record> {
-    let base = import_records("chain", "chain.pcap");
-    let mut out = Vec::new();
-    for c in 0..copies {
-        for r in &base {
-            let mut r = r.clone();
-            match &mut r {
-                Record::SocketData(d) => {
-                    d.meta.ts_ns += c * step_ns;
-                    d.meta.conn_id += c << 32;
-                }
-                // Every other copy's connections are never closed: idle, they are
-                // evicted a window later.
-                Record::SocketClose(_) if c % 2 == 1 => continue,
-                Record::SocketOpen(e) | Record::SocketClose(e) => {
-                    e.meta.ts_ns += c * step_ns;
-                    e.meta.conn_id += c << 32;
-                }
-                _ if c > 0 => continue,
-                _ => {}
-            }
-            out.push(r);
-        }
-    }
-    out.sort_by_key(|r| r.ts_ns());
-    out
+    repeat(
+        &import_records("chain", "chain.pcap"),
+        copies,
+        step_ns,
+        Closes::EvenCopies,
+    )
 }
 
 #[test]
 fn the_chain_split_per_node_gives_the_local_result() {
     let records = import_records("chain", "chain.pcap");
-    let captures = split_per_node(&records);
+    let captures = split_by_local_ip(&records);
     assert!(captures.len() >= 4, "{} nodes", captures.len());
     let opts = AnalyzeOptions::default();
     let want = local(&captures, &opts);
@@ -176,7 +123,7 @@ fn a_long_multi_node_input_gives_the_local_result_batch_for_batch() {
     // ~17 batches of 8192 records over ~650 s with a 20 s window: many drains, links
     // across nodes and evictions of idle connections.
     let records = repeated_chain(500, 1_300_000_000);
-    let captures = split_per_node(&records);
+    let captures = split_by_local_ip(&records);
     let opts = AnalyzeOptions {
         window_ns: 20_000_000_000,
         ..AnalyzeOptions::default()
@@ -192,7 +139,7 @@ fn a_long_multi_node_input_gives_the_local_result_batch_for_batch() {
 #[test]
 fn a_connection_in_two_groups_is_refused() {
     let records = import_records("chain", "chain.pcap");
-    let mut captures = split_per_node(&records);
+    let mut captures = split_by_local_ip(&records);
     // The same node's rows twice, as two groups: every key collides.
     captures.push(captures[1].clone());
     let opts = AnalyzeOptions::default();
