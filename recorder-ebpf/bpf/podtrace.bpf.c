@@ -61,10 +61,6 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Set by the loader before loading (aya: EbpfLoader::set_global). */
 const volatile __u32 pt_snaplen = PT_MAX_SNAPLEN;
-/* 1 when the TLS uprobes are loaded: the socket tracepoint set then keeps each thread's last
- * socket in its task storage (the TLS programs bind an SSL object to it); 0 spares the
- * task-storage lookup on every plain data event. Set by the loader. */
-const volatile __u8 pt_track_sock = 0;
 
 /* cgroup v2 ids of the targeted cgroups (value unused). */
 struct {
@@ -323,13 +319,11 @@ static __always_inline void scratch_put(struct pt_scratch_t *s)
 	s->busy = 0;
 }
 
-/* The task fields of an event; `cg`: the current task's cgroup id (the caller's filter
- * read it already: one helper call less per event). */
-static __always_inline void fill_common_cg(struct pt_event *ev, __u64 id, __u32 kind, __u64 cg)
+static __always_inline void fill_common(struct pt_event *ev, __u64 id, __u32 kind)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	ev->ts_ns = bpf_ktime_get_boot_ns();
-	ev->cgroup_id = cg;
+	ev->cgroup_id = bpf_get_current_cgroup_id();
 	ev->pid = pid_tgid >> 32;
 	ev->tid = (__u32)pid_tgid;
 	ev->kind = kind;
@@ -340,11 +334,6 @@ static __always_inline void fill_common_cg(struct pt_event *ev, __u64 id, __u32 
 	ev->direction = PT_DIR_EGRESS;
 	ev->cpu = bpf_get_smp_processor_id();
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
-}
-
-static __always_inline void fill_common(struct pt_event *ev, __u64 id, __u32 kind)
-{
-	fill_common_cg(ev, id, kind, bpf_get_current_cgroup_id());
 }
 
 static __always_inline __u64 wakeup_flag(void)
@@ -559,12 +548,12 @@ static __always_inline void lost_exit(__u64 id, long ret, __u64 sk)
 
 /* Emits the event of a finished syscall (scratch slot held by the caller). */
 static __always_inline void emit_exit(struct pt_scratch_t *s, __u64 id, long ret,
-				      struct pt_args_t *a, __u64 cg)
+				      struct pt_args_t *a)
 {
 	if (id == NR_accept || id == NR_accept4) {
 		if (!fd_sock(ret, s))
 			return;
-		fill_common_cg(&s->ev, id, PT_KIND_OPEN, cg);
+		fill_common(&s->ev, id, PT_KIND_OPEN);
 		s->ev.role = PT_ROLE_SERVER;
 		s->ev.ret = ret;
 		submit(s);
@@ -574,14 +563,14 @@ static __always_inline void emit_exit(struct pt_scratch_t *s, __u64 id, long ret
 		return;
 	s->ev.fd = a->fd;
 	if (id == NR_connect) {
-		fill_common_cg(&s->ev, id, PT_KIND_OPEN, cg);
+		fill_common(&s->ev, id, PT_KIND_OPEN);
 		s->ev.role = PT_ROLE_CLIENT;
 		s->ev.ret = ret;
 		submit(s);
 		return;
 	}
 
-	fill_common_cg(&s->ev, id, PT_KIND_DATA, cg);
+	fill_common(&s->ev, id, PT_KIND_DATA);
 	s->ev.ret = ret;
 	switch (id) {
 	case NR_write:
@@ -673,8 +662,7 @@ static __always_inline void on_exit(__u64 id, long ret)
 {
 	/* the cgroup filter first here too: cheaper than the task-storage lookup for the
 	 * untargeted calls, which are most of them */
-	__u64 cg = bpf_get_current_cgroup_id();
-	if (!targeted_id(cg))
+	if (!targeted())
 		return;
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct pt_args_t *a = bpf_task_storage_get(&pt_task, task, 0, 0);
@@ -702,7 +690,7 @@ static __always_inline void on_exit(__u64 id, long ret)
 	}
 	/* `a` is the thread's own storage: nothing else writes it before this thread's next
 	 * syscall */
-	emit_exit(s, id, ret, a, cg);
+	emit_exit(s, id, ret, a);
 	scratch_put(s);
 }
 
@@ -834,8 +822,7 @@ static __always_inline __u64 ptr_scalar(const void *p)
 /* One socket call of a targeted task: an event with the bytes it moved. */
 static __always_inline void sock_data(struct sock *sk, long ret, int flags, __u8 dir)
 {
-	__u64 cg = bpf_get_current_cgroup_id();
-	if (!targeted_id(cg))
+	if (!targeted())
 		return;
 	count(PT_CTR_SYSCALLS, 1);
 	struct task_struct *task = bpf_get_current_task_btf();
@@ -845,6 +832,7 @@ static __always_inline void sock_data(struct sock *sk, long ret, int flags, __u8
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
 	if (!regs)
 		return;
+	__u64 skv = ptr_scalar(sk);
 	__u64 id = regs->orig_ax;
 	__u64 fd = regs->di;
 	__u64 arg = regs->si;
@@ -857,23 +845,20 @@ static __always_inline void sock_data(struct sock *sk, long ret, int flags, __u8
 		fd = 0;
 	}
 
-	/* the thread's last socket (TLS binds SSL objects to it) and the mmsg position: the
-	 * task storage only when one of them is needed */
-	int mmsg = id == NR_sendmmsg || id == NR_recvmmsg;
+	/* the thread's last socket (TLS binds SSL objects to it) and the mmsg position */
+	struct pt_args_t *a =
+		bpf_task_storage_get(&pt_task, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (a) {
+		a->fd = fd;
+		a->sk = skv;
+	} else {
+		count(PT_CTR_ARGS_FULL, 1);
+	}
 	__u32 msg = 0;
-	if (pt_track_sock || mmsg) {
-		struct pt_args_t *a =
-			bpf_task_storage_get(&pt_task, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-		if (a) {
-			a->fd = fd;
-			a->sk = ptr_scalar(sk);
-		} else {
-			count(PT_CTR_ARGS_FULL, 1);
-			if (mmsg)
-				return;
-		}
-		if (mmsg && a)
-			msg = mmsg_index(a, id, arg, cnt, ret);
+	if (id == NR_sendmmsg || id == NR_recvmmsg) {
+		if (!a)
+			return;
+		msg = mmsg_index(a, id, arg, cnt, ret);
 	}
 	if (ret <= 0 || (dir == PT_DIR_INGRESS && (flags & (PT_MSG_PEEK | PT_MSG_ERRQUEUE))))
 		return; /* nothing moved, peeked bytes that a later call reads again, or the
@@ -881,15 +866,14 @@ static __always_inline void sock_data(struct sock *sk, long ret, int flags, __u8
 
 	struct pt_scratch_t *s = scratch_get();
 	if (!s) {
-		lost_data(ret, ptr_scalar(sk), dir);
+		lost_data(ret, skv, dir);
 		return;
 	}
-	/* the sock pointer itself is stored in the event as its key (read back as a number) */
-	if (!sk_fill(s, sk)) {
+	if (!sk_fill(s, (struct sock *)skv)) {
 		scratch_put(s);
 		return;
 	}
-	fill_common_cg(&s->ev, id, PT_KIND_DATA, cg);
+	fill_common(&s->ev, id, PT_KIND_DATA);
 	s->ev.fd = fd;
 	s->ev.ret = ret;
 	s->ev.direction = dir;

@@ -63,9 +63,6 @@ pub const MAP_SCRATCH: &str = "pt_scratch";
 pub const MAP_TASK: &str = "pt_task";
 /// `const volatile u32` global: payload bytes copied per event (≤ `event::MAX_SNAPLEN`).
 pub const GLOBAL_SNAPLEN: &str = "pt_snaplen";
-/// `const volatile u8` global: 1 when the TLS uprobes are loaded (the socket tracepoint
-/// programs then keep each thread's last socket in `pt_task` for them).
-pub const GLOBAL_TRACK_SOCK: &str = "pt_track_sock";
 /// LRU hash of (sock | direction) keys of streams that lost a data event.
 pub const MAP_GAPS: &str = "pt_gaps";
 /// `--probes kprobe` set: (program name, kernel function, is a return probe).

@@ -91,9 +91,8 @@ fn is_eperm(e: &dyn std::error::Error) -> bool {
 }
 
 impl Probes {
-    /// Loads and attaches the programs of a probe set; `track_sock`: the TLS uprobes will be
-    /// loaded (the socket programs then keep each thread's last socket for them).
-    pub fn load(snaplen: u32, ring_bytes: u32, set: ProbeSet, track_sock: bool) -> Result<Probes> {
+    /// Loads and attaches the programs of a probe set.
+    pub fn load(snaplen: u32, ring_bytes: u32, set: ProbeSet) -> Result<Probes> {
         check_privileges()?;
         let btf = Btf::from_sys_fs().map_err(|e| RecorderError::MissingBtf(chain(&e)))?;
         let ncpu = aya::util::nr_cpus().map_err(|(what, e)| RecorderError::Io {
@@ -107,7 +106,6 @@ impl Probes {
             // aya has no user-space type for it
             .allow_unsupported_maps()
             .override_global(names::GLOBAL_SNAPLEN, &snaplen, true)
-            .override_global(names::GLOBAL_TRACK_SOCK, &u8::from(track_sock), true)
             .map_max_entries(names::MAP_EVENTS, ring_bytes)
             .map_max_entries(names::MAP_SCRATCH, ncpu)
             .load(PODTRACE_BPF_OBJECT)

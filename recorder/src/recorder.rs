@@ -229,7 +229,7 @@ impl Recorder {
             counters,
             ring,
             mut attached,
-        } = Probes::load(cfg.snaplen, cfg.ring_bytes, cfg.probes, cfg.tls)?;
+        } = Probes::load(cfg.snaplen, cfg.ring_bytes, cfg.probes)?;
         let mut filter = Filter::new(cgroups, cg_slots, targets);
         filter.rescan()?;
         let tls = crate::tls::start_hook(&cfg, &mut ebpf, &filter.ids(), &mut attached);
