@@ -195,7 +195,8 @@ static __always_inline void tls_submit(struct pt_scratch_t *s)
 	asm volatile("" : "+r"(cap));
 	if (cap > PT_MAX_SNAPLEN)
 		cap = PT_MAX_SNAPLEN;
-	if (bpf_ringbuf_output(&pt_events, s, sizeof(struct pt_event) + cap, wakeup_flag())) {
+	if (bpf_ringbuf_output(&pt_events, s, sizeof(struct pt_event) + cap,
+			       wakeup_flag(sizeof(struct pt_event) + cap))) {
 		count(PT_CTR_RINGBUF_FULL, 1);
 		count(PT_CTR_BYTES_DROPPED, s->ev.ret);
 		return;
