@@ -4,6 +4,10 @@
 //! holds [`WriterOptions::row_group_rows`] rows or [`WriterOptions::row_group_bytes`] payload
 //! bytes, when its oldest row is older than [`WriterOptions::flush_interval`] (checked on each
 //! write and by [`CaptureWriter::tick`]), or when the caller asks ([`CaptureWriter::flush`]).
+//! The open row group is encoded as it fills, [`ENCODE_ROWS`] rows at a time, so that
+//! closing it costs its last pages and the footer, not the encoding and compression of every
+//! row in one burst (a recorder beside a latency-sensitive pod: a second's rows in one go
+//! took 2–7 ms of one core at 20 k events/s).
 //!
 //! # Crash safety
 //! A Parquet footer is written only when a file is closed, so a writer killed with SIGKILL
@@ -195,13 +199,33 @@ pub struct CaptureWriter {
     /// Key-value metadata of every segment (podtrace keys + `ARROW:schema`).
     base_kv: Vec<KeyValue>,
     buf: Columns,
-    /// When the oldest buffered row was buffered.
+    /// Rows of the open row group already encoded into the segment's writer (not flushed).
+    encoded: Encoded,
+    /// When the oldest row of the open row group was buffered.
     oldest: Option<Instant>,
     segment: Option<Segment>,
     next_segment: u32,
     flushed_rows: u64,
     summary: WriteSummary,
     closed: bool,
+}
+
+/// The rows of the open row group that were already handed to the Parquet writer.
+#[derive(Clone, Copy)]
+struct Encoded {
+    rows: u64,
+    payload_bytes: usize,
+    min_ts: u64,
+    max_ts: u64,
+}
+
+impl Encoded {
+    const NONE: Encoded = Encoded {
+        rows: 0,
+        payload_bytes: 0,
+        min_ts: u64::MAX,
+        max_ts: 0,
+    };
 }
 
 /// One open file.
@@ -241,6 +265,7 @@ impl CaptureWriter {
             props,
             base_kv,
             buf: Columns::new(),
+            encoded: Encoded::NONE,
             oldest: None,
             segment: None,
             next_segment: 0,
@@ -264,6 +289,8 @@ impl CaptureWriter {
             self.buffer(r);
             if self.limit_reached() {
                 self.flush()?;
+            } else if self.buf.rows >= ENCODE_ROWS {
+                self.encode()?;
             }
         }
         self.after_write()
@@ -272,6 +299,45 @@ impl CaptureWriter {
     /// Writes the buffered rows as a row group now (no-op when nothing is buffered). When it
     /// returns, those rows are readable even if the process is killed.
     pub fn flush(&mut self) -> Result<()> {
+        if self.buf.rows > 0 {
+            self.encode()?;
+        }
+        let done = std::mem::replace(&mut self.encoded, Encoded::NONE);
+        if done.rows == 0 {
+            return Ok(());
+        }
+        self.oldest = None;
+        let Some(seg) = self.segment.as_mut() else {
+            return Ok(()); // unreachable: encode opened it
+        };
+        let werr = |e| FormatError::Write {
+            path: seg.path.clone(),
+            source: e,
+        };
+        seg.writer.flush().map_err(werr)?;
+        seg.writer
+            .sync()
+            .map_err(|e| FormatError::io(&seg.path, e))?;
+        if self.opts.sync {
+            seg.writer
+                .inner()
+                .sync_data()
+                .map_err(|e| FormatError::io(&seg.path, e))?;
+        }
+        seg.rows += done.rows;
+        seg.min_ts = seg.min_ts.min(done.min_ts);
+        seg.max_ts = seg.max_ts.max(done.max_ts);
+        seg.sidecar.append(
+            seg.writer.flushed_row_groups(),
+            &self.base_kv,
+            (seg.min_ts, seg.max_ts),
+        )?;
+        self.flushed_rows += done.rows;
+        self.maybe_rotate()
+    }
+
+    /// Encodes the buffered rows into the open row group (not flushed: not yet readable).
+    fn encode(&mut self) -> Result<()> {
         if self.buf.rows == 0 {
             return Ok(());
         }
@@ -285,31 +351,16 @@ impl CaptureWriter {
             path: seg.path.clone(),
             source: e,
         };
+        let payload_bytes = self.buf.payload_bytes;
         let batch = self.buf.finish().map_err(|e| werr(e.into()))?;
-        self.oldest = None;
-        let n = batch.num_rows() as u64;
         let (min_ts, max_ts) = ts_range(&batch);
         seg.writer.write(&batch).map_err(werr)?;
-        seg.writer.flush().map_err(werr)?;
-        seg.writer
-            .sync()
-            .map_err(|e| FormatError::io(&seg.path, e))?;
-        if self.opts.sync {
-            seg.writer
-                .inner()
-                .sync_data()
-                .map_err(|e| FormatError::io(&seg.path, e))?;
-        }
-        seg.rows += n;
-        seg.min_ts = seg.min_ts.min(min_ts);
-        seg.max_ts = seg.max_ts.max(max_ts);
-        seg.sidecar.append(
-            seg.writer.flushed_row_groups(),
-            &self.base_kv,
-            (seg.min_ts, seg.max_ts),
-        )?;
-        self.flushed_rows += n;
-        self.maybe_rotate()
+        let e = &mut self.encoded;
+        e.rows += batch.num_rows() as u64;
+        e.payload_bytes += payload_bytes;
+        e.min_ts = e.min_ts.min(min_ts);
+        e.max_ts = e.max_ts.max(max_ts);
+        Ok(())
     }
 
     /// Flushes if the oldest buffered row is older than the flush interval, and rotates if
@@ -329,7 +380,7 @@ impl CaptureWriter {
 
     /// Rows buffered, not yet flushed.
     pub fn buffered_rows(&self) -> usize {
-        self.buf.rows
+        self.buf.rows + self.encoded.rows as usize
     }
 
     /// The file currently written to (the base path, or the current segment).
@@ -353,7 +404,7 @@ impl CaptureWriter {
     }
 
     fn buffer(&mut self, record: &Record) {
-        if self.buf.rows == 0 {
+        if self.oldest.is_none() {
             self.oldest = Some(Instant::now());
         }
         self.buf.push(record);
@@ -368,18 +419,20 @@ impl CaptureWriter {
     fn after_write(&mut self) -> Result<()> {
         if self.limit_reached() || self.interval_due() {
             self.flush()?;
+        } else if self.buf.rows >= ENCODE_ROWS {
+            self.encode()?;
         }
         Ok(())
     }
 
     fn limit_reached(&self) -> bool {
-        self.buf.rows >= self.opts.row_group_rows
-            || self.buf.payload_bytes >= self.opts.row_group_bytes
+        self.buf.rows + self.encoded.rows as usize >= self.opts.row_group_rows
+            || self.buf.payload_bytes + self.encoded.payload_bytes >= self.opts.row_group_bytes
     }
 
     fn interval_due(&self) -> bool {
         match (self.oldest, self.opts.flush_interval) {
-            (Some(t), Some(iv)) => self.buf.rows > 0 && t.elapsed() >= iv,
+            (Some(t), Some(iv)) => t.elapsed() >= iv,
             _ => false,
         }
     }
@@ -529,6 +582,9 @@ fn ts_range(batch: &RecordBatch) -> (u64, u64) {
 }
 
 type DictBuilder = dict::DictColumn;
+
+/// Buffered rows encoded into the open row group at a time (see the module doc).
+pub const ENCODE_ROWS: usize = 2048;
 
 /// Column builders of the buffered rows, in schema order.
 /// Most addresses [`Columns`] keeps formatted.

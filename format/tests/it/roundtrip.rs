@@ -198,3 +198,39 @@ fn reading_inside_a_rayon_pool_does_not_starve_it() {
     });
     assert_eq!(counts, vec![20_000; 4]);
 }
+
+/// The open row group is encoded as it fills (ENCODE_ROWS at a time) but is readable only
+/// once flushed: until then its rows count as buffered, none as flushed, and a reader of the
+/// unfinished file (through the sidecar) sees none of them.
+#[test]
+fn encoded_rows_are_not_flushed_rows_until_the_row_group_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cap.parquet");
+    let opts = WriterOptions::default()
+        .row_group_rows(10_000)
+        .flush_interval(None);
+    let mut w = CaptureWriter::create(&path, file_meta(), opts).unwrap();
+    let n = 3 * writer::ENCODE_ROWS as u64 + 5; // three encoded chunks and a partial one
+    let rows: Vec<Record> = (0..n).map(record).collect();
+    w.write_all(&rows).unwrap();
+    assert_eq!(w.flushed_rows(), 0);
+    assert_eq!(w.buffered_rows() as u64, n);
+    // no row group yet: nothing to read (the file has neither a footer nor a sidecar entry)
+    assert_eq!(CaptureReader::open(&[&path]).map_or(0, |r| r.num_rows()), 0);
+    w.flush().unwrap();
+    assert_eq!((w.flushed_rows(), w.buffered_rows()), (n, 0));
+    assert_eq!(CaptureReader::open(&[&path]).unwrap().num_rows(), n);
+    // the next row group starts empty and is cut at row_group_rows counting encoded rows
+    let more: Vec<Record> = (n..n + 10_000).map(record).collect();
+    w.write_all(&more).unwrap();
+    assert_eq!(w.flushed_rows(), n + 10_000);
+    assert_eq!(w.buffered_rows(), 0);
+    let summary = w.finish().unwrap();
+    assert_eq!(summary.row_groups, 2);
+    assert_rows(
+        CaptureReader::open(&[&path])
+            .unwrap()
+            .records(&ReadOptions::default()),
+        n + 10_000,
+    );
+}
