@@ -144,9 +144,10 @@ nginx_stop
   echo "bench: bench_recorder failed" >&2
 }
 while read -r line; do note "bench_recorder: $line"; done < <(grep -v '^#' "$work/bench_recorder.txt")
-# micro LABEL SET: "after vs before ns" and the ratio of a bench_recorder line
+# micro LABEL SET: "after vs before ns" and the ratio of a bench_recorder line (the
+# untargeted lines name the set "podtrace SET", beside their floors)
 micro() {
-  sed -n "s/^$1 \[$2\]: *\([0-9.]*\) ns -> *\([0-9.]*\) ns *(+ *\([-0-9.]*\) ns.*x\([0-9.]*\)).*/\3 \2 \1 \4/p" "$work/bench_recorder.txt" | head -n 1
+  sed -n "s/^$1 \[\(podtrace \)\{0,1\}$2\]: *\([0-9.]*\) ns -> *\([0-9.]*\) ns *(+ *\([-0-9.]*\) ns.*x\([0-9.]*\)).*/\4 \3 \2 \5/p" "$work/bench_recorder.txt" | head -n 1
 }
 for spec in "unfollowed getppid(2)|non-socket syscall (getppid)|≤ +50 ns" \
   "untargeted write(2) socket|untargeted write(2) to a socket|≤ +100 ns" \
@@ -159,7 +160,9 @@ for spec in "unfollowed getppid(2)|non-socket syscall (getppid)|≤ +50 ns" \
     [ -n "${add:-}" ] && row "$label [$set]" "+$add ns ($with vs $base ns)" "x$x" "$goal"
   done
 done
-for set in sockets tracepoints tp_btf; do
-  peak=$(sed -n "s/^two 64 B writers \[$set\]: *\([0-9]*\) -> *\([0-9]*\) events\/s.*dropped \([0-9]*\) events.*/\2 vs \1 (dropped \3)/p" "$work/bench_recorder.txt")
-  row "events/s recorded, two 64 B writers [$set] vs unrecorded" "${peak:-n/a}" "" "≥ 1 M, no drops"
+for sinks in "" ", batched sinks"; do
+  for set in sockets tracepoints tp_btf; do
+    peak=$(sed -n "s/^two 64 B writers$sinks \[$set\]: *\([0-9]*\) -> *\([0-9]*\) events\/s.*dropped \([0-9]*\) events.*/\2 vs \1 (dropped \3)/p" "$work/bench_recorder.txt")
+    row "events/s recorded, two 64 B writers$sinks [$set] vs unrecorded" "${peak:-n/a}" "" "≥ 1 M, no drops"
+  done
 done
