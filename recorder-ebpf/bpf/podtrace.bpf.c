@@ -211,53 +211,11 @@ static __always_inline __u32 snaplen(void)
 	return limit > PT_MAX_SNAPLEN ? PT_MAX_SNAPLEN : limit;
 }
 
-/* Family, ports and addresses of an AF_INET/AF_INET6 sock (copied whole into `skc` with
- * one read) into the event; 0 for other families. */
-static __always_inline int sk_fill_ev(struct pt_event *ev, struct sock_common *skc,
-				      struct sock *sk)
+/* Family, ports and addresses of an AF_INET/AF_INET6 sock from its `sock_common` `c` (a copy,
+ * or the sock itself when it is a trusted BTF pointer) into the event; 0 for other families.
+ * `skv` is the sock's address (the event's socket identity). */
+static __always_inline int sk_fields(struct pt_event *ev, const struct sock_common *c, __u64 skv)
 {
-	if (bpf_probe_read_kernel(skc, sizeof(*skc), sk))
-		return 0;
-	__u16 family = skc->skc_family;
-	if (family != AF_INET && family != AF_INET6)
-		return 0;
-	ev->family = family;
-	__portpair ports = skc->skc_portpair;
-	ev->rport = bpf_ntohs((__u16)ports); /* skc_dport: low half, network order */
-	ev->lport = (__u16)(ports >> 16);     /* skc_num: high half, host order */
-	/* once a connection reached CLOSE (e.g. TIME_WAIT, while its application still reads
-	 * the queued bytes) its port is released (inet_num = 0); the source port it used is
-	 * still in inet_sport */
-	if (!ev->lport)
-		ev->lport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
-	if (family == AF_INET) {
-		__builtin_memset(ev->laddr, 0, 16);
-		__builtin_memset(ev->raddr, 0, 16);
-		__addrpair addrs = skc->skc_addrpair;
-		__u32 r = (__u32)addrs;         /* skc_daddr */
-		__u32 l = (__u32)(addrs >> 32); /* skc_rcv_saddr */
-		__builtin_memcpy(ev->laddr, &l, 4);
-		__builtin_memcpy(ev->raddr, &r, 4);
-	} else {
-		__builtin_memcpy(ev->laddr, &skc->skc_v6_rcv_saddr, 16);
-		__builtin_memcpy(ev->raddr, &skc->skc_v6_daddr, 16);
-	}
-	ev->sock = (__u64)sk;
-	return 1;
-}
-
-/* sk_fill_ev into the scratch slot's event. */
-static __always_inline int sk_fill(struct pt_scratch_t *s, struct sock *sk)
-{
-	return sk_fill_ev(&s->ev, &s->skc, sk);
-}
-
-/* sk_fill_ev for a trusted (BTF-typed) sock, as the tp_btf socket programs get it: direct
- * loads of the few fields, no helper call copying the whole sock_common. `skv` is the
- * pointer as a number (the event's socket identity). */
-static __always_inline int sk_fill_btf(struct pt_event *ev, struct sock *sk, __u64 skv)
-{
-	struct sock_common *c = &sk->__sk_common;
 	__u16 family = c->skc_family;
 	if (family != AF_INET && family != AF_INET6)
 		return 0;
@@ -265,7 +223,9 @@ static __always_inline int sk_fill_btf(struct pt_event *ev, struct sock *sk, __u
 	__portpair ports = c->skc_portpair;
 	ev->rport = bpf_ntohs((__u16)ports); /* skc_dport: low half, network order */
 	ev->lport = (__u16)(ports >> 16);     /* skc_num: high half, host order */
-	/* the port of a connection past CLOSE: see sk_fill_ev */
+	/* once a connection reached CLOSE (e.g. TIME_WAIT, while its application still reads
+	 * the queued bytes) its port is released (inet_num = 0); the source port it used is
+	 * still in inet_sport */
 	if (!ev->lport)
 		ev->lport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)skv, inet_sport));
 	if (family == AF_INET) {
@@ -282,6 +242,29 @@ static __always_inline int sk_fill_btf(struct pt_event *ev, struct sock *sk, __u
 	}
 	ev->sock = skv;
 	return 1;
+}
+
+/* sk_fields of a sock pointer as the syscall programs have it (untrusted): its
+ * `sock_common` copied whole into `skc` with one read first. */
+static __always_inline int sk_fill_ev(struct pt_event *ev, struct sock_common *skc,
+				      struct sock *sk)
+{
+	if (bpf_probe_read_kernel(skc, sizeof(*skc), sk))
+		return 0;
+	return sk_fields(ev, skc, (__u64)sk);
+}
+
+/* sk_fill_ev into the scratch slot's event. */
+static __always_inline int sk_fill(struct pt_scratch_t *s, struct sock *sk)
+{
+	return sk_fill_ev(&s->ev, &s->skc, sk);
+}
+
+/* sk_fields of a trusted (BTF-typed) sock, as the tp_btf socket programs get it: direct
+ * loads of the few fields, no helper call copying the whole sock_common. */
+static __always_inline int sk_fill_btf(struct pt_event *ev, struct sock *sk, __u64 skv)
+{
+	return sk_fields(ev, &sk->__sk_common, skv);
 }
 
 /* The thread's `struct file *` of an fd (0 if none). */
