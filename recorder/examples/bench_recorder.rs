@@ -134,9 +134,25 @@ fn main() {
     }
 }
 
-/// SO_RCVLOWAT of the batched sinks of the peak-rate section: one wakeup per 64 KiB, about
-/// a thousand 64 B writes.
+/// SO_RCVLOWAT of the batched sinks (the peak rate's second variant, the untargeted socket):
+/// one wakeup per 64 KiB, about a thousand 64 B writes.
 const SINK_LOWAT: libc::c_int = 64 * 1024;
+
+/// Sets a receiving socket's SO_RCVLOWAT: its reader is woken once `lowat` bytes wait.
+fn set_rcvlowat(s: &TcpStream, lowat: libc::c_int) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid socket fd and an int option value of the right size.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVLOWAT,
+            (&lowat as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_RCVLOWAT: {}", std::io::Error::last_os_error());
+}
 
 /// Sections 1 (untargeted syscalls) and 2 (captured events, skipped with
 /// `untargeted_only`) of the module doc.
@@ -366,6 +382,9 @@ impl UntargetedSocket {
         let port = listener.local_addr().expect("addr").port();
         std::thread::spawn(move || {
             let (mut s, _) = listener.accept().expect("accept");
+            // woken once per 64 KiB, not per 1-byte write: the sink's wakeups made the
+            // per-write time swing by hundreds of ns between runs
+            set_rcvlowat(&s, SINK_LOWAT);
             let mut buf = vec![0u8; 1 << 20];
             while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
         });
@@ -537,18 +556,7 @@ fn run_worker_in(
     let sink = std::thread::spawn(move || {
         let (mut s, _) = listener.accept().expect("accept");
         if let Some(lowat) = sink_lowat {
-            use std::os::fd::AsRawFd;
-            // SAFETY: a valid socket fd and an int option value of the right size.
-            let rc = unsafe {
-                libc::setsockopt(
-                    s.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_RCVLOWAT,
-                    (&lowat as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            };
-            assert_eq!(rc, 0, "SO_RCVLOWAT: {}", std::io::Error::last_os_error());
+            set_rcvlowat(&s, lowat);
         }
         let mut buf = vec![0u8; 1 << 20];
         while matches!(s.read(&mut buf), Ok(n) if n > 0) {}

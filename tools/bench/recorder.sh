@@ -4,7 +4,8 @@
 #     cgroup, and under `tcpdump -i lo -w` of the same port, in alternating rounds (the best
 #     run of each): throughput and p99 ratios, podtrace's against tcpdump's;
 #  2. fixed rate: `oha -q RATE` (5 k and 10 k req/s, PODTRACE_BENCH_RATES) without and with
-#     `podtrace record`: p50/p99 latency ratios, the recorder's CPU in millicores (its
+#     `podtrace record`, in PODTRACE_BENCH_RATE_ROUNDS (default 3) alternating rounds: the
+#     medians' p50/p99 latency ratios, the recorder's CPU in millicores (its
 #     /proc/PID/stat over the run) and nginx's (the cgroup's cpu.stat, which includes the
 #     eBPF programs run in nginx's syscalls). oha is installed with `cargo install` into
 #     target/bench-tools on first use (not part of `make test`);
@@ -105,33 +106,47 @@ p = d.get("latencyPercentiles", {})
 print("%.0f %.0f %.0f" % ((p.get("p50") or 0) * 1e6, (p.get("p99") or 0) * 1e6, d["summary"]["requestsPerSec"]))
 PY
 }
+# median of the arguments (the middle one; the lower middle of an even count)
+median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 if [ -n "$oha" ]; then
+  rate_rounds="${PODTRACE_BENCH_RATE_ROUNDS:-3}"
   for q in ${PODTRACE_BENCH_RATES:-5000 10000}; do
-    read -r p50_a p99_a rps_qa < <(oha_run "$work/oha-$q-a.json" "$q")
-    ng0=$(cg_usec)
-    record_start "$work/rec-$q"
-    ng1=$(cg_usec)
-    t0=$(proc_ticks "$REC_PID")
-    s0=$(date +%s.%N)
-    read -r p50_b p99_b rps_qb < <(oha_run "$work/oha-$q-b.json" "$q")
-    s1=$(date +%s.%N)
-    t1=$(proc_ticks "$REC_PID")
-    ng2=$(cg_usec)
-    record_stop
-    read -r p50_c p99_c rps_qc < <(oha_run "$work/oha-$q-c.json" "$q")
-    ng3=$(cg_usec)
-    secs=$(awk -v a="$s0" -v b="$s1" 'BEGIN { print b - a }')
-    rec_mc=$(millicores $((t1 - t0)) "$secs")
-    ngx_with=$(awk -v u=$((ng2 - ng1)) -v s="$secs" 'BEGIN { printf "%.0f", u / 1000 / s }')
-    ngx_without=$(awk -v u=$((ng3 - ng2)) -v s="$secs" 'BEGIN { printf "%.0f", u / 1000 / s }')
-    p50_base=$(awk -v a="$p50_a" -v c="$p50_c" 'BEGIN { printf "%.0f", (a + c) / 2 }')
-    p99_base=$(awk -v a="$p99_a" -v c="$p99_c" 'BEGIN { printf "%.0f", (a + c) / 2 }')
-    note "nginx at $q req/s (oha -q, ${rate_secs}s, 32 conns): without p50 $p50_a / $p50_c µs, p99 $p99_a / $p99_c µs ($rps_qa / $rps_qc req/s); with podtrace record p50 $p50_b µs, p99 $p99_b µs ($rps_qb req/s); recorder CPU $rec_mc millicores; nginx CPU $ngx_with vs $ngx_without millicores (${ng0:+cgroup cpu.stat})"
-    note "podtrace record at $q req/s: $(grep -h 'recorded' "$work/rec-$q.out" || tail -n 2 "$work/rec-$q.err")"
+    # rounds of (without, with): latency medians over the rounds, CPU over all of them
+    p50s_a=() p99s_a=() p50s_b=() p99s_b=() rps_a="" rps_b=""
+    ticks=0 rec_secs=0 ng_with=0 ng_without=0
+    for r in $(seq "$rate_rounds"); do
+      ng0=$(cg_usec)
+      s0=$(date +%s.%N)
+      read -r p50 p99 rps < <(oha_run "$work/oha-$q-a$r.json" "$q")
+      s1=$(date +%s.%N)
+      ng1=$(cg_usec)
+      p50s_a+=("$p50") p99s_a+=("$p99") rps_a="$rps_a${rps_a:+ / }$rps"
+      ng_without=$(awk -v a="$ng_without" -v u=$((ng1 - ng0)) -v s0="$s0" -v s1="$s1" 'BEGIN { print a + u / 1000 / (s1 - s0) }')
+      record_start "$work/rec-$q-$r"
+      ng2=$(cg_usec)
+      t0=$(proc_ticks "$REC_PID")
+      s0=$(date +%s.%N)
+      read -r p50 p99 rps < <(oha_run "$work/oha-$q-b$r.json" "$q")
+      s1=$(date +%s.%N)
+      t1=$(proc_ticks "$REC_PID")
+      ng3=$(cg_usec)
+      record_stop
+      p50s_b+=("$p50") p99s_b+=("$p99") rps_b="$rps_b${rps_b:+ / }$rps"
+      ticks=$((ticks + t1 - t0))
+      rec_secs=$(awk -v a="$rec_secs" -v s0="$s0" -v s1="$s1" 'BEGIN { print a + s1 - s0 }')
+      ng_with=$(awk -v a="$ng_with" -v u=$((ng3 - ng2)) -v s0="$s0" -v s1="$s1" 'BEGIN { print a + u / 1000 / (s1 - s0) }')
+    done
+    rec_mc=$(millicores "$ticks" "$rec_secs")
+    ngx_with=$(awk -v a="$ng_with" -v n="$rate_rounds" 'BEGIN { printf "%.0f", a / n }')
+    ngx_without=$(awk -v a="$ng_without" -v n="$rate_rounds" 'BEGIN { printf "%.0f", a / n }')
+    p50_a=$(median "${p50s_a[@]}") p99_a=$(median "${p99s_a[@]}")
+    p50_b=$(median "${p50s_b[@]}") p99_b=$(median "${p99s_b[@]}")
+    note "nginx at $q req/s (oha -q, ${rate_secs}s, 32 conns, $rate_rounds rounds of without / with): without p50 ${p50s_a[*]} µs, p99 ${p99s_a[*]} µs ($rps_a req/s); with podtrace record p50 ${p50s_b[*]} µs, p99 ${p99s_b[*]} µs ($rps_b req/s); recorder CPU $rec_mc millicores; nginx CPU $ngx_with vs $ngx_without millicores (cgroup cpu.stat)"
+    note "podtrace record at $q req/s, last round: $(grep -h 'recorded' "$work/rec-$q-$rate_rounds.out" || tail -n 2 "$work/rec-$q-$rate_rounds.err")"
     row "$q req/s: recorder CPU (millicores)" "$rec_mc" "" "≤ 100 at 10 k"
     row "$q req/s: nginx CPU with / without recorder" "$ngx_with vs $ngx_without millicores" "x$(ratio "$ngx_with" "$ngx_without")" "printed"
-    row "$q req/s: p50 with / without recorder" "$p50_b vs $p50_base µs" "x$(ratio "$p50_b" "$p50_base")" "printed"
-    row "$q req/s: p99 with / without recorder" "$p99_b vs $p99_base µs" "x$(ratio "$p99_b" "$p99_base")" "≤ x1.05 at 10 k"
+    row "$q req/s: p50 with / without recorder (median of $rate_rounds)" "$p50_b vs $p50_a µs" "x$(ratio "$p50_b" "$p50_a")" "printed"
+    row "$q req/s: p99 with / without recorder (median of $rate_rounds)" "$p99_b vs $p99_a µs" "x$(ratio "$p99_b" "$p99_a")" "≤ x1.05 at 10 k"
   done
 else
   note "fixed-rate runs skipped: oha not installed (cargo install oha failed or PODTRACE_BENCH_SKIP has oha-install)"
