@@ -110,7 +110,7 @@ mod tests {
         let pairs = out
             .into_iter()
             .map(|kv| match kv.value {
-                AttrValue::Str(s) => (kv.key, s),
+                AttrValue::Str(s) => (kv.key.into_owned(), s),
                 other => panic!("{other:?}"),
             })
             .collect();

@@ -130,7 +130,7 @@ mod tests {
         d.add_baggage(&headers, &mut attrs);
         let keys: Vec<(&str, &podtrace_model::AttrValue)> = attrs
             .iter()
-            .map(|kv| (kv.key.as_str(), &kv.value))
+            .map(|kv| (&*kv.key, &kv.value))
             .collect();
         assert_eq!(
             keys,

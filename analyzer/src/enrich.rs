@@ -27,7 +27,7 @@ use podtrace_format::{K8sEvent, K8sObject};
 use podtrace_model::{KeyValue, Resource, SpanKind};
 use serde_json::Value;
 
-use crate::span::{default_service_name, ObservedSpan};
+use crate::span::ObservedSpan;
 
 /// A pod version, reduced to what enrichment uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -381,13 +381,15 @@ impl Enricher {
     }
 
     /// Sets the span's resource (its workload) and peer attributes (`peer.service`,
-    /// `podtrace.peer.pod`, `podtrace.peer.namespace`).
+    /// `podtrace.peer.pod`, `podtrace.peer.namespace`). Without a known pod the resource
+    /// stays as built: the process default
+    /// ([`default_service_name`](crate::span::default_service_name), see
+    /// [`ObservedSpan::span`]), not computed a second time.
     pub fn enrich(&self, s: &mut ObservedSpan) {
         let ts = s.span.start_time_unix_nano;
-        s.span.resource = match s.conn.key.local.and_then(|l| self.pod_at(l.ip(), ts)) {
-            Some(pod) => self.pod_resource(&pod, ts),
-            None => Resource::new(default_service_name(&s.conn)),
-        };
+        if let Some(pod) = s.conn.key.local.and_then(|l| self.pod_at(l.ip(), ts)) {
+            s.span.resource = self.pod_resource(&pod, ts);
+        }
         let remote = s.conn.key.remote;
         let peer = remote.and_then(|r| self.peer_at(r.ip(), ts));
         if peer.is_none() && s.span.kind == SpanKind::Client {

@@ -142,7 +142,7 @@ fn encode_span(span: &Span) -> OtlpSpan {
             .attributes
             .iter()
             .map(|kv| KeyValue {
-                key: kv.key.clone(),
+                key: kv.key.to_string(),
                 value: Some(any_value(&kv.value)),
                 ..Default::default()
             })

@@ -169,7 +169,7 @@ impl SplunkEncoder {
                 attributes: span
                     .attributes
                     .iter()
-                    .map(|kv| (kv.key.clone(), json_value(&kv.value)))
+                    .map(|kv| (kv.key.to_string(), json_value(&kv.value)))
                     .collect(),
             },
         };

@@ -30,6 +30,7 @@
     deny(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)
 )]
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -326,15 +327,17 @@ impl From<f64> for AttrValue {
 /// A span attribute: key (OpenTelemetry semantic convention name) and value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyValue {
-    /// e.g. `http.request.method`
-    pub key: String,
+    /// e.g. `http.request.method`. Borrowed when the key is a constant (the semantic
+    /// convention names: no allocation per span to build, clone or free them), owned when
+    /// it is made at run time (e.g. `baggage.<name>`, `k8s.pod.label.<name>`).
+    pub key: Cow<'static, str>,
     /// The value.
     pub value: AttrValue,
 }
 
 impl KeyValue {
-    /// Builds an attribute.
-    pub fn new(key: impl Into<String>, value: impl Into<AttrValue>) -> Self {
+    /// Builds an attribute; a `&'static str` key is kept borrowed, a `String` key owned.
+    pub fn new(key: impl Into<Cow<'static, str>>, value: impl Into<AttrValue>) -> Self {
         KeyValue {
             key: key.into(),
             value: value.into(),

@@ -214,7 +214,7 @@ impl ReportData {
                         attrs: s
                             .attributes
                             .iter()
-                            .map(|kv| (kv.key.clone(), attr_text(&kv.value)))
+                            .map(|kv| (kv.key.to_string(), attr_text(&kv.value)))
                             .collect(),
                     })
                     .collect();

@@ -173,7 +173,7 @@ fn check(venv: &Path, out: &Path, table: &Path) {
         let want: BTreeMap<String, String> = s
             .attributes
             .iter()
-            .map(|kv| (kv.key.clone(), kv.value.to_string()))
+            .map(|kv| (kv.key.to_string(), kv.value.to_string()))
             .collect();
         assert_eq!(attrs, want, "attributes of {}", s.span_id);
         assert_eq!(

@@ -15,6 +15,9 @@ use crate::details::SpanDetails;
 use crate::span::Linker;
 use crate::stats::AnalysisStats;
 
+/// Exchanges linked at a time by [`Back::finish`].
+const FINAL_RUN: usize = 4096;
+
 /// Intake and identification (see the module doc).
 #[derive(Debug)]
 pub(super) struct Back {
@@ -80,15 +83,22 @@ impl Back {
     }
 
     /// The end of the analysis: the front's last parse results applied, everything
-    /// linked, the linker emptied.
-    pub(super) fn finish(&mut self, last: Vec<Absorbed>, out: &mut Vec<Handoff>) {
+    /// linked, the linker emptied. What the tail is to take goes to `hand` in order, a
+    /// run of [`FINAL_RUN`] exchanges at a time (the last link delay's worth of exchanges
+    /// is linked here: split, the tail builds a run while the next one is identified).
+    pub(super) fn finish(&mut self, last: Vec<Absorbed>, mut hand: impl FnMut(Vec<Handoff>)) {
         let started = Instant::now();
+        let mut out = Vec::new();
         for a in last {
-            self.apply(a, out);
+            self.apply(a, &mut out);
         }
         self.times.intake += started.elapsed();
         let started = Instant::now();
-        out.push(Handoff::Linked(self.linker.link_unbuilt(u64::MAX)));
+        let cutoffs = self.linker.run_cutoffs(FINAL_RUN);
+        for cutoff in cutoffs.into_iter().chain([u64::MAX]) {
+            out.push(Handoff::Linked(self.linker.link_unbuilt(cutoff)));
+            hand(std::mem::take(&mut out));
+        }
         self.times.link += started.elapsed();
         let started = Instant::now();
         self.linker.evict(u64::MAX);

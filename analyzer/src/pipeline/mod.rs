@@ -215,21 +215,34 @@ fn finish_parts(
     last: Vec<Absorbed>,
 ) -> (Analysis, StageTimes) {
     let mut handoffs = Vec::new();
-    back.finish(last, &mut handoffs);
+    back.finish(last, |mut h| handoffs.append(&mut h));
     let mut spans = Vec::new();
     for h in handoffs {
         if let Some(mut s) = tail.take(h) {
             spans.append(&mut s);
         }
     }
+    end_parts(front_stats, front_times, &back, &tail, spans)
+}
+
+/// The analysis once the back is finished and the tail took all it handed out: `spans`
+/// (the spans of the back's last handoffs) sorted, the graph, the stats and the stage
+/// times.
+fn end_parts(
+    front_stats: &AnalysisStats,
+    front_times: StageTimes,
+    back: &Back,
+    tail: &Tail,
+    mut spans: Vec<Span>,
+) -> (Analysis, StageTimes) {
     sort_spans(&mut spans);
     (
         Analysis {
             spans,
             graph: tail.graph(),
-            stats: stats_of(front_stats, &back, &tail),
+            stats: stats_of(front_stats, back, tail),
         },
-        times_of(front_times, &back, &tail),
+        times_of(front_times, back, tail),
     )
 }
 

@@ -3,7 +3,9 @@
 //! of its own while the calling thread runs the front (reassembly, parsing: connections
 //! in parallel) of the next batches and the tail (span building and enrichment in
 //! parallel, graph, sampling) of the previous ones; the front runs a few steps ahead
-//! through a bounded channel. The back takes exactly the steps, and the tail exactly the
+//! through a bounded channel. At the end the back's thread also finishes: it links the
+//! last link delay's worth of exchanges a run at a time while the calling thread builds
+//! the runs already linked. The back takes exactly the steps, and the tail exactly the
 //! handoffs, in exactly the order the one-thread run gives them, so the spans, their
 //! batches, the graph and the stats are the same for any thread count.
 
@@ -12,10 +14,27 @@ use std::sync::mpsc::{channel, sync_channel};
 use podtrace_format::Record;
 use podtrace_model::Span;
 
-use super::front::Step;
+use super::front::{Absorbed, Step};
 use super::tail::{Handoff, Tail};
-use super::{finish_parts, Pipeline, StageTimes};
+use super::{end_parts, Pipeline, StageTimes};
 use crate::{Analysis, BATCH};
+
+/// What the calling thread sends the back's thread.
+enum ToBack {
+    /// One step of the front.
+    Step(Step),
+    /// The front's last parse results: the back finishes ([`super::back::Back::finish`]).
+    Finish(Vec<Absorbed>),
+}
+
+/// What the back's thread hands the tail, in order.
+enum FromBack {
+    /// The handoffs of one step: their spans go out batch by batch.
+    Step(Vec<Handoff>),
+    /// Handoffs of the back's finish: their spans go out together, in one sorted batch
+    /// (as [`super::finish_parts`] hands them out on one thread).
+    Finish(Vec<Handoff>),
+}
 
 /// Steps the front may run ahead of the back (two per batch of records): bounds the
 /// memory between the threads to a few batches' parse results (8 batches of 8,192
@@ -66,61 +85,89 @@ fn run_split<E>(
 ) -> Result<(Analysis, StageTimes), E> {
     let (mut front, back, mut tail) = pipeline.into_parts();
     std::thread::scope(|scope| {
-        let (steps, step_rx) = sync_channel::<Step>(STEPS_AHEAD);
+        let (steps, step_rx) = sync_channel::<ToBack>(STEPS_AHEAD);
         // Unbounded: the back never waits for the tail (the front, bounded by `steps`,
         // keeps what is queued here to a few batches).
-        let (handoff_tx, handoffs) = channel::<Vec<Handoff>>();
+        let (handoff_tx, handoffs) = channel::<FromBack>();
         let worker = scope.spawn(move || {
             let mut back = back;
-            for step in step_rx {
-                let mut out = Vec::new();
-                back.step(step, &mut out);
-                if !out.is_empty() && handoff_tx.send(out).is_err() {
-                    break;
+            for msg in step_rx {
+                match msg {
+                    ToBack::Step(step) => {
+                        let mut out = Vec::new();
+                        back.step(step, &mut out);
+                        if !out.is_empty() && handoff_tx.send(FromBack::Step(out)).is_err() {
+                            break;
+                        }
+                    }
+                    ToBack::Finish(last) => {
+                        // Each run as soon as it is linked: the tail builds it while the
+                        // next is identified.
+                        back.finish(last, |h| {
+                            let _ = handoff_tx.send(FromBack::Finish(h));
+                        });
+                    }
                 }
             }
             back
         });
+        // The spans of the back's finish (none before the loop below ends).
+        let mut last = Vec::new();
         let mut batch = Vec::with_capacity(BATCH);
         for r in records {
             batch.push(r);
             if batch.len() == BATCH {
                 let step = front.push(&batch);
                 batch.clear();
-                if steps.send(step).is_err() || steps.send(front.drain()).is_err() {
+                if steps.send(ToBack::Step(step)).is_err()
+                    || steps.send(ToBack::Step(front.drain())).is_err()
+                {
                     // The back stopped (a panic, raised again by the join below).
                     break;
                 }
                 while let Ok(h) = handoffs.try_recv() {
-                    take(&mut tail, h, &mut hand_out)?;
+                    take(&mut tail, h, &mut hand_out, &mut last)?;
                 }
             }
         }
         // A failed send means the back stopped: the join below raises its panic.
-        let _ = steps.send(front.push(&batch));
-        let last = front.finish();
+        let _ = steps.send(ToBack::Step(front.push(&batch)));
+        let _ = steps.send(ToBack::Finish(front.finish()));
         drop(steps);
         for h in handoffs.iter() {
-            take(&mut tail, h, &mut hand_out)?;
+            take(&mut tail, h, &mut hand_out, &mut last)?;
         }
         let back = worker
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        let (mut analysis, times) = finish_parts(&front.stats, front.times, back, tail, last);
+        let (mut analysis, times) = end_parts(&front.stats, front.times, &back, &tail, last);
         hand_out(std::mem::take(&mut analysis.spans))?;
         Ok((analysis, times))
     })
 }
 
-/// The tail takes the back's handoffs in order; the spans they make go to `hand_out`.
+/// The tail takes the back's handoffs in order; the spans they make go to `hand_out`,
+/// those of the back's finish to `last` (handed out together at the end).
 fn take<E>(
     tail: &mut Tail,
-    handoffs: Vec<Handoff>,
+    handoffs: FromBack,
     hand_out: &mut impl FnMut(Vec<Span>) -> Result<(), E>,
+    last: &mut Vec<Span>,
 ) -> Result<(), E> {
-    for h in handoffs {
-        if let Some(spans) = tail.take(h) {
-            hand_out(spans)?;
+    match handoffs {
+        FromBack::Step(handoffs) => {
+            for h in handoffs {
+                if let Some(spans) = tail.take(h) {
+                    hand_out(spans)?;
+                }
+            }
+        }
+        FromBack::Finish(handoffs) => {
+            for h in handoffs {
+                if let Some(mut spans) = tail.take(h) {
+                    last.append(&mut spans);
+                }
+            }
         }
     }
     Ok(())

@@ -217,6 +217,20 @@ impl Linker {
         build_all(self.link_unbuilt(cutoff), &details)
     }
 
+    /// Request starts that split the exchanges not identified yet into runs of about
+    /// `per` (in identification order), increasing: cutoffs for [`Linker::link_unbuilt`]
+    /// that link the end of an analysis a run at a time (each run's spans can be built
+    /// while the next run is identified) instead of all at once.
+    pub fn run_cutoffs(&self, per: usize) -> Vec<u64> {
+        let mut out: Vec<u64> = Vec::new();
+        for key in self.unidentified.iter().step_by(per.max(1)).skip(1) {
+            if out.last().is_none_or(|&last| key.0 > last) {
+                out.push(key.0);
+            }
+        }
+        out
+    }
+
     /// [`Linker::link`] without building the spans: the identified exchanges that have
     /// their response, in emit order, each to be built with [`build_all`] (anywhere: they
     /// no longer depend on the linker).

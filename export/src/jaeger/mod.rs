@@ -113,7 +113,7 @@ fn span_tags(span: &Span) -> Vec<gen::Tag> {
     tags.extend(
         span.attributes
             .iter()
-            .filter(|kv| !derived.contains(&kv.key.as_str()))
+            .filter(|kv| !derived.contains(&&*kv.key))
             .map(|kv| tag(&kv.key, &kv.value)),
     );
     tags

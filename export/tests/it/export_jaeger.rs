@@ -60,7 +60,7 @@ fn assert_span(rec: &Value, span: &Span) {
         assert!(tags.get("error").is_none(), "{k}");
     }
     for kv in &span.attributes {
-        assert_eq!(tags[&kv.key], attr_json(&kv.value), "{k} {}", kv.key);
+        assert_eq!(tags[&*kv.key], attr_json(&kv.value), "{k} {}", kv.key);
     }
 }
 

@@ -98,7 +98,7 @@ fn assert_span(rec: &Value, span: &Span) {
     let attrs: serde_json::Map<String, Value> = span
         .attributes
         .iter()
-        .map(|kv| (kv.key.clone(), attr_json(&kv.value)))
+        .map(|kv| (kv.key.to_string(), attr_json(&kv.value)))
         .collect();
     assert_eq!(rec["attributes"], Value::Object(attrs), "{k} attributes");
     assert_eq!(rec["scope"], "podtrace");

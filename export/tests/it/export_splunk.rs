@@ -70,7 +70,7 @@ fn assert_event(e: &Value, span: &Span, config: &SplunkConfig) {
     );
     for kv in &span.attributes {
         assert_eq!(
-            ev["attributes"][&kv.key],
+            ev["attributes"][&*kv.key],
             attr_json(&kv.value),
             "{k} {}",
             kv.key

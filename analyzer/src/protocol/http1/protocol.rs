@@ -4,7 +4,7 @@
 use podtrace_format::Role;
 
 use super::{ConnectionParser, Head, Message, Parsed};
-use crate::protocol::http::{is_one_of, split_target, HttpRequest, HttpResponse, KEPT_HEADERS};
+use crate::protocol::http::{split_target, HttpRequest, HttpResponse};
 use crate::protocol::{
     Detection, MessageEvent, Output, Protocol, Request, RequestDetail, Response, ResponseDetail,
     Start,
@@ -72,7 +72,10 @@ pub fn to_output(parsed: Parsed) -> Output {
     }
 }
 
-/// A request message as a neutral request (headers: only [`KEPT_HEADERS`]).
+/// A request message as a neutral request. Its header fields are taken as they are: the
+/// connection parser keeps only
+/// [`KEPT_HEADERS`](crate::protocol::http::KEPT_HEADERS) of a request (see
+/// [`Parsed::requests`]), so they are not filtered again here.
 pub fn to_request(m: Message) -> Option<Request> {
     let Head::Request {
         method,
@@ -87,13 +90,8 @@ pub fn to_request(m: Message) -> Option<Request> {
     } else {
         split_target(&target)
     };
-    let headers = m
-        .headers
-        .into_iter()
-        .filter(|(n, _)| is_one_of(n, &KEPT_HEADERS))
-        .collect();
     Some(Request {
-        headers,
+        headers: m.headers,
         body_size: m.body_size,
         start_ts: m.start_ts,
         end_ts: m.end_ts,
