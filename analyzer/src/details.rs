@@ -128,10 +128,8 @@ mod tests {
         assert!(attrs.is_empty());
         let d = SpanDetails::new(Routes::new(), true);
         d.add_baggage(&headers, &mut attrs);
-        let keys: Vec<(&str, &podtrace_model::AttrValue)> = attrs
-            .iter()
-            .map(|kv| (&*kv.key, &kv.value))
-            .collect();
+        let keys: Vec<(&str, &podtrace_model::AttrValue)> =
+            attrs.iter().map(|kv| (&*kv.key, &kv.value)).collect();
         assert_eq!(
             keys,
             vec![("baggage.user", &"ann".into()), ("baggage.n", &"1".into()),]

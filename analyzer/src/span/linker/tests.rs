@@ -689,12 +689,8 @@ fn undecidable_parent_is_the_innermost_and_counted() {
     assert_eq!(stats.ambiguous_parents, 1);
 }
 
-/// Root adoption: a context-less request through an uninstrumented (recorded) load
-/// balancer reaches a service whose tracer starts a trace; the service's call carries
-/// it. The service's SERVER span, the balancer's CLIENT span and SERVER span (the
-/// context-less ancestors) and a context-less call made before all join that trace.
-#[test]
-fn context_less_request_adopts_the_trace_its_service_started() {
+/// The exchanges of [`context_less_request_adopts_the_trace_its_service_started`].
+fn adoption_events() -> Vec<(ExchangeEvent, ExchangeEvent)> {
     // The balancer (pid 5): accepted from the driver, forwards to the service.
     let lb_in = conn(1, 5, "lb", "127.0.1.1:80", "127.0.0.9:41000", Role::Server);
     let lb_out = conn(2, 5, "lb", "127.0.1.1:42000", "127.0.1.2:80", Role::Client);
@@ -723,7 +719,7 @@ fn context_less_request_adopts_the_trace_its_service_started() {
         "127.0.1.3:80",
         Role::Client,
     );
-    let (spans, stats) = run(vec![
+    vec![
         exchange(&lb_in, 0, "/entry", &[], 100, 900, 200),
         exchange(&lb_out, 0, "/entry", &[], 110, 890, 200),
         exchange(&svc_in, 0, "/entry", &[], 120, 880, 200),
@@ -737,7 +733,16 @@ fn context_less_request_adopts_the_trace_its_service_started() {
             500,
             200,
         ),
-    ]);
+    ]
+}
+
+/// Root adoption: a context-less request through an uninstrumented (recorded) load
+/// balancer reaches a service whose tracer starts a trace; the service's call carries
+/// it. The service's SERVER span, the balancer's CLIENT span and SERVER span (the
+/// context-less ancestors) and a context-less call made before all join that trace.
+#[test]
+fn context_less_request_adopts_the_trace_its_service_started() {
+    let (spans, stats) = run(adoption_events());
     assert_eq!(spans.len(), 5);
     let t = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     for s in &spans {
@@ -758,10 +763,8 @@ fn context_less_request_adopts_the_trace_its_service_started() {
     assert_eq!(stats.orphans, 0);
 }
 
-/// Two concurrent context-less requests on a thread-per-request server: each adopts
-/// the trace its own thread's call carries.
-#[test]
-fn concurrent_context_less_requests_adopt_their_own_traces() {
+/// The exchanges of [`concurrent_context_less_requests_adopt_their_own_traces`].
+fn concurrent_adoption_events() -> Vec<(ExchangeEvent, ExchangeEvent)> {
     let a = conn(
         1,
         10,
@@ -795,7 +798,7 @@ fn concurrent_context_less_requests_adopt_their_own_traces() {
         Role::Client,
     );
     let tp_b_call = "00-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-b000000000000002-01";
-    let (spans, stats) = run(vec![
+    vec![
         on_thread(exchange(&a, 0, "/a", &[], 100, 500, 200), 11),
         on_thread(exchange(&b, 0, "/b", &[], 150, 450, 200), 12),
         on_thread(
@@ -822,7 +825,46 @@ fn concurrent_context_less_requests_adopt_their_own_traces() {
             ),
             11,
         ),
-    ]);
+    ]
+}
+
+/// The end of an analysis linked a run at a time (`run_cutoffs`, as the pipeline's back
+/// does it) gives the same spans and stats as linking it all at once, with root adoption
+/// renaming invented traces across runs, down to runs of one exchange.
+#[test]
+fn linking_the_end_in_runs_equals_linking_it_at_once() {
+    for events in [adoption_events(), concurrent_adoption_events()] {
+        let (mut once, once_stats) = run(events.clone());
+        let key = |s: &ObservedSpan| format!("{s:?}");
+        once.sort_by_key(key);
+        for per in [1, 2, 3] {
+            let mut l = Linker::new();
+            for (req, resp) in events.clone() {
+                l.on_event(req);
+                l.on_event(resp);
+            }
+            let cutoffs = l.run_cutoffs(per);
+            assert!(per > 1 || cutoffs.len() > 1, "runs of one: several cutoffs");
+            let mut spans = Vec::new();
+            for c in cutoffs.into_iter().chain([u64::MAX]) {
+                spans.extend(l.link(c));
+            }
+            spans.sort_by_key(key);
+            assert_eq!(
+                spans.iter().map(key).collect::<Vec<_>>(),
+                once.iter().map(key).collect::<Vec<_>>(),
+                "runs of {per}"
+            );
+            assert_eq!(l.stats(), &once_stats, "runs of {per}");
+        }
+    }
+}
+
+/// Two concurrent context-less requests on a thread-per-request server: each adopts
+/// the trace its own thread's call carries.
+#[test]
+fn concurrent_context_less_requests_adopt_their_own_traces() {
+    let (spans, stats) = run(concurrent_adoption_events());
     let sa = span_of(&spans, SpanKind::Server, "/a");
     let sb = span_of(&spans, SpanKind::Server, "/b");
     assert_eq!(sa.trace_id.to_string(), "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
