@@ -55,11 +55,22 @@ pub fn schema() -> SchemaRef {
         Field::new("parts", DataType::UInt32, false),
         Field::new("hash", DataType::UInt64, false),
         Field::new("chunk", DataType::LargeBinary, false),
+        // The batch (step) of the message: the order in which the client reads the
+        // job's partitions (`crate::client`), not checked — the merger checks the order.
+        Field::new("batch", DataType::UInt32, false),
     ]))
 }
 
-/// The rows of `chunks` as a record batch of [`schema`].
-pub fn chunk_batch(chunks: &[Chunk<'_>]) -> Result<RecordBatch> {
+/// The rows of `chunks`, of messages of batches `batches` (one per chunk), as a record
+/// batch of [`schema`].
+pub fn chunk_batch(chunks: &[Chunk<'_>], batches: &[u32]) -> Result<RecordBatch> {
+    if chunks.len() != batches.len() {
+        return Err(DataFusionError::Internal(format!(
+            "{} chunks with {} batch numbers",
+            chunks.len(),
+            batches.len()
+        )));
+    }
     Ok(RecordBatch::try_new(
         schema(),
         vec![
@@ -75,6 +86,7 @@ pub fn chunk_batch(chunks: &[Chunk<'_>]) -> Result<RecordBatch> {
             Arc::new(LargeBinaryArray::from_iter_values(
                 chunks.iter().map(|c| c.bytes),
             )),
+            Arc::new(UInt32Array::from_iter_values(batches.iter().copied())),
         ],
     )?)
 }
@@ -268,12 +280,12 @@ fn send_group(job: &FrontJob, group: u32, tx: &Sender<Result<RecordBatch>>) -> R
     };
     let mut batcher = ChunkBatcher::new(BATCH_BYTES);
     let mut seq = 0u64;
-    run_group(job, group as usize, |bytes| {
+    run_group(job, group as usize, |step, bytes| {
         let chunks = split(group, seq, &bytes, CHUNK_BYTES)
             .map_err(|e| DataFusionError::Execution(e.to_string()))?;
         seq += 1;
         for c in chunks {
-            if let Some(batch) = batcher.push(c)? {
+            if let Some(batch) = batcher.push(step, c)? {
                 send(batch)?;
             }
         }
@@ -286,11 +298,13 @@ fn send_group(job: &FrontJob, group: u32, tx: &Sender<Result<RecordBatch>>) -> R
 }
 
 /// Gathers chunks into record batches of at most `max_bytes` of chunk bytes (a chunk
-/// larger than that alone); the batches own their buffers.
+/// larger than that alone), each of one step (batch) only; the batches own their
+/// buffers.
 #[derive(Debug)]
 pub struct ChunkBatcher {
     max_bytes: usize,
     rows: Vec<(u32, u64, u32, u32, u64, Vec<u8>)>,
+    batches: Vec<u32>,
     bytes: usize,
 }
 
@@ -300,13 +314,20 @@ impl ChunkBatcher {
         ChunkBatcher {
             max_bytes,
             rows: Vec::new(),
+            batches: Vec::new(),
             bytes: 0,
         }
     }
 
-    /// Adds `chunk`; the batch before it when it does not fit with it.
-    pub fn push(&mut self, chunk: Chunk<'_>) -> Result<Option<RecordBatch>> {
-        let full = if !self.rows.is_empty() && self.bytes + chunk.bytes.len() > self.max_bytes {
+    /// Adds `chunk`, of a message of batch (step) `step`; the record batch before it
+    /// when it does not fit with it.
+    pub fn push(&mut self, step: u32, chunk: Chunk<'_>) -> Result<Option<RecordBatch>> {
+        // A record batch holds the chunks of one step only: the client reads the job's
+        // partitions step by step (`crate::client::write_messages`).
+        let other_step = self.batches.last().is_some_and(|b| *b != step);
+        let full = if !self.rows.is_empty()
+            && (other_step || self.bytes + chunk.bytes.len() > self.max_bytes)
+        {
             self.finish()?
         } else {
             None
@@ -320,6 +341,7 @@ impl ChunkBatcher {
             chunk.hash,
             chunk.bytes.to_vec(),
         ));
+        self.batches.push(step);
         Ok(full)
     }
 
@@ -340,20 +362,21 @@ impl ChunkBatcher {
                 bytes,
             })
             .collect();
-        let batch = chunk_batch(&chunks)?;
+        let batch = chunk_batch(&chunks, &self.batches)?;
         self.rows.clear();
+        self.batches.clear();
         self.bytes = 0;
         Ok(Some(batch))
     }
 }
 
 /// Runs group `g` of `job`: reads its captures (merged by time), runs the front, hands
-/// each serialized message to `emit`. A capture that cannot be read, or that does not
-/// match the plan, is an error naming the group's node.
+/// each serialized message to `emit` with its batch. A capture that cannot be read, or
+/// that does not match the plan, is an error naming the group's node.
 pub fn run_group(
     job: &FrontJob,
     g: usize,
-    mut emit: impl FnMut(Vec<u8>) -> Result<()>,
+    mut emit: impl FnMut(u32, Vec<u8>) -> Result<()>,
 ) -> Result<()> {
     job.check_version()
         .map_err(|e| DataFusionError::Execution(e.to_string()))?;
@@ -375,7 +398,7 @@ pub fn run_group(
             let bytes = m
                 .to_bytes()
                 .map_err(|e| DataFusionError::Execution(e.to_string()))?;
-            emit(bytes)
+            emit(m.batch(), bytes)
         },
     );
     if let Some(e) = first_error.into_inner() {

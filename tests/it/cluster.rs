@@ -11,7 +11,9 @@
 //! messages are over 16 MiB (Ballista's gRPC message limit: they cross as chunks,
 //! docs/scale-out.md, "Message sizes and gRPC limits"). An executor killed mid-job:
 //! the job completes identically or fails with a clear error and exit 1, never a partial
-//! result. A scheduler nobody listens on: a clear error, exit 1, no outputs.
+//! result. A scheduler nobody listens on: a clear error, exit 1, no outputs. The client
+//! fetches the nodes' results concurrently, in step order (no node more than one step
+//! ahead of the slowest; docs/scale-out.md, "Fetching the results").
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -355,6 +357,76 @@ fn cluster_analysis_is_byte_identical_to_local() {
             remote.secs
         );
     }
+}
+
+/// The client fetches the job's result partitions (one per node) concurrently, in step
+/// order — the group furthest behind first — instead of one node's whole output after
+/// the other's: `podtrace`'s merger then holds about one step per node, not every node's
+/// results but the last one's (docs/scale-out.md, "Fetching the results").
+#[test]
+fn the_nodes_results_are_fetched_concurrently_in_step_order() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let base = chain_records(tmp.path());
+    let captures = split_per_node(
+        &repeat(&base, 400, 1_300_000_000, Closes::EvenCopies),
+        &tmp.path().join("caps"),
+    );
+    let local_out = tmp.path().join("local");
+    let local = analyze(&captures, &local_out, None);
+    assert!(local.ok, "local analyze: {}", local.stderr);
+    let cluster = Cluster::start(2);
+    let out = tmp.path().join("cluster");
+    let remote = analyze_with(
+        &captures,
+        &out,
+        Some(&cluster.url()),
+        &[("PODTRACE_LOG", "podtrace_cluster=info")],
+    );
+    assert!(
+        remote.ok,
+        "analyze --cluster: {}\ncluster logs:\n{}",
+        remote.stderr,
+        cluster.logs()
+    );
+    assert_identical(&local_out, &out);
+    let logged = |after: &str| -> u64 {
+        remote
+            .stderr
+            .lines()
+            .find_map(|l| {
+                l.split(after)
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("no \"{after}\" logged: {}", remote.stderr))
+    };
+    // One result partition per node, all read by the client.
+    let partitions = remote
+        .stderr
+        .lines()
+        .find_map(|l| {
+            let (head, _) = l.split_once(" result partition(s), fetched concurrently")?;
+            head.rsplit(' ').next()?.parse::<usize>().ok()
+        })
+        .unwrap_or_else(|| panic!("no result partitions logged: {}", remote.stderr));
+    assert_eq!(partitions, captures.len());
+    // Read one node after the other, the first node's messages of all 14 batches would
+    // be handed on before the second node's first: 13 steps ahead. In step order, no
+    // node gets more than one step ahead of the slowest.
+    let lead = logged("a group ran at most ");
+    assert!(
+        lead <= 1,
+        "a node's messages ran {lead} steps ahead of the slowest node's"
+    );
+    eprintln!(
+        "cluster test step order: {} rows in {} captures: at most {lead} step(s) ahead; cluster {:.2} s",
+        rows(&captures),
+        captures.len(),
+        remote.secs
+    );
 }
 
 #[test]
