@@ -71,6 +71,11 @@ pub struct Linker {
     /// leaves when the trace is adopted (members rewritten) or closed (no member can
     /// gain a child any more), or when a member is evicted.
     invented: HashMap<TraceId, Vec<Xid>>,
+    /// Emitted spans by the parent they name, for parents that are identified but not
+    /// emitted yet: if such a parent is dropped without being emitted (it went unanswered:
+    /// the capture ended before its response; or it was evicted), its children are orphans
+    /// after all — their parent is in no output.
+    orphans_if_dropped: HashMap<Xid, u64>,
     stats: LinkStats,
     /// Request start of the exchange being identified in order: server exchanges that
     /// ended before it can no longer be in flight for anything identified later.
@@ -172,6 +177,7 @@ impl Linker {
                 if displaced.is_some() {
                     // The same exchange id again: it took the place of the held one.
                     self.release_conn(&id.id.conn);
+                    self.dropped_unemitted(id);
                 }
             }
             ExchangeEvent::Response { id, response } => {
@@ -188,6 +194,14 @@ impl Linker {
                 }
             }
             ExchangeEvent::UnmatchedResponse(_) => self.stats.unmatched_responses += 1,
+        }
+    }
+
+    /// A held exchange leaves without having been emitted: the spans emitted as its
+    /// children are orphans.
+    fn dropped_unemitted(&mut self, id: Xid) {
+        if let Some(n) = self.orphans_if_dropped.remove(&id) {
+            self.stats.orphans += n;
         }
     }
 
@@ -281,17 +295,24 @@ impl Linker {
                 }
                 closed.insert(trace);
             }
-            let Some(slot) = self.slots.get_mut(&key.2) else {
-                continue;
-            };
-            let Some(identity) = slot.identity.clone() else {
+            let Some(identity) = self.slots.get(&key.2).and_then(|s| s.identity.clone()) else {
                 continue;
             };
             if let Some(parent) = identity.parent {
-                if !self.ids.contains_key(&(identity.parent_trace, parent)) {
-                    self.stats.orphans += 1;
+                match self.ids.get(&(identity.parent_trace, parent)) {
+                    None => self.stats.orphans += 1,
+                    Some(px) if !self.slots.get(px).is_some_and(|p| p.emitted) => {
+                        // known, not emitted yet: an orphan if it never is
+                        *self.orphans_if_dropped.entry(*px).or_default() += 1;
+                    }
+                    Some(_) => {}
                 }
             }
+            // its children emitted so far have their parent now
+            self.orphans_if_dropped.remove(&key.2);
+            let Some(slot) = self.slots.get_mut(&key.2) else {
+                continue;
+            };
             slot.emitted = true;
             // Its strings are not needed once emitted: they move into the span.
             let kept = emptied(&slot.ex.request);
@@ -337,6 +358,8 @@ impl Linker {
                 .filter(|s| !s.emitted && !s.unanswered)
                 .count();
             self.stats.evicted_requests += outstanding as u64;
+            // every parent still pending was never emitted
+            self.stats.orphans += self.orphans_if_dropped.values().sum::<u64>();
             *self = Linker {
                 stats: std::mem::take(&mut self.stats),
                 horizon: self.horizon,
@@ -374,6 +397,7 @@ impl Linker {
                 // (`awaiting_emit` drops its entry in `link`.)
                 let key = order_key(&slot.ex, id);
                 self.unidentified.remove(&key);
+                self.dropped_unemitted(id);
             }
             self.peers.remove(&slot.ex, id);
             if let Some(idn) = slot.identity {

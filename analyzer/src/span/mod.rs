@@ -64,7 +64,8 @@ pub struct LinkStats {
     pub exchanges: u64,
     /// Propagation headers ignored, by (family, reason).
     pub ignored_headers: BTreeMap<(Family, IgnoreReason), u64>,
-    /// Spans whose parent id is not a span of their trace.
+    /// Spans whose parent id is not a span of their trace: a parent never seen, or seen
+    /// but never emitted (its response was not captured, or it was evicted).
     pub orphans: u64,
     /// Span ids re-derived because (trace id, span id) was taken.
     pub duplicate_ids: u64,

@@ -917,3 +917,55 @@ fn response_timed_before_its_request_does_not_panic() {
         "no caller within the (empty) range"
     );
 }
+
+/// A span whose parent exchange is identified but never emitted (the capture ended before
+/// the parent's response) is an orphan: its parent is in no output. While the parent may
+/// still be answered it is not counted; once answered and emitted, never.
+#[test]
+fn child_of_a_parent_never_emitted_is_an_orphan() {
+    let c1 = conn(
+        2,
+        10,
+        "front",
+        "127.0.1.1:40000",
+        "127.0.1.2:8080",
+        Role::Client,
+    );
+    let s2 = conn(
+        3,
+        20,
+        "back",
+        "127.0.1.2:8080",
+        "127.0.1.1:40000",
+        Role::Server,
+    );
+    for answered in [false, true] {
+        let mut l = Linker::new();
+        // the caller sent a traceparent (its own span id): both traces are wire traces,
+        // final at once
+        let tp = [("traceparent", TP)];
+        let (call, call_resp) = exchange(&c1, 0, "/b", &tp, 200, 400, 200);
+        l.on_event(call);
+        let (req, resp) = exchange(&s2, 0, "/b", &tp, 210, 390, 200);
+        l.on_event(req);
+        l.on_event(resp);
+        let spans = l.link(u64::MAX);
+        assert_eq!(
+            spans.len(),
+            1,
+            "the server span; its caller has no response yet"
+        );
+        assert!(spans[0].span.parent_span_id.is_some(), "parent: the caller");
+        assert_eq!(l.stats().orphans, 0, "the caller may still be answered");
+        if answered {
+            l.on_event(call_resp);
+            assert_eq!(l.link(u64::MAX).len(), 1, "the caller, emitted");
+        }
+        l.evict(u64::MAX);
+        assert_eq!(
+            l.stats().orphans,
+            u64::from(!answered),
+            "answered: {answered}"
+        );
+    }
+}
