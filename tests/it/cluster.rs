@@ -20,14 +20,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-use podtrace_format::nodes::{repeat, split_by_local_ip, Closes};
-use podtrace_format::{
-    CaptureReader, CaptureWriter, Direction, FileMeta, ReadOptions, Record, Role, SocketData,
-    SocketEvent, SocketMeta, WriterOptions,
-};
+use podtrace_format::nodes::{repeat, split_by_local_ip, Closes, HeaderTraffic};
+use podtrace_format::{CaptureReader, CaptureWriter, FileMeta, ReadOptions, Record, WriterOptions};
 
 use crate::support::{podtrace, podtrace_bin, repo, wait_port, Lines, Proc};
 
@@ -502,133 +496,21 @@ fn an_unreachable_scheduler_is_a_clear_error() {
     assert!(r.stderr.contains("df://HOST:PORT"), "{}", r.stderr);
 }
 
-/// HTTP/1.1 traffic between two nodes (a client process on 10.0.1.1, a server on
-/// 10.0.2.1:8080, both sockets of every connection recorded) whose requests carry
-/// `header_bytes` of pseudo-random header values (an `x-request-id` repeated, which no
-/// trace-context format accepts: kept in the front's messages, absent from the outputs),
-/// `exchanges` exchanges 1 ms apart over `connections` keep-alive connections. Pseudo-
-/// random base64 text does not compress (the shuffle and Flight compress with LZ4), so
-/// the front message of a full batch of 8,192 records is about 2,048 × `header_bytes`.
-fn big_header_traffic(exchanges: u64, connections: u64, header_bytes: usize) -> Vec<Record> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-    let mut text = |n: usize| -> String {
-        (0..n)
-            .map(|_| {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                ALPHABET[(rng >> 58) as usize] as char
-            })
-            .collect()
-    };
-    let client_ip: std::net::IpAddr = [10, 0, 1, 1].into();
-    let server = SocketAddr::from(([10, 0, 2, 1], 8080));
-    let t0 = 1_700_000_000_000_000_000u64;
-    let meta = |ts_ns: u64, conn: u64, server_side: bool| {
-        let client = SocketAddr::new(client_ip, 40_000 + conn as u16);
-        SocketMeta {
-            ts_ns,
-            cpu: 0,
-            pid: if server_side { 200 } else { 100 },
-            tid: if server_side { 200 } else { 100 },
-            comm: Arc::from(if server_side { "server" } else { "client" }),
-            cgroup_id: if server_side { 2 } else { 1 },
-            conn_id: if server_side {
-                20_000 + conn
-            } else {
-                10_000 + conn
-            },
-            local: Some(if server_side { server } else { client }),
-            remote: Some(if server_side { client } else { server }),
-        }
-    };
-    let data = |meta: SocketMeta, direction: Direction, payload: &[u8]| {
-        Record::SocketData(SocketData {
-            meta,
-            direction,
-            syscall: Arc::from(if direction == Direction::Egress {
-                "write"
-            } else {
-                "read"
-            }),
-            ret: payload.len() as i64,
-            payload: payload.to_vec(),
-            flags: 0,
-        })
-    };
-    let event = |meta: SocketMeta, role: Role, syscall: &str| {
-        let e = SocketEvent {
-            meta,
-            role,
-            syscall: Arc::from(syscall),
-        };
-        if syscall == "close" {
-            Record::SocketClose(e)
-        } else {
-            Record::SocketOpen(e)
-        }
-    };
-    let mut out = Vec::new();
-    // Each connection's client then server event of one kind (open or close) at `at`.
-    let both_sides = |out: &mut Vec<Record>, at: u64, client: &str, server: &str| {
-        for c in 0..connections {
-            out.push(event(meta(at + c * 1_000, c, false), Role::Client, client));
-            out.push(event(
-                meta(at + c * 1_000 + 100, c, true),
-                Role::Server,
-                server,
-            ));
-        }
-    };
-    both_sides(&mut out, t0, "connect", "accept4");
-    let start = t0 + 1_000_000;
-    let response = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-    for i in 0..exchanges {
-        let c = i % connections;
-        let t = start + i * 1_000_000;
-        // Header lines of at most 6,000 bytes (the HTTP/1 parser's line limit is 8 KiB).
-        let mut request = format!("GET /items/{i} HTTP/1.1\r\nhost: server:8080\r\n");
-        let mut left = header_bytes;
-        while left > 0 {
-            let n = left.min(6_000);
-            request.push_str(&format!("x-request-id: {}\r\n", text(n)));
-            left -= n;
-        }
-        request.push_str("\r\n");
-        out.push(data(
-            meta(t, c, false),
-            Direction::Egress,
-            request.as_bytes(),
-        ));
-        out.push(data(
-            meta(t + 50_000, c, true),
-            Direction::Ingress,
-            request.as_bytes(),
-        ));
-        out.push(data(
-            meta(t + 200_000, c, true),
-            Direction::Egress,
-            response,
-        ));
-        out.push(data(
-            meta(t + 250_000, c, false),
-            Direction::Ingress,
-            response,
-        ));
-    }
-    both_sides(&mut out, start + exchanges * 1_000_000, "close", "close");
-    out.sort_by_key(|r| r.ts_ns());
-    out
-}
-
 #[test]
 fn a_front_message_over_16_mib_is_byte_identical_to_local() {
     let tmp = tempfile::tempdir().expect("tempdir");
     // 2,100 exchanges: the first batch of 8,192 records holds 2,048 requests of each
     // node, 12,000 header bytes each: a front message of over 24 MB per node.
     let captures = split_per_node(
-        &big_header_traffic(2_100, 16, 12_000),
+        &HeaderTraffic {
+            pair: 1,
+            connections: 16,
+            exchanges: 2_100,
+            header_bytes: 12_000,
+            start_ns: 1_700_000_000_000_000_000,
+            interval_ns: 1_000_000,
+        }
+        .records(),
         &tmp.path().join("big"),
     );
     assert_eq!(captures.len(), 2);
