@@ -284,6 +284,31 @@ fn analyze_with(
     }
 }
 
+/// `captures` analysed locally and on a new loopback cluster of two executors (the
+/// client's log at info), into `dir`/local and `dir`/cluster: both succeed, their files are
+/// byte-identical.
+fn local_and_on_a_cluster(captures: &[PathBuf], dir: &Path) -> (Run, Run) {
+    let local_out = dir.join("local");
+    let local = analyze(captures, &local_out, None);
+    assert!(local.ok, "local analyze: {}", local.stderr);
+    let cluster = Cluster::start(2);
+    let cluster_out = dir.join("cluster");
+    let remote = analyze_with(
+        captures,
+        &cluster_out,
+        Some(&cluster.url()),
+        &[("PODTRACE_LOG", "podtrace_cluster=info")],
+    );
+    assert!(
+        remote.ok,
+        "analyze --cluster: {}\ncluster logs:\n{}",
+        remote.stderr,
+        cluster.logs()
+    );
+    assert_identical(&local_out, &cluster_out);
+    (local, remote)
+}
+
 fn assert_identical(local: &Path, cluster: &Path) {
     for name in COMPARED {
         let a = std::fs::read(local.join(name)).unwrap_or_else(|e| panic!("local {name}: {e}"));
@@ -365,24 +390,7 @@ fn the_nodes_results_are_fetched_concurrently_in_step_order() {
         &repeat(&base, 400, 1_300_000_000, Closes::EvenCopies),
         &tmp.path().join("caps"),
     );
-    let local_out = tmp.path().join("local");
-    let local = analyze(&captures, &local_out, None);
-    assert!(local.ok, "local analyze: {}", local.stderr);
-    let cluster = Cluster::start(2);
-    let out = tmp.path().join("cluster");
-    let remote = analyze_with(
-        &captures,
-        &out,
-        Some(&cluster.url()),
-        &[("PODTRACE_LOG", "podtrace_cluster=info")],
-    );
-    assert!(
-        remote.ok,
-        "analyze --cluster: {}\ncluster logs:\n{}",
-        remote.stderr,
-        cluster.logs()
-    );
-    assert_identical(&local_out, &out);
+    let (_, remote) = local_and_on_a_cluster(&captures, tmp.path());
     let logged = |after: &str| -> u64 {
         remote
             .stderr
@@ -514,24 +522,7 @@ fn a_front_message_over_16_mib_is_byte_identical_to_local() {
         &tmp.path().join("big"),
     );
     assert_eq!(captures.len(), 2);
-    let local_out = tmp.path().join("local");
-    let local = analyze(&captures, &local_out, None);
-    assert!(local.ok, "local analyze: {}", local.stderr);
-    let cluster = Cluster::start(2);
-    let cluster_out = tmp.path().join("cluster");
-    let remote = analyze_with(
-        &captures,
-        &cluster_out,
-        Some(&cluster.url()),
-        &[("PODTRACE_LOG", "podtrace_cluster=info")],
-    );
-    assert!(
-        remote.ok,
-        "analyze --cluster: {}\ncluster logs:\n{}",
-        remote.stderr,
-        cluster.logs()
-    );
-    assert_identical(&local_out, &cluster_out);
+    let (local, remote) = local_and_on_a_cluster(&captures, tmp.path());
     // The client's account of the job: the largest message, and in how many chunks.
     let (bytes, chunks) = remote
         .stderr
