@@ -284,14 +284,12 @@ fn analyze_with(
     }
 }
 
-/// `captures` analysed locally and on a new loopback cluster of two executors (the
-/// client's log at info), into `dir`/local and `dir`/cluster: both succeed, their files are
-/// byte-identical.
-fn local_and_on_a_cluster(captures: &[PathBuf], dir: &Path) -> (Run, Run) {
+/// `captures` analysed locally and on `cluster` (the client's log at info), into
+/// `dir`/local and `dir`/cluster: both succeed, their files are byte-identical.
+fn local_and_on(cluster: &Cluster, captures: &[PathBuf], dir: &Path) -> (Run, Run) {
     let local_out = dir.join("local");
     let local = analyze(captures, &local_out, None);
     assert!(local.ok, "local analyze: {}", local.stderr);
-    let cluster = Cluster::start(2);
     let cluster_out = dir.join("cluster");
     let remote = analyze_with(
         captures,
@@ -341,19 +339,8 @@ fn cluster_analysis_is_byte_identical_to_local() {
     let cluster = Cluster::start(2);
 
     for (name, captures) in [("chain", &chain), ("long", &long)] {
-        let local_out = tmp.path().join(format!("{name}-local"));
-        let local = analyze(captures, &local_out, None);
-        assert!(local.ok, "local analyze: {}", local.stderr);
-        let cluster_out = tmp.path().join(format!("{name}-cluster"));
         let before = cluster.shuffle_files();
-        let remote = analyze(captures, &cluster_out, Some(&cluster.url()));
-        assert!(
-            remote.ok,
-            "analyze --cluster: {}\ncluster logs:\n{}",
-            remote.stderr,
-            cluster.logs()
-        );
-        assert_identical(&local_out, &cluster_out);
+        let (local, remote) = local_and_on(&cluster, captures, &tmp.path().join(name));
         // One task per node, each writing its node's messages to one file of its own:
         // a task that ran other nodes' groups too wrote several, two of them to one path.
         let after = cluster.shuffle_files();
@@ -390,7 +377,7 @@ fn the_nodes_results_are_fetched_concurrently_in_step_order() {
         &repeat(&base, 400, 1_300_000_000, Closes::EvenCopies),
         &tmp.path().join("caps"),
     );
-    let (_, remote) = local_and_on_a_cluster(&captures, tmp.path());
+    let (_, remote) = local_and_on(&Cluster::start(2), &captures, tmp.path());
     let logged = |after: &str| -> u64 {
         remote
             .stderr
@@ -522,7 +509,7 @@ fn a_front_message_over_16_mib_is_byte_identical_to_local() {
         &tmp.path().join("big"),
     );
     assert_eq!(captures.len(), 2);
-    let (local, remote) = local_and_on_a_cluster(&captures, tmp.path());
+    let (local, remote) = local_and_on(&Cluster::start(2), &captures, tmp.path());
     // The client's account of the job: the largest message, and in how many chunks.
     let (bytes, chunks) = remote
         .stderr

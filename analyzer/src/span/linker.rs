@@ -200,6 +200,9 @@ impl Linker {
     /// A held exchange leaves without having been emitted: the spans emitted as its
     /// children are orphans.
     fn dropped_unemitted(&mut self, id: Xid) {
+        if self.orphans_if_dropped.is_empty() {
+            return;
+        }
         if let Some(n) = self.orphans_if_dropped.remove(&id) {
             self.stats.orphans += n;
         }
@@ -308,8 +311,11 @@ impl Linker {
                     Some(_) => {}
                 }
             }
-            // its children emitted so far have their parent now
-            self.orphans_if_dropped.remove(&key.2);
+            // its children emitted so far have their parent now (mostly none are waiting:
+            // no lookup then)
+            if !self.orphans_if_dropped.is_empty() {
+                self.orphans_if_dropped.remove(&key.2);
+            }
             let Some(slot) = self.slots.get_mut(&key.2) else {
                 continue;
             };

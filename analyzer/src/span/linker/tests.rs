@@ -162,17 +162,9 @@ fn w3c_client_takes_header_id_server_takes_it_as_parent() {
         .is_some_and(|s| s.caller_recorded));
 }
 
-#[test]
-fn no_context_chain_links_by_process_and_by_4_tuple() {
-    // curl → frontend (server), frontend → backend (client), backend (server).
-    let s1 = conn(
-        1,
-        10,
-        "front",
-        "127.0.1.1:80",
-        "127.0.0.1:5000",
-        Role::Server,
-    );
+/// Both ends of one connection: frontend's (pid 10) client side and backend's (pid 20)
+/// server side.
+fn front_calls_back() -> (Arc<ConnInfo>, Arc<ConnInfo>) {
     let c1 = conn(
         2,
         10,
@@ -189,6 +181,21 @@ fn no_context_chain_links_by_process_and_by_4_tuple() {
         "127.0.1.1:40000",
         Role::Server,
     );
+    (c1, s2)
+}
+
+#[test]
+fn no_context_chain_links_by_process_and_by_4_tuple() {
+    // curl → frontend (server), frontend → backend (client), backend (server).
+    let s1 = conn(
+        1,
+        10,
+        "front",
+        "127.0.1.1:80",
+        "127.0.0.1:5000",
+        Role::Server,
+    );
+    let (c1, s2) = front_calls_back();
     let (spans, stats) = run(vec![
         exchange(&s1, 0, "/", &[], 100, 500, 200),
         exchange(&c1, 0, "/b", &[], 200, 400, 503),
@@ -923,22 +930,7 @@ fn response_timed_before_its_request_does_not_panic() {
 /// still be answered it is not counted; once answered and emitted, never.
 #[test]
 fn child_of_a_parent_never_emitted_is_an_orphan() {
-    let c1 = conn(
-        2,
-        10,
-        "front",
-        "127.0.1.1:40000",
-        "127.0.1.2:8080",
-        Role::Client,
-    );
-    let s2 = conn(
-        3,
-        20,
-        "back",
-        "127.0.1.2:8080",
-        "127.0.1.1:40000",
-        Role::Server,
-    );
+    let (c1, s2) = front_calls_back();
     for answered in [false, true] {
         let mut l = Linker::new();
         // the caller sent a traceparent (its own span id): both traces are wire traces,
