@@ -108,6 +108,11 @@ struct {
 	__type(value, struct pt_args_t);
 } pt_task SEC(".maps");
 
+/* Iovecs read from user memory with one copy (a power of two): one helper call per
+ * PT_IOV_BATCH iovecs instead of one per iovec (a writev of a header and a body, as nginx
+ * sends its responses, had cost two reads of iovecs and two of their bytes). */
+#define PT_IOV_BATCH 8
+
 /* Header + payload scratch, one slot per CPU. Twice the snaplen so the verifier can prove
  * `offset + length` stays inside for every iovec copy. */
 struct pt_scratch_t {
@@ -116,6 +121,8 @@ struct pt_scratch_t {
 	/* copies of the kernel's socket structures while resolving an fd */
 	struct socket so;
 	struct sock_common skc;
+	/* the iovecs of the call being copied, read PT_IOV_BATCH at a time (see iov_step) */
+	struct iovec iov[PT_IOV_BATCH];
 	/* Set while a program uses the slot. Programs run with migration disabled but can be
 	 * preempted (PREEMPT kernels); a program of another task on the same CPU then finds
 	 * the slot busy and drops its event (counted) instead of corrupting this one. */
@@ -486,15 +493,24 @@ static long iov_step(__u64 i, void *ctx)
 	struct pt_scratch_t *s = bpf_map_lookup_elem(&pt_scratch, &cpu);
 	if (!s)
 		return 1;
-	struct iovec v = {};
-	if (bpf_probe_read_user(&v, sizeof(v), (const void *)(w->iov + i * sizeof(struct iovec)))) {
-		s->ev.flags |= PT_FLAG_READ_ERROR;
-		count(PT_CTR_READ_ERRORS, 1);
-		return 1;
+	__u32 k = i & (PT_IOV_BATCH - 1);
+	if (k == 0) {
+		/* the next PT_IOV_BATCH iovecs (or the rest of the array) in one read */
+		__u64 n = w->cnt - i;
+		if (n > PT_IOV_BATCH)
+			n = PT_IOV_BATCH;
+		if (bpf_probe_read_user(s->iov, n * sizeof(struct iovec),
+					(const void *)(w->iov + i * sizeof(struct iovec)))) {
+			s->ev.flags |= PT_FLAG_READ_ERROR;
+			count(PT_CTR_READ_ERRORS, 1);
+			return 1;
+		}
 	}
-	__u64 n = v.iov_len < w->left ? v.iov_len : w->left;
+	struct iovec *v = &s->iov[k];
+	__u64 len = v->iov_len;
+	__u64 n = len < w->left ? len : w->left;
 	w->left -= n;
-	return copy_user(s, (__u64)v.iov_base, n);
+	return copy_user(s, (__u64)v->iov_base, n);
 }
 
 /* Copies the first `total` bytes spread over an iovec array (every iovec, up to
