@@ -7,14 +7,18 @@
 //! ```text
 //! cargo run --release -p podtrace-format --example bench_write -- CAPTURE [ROUNDS] [ROWS_PER_GROUP]
 //! ```
-//! Prints one line of `key=value` pairs: rows, rounds, write_s, ns_per_row, bytes_per_row.
+//! Prints one line of `key=value` pairs: rows, rounds, write_s, ns_per_row, bytes_per_row,
+//! and the durations of single `write_all` (256 rows) and `flush` calls: how long the
+//! writer holds a core at once.
 //! Under `perf stat -e instructions:u` or callgrind the writer's instructions per row are
 //! the repeatable figure (wall time on a shared machine is not).
 
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use podtrace_format::{CaptureReader, CaptureWriter, FileMeta, ReadOptions, WriterOptions};
+use podtrace_format::{
+    CaptureReader, CaptureWriter, FileMeta, FormatError, ReadOptions, WriterOptions,
+};
 
 /// The shipping binary's allocator (src/main.rs), as in the other benchmarks.
 #[global_allocator]
@@ -40,13 +44,22 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         .flush_interval(None)
         .row_group_rows(usize::MAX);
     let mut bytes = 0;
+    // every call's duration: how long the writer holds its core at once (a flush closes a
+    // row group: compresses and writes every column's last pages)
+    let (mut writes, mut flushes) = (Vec::new(), Vec::new());
+    let timed = |all: &mut Vec<Duration>, f: &mut dyn FnMut() -> Result<(), FormatError>| {
+        let t = Instant::now();
+        let r = f();
+        all.push(t.elapsed());
+        r
+    };
     let t = Instant::now();
     for _ in 0..rounds {
         let mut w = CaptureWriter::create(&out, FileMeta::default(), opts.clone())?;
         for (i, batch) in rows.chunks(BATCH).enumerate() {
-            w.write_all(batch)?;
+            timed(&mut writes, &mut || w.write_all(batch))?;
             if ((i + 1) * BATCH).is_multiple_of(group) {
-                w.flush()?;
+                timed(&mut flushes, &mut || w.flush())?;
             }
         }
         w.finish()?;
@@ -54,11 +67,19 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     let secs = t.elapsed().as_secs_f64();
     let n = (rows.len() * rounds) as f64;
+    writes.sort();
+    flushes.sort();
+    let ms = |d: Option<&Duration>| d.map_or(0.0, |d| d.as_secs_f64() * 1e3);
     println!(
-        "rows={} rounds={rounds} write_s={secs:.3} ns_per_row={:.0} bytes_per_row={:.1}",
+        "rows={} rounds={rounds} write_s={secs:.3} ns_per_row={:.0} bytes_per_row={:.1} \
+         write_all_p99_ms={:.3} write_all_max_ms={:.3} flush_median_ms={:.3} flush_max_ms={:.3}",
         rows.len(),
         secs * 1e9 / n,
-        bytes as f64 / rows.len() as f64
+        bytes as f64 / rows.len() as f64,
+        ms(writes.get(writes.len() * 99 / 100)),
+        ms(writes.last()),
+        ms(flushes.get(flushes.len() / 2)),
+        ms(flushes.last()),
     );
     Ok(())
 }
