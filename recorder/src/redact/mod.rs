@@ -71,7 +71,7 @@ mod hpack;
 mod http1;
 pub mod huffman;
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 /// Headers redacted by default (lowercase).
 pub const DEFAULT_HEADERS: [&str; 4] = [
