@@ -268,14 +268,16 @@ fn whole_line(
     changed: &mut bool,
 ) -> Option<usize> {
     let rest = &mut payload[i..];
-    let nl = memchr::memchr(b'\n', rest)?;
-    let end = if nl > 0 && rest[nl - 1] == b'\r' {
-        nl - 1
-    } else {
-        nl
+    // one scan for the line's end: its first CR or LF; a CR not followed by LF (a stray CR,
+    // or a CRLF cut by the payload's end) leaves the line to the general path
+    let stop = memchr::memchr2(b'\r', b'\n', rest)?;
+    let (end, nl) = match rest[stop] {
+        b'\n' => (stop, stop),
+        _ if rest.get(stop + 1) == Some(&b'\n') => (stop, stop + 1),
+        _ => return None,
     };
     let line = &rest[..end];
-    if line.len() > MAX_LINE || memchr::memchr(b'\r', line).is_some() {
+    if line.len() > MAX_LINE {
         return None;
     }
     st.line_bytes = line.len();
