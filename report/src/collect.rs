@@ -70,6 +70,9 @@ struct Rank {
 #[derive(Debug)]
 struct Held {
     spans: Vec<Span>,
+    /// Spans of the trace added so far: `spans.len()`, plus the span being added while
+    /// [`TraceCollector::add_one`] decides whether the trace stays (cloned only if it does).
+    len: usize,
     start: u64,
     end: u64,
     error: bool,
@@ -183,7 +186,8 @@ impl TraceCollector {
         &self.limits
     }
 
-    /// Adds a batch of spans (any order; clones the spans it keeps).
+    /// Adds a batch of spans (any order; clones the spans of the traces it still holds
+    /// after each one).
     pub fn add(&mut self, spans: &[Span]) {
         for s in spans {
             self.add_one(s);
@@ -228,7 +232,7 @@ impl TraceCollector {
         }
         for h in self.held.values() {
             self.totals.dropped_traces += 1;
-            self.totals.dropped_spans += h.spans.len() as u64;
+            self.totals.dropped_spans += h.len as u64;
         }
         self.totals.kept_traces = keep.len() as u64;
         self.totals.kept_spans = spans.len() as u64;
@@ -243,10 +247,11 @@ impl TraceCollector {
         let end = s.end_time_unix_nano.max(s.start_time_unix_nano);
         self.now = self.now.max(end);
         let id = s.trace_id;
-        if self.dropped.contains(&id) {
-            self.totals.dropped_spans += 1;
-        } else {
+        let held = !self.dropped.contains(&id);
+        if held {
             self.hold(s, end);
+        } else {
+            self.totals.dropped_spans += 1;
         }
         self.settle();
         self.dropped.expire(
@@ -260,15 +265,31 @@ impl TraceCollector {
                 None => break,
             }
         }
+        if held {
+            self.keep_clone(s);
+        }
     }
 
-    /// Adds a span to its held trace (a new trace when there is none).
+    /// Stores a clone of `s` in its trace if the trace is still held once `add_one` has
+    /// settled and left out what it had to (a trace left out there, often the new one
+    /// when the collector is full, never clones it). Whether held or not, the span was
+    /// already counted in its trace's `len` by [`TraceCollector::hold`].
+    fn keep_clone(&mut self, s: &Span) {
+        // Only `hold` creates a held trace: one found here is the one `s` was counted in.
+        if let Some(h) = self.held.get_mut(&s.trace_id) {
+            h.spans.push(s.clone());
+        }
+    }
+
+    /// Counts a span in its held trace (a new trace when there is none) and updates the
+    /// trace's rank; the span itself is stored by [`TraceCollector::keep_clone`].
     fn hold(&mut self, s: &Span, end: u64) {
         let id = s.trace_id;
         if !self.held.contains_key(&id) {
             self.totals.traces += 1;
             let h = Held {
                 spans: Vec::new(),
+                len: 0,
                 start: s.start_time_unix_nano,
                 end,
                 error: false,
@@ -285,7 +306,7 @@ impl TraceCollector {
         h.start = h.start.min(s.start_time_unix_nano);
         h.end = h.end.max(end);
         h.error |= s.status.is_error();
-        h.spans.push(s.clone());
+        h.len += 1;
         self.held_spans += 1;
         let new_rank = h.rank(id);
         if new_rank != old_rank {
@@ -334,9 +355,9 @@ impl TraceCollector {
         } else {
             self.pending.remove(&(h.end, rank.id));
         }
-        self.held_spans -= h.spans.len();
+        self.held_spans -= h.len;
         self.totals.dropped_traces += 1;
-        self.totals.dropped_spans += h.spans.len() as u64;
+        self.totals.dropped_spans += h.len as u64;
         self.dropped.insert(rank.id, self.now);
     }
 }
