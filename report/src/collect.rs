@@ -24,8 +24,11 @@
 //! number of spans added.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 
+// Trace ids are looked up several times per span added; foldhash hashes them in a few
+// instructions (the maps are never iterated in an order that shows).
+use foldhash::HashMap;
 use podtrace_model::{Span, TraceId};
 
 use crate::totals::ReportTotals;
@@ -170,7 +173,7 @@ impl TraceCollector {
         };
         TraceCollector {
             limits,
-            held: HashMap::new(),
+            held: HashMap::default(),
             ranked: BTreeSet::new(),
             settled: BTreeSet::new(),
             pending: BTreeSet::new(),
