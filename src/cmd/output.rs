@@ -180,23 +180,47 @@ pub fn exit_code(reports: &[ExporterReport], allow_failures: bool) -> ExitCode {
 }
 
 /// The report's bounded trace collector, fed by the span fan-out like the local files.
-pub struct ReportTraces(TraceCollector);
+pub struct ReportTraces(ReportState);
+
+/// Where a [`ReportTraces`] is: still collecting, or finished at the fan-out's end.
+enum ReportState {
+    Collecting(TraceCollector),
+    Finished(Collected),
+}
 
 impl ReportTraces {
     /// A collector with the report's default limits.
     pub fn new() -> Self {
-        ReportTraces(TraceCollector::new(CollectorLimits::default()))
+        ReportTraces(ReportState::Collecting(TraceCollector::new(
+            CollectorLimits::default(),
+        )))
     }
 
     /// The traces the report shows, and totals over every span.
     pub fn finish(self) -> Collected {
-        self.0.finish()
+        match self.0 {
+            ReportState::Collecting(c) => c.finish(),
+            ReportState::Finished(collected) => collected,
+        }
     }
 }
 
 impl SpanObserver for ReportTraces {
     fn observe(&mut self, spans: &[Span]) {
-        self.0.add(spans);
+        if let ReportState::Collecting(c) = &mut self.0 {
+            c.add(spans);
+        }
+    }
+
+    /// Ranks and picks the kept traces (and frees the others' spans) beside the files'
+    /// commits, not after them.
+    fn end(&mut self) {
+        if let ReportState::Collecting(_) = self.0 {
+            let state = std::mem::replace(&mut self.0, ReportState::Finished(Collected::default()));
+            if let ReportState::Collecting(c) = state {
+                self.0 = ReportState::Finished(c.finish());
+            }
+        }
     }
 }
 
