@@ -24,6 +24,7 @@
 //! number of spans added.
 
 use std::cmp::Reverse;
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, VecDeque};
 
 // Trace ids are looked up several times per span added; foldhash hashes them in a few
@@ -73,9 +74,12 @@ struct Rank {
 #[derive(Debug)]
 struct Held {
     spans: Vec<Span>,
-    /// Spans of the trace added so far: `spans.len()`, plus the span being added while
-    /// [`TraceCollector::add_one`] decides whether the trace stays (cloned only if it does).
+    /// Spans of the trace added so far: `spans.len()`, plus its spans of the batch being
+    /// added (cloned at the batch's end if the trace is still held then).
     len: usize,
+    /// Which held trace this is: a trace left out and held again later (its id forgotten)
+    /// is another one.
+    serial: u64,
     start: u64,
     end: u64,
     error: bool,
@@ -147,6 +151,12 @@ pub struct TraceCollector {
     /// Pending held traces by their last span end.
     pending: BTreeSet<(u64, TraceId)>,
     held_spans: usize,
+    /// Serial of the next new held trace.
+    next_serial: u64,
+    /// The batch being added: its held spans (index in the batch, serial of their trace),
+    /// in order, cloned at its end into the traces still held (a trace left out within
+    /// the batch clones none).
+    fresh: Vec<(usize, u64)>,
     dropped: DroppedIds,
     /// Newest span end seen (span time "now").
     now: u64,
@@ -178,6 +188,8 @@ impl TraceCollector {
             settled: BTreeSet::new(),
             pending: BTreeSet::new(),
             held_spans: 0,
+            next_serial: 0,
+            fresh: Vec::new(),
             dropped: DroppedIds::default(),
             now: 0,
             totals: ReportTotals::default(),
@@ -192,9 +204,12 @@ impl TraceCollector {
     /// Adds a batch of spans (any order; clones the spans of the traces it still holds
     /// after each one).
     pub fn add(&mut self, spans: &[Span]) {
-        for s in spans {
-            self.add_one(s);
+        for (i, s) in spans.iter().enumerate() {
+            if let Some(serial) = self.add_one(s) {
+                self.fresh.push((i, serial));
+            }
         }
+        self.keep_clones(spans);
     }
 
     /// Spans held now (kept and pending traces); never more than `max_spans`.
@@ -245,17 +260,19 @@ impl TraceCollector {
         }
     }
 
-    fn add_one(&mut self, s: &Span) {
+    /// Accounts one span and updates the held traces; the serial of the trace it was
+    /// counted in when it was held (to be cloned by [`TraceCollector::keep_clones`]).
+    fn add_one(&mut self, s: &Span) -> Option<u64> {
         self.totals.observe(s);
         let end = s.end_time_unix_nano.max(s.start_time_unix_nano);
         self.now = self.now.max(end);
         let id = s.trace_id;
-        let held = !self.dropped.contains(&id);
-        if held {
-            self.hold(s, end);
-        } else {
+        let serial = if self.dropped.contains(&id) {
             self.totals.dropped_spans += 1;
-        }
+            None
+        } else {
+            Some(self.hold(s, end))
+        };
         self.settle();
         self.dropped.expire(
             self.now,
@@ -268,43 +285,49 @@ impl TraceCollector {
                 None => break,
             }
         }
-        if held {
-            self.keep_clone(s);
-        }
+        serial
     }
 
-    /// Stores a clone of `s` in its trace if the trace is still held once `add_one` has
-    /// settled and left out what it had to (a trace left out there, often the new one
-    /// when the collector is full, never clones it). Whether held or not, the span was
+    /// Stores clones of the batch's held spans (`fresh`, in batch order) in their traces
+    /// that are still held at its end: the spans of traces left out within the batch
+    /// (most of them when the collector is full) are never cloned. Held or not, each was
     /// already counted in its trace's `len` by [`TraceCollector::hold`].
-    fn keep_clone(&mut self, s: &Span) {
-        // Only `hold` creates a held trace: one found here is the one `s` was counted in.
-        if let Some(h) = self.held.get_mut(&s.trace_id) {
-            h.spans.push(s.clone());
+    fn keep_clones(&mut self, spans: &[Span]) {
+        for (i, serial) in self.fresh.drain(..) {
+            let s = &spans[i];
+            if let Some(h) = self.held.get_mut(&s.trace_id) {
+                if h.serial == serial {
+                    h.spans.push(s.clone());
+                }
+            }
         }
     }
 
     /// Counts a span in its held trace (a new trace when there is none) and updates the
-    /// trace's rank; the span itself is stored by [`TraceCollector::keep_clone`].
-    fn hold(&mut self, s: &Span, end: u64) {
+    /// trace's rank; returns the trace's serial. The span itself is stored by
+    /// [`TraceCollector::keep_clones`].
+    fn hold(&mut self, s: &Span, end: u64) -> u64 {
         let id = s.trace_id;
-        if !self.held.contains_key(&id) {
-            self.totals.traces += 1;
-            let h = Held {
-                spans: Vec::new(),
-                len: 0,
-                start: s.start_time_unix_nano,
-                end,
-                error: false,
-                settled: false,
-            };
-            self.ranked.insert(h.rank(id));
-            self.pending.insert((h.end, id));
-            self.held.insert(id, h);
-        }
-        let Some(h) = self.held.get_mut(&id) else {
-            return;
+        let h = match self.held.entry(id) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                self.totals.traces += 1;
+                let h = Held {
+                    spans: Vec::new(),
+                    len: 0,
+                    serial: self.next_serial,
+                    start: s.start_time_unix_nano,
+                    end,
+                    error: false,
+                    settled: false,
+                };
+                self.next_serial += 1;
+                self.ranked.insert(h.rank(id));
+                self.pending.insert((h.end, id));
+                e.insert(h)
+            }
         };
+        let serial = h.serial;
         let (old_rank, old_end) = (h.rank(id), h.end);
         h.start = h.start.min(s.start_time_unix_nano);
         h.end = h.end.max(end);
@@ -324,6 +347,7 @@ impl TraceCollector {
             self.pending.remove(&(old_end, id));
             self.pending.insert((h.end, id));
         }
+        serial
     }
 
     /// Settles pending traces that can no longer expect spans; leaves out settled traces
