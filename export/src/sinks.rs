@@ -270,7 +270,9 @@ impl<O: SpanObserver> SpanSinks<O> {
                     let ended = ending
                         .join()
                         .map_err(|_| SinkError::Panicked("span observer"));
-                    written.map_err(SinkError::from).and_then(|w| ended.map(|()| (reports, w)))
+                    written
+                        .map_err(SinkError::from)
+                        .and_then(|w| ended.map(|()| (reports, w)))
                 })?;
                 drop(own_runtime);
                 Ok(SinkOutput {

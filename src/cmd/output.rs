@@ -180,34 +180,35 @@ pub fn exit_code(reports: &[ExporterReport], allow_failures: bool) -> ExitCode {
 }
 
 /// The report's bounded trace collector, fed by the span fan-out like the local files.
-pub struct ReportTraces(ReportState);
-
-/// Where a [`ReportTraces`] is: still collecting, or finished at the fan-out's end.
-enum ReportState {
-    Collecting(TraceCollector),
-    Finished(Collected),
+pub struct ReportTraces {
+    /// The collector, until it is finished.
+    collector: Option<TraceCollector>,
+    /// What it kept, once finished at the fan-out's end ([`SpanObserver::end`]).
+    collected: Option<Collected>,
 }
 
 impl ReportTraces {
     /// A collector with the report's default limits.
     pub fn new() -> Self {
-        ReportTraces(ReportState::Collecting(TraceCollector::new(
-            CollectorLimits::default(),
-        )))
+        ReportTraces {
+            collector: Some(TraceCollector::new(CollectorLimits::default())),
+            collected: None,
+        }
     }
 
     /// The traces the report shows, and totals over every span.
     pub fn finish(self) -> Collected {
-        match self.0 {
-            ReportState::Collecting(c) => c.finish(),
-            ReportState::Finished(collected) => collected,
+        match (self.collected, self.collector) {
+            (Some(collected), _) => collected,
+            (None, Some(c)) => c.finish(),
+            (None, None) => Collected::default(),
         }
     }
 }
 
 impl SpanObserver for ReportTraces {
     fn observe(&mut self, spans: &[Span]) {
-        if let ReportState::Collecting(c) = &mut self.0 {
+        if let Some(c) = &mut self.collector {
             c.add(spans);
         }
     }
@@ -215,11 +216,8 @@ impl SpanObserver for ReportTraces {
     /// Ranks and picks the kept traces (and frees the others' spans) beside the files'
     /// commits, not after them.
     fn end(&mut self) {
-        if let ReportState::Collecting(_) = self.0 {
-            let state = std::mem::replace(&mut self.0, ReportState::Finished(Collected::default()));
-            if let ReportState::Collecting(c) = state {
-                self.0 = ReportState::Finished(c.finish());
-            }
+        if let Some(c) = self.collector.take() {
+            self.collected = Some(c.finish());
         }
     }
 }
