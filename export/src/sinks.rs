@@ -93,6 +93,11 @@ pub fn local_files(
 pub trait SpanObserver: Send + 'static {
     /// Looks at a batch.
     fn observe(&mut self, spans: &[Span]);
+
+    /// Called once on a thread of its own after the last batch, while the writer finishes
+    /// the files (their commits) and the exporters drain: work the observer has to do at
+    /// the end anyway runs beside them instead of after. Does nothing by default.
+    fn end(&mut self) {}
 }
 
 impl SpanObserver for () {
@@ -252,15 +257,24 @@ impl<O: SpanObserver> SpanSinks<O> {
                     // Dropping the files removes their temporary files.
                     return Err(SinkError::Abandoned);
                 }
-                let reports = match (fanout, &runtime) {
-                    (Some(fanout), Some(rt)) => rt.block_on(fanout.finish(options.grace)),
-                    _ => Vec::new(),
-                };
+                let (reports, written) = std::thread::scope(|s| {
+                    let ending = s.spawn(|| observer.end());
+                    let reports = match (fanout, &runtime) {
+                        (Some(fanout), Some(rt)) => rt.block_on(fanout.finish(options.grace)),
+                        _ => Vec::new(),
+                    };
+                    let written = files
+                        .into_iter()
+                        .map(|f| f.finish())
+                        .collect::<Result<Vec<_>, _>>();
+                    let ended = ending
+                        .join()
+                        .map_err(|_| SinkError::Panicked("span observer"));
+                    written
+                        .map_err(SinkError::from)
+                        .and_then(|w| ended.map(|()| (reports, w)))
+                })?;
                 drop(own_runtime);
-                let written = files
-                    .into_iter()
-                    .map(|f| f.finish())
-                    .collect::<Result<Vec<_>, _>>()?;
                 Ok(SinkOutput {
                     spans,
                     written,

@@ -24,8 +24,12 @@
 //! number of spans added.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeSet, VecDeque};
 
+// Trace ids are looked up several times per span added; foldhash hashes them in a few
+// instructions (the maps are never iterated in an order that shows).
+use foldhash::HashMap;
 use podtrace_model::{Span, TraceId};
 
 use crate::totals::ReportTotals;
@@ -70,6 +74,12 @@ struct Rank {
 #[derive(Debug)]
 struct Held {
     spans: Vec<Span>,
+    /// Spans of the trace added so far: `spans.len()`, plus its spans of the batch being
+    /// added (cloned at the batch's end if the trace is still held then).
+    len: usize,
+    /// Which held trace this is: a trace left out and held again later (its id forgotten)
+    /// is another one.
+    serial: u64,
     start: u64,
     end: u64,
     error: bool,
@@ -141,6 +151,12 @@ pub struct TraceCollector {
     /// Pending held traces by their last span end.
     pending: BTreeSet<(u64, TraceId)>,
     held_spans: usize,
+    /// Serial of the next new held trace.
+    next_serial: u64,
+    /// The batch being added: its held spans (index in the batch, serial of their trace),
+    /// in order, cloned at its end into the traces still held (a trace left out within
+    /// the batch clones none).
+    fresh: Vec<(usize, u64)>,
     dropped: DroppedIds,
     /// Newest span end seen (span time "now").
     now: u64,
@@ -167,11 +183,13 @@ impl TraceCollector {
         };
         TraceCollector {
             limits,
-            held: HashMap::new(),
+            held: HashMap::default(),
             ranked: BTreeSet::new(),
             settled: BTreeSet::new(),
             pending: BTreeSet::new(),
             held_spans: 0,
+            next_serial: 0,
+            fresh: Vec::new(),
             dropped: DroppedIds::default(),
             now: 0,
             totals: ReportTotals::default(),
@@ -183,11 +201,15 @@ impl TraceCollector {
         &self.limits
     }
 
-    /// Adds a batch of spans (any order; clones the spans it keeps).
+    /// Adds a batch of spans (any order; clones the spans of the traces it still holds
+    /// after each one).
     pub fn add(&mut self, spans: &[Span]) {
-        for s in spans {
-            self.add_one(s);
+        for (i, s) in spans.iter().enumerate() {
+            if let Some(serial) = self.add_one(s) {
+                self.fresh.push((i, serial));
+            }
         }
+        self.keep_clones(spans);
     }
 
     /// Spans held now (kept and pending traces); never more than `max_spans`.
@@ -228,7 +250,7 @@ impl TraceCollector {
         }
         for h in self.held.values() {
             self.totals.dropped_traces += 1;
-            self.totals.dropped_spans += h.spans.len() as u64;
+            self.totals.dropped_spans += h.len as u64;
         }
         self.totals.kept_traces = keep.len() as u64;
         self.totals.kept_spans = spans.len() as u64;
@@ -238,16 +260,19 @@ impl TraceCollector {
         }
     }
 
-    fn add_one(&mut self, s: &Span) {
+    /// Accounts one span and updates the held traces; the serial of the trace it was
+    /// counted in when it was held (to be cloned by [`TraceCollector::keep_clones`]).
+    fn add_one(&mut self, s: &Span) -> Option<u64> {
         self.totals.observe(s);
         let end = s.end_time_unix_nano.max(s.start_time_unix_nano);
         self.now = self.now.max(end);
         let id = s.trace_id;
-        if self.dropped.contains(&id) {
+        let serial = if self.dropped.contains(&id) {
             self.totals.dropped_spans += 1;
+            None
         } else {
-            self.hold(s, end);
-        }
+            Some(self.hold(s, end))
+        };
         self.settle();
         self.dropped.expire(
             self.now,
@@ -260,32 +285,54 @@ impl TraceCollector {
                 None => break,
             }
         }
+        serial
     }
 
-    /// Adds a span to its held trace (a new trace when there is none).
-    fn hold(&mut self, s: &Span, end: u64) {
-        let id = s.trace_id;
-        if !self.held.contains_key(&id) {
-            self.totals.traces += 1;
-            let h = Held {
-                spans: Vec::new(),
-                start: s.start_time_unix_nano,
-                end,
-                error: false,
-                settled: false,
-            };
-            self.ranked.insert(h.rank(id));
-            self.pending.insert((h.end, id));
-            self.held.insert(id, h);
+    /// Stores clones of the batch's held spans (`fresh`, in batch order) in their traces
+    /// that are still held at its end: the spans of traces left out within the batch
+    /// (most of them when the collector is full) are never cloned. Held or not, each was
+    /// already counted in its trace's `len` by [`TraceCollector::hold`].
+    fn keep_clones(&mut self, spans: &[Span]) {
+        for (i, serial) in self.fresh.drain(..) {
+            let s = &spans[i];
+            if let Some(h) = self.held.get_mut(&s.trace_id) {
+                if h.serial == serial {
+                    h.spans.push(s.clone());
+                }
+            }
         }
-        let Some(h) = self.held.get_mut(&id) else {
-            return;
+    }
+
+    /// Counts a span in its held trace (a new trace when there is none) and updates the
+    /// trace's rank; returns the trace's serial. The span itself is stored by
+    /// [`TraceCollector::keep_clones`].
+    fn hold(&mut self, s: &Span, end: u64) -> u64 {
+        let id = s.trace_id;
+        let h = match self.held.entry(id) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                self.totals.traces += 1;
+                let h = Held {
+                    spans: Vec::new(),
+                    len: 0,
+                    serial: self.next_serial,
+                    start: s.start_time_unix_nano,
+                    end,
+                    error: false,
+                    settled: false,
+                };
+                self.next_serial += 1;
+                self.ranked.insert(h.rank(id));
+                self.pending.insert((h.end, id));
+                e.insert(h)
+            }
         };
+        let serial = h.serial;
         let (old_rank, old_end) = (h.rank(id), h.end);
         h.start = h.start.min(s.start_time_unix_nano);
         h.end = h.end.max(end);
         h.error |= s.status.is_error();
-        h.spans.push(s.clone());
+        h.len += 1;
         self.held_spans += 1;
         let new_rank = h.rank(id);
         if new_rank != old_rank {
@@ -300,6 +347,7 @@ impl TraceCollector {
             self.pending.remove(&(old_end, id));
             self.pending.insert((h.end, id));
         }
+        serial
     }
 
     /// Settles pending traces that can no longer expect spans; leaves out settled traces
@@ -334,9 +382,9 @@ impl TraceCollector {
         } else {
             self.pending.remove(&(h.end, rank.id));
         }
-        self.held_spans -= h.spans.len();
+        self.held_spans -= h.len;
         self.totals.dropped_traces += 1;
-        self.totals.dropped_spans += h.spans.len() as u64;
+        self.totals.dropped_spans += h.len as u64;
         self.dropped.insert(rank.id, self.now);
     }
 }

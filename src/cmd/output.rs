@@ -180,23 +180,45 @@ pub fn exit_code(reports: &[ExporterReport], allow_failures: bool) -> ExitCode {
 }
 
 /// The report's bounded trace collector, fed by the span fan-out like the local files.
-pub struct ReportTraces(TraceCollector);
+pub struct ReportTraces {
+    /// The collector, until it is finished.
+    collector: Option<TraceCollector>,
+    /// What it kept, once finished at the fan-out's end ([`SpanObserver::end`]).
+    collected: Option<Collected>,
+}
 
 impl ReportTraces {
     /// A collector with the report's default limits.
     pub fn new() -> Self {
-        ReportTraces(TraceCollector::new(CollectorLimits::default()))
+        ReportTraces {
+            collector: Some(TraceCollector::new(CollectorLimits::default())),
+            collected: None,
+        }
     }
 
     /// The traces the report shows, and totals over every span.
     pub fn finish(self) -> Collected {
-        self.0.finish()
+        match (self.collected, self.collector) {
+            (Some(collected), _) => collected,
+            (None, Some(c)) => c.finish(),
+            (None, None) => Collected::default(),
+        }
     }
 }
 
 impl SpanObserver for ReportTraces {
     fn observe(&mut self, spans: &[Span]) {
-        self.0.add(spans);
+        if let Some(c) = &mut self.collector {
+            c.add(spans);
+        }
+    }
+
+    /// Ranks and picks the kept traces (and frees the others' spans) beside the files'
+    /// commits, not after them.
+    fn end(&mut self) {
+        if let Some(c) = self.collector.take() {
+            self.collected = Some(c.finish());
+        }
     }
 }
 
