@@ -56,10 +56,13 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let t = Instant::now();
     for _ in 0..rounds {
         let mut w = CaptureWriter::create(&out, FileMeta::default(), opts.clone())?;
-        for (i, batch) in rows.chunks(BATCH).enumerate() {
+        let mut since_flush = 0;
+        for batch in rows.chunks(BATCH) {
             timed(&mut writes, &mut || w.write_all(batch))?;
-            if ((i + 1) * BATCH).is_multiple_of(group) {
+            since_flush += batch.len();
+            if since_flush >= group {
                 timed(&mut flushes, &mut || w.flush())?;
+                since_flush = 0;
             }
         }
         w.finish()?;

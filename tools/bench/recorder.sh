@@ -41,6 +41,8 @@ record_stop() {
   kill -INT "$REC_PID" 2>/dev/null || true
   wait "$REC_PID" 2>/dev/null || true
 }
+# CPU time of a process's live threads in ns (schedstat: more precise than ticks over a few s).
+proc_cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
 # CPU time of a process (all threads), in clock ticks.
 proc_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 cg_usec() { awk '$1 == "usage_usec" { print $2 }' "$cg/cpu.stat"; }
@@ -53,9 +55,9 @@ sat_rounds="${PODTRACE_BENCH_SAT_ROUNDS:-3}"
 for r in $(seq "$sat_rounds"); do
   wrk_run "$work/wrk-a$r.txt" "$NGINX_PORT"
   record_start "$work/rec-sat"
-  t0=$(proc_ticks "$REC_PID")
+  t0=$(proc_cpu_ns "$REC_PID")
   wrk_run "$work/wrk-b$r.txt" "$NGINX_PORT"
-  sat_ticks=$(($(proc_ticks "$REC_PID") - t0))
+  sat_cpu_ns=$(($(proc_cpu_ns "$REC_PID") - t0))
   record_stop
   tcpdump -i lo -w "$work/sat.pcap" "tcp port $NGINX_PORT" 2>"$work/sat.tcpdump.err" &
   tcpdump_pid=$!
@@ -88,16 +90,16 @@ note "podtrace record (saturated): $(grep -h 'probes attached' "$work/rec-sat.er
 row "nginx saturated throughput: podtrace record / none" "$rps_b vs $rps_a req/s" "x$(ratio "$rps_b" "$rps_a")" "≥ tcpdump's ratio"
 row "nginx saturated throughput: tcpdump -i lo -w / none" "$rps_c vs $rps_a req/s" "x$(ratio "$rps_c" "$rps_a")" "printed"
 row "nginx saturated p99: podtrace record / none" "$p99_b vs $p99_a µs" "x$(ratio "$p99_b" "$p99_a")" "printed"
-# The recorder's own CPU per event over the last saturated run (its /proc ticks during wrk,
-# all threads; the events of the whole recording: the few before and after wrk make it a
+# The recorder's own CPU per event over the last saturated run (its threads' schedstat
+# during wrk; the events of the whole recording: the few before and after wrk make it a
 # slight under-estimate), and the capture writer alone on that capture (bench_write: Arrow
 # columns, Parquet encoding, zstd; the part of the recorder's CPU that is the file format).
 sat_events=$(sed -n 's/^recorded \([0-9]*\) socket events.*/\1/p' "$work/rec-sat.out")
 if [ -n "$sat_events" ] && [ "$sat_events" -gt 0 ]; then
-  sat_ns=$(awk -v t="$sat_ticks" -v e="$sat_events" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.0f", t / hz * 1e9 / e }')
+  sat_ns=$(awk -v t="$sat_cpu_ns" -v e="$sat_events" 'BEGIN { printf "%.0f", t / e }')
   wb_out=$("$(example_bin podtrace-format bench_write)" "$work/rec-sat.parquet" 3 2>&1) || echo "bench: bench_write failed: $wb_out" >&2
   wb_ns=$(sed -n 's/.*ns_per_row=\([0-9]*\).*/\1/p' <<<"$wb_out")
-  note "saturated recording: $sat_events socket events, recorder CPU $sat_ticks ticks during wrk; bench_write on its capture: $wb_out"
+  note "saturated recording: $sat_events socket events, recorder CPU $((sat_cpu_ns / 1000000)) ms during wrk; bench_write on its capture: $wb_out"
   row "saturated: recorder CPU per event (all threads)" "$sat_ns ns" "" "printed"
   row "saturated: of which the capture writer (bench_write, same capture)" "${wb_ns:-n/a} ns per row" "x$(ratio "${wb_ns:-0}" "$sat_ns")" "printed"
 fi
