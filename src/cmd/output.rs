@@ -180,35 +180,31 @@ pub fn exit_code(reports: &[ExporterReport], allow_failures: bool) -> ExitCode {
 }
 
 /// The report's bounded trace collector, fed by the span fan-out like the local files.
-pub struct ReportTraces {
-    /// The collector, until it is finished.
-    collector: Option<TraceCollector>,
-    /// What it kept, once finished at the fan-out's end ([`SpanObserver::end`]).
-    collected: Option<Collected>,
+pub enum ReportTraces {
+    /// Collecting the fan-out's batches.
+    Collecting(Box<TraceCollector>),
+    /// Finished at the fan-out's end ([`SpanObserver::end`]): what it kept.
+    Collected(Box<Collected>),
 }
 
 impl ReportTraces {
     /// A collector with the report's default limits.
     pub fn new() -> Self {
-        ReportTraces {
-            collector: Some(TraceCollector::new(CollectorLimits::default())),
-            collected: None,
-        }
+        ReportTraces::Collecting(Box::new(TraceCollector::new(CollectorLimits::default())))
     }
 
     /// The traces the report shows, and totals over every span.
     pub fn finish(self) -> Collected {
-        match (self.collected, self.collector) {
-            (Some(collected), _) => collected,
-            (None, Some(c)) => c.finish(),
-            (None, None) => Collected::default(),
+        match self {
+            ReportTraces::Collecting(c) => c.finish(),
+            ReportTraces::Collected(c) => *c,
         }
     }
 }
 
 impl SpanObserver for ReportTraces {
     fn observe(&mut self, spans: &[Span]) {
-        if let Some(c) = &mut self.collector {
+        if let ReportTraces::Collecting(c) = self {
             c.add(spans);
         }
     }
@@ -216,8 +212,12 @@ impl SpanObserver for ReportTraces {
     /// Ranks and picks the kept traces (and frees the others' spans) beside the files'
     /// commits, not after them.
     fn end(&mut self) {
-        if let Some(c) = self.collector.take() {
-            self.collected = Some(c.finish());
+        if !matches!(self, ReportTraces::Collecting(_)) {
+            return; // already finished
+        }
+        let placeholder = ReportTraces::Collected(Box::default());
+        if let ReportTraces::Collecting(c) = std::mem::replace(self, placeholder) {
+            *self = ReportTraces::Collected(Box::new(c.finish()));
         }
     }
 }

@@ -6,7 +6,7 @@
 #  2. fixed rate: `oha -q RATE` (5 k and 10 k req/s, PODTRACE_BENCH_RATES) without and with
 #     `podtrace record`, in PODTRACE_BENCH_RATE_ROUNDS (default 3) alternating rounds: the
 #     medians' p50/p99 latency ratios, the recorder's CPU in millicores (its
-#     /proc/PID/stat over the run) and nginx's (the cgroup's cpu.stat, which includes the
+#     threads' schedstat over the run) and nginx's (the cgroup's cpu.stat, which includes the
 #     eBPF programs run in nginx's syscalls). oha is installed with `cargo install` into
 #     target/bench-tools on first use (not part of `make test`);
 #  3. bench_recorder --quick: ns per non-socket syscall (getppid), per untargeted write(2),
@@ -41,12 +41,12 @@ record_stop() {
   kill -INT "$REC_PID" 2>/dev/null || true
   wait "$REC_PID" 2>/dev/null || true
 }
-# CPU time of a process's live threads in ns (schedstat: more precise than ticks over a few s).
+# CPU time of a process's live threads in ns (schedstat: clock ticks are 10 ms, ~17 of them in
+# a fixed-rate run of the recorder).
 proc_cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
-# CPU time of a process (all threads), in clock ticks.
-proc_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 cg_usec() { awk '$1 == "usage_usec" { print $2 }' "$cg/cpu.stat"; }
-millicores() { awk -v t="$1" -v s="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.0f", (s > 0 ? t / hz / s * 1000 : 0) }'; }
+# millicores NS SECONDS: CPU nanoseconds over a wall-clock span.
+millicores() { awk -v t="$1" -v s="$2" 'BEGIN { printf "%.0f", (s > 0 ? t / 1e6 / s : 0) }'; }
 
 # ---- 1. saturated: rounds of none / podtrace / tcpdump (PODTRACE_BENCH_SAT_ROUNDS, default
 # 3), the best run of each configuration compared (a run that shared the cores with
@@ -130,7 +130,7 @@ if [ -n "$oha" ]; then
   for q in ${PODTRACE_BENCH_RATES:-5000 10000}; do
     # rounds of (without, with): latency medians over the rounds, CPU over all of them
     p50s_a=() p99s_a=() p50s_b=() p99s_b=() rps_a="" rps_b=""
-    ticks=0 rec_secs=0 ng_with=0 ng_without=0
+    rec_ns=0 rec_secs=0 ng_with=0 ng_without=0
     for r in $(seq "$rate_rounds"); do
       ng0=$(cg_usec)
       s0=$(date +%s.%N)
@@ -141,19 +141,19 @@ if [ -n "$oha" ]; then
       ng_without=$(awk -v a="$ng_without" -v u=$((ng1 - ng0)) -v s0="$s0" -v s1="$s1" 'BEGIN { print a + u / 1000 / (s1 - s0) }')
       record_start "$work/rec-$q-$r"
       ng2=$(cg_usec)
-      t0=$(proc_ticks "$REC_PID")
+      t0=$(proc_cpu_ns "$REC_PID")
       s0=$(date +%s.%N)
       read -r p50 p99 rps < <(oha_run "$work/oha-$q-b$r.json" "$q")
       s1=$(date +%s.%N)
-      t1=$(proc_ticks "$REC_PID")
+      t1=$(proc_cpu_ns "$REC_PID")
       ng3=$(cg_usec)
       record_stop
       p50s_b+=("$p50") p99s_b+=("$p99") rps_b="$rps_b${rps_b:+ / }$rps"
-      ticks=$((ticks + t1 - t0))
+      rec_ns=$((rec_ns + t1 - t0))
       rec_secs=$(awk -v a="$rec_secs" -v s0="$s0" -v s1="$s1" 'BEGIN { print a + s1 - s0 }')
       ng_with=$(awk -v a="$ng_with" -v u=$((ng3 - ng2)) -v s0="$s0" -v s1="$s1" 'BEGIN { print a + u / 1000 / (s1 - s0) }')
     done
-    rec_mc=$(millicores "$ticks" "$rec_secs")
+    rec_mc=$(millicores "$rec_ns" "$rec_secs")
     ngx_with=$(awk -v a="$ng_with" -v n="$rate_rounds" 'BEGIN { printf "%.0f", a / n }')
     ngx_without=$(awk -v a="$ng_without" -v n="$rate_rounds" 'BEGIN { printf "%.0f", a / n }')
     p50_a=$(median "${p50s_a[@]}") p99_a=$(median "${p99s_a[@]}")
