@@ -351,14 +351,28 @@ static __always_inline void scratch_put(struct pt_scratch_t *s)
 	s->busy = 0;
 }
 
-/* The event's common fields; `cg` is the task's cgroup id (the cgroup filter read it). */
-static __always_inline void fill_common_cg(struct pt_event *ev, __u64 id, __u32 kind, __u64 cg)
+/* The cgroup v2 id of a task: what bpf_get_current_cgroup_id() returns for the current
+ * task (its default-hierarchy cgroup's kernfs id), by direct BTF loads instead of a helper
+ * call. */
+static __always_inline __u64 task_cgroup_id(struct task_struct *task)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	return task->cgroups->dfl_cgrp->kn->id;
+}
+
+/*
+ * The event's common fields; `cg` is the task's cgroup id (the cgroup filter read it).
+ * Process id, thread id and name are direct (BTF) loads from the current task: the values
+ * bpf_get_current_pid_tgid() and bpf_get_current_comm() return (the kernel keeps `comm`
+ * NUL-padded), without their two helper calls — on kernels built with return-thunk
+ * mitigations every helper's call and return cost more than the loads.
+ */
+static __always_inline void fill_common_task(struct pt_event *ev, __u64 id, __u32 kind, __u64 cg,
+					     struct task_struct *task)
+{
 	ev->ts_ns = bpf_ktime_get_boot_ns();
 	ev->cgroup_id = cg;
-	ev->pid = pid_tgid >> 32;
-	ev->tid = (__u32)pid_tgid;
+	ev->pid = task->tgid;
+	ev->tid = task->pid;
 	ev->kind = kind;
 	ev->syscall = id;
 	ev->cap_len = 0;
@@ -366,12 +380,13 @@ static __always_inline void fill_common_cg(struct pt_event *ev, __u64 id, __u32 
 	ev->role = PT_ROLE_UNKNOWN;
 	ev->direction = PT_DIR_EGRESS;
 	ev->cpu = bpf_get_smp_processor_id();
-	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+	__builtin_memcpy(ev->comm, task->comm, sizeof(ev->comm));
 }
 
 static __always_inline void fill_common(struct pt_event *ev, __u64 id, __u32 kind)
 {
-	fill_common_cg(ev, id, kind, bpf_get_current_cgroup_id());
+	struct task_struct *task = bpf_get_current_task_btf();
+	fill_common_task(ev, id, kind, task_cgroup_id(task), task);
 }
 
 /*
@@ -885,21 +900,31 @@ static __always_inline __u64 ptr_scalar(const void *p)
 	return v;
 }
 
+/* A kernel pointer as a plain number without a helper call: stored into map memory `slot`
+ * (privileged programs may store pointers into maps) and loaded back, which the verifier
+ * types as a scalar. The compiler barrier keeps the load from being folded into the
+ * pointer register. */
+static __always_inline __u64 stored_scalar(__u64 *slot, const void *p)
+{
+	*slot = (__u64)p;
+	asm volatile("" ::: "memory");
+	return *(volatile __u64 *)slot;
+}
+
 /* One socket call of a targeted task: an event with the bytes it moved. */
 static __always_inline void sock_data(struct sock *sk, long ret, int flags, __u8 dir)
 {
-	__u64 cg = bpf_get_current_cgroup_id();
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u64 cg = task_cgroup_id(task);
 	if (!targeted_id(cg))
 		return;
 	count(PT_CTR_SYSCALLS, 1);
-	struct task_struct *task = bpf_get_current_task_btf();
 	struct socket *so = sk->sk_socket;
 	if (!so || !so->file || sk->sk_type != SOCK_STREAM)
 		return; /* a kernel socket, or not a stream */
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
 	if (!regs)
 		return;
-	__u64 skv = ptr_scalar(sk);
 	__u64 id = regs->orig_ax;
 	__u64 fd = regs->di;
 	__u64 arg = regs->si;
@@ -911,15 +936,20 @@ static __always_inline void sock_data(struct sock *sk, long ret, int flags, __u8
 		id = PT_NR_KERNEL_THREAD;
 		fd = 0;
 	}
+	if (ret <= 0 && id != NR_sendmmsg && id != NR_recvmmsg)
+		return; /* nothing moved (EAGAIN, end of stream, an error): the thread's last
+			 * socket stays the last one that moved bytes */
 
 	/* the thread's last socket (TLS binds SSL objects to it) and the mmsg position */
 	struct pt_args_t *a =
 		bpf_task_storage_get(&pt_task, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	__u64 skv;
 	if (a) {
 		a->fd = fd;
-		a->sk = skv;
+		skv = stored_scalar(&a->sk, sk);
 	} else {
 		count(PT_CTR_ARGS_FULL, 1);
+		skv = ptr_scalar(sk);
 	}
 	__u32 msg = 0;
 	if (id == NR_sendmmsg || id == NR_recvmmsg) {
@@ -940,7 +970,7 @@ static __always_inline void sock_data(struct sock *sk, long ret, int flags, __u8
 		scratch_put(s);
 		return;
 	}
-	fill_common_cg(&s->ev, id, PT_KIND_DATA, cg);
+	fill_common_task(&s->ev, id, PT_KIND_DATA, cg, task);
 	s->ev.fd = fd;
 	s->ev.ret = ret;
 	s->ev.direction = dir;
