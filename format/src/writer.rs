@@ -39,11 +39,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arrow_array::builder::{ArrayBuilder, GenericByteBuilder, PrimitiveBuilder};
 use arrow_array::builder::{
     BinaryBuilder, Int64Builder, StringBuilder, UInt16Builder, UInt32Builder, UInt64Builder,
     UInt8Builder,
 };
-use arrow_array::{ArrayRef, RecordBatch, UInt64Array};
+use arrow_array::types::{ArrowPrimitiveType, ByteArrayType};
+use arrow_array::{ArrayRef, GenericByteArray, PrimitiveArray, RecordBatch, UInt64Array};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::KeyValue;
@@ -809,40 +811,58 @@ impl Columns {
 
     /// Takes the buffered rows as a batch of schema v1 and empties the builders.
     fn finish(&mut self) -> Result<RecordBatch, arrow_schema::ArrowError> {
-        let ts = std::mem::take(&mut self.ts_ns);
+        let ts = std::mem::replace(&mut self.ts_ns, Vec::with_capacity(self.rows));
         let columns: Vec<ArrayRef> = vec![
             Arc::new(self.record_type.finish()),
             Arc::new(UInt64Array::from(ts)),
-            Arc::new(self.cpu.finish()),
-            Arc::new(self.pid.finish()),
-            Arc::new(self.tid.finish()),
+            Arc::new(finish_primitive(&mut self.cpu)),
+            Arc::new(finish_primitive(&mut self.pid)),
+            Arc::new(finish_primitive(&mut self.tid)),
             Arc::new(self.comm.finish()),
-            Arc::new(self.cgroup_id.finish()),
-            Arc::new(self.conn_id.finish()),
-            Arc::new(self.family.finish()),
+            Arc::new(finish_primitive(&mut self.cgroup_id)),
+            Arc::new(finish_primitive(&mut self.conn_id)),
+            Arc::new(finish_primitive(&mut self.family)),
             Arc::new(self.local_addr.finish()),
-            Arc::new(self.local_port.finish()),
+            Arc::new(finish_primitive(&mut self.local_port)),
             Arc::new(self.remote_addr.finish()),
-            Arc::new(self.remote_port.finish()),
+            Arc::new(finish_primitive(&mut self.remote_port)),
             Arc::new(self.direction.finish()),
             Arc::new(self.role.finish()),
             Arc::new(self.syscall.finish()),
-            Arc::new(self.ret.finish()),
-            Arc::new(self.cap_len.finish()),
-            Arc::new(self.payload.finish()),
-            Arc::new(self.flags.finish()),
+            Arc::new(finish_primitive(&mut self.ret)),
+            Arc::new(finish_primitive(&mut self.cap_len)),
+            Arc::new(finish_bytes(&mut self.payload)),
+            Arc::new(finish_primitive(&mut self.flags)),
             Arc::new(self.k8s_kind.finish()),
-            Arc::new(self.k8s_uid.finish()),
+            Arc::new(finish_bytes(&mut self.k8s_uid)),
             Arc::new(self.k8s_namespace.finish()),
-            Arc::new(self.k8s_name.finish()),
+            Arc::new(finish_bytes(&mut self.k8s_name)),
             Arc::new(self.k8s_event.finish()),
-            Arc::new(self.k8s_json.finish()),
+            Arc::new(finish_bytes(&mut self.k8s_json)),
             Arc::new(self.stat_name.finish()),
-            Arc::new(self.stat_value.finish()),
+            Arc::new(finish_primitive(&mut self.stat_value)),
         ];
         self.rows = 0;
         self.payload_bytes = 0;
         self.last_ip = [None; 2];
         RecordBatch::try_new(schema::schema(), columns)
     }
+}
+
+/// The rows of a primitive builder as an array; the builder starts over with room for as
+/// many rows, since the next batch is about as large (Arrow's `finish` leaves it empty, and
+/// every batch would grow its buffers again from nothing, copying them at each doubling).
+fn finish_primitive<T: ArrowPrimitiveType>(b: &mut PrimitiveBuilder<T>) -> PrimitiveArray<T> {
+    let rows = b.len();
+    let array = b.finish();
+    *b = PrimitiveBuilder::with_capacity(rows);
+    array
+}
+
+/// [`finish_primitive`] for a byte-array builder: room for as many rows and value bytes.
+fn finish_bytes<T: ByteArrayType>(b: &mut GenericByteBuilder<T>) -> GenericByteArray<T> {
+    let (rows, bytes) = (b.len(), b.values_slice().len());
+    let array = b.finish();
+    *b = GenericByteBuilder::with_capacity(rows, bytes);
+    array
 }
