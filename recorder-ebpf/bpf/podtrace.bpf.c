@@ -362,9 +362,9 @@ static __always_inline __u64 task_cgroup_id(struct task_struct *task)
 /*
  * The event's common fields; `cg` is the task's cgroup id (the cgroup filter read it).
  * Process id, thread id and name are direct (BTF) loads from the current task: the values
- * bpf_get_current_pid_tgid() and bpf_get_current_comm() return (the kernel keeps `comm`
- * NUL-padded), without their two helper calls — on kernels built with return-thunk
- * mitigations every helper's call and return cost more than the loads.
+ * bpf_get_current_pid_tgid() and bpf_get_current_comm() return (user space reads the name
+ * up to its first NUL, as before), without their two helper calls: on kernels built with
+ * return-thunk mitigations each helper's call and return costs more than the loads.
  */
 static __always_inline void fill_common_task(struct pt_event *ev, __u64 id, __u32 kind, __u64 cg,
 					     struct task_struct *task)
