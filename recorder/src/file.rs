@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use crate::clock::boot_time_offset_ns;
 use crate::config::RecordConfig;
 use crate::error::Result;
+use crate::priority::WriterThread;
 use crate::recorder::RecorderStats;
 use crate::session::{Session, SessionEvent};
 
@@ -174,7 +175,20 @@ fn file_len(path: &Path) -> u64 {
 /// How often `record` reports progress and checks `--max-size`.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
+/// Whether the calling code runs on the thread that blocks on a multi-thread runtime
+/// (`Runtime::block_on`), not inside a task on a worker: only there may the capture writer
+/// lower its own thread's priority ([`crate::priority`]). On a current-thread runtime the
+/// ring consumer shares the thread, so it keeps normal priority.
+fn writer_thread_here() -> bool {
+    tokio::task::try_id().is_none()
+        && tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+}
+
 /// Records into `out_path` until shutdown or a limit; see the module documentation.
+/// Awaited from the thread that blocks on a multi-thread runtime (as `podtrace record`
+/// does), that thread writes the capture in the idle CPU class while it keeps up with the
+/// recorder ([`crate::priority`]) and is back at normal priority when this returns.
 pub async fn record_to_file<F, P>(
     cfg: RecordConfig,
     out_path: &Path,
@@ -190,10 +204,26 @@ where
     cfg.validate()?;
     let max_size = cfg.limits.max_size;
     let mut sink = CaptureSink::create(&cfg, out_path, writer_opts)?;
-    let mut session = Session::start(cfg, extra, shutdown, PROGRESS_EVERY)?;
+    // Called from the thread that blocks on it (not a spawned task, which would put a
+    // runtime worker — the ring consumer's — in the idle class): that thread is the writer.
+    let writer = writer_thread_here().then(WriterThread::enter);
+    let mut session = Session::start_with(
+        cfg,
+        extra,
+        shutdown,
+        PROGRESS_EVERY,
+        writer.as_ref().map(WriterThread::priority),
+    )?;
     while let Some(event) = session.next().await? {
         match event {
-            SessionEvent::Rows(rows) | SessionEvent::Extra(rows) => sink.write(&rows)?,
+            SessionEvent::Rows(rows) | SessionEvent::Extra(rows) => {
+                sink.write(&rows)?;
+                if session.backlog() == 0 {
+                    if let Some(w) = &writer {
+                        w.caught_up();
+                    }
+                }
+            }
             SessionEvent::Tick(mut p) => {
                 p.file_bytes = sink.tick()?;
                 progress(&p);

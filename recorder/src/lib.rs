@@ -40,6 +40,7 @@ pub mod convert;
 pub mod error;
 pub mod file;
 pub mod k8s;
+pub mod priority;
 pub mod probes;
 pub mod recorder;
 pub mod redact;

@@ -26,6 +26,7 @@ use crate::clock::{boot_time_offset_ns, wall_now_ns};
 use crate::config::RecordConfig;
 use crate::convert::Converter;
 use crate::error::{RecorderError, Result};
+use crate::priority::WriterPriority;
 use crate::probes::{read_counters, Probes};
 use crate::redact::Redactor;
 use crate::targets::{Filter, Targets};
@@ -218,6 +219,15 @@ impl Recorder {
     /// The channel closes after [`RecorderHandle::stop`] (or on a fatal error, which
     /// `stop` then returns). Dropping the receiver stops the recorder too.
     pub fn start(cfg: RecordConfig) -> Result<(RecorderHandle, mpsc::Receiver<Vec<Record>>)> {
+        Self::start_with(cfg, None)
+    }
+
+    /// [`Recorder::start`] whose consumer raises the capture writer's CPU priority
+    /// ([`WriterPriority::raise`]) whenever the channel is half full.
+    pub fn start_with(
+        cfg: RecordConfig,
+        writer: Option<Arc<WriterPriority>>,
+    ) -> Result<(RecorderHandle, mpsc::Receiver<Vec<Record>>)> {
         cfg.validate()?;
         let rt = tokio::runtime::Handle::try_current()
             .map_err(|e| RecorderError::Runtime(e.to_string()))?;
@@ -263,6 +273,7 @@ impl Recorder {
             ring,
             batch: Vec::new(),
             tls,
+            writer,
         };
         let task = rt.spawn(consumer.run(ebpf, stop_rx));
         Ok((
@@ -357,6 +368,8 @@ struct Consumer {
     batch: Vec<Record>,
     /// TLS uprobes (`--tls on`), rescanned with the cgroups.
     tls: Option<crate::tls::TlsHooks>,
+    /// The capture writer's priority, raised when the channel is half full.
+    writer: Option<Arc<WriterPriority>>,
 }
 
 /// Moves up to `max` rows' worth of events from the ring into `out`; true if `max` was hit.
@@ -402,6 +415,12 @@ impl Consumer {
         self.publish_counters();
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(256));
         let n = batch.len() as u64;
+        if let Some(w) = &self.writer {
+            // the writer falls behind (or gets no CPU in the idle class): normal priority
+            if self.tx.capacity() <= self.tx.max_capacity() / 2 {
+                w.raise();
+            }
+        }
         if self.tx.send(batch).await.is_err() {
             return false;
         }

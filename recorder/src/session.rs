@@ -21,6 +21,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use podtrace_format::model::Record;
@@ -29,6 +30,7 @@ use tokio::sync::mpsc;
 use crate::config::{Limits, RecordConfig};
 use crate::error::Result;
 use crate::file::{Progress, StopReason};
+use crate::priority::WriterPriority;
 use crate::recorder::{Recorder, RecorderHandle, RecorderStats};
 
 /// What [`Session::next`] hands out.
@@ -167,13 +169,25 @@ impl<F: Future<Output = ()>> Session<F> {
         shutdown: F,
         tick: Duration,
     ) -> Result<Self> {
+        Self::start_with(cfg, extra, shutdown, tick, None)
+    }
+
+    /// [`Session::start`] with the capture writer's priority for the recorder's consumer
+    /// to raise when the writer falls behind ([`Recorder::start_with`]).
+    pub fn start_with(
+        cfg: RecordConfig,
+        extra: Option<mpsc::Receiver<Vec<Record>>>,
+        shutdown: F,
+        tick: Duration,
+        writer: Option<Arc<WriterPriority>>,
+    ) -> Result<Self> {
         cfg.validate()?;
         let Limits {
             duration,
             max_events,
             ..
         } = cfg.limits;
-        let (handle, rx) = Recorder::start(cfg)?;
+        let (handle, rx) = Recorder::start_with(cfg, writer)?;
         let now = tokio::time::Instant::now();
         // Without a duration limit the deadline is never polled (`has_deadline`).
         let deadline = now + duration.unwrap_or(Duration::from_secs(86_400));
@@ -197,6 +211,11 @@ impl<F: Future<Output = ()>> Session<F> {
                 ..Counts::default()
             },
         })
+    }
+
+    /// Batches of the recorder waiting in the channel (0: the reader has caught up).
+    pub fn backlog(&self) -> usize {
+        self.rx.len()
     }
 
     /// Which kernel hooks are attached ([`RecorderHandle::probes_attached`]).

@@ -1,0 +1,194 @@
+//! The capture writer's CPU priority: the idle class while it keeps up, normal while it
+//! falls behind.
+//!
+//! The Parquet encoding of a capture (Arrow columns, dictionaries, zstd) runs in bursts of
+//! about a millisecond on the thread of [`record_to_file`](crate::file::record_to_file).
+//! At normal priority a burst delays whatever the traced node runs on that CPU: at a fixed
+//! 10 k req/s against nginx the recorder added ~23 % to the p99 latency, and with the whole
+//! recorder in the idle class ~11 % (bench/results.md, "Recorder: session 10"). The idle
+//! class alone would starve the writer on a saturated node, the channel from the ring
+//! consumer would fill and the ring would drop events. So the writer's thread runs as
+//! `SCHED_IDLE` while it keeps up, and the ring consumer — at normal priority, the one
+//! that sees the backlog grow even when the writer gets no CPU at all — raises it back to
+//! `SCHED_OTHER` as soon as the channel between them is half full; the writer returns to
+//! the idle class when it finds the channel empty again.
+//!
+//! A kernel or container that refuses the policy change (`sched_setscheduler` fails) leaves
+//! the writer at normal priority, as before: nothing else depends on it.
+
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Shared between the writer's thread and the ring consumer of one recording.
+#[derive(Debug, Default)]
+pub struct WriterPriority {
+    /// The writer's thread id (0 until [`WriterPriority::lower`] ran on it).
+    tid: AtomicI32,
+    /// Whether the writer is in the idle class now.
+    idle: AtomicBool,
+    /// The policy change failed once: stay at normal priority.
+    refused: AtomicBool,
+    /// Times the consumer raised the writer to normal priority.
+    raised: AtomicU64,
+}
+
+/// `sched_setscheduler(tid, policy)` with priority 0; false if the kernel refused.
+fn set_policy(tid: i32, policy: libc::c_int) -> bool {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid sched_param for the duration of the call; a thread id
+    // that no longer exists makes the call fail with ESRCH, nothing else.
+    unsafe { libc::sched_setscheduler(tid, policy, &param) == 0 }
+}
+
+impl WriterPriority {
+    /// Called on the writer's thread: remembers it and puts it in the idle class.
+    pub fn lower(&self) {
+        if self.refused.load(Ordering::Relaxed) {
+            return;
+        }
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        self.tid.store(tid, Ordering::Relaxed);
+        if set_policy(tid, libc::SCHED_IDLE) {
+            self.idle.store(true, Ordering::Relaxed);
+        } else {
+            self.refuse();
+        }
+    }
+
+    /// Called by the writer when it found nothing left to write: back to the idle class if
+    /// the consumer had raised it.
+    pub fn caught_up(&self) {
+        if !self.idle.load(Ordering::Relaxed) && self.tid.load(Ordering::Relaxed) != 0 {
+            self.lower();
+        }
+    }
+
+    /// Called by the ring consumer when the writer falls behind: the writer's thread back to
+    /// normal priority (once; no-op while it is there already).
+    pub fn raise(&self) {
+        let tid = self.tid.load(Ordering::Relaxed);
+        if tid == 0 || !self.idle.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        if set_policy(tid, libc::SCHED_OTHER) {
+            self.raised.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.refuse();
+        }
+    }
+
+    /// Times the writer was raised to normal priority because it fell behind.
+    pub fn raised(&self) -> u64 {
+        self.raised.load(Ordering::Relaxed)
+    }
+
+    /// Whether the writer's thread is in the idle class now.
+    pub fn is_idle(&self) -> bool {
+        self.idle.load(Ordering::Relaxed)
+    }
+
+    /// Gives up on the idle class: the writer stays at (or returns to) normal priority.
+    fn refuse(&self) {
+        if !self.refused.swap(true, Ordering::Relaxed) {
+            tracing::debug!(
+                "capture writer stays at normal CPU priority: sched_setscheduler refused"
+            );
+        }
+        self.idle.store(false, Ordering::Relaxed);
+        let tid = self.tid.load(Ordering::Relaxed);
+        if tid != 0 {
+            set_policy(tid, libc::SCHED_OTHER);
+        }
+    }
+}
+
+/// The calling thread as the capture writer of one recording: in the idle class from
+/// [`WriterThread::enter`] on, back at normal priority when dropped (the thread goes on
+/// running the caller's code).
+#[derive(Debug)]
+pub struct WriterThread {
+    priority: Arc<WriterPriority>,
+}
+
+impl WriterThread {
+    /// Puts the calling thread in the idle class ([`WriterPriority::lower`]).
+    pub fn enter() -> Self {
+        let priority = Arc::new(WriterPriority::default());
+        priority.lower();
+        WriterThread { priority }
+    }
+
+    /// The state the ring consumer raises ([`WriterPriority::raise`]).
+    pub fn priority(&self) -> Arc<WriterPriority> {
+        self.priority.clone()
+    }
+
+    /// The writer found nothing left to write ([`WriterPriority::caught_up`]).
+    pub fn caught_up(&self) {
+        self.priority.caught_up();
+    }
+}
+
+impl Drop for WriterThread {
+    fn drop(&mut self) {
+        let raised = self.priority.raised();
+        if raised > 0 {
+            tracing::debug!("capture writer raised to normal priority {raised} times");
+        }
+        if self.priority.tid.load(Ordering::Relaxed) != 0 {
+            // SAFETY: gettid has no preconditions.
+            set_policy(unsafe { libc::gettid() }, libc::SCHED_OTHER);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy_of(tid: i32) -> libc::c_int {
+        // SAFETY: a plain query of a thread of this process.
+        unsafe { libc::sched_getscheduler(tid) }
+    }
+
+    /// The writer's thread goes idle, the consumer raises it, the writer lowers itself again;
+    /// the raise is counted once per fall-behind.
+    #[test]
+    fn lower_raise_and_catch_up_change_the_threads_policy() {
+        let p = Arc::new(WriterPriority::default());
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let q = p.clone();
+        let t = std::thread::spawn(move || {
+            q.lower();
+            // SAFETY: gettid has no preconditions.
+            tid_tx.send(unsafe { libc::gettid() }).unwrap();
+            rx.recv().unwrap();
+            q.caught_up();
+            tid_tx.send(0).unwrap();
+            rx.recv().unwrap();
+        });
+        let tid = tid_rx.recv().unwrap();
+        if p.refused.load(Ordering::Relaxed) {
+            // a sandbox without the policy change: the writer stays normal, nothing else
+            assert!(!p.is_idle());
+            tx.send(()).unwrap();
+            tx.send(()).unwrap();
+            t.join().unwrap();
+            return;
+        }
+        assert_eq!(policy_of(tid), libc::SCHED_IDLE);
+        assert!(p.is_idle());
+        p.raise();
+        assert_eq!(policy_of(tid), libc::SCHED_OTHER);
+        assert_eq!(p.raised(), 1);
+        p.raise(); // already normal: nothing
+        assert_eq!(p.raised(), 1);
+        tx.send(()).unwrap();
+        tid_rx.recv().unwrap();
+        assert_eq!(policy_of(tid), libc::SCHED_IDLE);
+        tx.send(()).unwrap();
+        t.join().unwrap();
+    }
+}
