@@ -161,7 +161,10 @@ impl MessageParser {
 
     /// Finished messages since the last call.
     pub fn take_messages(&mut self) -> Vec<Message> {
-        std::mem::take(&mut self.out)
+        // The next call's list starts at this one's size (a busy connection's list
+        // otherwise grows from empty, copying its messages, on every feed).
+        let next = Vec::with_capacity(self.out.len());
+        std::mem::replace(&mut self.out, next)
     }
 
     /// Error reasons counted since the last call.
@@ -212,13 +215,26 @@ impl MessageParser {
         self.mark_at(abs).map(|m| m.1).unwrap_or(self.last_ts)
     }
 
-    /// The thread of the segment holding the byte at `abs` (0: not known).
-    fn tid_at(&self, abs: u64) -> u32 {
-        self.mark_at(abs).map(|m| m.2).unwrap_or(0)
+    /// The time and thread of the segment holding the byte at `abs` (thread 0: not
+    /// known).
+    fn ts_tid_at(&self, abs: u64) -> (u64, u32) {
+        self.mark_at(abs)
+            .map(|m| (m.1, m.2))
+            .unwrap_or((self.last_ts, 0))
     }
 
     /// The mark of the segment holding the byte at `abs` (the first one before any).
     fn mark_at(&self, abs: u64) -> Option<(u64, u64, u32)> {
+        // Nearly every lookup is of the last segment (a message's last byte) or of the
+        // first (a message's first byte, the segments before it consumed): answered
+        // without the binary search, as it would answer them.
+        let last = *self.marks.back()?;
+        if last.0 <= abs {
+            return Some(last);
+        }
+        if self.marks.get(1).is_none_or(|second| second.0 > abs) {
+            return self.marks.front().copied();
+        }
         let i = self.marks.partition_point(|(off, _, _)| *off <= abs);
         if i == 0 {
             self.marks.front().copied()
@@ -397,8 +413,7 @@ impl MessageParser {
         };
         match parsed {
             Ok(Some((n, head, headers, framing))) => {
-                let start_ts = self.ts_at(self.base);
-                let tid = self.tid_at(self.base);
+                let (start_ts, tid) = self.ts_tid_at(self.base);
                 let end_ts = self.consume(n);
                 self.parsed_any = true;
                 self.current = Some(Message {
