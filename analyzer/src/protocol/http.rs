@@ -134,11 +134,21 @@ pub fn split_target(target: &str) -> (String, Option<String>) {
         },
         None => target,
     };
-    let rest = rest.split('#').next().unwrap_or(rest);
-    match rest.split_once('?') {
-        Some((p, q)) => (p.to_string(), Some(q.to_string())),
+    // Both are ASCII: the first such byte is the first such character (byte searches,
+    // short targets, instead of the `char` searcher).
+    let rest = match byte_position(rest, b'#') {
+        Some(i) => &rest[..i],
+        None => rest,
+    };
+    match byte_position(rest, b'?') {
+        Some(i) => (rest[..i].to_string(), Some(rest[i + 1..].to_string())),
         None => (rest.to_string(), None),
     }
+}
+
+/// The index of the first `byte` (ASCII) in `s`.
+fn byte_position(s: &str, byte: u8) -> Option<usize> {
+    s.bytes().position(|b| b == byte)
 }
 
 #[cfg(test)]

@@ -854,6 +854,14 @@ fn content_length<'a>(
 ) -> Result<Option<u64>, ()> {
     let mut found: Option<u64> = None;
     for value in values {
+        // Nearly always one number: no list to split, nothing to trim.
+        if let Some(n) = plain_number(&value) {
+            match found {
+                Some(prev) if prev != n => return Err(()),
+                _ => found = Some(n),
+            }
+            continue;
+        }
         for part in value.split(',') {
             let part = part.trim();
             if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
@@ -867,4 +875,14 @@ fn content_length<'a>(
         }
     }
     Ok(found)
+}
+
+/// A value that is only ASCII digits (at least one) as the number they spell, as
+/// [`content_length`] reads such a value; `None` for anything else (left to it).
+fn plain_number(value: &str) -> Option<u64> {
+    let digits = value.as_bytes();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    value.parse().ok()
 }
