@@ -777,11 +777,24 @@ fn header_value(raw: &[u8]) -> std::borrow::Cow<'_, str> {
     // Valid UTF-8 (nearly always ASCII) is checked by `from_utf8`'s word-at-a-time path;
     // only invalid bytes take the lossy decoder.
     if let Ok(s) = std::str::from_utf8(raw) {
-        return std::borrow::Cow::Borrowed(s.trim());
+        return std::borrow::Cow::Borrowed(trim(s));
     }
     match String::from_utf8_lossy(raw) {
         std::borrow::Cow::Borrowed(s) => std::borrow::Cow::Borrowed(s.trim()),
         std::borrow::Cow::Owned(s) => std::borrow::Cow::Owned(s.trim().to_string()),
+    }
+}
+
+/// `s.trim()`, answered without decoding characters when `s` starts and ends with an
+/// ASCII byte that is not whitespace (nearly every value): then there is nothing to trim.
+fn trim(s: &str) -> &str {
+    let solid =
+        |b: Option<&u8>| b.is_some_and(|b| b.is_ascii() && !matches!(b, b'\t'..=b'\r' | b' '));
+    let b = s.as_bytes();
+    if solid(b.first()) && solid(b.last()) {
+        s
+    } else {
+        s.trim()
     }
 }
 
