@@ -383,7 +383,7 @@ impl MessageParser {
                             target: req.path.unwrap_or_default().to_string(),
                             version: req.version.unwrap_or(1),
                         },
-                        collect_headers(req.headers, keep),
+                        collect_headers(req.headers, keep, &self.buf[..n]),
                         Framing::of(req.headers),
                     ))),
                     Ok(httparse::Status::Partial) => Ok(None),
@@ -403,7 +403,7 @@ impl MessageParser {
                             reason: resp.reason.unwrap_or_default().to_string(),
                             version: resp.version.unwrap_or(1),
                         },
-                        collect_headers(resp.headers, keep),
+                        collect_headers(resp.headers, keep, &self.buf[..n]),
                         Framing::of(resp.headers),
                     ))),
                     Ok(httparse::Status::Partial) => Ok(None),
@@ -800,20 +800,96 @@ fn trim(s: &str) -> &str {
 
 /// The header fields the parser keeps, as owned strings; the list is allocated once, at
 /// the most it can hold (a filtered iterator's size is not known, so it grew field by
-/// field).
-fn collect_headers(h: &[httparse::Header<'_>], keep: KeepHeaders) -> Vec<(String, String)> {
+/// field). `head` is the message head the fields were parsed from.
+fn collect_headers(
+    h: &[httparse::Header<'_>],
+    keep: KeepHeaders,
+    head: &[u8],
+) -> Vec<(String, String)> {
     let most = keep.most(h.len());
     if most == 0 {
         // A response parser keeps nothing: no field to look at.
         return Vec::new();
     }
     let mut out = Vec::with_capacity(most);
+    let Some(kept) = kept_fields(h, keep) else {
+        out.extend(
+            h.iter()
+                .filter(|h| keep.keeps(h.name))
+                .map(|h| (h.name.to_string(), header_value(h.value).into_owned())),
+        );
+        return out;
+    };
+    if kept == 0 {
+        return out;
+    }
+    let (first, last) = (kept.trailing_zeros(), u128::BITS - 1 - kept.leading_zeros());
+    let values = ValuesText::new(head, h[first as usize].value, h[last as usize].value);
     out.extend(
-        h.iter()
-            .filter(|h| keep.keeps(h.name))
-            .map(|h| (h.name.to_string(), header_value(h.value).into_owned())),
+        (first..=last)
+            .filter(|i| kept & (1 << i) != 0)
+            .map(|i| &h[i as usize])
+            .map(|h| (h.name.to_string(), values.value(h.value).into_owned())),
     );
     out
+}
+
+/// Which of the fields `keep` keeps, one bit per field (`None` past 128 fields).
+fn kept_fields(h: &[httparse::Header<'_>], keep: KeepHeaders) -> Option<u128> {
+    if h.len() > u128::BITS as usize {
+        return None;
+    }
+    let mut kept = 0u128;
+    for (i, field) in h.iter().enumerate() {
+        if keep.keeps(field.name) {
+            kept |= 1 << i;
+        }
+    }
+    Some(kept)
+}
+
+/// The head's bytes from the first kept value to the end of the last, checked as UTF-8
+/// once (instead of once per kept value; values are nearly always ASCII).
+struct ValuesText<'h> {
+    /// The checked bytes, when they are UTF-8.
+    text: Option<&'h str>,
+}
+
+impl<'h> ValuesText<'h> {
+    /// The bytes of `head` from `first` (a value in it) to the end of `last` (a value in
+    /// it, not before `first`).
+    fn new(head: &'h [u8], first: &[u8], last: &[u8]) -> Self {
+        let start = offset_in(head, first);
+        let end = offset_in(head, last).saturating_add(last.len());
+        let text = head
+            .get(start..end)
+            .and_then(|b| std::str::from_utf8(b).ok());
+        ValuesText { text }
+    }
+
+    /// [`header_value`] of `raw`, a value in the checked bytes: borrowed from the text
+    /// when it is UTF-8 (a value is cut at ASCII delimiters, so it is UTF-8 too).
+    fn value<'a>(&self, raw: &'a [u8]) -> std::borrow::Cow<'a, str>
+    where
+        'h: 'a,
+    {
+        match self.text.and_then(|text| slice_at(text, raw)) {
+            Some(s) => std::borrow::Cow::Borrowed(trim(s)),
+            None => header_value(raw),
+        }
+    }
+}
+
+/// The part of `text` at the same bytes as `raw` (`None` when `raw` is not in it or does
+/// not start and end at character boundaries).
+fn slice_at<'t>(text: &'t str, raw: &[u8]) -> Option<&'t str> {
+    let at = (raw.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
+    text.get(at..at.checked_add(raw.len())?)
+}
+
+/// Where `part` (a slice of `whole`) starts in `whole`.
+fn offset_in(whole: &[u8], part: &[u8]) -> usize {
+    (part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize)
 }
 
 /// How a message's body is framed, read from its header fields (all of them, whatever
