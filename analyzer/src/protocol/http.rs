@@ -134,21 +134,21 @@ pub fn split_target(target: &str) -> (String, Option<String>) {
         },
         None => target,
     };
-    // Both are ASCII: the first such byte is the first such character (byte searches,
-    // short targets, instead of the `char` searcher).
-    let rest = match byte_position(rest, b'#') {
-        Some(i) => &rest[..i],
-        None => rest,
+    // The path ends at the first '?' or '#', the query (after a '?') at the next '#'.
+    // Both are ASCII: the first such byte is the first such character (each byte looked
+    // at once, instead of a `char` search for each).
+    let Some(i) = rest.bytes().position(|b| b == b'?' || b == b'#') else {
+        return (rest.to_string(), None);
     };
-    match byte_position(rest, b'?') {
-        Some(i) => (rest[..i].to_string(), Some(rest[i + 1..].to_string())),
-        None => (rest.to_string(), None),
+    if rest.as_bytes()[i] == b'#' {
+        return (rest[..i].to_string(), None);
     }
-}
-
-/// The index of the first `byte` (ASCII) in `s`.
-fn byte_position(s: &str, byte: u8) -> Option<usize> {
-    s.bytes().position(|b| b == byte)
+    let query = &rest[i + 1..];
+    let query = match query.bytes().position(|b| b == b'#') {
+        Some(j) => &query[..j],
+        None => query,
+    };
+    (rest[..i].to_string(), Some(query.to_string()))
 }
 
 #[cfg(test)]
