@@ -73,6 +73,75 @@ impl KeepHeaders {
     }
 }
 
+/// Name lengths [`KeptNames`] indexes (0 to 32 bytes).
+const INDEXED_LENGTHS: usize = 33;
+
+/// [`KeepHeaders`] with its names indexed by length, built once per parser: a field name
+/// is compared only with the kept names of its length (instead of every kept name
+/// scanned twice per field, as [`crate::protocol::http::is_one_of`] does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct KeptNames {
+    keep: KeepHeaders,
+    /// Per name length, a bit per kept name of that length (index into the names);
+    /// `None` when the names cannot be indexed (more than 32, or one longer than 32
+    /// bytes): then [`KeepHeaders::keeps`] answers.
+    by_len: Option<[u32; INDEXED_LENGTHS]>,
+}
+
+impl KeptNames {
+    fn new(keep: KeepHeaders) -> Self {
+        let by_len = match keep {
+            KeepHeaders::Only(names) if names.len() <= u32::BITS as usize => {
+                let mut by_len = [0u32; INDEXED_LENGTHS];
+                let mut indexed = true;
+                for (i, name) in names.iter().enumerate() {
+                    match by_len.get_mut(name.len()) {
+                        Some(bits) => *bits |= 1 << i,
+                        None => indexed = false,
+                    }
+                }
+                indexed.then_some(by_len)
+            }
+            _ => None,
+        };
+        KeptNames { keep, by_len }
+    }
+
+    /// Whether a field named `name` is kept: [`KeepHeaders::keeps`].
+    fn keeps(&self, name: &str) -> bool {
+        let (KeepHeaders::Only(names), Some(by_len)) = (self.keep, &self.by_len) else {
+            return self.keep.keeps(name);
+        };
+        // No kept name is longer than the indexed lengths.
+        let Some(&candidates) = by_len.get(name.len()) else {
+            return false;
+        };
+        if candidates == 0 {
+            return false;
+        }
+        let mut buf = [0u8; INDEXED_LENGTHS];
+        let lower = &mut buf[..name.len()];
+        for (l, b) in lower.iter_mut().zip(name.as_bytes()) {
+            *l = b.to_ascii_lowercase();
+        }
+        let lower: &[u8] = lower;
+        let mut left = candidates;
+        while left != 0 {
+            let i = left.trailing_zeros() as usize;
+            if names[i].as_bytes() == lower {
+                return true;
+            }
+            left &= left - 1;
+        }
+        false
+    }
+
+    /// [`KeepHeaders::most`].
+    fn most(&self, fields: usize) -> usize {
+        self.keep.most(fields)
+    }
+}
+
 /// Longest chunk-size or trailer line accepted.
 const MAX_LINE: usize = 8 * 1024;
 /// Request methods recognised when resynchronising a request stream.
@@ -111,7 +180,7 @@ pub struct MessageParser {
     /// Stop parsing once the current body ends (the request asked for an upgrade/tunnel).
     stop_after_body: bool,
     /// Header fields kept on messages.
-    keep: KeepHeaders,
+    keep: KeptNames,
 }
 
 impl MessageParser {
@@ -133,7 +202,7 @@ impl MessageParser {
             trailer_bytes: 0,
             last_ts: 0,
             stop_after_body: false,
-            keep: KeepHeaders::All,
+            keep: KeptNames::new(KeepHeaders::All),
         }
     }
 
@@ -146,7 +215,7 @@ impl MessageParser {
                 "KeepHeaders::Only takes lowercase names"
             );
         }
-        self.keep = keep;
+        self.keep = KeptNames::new(keep);
     }
 
     /// Tells a response parser about the next request on the connection (FIFO).
@@ -371,7 +440,7 @@ impl MessageParser {
                 on_heap.resize(self.limits.max_headers, MaybeUninit::uninit());
                 &mut on_heap
             };
-        let keep = self.keep;
+        let keep = &self.keep;
         let parsed = match self.kind {
             Kind::Request => {
                 let mut req = httparse::Request::new(&mut []);
@@ -803,7 +872,7 @@ fn trim(s: &str) -> &str {
 /// field). `head` is the message head the fields were parsed from.
 fn collect_headers(
     h: &[httparse::Header<'_>],
-    keep: KeepHeaders,
+    keep: &KeptNames,
     head: &[u8],
 ) -> Vec<(String, String)> {
     let most = keep.most(h.len());
@@ -835,7 +904,7 @@ fn collect_headers(
 }
 
 /// Which of the fields `keep` keeps, one bit per field (`None` past 128 fields).
-fn kept_fields(h: &[httparse::Header<'_>], keep: KeepHeaders) -> Option<u128> {
+fn kept_fields(h: &[httparse::Header<'_>], keep: &KeptNames) -> Option<u128> {
     if h.len() > u128::BITS as usize {
         return None;
     }
@@ -974,4 +1043,51 @@ fn plain_number(value: &str) -> Option<u64> {
         return None;
     }
     value.parse().ok()
+}
+
+#[cfg(test)]
+mod kept_names_tests {
+    use super::*;
+
+    /// The length index answers as [`KeepHeaders::keeps`], indexed or not.
+    #[test]
+    fn kept_names_answer_as_keep_headers() {
+        const LONG: &str = "x-a-header-name-longer-than-thirty-two-bytes";
+        const MANY: [&str; 33] = [
+            "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "o", "p", "q",
+            "r", "s", "t", "u", "v", "w", "x", "y", "z", "aa", "ab", "ac", "ad", "ae", "af", "ag",
+        ];
+        let lists: [&'static [&'static str]; 5] = [
+            &crate::protocol::http::KEPT_HEADERS,
+            &[],
+            &[LONG, "host"],
+            &MANY,
+            &["x-thirty-two-bytes-long-name-abc"],
+        ];
+        let names = [
+            "traceparent",
+            "TraceParent",
+            "HOST",
+            "Host",
+            "x-b3-TraceId",
+            "x-b3-traceid2",
+            "X-B3-Sampled",
+            "content-length",
+            "",
+            "b",
+            "AG",
+            "ah",
+            LONG,
+            "X-A-HEADER-NAME-LONGER-THAN-THIRTY-TWO-BYTES",
+            "X-Thirty-Two-Bytes-Long-Name-ABC",
+        ];
+        for list in lists {
+            let keep = KeepHeaders::Only(list);
+            let kept = KeptNames::new(keep);
+            for name in names {
+                assert_eq!(kept.keeps(name), keep.keeps(name), "{name} in {list:?}");
+            }
+        }
+        assert!(KeptNames::new(KeepHeaders::All).keeps("anything"));
+    }
 }
