@@ -171,12 +171,24 @@ fn trim_ows(v: &str) -> &str {
     &v[start..end]
 }
 
+/// Whether a field named `field` is the header `lowercase` (a lowercase name): ASCII
+/// case ignored, as `field.eq_ignore_ascii_case(lowercase)` (only the field's bytes
+/// need lowercasing).
+fn is_named(field: &str, lowercase: &str) -> bool {
+    debug_assert_eq!(lowercase, lowercase.to_ascii_lowercase());
+    field.len() == lowercase.len()
+        && field
+            .bytes()
+            .zip(lowercase.bytes())
+            .all(|(f, l)| f.to_ascii_lowercase() == l)
+}
+
 impl<F: HeaderField> Lookup<'_, F> {
     /// The values of the header `name`, in order, trimmed of optional whitespace.
     fn values<'s, 'n>(&'s self, name: &'n str) -> impl Iterator<Item = &'s str> + use<'s, 'n, F> {
         self.0
             .iter()
-            .filter(move |f| f.name().eq_ignore_ascii_case(name))
+            .filter(move |f| is_named(f.name(), name))
             .map(|f| trim_ows(f.value()))
     }
     /// All values of a header, trimmed of optional whitespace.
@@ -222,17 +234,18 @@ fn lower_hex_bytes<const N: usize>(s: &str) -> Option<[u8; N]> {
         return None;
     }
     let mut out = [0u8; N];
+    // Digits decode to 0..=15, anything else to 0xff: one check of all of them at the
+    // end (ids are nearly always valid) instead of a branch per pair.
+    let mut seen = 0u8;
     for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
         let (hi, lo) = (
             LOWER_HEX[usize::from(pair[0])],
             LOWER_HEX[usize::from(pair[1])],
         );
-        if (hi | lo) & 0xf0 != 0 {
-            return None;
-        }
+        seen |= hi | lo;
         *o = hi << 4 | lo;
     }
-    Some(out)
+    (seen & 0xf0 == 0).then_some(out)
 }
 
 /// Parses 32 or 16 lowercase hex digits into a non-zero trace id (16-digit ids
