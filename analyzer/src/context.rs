@@ -110,9 +110,15 @@ where
     I: IntoIterator<Item = (&'a str, &'a str)>,
 {
     let headers: Vec<(&str, &str)> = headers.into_iter().collect();
+    extract_fields(&headers)
+}
+
+/// [`extract`] of a header list as it is held (a request's owned fields): read in
+/// place, not collected into a list of borrowed pairs first.
+pub(crate) fn extract_fields<F: HeaderField>(headers: &[F]) -> Extraction {
     let mut out = Extraction::default();
-    let families: [FamilyParser; 4] = [w3c, b3, splunk, jaeger];
-    let lookup = Lookup(&headers);
+    let families: [FamilyParser<F>; 4] = [w3c, b3, splunk, jaeger];
+    let lookup = Lookup(headers);
     for family in families {
         if let Some(ctx) = family(&lookup, &mut out.ignored) {
             out.context = Some(ctx);
@@ -122,29 +128,77 @@ where
     out
 }
 
+/// A header field as the extractor reads it: its name and value.
+pub(crate) trait HeaderField {
+    /// The name, as sent.
+    fn name(&self) -> &str;
+    /// The value.
+    fn value(&self) -> &str;
+}
+
+impl HeaderField for (&str, &str) {
+    fn name(&self) -> &str {
+        self.0
+    }
+    fn value(&self) -> &str {
+        self.1
+    }
+}
+
+impl HeaderField for (String, String) {
+    fn name(&self) -> &str {
+        &self.0
+    }
+    fn value(&self) -> &str {
+        &self.1
+    }
+}
+
 /// One family's extractor: the context, or `None` after noting why its headers were ignored.
-type FamilyParser = fn(&Lookup<'_>, &mut Vec<(Family, IgnoreReason)>) -> Option<TraceContext>;
+type FamilyParser<F> = fn(&Lookup<'_, F>, &mut Vec<(Family, IgnoreReason)>) -> Option<TraceContext>;
 
 /// Case-insensitive header lookup over the request's header list.
-struct Lookup<'h>(&'h [(&'h str, &'h str)]);
+struct Lookup<'h, F>(&'h [F]);
 
-impl Lookup<'_> {
-    /// All values of a header, trimmed of optional whitespace.
-    fn all(&self, name: &str) -> Vec<&str> {
+/// A value without its optional whitespace (spaces and tabs) at either end: what
+/// `trim_matches([' ', '\t'])` answers, byte by byte (both are ASCII, so the cuts are
+/// character boundaries).
+fn trim_ows(v: &str) -> &str {
+    let ows = |b: &u8| *b == b' ' || *b == b'\t';
+    let bytes = v.as_bytes();
+    let start = bytes.iter().position(|b| !ows(b)).unwrap_or(bytes.len());
+    let end = bytes.iter().rposition(|b| !ows(b)).map_or(start, |i| i + 1);
+    &v[start..end]
+}
+
+/// Whether a field named `field` is the header `lowercase` (a lowercase name): ASCII
+/// case ignored, as `field.eq_ignore_ascii_case(lowercase)` (only the field's bytes
+/// need lowercasing).
+fn is_named(field: &str, lowercase: &str) -> bool {
+    debug_assert_eq!(lowercase, lowercase.to_ascii_lowercase());
+    field.len() == lowercase.len()
+        && field
+            .bytes()
+            .zip(lowercase.bytes())
+            .all(|(f, l)| f.to_ascii_lowercase() == l)
+}
+
+impl<F: HeaderField> Lookup<'_, F> {
+    /// The values of the header `name`, in order, trimmed of optional whitespace.
+    fn values<'s, 'n>(&'s self, name: &'n str) -> impl Iterator<Item = &'s str> + use<'s, 'n, F> {
         self.0
             .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.trim_matches([' ', '\t']))
-            .collect()
+            .filter(move |f| is_named(f.name(), name))
+            .map(|f| trim_ows(f.value()))
+    }
+    /// All values of a header, trimmed of optional whitespace.
+    fn all(&self, name: &str) -> Vec<&str> {
+        self.values(name).collect()
     }
     /// The single value of a header: `Ok(None)` when absent, `Err` when repeated with
     /// different values.
     fn one(&self, name: &str) -> Result<Option<&str>, IgnoreReason> {
-        let mut values = self
-            .0
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.trim_matches([' ', '\t']));
+        let mut values = self.values(name);
         let Some(first) = values.next() else {
             return Ok(None);
         };
@@ -156,33 +210,69 @@ impl Lookup<'_> {
     }
 }
 
-fn is_lower_hex(s: &str) -> bool {
-    s.bytes()
-        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
+/// The value of a lowercase hex digit, 0xff for any other byte.
+const LOWER_HEX: [u8; 256] = {
+    let mut table = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
 
-/// Parses `len` lowercase hex digits into a non-zero trace id (16-digit ids left-padded).
-fn trace_id_lower(s: &str) -> Option<TraceId> {
-    if !is_lower_hex(s) {
+/// Exactly `2 * N` lowercase hex digits as `N` bytes (big-endian); `None` for any other
+/// length or byte. One pass: the lowercase check and the decoding of an id's digits.
+fn lower_hex_bytes<const N: usize>(s: &str) -> Option<[u8; N]> {
+    let b = s.as_bytes();
+    if b.len() != 2 * N {
         return None;
     }
+    let mut out = [0u8; N];
+    // Digits decode to 0..=15, anything else to 0xff: one check of all of them at the
+    // end (ids are nearly always valid) instead of a branch per pair.
+    let mut seen = 0u8;
+    for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
+        let (hi, lo) = (
+            LOWER_HEX[usize::from(pair[0])],
+            LOWER_HEX[usize::from(pair[1])],
+        );
+        seen |= hi | lo;
+        *o = hi << 4 | lo;
+    }
+    (seen & 0xf0 == 0).then_some(out)
+}
+
+/// Parses 32 or 16 lowercase hex digits into a non-zero trace id (16-digit ids
+/// left-padded).
+fn trace_id_lower(s: &str) -> Option<TraceId> {
     let id = match s.len() {
-        32 => TraceId::from_hex(s).ok()?,
-        16 => TraceId::from_hex(&format!("{:0>32}", s)).ok()?,
+        32 => TraceId(lower_hex_bytes::<16>(s)?),
+        16 => {
+            let low = lower_hex_bytes::<8>(s)?;
+            let mut bytes = [0u8; 16];
+            bytes[8..].copy_from_slice(&low);
+            TraceId(bytes)
+        }
         _ => return None,
     };
     (!id.is_zero()).then_some(id)
 }
 
 fn span_id_lower(s: &str) -> Option<SpanId> {
-    if s.len() != 16 || !is_lower_hex(s) {
-        return None;
-    }
-    let id = SpanId::from_hex(s).ok()?;
+    let id = SpanId(lower_hex_bytes::<8>(s)?);
     (!id.is_zero()).then_some(id)
 }
 
-fn w3c(h: &Lookup<'_>, ignored: &mut Vec<(Family, IgnoreReason)>) -> Option<TraceContext> {
+fn w3c<F: HeaderField>(
+    h: &Lookup<'_, F>,
+    ignored: &mut Vec<(Family, IgnoreReason)>,
+) -> Option<TraceContext> {
     let value = match h.one("traceparent") {
         Ok(Some(v)) => v,
         Ok(None) => return None,
@@ -223,7 +313,7 @@ fn parse_traceparent(v: &str) -> Option<(TraceId, SpanId, u8)> {
         return None;
     }
     let version = &v[0..2];
-    if !is_lower_hex(version) || version == "ff" {
+    if lower_hex_bytes::<1>(version).is_none() || version == "ff" {
         return None;
     }
     if version == "00" && v.len() != 55 {
@@ -236,16 +326,12 @@ fn parse_traceparent(v: &str) -> Option<(TraceId, SpanId, u8)> {
     if b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
         return None;
     }
-    let (trace, parent, flags) = (&v[3..35], &v[36..52], &v[53..55]);
-    if !is_lower_hex(trace) || !is_lower_hex(parent) || !is_lower_hex(flags) {
-        return None;
-    }
-    let trace_id = TraceId::from_hex(trace).ok()?;
-    let parent_id = SpanId::from_hex(parent).ok()?;
+    let trace_id = TraceId(lower_hex_bytes(&v[3..35])?);
+    let parent_id = SpanId(lower_hex_bytes(&v[36..52])?);
+    let [flags] = lower_hex_bytes(&v[53..55])?;
     if trace_id.is_zero() || parent_id.is_zero() {
         return None;
     }
-    let flags = u8::from_str_radix(flags, 16).ok()?;
     Some((trace_id, parent_id, flags))
 }
 
@@ -279,7 +365,10 @@ fn valid_tracestate(v: &str) -> bool {
     })
 }
 
-fn b3(h: &Lookup<'_>, ignored: &mut Vec<(Family, IgnoreReason)>) -> Option<TraceContext> {
+fn b3<F: HeaderField>(
+    h: &Lookup<'_, F>,
+    ignored: &mut Vec<(Family, IgnoreReason)>,
+) -> Option<TraceContext> {
     match h.one("b3") {
         Ok(Some(v)) => match parse_b3_single(v) {
             Ok(ctx) => return Some(ctx),
@@ -337,7 +426,7 @@ fn parse_b3_single(v: &str) -> Result<TraceContext, IgnoreReason> {
 }
 
 /// `X-B3-TraceId`, `X-B3-SpanId`, optional `X-B3-ParentSpanId`, `X-B3-Sampled`, `X-B3-Flags`.
-fn b3_multi(h: &Lookup<'_>) -> Result<Option<TraceContext>, IgnoreReason> {
+fn b3_multi<F: HeaderField>(h: &Lookup<'_, F>) -> Result<Option<TraceContext>, IgnoreReason> {
     let trace = h.one("x-b3-traceid")?;
     let span = h.one("x-b3-spanid")?;
     let sampled = h.one("x-b3-sampled")?;
@@ -375,7 +464,10 @@ fn b3_multi(h: &Lookup<'_>) -> Result<Option<TraceContext>, IgnoreReason> {
     }))
 }
 
-fn splunk(h: &Lookup<'_>, ignored: &mut Vec<(Family, IgnoreReason)>) -> Option<TraceContext> {
+fn splunk<F: HeaderField>(
+    h: &Lookup<'_, F>,
+    ignored: &mut Vec<(Family, IgnoreReason)>,
+) -> Option<TraceContext> {
     let request_id = match h.one("x-request-id") {
         Ok(Some(v)) => v,
         Ok(None) => return None,
@@ -418,7 +510,10 @@ fn splunk(h: &Lookup<'_>, ignored: &mut Vec<(Family, IgnoreReason)>) -> Option<T
 
 /// `uber-trace-id: {trace-id}:{span-id}:{parent-span-id}:{flags}` (Jaeger's native format),
 /// also URL-encoded (`%3A` for `:`, as some Jaeger clients send it over HTTP).
-fn jaeger(h: &Lookup<'_>, ignored: &mut Vec<(Family, IgnoreReason)>) -> Option<TraceContext> {
+fn jaeger<F: HeaderField>(
+    h: &Lookup<'_, F>,
+    ignored: &mut Vec<(Family, IgnoreReason)>,
+) -> Option<TraceContext> {
     let value = match h.one("uber-trace-id") {
         Ok(Some(v)) => v,
         Ok(None) => return None,

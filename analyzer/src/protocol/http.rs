@@ -134,11 +134,21 @@ pub fn split_target(target: &str) -> (String, Option<String>) {
         },
         None => target,
     };
-    let rest = rest.split('#').next().unwrap_or(rest);
-    match rest.split_once('?') {
-        Some((p, q)) => (p.to_string(), Some(q.to_string())),
-        None => (rest.to_string(), None),
+    // The path ends at the first '?' or '#', the query (after a '?') at the next '#'.
+    // Both are ASCII: the first such byte is the first such character (each byte looked
+    // at once, instead of a `char` search for each).
+    let Some(i) = rest.bytes().position(|b| b == b'?' || b == b'#') else {
+        return (rest.to_string(), None);
+    };
+    if rest.as_bytes()[i] == b'#' {
+        return (rest[..i].to_string(), None);
     }
+    let query = &rest[i + 1..];
+    let query = match query.bytes().position(|b| b == b'#') {
+        Some(j) => &query[..j],
+        None => query,
+    };
+    (rest[..i].to_string(), Some(query.to_string()))
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use podtrace_model::{SpanId, TraceId};
 
 use super::ids::IdParts;
-use crate::context::{extract, Extraction, Family, TraceContext};
+use crate::context::{extract_fields, Extraction, Family, TraceContext};
 use crate::exchange::Request;
 
 /// A span's ids and what linking keeps about them.
@@ -41,7 +41,7 @@ impl Identity {
 /// The trace context of a request's headers (what [`Linker`](super::Linker) reads when it identifies
 /// the exchange; callers may extract it ahead, off the serial path).
 pub fn request_context(req: &Request) -> Extraction {
-    extract(req.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+    extract_fields(&req.headers)
 }
 
 /// The flags of a span: the context's sampling decision, else the parent's flags, else

@@ -73,6 +73,75 @@ impl KeepHeaders {
     }
 }
 
+/// Name lengths [`KeptNames`] indexes (0 to 32 bytes).
+const INDEXED_LENGTHS: usize = 33;
+
+/// [`KeepHeaders`] with its names indexed by length, built once per parser: a field name
+/// is compared only with the kept names of its length (instead of every kept name
+/// scanned twice per field, as [`crate::protocol::http::is_one_of`] does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct KeptNames {
+    keep: KeepHeaders,
+    /// Per name length, a bit per kept name of that length (index into the names);
+    /// `None` when the names cannot be indexed (more than 32, or one longer than 32
+    /// bytes): then [`KeepHeaders::keeps`] answers.
+    by_len: Option<[u32; INDEXED_LENGTHS]>,
+}
+
+impl KeptNames {
+    fn new(keep: KeepHeaders) -> Self {
+        let by_len = match keep {
+            KeepHeaders::Only(names) if names.len() <= u32::BITS as usize => {
+                let mut by_len = [0u32; INDEXED_LENGTHS];
+                let mut indexed = true;
+                for (i, name) in names.iter().enumerate() {
+                    match by_len.get_mut(name.len()) {
+                        Some(bits) => *bits |= 1 << i,
+                        None => indexed = false,
+                    }
+                }
+                indexed.then_some(by_len)
+            }
+            _ => None,
+        };
+        KeptNames { keep, by_len }
+    }
+
+    /// Whether a field named `name` is kept: [`KeepHeaders::keeps`].
+    fn keeps(&self, name: &str) -> bool {
+        let (KeepHeaders::Only(names), Some(by_len)) = (self.keep, &self.by_len) else {
+            return self.keep.keeps(name);
+        };
+        // No kept name is longer than the indexed lengths.
+        let Some(&candidates) = by_len.get(name.len()) else {
+            return false;
+        };
+        if candidates == 0 {
+            return false;
+        }
+        let mut buf = [0u8; INDEXED_LENGTHS];
+        let lower = &mut buf[..name.len()];
+        for (l, b) in lower.iter_mut().zip(name.as_bytes()) {
+            *l = b.to_ascii_lowercase();
+        }
+        let lower: &[u8] = lower;
+        let mut left = candidates;
+        while left != 0 {
+            let i = left.trailing_zeros() as usize;
+            if names[i].as_bytes() == lower {
+                return true;
+            }
+            left &= left - 1;
+        }
+        false
+    }
+
+    /// [`KeepHeaders::most`].
+    fn most(&self, fields: usize) -> usize {
+        self.keep.most(fields)
+    }
+}
+
 /// Longest chunk-size or trailer line accepted.
 const MAX_LINE: usize = 8 * 1024;
 /// Request methods recognised when resynchronising a request stream.
@@ -111,7 +180,7 @@ pub struct MessageParser {
     /// Stop parsing once the current body ends (the request asked for an upgrade/tunnel).
     stop_after_body: bool,
     /// Header fields kept on messages.
-    keep: KeepHeaders,
+    keep: KeptNames,
 }
 
 impl MessageParser {
@@ -133,7 +202,7 @@ impl MessageParser {
             trailer_bytes: 0,
             last_ts: 0,
             stop_after_body: false,
-            keep: KeepHeaders::All,
+            keep: KeptNames::new(KeepHeaders::All),
         }
     }
 
@@ -146,7 +215,7 @@ impl MessageParser {
                 "KeepHeaders::Only takes lowercase names"
             );
         }
-        self.keep = keep;
+        self.keep = KeptNames::new(keep);
     }
 
     /// Tells a response parser about the next request on the connection (FIFO).
@@ -161,7 +230,10 @@ impl MessageParser {
 
     /// Finished messages since the last call.
     pub fn take_messages(&mut self) -> Vec<Message> {
-        std::mem::take(&mut self.out)
+        // The next call's list starts at this one's size (a busy connection's list
+        // otherwise grows from empty, copying its messages, on every feed).
+        let next = Vec::with_capacity(self.out.len());
+        std::mem::replace(&mut self.out, next)
     }
 
     /// Error reasons counted since the last call.
@@ -212,13 +284,26 @@ impl MessageParser {
         self.mark_at(abs).map(|m| m.1).unwrap_or(self.last_ts)
     }
 
-    /// The thread of the segment holding the byte at `abs` (0: not known).
-    fn tid_at(&self, abs: u64) -> u32 {
-        self.mark_at(abs).map(|m| m.2).unwrap_or(0)
+    /// The time and thread of the segment holding the byte at `abs` (thread 0: not
+    /// known).
+    fn ts_tid_at(&self, abs: u64) -> (u64, u32) {
+        self.mark_at(abs)
+            .map(|m| (m.1, m.2))
+            .unwrap_or((self.last_ts, 0))
     }
 
     /// The mark of the segment holding the byte at `abs` (the first one before any).
     fn mark_at(&self, abs: u64) -> Option<(u64, u64, u32)> {
+        // Nearly every lookup is of the last segment (a message's last byte) or of the
+        // first (a message's first byte, the segments before it consumed): answered
+        // without the binary search, as it would answer them.
+        let last = *self.marks.back()?;
+        if last.0 <= abs {
+            return Some(last);
+        }
+        if self.marks.get(1).is_none_or(|second| second.0 > abs) {
+            return self.marks.front().copied();
+        }
         let i = self.marks.partition_point(|(off, _, _)| *off <= abs);
         if i == 0 {
             self.marks.front().copied()
@@ -355,7 +440,7 @@ impl MessageParser {
                 on_heap.resize(self.limits.max_headers, MaybeUninit::uninit());
                 &mut on_heap
             };
-        let keep = self.keep;
+        let keep = &self.keep;
         let parsed = match self.kind {
             Kind::Request => {
                 let mut req = httparse::Request::new(&mut []);
@@ -367,7 +452,7 @@ impl MessageParser {
                             target: req.path.unwrap_or_default().to_string(),
                             version: req.version.unwrap_or(1),
                         },
-                        collect_headers(req.headers, keep),
+                        collect_headers(req.headers, keep, &self.buf[..n]),
                         Framing::of(req.headers),
                     ))),
                     Ok(httparse::Status::Partial) => Ok(None),
@@ -387,7 +472,7 @@ impl MessageParser {
                             reason: resp.reason.unwrap_or_default().to_string(),
                             version: resp.version.unwrap_or(1),
                         },
-                        collect_headers(resp.headers, keep),
+                        collect_headers(resp.headers, keep, &self.buf[..n]),
                         Framing::of(resp.headers),
                     ))),
                     Ok(httparse::Status::Partial) => Ok(None),
@@ -397,8 +482,7 @@ impl MessageParser {
         };
         match parsed {
             Ok(Some((n, head, headers, framing))) => {
-                let start_ts = self.ts_at(self.base);
-                let tid = self.tid_at(self.base);
+                let (start_ts, tid) = self.ts_tid_at(self.base);
                 let end_ts = self.consume(n);
                 self.parsed_any = true;
                 self.current = Some(Message {
@@ -762,7 +846,7 @@ fn header_value(raw: &[u8]) -> std::borrow::Cow<'_, str> {
     // Valid UTF-8 (nearly always ASCII) is checked by `from_utf8`'s word-at-a-time path;
     // only invalid bytes take the lossy decoder.
     if let Ok(s) = std::str::from_utf8(raw) {
-        return std::borrow::Cow::Borrowed(s.trim());
+        return std::borrow::Cow::Borrowed(trim(s));
     }
     match String::from_utf8_lossy(raw) {
         std::borrow::Cow::Borrowed(s) => std::borrow::Cow::Borrowed(s.trim()),
@@ -770,22 +854,111 @@ fn header_value(raw: &[u8]) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// `s.trim()`, answered without decoding characters when `s` starts and ends with an
+/// ASCII byte that is not whitespace (nearly every value): then there is nothing to trim.
+fn trim(s: &str) -> &str {
+    let solid =
+        |b: Option<&u8>| b.is_some_and(|b| b.is_ascii() && !matches!(b, b'\t'..=b'\r' | b' '));
+    let b = s.as_bytes();
+    if solid(b.first()) && solid(b.last()) {
+        s
+    } else {
+        s.trim()
+    }
+}
+
 /// The header fields the parser keeps, as owned strings; the list is allocated once, at
 /// the most it can hold (a filtered iterator's size is not known, so it grew field by
-/// field).
-fn collect_headers(h: &[httparse::Header<'_>], keep: KeepHeaders) -> Vec<(String, String)> {
+/// field). `head` is the message head the fields were parsed from.
+fn collect_headers(
+    h: &[httparse::Header<'_>],
+    keep: &KeptNames,
+    head: &[u8],
+) -> Vec<(String, String)> {
     let most = keep.most(h.len());
     if most == 0 {
         // A response parser keeps nothing: no field to look at.
         return Vec::new();
     }
     let mut out = Vec::with_capacity(most);
+    let Some(kept) = kept_fields(h, keep) else {
+        out.extend(
+            h.iter()
+                .filter(|h| keep.keeps(h.name))
+                .map(|h| (h.name.to_string(), header_value(h.value).into_owned())),
+        );
+        return out;
+    };
+    if kept == 0 {
+        return out;
+    }
+    let (first, last) = (kept.trailing_zeros(), u128::BITS - 1 - kept.leading_zeros());
+    let values = ValuesText::new(head, h[first as usize].value, h[last as usize].value);
     out.extend(
-        h.iter()
-            .filter(|h| keep.keeps(h.name))
-            .map(|h| (h.name.to_string(), header_value(h.value).into_owned())),
+        (first..=last)
+            .filter(|i| kept & (1 << i) != 0)
+            .map(|i| &h[i as usize])
+            .map(|h| (h.name.to_string(), values.value(h.value).into_owned())),
     );
     out
+}
+
+/// Which of the fields `keep` keeps, one bit per field (`None` past 128 fields).
+fn kept_fields(h: &[httparse::Header<'_>], keep: &KeptNames) -> Option<u128> {
+    if h.len() > u128::BITS as usize {
+        return None;
+    }
+    let mut kept = 0u128;
+    for (i, field) in h.iter().enumerate() {
+        if keep.keeps(field.name) {
+            kept |= 1 << i;
+        }
+    }
+    Some(kept)
+}
+
+/// The head's bytes from the first kept value to the end of the last, checked as UTF-8
+/// once (instead of once per kept value; values are nearly always ASCII).
+struct ValuesText<'h> {
+    /// The checked bytes, when they are UTF-8.
+    text: Option<&'h str>,
+}
+
+impl<'h> ValuesText<'h> {
+    /// The bytes of `head` from `first` (a value in it) to the end of `last` (a value in
+    /// it, not before `first`).
+    fn new(head: &'h [u8], first: &[u8], last: &[u8]) -> Self {
+        let start = offset_in(head, first);
+        let end = offset_in(head, last).saturating_add(last.len());
+        let text = head
+            .get(start..end)
+            .and_then(|b| std::str::from_utf8(b).ok());
+        ValuesText { text }
+    }
+
+    /// [`header_value`] of `raw`, a value in the checked bytes: borrowed from the text
+    /// when it is UTF-8 (a value is cut at ASCII delimiters, so it is UTF-8 too).
+    fn value<'a>(&self, raw: &'a [u8]) -> std::borrow::Cow<'a, str>
+    where
+        'h: 'a,
+    {
+        match self.text.and_then(|text| slice_at(text, raw)) {
+            Some(s) => std::borrow::Cow::Borrowed(trim(s)),
+            None => header_value(raw),
+        }
+    }
+}
+
+/// The part of `text` at the same bytes as `raw` (`None` when `raw` is not in it or does
+/// not start and end at character boundaries).
+fn slice_at<'t>(text: &'t str, raw: &[u8]) -> Option<&'t str> {
+    let at = (raw.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
+    text.get(at..at.checked_add(raw.len())?)
+}
+
+/// Where `part` (a slice of `whole`) starts in `whole`.
+fn offset_in(whole: &[u8], part: &[u8]) -> usize {
+    (part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize)
 }
 
 /// How a message's body is framed, read from its header fields (all of them, whatever
@@ -839,6 +1012,14 @@ fn content_length<'a>(
 ) -> Result<Option<u64>, ()> {
     let mut found: Option<u64> = None;
     for value in values {
+        // Nearly always one number: no list to split, nothing to trim.
+        if let Some(n) = plain_number(&value) {
+            match found {
+                Some(prev) if prev != n => return Err(()),
+                _ => found = Some(n),
+            }
+            continue;
+        }
         for part in value.split(',') {
             let part = part.trim();
             if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
@@ -852,4 +1033,61 @@ fn content_length<'a>(
         }
     }
     Ok(found)
+}
+
+/// A value that is only ASCII digits (at least one) as the number they spell, as
+/// [`content_length`] reads such a value; `None` for anything else (left to it).
+fn plain_number(value: &str) -> Option<u64> {
+    let digits = value.as_bytes();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    value.parse().ok()
+}
+
+#[cfg(test)]
+mod kept_names_tests {
+    use super::*;
+
+    /// The length index answers as [`KeepHeaders::keeps`], indexed or not.
+    #[test]
+    fn kept_names_answer_as_keep_headers() {
+        const LONG: &str = "x-a-header-name-longer-than-thirty-two-bytes";
+        const MANY: [&str; 33] = [
+            "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "o", "p", "q",
+            "r", "s", "t", "u", "v", "w", "x", "y", "z", "aa", "ab", "ac", "ad", "ae", "af", "ag",
+        ];
+        let lists: [&'static [&'static str]; 5] = [
+            &crate::protocol::http::KEPT_HEADERS,
+            &[],
+            &[LONG, "host"],
+            &MANY,
+            &["x-thirty-two-bytes-long-name-abc"],
+        ];
+        let names = [
+            "traceparent",
+            "TraceParent",
+            "HOST",
+            "Host",
+            "x-b3-TraceId",
+            "x-b3-traceid2",
+            "X-B3-Sampled",
+            "content-length",
+            "",
+            "b",
+            "AG",
+            "ah",
+            LONG,
+            "X-A-HEADER-NAME-LONGER-THAN-THIRTY-TWO-BYTES",
+            "X-Thirty-Two-Bytes-Long-Name-ABC",
+        ];
+        for list in lists {
+            let keep = KeepHeaders::Only(list);
+            let kept = KeptNames::new(keep);
+            for name in names {
+                assert_eq!(kept.keeps(name), keep.keeps(name), "{name} in {list:?}");
+            }
+        }
+        assert!(KeptNames::new(KeepHeaders::All).keeps("anything"));
+    }
 }

@@ -479,3 +479,50 @@ fn connection_parser_keeps_request_context_headers_and_no_response_headers() {
     assert!(parsed.responses[0].headers.is_empty());
     assert_eq!(parsed.responses[0].body_size, 1);
 }
+
+#[test]
+fn kept_values_read_as_before_whatever_their_bytes() {
+    // A kept value that is not UTF-8 (replaced), one ending in a non-ASCII space (trimmed),
+    // spaces around a value, a non-ASCII field that is not kept between kept ones, and a
+    // head past 128 fields: each kept value is the lossily decoded, trimmed value.
+    let limits = Limits {
+        max_headers: 200,
+        ..Limits::default()
+    };
+    let mut p = MessageParser::new(Kind::Request, limits);
+    p.keep_headers(KeepHeaders::Only(&crate::protocol::http::KEPT_HEADERS));
+    let mut bytes = b"GET /a HTTP/1.1\r\nHost: h\xff\r\nX-Other: \xc3\xa9t\xc3\xa9\r\n\
+        traceparent:  v1 \r\nUser-Agent: caf\xc3\xa9\xc2\xa0\r\n\r\n\
+        GET /b HTTP/1.1\r\nUser-Agent: \xc3\xa9 x\xc2\xa0\r\nX-Other: \xc3\xa9\r\nB3: 1\r\n\r\n\
+        GET /c HTTP/1.1\r\n"
+        .to_vec();
+    for i in 0..130 {
+        bytes.extend_from_slice(format!("X-F{i}: {i}\r\n").as_bytes());
+    }
+    bytes.extend_from_slice(b"Host: \xc3\xa9h \r\n\r\n");
+    p.feed(&data(1, &bytes));
+    p.finish();
+    let msgs = p.take_messages();
+    assert!(p.take_errors().is_empty());
+    let kept: Vec<Vec<(&str, &str)>> = msgs
+        .iter()
+        .map(|m| {
+            m.headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            vec![
+                ("Host", "h\u{fffd}"),
+                ("traceparent", "v1"),
+                ("User-Agent", "café")
+            ],
+            vec![("User-Agent", "é x"), ("B3", "1")],
+            vec![("Host", "éh")],
+        ]
+    );
+}
