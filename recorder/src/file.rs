@@ -216,14 +216,7 @@ where
     )?;
     while let Some(event) = session.next().await? {
         match event {
-            SessionEvent::Rows(rows) | SessionEvent::Extra(rows) => {
-                sink.write(&rows)?;
-                if session.backlog() == 0 {
-                    if let Some(w) = &writer {
-                        w.caught_up();
-                    }
-                }
-            }
+            SessionEvent::Rows(rows) | SessionEvent::Extra(rows) => sink.write(&rows)?,
             SessionEvent::Tick(mut p) => {
                 p.file_bytes = sink.tick()?;
                 progress(&p);
@@ -231,6 +224,9 @@ where
                     session.stop(StopReason::MaxSize);
                 }
             }
+        }
+        if let Some(w) = &writer {
+            w.step(session.backlog() == 0);
         }
     }
     let end = session.finish();

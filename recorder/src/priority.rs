@@ -11,13 +11,17 @@
 //! `SCHED_IDLE` while it keeps up, and the ring consumer — at normal priority, the one
 //! that sees the backlog grow even when the writer gets no CPU at all — raises it back to
 //! `SCHED_OTHER` as soon as the channel between them is half full; the writer returns to
-//! the idle class when it finds the channel empty again.
+//! the idle class when it finds the channel empty again. The consumer also raises a
+//! writer that has handled no session event for [`STALL_LIMIT`] (a node whose CPUs are all
+//! taken gives the idle class almost nothing), so that row groups are still flushed about
+//! every second.
 //!
 //! A kernel or container that refuses the policy change (`sched_setscheduler` fails) leaves
 //! the writer at normal priority, as before: nothing else depends on it.
 
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 /// Shared between the writer's thread and the ring consumer of one recording.
 #[derive(Debug, Default)]
@@ -30,6 +34,19 @@ pub struct WriterPriority {
     refused: AtomicBool,
     /// Times the consumer raised the writer to normal priority.
     raised: AtomicU64,
+    /// When the writer last handled a session event ([`now_ms`]).
+    last_step_ms: AtomicU64,
+}
+
+/// How long an idle-class writer may go without handling a session event (it gets one
+/// every 250 ms, a progress tick, whenever it runs) before the consumer raises it: the
+/// bound on how late a row group's flush can be on a node whose CPUs are all taken.
+pub const STALL_LIMIT: Duration = Duration::from_millis(500);
+
+/// Milliseconds on a monotonic clock (since the first call).
+fn now_ms() -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    BASE.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
 /// `sched_setscheduler(tid, policy)` with priority 0; false if the kernel refused.
@@ -49,10 +66,39 @@ impl WriterPriority {
         // SAFETY: gettid has no preconditions.
         let tid = unsafe { libc::gettid() };
         self.tid.store(tid, Ordering::Relaxed);
+        self.last_step_ms.store(now_ms(), Ordering::Relaxed);
         if set_policy(tid, libc::SCHED_IDLE) {
             self.idle.store(true, Ordering::Relaxed);
         } else {
             self.refuse();
+        }
+    }
+
+    /// Called by the writer after each session event it handled: notes the time (the
+    /// consumer's stall check), and back to the idle class if it found nothing left to
+    /// write and the consumer had raised it.
+    pub fn step(&self, caught_up: bool) {
+        self.last_step_ms.store(now_ms(), Ordering::Relaxed);
+        if caught_up {
+            self.caught_up();
+        }
+    }
+
+    /// Called by the ring consumer now and then: raises an idle-class writer that has not
+    /// handled a session event for [`STALL_LIMIT`] (it gets no CPU: every CPU is taken by
+    /// normal-priority work), so that its flushes stay on time.
+    pub fn raise_if_stalled(&self) {
+        self.raise_if_stalled_at(now_ms());
+    }
+
+    /// [`WriterPriority::raise_if_stalled`] at the time `now` ([`now_ms`]).
+    fn raise_if_stalled_at(&self, now: u64) {
+        if !self.idle.load(Ordering::Relaxed) {
+            return;
+        }
+        let since = now.saturating_sub(self.last_step_ms.load(Ordering::Relaxed));
+        if since > STALL_LIMIT.as_millis() as u64 {
+            self.raise();
         }
     }
 
@@ -124,9 +170,9 @@ impl WriterThread {
         self.priority.clone()
     }
 
-    /// The writer found nothing left to write ([`WriterPriority::caught_up`]).
-    pub fn caught_up(&self) {
-        self.priority.caught_up();
+    /// The writer handled a session event ([`WriterPriority::step`]).
+    pub fn step(&self, caught_up: bool) {
+        self.priority.step(caught_up);
     }
 }
 
@@ -180,6 +226,13 @@ mod tests {
         }
         assert_eq!(policy_of(tid), libc::SCHED_IDLE);
         assert!(p.is_idle());
+        // a writer that stepped recently is left idle; one silent for the limit is raised
+        let last = p.last_step_ms.load(Ordering::Relaxed);
+        p.raise_if_stalled_at(last + STALL_LIMIT.as_millis() as u64);
+        assert!(p.is_idle());
+        p.raise_if_stalled_at(last + STALL_LIMIT.as_millis() as u64 + 1);
+        assert_eq!(policy_of(tid), libc::SCHED_OTHER);
+        assert_eq!(p.raised(), 1);
         p.raise();
         assert_eq!(policy_of(tid), libc::SCHED_OTHER);
         assert_eq!(p.raised(), 1);

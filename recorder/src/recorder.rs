@@ -486,6 +486,9 @@ impl Consumer {
                     if let Err(e) = lock(&self.shared.filter).rescan() {
                         tracing::warn!("cgroup rescan failed: {e}");
                     }
+                    if let Some(w) = &self.writer {
+                        w.raise_if_stalled();
+                    }
                     true
                 }
                 _ = tls_scan.tick(), if self.tls.is_some() => {
