@@ -211,20 +211,7 @@ impl<F: HeaderField> Lookup<'_, F> {
 }
 
 /// The value of a lowercase hex digit, 0xff for any other byte.
-const LOWER_HEX: [u8; 256] = {
-    let mut table = [0xffu8; 256];
-    let mut i = 0;
-    while i < 10 {
-        table[b'0' as usize + i] = i as u8;
-        i += 1;
-    }
-    let mut i = 0;
-    while i < 6 {
-        table[b'a' as usize + i] = 10 + i as u8;
-        i += 1;
-    }
-    table
-};
+const LOWER_HEX: [u8; 256] = podtrace_model::hex_table(false);
 
 /// Exactly `2 * N` lowercase hex digits as `N` bytes (big-endian); `None` for any other
 /// length or byte. One pass: the lowercase check and the decoding of an id's digits.

@@ -71,7 +71,11 @@ fn hex_value(b: u8) -> Option<u8> {
 }
 
 /// [`hex_value`] of every byte, 0xff for non-digits.
-const HEX_VALUES: [u8; 256] = {
+const HEX_VALUES: [u8; 256] = hex_table(true);
+
+/// The value of every byte as a hex digit, 0xff for non-digits; uppercase digits count
+/// only with `uppercase` (W3C ids are lowercase only).
+pub const fn hex_table(uppercase: bool) -> [u8; 256] {
     let mut table = [0xffu8; 256];
     let mut i = 0;
     while i < 10 {
@@ -81,11 +85,13 @@ const HEX_VALUES: [u8; 256] = {
     let mut i = 0;
     while i < 6 {
         table[b'a' as usize + i] = 10 + i as u8;
-        table[b'A' as usize + i] = 10 + i as u8;
+        if uppercase {
+            table[b'A' as usize + i] = 10 + i as u8;
+        }
         i += 1;
     }
     table
-};
+}
 
 /// Room for the hex text of the longest id (a 16-byte trace id).
 pub const HEX_ID_MAX: usize = 32;

@@ -104,7 +104,7 @@ impl WriterPriority {
 
     /// Called by the writer when it found nothing left to write: back to the idle class if
     /// the consumer had raised it.
-    pub fn caught_up(&self) {
+    fn caught_up(&self) {
         if !self.idle.load(Ordering::Relaxed) && self.tid.load(Ordering::Relaxed) != 0 {
             self.lower();
         }
@@ -130,7 +130,8 @@ impl WriterPriority {
     }
 
     /// Whether the writer's thread is in the idle class now.
-    pub fn is_idle(&self) -> bool {
+    #[cfg(test)]
+    fn is_idle(&self) -> bool {
         self.idle.load(Ordering::Relaxed)
     }
 
