@@ -49,7 +49,7 @@ use arrow_array::{ArrayRef, GenericByteArray, PrimitiveArray, RecordBatch, UInt6
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::KeyValue;
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::schema::types::ColumnPath;
 
 use crate::error::{FormatError, Result};
@@ -544,12 +544,20 @@ fn writer_properties(zstd: ZstdLevel, kv: Vec<KeyValue>) -> WriterProperties {
         // Row groups are cut by the CaptureWriter (one per flush), never by parquet.
         .set_max_row_group_row_count(None)
         .set_max_row_group_bytes(None)
+        // Data pages v2: the values are compressed straight into the page, where a v1 page
+        // first copies levels and values into one buffer and compresses that copy (-5 % of
+        // the writer's instructions, same bytes). Every Parquet reader of the last years
+        // (parquet-rs, DuckDB, Spark, pyarrow) reads v2 pages.
+        .set_writer_version(WriterVersion::PARQUET_2_0)
         .set_dictionary_enabled(true)
         .set_column_dictionary_enabled(path(col::TS_NS), false)
         .set_column_encoding(path(col::TS_NS), Encoding::DELTA_BINARY_PACKED)
+        // plain, not the v2 default DELTA_BYTE_ARRAY (prefix sharing that zstd does anyway)
         .set_column_dictionary_enabled(path(col::PAYLOAD), false)
+        .set_column_encoding(path(col::PAYLOAD), Encoding::PLAIN)
         .set_column_statistics_enabled(path(col::PAYLOAD), EnabledStatistics::None)
         .set_column_dictionary_enabled(path(col::K8S_JSON), false)
+        .set_column_encoding(path(col::K8S_JSON), Encoding::PLAIN)
         .set_column_statistics_enabled(path(col::K8S_JSON), EnabledStatistics::None)
         .build()
 }
