@@ -38,6 +38,8 @@ bench_cleanup() {
     rmdir "$p" 2>/dev/null || true
   done
   [ -n "${work:-}" ] && [ -z "${PODTRACE_BENCH_KEEP:-}" ] && rm -rf "$work"
+  # the scaling section's outputs on a tmpfs (scaling.sh): memory, never kept
+  [ -n "${scale_out:-}" ] && [ "$scale_out" != "${work:-}" ] && rm -rf "$scale_out"
   [ -n "${PODTRACE_BENCH_KEEP:-}" ] && echo "kept $work"
   return 0
 }
