@@ -1,10 +1,12 @@
 # shellcheck shell=bash
 # Recorder section of tools/bench/run.sh (sourced). nginx-light runs in its own cgroup v2.
 #  1. saturated: the same wrk load without, under `podtrace record --cgroup` on nginx's
-#     cgroup, and under `tcpdump -i lo -w` of the same port, in alternating rounds (the best
-#     run of each): throughput and p99 ratios, podtrace's against tcpdump's;
+#     cgroup, under `tcpdump -i lo -w` of the same port and under `tcpdump -w - | zstd -1`
+#     (a compressed pcap, what a capture kept for hours needs), in alternating rounds (the
+#     best run of each): throughput and p99 ratios, podtrace's against tcpdump's;
 #  2. fixed rate: `oha -q RATE` (5 k and 10 k req/s, PODTRACE_BENCH_RATES) without and with
-#     `podtrace record`, in PODTRACE_BENCH_RATE_ROUNDS (default 3) alternating rounds: the
+#     `podtrace record` (and under `tcpdump -i lo -w`, for its p99), in
+#     PODTRACE_BENCH_RATE_ROUNDS (default 3) alternating rounds: the
 #     medians' p50/p99 latency ratios, the recorder's CPU in millicores (its
 #     threads' schedstat over the run) and nginx's (the cgroup's cpu.stat, which includes the
 #     eBPF programs run in nginx's syscalls). oha is installed with `cargo install` into
@@ -47,6 +49,26 @@ proc_cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } E
 cg_usec() { awk '$1 == "usage_usec" { print $2 }' "$cg/cpu.stat"; }
 # millicores NS SECONDS: CPU nanoseconds over a wall-clock span.
 millicores() { awk -v t="$1" -v s="$2" 'BEGIN { printf "%.0f", (s > 0 ? t / 1e6 / s : 0) }'; }
+# tcpdump_on OUT [zstd]: what a user could run instead of the recorder: tcpdump -i lo -w of
+# nginx's port into OUT (with zstd: a compressed pcap, tcpdump -w - | zstd -1, the nearest
+# to a capture file kept for hours); tcpdump_off stops it and removes OUT.
+tcpdump_on() {
+  if [ "${2:-}" = zstd ]; then
+    (tcpdump -i lo -w - "tcp port $NGINX_PORT" 2>"$work/sat.tcpdump.err" | zstd -1 -q -o "$1") &
+  else
+    tcpdump -i lo -w "$1" "tcp port $NGINX_PORT" 2>"$work/sat.tcpdump.err" &
+  fi
+  TD_PID=$!
+  TD_OUT=$1
+  PIDS+=("$TD_PID")
+  for _ in $(seq 100); do grep -q "listening on" "$work/sat.tcpdump.err" 2>/dev/null && break; sleep 0.05; done
+}
+tcpdump_off() {
+  sleep 0.3
+  pkill -INT -f "tcpdump -i lo -w .*tcp port $NGINX_PORT" 2>/dev/null || true
+  wait "$TD_PID" 2>/dev/null || true
+  rm -f "$TD_OUT"
+}
 
 # ---- 1. saturated: rounds of none / podtrace / tcpdump (PODTRACE_BENCH_SAT_ROUNDS, default
 # 3), the best run of each configuration compared (a run that shared the cores with
@@ -59,15 +81,12 @@ for r in $(seq "$sat_rounds"); do
   wrk_run "$work/wrk-b$r.txt" "$NGINX_PORT"
   sat_cpu_ns=$(($(proc_cpu_ns "$REC_PID") - t0))
   record_stop
-  tcpdump -i lo -w "$work/sat.pcap" "tcp port $NGINX_PORT" 2>"$work/sat.tcpdump.err" &
-  tcpdump_pid=$!
-  PIDS+=("$tcpdump_pid")
-  for _ in $(seq 100); do grep -q "listening on" "$work/sat.tcpdump.err" 2>/dev/null && break; sleep 0.05; done
+  tcpdump_on "$work/sat.pcap"
   wrk_run "$work/wrk-c$r.txt" "$NGINX_PORT"
-  sleep 0.3
-  kill -INT "$tcpdump_pid" 2>/dev/null || true
-  wait "$tcpdump_pid" 2>/dev/null || true
-  rm -f "$work/sat.pcap"
+  tcpdump_off
+  tcpdump_on "$work/sat.pcap.zst" zstd
+  wrk_run "$work/wrk-d$r.txt" "$NGINX_PORT"
+  tcpdump_off
 done
 # best CONFIG: the wrk file of the configuration's fastest round
 best() {
@@ -85,10 +104,12 @@ rps_b=$(wrk_rps "$(best b)")
 p99_b=$(wrk_p99_us "$(best b)")
 rps_c=$(wrk_rps "$(best c)")
 p99_c=$(wrk_p99_us "$(best c)")
-note "nginx saturated (wrk, $sat_rounds rounds, best of each): without $(all_rps a) req/s; podtrace record $(all_rps b); tcpdump -i lo -w $(all_rps c) ($(grep -h 'packets dropped' "$work/sat.tcpdump.err" || true)); best-run p99 without $p99_a, podtrace $p99_b, tcpdump $p99_c µs"
+rps_d=$(wrk_rps "$(best d)")
+note "nginx saturated (wrk, $sat_rounds rounds, best of each): without $(all_rps a) req/s; podtrace record $(all_rps b); tcpdump -i lo -w $(all_rps c); tcpdump -w - | zstd -1 $(all_rps d) ($(grep -h 'packets dropped' "$work/sat.tcpdump.err" || true)); best-run p99 without $p99_a, podtrace $p99_b, tcpdump $p99_c µs"
 note "podtrace record (saturated): $(grep -h 'probes attached' "$work/rec-sat.err" | sed 's/, recording.*//') — $(grep -h 'recorded' "$work/rec-sat.out" || tail -n 2 "$work/rec-sat.err")"
 row "nginx saturated throughput: podtrace record / none" "$rps_b vs $rps_a req/s" "x$(ratio "$rps_b" "$rps_a")" "≥ tcpdump's ratio"
 row "nginx saturated throughput: tcpdump -i lo -w / none" "$rps_c vs $rps_a req/s" "x$(ratio "$rps_c" "$rps_a")" "printed"
+row "nginx saturated throughput: tcpdump into zstd -1 (pcap.zst) / none" "$rps_d vs $rps_a req/s" "x$(ratio "$rps_d" "$rps_a")" "printed"
 row "nginx saturated p99: podtrace record / none" "$p99_b vs $p99_a µs" "x$(ratio "$p99_b" "$p99_a")" "printed"
 # The recorder's own CPU per event over the last saturated run (its threads' schedstat
 # during wrk; the events of the whole recording: the few before and after wrk make it a
@@ -129,7 +150,7 @@ if [ -n "$oha" ]; then
   rate_rounds="${PODTRACE_BENCH_RATE_ROUNDS:-3}"
   for q in ${PODTRACE_BENCH_RATES:-5000 10000}; do
     # rounds of (without, with): latency medians over the rounds, CPU over all of them
-    p50s_a=() p99s_a=() p50s_b=() p99s_b=() rps_a="" rps_b=""
+    p50s_a=() p99s_a=() p50s_b=() p99s_b=() p99s_c=() rps_a="" rps_b=""
     rec_ns=0 rec_secs=0 ng_with=0 ng_without=0
     for r in $(seq "$rate_rounds"); do
       ng0=$(cg_usec)
@@ -152,18 +173,25 @@ if [ -n "$oha" ]; then
       rec_ns=$((rec_ns + t1 - t0))
       rec_secs=$(awk -v a="$rec_secs" -v s0="$s0" -v s1="$s1" 'BEGIN { print a + s1 - s0 }')
       ng_with=$(awk -v a="$ng_with" -v u=$((ng3 - ng2)) -v s0="$s0" -v s1="$s1" 'BEGIN { print a + u / 1000 / (s1 - s0) }')
+      # what a user could run instead, at the same rate
+      tcpdump_on "$work/rate.pcap"
+      read -r _ p99 _ < <(oha_run "$work/oha-$q-c$r.json" "$q")
+      tcpdump_off
+      p99s_c+=("$p99")
     done
     rec_mc=$(millicores "$rec_ns" "$rec_secs")
     ngx_with=$(awk -v a="$ng_with" -v n="$rate_rounds" 'BEGIN { printf "%.0f", a / n }')
     ngx_without=$(awk -v a="$ng_without" -v n="$rate_rounds" 'BEGIN { printf "%.0f", a / n }')
     p50_a=$(median "${p50s_a[@]}") p99_a=$(median "${p99s_a[@]}")
     p50_b=$(median "${p50s_b[@]}") p99_b=$(median "${p99s_b[@]}")
-    note "nginx at $q req/s (oha -q, ${rate_secs}s, 32 conns, $rate_rounds rounds of without / with): without p50 ${p50s_a[*]} µs, p99 ${p99s_a[*]} µs ($rps_a req/s); with podtrace record p50 ${p50s_b[*]} µs, p99 ${p99s_b[*]} µs ($rps_b req/s); recorder CPU $rec_mc millicores; nginx CPU $ngx_with vs $ngx_without millicores (cgroup cpu.stat)"
+    p99_c=$(median "${p99s_c[@]}")
+    note "nginx at $q req/s (oha -q, ${rate_secs}s, 32 conns, $rate_rounds rounds of without / with): without p50 ${p50s_a[*]} µs, p99 ${p99s_a[*]} µs ($rps_a req/s); with podtrace record p50 ${p50s_b[*]} µs, p99 ${p99s_b[*]} µs ($rps_b req/s); under tcpdump -i lo -w p99 ${p99s_c[*]} µs; recorder CPU $rec_mc millicores; nginx CPU $ngx_with vs $ngx_without millicores (cgroup cpu.stat)"
     note "podtrace record at $q req/s, last round: $(grep -h 'recorded' "$work/rec-$q-$rate_rounds.out" || tail -n 2 "$work/rec-$q-$rate_rounds.err")"
     row "$q req/s: recorder CPU (millicores)" "$rec_mc" "" "≤ 100 at 10 k"
     row "$q req/s: nginx CPU with / without recorder" "$ngx_with vs $ngx_without millicores" "x$(ratio "$ngx_with" "$ngx_without")" "printed"
     row "$q req/s: p50 with / without recorder (median of $rate_rounds)" "$p50_b vs $p50_a µs" "x$(ratio "$p50_b" "$p50_a")" "printed"
     row "$q req/s: p99 with / without recorder (median of $rate_rounds)" "$p99_b vs $p99_a µs" "x$(ratio "$p99_b" "$p99_a")" "≤ x1.05 at 10 k"
+    row "$q req/s: p99 under tcpdump -i lo -w / without (median of $rate_rounds)" "$p99_c vs $p99_a µs" "x$(ratio "$p99_c" "$p99_a")" "printed"
   done
 else
   note "fixed-rate runs skipped: oha not installed (cargo install oha failed or PODTRACE_BENCH_SKIP has oha-install)"
