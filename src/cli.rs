@@ -384,6 +384,13 @@ pub struct AnalyzeArgs {
     /// DataFusion, Spark). A directory (existing, or ending in `/`) gets `spans.parquet`.
     #[arg(long, value_name = "FILE|DIR")]
     pub spans_parquet: Option<PathBuf>,
+    /// Write `spans.json` into the output directory (podtrace's own span dump, about 1 KB
+    /// a span): `--spans-json false` leaves it out of large runs (a `spans.json` of an
+    /// earlier run in the directory is removed, so that the directory holds one run).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true",
+          default_value_t = true, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub spans_json: bool,
     /// Run the per-node part of the analysis (reassembly, parsing, pairing) on an Apache
     /// DataFusion Ballista cluster (`podtrace cluster scheduler` / `executor`); the
     /// captures' paths must be the same on every executor (a shared volume). The outputs

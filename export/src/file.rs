@@ -20,6 +20,10 @@ use crate::{otlp, Accounting, BoxFuture, ExportError, Exporter};
 /// The analyzer's default output name.
 pub const DEFAULT_OTLP_JSON_FILE: &str = "traces.otlp.json";
 
+/// File name of podtrace's own span dump in an analysis's output directory
+/// ([`crate::SpansJsonWriter`]).
+pub const SPANS_JSON_FILE: &str = "spans.json";
+
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
     move |source| ExportError::Io {
         path: path.to_path_buf(),

@@ -63,6 +63,7 @@ pub use error::ExportError;
 pub use fanout::{ExportFanout, FanoutOptions, Overflow};
 pub use file::{
     write_otlp_json, OtlpJsonLinesExporter, OtlpJsonWriter, StagedFile, DEFAULT_OTLP_JSON_FILE,
+    SPANS_JSON_FILE,
 };
 pub use report::ExporterReport;
 pub use reqwest::Url;

@@ -67,20 +67,24 @@ impl SpanFile for SpansParquetWriter {
     }
 }
 
-/// The local files of an analysis in `dir`, in this order: `spans.json`,
-/// `traces.otlp.json` ([`crate::DEFAULT_OTLP_JSON_FILE`]) and, with `spans_parquet`, the
-/// spans table ([`crate::spans_parquet::spans_parquet_path`]: a directory gets
-/// `spans.parquet`).
+/// The local files of an analysis in `dir`, in this order: `spans.json`
+/// ([`crate::SPANS_JSON_FILE`], with `spans_json`), `traces.otlp.json`
+/// ([`crate::DEFAULT_OTLP_JSON_FILE`]) and, with `spans_parquet`, the spans table
+/// ([`crate::spans_parquet::spans_parquet_path`]: a directory gets `spans.parquet`).
 pub fn local_files(
     dir: &std::path::Path,
+    spans_json: bool,
     spans_parquet: Option<&std::path::Path>,
 ) -> Result<Vec<Box<dyn SpanFile>>, ExportError> {
-    let mut files: Vec<Box<dyn SpanFile>> = vec![
-        Box::new(SpansJsonWriter::create(dir.join("spans.json"))?),
-        Box::new(OtlpJsonWriter::create(
-            dir.join(crate::DEFAULT_OTLP_JSON_FILE),
-        )?),
-    ];
+    let mut files: Vec<Box<dyn SpanFile>> = Vec::with_capacity(3);
+    if spans_json {
+        files.push(Box::new(SpansJsonWriter::create(
+            dir.join(crate::SPANS_JSON_FILE),
+        )?));
+    }
+    files.push(Box::new(OtlpJsonWriter::create(
+        dir.join(crate::DEFAULT_OTLP_JSON_FILE),
+    )?));
     if let Some(arg) = spans_parquet {
         files.push(Box::new(SpansParquetWriter::create(
             crate::spans_parquet::spans_parquet_path(arg),

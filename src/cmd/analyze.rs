@@ -42,6 +42,7 @@ pub fn run(args: AnalyzeArgs) -> CmdResult {
     let sinks = start_sinks(
         outputs.create_dir()?,
         &export,
+        args.spans_json,
         args.spans_parquet.as_deref(),
     )?;
     let result = match &args.cluster {
@@ -79,11 +80,13 @@ pub fn run(args: AnalyzeArgs) -> CmdResult {
 }
 
 /// Starts the span fan-out of the analysis ([`podtrace_export::SpanSinks`]): the local
-/// files in `dir` (and the `--spans-parquet` table), the report's trace collector, and the
-/// exporters of `export` (a bad setting is a usage error, before anything is read).
+/// files in `dir` (`spans.json` unless `spans_json` is false, and the `--spans-parquet`
+/// table), the report's trace collector, and the exporters of `export` (a bad setting is
+/// a usage error, before anything is read).
 fn start_sinks(
     dir: &Path,
     export: &ExportConfig,
+    spans_json: bool,
     spans_parquet: Option<&Path>,
 ) -> Result<SpanSinks<ReportTraces>, CliError> {
     let exporters = build_exporters(export).map_err(|e| CliError::Usage(e.to_string()))?;
@@ -91,7 +94,23 @@ fn start_sinks(
         std::fs::create_dir_all(arg)
             .map_err(|e| CliError::Runtime(anyhow::anyhow!("creating {}: {e}", arg.display())))?;
     }
-    let files = local_files(dir, spans_parquet).map_err(|e| CliError::Runtime(e.into()))?;
+    if !spans_json {
+        // the directory holds one run: an earlier run's dump beside this run's files would
+        // pass for this run's
+        let stale = dir.join(podtrace_export::SPANS_JSON_FILE);
+        match std::fs::remove_file(&stale) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(CliError::Runtime(anyhow::anyhow!(
+                    "removing {}: {e}",
+                    stale.display()
+                )))
+            }
+        }
+    }
+    let files =
+        local_files(dir, spans_json, spans_parquet).map_err(|e| CliError::Runtime(e.into()))?;
     SpanSinks::start(
         files,
         ReportTraces::new(),

@@ -1,6 +1,7 @@
 //! `podtrace analyze` options that shape the spans: `--route`, `--routes-file`,
 //! `--baggage-attributes` and `--k8s-objects` (Kubernetes metadata given at analysis time
-//! for a capture recorded without it), through the binary.
+//! for a capture recorded without it), and `--spans-json` (which files are written),
+//! through the binary.
 
 use crate::support;
 
@@ -196,4 +197,50 @@ fn baggage_attributes_flag_and_env() {
                     .all(|kv| !kv["key"].as_str().unwrap_or("").starts_with("baggage.")))));
         assert_eq!(read_summary(&out)["ignored_headers"], serde_json::json!({}));
     }
+}
+
+#[test]
+fn spans_json_false_leaves_the_dump_out_and_the_rest_as_it_was() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cap = bare_capture(tmp.path());
+    let cap = cap.to_str().expect("utf-8");
+    let full = tmp.path().join("full");
+    let o = analyze(&[cap, "--out", full.to_str().expect("utf-8")], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(full.join("spans.json").is_file());
+    // An earlier run's spans.json in the directory does not survive a run without it.
+    let lean = tmp.path().join("lean");
+    std::fs::create_dir_all(&lean).expect("lean dir");
+    std::fs::copy(full.join("spans.json"), lean.join("spans.json")).expect("stale dump");
+    let o = analyze(
+        &[
+            cap,
+            "--out",
+            lean.to_str().expect("utf-8"),
+            "--spans-json",
+            "false",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!lean.join("spans.json").exists(), "spans.json was left");
+    // The other outputs are those of the full run, byte for byte.
+    for name in ["traces.otlp.json", "graph.dot"] {
+        let a = std::fs::read(full.join(name)).expect("full run's file");
+        let b = std::fs::read(lean.join(name)).expect("lean run's file");
+        assert!(a == b, "{name} differs without spans.json");
+    }
+    assert_eq!(read_summary(&full)["spans"], read_summary(&lean)["spans"]);
+    // A bad value is a usage error.
+    let o = analyze(
+        &[
+            cap,
+            "--out",
+            lean.to_str().expect("utf-8"),
+            "--spans-json",
+            "maybe",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
