@@ -343,7 +343,6 @@ mod tests {
             responses: vec![Message {
                 head: Head::Response {
                     status: 200,
-                    reason: "OK".into(),
                     version: 1,
                 },
                 headers: vec![],

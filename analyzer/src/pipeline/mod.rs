@@ -216,13 +216,21 @@ fn finish_parts(
 ) -> (Analysis, StageTimes) {
     let mut handoffs = Vec::new();
     back.finish(last, |mut h| handoffs.append(&mut h));
-    let mut spans = Vec::new();
-    for h in handoffs {
-        if let Some(mut s) = tail.take(h) {
-            spans.append(&mut s);
-        }
+    let runs: Vec<Vec<Span>> = handoffs.into_iter().filter_map(|h| tail.take(h)).collect();
+    end_parts(front_stats, front_times, &back, &tail, concat(runs))
+}
+
+/// The spans of `runs` in one list, moved once each (the list allocated at its size
+/// instead of grown, and its spans moved again, run after run).
+fn concat(runs: Vec<Vec<Span>>) -> Vec<Span> {
+    if runs.len() == 1 {
+        return runs.into_iter().next().unwrap_or_default();
     }
-    end_parts(front_stats, front_times, &back, &tail, spans)
+    let mut spans = Vec::with_capacity(runs.iter().map(Vec::len).sum());
+    for mut run in runs {
+        spans.append(&mut run);
+    }
+    spans
 }
 
 /// The analysis once the back is finished and the tail took all it handed out: `spans`

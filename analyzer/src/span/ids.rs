@@ -3,6 +3,7 @@
 //! time, side), never random, so the same capture always gets the same ids.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use podtrace_model::{SpanId, SpanKind, TraceId};
 
@@ -44,16 +45,19 @@ impl StableHasher {
     }
 }
 
-/// A small text buffer on the stack for the `local>remote` part (longer text, which
-/// socket addresses never produce, spills to the heap).
-struct AddrText {
+/// The `local>remote` part of the hashed inputs, in a small buffer (longer text, which
+/// socket addresses never produce, spills to the heap). The same for every exchange of a
+/// connection: the linker makes it once per connection ([`AddrText::of`]) and shares it.
+#[derive(Debug)]
+pub(super) struct AddrText {
     buf: [u8; 128],
     len: usize,
     spill: Option<String>,
 }
 
 impl AddrText {
-    fn of(local: Option<SocketAddr>, remote: Option<SocketAddr>) -> Self {
+    /// The text of a connection's local and remote addresses.
+    pub(super) fn of(local: Option<SocketAddr>, remote: Option<SocketAddr>) -> Self {
         use std::fmt::Write;
         let mut t = AddrText {
             buf: [0; 128],
@@ -100,21 +104,33 @@ impl std::fmt::Write for AddrText {
 
 /// Stable inputs identifying an exchange observation: the connection, the request's
 /// start time and its position among requests that started then, and the side.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(super) struct IdParts {
     conn: ConnKey,
     ordinal: u32,
     start: u64,
     side: SpanKind,
+    /// The text of the connection's addresses ([`AddrText::of`] of `conn`'s).
+    addrs: Arc<AddrText>,
 }
 
 impl IdParts {
+    /// The inputs of `ex`, its connection's address text made here.
+    #[cfg(test)]
     pub(super) fn of(ex: &Exchange) -> Self {
+        let addrs = AddrText::of(ex.id.conn.local, ex.id.conn.remote);
+        Self::with_addrs(ex, Arc::new(addrs))
+    }
+
+    /// The inputs of `ex`, whose connection's address text is `addrs` (made once per
+    /// connection instead of once per id derived).
+    pub(super) fn with_addrs(ex: &Exchange, addrs: Arc<AddrText>) -> Self {
         IdParts {
             conn: ex.id.conn,
             ordinal: ex.ordinal,
             start: ex.start_ts(),
             side: ex.side,
+            addrs,
         }
     }
 
@@ -130,16 +146,11 @@ impl IdParts {
         });
     }
 
-    fn addrs(&self) -> AddrText {
-        AddrText::of(self.conn.local, self.conn.remote)
-    }
-
     /// The trace id podtrace invents for this observation.
     pub(super) fn trace_id(&self) -> TraceId {
-        let addrs = self.addrs();
         let halves = [1u64, 2].map(|seed| {
             let mut h = StableHasher::new(seed);
-            self.feed(&mut h, &addrs);
+            self.feed(&mut h, &self.addrs);
             h.finish()
         });
         let mut b = [0u8; 16];
@@ -155,7 +166,7 @@ impl IdParts {
     pub(super) fn span_id(&self, trace_id: &TraceId, salt: u64) -> SpanId {
         let mut h = StableHasher::new(3);
         h.part(trace_id.as_bytes());
-        self.feed(&mut h, &self.addrs());
+        self.feed(&mut h, &self.addrs);
         h.part(&salt.to_le_bytes());
         let v = h.finish();
         SpanId(if v == 0 { 1 } else { v }.to_be_bytes())
@@ -168,15 +179,17 @@ pub(super) mod tests {
 
     /// Fixed inputs of one observation (shared with the identity tests).
     pub(in crate::span) fn parts(side: SpanKind) -> IdParts {
+        let conn = ConnKey {
+            conn_id: 7,
+            local: Some("10.0.0.1:43210".parse().expect("local")),
+            remote: Some("10.0.0.2:8080".parse().expect("remote")),
+        };
         IdParts {
-            conn: ConnKey {
-                conn_id: 7,
-                local: Some("10.0.0.1:43210".parse().expect("local")),
-                remote: Some("10.0.0.2:8080".parse().expect("remote")),
-            },
+            conn,
             ordinal: 3,
             start: 1_700_000_000_123_456_789,
             side,
+            addrs: Arc::new(AddrText::of(conn.local, conn.remote)),
         }
     }
 
@@ -196,9 +209,13 @@ pub(super) mod tests {
     #[test]
     fn every_input_changes_the_ids() {
         let base = parts(SpanKind::Client);
-        let mut variants = vec![base; 4];
+        let mut variants = vec![base.clone(); 4];
         variants[0].conn.conn_id += 1;
         variants[1].conn.remote = Some("10.0.0.2:8081".parse().expect("remote"));
+        variants[1].addrs = Arc::new(AddrText::of(
+            variants[1].conn.local,
+            variants[1].conn.remote,
+        ));
         variants[2].ordinal += 1;
         variants[3].start += 1;
         let trace = base.trace_id();

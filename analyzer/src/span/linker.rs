@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use super::build::{build_span, emptied};
 use super::identity::{client_identity, request_context, server_identity, Identity};
-use super::ids::IdParts;
+use super::ids::{AddrText, IdParts};
 use super::index::{min_xid, ConnNo, PeerIndex, Xid};
 use super::{LinkStats, ObservedSpan, ProcessKey};
 use crate::context::{Extraction, TraceContext};
@@ -28,9 +28,22 @@ struct Slot {
     /// [`request_context`]); taken when the exchange is identified.
     extraction: Option<Extraction>,
     identity: Option<Identity>,
+    /// Its connection's address text, an input of the ids it is given.
+    addrs: Arc<AddrText>,
     in_progress: bool,
     emitted: bool,
     unanswered: bool,
+}
+
+/// A connection with held exchanges.
+#[derive(Debug)]
+struct HeldConn {
+    /// Its number.
+    no: ConnNo,
+    /// How many of its exchanges are held.
+    held: usize,
+    /// The text of its addresses for id derivation, made once for all its exchanges.
+    addrs: Arc<AddrText>,
 }
 
 /// Spans built by one parallel task at least (smaller batches are not worth a split).
@@ -53,8 +66,8 @@ pub struct Linker {
     /// Boxed: the table stays small (key + pointer per entry), so probing and growth
     /// touch little memory.
     slots: HashMap<Xid, Box<Slot>>,
-    /// Each connection with held exchanges: its number and how many it has held.
-    conn_nos: HashMap<ConnKey, (ConnNo, usize)>,
+    /// Each connection with held exchanges.
+    conn_nos: HashMap<ConnKey, HeldConn>,
     /// The next connection number.
     next_conn_no: ConnNo,
     /// Every held exchange by request start (eviction scans only old ones).
@@ -149,14 +162,20 @@ impl Linker {
             ExchangeEvent::Request(ex) => {
                 self.stats.exchanges += 1;
                 let next = self.next_conn_no;
-                let entry = self.conn_nos.entry(ex.id.conn).or_insert((next, 0));
-                if entry.0 == next {
+                let conn = ex.id.conn;
+                let entry = self.conn_nos.entry(conn).or_insert_with(|| HeldConn {
+                    no: next,
+                    held: 0,
+                    addrs: Arc::new(AddrText::of(conn.local, conn.remote)),
+                });
+                if entry.no == next {
                     self.next_conn_no += 1;
                 }
-                entry.1 += 1;
+                entry.held += 1;
+                let addrs = entry.addrs.clone();
                 let id = Xid {
                     id: ex.id,
-                    no: (entry.0, ex.id.seq),
+                    no: (entry.no, ex.id.seq),
                 };
                 let key = order_key(&ex, id);
                 self.peers.insert(&ex, id);
@@ -169,6 +188,7 @@ impl Linker {
                         xid: id,
                         extraction,
                         identity: None,
+                        addrs,
                         in_progress: false,
                         emitted: false,
                         unanswered: false,
@@ -210,17 +230,17 @@ impl Linker {
 
     /// The key of a held exchange's id (`None`: no exchange of its connection held).
     fn xid(&self, id: ExchangeId) -> Option<Xid> {
-        self.conn_nos.get(&id.conn).map(|(no, _)| Xid {
+        self.conn_nos.get(&id.conn).map(|c| Xid {
             id,
-            no: (*no, id.seq),
+            no: (c.no, id.seq),
         })
     }
 
     /// One exchange of connection `conn` is no longer held.
     fn release_conn(&mut self, conn: &ConnKey) {
         if let Some(entry) = self.conn_nos.get_mut(conn) {
-            entry.1 -= 1;
-            if entry.1 == 0 {
+            entry.held -= 1;
+            if entry.held == 0 {
                 self.conn_nos.remove(conn);
             }
         }
@@ -430,7 +450,7 @@ impl Linker {
         slot.in_progress = true;
         // What the rules need of the exchange, taken without copying its headers and
         // strings: the recursive searches below borrow other slots.
-        let facts = Facts::of(&slot.ex, id);
+        let facts = Facts::of(&slot.ex, id, slot.addrs.clone());
         let extraction = match slot.extraction.take() {
             Some(e) => e,
             None => request_context(&slot.ex.request),
@@ -674,7 +694,7 @@ impl Linker {
 
 /// What identification needs of the exchange being identified (copied out of its slot so
 /// the slot map can be searched and updated meanwhile).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Facts {
     id: Xid,
     key: ConnKey,
@@ -688,7 +708,8 @@ struct Facts {
 }
 
 impl Facts {
-    fn of(ex: &Exchange, id: Xid) -> Self {
+    /// The facts of `ex`, held as `id`, whose connection's address text is `addrs`.
+    fn of(ex: &Exchange, id: Xid, addrs: Arc<AddrText>) -> Self {
         Facts {
             id,
             tid: ex.request.tid,
@@ -697,7 +718,7 @@ impl Facts {
             side: ex.side,
             start: ex.start_ts(),
             open_end: open_end(ex),
-            parts: IdParts::of(ex),
+            parts: IdParts::with_addrs(ex, addrs),
         }
     }
 

@@ -46,12 +46,11 @@ pub enum Head {
         /// Minor version (0 or 1).
         version: u8,
     },
-    /// `HTTP/1.x status reason`
+    /// `HTTP/1.x status reason` (the reason phrase is not kept: nothing reads it, and it
+    /// was a string allocated per response).
     Response {
         /// Status code.
         status: u16,
-        /// Reason phrase.
-        reason: String,
         /// Minor version (0 or 1).
         version: u8,
     },

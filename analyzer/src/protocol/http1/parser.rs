@@ -469,7 +469,6 @@ impl MessageParser {
                         n,
                         Head::Response {
                             status: resp.code.unwrap_or(0),
-                            reason: resp.reason.unwrap_or_default().to_string(),
                             version: resp.version.unwrap_or(1),
                         },
                         collect_headers(resp.headers, keep, &self.buf[..n]),

@@ -110,10 +110,7 @@ pub fn to_request(m: Message) -> Option<Request> {
 
 /// A response message as a neutral response.
 pub fn to_response(m: Message) -> Option<Response> {
-    let Head::Response {
-        status, version, ..
-    } = m.head
-    else {
+    let Head::Response { status, version } = m.head else {
         return None;
     };
     Some(Response {

@@ -468,12 +468,12 @@ fn connection_numbers_are_released_with_their_last_exchange() {
         l.on_event(ev);
     }
     assert_eq!(l.conn_nos.len(), 1, "one number for both exchanges");
-    assert_eq!(l.conn_nos.get(&s.key).map(|e| e.1), Some(2));
+    assert_eq!(l.conn_nos.get(&s.key).map(|e| e.held), Some(2));
     l.on_event(second_resp);
     assert_eq!(l.link(u64::MAX).len(), 2);
     l.evict(1250);
     assert_eq!(
-        l.conn_nos.get(&s.key).map(|e| e.1),
+        l.conn_nos.get(&s.key).map(|e| e.held),
         Some(1),
         "/a gone, /b held"
     );
@@ -492,7 +492,7 @@ fn connection_numbers_are_released_with_their_last_exchange() {
         1,
         "the response found its exchange under the new number"
     );
-    assert_eq!(l.conn_nos.get(&s.key).map(|e| e.0), Some(1));
+    assert_eq!(l.conn_nos.get(&s.key).map(|e| e.no), Some(1));
 }
 
 /// The same exchange with the thread that read or wrote its first request byte.
