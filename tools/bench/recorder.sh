@@ -54,7 +54,8 @@ millicores() { awk -v t="$1" -v s="$2" 'BEGIN { printf "%.0f", (s > 0 ? t / 1e6 
 # to a capture file kept for hours); tcpdump_off stops it and removes OUT.
 tcpdump_on() {
   if [ "${2:-}" = zstd ]; then
-    (tcpdump -i lo -w - "tcp port $NGINX_PORT" 2>"$work/sat.tcpdump.err" | zstd -1 -q -o "$1") &
+    # tcpdump itself in the background ($! and the cleanup's kill reach it); zstd ends at EOF
+    tcpdump -i lo -w >(zstd -1 -q -f -o "$1") "tcp port $NGINX_PORT" 2>"$work/sat.tcpdump.err" &
   else
     tcpdump -i lo -w "$1" "tcp port $NGINX_PORT" 2>"$work/sat.tcpdump.err" &
   fi
@@ -65,8 +66,9 @@ tcpdump_on() {
 }
 tcpdump_off() {
   sleep 0.3
-  pkill -INT -f "tcpdump -i lo -w .*tcp port $NGINX_PORT" 2>/dev/null || true
+  kill -INT "$TD_PID" 2>/dev/null || true
   wait "$TD_PID" 2>/dev/null || true
+  sleep 0.2 # zstd finishes the file after tcpdump closes it
   rm -f "$TD_OUT"
 }
 
