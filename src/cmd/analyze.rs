@@ -63,6 +63,9 @@ pub fn run(args: AnalyzeArgs) -> CmdResult {
             "the output writer stopped before the analysis ended"
         ))
     })?;
+    if !args.spans_json {
+        remove_stale_spans_json(outputs.create_dir()?)?;
+    }
     let mut written = collected.written;
     written.extend(outputs.write_end(&analysis, &collected.observer.finish())?);
     output::print_summary(
@@ -79,6 +82,21 @@ pub fn run(args: AnalyzeArgs) -> CmdResult {
     ))
 }
 
+/// With `--spans-json false`, once this run's files are in place: an earlier run's
+/// `spans.json` in `dir` would pass for this run's, so it goes (a run that fails leaves the
+/// earlier run's files as they were).
+fn remove_stale_spans_json(dir: &Path) -> Result<(), CliError> {
+    let stale = dir.join(podtrace_export::SPANS_JSON_FILE);
+    match std::fs::remove_file(&stale) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(CliError::Runtime(anyhow::anyhow!(
+            "removing {}: {e}",
+            stale.display()
+        ))),
+    }
+}
+
 /// Starts the span fan-out of the analysis ([`podtrace_export::SpanSinks`]): the local
 /// files in `dir` (`spans.json` unless `spans_json` is false, and the `--spans-parquet`
 /// table), the report's trace collector, and the exporters of `export` (a bad setting is
@@ -93,21 +111,6 @@ fn start_sinks(
     if let Some(arg) = spans_parquet.filter(|a| a.as_os_str().to_string_lossy().ends_with('/')) {
         std::fs::create_dir_all(arg)
             .map_err(|e| CliError::Runtime(anyhow::anyhow!("creating {}: {e}", arg.display())))?;
-    }
-    if !spans_json {
-        // the directory holds one run: an earlier run's dump beside this run's files would
-        // pass for this run's
-        let stale = dir.join(podtrace_export::SPANS_JSON_FILE);
-        match std::fs::remove_file(&stale) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(CliError::Runtime(anyhow::anyhow!(
-                    "removing {}: {e}",
-                    stale.display()
-                )))
-            }
-        }
     }
     let files =
         local_files(dir, spans_json, spans_parquet).map_err(|e| CliError::Runtime(e.into()))?;
