@@ -39,8 +39,9 @@ pub fn run(args: AnalyzeArgs) -> CmdResult {
     }
 
     let outputs = Outputs::new(&args.output);
+    let out_dir = outputs.create_dir()?;
     let sinks = start_sinks(
-        outputs.create_dir()?,
+        out_dir,
         &export,
         args.spans_json,
         args.spans_parquet.as_deref(),
@@ -64,7 +65,7 @@ pub fn run(args: AnalyzeArgs) -> CmdResult {
         ))
     })?;
     if !args.spans_json {
-        remove_stale_spans_json(outputs.create_dir()?)?;
+        remove_stale_spans_json(out_dir)?;
     }
     let mut written = collected.written;
     written.extend(outputs.write_end(&analysis, &collected.observer.finish())?);

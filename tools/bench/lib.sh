@@ -100,10 +100,19 @@ nginx_stop() {
   wait "$NGINX_PID" 2>/dev/null || true
 }
 
-# tcpdump_start FILE PORT: full packets (-s0), immediate mode, 256 MiB buffer.
+# tcpdump_start FILE PORT [plain|zstd]: tcpdump -i lo of PORT's TCP into FILE, in the
+# background until tcpdump_stop. By default the bench's reference capture: full packets
+# (-s0), immediate mode, 256 MiB buffer. `plain` is the command line a user would run
+# instead of the recorder (tcpdump -i lo -w FILE); `zstd` the same into zstd -1 (a
+# compressed pcap, what a capture kept for hours needs; FILE is zstd's output).
 tcpdump_start() {
-  local err="$1.err"
-  tcpdump -i lo --immediate-mode -U -B 262144 -Z root -s 0 -w "$1" "tcp port $2" 2>"$err" &
+  local err="$1.err" opts=(--immediate-mode -U -B 262144 -Z root -s 0)
+  case "${3:-}" in
+    plain) tcpdump -i lo -w "$1" "tcp port $2" 2>"$err" & ;;
+    # tcpdump itself in the background ($! and the cleanup's kill reach it); zstd ends at EOF
+    zstd) tcpdump -i lo -w >(zstd -1 -q -f -o "$1") "tcp port $2" 2>"$err" & ;;
+    *) tcpdump -i lo "${opts[@]}" -w "$1" "tcp port $2" 2>"$err" & ;;
+  esac
   TCPDUMP_PID=$!
   PIDS+=("$TCPDUMP_PID")
   TCPDUMP_ERR="$err"

@@ -49,27 +49,10 @@ proc_cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } E
 cg_usec() { awk '$1 == "usage_usec" { print $2 }' "$cg/cpu.stat"; }
 # millicores NS SECONDS: CPU nanoseconds over a wall-clock span.
 millicores() { awk -v t="$1" -v s="$2" 'BEGIN { printf "%.0f", (s > 0 ? t / 1e6 / s : 0) }'; }
-# tcpdump_on OUT [zstd]: what a user could run instead of the recorder: tcpdump -i lo -w of
-# nginx's port into OUT (with zstd: a compressed pcap, tcpdump -w - | zstd -1, the nearest
-# to a capture file kept for hours); tcpdump_off stops it and removes OUT.
-tcpdump_on() {
-  if [ "${2:-}" = zstd ]; then
-    # tcpdump itself in the background ($! and the cleanup's kill reach it); zstd ends at EOF
-    tcpdump -i lo -w >(zstd -1 -q -f -o "$1") "tcp port $NGINX_PORT" 2>"$work/sat.tcpdump.err" &
-  else
-    tcpdump -i lo -w "$1" "tcp port $NGINX_PORT" 2>"$work/sat.tcpdump.err" &
-  fi
-  TD_PID=$!
-  TD_OUT=$1
-  PIDS+=("$TD_PID")
-  for _ in $(seq 100); do grep -q "listening on" "$work/sat.tcpdump.err" 2>/dev/null && break; sleep 0.05; done
-}
+# tcpdump_off FILE: tcpdump_stop, and FILE (a comparison run's capture) removed.
 tcpdump_off() {
-  sleep 0.3
-  kill -INT "$TD_PID" 2>/dev/null || true
-  wait "$TD_PID" 2>/dev/null || true
-  sleep 0.2 # zstd finishes the file after tcpdump closes it
-  rm -f "$TD_OUT"
+  tcpdump_stop
+  rm -f "$1" "$1.err"
 }
 
 # ---- 1. saturated: rounds of none / podtrace / tcpdump (PODTRACE_BENCH_SAT_ROUNDS, default
@@ -83,12 +66,12 @@ for r in $(seq "$sat_rounds"); do
   wrk_run "$work/wrk-b$r.txt" "$NGINX_PORT"
   sat_cpu_ns=$(($(proc_cpu_ns "$REC_PID") - t0))
   record_stop
-  tcpdump_on "$work/sat.pcap"
+  tcpdump_start "$work/sat.pcap" "$NGINX_PORT" plain
   wrk_run "$work/wrk-c$r.txt" "$NGINX_PORT"
-  tcpdump_off
-  tcpdump_on "$work/sat.pcap.zst" zstd
+  tcpdump_off "$work/sat.pcap"
+  tcpdump_start "$work/sat.pcap.zst" "$NGINX_PORT" zstd
   wrk_run "$work/wrk-d$r.txt" "$NGINX_PORT"
-  tcpdump_off
+  tcpdump_off "$work/sat.pcap.zst"
 done
 # best CONFIG: the wrk file of the configuration's fastest round
 best() {
@@ -107,7 +90,7 @@ p99_b=$(wrk_p99_us "$(best b)")
 rps_c=$(wrk_rps "$(best c)")
 p99_c=$(wrk_p99_us "$(best c)")
 rps_d=$(wrk_rps "$(best d)")
-note "nginx saturated (wrk, $sat_rounds rounds, best of each): without $(all_rps a) req/s; podtrace record $(all_rps b); tcpdump -i lo -w $(all_rps c); tcpdump -w - | zstd -1 $(all_rps d) ($(grep -h 'packets dropped' "$work/sat.tcpdump.err" || true)); best-run p99 without $p99_a, podtrace $p99_b, tcpdump $p99_c µs"
+note "nginx saturated (wrk, $sat_rounds rounds, best of each): without $(all_rps a) req/s; podtrace record $(all_rps b); tcpdump -i lo -w $(all_rps c); tcpdump -w - | zstd -1 $(all_rps d) (last run: $TCPDUMP_DROPPED packets dropped by kernel); best-run p99 without $p99_a, podtrace $p99_b, tcpdump $p99_c µs"
 note "podtrace record (saturated): $(grep -h 'probes attached' "$work/rec-sat.err" | sed 's/, recording.*//') — $(grep -h 'recorded' "$work/rec-sat.out" || tail -n 2 "$work/rec-sat.err")"
 row "nginx saturated throughput: podtrace record / none" "$rps_b vs $rps_a req/s" "x$(ratio "$rps_b" "$rps_a")" "≥ tcpdump's ratio"
 row "nginx saturated throughput: tcpdump -i lo -w / none" "$rps_c vs $rps_a req/s" "x$(ratio "$rps_c" "$rps_a")" "printed"
@@ -176,9 +159,9 @@ if [ -n "$oha" ]; then
       rec_secs=$(awk -v a="$rec_secs" -v s0="$s0" -v s1="$s1" 'BEGIN { print a + s1 - s0 }')
       ng_with=$(awk -v a="$ng_with" -v u=$((ng3 - ng2)) -v s0="$s0" -v s1="$s1" 'BEGIN { print a + u / 1000 / (s1 - s0) }')
       # what a user could run instead, at the same rate
-      tcpdump_on "$work/rate.pcap"
+      tcpdump_start "$work/rate.pcap" "$NGINX_PORT" plain
       read -r _ p99 _ < <(oha_run "$work/oha-$q-c$r.json" "$q")
-      tcpdump_off
+      tcpdump_off "$work/rate.pcap"
       p99s_c+=("$p99")
     done
     rec_mc=$(millicores "$rec_ns" "$rec_secs")

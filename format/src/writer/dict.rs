@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow_array::builder::{ArrayBuilder, Int32Builder, StringBuilder};
+use arrow_array::builder::{Int32Builder, StringBuilder};
 use arrow_array::types::Int32Type;
 use arrow_array::DictionaryArray;
 
@@ -90,10 +90,8 @@ impl DictColumn {
 
     /// The rows appended so far as a dictionary array; the builder starts over empty.
     pub(super) fn finish(&mut self) -> DictionaryArray<Int32Type> {
-        let rows = self.keys.len();
-        let keys = self.keys.finish();
         // room for as many rows next time (the next batch is about as large)
-        self.keys = Int32Builder::with_capacity(rows);
+        let keys = super::finish_primitive(&mut self.keys);
         let values = Arc::new(self.values.finish());
         self.texts.clear();
         self.index.clear();
