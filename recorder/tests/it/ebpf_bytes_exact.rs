@@ -840,22 +840,21 @@ fn matrix(name: &str, probes: ProbeSet, expect_attached: &str) {
                 let got = rows.get(&key).map(Vec::as_slice).unwrap_or(&[]);
                 if let Err(e) = check_rows(stream, got, unread) {
                     failures.push(format!("{case}: {src} -> {dst} {side}: {e}"));
-                    if std::env::var_os("PODTRACE_TEST_DEBUG").is_some() {
-                        let other = rows
-                            .get(&(*src, *dst, Direction::Egress))
-                            .map(Vec::as_slice)
-                            .unwrap_or(&[]);
-                        eprintln!(
-                            "  got rets {:?}",
-                            got.iter()
-                                .map(|d| (d.ret, d.meta.tid, &*d.syscall))
-                                .collect::<Vec<_>>()
-                        );
-                        eprintln!(
-                            "  sender rets {:?}",
-                            other.iter().map(|d| d.ret).collect::<Vec<_>>()
-                        );
-                    }
+                    // what the failure needs to be understood from a CI log alone
+                    let other = rows
+                        .get(&(*src, *dst, Direction::Egress))
+                        .map(Vec::as_slice)
+                        .unwrap_or(&[]);
+                    eprintln!(
+                        "  {side} rows (ret, tid, cpu, syscall, ts_ns): {:?}",
+                        got.iter()
+                            .map(|d| (d.ret, d.meta.tid, d.meta.cpu, &*d.syscall, d.meta.ts_ns))
+                            .collect::<Vec<_>>()
+                    );
+                    eprintln!(
+                        "  sender rets {:?}",
+                        other.iter().map(|d| d.ret).collect::<Vec<_>>()
+                    );
                 }
             }
         }
