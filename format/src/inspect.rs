@@ -69,9 +69,11 @@ pub struct InspectFile {
     pub recovered: bool,
 }
 
-/// Is `name` a drop counter?
+/// Is `name` a drop counter (something the capture lacks)?
 pub fn is_drop_counter(name: &str) -> bool {
-    name.starts_with("events_dropped") || name.contains("drop")
+    name.starts_with("events_dropped")
+        || name.contains("drop")
+        || name == crate::model::counters::BYTES_READ_UNCAPTURED
 }
 
 /// Summarises a capture, reading every file without its payload column.

@@ -36,6 +36,17 @@ pub mod counters {
         EVENTS_DROPPED_SCRATCH_BUSY,
         BYTES_DROPPED,
     ];
+    /// Bytes applications read, by the kernel's count at their connections' close, that
+    /// no event carried (the socket tracepoint set checks every connection it saw open).
+    pub const BYTES_READ_UNCAPTURED: &str = "bytes_read_uncaptured";
+    /// Everything the capture lacks by the recorder's own counts: the analysis reports
+    /// these totals as recorder drops.
+    pub const CAPTURE_LOSSES: [&str; 4] = [
+        EVENTS_DROPPED_RINGBUF_FULL,
+        EVENTS_DROPPED_SCRATCH_BUSY,
+        BYTES_DROPPED,
+        BYTES_READ_UNCAPTURED,
+    ];
 }
 
 /// Direction of a `socket_data` row, seen from the recorded process.

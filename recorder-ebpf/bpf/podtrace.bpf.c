@@ -863,6 +863,7 @@ int BPF_PROG(pt_sys_exit, struct pt_regs *regs, long ret)
 #define PT_TCP_SYN_RECV 3
 #define PT_TCP_CLOSE 7
 #define PT_TCP_LISTEN 10
+#define PT_IPPROTO_TCP 6
 #define PT_MSG_PEEK 2
 #define PT_MSG_ERRQUEUE 0x2000
 #define PT_PF_KTHREAD 0x00200000
@@ -1040,6 +1041,22 @@ static __always_inline __u64 sk_cgroup_id(struct sock *sk)
 	return BPF_CORE_READ(sk, sk_cgrp_data.cgroup, kn, id);
 }
 
+/* The stream positions of a TCP socket (see pt_event.in_seq): copied_seq, less the FIN's
+ * sequence number once the application has read the end of the stream (the peer's FIN
+ * arrived — SOCK_DONE — and the application read up to rcv_nxt, which counts the FIN),
+ * and write_seq. */
+static __always_inline void tcp_positions(struct pt_event *ev, struct tcp_sock *tp)
+{
+	__u32 copied = BPF_CORE_READ(tp, copied_seq);
+	__u32 rcv_nxt = BPF_CORE_READ(tp, rcv_nxt);
+	unsigned long sk_flags = BPF_CORE_READ((struct sock *)tp, __sk_common.skc_flags);
+	int done = bpf_core_enum_value(enum sock_flags, SOCK_DONE);
+	if (((sk_flags >> done) & 1) && copied == rcv_nxt)
+		copied -= 1;
+	ev->in_seq = copied;
+	ev->out_seq = BPF_CORE_READ(tp, write_seq);
+}
+
 /* An open or close of a TCP socket of a targeted cgroup (the socket's own cgroup: these
  * run mostly in softirq — the handshake's last packet, the last ACK of a close, a timer —
  * where the current task is any task). The events carry PT_FLAG_NO_TASK and no task
@@ -1062,6 +1079,25 @@ static __always_inline void sock_state(struct sock *sk, __u32 nr, __u32 kind, __
 	ev.role = role;
 	ev.flags = PT_FLAG_NO_TASK;
 	ev.cpu = bpf_get_smp_processor_id();
+	if (BPF_CORE_READ(sk, sk_protocol) == PT_IPPROTO_TCP) {
+		tcp_positions(&ev, (struct tcp_sock *)ev.sock);
+		ev.flags |= PT_FLAG_SEQ;
+	}
+	if (kind == PT_KIND_CLOSE) {
+		/* a drop after the socket's last event left its gap mark: the close carries
+		 * it (the bytes are counted as dropped already), and the marks go with it */
+		__u32 zero = 0;
+		__u64 *any = bpf_map_lookup_elem(&pt_gap_any, &zero);
+		if (any && *any) {
+			__u64 in_key = ev.sock | PT_DIR_INGRESS;
+			__u64 out_key = ev.sock | PT_DIR_EGRESS;
+			if (bpf_map_lookup_elem(&pt_gaps, &in_key) ||
+			    bpf_map_lookup_elem(&pt_gaps, &out_key))
+				ev.flags |= PT_FLAG_GAP;
+			bpf_map_delete_elem(&pt_gaps, &in_key);
+			bpf_map_delete_elem(&pt_gaps, &out_key);
+		}
+	}
 	if (bpf_ringbuf_output(&pt_events, &ev, sizeof(ev), wakeup_flag(sizeof(ev)))) {
 		count(PT_CTR_RINGBUF_FULL, 1);
 		return;

@@ -43,6 +43,9 @@ pub const FLAG_CUT_BEYOND: u32 = 64;
 /// set's server opens and most closes); `pid`, `tid` and `comm` are 0, `cgroup_id` is the
 /// socket's cgroup.
 pub const FLAG_NO_TASK: u32 = 256;
+/// Flag: an open or close of a TCP socket carrying the kernel's stream positions
+/// (`in_seq`, `out_seq`).
+pub const FLAG_SEQ: u32 = 512;
 
 /// Most iovecs per call, and messages per sendmmsg/recvmmsg call, copied (`PT_MAX_IOV`):
 /// the kernel's own `UIO_MAXIOV`, so no successful call is cut by it.
@@ -142,6 +145,14 @@ pub struct PtEvent {
     pub raddr: [u8; 16],
     /// Process name, NUL padded.
     pub comm: [u8; 16],
+    /// With [`FLAG_SEQ`] (opens and closes of TCP sockets): how far the application has
+    /// read the stream (tcp `copied_seq`, less the FIN's sequence number once it read the
+    /// end of the stream). The bytes it read between an open and a close are
+    /// `close.in_seq - open.in_seq` (mod 2^32).
+    pub in_seq: u32,
+    /// With [`FLAG_SEQ`]: how far the application has written (tcp `write_seq`; a FIN
+    /// sent counts one).
+    pub out_seq: u32,
 }
 
 /// Size of the header in bytes.

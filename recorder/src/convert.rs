@@ -46,6 +46,22 @@ struct SockState {
     role: Option<Role>,
     task: Option<Task>,
     pending_open: Option<PtEvent>,
+    read: ReadCheck,
+}
+
+/// The check of a connection's bytes read: the socket tracepoint set's open and close
+/// events carry the kernel's read position of the stream ([`ev::FLAG_SEQ`]); the bytes
+/// between them must be the sum of the connection's ingress rows. Connections with a
+/// row after a drop (`FLAG_GAP`: those bytes are counted as dropped already) or opened
+/// before the recording are not checked.
+#[derive(Debug, Clone, Copy, Default)]
+struct ReadCheck {
+    /// `in_seq` of the open, when the open was seen with it.
+    base: Option<u32>,
+    /// Bytes of the ingress rows (TLS plaintext excluded: a stream of its own).
+    rows: u64,
+    /// A row of the connection followed a drop.
+    gap: bool,
 }
 
 /// pid, tid and comm of an event.
@@ -154,6 +170,12 @@ pub struct ConvertCounters {
     pub malformed: u64,
     /// Data rows with at least one redacted header.
     pub redacted: u64,
+    /// TCP connections recorded from their open to their close whose bytes read were
+    /// checked against the kernel's stream position at the close (see [`ReadCheck`]).
+    pub connections_checked: u64,
+    /// Bytes those connections' applications read (by the kernel's count) that no event
+    /// carried: a read the probes did not see.
+    pub bytes_read_uncaptured: u64,
 }
 
 /// Stateful event → row converter (one per recording).
@@ -236,11 +258,22 @@ impl Converter {
                 role: None,
                 task: None,
                 pending_open: None,
+                read: ReadCheck::default(),
             }
         });
         let conn_id = mix(e.sock ^ state.seq.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         if e.kind == ev::KIND_OPEN {
             state.role = Some(role_of(e.role));
+            if e.flags & ev::FLAG_SEQ != 0 {
+                state.read.base = Some(e.in_seq);
+            }
+        } else if e.kind == ev::KIND_DATA {
+            if e.flags & ev::FLAG_GAP != 0 {
+                state.read.gap = true;
+            }
+            if e.direction == ev::DIR_INGRESS && e.flags & TLS_PLAINTEXT == 0 {
+                state.read.rows += u64::try_from(e.ret).unwrap_or(0);
+            }
         }
         if e.flags & ev::FLAG_NO_TASK == 0 {
             state.task = Some(Task::of(&e));
@@ -254,6 +287,23 @@ impl Converter {
         let pending = state.pending_open.take();
         let close_role = state.role.unwrap_or(Role::Unknown);
         if e.kind == ev::KIND_CLOSE {
+            if let (Some(base), false, true) = (
+                state.read.base,
+                state.read.gap || e.flags & ev::FLAG_GAP != 0,
+                e.flags & ev::FLAG_SEQ != 0,
+            ) {
+                let kernel = u64::from(e.in_seq.wrapping_sub(base));
+                self.counters.connections_checked += 1;
+                if kernel > state.read.rows {
+                    let missed = kernel - state.read.rows;
+                    self.counters.bytes_read_uncaptured += missed;
+                    tracing::debug!(
+                        "connection {:#x}: the application read {kernel} bytes, the rows carry {}",
+                        e.sock,
+                        state.read.rows
+                    );
+                }
+            }
             self.socks.remove(&e.sock);
         }
         if let Some(mut open) = pending {
@@ -384,6 +434,81 @@ mod tests {
         e.raddr[..4].copy_from_slice(&[127, 0, 0, 2]);
         e.comm[..4].copy_from_slice(b"curl");
         e
+    }
+
+    /// The read check over one connection: an open at `open_seq`, ingress rows of `reads`
+    /// bytes (the first flagged `first_flags`), a close at `close_seq` flagged `close_flags`;
+    /// returns (connections checked, bytes read uncaptured).
+    fn read_check(
+        open_seq: u32,
+        reads: &[i64],
+        first_flags: u32,
+        close_seq: u32,
+        close_flags: u32,
+    ) -> (u64, u64) {
+        let mut c = Converter::new(0, None);
+        let mut out = Vec::new();
+        let mut open = base(ev::KIND_OPEN);
+        open.role = ev::ROLE_CLIENT;
+        open.flags = ev::FLAG_SEQ;
+        open.in_seq = open_seq;
+        c.convert(&record(open, b""), &mut out);
+        for (i, n) in reads.iter().enumerate() {
+            let mut d = base(ev::KIND_DATA);
+            d.direction = ev::DIR_INGRESS;
+            d.ret = *n;
+            d.flags = if i == 0 { first_flags } else { 0 };
+            c.convert(&record(d, b""), &mut out);
+        }
+        // egress bytes do not enter the read check
+        let mut w = base(ev::KIND_DATA);
+        w.ret = 999;
+        c.convert(&record(w, b""), &mut out);
+        let mut close = base(ev::KIND_CLOSE);
+        close.flags = ev::FLAG_NO_TASK | close_flags;
+        close.in_seq = close_seq;
+        c.convert(&record(close, b""), &mut out);
+        (
+            c.counters.connections_checked,
+            c.counters.bytes_read_uncaptured,
+        )
+    }
+
+    #[test]
+    fn bytes_read_are_checked_against_the_kernels_position_at_close() {
+        let seq = ev::FLAG_SEQ;
+        // every byte in rows, across the 2^32 wrap of the sequence space
+        assert_eq!(read_check(u32::MAX - 9, &[10, 20], 0, 20, seq), (1, 0));
+        // 5 bytes read without an event
+        assert_eq!(read_check(100, &[10, 20], 0, 135, seq), (1, 5));
+        // TLS plaintext is a stream of its own: its bytes do not count
+        assert_eq!(read_check(100, &[10, 20], TLS_PLAINTEXT, 130, seq), (1, 10));
+        // a drop already counted (a row flagged GAP, or the close): not checked
+        assert_eq!(read_check(100, &[10], ev::FLAG_GAP, 200, seq), (0, 0));
+        assert_eq!(read_check(100, &[10], 0, 200, seq | ev::FLAG_GAP), (0, 0));
+        // a close without positions (another probe set): not checked
+        assert_eq!(read_check(100, &[10], 0, 200, 0), (0, 0));
+    }
+
+    #[test]
+    fn a_connection_opened_before_the_recording_is_not_checked() {
+        let mut c = Converter::new(0, None);
+        let mut out = Vec::new();
+        let mut d = base(ev::KIND_DATA);
+        d.direction = ev::DIR_INGRESS;
+        d.ret = 10;
+        c.convert(&record(d, b""), &mut out);
+        let mut close = base(ev::KIND_CLOSE);
+        close.flags = ev::FLAG_NO_TASK | ev::FLAG_SEQ;
+        close.in_seq = 5_000;
+        c.convert(&record(close, b""), &mut out);
+        assert_eq!(
+            (
+                c.counters.connections_checked,
+                c.counters.bytes_read_uncaptured
+            ),
+            (0, 0)
+        );
     }
 
     #[test]

@@ -70,6 +70,12 @@ pub struct RecorderStats {
     pub events_malformed: u64,
     /// Data rows with redacted headers.
     pub payloads_redacted: u64,
+    /// TCP connections recorded from open to close whose bytes read were checked against
+    /// the kernel's read position at the close (socket tracepoint set).
+    pub connections_checked: u64,
+    /// Bytes the applications of those connections read, by the kernel's count, that no
+    /// event carried: reads the probes did not see (0 on a faithful recording).
+    pub bytes_read_uncaptured: u64,
     /// HTTP/2 redaction: values rewritten, blocks blanked, losses of sync, payloads not
     /// checked (see [`crate::redact::Counters`]).
     pub h2_redaction: crate::redact::Counters,
@@ -92,6 +98,8 @@ struct UserCounters {
     decoded: AtomicU64,
     malformed: AtomicU64,
     redacted: AtomicU64,
+    connections_checked: AtomicU64,
+    bytes_read_uncaptured: AtomicU64,
     sent: AtomicU64,
     h2_values_redacted: AtomicU64,
     h2_blocks_blanked: AtomicU64,
@@ -151,6 +159,8 @@ impl Shared {
             events_decoded: self.user.decoded.load(Ordering::Relaxed),
             events_malformed: self.user.malformed.load(Ordering::Relaxed),
             payloads_redacted: self.user.redacted.load(Ordering::Relaxed),
+            connections_checked: self.user.connections_checked.load(Ordering::Relaxed),
+            bytes_read_uncaptured: self.user.bytes_read_uncaptured.load(Ordering::Relaxed),
             h2_redaction: self.user.h2(),
             records_sent: self.user.sent.load(Ordering::Relaxed),
         })
@@ -180,6 +190,11 @@ impl Shared {
             ("events_decoded", &self.user.decoded),
             ("events_malformed", &self.user.malformed),
             ("payloads_redacted", &self.user.redacted),
+            ("connections_checked", &self.user.connections_checked),
+            (
+                podtrace_format::counters::BYTES_READ_UNCAPTURED,
+                &self.user.bytes_read_uncaptured,
+            ),
             ("h2_values_redacted", &self.user.h2_values_redacted),
             ("h2_blocks_blanked", &self.user.h2_blocks_blanked),
             (
@@ -395,6 +410,10 @@ impl Consumer {
         u.decoded.store(c.decoded, Ordering::Relaxed);
         u.malformed.store(c.malformed, Ordering::Relaxed);
         u.redacted.store(c.redacted, Ordering::Relaxed);
+        u.connections_checked
+            .store(c.connections_checked, Ordering::Relaxed);
+        u.bytes_read_uncaptured
+            .store(c.bytes_read_uncaptured, Ordering::Relaxed);
         let h = self.conv.redaction_counters();
         u.h2_values_redacted
             .store(h.h2_values_redacted, Ordering::Relaxed);

@@ -91,6 +91,12 @@ pub fn run(args: RecordArgs) -> CmdResult {
                 h2.h2_payloads_unchecked
             );
         }
+        if st.bytes_read_uncaptured > 0 {
+            eprintln!(
+                "podtrace: {} bytes read by the applications (the kernel's count at the connections' close, {} connections checked) are in no event",
+                st.bytes_read_uncaptured, st.connections_checked
+            );
+        }
         if summary.beyond_max_events > 0 {
             eprintln!(
                 "podtrace: --max-events reached: {} later socket events left out",

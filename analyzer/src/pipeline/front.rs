@@ -129,7 +129,7 @@ impl Front {
                 }
                 Record::K8sObject(o) => k8s.push(o.clone()),
                 Record::Stats(s) => {
-                    if s.cpu.is_none() && counters::KERNEL_DROPS.contains(&s.name.as_str()) {
+                    if s.cpu.is_none() && counters::CAPTURE_LOSSES.contains(&s.name.as_str()) {
                         let v = self.stats.recorder_drops.entry(s.name.clone()).or_default();
                         *v = (*v).max(s.value);
                     }

@@ -741,6 +741,90 @@ fn byte_exact_matrix_syscall_tracepoints() {
     );
 }
 
+/// A server that reads part of its request with `splice(2)` (socket -> pipe: no
+/// recvmsg, no socket tracepoint) and the rest with `recv`; both ends read to the end of
+/// the stream (the FIN's sequence number is in the kernel's read position then).
+const SPLICE_PY: &str = r#"
+import os, socket, sys, threading
+port = int(sys.argv[1])
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", port))
+srv.listen(1)
+def client():
+    c = socket.create_connection(("127.0.0.1", port))
+    c.sendall(b"A" * 1000)
+    assert c.recv(1) == b"k"
+    c.sendall(b"B" * 500)
+    c.shutdown(socket.SHUT_WR)
+    assert c.recv(10) == b""
+    c.close()
+t = threading.Thread(target=client)
+t.start()
+s, _ = srv.accept()
+got = b""
+while len(got) < 1000:
+    got += s.recv(1000 - len(got))
+s.sendall(b"k")
+r, w = os.pipe()
+spliced = 0
+while spliced < 500:
+    n = os.splice(s.fileno(), w, 500 - spliced)
+    assert n > 0
+    spliced += n
+assert os.read(r, 500) == b"B" * 500
+assert s.recv(10) == b""
+s.close()
+t.join()
+srv.close()
+print(spliced)
+"#;
+
+/// The socket tracepoint set's check of every connection's bytes read: the kernel's read
+/// position at the open and at the close against the connection's ingress rows. Bytes an
+/// application takes off a socket without a socket call the probes see (`splice(2)`) are
+/// counted in `bytes_read_uncaptured`, exactly; the rest of the connection, and the other
+/// end, which read every byte with `recv`, add nothing.
+#[test]
+fn reads_the_probes_cannot_see_are_counted_at_close() {
+    let name = "reads_the_probes_cannot_see_are_counted_at_close";
+    if !root_or_skip(name) || !tool_or_skip("python3", name) {
+        return;
+    }
+    let cg = TestCgroup::new("uncaptured");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("splice.py");
+    std::fs::write(&script, SPLICE_PY).expect("write splice.py");
+    let cfg = RecordConfig {
+        cgroup_paths: vec![cg.path.clone()],
+        probes: ProbeSet::Sockets,
+        ..Default::default()
+    };
+    let port = free_port();
+    // (record_while would refuse the uncaptured bytes this test is about)
+    let rec = record_while_throttled(&rt(), cfg, Duration::ZERO, move |_| {
+        let out = run_in(
+            &cg,
+            &[&python(), script.to_str().expect("utf8"), &port.to_string()],
+            Duration::from_secs(30),
+        );
+        (String::from_utf8_lossy(&out).trim().to_string(), cg)
+    });
+    assert_eq!(rec.work.0, "500", "the server spliced the 500 bytes");
+    let ingress: i64 = socket_rows(&rec.rows)
+        .iter()
+        .filter(|((l, _, d), _)| l.port() == port && *d == Direction::Ingress)
+        .flat_map(|(_, rows)| rows.iter().map(|r| r.ret))
+        .sum();
+    assert_eq!(ingress, 1000, "the server's recv rows");
+    let s = &rec.stats;
+    assert_eq!(
+        (s.connections_checked, s.bytes_read_uncaptured),
+        (2, 500),
+        "{s:?}"
+    );
+}
+
 /// Records every case with `probes` while tcpdump captures the same ports, and checks that
 /// every payload byte of every connection, per direction and in order, is in the rows.
 /// `expect_attached`: what the "probes attached" text must start with.
@@ -804,7 +888,7 @@ fn matrix(name: &str, probes: ProbeSet, expect_attached: &str) {
     let rows = socket_rows(&rec.rows);
     let s = &rec.stats;
     eprintln!(
-        "stats: events {} truncated {} (snaplen {}, read error {}, not user memory {}, iov limit {}, beyond buffers {}), dropped {}",
+        "stats: events {} truncated {} (snaplen {}, read error {}, not user memory {}, iov limit {}, beyond buffers {}), dropped {}; bytes read checked at close on {} connections, {} in no event",
         s.events_seen,
         s.payload_truncated,
         s.truncated_snaplen,
@@ -812,7 +896,9 @@ fn matrix(name: &str, probes: ProbeSet, expect_attached: &str) {
         s.truncated_not_user_memory,
         s.truncated_iov_limit,
         s.truncated_beyond_buffers,
-        s.total_dropped()
+        s.total_dropped(),
+        s.connections_checked,
+        s.bytes_read_uncaptured
     );
     let mut failures = Vec::new();
     for (case, port) in &plan {
@@ -877,6 +963,11 @@ fn matrix(name: &str, probes: ProbeSet, expect_attached: &str) {
     }
     assert_eq!(s.total_dropped(), 0);
     assert_eq!(s.read_errors, 0);
+    if attached.starts_with("socket tracepoints") {
+        // the kernel's count of the bytes every connection's application read, at its close
+        assert!(s.connections_checked > 0, "{s:?}");
+        assert_eq!(s.bytes_read_uncaptured, 0, "{s:?}");
+    }
     assert_eq!(
         s.payload_truncated, s.truncated_snaplen,
         "only snaplen cuts"

@@ -119,13 +119,21 @@ pub struct Recorded<R> {
     pub stats: RecorderStats,
 }
 
-/// Records with `cfg` while `work` runs (blocking), then stops the recorder.
+/// Records with `cfg` while `work` runs (blocking), then stops the recorder. Every byte
+/// the recorded applications read is in the rows, by the kernel's own count at each
+/// connection's close (`bytes_read_uncaptured` is 0; the socket tracepoint set checks it).
 pub fn record_while<R: Send + 'static>(
     rt: &tokio::runtime::Runtime,
     cfg: RecordConfig,
     work: impl FnOnce(&RecorderHandle) -> R + Send + 'static,
 ) -> Recorded<R> {
-    record_while_throttled(rt, cfg, Duration::ZERO, work)
+    let rec = record_while_throttled(rt, cfg, Duration::ZERO, work);
+    assert_eq!(
+        rec.stats.bytes_read_uncaptured, 0,
+        "bytes read that no event carried: {:?}",
+        rec.stats
+    );
+    rec
 }
 
 /// [`record_while`] with a consumer that sleeps `consumer_delay` after each batch (a slow
