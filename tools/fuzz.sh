@@ -27,16 +27,18 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 
 # Release build of the fuzz targets (one build for all).
 # Debug assertions on: integer overflow and debug_assert! are bugs too.
-(cd fuzz && cargo "$TC" fuzz build -O -a -s "$SAN")
+# (into fuzz/target, where $BIN below looks, whatever CARGO_TARGET_DIR the caller set)
+(cd fuzz && CARGO_TARGET_DIR="$ROOT/fuzz/target" cargo "$TC" fuzz build -O -a -s "$SAN")
 
 # Seeds from the fixtures.
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 cargo build -q -p podtrace
+PODTRACE="${CARGO_TARGET_DIR:-$ROOT/target}/debug/podtrace"
 caps=()
 for pcap in fixtures/*/*.pcap; do
     out="$WORK/$(basename "$(dirname "$pcap")")-$(basename "$pcap" .pcap).parquet"
-    if target/debug/podtrace import "$pcap" -o "$out" >/dev/null 2>&1; then caps+=("$out"); fi
+    if "$PODTRACE" import "$pcap" -o "$out" >/dev/null 2>&1; then caps+=("$out"); fi
 done
 TRIPLE=$(rustc -vV | sed -n 's/^host: //p')
 BIN=fuzz/target/$TRIPLE/release

@@ -171,7 +171,7 @@ pub struct ConvertCounters {
     /// Data rows with at least one redacted header.
     pub redacted: u64,
     /// TCP connections recorded from their open to their close whose bytes read were
-    /// checked against the kernel's stream position at the close (see [`ReadCheck`]).
+    /// checked against the kernel's stream position at the close.
     pub connections_checked: u64,
     /// Bytes those connections' applications read (by the kernel's count) that no event
     /// carried: a read the probes did not see.

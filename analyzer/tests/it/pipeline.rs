@@ -314,8 +314,8 @@ fn spans_stream_out_after_the_link_delay_not_the_window() {
     assert_eq!(out[0].name, "GET /live");
 }
 
-/// The recorder's kernel drop counters (totals, latest reading) become `recorder_drops`;
-/// per-CPU rows and other counters do not.
+/// The recorder's capture-loss counters (kernel drops and bytes read that no event carried;
+/// totals, latest reading) become `recorder_drops`; per-CPU rows and other counters do not.
 #[test]
 fn kernel_drop_counters_are_reported() {
     use podtrace_format::{counters, Stat};
@@ -335,12 +335,15 @@ fn kernel_drop_counters_are_reported() {
         stat(1, None, "events_seen", 90),
         stat(2, None, counters::EVENTS_DROPPED_RINGBUF_FULL, 5),
         stat(2, Some(1), counters::EVENTS_DROPPED_SCRATCH_BUSY, 9),
+        stat(2, None, counters::BYTES_READ_UNCAPTURED, 49),
+        stat(2, None, "connections_checked", 4),
     ]);
     let drops: Vec<(String, u64)> = p.stats().recorder_drops.into_iter().collect();
     assert_eq!(
         drops,
         [
             (counters::BYTES_DROPPED.to_string(), 700),
+            (counters::BYTES_READ_UNCAPTURED.to_string(), 49),
             (counters::EVENTS_DROPPED_RINGBUF_FULL.to_string(), 5),
         ]
     );
