@@ -40,7 +40,13 @@
 /* (128 is PT_FLAG_TLS_PLAINTEXT, tls.bpf.h) */
 #define PT_FLAG_NO_TASK 256 /* emitted outside the socket's process (softirq, timer): pid,
 			     * tid and comm are 0; the socket's cgroup is cgroup_id */
-#define PT_FLAG_SEQ 512 /* an open or close of a TCP socket: in_seq/out_seq are set */
+/* An open or close of a TCP socket (socket tracepoint set) whose `ret` carries the
+ * kernel's stream positions instead of a return value: bits 0-31 in_seq, how far the
+ * application has read (tcp copied_seq, less the FIN's sequence number once it read the
+ * end of the stream), so the bytes it read between an open and a close are
+ * close.in_seq - open.in_seq (mod 2^32); bits 32-63 out_seq, tcp write_seq (how far it
+ * has written; a FIN sent counts one). Data events keep their size. */
+#define PT_FLAG_SEQ 512
 /* (a copy fault is PT_FLAG_READ_ERROR) */
 
 /* Most iovecs per call and messages per sendmmsg/recvmmsg call copied: UIO_MAXIOV, the
@@ -95,13 +101,6 @@ struct pt_event {
 	__u8 laddr[16];  /* IPv4 in the first 4 bytes, network order */
 	__u8 raddr[16];
 	char comm[16];
-	/* Opens and closes of TCP sockets (PT_FLAG_SEQ; socket tracepoint set): the kernel's
-	 * stream positions. in_seq: how far the application has read (tcp copied_seq, less
-	 * the FIN's sequence number when the application read the end of the stream), so the
-	 * bytes it read between an open and a close are close.in_seq - open.in_seq (mod 2^32);
-	 * out_seq: tcp write_seq (how far it has written; a FIN sent counts one). */
-	__u32 in_seq;
-	__u32 out_seq;
 };
 
 #endif

@@ -1041,9 +1041,9 @@ static __always_inline __u64 sk_cgroup_id(struct sock *sk)
 	return BPF_CORE_READ(sk, sk_cgrp_data.cgroup, kn, id);
 }
 
-/* The stream positions of a TCP socket (see pt_event.in_seq): copied_seq, less the FIN's
- * sequence number once the application has read the end of the stream (the peer's FIN
- * arrived — SOCK_DONE — and the application read up to rcv_nxt, which counts the FIN),
+/* The stream positions of a TCP socket into `ret` (see PT_FLAG_SEQ): copied_seq, less the
+ * FIN's sequence number once the application has read the end of the stream (the peer's
+ * FIN arrived — SOCK_DONE — and the application read up to rcv_nxt, which counts the FIN),
  * and write_seq. */
 static __always_inline void tcp_positions(struct pt_event *ev, struct tcp_sock *tp)
 {
@@ -1053,8 +1053,8 @@ static __always_inline void tcp_positions(struct pt_event *ev, struct tcp_sock *
 	int done = bpf_core_enum_value(enum sock_flags, SOCK_DONE);
 	if (((sk_flags >> done) & 1) && copied == rcv_nxt)
 		copied -= 1;
-	ev->in_seq = copied;
-	ev->out_seq = BPF_CORE_READ(tp, write_seq);
+	__u32 written = BPF_CORE_READ(tp, write_seq);
+	ev->ret = (__s64)((__u64)copied | ((__u64)written << 32));
 }
 
 /* An open or close of a TCP socket of a targeted cgroup (the socket's own cgroup: these

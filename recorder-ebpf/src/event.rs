@@ -43,8 +43,8 @@ pub const FLAG_CUT_BEYOND: u32 = 64;
 /// set's server opens and most closes); `pid`, `tid` and `comm` are 0, `cgroup_id` is the
 /// socket's cgroup.
 pub const FLAG_NO_TASK: u32 = 256;
-/// Flag: an open or close of a TCP socket carrying the kernel's stream positions
-/// (`in_seq`, `out_seq`).
+/// Flag: an open or close of a TCP socket whose `ret` carries the kernel's stream
+/// positions (see [`PtEvent::stream_positions`]).
 pub const FLAG_SEQ: u32 = 512;
 
 /// Most iovecs per call, and messages per sendmmsg/recvmmsg call, copied (`PT_MAX_IOV`):
@@ -145,14 +145,6 @@ pub struct PtEvent {
     pub raddr: [u8; 16],
     /// Process name, NUL padded.
     pub comm: [u8; 16],
-    /// With [`FLAG_SEQ`] (opens and closes of TCP sockets): how far the application has
-    /// read the stream (tcp `copied_seq`, less the FIN's sequence number once it read the
-    /// end of the stream). The bytes it read between an open and a close are
-    /// `close.in_seq - open.in_seq` (mod 2^32).
-    pub in_seq: u32,
-    /// With [`FLAG_SEQ`]: how far the application has written (tcp `write_seq`; a FIN
-    /// sent counts one).
-    pub out_seq: u32,
 }
 
 /// Size of the header in bytes.
@@ -209,6 +201,20 @@ impl PtEvent {
             });
         }
         Ok((ev, &rest[..cap]))
+    }
+
+    /// With [`FLAG_SEQ`] (opens and closes of TCP sockets, socket tracepoint set): the
+    /// kernel's stream positions `(in_seq, out_seq)`, carried in `ret`. `in_seq`: how far
+    /// the application has read (tcp `copied_seq`, less the FIN's sequence number once it
+    /// read the end of the stream), so the bytes it read between an open and a close are
+    /// `close.in_seq - open.in_seq` (mod 2^32); `out_seq`: tcp `write_seq` (a FIN sent
+    /// counts one).
+    pub fn stream_positions(&self) -> Option<(u32, u32)> {
+        if self.flags & FLAG_SEQ == 0 || self.kind == KIND_DATA {
+            return None;
+        }
+        let v = self.ret as u64;
+        Some((v as u32, (v >> 32) as u32))
     }
 
     /// The process name up to its first NUL, lossily decoded.

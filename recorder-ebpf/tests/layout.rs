@@ -27,8 +27,6 @@ const FIELDS: &[&str] = &[
     "laddr",
     "raddr",
     "comm",
-    "in_seq",
-    "out_seq",
 ];
 
 fn rust_offsets() -> Vec<usize> {
@@ -53,8 +51,6 @@ fn rust_offsets() -> Vec<usize> {
         offset_of!(PtEvent, laddr),
         offset_of!(PtEvent, raddr),
         offset_of!(PtEvent, comm),
-        offset_of!(PtEvent, in_seq),
-        offset_of!(PtEvent, out_seq),
     ]
 }
 

@@ -50,13 +50,13 @@ struct SockState {
 }
 
 /// The check of a connection's bytes read: the socket tracepoint set's open and close
-/// events carry the kernel's read position of the stream ([`ev::FLAG_SEQ`]); the bytes
+/// events carry the kernel's read position of the stream ([`PtEvent::stream_positions`]); the bytes
 /// between them must be the sum of the connection's ingress rows. Connections with a
 /// row after a drop (`FLAG_GAP`: those bytes are counted as dropped already) or opened
 /// before the recording are not checked.
 #[derive(Debug, Clone, Copy, Default)]
 struct ReadCheck {
-    /// `in_seq` of the open, when the open was seen with it.
+    /// The read position at the open, when the open was seen with it.
     base: Option<u32>,
     /// Bytes of the ingress rows (TLS plaintext excluded: a stream of its own).
     rows: u64,
@@ -264,8 +264,8 @@ impl Converter {
         let conn_id = mix(e.sock ^ state.seq.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         if e.kind == ev::KIND_OPEN {
             state.role = Some(role_of(e.role));
-            if e.flags & ev::FLAG_SEQ != 0 {
-                state.read.base = Some(e.in_seq);
+            if let Some((read, _)) = e.stream_positions() {
+                state.read.base = Some(read);
             }
         } else if e.kind == ev::KIND_DATA {
             if e.flags & ev::FLAG_GAP != 0 {
@@ -287,12 +287,12 @@ impl Converter {
         let pending = state.pending_open.take();
         let close_role = state.role.unwrap_or(Role::Unknown);
         if e.kind == ev::KIND_CLOSE {
-            if let (Some(base), false, true) = (
+            if let (Some(base), false, Some((read, _))) = (
                 state.read.base,
                 state.read.gap || e.flags & ev::FLAG_GAP != 0,
-                e.flags & ev::FLAG_SEQ != 0,
+                e.stream_positions(),
             ) {
-                let kernel = u64::from(e.in_seq.wrapping_sub(base));
+                let kernel = u64::from(read.wrapping_sub(base));
                 self.counters.connections_checked += 1;
                 if kernel > state.read.rows {
                     let missed = kernel - state.read.rows;
@@ -451,7 +451,7 @@ mod tests {
         let mut open = base(ev::KIND_OPEN);
         open.role = ev::ROLE_CLIENT;
         open.flags = ev::FLAG_SEQ;
-        open.in_seq = open_seq;
+        open.ret = i64::from(open_seq) | (7 << 32);
         c.convert(&record(open, b""), &mut out);
         for (i, n) in reads.iter().enumerate() {
             let mut d = base(ev::KIND_DATA);
@@ -466,7 +466,7 @@ mod tests {
         c.convert(&record(w, b""), &mut out);
         let mut close = base(ev::KIND_CLOSE);
         close.flags = ev::FLAG_NO_TASK | close_flags;
-        close.in_seq = close_seq;
+        close.ret = i64::from(close_seq) | (9 << 32);
         c.convert(&record(close, b""), &mut out);
         (
             c.counters.connections_checked,
@@ -500,7 +500,7 @@ mod tests {
         c.convert(&record(d, b""), &mut out);
         let mut close = base(ev::KIND_CLOSE);
         close.flags = ev::FLAG_NO_TASK | ev::FLAG_SEQ;
-        close.in_seq = 5_000;
+        close.ret = 5_000;
         c.convert(&record(close, b""), &mut out);
         assert_eq!(
             (
