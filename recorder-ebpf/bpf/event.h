@@ -41,11 +41,10 @@
 #define PT_FLAG_NO_TASK 256 /* emitted outside the socket's process (softirq, timer): pid,
 			     * tid and comm are 0; the socket's cgroup is cgroup_id */
 /* An open or close of a TCP socket (socket tracepoint set) whose `ret` carries the
- * kernel's stream positions instead of a return value: bits 0-31 in_seq, how far the
- * application has read (tcp copied_seq, less the FIN's sequence number once it read the
- * end of the stream), so the bytes it read between an open and a close are
- * close.in_seq - open.in_seq (mod 2^32); bits 32-63 out_seq, tcp write_seq (how far it
- * has written; a FIN sent counts one). Data events keep their size. */
+ * kernel's read position of the stream instead of a return value: how far the application
+ * has read (tcp copied_seq, less the FIN's sequence number once it read the end of the
+ * stream; 32 bits), so the bytes it read between an open and a close are
+ * close.ret - open.ret (mod 2^32). Data events keep their size. */
 #define PT_FLAG_SEQ 512
 /* (a copy fault is PT_FLAG_READ_ERROR) */
 

@@ -428,6 +428,30 @@ static __always_inline __u32 cut_counter(__u32 flags)
 	return PT_CTR_TRUNC_BEYOND;
 }
 
+/* Marks a drop on `gap_key` (socket | direction): the socket's next event in that direction
+ * (or its close) carries PT_FLAG_GAP. */
+static __always_inline void mark_gap(__u64 gap_key)
+{
+	__u8 one = 1;
+	__u32 zero = 0;
+	bpf_map_update_elem(&pt_gaps, &gap_key, &one, BPF_ANY);
+	__u64 *any = bpf_map_lookup_elem(&pt_gap_any, &zero);
+	if (any)
+		*any = 1;
+}
+
+/* Whether a drop left the gap mark `gap_key` (socket | direction), which it removes; one
+ * array read while no drop ever happened. */
+static __always_inline int take_gap(__u64 gap_key)
+{
+	__u32 zero = 0;
+	__u64 *any = bpf_map_lookup_elem(&pt_gap_any, &zero);
+	if (!any || !*any || !bpf_map_lookup_elem(&pt_gaps, &gap_key))
+		return 0;
+	bpf_map_delete_elem(&pt_gaps, &gap_key);
+	return 1;
+}
+
 /* Writes header + cap_len payload bytes of the scratch to the ring buffer. */
 static __always_inline void submit(struct pt_scratch_t *s)
 {
@@ -436,23 +460,14 @@ static __always_inline void submit(struct pt_scratch_t *s)
 		cap = PT_MAX_SNAPLEN;
 	__u64 size = sizeof(struct pt_event) + cap;
 	__u64 gap_key = s->ev.sock | s->ev.direction;
-	__u32 zero = 0;
-	__u64 *any = bpf_map_lookup_elem(&pt_gap_any, &zero);
-	if (s->ev.kind == PT_KIND_DATA && any && *any) {
-		if (bpf_map_lookup_elem(&pt_gaps, &gap_key)) {
-			s->ev.flags |= PT_FLAG_GAP;
-			bpf_map_delete_elem(&pt_gaps, &gap_key);
-		}
-	}
+	if (s->ev.kind == PT_KIND_DATA && take_gap(gap_key))
+		s->ev.flags |= PT_FLAG_GAP;
 	if (bpf_ringbuf_output(&pt_events, s, size, wakeup_flag(size))) {
 		count(PT_CTR_RINGBUF_FULL, 1);
 		if (s->ev.kind == PT_KIND_DATA) {
-			__u8 one = 1;
 			if (s->ev.ret > 0)
 				count(PT_CTR_BYTES_DROPPED, s->ev.ret);
-			bpf_map_update_elem(&pt_gaps, &gap_key, &one, BPF_ANY);
-			if (any)
-				*any = 1;
+			mark_gap(gap_key);
 		}
 		return;
 	}
@@ -607,13 +622,7 @@ static __always_inline void on_mmsg(struct pt_scratch_t *s, struct pt_args_t *a,
 static __always_inline void lost_data(__u64 bytes, __u64 sk, __u8 dir)
 {
 	count(PT_CTR_BYTES_DROPPED, bytes);
-	__u64 gap_key = sk | dir;
-	__u8 one = 1;
-	__u32 zero = 0;
-	bpf_map_update_elem(&pt_gaps, &gap_key, &one, BPF_ANY);
-	__u64 *any = bpf_map_lookup_elem(&pt_gap_any, &zero);
-	if (any)
-		*any = 1;
+	mark_gap(sk | dir);
 }
 
 /* lost_data for the event of a finished syscall of the syscall sets. */
@@ -1041,11 +1050,10 @@ static __always_inline __u64 sk_cgroup_id(struct sock *sk)
 	return BPF_CORE_READ(sk, sk_cgrp_data.cgroup, kn, id);
 }
 
-/* The stream positions of a TCP socket into `ret` (see PT_FLAG_SEQ): copied_seq, less the
- * FIN's sequence number once the application has read the end of the stream (the peer's
- * FIN arrived — SOCK_DONE — and the application read up to rcv_nxt, which counts the FIN),
- * and write_seq. */
-static __always_inline void tcp_positions(struct pt_event *ev, struct tcp_sock *tp)
+/* The read position of a TCP socket (see PT_FLAG_SEQ): copied_seq, less the FIN's sequence
+ * number once the application has read the end of the stream (the peer's FIN arrived —
+ * SOCK_DONE — and the application read up to rcv_nxt, which counts the FIN). */
+static __always_inline __u32 tcp_read_position(struct tcp_sock *tp)
 {
 	__u32 copied = BPF_CORE_READ(tp, copied_seq);
 	__u32 rcv_nxt = BPF_CORE_READ(tp, rcv_nxt);
@@ -1053,8 +1061,7 @@ static __always_inline void tcp_positions(struct pt_event *ev, struct tcp_sock *
 	int done = bpf_core_enum_value(enum sock_flags, SOCK_DONE);
 	if (((sk_flags >> done) & 1) && copied == rcv_nxt)
 		copied -= 1;
-	__u32 written = BPF_CORE_READ(tp, write_seq);
-	ev->ret = (__s64)((__u64)copied | ((__u64)written << 32));
+	return copied;
 }
 
 /* An open or close of a TCP socket of a targeted cgroup (the socket's own cgroup: these
@@ -1080,24 +1087,14 @@ static __always_inline void sock_state(struct sock *sk, __u32 nr, __u32 kind, __
 	ev.flags = PT_FLAG_NO_TASK;
 	ev.cpu = bpf_get_smp_processor_id();
 	if (BPF_CORE_READ(sk, sk_protocol) == PT_IPPROTO_TCP) {
-		tcp_positions(&ev, (struct tcp_sock *)ev.sock);
+		ev.ret = tcp_read_position((struct tcp_sock *)ev.sock);
 		ev.flags |= PT_FLAG_SEQ;
 	}
-	if (kind == PT_KIND_CLOSE) {
-		/* a drop after the socket's last event left its gap mark: the close carries
-		 * it (the bytes are counted as dropped already), and the marks go with it */
-		__u32 zero = 0;
-		__u64 *any = bpf_map_lookup_elem(&pt_gap_any, &zero);
-		if (any && *any) {
-			__u64 in_key = ev.sock | PT_DIR_INGRESS;
-			__u64 out_key = ev.sock | PT_DIR_EGRESS;
-			if (bpf_map_lookup_elem(&pt_gaps, &in_key) ||
-			    bpf_map_lookup_elem(&pt_gaps, &out_key))
-				ev.flags |= PT_FLAG_GAP;
-			bpf_map_delete_elem(&pt_gaps, &in_key);
-			bpf_map_delete_elem(&pt_gaps, &out_key);
-		}
-	}
+	/* a drop after the socket's last event left its gap mark: the close carries it (the
+	 * bytes are counted as dropped already), and the marks go with it (both taken) */
+	if (kind == PT_KIND_CLOSE &&
+	    (take_gap(ev.sock | PT_DIR_INGRESS) | take_gap(ev.sock | PT_DIR_EGRESS)))
+		ev.flags |= PT_FLAG_GAP;
 	if (bpf_ringbuf_output(&pt_events, &ev, sizeof(ev), wakeup_flag(sizeof(ev)))) {
 		count(PT_CTR_RINGBUF_FULL, 1);
 		return;

@@ -43,8 +43,8 @@ pub const FLAG_CUT_BEYOND: u32 = 64;
 /// set's server opens and most closes); `pid`, `tid` and `comm` are 0, `cgroup_id` is the
 /// socket's cgroup.
 pub const FLAG_NO_TASK: u32 = 256;
-/// Flag: an open or close of a TCP socket whose `ret` carries the kernel's stream
-/// positions (see [`PtEvent::stream_positions`]).
+/// Flag: an open or close of a TCP socket whose `ret` carries the kernel's read position
+/// of the stream (see [`PtEvent::read_position`]).
 pub const FLAG_SEQ: u32 = 512;
 
 /// Most iovecs per call, and messages per sendmmsg/recvmmsg call, copied (`PT_MAX_IOV`):
@@ -204,17 +204,15 @@ impl PtEvent {
     }
 
     /// With [`FLAG_SEQ`] (opens and closes of TCP sockets, socket tracepoint set): the
-    /// kernel's stream positions `(in_seq, out_seq)`, carried in `ret`. `in_seq`: how far
-    /// the application has read (tcp `copied_seq`, less the FIN's sequence number once it
-    /// read the end of the stream), so the bytes it read between an open and a close are
-    /// `close.in_seq - open.in_seq` (mod 2^32); `out_seq`: tcp `write_seq` (a FIN sent
-    /// counts one).
-    pub fn stream_positions(&self) -> Option<(u32, u32)> {
+    /// kernel's read position of the stream, carried in `ret`: how far the application has
+    /// read (tcp `copied_seq`, less the FIN's sequence number once it read the end of the
+    /// stream), so the bytes it read between an open and a close are the difference of
+    /// the two positions (mod 2^32).
+    pub fn read_position(&self) -> Option<u32> {
         if self.flags & FLAG_SEQ == 0 || self.kind == KIND_DATA {
             return None;
         }
-        let v = self.ret as u64;
-        Some((v as u32, (v >> 32) as u32))
+        Some(self.ret as u32)
     }
 
     /// The process name up to its first NUL, lossily decoded.

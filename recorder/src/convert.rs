@@ -50,7 +50,7 @@ struct SockState {
 }
 
 /// The check of a connection's bytes read: the socket tracepoint set's open and close
-/// events carry the kernel's read position of the stream ([`PtEvent::stream_positions`]); the bytes
+/// events carry the kernel's read position of the stream ([`PtEvent::read_position`]); the bytes
 /// between them must be the sum of the connection's ingress rows. Connections with a
 /// row after a drop (`FLAG_GAP`: those bytes are counted as dropped already) or opened
 /// before the recording are not checked.
@@ -264,7 +264,7 @@ impl Converter {
         let conn_id = mix(e.sock ^ state.seq.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         if e.kind == ev::KIND_OPEN {
             state.role = Some(role_of(e.role));
-            if let Some((read, _)) = e.stream_positions() {
+            if let Some(read) = e.read_position() {
                 state.read.base = Some(read);
             }
         } else if e.kind == ev::KIND_DATA {
@@ -287,10 +287,10 @@ impl Converter {
         let pending = state.pending_open.take();
         let close_role = state.role.unwrap_or(Role::Unknown);
         if e.kind == ev::KIND_CLOSE {
-            if let (Some(base), false, Some((read, _))) = (
+            if let (Some(base), false, Some(read)) = (
                 state.read.base,
                 state.read.gap || e.flags & ev::FLAG_GAP != 0,
-                e.stream_positions(),
+                e.read_position(),
             ) {
                 let kernel = u64::from(read.wrapping_sub(base));
                 self.counters.connections_checked += 1;
@@ -451,7 +451,7 @@ mod tests {
         let mut open = base(ev::KIND_OPEN);
         open.role = ev::ROLE_CLIENT;
         open.flags = ev::FLAG_SEQ;
-        open.ret = i64::from(open_seq) | (7 << 32);
+        open.ret = i64::from(open_seq);
         c.convert(&record(open, b""), &mut out);
         for (i, n) in reads.iter().enumerate() {
             let mut d = base(ev::KIND_DATA);
@@ -466,7 +466,7 @@ mod tests {
         c.convert(&record(w, b""), &mut out);
         let mut close = base(ev::KIND_CLOSE);
         close.flags = ev::FLAG_NO_TASK | close_flags;
-        close.ret = i64::from(close_seq) | (9 << 32);
+        close.ret = i64::from(close_seq);
         c.convert(&record(close, b""), &mut out);
         (
             c.counters.connections_checked,
