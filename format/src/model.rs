@@ -39,13 +39,17 @@ pub mod counters {
     /// Bytes applications read, by the kernel's count at their connections' close, that
     /// no event carried (the socket tracepoint set checks every connection it saw open).
     pub const BYTES_READ_UNCAPTURED: &str = "bytes_read_uncaptured";
+    /// Bytes applications wrote, by the kernel's count at their connections' close, that
+    /// no event carried (checked where the socket tracepoint set saw the open).
+    pub const BYTES_WRITTEN_UNCAPTURED: &str = "bytes_written_uncaptured";
     /// Everything the capture lacks by the recorder's own counts: the analysis reports
     /// these totals as recorder drops.
-    pub const CAPTURE_LOSSES: [&str; 4] = [
+    pub const CAPTURE_LOSSES: [&str; 5] = [
         EVENTS_DROPPED_RINGBUF_FULL,
         EVENTS_DROPPED_SCRATCH_BUSY,
         BYTES_DROPPED,
         BYTES_READ_UNCAPTURED,
+        BYTES_WRITTEN_UNCAPTURED,
     ];
 }
 

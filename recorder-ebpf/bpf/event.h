@@ -43,9 +43,16 @@
 /* An open or close of a TCP socket (socket tracepoint set) whose `ret` carries the
  * kernel's read position of the stream instead of a return value: how far the application
  * has read (tcp copied_seq, less the FIN's sequence number once it read the end of the
- * stream; 32 bits), so the bytes it read between an open and a close are
- * close.ret - open.ret (mod 2^32). Data events keep their size. */
+ * stream; the low 32 bits), so the bytes it read between an open and a close are
+ * close.ret - open.ret (mod 2^32). Not on the close of a socket with an upper layer
+ * protocol (kernel TLS), whose stream bytes and call bytes differ. Data events keep their
+ * size. */
 #define PT_FLAG_SEQ 512
+/* A close with PT_FLAG_SEQ whose `ret` also carries, in its high 32 bits, the bytes the
+ * application wrote to the connection since its open (the difference of tcp write_seq at
+ * the open and at the end of the data: the FIN, once queued, not counted; mod 2^32). Set
+ * when the socket tracepoint set saw the connection's open. */
+#define PT_FLAG_WSEQ 1024
 /* (a copy fault is PT_FLAG_READ_ERROR) */
 
 /* Most iovecs per call and messages per sendmmsg/recvmmsg call copied: UIO_MAXIOV, the

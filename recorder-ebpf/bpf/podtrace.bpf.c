@@ -159,6 +159,24 @@ struct {
 	__type(value, __u64);
 } pt_gap_any SEC(".maps");
 
+/* The write check of a targeted TCP connection (see PT_FLAG_WSEQ), by its sock: tcp
+ * write_seq at its open, and at the FIN it queued — the end of its data — until its
+ * destruction. LRU: a connection whose entry gave way (more than max_entries open at once)
+ * is not checked, like one whose open was not seen. */
+struct pt_wseq {
+	__u32 start; /* write_seq at the open */
+	__u32 end;   /* write_seq when the FIN was queued (the FIN not counted) */
+	__u32 fin;   /* a FIN was queued: `end` is set */
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct pt_wseq);
+} pt_wseqs SEC(".maps");
+
 /* Bytes this CPU has written to the ring buffer (see wakeup_flag()). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -870,7 +888,9 @@ int BPF_PROG(pt_sys_exit, struct pt_regs *regs, long ret)
 #define PT_TCP_ESTABLISHED 1
 #define PT_TCP_SYN_SENT 2
 #define PT_TCP_SYN_RECV 3
+#define PT_TCP_FIN_WAIT1 4
 #define PT_TCP_CLOSE 7
+#define PT_TCP_LAST_ACK 9
 #define PT_TCP_LISTEN 10
 #define PT_IPPROTO_TCP 6
 #define PT_MSG_PEEK 2
@@ -1064,6 +1084,35 @@ static __always_inline __u32 tcp_read_position(struct tcp_sock *tp)
 	return copied;
 }
 
+/* The kernel's counts of a TCP connection's stream for the checks of its rows (see
+ * PT_FLAG_SEQ, PT_FLAG_WSEQ): at the open, the read position in `ret` and write_seq noted
+ * in pt_wseqs; at the close, the read position and the bytes written since the open. */
+static __always_inline void stream_counts(struct pt_event *ev, __u32 kind)
+{
+	struct tcp_sock *tp = (struct tcp_sock *)ev->sock;
+	if (kind == PT_KIND_OPEN) {
+		struct pt_wseq w = { .start = BPF_CORE_READ(tp, write_seq) };
+		bpf_map_update_elem(&pt_wseqs, &ev->sock, &w, BPF_ANY);
+		ev->ret = tcp_read_position(tp);
+		ev->flags |= PT_FLAG_SEQ;
+		return;
+	}
+	__u32 written = 0, known = 0;
+	struct pt_wseq *w = bpf_map_lookup_elem(&pt_wseqs, &ev->sock);
+	if (w) {
+		__u32 end = w->fin ? w->end : BPF_CORE_READ(tp, write_seq);
+		written = end - w->start;
+		known = 1;
+		bpf_map_delete_elem(&pt_wseqs, &ev->sock);
+	}
+	/* an upper layer protocol (kernel TLS) turns the stream's bytes into records while
+	 * the socket calls move plaintext: the counts do not compare, so none is given */
+	if (BPF_CORE_READ((struct inet_connection_sock *)tp, icsk_ulp_ops))
+		return;
+	ev->ret = (__s64)(((__u64)written << 32) | tcp_read_position(tp));
+	ev->flags |= PT_FLAG_SEQ | (known ? PT_FLAG_WSEQ : 0);
+}
+
 /* An open or close of a TCP socket of a targeted cgroup (the socket's own cgroup: these
  * run mostly in softirq — the handshake's last packet, the last ACK of a close, a timer —
  * where the current task is any task). The events carry PT_FLAG_NO_TASK and no task
@@ -1086,10 +1135,8 @@ static __always_inline void sock_state(struct sock *sk, __u32 nr, __u32 kind, __
 	ev.role = role;
 	ev.flags = PT_FLAG_NO_TASK;
 	ev.cpu = bpf_get_smp_processor_id();
-	if (BPF_CORE_READ(sk, sk_protocol) == PT_IPPROTO_TCP) {
-		ev.ret = tcp_read_position((struct tcp_sock *)ev.sock);
-		ev.flags |= PT_FLAG_SEQ;
-	}
+	if (BPF_CORE_READ(sk, sk_protocol) == PT_IPPROTO_TCP)
+		stream_counts(&ev, kind);
 	/* a drop after the socket's last event left its gap mark: the close carries it (the
 	 * bytes are counted as dropped already), and the marks go with it (both taken) */
 	if (kind == PT_KIND_CLOSE &&
@@ -1102,13 +1149,34 @@ static __always_inline void sock_state(struct sock *sk, __u32 nr, __u32 kind, __
 	count(PT_CTR_EVENTS, 1);
 }
 
+/* The application shut its side of a connection down and TCP queues its FIN next
+ * (tcp_close_state sets FIN_WAIT1 or LAST_ACK, then tcp_send_fin counts the FIN in
+ * write_seq): write_seq is the end of the data now, for the close's write check. A
+ * close() after a shutdown() sets the same state again, the FIN counted by then: only
+ * the first transition is the end of the data. */
+static __always_inline void fin_queued(struct sock *sk)
+{
+	__u64 key = ptr_scalar(sk);
+	struct pt_wseq *w = bpf_map_lookup_elem(&pt_wseqs, &key);
+	if (!w || w->fin)
+		return; /* not a targeted connection opened during the recording, or done */
+	w->end = BPF_CORE_READ((struct tcp_sock *)key, write_seq);
+	w->fin = 1;
+}
+
 /* Opens: the handshake's completion on either side (SYN_SENT -> ESTABLISHED: a client;
  * SYN_RECV -> ESTABLISHED: a server's accepted socket), when both ports are known (at
  * SYN_SENT a client's port is not chosen yet). */
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(pt_sock_state, struct sock *sk, int oldstate, int newstate)
 {
-	if (sk->sk_type != SOCK_STREAM || newstate != PT_TCP_ESTABLISHED)
+	if (sk->sk_type != SOCK_STREAM)
+		return 0;
+	if (newstate == PT_TCP_FIN_WAIT1 || newstate == PT_TCP_LAST_ACK) {
+		fin_queued(sk);
+		return 0;
+	}
+	if (newstate != PT_TCP_ESTABLISHED)
 		return 0;
 	if (oldstate == PT_TCP_SYN_SENT)
 		sock_state(sk, NR_connect, PT_KIND_OPEN, PT_ROLE_CLIENT);

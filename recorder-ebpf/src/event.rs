@@ -46,6 +46,9 @@ pub const FLAG_NO_TASK: u32 = 256;
 /// Flag: an open or close of a TCP socket whose `ret` carries the kernel's read position
 /// of the stream (see [`PtEvent::read_position`]).
 pub const FLAG_SEQ: u32 = 512;
+/// Flag: a close with [`FLAG_SEQ`] whose `ret` also carries the bytes the application
+/// wrote to the connection since its open (see [`PtEvent::bytes_written`]).
+pub const FLAG_WSEQ: u32 = 1024;
 
 /// Most iovecs per call, and messages per sendmmsg/recvmmsg call, copied (`PT_MAX_IOV`):
 /// the kernel's own `UIO_MAXIOV`, so no successful call is cut by it.
@@ -213,6 +216,17 @@ impl PtEvent {
             return None;
         }
         Some(self.ret as u32)
+    }
+
+    /// With [`FLAG_WSEQ`] (closes of TCP sockets whose open the socket tracepoint set
+    /// saw): the bytes the application wrote to the connection between its open and its
+    /// close, by the kernel's count (the difference of tcp `write_seq` at the open and at
+    /// the end of the data, a FIN not counted; mod 2^32), carried in `ret`'s high 32 bits.
+    pub fn bytes_written(&self) -> Option<u32> {
+        if self.flags & (FLAG_SEQ | FLAG_WSEQ) != FLAG_SEQ | FLAG_WSEQ || self.kind != KIND_CLOSE {
+            return None;
+        }
+        Some((self.ret as u64 >> 32) as u32)
     }
 
     /// The process name up to its first NUL, lossily decoded.

@@ -46,22 +46,37 @@ struct SockState {
     role: Option<Role>,
     task: Option<Task>,
     pending_open: Option<PtEvent>,
-    read: ReadCheck,
+    check: StreamCheck,
 }
 
-/// The check of a connection's bytes read: the socket tracepoint set's open and close
-/// events carry the kernel's read position of the stream ([`PtEvent::read_position`]); the bytes
-/// between them must be the sum of the connection's ingress rows. Connections with a
-/// row after a drop (`FLAG_GAP`: those bytes are counted as dropped already) or opened
-/// before the recording are not checked.
+/// The check of a connection's bytes read and written against the kernel's count: the
+/// socket tracepoint set's open and close events carry the read position of the stream
+/// ([`PtEvent::read_position`]), and the close the bytes written since the open
+/// ([`PtEvent::bytes_written`]); they must be the sums of the connection's ingress and
+/// egress rows. Connections with a row after a drop (`FLAG_GAP`: those bytes are counted as
+/// dropped already) or opened before the recording are not checked.
 #[derive(Debug, Clone, Copy, Default)]
-struct ReadCheck {
+struct StreamCheck {
     /// The read position at the open, when the open was seen with it.
     base: Option<u32>,
     /// Bytes of the ingress rows (TLS plaintext excluded: a stream of its own).
-    rows: u64,
+    read: u64,
+    /// Bytes of the egress rows (TLS plaintext excluded).
+    written: u64,
     /// A row of the connection followed a drop.
     gap: bool,
+}
+
+/// What the kernel counted beyond the rows' `rows` bytes: `kernel` is a 32-bit count
+/// (mod 2^32), so the rows are compared modulo 2^32 too, and rows beyond the kernel's count
+/// (which no loss explains: the difference wraps past 2^31) count nothing.
+fn uncaptured(kernel: u32, rows: u64) -> u64 {
+    let missed = kernel.wrapping_sub(rows as u32);
+    if missed < 1 << 31 {
+        u64::from(missed)
+    } else {
+        0
+    }
 }
 
 /// pid, tid and comm of an event.
@@ -176,6 +191,9 @@ pub struct ConvertCounters {
     /// Bytes those connections' applications read (by the kernel's count) that no event
     /// carried: a read the probes did not see.
     pub bytes_read_uncaptured: u64,
+    /// Bytes those connections' applications wrote (by the kernel's count) that no event
+    /// carried: a write the probes did not see.
+    pub bytes_written_uncaptured: u64,
 }
 
 /// Stateful event → row converter (one per recording).
@@ -258,21 +276,26 @@ impl Converter {
                 role: None,
                 task: None,
                 pending_open: None,
-                read: ReadCheck::default(),
+                check: StreamCheck::default(),
             }
         });
         let conn_id = mix(e.sock ^ state.seq.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         if e.kind == ev::KIND_OPEN {
             state.role = Some(role_of(e.role));
             if let Some(read) = e.read_position() {
-                state.read.base = Some(read);
+                state.check.base = Some(read);
             }
         } else if e.kind == ev::KIND_DATA {
             if e.flags & ev::FLAG_GAP != 0 {
-                state.read.gap = true;
+                state.check.gap = true;
             }
-            if e.direction == ev::DIR_INGRESS && e.flags & TLS_PLAINTEXT == 0 {
-                state.read.rows += u64::try_from(e.ret).unwrap_or(0);
+            if e.flags & TLS_PLAINTEXT == 0 {
+                let n = u64::try_from(e.ret).unwrap_or(0);
+                if e.direction == ev::DIR_INGRESS {
+                    state.check.read += n;
+                } else {
+                    state.check.written += n;
+                }
             }
         }
         if e.flags & ev::FLAG_NO_TASK == 0 {
@@ -288,20 +311,31 @@ impl Converter {
         let close_role = state.role.unwrap_or(Role::Unknown);
         if e.kind == ev::KIND_CLOSE {
             if let (Some(base), false, Some(read)) = (
-                state.read.base,
-                state.read.gap || e.flags & ev::FLAG_GAP != 0,
+                state.check.base,
+                state.check.gap || e.flags & ev::FLAG_GAP != 0,
                 e.read_position(),
             ) {
-                let kernel = u64::from(read.wrapping_sub(base));
                 self.counters.connections_checked += 1;
-                if kernel > state.read.rows {
-                    let missed = kernel - state.read.rows;
-                    self.counters.bytes_read_uncaptured += missed;
+                let kernel = read.wrapping_sub(base);
+                let missed = uncaptured(kernel, state.check.read);
+                self.counters.bytes_read_uncaptured += missed;
+                if missed > 0 {
                     tracing::debug!(
                         "connection {:#x}: the application read {kernel} bytes, the rows carry {}",
                         e.sock,
-                        state.read.rows
+                        state.check.read
                     );
+                }
+                if let Some(kernel) = e.bytes_written() {
+                    let missed = uncaptured(kernel, state.check.written);
+                    self.counters.bytes_written_uncaptured += missed;
+                    if missed > 0 {
+                        tracing::debug!(
+                            "connection {:#x}: the application wrote {kernel} bytes, the rows carry {}",
+                            e.sock,
+                            state.check.written
+                        );
+                    }
                 }
             }
             self.socks.remove(&e.sock);
@@ -488,6 +522,68 @@ mod tests {
         assert_eq!(read_check(100, &[10], 0, 200, seq | ev::FLAG_GAP), (0, 0));
         // a close without positions (another probe set): not checked
         assert_eq!(read_check(100, &[10], 0, 200, 0), (0, 0));
+    }
+
+    /// The write check over one connection: an open, egress rows of `writes` bytes (the
+    /// first flagged `first_flags`), 7 bytes read, a close whose `ret` carries `written`
+    /// above the read position, flagged `close_flags`; returns (connections checked, bytes
+    /// read uncaptured, bytes written uncaptured).
+    fn write_check(writes: &[i64], first_flags: u32, written: u32, close_flags: u32) -> [u64; 3] {
+        let mut c = Converter::new(0, None);
+        let mut out = Vec::new();
+        let mut open = base(ev::KIND_OPEN);
+        open.role = ev::ROLE_SERVER;
+        open.flags = ev::FLAG_SEQ;
+        open.ret = i64::from(u32::MAX - 2);
+        c.convert(&record(open, b""), &mut out);
+        let mut r = base(ev::KIND_DATA);
+        r.direction = ev::DIR_INGRESS;
+        r.ret = 7;
+        c.convert(&record(r, b""), &mut out);
+        for (i, n) in writes.iter().enumerate() {
+            let mut d = base(ev::KIND_DATA);
+            d.ret = *n;
+            d.flags = if i == 0 { first_flags } else { 0 };
+            c.convert(&record(d, b""), &mut out);
+        }
+        let mut close = base(ev::KIND_CLOSE);
+        close.flags = ev::FLAG_NO_TASK | close_flags;
+        // the read position wrapped past 2^32: 7 bytes after u32::MAX - 2
+        close.ret = ((u64::from(written) << 32) | 4) as i64;
+        c.convert(&record(close, b""), &mut out);
+        let k = c.counters;
+        [
+            k.connections_checked,
+            k.bytes_read_uncaptured,
+            k.bytes_written_uncaptured,
+        ]
+    }
+
+    #[test]
+    fn bytes_written_are_checked_against_the_kernels_count_at_close() {
+        let both = ev::FLAG_SEQ | ev::FLAG_WSEQ;
+        // every byte in rows; the read position in the low half is unaffected
+        assert_eq!(write_check(&[100, 23], 0, 123, both), [1, 0, 0]);
+        // 40 bytes written without an event
+        assert_eq!(write_check(&[100, 23], 0, 163, both), [1, 0, 40]);
+        // TLS plaintext is a stream of its own
+        assert_eq!(
+            write_check(&[100, 23], TLS_PLAINTEXT, 123, both),
+            [1, 0, 100]
+        );
+        // rows beyond the kernel's count: nothing uncaptured
+        assert_eq!(write_check(&[100, 23], 0, 120, both), [1, 0, 0]);
+        // no write count (the open was not seen by the kernel side): reads checked only
+        assert_eq!(write_check(&[100], 0, 999, ev::FLAG_SEQ), [1, 0, 0]);
+        // a drop already counted: nothing checked
+        assert_eq!(write_check(&[100], ev::FLAG_GAP, 999, both), [0, 0, 0]);
+        // counts compare modulo 2^32: 5 GiB of rows against the kernel's 32-bit count
+        let gib = 1i64 << 30;
+        assert_eq!(write_check(&[4 * gib, gib], 0, 1 << 30, both), [1, 0, 0]);
+        assert_eq!(
+            write_check(&[4 * gib, gib], 0, (1 << 30) + 9, both),
+            [1, 0, 9]
+        );
     }
 
     #[test]

@@ -70,12 +70,16 @@ pub struct RecorderStats {
     pub events_malformed: u64,
     /// Data rows with redacted headers.
     pub payloads_redacted: u64,
-    /// TCP connections recorded from open to close whose bytes read were checked against
-    /// the kernel's read position at the close (socket tracepoint set).
+    /// TCP connections recorded from open to close whose bytes read (and, where the kernel
+    /// side saw the open, written) were checked against the kernel's count at the close
+    /// (socket tracepoint set).
     pub connections_checked: u64,
     /// Bytes the applications of those connections read, by the kernel's count, that no
     /// event carried: reads the probes did not see (0 on a faithful recording).
     pub bytes_read_uncaptured: u64,
+    /// Bytes the applications of those connections wrote, by the kernel's count, that no
+    /// event carried: writes the probes did not see (0 on a faithful recording).
+    pub bytes_written_uncaptured: u64,
     /// HTTP/2 redaction: values rewritten, blocks blanked, losses of sync, payloads not
     /// checked (see [`crate::redact::Counters`]).
     pub h2_redaction: crate::redact::Counters,
@@ -100,6 +104,7 @@ struct UserCounters {
     redacted: AtomicU64,
     connections_checked: AtomicU64,
     bytes_read_uncaptured: AtomicU64,
+    bytes_written_uncaptured: AtomicU64,
     sent: AtomicU64,
     h2_values_redacted: AtomicU64,
     h2_blocks_blanked: AtomicU64,
@@ -161,6 +166,7 @@ impl Shared {
             payloads_redacted: self.user.redacted.load(Ordering::Relaxed),
             connections_checked: self.user.connections_checked.load(Ordering::Relaxed),
             bytes_read_uncaptured: self.user.bytes_read_uncaptured.load(Ordering::Relaxed),
+            bytes_written_uncaptured: self.user.bytes_written_uncaptured.load(Ordering::Relaxed),
             h2_redaction: self.user.h2(),
             records_sent: self.user.sent.load(Ordering::Relaxed),
         })
@@ -194,6 +200,10 @@ impl Shared {
             (
                 podtrace_format::counters::BYTES_READ_UNCAPTURED,
                 &self.user.bytes_read_uncaptured,
+            ),
+            (
+                podtrace_format::counters::BYTES_WRITTEN_UNCAPTURED,
+                &self.user.bytes_written_uncaptured,
             ),
             ("h2_values_redacted", &self.user.h2_values_redacted),
             ("h2_blocks_blanked", &self.user.h2_blocks_blanked),
@@ -414,6 +424,8 @@ impl Consumer {
             .store(c.connections_checked, Ordering::Relaxed);
         u.bytes_read_uncaptured
             .store(c.bytes_read_uncaptured, Ordering::Relaxed);
+        u.bytes_written_uncaptured
+            .store(c.bytes_written_uncaptured, Ordering::Relaxed);
         let h = self.conv.redaction_counters();
         u.h2_values_redacted
             .store(h.h2_values_redacted, Ordering::Relaxed);

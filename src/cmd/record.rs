@@ -97,6 +97,12 @@ pub fn run(args: RecordArgs) -> CmdResult {
                 st.bytes_read_uncaptured, st.connections_checked
             );
         }
+        if st.bytes_written_uncaptured > 0 {
+            eprintln!(
+                "podtrace: {} bytes written by the applications (the kernel's count at the connections' close, {} connections checked) are in no event",
+                st.bytes_written_uncaptured, st.connections_checked
+            );
+        }
         if summary.beyond_max_events > 0 {
             eprintln!(
                 "podtrace: --max-events reached: {} later socket events left out",

@@ -314,7 +314,7 @@ fn spans_stream_out_after_the_link_delay_not_the_window() {
     assert_eq!(out[0].name, "GET /live");
 }
 
-/// The recorder's capture-loss counters (kernel drops and bytes read that no event carried;
+/// The recorder's capture-loss counters (kernel drops and bytes read or written that no event carried;
 /// totals, latest reading) become `recorder_drops`; per-CPU rows and other counters do not.
 #[test]
 fn kernel_drop_counters_are_reported() {
@@ -336,6 +336,7 @@ fn kernel_drop_counters_are_reported() {
         stat(2, None, counters::EVENTS_DROPPED_RINGBUF_FULL, 5),
         stat(2, Some(1), counters::EVENTS_DROPPED_SCRATCH_BUSY, 9),
         stat(2, None, counters::BYTES_READ_UNCAPTURED, 49),
+        stat(2, None, counters::BYTES_WRITTEN_UNCAPTURED, 12),
         stat(2, None, "connections_checked", 4),
     ]);
     let drops: Vec<(String, u64)> = p.stats().recorder_drops.into_iter().collect();
@@ -344,6 +345,7 @@ fn kernel_drop_counters_are_reported() {
         [
             (counters::BYTES_DROPPED.to_string(), 700),
             (counters::BYTES_READ_UNCAPTURED.to_string(), 49),
+            (counters::BYTES_WRITTEN_UNCAPTURED.to_string(), 12),
             (counters::EVENTS_DROPPED_RINGBUF_FULL.to_string(), 5),
         ]
     );

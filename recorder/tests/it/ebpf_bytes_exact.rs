@@ -742,8 +742,11 @@ fn byte_exact_matrix_syscall_tracepoints() {
 }
 
 /// A server that reads part of its request with `splice(2)` (socket -> pipe: no
-/// recvmsg, no socket tracepoint) and the rest with `recv`; both ends read to the end of
-/// the stream (the FIN's sequence number is in the kernel's read position then).
+/// recvmsg, no socket tracepoint) and the rest with `recv`, and has part of its answer
+/// written by a child process it moved to another cgroup (argv[2]: not targeted) and the
+/// rest with `send`; both ends read to the end of
+/// the stream (the FIN's sequence number is in the kernel's read position then) and send
+/// their FIN (the client with `shutdown`, first; the server with `close`, second).
 const SPLICE_PY: &str = r#"
 import os, socket, sys, threading
 port = int(sys.argv[1])
@@ -757,7 +760,13 @@ def client():
     assert c.recv(1) == b"k"
     c.sendall(b"B" * 500)
     c.shutdown(socket.SHUT_WR)
-    assert c.recv(10) == b""
+    rest = b""
+    while True:
+        b = c.recv(1000)
+        if not b:
+            break
+        rest += b
+    assert rest == b"C" * 300, rest
     c.close()
 t = threading.Thread(target=client)
 t.start()
@@ -774,24 +783,35 @@ while spliced < 500:
     spliced += n
 assert os.read(r, 500) == b"B" * 500
 assert s.recv(10) == b""
+pid = os.fork()
+if pid == 0:
+    with open(os.path.join(sys.argv[2], "cgroup.procs"), "w") as f:
+        f.write(str(os.getpid()))
+    s.sendall(b"C" * 300)
+    os._exit(0)
+os.waitpid(pid, 0)
 s.close()
 t.join()
 srv.close()
 print(spliced)
 "#;
 
-/// The socket tracepoint set's check of every connection's bytes read: the kernel's read
-/// position at the open and at the close against the connection's ingress rows. Bytes an
-/// application takes off a socket without a socket call the probes see (`splice(2)`) are
-/// counted in `bytes_read_uncaptured`, exactly; the rest of the connection, and the other
-/// end, which read every byte with `recv`, add nothing.
+/// The socket tracepoint set's check of every connection's bytes read and written: the
+/// kernel's read position at the open and at the close against the connection's ingress
+/// rows, and its count of the bytes written between them (write_seq, the FIN not counted)
+/// against the egress rows. Bytes an application moves through a socket without a socket
+/// call the probes see — read with `splice(2)`, written by a process of a cgroup that is
+/// not targeted — are counted in `bytes_read_uncaptured` and `bytes_written_uncaptured`,
+/// exactly; the rest of the connection, and the other end, which uses `send` and `recv`
+/// only, add nothing.
 #[test]
-fn reads_the_probes_cannot_see_are_counted_at_close() {
-    let name = "reads_the_probes_cannot_see_are_counted_at_close";
+fn reads_and_writes_the_probes_cannot_see_are_counted_at_close() {
+    let name = "reads_and_writes_the_probes_cannot_see_are_counted_at_close";
     if !root_or_skip(name) || !tool_or_skip("python3", name) {
         return;
     }
     let cg = TestCgroup::new("uncaptured");
+    let other = TestCgroup::new("uncaptured-other");
     let dir = tempfile::tempdir().expect("tempdir");
     let script = dir.path().join("splice.py");
     std::fs::write(&script, SPLICE_PY).expect("write splice.py");
@@ -805,10 +825,15 @@ fn reads_the_probes_cannot_see_are_counted_at_close() {
     let rec = record_while_throttled(&rt(), cfg, Duration::ZERO, move |_| {
         let out = run_in(
             &cg,
-            &[&python(), script.to_str().expect("utf8"), &port.to_string()],
+            &[
+                &python(),
+                script.to_str().expect("utf8"),
+                &port.to_string(),
+                other.path.to_str().expect("utf8"),
+            ],
             Duration::from_secs(30),
         );
-        (String::from_utf8_lossy(&out).trim().to_string(), cg)
+        (String::from_utf8_lossy(&out).trim().to_string(), cg, other)
     });
     assert_eq!(rec.work.0, "500", "the server spliced the 500 bytes");
     let ingress: i64 = socket_rows(&rec.rows)
@@ -817,10 +842,20 @@ fn reads_the_probes_cannot_see_are_counted_at_close() {
         .flat_map(|(_, rows)| rows.iter().map(|r| r.ret))
         .sum();
     assert_eq!(ingress, 1000, "the server's recv rows");
+    let egress: i64 = socket_rows(&rec.rows)
+        .iter()
+        .filter(|((l, _, d), _)| l.port() == port && *d == Direction::Egress)
+        .flat_map(|(_, rows)| rows.iter().map(|r| r.ret))
+        .sum();
+    assert_eq!(egress, 1, "the server's own send row");
     let s = &rec.stats;
     assert_eq!(
-        (s.connections_checked, s.bytes_read_uncaptured),
-        (2, 500),
+        (
+            s.connections_checked,
+            s.bytes_read_uncaptured,
+            s.bytes_written_uncaptured
+        ),
+        (2, 500, 300),
         "{s:?}"
     );
 }
@@ -888,7 +923,7 @@ fn matrix(name: &str, probes: ProbeSet, expect_attached: &str) {
     let rows = socket_rows(&rec.rows);
     let s = &rec.stats;
     eprintln!(
-        "stats: events {} truncated {} (snaplen {}, read error {}, not user memory {}, iov limit {}, beyond buffers {}), dropped {}; bytes read checked at close on {} connections, {} in no event",
+        "stats: events {} truncated {} (snaplen {}, read error {}, not user memory {}, iov limit {}, beyond buffers {}), dropped {}; bytes checked at close on {} connections: read {}, written {} in no event",
         s.events_seen,
         s.payload_truncated,
         s.truncated_snaplen,
@@ -898,7 +933,8 @@ fn matrix(name: &str, probes: ProbeSet, expect_attached: &str) {
         s.truncated_beyond_buffers,
         s.total_dropped(),
         s.connections_checked,
-        s.bytes_read_uncaptured
+        s.bytes_read_uncaptured,
+        s.bytes_written_uncaptured
     );
     let mut failures = Vec::new();
     for (case, port) in &plan {
@@ -967,6 +1003,7 @@ fn matrix(name: &str, probes: ProbeSet, expect_attached: &str) {
         // the kernel's count of the bytes every connection's application read, at its close
         assert!(s.connections_checked > 0, "{s:?}");
         assert_eq!(s.bytes_read_uncaptured, 0, "{s:?}");
+        assert_eq!(s.bytes_written_uncaptured, 0, "{s:?}");
     }
     assert_eq!(
         s.payload_truncated, s.truncated_snaplen,

@@ -120,8 +120,9 @@ pub struct Recorded<R> {
 }
 
 /// Records with `cfg` while `work` runs (blocking), then stops the recorder. Every byte
-/// the recorded applications read is in the rows, by the kernel's own count at each
-/// connection's close (`bytes_read_uncaptured` is 0; the socket tracepoint set checks it).
+/// the recorded applications read or wrote is in the rows, by the kernel's own count at each
+/// connection's close (`bytes_read_uncaptured` and `bytes_written_uncaptured` are 0; the
+/// socket tracepoint set checks them).
 pub fn record_while<R: Send + 'static>(
     rt: &tokio::runtime::Runtime,
     cfg: RecordConfig,
@@ -129,8 +130,12 @@ pub fn record_while<R: Send + 'static>(
 ) -> Recorded<R> {
     let rec = record_while_throttled(rt, cfg, Duration::ZERO, work);
     assert_eq!(
-        rec.stats.bytes_read_uncaptured, 0,
-        "bytes read that no event carried: {:?}",
+        (
+            rec.stats.bytes_read_uncaptured,
+            rec.stats.bytes_written_uncaptured
+        ),
+        (0, 0),
+        "bytes read or written that no event carried: {:?}",
         rec.stats
     );
     rec
