@@ -17,7 +17,11 @@
 //! ingress, server egress and client ingress): each event's payload equals the stream bytes
 //! at its offset, the offsets advance by the call's byte count, the byte counts add up to
 //! the whole stream, and an event shorter than its byte count must be cut at the snaplen
-//! (counted as `payload_truncated_snaplen`, no other truncation reason).
+//! (counted as `payload_truncated_snaplen`, no other truncation reason). A receiving
+//! application may leave a stream's tail unread: the rows may end early where the receiver
+//! reset the connection, or for grpcio's client, which can discard the server's last
+//! frames without a reset (see `matrix`); with the socket tracepoint set the kernel's own
+//! count of the bytes each connection's application read and wrote is checked too.
 //! A case whose peer is missing is skipped loudly. The gRPC capture also goes through the
 //! analyzer: every RPC with its rpc.* attributes and status, no `h2_partial_headers`.
 
@@ -577,8 +581,8 @@ fn pcap_streams(path: &Path) -> Result<BTreeMap<Flow, WireStream>, String> {
 }
 
 /// Checks one socket direction's rows against the wire bytes (see the module docs);
-/// `tail_may_be_unread`: the rows may end before the stream does (a receiver that reset
-/// the connection).
+/// `tail_may_be_unread`: the rows may end before the stream does (a receiving application
+/// that did not read to the end: see `matrix`).
 fn check_rows(stream: &[u8], rows: &[&SocketData], tail_may_be_unread: bool) -> Result<(), String> {
     let mut at = 0usize;
     for (i, d) in rows.iter().enumerate() {
@@ -936,6 +940,18 @@ fn matrix(name: &str, probes: ProbeSet, expect_attached: &str) {
         s.bytes_read_uncaptured,
         s.bytes_written_uncaptured
     );
+    // Whether the receiving application read a stream's tail: an application may close
+    // with bytes unread. Linux then resets the connection (the RST is in the pcap), except
+    // when the connection had already ended: grpc C-core shuts a connection down
+    // (shutdown(SHUT_RDWR): its FIN, no check of unread bytes), the server's FIN completes
+    // the close, and the close(2) that follows discards the server's last frames (GOAWAY,
+    // PING) unread, without a reset (about 1 run in 60 to 80 here; in such a run the
+    // kernel's read count at the client socket's close confirmed that the client read
+    // exactly the bytes of its rows). So the grpcio client's receiving tail may be short
+    // of the wire without a reset; with the socket tracepoint set, the kernel's count at
+    // every checked connection's close (asserted below) still catches a read the probes
+    // missed.
+    let kernel_checked = attached.starts_with("socket tracepoints");
     let mut failures = Vec::new();
     for (case, port) in &plan {
         let flows: Vec<_> = wire
@@ -956,7 +972,7 @@ fn matrix(name: &str, probes: ProbeSet, expect_attached: &str) {
                 (
                     (*dst, *src, Direction::Ingress),
                     "receiver ingress",
-                    wire.receiver_reset,
+                    wire.receiver_reset || (*case == "grpcio" && src.port() == *port),
                 ),
             ] {
                 let got = rows.get(&key).map(Vec::as_slice).unwrap_or(&[]);
@@ -997,14 +1013,18 @@ fn matrix(name: &str, probes: ProbeSet, expect_attached: &str) {
     if let Some((_, port)) = plan.iter().find(|(c, _)| *c == "grpcio") {
         check_grpc_analysis(&rec.rows, *port);
     }
+    if kernel_checked {
+        // the kernel's count of the bytes each connection's application read and wrote,
+        // at its close
+        assert!(s.connections_checked > 0, "{s:?}");
+        assert_eq!(
+            (s.bytes_read_uncaptured, s.bytes_written_uncaptured),
+            (0, 0),
+            "{s:?}"
+        );
+    }
     assert_eq!(s.total_dropped(), 0);
     assert_eq!(s.read_errors, 0);
-    if attached.starts_with("socket tracepoints") {
-        // the kernel's count of the bytes every connection's application read, at its close
-        assert!(s.connections_checked > 0, "{s:?}");
-        assert_eq!(s.bytes_read_uncaptured, 0, "{s:?}");
-        assert_eq!(s.bytes_written_uncaptured, 0, "{s:?}");
-    }
     assert_eq!(
         s.payload_truncated, s.truncated_snaplen,
         "only snaplen cuts"
