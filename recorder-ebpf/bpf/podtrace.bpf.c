@@ -1067,7 +1067,8 @@ int BPF_PROG(pt_sock_recv, struct sock *sk, int ret, int flags)
  * inherits its listener's). */
 static __always_inline __u64 sk_cgroup_id(struct sock *sk)
 {
-	return BPF_CORE_READ(sk, sk_cgrp_data.cgroup, kn, id);
+	/* direct BTF loads (the socket programs' `sk` is a trusted pointer), as for tasks */
+	return sk->sk_cgrp_data.cgroup->kn->id;
 }
 
 /* The read position of a TCP socket (see PT_FLAG_SEQ): copied_seq, less the FIN's sequence
@@ -1156,6 +1157,8 @@ static __always_inline void sock_state(struct sock *sk, __u32 nr, __u32 kind, __
  * the first transition is the end of the data. */
 static __always_inline void fin_queued(struct sock *sk)
 {
+	if (!targeted_id(sk_cgroup_id(sk)))
+		return; /* the socket's cgroup, not the current task's (this runs in softirq too) */
 	__u64 key = ptr_scalar(sk);
 	struct pt_wseq *w = bpf_map_lookup_elem(&pt_wseqs, &key);
 	if (!w || w->fin)
