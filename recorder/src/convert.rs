@@ -38,11 +38,24 @@ fn tls_stream(conn_id: u64) -> u64 {
     conn_id ^ 0x7f1a_5e5e_c0de_0001
 }
 
+/// How long a socket's state is kept without an event: sockets that never close in the
+/// recorder's view (UDP, whose sockets have no close event; connections whose close came
+/// while their cgroup was not targeted) would otherwise keep theirs for the whole
+/// recording. Far beyond the analysis window (120 s), whose connection state the
+/// analyzer drops much earlier; a socket used again after this long gets a new
+/// connection id.
+pub const SOCKET_IDLE_NS: u64 = 10 * 60 * 1_000_000_000;
+
+/// How often (in event time) the states idle for [`SOCKET_IDLE_NS`] are dropped.
+const SWEEP_EVERY_NS: u64 = 60 * 1_000_000_000;
+
 /// A live connection: its sequence number and role, the process of its last data row, and
 /// an open seen outside any process that waits for that process.
 #[derive(Debug, Clone, Copy)]
 struct SockState {
     seq: u64,
+    /// The boot-time timestamp of the socket's last event.
+    last_ns: u64,
     role: Option<Role>,
     task: Option<Task>,
     pending_open: Option<PtEvent>,
@@ -194,6 +207,8 @@ pub struct ConvertCounters {
     /// Bytes those connections' applications wrote (by the kernel's count) that no event
     /// carried: a write the probes did not see.
     pub bytes_written_uncaptured: u64,
+    /// Socket states dropped after [`SOCKET_IDLE_NS`] without an event.
+    pub sockets_expired: u64,
 }
 
 /// Stateful event → row converter (one per recording).
@@ -204,8 +219,16 @@ pub struct Converter {
     next_seq: u64,
     redactor: Option<Redactor>,
     names: Names,
+    /// When (event time) the idle socket states were last dropped.
+    last_sweep_ns: u64,
     /// Conversion counters.
     pub counters: ConvertCounters,
+}
+
+/// The connection id of the socket `sock`'s `seq`-th state (a pointer reused by a later
+/// socket gets a new state, hence a new id).
+fn conn_id(sock: u64, seq: u64) -> u64 {
+    mix(sock ^ seq.wrapping_mul(0x9e37_79b9_7f4a_7c15))
 }
 
 /// splitmix64 finaliser: a bijective mix so different (pointer, generation) pairs give
@@ -240,8 +263,35 @@ impl Converter {
             next_seq: 1,
             redactor,
             names: Names::default(),
+            last_sweep_ns: 0,
             counters: ConvertCounters::default(),
         }
+    }
+
+    /// Sockets with state (live connections, and sockets seen in the last
+    /// [`SOCKET_IDLE_NS`] without a close).
+    pub fn sockets(&self) -> usize {
+        self.socks.len()
+    }
+
+    /// Drops the states of sockets without an event since `now_ns - SOCKET_IDLE_NS`, and
+    /// their redaction state.
+    fn sweep(&mut self, now_ns: u64) {
+        self.last_sweep_ns = now_ns;
+        let horizon = now_ns.saturating_sub(SOCKET_IDLE_NS);
+        let (redactor, counters) = (&mut self.redactor, &mut self.counters);
+        self.socks.retain(|&sock, st| {
+            if st.last_ns >= horizon {
+                return true;
+            }
+            counters.sockets_expired += 1;
+            if let Some(r) = redactor.as_mut() {
+                let conn_id = conn_id(sock, st.seq);
+                r.forget(conn_id);
+                r.forget(tls_stream(conn_id));
+            }
+            false
+        });
     }
 
     /// The HTTP/2 redaction counters (zero without redaction).
@@ -263,6 +313,9 @@ impl Converter {
             }
         };
         self.counters.decoded += 1;
+        if e.ts_ns >= self.last_sweep_ns.saturating_add(SWEEP_EVERY_NS) {
+            self.sweep(e.ts_ns);
+        }
         if e.kind == ev::KIND_OPEN {
             // a pointer still known at a new open was reused without a close seen
             self.socks.remove(&e.sock);
@@ -273,13 +326,15 @@ impl Converter {
             *next_seq += 1;
             SockState {
                 seq,
+                last_ns: 0,
                 role: None,
                 task: None,
                 pending_open: None,
                 check: StreamCheck::default(),
             }
         });
-        let conn_id = mix(e.sock ^ state.seq.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        state.last_ns = state.last_ns.max(e.ts_ns);
+        let conn_id = conn_id(e.sock, state.seq);
         if e.kind == ev::KIND_OPEN {
             state.role = Some(role_of(e.role));
             if let Some(read) = e.read_position() {
@@ -584,6 +639,47 @@ mod tests {
             write_check(&[4 * gib, gib], 0, (1 << 30) + 9, both),
             [1, 0, 9]
         );
+    }
+
+    /// Sockets without a close (UDP) do not keep their state for the whole recording:
+    /// after [`SOCKET_IDLE_NS`] without an event it goes, with its redaction state; a
+    /// socket with an event within that time keeps its connection id.
+    #[test]
+    fn idle_socket_states_expire() {
+        let mut c = Converter::new(0, Some(Redactor::new::<&str>(&[])));
+        let mut out = Vec::new();
+        let minute = 60 * 1_000_000_000u64;
+        let data = |sock: u64, ts_ns: u64| {
+            let mut d = base(ev::KIND_DATA);
+            d.sock = sock;
+            d.ts_ns = ts_ns;
+            d.ret = 4;
+            d.cap_len = 4;
+            record(d, b"GET ")
+        };
+        let conn = |out: &[Record]| match out.last() {
+            Some(Record::SocketData(d)) => d.meta.conn_id,
+            r => panic!("{r:?}"),
+        };
+        let t0 = 1_000 * minute;
+        c.convert(&data(0xa, t0), &mut out);
+        let a = conn(&out);
+        c.convert(&data(0xb, t0), &mut out);
+        assert_eq!(c.redactor.as_ref().map(Redactor::streams), Some(2));
+        // b stays busy: an event every 5 minutes
+        for m in [5, 10, 15] {
+            c.convert(&data(0xb, t0 + m * minute), &mut out);
+        }
+        assert_eq!((c.sockets(), c.counters.sockets_expired), (1, 1));
+        assert_eq!(c.redactor.as_ref().map(Redactor::streams), Some(1));
+        // a's next event starts a new connection id; b keeps its own
+        c.convert(&data(0xa, t0 + 16 * minute), &mut out);
+        assert_ne!(conn(&out), a);
+        c.convert(&data(0xb, t0 + 16 * minute), &mut out);
+        let b = conn(&out);
+        c.convert(&data(0xb, t0 + 17 * minute), &mut out);
+        assert_eq!(conn(&out), b);
+        assert_eq!(c.sockets(), 2);
     }
 
     #[test]

@@ -80,6 +80,10 @@ pub struct RecorderStats {
     /// Bytes the applications of those connections wrote, by the kernel's count, that no
     /// event carried: writes the probes did not see (0 on a faithful recording).
     pub bytes_written_uncaptured: u64,
+    /// Socket states user space dropped after 10 minutes without an event (UDP sockets,
+    /// whose sockets have no close event, and closes not seen): the memory bound of a long
+    /// recording. A socket used again later gets a new connection id.
+    pub sockets_expired: u64,
     /// HTTP/2 redaction: values rewritten, blocks blanked, losses of sync, payloads not
     /// checked (see [`crate::redact::Counters`]).
     pub h2_redaction: crate::redact::Counters,
@@ -105,6 +109,7 @@ struct UserCounters {
     connections_checked: AtomicU64,
     bytes_read_uncaptured: AtomicU64,
     bytes_written_uncaptured: AtomicU64,
+    sockets_expired: AtomicU64,
     sent: AtomicU64,
     h2_values_redacted: AtomicU64,
     h2_blocks_blanked: AtomicU64,
@@ -167,6 +172,7 @@ impl Shared {
             connections_checked: self.user.connections_checked.load(Ordering::Relaxed),
             bytes_read_uncaptured: self.user.bytes_read_uncaptured.load(Ordering::Relaxed),
             bytes_written_uncaptured: self.user.bytes_written_uncaptured.load(Ordering::Relaxed),
+            sockets_expired: self.user.sockets_expired.load(Ordering::Relaxed),
             h2_redaction: self.user.h2(),
             records_sent: self.user.sent.load(Ordering::Relaxed),
         })
@@ -205,6 +211,7 @@ impl Shared {
                 podtrace_format::counters::BYTES_WRITTEN_UNCAPTURED,
                 &self.user.bytes_written_uncaptured,
             ),
+            ("sockets_expired", &self.user.sockets_expired),
             ("h2_values_redacted", &self.user.h2_values_redacted),
             ("h2_blocks_blanked", &self.user.h2_blocks_blanked),
             (
@@ -426,6 +433,8 @@ impl Consumer {
             .store(c.bytes_read_uncaptured, Ordering::Relaxed);
         u.bytes_written_uncaptured
             .store(c.bytes_written_uncaptured, Ordering::Relaxed);
+        u.sockets_expired
+            .store(c.sockets_expired, Ordering::Relaxed);
         let h = self.conv.redaction_counters();
         u.h2_values_redacted
             .store(h.h2_values_redacted, Ordering::Relaxed);

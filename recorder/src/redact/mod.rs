@@ -64,7 +64,7 @@
 //!   response in the same payload or starts the next one.
 //! - TLS ciphertext is not redacted (it is not readable); TLS plaintext rows go through
 //!   the same redaction. A stream must get either its plaintext or its ciphertext
-//!   payloads, not both interleaved (use a different `dir` key for each).
+//!   payloads, not both interleaved (use a different `conn` key for each).
 
 mod h2;
 mod hpack;
@@ -72,6 +72,7 @@ mod http1;
 pub mod huffman;
 
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use podtrace_recorder_ebpf::event::{DIR_EGRESS, DIR_INGRESS};
 
 /// Headers redacted by default (lowercase).
 pub const DEFAULT_HEADERS: [&str; 4] = [
@@ -146,7 +147,8 @@ impl Redactor {
         self.counters
     }
 
-    /// Redacts `payload` (bytes of one syscall on stream `(conn, dir)`) in place; returns
+    /// Redacts `payload` (bytes of one syscall on stream `(conn, dir)`; `dir` is the
+    /// event's direction, [`DIR_EGRESS`] or [`DIR_INGRESS`]) in place; returns
     /// whether any byte was overwritten. `complete` is false when the payload was cut
     /// (truncated or partly unreadable): the stream then resynchronises.
     pub fn redact(&mut self, conn: u64, dir: u8, payload: &mut [u8], complete: bool) -> bool {
@@ -247,10 +249,19 @@ impl Redactor {
         }
     }
 
-    /// Forgets a connection's state (on close).
+    /// Forgets a connection's state (on close): its two directions' streams, looked up by
+    /// key (a scan of every stream per close cost O(streams) each, quadratic on a node
+    /// with many connections).
     pub fn forget(&mut self, conn: u64) {
-        self.streams.retain(|(c, _), _| *c != conn);
+        for dir in [DIR_EGRESS, DIR_INGRESS] {
+            self.streams.remove(&(conn, dir));
+        }
         self.h2_conns.remove(&conn);
+    }
+
+    /// Streams with state (both directions counted).
+    pub fn streams(&self) -> usize {
+        self.streams.len()
     }
 }
 
