@@ -1158,7 +1158,7 @@ static __always_inline void sock_state(struct sock *sk, __u32 nr, __u32 kind, __
 static __always_inline void fin_queued(struct sock *sk)
 {
 	if (!targeted_id(sk_cgroup_id(sk)))
-		return; /* the socket's cgroup, not the current task's (this runs in softirq too) */
+		return; /* another cgroup's socket: no entry to look up */
 	__u64 key = ptr_scalar(sk);
 	struct pt_wseq *w = bpf_map_lookup_elem(&pt_wseqs, &key);
 	if (!w || w->fin)
@@ -1169,7 +1169,8 @@ static __always_inline void fin_queued(struct sock *sk)
 
 /* Opens: the handshake's completion on either side (SYN_SENT -> ESTABLISHED: a client;
  * SYN_RECV -> ESTABLISHED: a server's accepted socket), when both ports are known (at
- * SYN_SENT a client's port is not chosen yet). */
+ * SYN_SENT a client's port is not chosen yet). And the FIN a connection queues (see
+ * fin_queued). */
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(pt_sock_state, struct sock *sk, int oldstate, int newstate)
 {

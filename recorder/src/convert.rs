@@ -80,16 +80,19 @@ struct StreamCheck {
     gap: bool,
 }
 
-/// What the kernel counted beyond the rows' `rows` bytes: `kernel` is a 32-bit count
+/// What the kernel counted beyond the rows' `rows` bytes on the socket `sock` (logged at
+/// debug level with `verb`: what the application did): `kernel` is a 32-bit count
 /// (mod 2^32), so the rows are compared modulo 2^32 too, and rows beyond the kernel's count
 /// (which no loss explains: the difference wraps past 2^31) count nothing.
-fn uncaptured(kernel: u32, rows: u64) -> u64 {
+fn uncaptured(sock: u64, verb: &str, kernel: u32, rows: u64) -> u64 {
     let missed = kernel.wrapping_sub(rows as u32);
-    if missed < 1 << 31 {
-        u64::from(missed)
-    } else {
-        0
+    if missed == 0 || missed >= 1 << 31 {
+        return 0;
     }
+    tracing::debug!(
+        "connection {sock:#x}: the application {verb} {kernel} bytes, the rows carry {rows}"
+    );
+    u64::from(missed)
 }
 
 /// pid, tid and comm of an event.
@@ -275,23 +278,35 @@ impl Converter {
     }
 
     /// Drops the states of sockets without an event since `now_ns - SOCKET_IDLE_NS`, and
-    /// their redaction state.
-    fn sweep(&mut self, now_ns: u64) {
+    /// their redaction state. An open still waiting for its process is emitted as it is
+    /// (as a close would).
+    fn sweep(&mut self, now_ns: u64, out: &mut Vec<Record>) {
         self.last_sweep_ns = now_ns;
         let horizon = now_ns.saturating_sub(SOCKET_IDLE_NS);
         let (redactor, counters) = (&mut self.redactor, &mut self.counters);
+        let mut opens = Vec::new();
         self.socks.retain(|&sock, st| {
             if st.last_ns >= horizon {
                 return true;
             }
             counters.sockets_expired += 1;
+            let conn_id = conn_id(sock, st.seq);
             if let Some(r) = redactor.as_mut() {
-                let conn_id = conn_id(sock, st.seq);
                 r.forget(conn_id);
                 r.forget(tls_stream(conn_id));
             }
+            if let Some(open) = st.pending_open {
+                opens.push((open, conn_id));
+            }
             false
         });
+        for (open, conn_id) in opens {
+            out.push(Record::SocketOpen(SocketEvent {
+                meta: self.meta(&open, conn_id),
+                role: role_of(open.role),
+                syscall: self.names.syscall(open.syscall),
+            }));
+        }
     }
 
     /// The HTTP/2 redaction counters (zero without redaction).
@@ -314,7 +329,7 @@ impl Converter {
         };
         self.counters.decoded += 1;
         if e.ts_ns >= self.last_sweep_ns.saturating_add(SWEEP_EVERY_NS) {
-            self.sweep(e.ts_ns);
+            self.sweep(e.ts_ns, out);
         }
         if e.kind == ev::KIND_OPEN {
             // a pointer still known at a new open was reused without a close seen
@@ -370,27 +385,13 @@ impl Converter {
                 state.check.gap || e.flags & ev::FLAG_GAP != 0,
                 e.read_position(),
             ) {
-                self.counters.connections_checked += 1;
-                let kernel = read.wrapping_sub(base);
-                let missed = uncaptured(kernel, state.check.read);
-                self.counters.bytes_read_uncaptured += missed;
-                if missed > 0 {
-                    tracing::debug!(
-                        "connection {:#x}: the application read {kernel} bytes, the rows carry {}",
-                        e.sock,
-                        state.check.read
-                    );
-                }
+                let c = &mut self.counters;
+                c.connections_checked += 1;
+                c.bytes_read_uncaptured +=
+                    uncaptured(e.sock, "read", read.wrapping_sub(base), state.check.read);
                 if let Some(kernel) = e.bytes_written() {
-                    let missed = uncaptured(kernel, state.check.written);
-                    self.counters.bytes_written_uncaptured += missed;
-                    if missed > 0 {
-                        tracing::debug!(
-                            "connection {:#x}: the application wrote {kernel} bytes, the rows carry {}",
-                            e.sock,
-                            state.check.written
-                        );
-                    }
+                    c.bytes_written_uncaptured +=
+                        uncaptured(e.sock, "wrote", kernel, state.check.written);
                 }
             }
             self.socks.remove(&e.sock);
@@ -641,6 +642,11 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_redactors_directions_are_the_events() {
+        assert_eq!(crate::redact::DIRECTIONS, [ev::DIR_EGRESS, ev::DIR_INGRESS]);
+    }
+
     /// Sockets without a close (UDP) do not keep their state for the whole recording:
     /// after [`SOCKET_IDLE_NS`] without an event it goes, with its redaction state; a
     /// socket with an event within that time keeps its connection id.
@@ -680,6 +686,23 @@ mod tests {
         c.convert(&data(0xb, t0 + 17 * minute), &mut out);
         assert_eq!(conn(&out), b);
         assert_eq!(c.sockets(), 2);
+        // an open still waiting for its process (a server's handshake, no data since)
+        // is emitted when its state goes
+        let mut open = base(ev::KIND_OPEN);
+        open.sock = 0xc;
+        open.ts_ns = t0 + 17 * minute;
+        open.role = ev::ROLE_SERVER;
+        open.flags = ev::FLAG_NO_TASK;
+        let before = out.len();
+        c.convert(&record(open, b""), &mut out);
+        assert_eq!(out.len(), before, "the open waits for its process");
+        c.convert(&data(0xb, t0 + 30 * minute), &mut out);
+        assert!(
+            matches!(&out[before], Record::SocketOpen(o) if o.role == Role::Server),
+            "{:?}",
+            &out[before..]
+        );
+        assert_eq!(c.sockets(), 1);
     }
 
     #[test]

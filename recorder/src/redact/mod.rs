@@ -72,7 +72,10 @@ mod http1;
 pub mod huffman;
 
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
-use podtrace_recorder_ebpf::event::{DIR_EGRESS, DIR_INGRESS};
+
+/// The directions a stream key takes: the events' `direction` (egress 0, ingress 1). This
+/// module stands alone (the fuzz targets include it by path), so the values are its own.
+pub const DIRECTIONS: [u8; 2] = [0, 1];
 
 /// Headers redacted by default (lowercase).
 pub const DEFAULT_HEADERS: [&str; 4] = [
@@ -148,7 +151,7 @@ impl Redactor {
     }
 
     /// Redacts `payload` (bytes of one syscall on stream `(conn, dir)`; `dir` is the
-    /// event's direction, [`DIR_EGRESS`] or [`DIR_INGRESS`]) in place; returns
+    /// event's direction, 0 egress or 1 ingress) in place; returns
     /// whether any byte was overwritten. `complete` is false when the payload was cut
     /// (truncated or partly unreadable): the stream then resynchronises.
     pub fn redact(&mut self, conn: u64, dir: u8, payload: &mut [u8], complete: bool) -> bool {
@@ -253,7 +256,7 @@ impl Redactor {
     /// key (a scan of every stream per close cost O(streams) each, quadratic on a node
     /// with many connections).
     pub fn forget(&mut self, conn: u64) {
-        for dir in [DIR_EGRESS, DIR_INGRESS] {
+        for dir in DIRECTIONS {
             self.streams.remove(&(conn, dir));
         }
         self.h2_conns.remove(&conn);

@@ -840,18 +840,23 @@ fn reads_and_writes_the_probes_cannot_see_are_counted_at_close() {
         (String::from_utf8_lossy(&out).trim().to_string(), cg, other)
     });
     assert_eq!(rec.work.0, "500", "the server spliced the 500 bytes");
-    let ingress: i64 = socket_rows(&rec.rows)
-        .iter()
-        .filter(|((l, _, d), _)| l.port() == port && *d == Direction::Ingress)
-        .flat_map(|(_, rows)| rows.iter().map(|r| r.ret))
-        .sum();
-    assert_eq!(ingress, 1000, "the server's recv rows");
-    let egress: i64 = socket_rows(&rec.rows)
-        .iter()
-        .filter(|((l, _, d), _)| l.port() == port && *d == Direction::Egress)
-        .flat_map(|(_, rows)| rows.iter().map(|r| r.ret))
-        .sum();
-    assert_eq!(egress, 1, "the server's own send row");
+    let rows = socket_rows(&rec.rows);
+    let server_bytes = |dir: Direction| -> i64 {
+        rows.iter()
+            .filter(|((l, _, d), _)| l.port() == port && *d == dir)
+            .flat_map(|(_, rows)| rows.iter().map(|r| r.ret))
+            .sum()
+    };
+    assert_eq!(
+        server_bytes(Direction::Ingress),
+        1000,
+        "the server's recv rows"
+    );
+    assert_eq!(
+        server_bytes(Direction::Egress),
+        1,
+        "the server's own send row"
+    );
     let s = &rec.stats;
     assert_eq!(
         (
