@@ -162,12 +162,14 @@ struct {
 /* The write check of a targeted TCP connection (see PT_FLAG_WSEQ), by its sock: tcp
  * write_seq at its open, and at the FIN it queued — the end of its data — until its
  * destruction. LRU: a connection whose entry gave way (more than max_entries open at once)
- * is not checked, like one whose open was not seen. */
+ * is not checked, like one whose open was not seen. The ports tell a later socket at the
+ * same address from the one whose destruction was not seen (its cgroup was no longer
+ * targeted then). */
 struct pt_wseq {
 	__u32 start; /* write_seq at the open */
 	__u32 end;   /* write_seq when the FIN was queued (the FIN not counted) */
 	__u32 fin;   /* a FIN was queued: `end` is set */
-	__u32 pad;
+	__u32 ports; /* lport << 16 | rport at the open */
 };
 
 struct {
@@ -1092,7 +1094,10 @@ static __always_inline void stream_counts(struct pt_event *ev, __u32 kind)
 {
 	struct tcp_sock *tp = (struct tcp_sock *)ev->sock;
 	if (kind == PT_KIND_OPEN) {
-		struct pt_wseq w = { .start = BPF_CORE_READ(tp, write_seq) };
+		struct pt_wseq w = {
+			.start = BPF_CORE_READ(tp, write_seq),
+			.ports = (__u32)ev->lport << 16 | ev->rport,
+		};
 		bpf_map_update_elem(&pt_wseqs, &ev->sock, &w, BPF_ANY);
 		ev->ret = tcp_read_position(tp);
 		ev->flags |= PT_FLAG_SEQ;
@@ -1103,7 +1108,7 @@ static __always_inline void stream_counts(struct pt_event *ev, __u32 kind)
 	if (w) {
 		__u32 end = w->fin ? w->end : BPF_CORE_READ(tp, write_seq);
 		written = end - w->start;
-		known = 1;
+		known = w->ports == ((__u32)ev->lport << 16 | ev->rport);
 		bpf_map_delete_elem(&pt_wseqs, &ev->sock);
 	}
 	/* an upper layer protocol (kernel TLS) turns the stream's bytes into records while

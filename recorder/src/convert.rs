@@ -67,11 +67,15 @@ struct SockState {
 /// ([`PtEvent::read_position`]), and the close the bytes written since the open
 /// ([`PtEvent::bytes_written`]); they must be the sums of the connection's ingress and
 /// egress rows. Connections with a row after a drop (`FLAG_GAP`: those bytes are counted as
-/// dropped already) or opened before the recording are not checked.
+/// dropped already) or opened before the recording are not checked; nor is a close whose
+/// ports are not its open's (a later socket at the address of one whose close was not seen:
+/// its cgroup was no longer targeted then).
 #[derive(Debug, Clone, Copy, Default)]
 struct StreamCheck {
     /// The read position at the open, when the open was seen with it.
     base: Option<u32>,
+    /// The open's (local, remote) ports.
+    ports: (u16, u16),
     /// Bytes of the ingress rows (TLS plaintext excluded: a stream of its own).
     read: u64,
     /// Bytes of the egress rows (TLS plaintext excluded).
@@ -354,6 +358,7 @@ impl Converter {
             state.role = Some(role_of(e.role));
             if let Some(read) = e.read_position() {
                 state.check.base = Some(read);
+                state.check.ports = (e.lport, e.rport);
             }
         } else if e.kind == ev::KIND_DATA {
             if e.flags & ev::FLAG_GAP != 0 {
@@ -382,7 +387,9 @@ impl Converter {
         if e.kind == ev::KIND_CLOSE {
             if let (Some(base), false, Some(read)) = (
                 state.check.base,
-                state.check.gap || e.flags & ev::FLAG_GAP != 0,
+                state.check.gap
+                    || e.flags & ev::FLAG_GAP != 0
+                    || state.check.ports != (e.lport, e.rport),
                 e.read_position(),
             ) {
                 let c = &mut self.counters;
@@ -703,6 +710,33 @@ mod tests {
             &out[before..]
         );
         assert_eq!(c.sockets(), 1);
+    }
+
+    /// A socket at the address of one whose close was not seen (its cgroup stopped being
+    /// targeted), opened unseen and closed seen: its close has other ports than the stale
+    /// open's, and is not checked against it.
+    #[test]
+    fn a_close_with_other_ports_than_the_open_is_not_checked() {
+        let mut c = Converter::new(0, None);
+        let mut out = Vec::new();
+        let mut open = base(ev::KIND_OPEN);
+        open.flags = ev::FLAG_SEQ;
+        open.ret = 100;
+        c.convert(&record(open, b""), &mut out);
+        let mut close = base(ev::KIND_CLOSE);
+        close.flags = ev::FLAG_NO_TASK | ev::FLAG_SEQ | ev::FLAG_WSEQ;
+        close.lport += 1;
+        close.ret = ((50u64 << 32) | 5_000) as i64;
+        c.convert(&record(close, b""), &mut out);
+        let k = c.counters;
+        assert_eq!(
+            (
+                k.connections_checked,
+                k.bytes_read_uncaptured,
+                k.bytes_written_uncaptured
+            ),
+            (0, 0, 0)
+        );
     }
 
     #[test]
