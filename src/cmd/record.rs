@@ -103,6 +103,12 @@ pub fn run(args: RecordArgs) -> CmdResult {
                 st.bytes_written_uncaptured, st.connections_checked
             );
         }
+        if st.sockets_expired > 0 {
+            println!(
+                "{} sockets without an event for 10 minutes lost their state (UDP sockets, closes not seen): a later event of one starts a new connection id",
+                st.sockets_expired
+            );
+        }
         if summary.beyond_max_events > 0 {
             eprintln!(
                 "podtrace: --max-events reached: {} later socket events left out",
