@@ -208,6 +208,9 @@ pub struct ConvertCounters {
     /// TCP connections recorded from their open to their close whose bytes read were
     /// checked against the kernel's stream position at the close.
     pub connections_checked: u64,
+    /// Of those, the connections whose bytes written were checked too (the kernel side
+    /// noted their open).
+    pub connections_write_checked: u64,
     /// Bytes those connections' applications read (by the kernel's count) that no event
     /// carried: a read the probes did not see.
     pub bytes_read_uncaptured: u64,
@@ -397,6 +400,7 @@ impl Converter {
                 c.bytes_read_uncaptured +=
                     uncaptured(e.sock, "read", read.wrapping_sub(base), state.check.read);
                 if let Some(kernel) = e.bytes_written() {
+                    c.connections_write_checked += 1;
                     c.bytes_written_uncaptured +=
                         uncaptured(e.sock, "wrote", kernel, state.check.written);
                 }
@@ -617,9 +621,14 @@ mod tests {
         checks(&c)
     }
 
-    /// (connections checked, bytes read uncaptured, bytes written uncaptured)
+    /// (connections checked, bytes read uncaptured, bytes written uncaptured), once the
+    /// write checks are seen to be those connections with a write count
     fn checks(c: &Converter) -> [u64; 3] {
         let k = c.counters;
+        assert!(
+            k.connections_write_checked <= k.connections_checked,
+            "{k:?}"
+        );
         [
             k.connections_checked,
             k.bytes_read_uncaptured,

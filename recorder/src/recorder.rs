@@ -74,6 +74,9 @@ pub struct RecorderStats {
     /// side saw the open, written) were checked against the kernel's count at the close
     /// (socket tracepoint set).
     pub connections_checked: u64,
+    /// Of those, the connections whose bytes written were checked too (all but those whose
+    /// entry in the programs' table gave way).
+    pub connections_write_checked: u64,
     /// Bytes the applications of those connections read, by the kernel's count, that no
     /// event carried: reads the probes did not see (0 on a faithful recording).
     pub bytes_read_uncaptured: u64,
@@ -107,6 +110,7 @@ struct UserCounters {
     malformed: AtomicU64,
     redacted: AtomicU64,
     connections_checked: AtomicU64,
+    connections_write_checked: AtomicU64,
     bytes_read_uncaptured: AtomicU64,
     bytes_written_uncaptured: AtomicU64,
     sockets_expired: AtomicU64,
@@ -170,6 +174,7 @@ impl Shared {
             events_malformed: self.user.malformed.load(Ordering::Relaxed),
             payloads_redacted: self.user.redacted.load(Ordering::Relaxed),
             connections_checked: self.user.connections_checked.load(Ordering::Relaxed),
+            connections_write_checked: self.user.connections_write_checked.load(Ordering::Relaxed),
             bytes_read_uncaptured: self.user.bytes_read_uncaptured.load(Ordering::Relaxed),
             bytes_written_uncaptured: self.user.bytes_written_uncaptured.load(Ordering::Relaxed),
             sockets_expired: self.user.sockets_expired.load(Ordering::Relaxed),
@@ -203,6 +208,10 @@ impl Shared {
             ("events_malformed", &self.user.malformed),
             ("payloads_redacted", &self.user.redacted),
             ("connections_checked", &self.user.connections_checked),
+            (
+                "connections_write_checked",
+                &self.user.connections_write_checked,
+            ),
             (
                 podtrace_format::counters::BYTES_READ_UNCAPTURED,
                 &self.user.bytes_read_uncaptured,
@@ -429,6 +438,8 @@ impl Consumer {
         u.redacted.store(c.redacted, Ordering::Relaxed);
         u.connections_checked
             .store(c.connections_checked, Ordering::Relaxed);
+        u.connections_write_checked
+            .store(c.connections_write_checked, Ordering::Relaxed);
         u.bytes_read_uncaptured
             .store(c.bytes_read_uncaptured, Ordering::Relaxed);
         u.bytes_written_uncaptured

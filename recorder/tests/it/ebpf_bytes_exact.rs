@@ -861,10 +861,11 @@ fn reads_and_writes_the_probes_cannot_see_are_counted_at_close() {
     assert_eq!(
         (
             s.connections_checked,
+            s.connections_write_checked,
             s.bytes_read_uncaptured,
             s.bytes_written_uncaptured
         ),
-        (2, 500, 300),
+        (2, 2, 500, 300),
         "{s:?}"
     );
 }
@@ -932,7 +933,7 @@ fn matrix(name: &str, probes: ProbeSet, expect_attached: &str) {
     let rows = socket_rows(&rec.rows);
     let s = &rec.stats;
     eprintln!(
-        "stats: events {} truncated {} (snaplen {}, read error {}, not user memory {}, iov limit {}, beyond buffers {}), dropped {}; bytes checked at close on {} connections: read {}, written {} in no event",
+        "stats: events {} truncated {} (snaplen {}, read error {}, not user memory {}, iov limit {}, beyond buffers {}), dropped {}; bytes checked at close on {} connections ({} also written): read {}, written {} in no event",
         s.events_seen,
         s.payload_truncated,
         s.truncated_snaplen,
@@ -942,6 +943,7 @@ fn matrix(name: &str, probes: ProbeSet, expect_attached: &str) {
         s.truncated_beyond_buffers,
         s.total_dropped(),
         s.connections_checked,
+        s.connections_write_checked,
         s.bytes_read_uncaptured,
         s.bytes_written_uncaptured
     );
@@ -1022,6 +1024,10 @@ fn matrix(name: &str, probes: ProbeSet, expect_attached: &str) {
         // the kernel's count of the bytes each connection's application read and wrote,
         // at its close
         assert!(s.connections_checked > 0, "{s:?}");
+        assert_eq!(
+            s.connections_write_checked, s.connections_checked,
+            "both directions of every checked connection: {s:?}"
+        );
         assert_eq!(
             (s.bytes_read_uncaptured, s.bytes_written_uncaptured),
             (0, 0),
