@@ -73,8 +73,7 @@ pub struct InspectFile {
 pub fn is_drop_counter(name: &str) -> bool {
     name.starts_with("events_dropped")
         || name.contains("drop")
-        || name == crate::model::counters::BYTES_READ_UNCAPTURED
-        || name == crate::model::counters::BYTES_WRITTEN_UNCAPTURED
+        || crate::model::counters::CAPTURE_LOSSES.contains(&name)
 }
 
 /// Summarises a capture, reading every file without its payload column.

@@ -537,9 +537,49 @@ mod tests {
         e
     }
 
+    /// One connection through a converter: an open whose `ret` is `open_ret`, data rows
+    /// of (direction, bytes, flags), a close whose `ret` is `close_ret` flagged
+    /// `close_flags`; returns [`checks`].
+    fn connection(
+        open_ret: i64,
+        rows: &[(u8, i64, u32)],
+        close_ret: i64,
+        close_flags: u32,
+    ) -> [u64; 3] {
+        let mut c = Converter::new(0, None);
+        let mut out = Vec::new();
+        let mut open = base(ev::KIND_OPEN);
+        open.role = ev::ROLE_CLIENT;
+        open.flags = ev::FLAG_SEQ;
+        open.ret = open_ret;
+        c.convert(&record(open, b""), &mut out);
+        for &(direction, ret, flags) in rows {
+            let mut d = base(ev::KIND_DATA);
+            d.direction = direction;
+            d.ret = ret;
+            d.flags = flags;
+            c.convert(&record(d, b""), &mut out);
+        }
+        let mut close = base(ev::KIND_CLOSE);
+        close.flags = ev::FLAG_NO_TASK | close_flags;
+        close.ret = close_ret;
+        c.convert(&record(close, b""), &mut out);
+        checks(&c)
+    }
+
+    /// The first of `sizes` flagged `first_flags`, the others not, in `direction`.
+    fn rows(direction: u8, sizes: &[i64], first_flags: u32) -> Vec<(u8, i64, u32)> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (direction, n, if i == 0 { first_flags } else { 0 }))
+            .collect()
+    }
+
     /// The read check over one connection: an open at `open_seq`, ingress rows of `reads`
-    /// bytes (the first flagged `first_flags`), a close at `close_seq` flagged `close_flags`;
-    /// returns (connections checked, bytes read uncaptured).
+    /// bytes (the first flagged `first_flags`), 999 bytes written (not part of the read
+    /// check), a close at `close_seq` flagged `close_flags`; returns (connections checked,
+    /// bytes read uncaptured).
     fn read_check(
         open_seq: u32,
         reads: &[i64],
@@ -547,32 +587,15 @@ mod tests {
         close_seq: u32,
         close_flags: u32,
     ) -> (u64, u64) {
-        let mut c = Converter::new(0, None);
-        let mut out = Vec::new();
-        let mut open = base(ev::KIND_OPEN);
-        open.role = ev::ROLE_CLIENT;
-        open.flags = ev::FLAG_SEQ;
-        open.ret = i64::from(open_seq);
-        c.convert(&record(open, b""), &mut out);
-        for (i, n) in reads.iter().enumerate() {
-            let mut d = base(ev::KIND_DATA);
-            d.direction = ev::DIR_INGRESS;
-            d.ret = *n;
-            d.flags = if i == 0 { first_flags } else { 0 };
-            c.convert(&record(d, b""), &mut out);
-        }
-        // egress bytes do not enter the read check
-        let mut w = base(ev::KIND_DATA);
-        w.ret = 999;
-        c.convert(&record(w, b""), &mut out);
-        let mut close = base(ev::KIND_CLOSE);
-        close.flags = ev::FLAG_NO_TASK | close_flags;
-        close.ret = i64::from(close_seq);
-        c.convert(&record(close, b""), &mut out);
-        (
-            c.counters.connections_checked,
-            c.counters.bytes_read_uncaptured,
-        )
+        let mut data = rows(ev::DIR_INGRESS, reads, first_flags);
+        data.push((ev::DIR_EGRESS, 999, 0));
+        let [checked, read, _] = connection(
+            i64::from(open_seq),
+            &data,
+            i64::from(close_seq),
+            close_flags,
+        );
+        (checked, read)
     }
 
     #[test]
@@ -596,29 +619,11 @@ mod tests {
     /// above the read position, flagged `close_flags`; returns (connections checked, bytes
     /// read uncaptured, bytes written uncaptured).
     fn write_check(writes: &[i64], first_flags: u32, written: u32, close_flags: u32) -> [u64; 3] {
-        let mut c = Converter::new(0, None);
-        let mut out = Vec::new();
-        let mut open = base(ev::KIND_OPEN);
-        open.role = ev::ROLE_SERVER;
-        open.flags = ev::FLAG_SEQ;
-        open.ret = i64::from(u32::MAX - 2);
-        c.convert(&record(open, b""), &mut out);
-        let mut r = base(ev::KIND_DATA);
-        r.direction = ev::DIR_INGRESS;
-        r.ret = 7;
-        c.convert(&record(r, b""), &mut out);
-        for (i, n) in writes.iter().enumerate() {
-            let mut d = base(ev::KIND_DATA);
-            d.ret = *n;
-            d.flags = if i == 0 { first_flags } else { 0 };
-            c.convert(&record(d, b""), &mut out);
-        }
-        let mut close = base(ev::KIND_CLOSE);
-        close.flags = ev::FLAG_NO_TASK | close_flags;
+        let mut data = vec![(ev::DIR_INGRESS, 7, 0)];
+        data.extend(rows(ev::DIR_EGRESS, writes, first_flags));
         // the read position wrapped past 2^32: 7 bytes after u32::MAX - 2
-        close.ret = ((u64::from(written) << 32) | 4) as i64;
-        c.convert(&record(close, b""), &mut out);
-        checks(&c)
+        let close = ((u64::from(written) << 32) | 4) as i64;
+        connection(i64::from(u32::MAX - 2), &data, close, close_flags)
     }
 
     /// (connections checked, bytes read uncaptured, bytes written uncaptured), once the

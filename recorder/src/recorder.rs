@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 
 use crate::clock::{boot_time_offset_ns, wall_now_ns};
 use crate::config::RecordConfig;
-use crate::convert::Converter;
+use crate::convert::{ConvertCounters, Converter};
 use crate::error::{RecorderError, Result};
 use crate::priority::WriterPriority;
 use crate::probes::{read_counters, Probes};
@@ -104,34 +104,12 @@ impl RecorderStats {
     }
 }
 
+/// User-side counters: the converter's and the redaction's, as published by the consumer
+/// at each batch (one snapshot, read together), and the rows sent.
 #[derive(Debug, Default)]
 struct UserCounters {
-    decoded: AtomicU64,
-    malformed: AtomicU64,
-    redacted: AtomicU64,
-    connections_checked: AtomicU64,
-    connections_write_checked: AtomicU64,
-    bytes_read_uncaptured: AtomicU64,
-    bytes_written_uncaptured: AtomicU64,
-    sockets_expired: AtomicU64,
+    published: Mutex<(ConvertCounters, crate::redact::Counters)>,
     sent: AtomicU64,
-    h2_values_redacted: AtomicU64,
-    h2_blocks_blanked: AtomicU64,
-    h2_unknown_names_redacted: AtomicU64,
-    h2_sync_lost: AtomicU64,
-    h2_payloads_unchecked: AtomicU64,
-}
-
-impl UserCounters {
-    fn h2(&self) -> crate::redact::Counters {
-        crate::redact::Counters {
-            h2_values_redacted: self.h2_values_redacted.load(Ordering::Relaxed),
-            h2_blocks_blanked: self.h2_blocks_blanked.load(Ordering::Relaxed),
-            h2_unknown_names_redacted: self.h2_unknown_names_redacted.load(Ordering::Relaxed),
-            h2_sync_lost: self.h2_sync_lost.load(Ordering::Relaxed),
-            h2_payloads_unchecked: self.h2_payloads_unchecked.load(Ordering::Relaxed),
-        }
-    }
 }
 
 struct Shared {
@@ -151,6 +129,7 @@ impl Shared {
     fn stats(&self) -> Result<RecorderStats> {
         let (t, per_cpu) = read_counters(&lock(&self.counters))?;
         let at = |i: u32| t.get(i as usize).copied().unwrap_or(0);
+        let (c, h2) = *lock(&self.user.published);
         Ok(RecorderStats {
             events_seen: at(ev::CTR_EVENTS),
             dropped_ringbuf_full: at(ev::CTR_RINGBUF_FULL),
@@ -170,15 +149,15 @@ impl Shared {
                 .get(ev::CTR_RINGBUF_FULL as usize)
                 .cloned()
                 .unwrap_or_default(),
-            events_decoded: self.user.decoded.load(Ordering::Relaxed),
-            events_malformed: self.user.malformed.load(Ordering::Relaxed),
-            payloads_redacted: self.user.redacted.load(Ordering::Relaxed),
-            connections_checked: self.user.connections_checked.load(Ordering::Relaxed),
-            connections_write_checked: self.user.connections_write_checked.load(Ordering::Relaxed),
-            bytes_read_uncaptured: self.user.bytes_read_uncaptured.load(Ordering::Relaxed),
-            bytes_written_uncaptured: self.user.bytes_written_uncaptured.load(Ordering::Relaxed),
-            sockets_expired: self.user.sockets_expired.load(Ordering::Relaxed),
-            h2_redaction: self.user.h2(),
+            events_decoded: c.decoded,
+            events_malformed: c.malformed,
+            payloads_redacted: c.redacted,
+            connections_checked: c.connections_checked,
+            connections_write_checked: c.connections_write_checked,
+            bytes_read_uncaptured: c.bytes_read_uncaptured,
+            bytes_written_uncaptured: c.bytes_written_uncaptured,
+            sockets_expired: c.sockets_expired,
+            h2_redaction: h2,
             records_sent: self.user.sent.load(Ordering::Relaxed),
         })
     }
@@ -203,38 +182,33 @@ impl Shared {
                 value: totals.get(i).copied().unwrap_or(0),
             }));
         }
-        for (name, c) in [
-            ("events_decoded", &self.user.decoded),
-            ("events_malformed", &self.user.malformed),
-            ("payloads_redacted", &self.user.redacted),
-            ("connections_checked", &self.user.connections_checked),
-            (
-                "connections_write_checked",
-                &self.user.connections_write_checked,
-            ),
+        let (c, h) = *lock(&self.user.published);
+        for (name, value) in [
+            ("events_decoded", c.decoded),
+            ("events_malformed", c.malformed),
+            ("payloads_redacted", c.redacted),
+            ("connections_checked", c.connections_checked),
+            ("connections_write_checked", c.connections_write_checked),
             (
                 podtrace_format::counters::BYTES_READ_UNCAPTURED,
-                &self.user.bytes_read_uncaptured,
+                c.bytes_read_uncaptured,
             ),
             (
                 podtrace_format::counters::BYTES_WRITTEN_UNCAPTURED,
-                &self.user.bytes_written_uncaptured,
+                c.bytes_written_uncaptured,
             ),
-            ("sockets_expired", &self.user.sockets_expired),
-            ("h2_values_redacted", &self.user.h2_values_redacted),
-            ("h2_blocks_blanked", &self.user.h2_blocks_blanked),
-            (
-                "h2_unknown_names_redacted",
-                &self.user.h2_unknown_names_redacted,
-            ),
-            ("h2_redaction_sync_lost", &self.user.h2_sync_lost),
-            ("h2_payloads_unchecked", &self.user.h2_payloads_unchecked),
+            ("sockets_expired", c.sockets_expired),
+            ("h2_values_redacted", h.h2_values_redacted),
+            ("h2_blocks_blanked", h.h2_blocks_blanked),
+            ("h2_unknown_names_redacted", h.h2_unknown_names_redacted),
+            ("h2_redaction_sync_lost", h.h2_sync_lost),
+            ("h2_payloads_unchecked", h.h2_payloads_unchecked),
         ] {
             out.push(Record::Stats(Stat {
                 ts_ns,
                 cpu: None,
                 name: name.to_string(),
-                value: c.load(Ordering::Relaxed),
+                value,
             }));
         }
         Ok(())
@@ -431,31 +405,7 @@ fn drain_some(
 
 impl Consumer {
     fn publish_counters(&self) {
-        let c = self.conv.counters;
-        let u = &self.shared.user;
-        u.decoded.store(c.decoded, Ordering::Relaxed);
-        u.malformed.store(c.malformed, Ordering::Relaxed);
-        u.redacted.store(c.redacted, Ordering::Relaxed);
-        u.connections_checked
-            .store(c.connections_checked, Ordering::Relaxed);
-        u.connections_write_checked
-            .store(c.connections_write_checked, Ordering::Relaxed);
-        u.bytes_read_uncaptured
-            .store(c.bytes_read_uncaptured, Ordering::Relaxed);
-        u.bytes_written_uncaptured
-            .store(c.bytes_written_uncaptured, Ordering::Relaxed);
-        u.sockets_expired
-            .store(c.sockets_expired, Ordering::Relaxed);
-        let h = self.conv.redaction_counters();
-        u.h2_values_redacted
-            .store(h.h2_values_redacted, Ordering::Relaxed);
-        u.h2_blocks_blanked
-            .store(h.h2_blocks_blanked, Ordering::Relaxed);
-        u.h2_unknown_names_redacted
-            .store(h.h2_unknown_names_redacted, Ordering::Relaxed);
-        u.h2_sync_lost.store(h.h2_sync_lost, Ordering::Relaxed);
-        u.h2_payloads_unchecked
-            .store(h.h2_payloads_unchecked, Ordering::Relaxed);
+        *lock(&self.shared.user.published) = (self.conv.counters, self.conv.redaction_counters());
     }
 
     /// Sends the current batch; false when the receiver is gone.

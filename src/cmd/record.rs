@@ -91,17 +91,16 @@ pub fn run(args: RecordArgs) -> CmdResult {
                 h2.h2_payloads_unchecked
             );
         }
-        if st.bytes_read_uncaptured > 0 {
-            eprintln!(
-                "podtrace: {} bytes read by the applications (the kernel's count at the connections' close, {} connections checked) are in no event",
-                st.bytes_read_uncaptured, st.connections_checked
-            );
-        }
-        if st.bytes_written_uncaptured > 0 {
-            eprintln!(
-                "podtrace: {} bytes written by the applications (the kernel's count at the connections' close, {} connections checked) are in no event",
-                st.bytes_written_uncaptured, st.connections_checked
-            );
+        for (bytes, verb) in [
+            (st.bytes_read_uncaptured, "read"),
+            (st.bytes_written_uncaptured, "written"),
+        ] {
+            if bytes > 0 {
+                eprintln!(
+                    "podtrace: {bytes} bytes {verb} by the applications (the kernel's count at the connections' close, {} connections checked) are in no event",
+                    st.connections_checked
+                );
+            }
         }
         if st.sockets_expired > 0 {
             println!(
