@@ -38,7 +38,7 @@ pub(crate) fn ok(cmd: &mut Command) -> bool {
 
 /// A throw-away MariaDB on 127.0.0.1:`port` with its datadir and socket under `dir`: user
 /// `app` / `secret` with all privileges, database `shop`; `extra` server options (TLS
-/// certificates). Stopped (SIGTERM) on drop.
+/// certificates); temporary files under `dir` too. Stopped (SIGTERM) on drop.
 pub(crate) fn mariadb(dir: &Path, port: u16, extra: &[String]) -> Proc {
     let init = dir.join("init.sql");
     std::fs::write(
@@ -49,10 +49,15 @@ pub(crate) fn mariadb(dir: &Path, port: u16, extra: &[String]) -> Proc {
     )
     .expect("init.sql");
     let data = dir.join("data");
+    // its own temporary directory: the bootstrap's temporary tables in the shared /tmp
+    // went missing once under the parallel tests ("Could not remove temporary table")
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp).expect("mariadb tmpdir");
     let out = run(
         Command::new("mariadb-install-db")
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .args([
                 "--user=root",
                 "--auth-root-authentication-method=socket",
@@ -69,6 +74,7 @@ pub(crate) fn mariadb(dir: &Path, port: u16, extra: &[String]) -> Proc {
         Command::new("mariadbd")
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .arg("--user=root")
             .arg(format!("--socket={}", dir.join("mysqld.sock").display()))
             .arg(format!("--port={port}"))
