@@ -56,6 +56,18 @@ impl Ord for Xid {
     }
 }
 
+impl Xid {
+    /// The part of the key the linker's hash tables are keyed by.
+    pub(super) fn slot_key(&self) -> SlotKey {
+        self.no
+    }
+}
+
+/// The hashed part of an [`Xid`] (its (connection number, seq) pair): 16 bytes instead
+/// of the whole key's 104, so that the tables keyed or valued by held exchanges (slots,
+/// span ids, pending orphans, invented traces, claimed clients) stay dense.
+pub(super) type SlotKey = (ConnNo, u64);
+
 /// Below every held exchange's key.
 pub(super) fn min_xid() -> Xid {
     Xid {
@@ -145,7 +157,7 @@ pub(super) struct PeerIndex {
     clients_by_addr: HashMap<(SocketAddr, SocketAddr), BTreeSet<Entry>>,
     /// CLIENT exchanges whose SERVER side was found (out of the caller search for good,
     /// even if the same exchange id is held again).
-    claimed_clients: HashSet<Xid>,
+    claimed_clients: HashSet<SlotKey>,
 }
 
 impl PeerIndex {
@@ -165,7 +177,7 @@ impl PeerIndex {
 
     /// Takes an exchange that is no longer held out of every index.
     pub(super) fn remove(&mut self, ex: &Exchange, id: Xid) {
-        self.claimed_clients.remove(&id);
+        self.claimed_clients.remove(&id.slot_key());
         self.unlist(ex, id);
     }
 
@@ -182,7 +194,7 @@ impl PeerIndex {
     /// Takes the CLIENT exchange `id` (held as `ex`, if still held) out of the caller
     /// search: its SERVER side was found.
     pub(super) fn claim_client(&mut self, id: Xid, ex: Option<&Exchange>) {
-        self.claimed_clients.insert(id);
+        self.claimed_clients.insert(id.slot_key());
         if let Some(ex) = ex {
             self.unlist(ex, id);
         }
@@ -223,7 +235,7 @@ impl PeerIndex {
             .into_iter()
             .flat_map(move |set| set.range((from, min_xid())..=(to, max_xid())))
             .map(|(_, id)| *id)
-            .filter(|id| !self.claimed_clients.contains(id))
+            .filter(|id| !self.claimed_clients.contains(&id.slot_key()))
     }
 }
 

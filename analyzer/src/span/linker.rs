@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use super::build::{build_span, emptied};
 use super::identity::{client_identity, request_context, server_identity, Identity};
 use super::ids::{AddrText, IdParts};
-use super::index::{min_xid, ConnNo, PeerIndex, Xid};
+use super::index::{min_xid, ConnNo, PeerIndex, SlotKey, Xid};
 use super::{LinkStats, ObservedSpan, ProcessKey};
 use crate::context::{Extraction, TraceContext};
 use crate::details::SpanDetails;
@@ -22,8 +22,6 @@ use crate::reassemble::ConnKey;
 #[derive(Debug)]
 struct Slot {
     ex: Exchange,
-    /// Its key in the linker.
-    xid: Xid,
     /// The request's trace context when it was extracted ahead (in parallel, see
     /// [`request_context`]); taken when the exchange is identified.
     extraction: Option<Extraction>,
@@ -33,6 +31,61 @@ struct Slot {
     in_progress: bool,
     emitted: bool,
     unanswered: bool,
+}
+
+/// The held exchanges by [`SlotKey`] (the table holds 16-byte keys and pointers: probing
+/// and growth touch little memory). Looked up by an [`Xid`] or by its slot key.
+#[derive(Debug, Default)]
+struct Slots(HashMap<SlotKey, Box<Slot>>);
+
+/// What [`Slots`] can be searched by.
+trait Keyed {
+    fn slot_key(&self) -> SlotKey;
+}
+
+impl Keyed for Xid {
+    fn slot_key(&self) -> SlotKey {
+        Xid::slot_key(self)
+    }
+}
+
+impl Keyed for SlotKey {
+    fn slot_key(&self) -> SlotKey {
+        *self
+    }
+}
+
+impl Slots {
+    fn get(&self, k: &impl Keyed) -> Option<&Slot> {
+        self.0.get(&k.slot_key()).map(|s| &**s)
+    }
+
+    fn get_mut(&mut self, k: &impl Keyed) -> Option<&mut Slot> {
+        self.0.get_mut(&k.slot_key()).map(|s| &mut **s)
+    }
+
+    /// Holds `slot` under `id`; the slot it displaced, if any.
+    fn insert(&mut self, id: Xid, slot: Box<Slot>) -> Option<Box<Slot>> {
+        self.0.insert(id.slot_key(), slot)
+    }
+
+    fn remove(&mut self, k: &impl Keyed) -> Option<Box<Slot>> {
+        self.0.remove(&k.slot_key())
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Slot> {
+        self.0.values().map(|s| &**s)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// A connection with held exchanges.
@@ -63,15 +116,17 @@ fn order_key(ex: &Exchange, xid: Xid) -> OrderKey {
 /// The linking stage: exchanges in, identified spans out.
 #[derive(Debug, Default)]
 pub struct Linker {
-    /// Boxed: the table stays small (key + pointer per entry), so probing and growth
-    /// touch little memory.
-    slots: HashMap<Xid, Box<Slot>>,
+    /// Boxed, by slot key: the table stays small (16-byte key + pointer per entry), so
+    /// probing and growth touch little memory.
+    slots: Slots,
     /// Each connection with held exchanges.
     conn_nos: HashMap<ConnKey, HeldConn>,
     /// The next connection number.
     next_conn_no: ConnNo,
     /// Every held exchange by request start (eviction scans only old ones).
-    by_start: BTreeSet<(u64, Xid)>,
+    /// By slot key, not the whole key: eviction does not depend on the order of
+    /// exchanges that started at the same time.
+    by_start: BTreeSet<(u64, SlotKey)>,
     unidentified: BTreeSet<OrderKey>,
     /// Identified exchanges not emitted yet, in no particular order (sorted when
     /// [`Linker::link`] emits). Entries of exchanges that went unanswered or were evicted
@@ -79,16 +134,16 @@ pub struct Linker {
     awaiting_emit: Vec<OrderKey>,
     /// Held exchanges indexed for the parent and caller searches.
     peers: PeerIndex,
-    ids: HashMap<(TraceId, SpanId), Xid>,
+    ids: HashMap<(TraceId, SpanId), SlotKey>,
     /// Invented traces that may still be adopted: their identified members. An entry
     /// leaves when the trace is adopted (members rewritten) or closed (no member can
     /// gain a child any more), or when a member is evicted.
-    invented: HashMap<TraceId, Vec<Xid>>,
+    invented: HashMap<TraceId, Vec<SlotKey>>,
     /// Emitted spans by the parent they name, for parents that are identified but not
     /// emitted yet: if such a parent is dropped without being emitted (it went unanswered:
     /// the capture ended before its response; or it was evicted), its children are orphans
     /// after all — their parent is in no output.
-    orphans_if_dropped: HashMap<Xid, u64>,
+    orphans_if_dropped: HashMap<SlotKey, u64>,
     stats: LinkStats,
     /// Request start of the exchange being identified in order: server exchanges that
     /// ended before it can no longer be in flight for anything identified later.
@@ -180,12 +235,11 @@ impl Linker {
                 let key = order_key(&ex, id);
                 self.peers.insert(&ex, id);
                 self.unidentified.insert(key);
-                self.by_start.insert((key.0, id));
+                self.by_start.insert((key.0, id.slot_key()));
                 let displaced = self.slots.insert(
                     id,
                     Box::new(Slot {
                         ex,
-                        xid: id,
                         extraction,
                         identity: None,
                         addrs,
@@ -223,7 +277,7 @@ impl Linker {
         if self.orphans_if_dropped.is_empty() {
             return;
         }
-        if let Some(n) = self.orphans_if_dropped.remove(&id) {
+        if let Some(n) = self.orphans_if_dropped.remove(&id.slot_key()) {
             self.stats.orphans += n;
         }
     }
@@ -296,7 +350,7 @@ impl Linker {
                     // Evicted while waiting.
                     continue;
                 };
-                if slot.unanswered || slot.emitted || order_key(&slot.ex, slot.xid) != key {
+                if slot.unanswered || slot.emitted || order_key(&slot.ex, key.2) != key {
                     // Gone unanswered while waiting (never emitted), or a stale entry.
                     continue;
                 }
@@ -334,7 +388,7 @@ impl Linker {
             // its children emitted so far have their parent now (mostly none are waiting:
             // no lookup then)
             if !self.orphans_if_dropped.is_empty() {
-                self.orphans_if_dropped.remove(&key.2);
+                self.orphans_if_dropped.remove(&key.2.slot_key());
             }
             let Some(slot) = self.slots.get_mut(&key.2) else {
                 continue;
@@ -398,19 +452,23 @@ impl Linker {
             return;
         }
         // Take the old part of the start index off at once; what cannot go yet goes back.
-        let later = self.by_start.split_off(&(before, min_xid()));
+        let later = self.by_start.split_off(&(before, (0, 0)));
         let candidates = std::mem::replace(&mut self.by_start, later);
         // Each candidate's slot is taken out once; one that cannot go yet is put back.
         let mut old: Vec<(Xid, Box<Slot>)> = Vec::with_capacity(candidates.len());
-        for (start, id) in candidates {
-            let Some(slot) = self.slots.remove(&id) else {
+        for (start, key) in candidates {
+            let Some(slot) = self.slots.remove(&key) else {
                 continue;
+            };
+            let id = Xid {
+                id: slot.ex.id,
+                no: key,
             };
             if slot.identity.is_some() && slot.ex.end_ts() < before {
                 old.push((id, slot));
             } else {
                 self.slots.insert(id, slot);
-                self.by_start.insert((start, id));
+                self.by_start.insert((start, key));
             }
         }
         for (id, slot) in old {
@@ -427,7 +485,7 @@ impl Linker {
             }
             self.peers.remove(&slot.ex, id);
             if let Some(idn) = slot.identity {
-                if self.ids.get(&(idn.registered, idn.span_id)) == Some(&id) {
+                if self.ids.get(&(idn.registered, idn.span_id)) == Some(&id.slot_key()) {
                     self.ids.remove(&(idn.registered, idn.span_id));
                 }
                 if idn.invented {
@@ -491,16 +549,20 @@ impl Linker {
         while self
             .ids
             .get(&(identity.trace_id, identity.span_id))
-            .is_some_and(|other| *other != id)
+            .is_some_and(|other| *other != id.slot_key())
         {
             salt += 1;
             self.stats.duplicate_ids += 1;
             identity.span_id = facts.parts.span_id(&identity.trace_id, salt);
         }
-        self.ids.insert((identity.trace_id, identity.span_id), id);
+        self.ids
+            .insert((identity.trace_id, identity.span_id), id.slot_key());
         identity.registered = identity.trace_id;
         if identity.invented {
-            self.invented.entry(identity.trace_id).or_default().push(id);
+            self.invented
+                .entry(identity.trace_id)
+                .or_default()
+                .push(id.slot_key());
         }
         let key = facts.order_key();
         if key.0 >= self.split {
