@@ -64,7 +64,7 @@ impl Xid {
 }
 
 /// The hashed part of an [`Xid`] (its (connection number, seq) pair): 16 bytes instead
-/// of the whole key's 104, so that the tables keyed or valued by held exchanges (slots,
+/// of the whole key's 96, so that the tables keyed or valued by held exchanges (slots,
 /// span ids, pending orphans, invented traces, claimed clients) stay dense.
 pub(super) type SlotKey = (ConnNo, u64);
 
