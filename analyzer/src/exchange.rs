@@ -55,13 +55,6 @@ impl Exchange {
     pub fn start_ts(&self) -> u64 {
         self.request.start_ts
     }
-    /// Last response byte (last request byte while the response is outstanding).
-    pub fn end_ts(&self) -> u64 {
-        self.response
-            .as_ref()
-            .map(|r| r.end_ts)
-            .unwrap_or(self.request.end_ts)
-    }
 }
 
 /// What pairing produced.

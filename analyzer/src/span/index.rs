@@ -11,7 +11,7 @@ use podtrace_model::SpanKind;
 
 use super::ProcessKey;
 use crate::exchange::{Exchange, ExchangeId};
-use crate::reassemble::ConnKey;
+use crate::reassemble::{ConnInfo, ConnKey};
 
 /// A connection's small dense id in the linker, given at first sight (while any of
 /// its exchanges is held, the same connection keeps the same id).
@@ -111,6 +111,28 @@ fn max_id() -> ExchangeId {
 /// An index entry: request start, then the exchange's key.
 type Entry = (u64, Xid);
 
+/// What the [`PeerIndex`] reads of a held exchange.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Peer<'a> {
+    /// Its side.
+    pub(super) side: SpanKind,
+    /// Its socket.
+    pub(super) conn: &'a ConnInfo,
+    /// Its request start.
+    pub(super) start: u64,
+}
+
+impl<'a> Peer<'a> {
+    /// What the index reads of `ex`.
+    pub(super) fn of(ex: &'a Exchange) -> Self {
+        Peer {
+            side: ex.side,
+            conn: &ex.conn,
+            start: ex.start_ts(),
+        }
+    }
+}
+
 /// Where an exchange is listed in the [`PeerIndex`].
 enum Place {
     /// A SERVER exchange, under its process.
@@ -122,9 +144,9 @@ enum Place {
 impl Place {
     /// The place of `ex` (`None`: a CLIENT exchange without both addresses, which no
     /// server can be matched with).
-    fn of(ex: &Exchange) -> Option<Place> {
+    fn of(ex: Peer<'_>) -> Option<Place> {
         match ex.side {
-            SpanKind::Server => Some(Place::Server(ProcessKey::of(&ex.conn))),
+            SpanKind::Server => Some(Place::Server(ProcessKey::of(ex.conn))),
             SpanKind::Client => match (ex.conn.key.local, ex.conn.key.remote) {
                 (Some(l), Some(r)) => Some(Place::Client((l, r))),
                 _ => None,
@@ -162,8 +184,8 @@ pub(super) struct PeerIndex {
 
 impl PeerIndex {
     /// Lists a newly held exchange.
-    pub(super) fn insert(&mut self, ex: &Exchange, id: Xid) {
-        let entry = (ex.start_ts(), id);
+    pub(super) fn insert(&mut self, ex: Peer<'_>, id: Xid) {
+        let entry = (ex.start, id);
         match Place::of(ex) {
             Some(Place::Server(pk)) => {
                 self.servers_by_proc.entry(pk).or_default().insert(entry);
@@ -176,14 +198,14 @@ impl PeerIndex {
     }
 
     /// Takes an exchange that is no longer held out of every index.
-    pub(super) fn remove(&mut self, ex: &Exchange, id: Xid) {
+    pub(super) fn remove(&mut self, ex: Peer<'_>, id: Xid) {
         self.claimed_clients.remove(&id.slot_key());
         self.unlist(ex, id);
     }
 
     /// Takes `ex` out of its search set (not out of the claimed ones).
-    fn unlist(&mut self, ex: &Exchange, id: Xid) {
-        let entry = (ex.start_ts(), id);
+    fn unlist(&mut self, ex: Peer<'_>, id: Xid) {
+        let entry = (ex.start, id);
         match Place::of(ex) {
             Some(Place::Server(pk)) => remove_entry(&mut self.servers_by_proc, &pk, &entry),
             Some(Place::Client(pair)) => remove_entry(&mut self.clients_by_addr, &pair, &entry),
@@ -193,7 +215,7 @@ impl PeerIndex {
 
     /// Takes the CLIENT exchange `id` (held as `ex`, if still held) out of the caller
     /// search: its SERVER side was found.
-    pub(super) fn claim_client(&mut self, id: Xid, ex: Option<&Exchange>) {
+    pub(super) fn claim_client(&mut self, id: Xid, ex: Option<Peer<'_>>) {
         self.claimed_clients.insert(id.slot_key());
         if let Some(ex) = ex {
             self.unlist(ex, id);
@@ -249,7 +271,6 @@ mod tests {
     use crate::exchange::Request;
     use crate::protocol::http::HttpRequest;
     use crate::protocol::RequestDetail;
-    use crate::reassemble::ConnInfo;
 
     fn exchange(
         no: ConnNo,
@@ -310,7 +331,7 @@ mod tests {
         let (b, idb) = exchange(2, 7, "10.0.0.1:80", "10.0.0.3:5000", SpanKind::Server);
         let (c, idc) = exchange(3, 8, "10.0.0.1:81", "10.0.0.3:5001", SpanKind::Server);
         for (ex, id) in [(&a, ida), (&b, idb), (&c, idc)] {
-            ix.insert(ex, id);
+            ix.insert(Peer::of(ex), id);
         }
         let pk = ProcessKey::of(&a.conn);
         let found: Vec<Xid> = ix.servers(&pk, 0, u64::MAX).map(|(_, id)| id).collect();
@@ -321,8 +342,8 @@ mod tests {
         assert_eq!(ix.servers(&pk, 250, 150).count(), 0, "an empty range");
         ix.drop_server(&pk, (100, ida));
         assert_eq!(ix.servers(&pk, 0, u64::MAX).count(), 1);
-        ix.remove(&b, idb);
-        ix.remove(&c, idc);
+        ix.remove(Peer::of(&b), idb);
+        ix.remove(Peer::of(&c), idc);
         assert!(is_empty(&ix), "{ix:?}");
     }
 
@@ -332,18 +353,18 @@ mod tests {
         let pair = ("10.0.0.2:5000", "10.0.0.1:80");
         let (a, ida) = exchange(1, 7, pair.0, pair.1, SpanKind::Client);
         let (b, idb) = exchange(2, 7, pair.0, pair.1, SpanKind::Client);
-        ix.insert(&a, ida);
-        ix.insert(&b, idb);
+        ix.insert(Peer::of(&a), ida);
+        ix.insert(Peer::of(&b), idb);
         let key = (a.conn.key.local.expect("l"), a.conn.key.remote.expect("r"));
         assert_eq!(ix.clients(key, 0, u64::MAX).collect::<Vec<_>>(), [ida, idb]);
         assert_eq!(ix.clients(key, 300, 100).count(), 0, "an empty range");
-        ix.claim_client(ida, Some(&a));
+        ix.claim_client(ida, Some(Peer::of(&a)));
         assert_eq!(ix.clients(key, 0, u64::MAX).collect::<Vec<_>>(), [idb]);
         // Held again under the same id: still claimed.
-        ix.insert(&a, ida);
+        ix.insert(Peer::of(&a), ida);
         assert_eq!(ix.clients(key, 0, u64::MAX).collect::<Vec<_>>(), [idb]);
-        ix.remove(&a, ida);
-        ix.remove(&b, idb);
+        ix.remove(Peer::of(&a), ida);
+        ix.remove(Peer::of(&b), idb);
         assert!(is_empty(&ix), "{ix:?}");
     }
 }

@@ -12,25 +12,90 @@ use rayon::prelude::*;
 use super::build::{build_span, emptied};
 use super::identity::{client_identity, request_context, server_identity, Identity};
 use super::ids::{AddrText, IdParts};
-use super::index::{min_xid, ConnNo, PeerIndex, SlotKey, Xid};
+use super::index::{min_xid, ConnNo, Peer, PeerIndex, SlotKey, Xid};
 use super::{LinkStats, ObservedSpan, ProcessKey};
 use crate::context::{Extraction, TraceContext};
 use crate::details::SpanDetails;
 use crate::exchange::{Exchange, ExchangeEvent, ExchangeId};
-use crate::reassemble::ConnKey;
+use crate::reassemble::{ConnInfo, ConnKey};
 
+/// A held exchange. Everything linking reads of it for the whole window is in `held`
+/// (about 130 bytes); the exchange itself (its request and response with their strings
+/// and protocol details, about 400 bytes) is boxed in `live` and leaves when the exchange
+/// is emitted, into its span: emitted exchanges, nearly all of the window's, stay small.
 #[derive(Debug)]
 struct Slot {
-    ex: Exchange,
-    /// The request's trace context when it was extracted ahead (in parallel, see
-    /// [`request_context`]); taken when the exchange is identified.
-    extraction: Option<Extraction>,
+    held: Held,
+    /// The exchange until it is emitted.
+    live: Option<Box<Live>>,
     identity: Option<Identity>,
     /// Its connection's address text, an input of the ids it is given.
     addrs: Arc<AddrText>,
     in_progress: bool,
     emitted: bool,
     unanswered: bool,
+}
+
+/// What linking reads of a held exchange from its request until it is evicted.
+#[derive(Debug)]
+struct Held {
+    id: ExchangeId,
+    conn: Arc<ConnInfo>,
+    side: SpanKind,
+    /// Request start.
+    start: u64,
+    /// Last request byte.
+    request_end: u64,
+    /// The thread that read or wrote the request (0: unknown).
+    tid: u32,
+    /// Last response byte, once answered.
+    response_end: Option<u64>,
+}
+
+impl Held {
+    fn of(ex: &Exchange) -> Self {
+        Held {
+            id: ex.id,
+            conn: ex.conn.clone(),
+            side: ex.side,
+            start: ex.start_ts(),
+            request_end: ex.request.end_ts,
+            tid: ex.request.tid,
+            response_end: ex.response.as_ref().map(|r| r.end_ts),
+        }
+    }
+
+    /// Last response byte (last request byte while the response is outstanding).
+    fn end_ts(&self) -> u64 {
+        self.response_end.unwrap_or(self.request_end)
+    }
+
+    /// Until when it may still be in flight: its last response byte, or forever while the
+    /// response is outstanding.
+    fn open_end(&self) -> u64 {
+        self.response_end.unwrap_or(u64::MAX)
+    }
+
+    fn order_key(&self, xid: Xid) -> OrderKey {
+        (self.start, side_rank(self.side), xid)
+    }
+
+    fn peer(&self) -> Peer<'_> {
+        Peer {
+            side: self.side,
+            conn: &self.conn,
+            start: self.start,
+        }
+    }
+}
+
+/// The part of a held exchange that goes into its span.
+#[derive(Debug)]
+struct Live {
+    ex: Exchange,
+    /// The request's trace context when it was extracted ahead (in parallel, see
+    /// [`request_context`]); taken when the exchange is identified.
+    extraction: Option<Extraction>,
 }
 
 /// The held exchanges by [`SlotKey`] (the table holds 16-byte keys and pointers: probing
@@ -106,11 +171,15 @@ const SPANS_PER_TASK: usize = 256;
 type OrderKey = (u64, u8, Xid);
 
 fn order_key(ex: &Exchange, xid: Xid) -> OrderKey {
-    let side = match ex.side {
+    (ex.start_ts(), side_rank(ex.side), xid)
+}
+
+/// CLIENT before SERVER in [`OrderKey`]s.
+fn side_rank(side: SpanKind) -> u8 {
+    match side {
         SpanKind::Client => 0,
         SpanKind::Server => 1,
-    };
-    (ex.start_ts(), side, xid)
+    }
 }
 
 /// The linking stage: exchanges in, identified spans out.
@@ -233,14 +302,14 @@ impl Linker {
                     no: (entry.no, ex.id.seq),
                 };
                 let key = order_key(&ex, id);
-                self.peers.insert(&ex, id);
+                self.peers.insert(Peer::of(&ex), id);
                 self.unidentified.insert(key);
                 self.by_start.insert((key.0, id.slot_key()));
                 let displaced = self.slots.insert(
                     id,
                     Box::new(Slot {
-                        ex,
-                        extraction,
+                        held: Held::of(&ex),
+                        live: Some(Box::new(Live { ex, extraction })),
                         identity: None,
                         addrs,
                         in_progress: false,
@@ -256,12 +325,15 @@ impl Linker {
             }
             ExchangeEvent::Response { id, response } => {
                 if let Some(slot) = self.xid(id).and_then(|x| self.slots.get_mut(&x)) {
-                    slot.ex.response = Some(response);
+                    slot.held.response_end = Some(response.end_ts);
+                    if let Some(live) = &mut slot.live {
+                        live.ex.response = Some(response);
+                    }
                 }
             }
             ExchangeEvent::Unanswered(id) => {
                 if let Some(slot) = self.xid(id).and_then(|x| self.slots.get_mut(&x)) {
-                    if !slot.unanswered && slot.ex.response.is_none() {
+                    if !slot.unanswered && slot.held.response_end.is_none() {
                         slot.unanswered = true;
                         self.stats.unmatched_requests += 1;
                     }
@@ -350,11 +422,11 @@ impl Linker {
                     // Evicted while waiting.
                     continue;
                 };
-                if slot.unanswered || slot.emitted || order_key(&slot.ex, key.2) != key {
+                if slot.unanswered || slot.emitted || slot.held.order_key(key.2) != key {
                     // Gone unanswered while waiting (never emitted), or a stale entry.
                     continue;
                 }
-                if slot.ex.response.is_none() {
+                if slot.held.response_end.is_none() {
                     waiting.push(key);
                     continue;
                 }
@@ -393,19 +465,13 @@ impl Linker {
             let Some(slot) = self.slots.get_mut(&key.2) else {
                 continue;
             };
+            // The exchange moves into its span; the slot keeps what linking reads.
+            let Some(live) = slot.live.take() else {
+                continue;
+            };
             slot.emitted = true;
-            // Its strings are not needed once emitted: they move into the span.
-            let kept = emptied(&slot.ex.request);
-            let request = std::mem::replace(&mut slot.ex.request, kept);
             emit.push(Linked {
-                ex: Exchange {
-                    id: slot.ex.id,
-                    conn: slot.ex.conn.clone(),
-                    side: slot.ex.side,
-                    request,
-                    response: slot.ex.response.clone(),
-                    ordinal: slot.ex.ordinal,
-                },
+                ex: live.ex,
                 identity,
             });
         }
@@ -427,7 +493,7 @@ impl Linker {
             && self
                 .slots
                 .values()
-                .all(|s| s.identity.is_some() && s.ex.end_ts() < before);
+                .all(|s| s.identity.is_some() && s.held.end_ts() < before);
         if all_go {
             // The end of an analysis: everything goes (every held exchange has a start
             // index entry). Count in one scan, then drop the indexes whole instead of
@@ -461,10 +527,10 @@ impl Linker {
                 continue;
             };
             let id = Xid {
-                id: slot.ex.id,
+                id: slot.held.id,
                 no: key,
             };
-            if slot.identity.is_some() && slot.ex.end_ts() < before {
+            if slot.identity.is_some() && slot.held.end_ts() < before {
                 old.push((id, slot));
             } else {
                 self.slots.insert(id, slot);
@@ -479,11 +545,11 @@ impl Linker {
             if !slot.emitted {
                 // An emitted exchange left both sets when it was identified and emitted.
                 // (`awaiting_emit` drops its entry in `link`.)
-                let key = order_key(&slot.ex, id);
+                let key = slot.held.order_key(id);
                 self.unidentified.remove(&key);
                 self.dropped_unemitted(id);
             }
-            self.peers.remove(&slot.ex, id);
+            self.peers.remove(slot.held.peer(), id);
             if let Some(idn) = slot.identity {
                 if self.ids.get(&(idn.registered, idn.span_id)) == Some(&id.slot_key()) {
                     self.ids.remove(&(idn.registered, idn.span_id));
@@ -508,10 +574,14 @@ impl Linker {
         slot.in_progress = true;
         // What the rules need of the exchange, taken without copying its headers and
         // strings: the recursive searches below borrow other slots.
-        let facts = Facts::of(&slot.ex, id, slot.addrs.clone());
-        let extraction = match slot.extraction.take() {
+        let Some(live) = slot.live.as_mut() else {
+            // Emitted: identified long ago (not reached: an identity is kept).
+            return None;
+        };
+        let facts = Facts::of(&live.ex, id, slot.addrs.clone());
+        let extraction = match live.extraction.take() {
             Some(e) => e,
-            None => request_context(&slot.ex.request),
+            None => request_context(&live.ex.request),
         };
         for ig in &extraction.ignored {
             *self.stats.ignored_headers.entry(*ig).or_default() += 1;
@@ -598,7 +668,7 @@ impl Linker {
             let Some(idn) = self.identify(sid) else {
                 continue;
             };
-            let tid = self.slots.get(&sid).map_or(0, |s| s.ex.request.tid);
+            let tid = self.slots.get(&sid).map_or(0, |s| s.held.tid);
             cands.push((sid, idn, tid));
         }
         let mut adoption = false;
@@ -656,7 +726,7 @@ impl Linker {
         };
         members.iter().all(|m| match self.slots.get(m) {
             None => true,
-            Some(s) => s.unanswered || s.ex.response.as_ref().is_some_and(|r| r.end_ts < cutoff),
+            Some(s) => s.unanswered || s.held.response_end.is_some_and(|end| end < cutoff),
         })
     }
 
@@ -681,21 +751,21 @@ impl Linker {
             // The server side of the client's own connection (both ends share an address
             // in imported captures) is its callee, never its parent.
             if s.in_progress
-                || (s.ex.conn.key.local == client.key.remote
-                    && s.ex.conn.key.remote == client.key.local)
+                || (s.held.conn.key.local == client.key.remote
+                    && s.held.conn.key.remote == client.key.local)
             {
                 continue;
             }
-            let alive = match &s.ex.response {
-                Some(r) if r.end_ts < self.horizon => {
+            let alive = match s.held.response_end {
+                Some(end) if end < self.horizon => {
                     // Over before anything still to be identified started.
                     dead.push((s_start, id));
                     false
                 }
-                Some(r) => r.end_ts >= start,
+                Some(end) => end >= start,
                 None => !s.unanswered,
             };
-            let Some(begin) = self.processing_start(&s.ex, id) else {
+            let Some(begin) = self.processing_start(&s.held, id) else {
                 continue;
             };
             if alive && begin <= start {
@@ -712,28 +782,22 @@ impl Linker {
     /// Takes a client exchange out of the caller search: its server side was found.
     fn claim_client(&mut self, id: Xid) {
         self.peers
-            .claim_client(id, self.slots.get(&id).map(|s| &s.ex));
+            .claim_client(id, self.slots.get(&id).map(|s| s.held.peer()));
     }
 
     /// When the server could start working on `ex`: its request start, or the end of the
     /// previous response on the same connection if later; `None` while that previous
     /// response is still outstanding (a pipelined request waiting its turn).
-    fn processing_start(&self, ex: &Exchange, xid: Xid) -> Option<u64> {
+    fn processing_start(&self, ex: &Held, xid: Xid) -> Option<u64> {
         if ex.id.seq == 0 {
-            return Some(ex.start_ts());
+            return Some(ex.start);
         }
-        let prev = Xid {
-            id: ExchangeId {
-                conn: ex.id.conn,
-                seq: ex.id.seq - 1,
-            },
-            no: (xid.no.0, ex.id.seq - 1),
-        };
+        let prev: SlotKey = (xid.no.0, ex.id.seq - 1);
         match self.slots.get(&prev) {
-            None => Some(ex.start_ts()),
-            Some(p) => match &p.ex.response {
-                Some(r) => Some(ex.start_ts().max(r.end_ts)),
-                None if p.unanswered => Some(ex.start_ts()),
+            None => Some(ex.start),
+            Some(p) => match p.held.response_end {
+                Some(end) => Some(ex.start.max(end)),
+                None if p.unanswered => Some(ex.start),
                 None => None,
             },
         }
@@ -748,8 +812,8 @@ impl Linker {
             .clients((remote, local), self.earliest(s_start), s_end)
             .filter_map(|id| self.slots.get(&id).map(|s| (id, s)))
             .filter(|(_, s)| !s.in_progress)
-            .filter(|(_, s)| s_start <= open_end(&s.ex))
-            .min_by_key(|(id, s)| (s.ex.start_ts().abs_diff(s_start), *id))
+            .filter(|(_, s)| s_start <= s.held.open_end())
+            .min_by_key(|(id, s)| (s.held.start.abs_diff(s_start), *id))
             .map(|(id, _)| id)
     }
 }
