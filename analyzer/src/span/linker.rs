@@ -571,13 +571,13 @@ impl Linker {
         if slot.in_progress {
             return None;
         }
+        let Some(live) = slot.live.as_mut() else {
+            // Emitted, so identified long ago (not reached: its identity is kept).
+            return None;
+        };
         slot.in_progress = true;
         // What the rules need of the exchange, taken without copying its headers and
         // strings: the recursive searches below borrow other slots.
-        let Some(live) = slot.live.as_mut() else {
-            // Emitted: identified long ago (not reached: an identity is kept).
-            return None;
-        };
         let facts = Facts::of(&live.ex, id, slot.addrs.clone());
         let extraction = match live.extraction.take() {
             Some(e) => e,
