@@ -961,3 +961,46 @@ fn child_of_a_parent_never_emitted_is_an_orphan() {
         );
     }
 }
+
+/// An emitted exchange's request and response move into its span; its slot, held for the
+/// rest of the window, keeps only what linking reads, and is smaller than the exchange.
+#[test]
+fn an_emitted_exchange_moves_into_its_span_and_its_slot_stays_small() {
+    let s = conn(1, 10, "svc", "127.0.1.2:80", "10.0.0.9:5000", Role::Server);
+    let mut l = Linker::new();
+    let (req, resp) = exchange(
+        &s,
+        0,
+        "/orders?id=7",
+        &[("traceparent", TP)],
+        1000,
+        2000,
+        503,
+    );
+    l.on_event(req);
+    l.on_event(resp);
+    let spans = l.link(u64::MAX);
+    assert_eq!(spans.len(), 1);
+    let attr = |k: &str| {
+        spans[0]
+            .span
+            .attributes
+            .iter()
+            .find(|kv| kv.key == k)
+            .map(|kv| kv.value.clone())
+    };
+    assert_eq!(attr("url.path"), Some(AttrValue::Str("/orders".into())));
+    assert_eq!(attr("http.response.status_code"), Some(AttrValue::Int(503)));
+    let slot = l.slots.values().next().expect("held for the window");
+    assert!(slot.emitted && slot.live.is_none());
+    assert_eq!(
+        (slot.held.start, slot.held.end_ts(), slot.held.open_end()),
+        (1000, 2000, 2000)
+    );
+    assert!(
+        std::mem::size_of::<Slot>() < std::mem::size_of::<Exchange>(),
+        "a held slot ({} bytes) is smaller than the exchange ({} bytes)",
+        std::mem::size_of::<Slot>(),
+        std::mem::size_of::<Exchange>()
+    );
+}
