@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::Lines;
+
 const BIN: &str = env!("CARGO_BIN_EXE_podtrace");
 
 fn cgroup2_mount() -> Option<PathBuf> {
@@ -79,7 +81,7 @@ fn node_local_records_every_pod_into_rotated_per_node_files() {
     let _server = start_server(&scope, port);
     let out = tempfile::tempdir().expect("tempdir");
     let objects = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/chain/k8s-objects.json");
-    let rec = Command::new(BIN)
+    let mut rec = Command::new(BIN)
         .args([
             "record",
             "--node-local",
@@ -93,11 +95,18 @@ fn node_local_records_every_pod_into_rotated_per_node_files() {
         .arg("-o")
         .arg(format!("{}/", out.path().display()))
         .stderr(Stdio::piped())
-        .stdout(Stdio::piped())
+        .stdout(Stdio::null())
         .spawn()
         .expect("podtrace record");
-    // Wait for the probes, then make requests the pod's server answers.
-    std::thread::sleep(Duration::from_millis(1500));
+    // Wait for the probes (a fixed sleep was too short on a loaded machine: the requests
+    // went out before the programs were attached and nothing was recorded), then make
+    // requests the pod's server answers.
+    let err = Lines::collect(rec.stderr.take().expect("stderr"), "record");
+    assert!(
+        err.wait_for("probes attached", Duration::from_secs(60)),
+        "the recorder did not attach: {:?}",
+        err.all()
+    );
     let mut answered = 0;
     for i in 0..3 {
         let o = Command::new("curl")
@@ -110,10 +119,13 @@ fn node_local_records_every_pod_into_rotated_per_node_files() {
         }
     }
     assert_eq!(answered, 3);
-    let o = rec.wait_with_output().expect("record");
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "record failed: {stderr}");
-    assert!(stderr.contains("every pod on this node"), "{stderr}");
+    let status = rec.wait().expect("record");
+    assert!(status.success(), "record failed: {:?}", err.all());
+    assert!(
+        err.wait_for("every pod on this node", Duration::from_secs(5)),
+        "{:?}",
+        err.all()
+    );
 
     let mut files: Vec<String> = std::fs::read_dir(out.path())
         .expect("read out dir")
