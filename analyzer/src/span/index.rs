@@ -10,7 +10,7 @@ use foldhash::{HashMap, HashSet};
 use podtrace_model::SpanKind;
 
 use super::ProcessKey;
-use crate::exchange::{Exchange, ExchangeId};
+use crate::exchange::ExchangeId;
 use crate::reassemble::{ConnInfo, ConnKey};
 
 /// A connection's small dense id in the linker, given at first sight (while any of
@@ -56,10 +56,22 @@ impl Ord for Xid {
     }
 }
 
-impl Xid {
-    /// The part of the key the linker's hash tables are keyed by.
-    pub(super) fn slot_key(&self) -> SlotKey {
+/// What the linker's hash tables are keyed by: a held exchange's [`SlotKey`], of an
+/// [`Xid`] or as it is.
+pub(super) trait Keyed {
+    /// The slot key.
+    fn slot_key(&self) -> SlotKey;
+}
+
+impl Keyed for Xid {
+    fn slot_key(&self) -> SlotKey {
         self.no
+    }
+}
+
+impl Keyed for SlotKey {
+    fn slot_key(&self) -> SlotKey {
+        *self
     }
 }
 
@@ -120,17 +132,6 @@ pub(super) struct Peer<'a> {
     pub(super) conn: &'a ConnInfo,
     /// Its request start.
     pub(super) start: u64,
-}
-
-impl<'a> Peer<'a> {
-    /// What the index reads of `ex`.
-    pub(super) fn of(ex: &'a Exchange) -> Self {
-        Peer {
-            side: ex.side,
-            conn: &ex.conn,
-            start: ex.start_ts(),
-        }
-    }
 }
 
 /// Where an exchange is listed in the [`PeerIndex`].
@@ -268,7 +269,7 @@ mod tests {
     use podtrace_format::Role;
 
     use super::*;
-    use crate::exchange::Request;
+    use crate::exchange::{Exchange, Request};
     use crate::protocol::http::HttpRequest;
     use crate::protocol::RequestDetail;
 
@@ -316,6 +317,17 @@ mod tests {
             ordinal: 0,
         };
         (ex, Xid { id, no: (no, 0) })
+    }
+
+    impl<'a> Peer<'a> {
+        /// What the index reads of `ex`.
+        fn of(ex: &'a Exchange) -> Self {
+            Peer {
+                side: ex.side,
+                conn: &ex.conn,
+                start: ex.start_ts(),
+            }
+        }
     }
 
     fn is_empty(ix: &PeerIndex) -> bool {

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use super::build::{build_span, emptied};
 use super::identity::{client_identity, request_context, server_identity, Identity};
 use super::ids::{AddrText, IdParts};
-use super::index::{min_xid, ConnNo, Peer, PeerIndex, SlotKey, Xid};
+use super::index::{min_xid, ConnNo, Keyed, Peer, PeerIndex, SlotKey, Xid};
 use super::{LinkStats, ObservedSpan, ProcessKey};
 use crate::context::{Extraction, TraceContext};
 use crate::details::SpanDetails;
@@ -103,23 +103,6 @@ struct Live {
 #[derive(Debug, Default)]
 struct Slots(HashMap<SlotKey, Box<Slot>>);
 
-/// What [`Slots`] can be searched by.
-trait Keyed {
-    fn slot_key(&self) -> SlotKey;
-}
-
-impl Keyed for Xid {
-    fn slot_key(&self) -> SlotKey {
-        Xid::slot_key(self)
-    }
-}
-
-impl Keyed for SlotKey {
-    fn slot_key(&self) -> SlotKey {
-        *self
-    }
-}
-
 impl Slots {
     fn get(&self, k: &impl Keyed) -> Option<&Slot> {
         self.0.get(&k.slot_key()).map(|s| &**s)
@@ -169,10 +152,6 @@ const SPANS_PER_TASK: usize = 256;
 
 /// Sort key: request start, CLIENT before SERVER (the sender's side first), identity.
 type OrderKey = (u64, u8, Xid);
-
-fn order_key(ex: &Exchange, xid: Xid) -> OrderKey {
-    (ex.start_ts(), side_rank(ex.side), xid)
-}
 
 /// CLIENT before SERVER in [`OrderKey`]s.
 fn side_rank(side: SpanKind) -> u8 {
@@ -301,14 +280,15 @@ impl Linker {
                     id: ex.id,
                     no: (entry.no, ex.id.seq),
                 };
-                let key = order_key(&ex, id);
-                self.peers.insert(Peer::of(&ex), id);
+                let held = Held::of(&ex);
+                let key = held.order_key(id);
+                self.peers.insert(held.peer(), id);
                 self.unidentified.insert(key);
                 self.by_start.insert((key.0, id.slot_key()));
                 let displaced = self.slots.insert(
                     id,
                     Box::new(Slot {
-                        held: Held::of(&ex),
+                        held,
                         live: Some(Box::new(Live { ex, extraction })),
                         identity: None,
                         addrs,
@@ -578,7 +558,7 @@ impl Linker {
         slot.in_progress = true;
         // What the rules need of the exchange, taken without copying its headers and
         // strings: the recursive searches below borrow other slots.
-        let facts = Facts::of(&live.ex, id, slot.addrs.clone());
+        let facts = Facts::of(&slot.held, &live.ex, id, slot.addrs.clone());
         let extraction = match live.extraction.take() {
             Some(e) => e,
             None => request_context(&live.ex.request),
@@ -834,33 +814,23 @@ struct Facts {
 }
 
 impl Facts {
-    /// The facts of `ex`, held as `id`, whose connection's address text is `addrs`.
-    fn of(ex: &Exchange, id: Xid, addrs: Arc<AddrText>) -> Self {
+    /// The facts of `ex` (held as `held` under `id`), whose connection's address text is
+    /// `addrs`.
+    fn of(held: &Held, ex: &Exchange, id: Xid, addrs: Arc<AddrText>) -> Self {
         Facts {
             id,
-            tid: ex.request.tid,
-            key: ex.conn.key,
-            process: ProcessKey::of(&ex.conn),
-            side: ex.side,
-            start: ex.start_ts(),
-            open_end: open_end(ex),
+            tid: held.tid,
+            key: held.conn.key,
+            process: ProcessKey::of(&held.conn),
+            side: held.side,
+            start: held.start,
+            open_end: held.open_end(),
             parts: IdParts::with_addrs(ex, addrs),
         }
     }
 
     fn order_key(&self) -> OrderKey {
-        let side = match self.side {
-            SpanKind::Client => 0,
-            SpanKind::Server => 1,
-        };
-        (self.start, side, self.id)
-    }
-}
-
-fn open_end(ex: &Exchange) -> u64 {
-    match &ex.response {
-        Some(r) => r.end_ts,
-        None => u64::MAX,
+        (self.start, side_rank(self.side), self.id)
     }
 }
 
