@@ -60,8 +60,9 @@ impl Exchange {
 /// What pairing produced.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ExchangeEvent {
-    /// A new request (its response is `None`).
-    Request(Exchange),
+    /// A new request (its response is `None`). Boxed where it is parsed: the linker holds
+    /// it, and hands it on to span building, as this pointer, never copying it.
+    Request(Box<Exchange>),
     /// The response to an earlier request.
     Response {
         /// Which exchange.
@@ -129,19 +130,19 @@ impl Pairing {
                         self.last_start = Some(request.start_ts);
                         self.same_start = 0;
                     }
-                    out.push(ExchangeEvent::Request(Exchange {
+                    out.push(ExchangeEvent::Request(Box::new(Exchange {
                         id: id(seq),
                         conn: conn.clone(),
                         side,
                         request,
                         response: None,
                         ordinal: self.same_start,
-                    }));
+                    })));
                 }
                 MessageEvent::Request {
                     stream: Some(s),
                     request,
-                } => out.push(ExchangeEvent::Request(Exchange {
+                } => out.push(ExchangeEvent::Request(Box::new(Exchange {
                     id: id(u64::from(s)),
                     conn: conn.clone(),
                     side,
@@ -149,7 +150,7 @@ impl Pairing {
                     response: None,
                     // The stream id is a stable identity within the connection.
                     ordinal: s,
-                })),
+                }))),
                 MessageEvent::Response {
                     stream: None,
                     response,

@@ -44,8 +44,9 @@ pub(super) struct Absorbed {
     /// Exchange events, in stream order.
     pub(super) events: Vec<ExchangeEvent>,
     /// Per event, a request's trace context (extracted here, in parallel, instead of in
-    /// the serial linking step); `None` for the other events.
-    pub(super) extractions: Vec<Option<Extraction>>,
+    /// the serial linking step, and boxed here too: the linker holds it as a pointer until
+    /// it identifies the request); `None` for the other events.
+    pub(super) extractions: Vec<Option<Box<Extraction>>>,
 }
 
 /// One step of work for the back, in the order the front produced it.
@@ -324,7 +325,7 @@ fn prepare(state: &mut ConnState, mut parsed: Output, closed: bool) -> Absorbed 
     let extractions = events
         .iter()
         .map(|ev| match ev {
-            ExchangeEvent::Request(ex) => Some(request_context(&ex.request)),
+            ExchangeEvent::Request(ex) => Some(Box::new(request_context(&ex.request))),
             _ => None,
         })
         .collect();

@@ -89,28 +89,33 @@ fn run_split<E>(
         // Unbounded: the back never waits for the tail (the front, bounded by `steps`,
         // keeps what is queued here to a few batches).
         let (handoff_tx, handoffs) = channel::<FromBack>();
-        let worker = scope.spawn(move || {
-            let mut back = back;
-            for msg in step_rx {
-                match msg {
-                    ToBack::Step(step) => {
-                        let mut out = Vec::new();
-                        back.step(step, &mut out);
-                        if !out.is_empty() && handoff_tx.send(FromBack::Step(out)).is_err() {
-                            break;
+        // Named, so that per-thread profiles (perf, top -H) show the serial stage apart.
+        let spawned = std::thread::Builder::new()
+            .name("podtrace-back".into())
+            .spawn_scoped(scope, move || {
+                let mut back = back;
+                for msg in step_rx {
+                    match msg {
+                        ToBack::Step(step) => {
+                            let mut out = Vec::new();
+                            back.step(step, &mut out);
+                            if !out.is_empty() && handoff_tx.send(FromBack::Step(out)).is_err() {
+                                break;
+                            }
+                        }
+                        ToBack::Finish(last) => {
+                            // Each run as soon as it is linked: the tail builds it while the
+                            // next is identified.
+                            back.finish(last, |h| {
+                                let _ = handoff_tx.send(FromBack::Finish(h));
+                            });
                         }
                     }
-                    ToBack::Finish(last) => {
-                        // Each run as soon as it is linked: the tail builds it while the
-                        // next is identified.
-                        back.finish(last, |h| {
-                            let _ = handoff_tx.send(FromBack::Finish(h));
-                        });
-                    }
                 }
-            }
-            back
-        });
+                back
+            });
+        // As `scope.spawn` does (the OS refused a thread: nothing can run).
+        let worker = spawned.unwrap_or_else(|e| panic!("failed to spawn the back's thread: {e}"));
         // The spans of the back's finish (none before the loop below ends).
         let mut last = Vec::new();
         let mut batch = Vec::with_capacity(BATCH);

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use podtrace_model::{SpanId, SpanKind, TraceId};
 
 use super::addr;
+#[cfg(test)]
 use crate::exchange::Exchange;
 use crate::reassemble::ConnKey;
 
@@ -119,17 +120,30 @@ impl IdParts {
     #[cfg(test)]
     pub(super) fn of(ex: &Exchange) -> Self {
         let addrs = AddrText::of(ex.id.conn.local, ex.id.conn.remote);
-        Self::with_addrs(ex, Arc::new(addrs))
+        Self::new(
+            ex.id.conn,
+            ex.ordinal,
+            ex.start_ts(),
+            ex.side,
+            Arc::new(addrs),
+        )
     }
 
-    /// The inputs of `ex`, whose connection's address text is `addrs` (made once per
-    /// connection instead of once per id derived).
-    pub(super) fn with_addrs(ex: &Exchange, addrs: Arc<AddrText>) -> Self {
+    /// The inputs of the exchange `(conn, ordinal)` that started at `start` on `side`,
+    /// whose connection's address text is `addrs` (made once per connection instead of
+    /// once per id derived).
+    pub(super) fn new(
+        conn: ConnKey,
+        ordinal: u32,
+        start: u64,
+        side: SpanKind,
+        addrs: Arc<AddrText>,
+    ) -> Self {
         IdParts {
-            conn: ex.id.conn,
-            ordinal: ex.ordinal,
-            start: ex.start_ts(),
-            side: ex.side,
+            conn,
+            ordinal,
+            start,
+            side,
             addrs,
         }
     }

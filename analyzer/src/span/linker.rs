@@ -23,11 +23,16 @@ use crate::reassemble::{ConnInfo, ConnKey};
 /// (about 130 bytes); the exchange itself (its request and response with their strings
 /// and protocol details, about 400 bytes) is boxed in `live` and leaves when the exchange
 /// is emitted, into its span: emitted exchanges, nearly all of the window's, stay small.
+/// The exchange and its extracted context arrive boxed from the parsing threads; the
+/// linker moves the boxes, it does not copy, allocate or free them.
 #[derive(Debug)]
 struct Slot {
     held: Held,
     /// The exchange until it is emitted.
-    live: Option<Box<Live>>,
+    live: Option<Box<Exchange>>,
+    /// The request's trace context when it was extracted ahead (in parallel, see
+    /// [`request_context`]); taken when the exchange is identified.
+    extraction: Option<Box<Extraction>>,
     identity: Option<Identity>,
     /// Its connection's address text, an input of the ids it is given.
     addrs: Arc<AddrText>,
@@ -48,6 +53,9 @@ struct Held {
     request_end: u64,
     /// The thread that read or wrote the request (0: unknown).
     tid: u32,
+    /// Its position among the connection's requests that started at the same time (an
+    /// input of its ids).
+    ordinal: u32,
     /// Last response byte, once answered.
     response_end: Option<u64>,
 }
@@ -61,6 +69,7 @@ impl Held {
             start: ex.start_ts(),
             request_end: ex.request.end_ts,
             tid: ex.request.tid,
+            ordinal: ex.ordinal,
             response_end: ex.response.as_ref().map(|r| r.end_ts),
         }
     }
@@ -87,15 +96,6 @@ impl Held {
             start: self.start,
         }
     }
-}
-
-/// The part of a held exchange that goes into its span.
-#[derive(Debug)]
-struct Live {
-    ex: Exchange,
-    /// The request's trace context when it was extracted ahead (in parallel, see
-    /// [`request_context`]); taken when the exchange is identified.
-    extraction: Option<Extraction>,
 }
 
 /// The held exchanges by [`SlotKey`] (the table holds 16-byte keys and pointers: probing
@@ -260,7 +260,7 @@ impl Linker {
 
     /// Takes one event of the exchange stage with, for a request, its trace context
     /// already extracted by [`request_context`] (`None`: extracted when identified).
-    pub fn on_event_extracted(&mut self, ev: ExchangeEvent, extraction: Option<Extraction>) {
+    pub fn on_event_extracted(&mut self, ev: ExchangeEvent, extraction: Option<Box<Extraction>>) {
         match ev {
             ExchangeEvent::Request(ex) => {
                 self.stats.exchanges += 1;
@@ -289,7 +289,8 @@ impl Linker {
                     id,
                     Box::new(Slot {
                         held,
-                        live: Some(Box::new(Live { ex, extraction })),
+                        live: Some(ex),
+                        extraction,
                         identity: None,
                         addrs,
                         in_progress: false,
@@ -306,8 +307,8 @@ impl Linker {
             ExchangeEvent::Response { id, response } => {
                 if let Some(slot) = self.xid(id).and_then(|x| self.slots.get_mut(&x)) {
                     slot.held.response_end = Some(response.end_ts);
-                    if let Some(live) = &mut slot.live {
-                        live.ex.response = Some(response);
+                    if let Some(ex) = &mut slot.live {
+                        ex.response = Some(response);
                     }
                 }
             }
@@ -445,15 +446,13 @@ impl Linker {
             let Some(slot) = self.slots.get_mut(&key.2) else {
                 continue;
             };
-            // The exchange moves into its span; the slot keeps what linking reads.
-            let Some(live) = slot.live.take() else {
+            // The exchange moves into its span (as its box: the exchange itself is not
+            // touched here); the slot keeps what linking reads.
+            let Some(ex) = slot.live.take() else {
                 continue;
             };
             slot.emitted = true;
-            emit.push(Linked {
-                ex: live.ex,
-                identity,
-            });
+            emit.push(Linked { ex, identity });
         }
         self.awaiting_emit = waiting;
         for t in closed {
@@ -551,18 +550,19 @@ impl Linker {
         if slot.in_progress {
             return None;
         }
-        let Some(live) = slot.live.as_mut() else {
+        let Some(ex) = slot.live.as_ref() else {
             // Emitted, so identified long ago (not reached: its identity is kept).
             return None;
         };
-        slot.in_progress = true;
-        // What the rules need of the exchange, taken without copying its headers and
-        // strings: the recursive searches below borrow other slots.
-        let facts = Facts::of(&slot.held, &live.ex, id, slot.addrs.clone());
-        let extraction = match live.extraction.take() {
-            Some(e) => e,
-            None => request_context(&live.ex.request),
+        // What the rules need of the exchange, from the slot (the exchange itself is read
+        // only when its context was not extracted ahead): the recursive searches below
+        // borrow other slots.
+        let facts = Facts::of(&slot.held, id, slot.addrs.clone());
+        let extraction = match slot.extraction.take() {
+            Some(e) => *e,
+            None => request_context(&ex.request),
         };
+        slot.in_progress = true;
         for ig in &extraction.ignored {
             *self.stats.ignored_headers.entry(*ig).or_default() += 1;
         }
@@ -814,9 +814,9 @@ struct Facts {
 }
 
 impl Facts {
-    /// The facts of `ex` (held as `held` under `id`), whose connection's address text is
-    /// `addrs`.
-    fn of(held: &Held, ex: &Exchange, id: Xid, addrs: Arc<AddrText>) -> Self {
+    /// The facts of the exchange held as `held` under `id`, whose connection's address
+    /// text is `addrs`.
+    fn of(held: &Held, id: Xid, addrs: Arc<AddrText>) -> Self {
         Facts {
             id,
             tid: held.tid,
@@ -825,7 +825,7 @@ impl Facts {
             side: held.side,
             start: held.start,
             open_end: held.open_end(),
-            parts: IdParts::with_addrs(ex, addrs),
+            parts: IdParts::new(held.id.conn, held.ordinal, held.start, held.side, addrs),
         }
     }
 
@@ -838,7 +838,9 @@ impl Facts {
 /// out (the exchange with its request strings, which the linker no longer holds).
 #[derive(Debug)]
 pub struct Linked {
-    ex: Exchange,
+    /// Moved out of its slot as it is (a pointer): the linker's thread does not touch the
+    /// exchange's memory again; the span is built from it elsewhere.
+    ex: Box<Exchange>,
     identity: Identity,
 }
 
@@ -849,8 +851,7 @@ pub fn build_all(linked: Vec<Linked>, details: &SpanDetails) -> Vec<ObservedSpan
         .into_par_iter()
         .with_min_len(SPANS_PER_TASK)
         .map(|l| {
-            let Linked { ex, identity } = l;
-            let mut ex = ex;
+            let Linked { mut ex, identity } = l;
             let kept = emptied(&ex.request);
             let request = std::mem::replace(&mut ex.request, kept);
             ObservedSpan {

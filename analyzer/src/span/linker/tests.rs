@@ -75,7 +75,7 @@ fn exchange(
         ordinal: seq as u32,
     };
     (
-        ExchangeEvent::Request(ex),
+        ExchangeEvent::Request(Box::new(ex)),
         ExchangeEvent::Response {
             id,
             response: Response {
