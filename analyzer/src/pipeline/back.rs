@@ -18,6 +18,10 @@ use crate::stats::AnalysisStats;
 /// Exchanges linked at a time by [`Back::finish`].
 const FINAL_RUN: usize = 4096;
 
+/// Exchanges linked at a time by a large drain (see [`Back::step`]): a drain that links
+/// more is cut into parts of about this many.
+const DRAIN_PART: usize = 16_384;
+
 /// Intake and identification (see the module doc).
 #[derive(Debug)]
 pub(super) struct Back {
@@ -39,8 +43,18 @@ impl Back {
         }
     }
 
-    /// Takes one step of the front; what the tail is to take, in order, goes to `out`.
-    pub(super) fn step(&mut self, step: Step, out: &mut Vec<Handoff>) {
+    /// Takes one step of the front; what the tail is to take goes to `hand`, in order (in
+    /// one or more calls).
+    ///
+    /// A drain that links many exchanges at once (the watermark jumped: a pause in the
+    /// traffic, or the next capture of a set) is linked in parts of about [`DRAIN_PART`]
+    /// ([`Linker::link_part`](crate::span::Linker::link_part)), each handed on as soon as
+    /// it is linked: split, the tail builds a part while the back links the next, instead
+    /// of the other threads waiting for the whole drain. The parts emit exactly what the
+    /// drain at once would, in its order, and the tail hands the drain's spans out as one
+    /// batch, as before.
+    pub(super) fn step(&mut self, step: Step, hand: &mut dyn FnMut(Vec<Handoff>)) {
+        let mut out = Vec::new();
         match step {
             Step::Intake { k8s, absorbed } => {
                 let started = Instant::now();
@@ -48,24 +62,30 @@ impl Back {
                     out.push(Handoff::K8s(k8s));
                 }
                 for a in absorbed {
-                    self.apply(a, out);
+                    self.apply(a, &mut out);
                 }
                 self.times.intake += started.elapsed();
             }
             Step::Drain { cutoff, evict } => {
                 let started = Instant::now();
+                for part in self.linker.run_cutoffs(DRAIN_PART, cutoff) {
+                    hand(vec![Handoff::LinkedPart(self.linker.link_part(part))]);
+                }
                 out.push(Handoff::Linked(self.linker.link_unbuilt(cutoff)));
                 self.times.link += started.elapsed();
                 if let Some((before, idle)) = evict {
                     let started = Instant::now();
                     for a in idle {
-                        self.apply(a, out);
+                        self.apply(a, &mut out);
                     }
                     self.linker.evict(before);
                     out.push(Handoff::Forget(before));
                     self.times.evict += started.elapsed();
                 }
             }
+        }
+        if !out.is_empty() {
+            hand(out);
         }
     }
 
@@ -94,7 +114,7 @@ impl Back {
         }
         self.times.intake += started.elapsed();
         let started = Instant::now();
-        let cutoffs = self.linker.run_cutoffs(FINAL_RUN);
+        let cutoffs = self.linker.run_cutoffs(FINAL_RUN, u64::MAX);
         for cutoff in cutoffs.into_iter().chain([u64::MAX]) {
             out.push(Handoff::Linked(self.linker.link_unbuilt(cutoff)));
             hand(std::mem::take(&mut out));

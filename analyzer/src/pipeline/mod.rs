@@ -135,7 +135,8 @@ impl Pipeline {
     /// Takes a batch of records (any mix of types, any captures).
     pub fn push(&mut self, records: &[Record]) {
         let step = self.front.push(records);
-        self.back.step(step, &mut self.handoffs);
+        let handoffs = &mut self.handoffs;
+        self.back.step(step, &mut |mut h| handoffs.append(&mut h));
         self.take_handoffs();
     }
 
@@ -166,7 +167,8 @@ impl Pipeline {
     /// response (sampled), and eviction of state a window older than that.
     pub fn drain_completed(&mut self) -> Vec<Span> {
         let step = self.front.drain();
-        self.back.step(step, &mut self.handoffs);
+        let handoffs = &mut self.handoffs;
+        self.back.step(step, &mut |mut h| handoffs.append(&mut h));
         self.take_handoffs()
     }
 

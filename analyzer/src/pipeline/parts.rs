@@ -552,7 +552,7 @@ impl Merger {
         hand_out: &mut impl FnMut(Vec<Span>) -> Result<(), E>,
     ) -> Result<(), MergeOrSink<E>> {
         let mut handoffs: Vec<Handoff> = Vec::new();
-        self.back.step(step, &mut handoffs);
+        self.back.step(step, &mut |mut h| handoffs.append(&mut h));
         let mut spans = Vec::new();
         for h in handoffs {
             if let Some(mut s) = self.tail.take(h) {

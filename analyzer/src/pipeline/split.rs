@@ -9,7 +9,10 @@
 //! handoffs, in exactly the order the one-thread run gives them, so the spans, their
 //! batches, the graph and the stats are the same for any thread count.
 
-use std::sync::mpsc::{channel, sync_channel};
+use std::sync::mpsc::{
+    channel, sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError,
+};
+use std::time::Duration;
 
 use podtrace_format::Record;
 use podtrace_model::Span;
@@ -97,9 +100,12 @@ fn run_split<E>(
                 for msg in step_rx {
                     match msg {
                         ToBack::Step(step) => {
-                            let mut out = Vec::new();
-                            back.step(step, &mut out);
-                            if !out.is_empty() && handoff_tx.send(FromBack::Step(out)).is_err() {
+                            // A large drain's parts go as soon as each is linked.
+                            let mut stopped = false;
+                            back.step(step, &mut |h| {
+                                stopped |= handoff_tx.send(FromBack::Step(h)).is_err();
+                            });
+                            if stopped {
                                 break;
                             }
                         }
@@ -124,9 +130,26 @@ fn run_split<E>(
             if batch.len() == BATCH {
                 let step = front.push(&batch);
                 batch.clear();
-                if steps.send(ToBack::Step(step)).is_err()
-                    || steps.send(ToBack::Step(front.drain())).is_err()
-                {
+                let mut sent = send(
+                    &steps,
+                    ToBack::Step(step),
+                    &handoffs,
+                    &mut tail,
+                    &mut hand_out,
+                    &mut last,
+                )?;
+                if sent {
+                    let drain = ToBack::Step(front.drain());
+                    sent = send(
+                        &steps,
+                        drain,
+                        &handoffs,
+                        &mut tail,
+                        &mut hand_out,
+                        &mut last,
+                    )?;
+                }
+                if !sent {
                     // The back stopped (a panic, raised again by the join below).
                     break;
                 }
@@ -149,6 +172,37 @@ fn run_split<E>(
         hand_out(std::mem::take(&mut analysis.spans))?;
         Ok((analysis, times))
     })
+}
+
+/// How long the calling thread waits for the back's handoffs at a time while the back's
+/// queue is full (then it tries to send again).
+const FULL_WAIT: Duration = Duration::from_millis(1);
+
+/// Sends `msg` to the back. While the back's queue is full, the tail takes what the back
+/// hands out meanwhile (the parts of a large drain, built while the back links the next
+/// ones) instead of the calling thread only waiting. `Ok(false)`: the back stopped.
+fn send<E>(
+    steps: &SyncSender<ToBack>,
+    mut msg: ToBack,
+    handoffs: &Receiver<FromBack>,
+    tail: &mut Tail,
+    hand_out: &mut impl FnMut(Vec<Span>) -> Result<(), E>,
+    last: &mut Vec<Span>,
+) -> Result<bool, E> {
+    loop {
+        match steps.try_send(msg) {
+            Ok(()) => return Ok(true),
+            Err(TrySendError::Disconnected(_)) => return Ok(false),
+            Err(TrySendError::Full(back)) => {
+                msg = back;
+                match handoffs.recv_timeout(FULL_WAIT) {
+                    Ok(h) => take(tail, h, hand_out, last)?,
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => return Ok(false),
+                }
+            }
+        }
+    }
 }
 
 /// The tail takes the back's handoffs in order; the spans they make go to `hand_out`,

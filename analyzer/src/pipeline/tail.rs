@@ -32,8 +32,11 @@ pub(super) enum Handoff {
     K8s(Vec<K8sObject>),
     /// A server socket that answered requests: (listening address, default service).
     Listener(SocketAddr, String),
-    /// Exchanges linked by one drain, in emit order.
+    /// Exchanges linked by one drain, in emit order (its last part, or all of it).
     Linked(Vec<Linked>),
+    /// A part of a drain linked in parts, in emit order: its spans are handed out with
+    /// the drain's [`Handoff::Linked`], in one batch.
+    LinkedPart(Vec<Linked>),
     /// Trace ids whose newest span ended before this are forgotten (the window moved).
     Forget(u64),
 }
@@ -54,6 +57,8 @@ pub(super) struct Tail {
     /// Spans the sampler dropped.
     pub(super) sampled_out: u64,
     pub(super) times: StageTimes,
+    /// The spans of the current drain's parts so far ([`Handoff::LinkedPart`]).
+    parts: Vec<Vec<Span>>,
 }
 
 impl Tail {
@@ -69,11 +74,12 @@ impl Tail {
             spans: 0,
             sampled_out: 0,
             times: StageTimes::default(),
+            parts: Vec::new(),
         })
     }
 
-    /// Takes one handoff of the back; linked exchanges return their spans (sampled, in
-    /// link order).
+    /// Takes one handoff of the back; the last (or only) part of a drain returns the
+    /// spans of its exchanges (sampled, in link order).
     pub(super) fn take(&mut self, handoff: Handoff) -> Option<Vec<Span>> {
         match handoff {
             Handoff::K8s(objects) => {
@@ -86,7 +92,20 @@ impl Tail {
                 self.enricher.note_listener(local, name);
                 None
             }
-            Handoff::Linked(linked) => Some(self.emit(linked)),
+            Handoff::LinkedPart(linked) => {
+                let spans = self.emit(linked);
+                self.parts.push(spans);
+                None
+            }
+            Handoff::Linked(linked) => {
+                let spans = self.emit(linked);
+                if self.parts.is_empty() {
+                    return Some(spans);
+                }
+                let mut parts = std::mem::take(&mut self.parts);
+                parts.push(spans);
+                Some(super::concat(parts))
+            }
             Handoff::Forget(before) => {
                 self.traces.retain(|_, end| *end >= before);
                 None

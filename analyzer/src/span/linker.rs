@@ -361,13 +361,16 @@ impl Linker {
         build_all(self.link_unbuilt(cutoff), &details)
     }
 
-    /// Request starts that split the exchanges not identified yet into runs of about
-    /// `per` (in identification order), increasing: cutoffs for [`Linker::link_unbuilt`]
-    /// that link the end of an analysis a run at a time (each run's spans can be built
-    /// while the next run is identified) instead of all at once.
-    pub fn run_cutoffs(&self, per: usize) -> Vec<u64> {
+    /// Request starts below `below` that split the exchanges not identified yet which
+    /// started before it into runs of about `per` (in identification order), increasing:
+    /// cutoffs that link a run at a time (each run's spans can be built while the next
+    /// run is identified) instead of all at once — the end of an analysis
+    /// ([`Linker::link_unbuilt`] per run) or a large drain ([`Linker::link_part`] per run,
+    /// then `link_unbuilt(below)`). Walks only the exchanges below `below`.
+    pub fn run_cutoffs(&self, per: usize, below: u64) -> Vec<u64> {
         let mut out: Vec<u64> = Vec::new();
-        for key in self.unidentified.iter().step_by(per.max(1)).skip(1) {
+        let ready = self.unidentified.range(..(below, 0, min_xid()));
+        for key in ready.step_by(per.max(1)).skip(1) {
             if out.last().is_none_or(|&last| key.0 > last) {
                 out.push(key.0);
             }
@@ -379,6 +382,31 @@ impl Linker {
     /// their response, in emit order, each to be built with [`build_all`] (anywhere: they
     /// no longer depend on the linker).
     pub fn link_unbuilt(&mut self, cutoff: u64) -> Vec<Linked> {
+        self.link_to(cutoff, false)
+    }
+
+    /// The first part of a drain to a later cutoff, linked up to `cutoff`: the exchanges
+    /// that started before `cutoff` are identified, and the emitted ones are exactly the
+    /// first ones [`Linker::link_unbuilt`] would emit at the drain's own cutoff, in its
+    /// order. So a large drain linked in parts (`link_part` at increasing cutoffs, then
+    /// `link_unbuilt` at the drain's) emits the same exchanges in the same order as
+    /// `link_unbuilt` at once, while the parts already linked are built.
+    ///
+    /// Why the parts agree: emission goes through the identified exchanges in order, and
+    /// a part stops at the first one whose fate it cannot know yet — one that started at
+    /// or after `cutoff` (an exchange identified later may sort before it), or one of an
+    /// invented trace that is still open at `cutoff` (it may close by the drain's cutoff,
+    /// or be adopted). What it emits before that is final: an answered exchange with a
+    /// trace from the wire keeps its identity, and an invented trace closed at `cutoff`
+    /// (every member answered before it, and everything that started before it
+    /// identified) can gain no member and no adoption later. Unanswered exchanges wait in
+    /// both (no response arrives during a drain).
+    pub fn link_part(&mut self, cutoff: u64) -> Vec<Linked> {
+        self.link_to(cutoff, true)
+    }
+
+    /// [`Linker::link_unbuilt`] (`part` false) or [`Linker::link_part`] (`part` true).
+    fn link_to(&mut self, cutoff: u64, part: bool) -> Vec<Linked> {
         // The ready ones leave the set at once (split, not one by one).
         let split = (cutoff, 0, min_xid());
         let later = self.unidentified.split_off(&split);
@@ -397,7 +425,14 @@ impl Linker {
         // Invented traces found closed in this pass: they are final now.
         let mut closed: HashSet<TraceId> = HashSet::default();
         let mut open: HashSet<TraceId> = HashSet::default();
-        for key in awaiting {
+        // A part stops at the first exchange whose fate it cannot know yet: that one and
+        // every later one stay for the drain's later parts.
+        let mut undecided = awaiting.len();
+        for (at, &key) in awaiting.iter().enumerate() {
+            if part && key.0 >= cutoff {
+                undecided = at;
+                break;
+            }
             let (trace, invented) = {
                 let Some(slot) = self.slots.get(&key.2) else {
                     // Evicted while waiting.
@@ -418,6 +453,10 @@ impl Linker {
             };
             if invented && !closed.contains(&trace) {
                 if open.contains(&trace) || !self.invented_closed(&trace, cutoff) {
+                    if part {
+                        undecided = at;
+                        break;
+                    }
                     // Its trace may still be adopted: wait until it is final.
                     open.insert(trace);
                     waiting.push(key);
@@ -454,6 +493,7 @@ impl Linker {
             slot.emitted = true;
             emit.push(Linked { ex, identity });
         }
+        waiting.extend_from_slice(&awaiting[undecided..]);
         self.awaiting_emit = waiting;
         for t in closed {
             self.invented.remove(&t);

@@ -850,7 +850,7 @@ fn linking_the_end_in_runs_equals_linking_it_at_once() {
                 l.on_event(req);
                 l.on_event(resp);
             }
-            let cutoffs = l.run_cutoffs(per);
+            let cutoffs = l.run_cutoffs(per, u64::MAX);
             assert!(per > 1 || cutoffs.len() > 1, "runs of one: several cutoffs");
             let mut spans = Vec::new();
             for c in cutoffs.into_iter().chain([u64::MAX]) {
@@ -863,6 +863,103 @@ fn linking_the_end_in_runs_equals_linking_it_at_once() {
                 "runs of {per}"
             );
             assert_eq!(l.stats(), &once_stats, "runs of {per}");
+        }
+    }
+}
+
+/// A drain linked in parts (`link_part` at the run cutoffs below the drain's, then
+/// `link_unbuilt` at it, as the pipeline's back links a large drain) emits the same spans
+/// in the same order as the drain at once, drain after drain, with the same stats: events
+/// fed in time order with a drain after each (requests still unanswered at a drain), and
+/// all events fed before a few large drains (root adoption across parts, invented traces
+/// closing), in parts down to one exchange.
+#[test]
+fn a_drain_linked_in_parts_emits_what_it_emits_at_once_in_its_order() {
+    let time = |ev: &ExchangeEvent| match ev {
+        ExchangeEvent::Request(ex) => ex.start_ts(),
+        ExchangeEvent::Response { response, .. } => response.end_ts,
+        _ => 0,
+    };
+    // A server's caller recorded on a node whose clock is ahead: the client exchange
+    // starts after the server's, and is identified ahead of its turn, with the server.
+    let skewed = {
+        let server = conn(
+            1,
+            10,
+            "svc",
+            "127.0.1.2:80",
+            "127.0.1.1:40001",
+            Role::Server,
+        );
+        let caller = conn(
+            2,
+            20,
+            "web",
+            "127.0.1.1:40001",
+            "127.0.1.2:80",
+            Role::Client,
+        );
+        let other = conn(
+            3,
+            30,
+            "api",
+            "127.0.1.4:80",
+            "127.0.1.5:40002",
+            Role::Server,
+        );
+        vec![
+            exchange(&server, 0, "/s", &[("traceparent", TP)], 100, 200, 200),
+            exchange(&other, 0, "/o", &[("traceparent", TP)], 103, 150, 200),
+            exchange(&caller, 0, "/s", &[("traceparent", TP)], 105, 195, 200),
+        ]
+    };
+    for events in [adoption_events(), concurrent_adoption_events(), skewed] {
+        let mut timeline: Vec<ExchangeEvent> =
+            events.into_iter().flat_map(|(q, r)| [q, r]).collect();
+        timeline.sort_by_key(time);
+        let times: Vec<u64> = timeline.iter().map(time).collect();
+        // (events fed before each drain, the drain's cutoff): one drain per event, or all
+        // events first and then drains at a third, two thirds and the end
+        let stepwise: Vec<(usize, u64)> = (1..=timeline.len()).zip(times.clone()).collect();
+        let at_once: Vec<(usize, u64)> = [times.len() / 3, 2 * times.len() / 3]
+            .into_iter()
+            .map(|i| (timeline.len(), times[i]))
+            .collect();
+        for (plan, large) in [(stepwise, false), (at_once, true)] {
+            let plan: Vec<(usize, u64)> = plan
+                .into_iter()
+                .chain([(timeline.len(), u64::MAX)])
+                .collect();
+            let key = |s: &ObservedSpan| format!("{s:?}");
+            // drain by drain, the spans each emits in order; the stats; the parts linked
+            let drains = |parts_of: Option<usize>| {
+                let mut l = Linker::new();
+                let (mut out, mut fed, mut parts) = (Vec::new(), 0, 0);
+                for &(upto, cutoff) in &plan {
+                    for ev in &timeline[fed..upto] {
+                        l.on_event(ev.clone());
+                    }
+                    fed = upto;
+                    let details = l.details.clone();
+                    let mut spans = Vec::new();
+                    if let Some(per) = parts_of {
+                        for part in l.run_cutoffs(per, cutoff) {
+                            parts += 1;
+                            spans.extend(build_all(l.link_part(part), &details));
+                        }
+                    }
+                    spans.extend(l.link(cutoff));
+                    out.push(spans.iter().map(key).collect::<Vec<_>>());
+                }
+                (out, l.stats().clone(), parts)
+            };
+            let (once, once_stats, _) = drains(None);
+            for per in [1, 2, 3] {
+                let (in_parts, stats, parts) = drains(Some(per));
+                assert!(!large || per > 1 || parts > 0, "runs of one: {parts} parts");
+                assert_eq!(in_parts, once, "parts of {per}");
+                assert_eq!(stats, once_stats, "parts of {per}");
+            }
         }
     }
 }
