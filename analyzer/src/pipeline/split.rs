@@ -130,24 +130,11 @@ fn run_split<E>(
             if batch.len() == BATCH {
                 let step = front.push(&batch);
                 batch.clear();
-                let mut sent = send(
-                    &steps,
-                    ToBack::Step(step),
-                    &handoffs,
-                    &mut tail,
-                    &mut hand_out,
-                    &mut last,
-                )?;
-                if sent {
-                    let drain = ToBack::Step(front.drain());
-                    sent = send(
-                        &steps,
-                        drain,
-                        &handoffs,
-                        &mut tail,
-                        &mut hand_out,
-                        &mut last,
-                    )?;
+                let drain = front.drain();
+                let mut sent = true;
+                for msg in [ToBack::Step(step), ToBack::Step(drain)] {
+                    sent =
+                        sent && send(&steps, msg, &handoffs, &mut tail, &mut hand_out, &mut last)?;
                 }
                 if !sent {
                     // The back stopped (a panic, raised again by the join below).
