@@ -50,7 +50,7 @@ def f(suffix):
 spans = max(int(sys.argv[2] or 0), 1)
 push, process, rest = f("Front::push"), f("Front::process"), f("Front::process_rest")
 finish = f("Front::finish")
-intake, link = f("Linker::on_event_extracted"), f("Linker::link_unbuilt")
+intake, link = f("Linker::on_event_extracted"), f("Linker::link_to")
 build, enrich = f("span::linker::build_all"), f("Enricher::enrich")
 emit, analyze = f("Tail::emit"), f("stage_analyze")
 out = {

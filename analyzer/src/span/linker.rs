@@ -406,6 +406,8 @@ impl Linker {
     }
 
     /// [`Linker::link_unbuilt`] (`part` false) or [`Linker::link_part`] (`part` true).
+    /// Not inlined: the benchmarks count its instructions as the link stage's.
+    #[inline(never)]
     fn link_to(&mut self, cutoff: u64, part: bool) -> Vec<Linked> {
         // The ready ones leave the set at once (split, not one by one).
         let split = (cutoff, 0, min_xid());
