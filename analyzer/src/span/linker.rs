@@ -3,6 +3,7 @@
 //! and their trace is final, and forgotten when old ([`Linker::evict`]).
 
 use std::collections::BTreeSet;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use foldhash::{HashMap, HashSet};
@@ -558,6 +559,7 @@ impl Linker {
                 self.by_start.insert((start, key));
             }
         }
+        self.forget_ids(&old);
         for (id, slot) in old {
             self.release_conn(&id.id.conn);
             if !slot.emitted && !slot.unanswered {
@@ -572,13 +574,35 @@ impl Linker {
             }
             self.peers.remove(slot.held.peer(), id);
             if let Some(idn) = slot.identity {
-                if self.ids.get(&(idn.registered, idn.span_id)) == Some(&id.slot_key()) {
-                    self.ids.remove(&(idn.registered, idn.span_id));
-                }
                 if idn.invented {
                     // A member left: the trace can no longer be adopted whole.
                     self.invented.remove(&idn.trace_id);
                 }
+            }
+        }
+    }
+
+    /// Takes the span ids of evicted exchanges out of the span-id table (each id that is
+    /// still its exchange's). In the table's own order: the entries are sorted by the
+    /// bucket their key hashes to, so a large eviction (the window moved past a whole
+    /// capture, or a long pause) walks the table instead of missing the cache at each of
+    /// its hundreds of thousands of entries. The removals are independent of each other:
+    /// their order changes nothing else.
+    fn forget_ids(&mut self, old: &[(Xid, Box<Slot>)]) {
+        let mask = bucket_mask(self.ids.capacity());
+        let hasher = self.ids.hasher();
+        let mut keys: Vec<(u64, (TraceId, SpanId), SlotKey)> = old
+            .iter()
+            .filter_map(|(id, slot)| {
+                let idn = slot.identity.as_ref()?;
+                let key = (idn.registered, idn.span_id);
+                Some((hasher.hash_one(key) & mask, key, id.slot_key()))
+            })
+            .collect();
+        keys.sort_unstable_by_key(|k| k.0);
+        for (_, key, slot_key) in keys {
+            if self.ids.get(&key) == Some(&slot_key) {
+                self.ids.remove(&key);
             }
         }
     }
@@ -874,6 +898,13 @@ impl Facts {
     fn order_key(&self) -> OrderKey {
         (self.start, side_rank(self.side), self.id)
     }
+}
+
+/// The bucket mask of a hash table of `capacity` (its buckets are the power of two above
+/// 8/7 of its capacity): keys sorted by their hash under it are visited in the table's
+/// order. Only an order for locality: a few bits more or fewer walk it about as well.
+fn bucket_mask(capacity: usize) -> u64 {
+    (capacity.saturating_mul(8) / 7).max(1).next_power_of_two() as u64 - 1
 }
 
 /// An identified exchange ready to become a span: what [`Linker::link_unbuilt`] hands
