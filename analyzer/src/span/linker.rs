@@ -2,7 +2,7 @@
 //! identified in request-start order ([`Linker::link`]), emitted as spans once answered
 //! and their trace is final, and forgotten when old ([`Linker::evict`]).
 
-use std::collections::BTreeSet;
+use std::collections::{hash_map, BTreeSet};
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
@@ -21,7 +21,7 @@ use crate::exchange::{Exchange, ExchangeEvent, ExchangeId};
 use crate::reassemble::{ConnInfo, ConnKey};
 
 /// A held exchange. Everything linking reads of it for the whole window is in `held`
-/// (about 130 bytes); the exchange itself (its request and response with their strings
+/// (64 bytes); the exchange itself (its request and response with their strings
 /// and protocol details, about 400 bytes) is boxed in `live` and leaves when the exchange
 /// is emitted, into its span: emitted exchanges, nearly all of the window's, stay small.
 /// The exchange and its extracted context arrive boxed from the parsing threads; the
@@ -45,8 +45,10 @@ struct Slot {
 /// What linking reads of a held exchange from its request until it is evicted.
 #[derive(Debug)]
 struct Held {
-    id: ExchangeId,
+    /// Its socket (whose key is its id's connection: see [`Held::id`]).
     conn: Arc<ConnInfo>,
+    /// Its sequence number on the connection.
+    seq: u64,
     side: SpanKind,
     /// Request start.
     start: u64,
@@ -63,15 +65,25 @@ struct Held {
 
 impl Held {
     fn of(ex: &Exchange) -> Self {
+        // Pairing names an exchange by its socket's key: the id is not held twice.
+        debug_assert_eq!(ex.id.conn, ex.conn.key, "an exchange's id names its socket");
         Held {
-            id: ex.id,
             conn: ex.conn.clone(),
+            seq: ex.id.seq,
             side: ex.side,
             start: ex.start_ts(),
             request_end: ex.request.end_ts,
             tid: ex.request.tid,
             ordinal: ex.ordinal,
             response_end: ex.response.as_ref().map(|r| r.end_ts),
+        }
+    }
+
+    /// Its exchange id.
+    fn id(&self) -> ExchangeId {
+        ExchangeId {
+            conn: self.conn.key,
+            seq: self.seq,
         }
     }
 
@@ -549,7 +561,7 @@ impl Linker {
                 continue;
             };
             let id = Xid {
-                id: slot.held.id,
+                id: slot.held.id(),
                 no: key,
             };
             if slot.identity.is_some() && slot.held.end_ts() < before {
@@ -601,8 +613,10 @@ impl Linker {
             .collect();
         keys.sort_unstable_by_key(|k| k.0);
         for (_, key, slot_key) in keys {
-            if self.ids.get(&key) == Some(&slot_key) {
-                self.ids.remove(&key);
+            if let hash_map::Entry::Occupied(e) = self.ids.entry(key) {
+                if *e.get() == slot_key {
+                    e.remove();
+                }
             }
         }
     }
@@ -835,10 +849,10 @@ impl Linker {
     /// previous response on the same connection if later; `None` while that previous
     /// response is still outstanding (a pipelined request waiting its turn).
     fn processing_start(&self, ex: &Held, xid: Xid) -> Option<u64> {
-        if ex.id.seq == 0 {
+        if ex.seq == 0 {
             return Some(ex.start);
         }
-        let prev: SlotKey = (xid.no.0, ex.id.seq - 1);
+        let prev: SlotKey = (xid.no.0, ex.seq - 1);
         match self.slots.get(&prev) {
             None => Some(ex.start),
             Some(p) => match p.held.response_end {
@@ -891,7 +905,7 @@ impl Facts {
             side: held.side,
             start: held.start,
             open_end: held.open_end(),
-            parts: IdParts::new(held.id.conn, held.ordinal, held.start, held.side, addrs),
+            parts: IdParts::new(held.conn.key, held.ordinal, held.start, held.side, addrs),
         }
     }
 
