@@ -249,14 +249,23 @@ impl<O: SpanObserver> SpanSinks<O> {
                     .as_ref()
                     .map(|rt| ExportFanout::start(exporters, options.fanout, rt));
                 let mut spans = 0u64;
-                for batch in rx {
-                    write_all(&mut files, &mut observer, &batch)?;
-                    spans += batch.len() as u64;
-                    if let Some(fanout) = &fanout {
-                        fanout.offer(batch);
-                        overflow_count.store(fanout.overflowed().iter().sum(), Ordering::Relaxed);
-                    }
-                }
+                std::thread::scope(|s| {
+                    let mut writers = BatchWriters::start(s, &mut files, &mut observer)?;
+                    let looped = rx.iter().try_for_each(|batch| {
+                        let batch = writers.write(batch)?;
+                        spans += batch.len() as u64;
+                        if let Some(fanout) = &fanout {
+                            fanout.offer(batch);
+                            overflow_count
+                                .store(fanout.overflowed().iter().sum(), Ordering::Relaxed);
+                        }
+                        Ok(())
+                    });
+                    // joined whatever happened: a helper that panicked is reported, not
+                    // re-raised by the scope
+                    let stopped = writers.stop();
+                    looped.and(stopped)
+                })?;
                 if stop.load(Ordering::SeqCst) {
                     // Dropping the files removes their temporary files.
                     return Err(SinkError::Abandoned);
@@ -327,41 +336,142 @@ impl<O: SpanObserver> SpanSinks<O> {
     }
 }
 
-/// Writes a batch to every file (all but the first on scoped threads of their own) and
-/// shows it to the observer (on a scoped thread too, beside the files).
-fn write_all<O: SpanObserver>(
-    files: &mut [Box<dyn SpanFile>],
-    observer: &mut O,
-    batch: &[Span],
-) -> Result<(), SinkError> {
-    let Some((first, rest)) = files.split_first_mut() else {
-        observer.observe(batch);
-        return Ok(());
-    };
-    std::thread::scope(|s| {
-        let observing = s.spawn(move || observer.observe(batch));
-        let jobs: Vec<_> = rest
-            .iter_mut()
-            .map(|f| s.spawn(move || f.write(batch)))
-            .collect();
-        let mut result = first.write(batch).map_err(SinkError::from);
-        let observed = observing
-            .join()
-            .map_err(|_| SinkError::Panicked("span observer"));
-        if result.is_ok() {
-            result = observed;
+/// Writes each batch to every file and shows it to the observer, side by side: the first
+/// file on the writer thread, the other files and the observer on helper threads started
+/// once for the whole run (one each, scoped to the writer's loop). A thread started per
+/// batch instead (two per batch with `spans.json`: over a thousand on the bench capture)
+/// paid its stack's mapping and unmapping — a TLB shootdown on every other core — and a
+/// fresh allocator heap, abandoned at its exit with the observer's allocations in it.
+struct BatchWriters<'scope, 'env, O> {
+    /// The file written on the writer thread itself, if any.
+    first: Option<&'env mut Box<dyn SpanFile>>,
+    /// The observer, when there is no helper for it (no file: it runs inline).
+    inline_observer: Option<&'env mut O>,
+    /// The helpers, the observer's first, then the files after the first in order.
+    helpers: Vec<Helper<'scope>>,
+}
+
+/// One helper thread: batches in, one result per batch out.
+struct Helper<'scope> {
+    /// What it is, for [`SinkError::Panicked`].
+    what: &'static str,
+    input: SyncSender<Arc<Vec<Span>>>,
+    output: std::sync::mpsc::Receiver<Result<(), SinkError>>,
+    handle: std::thread::ScopedJoinHandle<'scope, ()>,
+}
+
+impl<'scope, 'env: 'scope, O: SpanObserver> BatchWriters<'scope, 'env, O> {
+    /// Starts the helpers on `scope`.
+    fn start(
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+        files: &'env mut [Box<dyn SpanFile>],
+        observer: &'env mut O,
+    ) -> Result<Self, SinkError> {
+        let Some((first, rest)) = files.split_first_mut() else {
+            return Ok(BatchWriters {
+                first: None,
+                inline_observer: Some(observer),
+                helpers: Vec::new(),
+            });
+        };
+        let mut helpers = Vec::with_capacity(1 + rest.len());
+        helpers.push(Helper::start(scope, "span observer", move |b| {
+            observer.observe(b);
+            Ok(())
+        })?);
+        for file in rest {
+            helpers.push(Helper::start(scope, "span file writer", move |b| {
+                file.write(b).map_err(SinkError::from)
+            })?);
         }
-        for job in jobs {
-            let done = job
-                .join()
-                .map_err(|_| SinkError::Panicked("span file writer"))
-                .and_then(|r| r.map_err(SinkError::from));
+        Ok(BatchWriters {
+            first: Some(first),
+            inline_observer: None,
+            helpers,
+        })
+    }
+
+    /// Writes and shows one batch; hands it back for the exporters. The first error, in
+    /// the order first file, observer, other files, as before.
+    fn write(&mut self, batch: Vec<Span>) -> Result<Vec<Span>, SinkError> {
+        let Some(first) = self.first.as_deref_mut() else {
+            if let Some(observer) = self.inline_observer.as_deref_mut() {
+                observer.observe(&batch);
+            }
+            return Ok(batch);
+        };
+        let shared = Arc::new(batch);
+        let mut handed = Vec::with_capacity(self.helpers.len());
+        for helper in &self.helpers {
+            handed.push(helper.input.send(Arc::clone(&shared)).is_ok());
+        }
+        let mut result = first.write(&shared).map_err(SinkError::from);
+        for (helper, handed) in self.helpers.iter().zip(handed) {
+            // A helper that is gone (it panicked) took no batch and sends no result.
+            let done = match handed.then(|| helper.output.recv()) {
+                Some(Ok(done)) => done,
+                _ => Err(SinkError::Panicked(helper.what)),
+            };
             if result.is_ok() {
                 result = done;
             }
         }
+        result?;
+        // Every helper dropped its handle on the batch before answering.
+        Ok(Arc::try_unwrap(shared).unwrap_or_else(|shared| shared.as_ref().clone()))
+    }
+
+    /// Stops the helpers (their threads end with their input) and joins them.
+    fn stop(self) -> Result<(), SinkError> {
+        let mut result = Ok(());
+        for helper in self.helpers {
+            let Helper {
+                what,
+                input,
+                output,
+                handle,
+            } = helper;
+            drop(input);
+            drop(output);
+            if handle.join().is_err() && result.is_ok() {
+                result = Err(SinkError::Panicked(what));
+            }
+        }
         result
-    })
+    }
+}
+
+impl<'scope> Helper<'scope> {
+    /// A thread on `scope` running `job` on every batch it is sent, answering each.
+    fn start<'env, F>(
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+        what: &'static str,
+        mut job: F,
+    ) -> Result<Self, SinkError>
+    where
+        F: FnMut(&[Span]) -> Result<(), SinkError> + Send + 'scope,
+    {
+        let (input, batches) = sync_channel::<Arc<Vec<Span>>>(1);
+        let (answer, output) = sync_channel::<Result<(), SinkError>>(1);
+        let handle = std::thread::Builder::new()
+            .name("podtrace-sinks".into())
+            .spawn_scoped(scope, move || {
+                for batch in batches {
+                    let done = job(&batch);
+                    drop(batch);
+                    if answer.send(done).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(SinkError::Start)?;
+        Ok(Helper {
+            what,
+            input,
+            output,
+            handle,
+        })
+    }
 }
 
 /// `spans.json`: a JSON array of [`Span`]s, one span per line, written batch by batch as a
@@ -535,6 +645,82 @@ mod tests {
             serde_json::from_str(&std::fs::read_to_string(&out.written[0]).unwrap()).unwrap();
         assert_eq!(back.len(), 10);
         assert_eq!(std::fs::read_to_string(&lines).unwrap().lines().count(), 5);
+    }
+
+    /// A file that fails on its `n`-th batch (a full disk).
+    struct FailsAt {
+        n: usize,
+        seen: usize,
+    }
+
+    impl SpanFile for FailsAt {
+        fn write(&mut self, _spans: &[Span]) -> Result<(), ExportError> {
+            self.seen += 1;
+            if self.seen == self.n {
+                return Err(ExportError::Io {
+                    path: "full.json".into(),
+                    source: std::io::Error::other("no space left on device"),
+                });
+            }
+            Ok(())
+        }
+        fn finish(self: Box<Self>) -> Result<PathBuf, ExportError> {
+            Ok("full.json".into())
+        }
+    }
+
+    /// An observer that panics on its `n`-th batch (a bug).
+    struct PanicsAt(usize);
+
+    impl SpanObserver for PanicsAt {
+        fn observe(&mut self, _spans: &[Span]) {
+            self.0 -= 1;
+            assert!(self.0 > 0, "observer bug");
+        }
+    }
+
+    /// A file or the observer failing on a helper thread stops the run with its error
+    /// (the writer neither hangs nor finishes the files as if complete), whichever batch
+    /// it fails on; the first file's temporary file is removed.
+    #[test]
+    fn a_helper_failure_stops_the_run_with_its_error() {
+        for n in 1..=3 {
+            let dir = tempfile::tempdir().unwrap();
+            let files: Vec<Box<dyn SpanFile>> = vec![
+                Box::new(SpansJsonWriter::create(dir.path().join("spans.json")).unwrap()),
+                Box::new(FailsAt { n, seen: 0 }),
+            ];
+            let sinks =
+                SpanSinks::start(files, Count::default(), Vec::new(), SinkOptions::offline())
+                    .unwrap();
+            for b in 0..5u8 {
+                if sinks.send(vec![span(b)]).is_err() {
+                    break; // the writer stopped: its error comes from finish
+                }
+            }
+            let Err(err) = sinks.finish() else {
+                panic!("the run succeeded")
+            };
+            assert!(err.to_string().contains("no space left"), "{err}");
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+            let dir = tempfile::tempdir().unwrap();
+            let files: Vec<Box<dyn SpanFile>> = vec![Box::new(
+                SpansJsonWriter::create(dir.path().join("spans.json")).unwrap(),
+            )];
+            let sinks =
+                SpanSinks::start(files, PanicsAt(n), Vec::new(), SinkOptions::offline()).unwrap();
+            for b in 0..5u8 {
+                if sinks.send(vec![span(b)]).is_err() {
+                    break;
+                }
+            }
+            let Err(err) = sinks.finish() else {
+                panic!("the run succeeded")
+            };
+            assert!(matches!(err, SinkError::Panicked("span observer")), "{err}");
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        }
     }
 
     /// Abandoned sinks leave no file behind.
