@@ -13,6 +13,8 @@ use std::fmt;
 use podtrace_model::{SpanId, TraceId};
 use serde::Serialize;
 
+use crate::protocol::Headers;
+
 /// A propagation header family.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
@@ -110,14 +112,14 @@ where
     I: IntoIterator<Item = (&'a str, &'a str)>,
 {
     let headers: Vec<(&str, &str)> = headers.into_iter().collect();
-    extract_fields(&headers)
+    extract_fields(headers.as_slice())
 }
 
-/// [`extract`] of a header list as it is held (a request's owned fields): read in
-/// place, not collected into a list of borrowed pairs first.
-pub(crate) fn extract_fields<F: HeaderField>(headers: &[F]) -> Extraction {
+/// [`extract`] of a header list as it is held (a request's [`Headers`]): read in place, not
+/// collected into a list of borrowed pairs first.
+pub(crate) fn extract_fields<H: HeaderList + ?Sized>(headers: &H) -> Extraction {
     let mut out = Extraction::default();
-    let families: [FamilyParser<F>; 4] = [w3c, b3, splunk, jaeger];
+    let families: [FamilyParser<H>; 4] = [w3c, b3, splunk, jaeger];
     let lookup = Lookup(headers);
     for family in families {
         if let Some(ctx) = family(&lookup, &mut out.ignored) {
@@ -128,37 +130,29 @@ pub(crate) fn extract_fields<F: HeaderField>(headers: &[F]) -> Extraction {
     out
 }
 
-/// A header field as the extractor reads it: its name and value.
-pub(crate) trait HeaderField {
-    /// The name, as sent.
-    fn name(&self) -> &str;
-    /// The value.
-    fn value(&self) -> &str;
+/// A list of header fields as the extractor reads it: `(name, value)` pairs in order.
+pub(crate) trait HeaderList {
+    /// The fields, in order.
+    fn fields(&self) -> impl Iterator<Item = (&str, &str)>;
 }
 
-impl HeaderField for (&str, &str) {
-    fn name(&self) -> &str {
-        self.0
-    }
-    fn value(&self) -> &str {
-        self.1
+impl HeaderList for [(&str, &str)] {
+    fn fields(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.iter().copied()
     }
 }
 
-impl HeaderField for (String, String) {
-    fn name(&self) -> &str {
-        &self.0
-    }
-    fn value(&self) -> &str {
-        &self.1
+impl HeaderList for Headers {
+    fn fields(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.iter()
     }
 }
 
 /// One family's extractor: the context, or `None` after noting why its headers were ignored.
-type FamilyParser<F> = fn(&Lookup<'_, F>, &mut Vec<(Family, IgnoreReason)>) -> Option<TraceContext>;
+type FamilyParser<H> = fn(&Lookup<'_, H>, &mut Vec<(Family, IgnoreReason)>) -> Option<TraceContext>;
 
 /// Case-insensitive header lookup over the request's header list.
-struct Lookup<'h, F>(&'h [F]);
+struct Lookup<'h, H: ?Sized>(&'h H);
 
 /// A value without its optional whitespace (spaces and tabs) at either end: what
 /// `trim_matches([' ', '\t'])` answers, byte by byte (both are ASCII, so the cuts are
@@ -183,13 +177,13 @@ fn is_named(field: &str, lowercase: &str) -> bool {
             .all(|(f, l)| f.to_ascii_lowercase() == l)
 }
 
-impl<F: HeaderField> Lookup<'_, F> {
+impl<H: HeaderList + ?Sized> Lookup<'_, H> {
     /// The values of the header `name`, in order, trimmed of optional whitespace.
-    fn values<'s, 'n>(&'s self, name: &'n str) -> impl Iterator<Item = &'s str> + use<'s, 'n, F> {
+    fn values<'s, 'n>(&'s self, name: &'n str) -> impl Iterator<Item = &'s str> + use<'s, 'n, H> {
         self.0
-            .iter()
-            .filter(move |f| is_named(f.name(), name))
-            .map(|f| trim_ows(f.value()))
+            .fields()
+            .filter(move |(n, _)| is_named(n, name))
+            .map(|(_, v)| trim_ows(v))
     }
     /// All values of a header, trimmed of optional whitespace.
     fn all(&self, name: &str) -> Vec<&str> {
@@ -256,8 +250,8 @@ fn span_id_lower(s: &str) -> Option<SpanId> {
     (!id.is_zero()).then_some(id)
 }
 
-fn w3c<F: HeaderField>(
-    h: &Lookup<'_, F>,
+fn w3c<H: HeaderList + ?Sized>(
+    h: &Lookup<'_, H>,
     ignored: &mut Vec<(Family, IgnoreReason)>,
 ) -> Option<TraceContext> {
     let value = match h.one("traceparent") {
@@ -352,8 +346,8 @@ fn valid_tracestate(v: &str) -> bool {
     })
 }
 
-fn b3<F: HeaderField>(
-    h: &Lookup<'_, F>,
+fn b3<H: HeaderList + ?Sized>(
+    h: &Lookup<'_, H>,
     ignored: &mut Vec<(Family, IgnoreReason)>,
 ) -> Option<TraceContext> {
     match h.one("b3") {
@@ -413,7 +407,9 @@ fn parse_b3_single(v: &str) -> Result<TraceContext, IgnoreReason> {
 }
 
 /// `X-B3-TraceId`, `X-B3-SpanId`, optional `X-B3-ParentSpanId`, `X-B3-Sampled`, `X-B3-Flags`.
-fn b3_multi<F: HeaderField>(h: &Lookup<'_, F>) -> Result<Option<TraceContext>, IgnoreReason> {
+fn b3_multi<H: HeaderList + ?Sized>(
+    h: &Lookup<'_, H>,
+) -> Result<Option<TraceContext>, IgnoreReason> {
     let trace = h.one("x-b3-traceid")?;
     let span = h.one("x-b3-spanid")?;
     let sampled = h.one("x-b3-sampled")?;
@@ -451,8 +447,8 @@ fn b3_multi<F: HeaderField>(h: &Lookup<'_, F>) -> Result<Option<TraceContext>, I
     }))
 }
 
-fn splunk<F: HeaderField>(
-    h: &Lookup<'_, F>,
+fn splunk<H: HeaderList + ?Sized>(
+    h: &Lookup<'_, H>,
     ignored: &mut Vec<(Family, IgnoreReason)>,
 ) -> Option<TraceContext> {
     let request_id = match h.one("x-request-id") {
@@ -497,8 +493,8 @@ fn splunk<F: HeaderField>(
 
 /// `uber-trace-id: {trace-id}:{span-id}:{parent-span-id}:{flags}` (Jaeger's native format),
 /// also URL-encoded (`%3A` for `:`, as some Jaeger clients send it over HTTP).
-fn jaeger<F: HeaderField>(
-    h: &Lookup<'_, F>,
+fn jaeger<H: HeaderList + ?Sized>(
+    h: &Lookup<'_, H>,
     ignored: &mut Vec<(Family, IgnoreReason)>,
 ) -> Option<TraceContext> {
     let value = match h.one("uber-trace-id") {

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use podtrace_model::{KeyValue, SpanKind};
 
 use crate::baggage;
+use crate::protocol::Headers;
 use crate::route::Routes;
 
 /// Route and baggage settings of span building, with the baggage counters.
@@ -52,14 +53,14 @@ impl SpanDetails {
 
     /// With `--baggage-attributes`: appends the request's `baggage` entries as
     /// `baggage.<key>` attributes (counting what was skipped); otherwise nothing.
-    pub fn add_baggage(&self, headers: &[(String, String)], attrs: &mut Vec<KeyValue>) {
+    pub fn add_baggage(&self, headers: &Headers, attrs: &mut Vec<KeyValue>) {
         if !self.baggage {
             return;
         }
         let values = headers
             .iter()
             .filter(|(n, _)| n.eq_ignore_ascii_case("baggage"))
-            .map(|(_, v)| v.as_str());
+            .map(|(_, v)| v);
         let skipped = baggage::to_attributes(values, attrs);
         for (counter, n) in [
             (&self.malformed, skipped.malformed),
@@ -118,11 +119,13 @@ mod tests {
 
     #[test]
     fn baggage_only_when_asked_and_counted() {
-        let headers = vec![
-            ("Host".to_string(), "x".to_string()),
-            ("baggage".to_string(), "user=ann,bad".to_string()),
-            ("Baggage".to_string(), "user=bob,n=%31".to_string()),
-        ];
+        let headers: Headers = [
+            ("Host", "x"),
+            ("baggage", "user=ann,bad"),
+            ("Baggage", "user=bob,n=%31"),
+        ]
+        .into_iter()
+        .collect();
         let mut attrs = Vec::new();
         SpanDetails::default().add_baggage(&headers, &mut attrs);
         assert!(attrs.is_empty());

@@ -339,7 +339,7 @@ mod tests {
                     status: 200,
                     version: 1,
                 },
-                headers: vec![],
+                headers: crate::protocol::Headers::new(),
                 body_size: 0,
                 start_ts: 1,
                 end_ts: 1,

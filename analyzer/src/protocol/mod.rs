@@ -20,6 +20,7 @@
 //! not build spans.
 
 pub mod dispatch;
+pub mod headers;
 pub mod http;
 pub mod http1;
 pub mod http2;
@@ -35,6 +36,7 @@ use podtrace_format::Role;
 use crate::reassemble::Segment;
 
 pub use dispatch::ConnectionParser;
+pub use headers::Headers;
 
 /// How much of a database query is kept (`db.query.text`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -127,7 +129,7 @@ pub struct Request {
     /// Metadata fields kept for later stages (trace-context carriers such as HTTP's
     /// [`http::KEPT_HEADERS`]), in wire order, names as sent; empty for protocols that
     /// carry none.
-    pub headers: Vec<(String, String)>,
+    pub headers: Headers,
     /// Payload size in bytes (HTTP: the body).
     pub body_size: u64,
     /// Time of the first request byte.
@@ -147,10 +149,7 @@ pub struct Request {
 impl Request {
     /// The first value of a kept metadata field (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.get(name)
     }
 }
 

@@ -16,14 +16,14 @@ use crate::protocol::http::{HttpRequest, HttpResponse};
 use crate::protocol::mysql::MysqlCommand;
 use crate::protocol::postgres::PostgresQuery;
 use crate::protocol::redis::RedisCommand;
-use crate::protocol::{RequestDetail, ResponseDetail};
+use crate::protocol::{Headers, RequestDetail, ResponseDetail};
 use crate::reassemble::ConnInfo;
 
 /// What an emitted exchange keeps of its request: the times and sizes linking still reads
 /// (no strings, no protocol facts beyond the version).
 pub(super) fn emptied(req: &Request) -> Request {
     Request {
-        headers: Vec::new(),
+        headers: Headers::new(),
         body_size: req.body_size,
         start_ts: req.start_ts,
         end_ts: req.end_ts,
@@ -203,7 +203,7 @@ fn sockets(ex: &Exchange) -> (Option<SocketAddr>, Option<SocketAddr>) {
 fn http_span(
     ex: &Exchange,
     mut req: HttpRequest,
-    mut headers: Vec<(String, String)>,
+    headers: Headers,
     body_size: u64,
     resp: Option<(&Response, &HttpResponse)>,
     idn: &Identity,
@@ -239,10 +239,7 @@ fn http_span(
             i64::from(r.status),
         ));
     }
-    let host_header = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("host"))
-        .map(|(_, v)| v.as_str());
+    let host_header = headers.get("host");
     let (host, host_port) = match host_header {
         Some(h) if !h.is_empty() => {
             let (h, p) = split_host(h);
@@ -289,14 +286,8 @@ fn http_span(
             attrs.push(KeyValue::new("rpc.grpc.status_code", code));
         }
     }
-    if let Some(i) = headers
-        .iter()
-        .position(|(n, _)| n.eq_ignore_ascii_case("user-agent"))
-    {
-        attrs.push(KeyValue::new(
-            "user_agent.original",
-            std::mem::take(&mut headers[i].1),
-        ));
+    if let Some(agent) = headers.get("user-agent") {
+        attrs.push(KeyValue::new("user_agent.original", agent.to_string()));
     }
     details.add_baggage(&headers, &mut attrs);
     attrs.push(KeyValue::new("http.request.body.size", body_size as i64));
@@ -366,10 +357,7 @@ mod tests {
                 version: 1,
                 h2: None,
             }),
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
+            headers: headers.iter().copied().collect(),
             body_size: 12,
             start_ts: 100,
             end_ts: 110,

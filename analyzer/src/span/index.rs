@@ -306,7 +306,7 @@ mod tests {
                     version: 1,
                     h2: None,
                 }),
-                headers: Vec::new(),
+                headers: crate::protocol::Headers::new(),
                 body_size: 0,
                 start_ts: 100 * no,
                 end_ts: 100 * no,

@@ -22,6 +22,8 @@ mod protocol;
 mod tests;
 
 pub use connection::{ConnectionParser, Parsed};
+
+use crate::protocol::Headers;
 pub use parser::{KeepHeaders, MessageParser, RequestHint};
 pub use protocol::{to_output, Http1};
 
@@ -62,7 +64,7 @@ pub struct Message {
     /// Request or status line.
     pub head: Head,
     /// Header fields in wire order (values lossily decoded as UTF-8).
-    pub headers: Vec<(String, String)>,
+    pub headers: Headers,
     /// Body length in bytes (decoded length for chunked bodies), including bytes the
     /// snaplen cut off.
     pub body_size: u64,
@@ -79,10 +81,7 @@ pub struct Message {
 impl Message {
     /// The first value of a header (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.get(name)
     }
 }
 

@@ -4,6 +4,7 @@ use std::collections::VecDeque;
 use std::mem::MaybeUninit;
 
 use super::{Head, Kind, Limits, Message};
+use crate::protocol::Headers;
 use crate::reassemble::Segment;
 
 /// What the response parser must know about the request a response answers.
@@ -869,36 +870,33 @@ fn trim(s: &str) -> &str {
 /// The header fields the parser keeps, as owned strings; the list is allocated once, at
 /// the most it can hold (a filtered iterator's size is not known, so it grew field by
 /// field). `head` is the message head the fields were parsed from.
-fn collect_headers(
-    h: &[httparse::Header<'_>],
-    keep: &KeptNames,
-    head: &[u8],
-) -> Vec<(String, String)> {
-    let most = keep.most(h.len());
-    if most == 0 {
+fn collect_headers(h: &[httparse::Header<'_>], keep: &KeptNames, head: &[u8]) -> Headers {
+    if keep.most(h.len()) == 0 {
         // A response parser keeps nothing: no field to look at.
-        return Vec::new();
+        return Headers::new();
     }
-    let mut out = Vec::with_capacity(most);
     let Some(kept) = kept_fields(h, keep) else {
-        out.extend(
-            h.iter()
-                .filter(|h| keep.keeps(h.name))
-                .map(|h| (h.name.to_string(), header_value(h.value).into_owned())),
-        );
-        return out;
+        return h
+            .iter()
+            .filter(|h| keep.keeps(h.name))
+            .map(|h| (h.name, header_value(h.value)))
+            .collect();
     };
     if kept == 0 {
-        return out;
+        return Headers::new();
     }
     let (first, last) = (kept.trailing_zeros(), u128::BITS - 1 - kept.leading_zeros());
     let values = ValuesText::new(head, h[first as usize].value, h[last as usize].value);
-    out.extend(
-        (first..=last)
-            .filter(|i| kept & (1 << i) != 0)
-            .map(|i| &h[i as usize])
-            .map(|h| (h.name.to_string(), values.value(h.value).into_owned())),
-    );
+    let fields = (first..=last)
+        .filter(|i| kept & (1 << i) != 0)
+        .map(|i| &h[i as usize]);
+    // The kept fields' text fits in the head's bytes from the first kept name on.
+    let room = (offset_in(head, h[last as usize].value) + h[last as usize].value.len())
+        .saturating_sub(offset_in(head, h[first as usize].name.as_bytes()));
+    let mut out = Headers::with_capacity(kept.count_ones() as usize, room);
+    for field in fields {
+        out.push(field.name, &values.value(field.value));
+    }
     out
 }
 

@@ -19,7 +19,7 @@ use super::{Limits, StreamEvent};
 use crate::protocol::http::{
     split_target, GrpcCall, H2Request, H2Response, HttpRequest, HttpResponse, KEPT_HEADERS,
 };
-use crate::protocol::{Request, RequestDetail, Response, ResponseDetail};
+use crate::protocol::{Headers, Request, RequestDetail, Response, ResponseDetail};
 use crate::reassemble::Segment;
 
 /// What a direction of the connection carries.
@@ -795,14 +795,14 @@ fn to_request(id: u32, s: &Stream) -> Request {
     let method = field(fields, ":method").unwrap_or("_OTHER").to_string();
     let target = field(fields, ":path").unwrap_or_default().to_string();
     let (path, query) = split_target(&target);
-    let mut headers: Vec<(String, String)> = fields
+    let mut headers: Headers = fields
         .iter()
         .filter(|(n, _)| KEPT_HEADERS.contains(&n.as_str()))
-        .cloned()
+        .map(|(n, v)| (n, v))
         .collect();
     if let Some(a) = field(fields, ":authority") {
         if !headers.iter().any(|(n, _)| n == "host") {
-            headers.push(("host".into(), a.to_string()));
+            headers.push("host", a);
         }
     }
     let grpc = field(fields, "content-type")

@@ -552,7 +552,7 @@ impl Mysql {
         self.events.push(MessageEvent::Request {
             stream: None,
             request: Request {
-                headers: Vec::new(),
+                headers: crate::protocol::Headers::new(),
                 body_size: p.len,
                 start_ts: p.start_ts,
                 end_ts: p.end_ts,

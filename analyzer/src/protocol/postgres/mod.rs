@@ -426,7 +426,7 @@ impl Postgres {
         out.events.push(MessageEvent::Request {
             stream: Some(stream),
             request: Request {
-                headers: Vec::new(),
+                headers: crate::protocol::Headers::new(),
                 body_size: size,
                 start_ts,
                 end_ts,

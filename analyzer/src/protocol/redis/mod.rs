@@ -162,7 +162,7 @@ impl Redis {
         }
         self.commands += 1;
         Some(Request {
-            headers: Vec::new(),
+            headers: crate::protocol::Headers::new(),
             body_size: f.size,
             start_ts: f.start_ts,
             end_ts: f.end_ts,

@@ -61,10 +61,7 @@ fn exchange(
                 version: 1,
                 h2: None,
             }),
-            headers: headers
-                .iter()
-                .map(|(a, b)| (a.to_string(), b.to_string()))
-                .collect(),
+            headers: headers.iter().copied().collect(),
             body_size: 0,
             start_ts: start,
             end_ts: start,
