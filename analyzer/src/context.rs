@@ -130,21 +130,24 @@ pub(crate) fn extract_fields<H: HeaderList + ?Sized>(headers: &H) -> Extraction 
     out
 }
 
-/// A list of header fields as the extractor reads it: `(name, value)` pairs in order.
+/// A list of header fields as the extractor reads it.
 pub(crate) trait HeaderList {
-    /// The fields, in order.
-    fn fields(&self) -> impl Iterator<Item = (&str, &str)>;
+    /// The values of the fields named `lowercase` (a lowercase name; the fields' names
+    /// compared with ASCII case ignored), in order, untrimmed.
+    fn values<'h>(&'h self, lowercase: &str) -> impl Iterator<Item = &'h str>;
 }
 
 impl HeaderList for [(&str, &str)] {
-    fn fields(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.iter().copied()
+    fn values<'h>(&'h self, lowercase: &str) -> impl Iterator<Item = &'h str> {
+        self.iter()
+            .filter(move |(n, _)| is_named(n, lowercase))
+            .map(|&(_, v)| v)
     }
 }
 
 impl HeaderList for Headers {
-    fn fields(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.iter()
+    fn values<'h>(&'h self, lowercase: &str) -> impl Iterator<Item = &'h str> {
+        Headers::values(self, lowercase)
     }
 }
 
@@ -180,10 +183,7 @@ fn is_named(field: &str, lowercase: &str) -> bool {
 impl<H: HeaderList + ?Sized> Lookup<'_, H> {
     /// The values of the header `name`, in order, trimmed of optional whitespace.
     fn values<'s, 'n>(&'s self, name: &'n str) -> impl Iterator<Item = &'s str> + use<'s, 'n, H> {
-        self.0
-            .fields()
-            .filter(move |(n, _)| is_named(n, name))
-            .map(|(_, v)| trim_ows(v))
+        self.0.values(name).map(trim_ows)
     }
     /// All values of a header, trimmed of optional whitespace.
     fn all(&self, name: &str) -> Vec<&str> {

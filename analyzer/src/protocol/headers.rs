@@ -62,11 +62,22 @@ impl Headers {
         (&self.text[start..name_end], &self.text[name_end..end])
     }
 
+    /// The values of the fields named `name` (ASCII case ignored), in order. A field whose
+    /// name has another length is passed over without looking at its text: a request's
+    /// context is looked up by a dozen names, nearly all of them absent.
+    pub fn values<'h, 'n>(&'h self, name: &'n str) -> impl Iterator<Item = &'h str> + use<'h, 'n> {
+        let mut start = 0;
+        self.ends.iter().filter_map(move |&(name_end, end)| {
+            let field_start = std::mem::replace(&mut start, end);
+            (name_end - field_start == name.len()
+                && self.text[field_start..name_end].eq_ignore_ascii_case(name))
+            .then(|| &self.text[name_end..end])
+        })
+    }
+
     /// The value of the first field named `name`, ASCII case ignored.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        self.values(name).next()
     }
 }
 
@@ -119,6 +130,12 @@ mod tests {
         assert_eq!(h.get("host"), Some("a:80"));
         assert_eq!(h.get("X"), Some(""));
         assert_eq!(h.get("user-agent"), None);
+        assert_eq!(h.get(""), Some("v"));
+        let twice: Headers = [("b3", "1"), ("Host", "h"), ("B3", "2")]
+            .into_iter()
+            .collect();
+        assert_eq!(twice.values("b3").collect::<Vec<_>>(), ["1", "2"]);
+        assert_eq!(twice.values("host").collect::<Vec<_>>(), ["h"]);
         assert!(Headers::new().is_empty());
         assert_eq!(Headers::new().iter().count(), 0);
     }
