@@ -391,8 +391,8 @@ impl<'scope, 'env: 'scope, O: SpanObserver> BatchWriters<'scope, 'env, O> {
         })
     }
 
-    /// Writes and shows one batch; hands it back for the exporters. The first error, in
-    /// the order first file, observer, other files, as before.
+    /// Writes and shows one batch; hands it back for the exporters. On failure, the first
+    /// error in the order: first file, observer, other files.
     fn write(&mut self, batch: Vec<Span>) -> Result<Vec<Span>, SinkError> {
         let Some(first) = self.first.as_deref_mut() else {
             if let Some(observer) = self.inline_observer.as_deref_mut() {
