@@ -867,9 +867,9 @@ fn trim(s: &str) -> &str {
     }
 }
 
-/// The header fields the parser keeps, as owned strings; the list is allocated once, at
-/// the most it can hold (a filtered iterator's size is not known, so it grew field by
-/// field). `head` is the message head the fields were parsed from.
+/// The header fields the parser keeps, in one [`Headers`] buffer sized once (the head's
+/// bytes from the first kept field to the end of the last bound their text). `head` is
+/// the message head the fields were parsed from.
 fn collect_headers(h: &[httparse::Header<'_>], keep: &KeptNames, head: &[u8]) -> Headers {
     if keep.most(h.len()) == 0 {
         // A response parser keeps nothing: no field to look at.
