@@ -111,15 +111,13 @@ pub fn extract<'a, I>(headers: I) -> Extraction
 where
     I: IntoIterator<Item = (&'a str, &'a str)>,
 {
-    let headers: Vec<(&str, &str)> = headers.into_iter().collect();
-    extract_fields(headers.as_slice())
+    extract_fields(&headers.into_iter().collect())
 }
 
-/// [`extract`] of a header list as it is held (a request's [`Headers`]): read in place, not
-/// collected into a list of borrowed pairs first.
-pub(crate) fn extract_fields<H: HeaderList + ?Sized>(headers: &H) -> Extraction {
+/// [`extract`] of a request's [`Headers`], read in place.
+pub(crate) fn extract_fields(headers: &Headers) -> Extraction {
     let mut out = Extraction::default();
-    let families: [FamilyParser<H>; 4] = [w3c, b3, splunk, jaeger];
+    let families: [FamilyParser; 4] = [w3c, b3, splunk, jaeger];
     let lookup = Lookup(headers);
     for family in families {
         if let Some(ctx) = family(&lookup, &mut out.ignored) {
@@ -130,32 +128,11 @@ pub(crate) fn extract_fields<H: HeaderList + ?Sized>(headers: &H) -> Extraction 
     out
 }
 
-/// A list of header fields as the extractor reads it.
-pub(crate) trait HeaderList {
-    /// The values of the fields named `lowercase` (a lowercase name; the fields' names
-    /// compared with ASCII case ignored), in order, untrimmed.
-    fn values<'h>(&'h self, lowercase: &str) -> impl Iterator<Item = &'h str>;
-}
-
-impl HeaderList for [(&str, &str)] {
-    fn values<'h>(&'h self, lowercase: &str) -> impl Iterator<Item = &'h str> {
-        self.iter()
-            .filter(move |(n, _)| is_named(n, lowercase))
-            .map(|&(_, v)| v)
-    }
-}
-
-impl HeaderList for Headers {
-    fn values<'h>(&'h self, lowercase: &str) -> impl Iterator<Item = &'h str> {
-        Headers::values(self, lowercase)
-    }
-}
-
 /// One family's extractor: the context, or `None` after noting why its headers were ignored.
-type FamilyParser<H> = fn(&Lookup<'_, H>, &mut Vec<(Family, IgnoreReason)>) -> Option<TraceContext>;
+type FamilyParser = fn(&Lookup<'_>, &mut Vec<(Family, IgnoreReason)>) -> Option<TraceContext>;
 
 /// Case-insensitive header lookup over the request's header list.
-struct Lookup<'h, H: ?Sized>(&'h H);
+struct Lookup<'h>(&'h Headers);
 
 /// A value without its optional whitespace (spaces and tabs) at either end: what
 /// `trim_matches([' ', '\t'])` answers, byte by byte (both are ASCII, so the cuts are
@@ -168,21 +145,9 @@ fn trim_ows(v: &str) -> &str {
     &v[start..end]
 }
 
-/// Whether a field named `field` is the header `lowercase` (a lowercase name): ASCII
-/// case ignored, as `field.eq_ignore_ascii_case(lowercase)` (only the field's bytes
-/// need lowercasing).
-fn is_named(field: &str, lowercase: &str) -> bool {
-    debug_assert_eq!(lowercase, lowercase.to_ascii_lowercase());
-    field.len() == lowercase.len()
-        && field
-            .bytes()
-            .zip(lowercase.bytes())
-            .all(|(f, l)| f.to_ascii_lowercase() == l)
-}
-
-impl<H: HeaderList + ?Sized> Lookup<'_, H> {
+impl Lookup<'_> {
     /// The values of the header `name`, in order, trimmed of optional whitespace.
-    fn values<'s, 'n>(&'s self, name: &'n str) -> impl Iterator<Item = &'s str> + use<'s, 'n, H> {
+    fn values<'s, 'n>(&'s self, name: &'n str) -> impl Iterator<Item = &'s str> + use<'s, 'n> {
         self.0.values(name).map(trim_ows)
     }
     /// All values of a header, trimmed of optional whitespace.
@@ -250,10 +215,7 @@ fn span_id_lower(s: &str) -> Option<SpanId> {
     (!id.is_zero()).then_some(id)
 }
 
-fn w3c<H: HeaderList + ?Sized>(
-    h: &Lookup<'_, H>,
-    ignored: &mut Vec<(Family, IgnoreReason)>,
-) -> Option<TraceContext> {
+fn w3c(h: &Lookup<'_>, ignored: &mut Vec<(Family, IgnoreReason)>) -> Option<TraceContext> {
     let value = match h.one("traceparent") {
         Ok(Some(v)) => v,
         Ok(None) => return None,
@@ -346,10 +308,7 @@ fn valid_tracestate(v: &str) -> bool {
     })
 }
 
-fn b3<H: HeaderList + ?Sized>(
-    h: &Lookup<'_, H>,
-    ignored: &mut Vec<(Family, IgnoreReason)>,
-) -> Option<TraceContext> {
+fn b3(h: &Lookup<'_>, ignored: &mut Vec<(Family, IgnoreReason)>) -> Option<TraceContext> {
     match h.one("b3") {
         Ok(Some(v)) => match parse_b3_single(v) {
             Ok(ctx) => return Some(ctx),
@@ -407,9 +366,7 @@ fn parse_b3_single(v: &str) -> Result<TraceContext, IgnoreReason> {
 }
 
 /// `X-B3-TraceId`, `X-B3-SpanId`, optional `X-B3-ParentSpanId`, `X-B3-Sampled`, `X-B3-Flags`.
-fn b3_multi<H: HeaderList + ?Sized>(
-    h: &Lookup<'_, H>,
-) -> Result<Option<TraceContext>, IgnoreReason> {
+fn b3_multi(h: &Lookup<'_>) -> Result<Option<TraceContext>, IgnoreReason> {
     let trace = h.one("x-b3-traceid")?;
     let span = h.one("x-b3-spanid")?;
     let sampled = h.one("x-b3-sampled")?;
@@ -447,10 +404,7 @@ fn b3_multi<H: HeaderList + ?Sized>(
     }))
 }
 
-fn splunk<H: HeaderList + ?Sized>(
-    h: &Lookup<'_, H>,
-    ignored: &mut Vec<(Family, IgnoreReason)>,
-) -> Option<TraceContext> {
+fn splunk(h: &Lookup<'_>, ignored: &mut Vec<(Family, IgnoreReason)>) -> Option<TraceContext> {
     let request_id = match h.one("x-request-id") {
         Ok(Some(v)) => v,
         Ok(None) => return None,
@@ -493,10 +447,7 @@ fn splunk<H: HeaderList + ?Sized>(
 
 /// `uber-trace-id: {trace-id}:{span-id}:{parent-span-id}:{flags}` (Jaeger's native format),
 /// also URL-encoded (`%3A` for `:`, as some Jaeger clients send it over HTTP).
-fn jaeger<H: HeaderList + ?Sized>(
-    h: &Lookup<'_, H>,
-    ignored: &mut Vec<(Family, IgnoreReason)>,
-) -> Option<TraceContext> {
+fn jaeger(h: &Lookup<'_>, ignored: &mut Vec<(Family, IgnoreReason)>) -> Option<TraceContext> {
     let value = match h.one("uber-trace-id") {
         Ok(Some(v)) => v,
         Ok(None) => return None,

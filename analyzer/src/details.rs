@@ -57,11 +57,7 @@ impl SpanDetails {
         if !self.baggage {
             return;
         }
-        let values = headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("baggage"))
-            .map(|(_, v)| v);
-        let skipped = baggage::to_attributes(values, attrs);
+        let skipped = baggage::to_attributes(headers.values("baggage"), attrs);
         for (counter, n) in [
             (&self.malformed, skipped.malformed),
             (&self.over_limit, skipped.over_limit),

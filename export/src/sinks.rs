@@ -342,13 +342,15 @@ impl<O: SpanObserver> SpanSinks<O> {
 /// batch instead (two per batch with `spans.json`: over a thousand on the bench capture)
 /// paid its stack's mapping and unmapping — a TLB shootdown on every other core — and a
 /// fresh allocator heap, abandoned at its exit with the observer's allocations in it.
-struct BatchWriters<'scope, 'env, O> {
-    /// The file written on the writer thread itself, if any.
-    first: Option<&'env mut Box<dyn SpanFile>>,
-    /// The observer, when there is no helper for it (no file: it runs inline).
-    inline_observer: Option<&'env mut O>,
-    /// The helpers, the observer's first, then the files after the first in order.
-    helpers: Vec<Helper<'scope>>,
+enum BatchWriters<'scope, 'env, O> {
+    /// No file (live mode): the observer looks at each batch on the writer thread.
+    Inline(&'env mut O),
+    /// The first file written on the writer thread; the helpers, the observer's first,
+    /// then the files after the first in order.
+    Split {
+        first: &'env mut Box<dyn SpanFile>,
+        helpers: Vec<Helper<'scope>>,
+    },
 }
 
 /// One helper thread: batches in, one result per batch out.
@@ -368,11 +370,7 @@ impl<'scope, 'env: 'scope, O: SpanObserver> BatchWriters<'scope, 'env, O> {
         observer: &'env mut O,
     ) -> Result<Self, SinkError> {
         let Some((first, rest)) = files.split_first_mut() else {
-            return Ok(BatchWriters {
-                first: None,
-                inline_observer: Some(observer),
-                helpers: Vec::new(),
-            });
+            return Ok(BatchWriters::Inline(observer));
         };
         let mut helpers = Vec::with_capacity(1 + rest.len());
         helpers.push(Helper::start(scope, "span observer", move |b| {
@@ -384,29 +382,26 @@ impl<'scope, 'env: 'scope, O: SpanObserver> BatchWriters<'scope, 'env, O> {
                 file.write(b).map_err(SinkError::from)
             })?);
         }
-        Ok(BatchWriters {
-            first: Some(first),
-            inline_observer: None,
-            helpers,
-        })
+        Ok(BatchWriters::Split { first, helpers })
     }
 
     /// Writes and shows one batch; hands it back for the exporters. On failure, the first
     /// error in the order: first file, observer, other files.
     fn write(&mut self, batch: Vec<Span>) -> Result<Vec<Span>, SinkError> {
-        let Some(first) = self.first.as_deref_mut() else {
-            if let Some(observer) = self.inline_observer.as_deref_mut() {
+        let (first, helpers) = match self {
+            BatchWriters::Inline(observer) => {
                 observer.observe(&batch);
+                return Ok(batch);
             }
-            return Ok(batch);
+            BatchWriters::Split { first, helpers } => (first, helpers),
         };
         let shared = Arc::new(batch);
-        let mut handed = Vec::with_capacity(self.helpers.len());
-        for helper in &self.helpers {
-            handed.push(helper.input.send(Arc::clone(&shared)).is_ok());
-        }
+        let handed: Vec<bool> = helpers
+            .iter()
+            .map(|helper| helper.input.send(Arc::clone(&shared)).is_ok())
+            .collect();
         let mut result = first.write(&shared).map_err(SinkError::from);
-        for (helper, handed) in self.helpers.iter().zip(handed) {
+        for (helper, handed) in helpers.iter().zip(handed) {
             // A helper that is gone (it panicked) took no batch and sends no result.
             let done = match handed.then(|| helper.output.recv()) {
                 Some(Ok(done)) => done,
@@ -423,8 +418,11 @@ impl<'scope, 'env: 'scope, O: SpanObserver> BatchWriters<'scope, 'env, O> {
 
     /// Stops the helpers (their threads end with their input) and joins them.
     fn stop(self) -> Result<(), SinkError> {
+        let BatchWriters::Split { helpers, .. } = self else {
+            return Ok(());
+        };
         let mut result = Ok(());
-        for helper in self.helpers {
+        for helper in helpers {
             let Helper {
                 what,
                 input,
