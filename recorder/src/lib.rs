@@ -36,6 +36,7 @@
 pub mod cgroups;
 pub mod clock;
 pub mod config;
+pub mod consumer_priority;
 pub mod convert;
 pub mod error;
 pub mod file;

@@ -16,6 +16,9 @@
 //! taken gives the idle class almost nothing), so that row groups are still flushed about
 //! every second.
 //!
+//! The ring consumer has an idle class of its own, kept by a guard thread at normal priority
+//! that also raises a stalled writer ([`crate::consumer_priority`]).
+//!
 //! A kernel or container that refuses the policy change (`sched_setscheduler` fails) leaves
 //! the writer at normal priority, as before: nothing else depends on it.
 
@@ -44,13 +47,13 @@ pub struct WriterPriority {
 pub const STALL_LIMIT: Duration = Duration::from_millis(500);
 
 /// Milliseconds on a monotonic clock (since the first call).
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     static BASE: OnceLock<Instant> = OnceLock::new();
     BASE.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
 /// `sched_setscheduler(tid, policy)` with priority 0; false if the kernel refused.
-fn set_policy(tid: i32, policy: libc::c_int) -> bool {
+pub(crate) fn set_policy(tid: i32, policy: libc::c_int) -> bool {
     let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: `param` is a valid sched_param for the duration of the call; a thread id
     // that no longer exists makes the call fail with ESRCH, nothing else.

@@ -12,6 +12,7 @@
 //!
 //! Live mode and file recording ([`crate::file::record_to_file`]) share it.
 
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -24,6 +25,7 @@ use tokio::task::JoinHandle;
 
 use crate::clock::{boot_time_offset_ns, wall_now_ns};
 use crate::config::RecordConfig;
+use crate::consumer_priority::{Guard, RingLevel};
 use crate::convert::{ConvertCounters, Converter};
 use crate::error::{RecorderError, Result};
 use crate::priority::WriterPriority;
@@ -238,7 +240,8 @@ impl Recorder {
     }
 
     /// [`Recorder::start`] whose consumer raises the capture writer's CPU priority
-    /// ([`WriterPriority::raise`]) whenever the channel is half full.
+    /// ([`WriterPriority::raise`]) whenever the channel is half full, and runs in the idle
+    /// class itself under a guard thread ([`crate::consumer_priority`]).
     pub fn start_with(
         cfg: RecordConfig,
         writer: Option<Arc<WriterPriority>>,
@@ -268,6 +271,13 @@ impl Recorder {
             counters: Mutex::new(counters),
             user: UserCounters::default(),
         });
+        // the consumer in the idle class under a guard, where the writer is in it too
+        let guard = writer.as_ref().and_then(|w| {
+            let level = RingLevel::map(ring.as_fd())
+                .map_err(|e| tracing::debug!("ring consumer stays at normal CPU priority: {e}"))
+                .ok()?;
+            Guard::start(level, u64::from(cfg.ring_bytes), Some(w.clone()))
+        });
         let ring = {
             let _guard = rt.enter();
             // SAFETY: the ring buffer's map fd is owned by `ring`, which the AsyncFd owns
@@ -289,6 +299,7 @@ impl Recorder {
             batch: Vec::new(),
             tls,
             writer,
+            guard,
         };
         let task = rt.spawn(consumer.run(ebpf, stop_rx));
         Ok((
@@ -385,6 +396,8 @@ struct Consumer {
     tls: Option<crate::tls::TlsHooks>,
     /// The capture writer's priority, raised when the channel is half full.
     writer: Option<Arc<WriterPriority>>,
+    /// The consumer's own priority (idle class while the ring keeps up), with the writer's.
+    guard: Option<Guard>,
 }
 
 /// Moves up to `max` rows' worth of events from the ring into `out`; true if `max` was hit.
@@ -436,6 +449,9 @@ impl Consumer {
             let max = self.cfg.batch_records;
             let full = drain_some(self.ring.get_mut(), &mut self.conv, &mut self.batch, max);
             if !full {
+                if let Some(g) = &self.guard {
+                    g.priority().drained();
+                }
                 return true;
             }
             if !self.flush().await {

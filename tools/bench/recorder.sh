@@ -4,13 +4,13 @@
 #     cgroup, under `tcpdump -i lo -w` of the same port and under `tcpdump -w - | zstd -1`
 #     (a compressed pcap, what a capture kept for hours needs), in alternating rounds (the
 #     best run of each): throughput and p99 ratios, podtrace's against tcpdump's;
-#  2. fixed rate: `oha -q RATE` (5 k and 10 k req/s, PODTRACE_BENCH_RATES) without and with
-#     `podtrace record` (and under `tcpdump -i lo -w`, for its p99), in
-#     PODTRACE_BENCH_RATE_ROUNDS (default 3) alternating rounds: the
-#     medians' p50/p99 latency ratios, the recorder's CPU in millicores (its
-#     threads' schedstat over the run) and nginx's (the cgroup's cpu.stat, which includes the
-#     eBPF programs run in nginx's syscalls). oha is installed with `cargo install` into
-#     target/bench-tools on first use (not part of `make test`);
+#  2. fixed rate: `bench_load` (recorder/examples/bench_load.rs: open loop, 32 keep-alive
+#     connections, every latency kept) at 5 k and 10 k req/s (PODTRACE_BENCH_RATES) without,
+#     with `podtrace record` and under `tcpdump -i lo -w`, in PODTRACE_BENCH_RATE_ROUNDS
+#     (default 6) alternating rounds of PODTRACE_BENCH_RATE_SECONDS (default 3): p50/p99/p99.9
+#     ratios of the latencies pooled per configuration, the recorder's CPU in millicores (its
+#     threads' schedstat over the runs) and nginx's (the cgroup's cpu.stat, which includes
+#     the eBPF programs run in nginx's syscalls);
 #  3. bench_recorder --quick: ns per non-socket syscall (getppid), per untargeted write(2),
 #     per captured event, events/s from two writers, for the three hook sets (sockets, the
 #     default; tracepoints; tp_btf).
@@ -110,77 +110,70 @@ if [ -n "$sat_events" ] && [ "$sat_events" -gt 0 ]; then
   row "saturated: of which the capture writer (bench_write, same capture)" "${wb_ns:-n/a} ns per row" "x$(ratio "${wb_ns:-0}" "$sat_ns")" "printed"
 fi
 
-# ---- 2. fixed rate (oha -q)
-oha="$root/target/bench-tools/bin/oha"
-if [ ! -x "$oha" ] && ! want oha-install; then oha=""; fi
-if [ -n "$oha" ] && [ ! -x "$oha" ]; then
-  echo "bench: installing oha (cargo install oha --locked, once) into target/bench-tools" >&2
-  cargo install -q oha --locked --root "$root/target/bench-tools" >&2 || oha=""
-fi
-rate_secs="${PODTRACE_BENCH_RATE_SECONDS:-8}"
-# oha_run OUT RATE: fixed-rate load, JSON summary in OUT; prints "p50_us p99_us rps".
-oha_run() {
-  "$oha" -z "${rate_secs}s" -q "$2" -c 32 --no-tui --output-format json \
-    "http://127.0.0.1:$NGINX_PORT/" >"$1" 2>"$1.err" || true
-  python3 - "$1" <<'PY'
-import json, sys
-d = json.load(open(sys.argv[1]))
-p = d.get("latencyPercentiles", {})
-print("%.0f %.0f %.0f" % ((p.get("p50") or 0) * 1e6, (p.get("p99") or 0) * 1e6, d["summary"]["requestsPerSec"]))
-PY
+# ---- 2. fixed rate (bench_load: every latency kept, rounds pooled)
+load=$(example_bin podtrace-recorder bench_load)
+rate_secs="${PODTRACE_BENCH_RATE_SECONDS:-3}"
+rate_rounds="${PODTRACE_BENCH_RATE_ROUNDS:-6}"
+# load_run OUT RATE: one fixed-rate run (32 keep-alive connections), its latencies appended
+# to OUT; prints bench_load's summary line.
+load_run() { "$load" --port "$NGINX_PORT" --rate "$2" --seconds "$rate_secs" --conns 32 --out "$1"; }
+# field NAME LINE: the value of NAME=VALUE in a bench_load line
+field() { sed -n "s/.*\b$1=\([0-9.]*\).*/\1/p" <<<"$2"; }
+# count_sends LINE: adds a run's late sends and errors to the totals (a failed run: an error)
+count_sends() {
+  local l e
+  l=$(field late "$1") e=$(field errors "$1")
+  late=$((late + ${l:-0})) errors=$((errors + ${e:-1}))
 }
-# median of the arguments (the middle one; the lower middle of an even count)
-median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-if [ -n "$oha" ]; then
-  rate_rounds="${PODTRACE_BENCH_RATE_ROUNDS:-3}"
-  for q in ${PODTRACE_BENCH_RATES:-5000 10000}; do
-    # rounds of (without, with): latency medians over the rounds, CPU over all of them
-    p50s_a=() p99s_a=() p50s_b=() p99s_b=() p99s_c=() rps_a="" rps_b=""
-    rec_ns=0 rec_secs=0 ng_with=0 ng_without=0
-    for r in $(seq "$rate_rounds"); do
-      ng0=$(cg_usec)
-      s0=$(date +%s.%N)
-      read -r p50 p99 rps < <(oha_run "$work/oha-$q-a$r.json" "$q")
-      s1=$(date +%s.%N)
-      ng1=$(cg_usec)
-      p50s_a+=("$p50") p99s_a+=("$p99") rps_a="$rps_a${rps_a:+ / }$rps"
-      ng_without=$(awk -v a="$ng_without" -v u=$((ng1 - ng0)) -v s0="$s0" -v s1="$s1" 'BEGIN { print a + u / 1000 / (s1 - s0) }')
-      record_start "$work/rec-$q-$r"
-      ng2=$(cg_usec)
-      t0=$(proc_cpu_ns "$REC_PID")
-      s0=$(date +%s.%N)
-      read -r p50 p99 rps < <(oha_run "$work/oha-$q-b$r.json" "$q")
-      s1=$(date +%s.%N)
-      t1=$(proc_cpu_ns "$REC_PID")
-      ng3=$(cg_usec)
-      record_stop
-      p50s_b+=("$p50") p99s_b+=("$p99") rps_b="$rps_b${rps_b:+ / }$rps"
-      rec_ns=$((rec_ns + t1 - t0))
-      rec_secs=$(awk -v a="$rec_secs" -v s0="$s0" -v s1="$s1" 'BEGIN { print a + s1 - s0 }')
-      ng_with=$(awk -v a="$ng_with" -v u=$((ng3 - ng2)) -v s0="$s0" -v s1="$s1" 'BEGIN { print a + u / 1000 / (s1 - s0) }')
-      # what a user could run instead, at the same rate
-      tcpdump_start "$work/rate.pcap" "$NGINX_PORT" plain
-      read -r _ p99 _ < <(oha_run "$work/oha-$q-c$r.json" "$q")
-      tcpdump_off "$work/rate.pcap"
-      p99s_c+=("$p99")
-    done
-    rec_mc=$(millicores "$rec_ns" "$rec_secs")
-    ngx_with=$(awk -v a="$ng_with" -v n="$rate_rounds" 'BEGIN { printf "%.0f", a / n }')
-    ngx_without=$(awk -v a="$ng_without" -v n="$rate_rounds" 'BEGIN { printf "%.0f", a / n }')
-    p50_a=$(median "${p50s_a[@]}") p99_a=$(median "${p99s_a[@]}")
-    p50_b=$(median "${p50s_b[@]}") p99_b=$(median "${p99s_b[@]}")
-    p99_c=$(median "${p99s_c[@]}")
-    note "nginx at $q req/s (oha -q, ${rate_secs}s, 32 conns, $rate_rounds rounds of without / with): without p50 ${p50s_a[*]} µs, p99 ${p99s_a[*]} µs ($rps_a req/s); with podtrace record p50 ${p50s_b[*]} µs, p99 ${p99s_b[*]} µs ($rps_b req/s); under tcpdump -i lo -w p99 ${p99s_c[*]} µs; recorder CPU $rec_mc millicores; nginx CPU $ngx_with vs $ngx_without millicores (cgroup cpu.stat)"
-    note "podtrace record at $q req/s, last round: $(grep -h 'recorded' "$work/rec-$q-$rate_rounds.out" || tail -n 2 "$work/rec-$q-$rate_rounds.err")"
-    row "$q req/s: recorder CPU (millicores)" "$rec_mc" "" "≤ 100 at 10 k"
-    row "$q req/s: nginx CPU with / without recorder" "$ngx_with vs $ngx_without millicores" "x$(ratio "$ngx_with" "$ngx_without")" "printed"
-    row "$q req/s: p50 with / without recorder (median of $rate_rounds)" "$p50_b vs $p50_a µs" "x$(ratio "$p50_b" "$p50_a")" "printed"
-    row "$q req/s: p99 with / without recorder (median of $rate_rounds)" "$p99_b vs $p99_a µs" "x$(ratio "$p99_b" "$p99_a")" "≤ x1.05 at 10 k"
-    row "$q req/s: p99 under tcpdump -i lo -w / without (median of $rate_rounds)" "$p99_c vs $p99_a µs" "x$(ratio "$p99_c" "$p99_a")" "printed"
+for q in ${PODTRACE_BENCH_RATES:-5000 10000}; do
+  # rounds of (without, with, under tcpdump): latencies pooled per configuration, CPU over
+  # all rounds, late sends (the generator behind its schedule) summed
+  rec_ns=0 rec_secs=0 ng_with=0 ng_without=0 late=0 errors=0 rps_a="" rps_b=""
+  for r in $(seq "$rate_rounds"); do
+    ng0=$(cg_usec)
+    s0=$(date +%s.%N)
+    line=$(load_run "$work/lat-$q-a.bin" "$q")
+    s1=$(date +%s.%N)
+    ng1=$(cg_usec)
+    rps_a="$rps_a${rps_a:+ / }$(field rps "$line")"
+    count_sends "$line"
+    ng_without=$(awk -v a="$ng_without" -v u=$((ng1 - ng0)) -v s0="$s0" -v s1="$s1" 'BEGIN { print a + u / 1000 / (s1 - s0) }')
+    record_start "$work/rec-$q-$r"
+    ng2=$(cg_usec)
+    t0=$(proc_cpu_ns "$REC_PID")
+    s0=$(date +%s.%N)
+    line=$(load_run "$work/lat-$q-b.bin" "$q")
+    s1=$(date +%s.%N)
+    t1=$(proc_cpu_ns "$REC_PID")
+    ng3=$(cg_usec)
+    record_stop
+    rps_b="$rps_b${rps_b:+ / }$(field rps "$line")"
+    count_sends "$line"
+    rec_ns=$((rec_ns + t1 - t0))
+    rec_secs=$(awk -v a="$rec_secs" -v s0="$s0" -v s1="$s1" 'BEGIN { print a + s1 - s0 }')
+    ng_with=$(awk -v a="$ng_with" -v u=$((ng3 - ng2)) -v s0="$s0" -v s1="$s1" 'BEGIN { print a + u / 1000 / (s1 - s0) }')
+    # what a user could run instead, at the same rate
+    tcpdump_start "$work/rate.pcap" "$NGINX_PORT" plain
+    line=$(load_run "$work/lat-$q-c.bin" "$q")
+    tcpdump_off "$work/rate.pcap"
+    count_sends "$line"
   done
-else
-  note "fixed-rate runs skipped: oha not installed (cargo install oha failed or PODTRACE_BENCH_SKIP has oha-install)"
-fi
+  pool_a=$("$load" --pool "$work/lat-$q-a.bin") pool_b=$("$load" --pool "$work/lat-$q-b.bin") pool_c=$("$load" --pool "$work/lat-$q-c.bin")
+  p50_a=$(field p50_us "$pool_a") p99_a=$(field p99_us "$pool_a") p999_a=$(field p999_us "$pool_a")
+  p50_b=$(field p50_us "$pool_b") p99_b=$(field p99_us "$pool_b") p999_b=$(field p999_us "$pool_b")
+  p99_c=$(field p99_us "$pool_c")
+  rec_mc=$(millicores "$rec_ns" "$rec_secs")
+  ngx_with=$(awk -v a="$ng_with" -v n="$rate_rounds" 'BEGIN { printf "%.0f", a / n }')
+  ngx_without=$(awk -v a="$ng_without" -v n="$rate_rounds" 'BEGIN { printf "%.0f", a / n }')
+  note "nginx at $q req/s (bench_load, 32 conns, $rate_rounds rounds of ${rate_secs}s without / with podtrace record / under tcpdump -i lo -w, latencies pooled per configuration): without $pool_a ($rps_a req/s); with $pool_b ($rps_b req/s); under tcpdump $pool_c; late sends $late, errors $errors; recorder CPU $rec_mc millicores; nginx CPU $ngx_with vs $ngx_without millicores (cgroup cpu.stat)"
+  note "podtrace record at $q req/s, last round: $(grep -h 'recorded' "$work/rec-$q-$rate_rounds.out" || tail -n 2 "$work/rec-$q-$rate_rounds.err")"
+  row "$q req/s: recorder CPU (millicores)" "$rec_mc" "" "≤ 100 at 10 k"
+  row "$q req/s: nginx CPU with / without recorder" "$ngx_with vs $ngx_without millicores" "x$(ratio "$ngx_with" "$ngx_without")" "printed"
+  row "$q req/s: p50 with / without recorder (pooled)" "$p50_b vs $p50_a µs" "x$(ratio "$p50_b" "$p50_a")" "printed"
+  row "$q req/s: p99 with / without recorder (pooled)" "$p99_b vs $p99_a µs" "x$(ratio "$p99_b" "$p99_a")" "≤ x1.05 at 10 k"
+  row "$q req/s: p99.9 with / without recorder (pooled)" "$p999_b vs $p999_a µs" "x$(ratio "$p999_b" "$p999_a")" "printed"
+  row "$q req/s: p99 under tcpdump -i lo -w / without (pooled)" "$p99_c vs $p99_a µs" "x$(ratio "$p99_c" "$p99_a")" "printed"
+done
 nginx_stop
 
 # ---- 3. microbenchmarks
