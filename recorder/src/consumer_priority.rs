@@ -15,8 +15,9 @@
 //! mapped read-only: two loads, no syscall) and raises the consumer's threads back to
 //! `SCHED_OTHER` when more than 1/8 of the ring is pending or the consumer has not drained
 //! for [`STALL_LIMIT`]; it lowers them again once less than 1/64 has been pending and the
-//! consumer has drained on time for [`CALM`]. It also raises a stalled capture writer
-//! ([`WriterPriority::raise_if_stalled`]), whose usual raiser is the consumer.
+//! consumer has drained on time for [`CALM`]. It raises the capture writer with them (a
+//! consumer blocked on the writer's full channel backs the ring up too), and a stalled
+//! writer ([`WriterPriority::raise_if_stalled`]), whose usual raiser is the consumer.
 //!
 //! The consumer's threads are the runtime workers it runs on: each registers when it drains
 //! ([`ConsumerPriority::drained`]). The guard's end puts them back at normal priority, as
@@ -28,15 +29,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub use crate::priority::CALM;
 use crate::priority::{now_ms, set_policy, WriterPriority};
 
 /// How often the guard reads the ring's fill level.
 pub const POLL: Duration = Duration::from_millis(25);
 /// A consumer that has not drained for this long is raised, whatever the fill level.
 pub const STALL_LIMIT: Duration = Duration::from_millis(500);
-/// How long the ring must stay nearly empty, drained on time, before the consumer is
-/// lowered again after a raise.
-pub const CALM: Duration = Duration::from_secs(1);
 
 /// The ring buffer's producer and consumer positions, mapped read-only.
 #[derive(Debug)]
@@ -317,6 +316,10 @@ fn guard(
             Step::Raise => {
                 priority.raised.fetch_add(1, Ordering::Relaxed);
                 priority.set_class(false);
+                // the backlog may be the writer's: the consumer blocks on a full channel
+                if let Some(w) = writer {
+                    w.raise();
+                }
             }
             Step::Lower => priority.set_class(true),
         }

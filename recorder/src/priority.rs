@@ -39,12 +39,20 @@ pub struct WriterPriority {
     raised: AtomicU64,
     /// When the writer last handled a session event ([`now_ms`]).
     last_step_ms: AtomicU64,
+    /// When the writer was last raised ([`now_ms`]).
+    raised_at_ms: AtomicU64,
 }
 
 /// How long an idle-class writer may go without handling a session event (it gets one
 /// every 250 ms, a progress tick, whenever it runs) before the consumer raises it: the
 /// bound on how late a row group's flush can be on a node whose CPUs are all taken.
 pub const STALL_LIMIT: Duration = Duration::from_millis(500);
+
+/// How long a raised writer stays at normal priority at least, caught up or not: a writer
+/// that went back to the idle class as soon as it had caught up, on a node whose CPUs are
+/// all taken, was raised again and again (21 times in 8 s) and each time got the CPU only
+/// after the channel had filled, until the consumer blocked and the ring dropped events.
+pub const CALM: Duration = Duration::from_secs(1);
 
 /// Milliseconds on a monotonic clock (since the first call).
 pub(crate) fn now_ms() -> u64 {
@@ -106,9 +114,18 @@ impl WriterPriority {
     }
 
     /// Called by the writer when it found nothing left to write: back to the idle class if
-    /// the consumer had raised it.
+    /// the consumer had raised it [`CALM`] ago or more.
     fn caught_up(&self) {
-        if !self.idle.load(Ordering::Relaxed) && self.tid.load(Ordering::Relaxed) != 0 {
+        self.caught_up_at(now_ms());
+    }
+
+    /// [`WriterPriority::caught_up`] at the time `now` ([`now_ms`]).
+    fn caught_up_at(&self, now: u64) {
+        let since = now.saturating_sub(self.raised_at_ms.load(Ordering::Relaxed));
+        if !self.idle.load(Ordering::Relaxed)
+            && self.tid.load(Ordering::Relaxed) != 0
+            && since >= CALM.as_millis() as u64
+        {
             self.lower();
         }
     }
@@ -121,6 +138,7 @@ impl WriterPriority {
             return;
         }
         if set_policy(tid, libc::SCHED_OTHER) {
+            self.raised_at_ms.store(now_ms(), Ordering::Relaxed);
             self.raised.fetch_add(1, Ordering::Relaxed);
         } else {
             self.refuse();
@@ -215,7 +233,11 @@ mod tests {
             // SAFETY: gettid has no preconditions.
             tid_tx.send(unsafe { libc::gettid() }).unwrap();
             rx.recv().unwrap();
-            q.caught_up();
+            // caught up right after the raise: stays normal; a calm period later: idle
+            let raised_at = q.raised_at_ms.load(Ordering::Relaxed);
+            q.caught_up_at(raised_at + CALM.as_millis() as u64 - 1);
+            assert!(!q.is_idle());
+            q.caught_up_at(raised_at + CALM.as_millis() as u64);
             tid_tx.send(0).unwrap();
             rx.recv().unwrap();
         });
