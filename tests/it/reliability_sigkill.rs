@@ -3,6 +3,8 @@
 //! capture is readable (`inspect`, through the sidecar footer log), holds the data up to
 //! about one flush interval (1 s) before the kill, and `analyze` makes spans from it.
 //! SIGINT and SIGTERM end the recording cleanly: a complete file, no sidecar left.
+//! While it records, the writer and the ring consumer are in the idle CPU class, their
+//! guard thread is not.
 
 use crate::reliability_support as support;
 
@@ -130,6 +132,9 @@ fn sigint_and_sigterm_finish_the_file() {
         let cap = dir.path().join(format!("{sig}.parquet"));
         let mut rec = start_record(&cg, &cap);
         std::thread::sleep(Duration::from_millis(2500));
+        if sig == "INT" {
+            assert_background_classes(rec.id());
+        }
         signal(rec.id(), sig);
         let st = wait_timeout(&mut rec, 20);
         let mut err = String::new();
@@ -146,4 +151,52 @@ fn sigint_and_sigterm_finish_the_file() {
         assert_eq!(sum["files"][0]["recovered"], serde_json::Value::Bool(false));
         assert!(spans_of(&cap) > 0, "SIG{sig}: no spans");
     }
+}
+
+/// `SCHED_OTHER` and `SCHED_IDLE` in /proc/PID/task/TID/stat's policy field.
+const SCHED_OTHER: u32 = 0;
+const SCHED_IDLE: u32 = 5;
+
+/// Each thread of process `pid`: its name and scheduling policy.
+fn thread_policies(pid: u32) -> Vec<(u32, String, u32)> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let t = t.unwrap();
+        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+            continue; // exited meanwhile
+        };
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        // fields after "(comm)" start at field 3; the policy is field 41
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let policy = rest.split(' ').nth(41 - 3).unwrap().parse().unwrap();
+        let tid = t.file_name().to_string_lossy().parse().unwrap();
+        out.push((tid, comm.trim().to_string(), policy));
+    }
+    out
+}
+
+/// A recording under load: the capture writer (the main thread) and the runtime workers
+/// that drained the ring are in the idle CPU class, the guard thread that raises them is
+/// not (docs/architecture.md, "The ring consumer's CPU priority"). A raise on a loaded
+/// machine lasts a second at least: looked at for up to 10 s.
+fn assert_background_classes(pid: u32) {
+    let mut threads = Vec::new();
+    for _ in 0..100 {
+        threads = thread_policies(pid);
+        let of = |name: &dyn Fn(&(u32, String, u32)) -> bool| -> Vec<u32> {
+            threads.iter().filter(|t| name(t)).map(|t| t.2).collect()
+        };
+        assert_eq!(
+            of(&|t| t.1 == "podtrace-guard"),
+            [SCHED_OTHER],
+            "guard: {threads:?}"
+        );
+        if of(&|t| t.0 == pid) == [SCHED_IDLE]
+            && of(&|t| t.1 == "tokio-rt-worker").contains(&SCHED_IDLE)
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("writer or ring consumer not in the idle class: {threads:?}");
 }
