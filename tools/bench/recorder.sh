@@ -56,9 +56,9 @@ tcpdump_off() {
 }
 
 # ---- 1. saturated: rounds of none / podtrace / tcpdump (PODTRACE_BENCH_SAT_ROUNDS, default
-# 3), the best run of each configuration compared (a run that shared the cores with
+# 5), the best run of each configuration compared (a run that shared the cores with
 # something else is slower, never faster; the best is the configuration's own cost)
-sat_rounds="${PODTRACE_BENCH_SAT_ROUNDS:-3}"
+sat_rounds="${PODTRACE_BENCH_SAT_ROUNDS:-5}"
 for r in $(seq "$sat_rounds"); do
   wrk_run "$work/wrk-a$r.txt" "$NGINX_PORT"
   record_start "$work/rec-sat"
