@@ -132,7 +132,7 @@ for q in ${PODTRACE_BENCH_RATES:-5000 10000}; do
   for r in $(seq "$rate_rounds"); do
     ng0=$(cg_usec)
     s0=$(date +%s.%N)
-    line=$(load_run "$work/lat-$q-a.bin" "$q")
+    line=$(load_run "$work/lat-$q-a-$((r % 2)).bin" "$q")
     s1=$(date +%s.%N)
     ng1=$(cg_usec)
     rps_a="$rps_a${rps_a:+ / }$(field rps "$line")"
@@ -158,10 +158,13 @@ for q in ${PODTRACE_BENCH_RATES:-5000 10000}; do
     tcpdump_off "$work/rate.pcap"
     count_sends "$line"
   done
-  pool_a=$("$load" --pool "$work/lat-$q-a.bin") pool_b=$("$load" --pool "$work/lat-$q-b.bin") pool_c=$("$load" --pool "$work/lat-$q-c.bin")
+  pool_a=$("$load" --pool "$work"/lat-$q-a-*.bin) pool_b=$("$load" --pool "$work/lat-$q-b.bin") pool_c=$("$load" --pool "$work/lat-$q-c.bin")
   p50_a=$(field p50_us "$pool_a") p99_a=$(field p99_us "$pool_a") p999_a=$(field p999_us "$pool_a")
   p50_b=$(field p50_us "$pool_b") p99_b=$(field p99_us "$pool_b") p999_b=$(field p999_us "$pool_b")
   p99_c=$(field p99_us "$pool_c")
+  # the instrument's own noise: the rounds without the recorder, odd against even
+  aa_odd=$(field p99_us "$("$load" --pool "$work/lat-$q-a-1.bin")")
+  aa_even=$(field p99_us "$("$load" --pool "$work/lat-$q-a-0.bin")")
   rec_mc=$(millicores "$rec_ns" "$rec_secs")
   ngx_with=$(awk -v a="$ng_with" -v n="$rate_rounds" 'BEGIN { printf "%.0f", a / n }')
   ngx_without=$(awk -v a="$ng_without" -v n="$rate_rounds" 'BEGIN { printf "%.0f", a / n }')
@@ -172,6 +175,7 @@ for q in ${PODTRACE_BENCH_RATES:-5000 10000}; do
   row "$q req/s: p50 with / without recorder (pooled)" "$p50_b vs $p50_a µs" "x$(ratio "$p50_b" "$p50_a")" "printed"
   row "$q req/s: p99 with / without recorder (pooled)" "$p99_b vs $p99_a µs" "x$(ratio "$p99_b" "$p99_a")" "≤ x1.05 at 10 k"
   row "$q req/s: p99.9 with / without recorder (pooled)" "$p999_b vs $p999_a µs" "x$(ratio "$p999_b" "$p999_a")" "printed"
+  row "$q req/s: p99 without, even / odd rounds (the instrument's noise)" "$aa_even vs $aa_odd µs" "x$(ratio "$aa_even" "$aa_odd")" "printed"
   row "$q req/s: p99 under tcpdump -i lo -w / without (pooled)" "$p99_c vs $p99_a µs" "x$(ratio "$p99_c" "$p99_a")" "printed"
 done
 nginx_stop
