@@ -5,10 +5,11 @@
 //! priority each drain can take the CPU from a traced thread that wakes up meanwhile: at a
 //! fixed 10 k req/s against nginx, measured with every latency kept (`bench_load`), the p99
 //! rose by 20–36 % with the capture writer alone in the idle class ([`crate::priority`]), and
-//! by 0–9 % with the consumer's workers in it too (bench/results.md, "Session 17"). The idle class alone is not enough: on a node whose
-//! CPUs are all taken it gets almost no CPU, and the ring fills and drops events (nginx with
-//! two workers at saturation: 91 % of the events lost with every recorder thread idle). The
-//! consumer cannot notice that itself, as it does not run.
+//! by 0–9 % with the consumer's workers in it too (bench/results.md, "Session 17").
+//! The idle class alone is not enough: on a node whose CPUs are all taken it gets almost no
+//! CPU, and the ring fills and drops events (nginx with two workers at saturation: 91 % of
+//! the events lost with every recorder thread idle). The consumer cannot notice that
+//! itself, as it does not run.
 //!
 //! So a guard thread at normal priority, awake for a few microseconds every
 //! [`POLL`], reads the ring's producer and consumer positions (the ring's first two pages,
