@@ -7,7 +7,7 @@
 #  2. fixed rate: `bench_load` (recorder/examples/bench_load.rs: open loop, 32 keep-alive
 #     connections, every latency kept) at 5 k and 10 k req/s (PODTRACE_BENCH_RATES) without,
 #     with `podtrace record` and under `tcpdump -i lo -w`, in PODTRACE_BENCH_RATE_ROUNDS
-#     (default 6) alternating rounds of PODTRACE_BENCH_RATE_SECONDS (default 3): p50/p99/p99.9
+#     (default 10) alternating rounds of PODTRACE_BENCH_RATE_SECONDS (default 3): p50/p99/p99.9
 #     ratios of the latencies pooled per configuration, the recorder's CPU in millicores (its
 #     threads' schedstat over the runs) and nginx's (the cgroup's cpu.stat, which includes
 #     the eBPF programs run in nginx's syscalls);
@@ -113,7 +113,7 @@ fi
 # ---- 2. fixed rate (bench_load: every latency kept, rounds pooled)
 load=$(example_bin podtrace-recorder bench_load)
 rate_secs="${PODTRACE_BENCH_RATE_SECONDS:-3}"
-rate_rounds="${PODTRACE_BENCH_RATE_ROUNDS:-6}"
+rate_rounds="${PODTRACE_BENCH_RATE_ROUNDS:-10}"
 # load_run OUT RATE: one fixed-rate run (32 keep-alive connections), its latencies appended
 # to OUT; prints bench_load's summary line.
 load_run() { "$load" --port "$NGINX_PORT" --rate "$2" --seconds "$rate_secs" --conns 32 --out "$1"; }
