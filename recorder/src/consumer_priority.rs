@@ -26,12 +26,12 @@
 //! everything at normal priority, as before.
 
 use std::os::fd::{AsRawFd, BorrowedFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::priority::CALM;
-use crate::priority::{now_ms, set_policy, WriterPriority};
+use crate::priority::{normal_priority_here, now_ms, ThreadClass, WriterPriority};
 
 /// How often the guard reads the ring's fill level.
 pub const POLL: Duration = Duration::from_millis(25);
@@ -94,25 +94,13 @@ impl Drop for RingLevel {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// The consumer's class and threads, shared by the consumer and the guard.
 #[derive(Debug, Default)]
 pub struct ConsumerPriority {
-    /// The runtime workers the consumer ran on.
-    tids: Mutex<Vec<i32>>,
-    /// Whether those threads are in the idle class now (the guard decides).
-    idle: AtomicBool,
-    /// The policy change failed once: stay at normal priority.
-    refused: AtomicBool,
-    /// Times the guard raised the consumer to normal priority.
-    raised: AtomicU64,
+    /// The runtime workers the consumer ran on (the guard decides their class).
+    class: ThreadClass,
     /// When the consumer last drained the ring ([`now_ms`]).
     last_drain_ms: AtomicU64,
-    /// The guard ended: every thread back at normal priority, none to join.
-    ended: AtomicBool,
 }
 
 impl ConsumerPriority {
@@ -120,66 +108,13 @@ impl ConsumerPriority {
     /// seen before joins the consumer's class.
     pub fn drained(&self) {
         self.last_drain_ms.store(now_ms(), Ordering::Relaxed);
-        // SAFETY: gettid has no preconditions.
-        let tid = unsafe { libc::gettid() };
-        let mut tids = lock(&self.tids);
-        if tids.contains(&tid) || self.ended.load(Ordering::Relaxed) {
-            return;
-        }
-        tids.push(tid);
-        if self.idle.load(Ordering::Relaxed) && !set_policy(tid, libc::SCHED_IDLE) {
-            drop(tids);
-            self.refuse();
-        }
+        self.class.join_current();
     }
 
     /// Times the guard raised the consumer to normal priority because the ring backed up or
     /// the consumer stalled.
     pub fn raised(&self) -> u64 {
-        self.raised.load(Ordering::Relaxed)
-    }
-
-    /// Puts every registered thread in the idle class (`true`) or back to normal. A thread
-    /// that has exited is forgotten; never idle again once the guard ended.
-    fn set_class(&self, idle: bool) {
-        let mut tids = lock(&self.tids);
-        if idle && (self.refused.load(Ordering::Relaxed) || self.ended.load(Ordering::Relaxed)) {
-            return;
-        }
-        self.idle.store(idle, Ordering::Relaxed);
-        let policy = if idle {
-            libc::SCHED_IDLE
-        } else {
-            libc::SCHED_OTHER
-        };
-        let mut failed = false;
-        tids.retain(|&tid| {
-            set_policy(tid, policy) || {
-                let gone = std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
-                failed |= !gone;
-                !gone
-            }
-        });
-        drop(tids);
-        if failed && idle {
-            self.refuse();
-        }
-    }
-
-    /// Gives up on the idle class: the consumer stays at (or returns to) normal priority.
-    fn refuse(&self) {
-        if !self.refused.swap(true, Ordering::Relaxed) {
-            tracing::debug!(
-                "ring consumer stays at normal CPU priority: sched_setscheduler refused"
-            );
-        }
-        self.set_class(false);
-    }
-
-    /// Whether the consumer's threads are in the idle class now.
-    #[cfg(test)]
-    fn is_idle(&self) -> bool {
-        self.idle.load(Ordering::Relaxed)
+        self.class.raised()
     }
 }
 
@@ -243,28 +178,23 @@ impl Rule {
 #[derive(Debug)]
 pub struct Guard {
     priority: Arc<ConsumerPriority>,
-    stop: Arc<AtomicBool>,
 }
 
 impl Guard {
     /// Puts the consumer in the idle class and starts the guard over `level` (a ring of
-    /// `ring_bytes`), which also raises `writer` when it stalls. `None` if the thread could
-    /// not be started (the consumer then stays at normal priority).
-    pub fn start(
-        level: RingLevel,
-        ring_bytes: u64,
-        writer: Option<Arc<WriterPriority>>,
-    ) -> Option<Guard> {
+    /// `ring_bytes`), which also raises `writer` with the consumer and when it stalls.
+    /// `None` if the thread could not be started (the consumer then stays at normal
+    /// priority).
+    pub fn start(level: RingLevel, ring_bytes: u64, writer: Arc<WriterPriority>) -> Option<Guard> {
         let priority = Arc::new(ConsumerPriority::default());
         priority.last_drain_ms.store(now_ms(), Ordering::Relaxed);
-        priority.idle.store(true, Ordering::Relaxed);
-        let stop = Arc::new(AtomicBool::new(false));
-        let (p, s) = (priority.clone(), stop.clone());
+        priority.class.set(true);
+        let p = priority.clone();
         let spawned = std::thread::Builder::new()
             .name("podtrace-guard".into())
-            .spawn(move || guard(&p, &s, || level.pending(), ring_bytes, writer.as_deref()));
+            .spawn(move || guard(&p, || level.pending(), ring_bytes, Some(&writer)));
         match spawned {
-            Ok(_) => Some(Guard { priority, stop }),
+            Ok(_) => Some(Guard { priority }),
             Err(e) => {
                 tracing::debug!("ring consumer stays at normal CPU priority: no guard thread: {e}");
                 None
@@ -280,9 +210,7 @@ impl Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.priority.ended.store(true, Ordering::Relaxed);
-        self.priority.set_class(false);
+        self.priority.class.end();
         let raised = self.priority.raised();
         if raised > 0 {
             tracing::debug!("ring consumer raised to normal priority {raised} times");
@@ -290,39 +218,36 @@ impl Drop for Guard {
     }
 }
 
-/// The guard's loop: a reading every [`POLL`] until `stop`.
+/// The guard's loop: a reading every [`POLL`] until the class ends.
 fn guard(
     priority: &ConsumerPriority,
-    stop: &AtomicBool,
     pending: impl Fn() -> u64,
     ring_bytes: u64,
     writer: Option<&WriterPriority>,
 ) {
     // not the class of the thread that started it (the capture writer's, idle)
-    // SAFETY: gettid has no preconditions.
-    set_policy(unsafe { libc::gettid() }, libc::SCHED_OTHER);
+    normal_priority_here();
+    let class = &priority.class;
     let mut rule = Rule::new(ring_bytes);
-    while !stop.load(Ordering::Relaxed) {
+    while !class.ended() {
         std::thread::sleep(POLL);
         if let Some(w) = writer {
             w.raise_if_stalled();
         }
-        if priority.refused.load(Ordering::Relaxed) || priority.ended.load(Ordering::Relaxed) {
+        if class.refused() {
             continue;
         }
-        let idle = priority.idle.load(Ordering::Relaxed);
         let last = priority.last_drain_ms.load(Ordering::Relaxed);
-        match rule.step(now_ms(), pending(), last, idle) {
+        match rule.step(now_ms(), pending(), last, class.is_idle()) {
             Step::Stay => {}
             Step::Raise => {
-                priority.raised.fetch_add(1, Ordering::Relaxed);
-                priority.set_class(false);
+                class.raise();
                 // the backlog may be the writer's: the consumer blocks on a full channel
                 if let Some(w) = writer {
                     w.raise();
                 }
             }
-            Step::Lower => priority.set_class(true),
+            Step::Lower => class.set(true),
         }
     }
 }
@@ -378,19 +303,17 @@ mod tests {
     fn the_guard_moves_the_consumer_between_classes() {
         let pending = Arc::new(AtomicU64::new(0));
         let priority = Arc::new(ConsumerPriority::default());
-        priority.idle.store(true, Ordering::Relaxed);
-        let stop = Arc::new(AtomicBool::new(false));
-        let (p, s, level) = (priority.clone(), stop.clone(), pending.clone());
-        let g =
-            std::thread::spawn(move || guard(&p, &s, || level.load(Ordering::Relaxed), RING, None));
-        // the consumer: a thread that drains every 5 ms until told to stop
-        let (p, s) = (priority.clone(), stop.clone());
+        priority.class.set(true);
+        let (p, level) = (priority.clone(), pending.clone());
+        let g = std::thread::spawn(move || guard(&p, || level.load(Ordering::Relaxed), RING, None));
+        // the consumer: a thread that drains every 5 ms until the guard ends
+        let p = priority.clone();
         let (tid_tx, tid_rx) = std::sync::mpsc::channel();
         let c = std::thread::spawn(move || {
             p.drained();
             // SAFETY: gettid has no preconditions.
             tid_tx.send(unsafe { libc::gettid() }).unwrap();
-            while !s.load(Ordering::Relaxed) {
+            while !p.class.ended() {
                 std::thread::sleep(Duration::from_millis(5));
                 p.drained();
             }
@@ -405,9 +328,9 @@ mod tests {
             }
             false
         };
-        if priority.refused.load(Ordering::Relaxed) {
+        if priority.class.refused() {
             // a sandbox without the policy change: the consumer stays normal, nothing else
-            assert!(!priority.is_idle());
+            assert!(!priority.class.is_idle());
         } else {
             assert_eq!(policy_of(tid), libc::SCHED_IDLE);
             pending.store(RING / 8 + 1, Ordering::Relaxed);
@@ -417,11 +340,9 @@ mod tests {
             assert!(wait_for(libc::SCHED_IDLE), "lowered after a calm period");
             assert_eq!(priority.raised(), 1);
         }
-        let guard = Guard {
+        drop(Guard {
             priority: priority.clone(),
-            stop: stop.clone(),
-        };
-        drop(guard);
+        });
         assert_eq!(policy_of(tid), libc::SCHED_OTHER);
         g.join().unwrap();
         c.join().unwrap();

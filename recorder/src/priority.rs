@@ -22,25 +22,140 @@
 //! A kernel or container that refuses the policy change (`sched_setscheduler` fails) leaves
 //! the writer at normal priority, as before: nothing else depends on it.
 
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+/// Threads that share one CPU class: `SCHED_IDLE` while their work keeps up, `SCHED_OTHER`
+/// once raised. The capture writer (one thread) and the ring consumer (the runtime workers
+/// it runs on, [`crate::consumer_priority`]) each have one; what differs is who raises and
+/// lowers them, and when.
+#[derive(Debug, Default)]
+pub(crate) struct ThreadClass {
+    /// The member threads.
+    tids: Mutex<Vec<i32>>,
+    /// Whether the members are in the idle class now (and a joining thread goes there).
+    idle: AtomicBool,
+    /// The policy change failed once: normal priority for good.
+    refused: AtomicBool,
+    /// The class ended ([`ThreadClass::end`]): normal priority, no new member.
+    ended: AtomicBool,
+    /// Times the class was raised to normal priority.
+    raised: AtomicU64,
+    /// When it was last raised ([`now_ms`]).
+    raised_at_ms: AtomicU64,
+}
+
+impl ThreadClass {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<i32>> {
+        self.tids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The calling thread joins the class, in the class's current state (no-op for a
+    /// member, or after the end).
+    pub(crate) fn join_current(&self) {
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        let mut tids = self.lock();
+        if tids.contains(&tid) || self.ended.load(Ordering::Relaxed) {
+            return;
+        }
+        tids.push(tid);
+        if self.idle.load(Ordering::Relaxed) && !set_policy(tid, libc::SCHED_IDLE) {
+            drop(tids);
+            self.refuse();
+        }
+    }
+
+    /// Puts the members in the idle class (`true`) or back to normal. A thread that has
+    /// exited is forgotten; never idle once refused or ended.
+    pub(crate) fn set(&self, idle: bool) {
+        let mut tids = self.lock();
+        if idle && (self.refused.load(Ordering::Relaxed) || self.ended.load(Ordering::Relaxed)) {
+            return;
+        }
+        self.idle.store(idle, Ordering::Relaxed);
+        let policy = if idle {
+            libc::SCHED_IDLE
+        } else {
+            libc::SCHED_OTHER
+        };
+        let mut failed = false;
+        tids.retain(|&tid| {
+            set_policy(tid, policy) || {
+                let gone = std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+                failed |= !gone;
+                !gone
+            }
+        });
+        drop(tids);
+        if failed && idle {
+            self.refuse();
+        }
+    }
+
+    /// Back to normal priority if idle, counted; false if it was normal already.
+    pub(crate) fn raise(&self) -> bool {
+        if !self.idle.swap(false, Ordering::Relaxed) {
+            return false;
+        }
+        self.set(false);
+        self.raised_at_ms.store(now_ms(), Ordering::Relaxed);
+        self.raised.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Whether the members are in the idle class now.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.idle.load(Ordering::Relaxed)
+    }
+
+    /// Whether the idle class was refused.
+    pub(crate) fn refused(&self) -> bool {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Whether [`ThreadClass::end`] ran.
+    pub(crate) fn ended(&self) -> bool {
+        self.ended.load(Ordering::Relaxed)
+    }
+
+    /// Times the class was raised.
+    pub(crate) fn raised(&self) -> u64 {
+        self.raised.load(Ordering::Relaxed)
+    }
+
+    /// When the class was last raised ([`now_ms`]).
+    pub(crate) fn raised_at_ms(&self) -> u64 {
+        self.raised_at_ms.load(Ordering::Relaxed)
+    }
+
+    /// Every member back to normal priority, for good.
+    pub(crate) fn end(&self) {
+        self.ended.store(true, Ordering::Relaxed);
+        self.set(false);
+    }
+
+    /// Gives up on the idle class: the members stay at (or return to) normal priority.
+    fn refuse(&self) {
+        if !self.refused.swap(true, Ordering::Relaxed) {
+            tracing::debug!(
+                "recorder threads stay at normal CPU priority: sched_setscheduler refused"
+            );
+        }
+        self.set(false);
+    }
+}
 
 /// Shared between the writer's thread and the ring consumer of one recording.
 #[derive(Debug, Default)]
 pub struct WriterPriority {
-    /// The writer's thread id (0 until [`WriterPriority::lower`] ran on it).
-    tid: AtomicI32,
-    /// Whether the writer is in the idle class now.
-    idle: AtomicBool,
-    /// The policy change failed once: stay at normal priority.
-    refused: AtomicBool,
-    /// Times the consumer raised the writer to normal priority.
-    raised: AtomicU64,
+    /// The writer's thread.
+    class: ThreadClass,
     /// When the writer last handled a session event ([`now_ms`]).
     last_step_ms: AtomicU64,
-    /// When the writer was last raised ([`now_ms`]).
-    raised_at_ms: AtomicU64,
 }
 
 /// How long an idle-class writer may go without handling a session event (it gets one
@@ -61,28 +176,25 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 /// `sched_setscheduler(tid, policy)` with priority 0; false if the kernel refused.
-pub(crate) fn set_policy(tid: i32, policy: libc::c_int) -> bool {
+fn set_policy(tid: i32, policy: libc::c_int) -> bool {
     let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: `param` is a valid sched_param for the duration of the call; a thread id
     // that no longer exists makes the call fail with ESRCH, nothing else.
     unsafe { libc::sched_setscheduler(tid, policy, &param) == 0 }
 }
 
+/// The calling thread back at normal priority (a thread inherits its creator's class).
+pub(crate) fn normal_priority_here() {
+    // SAFETY: gettid has no preconditions.
+    set_policy(unsafe { libc::gettid() }, libc::SCHED_OTHER);
+}
+
 impl WriterPriority {
     /// Called on the writer's thread: remembers it and puts it in the idle class.
     pub fn lower(&self) {
-        if self.refused.load(Ordering::Relaxed) {
-            return;
-        }
-        // SAFETY: gettid has no preconditions.
-        let tid = unsafe { libc::gettid() };
-        self.tid.store(tid, Ordering::Relaxed);
         self.last_step_ms.store(now_ms(), Ordering::Relaxed);
-        if set_policy(tid, libc::SCHED_IDLE) {
-            self.idle.store(true, Ordering::Relaxed);
-        } else {
-            self.refuse();
-        }
+        self.class.join_current();
+        self.class.set(true);
     }
 
     /// Called by the writer after each session event it handled: notes the time (the
@@ -104,11 +216,8 @@ impl WriterPriority {
 
     /// [`WriterPriority::raise_if_stalled`] at the time `now` ([`now_ms`]).
     fn raise_if_stalled_at(&self, now: u64) {
-        if !self.idle.load(Ordering::Relaxed) {
-            return;
-        }
         let since = now.saturating_sub(self.last_step_ms.load(Ordering::Relaxed));
-        if since > STALL_LIMIT.as_millis() as u64 {
+        if self.class.is_idle() && since > STALL_LIMIT.as_millis() as u64 {
             self.raise();
         }
     }
@@ -121,53 +230,27 @@ impl WriterPriority {
 
     /// [`WriterPriority::caught_up`] at the time `now` ([`now_ms`]).
     fn caught_up_at(&self, now: u64) {
-        let since = now.saturating_sub(self.raised_at_ms.load(Ordering::Relaxed));
-        if !self.idle.load(Ordering::Relaxed)
-            && self.tid.load(Ordering::Relaxed) != 0
-            && since >= CALM.as_millis() as u64
-        {
-            self.lower();
+        let since = now.saturating_sub(self.class.raised_at_ms());
+        if !self.class.is_idle() && since >= CALM.as_millis() as u64 {
+            self.class.set(true);
         }
     }
 
     /// Called by the ring consumer when the writer falls behind: the writer's thread back to
     /// normal priority (once; no-op while it is there already).
     pub fn raise(&self) {
-        let tid = self.tid.load(Ordering::Relaxed);
-        if tid == 0 || !self.idle.swap(false, Ordering::Relaxed) {
-            return;
-        }
-        if set_policy(tid, libc::SCHED_OTHER) {
-            self.raised_at_ms.store(now_ms(), Ordering::Relaxed);
-            self.raised.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.refuse();
-        }
+        self.class.raise();
     }
 
     /// Times the writer was raised to normal priority because it fell behind.
     pub fn raised(&self) -> u64 {
-        self.raised.load(Ordering::Relaxed)
+        self.class.raised()
     }
 
     /// Whether the writer's thread is in the idle class now.
     #[cfg(test)]
     fn is_idle(&self) -> bool {
-        self.idle.load(Ordering::Relaxed)
-    }
-
-    /// Gives up on the idle class: the writer stays at (or returns to) normal priority.
-    fn refuse(&self) {
-        if !self.refused.swap(true, Ordering::Relaxed) {
-            tracing::debug!(
-                "capture writer stays at normal CPU priority: sched_setscheduler refused"
-            );
-        }
-        self.idle.store(false, Ordering::Relaxed);
-        let tid = self.tid.load(Ordering::Relaxed);
-        if tid != 0 {
-            set_policy(tid, libc::SCHED_OTHER);
-        }
+        self.class.is_idle()
     }
 }
 
@@ -204,10 +287,7 @@ impl Drop for WriterThread {
         if raised > 0 {
             tracing::debug!("capture writer raised to normal priority {raised} times");
         }
-        if self.priority.tid.load(Ordering::Relaxed) != 0 {
-            // SAFETY: gettid has no preconditions.
-            set_policy(unsafe { libc::gettid() }, libc::SCHED_OTHER);
-        }
+        self.priority.class.end();
     }
 }
 
@@ -234,7 +314,7 @@ mod tests {
             tid_tx.send(unsafe { libc::gettid() }).unwrap();
             rx.recv().unwrap();
             // caught up right after the raise: stays normal; a calm period later: idle
-            let raised_at = q.raised_at_ms.load(Ordering::Relaxed);
+            let raised_at = q.class.raised_at_ms();
             q.caught_up_at(raised_at + CALM.as_millis() as u64 - 1);
             assert!(!q.is_idle());
             q.caught_up_at(raised_at + CALM.as_millis() as u64);
@@ -242,7 +322,7 @@ mod tests {
             rx.recv().unwrap();
         });
         let tid = tid_rx.recv().unwrap();
-        if p.refused.load(Ordering::Relaxed) {
+        if p.class.refused() {
             // a sandbox without the policy change: the writer stays normal, nothing else
             assert!(!p.is_idle());
             tx.send(()).unwrap();

@@ -276,7 +276,7 @@ impl Recorder {
             let level = RingLevel::map(ring.as_fd())
                 .map_err(|e| tracing::debug!("ring consumer stays at normal CPU priority: {e}"))
                 .ok()?;
-            Guard::start(level, u64::from(cfg.ring_bytes), Some(w.clone()))
+            Guard::start(level, u64::from(cfg.ring_bytes), w.clone())
         });
         let ring = {
             let _guard = rt.enter();
