@@ -302,7 +302,7 @@ pub enum RecordType {
 }
 
 impl RecordType {
-    /// Every record type, in column order.
+    /// Every record type, in column order (= declaration order: `t as usize` is its index).
     pub const ALL: [RecordType; 5] = [
         RecordType::SocketData,
         RecordType::SocketOpen,
@@ -355,6 +355,14 @@ pub fn now_ns() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The writer counts rows per type at `ALL[t as usize]`.
+    #[test]
+    fn all_is_in_declaration_order() {
+        for (i, t) in RecordType::ALL.into_iter().enumerate() {
+            assert_eq!(t as usize, i, "{t:?}");
+        }
+    }
 
     #[test]
     fn now_is_wall_clock_ns() {

@@ -209,6 +209,9 @@ pub struct CaptureWriter {
     next_segment: u32,
     flushed_rows: u64,
     summary: WriteSummary,
+    /// Rows per record type, in [`RecordType::ALL`] order (an array add per row; the
+    /// summary's map is filled from it when it is handed out).
+    rows_by_type: [u64; RecordType::ALL.len()],
     closed: bool,
 }
 
@@ -273,6 +276,7 @@ impl CaptureWriter {
             next_segment: 0,
             flushed_rows: 0,
             summary: WriteSummary::default(),
+            rows_by_type: [0; RecordType::ALL.len()],
             closed: false,
         };
         w.open_segment()?;
@@ -402,6 +406,11 @@ impl CaptureWriter {
         self.closed = true;
         self.flush()?;
         self.close_segment()?;
+        self.summary.rows_by_type = RecordType::ALL
+            .into_iter()
+            .zip(self.rows_by_type)
+            .filter(|&(_, n)| n > 0)
+            .collect();
         Ok(self.summary.clone())
     }
 
@@ -411,11 +420,7 @@ impl CaptureWriter {
         }
         self.buf.push(record);
         self.summary.rows += 1;
-        *self
-            .summary
-            .rows_by_type
-            .entry(record.record_type())
-            .or_default() += 1;
+        self.rows_by_type[record.record_type() as usize] += 1;
     }
 
     fn after_write(&mut self) -> Result<()> {
@@ -637,6 +642,11 @@ struct Columns {
     k8s_json: StringBuilder,
     stat_name: DictBuilder,
     stat_value: UInt64Builder,
+    /// Nulls owed to the six k8s columns and to the two stats columns: most rows are socket
+    /// rows, null in all eight, which are appended as one run each (before the group's next
+    /// value, or when the batch is taken) instead of eight appends per row.
+    k8s_nulls: usize,
+    stat_nulls: usize,
 }
 
 impl Columns {
@@ -674,6 +684,8 @@ impl Columns {
             k8s_json: StringBuilder::new(),
             stat_name: DictBuilder::new(),
             stat_value: UInt64Builder::new(),
+            k8s_nulls: 0,
+            stat_nulls: 0,
         }
     }
 
@@ -708,6 +720,7 @@ impl Columns {
                 self.cpu.append_null();
                 self.no_socket();
                 self.no_data();
+                self.pay_k8s_nulls();
                 self.k8s_kind.append_value(&k.kind);
                 self.k8s_uid.append_value(&k.uid);
                 self.k8s_namespace.append_value(&k.namespace);
@@ -722,6 +735,7 @@ impl Columns {
                 self.no_socket();
                 self.no_data();
                 self.no_k8s();
+                self.pay_stat_nulls();
                 self.stat_name.append_value(&s.name);
                 self.stat_value.append_value(s.value);
             }
@@ -803,22 +817,42 @@ impl Columns {
         self.flags.append_null();
     }
 
+    /// A null in each k8s column (owed until [`Columns::pay_k8s_nulls`]).
     fn no_k8s(&mut self) {
-        self.k8s_kind.append_null();
-        self.k8s_uid.append_null();
-        self.k8s_namespace.append_null();
-        self.k8s_name.append_null();
-        self.k8s_event.append_null();
-        self.k8s_json.append_null();
+        self.k8s_nulls += 1;
     }
 
+    /// Appends the nulls owed to the k8s columns.
+    fn pay_k8s_nulls(&mut self) {
+        let n = std::mem::take(&mut self.k8s_nulls);
+        if n > 0 {
+            self.k8s_kind.append_nulls(n);
+            self.k8s_uid.append_nulls(n);
+            self.k8s_namespace.append_nulls(n);
+            self.k8s_name.append_nulls(n);
+            self.k8s_event.append_nulls(n);
+            self.k8s_json.append_nulls(n);
+        }
+    }
+
+    /// A null in each stats column (owed until [`Columns::pay_stat_nulls`]).
     fn no_stat(&mut self) {
-        self.stat_name.append_null();
-        self.stat_value.append_null();
+        self.stat_nulls += 1;
+    }
+
+    /// Appends the nulls owed to the stats columns.
+    fn pay_stat_nulls(&mut self) {
+        let n = std::mem::take(&mut self.stat_nulls);
+        if n > 0 {
+            self.stat_name.append_nulls(n);
+            self.stat_value.append_nulls(n);
+        }
     }
 
     /// Takes the buffered rows as a batch of schema v1 and empties the builders.
     fn finish(&mut self) -> Result<RecordBatch, arrow_schema::ArrowError> {
+        self.pay_k8s_nulls();
+        self.pay_stat_nulls();
         let ts = std::mem::replace(&mut self.ts_ns, Vec::with_capacity(self.rows));
         let columns: Vec<ArrayRef> = vec![
             Arc::new(self.record_type.finish()),

@@ -64,6 +64,11 @@ impl DictColumn {
         self.keys.append_null();
     }
 
+    /// Appends `n` nulls.
+    pub(super) fn append_nulls(&mut self, n: usize) {
+        self.keys.append_nulls(n);
+    }
+
     /// The key of `v`, added to the dictionary if new.
     fn key_of(&mut self, v: &str) -> i32 {
         if self.texts.len() <= SCAN_MAX {
