@@ -99,15 +99,20 @@ row "nginx saturated p99: podtrace record / none" "$p99_b vs $p99_a µs" "x$(rat
 # The recorder's own CPU per event over the last saturated run (its threads' schedstat
 # during wrk; the events of the whole recording: the few before and after wrk make it a
 # slight under-estimate), and the capture writer alone on that capture (bench_write: Arrow
-# columns, Parquet encoding, zstd; the part of the recorder's CPU that is the file format).
+# columns, Parquet encoding, zstd; the part of the recorder's CPU that is the file format)
+# and the HTTP/1 + HTTP/2 header redactor alone on its payloads (bench_redact: the biggest
+# part of the ring consumer's CPU).
 sat_events=$(sed -n 's/^recorded \([0-9]*\) socket events.*/\1/p' "$work/rec-sat.out")
 if [ -n "$sat_events" ] && [ "$sat_events" -gt 0 ]; then
   sat_ns=$(awk -v t="$sat_cpu_ns" -v e="$sat_events" 'BEGIN { printf "%.0f", t / e }')
   wb_out=$("$(example_bin podtrace-format bench_write)" "$work/rec-sat.parquet" 3 2>&1) || echo "bench: bench_write failed: $wb_out" >&2
   wb_ns=$(sed -n 's/.*ns_per_row=\([0-9]*\).*/\1/p' <<<"$wb_out")
-  note "saturated recording: $sat_events socket events, recorder CPU $((sat_cpu_ns / 1000000)) ms during wrk; bench_write on its capture: $wb_out"
+  rd_out=$("$(example_bin podtrace-recorder bench_redact)" "$work/rec-sat.parquet" 3 2>&1) || echo "bench: bench_redact failed: $rd_out" >&2
+  rd_ns=$(sed -n 's/.*ns_per_payload=\([0-9.]*\).*/\1/p' <<<"$rd_out")
+  note "saturated recording: $sat_events socket events, recorder CPU $((sat_cpu_ns / 1000000)) ms during wrk; bench_write on its capture: $wb_out; bench_redact on its payloads: $rd_out"
   row "saturated: recorder CPU per event (all threads)" "$sat_ns ns" "" "printed"
   row "saturated: of which the capture writer (bench_write, same capture)" "${wb_ns:-n/a} ns per row" "x$(ratio "${wb_ns:-0}" "$sat_ns")" "printed"
+  row "saturated: of which the header redactor (bench_redact, same payloads)" "${rd_ns:-n/a} ns per payload" "x$(ratio "${rd_ns:-0}" "$sat_ns")" "printed"
 fi
 
 # ---- 2. fixed rate (bench_load: every latency kept, rounds pooled)
