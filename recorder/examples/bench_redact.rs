@@ -1,7 +1,10 @@
 //! The record-time redactor's cost on a real capture, as the ring consumer pays it: every
 //! `socket_data` payload of CAPTURE is read into memory first, then redacted ROUNDS times in
 //! capture order (each round with a fresh [`Redactor`], each payload a fresh copy), so that
-//! only [`Redactor::redact_cut`] is timed.
+//! only the redactor is timed. Its calls are the consumer's (`podtrace_recorder::convert`):
+//! TLS plaintext under its own stream key, a reset before a row that follows lost bytes,
+//! the bytes the call moved beyond the captured ones as missing, and a connection's state
+//! forgotten at its close.
 //!
 //! ```text
 //! cargo run --release -p podtrace-recorder --example bench_redact -- CAPTURE [ROUNDS]
@@ -14,20 +17,27 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use podtrace_format::model::{Direction, Record};
+use podtrace_format::model::{flags, Direction, Record};
 use podtrace_format::{CaptureReader, ReadOptions};
+use podtrace_recorder::convert::tls_stream;
 use podtrace_recorder::redact::Redactor;
 
 /// The shipping binary's allocator (src/main.rs), as in the other benchmarks.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// One payload as the consumer hands it to the redactor.
-struct Payload {
-    conn: u64,
-    dir: u8,
-    missing: u64,
-    bytes: Vec<u8>,
+/// One row as the consumer hands it to the redactor.
+enum Row {
+    /// A payload of stream (key, dir); `reset`: bytes before it were lost.
+    Data {
+        key: u64,
+        dir: u8,
+        reset: bool,
+        missing: u64,
+        bytes: Vec<u8>,
+    },
+    /// A connection closed: its streams are forgotten.
+    Close(u64),
 }
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -35,21 +45,36 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let input = args.next().ok_or("usage: bench_redact CAPTURE [ROUNDS]")?;
     let rounds: usize = args.next().map_or(Ok(5), |s| s.parse())?;
     let reader = CaptureReader::open(&[input])?;
-    let mut payloads = Vec::new();
+    let mut rows = Vec::new();
     for r in reader.records(&ReadOptions::default()) {
-        if let Record::SocketData(d) = r? {
-            let missing = u64::try_from(d.ret)
-                .unwrap_or(0)
-                .saturating_sub(d.payload.len() as u64);
-            payloads.push(Payload {
-                conn: d.meta.conn_id,
-                dir: u8::from(d.direction == Direction::Ingress),
-                missing,
-                bytes: d.payload,
-            });
+        match r? {
+            Record::SocketData(d) => {
+                let conn = d.meta.conn_id;
+                rows.push(Row::Data {
+                    key: if d.flags & flags::TLS_PLAINTEXT != 0 {
+                        tls_stream(conn)
+                    } else {
+                        conn
+                    },
+                    dir: u8::from(d.direction == Direction::Ingress),
+                    reset: d.flags & flags::GAP_BEFORE != 0,
+                    missing: u64::try_from(d.ret)
+                        .unwrap_or(0)
+                        .saturating_sub(d.payload.len() as u64),
+                    bytes: d.payload,
+                });
+            }
+            Record::SocketClose(c) => rows.push(Row::Close(c.meta.conn_id)),
+            _ => {}
         }
     }
-    let bytes: usize = payloads.iter().map(|p| p.bytes.len()).sum();
+    let (mut payloads, mut bytes) = (0, 0);
+    for r in &rows {
+        if let Row::Data { bytes: b, .. } = r {
+            payloads += 1;
+            bytes += b.len();
+        }
+    }
     let mut best = f64::INFINITY;
     let mut changed = 0;
     // one scratch buffer, refilled per payload: the copy is not what is measured
@@ -58,18 +83,34 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         let mut redactor = Redactor::new::<&str>(&[]);
         changed = 0;
         let t = Instant::now();
-        for p in &payloads {
-            buf.clear();
-            buf.extend_from_slice(&p.bytes);
-            changed += usize::from(redactor.redact_cut(p.conn, p.dir, &mut buf, Some(p.missing)));
+        for r in &rows {
+            match r {
+                Row::Data {
+                    key,
+                    dir,
+                    reset,
+                    missing,
+                    bytes,
+                } => {
+                    if *reset {
+                        redactor.reset(*key, *dir);
+                    }
+                    buf.clear();
+                    buf.extend_from_slice(bytes);
+                    let c = redactor.redact_cut(*key, *dir, &mut buf, Some(*missing));
+                    changed += usize::from(c);
+                }
+                Row::Close(conn) => {
+                    redactor.forget(*conn);
+                    redactor.forget(tls_stream(*conn));
+                }
+            }
         }
         best = best.min(t.elapsed().as_secs_f64());
     }
-    let n = payloads.len().max(1);
     println!(
-        "payloads={} bytes={bytes} rounds={rounds} ns_per_payload={:.1} changed={changed}",
-        payloads.len(),
-        best * 1e9 / n as f64
+        "payloads={payloads} bytes={bytes} rounds={rounds} ns_per_payload={:.1} changed={changed}",
+        best * 1e9 / payloads.max(1) as f64
     );
     Ok(())
 }

@@ -34,7 +34,7 @@ const AF_INET6: u16 = 10;
 
 /// The redaction key of a connection's TLS plaintext stream (its ciphertext keeps
 /// `conn_id`).
-fn tls_stream(conn_id: u64) -> u64 {
+pub fn tls_stream(conn_id: u64) -> u64 {
     conn_id ^ 0x7f1a_5e5e_c0de_0001
 }
 
