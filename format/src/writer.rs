@@ -210,7 +210,7 @@ pub struct CaptureWriter {
     flushed_rows: u64,
     summary: WriteSummary,
     /// Rows per record type, in [`RecordType::ALL`] order (an array add per row; the
-    /// summary's map is filled from it when it is handed out).
+    /// summary's row count and map are filled from it when it is handed out).
     rows_by_type: [u64; RecordType::ALL.len()],
     closed: bool,
 }
@@ -406,6 +406,7 @@ impl CaptureWriter {
         self.closed = true;
         self.flush()?;
         self.close_segment()?;
+        self.summary.rows = self.rows_by_type.iter().sum();
         self.summary.rows_by_type = RecordType::ALL
             .into_iter()
             .zip(self.rows_by_type)
@@ -419,7 +420,6 @@ impl CaptureWriter {
             self.oldest = Some(Instant::now());
         }
         self.buf.push(record);
-        self.summary.rows += 1;
         self.rows_by_type[record.record_type() as usize] += 1;
     }
 

@@ -1,10 +1,9 @@
 //! The record-time redactor's cost on a real capture, as the ring consumer pays it: every
 //! `socket_data` payload of CAPTURE is read into memory first, then redacted ROUNDS times in
 //! capture order (each round with a fresh [`Redactor`], each payload a fresh copy), so that
-//! only the redactor is timed. Its calls are the consumer's (`podtrace_recorder::convert`):
-//! TLS plaintext under its own stream key, a reset before a row that follows lost bytes,
-//! the bytes the call moved beyond the captured ones as missing, and a connection's state
-//! forgotten at its close.
+//! only the redactor is timed, through the consumer's own calls
+//! ([`podtrace_recorder::convert::redact_payload`] per data row,
+//! [`podtrace_recorder::convert::forget_connection`] at each close).
 //!
 //! ```text
 //! cargo run --release -p podtrace-recorder --example bench_redact -- CAPTURE [ROUNDS]
@@ -19,24 +18,25 @@ use std::time::Instant;
 
 use podtrace_format::model::{flags, Direction, Record};
 use podtrace_format::{CaptureReader, ReadOptions};
-use podtrace_recorder::convert::tls_stream;
+use podtrace_recorder::convert::{forget_connection, redact_payload};
 use podtrace_recorder::redact::Redactor;
 
 /// The shipping binary's allocator (src/main.rs), as in the other benchmarks.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// One row as the consumer hands it to the redactor.
+/// The rows of a capture the consumer's redaction sees.
 enum Row {
-    /// A payload of stream (key, dir); `reset`: bytes before it were lost.
+    /// A data row of a connection: the consumer's arguments of [`redact_payload`].
     Data {
-        key: u64,
+        conn: u64,
         dir: u8,
-        reset: bool,
-        missing: u64,
+        tls: bool,
+        gap: bool,
+        ret: i64,
         bytes: Vec<u8>,
     },
-    /// A connection closed: its streams are forgotten.
+    /// A connection closed.
     Close(u64),
 }
 
@@ -45,34 +45,23 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let input = args.next().ok_or("usage: bench_redact CAPTURE [ROUNDS]")?;
     let rounds: usize = args.next().map_or(Ok(5), |s| s.parse())?;
     let reader = CaptureReader::open(&[input])?;
-    let mut rows = Vec::new();
+    let (mut rows, mut payloads, mut bytes) = (Vec::new(), 0, 0);
     for r in reader.records(&ReadOptions::default()) {
         match r? {
             Record::SocketData(d) => {
-                let conn = d.meta.conn_id;
+                payloads += 1;
+                bytes += d.payload.len();
                 rows.push(Row::Data {
-                    key: if d.flags & flags::TLS_PLAINTEXT != 0 {
-                        tls_stream(conn)
-                    } else {
-                        conn
-                    },
+                    conn: d.meta.conn_id,
                     dir: u8::from(d.direction == Direction::Ingress),
-                    reset: d.flags & flags::GAP_BEFORE != 0,
-                    missing: u64::try_from(d.ret)
-                        .unwrap_or(0)
-                        .saturating_sub(d.payload.len() as u64),
+                    tls: d.flags & flags::TLS_PLAINTEXT != 0,
+                    gap: d.flags & flags::GAP_BEFORE != 0,
+                    ret: d.ret,
                     bytes: d.payload,
                 });
             }
             Record::SocketClose(c) => rows.push(Row::Close(c.meta.conn_id)),
             _ => {}
-        }
-    }
-    let (mut payloads, mut bytes) = (0, 0);
-    for r in &rows {
-        if let Row::Data { bytes: b, .. } = r {
-            payloads += 1;
-            bytes += b.len();
         }
     }
     let mut best = f64::INFINITY;
@@ -86,24 +75,19 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         for r in &rows {
             match r {
                 Row::Data {
-                    key,
+                    conn,
                     dir,
-                    reset,
-                    missing,
+                    tls,
+                    gap,
+                    ret,
                     bytes,
                 } => {
-                    if *reset {
-                        redactor.reset(*key, *dir);
-                    }
                     buf.clear();
                     buf.extend_from_slice(bytes);
-                    let c = redactor.redact_cut(*key, *dir, &mut buf, Some(*missing));
+                    let c = redact_payload(&mut redactor, *conn, *dir, *tls, *gap, *ret, &mut buf);
                     changed += usize::from(c);
                 }
-                Row::Close(conn) => {
-                    redactor.forget(*conn);
-                    redactor.forget(tls_stream(*conn));
-                }
+                Row::Close(conn) => forget_connection(&mut redactor, *conn),
             }
         }
         best = best.min(t.elapsed().as_secs_f64());

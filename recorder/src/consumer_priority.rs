@@ -192,7 +192,7 @@ impl Guard {
         let p = priority.clone();
         let spawned = std::thread::Builder::new()
             .name("podtrace-guard".into())
-            .spawn(move || guard(&p, || level.pending(), ring_bytes, Some(&writer)));
+            .spawn(move || guard(&p, || level.pending(), ring_bytes, &writer));
         match spawned {
             Ok(_) => Some(Guard { priority }),
             Err(e) => {
@@ -223,7 +223,7 @@ fn guard(
     priority: &ConsumerPriority,
     pending: impl Fn() -> u64,
     ring_bytes: u64,
-    writer: Option<&WriterPriority>,
+    writer: &WriterPriority,
 ) {
     // not the class of the thread that started it (the capture writer's, idle)
     normal_priority_here();
@@ -231,9 +231,7 @@ fn guard(
     let mut rule = Rule::new(ring_bytes);
     while !class.ended() {
         std::thread::sleep(POLL);
-        if let Some(w) = writer {
-            w.raise_if_stalled();
-        }
+        writer.raise_if_stalled();
         if class.refused() {
             continue;
         }
@@ -243,9 +241,7 @@ fn guard(
             Step::Raise => {
                 class.raise();
                 // the backlog may be the writer's: the consumer blocks on a full channel
-                if let Some(w) = writer {
-                    w.raise();
-                }
+                writer.raise();
             }
             Step::Lower => class.set(true),
         }
@@ -305,7 +301,10 @@ mod tests {
         let priority = Arc::new(ConsumerPriority::default());
         priority.class.set(true);
         let (p, level) = (priority.clone(), pending.clone());
-        let g = std::thread::spawn(move || guard(&p, || level.load(Ordering::Relaxed), RING, None));
+        // a writer without a thread: never idle, so never raised
+        let writer = WriterPriority::default();
+        let g =
+            std::thread::spawn(move || guard(&p, || level.load(Ordering::Relaxed), RING, &writer));
         // the consumer: a thread that drains every 5 ms until the guard ends
         let p = priority.clone();
         let (tid_tx, tid_rx) = std::sync::mpsc::channel();

@@ -34,8 +34,36 @@ const AF_INET6: u16 = 10;
 
 /// The redaction key of a connection's TLS plaintext stream (its ciphertext keeps
 /// `conn_id`).
-pub fn tls_stream(conn_id: u64) -> u64 {
+fn tls_stream(conn_id: u64) -> u64 {
     conn_id ^ 0x7f1a_5e5e_c0de_0001
+}
+
+/// Redacts the payload of one data row of connection `conn_id` in place, as the ring
+/// consumer does (also `examples/bench_redact`): TLS plaintext and the socket's ciphertext
+/// are two byte streams of one connection, followed under different keys; a row after lost
+/// bytes (`gap`) restarts its stream; the payload is a prefix of the `ret` bytes the call
+/// moved, the rest is missing. Whether any byte was overwritten.
+pub fn redact_payload(
+    r: &mut Redactor,
+    conn_id: u64,
+    dir: u8,
+    tls: bool,
+    gap: bool,
+    ret: i64,
+    payload: &mut [u8],
+) -> bool {
+    let key = if tls { tls_stream(conn_id) } else { conn_id };
+    if gap {
+        r.reset(key, dir);
+    }
+    let missing = u64::try_from(ret - payload.len() as i64).unwrap_or(0);
+    r.redact_cut(key, dir, payload, Some(missing))
+}
+
+/// Forgets a closed connection's redaction state: both its streams.
+pub fn forget_connection(r: &mut Redactor, conn_id: u64) {
+    r.forget(conn_id);
+    r.forget(tls_stream(conn_id));
 }
 
 /// How long a socket's state is kept without an event: sockets that never close in the
@@ -299,8 +327,7 @@ impl Converter {
             counters.sockets_expired += 1;
             let conn_id = conn_id(sock, st.seq);
             if let Some(r) = redactor.as_mut() {
-                r.forget(conn_id);
-                r.forget(tls_stream(conn_id));
+                forget_connection(r, conn_id);
             }
             if let Some(open) = st.pending_open {
                 opens.push((open, conn_id));
@@ -434,20 +461,13 @@ impl Converter {
                 if e.flags & ev::FLAG_GAP != 0 {
                     fl |= flags::GAP_BEFORE;
                 }
-                // TLS plaintext and the socket's ciphertext are two byte streams of one
-                // connection: the redactor follows them under different keys
                 let tls = e.flags & TLS_PLAINTEXT != 0;
-                let redact_key = if tls { tls_stream(conn_id) } else { conn_id };
                 if tls {
                     fl |= flags::TLS_PLAINTEXT;
                 }
                 if let Some(r) = self.redactor.as_mut() {
-                    if e.flags & ev::FLAG_GAP != 0 {
-                        r.reset(redact_key, e.direction);
-                    }
-                    // the payload is a prefix of what the call moved: the rest is missing
-                    let missing = u64::try_from(e.ret - data.len() as i64).unwrap_or(0);
-                    if r.redact_cut(redact_key, e.direction, &mut data, Some(missing)) {
+                    let gap = e.flags & ev::FLAG_GAP != 0;
+                    if redact_payload(r, conn_id, e.direction, tls, gap, e.ret, &mut data) {
                         fl |= flags::REDACTED;
                         self.counters.redacted += 1;
                     }
@@ -468,8 +488,7 @@ impl Converter {
             })),
             ev::KIND_CLOSE => {
                 if let Some(r) = self.redactor.as_mut() {
-                    r.forget(conn_id);
-                    r.forget(tls_stream(conn_id));
+                    forget_connection(r, conn_id);
                 }
                 out.push(Record::SocketClose(SocketEvent {
                     meta,
