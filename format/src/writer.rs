@@ -45,11 +45,13 @@ use arrow_array::builder::{
     UInt8Builder,
 };
 use arrow_array::types::{ArrowPrimitiveType, ByteArrayType};
-use arrow_array::{ArrayRef, GenericByteArray, PrimitiveArray, RecordBatch, UInt64Array};
+use arrow_array::{ArrayRef, GenericByteArray, PrimitiveArray, UInt64Array};
+use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnWriter, ArrowRowGroupWriterFactory};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 
 use crate::error::{FormatError, Result};
@@ -58,6 +60,7 @@ use crate::schema::{self, col, meta_key};
 use crate::sidecar::SidecarWriter;
 
 mod dict;
+mod hybrid;
 
 /// How the writer cuts row groups and segments. `WriterOptions::default()` is what the
 /// recorder uses; each field has a chainable setter of the same name.
@@ -197,6 +200,7 @@ pub fn segment_path(base: &Path, n: u32) -> PathBuf {
 pub struct CaptureWriter {
     base: PathBuf,
     opts: WriterOptions,
+    zstd: ZstdLevel,
     props: WriterProperties,
     /// Key-value metadata of every segment (podtrace keys + `ARROW:schema`).
     base_kv: Vec<KeyValue>,
@@ -237,7 +241,12 @@ impl Encoded {
 struct Segment {
     path: PathBuf,
     sidecar: SidecarWriter,
-    writer: ArrowWriter<File>,
+    writer: SerializedFileWriter<File>,
+    /// Makes the column writers of each row group.
+    columns: ArrowRowGroupWriterFactory,
+    /// The column writers of the open row group, once it has rows (the dictionary text
+    /// columns' are not used: [`dict::DictColumn`] writes those chunks).
+    open: Option<Vec<ArrowColumnWriter>>,
     opened: Instant,
     rows: u64,
     min_ts: u64,
@@ -267,6 +276,7 @@ impl CaptureWriter {
         let mut w = CaptureWriter {
             base,
             opts,
+            zstd,
             props,
             base_kv,
             buf: Columns::new(),
@@ -320,9 +330,12 @@ impl CaptureWriter {
             path: seg.path.clone(),
             source: e,
         };
-        seg.writer.flush().map_err(werr)?;
+        let writers = seg.open.take().unwrap_or_default();
+        self.buf
+            .write_row_group(&mut seg.writer, writers, done.rows, self.zstd)
+            .map_err(werr)?;
         seg.writer
-            .sync()
+            .flush()
             .map_err(|e| FormatError::io(&seg.path, e))?;
         if self.opts.sync {
             seg.writer
@@ -358,11 +371,16 @@ impl CaptureWriter {
             source: e,
         };
         let payload_bytes = self.buf.payload_bytes;
-        let batch = self.buf.finish().map_err(|e| werr(e.into()))?;
-        let (min_ts, max_ts) = ts_range(&batch);
-        seg.writer.write(&batch).map_err(werr)?;
+        let rows = self.buf.rows as u64;
+        let (min_ts, max_ts) = self.buf.ts_range();
+        if seg.open.is_none() {
+            let group = seg.writer.flushed_row_groups().len();
+            seg.open = Some(seg.columns.create_column_writers(group).map_err(werr)?);
+        }
+        let writers = seg.open.as_mut().map_or(&mut [][..], |w| &mut w[..]);
+        self.buf.encode(writers).map_err(werr)?;
         let e = &mut self.encoded;
-        e.rows += batch.num_rows() as u64;
+        e.rows += rows;
         e.payload_bytes += payload_bytes;
         e.min_ts = e.min_ts.min(min_ts);
         e.max_ts = e.max_ts.max(max_ts);
@@ -478,16 +496,20 @@ impl CaptureWriter {
         self.next_segment += 1;
         let sidecar = SidecarWriter::new(&path, self.opts.sync)?;
         let file = create_private(&path)?;
-        let writer = ArrowWriter::try_new(file, schema::schema(), Some(self.props.clone()))
-            .map_err(|e| FormatError::Write {
-                path: path.clone(),
-                source: e,
-            })?;
+        let (writer, columns) =
+            ArrowWriter::try_new(file, schema::schema(), Some(self.props.clone()))
+                .and_then(ArrowWriter::into_serialized_writer)
+                .map_err(|e| FormatError::Write {
+                    path: path.clone(),
+                    source: e,
+                })?;
         self.summary.files.push(path.clone());
         self.segment = Some(Segment {
             path,
             sidecar,
             writer,
+            columns,
+            open: None,
             opened: Instant::now(),
             rows: 0,
             min_ts: u64::MAX,
@@ -591,20 +613,6 @@ fn create_private(path: &Path) -> Result<File> {
     file.set_permissions(std::fs::Permissions::from_mode(0o600))
         .map_err(|e| FormatError::io(path, e))?;
     Ok(file)
-}
-
-fn ts_range(batch: &RecordBatch) -> (u64, u64) {
-    match batch
-        .column(schema::idx::TS_NS)
-        .as_any()
-        .downcast_ref::<UInt64Array>()
-    {
-        Some(ts) => (
-            arrow::compute::min(ts).unwrap_or(u64::MAX),
-            arrow::compute::max(ts).unwrap_or(0),
-        ),
-        None => (u64::MAX, 0),
-    }
 }
 
 type DictBuilder = dict::DictColumn;
@@ -860,45 +868,103 @@ impl Columns {
         }
     }
 
-    /// Takes the buffered rows as a batch of schema v1 and empties the builders.
-    fn finish(&mut self) -> Result<RecordBatch, arrow_schema::ArrowError> {
+    /// The smallest and largest timestamp of the rows not yet encoded.
+    fn ts_range(&self) -> (u64, u64) {
+        let min = self.ts_ns.iter().copied().min().unwrap_or(u64::MAX);
+        let max = self.ts_ns.iter().copied().max().unwrap_or(0);
+        (min, max)
+    }
+
+    /// Encodes the rows not yet encoded into the row group's column `writers` (schema
+    /// order) and empties the builders; the dictionary text columns keep their keys until
+    /// [`Columns::write_row_group`].
+    fn encode(&mut self, writers: &mut [ArrowColumnWriter]) -> parquet::errors::Result<()> {
         self.pay_k8s_nulls();
         self.pay_stat_nulls();
         let ts = std::mem::replace(&mut self.ts_ns, Vec::with_capacity(self.rows));
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(self.record_type.finish()),
-            Arc::new(UInt64Array::from(ts)),
-            Arc::new(finish_primitive(&mut self.cpu)),
-            Arc::new(finish_primitive(&mut self.pid)),
-            Arc::new(finish_primitive(&mut self.tid)),
-            Arc::new(self.comm.finish()),
-            Arc::new(finish_primitive(&mut self.cgroup_id)),
-            Arc::new(finish_primitive(&mut self.conn_id)),
-            Arc::new(finish_primitive(&mut self.family)),
-            Arc::new(self.local_addr.finish()),
-            Arc::new(finish_primitive(&mut self.local_port)),
-            Arc::new(self.remote_addr.finish()),
-            Arc::new(finish_primitive(&mut self.remote_port)),
-            Arc::new(self.direction.finish()),
-            Arc::new(self.role.finish()),
-            Arc::new(self.syscall.finish()),
-            Arc::new(finish_primitive(&mut self.ret)),
-            Arc::new(finish_primitive(&mut self.cap_len)),
-            Arc::new(finish_bytes(&mut self.payload)),
-            Arc::new(finish_primitive(&mut self.flags)),
-            Arc::new(self.k8s_kind.finish()),
-            Arc::new(finish_bytes(&mut self.k8s_uid)),
-            Arc::new(self.k8s_namespace.finish()),
-            Arc::new(finish_bytes(&mut self.k8s_name)),
-            Arc::new(self.k8s_event.finish()),
-            Arc::new(finish_bytes(&mut self.k8s_json)),
-            Arc::new(self.stat_name.finish()),
-            Arc::new(finish_primitive(&mut self.stat_value)),
+        let columns: [(usize, ArrayRef); 17] = [
+            (1, Arc::new(UInt64Array::from(ts))),
+            (2, Arc::new(finish_primitive(&mut self.cpu))),
+            (3, Arc::new(finish_primitive(&mut self.pid))),
+            (4, Arc::new(finish_primitive(&mut self.tid))),
+            (6, Arc::new(finish_primitive(&mut self.cgroup_id))),
+            (7, Arc::new(finish_primitive(&mut self.conn_id))),
+            (8, Arc::new(finish_primitive(&mut self.family))),
+            (10, Arc::new(finish_primitive(&mut self.local_port))),
+            (12, Arc::new(finish_primitive(&mut self.remote_port))),
+            (16, Arc::new(finish_primitive(&mut self.ret))),
+            (17, Arc::new(finish_primitive(&mut self.cap_len))),
+            (18, Arc::new(finish_bytes(&mut self.payload))),
+            (19, Arc::new(finish_primitive(&mut self.flags))),
+            (21, Arc::new(finish_bytes(&mut self.k8s_uid))),
+            (23, Arc::new(finish_bytes(&mut self.k8s_name))),
+            (25, Arc::new(finish_bytes(&mut self.k8s_json))),
+            (27, Arc::new(finish_primitive(&mut self.stat_value))),
         ];
         self.rows = 0;
         self.payload_bytes = 0;
+        let schema = schema::schema();
+        for (idx, array) in columns {
+            let writer = writers.get_mut(idx).ok_or_else(|| {
+                parquet::errors::ParquetError::General(format!("no writer for column {idx}"))
+            })?;
+            for leaf in compute_leaves(schema.field(idx), &array)? {
+                writer.write(&leaf)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The dictionary text columns in schema order, with their column index.
+    fn dicts(&mut self) -> [(usize, &mut DictBuilder); 11] {
+        [
+            (schema::idx::RECORD_TYPE, &mut self.record_type),
+            (5, &mut self.comm),
+            (9, &mut self.local_addr),
+            (11, &mut self.remote_addr),
+            (13, &mut self.direction),
+            (14, &mut self.role),
+            (15, &mut self.syscall),
+            (20, &mut self.k8s_kind),
+            (22, &mut self.k8s_namespace),
+            (24, &mut self.k8s_event),
+            (26, &mut self.stat_name),
+        ]
+    }
+
+    /// Writes the open row group of `rows` rows, all encoded: the chunks of the column
+    /// `writers` and those of the dictionary text columns, in schema order. The dictionary
+    /// columns start over (the next row group has a dictionary of its own).
+    fn write_row_group(
+        &mut self,
+        file: &mut SerializedFileWriter<File>,
+        writers: Vec<ArrowColumnWriter>,
+        rows: u64,
+        zstd: ZstdLevel,
+    ) -> parquet::errors::Result<()> {
+        let columns: Vec<_> = file.schema_descr().columns().to_vec();
+        let mut group = file.next_row_group()?;
+        let mut dicts = self.dicts().into_iter().peekable();
+        for (idx, writer) in writers.into_iter().enumerate() {
+            match dicts.next_if(|(i, _)| *i == idx) {
+                Some((_, dict)) => {
+                    if dict.rows() as u64 != rows {
+                        return Err(parquet::errors::ParquetError::General(format!(
+                            "column {idx} has {} rows of {rows}",
+                            dict.rows()
+                        )));
+                    }
+                    let (bytes, close) = dict.chunk(&columns[idx], zstd)?;
+                    group.append_column(&bytes, close)?;
+                }
+                None => writer.close()?.append_to_row_group(&mut group)?,
+            }
+        }
+        drop(dicts);
+        group.close()?;
+        // the address columns' memo names keys of the dictionaries just emptied
         self.last_ip = [None; 2];
-        RecordBatch::try_new(schema::schema(), columns)
+        Ok(())
     }
 }
 
@@ -918,4 +984,21 @@ fn finish_bytes<T: ByteArrayType>(b: &mut GenericByteBuilder<T>) -> GenericByteA
     let array = b.finish();
     *b = GenericByteBuilder::with_capacity(rows, bytes);
     array
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use parquet::arrow::ArrowSchemaConverter;
+    use parquet::schema::types::ColumnDescPtr;
+
+    use crate::schema;
+
+    /// The Parquet descriptor of the capture column `name`.
+    pub(crate) fn column_descr(name: &str) -> ColumnDescPtr {
+        let descr = ArrowSchemaConverter::new()
+            .convert(&schema::schema())
+            .unwrap();
+        let idx = schema::col::ALL.iter().position(|c| *c == name).unwrap();
+        descr.column(idx)
+    }
 }

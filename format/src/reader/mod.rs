@@ -227,7 +227,14 @@ impl CaptureReader {
                 let batches = decode_row_group(f, rg, o)?;
                 let mut out = Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
                 for b in &batches {
-                    decode::append_records(b, &mut out)?;
+                    // a value no row can hold (a damaged page that still decompressed) makes
+                    // the file corrupt, named as such
+                    decode::append_records(b, &mut out).map_err(|e| match e {
+                        FormatError::Batch(msg) => {
+                            FormatError::corrupt(&f.path, format!("row group {rg}: {msg}"))
+                        }
+                        e => e,
+                    })?;
                 }
                 Ok(out)
             }),
