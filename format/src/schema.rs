@@ -112,6 +112,8 @@ pub mod col {
 pub(crate) mod idx {
     pub const RECORD_TYPE: usize = 0;
     pub const TS_NS: usize = 1;
+    /// `payload`.
+    pub const PAYLOAD: usize = 18;
 }
 
 /// File key-value metadata keys (Parquet footer).
@@ -246,6 +248,7 @@ mod tests {
         assert_eq!(names, col::ALL);
         assert_eq!(s.field(idx::RECORD_TYPE).name(), col::RECORD_TYPE);
         assert_eq!(s.field(idx::TS_NS).name(), col::TS_NS);
+        assert_eq!(s.field(idx::PAYLOAD).name(), col::PAYLOAD);
     }
 
     #[test]

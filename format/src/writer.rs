@@ -41,8 +41,7 @@ use std::time::{Duration, Instant};
 
 use arrow_array::builder::{ArrayBuilder, GenericByteBuilder, PrimitiveBuilder};
 use arrow_array::builder::{
-    BinaryBuilder, Int64Builder, StringBuilder, UInt16Builder, UInt32Builder, UInt64Builder,
-    UInt8Builder,
+    Int64Builder, StringBuilder, UInt16Builder, UInt32Builder, UInt64Builder, UInt8Builder,
 };
 use arrow_array::types::{ArrowPrimitiveType, ByteArrayType};
 use arrow_array::{ArrayRef, GenericByteArray, PrimitiveArray, UInt64Array};
@@ -59,8 +58,10 @@ use crate::model::{FileMeta, Record, RecordType, SocketMeta};
 use crate::schema::{self, col, meta_key};
 use crate::sidecar::SidecarWriter;
 
+mod chunk;
 mod dict;
 mod hybrid;
+mod payload;
 
 /// How the writer cuts row groups and segments. `WriterOptions::default()` is what the
 /// recorder uses; each field has a chainable setter of the same name.
@@ -273,13 +274,17 @@ impl CaptureWriter {
         let mut props = writer_properties(zstd, kv);
         parquet::arrow::add_encoded_arrow_schema_to_metadata(&schema::schema(), &mut props);
         let base_kv = props.key_value_metadata().cloned().unwrap_or_default();
+        let buf = Columns::new(zstd).map_err(|e| FormatError::Write {
+            path: base.clone(),
+            source: e,
+        })?;
         let mut w = CaptureWriter {
             base,
             opts,
             zstd,
             props,
             base_kv,
-            buf: Columns::new(),
+            buf,
             encoded: Encoded::NONE,
             oldest: None,
             segment: None,
@@ -580,25 +585,15 @@ fn writer_properties(zstd: ZstdLevel, kv: Vec<KeyValue>) -> WriterProperties {
         .set_column_dictionary_enabled(path(col::TS_NS), false)
         .set_column_encoding(path(col::TS_NS), Encoding::DELTA_BINARY_PACKED)
         // plain, not the v2 default DELTA_BYTE_ARRAY (prefix sharing that zstd does anyway)
+        // the payload column is written by writer/payload.rs (PLAIN, no statistics)
         .set_column_dictionary_enabled(path(col::PAYLOAD), false)
         .set_column_encoding(path(col::PAYLOAD), Encoding::PLAIN)
-        .set_column_data_page_size_limit(path(col::PAYLOAD), PAYLOAD_PAGE_BYTES)
         .set_column_statistics_enabled(path(col::PAYLOAD), EnabledStatistics::None)
         .set_column_dictionary_enabled(path(col::K8S_JSON), false)
         .set_column_encoding(path(col::K8S_JSON), Encoding::PLAIN)
         .set_column_statistics_enabled(path(col::K8S_JSON), EnabledStatistics::None)
         .build()
 }
-
-/// Data page size of the payload column (Parquet's default, 1 MiB, for the others): zstd
-/// compresses each page alone, and at level 1 an input of at most 128 KiB gets smaller
-/// parameters (a 32 KiB hash table instead of 64 KiB, a 128 KiB window). A saturated nginx
-/// capture written again (`bench_write`, 1.7 M rows, 4 interleaved pairs): 462–465 →
-/// 443–454 ns per row with the same instructions (callgrind: the time saved is memory
-/// access, not work), the longest 256-row `write_all` at its p99 1.34 → 1.21 ms (1.41 →
-/// 0.96 ms with a row group a second at 10 k req/s), 2.3 % more bytes; reading it back
-/// (the analyzer's read stage) 3 % slower. 256 KiB pages were slower than both.
-const PAYLOAD_PAGE_BYTES: usize = 128 << 10;
 
 /// Creates (or truncates) `path` with mode 0600.
 fn create_private(path: &Path) -> Result<File> {
@@ -651,7 +646,7 @@ struct Columns {
     syscall: DictBuilder,
     ret: Int64Builder,
     cap_len: UInt32Builder,
-    payload: BinaryBuilder,
+    payload: payload::PayloadColumn,
     flags: UInt32Builder,
     k8s_kind: DictBuilder,
     k8s_uid: StringBuilder,
@@ -669,8 +664,8 @@ struct Columns {
 }
 
 impl Columns {
-    fn new() -> Self {
-        Columns {
+    fn new(zstd: ZstdLevel) -> parquet::errors::Result<Self> {
+        Ok(Columns {
             rows: 0,
             payload_bytes: 0,
             addr_text: std::collections::HashMap::new(),
@@ -693,7 +688,7 @@ impl Columns {
             syscall: DictBuilder::new(),
             ret: Int64Builder::new(),
             cap_len: UInt32Builder::new(),
-            payload: BinaryBuilder::new(),
+            payload: payload::PayloadColumn::new(zstd)?,
             flags: UInt32Builder::new(),
             k8s_kind: DictBuilder::new(),
             k8s_uid: StringBuilder::new(),
@@ -705,7 +700,7 @@ impl Columns {
             stat_value: UInt64Builder::new(),
             k8s_nulls: 0,
             stat_nulls: 0,
-        }
+        })
     }
 
     fn push(&mut self, r: &Record) {
@@ -882,7 +877,7 @@ impl Columns {
         self.pay_k8s_nulls();
         self.pay_stat_nulls();
         let ts = std::mem::replace(&mut self.ts_ns, Vec::with_capacity(self.rows));
-        let columns: [(usize, ArrayRef); 17] = [
+        let columns: [(usize, ArrayRef); 16] = [
             (1, Arc::new(UInt64Array::from(ts))),
             (2, Arc::new(finish_primitive(&mut self.cpu))),
             (3, Arc::new(finish_primitive(&mut self.pid))),
@@ -894,7 +889,6 @@ impl Columns {
             (12, Arc::new(finish_primitive(&mut self.remote_port))),
             (16, Arc::new(finish_primitive(&mut self.ret))),
             (17, Arc::new(finish_primitive(&mut self.cap_len))),
-            (18, Arc::new(finish_bytes(&mut self.payload))),
             (19, Arc::new(finish_primitive(&mut self.flags))),
             (21, Arc::new(finish_bytes(&mut self.k8s_uid))),
             (23, Arc::new(finish_bytes(&mut self.k8s_name))),
@@ -915,23 +909,6 @@ impl Columns {
         Ok(())
     }
 
-    /// The dictionary text columns in schema order, with their column index.
-    fn dicts(&mut self) -> [(usize, &mut DictBuilder); 11] {
-        [
-            (schema::idx::RECORD_TYPE, &mut self.record_type),
-            (5, &mut self.comm),
-            (9, &mut self.local_addr),
-            (11, &mut self.remote_addr),
-            (13, &mut self.direction),
-            (14, &mut self.role),
-            (15, &mut self.syscall),
-            (20, &mut self.k8s_kind),
-            (22, &mut self.k8s_namespace),
-            (24, &mut self.k8s_event),
-            (26, &mut self.stat_name),
-        ]
-    }
-
     /// Writes the open row group of `rows` rows, all encoded: the chunks of the column
     /// `writers` and those of the dictionary text columns, in schema order. The dictionary
     /// columns start over (the next row group has a dictionary of its own).
@@ -944,17 +921,32 @@ impl Columns {
     ) -> parquet::errors::Result<()> {
         let columns: Vec<_> = file.schema_descr().columns().to_vec();
         let mut group = file.next_row_group()?;
-        let mut dicts = self.dicts().into_iter().peekable();
+        let payload = &mut self.payload;
+        let mut dicts = [
+            (schema::idx::RECORD_TYPE, &mut self.record_type),
+            (5, &mut self.comm),
+            (9, &mut self.local_addr),
+            (11, &mut self.remote_addr),
+            (13, &mut self.direction),
+            (14, &mut self.role),
+            (15, &mut self.syscall),
+            (20, &mut self.k8s_kind),
+            (22, &mut self.k8s_namespace),
+            (24, &mut self.k8s_event),
+            (26, &mut self.stat_name),
+        ]
+        .into_iter()
+        .peekable();
         for (idx, writer) in writers.into_iter().enumerate() {
             match dicts.next_if(|(i, _)| *i == idx) {
                 Some((_, dict)) => {
-                    if dict.rows() as u64 != rows {
-                        return Err(parquet::errors::ParquetError::General(format!(
-                            "column {idx} has {} rows of {rows}",
-                            dict.rows()
-                        )));
-                    }
+                    same_rows(idx, dict.rows(), rows)?;
                     let (bytes, close) = dict.chunk(&columns[idx], zstd)?;
+                    group.append_column(&bytes, close)?;
+                }
+                None if idx == schema::idx::PAYLOAD => {
+                    same_rows(idx, payload.rows(), rows)?;
+                    let (bytes, close) = payload.chunk(&columns[idx])?;
                     group.append_column(&bytes, close)?;
                 }
                 None => writer.close()?.append_to_row_group(&mut group)?,
@@ -965,6 +957,17 @@ impl Columns {
         // the address columns' memo names keys of the dictionaries just emptied
         self.last_ip = [None; 2];
         Ok(())
+    }
+}
+
+/// An error unless a column of its own chunk (`idx`) has the row group's `rows` rows.
+fn same_rows(idx: usize, has: usize, rows: u64) -> parquet::errors::Result<()> {
+    if has as u64 == rows {
+        Ok(())
+    } else {
+        Err(parquet::errors::ParquetError::General(format!(
+            "column {idx} has {has} rows of {rows}"
+        )))
     }
 }
 

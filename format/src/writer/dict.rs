@@ -15,17 +15,15 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use parquet::basic::{Compression, Encoding, PageType, ZstdLevel};
-use parquet::column::page::{CompressedPage, Page, PageWriteSpec, PageWriter};
+use parquet::basic::{Encoding, ZstdLevel};
+use parquet::column::page::{CompressedPage, Page};
 use parquet::column::writer::ColumnCloseResult;
 use parquet::data_type::ByteArray;
 use parquet::errors::{ParquetError, Result};
-use parquet::file::metadata::{ColumnChunkMetaData, OffsetIndexBuilder, PageEncodingStats};
 use parquet::file::statistics::Statistics;
-use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 
-use super::hybrid;
+use super::{chunk, hybrid};
 
 /// Dictionary size up to which a miss of the last-value memo scans the values.
 const SCAN_MAX: usize = 8;
@@ -141,128 +139,76 @@ fn encode_chunk(
     descr: &ColumnDescPtr,
     zstd: ZstdLevel,
 ) -> Result<(Bytes, ColumnCloseResult)> {
-    let rows = keys.len();
-    let num = |n: usize| i32::try_from(n).map_err(|_| ParquetError::General(format!("{n} rows")));
-    let nulls = keys.iter().filter(|&&k| k == NULL).count();
     let compress = |data: &[u8]| {
         zstd::bulk::compress(data, zstd.compression_level())
             .map_err(|e| ParquetError::External(Box::new(e)))
     };
-    let mut sink = TrackedWrite::new(Vec::new());
-    let mut pages = SerializedPageWriter::new(&mut sink);
-    let mut specs: Vec<PageWriteSpec> = Vec::with_capacity(2);
-
-    let dictionary = !texts.is_empty();
-    if dictionary {
-        let mut plain = Vec::with_capacity(texts.iter().map(|t| 4 + t.len()).sum());
-        for t in texts {
-            plain.extend_from_slice(&(t.len() as u32).to_le_bytes());
-            plain.extend_from_slice(t.as_bytes());
-        }
-        let page = Page::DictionaryPage {
-            buf: Bytes::from(compress(&plain)?),
-            num_values: num(texts.len())? as u32,
-            encoding: Encoding::PLAIN,
-            is_sorted: false,
-        };
-        specs.push(pages.write_page(CompressedPage::new(page, plain.len()))?);
+    let nulls = keys.iter().filter(|&&k| k == NULL).count();
+    let required = descr.max_def_level() == 0;
+    let defined = |k: &i32| *k != NULL;
+    if texts.is_empty() {
+        let page = chunk::data_page(
+            keys,
+            defined,
+            nulls,
+            required,
+            Encoding::PLAIN,
+            &[],
+            compress,
+        )?;
+        let statistics = Statistics::new::<ByteArray>(None, None, None, Some(nulls as u64), false);
+        return chunk::finish(
+            descr,
+            zstd,
+            None,
+            vec![(page, keys.len())],
+            Some(statistics),
+        );
     }
-
-    // definition levels (none for a required column), never compressed in a v2 page
-    let mut buf = Vec::new();
-    if descr.max_def_level() > 0 {
-        hybrid::encode_by(keys, |&k| u32::from(k != NULL), 1, &mut buf);
+    let mut plain = Vec::with_capacity(texts.iter().map(|t| 4 + t.len()).sum());
+    for t in texts {
+        plain.extend_from_slice(&(t.len() as u32).to_le_bytes());
+        plain.extend_from_slice(t.as_bytes());
     }
-    let def_levels_byte_len = buf.len();
-    let mut values = Vec::new();
-    if dictionary {
-        let width = hybrid::bit_width(texts.len() as u32 - 1);
-        values.push(width);
-        let indices: Vec<u32> = keys
-            .iter()
-            .filter(|&&k| k != NULL)
-            .map(|&k| k as u32)
-            .collect();
-        hybrid::encode(&indices, width, &mut values);
-    }
-    let uncompressed = def_levels_byte_len + values.len();
-    buf.extend_from_slice(&compress(&values)?);
-    let encoding = if dictionary {
-        Encoding::RLE_DICTIONARY
-    } else {
-        Encoding::PLAIN
+    let dictionary = Page::DictionaryPage {
+        buf: Bytes::from(compress(&plain)?),
+        num_values: chunk::count(texts.len())?,
+        encoding: Encoding::PLAIN,
+        is_sorted: false,
     };
-    let page = Page::DataPageV2 {
-        buf: Bytes::from(buf),
-        num_values: num(rows)? as u32,
-        encoding,
-        num_nulls: num(nulls)? as u32,
-        num_rows: num(rows)? as u32,
-        def_levels_byte_len: def_levels_byte_len as u32,
-        rep_levels_byte_len: 0,
-        is_compressed: true,
-        statistics: None,
-    };
-    specs.push(pages.write_page(CompressedPage::new(page, uncompressed))?);
-    pages.close()?;
-    let bytes = Bytes::from(sink.into_inner()?);
-
-    let (min, max) = if dictionary {
-        let min = texts
-            .iter()
-            .min()
-            .map(|t| ByteArray::from(t.as_bytes().to_vec()));
-        let max = texts
-            .iter()
-            .max()
-            .map(|t| ByteArray::from(t.as_bytes().to_vec()));
-        (min, max)
-    } else {
-        (None, None)
-    };
-    let statistics = Statistics::new(min, max, None, Some(nulls as u64), false);
-    let data = specs.last().map_or(0, |s| s.offset);
-    // the file's other columns have a page index: a file needs one for every chunk or none
-    let mut offsets = OffsetIndexBuilder::new();
-    if let Some(s) = specs.last() {
-        offsets.append_offset_and_size(s.offset as i64, s.compressed_size as i32);
-        offsets.append_row_count(rows as i64);
-    }
-    let mut encodings = vec![Encoding::PLAIN, Encoding::RLE];
-    let mut page_stats = Vec::with_capacity(2);
-    if dictionary {
-        encodings.push(Encoding::RLE_DICTIONARY);
-        page_stats.push(PageEncodingStats {
-            page_type: PageType::DICTIONARY_PAGE,
-            encoding: Encoding::PLAIN,
-            count: 1,
-        });
-    }
-    page_stats.push(PageEncodingStats {
-        page_type: PageType::DATA_PAGE_V2,
-        encoding,
-        count: 1,
-    });
-    let metadata = ColumnChunkMetaData::builder(descr.clone())
-        .set_compression(Compression::ZSTD(zstd))
-        .set_encodings(encodings)
-        .set_page_encoding_stats(page_stats)
-        .set_total_compressed_size(specs.iter().map(|s| s.compressed_size as i64).sum())
-        .set_total_uncompressed_size(specs.iter().map(|s| s.uncompressed_size as i64).sum())
-        .set_num_values(rows as i64)
-        .set_data_page_offset(data as i64)
-        .set_dictionary_page_offset(dictionary.then_some(0))
-        .set_statistics(statistics)
-        .build()?;
-    let close = ColumnCloseResult {
-        bytes_written: bytes.len() as u64,
-        rows_written: rows as u64,
-        metadata,
-        bloom_filter: None,
-        column_index: None,
-        offset_index: Some(offsets.build()),
-    };
-    Ok((bytes, close))
+    let dictionary = CompressedPage::new(dictionary, plain.len());
+    let width = hybrid::bit_width(texts.len() as u32 - 1);
+    let mut values = vec![width];
+    let indices: Vec<u32> = keys
+        .iter()
+        .filter(|&&k| k != NULL)
+        .map(|&k| k as u32)
+        .collect();
+    hybrid::encode(&indices, width, &mut values);
+    let page = chunk::data_page(
+        keys,
+        defined,
+        nulls,
+        required,
+        Encoding::RLE_DICTIONARY,
+        &values,
+        compress,
+    )?;
+    let bytes = |t: &str| ByteArray::from(t.as_bytes().to_vec());
+    let statistics = Statistics::new(
+        texts.iter().min().map(|t| bytes(t)),
+        texts.iter().max().map(|t| bytes(t)),
+        None,
+        Some(nulls as u64),
+        false,
+    );
+    chunk::finish(
+        descr,
+        zstd,
+        Some(dictionary),
+        vec![(page, keys.len())],
+        Some(statistics),
+    )
 }
 
 #[cfg(test)]

@@ -1,0 +1,133 @@
+//! A column chunk from pages podtrace encoded itself ([`super::dict`], [`super::payload`]):
+//! the bytes and the [`ColumnCloseResult`] that `SerializedRowGroupWriter::append_column`
+//! takes (offsets from the start of the bytes; it moves them to the chunk's place).
+
+use bytes::Bytes;
+use parquet::basic::{Compression, Encoding, PageType, ZstdLevel};
+use parquet::column::page::{CompressedPage, Page, PageWriter};
+use parquet::column::writer::ColumnCloseResult;
+use parquet::errors::{ParquetError, Result};
+use parquet::file::metadata::{ColumnChunkMetaData, OffsetIndexBuilder, PageEncodingStats};
+use parquet::file::statistics::Statistics;
+use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
+use parquet::schema::types::ColumnDescPtr;
+
+use super::hybrid;
+
+/// A data page v2 of `rows` rows of which `nulls` are null: its definition levels
+/// (`defined` per row, none for a required column) and its `values`, compressed by
+/// `compress`.
+pub(super) fn data_page<T>(
+    rows: &[T],
+    defined: impl Fn(&T) -> bool + Copy,
+    nulls: usize,
+    required: bool,
+    encoding: Encoding,
+    values: &[u8],
+    compress: impl FnOnce(&[u8]) -> Result<Vec<u8>>,
+) -> Result<CompressedPage> {
+    let mut buf = Vec::new();
+    if !required {
+        hybrid::encode_by(rows, |r| u32::from(defined(r)), 1, &mut buf);
+    }
+    let levels = buf.len();
+    buf.extend_from_slice(&compress(values)?);
+    let page = Page::DataPageV2 {
+        buf: Bytes::from(buf),
+        num_values: count(rows.len())?,
+        encoding,
+        num_nulls: count(nulls)?,
+        num_rows: count(rows.len())?,
+        def_levels_byte_len: count(levels)?,
+        rep_levels_byte_len: 0,
+        is_compressed: true,
+        statistics: None,
+    };
+    Ok(CompressedPage::new(page, levels + values.len()))
+}
+
+/// A page's count field.
+pub(super) fn count(n: usize) -> Result<u32> {
+    i32::try_from(n)
+        .map(|n| n as u32)
+        .map_err(|_| ParquetError::General(format!("{n} values in one page")))
+}
+
+/// The chunk of `descr` made of `dictionary` (if any) and the `data` pages (each with its
+/// number of rows), zstd-compressed at `zstd`, with `statistics` and an offset index (the
+/// file's other chunks have one: a file has one for every chunk or for none).
+pub(super) fn finish(
+    descr: &ColumnDescPtr,
+    zstd: ZstdLevel,
+    dictionary: Option<CompressedPage>,
+    data: Vec<(CompressedPage, usize)>,
+    statistics: Option<Statistics>,
+) -> Result<(Bytes, ColumnCloseResult)> {
+    let mut sink = TrackedWrite::new(Vec::new());
+    let mut pages = SerializedPageWriter::new(&mut sink);
+    let mut encodings = vec![Encoding::RLE];
+    let mut stats: Vec<PageEncodingStats> = Vec::new();
+    let mut note = |page_type: PageType, encoding: Encoding| {
+        if !encodings.contains(&encoding) {
+            encodings.push(encoding);
+        }
+        match stats
+            .iter_mut()
+            .find(|s| s.page_type == page_type && s.encoding == encoding)
+        {
+            Some(s) => s.count += 1,
+            None => stats.push(PageEncodingStats {
+                page_type,
+                encoding,
+                count: 1,
+            }),
+        }
+    };
+    let (mut compressed, mut uncompressed) = (0i64, 0i64);
+    let dictionary_offset = match dictionary {
+        Some(page) => {
+            note(PageType::DICTIONARY_PAGE, page.encoding());
+            let spec = pages.write_page(page)?;
+            compressed += spec.compressed_size as i64;
+            uncompressed += spec.uncompressed_size as i64;
+            Some(spec.offset as i64)
+        }
+        None => None,
+    };
+    let mut offsets = OffsetIndexBuilder::new();
+    let mut first_data = None;
+    let mut rows = 0i64;
+    for (page, page_rows) in data {
+        note(PageType::DATA_PAGE_V2, page.encoding());
+        let spec = pages.write_page(page)?;
+        compressed += spec.compressed_size as i64;
+        uncompressed += spec.uncompressed_size as i64;
+        first_data.get_or_insert(spec.offset as i64);
+        offsets.append_offset_and_size(spec.offset as i64, spec.compressed_size as i32);
+        offsets.append_row_count(page_rows as i64);
+        rows += page_rows as i64;
+    }
+    pages.close()?;
+    let bytes = Bytes::from(sink.into_inner()?);
+    let mut metadata = ColumnChunkMetaData::builder(descr.clone())
+        .set_compression(Compression::ZSTD(zstd))
+        .set_encodings(encodings)
+        .set_page_encoding_stats(stats)
+        .set_total_compressed_size(compressed)
+        .set_total_uncompressed_size(uncompressed)
+        .set_num_values(rows)
+        .set_data_page_offset(first_data.unwrap_or(0))
+        .set_dictionary_page_offset(dictionary_offset);
+    if let Some(s) = statistics {
+        metadata = metadata.set_statistics(s);
+    }
+    let close = ColumnCloseResult {
+        bytes_written: bytes.len() as u64,
+        rows_written: rows as u64,
+        metadata: metadata.build()?,
+        bloom_filter: None,
+        column_index: None,
+        offset_index: Some(offsets.build()),
+    };
+    Ok((bytes, close))
+}
