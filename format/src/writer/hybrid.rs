@@ -29,11 +29,13 @@ pub(super) fn encode_by<T>(
     out: &mut Vec<u8>,
 ) {
     let mut packed_from = 0;
+    // `i` moves a group of 8 at a time from the last run's end: a run can start at a group
+    // boundary only, and it needs its first, second and eighth values equal
     let mut i = 0;
-    while i < items.len() {
-        if (i - packed_from) % 8 == 0 {
-            let v = value(&items[i]);
-            let run = items[i..].iter().take_while(|x| value(x) == v).count();
+    while i + 8 <= items.len() {
+        let v = value(&items[i]);
+        if value(&items[i + 1]) == v && value(&items[i + 7]) == v {
+            let run = 1 + items[i + 1..].iter().take_while(|x| value(x) == v).count();
             if run >= 8 {
                 packed(&items[packed_from..i], value, bit_width, out);
                 rle_run(v, run, bit_width, out);
@@ -42,7 +44,7 @@ pub(super) fn encode_by<T>(
                 continue;
             }
         }
-        i += 1;
+        i += 8;
     }
     packed(&items[packed_from..], value, bit_width, out);
 }
@@ -56,24 +58,34 @@ fn rle_run(value: u32, count: usize, bit_width: u8, out: &mut Vec<u8>) {
 
 /// Bit-packed runs of the values of `items` (a multiple of 8 unless they end the output).
 fn packed<T>(items: &[T], value: impl Fn(&T) -> u32, bit_width: u8, out: &mut Vec<u8>) {
-    let width = u32::from(bit_width);
+    let width = usize::from(bit_width);
     for run in items.chunks(MAX_GROUPS * 8) {
         let groups = run.len().div_ceil(8);
         uleb128(((groups as u64) << 1) | 1, out);
-        let mut acc: u64 = 0;
-        let mut bits = 0u32;
-        let padding = std::iter::repeat_n(0u32, groups * 8 - run.len());
-        for v in run.iter().map(&value).chain(padding) {
-            acc |= u64::from(v) << bits;
-            bits += width;
-            while bits >= 8 {
-                out.push(acc as u8);
-                acc >>= 8;
-                bits -= 8;
+        out.reserve(groups * width);
+        for group in run.chunks(8) {
+            // 8 values of `width` bits are `width` bytes; a short last group is padded with 0
+            if width <= 16 {
+                let mut acc: u128 = 0;
+                for (k, x) in group.iter().enumerate() {
+                    acc |= u128::from(value(x)) << (k * width);
+                }
+                out.extend_from_slice(&acc.to_le_bytes()[..width]);
+            } else {
+                let mut acc: u64 = 0;
+                let mut bits = 0;
+                let padding = std::iter::repeat_n(0u32, 8 - group.len());
+                for v in group.iter().map(&value).chain(padding) {
+                    acc |= u64::from(v) << bits;
+                    bits += width;
+                    while bits >= 8 {
+                        out.push(acc as u8);
+                        acc >>= 8;
+                        bits -= 8;
+                    }
+                }
             }
         }
-        // 8 values of `width` bits are `width` whole bytes: nothing is left over
-        debug_assert_eq!(bits, 0);
     }
 }
 
