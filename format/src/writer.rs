@@ -201,7 +201,6 @@ pub fn segment_path(base: &Path, n: u32) -> PathBuf {
 pub struct CaptureWriter {
     base: PathBuf,
     opts: WriterOptions,
-    zstd: ZstdLevel,
     props: WriterProperties,
     /// Key-value metadata of every segment (podtrace keys + `ARROW:schema`).
     base_kv: Vec<KeyValue>,
@@ -281,7 +280,6 @@ impl CaptureWriter {
         let mut w = CaptureWriter {
             base,
             opts,
-            zstd,
             props,
             base_kv,
             buf,
@@ -337,7 +335,7 @@ impl CaptureWriter {
         };
         let writers = seg.open.take().unwrap_or_default();
         self.buf
-            .write_row_group(&mut seg.writer, writers, done.rows, self.zstd)
+            .write_row_group(&mut seg.writer, writers, done.rows)
             .map_err(werr)?;
         seg.writer
             .flush()
@@ -647,6 +645,8 @@ struct Columns {
     ret: Int64Builder,
     cap_len: UInt32Builder,
     payload: payload::PayloadColumn,
+    /// The zstd context of the dictionary columns' pages.
+    zstd: chunk::Compressor,
     flags: UInt32Builder,
     k8s_kind: DictBuilder,
     k8s_uid: StringBuilder,
@@ -689,6 +689,7 @@ impl Columns {
             ret: Int64Builder::new(),
             cap_len: UInt32Builder::new(),
             payload: payload::PayloadColumn::new(zstd)?,
+            zstd: chunk::Compressor::new(zstd, None)?,
             flags: UInt32Builder::new(),
             k8s_kind: DictBuilder::new(),
             k8s_uid: StringBuilder::new(),
@@ -917,7 +918,6 @@ impl Columns {
         file: &mut SerializedFileWriter<File>,
         writers: Vec<ArrowColumnWriter>,
         rows: u64,
-        zstd: ZstdLevel,
     ) -> parquet::errors::Result<()> {
         let columns: Vec<_> = file.schema_descr().columns().to_vec();
         let mut group = file.next_row_group()?;
@@ -941,7 +941,7 @@ impl Columns {
             match dicts.next_if(|(i, _)| *i == idx) {
                 Some((_, dict)) => {
                     same_rows(idx, dict.rows(), rows)?;
-                    let (bytes, close) = dict.chunk(&columns[idx], zstd)?;
+                    let (bytes, close) = dict.chunk(&columns[idx], &mut self.zstd)?;
                     group.append_column(&bytes, close)?;
                 }
                 None if idx == schema::idx::PAYLOAD => {

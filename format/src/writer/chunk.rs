@@ -14,6 +14,41 @@ use parquet::schema::types::ColumnDescPtr;
 
 use super::hybrid;
 
+/// A zstd context, kept: making one per page (what `zstd::bulk::compress` does) cost more
+/// than compressing the small pages of a row group's dictionary columns.
+pub(super) struct Compressor {
+    level: ZstdLevel,
+    inner: zstd::bulk::Compressor<'static>,
+}
+
+impl Compressor {
+    /// A context compressing at `level`; with `hash_log`, a hash table of that size (log2)
+    /// instead of the level's.
+    pub(super) fn new(level: ZstdLevel, hash_log: Option<u32>) -> Result<Self> {
+        let mut inner = zstd::bulk::Compressor::new(level.compression_level()).map_err(external)?;
+        if let Some(log) = hash_log {
+            inner
+                .set_parameter(zstd::zstd_safe::CParameter::HashLog(log))
+                .map_err(external)?;
+        }
+        Ok(Compressor { level, inner })
+    }
+
+    /// The level, for the chunk's metadata.
+    pub(super) fn level(&self) -> ZstdLevel {
+        self.level
+    }
+
+    /// `data` as one zstd frame.
+    pub(super) fn compress(&mut self, data: &[u8]) -> Result<Vec<u8>> {
+        self.inner.compress(data).map_err(external)
+    }
+}
+
+fn external(e: std::io::Error) -> ParquetError {
+    ParquetError::External(Box::new(e))
+}
+
 /// A data page v2 of `rows` rows of which `nulls` are null: its definition levels
 /// (`defined` per row, none for a required column) and its `values`, compressed by
 /// `compress`.

@@ -15,15 +15,16 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use parquet::basic::{Encoding, ZstdLevel};
+use parquet::basic::Encoding;
 use parquet::column::page::{CompressedPage, Page};
 use parquet::column::writer::ColumnCloseResult;
 use parquet::data_type::ByteArray;
-use parquet::errors::{ParquetError, Result};
+use parquet::errors::Result;
 use parquet::file::statistics::Statistics;
 use parquet::schema::types::ColumnDescPtr;
 
-use super::{chunk, hybrid};
+use super::chunk::{self, Compressor};
+use super::hybrid;
 
 /// Dictionary size up to which a miss of the last-value memo scans the values.
 const SCAN_MAX: usize = 8;
@@ -116,7 +117,7 @@ impl DictColumn {
     pub(super) fn chunk(
         &mut self,
         descr: &ColumnDescPtr,
-        zstd: ZstdLevel,
+        zstd: &mut Compressor,
     ) -> Result<(Bytes, ColumnCloseResult)> {
         let chunk = encode_chunk(&self.texts, &self.keys, descr, zstd);
         // the capacity stays for the next row group, about as large (fresh pages would be
@@ -137,29 +138,20 @@ fn encode_chunk(
     texts: &[Box<str>],
     keys: &[i32],
     descr: &ColumnDescPtr,
-    zstd: ZstdLevel,
+    zstd: &mut Compressor,
 ) -> Result<(Bytes, ColumnCloseResult)> {
-    let compress = |data: &[u8]| {
-        zstd::bulk::compress(data, zstd.compression_level())
-            .map_err(|e| ParquetError::External(Box::new(e)))
-    };
+    let level = zstd.level();
     let nulls = keys.iter().filter(|&&k| k == NULL).count();
     let required = descr.max_def_level() == 0;
     let defined = |k: &i32| *k != NULL;
     if texts.is_empty() {
-        let page = chunk::data_page(
-            keys,
-            defined,
-            nulls,
-            required,
-            Encoding::PLAIN,
-            &[],
-            compress,
-        )?;
+        let page = chunk::data_page(keys, defined, nulls, required, Encoding::PLAIN, &[], |d| {
+            zstd.compress(d)
+        })?;
         let statistics = Statistics::new::<ByteArray>(None, None, None, Some(nulls as u64), false);
         return chunk::finish(
             descr,
-            zstd,
+            level,
             None,
             vec![(page, keys.len())],
             Some(statistics),
@@ -171,7 +163,7 @@ fn encode_chunk(
         plain.extend_from_slice(t.as_bytes());
     }
     let dictionary = Page::DictionaryPage {
-        buf: Bytes::from(compress(&plain)?),
+        buf: Bytes::from(zstd.compress(&plain)?),
         num_values: chunk::count(texts.len())?,
         encoding: Encoding::PLAIN,
         is_sorted: false,
@@ -192,7 +184,7 @@ fn encode_chunk(
         required,
         Encoding::RLE_DICTIONARY,
         &values,
-        compress,
+        |d| zstd.compress(d),
     )?;
     let bytes = |t: &str| ByteArray::from(t.as_bytes().to_vec());
     let statistics = Statistics::new(
@@ -204,7 +196,7 @@ fn encode_chunk(
     );
     chunk::finish(
         descr,
-        zstd,
+        level,
         Some(dictionary),
         vec![(page, keys.len())],
         Some(statistics),
@@ -263,7 +255,8 @@ mod tests {
             assert_eq!(a, b);
             assert_eq!(a.values().len(), b.values().len());
             assert_eq!(a.null_count(), 72, "every 7th row of 500");
-            let (bytes, close) = ours.chunk(&descr, ZstdLevel::default()).unwrap();
+            let mut zstd = Compressor::new(parquet::basic::ZstdLevel::default(), None).unwrap();
+            let (bytes, close) = ours.chunk(&descr, &mut zstd).unwrap();
             assert_eq!(close.rows_written, 500);
             assert_eq!(close.bytes_written, bytes.len() as u64);
             assert_eq!(ours.rows(), 0, "a chunk empties the column");

@@ -9,15 +9,13 @@
 //! larger. Parquet's writer offers no zstd parameter but the level. A zstd frame is a zstd
 //! frame: every Parquet reader decompresses it.
 
+use super::chunk::{self, Compressor};
 use bytes::Bytes;
 use parquet::basic::{Encoding, ZstdLevel};
 use parquet::column::page::CompressedPage;
 use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::{ParquetError, Result};
 use parquet::schema::types::ColumnDescPtr;
-use zstd::zstd_safe::CParameter;
-
-use super::chunk;
 
 /// Values bytes after which a page is closed (the page ends with the row that crosses it).
 pub(super) const PAGE_BYTES: usize = 128 << 10;
@@ -27,8 +25,7 @@ const HASH_LOG: u32 = 11;
 
 /// The `payload` column of the open row group.
 pub(super) struct PayloadColumn {
-    zstd: ZstdLevel,
-    compressor: zstd::bulk::Compressor<'static>,
+    compressor: Compressor,
     /// PLAIN values of the open page.
     values: Vec<u8>,
     /// Per row of the open page: not null.
@@ -46,17 +43,9 @@ pub(super) struct PayloadColumn {
 impl PayloadColumn {
     /// An empty column compressed at `zstd`.
     pub(super) fn new(zstd: ZstdLevel) -> Result<Self> {
-        let external = |e: std::io::Error| ParquetError::External(Box::new(e));
-        let mut compressor =
-            zstd::bulk::Compressor::new(zstd.compression_level()).map_err(external)?;
-        if zstd.compression_level() == 1 {
-            compressor
-                .set_parameter(CParameter::HashLog(HASH_LOG))
-                .map_err(external)?;
-        }
+        let hash_log = (zstd.compression_level() == 1).then_some(HASH_LOG);
         Ok(PayloadColumn {
-            zstd,
-            compressor,
+            compressor: Compressor::new(zstd, hash_log)?,
             values: Vec::with_capacity(PAGE_BYTES + (PAGE_BYTES >> 2)),
             defined: Vec::new(),
             nulls: 0,
@@ -103,11 +92,7 @@ impl PayloadColumn {
             false,
             Encoding::PLAIN,
             &self.values,
-            |data| {
-                compressor
-                    .compress(data)
-                    .map_err(|e| ParquetError::External(Box::new(e)))
-            },
+            |data| compressor.compress(data),
         )?;
         let rows = self.defined.len();
         self.pages.push((page, rows));
@@ -127,6 +112,6 @@ impl PayloadColumn {
         self.close_page()?;
         let pages = std::mem::take(&mut self.pages);
         self.paged_rows = 0;
-        chunk::finish(descr, self.zstd, None, pages, None)
+        chunk::finish(descr, self.compressor.level(), None, pages, None)
     }
 }
