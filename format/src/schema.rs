@@ -112,8 +112,32 @@ pub mod col {
 pub(crate) mod idx {
     pub const RECORD_TYPE: usize = 0;
     pub const TS_NS: usize = 1;
-    /// `payload`.
+    pub const CPU: usize = 2;
+    pub const PID: usize = 3;
+    pub const TID: usize = 4;
+    pub const COMM: usize = 5;
+    pub const CGROUP_ID: usize = 6;
+    pub const CONN_ID: usize = 7;
+    pub const FAMILY: usize = 8;
+    pub const LOCAL_ADDR: usize = 9;
+    pub const LOCAL_PORT: usize = 10;
+    pub const REMOTE_ADDR: usize = 11;
+    pub const REMOTE_PORT: usize = 12;
+    pub const DIRECTION: usize = 13;
+    pub const ROLE: usize = 14;
+    pub const SYSCALL: usize = 15;
+    pub const RET: usize = 16;
+    pub const CAP_LEN: usize = 17;
     pub const PAYLOAD: usize = 18;
+    pub const FLAGS: usize = 19;
+    pub const K8S_KIND: usize = 20;
+    pub const K8S_UID: usize = 21;
+    pub const K8S_NAMESPACE: usize = 22;
+    pub const K8S_NAME: usize = 23;
+    pub const K8S_EVENT: usize = 24;
+    pub const K8S_JSON: usize = 25;
+    pub const STAT_NAME: usize = 26;
+    pub const STAT_VALUE: usize = 27;
 }
 
 /// File key-value metadata keys (Parquet footer).
@@ -246,9 +270,38 @@ mod tests {
         let s = schema();
         let names: Vec<&str> = s.fields().iter().map(|f| f.name().as_str()).collect();
         assert_eq!(names, col::ALL);
-        assert_eq!(s.field(idx::RECORD_TYPE).name(), col::RECORD_TYPE);
-        assert_eq!(s.field(idx::TS_NS).name(), col::TS_NS);
-        assert_eq!(s.field(idx::PAYLOAD).name(), col::PAYLOAD);
+        for (i, name) in [
+            (idx::RECORD_TYPE, col::RECORD_TYPE),
+            (idx::TS_NS, col::TS_NS),
+            (idx::CPU, col::CPU),
+            (idx::PID, col::PID),
+            (idx::TID, col::TID),
+            (idx::COMM, col::COMM),
+            (idx::CGROUP_ID, col::CGROUP_ID),
+            (idx::CONN_ID, col::CONN_ID),
+            (idx::FAMILY, col::FAMILY),
+            (idx::LOCAL_ADDR, col::LOCAL_ADDR),
+            (idx::LOCAL_PORT, col::LOCAL_PORT),
+            (idx::REMOTE_ADDR, col::REMOTE_ADDR),
+            (idx::REMOTE_PORT, col::REMOTE_PORT),
+            (idx::DIRECTION, col::DIRECTION),
+            (idx::ROLE, col::ROLE),
+            (idx::SYSCALL, col::SYSCALL),
+            (idx::RET, col::RET),
+            (idx::CAP_LEN, col::CAP_LEN),
+            (idx::PAYLOAD, col::PAYLOAD),
+            (idx::FLAGS, col::FLAGS),
+            (idx::K8S_KIND, col::K8S_KIND),
+            (idx::K8S_UID, col::K8S_UID),
+            (idx::K8S_NAMESPACE, col::K8S_NAMESPACE),
+            (idx::K8S_NAME, col::K8S_NAME),
+            (idx::K8S_EVENT, col::K8S_EVENT),
+            (idx::K8S_JSON, col::K8S_JSON),
+            (idx::STAT_NAME, col::STAT_NAME),
+            (idx::STAT_VALUE, col::STAT_VALUE),
+        ] {
+            assert_eq!(s.field(i).name(), name);
+        }
     }
 
     #[test]

@@ -9,6 +9,12 @@
 //! row in one burst (a recorder beside a latency-sensitive pod: a second's rows in one go
 //! took 2–7 ms of one core at 20 k events/s).
 //!
+//! Most columns go through Parquet's Arrow column writers. The dictionary text columns
+//! (`writer/dict.rs`: keys kept for the row group, written at its close) and `payload`
+//! (`writer/payload.rs`: pages compressed as they fill, by one zstd context) are encoded by
+//! the writer itself: Parquet's encoders hashed every text value again and offer no zstd
+//! setting but the level (docs/capture-format.md has the figures).
+//!
 //! # Crash safety
 //! A Parquet footer is written only when a file is closed, so a writer killed with SIGKILL
 //! would leave a file no reader can open. After every row group the writer therefore also
@@ -55,7 +61,7 @@ use parquet::schema::types::ColumnPath;
 
 use crate::error::{FormatError, Result};
 use crate::model::{FileMeta, Record, RecordType, SocketMeta};
-use crate::schema::{self, col, meta_key};
+use crate::schema::{self, col, idx, meta_key};
 use crate::sidecar::SidecarWriter;
 
 mod chunk;
@@ -244,8 +250,8 @@ struct Segment {
     writer: SerializedFileWriter<File>,
     /// Makes the column writers of each row group.
     columns: ArrowRowGroupWriterFactory,
-    /// The column writers of the open row group, once it has rows (the dictionary text
-    /// columns' are not used: [`dict::DictColumn`] writes those chunks).
+    /// The column writers of the open row group, once it has rows (those of the dictionary
+    /// text columns and of `payload` are not used: the writer encodes those chunks itself).
     open: Option<Vec<ArrowColumnWriter>>,
     opened: Instant,
     rows: u64,
@@ -879,31 +885,43 @@ impl Columns {
         self.pay_stat_nulls();
         let ts = std::mem::replace(&mut self.ts_ns, Vec::with_capacity(self.rows));
         let columns: [(usize, ArrayRef); 16] = [
-            (1, Arc::new(UInt64Array::from(ts))),
-            (2, Arc::new(finish_primitive(&mut self.cpu))),
-            (3, Arc::new(finish_primitive(&mut self.pid))),
-            (4, Arc::new(finish_primitive(&mut self.tid))),
-            (6, Arc::new(finish_primitive(&mut self.cgroup_id))),
-            (7, Arc::new(finish_primitive(&mut self.conn_id))),
-            (8, Arc::new(finish_primitive(&mut self.family))),
-            (10, Arc::new(finish_primitive(&mut self.local_port))),
-            (12, Arc::new(finish_primitive(&mut self.remote_port))),
-            (16, Arc::new(finish_primitive(&mut self.ret))),
-            (17, Arc::new(finish_primitive(&mut self.cap_len))),
-            (19, Arc::new(finish_primitive(&mut self.flags))),
-            (21, Arc::new(finish_bytes(&mut self.k8s_uid))),
-            (23, Arc::new(finish_bytes(&mut self.k8s_name))),
-            (25, Arc::new(finish_bytes(&mut self.k8s_json))),
-            (27, Arc::new(finish_primitive(&mut self.stat_value))),
+            (idx::TS_NS, Arc::new(UInt64Array::from(ts))),
+            (idx::CPU, Arc::new(finish_primitive(&mut self.cpu))),
+            (idx::PID, Arc::new(finish_primitive(&mut self.pid))),
+            (idx::TID, Arc::new(finish_primitive(&mut self.tid))),
+            (
+                idx::CGROUP_ID,
+                Arc::new(finish_primitive(&mut self.cgroup_id)),
+            ),
+            (idx::CONN_ID, Arc::new(finish_primitive(&mut self.conn_id))),
+            (idx::FAMILY, Arc::new(finish_primitive(&mut self.family))),
+            (
+                idx::LOCAL_PORT,
+                Arc::new(finish_primitive(&mut self.local_port)),
+            ),
+            (
+                idx::REMOTE_PORT,
+                Arc::new(finish_primitive(&mut self.remote_port)),
+            ),
+            (idx::RET, Arc::new(finish_primitive(&mut self.ret))),
+            (idx::CAP_LEN, Arc::new(finish_primitive(&mut self.cap_len))),
+            (idx::FLAGS, Arc::new(finish_primitive(&mut self.flags))),
+            (idx::K8S_UID, Arc::new(finish_bytes(&mut self.k8s_uid))),
+            (idx::K8S_NAME, Arc::new(finish_bytes(&mut self.k8s_name))),
+            (idx::K8S_JSON, Arc::new(finish_bytes(&mut self.k8s_json))),
+            (
+                idx::STAT_VALUE,
+                Arc::new(finish_primitive(&mut self.stat_value)),
+            ),
         ];
         self.rows = 0;
         self.payload_bytes = 0;
         let schema = schema::schema();
-        for (idx, array) in columns {
-            let writer = writers.get_mut(idx).ok_or_else(|| {
-                parquet::errors::ParquetError::General(format!("no writer for column {idx}"))
+        for (i, array) in columns {
+            let writer = writers.get_mut(i).ok_or_else(|| {
+                parquet::errors::ParquetError::General(format!("no writer for column {i}"))
             })?;
-            for leaf in compute_leaves(schema.field(idx), &array)? {
+            for leaf in compute_leaves(schema.field(i), &array)? {
                 writer.write(&leaf)?;
             }
         }
@@ -911,8 +929,8 @@ impl Columns {
     }
 
     /// Writes the open row group of `rows` rows, all encoded: the chunks of the column
-    /// `writers` and those of the dictionary text columns, in schema order. The dictionary
-    /// columns start over (the next row group has a dictionary of its own).
+    /// `writers`, of the dictionary text columns and of `payload`, in schema order. Those
+    /// columns start over (the next row group has dictionaries of its own).
     fn write_row_group(
         &mut self,
         file: &mut SerializedFileWriter<File>,
@@ -923,30 +941,30 @@ impl Columns {
         let mut group = file.next_row_group()?;
         let payload = &mut self.payload;
         let mut dicts = [
-            (schema::idx::RECORD_TYPE, &mut self.record_type),
-            (5, &mut self.comm),
-            (9, &mut self.local_addr),
-            (11, &mut self.remote_addr),
-            (13, &mut self.direction),
-            (14, &mut self.role),
-            (15, &mut self.syscall),
-            (20, &mut self.k8s_kind),
-            (22, &mut self.k8s_namespace),
-            (24, &mut self.k8s_event),
-            (26, &mut self.stat_name),
+            (idx::RECORD_TYPE, &mut self.record_type),
+            (idx::COMM, &mut self.comm),
+            (idx::LOCAL_ADDR, &mut self.local_addr),
+            (idx::REMOTE_ADDR, &mut self.remote_addr),
+            (idx::DIRECTION, &mut self.direction),
+            (idx::ROLE, &mut self.role),
+            (idx::SYSCALL, &mut self.syscall),
+            (idx::K8S_KIND, &mut self.k8s_kind),
+            (idx::K8S_NAMESPACE, &mut self.k8s_namespace),
+            (idx::K8S_EVENT, &mut self.k8s_event),
+            (idx::STAT_NAME, &mut self.stat_name),
         ]
         .into_iter()
         .peekable();
-        for (idx, writer) in writers.into_iter().enumerate() {
-            match dicts.next_if(|(i, _)| *i == idx) {
+        for (i, writer) in writers.into_iter().enumerate() {
+            match dicts.next_if(|(c, _)| *c == i) {
                 Some((_, dict)) => {
-                    same_rows(idx, dict.rows(), rows)?;
-                    let (bytes, close) = dict.chunk(&columns[idx], &mut self.zstd)?;
+                    same_rows(i, dict.rows(), rows)?;
+                    let (bytes, close) = dict.chunk(&columns[i], &mut self.zstd)?;
                     group.append_column(&bytes, close)?;
                 }
-                None if idx == schema::idx::PAYLOAD => {
-                    same_rows(idx, payload.rows(), rows)?;
-                    let (bytes, close) = payload.chunk(&columns[idx])?;
+                None if i == idx::PAYLOAD => {
+                    same_rows(i, payload.rows(), rows)?;
+                    let (bytes, close) = payload.chunk(&columns[i])?;
                     group.append_column(&bytes, close)?;
                 }
                 None => writer.close()?.append_to_row_group(&mut group)?,
@@ -960,13 +978,13 @@ impl Columns {
     }
 }
 
-/// An error unless a column of its own chunk (`idx`) has the row group's `rows` rows.
-fn same_rows(idx: usize, has: usize, rows: u64) -> parquet::errors::Result<()> {
+/// An error unless column `i`, of a chunk of its own, has the row group's `rows` rows.
+fn same_rows(i: usize, has: usize, rows: u64) -> parquet::errors::Result<()> {
     if has as u64 == rows {
         Ok(())
     } else {
         Err(parquet::errors::ParquetError::General(format!(
-            "column {idx} has {has} rows of {rows}"
+            "column {i} has {has} rows of {rows}"
         )))
     }
 }
