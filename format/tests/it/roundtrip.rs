@@ -234,3 +234,94 @@ fn encoded_rows_are_not_flushed_rows_until_the_row_group_closes() {
         n + 10_000,
     );
 }
+
+/// The chunks the writer encodes itself (the dictionary text columns, `payload`) carry the
+/// statistics the data has, row group by row group: the null count, and min / max of the
+/// values present (what readers prune row groups by); `payload` has an offset index of
+/// several pages.
+#[test]
+fn own_chunks_have_the_statistics_of_their_rows() {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int32Type;
+    use arrow_array::Array;
+    use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cap.parquet");
+    let opts = WriterOptions::default()
+        .flush_interval(None)
+        .row_group_rows(40_000);
+    write_capture(&path, 100_000, opts);
+    let texts = [
+        "record_type",
+        "comm",
+        "local_addr",
+        "remote_addr",
+        "direction",
+        "role",
+        "syscall",
+        "k8s_kind",
+        "k8s_namespace",
+        "k8s_event",
+        "stat_name",
+    ];
+    let file = std::fs::File::open(&path).unwrap();
+    let options = ArrowReaderOptions::new().with_page_index(true);
+    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options).unwrap();
+    let meta = builder.metadata().clone();
+    assert_eq!(meta.num_row_groups(), 3);
+    let offsets = meta.offset_index().expect("an offset index");
+    for rg in 0..meta.num_row_groups() {
+        let file = std::fs::File::open(&path).unwrap();
+        let batches: Vec<_> = ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .with_row_groups(vec![rg])
+            .build()
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let group = meta.row_group(rg);
+        for name in texts {
+            let col = group
+                .columns()
+                .iter()
+                .position(|c| c.column_path().string() == name)
+                .unwrap();
+            let (mut nulls, mut min, mut max) = (0u64, None::<String>, None::<String>);
+            for b in &batches {
+                let a = b.column_by_name(name).unwrap().as_dictionary::<Int32Type>();
+                nulls += a.null_count() as u64;
+                let values = a.values().as_string::<i32>();
+                for k in a.keys().iter().flatten() {
+                    let v = values.value(k as usize).to_string();
+                    if min.as_ref().is_none_or(|m| v < *m) {
+                        min = Some(v.clone());
+                    }
+                    if max.as_ref().is_none_or(|m| v > *m) {
+                        max = Some(v);
+                    }
+                }
+            }
+            let stats = group.column(col).statistics().expect("statistics");
+            assert_eq!(stats.null_count_opt(), Some(nulls), "{name} in {rg}");
+            let text = |b: Option<&[u8]>| b.map(|b| String::from_utf8(b.to_vec()).unwrap());
+            assert_eq!(text(stats.min_bytes_opt()), min, "{name} in {rg}");
+            assert_eq!(text(stats.max_bytes_opt()), max, "{name} in {rg}");
+            assert_eq!(
+                offsets[rg][col].page_locations().len(),
+                1,
+                "{name}: one page"
+            );
+        }
+        let payload = group
+            .columns()
+            .iter()
+            .position(|c| c.column_path().string() == "payload")
+            .unwrap();
+        let pages = offsets[rg][payload].page_locations();
+        assert!(pages.len() > 1, "payload pages in {rg}: {}", pages.len());
+        let first_rows: Vec<i64> = pages.iter().map(|p| p.first_row_index).collect();
+        assert_eq!(first_rows[0], 0);
+        assert!(first_rows.windows(2).all(|w| w[0] < w[1]), "{first_rows:?}");
+    }
+}
