@@ -7,12 +7,13 @@
 //! one appended reuses its key after one short compare; other values are found by a linear
 //! scan while the dictionary is small, then by a hash map. No value is hashed on the hot path.
 //! Keys are given in first-seen order over the row group, which is the order in which
-//! Parquet's own dictionary encoder numbers them: the dictionary and the index values are the
-//! ones `ArrowWriter` writes for the same rows (it cuts them into pages of 20,000 rows and
-//! falls back to plain values past a 1 MiB dictionary; here one data page holds the row
-//! group, and a dictionary is at most the row group's rows). What the column no longer pays is that
-//! encoder's work per row (a hash of the value, a probe, a compare, and a min/max update:
-//! about 18 % of the writer's CPU at saturation); min and max come from the dictionary.
+//! Parquet's own dictionary encoder numbers them: the dictionary and the index values are
+//! the ones `ArrowWriter` writes for the same rows (it cuts them into pages of 20,000 rows
+//! and falls back to plain values past a 1 MiB dictionary; here one data page holds the row
+//! group, and a dictionary is at most the row group's rows). What the column no longer pays
+//! is that encoder's work per row (a hash of the value, a probe, a compare, and a min/max
+//! update: about 18 % of the writer's CPU at saturation); min and max come from the
+//! dictionary.
 
 use std::collections::HashMap;
 
