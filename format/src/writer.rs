@@ -382,11 +382,14 @@ impl CaptureWriter {
         let payload_bytes = self.buf.payload_bytes;
         let rows = self.buf.rows as u64;
         let (min_ts, max_ts) = self.buf.ts_range();
-        if seg.open.is_none() {
-            let group = seg.writer.flushed_row_groups().len();
-            seg.open = Some(seg.columns.create_column_writers(group).map_err(werr)?);
-        }
-        let writers = seg.open.as_mut().map_or(&mut [][..], |w| &mut w[..]);
+        let writers = match &mut seg.open {
+            Some(writers) => writers,
+            None => {
+                let group = seg.writer.flushed_row_groups().len();
+                let writers = seg.columns.create_column_writers(group).map_err(werr)?;
+                seg.open.insert(writers)
+            }
+        };
         self.buf.encode(writers).map_err(werr)?;
         let e = &mut self.encoded;
         e.rows += rows;
@@ -588,11 +591,9 @@ fn writer_properties(zstd: ZstdLevel, kv: Vec<KeyValue>) -> WriterProperties {
         .set_dictionary_enabled(true)
         .set_column_dictionary_enabled(path(col::TS_NS), false)
         .set_column_encoding(path(col::TS_NS), Encoding::DELTA_BINARY_PACKED)
+        // The dictionary text columns and `payload` are encoded by writer/dict.rs and
+        // writer/payload.rs, not by these properties.
         // plain, not the v2 default DELTA_BYTE_ARRAY (prefix sharing that zstd does anyway)
-        // the payload column is written by writer/payload.rs (PLAIN, no statistics)
-        .set_column_dictionary_enabled(path(col::PAYLOAD), false)
-        .set_column_encoding(path(col::PAYLOAD), Encoding::PLAIN)
-        .set_column_statistics_enabled(path(col::PAYLOAD), EnabledStatistics::None)
         .set_column_dictionary_enabled(path(col::K8S_JSON), false)
         .set_column_encoding(path(col::K8S_JSON), Encoding::PLAIN)
         .set_column_statistics_enabled(path(col::K8S_JSON), EnabledStatistics::None)
@@ -872,9 +873,9 @@ impl Columns {
 
     /// The smallest and largest timestamp of the rows not yet encoded.
     fn ts_range(&self) -> (u64, u64) {
-        let min = self.ts_ns.iter().copied().min().unwrap_or(u64::MAX);
-        let max = self.ts_ns.iter().copied().max().unwrap_or(0);
-        (min, max)
+        self.ts_ns
+            .iter()
+            .fold((u64::MAX, 0), |(lo, hi), &t| (lo.min(t), hi.max(t)))
     }
 
     /// Encodes the rows not yet encoded into the row group's column `writers` (schema

@@ -18,7 +18,7 @@ use parquet::errors::{ParquetError, Result};
 use parquet::schema::types::ColumnDescPtr;
 
 /// Values bytes after which a page is closed (the page ends with the row that crosses it).
-pub(super) const PAGE_BYTES: usize = 128 << 10;
+const PAGE_BYTES: usize = 128 << 10;
 
 /// zstd hash table size (log2) at level 1.
 const HASH_LOG: u32 = 11;
