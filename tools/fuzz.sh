@@ -6,7 +6,7 @@
 # Env: FUZZ_SANITIZER=address (nightly, ASan) | none (default, stable toolchain),
 #      FUZZ_JOBS (parallel libFuzzer workers per target, default 1), FUZZ_RSS_MB (default 2048).
 # Seeds: the fixture pcaps are imported with `podtrace import` and turned into per-target
-# corpora by the fuzz crate's `seed_corpora` (fuzz/corpus/<target>/). A crash leaves its
+# corpora by the analyzer's example `seed_corpora` (fuzz/corpus/<target>/). A crash leaves its
 # input in fuzz/artifacts/<target>/ and fails the script; turn it into a regression test.
 # Prints "target: N execs in S s" per target at the end.
 set -euo pipefail
@@ -33,8 +33,11 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 # Seeds from the fixtures.
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-cargo build -q -p podtrace
-PODTRACE="${CARGO_TARGET_DIR:-$ROOT/target}/debug/podtrace"
+# The debug podtrace and the seeder, with the workspace's features: after `cargo test
+# --workspace` (make test) both are built already, and nothing compiles again.
+cargo build -q --workspace --bin podtrace --example seed_corpora
+DEBUG="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
+PODTRACE="$DEBUG/podtrace"
 caps=()
 for pcap in fixtures/*/*.pcap; do
     out="$WORK/$(basename "$(dirname "$pcap")")-$(basename "$pcap" .pcap).parquet"
@@ -42,7 +45,7 @@ for pcap in fixtures/*/*.pcap; do
 done
 TRIPLE=$(rustc -vV | sed -n 's/^host: //p')
 BIN=fuzz/target/$TRIPLE/release
-(cd fuzz && CARGO_TARGET_DIR="$ROOT/target" cargo +stable run -q --example seed_corpora -- "$ROOT/fuzz/corpus" "${caps[@]}")
+"$DEBUG/examples/seed_corpora" "$ROOT/fuzz/corpus" "${caps[@]}"
 
 declare -A RESULT
 status=0

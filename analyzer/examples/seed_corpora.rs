@@ -5,11 +5,21 @@
 //! the capture itself (capture_reader), its rows as a script (reassembler, pipeline), each
 //! connection's rows as a one-connection script (http1, http2, redis, postgres, mysql), the HTTP/2 header blocks
 //! found in its bytes (hpack) and its request heads as header lines (trace_context).
+//!
+//! An example of the analyzer, not of the fuzz crate, so that `make test`'s
+//! `cargo test --workspace` builds it with the rest (the fuzz crate is a workspace of its
+//! own, whose build would compile Arrow and Parquet again); the fuzz crate's script
+//! encoding is compiled in by path.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use podtrace_format::{CaptureReader, Direction, ReadOptions, Record};
+
+/// The fuzz targets' input encoding (the fuzz crate's library), of which this needs `encode`.
+#[allow(dead_code)]
+#[path = "../../fuzz/src/lib.rs"]
+mod podtrace_fuzz;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
