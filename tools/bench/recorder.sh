@@ -2,8 +2,10 @@
 # Recorder section of tools/bench/run.sh (sourced). nginx-light runs in its own cgroup v2.
 #  1. saturated: the same wrk load without, under `podtrace record --cgroup` on nginx's
 #     cgroup, under `tcpdump -i lo -w` of the same port and under `tcpdump -w - | zstd -1`
-#     (a compressed pcap, what a capture kept for hours needs), in alternating rounds (the
-#     best run of each): throughput and p99 ratios, podtrace's against tcpdump's;
+#     (a compressed pcap, what a capture kept for hours needs), in alternating rounds:
+#     throughput and p99 ratios of the best run of each, and the mean of the per-round
+#     throughput ratios (each run against the same round's run without), podtrace's against
+#     tcpdump's;
 #  2. fixed rate: `bench_load` (recorder/examples/bench_load.rs: open loop, 32 keep-alive
 #     connections, every latency kept) at 5 k and 10 k req/s (PODTRACE_BENCH_RATES) without,
 #     with `podtrace record` and under `tcpdump -i lo -w`, in PODTRACE_BENCH_RATE_ROUNDS
@@ -90,10 +92,36 @@ p99_b=$(wrk_p99_us "$(best b)")
 rps_c=$(wrk_rps "$(best c)")
 p99_c=$(wrk_p99_us "$(best c)")
 rps_d=$(wrk_rps "$(best d)")
+# paired CONFIG: the mean over the rounds of CONFIG's throughput over the same round's run
+# without (the runs of a round are seconds apart: a slower or faster stretch of the shared
+# machine moves both), and the lowest and highest of those ratios
+paired() {
+  local r a x ratios=""
+  for r in $(seq "$sat_rounds"); do
+    a=$(wrk_rps "$work/wrk-a$r.txt") x=$(wrk_rps "$work/wrk-$1$r.txt")
+    ratios="$ratios $(awk -v x="${x:-0}" -v a="${a:-0}" 'BEGIN { printf "%.4f", (a > 0 ? x / a : 0) }')"
+  done
+  awk '{ for (i = 1; i <= NF; i++) { s += $i; if (i == 1 || $i < lo) lo = $i; if (i == 1 || $i > hi) hi = $i }
+         printf "%.3f %.3f %.3f", s / NF, lo, hi }' <<<"$ratios"
+}
+# rounds in which podtrace's run was at least as fast as tcpdump's
+rounds_ahead() {
+  local r b c n=0
+  for r in $(seq "$sat_rounds"); do
+    b=$(wrk_rps "$work/wrk-b$r.txt") c=$(wrk_rps "$work/wrk-c$r.txt")
+    [ "${b:-0}" -ge "${c:-1}" ] && n=$((n + 1))
+  done
+  echo "$n"
+}
+read -r mean_b lo_b hi_b < <(paired b)
+read -r mean_c lo_c hi_c < <(paired c)
 note "nginx saturated (wrk, $sat_rounds rounds, best of each): without $(all_rps a) req/s; podtrace record $(all_rps b); tcpdump -i lo -w $(all_rps c); tcpdump -w - | zstd -1 $(all_rps d) (last run: $TCPDUMP_DROPPED packets dropped by kernel); best-run p99 without $p99_a, podtrace $p99_b, tcpdump $p99_c µs"
+note "nginx saturated, per-round ratios to the same round's run without: podtrace record mean x$mean_b (x$lo_b–x$hi_b), tcpdump -i lo -w mean x$mean_c (x$lo_c–x$hi_c); podtrace at least as fast as tcpdump in $(rounds_ahead) of $sat_rounds rounds"
 note "podtrace record (saturated): $(grep -h 'probes attached' "$work/rec-sat.err" | sed 's/, recording.*//') — $(grep -h 'recorded' "$work/rec-sat.out" || tail -n 2 "$work/rec-sat.err")"
 row "nginx saturated throughput: podtrace record / none" "$rps_b vs $rps_a req/s" "x$(ratio "$rps_b" "$rps_a")" "≥ tcpdump's ratio"
 row "nginx saturated throughput: tcpdump -i lo -w / none" "$rps_c vs $rps_a req/s" "x$(ratio "$rps_c" "$rps_a")" "printed"
+row "nginx saturated throughput, mean of per-round ratios: podtrace record" "x$mean_b (x$lo_b–x$hi_b)" "x$(awk -v b="$mean_b" -v c="$mean_c" 'BEGIN { printf "%.3f", (c > 0 ? b / c : 0) }') of tcpdump's" "≥ tcpdump's"
+row "nginx saturated throughput, mean of per-round ratios: tcpdump -i lo -w" "x$mean_c (x$lo_c–x$hi_c)" "" "printed"
 row "nginx saturated throughput: tcpdump into zstd -1 (pcap.zst) / none" "$rps_d vs $rps_a req/s" "x$(ratio "$rps_d" "$rps_a")" "printed"
 row "nginx saturated p99: podtrace record / none" "$p99_b vs $p99_a µs" "x$(ratio "$p99_b" "$p99_a")" "printed"
 # The recorder's own CPU per event over the last saturated run (its threads' schedstat
