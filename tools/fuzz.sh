@@ -33,8 +33,8 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 # Seeds from the fixtures.
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-# The debug podtrace and the seeder, with the workspace's features: after `cargo test
-# --workspace` (make test) both are built already, and nothing compiles again.
+# The debug podtrace and the seeder, with the workspace's features and profile: they share
+# the artifacts of `cargo test --workspace` (make test), so no dependency compiles again.
 cargo build -q --workspace --bin podtrace --example seed_corpora
 DEBUG="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
 PODTRACE="$DEBUG/podtrace"
