@@ -108,36 +108,66 @@ pub mod col {
     ];
 }
 
-/// Column indexes in [`schema()`] (same order as [`col::ALL`]).
+/// Column indexes in [`schema()`]: each column's position in [`col::ALL`], found at compile
+/// time (a name not in it does not compile).
 pub(crate) mod idx {
-    pub const RECORD_TYPE: usize = 0;
-    pub const TS_NS: usize = 1;
-    pub const CPU: usize = 2;
-    pub const PID: usize = 3;
-    pub const TID: usize = 4;
-    pub const COMM: usize = 5;
-    pub const CGROUP_ID: usize = 6;
-    pub const CONN_ID: usize = 7;
-    pub const FAMILY: usize = 8;
-    pub const LOCAL_ADDR: usize = 9;
-    pub const LOCAL_PORT: usize = 10;
-    pub const REMOTE_ADDR: usize = 11;
-    pub const REMOTE_PORT: usize = 12;
-    pub const DIRECTION: usize = 13;
-    pub const ROLE: usize = 14;
-    pub const SYSCALL: usize = 15;
-    pub const RET: usize = 16;
-    pub const CAP_LEN: usize = 17;
-    pub const PAYLOAD: usize = 18;
-    pub const FLAGS: usize = 19;
-    pub const K8S_KIND: usize = 20;
-    pub const K8S_UID: usize = 21;
-    pub const K8S_NAMESPACE: usize = 22;
-    pub const K8S_NAME: usize = 23;
-    pub const K8S_EVENT: usize = 24;
-    pub const K8S_JSON: usize = 25;
-    pub const STAT_NAME: usize = 26;
-    pub const STAT_VALUE: usize = 27;
+    use super::col;
+
+    /// The position of column `name` in [`col::ALL`].
+    const fn of(name: &str) -> usize {
+        let mut i = 0;
+        while i < col::ALL.len() {
+            if same(col::ALL[i].as_bytes(), name.as_bytes()) {
+                return i;
+            }
+            i += 1;
+        }
+        panic!("not a column of col::ALL")
+    }
+
+    /// `a == b` (slice equality is not `const`).
+    const fn same(a: &[u8], b: &[u8]) -> bool {
+        if a.len() != b.len() {
+            return false;
+        }
+        let mut i = 0;
+        while i < a.len() {
+            if a[i] != b[i] {
+                return false;
+            }
+            i += 1;
+        }
+        true
+    }
+
+    pub const RECORD_TYPE: usize = of(col::RECORD_TYPE);
+    pub const TS_NS: usize = of(col::TS_NS);
+    pub const CPU: usize = of(col::CPU);
+    pub const PID: usize = of(col::PID);
+    pub const TID: usize = of(col::TID);
+    pub const COMM: usize = of(col::COMM);
+    pub const CGROUP_ID: usize = of(col::CGROUP_ID);
+    pub const CONN_ID: usize = of(col::CONN_ID);
+    pub const FAMILY: usize = of(col::FAMILY);
+    pub const LOCAL_ADDR: usize = of(col::LOCAL_ADDR);
+    pub const LOCAL_PORT: usize = of(col::LOCAL_PORT);
+    pub const REMOTE_ADDR: usize = of(col::REMOTE_ADDR);
+    pub const REMOTE_PORT: usize = of(col::REMOTE_PORT);
+    pub const DIRECTION: usize = of(col::DIRECTION);
+    pub const ROLE: usize = of(col::ROLE);
+    pub const SYSCALL: usize = of(col::SYSCALL);
+    pub const RET: usize = of(col::RET);
+    pub const CAP_LEN: usize = of(col::CAP_LEN);
+    pub const PAYLOAD: usize = of(col::PAYLOAD);
+    pub const FLAGS: usize = of(col::FLAGS);
+    pub const K8S_KIND: usize = of(col::K8S_KIND);
+    pub const K8S_UID: usize = of(col::K8S_UID);
+    pub const K8S_NAMESPACE: usize = of(col::K8S_NAMESPACE);
+    pub const K8S_NAME: usize = of(col::K8S_NAME);
+    pub const K8S_EVENT: usize = of(col::K8S_EVENT);
+    pub const K8S_JSON: usize = of(col::K8S_JSON);
+    pub const STAT_NAME: usize = of(col::STAT_NAME);
+    pub const STAT_VALUE: usize = of(col::STAT_VALUE);
 }
 
 /// File key-value metadata keys (Parquet footer).

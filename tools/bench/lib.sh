@@ -157,7 +157,8 @@ prev_figure() {
   awk -F'|' -v l="$1" '{ x = $2; gsub(/^ +| +$/, "", x) } x == l { split($3, a, " "); print a[1]; exit }' "$prev_results"
 }
 rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "n/a" }'; }
+# ratio A B [DECIMALS]: A / B (2 decimals by default), n/a when B is not positive
+ratio() { awk -v a="$1" -v b="$2" -v d="${3:-2}" 'BEGIN { if (b > 0) printf "%." d "f", a / b; else printf "n/a" }'; }
 json_spans() { python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(d.get("stats", {}).get("spans", 0))' "$1"; }
 
 print_table() {

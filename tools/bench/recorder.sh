@@ -99,7 +99,7 @@ paired() {
   local r a x ratios=""
   for r in $(seq "$sat_rounds"); do
     a=$(wrk_rps "$work/wrk-a$r.txt") x=$(wrk_rps "$work/wrk-$1$r.txt")
-    ratios="$ratios $(awk -v x="${x:-0}" -v a="${a:-0}" 'BEGIN { printf "%.4f", (a > 0 ? x / a : 0) }')"
+    ratios="$ratios $(ratio "${x:-0}" "${a:-0}" 4)"
   done
   awk '{ for (i = 1; i <= NF; i++) { s += $i; if (i == 1 || $i < lo) lo = $i; if (i == 1 || $i > hi) hi = $i }
          printf "%.3f %.3f %.3f", s / NF, lo, hi }' <<<"$ratios"
@@ -120,7 +120,7 @@ note "nginx saturated, per-round ratios to the same round's run without: podtrac
 note "podtrace record (saturated): $(grep -h 'probes attached' "$work/rec-sat.err" | sed 's/, recording.*//') — $(grep -h 'recorded' "$work/rec-sat.out" || tail -n 2 "$work/rec-sat.err")"
 row "nginx saturated throughput: podtrace record / none" "$rps_b vs $rps_a req/s" "x$(ratio "$rps_b" "$rps_a")" "≥ tcpdump's ratio"
 row "nginx saturated throughput: tcpdump -i lo -w / none" "$rps_c vs $rps_a req/s" "x$(ratio "$rps_c" "$rps_a")" "printed"
-row "nginx saturated throughput, mean of per-round ratios: podtrace record" "x$mean_b (x$lo_b–x$hi_b)" "x$(awk -v b="$mean_b" -v c="$mean_c" 'BEGIN { printf "%.3f", (c > 0 ? b / c : 0) }') of tcpdump's" "≥ tcpdump's"
+row "nginx saturated throughput, mean of per-round ratios: podtrace record" "x$mean_b (x$lo_b–x$hi_b)" "x$(ratio "$mean_b" "$mean_c" 3) of tcpdump's" "≥ tcpdump's"
 row "nginx saturated throughput, mean of per-round ratios: tcpdump -i lo -w" "x$mean_c (x$lo_c–x$hi_c)" "" "printed"
 row "nginx saturated throughput: tcpdump into zstd -1 (pcap.zst) / none" "$rps_d vs $rps_a req/s" "x$(ratio "$rps_d" "$rps_a")" "printed"
 row "nginx saturated p99: podtrace record / none" "$p99_b vs $p99_a µs" "x$(ratio "$p99_b" "$p99_a")" "printed"
