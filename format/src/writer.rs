@@ -9,11 +9,12 @@
 //! row in one burst (a recorder beside a latency-sensitive pod: a second's rows in one go
 //! took 2–7 ms of one core at 20 k events/s).
 //!
-//! Most columns go through Parquet's Arrow column writers. The dictionary text columns
-//! (`writer/dict.rs`: keys kept for the row group, written at its close) and `payload`
+//! The dictionary text columns (`writer/dict.rs`) and the integer columns of socket rows
+//! (`writer/ints.rs`: keys kept for the row group, written at its close) and `payload`
 //! (`writer/payload.rs`: pages compressed as they fill, by one zstd context) are encoded by
-//! the writer itself: Parquet's encoders hashed every text value again and offer no zstd
-//! setting but the level (docs/capture-format.md has the figures).
+//! the writer itself: Parquet's encoders hashed every value again and offer no zstd
+//! setting but the level (docs/capture-format.md has the figures). `ts_ns`, the k8s text
+//! columns and `stat_value` go through Parquet's Arrow column writers.
 //!
 //! # Crash safety
 //! A Parquet footer is written only when a file is closed, so a writer killed with SIGKILL
@@ -46,9 +47,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow_array::builder::{ArrayBuilder, GenericByteBuilder, PrimitiveBuilder};
-use arrow_array::builder::{
-    Int64Builder, StringBuilder, UInt16Builder, UInt32Builder, UInt64Builder, UInt8Builder,
-};
+use arrow_array::builder::{StringBuilder, UInt64Builder};
 use arrow_array::types::{ArrowPrimitiveType, ByteArrayType};
 use arrow_array::{ArrayRef, GenericByteArray, PrimitiveArray, UInt64Array};
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnWriter, ArrowRowGroupWriterFactory};
@@ -63,10 +62,14 @@ use crate::error::{FormatError, Result};
 use crate::model::{FileMeta, Record, RecordType, SocketMeta};
 use crate::schema::{self, col, idx, meta_key};
 use crate::sidecar::SidecarWriter;
+use ints::{IntColumn, IntValue};
+use parquet::column::writer::ColumnCloseResult;
+use parquet::schema::types::ColumnDescPtr;
 
 mod chunk;
 mod dict;
 mod hybrid;
+mod ints;
 mod payload;
 
 /// How the writer cuts row groups and segments. `WriterOptions::default()` is what the
@@ -635,26 +638,26 @@ struct Columns {
     last_ip: [Option<std::net::IpAddr>; 2],
     record_type: DictBuilder,
     ts_ns: Vec<u64>,
-    cpu: UInt32Builder,
-    pid: UInt32Builder,
-    tid: UInt32Builder,
+    cpu: IntColumn<u32>,
+    pid: IntColumn<u32>,
+    tid: IntColumn<u32>,
     comm: DictBuilder,
-    cgroup_id: UInt64Builder,
-    conn_id: UInt64Builder,
-    family: UInt8Builder,
+    cgroup_id: IntColumn<u64>,
+    conn_id: IntColumn<u64>,
+    family: IntColumn<u8>,
     local_addr: DictBuilder,
-    local_port: UInt16Builder,
+    local_port: IntColumn<u16>,
     remote_addr: DictBuilder,
-    remote_port: UInt16Builder,
+    remote_port: IntColumn<u16>,
     direction: DictBuilder,
     role: DictBuilder,
     syscall: DictBuilder,
-    ret: Int64Builder,
-    cap_len: UInt32Builder,
+    ret: IntColumn<i64>,
+    cap_len: IntColumn<u32>,
     payload: payload::PayloadColumn,
     /// The zstd context of the dictionary columns' pages.
     zstd: chunk::Compressor,
-    flags: UInt32Builder,
+    flags: IntColumn<u32>,
     k8s_kind: DictBuilder,
     k8s_uid: StringBuilder,
     k8s_namespace: DictBuilder,
@@ -679,25 +682,25 @@ impl Columns {
             last_ip: [None; 2],
             record_type: DictBuilder::new(),
             ts_ns: Vec::new(),
-            cpu: UInt32Builder::new(),
-            pid: UInt32Builder::new(),
-            tid: UInt32Builder::new(),
+            cpu: IntColumn::new(),
+            pid: IntColumn::new(),
+            tid: IntColumn::new(),
             comm: DictBuilder::new(),
-            cgroup_id: UInt64Builder::new(),
-            conn_id: UInt64Builder::new(),
-            family: UInt8Builder::new(),
+            cgroup_id: IntColumn::new(),
+            conn_id: IntColumn::new(),
+            family: IntColumn::new(),
             local_addr: DictBuilder::new(),
-            local_port: UInt16Builder::new(),
+            local_port: IntColumn::new(),
             remote_addr: DictBuilder::new(),
-            remote_port: UInt16Builder::new(),
+            remote_port: IntColumn::new(),
             direction: DictBuilder::new(),
             role: DictBuilder::new(),
             syscall: DictBuilder::new(),
-            ret: Int64Builder::new(),
-            cap_len: UInt32Builder::new(),
+            ret: IntColumn::new(),
+            cap_len: IntColumn::new(),
             payload: payload::PayloadColumn::new(zstd)?,
             zstd: chunk::Compressor::new(zstd, None)?,
-            flags: UInt32Builder::new(),
+            flags: IntColumn::new(),
             k8s_kind: DictBuilder::new(),
             k8s_uid: StringBuilder::new(),
             k8s_namespace: DictBuilder::new(),
@@ -885,28 +888,8 @@ impl Columns {
         self.pay_k8s_nulls();
         self.pay_stat_nulls();
         let ts = std::mem::replace(&mut self.ts_ns, Vec::with_capacity(self.rows));
-        let columns: [(usize, ArrayRef); 16] = [
+        let columns: [(usize, ArrayRef); 5] = [
             (idx::TS_NS, Arc::new(UInt64Array::from(ts))),
-            (idx::CPU, Arc::new(finish_primitive(&mut self.cpu))),
-            (idx::PID, Arc::new(finish_primitive(&mut self.pid))),
-            (idx::TID, Arc::new(finish_primitive(&mut self.tid))),
-            (
-                idx::CGROUP_ID,
-                Arc::new(finish_primitive(&mut self.cgroup_id)),
-            ),
-            (idx::CONN_ID, Arc::new(finish_primitive(&mut self.conn_id))),
-            (idx::FAMILY, Arc::new(finish_primitive(&mut self.family))),
-            (
-                idx::LOCAL_PORT,
-                Arc::new(finish_primitive(&mut self.local_port)),
-            ),
-            (
-                idx::REMOTE_PORT,
-                Arc::new(finish_primitive(&mut self.remote_port)),
-            ),
-            (idx::RET, Arc::new(finish_primitive(&mut self.ret))),
-            (idx::CAP_LEN, Arc::new(finish_primitive(&mut self.cap_len))),
-            (idx::FLAGS, Arc::new(finish_primitive(&mut self.flags))),
             (idx::K8S_UID, Arc::new(finish_bytes(&mut self.k8s_uid))),
             (idx::K8S_NAME, Arc::new(finish_bytes(&mut self.k8s_name))),
             (idx::K8S_JSON, Arc::new(finish_bytes(&mut self.k8s_json))),
@@ -941,26 +924,38 @@ impl Columns {
         let columns: Vec<_> = file.schema_descr().columns().to_vec();
         let mut group = file.next_row_group()?;
         let payload = &mut self.payload;
-        let mut dicts = [
+        let mut own: [(usize, &mut dyn OwnChunk); 22] = [
             (idx::RECORD_TYPE, &mut self.record_type),
+            (idx::CPU, &mut self.cpu),
+            (idx::PID, &mut self.pid),
+            (idx::TID, &mut self.tid),
             (idx::COMM, &mut self.comm),
+            (idx::CGROUP_ID, &mut self.cgroup_id),
+            (idx::CONN_ID, &mut self.conn_id),
+            (idx::FAMILY, &mut self.family),
             (idx::LOCAL_ADDR, &mut self.local_addr),
+            (idx::LOCAL_PORT, &mut self.local_port),
             (idx::REMOTE_ADDR, &mut self.remote_addr),
+            (idx::REMOTE_PORT, &mut self.remote_port),
             (idx::DIRECTION, &mut self.direction),
             (idx::ROLE, &mut self.role),
             (idx::SYSCALL, &mut self.syscall),
+            (idx::RET, &mut self.ret),
+            (idx::CAP_LEN, &mut self.cap_len),
+            (idx::FLAGS, &mut self.flags),
             (idx::K8S_KIND, &mut self.k8s_kind),
             (idx::K8S_NAMESPACE, &mut self.k8s_namespace),
             (idx::K8S_EVENT, &mut self.k8s_event),
             (idx::STAT_NAME, &mut self.stat_name),
-        ]
-        .into_iter()
-        .peekable();
+        ];
+        // in schema order, as the row group takes its columns
+        own.sort_unstable_by_key(|(i, _)| *i);
+        let mut dicts = own.into_iter().peekable();
         for (i, writer) in writers.into_iter().enumerate() {
             match dicts.next_if(|(c, _)| *c == i) {
-                Some((_, dict)) => {
-                    same_rows(i, dict.rows(), rows)?;
-                    let (bytes, close) = dict.chunk(&columns[i], &mut self.zstd)?;
+                Some((_, col)) => {
+                    same_rows(i, col.rows(), rows)?;
+                    let (bytes, close) = col.chunk(&columns[i], &mut self.zstd)?;
                     group.append_column(&bytes, close)?;
                 }
                 None if i == idx::PAYLOAD => {
@@ -976,6 +971,45 @@ impl Columns {
         // the address columns' memo names keys of the dictionaries just emptied
         self.last_ip = [None; 2];
         Ok(())
+    }
+}
+
+/// A column that the writer encodes itself, as one chunk per row group (the dictionary
+/// text columns and the integer columns of socket rows).
+trait OwnChunk {
+    /// Rows appended since the last chunk.
+    fn rows(&self) -> usize;
+    /// Those rows as a column chunk of `descr`; the column starts over empty.
+    fn chunk(
+        &mut self,
+        descr: &ColumnDescPtr,
+        zstd: &mut chunk::Compressor,
+    ) -> parquet::errors::Result<(bytes::Bytes, ColumnCloseResult)>;
+}
+
+impl OwnChunk for dict::DictColumn {
+    fn rows(&self) -> usize {
+        dict::DictColumn::rows(self)
+    }
+    fn chunk(
+        &mut self,
+        descr: &ColumnDescPtr,
+        zstd: &mut chunk::Compressor,
+    ) -> parquet::errors::Result<(bytes::Bytes, ColumnCloseResult)> {
+        dict::DictColumn::chunk(self, descr, zstd)
+    }
+}
+
+impl<T: IntValue> OwnChunk for IntColumn<T> {
+    fn rows(&self) -> usize {
+        IntColumn::rows(self)
+    }
+    fn chunk(
+        &mut self,
+        descr: &ColumnDescPtr,
+        zstd: &mut chunk::Compressor,
+    ) -> parquet::errors::Result<(bytes::Bytes, ColumnCloseResult)> {
+        IntColumn::chunk(self, descr, zstd)
     }
 }
 

@@ -235,7 +235,43 @@ fn encoded_rows_are_not_flushed_rows_until_the_row_group_closes() {
     );
 }
 
-/// The chunks the writer encodes itself (the dictionary text columns, `payload`) carry the
+/// The values of an integer column of the capture schema, widened.
+fn int_values(a: &dyn arrow_array::Array) -> Vec<Option<i128>> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Int64Type, UInt16Type, UInt32Type, UInt64Type, UInt8Type};
+    use arrow_schema::DataType;
+    match a.data_type() {
+        DataType::UInt8 => a
+            .as_primitive::<UInt8Type>()
+            .iter()
+            .map(|v| v.map(i128::from))
+            .collect(),
+        DataType::UInt16 => a
+            .as_primitive::<UInt16Type>()
+            .iter()
+            .map(|v| v.map(i128::from))
+            .collect(),
+        DataType::UInt32 => a
+            .as_primitive::<UInt32Type>()
+            .iter()
+            .map(|v| v.map(i128::from))
+            .collect(),
+        DataType::UInt64 => a
+            .as_primitive::<UInt64Type>()
+            .iter()
+            .map(|v| v.map(i128::from))
+            .collect(),
+        DataType::Int64 => a
+            .as_primitive::<Int64Type>()
+            .iter()
+            .map(|v| v.map(i128::from))
+            .collect(),
+        t => panic!("not an integer column: {t}"),
+    }
+}
+
+/// The chunks the writer encodes itself (the dictionary text columns, the integer columns,
+/// `payload`) carry the
 /// statistics the data has, row group by row group: the null count, and min / max of the
 /// values present (what readers prune row groups by); `payload` has an offset index of
 /// several pages.
@@ -265,6 +301,20 @@ fn own_chunks_have_the_statistics_of_their_rows() {
         "k8s_namespace",
         "k8s_event",
         "stat_name",
+    ];
+    // (name, signed)
+    let ints = [
+        ("cpu", false),
+        ("pid", false),
+        ("tid", false),
+        ("cgroup_id", false),
+        ("conn_id", false),
+        ("family", false),
+        ("local_port", false),
+        ("remote_port", false),
+        ("ret", true),
+        ("cap_len", false),
+        ("flags", false),
     ];
     let file = std::fs::File::open(&path).unwrap();
     let options = ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Required);
@@ -308,6 +358,35 @@ fn own_chunks_have_the_statistics_of_their_rows() {
             let text = |b: Option<&[u8]>| b.map(|b| String::from_utf8(b.to_vec()).unwrap());
             assert_eq!(text(stats.min_bytes_opt()), min, "{name} in {rg}");
             assert_eq!(text(stats.max_bytes_opt()), max, "{name} in {rg}");
+            assert_eq!(offsets[col].page_locations().len(), 1, "{name}: one page");
+        }
+        // the integer columns: min / max by the column's own order (unsigned ones unsigned)
+        for (name, signed) in ints {
+            let col = group
+                .columns()
+                .iter()
+                .position(|c| c.column_path().string() == name)
+                .unwrap();
+            let (mut nulls, mut min, mut max) = (0u64, None::<i128>, None::<i128>);
+            for b in &batches {
+                let a = b.column_by_name(name).unwrap();
+                nulls += a.null_count() as u64;
+                for v in int_values(a.as_ref()).into_iter().flatten() {
+                    min = Some(min.map_or(v, |m| m.min(v)));
+                    max = Some(max.map_or(v, |m| m.max(v)));
+                }
+            }
+            let stats = group.column(col).statistics().expect("statistics");
+            assert_eq!(stats.null_count_opt(), Some(nulls), "{name} in {rg}");
+            let value = |b: Option<&[u8]>| {
+                b.map(|b| match (b.len(), signed) {
+                    (4, _) => i128::from(u32::from_le_bytes(b.try_into().unwrap())),
+                    (8, false) => i128::from(u64::from_le_bytes(b.try_into().unwrap())),
+                    _ => i128::from(i64::from_le_bytes(b.try_into().unwrap())),
+                })
+            };
+            assert_eq!(value(stats.min_bytes_opt()), min, "{name} in {rg}");
+            assert_eq!(value(stats.max_bytes_opt()), max, "{name} in {rg}");
             assert_eq!(offsets[col].page_locations().len(), 1, "{name}: one page");
         }
         let payload = group

@@ -4,6 +4,8 @@
 //! Message bodies are skipped using `Content-Length`; a payload that starts with a request
 //! or status line always restarts header parsing.
 
+use super::marks::Marks;
+
 /// Longest line prefix remembered across payloads (header names and Content-Length).
 const MAX_LINE: usize = 256;
 
@@ -82,6 +84,25 @@ impl Stream {
     }
 }
 
+/// [`STARTS`] as little-endian words (each at most 8 bytes) with their lengths.
+const START_WORDS: [(u64, usize); STARTS.len()] = {
+    let mut words = [(0u64, 0usize); STARTS.len()];
+    let mut i = 0;
+    while i < STARTS.len() {
+        let s = STARTS[i];
+        assert!(s.len() <= 8);
+        let mut w = 0u64;
+        let mut k = 0;
+        while k < s.len() {
+            w |= (s[k] as u64) << (8 * k);
+            k += 1;
+        }
+        words[i] = (w, s.len());
+        i += 1;
+    }
+    words
+};
+
 /// Whether `buf` starts (or could start, if cut short) an HTTP/1 request or status line.
 pub(crate) fn looks_like_start(buf: &[u8]) -> bool {
     // every start begins with one of these letters: most payloads are out at one compare
@@ -91,9 +112,20 @@ pub(crate) fn looks_like_start(buf: &[u8]) -> bool {
     ) {
         return false;
     }
-    STARTS.iter().any(|s| {
-        let n = s.len().min(buf.len());
-        n > 0 && buf[..n] == s[..n]
+    // the first 8 bytes as a word, compared with each start's word on their common length
+    // (a call to memcmp per start cost more than the whole test)
+    let n = buf.len().min(8);
+    let word = match buf.first_chunk::<8>() {
+        Some(w) => u64::from_le_bytes(*w),
+        None => buf
+            .iter()
+            .enumerate()
+            .fold(0, |w, (k, &b)| w | u64::from(b) << (8 * k)),
+    };
+    START_WORDS.iter().any(|&(start, len)| {
+        let m = n.min(len);
+        let mask = if m == 8 { u64::MAX } else { (1 << (8 * m)) - 1 };
+        (word ^ start) & mask == 0
     })
 }
 
@@ -120,6 +152,7 @@ fn redact_with(
     if looks_like_start(payload) && !matches!(st.mode, Mode::Headers) {
         st.start_message();
     }
+    let mut marks = Marks::new();
     let mut i = 0;
     while i < payload.len() {
         match st.mode {
@@ -140,7 +173,9 @@ fn redact_with(
                     Mode::Body(left - n)
                 };
             }
-            Mode::Headers if fast => i = header_fast(st, names, payload, i, &mut changed),
+            Mode::Headers if fast => {
+                i = header_fast(st, names, payload, i, &mut changed, &mut marks)
+            }
             Mode::Headers => i = header_byte(st, names, payload, i, &mut changed),
         }
     }
@@ -162,6 +197,7 @@ fn header_fast(
     payload: &mut [u8],
     i: usize,
     changed: &mut bool,
+    marks: &mut Marks,
 ) -> usize {
     if st.redacting {
         return header_byte(st, names, payload, i, changed);
@@ -170,7 +206,7 @@ fn header_fast(
         // a line after a redacted one that starts with SP/HT continues the redacted value
         let folded = st.prev_redacted && matches!(payload[i], b' ' | b'\t');
         if !folded {
-            if let Some(next) = whole_line(st, names, payload, i, changed) {
+            if let Some(next) = whole_line(st, names, payload, i, changed, marks) {
                 return next;
             }
         }
@@ -244,6 +280,11 @@ fn header_byte(
 }
 
 fn trim(s: &[u8]) -> &[u8] {
+    // most names have no space around them: two compares instead of two scans
+    match (s.first(), s.last()) {
+        (Some(a), Some(z)) if !a.is_ascii_whitespace() && !z.is_ascii_whitespace() => return s,
+        _ => {}
+    }
     let start = s
         .iter()
         .position(|b| !b.is_ascii_whitespace())
@@ -266,29 +307,26 @@ fn whole_line(
     payload: &mut [u8],
     i: usize,
     changed: &mut bool,
+    marks: &mut Marks,
 ) -> Option<usize> {
-    let rest = &mut payload[i..];
     // one scan for the line's end: its first CR or LF; a CR not followed by LF (a stray CR,
-    // or a CRLF cut by the payload's end) leaves the line to the general path
-    let stop = memchr::memchr2(b'\r', b'\n', rest)?;
-    let (end, nl) = match rest[stop] {
+    // or a CRLF cut by the payload's end) leaves the line to the general path, as does a
+    // line longer than MAX_LINE (so the scan stops after MAX_LINE + 1 bytes)
+    let (stop, colon) = marks.line(payload, i, i + MAX_LINE + 1)?;
+    let (end, nl) = match payload[stop] {
         b'\n' => (stop, stop),
-        _ if rest.get(stop + 1) == Some(&b'\n') => (stop, stop + 1),
+        _ if payload.get(stop + 1) == Some(&b'\n') => (stop, stop + 1),
         _ => return None,
     };
-    let line = &rest[..end];
-    if line.len() > MAX_LINE {
-        return None;
-    }
-    st.line_bytes = line.len();
-    let Some(colon) = memchr::memchr(b':', line) else {
-        finish_line(st, line, None);
-        return Some(i + nl + 1);
+    st.line_bytes = end - i;
+    let Some(colon) = colon else {
+        finish_line(st, &payload[i..end], None);
+        return Some(nl + 1);
     };
-    let name = trim(&line[..colon]);
+    let name = trim(&payload[i..colon]);
     if names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
         // the value, from its first byte that is not SP/HT to the line's end, becomes '*'
-        let value = &mut rest[colon + 1..end];
+        let value = &mut payload[colon + 1..end];
         if let Some(start) = value.iter().position(|&b| b != b' ' && b != b'\t') {
             for b in &mut value[start..] {
                 *changed |= *b != b'*';
@@ -297,11 +335,11 @@ fn whole_line(
         }
         st.redacting = true;
         // the general path keeps the name and the ':' of a redacted line, not its value
-        finish_line(st, &rest[..=colon], Some(colon));
+        finish_line(st, &payload[i..=colon], Some(colon - i));
     } else {
-        finish_line(st, &rest[..end], Some(colon));
+        finish_line(st, &payload[i..end], Some(colon - i));
     }
-    Some(i + nl + 1)
+    Some(nl + 1)
 }
 
 fn end_of_line(st: &mut Stream) {

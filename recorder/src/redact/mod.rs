@@ -70,6 +70,7 @@ mod h2;
 mod hpack;
 mod http1;
 pub mod huffman;
+mod marks;
 
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
@@ -171,36 +172,36 @@ impl Redactor {
     ) -> bool {
         let complete = missing == Some(0);
         let key = (conn, dir);
-        let known_h2 = self.h2_conns.contains(&conn);
-        let stream = self.streams.get(&key);
+        // one map lookup per payload: a new stream starts as HTTP/1 with no bytes seen,
+        // which is what the HTTP/2 detection below asks of a stream it has not seen
+        let stream = self.streams.entry(key).or_insert_with(|| Stream::Http1 {
+            st: http1::Stream::new(),
+            upgraded: false,
+            head: Some(Vec::new()),
+        });
         // Does this payload switch the stream to HTTP/2? (client?, bytes already seen)
         let switch = match stream {
-            Some(Stream::H2(_)) => None,
-            Some(Stream::Http1 { st, upgraded, head }) => {
+            Stream::H2(_) => None,
+            Stream::Http1 { st, upgraded, head } => {
                 if let Some(sw) = head.as_deref().and_then(|h| detect_start(h, payload)) {
                     Some(sw)
                 } else if !st.at_boundary() {
                     None
                 } else if starts_with_preface(payload) {
                     Some((true, Vec::new()))
-                } else if (known_h2 || *upgraded) && h2::starts_with_settings(payload) {
+                } else if h2::starts_with_settings(payload)
+                    && (*upgraded || self.h2_conns.contains(&conn))
+                {
                     Some((false, Vec::new()))
                 } else {
                     None
                 }
             }
-            None => detect_start(&[], payload),
         };
         if let Some((client, seen)) = switch {
             self.h2_conns.insert(conn);
-            self.streams
-                .insert(key, Stream::H2(Box::new(h2::H2Dir::new(client, &seen))));
+            *stream = Stream::H2(Box::new(h2::H2Dir::new(client, &seen)));
         }
-        let stream = self.streams.entry(key).or_insert_with(|| Stream::Http1 {
-            st: http1::Stream::new(),
-            upgraded: false,
-            head: Some(Vec::new()),
-        });
         match stream {
             Stream::H2(d) => d.redact(payload, missing, &self.names, &mut self.counters),
             Stream::Http1 { st, upgraded, head } => {
@@ -211,7 +212,9 @@ impl Redactor {
                         *head = None;
                     }
                 }
-                let switching = payload.starts_with(b"HTTP/1.1 101");
+                // (the status code's last digit first: one compare for most payloads)
+                let switching =
+                    payload.get(11) == Some(&b'1') && payload.starts_with(b"HTTP/1.1 101");
                 let changed = http1::redact(st, &self.names, payload, complete);
                 if switching {
                     // h2c upgrade: the server's HTTP/2 frames may follow in this payload
