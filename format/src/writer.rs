@@ -657,6 +657,9 @@ struct Columns {
     payload: payload::PayloadColumn,
     /// The zstd context of the dictionary columns' pages.
     zstd: chunk::Compressor,
+    /// The Parquet columns of the schema (the integer columns' pages are encoded as the
+    /// row group fills).
+    descrs: Vec<ColumnDescPtr>,
     flags: IntColumn<u32>,
     k8s_kind: DictBuilder,
     k8s_uid: StringBuilder,
@@ -675,6 +678,10 @@ struct Columns {
 
 impl Columns {
     fn new(zstd: ZstdLevel) -> parquet::errors::Result<Self> {
+        let descrs = parquet::arrow::ArrowSchemaConverter::new()
+            .convert(&schema::schema())?
+            .columns()
+            .to_vec();
         Ok(Columns {
             rows: 0,
             payload_bytes: 0,
@@ -711,6 +718,7 @@ impl Columns {
             stat_value: UInt64Builder::new(),
             k8s_nulls: 0,
             stat_nulls: 0,
+            descrs,
         })
     }
 
@@ -887,6 +895,19 @@ impl Columns {
     fn encode(&mut self, writers: &mut [ArrowColumnWriter]) -> parquet::errors::Result<()> {
         self.pay_k8s_nulls();
         self.pay_stat_nulls();
+        let d = &self.descrs;
+        let z = &mut self.zstd;
+        self.cpu.page(&d[idx::CPU], z)?;
+        self.pid.page(&d[idx::PID], z)?;
+        self.tid.page(&d[idx::TID], z)?;
+        self.cgroup_id.page(&d[idx::CGROUP_ID], z)?;
+        self.conn_id.page(&d[idx::CONN_ID], z)?;
+        self.family.page(&d[idx::FAMILY], z)?;
+        self.local_port.page(&d[idx::LOCAL_PORT], z)?;
+        self.remote_port.page(&d[idx::REMOTE_PORT], z)?;
+        self.ret.page(&d[idx::RET], z)?;
+        self.cap_len.page(&d[idx::CAP_LEN], z)?;
+        self.flags.page(&d[idx::FLAGS], z)?;
         let ts = std::mem::replace(&mut self.ts_ns, Vec::with_capacity(self.rows));
         let columns: [(usize, ArrayRef); 5] = [
             (idx::TS_NS, Arc::new(UInt64Array::from(ts))),

@@ -70,8 +70,14 @@ int_value!(u8 => i32, Int32; u16 => i32, Int32; u32 => i32, Int32; u64 => i64, I
 
 /// One integer column of the open row group.
 pub(super) struct IntColumn<T> {
-    /// Each row's key ([`NULL`] for a null), for every row of the row group so far.
+    /// Each row's key ([`NULL`] for a null), for the rows not in a page yet.
     keys: Vec<i32>,
+    /// Data pages of the row group so far, with their rows ([`IntColumn::page`]).
+    pages: Vec<(CompressedPage, usize)>,
+    /// Rows in `pages`.
+    paged_rows: usize,
+    /// Nulls in `pages`.
+    paged_nulls: usize,
     /// Each value, in key order (the scan and the dictionary page) ...
     values: Vec<T>,
     /// ... and by value, once the dictionary outgrows the scan (foldhash, seeded per
@@ -86,6 +92,9 @@ impl<T: IntValue> IntColumn<T> {
     pub(super) fn new() -> Self {
         IntColumn {
             keys: Vec::new(),
+            pages: Vec::new(),
+            paged_rows: 0,
+            paged_nulls: 0,
             values: Vec::new(),
             index: HashMap::new(),
             last: None,
@@ -118,7 +127,24 @@ impl<T: IntValue> IntColumn<T> {
 
     /// Rows appended since the last chunk.
     pub(super) fn rows(&self) -> usize {
-        self.keys.len()
+        self.paged_rows + self.keys.len()
+    }
+
+    /// Encodes the rows appended since the last page as a data page of the open row group
+    /// (the writer calls it as the row group fills, so that its close has one page per
+    /// column left to encode, not the row group's; each page has the bit width of its own
+    /// largest key, as Parquet allows).
+    pub(super) fn page(&mut self, descr: &ColumnDescPtr, zstd: &mut Compressor) -> Result<()> {
+        if self.keys.is_empty() {
+            return Ok(());
+        }
+        let nulls = self.keys.iter().filter(|&&k| k == NULL).count();
+        let page = data_page(&self.keys, nulls, descr, zstd)?;
+        self.pages.push((page, self.keys.len()));
+        self.paged_rows += self.keys.len();
+        self.paged_nulls += nulls;
+        self.keys.clear();
+        Ok(())
     }
 
     /// The key of `v`, added to the dictionary if new.
@@ -146,14 +172,42 @@ impl<T: IntValue> IntColumn<T> {
     }
 
     /// The rows appended so far as a column chunk of `descr` (see
-    /// [`super::dict::DictColumn::chunk`]); the column starts over empty.
+    /// [`super::dict::DictColumn::chunk`]): a PLAIN dictionary page (none when every row is
+    /// null) and the data pages; the column starts over empty.
     pub(super) fn chunk(
         &mut self,
         descr: &ColumnDescPtr,
         zstd: &mut Compressor,
     ) -> Result<(Bytes, ColumnCloseResult)> {
-        let chunk = encode_chunk(&self.values, &self.keys, descr, zstd);
+        let chunk = self.page(descr, zstd).and_then(|()| {
+            let pages = std::mem::take(&mut self.pages);
+            let nulls = self.paged_nulls as u64;
+            let dictionary = if self.values.is_empty() {
+                None
+            } else {
+                let mut plain = Vec::with_capacity(self.values.len() * T::WIDTH);
+                for &v in &self.values {
+                    v.plain(&mut plain);
+                }
+                let page = Page::DictionaryPage {
+                    buf: Bytes::from(zstd.compress(&plain)?),
+                    num_values: chunk::count(self.values.len())?,
+                    encoding: Encoding::PLAIN,
+                    is_sorted: false,
+                };
+                Some(CompressedPage::new(page, plain.len()))
+            };
+            let statistics = T::statistics(
+                self.values.iter().min().copied(),
+                self.values.iter().max().copied(),
+                nulls,
+            );
+            chunk::finish(descr, zstd.level(), dictionary, pages, Some(statistics))
+        });
         self.keys.clear();
+        self.pages.clear();
+        self.paged_rows = 0;
+        self.paged_nulls = 0;
         self.values.clear();
         self.index.clear();
         self.last = None;
@@ -161,52 +215,36 @@ impl<T: IntValue> IntColumn<T> {
     }
 }
 
-/// The column chunk of `keys` (indexes into `values`, [`NULL`] for nulls): a PLAIN
-/// dictionary page and one RLE_DICTIONARY data page v2, or, when every row is null, no
-/// dictionary and a PLAIN data page of levels only.
-fn encode_chunk<T: IntValue>(
-    values: &[T],
+/// A data page v2 of `keys` (indexes into the column's dictionary, [`NULL`] for nulls), of
+/// which `nulls` are null: the indices RLE_DICTIONARY-encoded after the definition levels,
+/// or, when every row of the page is null, PLAIN with levels only (no index refers to a
+/// dictionary the chunk may not have).
+fn data_page(
     keys: &[i32],
+    nulls: usize,
     descr: &ColumnDescPtr,
     zstd: &mut Compressor,
-) -> Result<(Bytes, ColumnCloseResult)> {
-    let level = zstd.level();
-    let nulls = keys.iter().filter(|&&k| k == NULL).count();
+) -> Result<CompressedPage> {
     let required = descr.max_def_level() == 0;
     let defined = |k: &i32| *k != NULL;
-    if values.is_empty() {
-        let page = chunk::data_page(keys, defined, nulls, required, Encoding::PLAIN, &[], |d| {
+    let Some(max) = keys.iter().copied().max().filter(|&k| k != NULL) else {
+        return chunk::data_page(keys, defined, nulls, required, Encoding::PLAIN, &[], |d| {
             zstd.compress(d)
-        })?;
-        let statistics = T::statistics(None, None, nulls as u64);
-        return chunk::finish(
-            descr,
-            level,
-            None,
-            vec![(page, keys.len())],
-            Some(statistics),
-        );
-    }
-    let mut plain = Vec::with_capacity(values.len() * T::WIDTH);
-    for &v in values {
-        v.plain(&mut plain);
-    }
-    let dictionary = Page::DictionaryPage {
-        buf: Bytes::from(zstd.compress(&plain)?),
-        num_values: chunk::count(values.len())?,
-        encoding: Encoding::PLAIN,
-        is_sorted: false,
+        });
     };
-    let dictionary = CompressedPage::new(dictionary, plain.len());
-    let width = hybrid::bit_width(values.len() as u32 - 1);
+    let width = hybrid::bit_width(max as u32);
     let mut encoded = vec![width];
-    let indices: Vec<u32> = keys
-        .iter()
-        .filter(|&&k| k != NULL)
-        .map(|&k| k as u32)
-        .collect();
-    hybrid::encode(&indices, width, &mut encoded);
-    let page = chunk::data_page(
+    if nulls == 0 {
+        hybrid::encode_by(keys, |&k| k as u32, width, &mut encoded);
+    } else {
+        let indices: Vec<u32> = keys
+            .iter()
+            .filter(|&&k| k != NULL)
+            .map(|&k| k as u32)
+            .collect();
+        hybrid::encode(&indices, width, &mut encoded);
+    }
+    chunk::data_page(
         keys,
         defined,
         nulls,
@@ -214,18 +252,6 @@ fn encode_chunk<T: IntValue>(
         Encoding::RLE_DICTIONARY,
         &encoded,
         |d| zstd.compress(d),
-    )?;
-    let statistics = T::statistics(
-        values.iter().min().copied(),
-        values.iter().max().copied(),
-        nulls as u64,
-    );
-    chunk::finish(
-        descr,
-        level,
-        Some(dictionary),
-        vec![(page, keys.len())],
-        Some(statistics),
     )
 }
 
@@ -250,10 +276,21 @@ mod tests {
                 };
                 col.append_option(v);
                 want.push(v);
+                if i % 128 == 127 {
+                    // a page as the row group fills: the keys go on from the dictionary so far
+                    col.page(&descr, &mut zstd).unwrap();
+                    assert_eq!(col.rows(), i as usize + 1);
+                }
             }
-            // the keys name the values appended, numbered in first-seen order
+            // the keys name the values appended, numbered in first-seen order (the last 44
+            // rows are not paged yet)
             let mut seen: Vec<u64> = Vec::new();
-            for (k, v) in col.keys.iter().zip(&want) {
+            for v in want[..256].iter().flatten() {
+                if !seen.contains(v) {
+                    seen.push(*v);
+                }
+            }
+            for (k, v) in col.keys.iter().zip(&want[256..]) {
                 match v {
                     None => assert_eq!(*k, NULL),
                     Some(v) => {
@@ -266,6 +303,7 @@ mod tests {
                 }
             }
             assert_eq!(col.values, seen);
+            assert_eq!((col.pages.len(), col.rows()), (2, 300));
             let (bytes, close) = col.chunk(&descr, &mut zstd).unwrap();
             assert_eq!(close.rows_written, 300);
             assert_eq!(close.bytes_written, bytes.len() as u64);

@@ -387,7 +387,18 @@ fn own_chunks_have_the_statistics_of_their_rows() {
             };
             assert_eq!(value(stats.min_bytes_opt()), min, "{name} in {rg}");
             assert_eq!(value(stats.max_bytes_opt()), max, "{name} in {rg}");
-            assert_eq!(offsets[col].page_locations().len(), 1, "{name}: one page");
+            // pages encoded as the row group filled, ENCODE_ROWS rows each
+            let pages = offsets[col].page_locations();
+            let rows = group.num_rows() as usize;
+            assert_eq!(
+                pages.len(),
+                rows.div_ceil(writer::ENCODE_ROWS),
+                "{name} in {rg}"
+            );
+            let first_rows: Vec<i64> = pages.iter().map(|p| p.first_row_index).collect();
+            assert!(first_rows
+                .windows(2)
+                .all(|w| w[1] - w[0] == writer::ENCODE_ROWS as i64));
         }
         let payload = group
             .columns()
