@@ -897,6 +897,17 @@ impl Columns {
         self.pay_stat_nulls();
         let d = &self.descrs;
         let z = &mut self.zstd;
+        self.record_type.page(&d[idx::RECORD_TYPE], z)?;
+        self.comm.page(&d[idx::COMM], z)?;
+        self.local_addr.page(&d[idx::LOCAL_ADDR], z)?;
+        self.remote_addr.page(&d[idx::REMOTE_ADDR], z)?;
+        self.direction.page(&d[idx::DIRECTION], z)?;
+        self.role.page(&d[idx::ROLE], z)?;
+        self.syscall.page(&d[idx::SYSCALL], z)?;
+        self.k8s_kind.page(&d[idx::K8S_KIND], z)?;
+        self.k8s_namespace.page(&d[idx::K8S_NAMESPACE], z)?;
+        self.k8s_event.page(&d[idx::K8S_EVENT], z)?;
+        self.stat_name.page(&d[idx::STAT_NAME], z)?;
         self.cpu.page(&d[idx::CPU], z)?;
         self.pid.page(&d[idx::PID], z)?;
         self.tid.page(&d[idx::TID], z)?;

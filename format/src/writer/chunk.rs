@@ -81,6 +81,154 @@ pub(super) fn data_page<T>(
     Ok(CompressedPage::new(page, levels + values.len()))
 }
 
+/// Rows of a dictionary column's data page ([`key_page`]) encoded while its row group
+/// fills: a read pays per page (a header, a zstd frame, a decoder), a row group's close pays
+/// for the rows not in a page yet.
+pub(super) const PAGE_ROWS: usize = 8192;
+
+/// Key of a null row in a dictionary column's keys ([`key_page`]).
+pub(super) const NULL: i32 = -1;
+
+/// The keys of a dictionary column of the open row group: the data pages encoded so far
+/// (with their rows) and the keys not in a page yet.
+#[derive(Default)]
+pub(super) struct KeyPages {
+    /// Each row's key ([`NULL`] for a null), for the rows not in a page yet.
+    keys: Vec<i32>,
+    /// Data pages of the row group so far, with their rows.
+    pages: Vec<(CompressedPage, usize)>,
+    /// Rows in `pages`.
+    paged_rows: usize,
+    /// Nulls in `pages`.
+    paged_nulls: usize,
+}
+
+impl KeyPages {
+    /// Appends a row's key.
+    #[inline]
+    pub(super) fn push(&mut self, key: i32) {
+        self.keys.push(key);
+    }
+
+    /// Appends `n` rows of key `key`.
+    pub(super) fn push_n(&mut self, key: i32, n: usize) {
+        self.keys.resize(self.keys.len() + n, key);
+    }
+
+    /// The keys not in a page yet.
+    #[cfg(test)]
+    pub(super) fn pending(&self) -> &[i32] {
+        &self.keys
+    }
+
+    /// Rows appended since the last [`KeyPages::take`].
+    pub(super) fn rows(&self) -> usize {
+        self.paged_rows + self.keys.len()
+    }
+
+    /// Encodes the keys not in a page yet as a data page once they are [`PAGE_ROWS`] or
+    /// more (the writer calls it as the row group fills, so that its close has at most that
+    /// many rows per column left to encode, not the row group's; each page has the bit
+    /// width of its own largest index, as Parquet allows).
+    pub(super) fn page(&mut self, descr: &ColumnDescPtr, zstd: &mut Compressor) -> Result<()> {
+        if self.keys.len() < PAGE_ROWS {
+            return Ok(());
+        }
+        self.flush_page(descr, zstd)
+    }
+
+    /// Encodes the keys not in a page yet (if any) as a data page.
+    pub(super) fn flush_page(
+        &mut self,
+        descr: &ColumnDescPtr,
+        zstd: &mut Compressor,
+    ) -> Result<()> {
+        if self.keys.is_empty() {
+            return Ok(());
+        }
+        let nulls = self.keys.iter().filter(|&&k| k == NULL).count();
+        let page = key_page(&self.keys, nulls, descr, zstd)?;
+        self.pages.push((page, self.keys.len()));
+        self.paged_rows += self.keys.len();
+        self.paged_nulls += nulls;
+        self.keys.clear();
+        Ok(())
+    }
+
+    /// Every row appended as data pages, with the number of nulls among them; empty again
+    /// after (also on an error).
+    pub(super) fn take(
+        &mut self,
+        descr: &ColumnDescPtr,
+        zstd: &mut Compressor,
+    ) -> Result<(Vec<(CompressedPage, usize)>, usize)> {
+        let done = self.flush_page(descr, zstd);
+        let pages = std::mem::take(&mut self.pages);
+        let nulls = self.paged_nulls;
+        // the keys' capacity stays for the next row group, about as large
+        self.keys.clear();
+        self.paged_rows = 0;
+        self.paged_nulls = 0;
+        done.map(|()| (pages, nulls))
+    }
+}
+
+/// A data page v2 of dictionary `keys` (indexes into the column's dictionary, [`NULL`] for
+/// nulls), of
+/// which `nulls` are null: the indices RLE_DICTIONARY-encoded after the definition levels,
+/// or, when every row of the page is null, PLAIN with levels only (no index refers to a
+/// dictionary the chunk may not have).
+pub(super) fn key_page(
+    keys: &[i32],
+    nulls: usize,
+    descr: &ColumnDescPtr,
+    zstd: &mut Compressor,
+) -> Result<CompressedPage> {
+    let required = descr.max_def_level() == 0;
+    let defined = |k: &i32| *k != NULL;
+    let Some(max) = keys.iter().copied().max().filter(|&k| k != NULL) else {
+        return data_page(keys, defined, nulls, required, Encoding::PLAIN, &[], |d| {
+            zstd.compress(d)
+        });
+    };
+    let width = hybrid::bit_width(max as u32);
+    let mut encoded = vec![width];
+    if nulls == 0 {
+        hybrid::encode_by(keys, |&k| k as u32, width, &mut encoded);
+    } else {
+        let indices: Vec<u32> = keys
+            .iter()
+            .filter(|&&k| k != NULL)
+            .map(|&k| k as u32)
+            .collect();
+        hybrid::encode(&indices, width, &mut encoded);
+    }
+    data_page(
+        keys,
+        defined,
+        nulls,
+        required,
+        Encoding::RLE_DICTIONARY,
+        &encoded,
+        |d| zstd.compress(d),
+    )
+}
+
+/// The PLAIN dictionary page of `values` values whose PLAIN encoding is `plain`.
+pub(super) fn dictionary_page(
+    plain: &[u8],
+    values: usize,
+    zstd: &mut Compressor,
+) -> Result<CompressedPage> {
+    let page = Page::DictionaryPage {
+        buf: Bytes::from(zstd.compress(plain)?),
+        num_values: count(values)?,
+        encoding: Encoding::PLAIN,
+        is_sorted: false,
+    };
+    Ok(CompressedPage::new(page, plain.len()))
+}
+
 /// A page's count field.
 pub(super) fn count(n: usize) -> Result<u32> {
     i32::try_from(n)

@@ -1,6 +1,7 @@
 //! [`DictColumn`]: the writer's low-cardinality text columns (`Dictionary(Int32, Utf8)` in
-//! the schema), buffered as dictionary keys for a whole row group and written as a Parquet
-//! column chunk of their own: a PLAIN dictionary page and one RLE_DICTIONARY data page v2.
+//! the schema), kept as dictionary keys and written as a Parquet column chunk of their own:
+//! RLE_DICTIONARY data pages v2 encoded as the row group fills ([`DictColumn::page`]), and
+//! the PLAIN dictionary page before them when it closes.
 //!
 //! A capture's rows repeat a handful of values (record types, syscall names, a node's
 //! process names and addresses), most often the previous row's. A value equal to the last
@@ -9,8 +10,8 @@
 //! Keys are given in first-seen order over the row group, which is the order in which
 //! Parquet's own dictionary encoder numbers them: the dictionary and the index values are
 //! the ones `ArrowWriter` writes for the same rows (it cuts them into pages of 20,000 rows
-//! and falls back to plain values past a 1 MiB dictionary; here one data page holds the row
-//! group, and a dictionary is at most the row group's rows). What the column no longer pays
+//! and falls back to plain values past a 1 MiB dictionary; here a data page holds
+//! `ENCODE_ROWS` rows, and a dictionary is at most the row group's rows). What the column no longer pays
 //! is that encoder's work per row (a hash of the value, a probe, a compare, and a min/max
 //! update: about 18 % of the writer's CPU at saturation); min and max come from the
 //! dictionary.
@@ -18,28 +19,23 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use parquet::basic::Encoding;
-use parquet::column::page::{CompressedPage, Page};
+use parquet::column::page::CompressedPage;
 use parquet::column::writer::ColumnCloseResult;
 use parquet::data_type::ByteArray;
 use parquet::errors::Result;
 use parquet::file::statistics::Statistics;
 use parquet::schema::types::ColumnDescPtr;
 
-use super::chunk::{self, Compressor};
-use super::hybrid;
+use super::chunk::{self, Compressor, KeyPages, NULL};
 
 /// Dictionary size up to which a miss of the last-value memo scans the values.
 const SCAN_MAX: usize = 8;
 
-/// Key of a null row.
-const NULL: i32 = -1;
-
 /// One `Dictionary(Int32, Utf8)` column of the open row group.
 #[derive(Default)]
 pub(super) struct DictColumn {
-    /// Each row's key ([`NULL`] for a null), for every row of the row group so far.
-    keys: Vec<i32>,
+    /// The rows' keys, paged as the row group fills.
+    keys: KeyPages,
     /// Each value's text, in key order (the scan and the dictionary page) ...
     texts: Vec<Box<str>>,
     /// ... and by text, once the dictionary outgrows the scan.
@@ -83,12 +79,18 @@ impl DictColumn {
 
     /// Appends `n` nulls.
     pub(super) fn append_nulls(&mut self, n: usize) {
-        self.keys.resize(self.keys.len() + n, NULL);
+        self.keys.push_n(NULL, n);
     }
 
     /// Rows appended since the last chunk.
     pub(super) fn rows(&self) -> usize {
-        self.keys.len()
+        self.keys.rows()
+    }
+
+    /// Encodes a data page of the rows not in one yet once there are enough
+    /// ([`KeyPages::page`]).
+    pub(super) fn page(&mut self, descr: &ColumnDescPtr, zstd: &mut Compressor) -> Result<()> {
+        self.keys.page(descr, zstd)
     }
 
     /// The key of `v`, added to the dictionary if new.
@@ -115,17 +117,18 @@ impl DictColumn {
     }
 
     /// The rows appended so far as a column chunk of `descr` (the bytes, with offsets from
-    /// their start, for `SerializedRowGroupWriter::append_column`); the column starts over
-    /// empty for the next row group.
+    /// their start, for `SerializedRowGroupWriter::append_column`): a PLAIN dictionary page
+    /// of the values (none when every row is null) and the data pages; the column starts
+    /// over empty for the next row group.
     pub(super) fn chunk(
         &mut self,
         descr: &ColumnDescPtr,
         zstd: &mut Compressor,
     ) -> Result<(Bytes, ColumnCloseResult)> {
-        let chunk = encode_chunk(&self.texts, &self.keys, descr, zstd);
-        // the capacity stays for the next row group, about as large (fresh pages would be
-        // faulted in and zeroed again)
-        self.keys.clear();
+        let chunk = self
+            .keys
+            .take(descr, zstd)
+            .and_then(|(pages, nulls)| finish_chunk(&self.texts, pages, nulls, descr, zstd));
         self.texts.clear();
         self.index.clear();
         self.last = None;
@@ -133,62 +136,26 @@ impl DictColumn {
     }
 }
 
-/// The column chunk of `keys` (indexes into `texts`, [`NULL`] for nulls): a PLAIN dictionary
-/// page of `texts` and one data page v2 of the indices (RLE_DICTIONARY) after the definition
-/// levels; no dictionary page and a PLAIN data page of levels only when every row is null.
-/// zstd like the file's other columns; statistics: min, max, null count.
-fn encode_chunk(
+/// The column chunk of the data `pages` (with `nulls` nulls in all) of a dictionary of
+/// `texts`: a PLAIN dictionary page first when there are values; statistics: min, max,
+/// null count. zstd like the file's other columns.
+fn finish_chunk(
     texts: &[Box<str>],
-    keys: &[i32],
+    pages: Vec<(CompressedPage, usize)>,
+    nulls: usize,
     descr: &ColumnDescPtr,
     zstd: &mut Compressor,
 ) -> Result<(Bytes, ColumnCloseResult)> {
-    let level = zstd.level();
-    let nulls = keys.iter().filter(|&&k| k == NULL).count();
-    let required = descr.max_def_level() == 0;
-    let defined = |k: &i32| *k != NULL;
-    if texts.is_empty() {
-        let page = chunk::data_page(keys, defined, nulls, required, Encoding::PLAIN, &[], |d| {
-            zstd.compress(d)
-        })?;
-        let statistics = Statistics::new::<ByteArray>(None, None, None, Some(nulls as u64), false);
-        return chunk::finish(
-            descr,
-            level,
-            None,
-            vec![(page, keys.len())],
-            Some(statistics),
-        );
-    }
-    let mut plain = Vec::with_capacity(texts.iter().map(|t| 4 + t.len()).sum());
-    for t in texts {
-        plain.extend_from_slice(&(t.len() as u32).to_le_bytes());
-        plain.extend_from_slice(t.as_bytes());
-    }
-    let dictionary = Page::DictionaryPage {
-        buf: Bytes::from(zstd.compress(&plain)?),
-        num_values: chunk::count(texts.len())?,
-        encoding: Encoding::PLAIN,
-        is_sorted: false,
+    let dictionary = if texts.is_empty() {
+        None
+    } else {
+        let mut plain = Vec::with_capacity(texts.iter().map(|t| 4 + t.len()).sum());
+        for t in texts {
+            plain.extend_from_slice(&(t.len() as u32).to_le_bytes());
+            plain.extend_from_slice(t.as_bytes());
+        }
+        Some(chunk::dictionary_page(&plain, texts.len(), zstd)?)
     };
-    let dictionary = CompressedPage::new(dictionary, plain.len());
-    let width = hybrid::bit_width(texts.len() as u32 - 1);
-    let mut values = vec![width];
-    let indices: Vec<u32> = keys
-        .iter()
-        .filter(|&&k| k != NULL)
-        .map(|&k| k as u32)
-        .collect();
-    hybrid::encode(&indices, width, &mut values);
-    let page = chunk::data_page(
-        keys,
-        defined,
-        nulls,
-        required,
-        Encoding::RLE_DICTIONARY,
-        &values,
-        |d| zstd.compress(d),
-    )?;
     let bytes = |t: &str| ByteArray::from(t.as_bytes().to_vec());
     let statistics = Statistics::new(
         texts.iter().min().map(|t| bytes(t)),
@@ -197,13 +164,7 @@ fn encode_chunk(
         Some(nulls as u64),
         false,
     );
-    chunk::finish(
-        descr,
-        level,
-        Some(dictionary),
-        vec![(page, keys.len())],
-        Some(statistics),
-    )
+    chunk::finish(descr, zstd.level(), dictionary, pages, Some(statistics))
 }
 
 #[cfg(test)]
@@ -219,6 +180,7 @@ mod tests {
         fn to_array(&self) -> DictionaryArray<Int32Type> {
             let keys: Int32Array = self
                 .keys
+                .pending()
                 .iter()
                 .map(|&k| (k != NULL).then_some(k))
                 .collect();

@@ -19,21 +19,15 @@ use std::hash::Hash;
 use foldhash::{HashMap, HashMapExt};
 
 use bytes::Bytes;
-use parquet::basic::Encoding;
-use parquet::column::page::{CompressedPage, Page};
 use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::Result;
 use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::schema::types::ColumnDescPtr;
 
-use super::chunk::{self, Compressor};
-use super::hybrid;
+use super::chunk::{self, Compressor, KeyPages, NULL};
 
 /// Dictionary size up to which a miss of the last-value memo scans the values.
 const SCAN_MAX: usize = 8;
-
-/// Key of a null row.
-const NULL: i32 = -1;
 
 /// An integer type of a capture column and the Parquet physical type that stores it
 /// (INT32 for 8- to 32-bit integers, INT64 for 64-bit ones, two's complement bits).
@@ -70,14 +64,8 @@ int_value!(u8 => i32, Int32; u16 => i32, Int32; u32 => i32, Int32; u64 => i64, I
 
 /// One integer column of the open row group.
 pub(super) struct IntColumn<T> {
-    /// Each row's key ([`NULL`] for a null), for the rows not in a page yet.
-    keys: Vec<i32>,
-    /// Data pages of the row group so far, with their rows ([`IntColumn::page`]).
-    pages: Vec<(CompressedPage, usize)>,
-    /// Rows in `pages`.
-    paged_rows: usize,
-    /// Nulls in `pages`.
-    paged_nulls: usize,
+    /// The rows' keys, paged as the row group fills.
+    keys: KeyPages,
     /// Each value, in key order (the scan and the dictionary page) ...
     values: Vec<T>,
     /// ... and by value, once the dictionary outgrows the scan (foldhash, seeded per
@@ -91,10 +79,7 @@ impl<T: IntValue> IntColumn<T> {
     /// A new, empty column.
     pub(super) fn new() -> Self {
         IntColumn {
-            keys: Vec::new(),
-            pages: Vec::new(),
-            paged_rows: 0,
-            paged_nulls: 0,
+            keys: KeyPages::default(),
             values: Vec::new(),
             index: HashMap::new(),
             last: None,
@@ -127,24 +112,13 @@ impl<T: IntValue> IntColumn<T> {
 
     /// Rows appended since the last chunk.
     pub(super) fn rows(&self) -> usize {
-        self.paged_rows + self.keys.len()
+        self.keys.rows()
     }
 
-    /// Encodes the rows appended since the last page as a data page of the open row group
-    /// (the writer calls it as the row group fills, so that its close has one page per
-    /// column left to encode, not the row group's; each page has the bit width of its own
-    /// largest key, as Parquet allows).
+    /// Encodes a data page of the rows not in one yet once there are enough
+    /// ([`KeyPages::page`]).
     pub(super) fn page(&mut self, descr: &ColumnDescPtr, zstd: &mut Compressor) -> Result<()> {
-        if self.keys.is_empty() {
-            return Ok(());
-        }
-        let nulls = self.keys.iter().filter(|&&k| k == NULL).count();
-        let page = data_page(&self.keys, nulls, descr, zstd)?;
-        self.pages.push((page, self.keys.len()));
-        self.paged_rows += self.keys.len();
-        self.paged_nulls += nulls;
-        self.keys.clear();
-        Ok(())
+        self.keys.page(descr, zstd)
     }
 
     /// The key of `v`, added to the dictionary if new.
@@ -179,9 +153,7 @@ impl<T: IntValue> IntColumn<T> {
         descr: &ColumnDescPtr,
         zstd: &mut Compressor,
     ) -> Result<(Bytes, ColumnCloseResult)> {
-        let chunk = self.page(descr, zstd).and_then(|()| {
-            let pages = std::mem::take(&mut self.pages);
-            let nulls = self.paged_nulls as u64;
+        let chunk = self.keys.take(descr, zstd).and_then(|(pages, nulls)| {
             let dictionary = if self.values.is_empty() {
                 None
             } else {
@@ -189,70 +161,20 @@ impl<T: IntValue> IntColumn<T> {
                 for &v in &self.values {
                     v.plain(&mut plain);
                 }
-                let page = Page::DictionaryPage {
-                    buf: Bytes::from(zstd.compress(&plain)?),
-                    num_values: chunk::count(self.values.len())?,
-                    encoding: Encoding::PLAIN,
-                    is_sorted: false,
-                };
-                Some(CompressedPage::new(page, plain.len()))
+                Some(chunk::dictionary_page(&plain, self.values.len(), zstd)?)
             };
             let statistics = T::statistics(
                 self.values.iter().min().copied(),
                 self.values.iter().max().copied(),
-                nulls,
+                nulls as u64,
             );
             chunk::finish(descr, zstd.level(), dictionary, pages, Some(statistics))
         });
-        self.keys.clear();
-        self.pages.clear();
-        self.paged_rows = 0;
-        self.paged_nulls = 0;
         self.values.clear();
         self.index.clear();
         self.last = None;
         chunk
     }
-}
-
-/// A data page v2 of `keys` (indexes into the column's dictionary, [`NULL`] for nulls), of
-/// which `nulls` are null: the indices RLE_DICTIONARY-encoded after the definition levels,
-/// or, when every row of the page is null, PLAIN with levels only (no index refers to a
-/// dictionary the chunk may not have).
-fn data_page(
-    keys: &[i32],
-    nulls: usize,
-    descr: &ColumnDescPtr,
-    zstd: &mut Compressor,
-) -> Result<CompressedPage> {
-    let required = descr.max_def_level() == 0;
-    let defined = |k: &i32| *k != NULL;
-    let Some(max) = keys.iter().copied().max().filter(|&k| k != NULL) else {
-        return chunk::data_page(keys, defined, nulls, required, Encoding::PLAIN, &[], |d| {
-            zstd.compress(d)
-        });
-    };
-    let width = hybrid::bit_width(max as u32);
-    let mut encoded = vec![width];
-    if nulls == 0 {
-        hybrid::encode_by(keys, |&k| k as u32, width, &mut encoded);
-    } else {
-        let indices: Vec<u32> = keys
-            .iter()
-            .filter(|&&k| k != NULL)
-            .map(|&k| k as u32)
-            .collect();
-        hybrid::encode(&indices, width, &mut encoded);
-    }
-    chunk::data_page(
-        keys,
-        defined,
-        nulls,
-        required,
-        Encoding::RLE_DICTIONARY,
-        &encoded,
-        |d| zstd.compress(d),
-    )
 }
 
 #[cfg(test)]
@@ -278,7 +200,7 @@ mod tests {
                 want.push(v);
                 if i % 128 == 127 {
                     // a page as the row group fills: the keys go on from the dictionary so far
-                    col.page(&descr, &mut zstd).unwrap();
+                    col.keys.flush_page(&descr, &mut zstd).unwrap();
                     assert_eq!(col.rows(), i as usize + 1);
                 }
             }
@@ -290,7 +212,7 @@ mod tests {
                     seen.push(*v);
                 }
             }
-            for (k, v) in col.keys.iter().zip(&want[256..]) {
+            for (k, v) in col.keys.pending().iter().zip(&want[256..]) {
                 match v {
                     None => assert_eq!(*k, NULL),
                     Some(v) => {
@@ -303,7 +225,7 @@ mod tests {
                 }
             }
             assert_eq!(col.values, seen);
-            assert_eq!((col.pages.len(), col.rows()), (2, 300));
+            assert_eq!((col.keys.pending().len(), col.rows()), (44, 300));
             let (bytes, close) = col.chunk(&descr, &mut zstd).unwrap();
             assert_eq!(close.rows_written, 300);
             assert_eq!(close.bytes_written, bytes.len() as u64);

@@ -302,6 +302,8 @@ fn own_chunks_have_the_statistics_of_their_rows() {
         "k8s_event",
         "stat_name",
     ];
+    // the dictionary columns' pages: 8,192 rows (writer/chunk.rs, PAGE_ROWS)
+    const PAGE_ROWS: usize = 8192;
     // (name, signed)
     let ints = [
         ("cpu", false),
@@ -358,7 +360,9 @@ fn own_chunks_have_the_statistics_of_their_rows() {
             let text = |b: Option<&[u8]>| b.map(|b| String::from_utf8(b.to_vec()).unwrap());
             assert_eq!(text(stats.min_bytes_opt()), min, "{name} in {rg}");
             assert_eq!(text(stats.max_bytes_opt()), max, "{name} in {rg}");
-            assert_eq!(offsets[col].page_locations().len(), 1, "{name}: one page");
+            let rows = group.num_rows() as usize;
+            let pages = offsets[col].page_locations().len();
+            assert_eq!(pages, rows.div_ceil(PAGE_ROWS), "{name} in {rg}");
         }
         // the integer columns: min / max by the column's own order (unsigned ones unsigned)
         for (name, signed) in ints {
@@ -387,18 +391,14 @@ fn own_chunks_have_the_statistics_of_their_rows() {
             };
             assert_eq!(value(stats.min_bytes_opt()), min, "{name} in {rg}");
             assert_eq!(value(stats.max_bytes_opt()), max, "{name} in {rg}");
-            // pages encoded as the row group filled, ENCODE_ROWS rows each
+            // pages encoded as the row group filled, PAGE_ROWS rows each
             let pages = offsets[col].page_locations();
             let rows = group.num_rows() as usize;
-            assert_eq!(
-                pages.len(),
-                rows.div_ceil(writer::ENCODE_ROWS),
-                "{name} in {rg}"
-            );
+            assert_eq!(pages.len(), rows.div_ceil(PAGE_ROWS), "{name} in {rg}");
             let first_rows: Vec<i64> = pages.iter().map(|p| p.first_row_index).collect();
             assert!(first_rows
                 .windows(2)
-                .all(|w| w[1] - w[0] == writer::ENCODE_ROWS as i64));
+                .all(|w| w[1] - w[0] == PAGE_ROWS as i64));
         }
         let payload = group
             .columns()
