@@ -10,9 +10,9 @@
 //! took 2–7 ms of one core at 20 k events/s).
 //!
 //! The dictionary text columns (`writer/dict.rs`) and the integer columns of socket rows
-//! (`writer/ints.rs`: keys kept for the row group, written at its close) and `payload`
-//! (`writer/payload.rs`: pages compressed as they fill, by one zstd context) are encoded by
-//! the writer itself: Parquet's encoders hashed every value again and offer no zstd
+//! (`writer/ints.rs`: key pages encoded as the row group fills, the dictionary at its close)
+//! and `payload` (`writer/payload.rs`: pages compressed as they fill, by one zstd context)
+//! are encoded by the writer itself: Parquet's encoders hashed every value again and offer no zstd
 //! setting but the level (docs/capture-format.md has the figures). `ts_ns`, the k8s text
 //! columns and `stat_value` go through Parquet's Arrow column writers.
 //!
@@ -676,6 +676,40 @@ struct Columns {
     stat_nulls: usize,
 }
 
+/// The columns of `$c` (a [`Columns`]) that the writer encodes itself as dictionary
+/// columns, with their schema indexes, in schema order (the order in which a row group
+/// takes its columns): the text columns and the integer columns of socket rows. A macro,
+/// not a method, so that the caller can use the other fields (the zstd context, `payload`)
+/// beside these borrows.
+macro_rules! own_columns {
+    ($c:expr) => {
+        [
+            (idx::RECORD_TYPE, &mut $c.record_type as &mut dyn OwnChunk),
+            (idx::CPU, &mut $c.cpu),
+            (idx::PID, &mut $c.pid),
+            (idx::TID, &mut $c.tid),
+            (idx::COMM, &mut $c.comm),
+            (idx::CGROUP_ID, &mut $c.cgroup_id),
+            (idx::CONN_ID, &mut $c.conn_id),
+            (idx::FAMILY, &mut $c.family),
+            (idx::LOCAL_ADDR, &mut $c.local_addr),
+            (idx::LOCAL_PORT, &mut $c.local_port),
+            (idx::REMOTE_ADDR, &mut $c.remote_addr),
+            (idx::REMOTE_PORT, &mut $c.remote_port),
+            (idx::DIRECTION, &mut $c.direction),
+            (idx::ROLE, &mut $c.role),
+            (idx::SYSCALL, &mut $c.syscall),
+            (idx::RET, &mut $c.ret),
+            (idx::CAP_LEN, &mut $c.cap_len),
+            (idx::FLAGS, &mut $c.flags),
+            (idx::K8S_KIND, &mut $c.k8s_kind),
+            (idx::K8S_NAMESPACE, &mut $c.k8s_namespace),
+            (idx::K8S_EVENT, &mut $c.k8s_event),
+            (idx::STAT_NAME, &mut $c.stat_name),
+        ]
+    };
+}
+
 impl Columns {
     fn new(zstd: ZstdLevel) -> parquet::errors::Result<Self> {
         let descrs = parquet::arrow::ArrowSchemaConverter::new()
@@ -890,35 +924,15 @@ impl Columns {
     }
 
     /// Encodes the rows not yet encoded into the row group's column `writers` (schema
-    /// order) and empties the builders; the dictionary text columns keep their keys until
+    /// order) and empties the builders; the dictionary columns encode a page of their keys
+    /// once they have enough ([`OwnChunk::page`]) and keep their dictionaries until
     /// [`Columns::write_row_group`].
     fn encode(&mut self, writers: &mut [ArrowColumnWriter]) -> parquet::errors::Result<()> {
         self.pay_k8s_nulls();
         self.pay_stat_nulls();
-        let d = &self.descrs;
-        let z = &mut self.zstd;
-        self.record_type.page(&d[idx::RECORD_TYPE], z)?;
-        self.comm.page(&d[idx::COMM], z)?;
-        self.local_addr.page(&d[idx::LOCAL_ADDR], z)?;
-        self.remote_addr.page(&d[idx::REMOTE_ADDR], z)?;
-        self.direction.page(&d[idx::DIRECTION], z)?;
-        self.role.page(&d[idx::ROLE], z)?;
-        self.syscall.page(&d[idx::SYSCALL], z)?;
-        self.k8s_kind.page(&d[idx::K8S_KIND], z)?;
-        self.k8s_namespace.page(&d[idx::K8S_NAMESPACE], z)?;
-        self.k8s_event.page(&d[idx::K8S_EVENT], z)?;
-        self.stat_name.page(&d[idx::STAT_NAME], z)?;
-        self.cpu.page(&d[idx::CPU], z)?;
-        self.pid.page(&d[idx::PID], z)?;
-        self.tid.page(&d[idx::TID], z)?;
-        self.cgroup_id.page(&d[idx::CGROUP_ID], z)?;
-        self.conn_id.page(&d[idx::CONN_ID], z)?;
-        self.family.page(&d[idx::FAMILY], z)?;
-        self.local_port.page(&d[idx::LOCAL_PORT], z)?;
-        self.remote_port.page(&d[idx::REMOTE_PORT], z)?;
-        self.ret.page(&d[idx::RET], z)?;
-        self.cap_len.page(&d[idx::CAP_LEN], z)?;
-        self.flags.page(&d[idx::FLAGS], z)?;
+        for (i, col) in own_columns!(self) {
+            col.page(&self.descrs[i], &mut self.zstd)?;
+        }
         let ts = std::mem::replace(&mut self.ts_ns, Vec::with_capacity(self.rows));
         let columns: [(usize, ArrayRef); 5] = [
             (idx::TS_NS, Arc::new(UInt64Array::from(ts))),
@@ -956,33 +970,7 @@ impl Columns {
         let columns: Vec<_> = file.schema_descr().columns().to_vec();
         let mut group = file.next_row_group()?;
         let payload = &mut self.payload;
-        let mut own: [(usize, &mut dyn OwnChunk); 22] = [
-            (idx::RECORD_TYPE, &mut self.record_type),
-            (idx::CPU, &mut self.cpu),
-            (idx::PID, &mut self.pid),
-            (idx::TID, &mut self.tid),
-            (idx::COMM, &mut self.comm),
-            (idx::CGROUP_ID, &mut self.cgroup_id),
-            (idx::CONN_ID, &mut self.conn_id),
-            (idx::FAMILY, &mut self.family),
-            (idx::LOCAL_ADDR, &mut self.local_addr),
-            (idx::LOCAL_PORT, &mut self.local_port),
-            (idx::REMOTE_ADDR, &mut self.remote_addr),
-            (idx::REMOTE_PORT, &mut self.remote_port),
-            (idx::DIRECTION, &mut self.direction),
-            (idx::ROLE, &mut self.role),
-            (idx::SYSCALL, &mut self.syscall),
-            (idx::RET, &mut self.ret),
-            (idx::CAP_LEN, &mut self.cap_len),
-            (idx::FLAGS, &mut self.flags),
-            (idx::K8S_KIND, &mut self.k8s_kind),
-            (idx::K8S_NAMESPACE, &mut self.k8s_namespace),
-            (idx::K8S_EVENT, &mut self.k8s_event),
-            (idx::STAT_NAME, &mut self.stat_name),
-        ];
-        // in schema order, as the row group takes its columns
-        own.sort_unstable_by_key(|(i, _)| *i);
-        let mut dicts = own.into_iter().peekable();
+        let mut dicts = own_columns!(self).into_iter().peekable();
         for (i, writer) in writers.into_iter().enumerate() {
             match dicts.next_if(|(c, _)| *c == i) {
                 Some((_, col)) => {
@@ -1011,6 +999,13 @@ impl Columns {
 trait OwnChunk {
     /// Rows appended since the last chunk.
     fn rows(&self) -> usize;
+    /// Encodes a data page of the rows not in one yet once there are enough (as the row
+    /// group fills).
+    fn page(
+        &mut self,
+        descr: &ColumnDescPtr,
+        zstd: &mut chunk::Compressor,
+    ) -> parquet::errors::Result<()>;
     /// Those rows as a column chunk of `descr`; the column starts over empty.
     fn chunk(
         &mut self,
@@ -1022,6 +1017,13 @@ trait OwnChunk {
 impl OwnChunk for dict::DictColumn {
     fn rows(&self) -> usize {
         dict::DictColumn::rows(self)
+    }
+    fn page(
+        &mut self,
+        descr: &ColumnDescPtr,
+        zstd: &mut chunk::Compressor,
+    ) -> parquet::errors::Result<()> {
+        dict::DictColumn::page(self, descr, zstd)
     }
     fn chunk(
         &mut self,
@@ -1035,6 +1037,13 @@ impl OwnChunk for dict::DictColumn {
 impl<T: IntValue> OwnChunk for IntColumn<T> {
     fn rows(&self) -> usize {
         IntColumn::rows(self)
+    }
+    fn page(
+        &mut self,
+        descr: &ColumnDescPtr,
+        zstd: &mut chunk::Compressor,
+    ) -> parquet::errors::Result<()> {
+        IntColumn::page(self, descr, zstd)
     }
     fn chunk(
         &mut self,

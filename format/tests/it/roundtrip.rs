@@ -235,37 +235,36 @@ fn encoded_rows_are_not_flushed_rows_until_the_row_group_closes() {
     );
 }
 
+/// The index of column `name` in a row group.
+fn column_of(group: &parquet::file::metadata::RowGroupMetaData, name: &str) -> usize {
+    group
+        .columns()
+        .iter()
+        .position(|c| c.column_path().string() == name)
+        .unwrap()
+}
+
 /// The values of an integer column of the capture schema, widened.
 fn int_values(a: &dyn arrow_array::Array) -> Vec<Option<i128>> {
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Int64Type, UInt16Type, UInt32Type, UInt64Type, UInt8Type};
+    use arrow_array::ArrowPrimitiveType;
     use arrow_schema::DataType;
+    fn widen<T: ArrowPrimitiveType>(a: &dyn arrow_array::Array) -> Vec<Option<i128>>
+    where
+        T::Native: Into<i128>,
+    {
+        a.as_primitive::<T>()
+            .iter()
+            .map(|v| v.map(Into::into))
+            .collect()
+    }
     match a.data_type() {
-        DataType::UInt8 => a
-            .as_primitive::<UInt8Type>()
-            .iter()
-            .map(|v| v.map(i128::from))
-            .collect(),
-        DataType::UInt16 => a
-            .as_primitive::<UInt16Type>()
-            .iter()
-            .map(|v| v.map(i128::from))
-            .collect(),
-        DataType::UInt32 => a
-            .as_primitive::<UInt32Type>()
-            .iter()
-            .map(|v| v.map(i128::from))
-            .collect(),
-        DataType::UInt64 => a
-            .as_primitive::<UInt64Type>()
-            .iter()
-            .map(|v| v.map(i128::from))
-            .collect(),
-        DataType::Int64 => a
-            .as_primitive::<Int64Type>()
-            .iter()
-            .map(|v| v.map(i128::from))
-            .collect(),
+        DataType::UInt8 => widen::<UInt8Type>(a),
+        DataType::UInt16 => widen::<UInt16Type>(a),
+        DataType::UInt32 => widen::<UInt32Type>(a),
+        DataType::UInt64 => widen::<UInt64Type>(a),
+        DataType::Int64 => widen::<Int64Type>(a),
         t => panic!("not an integer column: {t}"),
     }
 }
@@ -335,11 +334,7 @@ fn own_chunks_have_the_statistics_of_their_rows() {
             .unwrap();
         let group = meta.row_group(rg);
         for name in texts {
-            let col = group
-                .columns()
-                .iter()
-                .position(|c| c.column_path().string() == name)
-                .unwrap();
+            let col = column_of(group, name);
             let (mut nulls, mut min, mut max) = (0u64, None::<String>, None::<String>);
             for b in &batches {
                 let a = b.column_by_name(name).unwrap().as_dictionary::<Int32Type>();
@@ -366,11 +361,7 @@ fn own_chunks_have_the_statistics_of_their_rows() {
         }
         // the integer columns: min / max by the column's own order (unsigned ones unsigned)
         for (name, signed) in ints {
-            let col = group
-                .columns()
-                .iter()
-                .position(|c| c.column_path().string() == name)
-                .unwrap();
+            let col = column_of(group, name);
             let (mut nulls, mut min, mut max) = (0u64, None::<i128>, None::<i128>);
             for b in &batches {
                 let a = b.column_by_name(name).unwrap();
@@ -400,11 +391,7 @@ fn own_chunks_have_the_statistics_of_their_rows() {
                 .windows(2)
                 .all(|w| w[1] - w[0] == PAGE_ROWS as i64));
         }
-        let payload = group
-            .columns()
-            .iter()
-            .position(|c| c.column_path().string() == "payload")
-            .unwrap();
+        let payload = column_of(group, "payload");
         let pages = offsets[payload].page_locations();
         assert!(pages.len() > 1, "payload pages in {rg}: {}", pages.len());
         let first_rows: Vec<i64> = pages.iter().map(|p| p.first_row_index).collect();

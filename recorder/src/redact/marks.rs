@@ -1,9 +1,10 @@
 //! [`Marks`]: where a payload's line ends (CR, LF) and colons are, as bit masks of 64-byte
 //! blocks computed when first asked for, so that the HTTP/1 tokenizer's whole-line path
 //! finds a header line's end and its first ':' with a shift and a count of trailing zeros
-//! instead of two `memchr` calls per line (a header line is 20–60 bytes: a `memchr` call's
-//! set-up cost more than the scan; on a saturated nginx's payloads the two calls were a
-//! third of the redactor's instructions).
+//! instead of two `memchr` calls per line (a header line is 20–60 bytes, shorter than what
+//! `memchr`'s set-up pays off for; on a saturated nginx's payloads the two calls were a
+//! third of the redactor's instructions, and the masks, about as many instructions per
+//! line, ran faster in each of three paired runs: bench/results.md, session 21).
 //!
 //! On x86_64 a block takes four SSE2 loads and compares (SSE2 is in every x86_64 CPU);
 //! elsewhere a byte loop gives the same masks.
