@@ -174,10 +174,9 @@ impl KeyPages {
 }
 
 /// A data page v2 of dictionary `keys` (indexes into the column's dictionary, [`NULL`] for
-/// nulls), of
-/// which `nulls` are null: the indices RLE_DICTIONARY-encoded after the definition levels,
-/// or, when every row of the page is null, PLAIN with levels only (no index refers to a
-/// dictionary the chunk may not have).
+/// nulls), of which `nulls` are null: the indices RLE_DICTIONARY-encoded after the
+/// definition levels, or, when every row of the page is null, PLAIN with levels only (no
+/// index refers to a dictionary the chunk may not have).
 pub(super) fn key_page(
     keys: &[i32],
     nulls: usize,

@@ -1,8 +1,8 @@
 //! [`IntColumn`]: the writer's integer columns of socket rows (`cpu`, `pid`, `tid`,
-//! `cgroup_id`, `conn_id`, `family`, the ports, `ret`, `cap_len`, `flags`), buffered as
-//! dictionary keys for a whole row group and written as column chunks of their own, as
-//! [`super::dict`] does for the text columns: a PLAIN dictionary page and one
-//! RLE_DICTIONARY data page v2.
+//! `cgroup_id`, `conn_id`, `family`, the ports, `ret`, `cap_len`, `flags`), kept as
+//! dictionary keys and written as column chunks of their own, as [`super::dict`] does for
+//! the text columns: RLE_DICTIONARY data pages v2 encoded as the row group fills
+//! ([`KeyPages`]) and a PLAIN dictionary page before them at its close.
 //!
 //! Parquet's column writer hashed every value of these columns into its dictionary
 //! (`Interner::intern`: 13 % of the writer's instructions on a saturated nginx's rows, with
