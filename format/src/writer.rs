@@ -9,11 +9,11 @@
 //! row in one burst (a recorder beside a latency-sensitive pod: a second's rows in one go
 //! took 2–7 ms of one core at 20 k events/s).
 //!
-//! The dictionary text columns (`writer/dict.rs`) and the integer columns of socket rows
-//! (`writer/ints.rs`: key pages encoded as the row group fills, the dictionary at its close)
-//! and `payload` (`writer/payload.rs`: pages compressed as they fill, by one zstd context)
-//! are encoded by the writer itself: Parquet's encoders hashed every value again and offer no zstd
-//! setting but the level (docs/capture-format.md has the figures). `ts_ns`, the k8s text
+//! The dictionary text columns and the integer columns of socket rows (`writer/dict.rs`:
+//! key pages encoded as the row group fills, the dictionary at its close) and `payload`
+//! (`writer/payload.rs`: pages compressed as they fill, by one zstd context) are encoded by
+//! the writer itself: Parquet's encoders hashed every value again and offer no zstd setting
+//! but the level (docs/capture-format.md has the figures). `ts_ns`, the k8s text
 //! columns and `stat_value` go through Parquet's Arrow column writers.
 //!
 //! # Crash safety
@@ -62,14 +62,13 @@ use crate::error::{FormatError, Result};
 use crate::model::{FileMeta, Record, RecordType, SocketMeta};
 use crate::schema::{self, col, idx, meta_key};
 use crate::sidecar::SidecarWriter;
-use ints::{IntColumn, IntValue};
+use dict::{DictColumn, DictValue};
 use parquet::column::writer::ColumnCloseResult;
 use parquet::schema::types::ColumnDescPtr;
 
 mod chunk;
 mod dict;
 mod hybrid;
-mod ints;
 mod payload;
 
 /// How the writer cuts row groups and segments. `WriterOptions::default()` is what the
@@ -393,7 +392,8 @@ impl CaptureWriter {
                 seg.open.insert(writers)
             }
         };
-        self.buf.encode(writers).map_err(werr)?;
+        let columns = seg.writer.schema_descr().columns();
+        self.buf.encode(writers, columns).map_err(werr)?;
         let e = &mut self.encoded;
         e.rows += rows;
         e.payload_bytes += payload_bytes;
@@ -618,8 +618,6 @@ fn create_private(path: &Path) -> Result<File> {
     Ok(file)
 }
 
-type DictBuilder = dict::DictColumn;
-
 /// Buffered rows encoded into the open row group at a time (see the module doc).
 pub const ENCODE_ROWS: usize = 2048;
 
@@ -636,38 +634,35 @@ struct Columns {
     /// The address of the last local / remote address value appended (its dictionary key
     /// is the column's last key).
     last_ip: [Option<std::net::IpAddr>; 2],
-    record_type: DictBuilder,
+    record_type: DictColumn<String>,
     ts_ns: Vec<u64>,
-    cpu: IntColumn<u32>,
-    pid: IntColumn<u32>,
-    tid: IntColumn<u32>,
-    comm: DictBuilder,
-    cgroup_id: IntColumn<u64>,
-    conn_id: IntColumn<u64>,
-    family: IntColumn<u8>,
-    local_addr: DictBuilder,
-    local_port: IntColumn<u16>,
-    remote_addr: DictBuilder,
-    remote_port: IntColumn<u16>,
-    direction: DictBuilder,
-    role: DictBuilder,
-    syscall: DictBuilder,
-    ret: IntColumn<i64>,
-    cap_len: IntColumn<u32>,
+    cpu: DictColumn<u32>,
+    pid: DictColumn<u32>,
+    tid: DictColumn<u32>,
+    comm: DictColumn<String>,
+    cgroup_id: DictColumn<u64>,
+    conn_id: DictColumn<u64>,
+    family: DictColumn<u8>,
+    local_addr: DictColumn<String>,
+    local_port: DictColumn<u16>,
+    remote_addr: DictColumn<String>,
+    remote_port: DictColumn<u16>,
+    direction: DictColumn<String>,
+    role: DictColumn<String>,
+    syscall: DictColumn<String>,
+    ret: DictColumn<i64>,
+    cap_len: DictColumn<u32>,
     payload: payload::PayloadColumn,
     /// The zstd context of the dictionary columns' pages.
     zstd: chunk::Compressor,
-    /// The Parquet columns of the schema (the integer columns' pages are encoded as the
-    /// row group fills).
-    descrs: Vec<ColumnDescPtr>,
-    flags: IntColumn<u32>,
-    k8s_kind: DictBuilder,
+    flags: DictColumn<u32>,
+    k8s_kind: DictColumn<String>,
     k8s_uid: StringBuilder,
-    k8s_namespace: DictBuilder,
+    k8s_namespace: DictColumn<String>,
     k8s_name: StringBuilder,
-    k8s_event: DictBuilder,
+    k8s_event: DictColumn<String>,
     k8s_json: StringBuilder,
-    stat_name: DictBuilder,
+    stat_name: DictColumn<String>,
     stat_value: UInt64Builder,
     /// Nulls owed to the six k8s columns and to the two stats columns: most rows are socket
     /// rows, null in all eight, which are appended as one run each (before the group's next
@@ -712,47 +707,42 @@ macro_rules! own_columns {
 
 impl Columns {
     fn new(zstd: ZstdLevel) -> parquet::errors::Result<Self> {
-        let descrs = parquet::arrow::ArrowSchemaConverter::new()
-            .convert(&schema::schema())?
-            .columns()
-            .to_vec();
         Ok(Columns {
             rows: 0,
             payload_bytes: 0,
             addr_text: std::collections::HashMap::new(),
             last_ip: [None; 2],
-            record_type: DictBuilder::new(),
+            record_type: DictColumn::new(),
             ts_ns: Vec::new(),
-            cpu: IntColumn::new(),
-            pid: IntColumn::new(),
-            tid: IntColumn::new(),
-            comm: DictBuilder::new(),
-            cgroup_id: IntColumn::new(),
-            conn_id: IntColumn::new(),
-            family: IntColumn::new(),
-            local_addr: DictBuilder::new(),
-            local_port: IntColumn::new(),
-            remote_addr: DictBuilder::new(),
-            remote_port: IntColumn::new(),
-            direction: DictBuilder::new(),
-            role: DictBuilder::new(),
-            syscall: DictBuilder::new(),
-            ret: IntColumn::new(),
-            cap_len: IntColumn::new(),
+            cpu: DictColumn::new(),
+            pid: DictColumn::new(),
+            tid: DictColumn::new(),
+            comm: DictColumn::new(),
+            cgroup_id: DictColumn::new(),
+            conn_id: DictColumn::new(),
+            family: DictColumn::new(),
+            local_addr: DictColumn::new(),
+            local_port: DictColumn::new(),
+            remote_addr: DictColumn::new(),
+            remote_port: DictColumn::new(),
+            direction: DictColumn::new(),
+            role: DictColumn::new(),
+            syscall: DictColumn::new(),
+            ret: DictColumn::new(),
+            cap_len: DictColumn::new(),
             payload: payload::PayloadColumn::new(zstd)?,
             zstd: chunk::Compressor::new(zstd, None)?,
-            flags: IntColumn::new(),
-            k8s_kind: DictBuilder::new(),
+            flags: DictColumn::new(),
+            k8s_kind: DictColumn::new(),
             k8s_uid: StringBuilder::new(),
-            k8s_namespace: DictBuilder::new(),
+            k8s_namespace: DictColumn::new(),
             k8s_name: StringBuilder::new(),
-            k8s_event: DictBuilder::new(),
+            k8s_event: DictColumn::new(),
             k8s_json: StringBuilder::new(),
-            stat_name: DictBuilder::new(),
+            stat_name: DictColumn::new(),
             stat_value: UInt64Builder::new(),
             k8s_nulls: 0,
             stat_nulls: 0,
-            descrs,
         })
     }
 
@@ -765,12 +755,12 @@ impl Columns {
                 self.socket_meta(&d.meta);
                 self.direction.append_value(d.direction.as_str());
                 self.role.append_null();
-                self.syscall.append_value(&d.syscall);
-                self.ret.append_value(d.ret);
-                self.cap_len.append_value(d.payload.len() as u32);
+                self.syscall.append_value(&*d.syscall);
+                self.ret.append_value(&d.ret);
+                self.cap_len.append_value(&(d.payload.len() as u32));
                 self.payload.append_value(&d.payload);
                 self.payload_bytes += d.payload.len();
-                self.flags.append_value(d.flags);
+                self.flags.append_value(&d.flags);
                 self.no_k8s();
                 self.no_stat();
             }
@@ -778,7 +768,7 @@ impl Columns {
                 self.socket_meta(&e.meta);
                 self.direction.append_null();
                 self.role.append_value(e.role.as_str());
-                self.syscall.append_value(&e.syscall);
+                self.syscall.append_value(&*e.syscall);
                 self.no_data();
                 self.no_k8s();
                 self.no_stat();
@@ -798,7 +788,7 @@ impl Columns {
                 self.no_stat();
             }
             Record::Stats(s) => {
-                self.cpu.append_option(s.cpu);
+                self.cpu.append_option(s.cpu.as_ref());
                 self.no_socket();
                 self.no_data();
                 self.no_k8s();
@@ -811,17 +801,17 @@ impl Columns {
 
     /// cpu .. syscall-less socket columns of a socket row (direction/role/syscall apart).
     fn socket_meta(&mut self, m: &SocketMeta) {
-        self.cpu.append_value(m.cpu);
-        self.pid.append_value(m.pid);
-        self.tid.append_value(m.tid);
-        self.comm.append_value(&m.comm);
-        self.cgroup_id.append_value(m.cgroup_id);
-        self.conn_id.append_value(m.conn_id);
+        self.cpu.append_value(&m.cpu);
+        self.pid.append_value(&m.pid);
+        self.tid.append_value(&m.tid);
+        self.comm.append_value(&*m.comm);
+        self.cgroup_id.append_value(&m.cgroup_id);
+        self.conn_id.append_value(&m.conn_id);
         let family = m
             .local
             .or(m.remote)
             .map(|a| if a.is_ipv4() { 2 } else { 10 });
-        self.family.append_option(family);
+        self.family.append_option(family.as_ref());
         let [last_local, last_remote] = &mut self.last_ip;
         for (addr, addr_col, port_col, last) in [
             (
@@ -849,7 +839,7 @@ impl Columns {
                         addr_col.append_value(text);
                         *last = Some(ip);
                     }
-                    port_col.append_value(a.port());
+                    port_col.append_value(&a.port());
                 }
                 None => {
                     addr_col.append_null();
@@ -927,11 +917,15 @@ impl Columns {
     /// order) and empties the builders; the dictionary columns encode a page of their keys
     /// once they have enough ([`OwnChunk::page`]) and keep their dictionaries until
     /// [`Columns::write_row_group`].
-    fn encode(&mut self, writers: &mut [ArrowColumnWriter]) -> parquet::errors::Result<()> {
+    fn encode(
+        &mut self,
+        writers: &mut [ArrowColumnWriter],
+        columns: &[ColumnDescPtr],
+    ) -> parquet::errors::Result<()> {
         self.pay_k8s_nulls();
         self.pay_stat_nulls();
         for (i, col) in own_columns!(self) {
-            col.page(&self.descrs[i], &mut self.zstd)?;
+            col.page(&columns[i], &mut self.zstd)?;
         }
         let ts = std::mem::replace(&mut self.ts_ns, Vec::with_capacity(self.rows));
         let columns: [(usize, ArrayRef); 5] = [
@@ -994,8 +988,8 @@ impl Columns {
     }
 }
 
-/// A column that the writer encodes itself, as one chunk per row group (the dictionary
-/// text columns and the integer columns of socket rows).
+/// A column that the writer encodes itself, as one chunk per row group: a [`DictColumn`]
+/// of any value type (the text columns and the integer columns of socket rows).
 trait OwnChunk {
     /// Rows appended since the last chunk.
     fn rows(&self) -> usize;
@@ -1014,43 +1008,23 @@ trait OwnChunk {
     ) -> parquet::errors::Result<(bytes::Bytes, ColumnCloseResult)>;
 }
 
-impl OwnChunk for dict::DictColumn {
+impl<V: DictValue> OwnChunk for DictColumn<V> {
     fn rows(&self) -> usize {
-        dict::DictColumn::rows(self)
+        DictColumn::rows(self)
     }
     fn page(
         &mut self,
         descr: &ColumnDescPtr,
         zstd: &mut chunk::Compressor,
     ) -> parquet::errors::Result<()> {
-        dict::DictColumn::page(self, descr, zstd)
+        DictColumn::page(self, descr, zstd)
     }
     fn chunk(
         &mut self,
         descr: &ColumnDescPtr,
         zstd: &mut chunk::Compressor,
     ) -> parquet::errors::Result<(bytes::Bytes, ColumnCloseResult)> {
-        dict::DictColumn::chunk(self, descr, zstd)
-    }
-}
-
-impl<T: IntValue> OwnChunk for IntColumn<T> {
-    fn rows(&self) -> usize {
-        IntColumn::rows(self)
-    }
-    fn page(
-        &mut self,
-        descr: &ColumnDescPtr,
-        zstd: &mut chunk::Compressor,
-    ) -> parquet::errors::Result<()> {
-        IntColumn::page(self, descr, zstd)
-    }
-    fn chunk(
-        &mut self,
-        descr: &ColumnDescPtr,
-        zstd: &mut chunk::Compressor,
-    ) -> parquet::errors::Result<(bytes::Bytes, ColumnCloseResult)> {
-        IntColumn::chunk(self, descr, zstd)
+        DictColumn::chunk(self, descr, zstd)
     }
 }
 
