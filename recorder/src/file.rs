@@ -206,7 +206,7 @@ where
     let mut sink = CaptureSink::create(&cfg, out_path, writer_opts)?;
     // Called from the thread that blocks on it (not a spawned task, which would put a
     // runtime worker — the ring consumer's — in the idle class): that thread is the writer.
-    let writer = writer_thread_here().then(WriterThread::enter);
+    let writer = writer_thread_here().then(WriterThread::new);
     let mut session = Session::start_with(
         cfg,
         extra,
@@ -214,6 +214,11 @@ where
         PROGRESS_EVERY,
         writer.as_ref().map(WriterThread::priority),
     )?;
+    // the probes are loaded, the consumer and its guard run: from here on a stalled writer
+    // is raised
+    if let Some(w) = &writer {
+        w.lower();
+    }
     while let Some(event) = session.next().await? {
         match event {
             SessionEvent::Rows(rows) | SessionEvent::Extra(rows) => sink.write(&rows)?,

@@ -255,19 +255,29 @@ impl WriterPriority {
 }
 
 /// The calling thread as the capture writer of one recording: in the idle class from
-/// [`WriterThread::enter`] on, back at normal priority when dropped (the thread goes on
+/// [`WriterThread::lower`] on, back at normal priority when dropped (the thread goes on
 /// running the caller's code).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct WriterThread {
     priority: Arc<WriterPriority>,
 }
 
 impl WriterThread {
-    /// Puts the calling thread in the idle class ([`WriterPriority::lower`]).
-    pub fn enter() -> Self {
-        let priority = Arc::new(WriterPriority::default());
-        priority.lower();
-        WriterThread { priority }
+    /// The calling thread as the writer, still at normal priority: it lowers itself once the
+    /// recording has started ([`WriterThread::lower`]). Loading the probes takes seconds of
+    /// CPU, and nothing raises an idle-class thread before the ring consumer and its guard
+    /// run: on a node whose CPUs are all taken, a recorder that loaded its probes in the
+    /// idle class had not written its first row group after 30 s.
+    pub fn new() -> Self {
+        WriterThread {
+            priority: Arc::new(WriterPriority::default()),
+        }
+    }
+
+    /// Puts the calling thread (the one that made this) in the idle class
+    /// ([`WriterPriority::lower`]).
+    pub fn lower(&self) {
+        self.priority.lower();
     }
 
     /// The state the ring consumer raises ([`WriterPriority::raise`]).

@@ -22,6 +22,21 @@ fn start_record(cg: &TestCgroup, cap: &std::path::Path) -> Child {
         .unwrap()
 }
 
+/// Waits until the recording `rec` has flushed its first row group to `cap`: its probes are
+/// loaded and its threads started (up to 30 s: loading the probes on a loaded host takes
+/// seconds).
+fn wait_for_first_flush(rec: &mut Child, cap: &std::path::Path) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::fs::metadata(cap).map_or(0, |m| m.len()) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "recorder never flushed"
+        );
+        assert!(rec.try_wait().unwrap().is_none(), "recorder exited early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -85,19 +100,13 @@ fn sigkilled_recordings_stay_readable() {
         let cap = dir.path().join(format!("killed-{i}.parquet"));
         let mut rec = start_record(&cg, &cap);
         // From the first flush on (probes loaded, data on disk), kill at a random moment.
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while std::fs::metadata(&cap).map_or(0, |m| m.len()) == 0 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "recorder never flushed"
-            );
-            assert!(rec.try_wait().unwrap().is_none(), "recorder exited early");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_first_flush(&mut rec, &cap);
         std::thread::sleep(after);
         let killed_at = now_ns();
         signal(rec.id(), "KILL");
-        let _ = wait_timeout(&mut rec, 10);
+        // the last thread to exit unmaps the process's memory in the idle class it was in:
+        // seconds on a host whose CPUs are all taken by normal-priority work
+        let _ = wait_timeout(&mut rec, 30);
 
         let sum = inspect_json(&cap);
         let file = &sum["files"][0];
@@ -131,7 +140,8 @@ fn sigint_and_sigterm_finish_the_file() {
     for sig in ["INT", "TERM"] {
         let cap = dir.path().join(format!("{sig}.parquet"));
         let mut rec = start_record(&cg, &cap);
-        std::thread::sleep(Duration::from_millis(2500));
+        wait_for_first_flush(&mut rec, &cap);
+        std::thread::sleep(Duration::from_millis(1000));
         if sig == "INT" {
             assert_background_classes(rec.id());
         }
@@ -178,7 +188,8 @@ fn thread_policies(pid: u32) -> Vec<(u32, String, u32)> {
 /// A recording under load: the capture writer (the main thread) and the runtime workers
 /// that drained the ring are in the idle CPU class, the guard thread that raises them is
 /// not (docs/architecture.md, "The ring consumer's CPU priority"). A raise on a loaded
-/// machine lasts a second at least: looked at for up to 10 s.
+/// machine lasts a second at least, and the guard leaves the writer's class only once it
+/// runs: looked at for up to 10 s, until all three hold at one reading.
 fn assert_background_classes(pid: u32) {
     let mut threads = Vec::new();
     for _ in 0..100 {
@@ -186,17 +197,16 @@ fn assert_background_classes(pid: u32) {
         let of = |name: &dyn Fn(&(u32, String, u32)) -> bool| -> Vec<u32> {
             threads.iter().filter(|t| name(t)).map(|t| t.2).collect()
         };
-        assert_eq!(
-            of(&|t| t.1 == "podtrace-guard"),
-            [SCHED_OTHER],
-            "guard: {threads:?}"
-        );
-        if of(&|t| t.0 == pid) == [SCHED_IDLE]
+        if of(&|t| t.1 == "podtrace-guard") == [SCHED_OTHER]
+            && of(&|t| t.0 == pid) == [SCHED_IDLE]
             && of(&|t| t.1 == "tokio-rt-worker").contains(&SCHED_IDLE)
         {
             return;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    panic!("writer or ring consumer not in the idle class: {threads:?}");
+    panic!(
+        "not one guard at normal priority, or writer or ring consumer not in the idle class \
+         (tid, name, policy): {threads:?}"
+    );
 }
