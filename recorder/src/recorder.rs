@@ -400,6 +400,15 @@ struct Consumer {
     guard: Option<Guard>,
 }
 
+/// The capacity of the consumer's next batch after one of `last` rows, batches holding at
+/// most `max`: room for as many rows as the last one had (a power of two from 256 up to
+/// `max`). At a steady rate a batch then fills without growing: one that started at 256
+/// rows and grew to 4,096 had copied 3,840 rows on the way, 6 % of the consumer's
+/// instructions per event at nginx saturation (`examples/bench_consume`).
+pub fn batch_capacity(last: usize, max: usize) -> usize {
+    last.next_power_of_two().clamp(256, max.max(256))
+}
+
 /// Moves up to `max` rows' worth of events from the ring into `out`; true if `max` was hit.
 fn drain_some(
     rb: &mut RingBuf<MapData>,
@@ -427,7 +436,8 @@ impl Consumer {
             return true;
         }
         self.publish_counters();
-        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(256));
+        let next = Vec::with_capacity(batch_capacity(self.batch.len(), self.cfg.batch_records));
+        let batch = std::mem::replace(&mut self.batch, next);
         let n = batch.len() as u64;
         if let Some(w) = &self.writer {
             // the writer falls behind (or gets no CPU in the idle class): normal priority
@@ -548,5 +558,20 @@ impl Consumer {
         }
         self.publish_counters();
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::batch_capacity;
+
+    #[test]
+    fn a_batch_has_room_for_as_many_rows_as_the_last_one() {
+        assert_eq!(batch_capacity(0, 4096), 256);
+        assert_eq!(batch_capacity(3, 4096), 256);
+        assert_eq!(batch_capacity(300, 4096), 512);
+        assert_eq!(batch_capacity(4096, 4096), 4096);
+        assert_eq!(batch_capacity(9000, 4096), 4096);
+        assert_eq!(batch_capacity(10, 16), 256, "never below 256");
     }
 }
