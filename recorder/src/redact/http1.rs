@@ -22,6 +22,59 @@ const STARTS: [&[u8]; 10] = [
     b"HTTP/1.",
 ];
 
+/// The header names whose values are redacted (lowercase), with what lets most other header
+/// lines be passed over without looking at their names: the first four bytes of every
+/// name the tokenizer acts on.
+#[derive(Debug, Clone)]
+pub(crate) struct HeaderNames {
+    list: Vec<Vec<u8>>,
+    /// [`prefix_key`] of each of `list` and of the names the tokenizer reads
+    /// (Content-Length, Transfer-Encoding); `None` when a name is shorter than 4 bytes.
+    prefixes: Option<Vec<u32>>,
+}
+
+/// The header names the tokenizer reads besides the redacted ones.
+const READ_NAMES: [&[u8]; 2] = [b"content-length", b"transfer-encoding"];
+
+/// The first four bytes of a line as a word with the ASCII case bit set: equal for two
+/// lines whose first four bytes are equal but for the case of letters (a different line
+/// may map to the same word too, which only costs a look at its name).
+fn prefix_key(line: &[u8]) -> Option<u32> {
+    Some(u32::from_le_bytes(*line.first_chunk::<4>()?) | 0x2020_2020)
+}
+
+impl HeaderNames {
+    /// The names `list` (lowercase, no surrounding whitespace).
+    pub(crate) fn new(list: Vec<Vec<u8>>) -> Self {
+        let prefixes = list
+            .iter()
+            .map(Vec::as_slice)
+            .chain(READ_NAMES)
+            .map(prefix_key)
+            .collect::<Option<Vec<u32>>>();
+        HeaderNames { list, prefixes }
+    }
+
+    /// Whether a header line starting with `line` (a whole line, not blank) has a name the
+    /// tokenizer neither redacts nor reads: its first byte is not whitespace (which the
+    /// name's trim would remove) and its first four bytes are no such name's, in any case.
+    fn passes_over(&self, line: &[u8]) -> bool {
+        let (Some(prefixes), Some(&first), Some(key)) =
+            (&self.prefixes, line.first(), prefix_key(line))
+        else {
+            return false;
+        };
+        !first.is_ascii_whitespace() && !prefixes.contains(&key)
+    }
+}
+
+impl std::ops::Deref for HeaderNames {
+    type Target = [Vec<u8>];
+    fn deref(&self) -> &[Vec<u8>] {
+        &self.list
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     /// At a message boundary: the next bytes decide.
@@ -132,7 +185,7 @@ pub(crate) fn looks_like_start(buf: &[u8]) -> bool {
 /// Redacts one payload of a stream in place (see [`super::Redactor::redact`]).
 pub(crate) fn redact(
     st: &mut Stream,
-    names: &[Vec<u8>],
+    names: &HeaderNames,
     payload: &mut [u8],
     complete: bool,
 ) -> bool {
@@ -143,7 +196,7 @@ pub(crate) fn redact(
 /// [`header_byte`], the reference the fast path is tested against).
 fn redact_with(
     st: &mut Stream,
-    names: &[Vec<u8>],
+    names: &HeaderNames,
     payload: &mut [u8],
     complete: bool,
     fast: bool,
@@ -193,7 +246,7 @@ fn redact_with(
 /// run, else one byte through [`header_byte`]. Returns the next index.
 fn header_fast(
     st: &mut Stream,
-    names: &[Vec<u8>],
+    names: &HeaderNames,
     payload: &mut [u8],
     i: usize,
     changed: &mut bool,
@@ -237,7 +290,7 @@ fn header_fast(
 /// also redacts. Returns the next index.
 fn header_byte(
     st: &mut Stream,
-    names: &[Vec<u8>],
+    names: &HeaderNames,
     payload: &mut [u8],
     i: usize,
     changed: &mut bool,
@@ -303,7 +356,7 @@ fn trim(s: &[u8]) -> &[u8] {
 /// [`MAX_LINE`], or a folded continuation of a redacted value.
 fn whole_line(
     st: &mut Stream,
-    names: &[Vec<u8>],
+    names: &HeaderNames,
     payload: &mut [u8],
     i: usize,
     changed: &mut bool,
@@ -312,6 +365,19 @@ fn whole_line(
     // one scan for the line's end: its first CR or LF; a CR not followed by LF (a stray CR,
     // or a CRLF cut by the payload's end) leaves the line to the general path, as does a
     // line longer than MAX_LINE (so the scan stops after MAX_LINE + 1 bytes)
+    if names.passes_over(&payload[i..]) {
+        // a name neither redacted nor read (most lines): the line's end is all there is to
+        // find, and the state is the end of a line without an interesting name
+        let stop = marks.line_end(payload, i, i + MAX_LINE + 1)?;
+        let nl = match payload[stop] {
+            b'\n' => stop,
+            _ if payload.get(stop + 1) == Some(&b'\n') => stop + 1,
+            _ => return None,
+        };
+        st.line_bytes = stop - i;
+        finish_line(st, &[], None);
+        return Some(nl + 1);
+    }
     let (stop, colon) = marks.line(payload, i, i + MAX_LINE + 1)?;
     let (end, nl) = match payload[stop] {
         b'\n' => (stop, stop),
@@ -390,17 +456,56 @@ fn finish_line(st: &mut Stream, line: &[u8], colon: Option<usize>) {
 mod tests {
     use super::super::Redactor;
 
+    #[test]
+    fn the_name_filter_passes_over_other_names_only() {
+        let names = |list: &[&str]| {
+            super::HeaderNames::new(list.iter().map(|n| n.as_bytes().to_vec()).collect())
+        };
+        let n = names(&["authorization", "cookie"]);
+        for line in [
+            &b"Server: x"[..],
+            b"X-B3-TraceId: 1",
+            b"Date: today",
+            b"ab\r\n",
+        ] {
+            assert!(n.passes_over(line), "{:?}", String::from_utf8_lossy(line));
+        }
+        for line in [
+            &b"Cookie: x"[..],
+            b"cOOKIE: x",
+            b"AuthorizationX: x",
+            b" Cookie: x",
+            b"\tServer: x",
+            b"Content-Type: x",
+            b"transfer-encoding: chunked",
+            b"Set",
+        ] {
+            assert!(!n.passes_over(line), "{:?}", String::from_utf8_lossy(line));
+        }
+        // a name shorter than the prefix: every line looked at
+        assert!(!names(&["x-a"]).passes_over(b"Server: x"));
+    }
+
     /// The fast path gives the same bytes and the same state as the byte-wise reference,
     /// for header blocks cut anywhere (names and values split across payloads, CR-less
     /// lines, obs-folds, bodies, long lines, binary noise).
     #[test]
     fn fast_path_equals_the_bytewise_reference() {
         use super::{redact_with, Stream};
-        let names: Vec<Vec<u8>> = ["authorization", "cookie", "x-api-key"]
-            .iter()
-            .map(|n| n.as_bytes().to_vec())
-            .collect();
-        let pieces: [&[u8]; 14] = [
+        let names = super::HeaderNames::new(
+            ["authorization", "cookie", "x-api-key"]
+                .iter()
+                .map(|n| n.as_bytes().to_vec())
+                .collect(),
+        );
+        let pieces: [&[u8]; 19] = [
+            // lines the name filter passes over (HeaderNames::passes_over), and lines it
+            // must not: a name after whitespace that trim removes, a short line, mixed case
+            b"Server: nginx\r\n",
+            b"\x0cCookie: ff\r\n",
+            b"ab\n",
+            b"AUTHORIZATION: up\r\n",
+            b"x\r\n",
             b"GET /a HTTP/1.1\r\n",
             b"HTTP/1.1 200 OK\r\n",
             b"Host: x\r\n",
@@ -423,7 +528,7 @@ mod tests {
             seed ^= seed << 17;
             (seed % n as u64) as usize
         };
-        for _ in 0..3000 {
+        for _ in 0..6000 {
             let mut stream = Vec::new();
             for _ in 0..1 + next(12) {
                 stream.extend_from_slice(pieces[next(pieces.len())]);

@@ -55,6 +55,12 @@ impl Marks {
         Some((eol, Some(first)))
     }
 
+    /// The index of the first CR or LF of `hay[from..to]` (`to` is capped at `hay.len()`).
+    #[inline]
+    pub(crate) fn line_end(&mut self, hay: &[u8], from: usize, to: usize) -> Option<usize> {
+        self.find::<false>(hay, from, to.min(hay.len()))
+    }
+
     /// The first byte of `hay[from..to]` that is a CR or LF, or with `COLON` also a ':'.
     #[inline]
     fn find<const COLON: bool>(&mut self, hay: &[u8], mut from: usize, to: usize) -> Option<usize> {

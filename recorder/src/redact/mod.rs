@@ -118,7 +118,7 @@ enum Stream {
 /// Streaming redactor for many connections; key = (connection id, direction index).
 #[derive(Debug)]
 pub struct Redactor {
-    names: Vec<Vec<u8>>,
+    names: http1::HeaderNames,
     streams: HashMap<(u64, u8), Stream>,
     /// Connections with a direction known to speak HTTP/2.
     h2_conns: HashSet<u64>,
@@ -139,7 +139,7 @@ impl Redactor {
             }
         }
         Redactor {
-            names,
+            names: http1::HeaderNames::new(names),
             streams: HashMap::new(),
             h2_conns: HashSet::new(),
             counters: Counters::default(),
