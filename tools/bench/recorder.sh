@@ -129,7 +129,8 @@ row "nginx saturated p99: podtrace record / none" "$p99_b vs $p99_a µs" "x$(rat
 # slight under-estimate), and the capture writer alone on that capture (bench_write: Arrow
 # columns, Parquet encoding, zstd; the part of the recorder's CPU that is the file format)
 # and the HTTP/1 + HTTP/2 header redactor alone on its payloads (bench_redact: the biggest
-# part of the ring consumer's CPU).
+# part of the ring consumer's CPU), and the ring consumer's user space on its events
+# (bench_consume: decoding, redaction, rows allocated and freed on another thread).
 sat_events=$(sed -n 's/^recorded \([0-9]*\) socket events.*/\1/p' "$work/rec-sat.out")
 if [ -n "$sat_events" ] && [ "$sat_events" -gt 0 ]; then
   sat_ns=$(awk -v t="$sat_cpu_ns" -v e="$sat_events" 'BEGIN { printf "%.0f", t / e }')
@@ -137,10 +138,13 @@ if [ -n "$sat_events" ] && [ "$sat_events" -gt 0 ]; then
   wb_ns=$(sed -n 's/.*ns_per_row=\([0-9]*\).*/\1/p' <<<"$wb_out")
   rd_out=$("$(example_bin podtrace-recorder bench_redact)" "$work/rec-sat.parquet" 3 2>&1) || echo "bench: bench_redact failed: $rd_out" >&2
   rd_ns=$(sed -n 's/.*ns_per_payload=\([0-9.]*\).*/\1/p' <<<"$rd_out")
-  note "saturated recording: $sat_events socket events, recorder CPU $((sat_cpu_ns / 1000000)) ms during wrk; bench_write on its capture: $wb_out; bench_redact on its payloads: $rd_out"
+  co_out=$("$(example_bin podtrace-recorder bench_consume)" "$work/rec-sat.parquet" 3 2>&1) || echo "bench: bench_consume failed: $co_out" >&2
+  co_ns=$(sed -n 's/.*ns_per_event=\([0-9.]*\).*/\1/p' <<<"$co_out")
+  note "saturated recording: $sat_events socket events, recorder CPU $((sat_cpu_ns / 1000000)) ms during wrk; bench_write on its capture: $wb_out; bench_redact on its payloads: $rd_out; bench_consume on its events: $co_out"
   row "saturated: recorder CPU per event (all threads)" "$sat_ns ns" "" "printed"
   row "saturated: of which the capture writer (bench_write, same capture)" "${wb_ns:-n/a} ns per row" "x$(ratio "${wb_ns:-0}" "$sat_ns")" "printed"
   row "saturated: of which the header redactor (bench_redact, same payloads)" "${rd_ns:-n/a} ns per payload" "x$(ratio "${rd_ns:-0}" "$sat_ns")" "printed"
+  row "saturated: of which the ring consumer's user space (bench_consume, same events)" "${co_ns:-n/a} ns per event" "x$(ratio "${co_ns:-0}" "$sat_ns")" "printed"
 fi
 
 # ---- 2. fixed rate (bench_load: every latency kept, rounds pooled)
