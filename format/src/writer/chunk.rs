@@ -63,7 +63,12 @@ pub(super) fn data_page<T>(
 ) -> Result<CompressedPage> {
     let mut buf = Vec::new();
     if !required {
-        hybrid::encode_by(rows, |r| u32::from(defined(r)), 1, &mut buf);
+        // a page without nulls (most), or of nulls only: one run, no pass over the rows
+        match nulls {
+            0 => hybrid::encode_repeated(1, rows.len(), 1, &mut buf),
+            n if n == rows.len() => hybrid::encode_repeated(0, n, 1, &mut buf),
+            _ => hybrid::encode_by(rows, |r| u32::from(defined(r)), 1, &mut buf),
+        }
     }
     let levels = buf.len();
     buf.extend_from_slice(&compress(values)?);
@@ -193,7 +198,13 @@ pub(super) fn key_page(
     let width = hybrid::bit_width(max as u32);
     let mut encoded = vec![width];
     if nulls == 0 {
-        hybrid::encode_by(keys, |&k| k as u32, width, &mut encoded);
+        // one key for the whole page (a process's pid, an address, ...): one run
+        match keys.iter().copied().min() {
+            Some(min) if min == max => {
+                hybrid::encode_repeated(max as u32, keys.len(), width, &mut encoded)
+            }
+            _ => hybrid::encode_by(keys, |&k| k as u32, width, &mut encoded),
+        }
     } else {
         let indices: Vec<u32> = keys
             .iter()

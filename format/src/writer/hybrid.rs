@@ -49,6 +49,16 @@ pub(super) fn encode_by<T>(
     packed(&items[packed_from..], value, bit_width, out);
 }
 
+/// [`encode`] of `count` times `value`, without a slice of them: one RLE run (as `encode`
+/// writes for 8 or more equal values; fewer are bit-packed the same way).
+pub(super) fn encode_repeated(value: u32, count: usize, bit_width: u8, out: &mut Vec<u8>) {
+    if count >= 8 {
+        rle_run(value, count, bit_width, out);
+    } else {
+        packed(&vec![value; count], |&v| v, bit_width, out);
+    }
+}
+
 /// One RLE run: `count` times `value`.
 fn rle_run(value: u32, count: usize, bit_width: u8, out: &mut Vec<u8>) {
     uleb128((count as u64) << 1, out);
@@ -155,6 +165,23 @@ mod tests {
         assert_eq!(bit_width(255), 8);
         assert_eq!(bit_width(256), 9);
         assert_eq!(bit_width(u32::MAX), 32);
+    }
+
+    #[test]
+    fn a_repeated_value_is_encoded_as_encode_does() {
+        for bit_width in [0u8, 1, 3, 8, 9, 17, 32] {
+            let v = if bit_width == 0 {
+                0
+            } else {
+                u32::MAX >> (32 - u32::from(bit_width))
+            };
+            for count in [0usize, 1, 7, 8, 9, 100, 8192] {
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                encode(&vec![v; count], bit_width, &mut a);
+                encode_repeated(v, count, bit_width, &mut b);
+                assert_eq!(a, b, "width {bit_width} count {count}");
+            }
+        }
     }
 
     #[test]
