@@ -206,6 +206,18 @@ impl PtEvent {
         Ok((ev, &rest[..cap]))
     }
 
+    /// The ring-buffer record of this header followed by `payload`, as the programs write
+    /// it (the inverse of [`PtEvent::parse`] when `cap_len` is `payload.len()`): for tests
+    /// and benchmarks that feed the converter without the kernel.
+    pub fn to_record(&self, payload: &[u8]) -> Vec<u8> {
+        let mut v = vec![0u8; EVENT_SIZE];
+        // SAFETY: the buffer holds EVENT_SIZE bytes, `PtEvent` is plain old data and
+        // `write_unaligned` has no alignment requirement.
+        unsafe { std::ptr::write_unaligned(v.as_mut_ptr().cast::<PtEvent>(), *self) };
+        v.extend_from_slice(payload);
+        v
+    }
+
     /// With [`FLAG_SEQ`] (opens and closes of TCP sockets, socket tracepoint set): the
     /// kernel's read position of the stream, carried in `ret`: how far the application has
     /// read (tcp `copied_seq`, less the FIN's sequence number once it read the end of the
@@ -295,13 +307,11 @@ mod tests {
     #[test]
     fn parse_rejects_short_and_overlong() {
         assert_eq!(PtEvent::parse(&[0u8; 10]), Err(ParseError::Short(10)));
-        let mut rec = vec![0u8; EVENT_SIZE + 3];
         let ev = PtEvent {
             cap_len: 4,
             ..Default::default()
         };
-        // SAFETY: writing a POD struct's bytes into a buffer of at least its size.
-        unsafe { std::ptr::write_unaligned(rec.as_mut_ptr().cast::<PtEvent>(), ev) };
+        let mut rec = ev.to_record(b"abc");
         assert!(matches!(
             PtEvent::parse(&rec),
             Err(ParseError::BadCapLen {

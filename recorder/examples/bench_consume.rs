@@ -15,6 +15,7 @@
 //! the repeatable figure (both threads are counted; subtract a run of 1 round from one of
 //! 3 and halve: the setup is the same).
 
+use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::Instant;
@@ -35,31 +36,32 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Rows per batch: `RecordConfig::batch_records`' default.
 const BATCH: usize = 4096;
 
-/// x86_64 syscall numbers of the names the capture stores (the converter maps them back).
-fn syscall_nr(name: &str) -> u32 {
-    match name {
-        "read" => 0,
-        "write" => 1,
-        "close" => 3,
-        "sendfile" => 40,
-        "connect" => 42,
-        "accept" => 43,
-        "sendto" => 44,
-        "recvfrom" => 45,
-        "sendmsg" => 46,
-        "recvmsg" => 47,
-        "readv" => 19,
-        "writev" => 20,
-        "accept4" => 288,
-        "recvmmsg" => 299,
-        "sendmmsg" => 307,
-        _ => 1,
+/// The syscall numbers of the names a capture stores: the inverse of the converter's own
+/// table ([`ev::syscall_name`], syscalls, kprobe functions and TLS calls, all below 4096).
+struct SyscallNumbers(HashMap<&'static str, u32>);
+
+impl SyscallNumbers {
+    fn new() -> Self {
+        let mut by_name = HashMap::new();
+        for nr in (0..4096).rev() {
+            by_name.insert(ev::syscall_name(nr), nr);
+        }
+        SyscallNumbers(by_name)
+    }
+
+    /// The number of `name` (one the converter names `?` for a name it does not know).
+    fn of(&self, name: &str) -> u32 {
+        self.0
+            .get(name)
+            .or_else(|| self.0.get("?"))
+            .copied()
+            .unwrap_or(0)
     }
 }
 
 /// The header fields a row's metadata gives (the kernel's `struct sock *` stands in as the
 /// connection id: one socket per connection).
-fn header(m: &SocketMeta, kind: u32, syscall: &str) -> PtEvent {
+fn header(m: &SocketMeta, kind: u32, syscall: u32) -> PtEvent {
     let mut e = PtEvent {
         ts_ns: m.ts_ns,
         cgroup_id: m.cgroup_id,
@@ -67,7 +69,7 @@ fn header(m: &SocketMeta, kind: u32, syscall: &str) -> PtEvent {
         pid: m.pid,
         tid: m.tid,
         kind,
-        syscall: syscall_nr(syscall),
+        syscall,
         cpu: m.cpu,
         ..Default::default()
     };
@@ -95,16 +97,6 @@ fn header(m: &SocketMeta, kind: u32, syscall: &str) -> PtEvent {
     e
 }
 
-/// `e` and `payload` as one ring-buffer record.
-fn ring_record(mut e: PtEvent, payload: &[u8]) -> Vec<u8> {
-    e.cap_len = payload.len() as u32;
-    let mut v = vec![0u8; ev::EVENT_SIZE];
-    // SAFETY: the buffer holds EVENT_SIZE bytes; PtEvent is plain old data.
-    unsafe { std::ptr::write_unaligned(v.as_mut_ptr().cast::<PtEvent>(), e) };
-    v.extend_from_slice(payload);
-    v
-}
-
 fn role(r: Role) -> u8 {
     match r {
         Role::Client => ev::ROLE_CLIENT,
@@ -119,11 +111,12 @@ type Error = Box<dyn std::error::Error>;
 /// The ring-buffer records of a capture's socket rows, and their payload bytes.
 fn ring_records(input: String) -> Result<(Vec<Vec<u8>>, usize), Error> {
     let reader = CaptureReader::open(&[input])?;
+    let nrs = SyscallNumbers::new();
     let (mut out, mut bytes) = (Vec::new(), 0);
     for r in reader.records(&ReadOptions::default()) {
         let rec = match r? {
             Record::SocketData(d) => {
-                let mut e = header(&d.meta, ev::KIND_DATA, &d.syscall);
+                let mut e = header(&d.meta, ev::KIND_DATA, nrs.of(&d.syscall));
                 e.ret = d.ret;
                 e.direction = if d.direction == Direction::Ingress {
                     ev::DIR_INGRESS
@@ -140,17 +133,18 @@ fn ring_records(input: String) -> Result<(Vec<Vec<u8>>, usize), Error> {
                     e.flags |= FLAG_TLS_PLAINTEXT;
                 }
                 bytes += d.payload.len();
-                ring_record(e, &d.payload)
+                e.cap_len = d.payload.len() as u32;
+                e.to_record(&d.payload)
             }
             Record::SocketOpen(o) => {
-                let mut e = header(&o.meta, ev::KIND_OPEN, &o.syscall);
+                let mut e = header(&o.meta, ev::KIND_OPEN, nrs.of(&o.syscall));
                 e.role = role(o.role);
-                ring_record(e, &[])
+                e.to_record(&[])
             }
             Record::SocketClose(c) => {
-                let mut e = header(&c.meta, ev::KIND_CLOSE, &c.syscall);
+                let mut e = header(&c.meta, ev::KIND_CLOSE, nrs.of(&c.syscall));
                 e.role = role(c.role);
-                ring_record(e, &[])
+                e.to_record(&[])
             }
             _ => continue,
         };

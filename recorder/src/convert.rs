@@ -530,11 +530,7 @@ mod tests {
     use super::*;
 
     fn record(e: PtEvent, payload: &[u8]) -> Vec<u8> {
-        let mut v = vec![0u8; ev::EVENT_SIZE];
-        // SAFETY: the buffer holds EVENT_SIZE bytes; PtEvent is plain old data.
-        unsafe { std::ptr::write_unaligned(v.as_mut_ptr().cast::<PtEvent>(), e) };
-        v.extend_from_slice(payload);
-        v
+        e.to_record(payload)
     }
 
     fn base(kind: u32) -> PtEvent {

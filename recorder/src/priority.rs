@@ -269,9 +269,7 @@ impl WriterThread {
     /// run: on a node whose CPUs are all taken, a recorder that loaded its probes in the
     /// idle class had not written its first row group after 30 s.
     pub fn new() -> Self {
-        WriterThread {
-            priority: Arc::new(WriterPriority::default()),
-        }
+        Self::default()
     }
 
     /// Puts the calling thread (the one that made this) in the idle class

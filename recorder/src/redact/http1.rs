@@ -68,10 +68,15 @@ impl HeaderNames {
     }
 }
 
-impl std::ops::Deref for HeaderNames {
-    type Target = [Vec<u8>];
-    fn deref(&self) -> &[Vec<u8>] {
+impl HeaderNames {
+    /// The redacted names (HTTP/2's redaction takes them as they are).
+    pub(crate) fn list(&self) -> &[Vec<u8>] {
         &self.list
+    }
+
+    /// Whether the values of header `name` (trimmed) are redacted.
+    fn redacts(&self, name: &[u8]) -> bool {
+        self.list.iter().any(|n| n.eq_ignore_ascii_case(name))
     }
 }
 
@@ -323,7 +328,7 @@ fn header_byte(
             st.colon_seen = true;
             let name = &st.line[..st.line.len() - 1];
             let name = trim(name);
-            if names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+            if names.redacts(name) {
                 st.redacting = true;
                 st.value_started = false;
             }
@@ -390,7 +395,7 @@ fn whole_line(
         return Some(nl + 1);
     };
     let name = trim(&payload[i..colon]);
-    if names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+    if names.redacts(name) {
         // the value, from its first byte that is not SP/HT to the line's end, becomes '*'
         let value = &mut payload[colon + 1..end];
         if let Some(start) = value.iter().position(|&b| b != b' ' && b != b'\t') {

@@ -203,7 +203,7 @@ impl Redactor {
             *stream = Stream::H2(Box::new(h2::H2Dir::new(client, &seen)));
         }
         match stream {
-            Stream::H2(d) => d.redact(payload, missing, &self.names, &mut self.counters),
+            Stream::H2(d) => d.redact(payload, missing, self.names.list(), &mut self.counters),
             Stream::Http1 { st, upgraded, head } => {
                 if let Some(h) = head.as_mut() {
                     if h.len() + payload.len() < h2::PREFACE.len() {
@@ -227,7 +227,7 @@ impl Redactor {
                                 let c = d.redact(
                                     &mut payload[rest..],
                                     missing,
-                                    &self.names,
+                                    self.names.list(),
                                     &mut self.counters,
                                 );
                                 *stream = Stream::H2(d);
